@@ -1,0 +1,206 @@
+// Package api speaks HTTP: it decodes requests, calls the authority, and
+// encodes replies. Status codes live here and nowhere else (errors.go).
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/cluster"
+)
+
+// Cluster is what the API needs to know about the node's membership.
+type Cluster interface {
+	Status() cluster.Status
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	CA       *authority.CA
+	Cluster  Cluster
+	Internal http.Handler // node-to-node RPC, mounted at /v1/internal/
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+
+	duration *prometheus.HistogramVec
+}
+
+// Request body limits. A CSR with many names and an RSA-8192 key fits in
+// 64 KiB with room to spare.
+const (
+	maxSignBody  = 64 << 10
+	maxAdminBody = 64 << 10
+)
+
+// Routes returns the handler for every endpoint.
+func (s *Server) Routes() http.Handler {
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	s.Logger = s.Logger.With("component", "api")
+	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "quorumca_http_request_duration_seconds",
+		Help:    "Time to serve API requests, by route and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"route", "code"})
+	if s.Registry != nil {
+		s.Registry.MustRegister(s.duration)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/sign", s.sign)
+	mux.HandleFunc("POST /v1/admin/tokens", s.createToken)
+	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
+	mux.HandleFunc("GET /v1/roots", s.roots)
+	mux.HandleFunc("GET /v1/health", s.health)
+	mux.HandleFunc("GET /v1/ready", s.ready)
+	if s.Internal != nil {
+		mux.Handle("/v1/internal/", s.Internal)
+	}
+	if s.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	}
+	return s.middleware(mux)
+}
+
+// middleware adds panic recovery, JSON errors for unrouted requests, and
+// per-route timing.
+func (s *Server) middleware(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		// Handler finds the route; ServeHTTP (not the returned handler)
+		// is what sets path values.
+		var h http.Handler = mux
+		_, route := mux.Handler(r)
+		if route == "" {
+			route = "unrouted"
+			h, _ = mux.Handler(r)
+			h = jsonUnrouted(h)
+		}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.Logger.Error("panic serving request", "route", route, "panic", v)
+				if !sw.wrote {
+					writeError(sw, http.StatusInternalServerError, "internal", "internal error")
+				}
+			}
+			s.duration.WithLabelValues(route, fmt.Sprint(sw.code)).Observe(time.Since(start).Seconds())
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// jsonUnrouted turns the mux's plain-text 404 and 405 into JSON errors.
+func jsonUnrouted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &captureWriter{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		if rec.code == http.StatusMethodNotAllowed {
+			writeError(w, rec.code, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+	})
+}
+
+type captureWriter struct {
+	header http.Header
+	code   int
+}
+
+func (c *captureWriter) Header() http.Header         { return c.header }
+func (c *captureWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (c *captureWriter) WriteHeader(code int)        { c.code = code }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.code, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// decode reads a JSON body of at most limit bytes into v. Unknown fields are
+// refused so a misspelt field is an error, not a silent default.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "unexpected data after the JSON body"}
+	}
+	return nil
+}
+
+func bodyError(err error) error {
+	var maxErr *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &maxErr):
+		return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
+			msg: fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit)}
+	case errors.As(err, &typeErr):
+		return &requestError{status: http.StatusBadRequest, code: "bad_request",
+			msg: fmt.Sprintf("field %q: expected %s", typeErr.Field, typeErr.Type)}
+	case errors.As(err, &syntaxErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "request body is not valid JSON"}
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return &requestError{status: http.StatusBadRequest, code: "bad_request",
+			msg: "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}
+	}
+	return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "invalid request body"}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// bearer returns the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// ctxAlive is for handlers: a request whose client went away is not an error
+// worth logging.
+func ctxAlive(ctx context.Context) bool { return ctx.Err() == nil }

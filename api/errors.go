@@ -1,0 +1,94 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// ErrorBody is the shape of every error reply.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// requestError is a malformed request caught in this package.
+type requestError struct {
+	status    int
+	code, msg string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+// fsmStatus maps business rejections to statuses.
+var fsmStatus = map[string]int{
+	fsm.ErrTokenInvalid.Code:     http.StatusUnauthorized,
+	fsm.ErrTokenExpired.Code:     http.StatusUnauthorized,
+	fsm.ErrTokenUsed.Code:        http.StatusConflict,
+	fsm.ErrNameNotAllowed.Code:   http.StatusForbidden,
+	fsm.ErrSerialExists.Code:     http.StatusConflict,
+	fsm.ErrConflict.Code:         http.StatusConflict,
+	fsm.ErrAuthorityUnknown.Code: http.StatusServiceUnavailable,
+}
+
+// domain errors in the order they are checked.
+var domainStatus = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{authority.ErrInvalidRequest, http.StatusBadRequest, "bad_request"},
+	{authority.ErrBadCSR, http.StatusBadRequest, "bad_csr"},
+	{authority.ErrUnauthenticated, http.StatusUnauthorized, "unauthorized"},
+	{authority.ErrForbidden, http.StatusForbidden, "forbidden"},
+	{authority.ErrNotFound, http.StatusNotFound, "not_found"},
+	{authority.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{cluster.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
+}
+
+// fail writes err as a JSON error with the status it maps to.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var re *requestError
+	var fe *fsm.Error
+	switch {
+	case errors.As(err, &re):
+		writeError(w, re.status, re.code, re.msg)
+		return
+	case errors.As(err, &fe):
+		st, ok := fsmStatus[fe.Code]
+		if !ok {
+			st = http.StatusConflict
+		}
+		writeError(w, st, fe.Code, fe.Message)
+		return
+	}
+	for _, d := range domainStatus {
+		if errors.Is(err, d.err) {
+			if d.status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+			}
+			writeError(w, d.status, d.code, err.Error())
+			return
+		}
+	}
+	if errors.Is(err, context.Canceled) || !ctxAlive(r.Context()) {
+		writeError(w, http.StatusServiceUnavailable, "canceled", "request canceled")
+		return
+	}
+	s.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("path", r.URL.Path), slog.Any("err", err))
+	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}

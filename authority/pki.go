@@ -1,0 +1,180 @@
+package authority
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"time"
+)
+
+// NewSerial returns a positive serial number with 159 random bits (the
+// limit of a 20-octet DER INTEGER), far above the 64 bits CAs are held to.
+func NewSerial() (*big.Int, error) {
+	b := make([]byte, 20)
+	for {
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		b[0] &= 0x7f
+		if n := new(big.Int).SetBytes(b); n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+// SerialHex is the canonical text form of a serial: lowercase hex, no
+// leading zeros.
+func SerialHex(n *big.Int) string { return n.Text(16) }
+
+// keyID is RFC 7093 method 1: the leftmost 160 bits of the SHA-256 of the
+// subject public key.
+func keyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(spki.PublicKey.Bytes)
+	return h[:20], nil
+}
+
+// CreateRoot makes a self-signed root certificate.
+func CreateRoot(key crypto.Signer, cn string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
+	tmpl, err := caTemplate(key.Public(), cn, ttl, now)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.MaxPathLen = 1
+	return create(tmpl, tmpl, key.Public(), key)
+}
+
+// CreateIntermediate makes an issuing CA certificate for pub, signed by the root.
+func CreateIntermediate(root *x509.Certificate, rootKey crypto.Signer, pub crypto.PublicKey, cn string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
+	tmpl, err := caTemplate(pub, cn, ttl, now)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.MaxPathLenZero = true
+	if tmpl.NotAfter.After(root.NotAfter) {
+		tmpl.NotAfter = root.NotAfter
+	}
+	return create(tmpl, root, pub, rootKey)
+}
+
+func caTemplate(pub crypto.PublicKey, cn string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := keyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn, Organization: []string{"quorumca"}},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(ttl),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          ski,
+	}, nil
+}
+
+// CreateServerCert makes a TLS server certificate for a node's API, signed
+// directly by parent. Dev mode signs these with the root so the issuing
+// authority's log stays a log of what clients asked for.
+func CreateServerCert(parent *x509.Certificate, parentKey crypto.Signer, pub crypto.PublicKey, hosts []string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
+	serial, err := NewSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := keyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(ttl),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		SubjectKeyId:          ski,
+	}
+	if len(hosts) > 0 {
+		tmpl.Subject.CommonName = hosts[0]
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	if tmpl.NotAfter.After(parent.NotAfter) {
+		tmpl.NotAfter = parent.NotAfter
+	}
+	return create(tmpl, parent, pub, parentKey)
+}
+
+func create(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) (*x509.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// EncodePEM returns DER certificates as concatenated PEM.
+func EncodePEM(ders ...[]byte) []byte {
+	var out []byte
+	for _, d := range ders {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
+	}
+	return out
+}
+
+// ParseCertsPEM reads every CERTIFICATE block in b.
+func ParseCertsPEM(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no certificate found")
+	}
+	return out, nil
+}
+
+// Fingerprint is the SHA-256 of a certificate's DER, hex encoded.
+func Fingerprint(c *x509.Certificate) string {
+	return fmt.Sprintf("%x", sha256.Sum256(c.Raw))
+}

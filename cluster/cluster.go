@@ -1,0 +1,410 @@
+// Package cluster owns Raft, membership and forwarding. Callers see Apply
+// and Barrier; which node leads, elections, and forwarding to the leader are
+// hidden behind them. Raft's errors become this package's sentinels here.
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+var (
+	// ErrNoLeader: no leader could be reached within the hold timeout.
+	ErrNoLeader = errors.New("cluster: no leader")
+	// ErrNotLeader is only seen between nodes; clients never get it.
+	ErrNotLeader = errors.New("cluster: not the leader")
+	// ErrShutdown: this node is stopping.
+	ErrShutdown = errors.New("cluster: node is shutting down")
+	// ErrForbidden: a peer presented a wrong cluster secret.
+	ErrForbidden = errors.New("cluster: wrong cluster secret")
+)
+
+// Timing holds Raft's clock settings. Zero values take production defaults.
+type Timing struct {
+	Heartbeat, Election, LeaderLease, Commit time.Duration
+	SnapshotInterval                         time.Duration
+	SnapshotThreshold, TrailingLogs          uint64
+}
+
+// FastTiming suits tests on one machine: elections in a fraction of a second.
+func FastTiming() Timing {
+	return Timing{Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond,
+		LeaderLease: 100 * time.Millisecond, Commit: 5 * time.Millisecond}
+}
+
+// Config configures a cluster member.
+type Config struct {
+	NodeID        string
+	Dir           string // Raft log, stable store and snapshots
+	RaftBind      string // host:port to listen on for Raft
+	RaftAdvertise string // host:port peers dial; defaults to the bound address
+	APIAdvertise  string // host:port of this node's HTTPS API, for forwarding
+	Bootstrap     bool     // form a new cluster with this node as its only voter
+	Join          []string // https URLs of existing members
+	Secret        string   // cluster join secret; authenticates joins and forwarding
+	ClientTLS     *tls.Config // verifies peers' API certificates
+	Timing        Timing
+	HoldTimeout   time.Duration // how long a write waits for a leader; default 7s
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Cluster is this node's membership in the Raft group.
+type Cluster struct {
+	cfg       Config
+	fsm       *fsm.FSM
+	raft      *raft.Raft
+	logs      *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	snapshots *raft.FileSnapshotStore
+	client    *http.Client
+	log       *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	leaderMu    sync.Mutex
+	leaderFuncs []func(ctx context.Context)
+	notifyCh    chan bool
+}
+
+// Open starts Raft on fsm: it restores or resets local state as needed,
+// bootstraps or starts joining, and returns at once.
+func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
+	if cfg.NodeID == "" || cfg.Dir == "" || cfg.RaftBind == "" {
+		return nil, errors.New("cluster: node id, dir and raft address are required")
+	}
+	if cfg.HoldTimeout == 0 {
+		cfg.HoldTimeout = 7 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Cluster{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), notifyCh: make(chan bool, 16)}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.client = &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     cfg.ClientTLS,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}}
+	if err := c.start(); err != nil {
+		c.closeStores()
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.leaderLoop()
+	if len(cfg.Join) > 0 {
+		c.wg.Add(1)
+		go c.joinLoop()
+	}
+	c.wg.Add(1)
+	go c.announceLoop()
+	return c, nil
+}
+
+func (c *Cluster) start() error {
+	cfg := c.cfg
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return err
+	}
+	hl := newHCLog(c.log, "raft")
+	var err error
+	c.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("cluster: log store: %w", err)
+	}
+	c.snapshots, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl)
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	var adv net.Addr
+	if cfg.RaftAdvertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
+			return fmt.Errorf("cluster: raft advertise address: %w", err)
+		}
+	}
+	c.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, adv, 3, 10*time.Second, hl)
+	if err != nil {
+		return fmt.Errorf("cluster: raft transport: %w", err)
+	}
+
+	existing, err := raft.HasExistingState(c.logs, c.logs, c.snapshots)
+	if err != nil {
+		return err
+	}
+	if err := c.reconcileFSM(existing); err != nil {
+		return err
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hl
+	rc.NotifyCh = c.notifyCh
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	// The FSM is a database that survives restarts; copying a snapshot back
+	// into it at every start would be wasted work (see fsm/DESIGN.md).
+	rc.NoSnapshotRestoreOnStart = true
+	t := cfg.Timing
+	setIf(&rc.HeartbeatTimeout, t.Heartbeat)
+	setIf(&rc.ElectionTimeout, t.Election)
+	setIf(&rc.LeaderLeaseTimeout, t.LeaderLease)
+	setIf(&rc.CommitTimeout, t.Commit)
+	setIf(&rc.SnapshotInterval, t.SnapshotInterval)
+	if t.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = t.SnapshotThreshold
+	}
+	if t.TrailingLogs > 0 {
+		rc.TrailingLogs = t.TrailingLogs
+	}
+	c.raft, err = raft.NewRaft(rc, c.fsm, c.logs, c.logs, c.snapshots, c.transport)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	if !existing && cfg.Bootstrap {
+		err := c.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: c.transport.LocalAddr(),
+		}}}).Error()
+		if err != nil {
+			return fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+		c.log.Info("bootstrapped a new cluster", "node", cfg.NodeID)
+	}
+	return nil
+}
+
+// reconcileFSM makes the state database agree with the Raft state before
+// Raft starts. Raft replays only entries after its newest snapshot, and the
+// FSM skips entries it already holds; so the FSM must never be behind that
+// snapshot, and a node with no Raft state must not keep an old database.
+func (c *Cluster) reconcileFSM(existing bool) error {
+	if !existing {
+		if c.fsm.AppliedIndex() > 0 {
+			c.log.Warn("no raft state: discarding state database from an earlier cluster")
+			return c.fsm.Reset()
+		}
+		return nil
+	}
+	snaps, err := c.snapshots.List()
+	if err != nil || len(snaps) == 0 {
+		return err
+	}
+	newest := snaps[0]
+	if c.fsm.AppliedIndex() >= newest.Index {
+		return nil
+	}
+	c.log.Warn("state database is behind the newest snapshot: restoring it",
+		"applied", c.fsm.AppliedIndex(), "snapshot", newest.Index)
+	_, rc, err := c.snapshots.Open(newest.ID)
+	if err != nil {
+		return err
+	}
+	return c.fsm.Restore(rc)
+}
+
+func setIf(dst *time.Duration, v time.Duration) {
+	if v > 0 {
+		*dst = v
+	}
+}
+
+// OnLeader registers fn to run in its own goroutine whenever this node
+// becomes leader; its context ends when leadership is lost.
+func (c *Cluster) OnLeader(fn func(ctx context.Context)) {
+	c.leaderMu.Lock()
+	defer c.leaderMu.Unlock()
+	c.leaderFuncs = append(c.leaderFuncs, fn)
+}
+
+func (c *Cluster) leaderLoop() {
+	defer c.wg.Done()
+	var term *leaderTerm
+	defer func() { term.end() }()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case isLeader := <-c.notifyCh:
+			term.end()
+			term = nil
+			if !isLeader {
+				c.log.Info("lost leadership")
+				continue
+			}
+			c.log.Info("became leader", "term", c.raft.CurrentTerm())
+			c.leaderMu.Lock()
+			fns := append([]func(context.Context){}, c.leaderFuncs...)
+			c.leaderMu.Unlock()
+			term = startTerm(c.ctx, fns)
+		}
+	}
+}
+
+// leaderTerm is the work that runs while this node leads.
+type leaderTerm struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startTerm(parent context.Context, fns []func(context.Context)) *leaderTerm {
+	ctx, cancel := context.WithCancel(parent)
+	t := &leaderTerm{cancel: cancel}
+	for _, fn := range fns {
+		t.wg.Add(1)
+		go func() { defer t.wg.Done(); fn(ctx) }()
+	}
+	return t
+}
+
+func (t *leaderTerm) end() {
+	if t != nil {
+		t.cancel()
+		t.wg.Wait()
+	}
+}
+
+// announceLoop keeps this node's addresses in the replicated node table so
+// any node can forward to it when it leads.
+func (c *Cluster) announceLoop() {
+	defer c.wg.Done()
+	me := fsm.Node{ID: c.cfg.NodeID, APIAddr: c.cfg.APIAdvertise, RaftAddr: string(c.transport.LocalAddr())}
+	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
+	for {
+		if cur, err := c.fsm.Node(me.ID); err == nil && *cur == me {
+			return
+		}
+		err := c.propose(c.ctx, fsm.CmdNodeUpsert, me)
+		if err == nil {
+			c.log.Info("announced node", "api", me.APIAddr, "raft", me.RaftAddr)
+			return
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.log.Debug("announce: retrying", "err", err)
+		if !backoff.wait(c.ctx) {
+			return
+		}
+	}
+}
+
+func (c *Cluster) propose(ctx context.Context, t fsm.CmdType, payload any) error {
+	env, err := fsm.NewEnvelope(t, "", payload)
+	if err != nil {
+		return err
+	}
+	return c.Apply(ctx, env)
+}
+
+// IsLeader reports whether this node currently leads.
+func (c *Cluster) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+// Snapshot takes a Raft snapshot now (and compacts the log).
+func (c *Cluster) Snapshot() error { return c.raft.Snapshot().Error() }
+
+// Status is a point-in-time view for health checks.
+type Status struct {
+	NodeID       string `json:"node"`
+	State        string `json:"raft_state"`
+	LeaderID     string `json:"leader"`
+	LeaderAPI    string `json:"leader_api,omitempty"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	LastIndex    uint64 `json:"last_index"`
+}
+
+// Status reports this node's view of the cluster.
+func (c *Cluster) Status() Status {
+	_, id := c.raft.LeaderWithID()
+	s := Status{
+		NodeID: c.cfg.NodeID, State: c.raft.State().String(), LeaderID: string(id),
+		Term: c.raft.CurrentTerm(), AppliedIndex: c.fsm.AppliedIndex(),
+		CommitIndex: c.raft.CommitIndex(), LastIndex: c.raft.LastIndex(),
+	}
+	if id != "" {
+		if n, err := c.fsm.Node(string(id)); err == nil {
+			s.LeaderAPI = n.APIAddr
+		}
+	}
+	return s
+}
+
+// RaftAddr is the address peers reach this node's Raft transport at.
+func (c *Cluster) RaftAddr() string { return string(c.transport.LocalAddr()) }
+
+// Stats is raft's own counters (last_snapshot_index, num_peers, ...).
+func (c *Cluster) Stats() map[string]string { return c.raft.Stats() }
+
+// Servers lists the Raft configuration.
+func (c *Cluster) Servers() ([]raft.Server, error) {
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Configuration().Servers, nil
+}
+
+// Shutdown stops Raft and background work. It does not hand leadership over;
+// a graceful handover arrives with the operations work.
+func (c *Cluster) Shutdown() error {
+	c.cancel()
+	err := c.raft.Shutdown().Error()
+	c.wg.Wait()
+	c.client.CloseIdleConnections()
+	return errors.Join(err, c.closeStores())
+}
+
+func (c *Cluster) closeStores() error {
+	var errs []error
+	if c.transport != nil {
+		errs = append(errs, c.transport.Close())
+	}
+	if c.logs != nil {
+		errs = append(errs, c.logs.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// backoff is capped exponential backoff with full jitter.
+type backoff struct{ cur, base, max time.Duration }
+
+func newBackoff(base, max time.Duration) *backoff { return &backoff{base: base, max: max} }
+
+func (b *backoff) wait(ctx context.Context) bool {
+	if b.cur == 0 {
+		b.cur = b.base
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	d := b.cur/2 + rand.N(b.cur/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,294 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// Writes from any node: a follower forwards to the leader over the internal
+// RPC (HTTPS on the API port, authenticated by the cluster secret), retrying
+// with jitter while an election runs, up to the hold timeout. Commands are
+// idempotent, so a retry after an ambiguous failure (leadership lost mid-
+// commit, a dropped connection) cannot apply twice.
+
+const (
+	pathApply = "/v1/internal/apply"
+	pathJoin  = "/v1/internal/join"
+	pathIndex = "/v1/internal/index"
+
+	maxRPCBody = 8 << 20
+)
+
+// errRetry marks failures after which the same call may be tried again.
+type errRetry struct{ err error }
+
+func (e errRetry) Error() string { return e.err.Error() }
+func (e errRetry) Unwrap() error { return e.err }
+
+func retryable(err error) bool {
+	var r errRetry
+	return errors.As(err, &r)
+}
+
+// translate maps raft's errors to ours at the package boundary.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+		return errRetry{fmt.Errorf("%w: %v", ErrNotLeader, err)}
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	}
+	return err
+}
+
+// Apply commits env through the leader and returns the FSM's verdict: nil,
+// or a business *fsm.Error.
+func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	var out applyReply
+	return callLeader(ctx, c, pathApply, body, &out, func(ctx context.Context) error {
+		idx, err := c.applyLocal(ctx, env)
+		out.Index = idx
+		return err
+	})
+}
+
+type applyReply struct {
+	Index uint64 `json:"index"`
+}
+
+// applyLocal proposes on this node, which must be the leader. The leader's
+// clock is stamped into the entry here.
+func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, error) {
+	if c.raft.State() != raft.Leader {
+		return 0, errRetry{ErrNotLeader}
+	}
+	e := *env
+	e.Time = c.cfg.Now().UnixNano()
+	data, err := e.Encode()
+	if err != nil {
+		return 0, err
+	}
+	timeout := c.cfg.HoldTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	f := c.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return 0, translate(err)
+	}
+	if err, ok := f.Response().(error); ok && err != nil {
+		return f.Index(), err
+	}
+	return f.Index(), nil
+}
+
+// Barrier waits until this node has applied every write the leader had
+// acknowledged when Barrier was called (a read index, as in the Raft paper).
+func (c *Cluster) Barrier(ctx context.Context) error {
+	var out indexReply
+	err := callLeader(ctx, c, pathIndex, []byte("{}"), &out, func(ctx context.Context) error {
+		var err error
+		out.Index, err = c.leaderIndex()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.HoldTimeout)
+	defer cancel()
+	if err := c.fsm.WaitApplied(wctx, out.Index); err != nil {
+		return fmt.Errorf("%w: local state did not catch up: %v", ErrNoLeader, err)
+	}
+	return nil
+}
+
+type indexReply struct {
+	Index uint64 `json:"index"`
+}
+
+// leaderIndex confirms leadership with a quorum, then returns the commit index.
+func (c *Cluster) leaderIndex() (uint64, error) {
+	if c.raft.State() != raft.Leader {
+		return 0, errRetry{ErrNotLeader}
+	}
+	idx := c.raft.CommitIndex()
+	if err := c.raft.VerifyLeader().Error(); err != nil {
+		return 0, translate(err)
+	}
+	return idx, nil
+}
+
+// callLeader runs local if this node leads, or posts body to the leader's
+// path, retrying retryable failures until the hold timeout.
+func callLeader(ctx context.Context, c *Cluster, path string, body []byte, out any, local func(context.Context) error) error {
+	deadline := time.Now().Add(c.cfg.HoldTimeout)
+	b := newBackoff(10*time.Millisecond, 500*time.Millisecond)
+	for {
+		var err error
+		if c.raft.State() == raft.Leader {
+			err = local(ctx)
+		} else {
+			err = c.forward(ctx, path, body, out)
+		}
+		if !retryable(err) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w after %s: %v", ErrNoLeader, c.cfg.HoldTimeout, err)
+		}
+		if !b.wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}
+
+// forward sends one RPC to the current leader.
+func (c *Cluster) forward(ctx context.Context, path string, body []byte, out any) error {
+	_, id := c.raft.LeaderWithID()
+	if id == "" {
+		return errRetry{ErrNoLeader}
+	}
+	if c.raft.State() == raft.Shutdown {
+		return ErrShutdown
+	}
+	n, err := c.fsm.Node(string(id))
+	if err != nil {
+		return errRetry{fmt.Errorf("%w: leader %s has no known address yet", ErrNoLeader, id)}
+	}
+	return c.post(ctx, "https://"+n.APIAddr+path, body, out)
+}
+
+// post makes one internal RPC and decodes its reply.
+func (c *Cluster) post(ctx context.Context, url string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errRetry{fmt.Errorf("forward to %s: %w", url, err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRPCBody))
+	if err != nil {
+		return errRetry{fmt.Errorf("forward to %s: %w", url, err)}
+	}
+	if resp.StatusCode == http.StatusOK {
+		return json.Unmarshal(data, out)
+	}
+	var e struct {
+		Error fsm.Error `json:"error"`
+	}
+	if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
+		return errRetry{fmt.Errorf("forward to %s: status %d", url, resp.StatusCode)}
+	}
+	switch resp.StatusCode {
+	case http.StatusMisdirectedRequest, http.StatusServiceUnavailable:
+		return errRetry{fmt.Errorf("%w: %s", ErrNotLeader, e.Error.Message)}
+	case http.StatusForbidden:
+		return fmt.Errorf("%w: %s", ErrForbidden, e.Error.Message)
+	case http.StatusConflict:
+		return &e.Error
+	}
+	return fmt.Errorf("forward to %s: %s: %s", url, e.Error.Code, e.Error.Message)
+}
+
+// Handler serves the internal RPC. Mount it at /v1/internal/.
+func (c *Cluster) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+pathApply, c.serve(func(ctx context.Context, body []byte) (any, error) {
+		env, err := fsm.DecodeEnvelope(body)
+		if err != nil {
+			return nil, errBadRPC{err}
+		}
+		idx, err := c.applyLocal(ctx, env)
+		return applyReply{Index: idx}, err
+	}))
+	mux.HandleFunc("POST "+pathIndex, c.serve(func(ctx context.Context, _ []byte) (any, error) {
+		idx, err := c.leaderIndex()
+		return indexReply{Index: idx}, err
+	}))
+	mux.HandleFunc("POST "+pathJoin, c.serve(func(ctx context.Context, body []byte) (any, error) {
+		var req joinRequest
+		if err := json.Unmarshal(body, &req); err != nil || req.ID == "" || req.RaftAddr == "" {
+			return nil, errBadRPC{fmt.Errorf("join needs id and raft_addr")}
+		}
+		return struct{}{}, c.join(ctx, req)
+	}))
+	return mux
+}
+
+type errBadRPC struct{ err error }
+
+func (e errBadRPC) Error() string { return e.err.Error() }
+
+func (c *Cluster) serve(fn func(ctx context.Context, body []byte) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !c.authorized(r) {
+			writeRPCError(w, http.StatusForbidden, "forbidden", "wrong or missing cluster secret")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
+		if err != nil {
+			writeRPCError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		out, err := fn(r.Context(), body)
+		var fe *fsm.Error
+		var bad errBadRPC
+		switch {
+		case err == nil:
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(out)
+		case errors.As(err, &fe):
+			writeRPCError(w, http.StatusConflict, fe.Code, fe.Message)
+		case errors.As(err, &bad):
+			writeRPCError(w, http.StatusBadRequest, "bad_request", err.Error())
+		case retryable(err):
+			writeRPCError(w, http.StatusMisdirectedRequest, "not_leader", err.Error())
+		case errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader):
+			writeRPCError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		default:
+			c.log.Error("internal rpc failed", "path", r.URL.Path, "err", err)
+			writeRPCError(w, http.StatusInternalServerError, "internal", err.Error())
+		}
+	}
+}
+
+func (c *Cluster) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && c.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(c.cfg.Secret)) == 1
+}
+
+func writeRPCError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]fsm.Error{"error": {Code: code, Message: msg}})
+}

@@ -1,0 +1,37 @@
+package fsm
+
+import "errors"
+
+// Error is a business rejection returned by Apply as a value. It crosses the
+// forwarding RPC as {code, message}, so it is compared by Code, not identity.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Is matches any *Error with the same code, so errors.Is works on errors that
+// were decoded from another node's reply.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	return errors.As(target, &t) && t.Code == e.Code
+}
+
+func reject(sentinel *Error, msg string) *Error {
+	return &Error{Code: sentinel.Code, Message: msg}
+}
+
+// Business rejections. Codes are stable: clients and the API depend on them.
+var (
+	ErrTokenInvalid     = &Error{Code: "token_invalid", Message: "token is not valid"}
+	ErrTokenUsed        = &Error{Code: "token_used", Message: "token has already been used"}
+	ErrTokenExpired     = &Error{Code: "token_expired", Message: "token has expired"}
+	ErrNameNotAllowed   = &Error{Code: "name_not_allowed", Message: "name not allowed by token"}
+	ErrSerialExists     = &Error{Code: "serial_exists", Message: "serial number already issued"}
+	ErrAuthorityUnknown = &Error{Code: "authority_unknown", Message: "unknown authority"}
+	ErrConflict         = &Error{Code: "conflict", Message: "conflicts with existing state"}
+)
+
+// ErrNotFound is returned by reads for a missing record.
+var ErrNotFound = errors.New("not found")

@@ -1,0 +1,301 @@
+// Package fsm is the replicated state machine: commands in, state out. State
+// lives in a bbolt file so memory does not grow with the number of records.
+// See DESIGN.md.
+package fsm
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bMeta          = []byte("meta")
+	bAuthorities   = []byte("authorities")
+	bCerts         = []byte("certs")
+	bCertsByExpiry = []byte("certs_by_expiry")
+	bTokens        = []byte("tokens")
+	bTokenIDs      = []byte("token_ids")
+	bTokensByExp   = []byte("tokens_by_expiry")
+	bAdmins        = []byte("admins")
+	bNodes         = []byte("nodes")
+
+	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes}
+
+	kApplied = []byte("applied_index")
+)
+
+// FSM implements raft.BatchingFSM on top of a bbolt database.
+type FSM struct {
+	path string
+
+	mu sync.RWMutex // guards db against the swap in Restore
+	db *bolt.DB
+
+	applied atomic.Uint64
+	waitMu  sync.Mutex
+	waitCh  chan struct{} // closed and replaced after every applied batch
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// Open opens or creates the state database at path.
+func Open(path string) (*FSM, error) {
+	f := &FSM{path: path, waitCh: make(chan struct{})}
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	f.db = db
+	f.applied.Store(readApplied(db))
+	return f, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 5 * time.Second,
+		// A long snapshot read transaction blocks a writer that needs to grow
+		// the mmap; a large initial mapping (address space only) avoids that.
+		InitialMmapSize: 1 << 30,
+		FreelistType:    bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fsm: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fsm: init %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func readApplied(db *bolt.DB) uint64 {
+	var n uint64
+	_ = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(kApplied); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return n
+}
+
+// Close closes the database.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.db.Close()
+}
+
+// AppliedIndex is the last log index whose effects are in the database.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// WaitApplied blocks until the state includes log index idx.
+func (f *FSM) WaitApplied(ctx context.Context, idx uint64) error {
+	for {
+		f.waitMu.Lock()
+		ch := f.waitCh
+		f.waitMu.Unlock()
+		if f.applied.Load() >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (f *FSM) setApplied(idx uint64) {
+	f.applied.Store(idx)
+	f.waitMu.Lock()
+	close(f.waitCh)
+	f.waitCh = make(chan struct{})
+	f.waitMu.Unlock()
+}
+
+// Apply applies one log entry.
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch applies committed entries in one bolt transaction, so a burst of
+// issuances costs one fsync. Each entry's result is nil or a business *Error.
+// Entries at or below the stored applied index are skipped: with
+// NoSnapshotRestoreOnStart raft replays entries the database already holds.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	results := make([]any, len(logs))
+	if len(logs) == 0 {
+		return results
+	}
+	last := logs[len(logs)-1].Index
+	if last <= f.applied.Load() {
+		return results
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		for i, l := range logs {
+			if l.Index <= f.applied.Load() || l.Type != raft.LogCommand {
+				continue
+			}
+			results[i] = applyOne(tx, l)
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], last)
+		return tx.Bucket(bMeta).Put(kApplied, v[:])
+	})
+	if err != nil {
+		// The disk failed under us; continuing would let raft believe these
+		// entries are applied. Stop the node instead.
+		panic(fmt.Sprintf("fsm: commit batch ending at %d: %v", last, err))
+	}
+	f.setApplied(last)
+	return results
+}
+
+func applyOne(tx *bolt.Tx, l *raft.Log) any {
+	env, err := DecodeEnvelope(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: index %d: %v", l.Index, err))
+	}
+	h, ok := handlers[env.Type]
+	if !ok || env.Version > h.version || env.Version == 0 {
+		// Written by a newer node than this one: applying anything else
+		// would diverge. Upgrades gate new commands on the cluster version.
+		panic(fmt.Sprintf("fsm: index %d: command %d version %d not supported by this binary", l.Index, env.Type, env.Version))
+	}
+	a := &applyCtx{tx: tx, index: l.Index, now: time.Unix(0, env.Time).UTC(), env: env}
+	if err := h.fn(a); err != nil {
+		return err
+	}
+	return nil
+}
+
+// view runs fn in a read transaction.
+func (f *FSM) view(fn func(tx *bolt.Tx) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.db.View(fn)
+}
+
+// Snapshot captures a consistent read-only view; Persist streams it while
+// Apply keeps running.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	return &snapshot{tx: tx}, nil
+}
+
+type snapshot struct{ tx *bolt.Tx }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.tx.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("fsm: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() { _ = s.tx.Rollback() }
+
+// WriteTo writes a consistent copy of the database (a snapshot) to w.
+func (f *FSM) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Restore replaces all state with a snapshot stream: it is written to a
+// temporary file, checked, and swapped in.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp := f.path + ".restore"
+	if err := writeFileSync(tmp, rc); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	check, err := openDB(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("fsm: restore: snapshot is not a valid database: %w", err)
+	}
+	idx := readApplied(check)
+	check.Close()
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Close(); err != nil {
+		return fmt.Errorf("fsm: restore: close: %w", err)
+	}
+	if err := os.Rename(tmp, f.path); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	db, err := openDB(f.path)
+	if err != nil {
+		// The old file is gone and the new one does not open: stop the node.
+		panic(fmt.Sprintf("fsm: reopen after restore: %v", err))
+	}
+	f.db = db
+	f.setApplied(idx)
+	return nil
+}
+
+func writeFileSync(path string, r io.Reader) error {
+	out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Reset deletes all state. A node that joins a cluster with an empty Raft log
+// must not keep a database from an earlier life: its entries would be skipped.
+func (f *FSM) Reset() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Close(); err != nil {
+		return err
+	}
+	if err := os.Remove(f.path); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	db, err := openDB(f.path)
+	if err != nil {
+		return err
+	}
+	f.db = db
+	f.applied.Store(0)
+	return nil
+}

@@ -1,0 +1,348 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+func openTest(t *testing.T) *FSM {
+	t.Helper()
+	f, err := Open(filepath.Join(t.TempDir(), "fsm.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// logBuilder makes synthetic log entries with increasing indexes.
+type logBuilder struct {
+	t     *testing.T
+	index uint64
+}
+
+func (b *logBuilder) entry(typ CmdType, at time.Time, payload any) *raft.Log {
+	b.t.Helper()
+	env, err := NewEnvelope(typ, fmt.Sprintf("req-%d", b.index+1), payload)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	env.Time = at.UnixNano()
+	data, err := env.Encode()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.index++
+	return &raft.Log{Index: b.index, Term: 1, Type: raft.LogCommand, Data: data}
+}
+
+func hashOf(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+func authority() Authority {
+	return Authority{Name: "default", Root: []byte("root-der"), Chain: [][]byte{[]byte("int-der")}, KeyURI: "softkey:/k.pem"}
+}
+
+func token(secret, id string, sans ...string) Token {
+	return Token{ID: id, Hash: hashOf(secret), SANs: sans, ExpiresAt: t0.Add(time.Hour)}
+}
+
+func cert(serial string, sans ...string) Cert {
+	return Cert{Serial: serial, Authority: "default", Subject: "CN=" + sans[0], SANs: sans,
+		NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), Requester: "token", DER: []byte("der-" + serial)}
+}
+
+// workload is a log that exercises every command, including rejections.
+func workload(t *testing.T) []*raft.Log {
+	b := &logBuilder{t: t}
+	var logs []*raft.Log
+	add := func(typ CmdType, at time.Time, p any) { logs = append(logs, b.entry(typ, at, p)) }
+	add(CmdAuthorityPut, t0, authority())
+	add(CmdNodeUpsert, t0, Node{ID: "n1", APIAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
+	add(CmdAdminCreate, t0, Admin{ID: "a1", Name: "bootstrap", Role: "admin", Hash: hashOf("admin")})
+	var toks []Token
+	for i := range 20 {
+		toks = append(toks, token(fmt.Sprintf("s%d", i), fmt.Sprintf("t%d", i), fmt.Sprintf("d%d.example", i)))
+	}
+	add(CmdTokenCreate, t0, TokenCreate{Tokens: toks})
+	for i := range 20 {
+		add(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf(fmt.Sprintf("s%d", i)), Cert: cert(fmt.Sprintf("%x", 1000+i), fmt.Sprintf("d%d.example", i))})
+	}
+	add(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf("s0"), Cert: cert("ffff", "d0.example")}) // replay
+	add(CmdTokenPrune, t0.Add(2*time.Hour), TokenPrune{Before: t0.Add(2 * time.Hour)})
+	return logs
+}
+
+func TestIssueConsumesTokenOnce(t *testing.T) {
+	f := openTest(t)
+	b := &logBuilder{t: t}
+	res := f.ApplyBatch([]*raft.Log{
+		b.entry(CmdAuthorityPut, t0, authority()),
+		b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("secret", "tok1", "a.example", "b.example")}}),
+		b.entry(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf("secret"), Cert: cert("01", "a.example")}),
+		b.entry(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf("secret"), Cert: cert("02", "b.example")}),
+		b.entry(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf("secret"), Cert: cert("01", "a.example")}),
+	})
+	for i, want := range []error{nil, nil, nil, ErrTokenUsed, nil} {
+		got, _ := res[i].(error)
+		if !errors.Is(got, want) || (want == nil && got != nil) {
+			t.Errorf("entry %d: got %v, want %v", i, got, want)
+		}
+	}
+	c, err := f.Cert("01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TokenID != "tok1" || !c.IssuedAt.Equal(t0.Add(time.Minute)) {
+		t.Errorf("record = %+v", c)
+	}
+	if _, err := f.Cert("02"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("rejected issue left a record: %v", err)
+	}
+	tok, _ := f.TokenByID("tok1")
+	if tok.UsedBy != "01" {
+		t.Errorf("token used by %q", tok.UsedBy)
+	}
+	if f.AppliedIndex() != 5 {
+		t.Errorf("applied = %d", f.AppliedIndex())
+	}
+}
+
+func TestIssueRejections(t *testing.T) {
+	tests := []struct {
+		name string
+		iss  Issue
+		at   time.Time
+		want error
+	}{
+		{"unknown token", Issue{TokenHash: hashOf("nope"), Cert: cert("01", "a.example")}, t0, ErrTokenInvalid},
+		{"expired token", Issue{TokenHash: hashOf("secret"), Cert: cert("01", "a.example")}, t0.Add(time.Hour), ErrTokenExpired},
+		{"name not allowed", Issue{TokenHash: hashOf("secret"), Cert: cert("01", "a.example", "evil.example")}, t0, ErrNameNotAllowed},
+		{"duplicate serial", Issue{TokenHash: hashOf("secret"), Cert: cert("aa", "a.example")}, t0, ErrSerialExists},
+		{"unknown authority", Issue{TokenHash: hashOf("secret"), Cert: func() Cert { c := cert("01", "a.example"); c.Authority = "x"; return c }()}, t0, ErrAuthorityUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := openTest(t)
+			b := &logBuilder{t: t}
+			f.ApplyBatch([]*raft.Log{
+				b.entry(CmdAuthorityPut, t0, authority()),
+				b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("secret", "tok1", "a.example"), token("other", "tok2", "a.example")}}),
+				b.entry(CmdIssue, t0, Issue{TokenHash: hashOf("other"), Cert: cert("aa", "a.example")}),
+			})
+			before := f.Digest()
+			res := f.ApplyBatch([]*raft.Log{b.entry(CmdIssue, tt.at, tt.iss)})
+			if err, _ := res[0].(error); !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", res[0], tt.want)
+			}
+			if f.Digest() != before {
+				t.Error("rejected entry changed state")
+			}
+		})
+	}
+}
+
+func TestTokenCreateRejectsWholeBatchOnConflict(t *testing.T) {
+	f := openTest(t)
+	b := &logBuilder{t: t}
+	f.ApplyBatch([]*raft.Log{b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("s1", "t1", "a")}})})
+	before := f.Digest()
+	res := f.ApplyBatch([]*raft.Log{b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("s2", "t2", "a"), token("s3", "t1", "a")}})})
+	if err, _ := res[0].(error); !errors.Is(err, ErrConflict) {
+		t.Fatalf("got %v", res[0])
+	}
+	if f.Digest() != before {
+		t.Error("rejected batch wrote some tokens")
+	}
+	// The same batch proposed twice is accepted once and is a no-op the second time.
+	again := b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("s1", "t1", "a")}})
+	if res := f.ApplyBatch([]*raft.Log{again}); res[0] != nil {
+		t.Fatalf("retried create: %v", res[0])
+	}
+	if f.Digest() != before {
+		t.Error("retried create changed state")
+	}
+}
+
+func TestPruneDropsExpiredTokensOnly(t *testing.T) {
+	f := openTest(t)
+	b := &logBuilder{t: t}
+	short := token("s1", "t1", "a")
+	short.ExpiresAt = t0.Add(time.Minute)
+	long := token("s2", "t2", "a")
+	long.ExpiresAt = t0.Add(time.Hour)
+	f.ApplyBatch([]*raft.Log{b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{short, long}})})
+	if !f.HasTokensExpiredBefore(t0.Add(2 * time.Minute)) {
+		t.Fatal("expired token not seen")
+	}
+	f.ApplyBatch([]*raft.Log{b.entry(CmdTokenPrune, t0.Add(2*time.Minute), TokenPrune{Before: t0.Add(2 * time.Minute)})})
+	if _, err := f.TokenByID("t1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("expired token kept: %v", err)
+	}
+	if _, err := f.TokenByHash(hashOf("s1")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("expired token kept by hash: %v", err)
+	}
+	if _, err := f.TokenByID("t2"); err != nil {
+		t.Errorf("live token dropped: %v", err)
+	}
+	if f.HasTokensExpiredBefore(t0.Add(2 * time.Minute)) {
+		t.Error("prune left expired tokens")
+	}
+}
+
+// Apply must be deterministic: the same log applied in different batch sizes
+// to two FSMs yields identical state.
+func TestDeterministicAcrossBatching(t *testing.T) {
+	logs := workload(t)
+	a, b := openTest(t), openTest(t)
+	a.ApplyBatch(logs)
+	for i := 0; i < len(logs); i += 3 {
+		b.ApplyBatch(logs[i:min(i+3, len(logs))])
+	}
+	if a.Digest() != b.Digest() {
+		t.Fatal("same log, different state")
+	}
+	if a.CertCount() != 20 {
+		t.Errorf("certs = %d, want 20", a.CertCount())
+	}
+}
+
+func TestSkipsEntriesAlreadyApplied(t *testing.T) {
+	logs := workload(t)
+	f := openTest(t)
+	f.ApplyBatch(logs)
+	want := f.Digest()
+	// Raft replays the log after a restart; the database already holds it.
+	f.ApplyBatch(logs[:10])
+	f.ApplyBatch(logs)
+	if f.Digest() != want {
+		t.Fatal("replayed entries changed state")
+	}
+}
+
+func TestReopenKeepsStateAndIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fsm.db")
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := workload(t)
+	f.ApplyBatch(logs)
+	want := f.Digest()
+	f.Close()
+	g, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.Digest() != want || g.AppliedIndex() != uint64(len(logs)) {
+		t.Fatalf("reopened: index %d", g.AppliedIndex())
+	}
+}
+
+type memSink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+func (s *memSink) Close() error  { return nil }
+
+func TestSnapshotRestoreRoundTrip(t *testing.T) {
+	src := openTest(t)
+	logs := workload(t)
+	src.ApplyBatch(logs)
+
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Apply keeps running while the snapshot is persisted; the snapshot
+	// holds the state at the moment it was taken.
+	want := src.Digest()
+	b := &logBuilder{t: t, index: uint64(len(logs))}
+	src.ApplyBatch([]*raft.Log{b.entry(CmdNodeUpsert, t0, Node{ID: "n2"})})
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	dst := openTest(t)
+	dst.ApplyBatch(workload(t)[:2]) // state to be replaced
+	if err := dst.Restore(io.NopCloser(&sink)); err != nil {
+		t.Fatal(err)
+	}
+	if dst.Digest() != want {
+		t.Error("restored state differs")
+	}
+	if dst.AppliedIndex() != uint64(len(logs)) {
+		t.Errorf("restored index %d, want %d", dst.AppliedIndex(), len(logs))
+	}
+	// Every record kind survived.
+	if _, err := dst.Authority("default"); err != nil {
+		t.Error("authority:", err)
+	}
+	if _, err := dst.Node("n1"); err != nil {
+		t.Error("node:", err)
+	}
+	if _, err := dst.AdminByHash(hashOf("admin")); err != nil {
+		t.Error("admin:", err)
+	}
+	if c, err := dst.Cert(fmt.Sprintf("%x", 1005)); err != nil || c.TokenID != "t5" {
+		t.Error("cert:", c, err)
+	}
+	if dst.HasTokensExpiredBefore(t0.Add(3 * time.Hour)) {
+		t.Error("pruned tokens came back")
+	}
+}
+
+func TestRestoreRejectsGarbage(t *testing.T) {
+	f := openTest(t)
+	f.ApplyBatch(workload(t))
+	want := f.Digest()
+	if err := f.Restore(io.NopCloser(bytes.NewReader([]byte("not a database")))); err == nil {
+		t.Fatal("garbage restored")
+	}
+	if f.Digest() != want {
+		t.Error("failed restore changed state")
+	}
+}
+
+func TestUnknownCommandVersionPanics(t *testing.T) {
+	f := openTest(t)
+	env := &Envelope{Type: CmdIssue, Version: 99, Payload: []byte("{}")}
+	data, _ := env.Encode()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a command from a newer binary was applied")
+		}
+	}()
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	env, _ := NewEnvelope(CmdIssue, "x", Issue{TokenHash: hashOf("a"), Cert: cert("01", "a")})
+	seed, _ := env.Encode()
+	f.Add(seed)
+	f.Add([]byte(`{"t":5,"v":1,"p":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := DecodeEnvelope(b)
+		if err != nil {
+			return
+		}
+		if _, err := e.Encode(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

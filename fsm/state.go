@@ -1,0 +1,192 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Reads run against this node's applied state, which may trail the leader;
+// callers that need read-your-writes across nodes wait on a barrier first.
+
+func getJSON(tx *bolt.Tx, bucket, key []byte, v any) error {
+	b := tx.Bucket(bucket).Get(key)
+	if b == nil {
+		return ErrNotFound
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("fsm: corrupt record in %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func putJSON(tx *bolt.Tx, bucket, key []byte, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode record for %s: %v", bucket, err))
+	}
+	if err := tx.Bucket(bucket).Put(key, b); err != nil {
+		panic(fmt.Sprintf("fsm: put %s: %v", bucket, err))
+	}
+}
+
+func put(tx *bolt.Tx, bucket, key, v []byte) {
+	if v == nil {
+		v = []byte{}
+	}
+	if err := tx.Bucket(bucket).Put(key, v); err != nil {
+		panic(fmt.Sprintf("fsm: put %s: %v", bucket, err))
+	}
+}
+
+func del(tx *bolt.Tx, bucket, key []byte) {
+	if err := tx.Bucket(bucket).Delete(key); err != nil {
+		panic(fmt.Sprintf("fsm: delete %s: %v", bucket, err))
+	}
+}
+
+// timeKey orders records by a time, then by id, for range scans.
+func timeKey(t time.Time, id []byte) []byte {
+	k := make([]byte, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	copy(k[8:], id)
+	return k
+}
+
+// Authority returns the named authority.
+func (f *FSM) Authority(name string) (*Authority, error) {
+	var a Authority
+	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bAuthorities, []byte(name), &a) })
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Authorities lists all authorities in name order.
+func (f *FSM) Authorities() ([]*Authority, error) {
+	var out []*Authority
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bAuthorities).ForEach(func(k, v []byte) error {
+			var a Authority
+			if err := json.Unmarshal(v, &a); err != nil {
+				return err
+			}
+			out = append(out, &a)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Cert returns the record of an issued certificate by serial (lowercase hex).
+func (f *FSM) Cert(serial string) (*Cert, error) {
+	var c Cert
+	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bCerts, []byte(serial), &c) })
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// CertCount is the number of issued-certificate records.
+func (f *FSM) CertCount() int {
+	n := 0
+	_ = f.view(func(tx *bolt.Tx) error { n = tx.Bucket(bCerts).Stats().KeyN; return nil })
+	return n
+}
+
+// TokenByHash looks a token up by the SHA-256 of its secret.
+func (f *FSM) TokenByHash(hash []byte) (*Token, error) {
+	var t Token
+	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bTokens, hash, &t) })
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// TokenByID looks a token up by its public ID.
+func (f *FSM) TokenByID(id string) (*Token, error) {
+	var t Token
+	err := f.view(func(tx *bolt.Tx) error {
+		h := tx.Bucket(bTokenIDs).Get([]byte(id))
+		if h == nil {
+			return ErrNotFound
+		}
+		return getJSON(tx, bTokens, h, &t)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// HasTokensExpiredBefore reports whether any token expired before t, so the
+// leader proposes a prune only when there is something to prune.
+func (f *FSM) HasTokensExpiredBefore(t time.Time) bool {
+	found := false
+	_ = f.view(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bTokensByExp).Cursor().First()
+		found = k != nil && bytes.Compare(k[:8], timeKey(t, nil)) < 0
+		return nil
+	})
+	return found
+}
+
+// AdminByHash looks an admin credential up by the SHA-256 of its token.
+func (f *FSM) AdminByHash(hash []byte) (*Admin, error) {
+	var a Admin
+	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bAdmins, hash, &a) })
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// AdminCount is the number of admin credentials.
+func (f *FSM) AdminCount() int {
+	n := 0
+	_ = f.view(func(tx *bolt.Tx) error { n = tx.Bucket(bAdmins).Stats().KeyN; return nil })
+	return n
+}
+
+// Node returns a member's addresses.
+func (f *FSM) Node(id string) (*Node, error) {
+	var n Node
+	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bNodes, []byte(id), &n) })
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// Digest is a hash of every record (not the file bytes, which depend on page
+// layout, and not the applied index). Equal digests mean equal state.
+func (f *FSM) Digest() string {
+	h := sha256.New()
+	_ = f.view(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets[1:] {
+			b := tx.Bucket(name)
+			fmt.Fprintf(h, "bucket %s\n", name)
+			_ = b.ForEach(func(k, v []byte) error {
+				var n [8]byte
+				binary.BigEndian.PutUint64(n[:], uint64(len(k)))
+				h.Write(n[:])
+				h.Write(k)
+				binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+				h.Write(n[:])
+				h.Write(v)
+				return nil
+			})
+		}
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,134 @@
+package node
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/signer/soft"
+)
+
+// DevPKI is the throwaway PKI of dev mode and tests: a root, an issuing
+// intermediate with a software key, and TLS certificates for node APIs. All
+// keys sit in files; nothing here is fit for production.
+type DevPKI struct {
+	RootFile  string // root certificate, the trust anchor clients use
+	ChainFile string // intermediate certificate
+	KeyURI    string // intermediate's signing key
+
+	root    *x509.Certificate
+	rootKey crypto.Signer
+}
+
+// LoadOrCreateDevPKI reuses the PKI in dir, or creates one.
+func LoadOrCreateDevPKI(dir string) (*DevPKI, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &DevPKI{
+		RootFile:  filepath.Join(dir, "root.pem"),
+		ChainFile: filepath.Join(dir, "intermediate.pem"),
+	}
+	rootKeyFile := filepath.Join(dir, "root.key")
+	interKeyFile := filepath.Join(dir, "intermediate.key")
+	p.KeyURI = soft.Scheme + ":" + interKeyFile
+
+	if _, err := os.Stat(p.RootFile); err == nil {
+		return p, p.load(rootKeyFile)
+	}
+	now := time.Now()
+	_, rootKey, err := soft.Generate(rootKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	root, err := authority.CreateRoot(rootKey, "quorumca dev root", 10*365*24*time.Hour, now)
+	if err != nil {
+		return nil, err
+	}
+	_, interKey, err := soft.Generate(interKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	inter, err := authority.CreateIntermediate(root, rootKey, interKey.Public(), "quorumca dev intermediate", 5*365*24*time.Hour, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p.ChainFile, authority.EncodePEM(inter.Raw), 0o644); err != nil {
+		return nil, err
+	}
+	// The root goes last: its presence marks a complete PKI.
+	if err := os.WriteFile(p.RootFile, authority.EncodePEM(root.Raw), 0o644); err != nil {
+		return nil, err
+	}
+	p.root, p.rootKey = root, rootKey
+	return p, nil
+}
+
+func (p *DevPKI) load(rootKeyFile string) error {
+	b, err := os.ReadFile(p.RootFile)
+	if err != nil {
+		return err
+	}
+	certs, err := authority.ParseCertsPEM(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.RootFile, err)
+	}
+	kb, err := os.ReadFile(rootKeyFile)
+	if err != nil {
+		return err
+	}
+	key, err := soft.ParsePrivateKey(kb)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rootKeyFile, err)
+	}
+	p.root, p.rootKey = certs[0], key
+	return nil
+}
+
+// Root is the root certificate.
+func (p *DevPKI) Root() *x509.Certificate { return p.root }
+
+// Authority is the config block for the dev authority.
+func (p *DevPKI) Authority() *AuthorityConfig {
+	return &AuthorityConfig{Name: authority.DefaultAuthority, RootFile: p.RootFile, ChainFile: p.ChainFile, Key: p.KeyURI}
+}
+
+// NodeTLS returns the API certificate and key files in dir for hosts,
+// creating them, signed by the root, if they do not exist.
+func (p *DevPKI) NodeTLS(dir string, hosts []string) (certFile, keyFile string, err error) {
+	certFile, keyFile = filepath.Join(dir, "tls.pem"), filepath.Join(dir, "tls.key")
+	if _, err := os.Stat(certFile); err == nil {
+		return certFile, keyFile, nil
+	}
+	if p.rootKey == nil {
+		return "", "", errors.New("dev pki: root key not loaded")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", err
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := authority.CreateServerCert(p.root, p.rootKey, k.Public(), hosts, 365*24*time.Hour, time.Now())
+	if err != nil {
+		return "", "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, os.WriteFile(certFile, authority.EncodePEM(c.Raw), 0o644)
+}

@@ -1,0 +1,310 @@
+// Package node assembles one CA node: state machine, cluster membership,
+// authority, signers and the HTTPS API.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/quorumca/quorumca/api"
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
+	_ "github.com/quorumca/quorumca/signer/soft" // dev and test key backend
+)
+
+// Node is a running CA node.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	fsm      *fsm.FSM
+	cluster  *cluster.Cluster
+	ca       *authority.CA
+	signers  *signer.Cache
+	listener net.Listener
+	http     *http.Server
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start opens state, starts Raft and serves the API. It returns once the
+// API listens; forming or joining the cluster continues in the background.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), signers: &signer.Cache{}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.start(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start() error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	serverCert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return fmt.Errorf("node: api tls: %w", err)
+	}
+	pool, err := loadPool(cfg.CAFile)
+	if err != nil {
+		return err
+	}
+	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
+		return err
+	}
+	if n.listener, err = net.Listen("tcp", cfg.APIListen); err != nil {
+		return fmt.Errorf("node: api listen: %w", err)
+	}
+	advertise := cfg.APIAdvertise
+	if advertise == "" {
+		advertise = n.listener.Addr().String()
+	}
+	n.cluster, err = cluster.Open(cluster.Config{
+		NodeID: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "raft"),
+		RaftBind: cfg.RaftListen, RaftAdvertise: cfg.RaftAdvertise, APIAdvertise: advertise,
+		Bootstrap: cfg.Bootstrap, Join: cfg.Join, Secret: cfg.JoinSecret,
+		ClientTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		Timing:    cfg.Timing, HoldTimeout: cfg.HoldTimeout, Logger: n.log, Now: cfg.Now,
+	}, n.fsm)
+	if err != nil {
+		return err
+	}
+	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Registry: reg, Logger: n.log}
+	n.http = &http.Server{
+		Handler: srv.Routes(),
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{serverCert},
+			MinVersion:   tls.VersionTLS12,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(httpErrorLog{n.log}, "", 0),
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.ServeTLS(n.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("api server stopped", "err", err)
+		}
+	}()
+
+	n.cluster.OnLeader(n.pruneLoop)
+	if cfg.Bootstrap {
+		n.wg.Add(1)
+		go n.bootstrapLoop()
+	}
+	n.log.Info("node started", "api", advertise, "raft", cfg.RaftListen, "bootstrap", cfg.Bootstrap)
+	return nil
+}
+
+func loadPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: ca file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("node: ca file %s holds no certificate", path)
+	}
+	return pool, nil
+}
+
+// bootstrapLoop creates the configured authority and the first admin token
+// once the cluster accepts writes. It runs on the bootstrapping node at every
+// start and does nothing once both exist, so a crash between bootstrap and
+// these writes is repaired on restart.
+func (n *Node) bootstrapLoop() {
+	defer n.wg.Done()
+	for {
+		err := n.bootstrapOnce(n.ctx)
+		if err == nil || n.ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("bootstrap: will retry", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-n.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) bootstrapOnce(ctx context.Context) error {
+	if err := n.cluster.Barrier(ctx); err != nil {
+		return err
+	}
+	ac := n.cfg.Authority
+	if _, err := n.fsm.Authority(ac.Name); errors.Is(err, fsm.ErrNotFound) {
+		a, err := loadAuthority(ac)
+		if err != nil {
+			return err
+		}
+		if err := n.ca.PutAuthority(ctx, *a); err != nil {
+			return fmt.Errorf("create authority %s: %w", ac.Name, err)
+		}
+		n.log.Info("authority created", "name", ac.Name, "key", ac.Key)
+	}
+	if n.fsm.AdminCount() > 0 {
+		return nil
+	}
+	tok, err := n.ca.CreateAdmin(ctx, "bootstrap", authority.RoleAdmin)
+	if err != nil {
+		return fmt.Errorf("create bootstrap admin: %w", err)
+	}
+	path := n.cfg.BootstrapAdminTokenFile
+	if path == "" {
+		path = filepath.Join(n.cfg.DataDir, "bootstrap-admin.token")
+	}
+	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write bootstrap admin token: %w", err)
+	}
+	n.log.Info("bootstrap admin token written; revoke it once real admins exist", "file", path)
+	return nil
+}
+
+func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
+	rootPEM, err := os.ReadFile(ac.RootFile)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := authority.ParseCertsPEM(rootPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ac.RootFile, err)
+	}
+	chainPEM, err := os.ReadFile(ac.ChainFile)
+	if err != nil {
+		return nil, err
+	}
+	chain, err := authority.ParseCertsPEM(chainPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ac.ChainFile, err)
+	}
+	a := &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, KeyURI: ac.Key, DefaultTTL: ac.DefaultTTL}
+	for _, c := range chain {
+		if !c.Equal(roots[0]) {
+			a.Chain = append(a.Chain, c.Raw)
+		}
+	}
+	return a, nil
+}
+
+// pruneLoop runs while this node leads: it drops expired tokens.
+func (n *Node) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.ca.PruneTokens(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("token prune failed", "err", err)
+			}
+		}
+	}
+}
+
+// APIAddr is the host:port the API listens on.
+func (n *Node) APIAddr() string { return n.listener.Addr().String() }
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// FSM exposes local state, for tests and operator tools.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Cluster exposes membership, for tests and operator tools.
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
+
+// Close stops serving and shuts the node down.
+func (n *Node) Close() error {
+	n.cancel()
+	var errs []error
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, n.http.Shutdown(ctx))
+		cancel()
+	} else if n.listener != nil {
+		n.listener.Close()
+	}
+	if n.cluster != nil {
+		errs = append(errs, n.cluster.Shutdown())
+	}
+	n.wg.Wait()
+	if n.fsm != nil {
+		errs = append(errs, n.fsm.Close())
+	}
+	errs = append(errs, n.signers.Close())
+	return errors.Join(errs...)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// httpErrorLog sends net/http's own complaints (TLS handshake errors from
+// scanners, mostly) to slog at debug level.
+type httpErrorLog struct{ l *slog.Logger }
+
+func (h httpErrorLog) Write(p []byte) (int, error) {
+	h.l.Debug("http server", "msg", string(p))
+	return len(p), nil
+}

@@ -1,0 +1,204 @@
+package node
+
+import (
+	"crypto/x509"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quorumca/quorumca/cluster"
+)
+
+func TestThreeNodesIssueThroughAnyNode(t *testing.T) {
+	c := newTestCluster(t, 3)
+	f := c.Followers()
+	// Mint through one follower, sign through the other: both writes are
+	// forwarded to the leader by the nodes themselves.
+	tok := c.mintToken(f[0], "1h", "dev1.example.internal")
+	s := c.sign(f[1], tok, newCSR(t, newKey(t), "dev1.example.internal"))
+
+	var roots struct{ Roots []string }
+	c.do(f[0], "GET", "/v1/roots", nil, "").decode(t, &roots)
+	pool := x509.NewCertPool()
+	for _, r := range roots.Roots {
+		pool.AddCert(parsePEMCert(t, r))
+	}
+	inter := x509.NewCertPool()
+	for _, p := range s.Chain {
+		inter.AddCert(parsePEMCert(t, p))
+	}
+	leaf := parsePEMCert(t, s.Certificate)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: "dev1.example.internal",
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("certificate does not verify against /v1/roots: %v", err)
+	}
+	if leaf.SerialNumber.Text(16) != s.Serial || leaf.SerialNumber.BitLen() < 128 {
+		t.Errorf("serial %s: %d bits", s.Serial, leaf.SerialNumber.BitLen())
+	}
+
+	// The record is readable on every node, right away (a node that has not
+	// applied it yet catches up before answering).
+	for _, tn := range c.nodes {
+		r := c.do(tn, "GET", "/v1/certs/"+s.Serial, nil, "")
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: GET cert: %d %s", tn.cfg.NodeName, r.status, r.body)
+		}
+		var rec struct {
+			Serial, Certificate, Requester, Authority string
+			TokenID                                   string    `json:"token_id"`
+			SANs                                      []string  `json:"sans"`
+			IssuedAt                                  time.Time `json:"issued_at"`
+		}
+		r.decode(t, &rec)
+		if rec.Certificate != s.Certificate || !slices.Equal(rec.SANs, []string{"dev1.example.internal"}) || rec.IssuedAt.IsZero() ||
+			rec.TokenID == "" || rec.Requester != "token:"+rec.TokenID || rec.Authority != "default" {
+			t.Errorf("%s: record %+v", tn.cfg.NodeName, rec)
+		}
+	}
+
+	// Health names the same leader everywhere.
+	var leaders []string
+	for _, tn := range c.nodes {
+		var h cluster.Status
+		c.do(tn, "GET", "/v1/health", nil, "").decode(t, &h)
+		leaders = append(leaders, h.LeaderID)
+	}
+	if leaders[0] == "" || leaders[0] != leaders[1] || leaders[1] != leaders[2] {
+		t.Errorf("leaders: %v", leaders)
+	}
+}
+
+func TestLeaderFailoverAndCatchUp(t *testing.T) {
+	c := newTestCluster(t, 3)
+	before := c.sign(c.nodes[2], c.mintToken(c.nodes[2], "1h", "a.example"), newCSR(t, newKey(t), "a.example"))
+
+	old := c.Leader()
+	c.Stop(old)
+	newLeader := c.Leader()
+	if newLeader == old {
+		t.Fatal("stopped node still leads")
+	}
+	// Issuance continues through any surviving node.
+	var during []signed
+	for i, tn := range c.running() {
+		name := "during" + strconv.Itoa(i) + ".example"
+		during = append(during, c.sign(tn, c.mintToken(tn, "1h", name), newCSR(t, newKey(t), name)))
+	}
+
+	c.Restart(old)
+	c.WaitConverged()
+	for _, s := range append(during, before) {
+		if _, err := old.node.FSM().Cert(s.Serial); err != nil {
+			t.Errorf("restarted node lacks %s: %v", s.Serial, err)
+		}
+	}
+	// And it takes writes again.
+	c.sign(old, c.mintToken(old, "1h", "after.example"), newCSR(t, newKey(t), "after.example"))
+}
+
+func TestWholeClusterRestartKeepsState(t *testing.T) {
+	c := newTestCluster(t, 3)
+	s := c.sign(c.nodes[1], c.mintToken(c.nodes[0], "1h", "keep.example"), newCSR(t, newKey(t), "keep.example"))
+	digest := c.nodes[0].node.FSM().Digest()
+	for _, tn := range c.nodes {
+		c.Stop(tn)
+	}
+	for _, tn := range c.nodes {
+		c.Restart(tn)
+	}
+	c.WaitConverged()
+	if got := c.nodes[2].node.FSM().Digest(); got != digest {
+		t.Error("state changed across a full restart")
+	}
+	if r := c.do(c.nodes[2], "GET", "/v1/certs/"+s.Serial, nil, ""); r.status != http.StatusOK {
+		t.Errorf("after restart: %d %s", r.status, r.body)
+	}
+}
+
+// A node added after the log was compacted gets the state as a snapshot.
+func TestNewNodeRestoresSnapshot(t *testing.T) {
+	timing := cluster.FastTiming()
+	timing.TrailingLogs = 2
+	timing.SnapshotThreshold = 1 << 20 // only the explicit snapshot below
+	c := newTestClusterTiming(t, 3, timing)
+	var serials []string
+	for i := range 5 {
+		name := "snap" + strconv.Itoa(i) + ".example"
+		serials = append(serials, c.sign(c.nodes[i%3], c.mintToken(c.nodes[0], "1h", name), newCSR(t, newKey(t), name)).Serial)
+	}
+	leader := c.Leader()
+	if err := leader.node.Cluster().Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	// One more write after the snapshot, so the newcomer needs both.
+	last := c.sign(leader, c.mintToken(leader, "1h", "post.example"), newCSR(t, newKey(t), "post.example"))
+
+	n4 := c.AddNode(false)
+	c.WaitConverged()
+	if idx, _ := strconv.Atoi(n4.node.Cluster().Stats()["last_snapshot_index"]); idx == 0 {
+		t.Fatal("the new node did not install a snapshot")
+	}
+	for _, s := range append(serials, last.Serial) {
+		if _, err := n4.node.FSM().Cert(s); err != nil {
+			t.Errorf("new node lacks %s: %v", s, err)
+		}
+	}
+	// The restored node is a full member: it serves and forwards writes.
+	c.sign(n4, c.mintToken(n4, "1h", "n4.example"), newCSR(t, newKey(t), "n4.example"))
+}
+
+// One token presented to two nodes at the same moment yields exactly one
+// certificate.
+func TestTokenRaceAcrossNodes(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for round := range 10 {
+		name := "race" + strconv.Itoa(round) + ".example"
+		tok := c.mintToken(c.nodes[0], "1h", name)
+		csr := newCSR(t, newKey(t), name)
+		a, b := c.nodes[round%3], c.nodes[(round+1)%3]
+		var wg sync.WaitGroup
+		replies := make([]reply, 2)
+		start := make(chan struct{})
+		for i, tn := range []*testNode{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				replies[i] = c.do(tn, "POST", "/v1/sign", map[string]string{"csr": string(csr), "token": tok}, "")
+			}()
+		}
+		close(start)
+		wg.Wait()
+		ok, used := 0, 0
+		for _, r := range replies {
+			switch {
+			case r.status == http.StatusCreated:
+				ok++
+			case r.status == http.StatusConflict && r.errorCode() == "token_used":
+				used++
+			default:
+				t.Fatalf("round %d: unexpected reply %d %s", round, r.status, r.body)
+			}
+		}
+		if ok != 1 || used != 1 {
+			t.Fatalf("round %d: %d certificates, %d refusals", round, ok, used)
+		}
+	}
+	c.WaitConverged()
+	if n := c.nodes[0].node.FSM().CertCount(); n != 10 {
+		t.Fatalf("%d certificate records, want 10", n)
+	}
+}
+
+func TestTokenExpires(t *testing.T) {
+	c := newTestCluster(t, 1)
+	tok := c.mintToken(c.nodes[0], "1m", "exp.example")
+	c.clock.Advance(2 * time.Minute)
+	r := c.do(c.nodes[0], "POST", "/v1/sign", map[string]string{"csr": string(newCSR(t, newKey(t), "exp.example")), "token": tok}, "")
+	if r.status != http.StatusUnauthorized || r.errorCode() != "token_expired" {
+		t.Fatalf("expired token: %d %s", r.status, r.body)
+	}
+}

@@ -1,0 +1,95 @@
+// Package soft is a signer backed by a private key in a PEM file. It exists
+// for dev mode and tests only: a production node must never hold a raw CA key.
+//
+// URI form: softkey:/absolute/path/to/key.pem
+package soft
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/quorumca/quorumca/signer"
+)
+
+// Scheme is the URI scheme of software keys.
+const Scheme = "softkey"
+
+func init() { signer.Register(Scheme, open) }
+
+type key struct {
+	uri string
+	s   crypto.Signer
+}
+
+func open(_ context.Context, uri string) (signer.Key, error) {
+	path := strings.TrimPrefix(uri, Scheme+":")
+	if path == "" {
+		return nil, fmt.Errorf("%w: %q names no file", signer.ErrBadURI, uri)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("softkey: %w", err)
+	}
+	s, err := ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("softkey %s: %w", path, err)
+	}
+	return &key{uri: uri, s: s}, nil
+}
+
+func (k *key) Public() crypto.PublicKey { return k.s.Public() }
+func (k *key) URI() string              { return k.uri }
+func (k *key) Close() error             { return nil }
+
+func (k *key) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return k.s.Sign(rand.Reader, digest, opts)
+}
+
+// ParsePrivateKey reads a PKCS#8 or SEC 1 PEM private key.
+func ParsePrivateKey(b []byte) (crypto.Signer, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("no PEM block")
+	}
+	if blk.Type == "EC PRIVATE KEY" {
+		return x509.ParseECPrivateKey(blk.Bytes)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("key type %T cannot sign", k)
+	}
+	return s, nil
+}
+
+// Generate creates an ECDSA P-256 key, writes it to path (mode 0600) and
+// returns its URI and signer.
+func Generate(path string) (string, crypto.Signer, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", nil, err
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return "", nil, err
+	}
+	return Scheme + ":" + path, k, nil
+}

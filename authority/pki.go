@@ -58,7 +58,6 @@ func CreateRoot(key crypto.Signer, cn string, ttl time.Duration, now time.Time) 
 	if err != nil {
 		return nil, err
 	}
-	tmpl.MaxPathLen = 1
 	return create(tmpl, tmpl, key.Public(), key)
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -50,18 +51,19 @@ func FastTiming() Timing {
 // Config configures a cluster member.
 type Config struct {
 	NodeID        string
-	Dir           string // Raft log, stable store and snapshots
-	RaftBind      string // host:port to listen on for Raft
-	RaftAdvertise string // host:port peers dial; defaults to the bound address
-	APIAdvertise  string // host:port of this node's HTTPS API, for forwarding
-	Bootstrap     bool     // form a new cluster with this node as its only voter
-	Join          []string // https URLs of existing members
-	Secret        string   // cluster join secret; authenticates joins and forwarding
+	Dir           string      // Raft log, stable store and snapshots
+	RaftBind      string      // host:port to listen on for Raft
+	RaftAdvertise string      // host:port peers dial; defaults to the bound address
+	APIAdvertise  string      // host:port of this node's HTTPS API, for forwarding
+	Bootstrap     bool        // form a new cluster with this node as its only voter
+	Join          []string    // https URLs of existing members
+	Secret        string      // cluster join secret; authenticates joins and forwarding
 	ClientTLS     *tls.Config // verifies peers' API certificates
 	Timing        Timing
 	HoldTimeout   time.Duration // how long a write waits for a leader; default 7s
 	Logger        *slog.Logger
 	Now           func() time.Time
+	Registerer    prometheus.Registerer // receives the cluster's metrics; may be nil
 }
 
 // Cluster is this node's membership in the Raft group.
@@ -78,6 +80,8 @@ type Cluster struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	applyTime *prometheus.HistogramVec
 
 	leaderMu    sync.Mutex
 	leaderFuncs []func(ctx context.Context)
@@ -101,6 +105,16 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), notifyCh: make(chan bool, 16)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.applyTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "quorumca_raft_apply_duration_seconds",
+		Help:    "Time from proposing a command on the leader until it is committed and applied, by command and outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	}, []string{"command", "outcome"})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(c.applyTime); err != nil {
+			return nil, err
+		}
+	}
 	c.client = &http.Client{Transport: &http.Transport{
 		TLSClientConfig:     cfg.ClientTLS,
 		ForceAttemptHTTP2:   true,

@@ -91,11 +91,18 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
+	start := time.Now()
+	outcome := "ok"
+	defer func() {
+		c.applyTime.WithLabelValues(fsm.CommandName(e.Type), outcome).Observe(time.Since(start).Seconds())
+	}()
 	f := c.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
+		outcome = "failed"
 		return 0, translate(err)
 	}
 	if err, ok := f.Response().(error); ok && err != nil {
+		outcome = "rejected"
 		return f.Index(), err
 	}
 	return f.Index(), nil

@@ -28,10 +28,11 @@ type Config struct {
 	RaftListen    string
 	RaftAdvertise string
 
-	Bootstrap  bool
-	Join       []string // https://host:port of existing members
-	JoinSecret string
-	CAFile     string // trust anchors for node-to-node HTTPS
+	Bootstrap      bool
+	Join           []string // https://host:port of existing members
+	JoinSecret     string
+	JoinSecretFile string // read at start when JoinSecret is empty
+	CAFile         string // trust anchors for node-to-node HTTPS
 
 	// Authority is created when this node bootstraps a cluster.
 	Authority *AuthorityConfig
@@ -117,18 +118,8 @@ func Parse(filename string, src []byte) (*Config, error) {
 		TLSCertFile: f.API.TLSCertFile, TLSKeyFile: f.API.TLSKeyFile,
 		RaftListen: f.Raft.Listen, RaftAdvertise: f.Raft.Advertise,
 		Bootstrap: f.Cluster.Bootstrap, Join: f.Cluster.Join,
-		JoinSecret: f.Cluster.JoinSecret, CAFile: f.Cluster.CAFile,
-		BootstrapAdminTokenFile: f.BootstrapAdminTokenFile,
-	}
-	if f.Cluster.JoinSecretFile != "" {
-		if c.JoinSecret != "" {
-			return nil, errors.New("config: set join_secret or join_secret_file, not both")
-		}
-		b, err := os.ReadFile(f.Cluster.JoinSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("config: join_secret_file: %w", err)
-		}
-		c.JoinSecret = strings.TrimSpace(string(b))
+		JoinSecret: f.Cluster.JoinSecret, JoinSecretFile: f.Cluster.JoinSecretFile,
+		CAFile: f.Cluster.CAFile, BootstrapAdminTokenFile: f.BootstrapAdminTokenFile,
 	}
 	switch len(f.Authorities) {
 	case 0:
@@ -148,7 +139,25 @@ func Parse(filename string, src []byte) (*Config, error) {
 	return c, c.Validate()
 }
 
-// Validate reports the first problem with c.
+const minSecretLen = 16
+
+// joinSecret returns the secret, reading it from its file if need be.
+func (c *Config) joinSecret() (string, error) {
+	if c.JoinSecret != "" {
+		return c.JoinSecret, nil
+	}
+	b, err := os.ReadFile(c.JoinSecretFile)
+	if err != nil {
+		return "", fmt.Errorf("config: join_secret_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < minSecretLen {
+		return "", fmt.Errorf("config: the join secret in %s must be at least %d characters", c.JoinSecretFile, minSecretLen)
+	}
+	return s, nil
+}
+
+// Validate reports the first problem with c. It reads no files.
 func (c *Config) Validate() error {
 	switch {
 	case c.NodeName == "":
@@ -161,10 +170,10 @@ func (c *Config) Validate() error {
 		return errors.New("config: api.tls_cert_file and api.tls_key_file are required")
 	case c.CAFile == "":
 		return errors.New("config: cluster.ca_file is required (it verifies other nodes)")
-	case c.JoinSecret == "":
-		return errors.New("config: cluster.join_secret or join_secret_file is required")
-	case len(c.JoinSecret) < 16:
-		return errors.New("config: the join secret must be at least 16 characters")
+	case (c.JoinSecret == "") == (c.JoinSecretFile == ""):
+		return errors.New("config: set one of cluster.join_secret and cluster.join_secret_file")
+	case c.JoinSecret != "" && len(c.JoinSecret) < minSecretLen:
+		return fmt.Errorf("config: the join secret must be at least %d characters", minSecretLen)
 	case c.Bootstrap && c.Authority == nil:
 		return errors.New("config: a bootstrapping node needs an authority block")
 	case c.Bootstrap && len(c.Join) > 0:

@@ -78,6 +78,10 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
+	secret, err := cfg.joinSecret()
+	if err != nil {
+		return err
+	}
 	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
 		return err
 	}
@@ -88,20 +92,21 @@ func (n *Node) start() error {
 	if advertise == "" {
 		advertise = n.listener.Addr().String()
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.cluster, err = cluster.Open(cluster.Config{
 		NodeID: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "raft"),
 		RaftBind: cfg.RaftListen, RaftAdvertise: cfg.RaftAdvertise, APIAdvertise: advertise,
-		Bootstrap: cfg.Bootstrap, Join: cfg.Join, Secret: cfg.JoinSecret,
+		Bootstrap: cfg.Bootstrap, Join: cfg.Join, Secret: secret,
 		ClientTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		Timing:    cfg.Timing, HoldTimeout: cfg.HoldTimeout, Logger: n.log, Now: cfg.Now,
+		Registerer: reg,
 	}, n.fsm)
 	if err != nil {
 		return err
 	}
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Registry: reg, Logger: n.log}
 	n.http = &http.Server{
 		Handler: srv.Routes(),

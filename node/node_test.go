@@ -1,10 +1,16 @@
 package node
 
 import (
+	"crypto"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +63,16 @@ func TestThreeNodesIssueThroughAnyNode(t *testing.T) {
 			rec.TokenID == "" || rec.Requester != "token:"+rec.TokenID || rec.Authority != "default" {
 			t.Errorf("%s: record %+v", tn.cfg.NodeName, rec)
 		}
+	}
+
+	// The leader timed the issue command; the follower timed the request.
+	if m := c.do(c.Leader(), "GET", "/metrics", nil, ""); !strings.Contains(string(m.body),
+		`quorumca_raft_apply_duration_seconds_count{command="issue",outcome="ok"} 1`) {
+		t.Errorf("leader metrics lack the apply timing")
+	}
+	if m := c.do(f[1], "GET", "/metrics", nil, ""); !strings.Contains(string(m.body),
+		`quorumca_http_request_duration_seconds_count{code="201",route="POST /v1/sign"} 1`) {
+		t.Errorf("follower metrics lack the request timing")
 	}
 
 	// Health names the same leader everywhere.
@@ -167,7 +183,11 @@ func TestTokenRaceAcrossNodes(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				replies[i] = c.do(tn, "POST", "/v1/sign", map[string]string{"csr": string(csr), "token": tok}, "")
+				r, err := c.try(tn, "POST", "/v1/sign", map[string]string{"csr": string(csr), "token": tok}, "")
+				if err != nil {
+					r.status, r.body = -1, []byte(err.Error())
+				}
+				replies[i] = r
 			}()
 		}
 		close(start)
@@ -201,4 +221,85 @@ func TestTokenExpires(t *testing.T) {
 	if r.status != http.StatusUnauthorized || r.errorCode() != "token_expired" {
 		t.Fatalf("expired token: %d %s", r.status, r.body)
 	}
+}
+
+// Clients of the surviving nodes never see the leader's loss: their writes
+// are held while the election runs and then succeed.
+func TestWritesContinueThroughLeaderLoss(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.Leader()
+	survivors := c.Followers()
+	const workers, perWorker = 4, 12
+	var wg sync.WaitGroup
+	serials := make(chan string, workers*perWorker)
+	halfway := make(chan struct{}, workers)
+	failures := make(chan string, workers*perWorker)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tn := survivors[w%2]
+			key := newKey(t)
+			for i := range perWorker {
+				if i == perWorker/3 {
+					halfway <- struct{}{}
+				}
+				name := "w" + strconv.Itoa(w) + "-" + strconv.Itoa(i) + ".example"
+				serial, err := enroll(c, tn, key, name)
+				if err != nil {
+					failures <- err.Error()
+					continue
+				}
+				serials <- serial
+			}
+		}()
+	}
+	for range workers {
+		<-halfway
+	}
+	c.Stop(leader)
+	wg.Wait()
+	close(failures)
+	close(serials)
+	for f := range failures {
+		t.Error(f)
+	}
+	newLeader := c.Leader()
+	n := 0
+	for s := range serials {
+		n++
+		if _, err := newLeader.node.FSM().Cert(s); err != nil {
+			t.Errorf("acknowledged certificate %s missing on the new leader", s)
+		}
+	}
+	if n != workers*perWorker {
+		t.Errorf("%d certificates, want %d", n, workers*perWorker)
+	}
+}
+
+// enroll mints a token and signs with it, for goroutines that may not call
+// t.Fatal.
+func enroll(c *testCluster, tn *testNode, key crypto.Signer, name string) (string, error) {
+	r, err := c.try(tn, "POST", "/v1/admin/tokens", map[string]any{"sans": []string{name}}, c.admin)
+	if err != nil || r.status != http.StatusCreated {
+		return "", fmt.Errorf("mint: %v %d %s", err, r.status, r.body)
+	}
+	var tok struct{ Token string }
+	if err := json.Unmarshal(r.body, &tok); err != nil {
+		return "", err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{name}}, key)
+	if err != nil {
+		return "", err
+	}
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	r, err = c.try(tn, "POST", "/v1/sign", map[string]string{"csr": string(csr), "token": tok.Token}, "")
+	if err != nil || r.status != http.StatusCreated {
+		return "", fmt.Errorf("sign: %v %d %s", err, r.status, r.body)
+	}
+	var s signed
+	if err := json.Unmarshal(r.body, &s); err != nil {
+		return "", err
+	}
+	return s.Serial, nil
 }

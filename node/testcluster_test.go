@@ -83,7 +83,7 @@ func newTestClusterTiming(t *testing.T, n int, timing cluster.Timing) *testClust
 	pool.AddCert(pki.Root())
 	c := &testCluster{
 		t: t, dir: dir, pki: pki, secret: "test-cluster-secret-0123456789", clock: &testClock{}, timing: timing,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64}},
 	}
 	t.Cleanup(c.Close)
 	for i := range n {
@@ -269,6 +269,15 @@ func (r reply) errorCode() string {
 // value encoded as JSON.
 func (c *testCluster) do(tn *testNode, method, path string, body any, bearer string) reply {
 	c.t.Helper()
+	r, err := c.try(tn, method, path, body, bearer)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for goroutines other than the test's: it returns errors.
+func (c *testCluster) try(tn *testNode, method, path string, body any, bearer string) (reply, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -277,27 +286,27 @@ func (c *testCluster) do(tn *testNode, method, path string, body any, bearer str
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			c.t.Fatal(err)
+			return reply{}, err
 		}
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, "https://"+tn.node.APIAddr()+path, rd)
 	if err != nil {
-		c.t.Fatal(err)
+		return reply{}, err
 	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
+		return reply{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		c.t.Fatal(err)
+		return reply{}, err
 	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: data}
+	return reply{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
 // mintToken asks tn for an enrollment token for names.

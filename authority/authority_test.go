@@ -1,0 +1,244 @@
+package authority
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"net"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer/soft"
+)
+
+// localRaft commits straight into a real FSM: a one-node log without the
+// network, so these tests exercise the authority and the FSM together.
+type localRaft struct {
+	mu  sync.Mutex
+	f   *fsm.FSM
+	idx uint64
+	now func() time.Time
+}
+
+func (l *localRaft) Apply(_ context.Context, env *fsm.Envelope) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := *env
+	e.Time = l.now().UnixNano()
+	data, err := e.Encode()
+	if err != nil {
+		return err
+	}
+	l.idx++
+	if err, ok := l.f.Apply(&raft.Log{Index: l.idx, Type: raft.LogCommand, Data: data}).(error); ok {
+		return err
+	}
+	return nil
+}
+
+func (l *localRaft) Barrier(context.Context) error { return nil }
+
+type testCA struct {
+	*CA
+	f     *fsm.FSM
+	root  *x509.Certificate
+	admin *fsm.Admin
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := fsm.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	now := time.Now()
+	_, rootKey, err := soft.Generate(filepath.Join(dir, "root.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := CreateRoot(rootKey, "Test Root", 24*time.Hour*365, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, interKey, err := soft.Generate(filepath.Join(dir, "inter.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := CreateIntermediate(root, rootKey, interKey.Public(), "Test Intermediate", 24*time.Hour*180, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: time.Now}})
+	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw, Chain: [][]byte{inter.Raw}, KeyURI: uri}); err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{CA: ca, f: f, root: root, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}}
+}
+
+func (c *testCA) token(t *testing.T, names ...string) string {
+	t.Helper()
+	m, err := c.MintToken(context.Background(), c.admin, TokenRequest{SANs: names, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Secret
+}
+
+func csrPEM(t *testing.T, key crypto.Signer, tmpl *x509.CertificateRequest) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+func ecKey(t *testing.T, c elliptic.Curve) crypto.Signer {
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSignCarriesRequestedNamesOnly(t *testing.T) {
+	c := newTestCA(t)
+	spiffe, _ := url.Parse("spiffe://prod/db")
+	tok := c.token(t, "db.example", "10.0.0.7", "spiffe://prod/db", "extra.example")
+	csr := csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{
+		Subject:     pkix.Name{CommonName: "DB.Example.", Organization: []string{"ignored"}},
+		IPAddresses: []net.IP{net.ParseIP("10.0.0.7")},
+		URIs:        []*url.URL{spiffe},
+	})
+	iss, err := c.SignWithToken(context.Background(), csr, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(iss.Cert.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Subject.CommonName != "db.example" || len(leaf.Subject.Organization) != 0 {
+		t.Errorf("subject %s: only the (canonical) common name is copied", leaf.Subject)
+	}
+	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "db.example" || len(leaf.IPAddresses) != 1 || len(leaf.URIs) != 1 {
+		t.Errorf("SANs: %v %v %v", leaf.DNSNames, leaf.IPAddresses, leaf.URIs)
+	}
+	if leaf.IsCA || leaf.NotAfter.Sub(leaf.NotBefore) > defaultCertTTL+backdate+time.Second {
+		t.Errorf("leaf CA=%v validity %s", leaf.IsCA, leaf.NotAfter.Sub(leaf.NotBefore))
+	}
+	rec, err := c.f.Cert(iss.Cert.Serial)
+	if err != nil || rec.TokenID == "" || len(rec.SANs) != 3 {
+		t.Fatalf("record %+v: %v", rec, err)
+	}
+}
+
+func TestSignKeyTypes(t *testing.T) {
+	c := newTestCA(t)
+	rsa2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	for name, k := range map[string]crypto.Signer{
+		"P-256": ecKey(t, elliptic.P256()), "P-384": ecKey(t, elliptic.P384()), "RSA-2048": rsa2048, "Ed25519": ed,
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := c.token(t, "k.example")
+			_, err := c.SignWithToken(context.Background(), csrPEM(t, k, &x509.CertificateRequest{DNSNames: []string{"k.example"}}), tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestCSRErrorsWrapBadCSR(t *testing.T) {
+	for _, in := range [][]byte{nil, []byte("x"), []byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")} {
+		if _, err := ParseCSR(in); !errors.Is(err, ErrBadCSR) {
+			t.Errorf("%q: %v", in, err)
+		}
+	}
+}
+
+func TestPutAuthorityRejectsMismatchedKey(t *testing.T) {
+	c := newTestCA(t)
+	a, _ := c.f.Authority(DefaultAuthority)
+	other, _, err := soft.Generate(filepath.Join(t.TempDir(), "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Name, a.KeyURI = "second", other
+	if err := c.PutAuthority(context.Background(), *a); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("authority with a key that is not the certificate's: %v", err)
+	}
+	if _, err := c.f.Authority("second"); !errors.Is(err, fsm.ErrNotFound) {
+		t.Error("refused authority was stored")
+	}
+}
+
+func TestNormalizeName(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Example.COM.", "example.com"},
+		{"*.example.com", "*.example.com"},
+		{"10.0.0.1", "10.0.0.1"},
+		{"::ffff:10.0.0.1", "10.0.0.1"},
+		{"2001:DB8::1", "2001:db8::1"},
+		{"spiffe://prod/db", "spiffe://prod/db"},
+		{"ops@example.com", "ops@example.com"},
+		{"under_score.example", "under_score.example"},
+	}
+	for _, tt := range tests {
+		if got, err := normalizeName(tt.in); err != nil || got != tt.want {
+			t.Errorf("normalizeName(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "a..b", "-a.example", "a-.example", "*.com", "a.*.example", "bad name", "sp ace://x", "x@", "a\x00b", string(make([]byte, 300))} {
+		if got, err := normalizeName(bad); err == nil {
+			t.Errorf("normalizeName(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestNormalizeSerial(t *testing.T) {
+	for in, want := range map[string]string{"00AB": "ab", "0a:bc:de": "abcde", "1": "1"} {
+		if got, err := NormalizeSerial(in); err != nil || got != want {
+			t.Errorf("NormalizeSerial(%q) = %q, %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "0", "xyz", "-1", "12 34", string(make([]byte, 65))} {
+		if _, err := NormalizeSerial(bad); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("NormalizeSerial(%q): %v", bad, err)
+		}
+	}
+}
+
+func TestSerialsAreLargeAndDistinct(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		n, err := NewSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.Sign() <= 0 || n.BitLen() > 159 {
+			t.Fatalf("serial %x out of range", n)
+		}
+		seen[SerialHex(n)] = true
+	}
+	if len(seen) != 1000 {
+		t.Fatal("repeated serial")
+	}
+}

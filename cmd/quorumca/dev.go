@@ -1,0 +1,217 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/node"
+)
+
+// Dev mode: a CA that works in one command, for trying quorumca out. Raft
+// ports are the API ports plus raftPortOffset.
+const raftPortOffset = 1000
+
+func runDev(args []string) int {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "keep state, PKI and tokens here (default: a temporary directory removed on exit)")
+	listen := fs.String("listen", "127.0.0.1:8443", "API address of the first node; further nodes count the port up")
+	nodes := fs.Int("nodes", 1, "number of nodes to run in this process")
+	var lf logFlags
+	lf.register(fs, "error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := lf.logger()
+	if err != nil {
+		return fail("dev: %v", err)
+	}
+	if *nodes < 1 || *nodes > 9 {
+		return fail("dev: -nodes must be 1 to 9")
+	}
+	host, portStr, err := net.SplitHostPort(*listen)
+	if err != nil {
+		return fail("dev: -listen: %v", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port+*nodes+raftPortOffset > 65535 {
+		return fail("dev: -listen: port must leave room for %d API and Raft ports", *nodes)
+	}
+
+	dir, temporary := *dataDir, false
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "quorumca-dev-"); err != nil {
+			return fail("dev: %v", err)
+		}
+		temporary = true
+		defer os.RemoveAll(dir)
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return fail("dev: %v", err)
+	}
+	pki, err := node.LoadOrCreateDevPKI(dir)
+	if err != nil {
+		return fail("dev: pki: %v", err)
+	}
+	secret, err := devSecret(filepath.Join(dir, "join.secret"))
+	if err != nil {
+		return fail("dev: %v", err)
+	}
+
+	var running []*node.Node
+	defer func() {
+		for i := len(running) - 1; i >= 0; i-- {
+			running[i].Close()
+		}
+	}()
+	for i := range *nodes {
+		name := fmt.Sprintf("node%d", i+1)
+		ndir := filepath.Join(dir, name)
+		certFile, keyFile, err := pki.NodeTLS(ndir, []string{host, "localhost", "127.0.0.1"})
+		if err != nil {
+			return fail("dev: %v", err)
+		}
+		apiAddr, raftAddr := net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0")
+		if port != 0 {
+			apiAddr = net.JoinHostPort(host, strconv.Itoa(port+i))
+			raftAddr = net.JoinHostPort(host, strconv.Itoa(port+i+raftPortOffset))
+		}
+		cfg := node.Config{
+			NodeName: name, DataDir: ndir,
+			APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile,
+			RaftListen: raftAddr, JoinSecret: secret, CAFile: pki.RootFile,
+			Logger: log,
+		}
+		if i == 0 {
+			cfg.Bootstrap = true
+			cfg.Authority = pki.Authority()
+			cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
+		} else {
+			cfg.Join = []string{"https://" + running[0].APIAddr()}
+		}
+		n, err := node.Start(cfg)
+		if err != nil {
+			return fail("dev: %s: %v", name, err)
+		}
+		running = append(running, n)
+	}
+	if err := waitReady(running, filepath.Join(dir, "admin.token"), time.Minute); err != nil {
+		return fail("dev: %v", err)
+	}
+	adminToken, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		return fail("dev: %v", err)
+	}
+	example := exampleScript(dir, "https://"+running[0].APIAddr())
+	if err := os.WriteFile(filepath.Join(dir, "example.sh"), []byte(example), 0o755); err != nil {
+		return fail("dev: %v", err)
+	}
+	printBanner(os.Stdout, dir, temporary, running, pki, strings.TrimSpace(string(adminToken)), example)
+
+	waitForSignal()
+	fmt.Fprintln(os.Stderr, "quorumca dev: stopping")
+	return 0
+}
+
+// devSecret reads or creates the join secret nodes of a dev cluster share.
+func devSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(b)
+	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
+}
+
+// waitReady waits until every node knows the leader, sees the authority and
+// its own address, and the bootstrap admin token has been written.
+func waitReady(nodes []*node.Node, tokenFile string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ready := true
+		if _, err := os.Stat(tokenFile); err != nil {
+			ready = false
+		}
+		for _, n := range nodes {
+			_, aerr := n.FSM().Authority(authority.DefaultAuthority)
+			me, merr := n.FSM().Node(n.Name())
+			if n.Cluster().Status().LeaderID == "" || aerr != nil || merr != nil || me.APIAddr != n.APIAddr() {
+				ready = false
+			}
+		}
+		if ready {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the cluster did not become ready in time (run with -log-level info to see why)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// exampleScript is a shell session that gets a certificate with curl and
+// openssl only. It is printed and saved as example.sh; tests run it.
+func exampleScript(dir, api string) string {
+	return fmt.Sprintf(`QCA=%s
+QCA_DIR=%s
+# 1. An admin mints a single-use enrollment token for one name.
+TOKEN=$(curl -sS --cacert "$QCA_DIR/root.pem" -H "Authorization: Bearer $(cat "$QCA_DIR/admin.token")" \
+  -d '{"sans": ["dev1.example.internal"], "ttl": "1h"}' "$QCA/v1/admin/tokens" \
+  | awk -F'"' '/"token"/ {print $4}')
+# 2. The device makes its own key and a certificate request.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout dev1.key \
+  -subj /CN=dev1.example.internal -out dev1.csr 2>/dev/null
+# 3. It trades token and request for a certificate.
+curl -sS --cacert "$QCA_DIR/root.pem" \
+  -d "{\"token\": \"$TOKEN\", \"csr\": \"$(awk '{printf "%%s\\n", $0}' dev1.csr)\"}" "$QCA/v1/sign" \
+  | awk -F'"' '/"certificate"/ {gsub(/\\n/, "\n", $4); printf "%%s", $4}' > dev1.pem
+# 4. Check it.
+openssl verify -CAfile "$QCA_DIR/root.pem" -untrusted "$QCA_DIR/intermediate.pem" dev1.pem
+`, api, dir)
+}
+
+func printBanner(w io.Writer, dir string, temporary bool, nodes []*node.Node, pki *node.DevPKI, adminToken, example string) {
+	where := dir
+	if temporary {
+		where += " (temporary: deleted on exit; use -data-dir to keep it)"
+	}
+	fmt.Fprintf(w, "quorumca dev: %d node(s) ready. NOT FOR PRODUCTION: the CA key is a file.\n\n", len(nodes))
+	fmt.Fprintf(w, "  Data dir     %s\n", where)
+	for _, n := range nodes {
+		fmt.Fprintf(w, "  API          https://%s  (%s)\n", n.APIAddr(), n.Name())
+	}
+	fmt.Fprintf(w, "  Root CA      %s\n", pki.RootFile)
+	fmt.Fprintf(w, "  SHA-256      %s\n", fingerprint(authority.Fingerprint(pki.Root())))
+	fmt.Fprintf(w, "  Admin token  %s\n", adminToken)
+	fmt.Fprintf(w, "               (also in %s)\n\n", filepath.Join(dir, "admin.token"))
+	fmt.Fprintf(w, "Get a certificate with curl and openssl (or run: sh %s):\n\n", filepath.Join(dir, "example.sh"))
+	for _, l := range strings.Split(strings.TrimRight(example, "\n"), "\n") {
+		fmt.Fprintln(w, "  "+l)
+	}
+	fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
+}
+
+// fingerprint formats hex as colon-separated upper-case pairs, as openssl does.
+func fingerprint(h string) string {
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(strings.ToUpper(h[i : i+2]))
+	}
+	return b.String()
+}

@@ -1,0 +1,386 @@
+package main
+
+// These tests run the real binary as separate processes. They need curl and
+// openssl (the dev example uses them) and fail, not skip, without them.
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quorumca/quorumca/node"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "quorumca-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "quorumca")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build quorumca: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func requireTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required by this test and is not installed (Debian: apt-get install %s)", tool, tool)
+		}
+	}
+}
+
+// freeBase finds a port p such that p..p+n-1 and the matching Raft ports
+// are free. Another process could still take one before we bind it.
+func freeBase(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 20000 + int(time.Now().UnixNano()%20000)
+		ok := true
+		for i := range n {
+			for _, p := range []int{base + i, base + i + raftPortOffset} {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+				if err != nil {
+					ok = false
+					break
+				}
+				l.Close()
+			}
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free ports")
+	return 0
+}
+
+// proc is a quorumca process whose output is collected.
+type proc struct {
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+type syncBuffer struct {
+	mu chan struct{}
+	b  bytes.Buffer
+}
+
+func newSyncBuffer() *syncBuffer { s := &syncBuffer{mu: make(chan struct{}, 1)}; return s }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.b.String()
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, args...), out: newSyncBuffer()}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("output of %v:\n%s", args, p.out)
+		}
+	})
+	return p
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGTERM: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func httpsClient(t *testing.T, rootFile string) *http.Client {
+	t.Helper()
+	b, err := os.ReadFile(rootFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+type health struct {
+	Node      string `json:"node"`
+	RaftState string `json:"raft_state"`
+	Leader    string `json:"leader"`
+}
+
+func getHealth(c *http.Client, addr string) (health, bool) {
+	var h health
+	resp, err := c.Get("https://" + addr + "/v1/health")
+	if err != nil {
+		return h, false
+	}
+	defer resp.Body.Close()
+	return h, resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&h) == nil
+}
+
+func postJSON(t *testing.T, c *http.Client, url, bearer string, in, out any) int {
+	t.Helper()
+	b, _ := json.Marshal(in)
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(b))
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && json.Unmarshal(data, out) != nil {
+		t.Fatalf("%s: %d %s", url, resp.StatusCode, data)
+	}
+	return resp.StatusCode
+}
+
+// issue mints a token through one address and signs through another.
+func issue(t *testing.T, c *http.Client, admin, mintAddr, signAddr, name string) string {
+	t.Helper()
+	var tok struct{ Token string }
+	if st := postJSON(t, c, "https://"+mintAddr+"/v1/admin/tokens", admin, map[string]any{"sans": []string{name}}, &tok); st != 201 {
+		t.Fatalf("mint: %d", st)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, k)
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	var s struct{ Serial string }
+	if st := postJSON(t, c, "https://"+signAddr+"/v1/sign", "", map[string]string{"csr": string(csr), "token": tok.Token}, &s); st != 201 {
+		t.Fatalf("sign via %s: %d", signAddr, st)
+	}
+	return s.Serial
+}
+
+func TestDevExampleGetsCertificate(t *testing.T) {
+	requireTools(t, "curl", "openssl")
+	dir := t.TempDir()
+	base := freeBase(t, 1)
+	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
+	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+
+	// The banner's fingerprint is the root's, as openssl computes it.
+	fp, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "root.pem"), "-noout", "-fingerprint", "-sha256").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimSpace(string(fp[bytes.IndexByte(fp, '=')+1:]))
+	if !strings.Contains(p.out.String(), want) {
+		t.Errorf("banner lacks the root fingerprint %s", want)
+	}
+	admin, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil || !strings.Contains(p.out.String(), strings.TrimSpace(string(admin))) {
+		t.Errorf("admin token file and banner disagree: %v", err)
+	}
+
+	// Run the printed example as a user would.
+	work := t.TempDir()
+	cmd := exec.Command("sh", filepath.Join(dir, "example.sh"))
+	cmd.Dir = work
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "dev1.pem: OK") {
+		t.Fatalf("example failed: %v\n%s", err, out)
+	}
+	if !strings.Contains(p.out.String(), "openssl verify") {
+		t.Error("banner does not show the example")
+	}
+	p.stop(t)
+}
+
+func TestDevThreeNodes(t *testing.T) {
+	dir := t.TempDir()
+	base := freeBase(t, 3)
+	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base), "-nodes", "3")
+	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	c := httpsClient(t, filepath.Join(dir, "root.pem"))
+	var leaders []string
+	for i := range 3 {
+		h, ok := getHealth(c, fmt.Sprintf("127.0.0.1:%d", base+i))
+		if !ok {
+			t.Fatalf("node %d does not answer", i+1)
+		}
+		leaders = append(leaders, h.Leader)
+	}
+	if leaders[0] == "" || leaders[0] != leaders[1] || leaders[0] != leaders[2] {
+		t.Fatalf("leaders %v", leaders)
+	}
+	for i := range 3 {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("node%d", i+1), "state.db")); err != nil {
+			t.Errorf("node %d has no data dir of its own: %v", i+1, err)
+		}
+	}
+	admin, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	issue(t, c, strings.TrimSpace(string(admin)), fmt.Sprintf("127.0.0.1:%d", base+1), fmt.Sprintf("127.0.0.1:%d", base+2), "three.example")
+	p.stop(t)
+}
+
+// Three `quorumca server` processes form a cluster from HCL files, and
+// survive kill -9 of the leader.
+func TestServerProcessesSurviveLeaderKill(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	pki := devPKI(t, pkiDir)
+	secretFile := filepath.Join(dir, "join.secret")
+	os.WriteFile(secretFile, []byte("e2e-cluster-secret-0123456789\n"), 0o600)
+	base := freeBase(t, 3)
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
+
+	procs := make([]*proc, 3)
+	for i := range 3 {
+		ndir := filepath.Join(dir, fmt.Sprintf("ca-%d", i+1))
+		cert, key := pki.tls(t, ndir)
+		role := fmt.Sprintf(`join = ["https://%s"]`, addr(0))
+		if i == 0 {
+			role = "bootstrap = true"
+		}
+		cfg := fmt.Sprintf(`
+node_name = "ca-%d"
+data_dir  = %q
+api {
+  listen        = %q
+  tls_cert_file = %q
+  tls_key_file  = %q
+}
+raft { listen = "127.0.0.1:%d" }
+cluster {
+  %s
+  join_secret_file = %q
+  ca_file          = %q
+}
+authority "default" {
+  root_file  = %q
+  chain_file = %q
+  key        = %q
+}
+bootstrap_admin_token_file = %q
+`, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.root, pki.root, pki.chain, pki.key, filepath.Join(dir, "admin.token"))
+		path := filepath.Join(dir, fmt.Sprintf("ca-%d.hcl", i+1))
+		os.WriteFile(path, []byte(cfg), 0o600)
+		procs[i] = start(t, "server", "-config", path, "-log-level", "warn")
+	}
+
+	c := httpsClient(t, pki.root)
+	leaderOf := func(ids ...int) (int, bool) {
+		lead := -1
+		for _, i := range ids {
+			h, ok := getHealth(c, addr(i))
+			if !ok || h.Leader == "" {
+				return -1, false
+			}
+			if h.RaftState == "Leader" {
+				lead = i
+			}
+		}
+		return lead, lead >= 0
+	}
+	var leader int
+	waitFor(t, 60*time.Second, "three nodes with a leader", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "admin.token"))
+		var ok bool
+		leader, ok = leaderOf(0, 1, 2)
+		return ok && err == nil
+	})
+	adminB, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	admin := strings.TrimSpace(string(adminB))
+	f1, f2 := (leader+1)%3, (leader+2)%3
+	waitFor(t, 30*time.Second, "a write through a follower", func() bool {
+		var tok struct{ Token string }
+		return postJSON(t, c, "https://"+addr(f1)+"/v1/admin/tokens", admin, map[string]any{"sans": []string{"probe.example"}}, &tok) == 201
+	})
+	before := issue(t, c, admin, addr(f1), addr(f2), "before.example")
+
+	procs[leader].cmd.Process.Signal(syscall.SIGKILL)
+	procs[leader].cmd.Wait()
+	waitFor(t, 30*time.Second, "a new leader", func() bool { _, ok := leaderOf(f1, f2); return ok })
+	after := issue(t, c, admin, addr(f1), addr(f2), "after.example")
+
+	for _, i := range []int{f1, f2} {
+		for _, serial := range []string{before, after} {
+			resp, err := c.Get("https://" + addr(i) + "/v1/certs/" + serial)
+			if err != nil || resp.StatusCode != 200 {
+				t.Errorf("node %d lacks %s: %v", i, serial, err)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		}
+	}
+	for _, i := range []int{f1, f2} {
+		procs[i].stop(t)
+	}
+}
+
+type testPKI struct {
+	root, chain, key string
+	pki              *node.DevPKI
+}
+
+func devPKI(t *testing.T, dir string) testPKI {
+	t.Helper()
+	p, err := node.LoadOrCreateDevPKI(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testPKI{root: p.RootFile, chain: p.ChainFile, key: p.KeyURI, pki: p}
+}
+
+func (p testPKI) tls(t *testing.T, dir string) (string, string) {
+	t.Helper()
+	cert, key, err := p.pki.NodeTLS(dir, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}

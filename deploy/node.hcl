@@ -1,0 +1,68 @@
+# quorumca node configuration. One file per node; start with
+#   quorumca server -config /etc/quorumca/node.hcl
+#
+# Three nodes make a cluster that survives the loss of any one. The first
+# node bootstraps the cluster and creates the authority; the others join
+# through any existing member.
+
+# Unique, stable name of this node. It is the node's Raft ID: keep it across
+# restarts and replacements of the same host.
+node_name = "ca-1"
+
+# Where Raft's log, snapshots and the state database live. Put it on a
+# durable, encrypted volume: losing it means re-joining from the others.
+data_dir = "/var/lib/quorumca"
+
+# The HTTPS API: clients, devices, admins, and other nodes (forwarding) use it.
+api {
+  listen = "0.0.0.0:8443"
+
+  # host:port the other nodes dial to reach this API. It must match a name
+  # or IP in the TLS certificate below. Defaults to the listen address.
+  advertise = "ca-1.internal.example:8443"
+
+  # Server certificate (PEM; may include its chain) and key of this API.
+  tls_cert_file = "/etc/quorumca/tls/node.pem"
+  tls_key_file  = "/etc/quorumca/tls/node-key.pem"
+}
+
+# Raft replication between nodes (TCP). Open it only between the nodes.
+raft {
+  listen    = "0.0.0.0:8300"
+  advertise = "10.0.1.10:8300" # an IP the other nodes can dial
+}
+
+cluster {
+  # Exactly one node forms the cluster, once. On every other node, list one
+  # or more existing members instead; a node retries until one accepts it.
+  bootstrap = true
+  # join    = ["https://ca-1.internal.example:8443", "https://ca-2.internal.example:8443"]
+
+  # Shared secret that authorizes a node to join and to forward writes.
+  # Every node of a cluster has the same one; a node without it is refused.
+  # At least 16 characters (e.g. `openssl rand -hex 32`). Prefer a file
+  # readable only by the quorumca user; join_secret = "..." also works.
+  join_secret_file = "/etc/quorumca/join.secret"
+
+  # Trust anchors that verify the other nodes' API certificates.
+  ca_file = "/etc/quorumca/root.pem"
+}
+
+# The issuing authority, created in the replicated state when the cluster is
+# bootstrapped (ignored on joining nodes and after the first start). Every
+# node must be able to open the same key URI.
+authority "default" {
+  root_file  = "/etc/quorumca/root.pem"         # trust anchor clients use
+  chain_file = "/etc/quorumca/intermediate.pem" # issuing certificate first
+
+  # Signing key. softkey: is a key in a file, for development only; the
+  # awskms: and pkcs11: backends keep the key out of the node.
+  key = "softkey:/etc/quorumca/intermediate.key"
+
+  # Lifetime of issued certificates when the request does not ask for less.
+  default_ttl = "24h"
+}
+
+# When this node bootstraps the cluster it writes the first admin token here
+# (mode 0600). Use it to create real admins, then revoke it.
+bootstrap_admin_token_file = "/var/lib/quorumca/bootstrap-admin.token"

@@ -1,0 +1,77 @@
+package node
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDeployExampleConfigIsValid(t *testing.T) {
+	c, err := Load("../deploy/node.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NodeName != "ca-1" || !c.Bootstrap || c.Authority == nil || c.Authority.DefaultTTL.Hours() != 24 ||
+		c.APIAdvertise != "ca-1.internal.example:8443" || c.JoinSecretFile == "" {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
+const baseConfig = `
+node_name = "n1"
+data_dir  = "/tmp/x"
+api {
+  listen = "127.0.0.1:8443"
+  tls_cert_file = "c"
+  tls_key_file = "k"
+}
+raft { listen = "127.0.0.1:8300" }
+`
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct{ name, src, want string }{
+		{"no cluster block", baseConfig, "blocks are required"},
+		{"neither bootstrap nor join", baseConfig + `cluster {
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+}`, "bootstrap = true"},
+		{"bootstrap without authority", baseConfig + `cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+}`, "authority block"},
+		{"short secret", baseConfig + `cluster {
+  join = ["https://a:1"]
+  join_secret = "short"
+  ca_file = "r"
+}`, "at least 16"},
+		{"no secret", baseConfig + `cluster {
+  join = ["https://a:1"]
+  ca_file = "r"
+}`, "join_secret"},
+		{"join not https", baseConfig + `cluster {
+  join = ["a:1"]
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+}`, "https://host:port"},
+		{"unknown attribute", baseConfig + `colour = "blue"`, "Unsupported argument"},
+		{"bad ttl", baseConfig + `cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+}
+authority "default" {
+  root_file = "r"
+  chain_file = "c"
+  key = "softkey:/k"
+  default_ttl = "forever"
+}`, "default_ttl"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("test.hcl", []byte(tt.src))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -56,7 +56,26 @@ type testCA struct {
 	*CA
 	f     *fsm.FSM
 	root  *x509.Certificate
+	clock *offsetClock
 	admin *fsm.Admin
+}
+
+// offsetClock is the real clock moved forward by tests.
+type offsetClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *offsetClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *offsetClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
 }
 
 func newTestCA(t *testing.T) *testCA {
@@ -84,11 +103,12 @@ func newTestCA(t *testing.T) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: time.Now}})
+	clock := &offsetClock{}
+	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now})
 	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw, Chain: [][]byte{inter.Raw}, KeyURI: uri}); err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{CA: ca, f: f, root: root, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}}
+	return &testCA{CA: ca, f: f, root: root, clock: clock, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}}
 }
 
 func (c *testCA) token(t *testing.T, names ...string) string {
@@ -240,5 +260,41 @@ func TestSerialsAreLargeAndDistinct(t *testing.T) {
 	}
 	if len(seen) != 1000 {
 		t.Fatal("repeated serial")
+	}
+}
+
+func TestExpiredTokensArePruned(t *testing.T) {
+	c := newTestCA(t)
+	ctx := context.Background()
+	short, err := c.MintToken(ctx, c.admin, TokenRequest{SANs: []string{"s.example"}, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := c.token(t, "u.example")
+	if _, err := c.SignWithToken(ctx, csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"u.example"}}), used); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing has expired: no command is proposed.
+	idx := c.f.AppliedIndex()
+	if err := c.PruneTokens(ctx); err != nil || c.f.AppliedIndex() != idx {
+		t.Fatalf("prune with nothing expired: %v, index %d -> %d", err, idx, c.f.AppliedIndex())
+	}
+	c.clock.Advance(2 * time.Minute)
+	if err := c.PruneTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.f.TokenByID(short.Token.ID); !errors.Is(err, fsm.ErrNotFound) {
+		t.Errorf("expired token kept: %v", err)
+	}
+	// The used token lives until its own expiry, so a replay still reads "used".
+	if _, err := c.SignWithToken(ctx, csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"u.example"}}), used); !errors.Is(err, fsm.ErrTokenUsed) {
+		t.Errorf("replay after prune: %v", err)
+	}
+	c.clock.Advance(2 * time.Hour)
+	if err := c.PruneTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.f.HasTokensExpiredBefore(c.clock.Now()) {
+		t.Error("expired tokens remain")
 	}
 }

@@ -74,7 +74,12 @@ func CreateIntermediate(root *x509.Certificate, rootKey crypto.Signer, pub crypt
 	return create(tmpl, root, pub, rootKey)
 }
 
-func caTemplate(pub crypto.PublicKey, cn string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
+// backdate absorbs clock skew between the CA and relying parties.
+const backdate = time.Minute
+
+// baseTemplate has what every certificate we make carries: a fresh serial,
+// the subject key id, and validity from backdate ago to ttl from now.
+func baseTemplate(pub crypto.PublicKey, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
 	serial, err := NewSerial()
 	if err != nil {
 		return nil, err
@@ -85,37 +90,34 @@ func caTemplate(pub crypto.PublicKey, cn string, ttl time.Duration, now time.Tim
 	}
 	return &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"quorumca"}},
-		NotBefore:             now.Add(-time.Minute),
+		NotBefore:             now.Add(-backdate),
 		NotAfter:              now.Add(ttl),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
-		IsCA:                  true,
 		SubjectKeyId:          ski,
 	}, nil
+}
+
+func caTemplate(pub crypto.PublicKey, cn string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
+	tmpl, err := baseTemplate(pub, ttl, now)
+	if err != nil {
+		return nil, err
+	}
+	tmpl.Subject = pkix.Name{CommonName: cn, Organization: []string{"quorumca"}}
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+	tmpl.IsCA = true
+	return tmpl, nil
 }
 
 // CreateServerCert makes a TLS server certificate for a node's API, signed
 // directly by parent. Dev mode signs these with the root so the issuing
 // authority's log stays a log of what clients asked for.
 func CreateServerCert(parent *x509.Certificate, parentKey crypto.Signer, pub crypto.PublicKey, hosts []string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
-	serial, err := NewSerial()
+	tmpl, err := baseTemplate(pub, ttl, now)
 	if err != nil {
 		return nil, err
 	}
-	ski, err := keyID(pub)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(ttl),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		SubjectKeyId:          ski,
-	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	if len(hosts) > 0 {
 		tmpl.Subject.CommonName = hosts[0]
 	}

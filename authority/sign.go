@@ -25,10 +25,8 @@ import (
 
 const (
 	defaultCertTTL = 24 * time.Hour
-	// backdate absorbs clock skew between the CA and relying parties.
-	backdate   = time.Minute
-	minRSABits = 2048
-	maxRSABits = 8192
+	minRSABits     = 2048
+	maxRSABits     = 8192
 )
 
 // Issued is a certificate that has been committed, with its chain.
@@ -208,33 +206,20 @@ func (ca *CA) sign(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: signer: %v", ErrUnavailable, err)
 	}
-	serial, err := NewSerial()
-	if err != nil {
-		return nil, err
-	}
-	ski, err := keyID(pub)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
-	}
 	ttl := a.DefaultTTL
 	if ttl <= 0 {
 		ttl = defaultCertTTL
 	}
-	now := ca.now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: names.cn},
-		NotBefore:             now.Add(-backdate).UTC().Truncate(time.Second),
-		NotAfter:              now.Add(ttl).UTC().Truncate(time.Second),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		SubjectKeyId:          ski,
-		DNSNames:              names.dns,
-		IPAddresses:           names.ips,
-		URIs:                  names.uris,
-		EmailAddresses:        names.emails,
+	// Whole seconds: the record's times then equal the certificate's.
+	now := ca.now().UTC().Truncate(time.Second)
+	tmpl, err := baseTemplate(pub, ttl, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
 	}
+	tmpl.Subject = pkix.Name{CommonName: names.cn}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	tmpl.DNSNames, tmpl.IPAddresses, tmpl.URIs, tmpl.EmailAddresses = names.dns, names.ips, names.uris, names.emails
 	if _, ok := pub.(*rsa.PublicKey); ok {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
@@ -249,7 +234,7 @@ func (ca *CA) sign(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, 
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	return &fsm.Cert{
-		Serial:    SerialHex(serial),
+		Serial:    SerialHex(tmpl.SerialNumber),
 		Authority: a.Name,
 		Subject:   tmpl.Subject.String(),
 		SANs:      names.all,

@@ -59,14 +59,18 @@ func timeKey(t time.Time, id []byte) []byte {
 	return k
 }
 
-// Authority returns the named authority.
-func (f *FSM) Authority(name string) (*Authority, error) {
-	var a Authority
-	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bAuthorities, []byte(name), &a) })
-	if err != nil {
+// get reads one record in its own read transaction.
+func get[T any](f *FSM, bucket, key []byte) (*T, error) {
+	var v T
+	if err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bucket, key, &v) }); err != nil {
 		return nil, err
 	}
-	return &a, nil
+	return &v, nil
+}
+
+// Authority returns the named authority.
+func (f *FSM) Authority(name string) (*Authority, error) {
+	return get[Authority](f, bAuthorities, []byte(name))
 }
 
 // Authorities lists all authorities in name order.
@@ -86,14 +90,7 @@ func (f *FSM) Authorities() ([]*Authority, error) {
 }
 
 // Cert returns the record of an issued certificate by serial (lowercase hex).
-func (f *FSM) Cert(serial string) (*Cert, error) {
-	var c Cert
-	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bCerts, []byte(serial), &c) })
-	if err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
+func (f *FSM) Cert(serial string) (*Cert, error) { return get[Cert](f, bCerts, []byte(serial)) }
 
 // CertCount is the number of issued-certificate records.
 func (f *FSM) CertCount() int {
@@ -103,14 +100,7 @@ func (f *FSM) CertCount() int {
 }
 
 // TokenByHash looks a token up by the SHA-256 of its secret.
-func (f *FSM) TokenByHash(hash []byte) (*Token, error) {
-	var t Token
-	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bTokens, hash, &t) })
-	if err != nil {
-		return nil, err
-	}
-	return &t, nil
-}
+func (f *FSM) TokenByHash(hash []byte) (*Token, error) { return get[Token](f, bTokens, hash) }
 
 // TokenByID looks a token up by its public ID.
 func (f *FSM) TokenByID(id string) (*Token, error) {
@@ -141,14 +131,7 @@ func (f *FSM) HasTokensExpiredBefore(t time.Time) bool {
 }
 
 // AdminByHash looks an admin credential up by the SHA-256 of its token.
-func (f *FSM) AdminByHash(hash []byte) (*Admin, error) {
-	var a Admin
-	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bAdmins, hash, &a) })
-	if err != nil {
-		return nil, err
-	}
-	return &a, nil
-}
+func (f *FSM) AdminByHash(hash []byte) (*Admin, error) { return get[Admin](f, bAdmins, hash) }
 
 // AdminCount is the number of admin credentials.
 func (f *FSM) AdminCount() int {
@@ -158,14 +141,7 @@ func (f *FSM) AdminCount() int {
 }
 
 // Node returns a member's addresses.
-func (f *FSM) Node(id string) (*Node, error) {
-	var n Node
-	err := f.view(func(tx *bolt.Tx) error { return getJSON(tx, bNodes, []byte(id), &n) })
-	if err != nil {
-		return nil, err
-	}
-	return &n, nil
-}
+func (f *FSM) Node(id string) (*Node, error) { return get[Node](f, bNodes, []byte(id)) }
 
 // Digest is a hash of every record (not the file bytes, which depend on page
 // layout, and not the applied index). Equal digests mean equal state.

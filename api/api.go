@@ -60,9 +60,14 @@ func (s *Server) Routes() http.Handler {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/sign", s.sign)
+	mux.HandleFunc("POST /v1/renew", s.renew)
+	mux.HandleFunc("POST /v1/revoke", s.revoke)
 	mux.HandleFunc("POST /v1/admin/tokens", s.createToken)
+	mux.HandleFunc("DELETE /v1/admin/tokens/{id}", s.revokeToken)
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
 	mux.HandleFunc("GET /v1/roots", s.roots)
+	mux.HandleFunc("GET /v1/authorities/{name}/roots", s.authorityRoots)
+	s.revocationRoutes(mux)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/ready", s.ready)
 	if s.Internal != nil {
@@ -71,6 +76,23 @@ func (s *Server) Routes() http.Handler {
 	if s.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
 	}
+	return s.middleware(mux)
+}
+
+// revocationRoutes are served on the API and on the plain-HTTP listener:
+// a client checking revocation should not need TLS to do it (RFC 5280).
+func (s *Server) revocationRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/crl", s.crl)
+	mux.HandleFunc("GET /v1/authorities/{name}/crl", s.crl)
+	mux.HandleFunc("GET /v1/authorities/{name}/issuer.crt", s.issuerCert)
+	mux.HandleFunc("GET /v1/ocsp/{req...}", s.ocsp)
+	mux.HandleFunc("POST /v1/ocsp", s.ocsp)
+}
+
+// PublicRoutes is the plain-HTTP handler: CRLs, OCSP, issuer certificates.
+func (s *Server) PublicRoutes() http.Handler {
+	mux := http.NewServeMux()
+	s.revocationRoutes(mux)
 	return s.middleware(mux)
 }
 
@@ -182,6 +204,10 @@ func bodyError(err error) error {
 			msg: "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}
 	}
 	return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "invalid request body"}
+}
+
+func badRequest(msg string) error {
+	return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: msg}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -36,6 +36,20 @@ var fsmStatus = map[string]int{
 	fsm.ErrSerialExists.Code:     http.StatusConflict,
 	fsm.ErrConflict.Code:         http.StatusConflict,
 	fsm.ErrAuthorityUnknown.Code: http.StatusServiceUnavailable,
+	fsm.ErrTokenRevoked.Code:     http.StatusUnauthorized,
+	fsm.ErrTokenUnknown.Code:     http.StatusNotFound,
+	fsm.ErrCertUnknown.Code:      http.StatusNotFound,
+	fsm.ErrCertRevoked.Code:      http.StatusForbidden,
+	fsm.ErrCertExpired.Code:      http.StatusForbidden,
+	fsm.ErrVersionMismatch.Code:  http.StatusConflict,
+	fsm.ErrProvisioner.Code:      http.StatusBadRequest,
+
+	authority.ErrCNNotAllowed.Code:           http.StatusForbidden,
+	authority.ErrKeyTooWeak.Code:             http.StatusBadRequest,
+	authority.ErrKeyTypeNotAllowed.Code:      http.StatusBadRequest,
+	authority.ErrTTLNotAllowed.Code:          http.StatusBadRequest,
+	authority.ErrProvisionerKind.Code:        http.StatusBadRequest,
+	authority.ErrRenewalUnauthenticated.Code: http.StatusUnauthorized,
 }
 
 // domain errors in the order they are checked.

@@ -50,7 +50,8 @@ func (l *localRaft) Apply(_ context.Context, env *fsm.Envelope) error {
 	return nil
 }
 
-func (l *localRaft) Barrier(context.Context) error { return nil }
+func (l *localRaft) Barrier(context.Context) error   { return nil }
+func (l *localRaft) Propagate(context.Context) error { return nil }
 
 type testCA struct {
 	*CA
@@ -108,7 +109,15 @@ func newTestCA(t *testing.T) *testCA {
 	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw, Chain: [][]byte{inter.Raw}, KeyURI: uri}); err != nil {
 		t.Fatal(err)
 	}
+	if err := ca.PutProvisioner(context.Background(), fsm.Provisioner{Name: "default", Kind: fsm.KindEnrollmentToken,
+		Authority: DefaultAuthority, Policy: DefaultPolicy()}, 0); err != nil {
+		t.Fatal(err)
+	}
 	return &testCA{CA: ca, f: f, root: root, clock: clock, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}}
+}
+
+func (c *testCA) signToken(ctx context.Context, csr []byte, token string) (*Issued, error) {
+	return c.Sign(ctx, SignRequest{CSR: csr, Token: token})
 }
 
 func (c *testCA) token(t *testing.T, names ...string) string {
@@ -146,7 +155,7 @@ func TestSignCarriesRequestedNamesOnly(t *testing.T) {
 		IPAddresses: []net.IP{net.ParseIP("10.0.0.7")},
 		URIs:        []*url.URL{spiffe},
 	})
-	iss, err := c.SignWithToken(context.Background(), csr, tok)
+	iss, err := c.signToken(context.Background(), csr, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +169,7 @@ func TestSignCarriesRequestedNamesOnly(t *testing.T) {
 	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "db.example" || len(leaf.IPAddresses) != 1 || len(leaf.URIs) != 1 {
 		t.Errorf("SANs: %v %v %v", leaf.DNSNames, leaf.IPAddresses, leaf.URIs)
 	}
-	if leaf.IsCA || leaf.NotAfter.Sub(leaf.NotBefore) > defaultCertTTL+backdate+time.Second {
+	if leaf.IsCA || leaf.NotAfter.Sub(leaf.NotBefore) > DefaultCertTTL+backdate+time.Second {
 		t.Errorf("leaf CA=%v validity %s", leaf.IsCA, leaf.NotAfter.Sub(leaf.NotBefore))
 	}
 	rec, err := c.f.Cert(iss.Cert.Serial)
@@ -178,7 +187,7 @@ func TestSignKeyTypes(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			tok := c.token(t, "k.example")
-			_, err := c.SignWithToken(context.Background(), csrPEM(t, k, &x509.CertificateRequest{DNSNames: []string{"k.example"}}), tok)
+			_, err := c.signToken(context.Background(), csrPEM(t, k, &x509.CertificateRequest{DNSNames: []string{"k.example"}}), tok)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -271,7 +280,7 @@ func TestExpiredTokensArePruned(t *testing.T) {
 		t.Fatal(err)
 	}
 	used := c.token(t, "u.example")
-	if _, err := c.SignWithToken(ctx, csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"u.example"}}), used); err != nil {
+	if _, err := c.signToken(ctx, csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"u.example"}}), used); err != nil {
 		t.Fatal(err)
 	}
 	// Nothing has expired: no command is proposed.
@@ -287,7 +296,7 @@ func TestExpiredTokensArePruned(t *testing.T) {
 		t.Errorf("expired token kept: %v", err)
 	}
 	// The used token lives until its own expiry, so a replay still reads "used".
-	if _, err := c.SignWithToken(ctx, csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"u.example"}}), used); !errors.Is(err, fsm.ErrTokenUsed) {
+	if _, err := c.signToken(ctx, csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"u.example"}}), used); !errors.Is(err, fsm.ErrTokenUsed) {
 		t.Errorf("replay after prune: %v", err)
 	}
 	c.clock.Advance(2 * time.Hour)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -38,15 +39,22 @@ type State interface {
 	Cert(serial string) (*fsm.Cert, error)
 	AdminByHash(hash []byte) (*fsm.Admin, error)
 	HasTokensExpiredBefore(t time.Time) bool
+	OneTimeUsed(key []byte) bool
+	Provisioner(name string) (*fsm.Provisioner, error)
+	Provisioners() ([]*fsm.Provisioner, error)
+	CRL(authority string) (*fsm.CRL, error)
+	Revoked(authority string, t time.Time) ([]fsm.RevokedEntry, error)
 }
 
 // Proposer commits commands through Raft. Apply returns once the entry is
 // committed on a quorum and applied, with the FSM's business error if any.
 // Barrier waits until the local view includes every write the leader has
-// acknowledged, for reads that missed locally.
+// acknowledged, for reads that missed locally. Propagate waits until every
+// member that answers has applied those writes too.
 type Proposer interface {
 	Apply(ctx context.Context, env *fsm.Envelope) error
 	Barrier(ctx context.Context) error
+	Propagate(ctx context.Context) error
 }
 
 // CA is the issuing authority of one node.
@@ -56,6 +64,9 @@ type CA struct {
 	signers *signer.Cache
 	now     func() time.Time
 	log     *slog.Logger
+
+	crlMu sync.Mutex // one CRL signed at a time per node
+	ocsp  ocspCache
 }
 
 // Config wires a CA.
@@ -118,7 +129,14 @@ func (ca *CA) PutAuthority(ctx context.Context, a fsm.Authority) error {
 	if err := ca.checkAuthority(ctx, &a); err != nil {
 		return err
 	}
-	return ca.propose(ctx, fsm.CmdAuthorityPut, a)
+	if err := ca.propose(ctx, fsm.CmdAuthorityPut, a); err != nil {
+		return err
+	}
+	// A new authority serves an (empty) CRL from the start.
+	if err := ca.RefreshCRL(ctx, a.Name, false); err != nil {
+		ca.log.Warn("first CRL not signed; the leader retries", "authority", a.Name, "err", err)
+	}
+	return nil
 }
 
 // Roots returns the DER of every authority's trust anchor, without duplicates.
@@ -159,4 +177,22 @@ func (ca *CA) PruneTokens(ctx context.Context) error {
 		return nil
 	}
 	return ca.propose(ctx, fsm.CmdTokenPrune, fsm.TokenPrune{Before: now})
+}
+
+// AuthorityRoots returns one authority's trust anchor.
+func (ca *CA) AuthorityRoots(ctx context.Context, name string) ([][]byte, error) {
+	a, err := ca.state.Authority(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
+	}
+	return [][]byte{a.Root}, nil
+}
+
+// Issuer returns the DER of an authority's issuing certificate.
+func (ca *CA) Issuer(ctx context.Context, name string) ([]byte, error) {
+	a, err := ca.state.Authority(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
+	}
+	return a.Chain[0], nil
 }

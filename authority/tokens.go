@@ -56,9 +56,10 @@ func parseSecret(prefix, tok string) ([]byte, bool) {
 
 // TokenRequest asks for an enrollment token.
 type TokenRequest struct {
-	SANs       []string
-	TTL        time.Duration // 0: DefaultTokenTTL
-	Properties map[string]string
+	Provisioner string // "": the default enrollment-token provisioner
+	SANs        []string
+	TTL         time.Duration // 0: DefaultTokenTTL
+	Properties  map[string]string
 }
 
 // MintedToken is a new token: the secret is shown once and never stored.
@@ -67,11 +68,30 @@ type MintedToken struct {
 	Token  fsm.Token
 }
 
-// MintToken creates a single-use enrollment token bound to names.
+// MintToken creates a single-use enrollment token bound to names, which the
+// provisioner's policy must allow.
 func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest) (*MintedToken, error) {
+	name := req.Provisioner
+	if name == "" {
+		var err error
+		if name, err = ca.defaultTokenProvisioner(); err != nil {
+			return nil, err
+		}
+	}
+	prov, err := ca.provisioner(ctx, name, fsm.KindEnrollmentToken)
+	if err != nil {
+		return nil, err
+	}
 	sans, err := normalizeNames(req.SANs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sans: %v", ErrInvalidRequest, err)
+	}
+	names := &certNames{}
+	for _, n := range sans {
+		names.add(n) // already canonical
+	}
+	if err := checkNames(&prov.Policy, names); err != nil {
+		return nil, err
 	}
 	ttl := req.TTL
 	if ttl == 0 {
@@ -86,12 +106,13 @@ func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest)
 	secret := newSecret(enrollPrefix)
 	hash, _ := parseSecret(enrollPrefix, secret)
 	t := fsm.Token{
-		ID:         randomID(12),
-		Hash:       hash,
-		SANs:       sans,
-		Properties: req.Properties,
-		ExpiresAt:  ca.now().Add(ttl).UTC(),
-		CreatedBy:  admin.ID,
+		ID:          randomID(12),
+		Hash:        hash,
+		Provisioner: prov.Name,
+		SANs:        sans,
+		Properties:  req.Properties,
+		ExpiresAt:   ca.now().Add(ttl).UTC(),
+		CreatedBy:   admin.ID,
 	}
 	if err := ca.propose(ctx, fsm.CmdTokenCreate, fsm.TokenCreate{Tokens: []fsm.Token{t}}); err != nil {
 		return nil, err
@@ -128,10 +149,21 @@ func (ca *CA) enrollmentToken(ctx context.Context, secret string) (*fsm.Token, [
 	if t.UsedBy != "" {
 		return nil, nil, fsm.ErrTokenUsed
 	}
+	if !t.RevokedAt.IsZero() {
+		return nil, nil, fsm.ErrTokenRevoked
+	}
 	if !ca.now().Before(t.ExpiresAt) {
 		return nil, nil, fsm.ErrTokenExpired
 	}
 	return t, hash, nil
+}
+
+// RevokeToken withdraws an unused enrollment token by its ID.
+func (ca *CA) RevokeToken(ctx context.Context, id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("%w: token id", ErrInvalidRequest)
+	}
+	return ca.propose(ctx, fsm.CmdTokenRevoke, fsm.TokenRevoke{ID: id})
 }
 
 // Admin roles. Issue-level roles arrive with the admin API.

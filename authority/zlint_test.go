@@ -62,7 +62,7 @@ func lintFindings(t *testing.T, der []byte, reg lint.Registry) []string {
 
 func TestCertificatesPassZlint(t *testing.T) {
 	c := newTestCA(t)
-	iss, err := c.SignWithToken(context.Background(),
+	iss, err := c.signToken(context.Background(),
 		csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"z.example.com", "10.1.2.3"}}),
 		c.token(t, "z.example.com", "10.1.2.3"))
 	if err != nil {

@@ -27,6 +27,10 @@ const (
 	pathApply = "/v1/internal/apply"
 	pathJoin  = "/v1/internal/join"
 	pathIndex = "/v1/internal/index"
+	pathWait  = "/v1/internal/wait"
+
+	// propagateTimeout bounds how long Propagate waits for one member.
+	propagateTimeout = 3 * time.Second
 
 	maxRPCBody = 8 << 20
 )
@@ -241,6 +245,18 @@ func (c *Cluster) Handler() http.Handler {
 	mux.HandleFunc("POST "+pathIndex, c.serve(func(ctx context.Context, _ []byte) (any, error) {
 		idx, err := c.leaderIndex()
 		return indexReply{Index: idx}, err
+	}))
+	mux.HandleFunc("POST "+pathWait, c.serve(func(ctx context.Context, body []byte) (any, error) {
+		var req indexReply
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, errBadRPC{err}
+		}
+		wctx, cancel := context.WithTimeout(ctx, propagateTimeout)
+		defer cancel()
+		if err := c.fsm.WaitApplied(wctx, req.Index); err != nil {
+			return nil, fmt.Errorf("%w: not applied %d yet", ErrNoLeader, req.Index)
+		}
+		return struct{}{}, nil
 	}))
 	mux.HandleFunc("POST "+pathJoin, c.serve(func(ctx context.Context, body []byte) (any, error) {
 		var req joinRequest

@@ -26,6 +26,12 @@ api {
   tls_key_file  = "/etc/quorumca/tls/node-key.pem"
 }
 
+# Plain HTTP for revocation checking: CRLs and OCSP (RFC 5280 advises
+# against needing TLS to check revocation). Optional.
+http {
+  listen = "0.0.0.0:8080"
+}
+
 # Raft replication between nodes (TCP). Open it only between the nodes.
 raft {
   listen    = "0.0.0.0:8300"
@@ -59,8 +65,36 @@ authority "default" {
   # awskms: and pkcs11: backends keep the key out of the node.
   key = "softkey:/etc/quorumca/intermediate.key"
 
-  # Lifetime of issued certificates when the request does not ask for less.
+  # Where issued certificates say their CRL and OCSP responder are: the
+  # plain-HTTP address of the cluster, usually its load balancer.
+  base_url = "http://ca.internal.example:8080"
+}
+
+# Provisioners decide who may get which certificate. Created at bootstrap;
+# change them later through the admin API. With none, a "default"
+# enrollment-token provisioner that allows any name is created.
+provisioner "devices" {
+  kind      = "enrollment-token" # an admin mints single-use tokens
+  authority = "default"
+
+  dns         = [".devices.internal.example"] # "*", "a.b", "*.b" (one label), ".b" (any depth)
+  ip          = ["10.0.0.0/8"]                # CIDRs
+  uri         = ["spiffe://prod/devices/*"]   # * within a path segment, ** across
+  common_name = []                            # globs; empty: the CN must be one of the names
+
   default_ttl = "24h"
+  max_ttl     = "720h"
+  key_types   = ["P-256", "Ed25519"] # P-256, P-384, P-521, Ed25519, RSA
+  eku         = "client"             # server, client or both
+  renew_grace = "72h"                # renew up to 3 days after expiry (devices that slept)
+}
+
+provisioner "automation" {
+  kind        = "jwk" # holders of the private key mint their own one-time JWTs
+  jwk_file    = "/etc/quorumca/automation.jwk.json"
+  dns         = ["*.svc.internal.example"]
+  default_ttl = "24h"
+  eku         = "both"
 }
 
 # When this node bootstraps the cluster it writes the first admin token here

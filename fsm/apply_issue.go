@@ -1,17 +1,42 @@
 package fsm
 
-import "slices"
+import (
+	"bytes"
+	"slices"
+	"time"
+)
 
 func init() {
-	register(CmdIssue, "issue", 1, applyIssue)
+	register(CmdIssue, "issue", 2, applyIssue)
 }
 
-// Issue consumes a token and records the certificate signed against it, in
-// one entry: a certificate is never handed out without its record, and a
-// token is never consumed without a certificate.
+// Issue records a certificate together with what authorized it, in one
+// entry: a certificate is never handed out without its record, and a
+// single-use credential is never consumed without a certificate. At least
+// one authorization is set:
+//   - TokenHash: an enrollment token, which must exist, be live and unused;
+//   - OneTime: the ID of a self-minted token (a JWK provisioner's JWT, a
+//     renewal JWS), which must not have been seen before;
+//   - Renews: the serial of the certificate being renewed, which must not be
+//     revoked nor expired beyond its provisioner's grace window.
+//
+// Version 1 carried only TokenHash and Cert.
 type Issue struct {
-	TokenHash []byte `json:"token_hash"`
-	Cert      Cert   `json:"cert"`
+	TokenHash []byte   `json:"token_hash,omitempty"`
+	OneTime   *OneTime `json:"one_time,omitempty"`
+	Renews    string   `json:"renews,omitempty"`
+	Cert      Cert     `json:"cert"`
+}
+
+// OneTime is a single-use ID, remembered until Expires so a replay fails.
+type OneTime struct {
+	Key     []byte    `json:"key"` // hash of the issuer and the ID
+	Expires time.Time `json:"expires"`
+}
+
+type nonce struct {
+	Expires time.Time `json:"expires"`
+	UsedBy  string    `json:"used_by"`
 }
 
 func applyIssue(a *applyCtx) error {
@@ -19,38 +44,109 @@ func applyIssue(a *applyCtx) error {
 	a.decode(&in)
 	c := &in.Cert
 
-	var tok Token
-	if err := getJSON(a.tx, bTokens, in.TokenHash, &tok); err != nil {
-		return ErrTokenInvalid
-	}
-	if tok.UsedBy != "" {
-		if tok.UsedBy == c.Serial {
+	if cur := a.tx.Bucket(bCerts).Get([]byte(c.Serial)); cur != nil {
+		var old Cert
+		if getJSON(a.tx, bCerts, []byte(c.Serial), &old) == nil && bytes.Equal(old.DER, c.DER) {
 			return nil // this very entry, proposed again after a lost leader
 		}
-		return reject(ErrTokenUsed, "token "+tok.ID+" has already been used")
+		return reject(ErrSerialExists, "serial "+c.Serial+" already issued")
 	}
-	if !a.now.Before(tok.ExpiresAt) {
-		return reject(ErrTokenExpired, "token "+tok.ID+" has expired")
-	}
-	for _, n := range c.SANs {
-		if !slices.Contains(tok.SANs, n) {
-			return reject(ErrNameNotAllowed, "name "+n+" is not allowed by token "+tok.ID)
-		}
+	if in.TokenHash == nil && in.OneTime == nil && in.Renews == "" {
+		panic("fsm: issue entry without an authorization")
 	}
 	if a.tx.Bucket(bAuthorities).Get([]byte(c.Authority)) == nil {
 		return reject(ErrAuthorityUnknown, "unknown authority "+c.Authority)
 	}
-	if a.tx.Bucket(bCerts).Get([]byte(c.Serial)) != nil {
-		return reject(ErrSerialExists, "serial "+c.Serial+" already issued")
+
+	var tok Token
+	if in.TokenHash != nil {
+		if err := getJSON(a.tx, bTokens, in.TokenHash, &tok); err != nil {
+			return ErrTokenInvalid
+		}
+		switch {
+		case tok.UsedBy != "":
+			return reject(ErrTokenUsed, "token "+tok.ID+" has already been used")
+		case !tok.RevokedAt.IsZero():
+			return reject(ErrTokenRevoked, "token "+tok.ID+" has been revoked")
+		case !a.now.Before(tok.ExpiresAt):
+			return reject(ErrTokenExpired, "token "+tok.ID+" has expired")
+		case tok.Provisioner != c.Provisioner:
+			return reject(ErrProvisioner, "token "+tok.ID+" belongs to another provisioner")
+		}
+		for _, n := range c.SANs {
+			if !slices.Contains(tok.SANs, n) {
+				return reject(ErrNameNotAllowed, "name "+n+" is not allowed by token "+tok.ID)
+			}
+		}
+	}
+	if in.OneTime != nil {
+		if a.tx.Bucket(bNonces).Get(in.OneTime.Key) != nil {
+			return reject(ErrTokenUsed, "token has already been used")
+		}
+		if !a.now.Before(in.OneTime.Expires) {
+			return reject(ErrTokenExpired, "token has expired")
+		}
+	}
+	if in.Renews != "" {
+		if err := checkRenewal(a, in.Renews, c); err != nil {
+			return err
+		}
 	}
 
 	c.IssuedAt = a.now
-	c.TokenID = tok.ID
+	if in.TokenHash != nil {
+		c.TokenID = tok.ID
+		c.Properties = tok.Properties
+		tok.UsedAt, tok.UsedBy = a.now, c.Serial
+		putJSON(a.tx, bTokens, in.TokenHash, &tok)
+	}
+	if in.OneTime != nil {
+		putJSON(a.tx, bNonces, in.OneTime.Key, nonce{Expires: in.OneTime.Expires, UsedBy: c.Serial})
+		put(a.tx, bNoncesByExp, timeKey(in.OneTime.Expires, in.OneTime.Key), nil)
+	}
+	if in.Renews != "" {
+		c.RenewedFrom = in.Renews
+	}
 	putJSON(a.tx, bCerts, []byte(c.Serial), c)
 	put(a.tx, bCertsByExpiry, timeKey(c.NotAfter, []byte(c.Serial)), nil)
-
-	tok.UsedAt = a.now
-	tok.UsedBy = c.Serial
-	putJSON(a.tx, bTokens, in.TokenHash, &tok)
 	return nil
+}
+
+// checkRenewal enforces, at commit time, that a renewal keeps the old
+// certificate's identity and that the old certificate may still be renewed.
+// Checking here, not only on the node that signed, orders renewals after
+// any revocation committed before them.
+func checkRenewal(a *applyCtx, serial string, c *Cert) error {
+	var old Cert
+	if err := getJSON(a.tx, bCerts, []byte(serial), &old); err != nil {
+		return reject(ErrCertUnknown, "no certificate with serial "+serial)
+	}
+	if old.Revoked() {
+		return reject(ErrCertRevoked, "certificate "+serial+" has been revoked")
+	}
+	var p Provisioner
+	grace := time.Duration(0)
+	if getJSON(a.tx, bProvisioners, []byte(old.Provisioner), &p) == nil {
+		grace = p.Policy.RenewGrace
+	}
+	if a.now.After(old.NotAfter.Add(grace)) {
+		return reject(ErrCertExpired, "certificate "+serial+" expired beyond its renewal grace window")
+	}
+	if old.Authority != c.Authority || old.Provisioner != c.Provisioner || old.Subject != c.Subject ||
+		!sameSet(old.SANs, c.SANs) {
+		return reject(ErrNameNotAllowed, "a renewal must keep the identity of certificate "+serial)
+	}
+	return nil
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }

@@ -8,6 +8,31 @@ import (
 func init() {
 	register(CmdTokenCreate, "token_create", 1, applyTokenCreate)
 	register(CmdTokenPrune, "token_prune", 1, applyTokenPrune)
+	register(CmdTokenRevoke, "token_revoke", 1, applyTokenRevoke)
+}
+
+// TokenRevoke withdraws an unused enrollment token.
+type TokenRevoke struct {
+	ID string `json:"id"`
+}
+
+func applyTokenRevoke(a *applyCtx) error {
+	var in TokenRevoke
+	a.decode(&in)
+	hash := a.tx.Bucket(bTokenIDs).Get([]byte(in.ID))
+	var t Token
+	if hash == nil || getJSON(a.tx, bTokens, hash, &t) != nil {
+		return reject(ErrTokenUnknown, "no token with id "+in.ID)
+	}
+	switch {
+	case t.UsedBy != "":
+		return reject(ErrTokenUsed, "token "+in.ID+" has already been used")
+	case !t.RevokedAt.IsZero():
+		return nil
+	}
+	t.RevokedAt = a.now
+	putJSON(a.tx, bTokens, bytes.Clone(hash), &t)
+	return nil
 }
 
 // TokenCreate stores one or more enrollment tokens (a fleet roll-out mints
@@ -16,8 +41,9 @@ type TokenCreate struct {
 	Tokens []Token `json:"tokens"`
 }
 
-// TokenPrune drops tokens, used or not, that expired before Before. A used
-// token is kept until its own expiry so a replay is refused as "used".
+// TokenPrune drops tokens, used or not, and one-time IDs that expired before
+// Before. A used token is kept until its own expiry so a replay is refused
+// as "used".
 type TokenPrune struct {
 	Before time.Time `json:"before"`
 	Limit  int       `json:"limit"`
@@ -59,13 +85,7 @@ func applyTokenPrune(a *applyCtx) error {
 	if limit <= 0 {
 		limit = 10000
 	}
-	end := timeKey(in.Before, nil)
-	var keys [][]byte
-	c := a.tx.Bucket(bTokensByExp).Cursor()
-	for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && len(keys) < limit; k, _ = c.Next() {
-		keys = append(keys, bytes.Clone(k))
-	}
-	for _, k := range keys {
+	for _, k := range expired(a, bTokensByExp, in.Before, limit) {
 		hash := k[8:]
 		var t Token
 		if err := getJSON(a.tx, bTokens, hash, &t); err == nil {
@@ -74,5 +94,20 @@ func applyTokenPrune(a *applyCtx) error {
 		del(a.tx, bTokens, hash)
 		del(a.tx, bTokensByExp, k)
 	}
+	for _, k := range expired(a, bNoncesByExp, in.Before, limit) {
+		del(a.tx, bNonces, k[8:])
+		del(a.tx, bNoncesByExp, k)
+	}
 	return nil
+}
+
+// expired lists up to limit keys of a by-expiry index that sort before t.
+func expired(a *applyCtx, index []byte, t time.Time, limit int) [][]byte {
+	end := timeKey(t, nil)
+	var keys [][]byte
+	c := a.tx.Bucket(index).Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && len(keys) < limit; k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	return keys
 }

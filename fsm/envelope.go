@@ -14,12 +14,16 @@ import (
 type CmdType uint16
 
 const (
-	CmdAuthorityPut CmdType = 1
-	CmdNodeUpsert   CmdType = 2
-	CmdAdminCreate  CmdType = 3
-	CmdTokenCreate  CmdType = 4
-	CmdIssue        CmdType = 5
-	CmdTokenPrune   CmdType = 6
+	CmdAuthorityPut   CmdType = 1
+	CmdNodeUpsert     CmdType = 2
+	CmdAdminCreate    CmdType = 3
+	CmdTokenCreate    CmdType = 4
+	CmdIssue          CmdType = 5
+	CmdTokenPrune     CmdType = 6
+	CmdProvisionerPut CmdType = 7
+	CmdTokenRevoke    CmdType = 8
+	CmdRevoke         CmdType = 9
+	CmdCRLPut         CmdType = 10
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and

@@ -27,7 +27,14 @@ var (
 	ErrTokenInvalid     = &Error{Code: "token_invalid", Message: "token is not valid"}
 	ErrTokenUsed        = &Error{Code: "token_used", Message: "token has already been used"}
 	ErrTokenExpired     = &Error{Code: "token_expired", Message: "token has expired"}
-	ErrNameNotAllowed   = &Error{Code: "name_not_allowed", Message: "name not allowed by token"}
+	ErrNameNotAllowed   = &Error{Code: "san_not_allowed", Message: "name not allowed"}
+	ErrTokenRevoked     = &Error{Code: "token_revoked", Message: "token has been revoked"}
+	ErrTokenUnknown     = &Error{Code: "token_unknown", Message: "no such token"}
+	ErrCertUnknown      = &Error{Code: "certificate_unknown", Message: "no such certificate"}
+	ErrCertRevoked      = &Error{Code: "certificate_revoked", Message: "certificate has been revoked"}
+	ErrCertExpired      = &Error{Code: "certificate_expired", Message: "certificate has expired"}
+	ErrVersionMismatch  = &Error{Code: "version_mismatch", Message: "record changed since it was read"}
+	ErrProvisioner      = &Error{Code: "provisioner_unknown", Message: "unknown provisioner"}
 	ErrSerialExists     = &Error{Code: "serial_exists", Message: "serial number already issued"}
 	ErrAuthorityUnknown = &Error{Code: "authority_unknown", Message: "unknown authority"}
 	ErrConflict         = &Error{Code: "conflict", Message: "conflicts with existing state"}

@@ -27,8 +27,14 @@ var (
 	bTokensByExp   = []byte("tokens_by_expiry")
 	bAdmins        = []byte("admins")
 	bNodes         = []byte("nodes")
+	bProvisioners  = []byte("provisioners")
+	bNonces        = []byte("nonces")
+	bNoncesByExp   = []byte("nonces_by_expiry")
+	bRevoked       = []byte("revoked")
+	bCRLs          = []byte("crls")
 
-	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes}
+	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
+		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs}
 
 	kApplied = []byte("applied_index")
 )

@@ -56,6 +56,12 @@ func token(secret, id string, sans ...string) Token {
 	return Token{ID: id, Hash: hashOf(secret), SANs: sans, ExpiresAt: t0.Add(time.Hour)}
 }
 
+func provCert(serial string, sans ...string) Cert {
+	c := cert(serial, sans...)
+	c.Provisioner = "p"
+	return c
+}
+
 func cert(serial string, sans ...string) Cert {
 	return Cert{Serial: serial, Authority: "default", Subject: "CN=" + sans[0], SANs: sans,
 		NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), Requester: "token", DER: []byte("der-" + serial)}
@@ -78,6 +84,14 @@ func workload(t *testing.T) []*raft.Log {
 		add(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf(fmt.Sprintf("s%d", i)), Cert: cert(fmt.Sprintf("%x", 1000+i), fmt.Sprintf("d%d.example", i))})
 	}
 	add(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf("s0"), Cert: cert("ffff", "d0.example")}) // replay
+	add(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: Provisioner{Name: "p", Kind: KindJWK, Authority: "default",
+		Policy: Policy{DNS: []string{"*"}, RenewGrace: time.Hour}}})
+	add(CmdIssue, t0.Add(time.Minute), Issue{OneTime: &OneTime{Key: hashOf("jti-1"), Expires: t0.Add(5 * time.Minute)}, Cert: provCert("eeee", "j.example")})
+	add(CmdIssue, t0.Add(2*time.Minute), Issue{Renews: "eeee", Cert: provCert("eeef", "j.example")})
+	add(CmdRevoke, t0.Add(3*time.Minute), Revoke{Serial: fmt.Sprintf("%x", 1003), Reason: 1, By: "admin"})
+	add(CmdCRLPut, t0.Add(3*time.Minute), CRL{Authority: "default", Number: 1, ThisUpdate: t0, NextUpdate: t0.Add(time.Hour), DER: []byte("crl")})
+	add(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("late", "late", "x.example")}})
+	add(CmdTokenRevoke, t0, TokenRevoke{ID: "late"})
 	add(CmdTokenPrune, t0.Add(2*time.Hour), TokenPrune{Before: t0.Add(2 * time.Hour)})
 	return logs
 }
@@ -127,7 +141,7 @@ func TestIssueRejections(t *testing.T) {
 		{"unknown token", Issue{TokenHash: hashOf("nope"), Cert: cert("01", "a.example")}, t0, ErrTokenInvalid},
 		{"expired token", Issue{TokenHash: hashOf("secret"), Cert: cert("01", "a.example")}, t0.Add(time.Hour), ErrTokenExpired},
 		{"name not allowed", Issue{TokenHash: hashOf("secret"), Cert: cert("01", "a.example", "evil.example")}, t0, ErrNameNotAllowed},
-		{"duplicate serial", Issue{TokenHash: hashOf("secret"), Cert: cert("aa", "a.example")}, t0, ErrSerialExists},
+		{"duplicate serial", Issue{TokenHash: hashOf("secret"), Cert: func() Cert { c := cert("aa", "a.example"); c.DER = []byte("other"); return c }()}, t0, ErrSerialExists},
 		{"unknown authority", Issue{TokenHash: hashOf("secret"), Cert: func() Cert { c := cert("01", "a.example"); c.Authority = "x"; return c }()}, t0, ErrAuthorityUnknown},
 	}
 	for _, tt := range tests {
@@ -211,8 +225,8 @@ func TestDeterministicAcrossBatching(t *testing.T) {
 	if a.Digest() != b.Digest() {
 		t.Fatal("same log, different state")
 	}
-	if a.CertCount() != 20 {
-		t.Errorf("certs = %d, want 20", a.CertCount())
+	if a.CertCount() != 22 {
+		t.Errorf("certs = %d, want 22", a.CertCount())
 	}
 }
 

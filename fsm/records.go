@@ -1,45 +1,61 @@
 package fsm
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Authority is a CA that issues certificates: its chain and a reference to
 // its signing key. Key material never enters the FSM.
 type Authority struct {
-	Name       string        `json:"name"`
-	Root       []byte        `json:"root"`  // DER of the trust anchor
-	Chain      [][]byte      `json:"chain"` // DER, issuing certificate first, root excluded
-	KeyURI     string        `json:"key_uri"`
-	DefaultTTL time.Duration `json:"default_ttl"`
-	MaxTTL     time.Duration `json:"max_ttl"`
-	CreatedAt  time.Time     `json:"created_at"`
+	Name   string   `json:"name"`
+	Root   []byte   `json:"root"`  // DER of the trust anchor
+	Chain  [][]byte `json:"chain"` // DER, issuing certificate first, root excluded
+	KeyURI string   `json:"key_uri"`
+	// BaseURL is the plain-HTTP address (a load balancer, usually) that
+	// issued certificates name for CRL and OCSP; empty: they name none.
+	BaseURL   string    `json:"base_url,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Cert is the record of one issued certificate.
 type Cert struct {
-	Serial    string    `json:"serial"` // lowercase hex, no leading zeros
-	Authority string    `json:"authority"`
-	Subject   string    `json:"subject"`
-	SANs      []string  `json:"sans"`
-	NotBefore time.Time `json:"not_before"`
-	NotAfter  time.Time `json:"not_after"`
-	TokenID   string    `json:"token_id,omitempty"`
-	Requester string    `json:"requester"`
-	IssuedAt  time.Time `json:"issued_at"` // leader's clock at commit, set by Apply
-	DER       []byte    `json:"der"`
+	Serial      string            `json:"serial"` // lowercase hex, no leading zeros
+	Authority   string            `json:"authority"`
+	Subject     string            `json:"subject"`
+	SANs        []string          `json:"sans"`
+	NotBefore   time.Time         `json:"not_before"`
+	NotAfter    time.Time         `json:"not_after"`
+	TokenID     string            `json:"token_id,omitempty"`
+	Provisioner string            `json:"provisioner,omitempty"`
+	Properties  map[string]string `json:"properties,omitempty"` // copied from the token
+	Requester   string            `json:"requester"`
+	RenewedFrom string            `json:"renewed_from,omitempty"` // serial this one renews
+	IssuedAt    time.Time         `json:"issued_at"`              // leader's clock at commit, set by Apply
+	DER         []byte            `json:"der"`
+
+	RevokedAt        time.Time `json:"revoked_at,omitzero"`
+	RevocationReason int       `json:"revocation_reason,omitempty"` // RFC 5280 CRLReason
+	RevokedBy        string    `json:"revoked_by,omitempty"`
 }
+
+// Revoked reports whether the certificate has been revoked.
+func (c *Cert) Revoked() bool { return !c.RevokedAt.IsZero() }
 
 // Token is a single-use enrollment token. Only the SHA-256 of the secret is
 // stored; the secret is shown once to the admin who minted it.
 type Token struct {
-	ID         string            `json:"id"`
-	Hash       []byte            `json:"hash"`
-	SANs       []string          `json:"sans"`
-	Properties map[string]string `json:"properties,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	ExpiresAt  time.Time         `json:"expires_at"`
-	CreatedBy  string            `json:"created_by,omitempty"`
-	UsedAt     time.Time         `json:"used_at,omitzero"`
-	UsedBy     string            `json:"used_by,omitempty"` // serial of the certificate
+	ID          string            `json:"id"`
+	Hash        []byte            `json:"hash"`
+	Provisioner string            `json:"provisioner,omitempty"`
+	SANs        []string          `json:"sans"`
+	Properties  map[string]string `json:"properties,omitempty"`
+	CreatedAt   time.Time         `json:"created_at"`
+	ExpiresAt   time.Time         `json:"expires_at"`
+	CreatedBy   string            `json:"created_by,omitempty"`
+	UsedAt      time.Time         `json:"used_at,omitzero"`
+	UsedBy      string            `json:"used_by,omitempty"` // serial of the certificate
+	RevokedAt   time.Time         `json:"revoked_at,omitzero"`
 }
 
 // Admin is an admin API credential, stored as the hash of its bearer token.
@@ -57,4 +73,49 @@ type Node struct {
 	ID       string `json:"id"`
 	APIAddr  string `json:"api_addr"` // host:port of the HTTPS API
 	RaftAddr string `json:"raft_addr"`
+}
+
+// Provisioner kinds.
+const (
+	KindEnrollmentToken = "enrollment-token"
+	KindJWK             = "jwk"
+)
+
+// Provisioner decides who may get which certificate from one authority.
+type Provisioner struct {
+	Name      string          `json:"name"`
+	Kind      string          `json:"kind"`
+	Authority string          `json:"authority"`
+	Policy    Policy          `json:"policy"`
+	JWK       json.RawMessage `json:"jwk,omitempty"` // public key, kind jwk
+	Version   uint64          `json:"version"`       // bumped by every change
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Policy is what a provisioner allows. The authority package interprets it;
+// the FSM itself only reads RenewGrace.
+type Policy struct {
+	DNS        []string      `json:"dns,omitempty"`         // "*", "a.example", "*.example" (one label), ".example" (any depth)
+	IP         []string      `json:"ip,omitempty"`          // CIDRs
+	URI        []string      `json:"uri,omitempty"`         // globs: * within a path segment, ** across
+	Email      []string      `json:"email,omitempty"`       // "*", "@example.com", "a@example.com"
+	CommonName []string      `json:"common_name,omitempty"` // globs; empty: the CN must be one of the SANs
+	DefaultTTL time.Duration `json:"default_ttl"`
+	MaxTTL     time.Duration `json:"max_ttl"`
+	KeyTypes   []string      `json:"key_types,omitempty"` // P-256, P-384, P-521, Ed25519, RSA; empty: all but P-521
+	RSAMinBits int           `json:"rsa_min_bits,omitempty"`
+	EKU        string        `json:"eku,omitempty"` // server, client, both (default)
+	// RenewGrace is how long after expiry a certificate may still be
+	// renewed; zero: not at all.
+	RenewGrace time.Duration `json:"renew_grace,omitempty"`
+}
+
+// CRL is the current signed revocation list of one authority.
+type CRL struct {
+	Authority  string    `json:"authority"`
+	Number     uint64    `json:"number"`
+	ThisUpdate time.Time `json:"this_update"`
+	NextUpdate time.Time `json:"next_update"`
+	DER        []byte    `json:"der"`
 }

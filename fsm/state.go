@@ -73,21 +73,24 @@ func (f *FSM) Authority(name string) (*Authority, error) {
 	return get[Authority](f, bAuthorities, []byte(name))
 }
 
-// Authorities lists all authorities in name order.
-func (f *FSM) Authorities() ([]*Authority, error) {
-	var out []*Authority
+// list reads every record of a bucket, in key order.
+func list[T any](f *FSM, bucket []byte) ([]*T, error) {
+	var out []*T
 	err := f.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bAuthorities).ForEach(func(k, v []byte) error {
-			var a Authority
-			if err := json.Unmarshal(v, &a); err != nil {
-				return err
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			var x T
+			if err := json.Unmarshal(v, &x); err != nil {
+				return fmt.Errorf("fsm: corrupt record in %s: %w", bucket, err)
 			}
-			out = append(out, &a)
+			out = append(out, &x)
 			return nil
 		})
 	})
 	return out, err
 }
+
+// Authorities lists all authorities in name order.
+func (f *FSM) Authorities() ([]*Authority, error) { return list[Authority](f, bAuthorities) }
 
 // Cert returns the record of an issued certificate by serial (lowercase hex).
 func (f *FSM) Cert(serial string) (*Cert, error) { return get[Cert](f, bCerts, []byte(serial)) }
@@ -118,13 +121,16 @@ func (f *FSM) TokenByID(id string) (*Token, error) {
 	return &t, nil
 }
 
-// HasTokensExpiredBefore reports whether any token expired before t, so the
-// leader proposes a prune only when there is something to prune.
+// HasTokensExpiredBefore reports whether any token or one-time ID expired
+// before t, so the leader proposes a prune only when there is something to
+// prune.
 func (f *FSM) HasTokensExpiredBefore(t time.Time) bool {
 	found := false
 	_ = f.view(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bTokensByExp).Cursor().First()
-		found = k != nil && bytes.Compare(k[:8], timeKey(t, nil)) < 0
+		for _, index := range [][]byte{bTokensByExp, bNoncesByExp} {
+			k, _ := tx.Bucket(index).Cursor().First()
+			found = found || (k != nil && bytes.Compare(k[:8], timeKey(t, nil)) < 0)
+		}
 		return nil
 	})
 	return found
@@ -165,4 +171,51 @@ func (f *FSM) Digest() string {
 		return nil
 	})
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Provisioner returns the named provisioner.
+func (f *FSM) Provisioner(name string) (*Provisioner, error) {
+	return get[Provisioner](f, bProvisioners, []byte(name))
+}
+
+// Provisioners lists all provisioners in name order.
+func (f *FSM) Provisioners() ([]*Provisioner, error) { return list[Provisioner](f, bProvisioners) }
+
+// CRL returns the current CRL of an authority.
+func (f *FSM) CRL(authority string) (*CRL, error) { return get[CRL](f, bCRLs, []byte(authority)) }
+
+// RevokedEntry is one line of a CRL.
+type RevokedEntry struct {
+	Serial    string
+	RevokedAt time.Time
+	Reason    int
+	NotAfter  time.Time
+}
+
+// Revoked lists the authority's revoked certificates that expire at or
+// after t, by expiry.
+func (f *FSM) Revoked(authority string, t time.Time) ([]RevokedEntry, error) {
+	prefix := []byte(authority + "\x00")
+	var out []RevokedEntry
+	err := f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bRevoked).Cursor()
+		for k, v := c.Seek(append(bytes.Clone(prefix), timeKey(t, nil)...)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var e revokedEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			notAfter := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+			out = append(out, RevokedEntry{Serial: e.Serial, RevokedAt: time.Unix(e.RevokedAt, 0).UTC(),
+				Reason: e.Reason, NotAfter: time.Unix(0, notAfter).UTC()})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// OneTimeUsed reports whether a one-time token ID has been seen.
+func (f *FSM) OneTimeUsed(key []byte) bool {
+	seen := false
+	_ = f.view(func(tx *bolt.Tx) error { seen = tx.Bucket(bNonces).Get(key) != nil; return nil })
+	return seen
 }

@@ -14,6 +14,9 @@ import (
 	"encoding/pem"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/quorumca/quorumca/authority"
 )
 
 func csrFor(t *testing.T, key crypto.Signer, tmpl *x509.CertificateRequest) []byte {
@@ -32,7 +35,12 @@ func TestBadInputsAreRefusedAndChangeNothing(t *testing.T) {
 	n := c.Followers()[0]
 
 	used := c.mintToken(n, "1h", "used.example")
-	c.sign(n, used, newCSR(t, newKey(t), "used.example"))
+	usedSerial := c.sign(n, used, newCSR(t, newKey(t), "used.example")).Serial
+	var rec struct {
+		TokenID string `json:"token_id"`
+	}
+	c.do(n, "GET", "/v1/certs/"+usedSerial, nil, "").decode(t, &rec)
+	usedID := rec.TokenID
 	tok := c.mintToken(n, "1h", "ok.example")
 	c.WaitConverged()
 	before := c.nodes[0].node.FSM().Digest()
@@ -51,6 +59,10 @@ func TestBadInputsAreRefusedAndChangeNothing(t *testing.T) {
 	forgedAdmin := "qcat_" + base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 	sign := func(csr []byte, token string) []byte {
 		b, _ := json.Marshal(map[string]string{"csr": string(csr), "token": token})
+		return b
+	}
+	signTTL := func(csr []byte, token, ttl string) []byte {
+		b, _ := json.Marshal(map[string]string{"csr": string(csr), "token": token, "ttl": ttl})
 		return b
 	}
 
@@ -77,12 +89,17 @@ func TestBadInputsAreRefusedAndChangeNothing(t *testing.T) {
 		{"sign: certificate instead of CSR", "POST", "/v1/sign", sign(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: blk.Bytes}), tok), "", 400, "bad_csr"},
 		{"sign: CSR DER garbage", "POST", "/v1/sign", sign(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: []byte{0x30, 0x03, 1, 2, 3}}), tok), "", 400, "bad_csr"},
 		{"sign: CSR bad signature", "POST", "/v1/sign", sign(badSig, tok), "", 400, "bad_csr"},
-		{"sign: RSA 1024", "POST", "/v1/sign", sign(csrFor(t, rsa1024, &x509.CertificateRequest{DNSNames: []string{"ok.example"}}), tok), "", 400, "bad_csr"},
-		{"sign: P-224", "POST", "/v1/sign", sign(csrFor(t, p224, &x509.CertificateRequest{DNSNames: []string{"ok.example"}}), tok), "", 400, "bad_csr"},
+		{"sign: RSA 1024", "POST", "/v1/sign", sign(csrFor(t, rsa1024, &x509.CertificateRequest{DNSNames: []string{"ok.example"}}), tok), "", 400, "key_too_weak"},
+		{"sign: P-224", "POST", "/v1/sign", sign(csrFor(t, p224, &x509.CertificateRequest{DNSNames: []string{"ok.example"}}), tok), "", 400, "key_type_not_allowed"},
 		{"sign: no names", "POST", "/v1/sign", sign(csrFor(t, newKey(t), &x509.CertificateRequest{}), tok), "", 400, "bad_csr"},
-		{"sign: invalid name", "POST", "/v1/sign", sign(csrFor(t, newKey(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "bad name!"}}), tok), "", 400, "bad_csr"},
-		{"sign: name not allowed", "POST", "/v1/sign", sign(newCSR(t, newKey(t), "ok.example", "evil.example"), tok), "", 403, "name_not_allowed"},
-		{"sign: other name only", "POST", "/v1/sign", sign(newCSR(t, newKey(t), "evil.example"), tok), "", 403, "name_not_allowed"},
+		{"sign: invalid name", "POST", "/v1/sign", sign(csrFor(t, newKey(t), &x509.CertificateRequest{DNSNames: []string{"bad name!"}}), tok), "", 400, "bad_csr"},
+		{"sign: common name not a name", "POST", "/v1/sign", sign(csrFor(t, newKey(t), &x509.CertificateRequest{Subject: pkix.Name{CommonName: "bad name!"}, DNSNames: []string{"ok.example"}}), tok), "", 403, "san_not_allowed"},
+		{"sign: bad ttl", "POST", "/v1/sign", []byte(`{"csr": "x", "token": "y", "ttl": "1 year"}`), "", 400, "bad_request"},
+		{"sign: ttl too long", "POST", "/v1/sign", signTTL(goodCSR, tok, "100000h"), "", 400, "ttl_not_allowed"},
+		{"sign: malformed JWT", "POST", "/v1/sign", sign(goodCSR, "a.b.c"), "", 401, "token_invalid"},
+		{"sign: JWT of unknown provisioner", "POST", "/v1/sign", sign(goodCSR, unknownIssuerJWT(t)), "", 400, "provisioner_unknown"},
+		{"sign: name not allowed", "POST", "/v1/sign", sign(newCSR(t, newKey(t), "ok.example", "evil.example"), tok), "", 403, "san_not_allowed"},
+		{"sign: other name only", "POST", "/v1/sign", sign(newCSR(t, newKey(t), "evil.example"), tok), "", 403, "san_not_allowed"},
 		{"tokens: no credentials", "POST", "/v1/admin/tokens", []byte(`{"sans": ["a.example"]}`), "", 401, "unauthorized"},
 		{"tokens: malformed credentials", "POST", "/v1/admin/tokens", []byte(`{"sans": ["a.example"]}`), "letmein", 401, "unauthorized"},
 		{"tokens: forged credentials", "POST", "/v1/admin/tokens", []byte(`{"sans": ["a.example"]}`), forgedAdmin, 401, "unauthorized"},
@@ -94,6 +111,23 @@ func TestBadInputsAreRefusedAndChangeNothing(t *testing.T) {
 		{"tokens: negative ttl", "POST", "/v1/admin/tokens", []byte(`{"sans": ["a.example"], "ttl": "-1h"}`), c.admin, 400, "bad_request"},
 		{"tokens: too many names", "POST", "/v1/admin/tokens", []byte(`{"sans": [` + strings.Repeat(`"a.example",`, 150) + `"b.example"]}`), c.admin, 400, "bad_request"},
 		{"tokens: not JSON", "POST", "/v1/admin/tokens", []byte(`sans=a`), c.admin, 400, "bad_request"},
+		{"tokens: unknown provisioner", "POST", "/v1/admin/tokens", []byte(`{"sans": ["a.example"], "provisioner": "nope"}`), c.admin, 400, "provisioner_unknown"},
+		{"token revoke: no credentials", "DELETE", "/v1/admin/tokens/abc", nil, "", 401, "unauthorized"},
+		{"token revoke: unknown", "DELETE", "/v1/admin/tokens/abc", nil, c.admin, 404, "token_unknown"},
+		{"token revoke: used", "DELETE", "/v1/admin/tokens/" + usedID, nil, c.admin, 409, "token_used"},
+		{"renew: no certificate", "POST", "/v1/renew", nil, "", 401, "renewal_unauthenticated"},
+		{"renew: garbage bearer", "POST", "/v1/renew", nil, "x.y.z", 401, "token_invalid"},
+		{"renew: not JSON", "POST", "/v1/renew", []byte("{"), "", 400, "bad_request"},
+		{"revoke: no credentials", "POST", "/v1/revoke", []byte(`{"serial": "` + usedSerial + `"}`), "", 401, "unauthorized"},
+		{"revoke: bad reason", "POST", "/v1/revoke", []byte(`{"serial": "` + usedSerial + `", "reason": "boredom"}`), c.admin, 400, "bad_request"},
+		{"revoke: hold is not offered", "POST", "/v1/revoke", []byte(`{"serial": "` + usedSerial + `", "reason": "certificateHold"}`), c.admin, 400, "bad_request"},
+		{"revoke: unknown serial", "POST", "/v1/revoke", []byte(`{"serial": "abcdef"}`), c.admin, 404, "certificate_unknown"},
+		{"revoke: bad serial", "POST", "/v1/revoke", []byte(`{"serial": "xyz"}`), c.admin, 400, "bad_request"},
+		{"ocsp: garbage POST", "POST", "/v1/ocsp", []byte("garbage"), "", 400, "bad_request"},
+		{"ocsp: garbage GET", "GET", "/v1/ocsp/!!notbase64!!", nil, "", 400, "bad_request"},
+		{"ocsp: oversized", "POST", "/v1/ocsp", bytes.Repeat([]byte{1}, 20<<10), "", 413, "too_large"},
+		{"crl: unknown authority", "GET", "/v1/authorities/nope/crl", nil, "", 404, "not_found"},
+		{"roots: unknown authority", "GET", "/v1/authorities/nope/roots", nil, "", 404, "not_found"},
 		{"certs: not hex", "GET", "/v1/certs/xyz", nil, "", 400, "bad_request"},
 		{"certs: too long", "GET", "/v1/certs/" + strings.Repeat("a", 100), nil, "", 400, "bad_request"},
 		{"certs: unknown", "GET", "/v1/certs/abcdef", nil, "", 404, "not_found"},
@@ -127,4 +161,14 @@ func TestBadInputsAreRefusedAndChangeNothing(t *testing.T) {
 	if s := c.sign(n, tok, goodCSR); s.Serial == "" {
 		t.Error("token unusable after refused attempts")
 	}
+}
+
+// unknownIssuerJWT is a well-formed, signed JWT naming no provisioner.
+func unknownIssuerJWT(t *testing.T) string {
+	t.Helper()
+	tok, err := authority.SignJWT(newKey(t), "", nil, map[string]any{"iss": "nope", "jti": "1", "exp": time.Now().Add(time.Minute).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

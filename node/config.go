@@ -11,7 +11,9 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclsimple"
 
+	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/fsm"
 )
 
 // Config is everything a node needs. Load reads it from an HCL file; tests
@@ -24,6 +26,8 @@ type Config struct {
 	APIAdvertise string // host:port others use; defaults to the listener's address
 	TLSCertFile  string // the API's server certificate (PEM, may include the chain)
 	TLSKeyFile   string
+	// HTTPListen serves CRLs and OCSP over plain HTTP; "" for none.
+	HTTPListen string
 
 	RaftListen    string
 	RaftAdvertise string
@@ -34,8 +38,11 @@ type Config struct {
 	JoinSecretFile string // read at start when JoinSecret is empty
 	CAFile         string // trust anchors for node-to-node HTTPS
 
-	// Authority is created when this node bootstraps a cluster.
-	Authority *AuthorityConfig
+	// Authorities and Provisioners are created when this node bootstraps a
+	// cluster. With no provisioner, a "default" enrollment-token provisioner
+	// on the first authority is created.
+	Authorities  []*AuthorityConfig
+	Provisioners []*ProvisionerConfig
 	// BootstrapAdminTokenFile receives the first admin token (mode 0600)
 	// when this node bootstraps a cluster.
 	BootstrapAdminTokenFile string
@@ -49,21 +56,31 @@ type Config struct {
 
 // AuthorityConfig names an issuing CA: its certificates and signing key.
 type AuthorityConfig struct {
-	Name       string
-	RootFile   string
-	ChainFile  string // issuing certificate first, then any intermediates up to the root
-	Key        string // key URI: softkey:/path (dev only), later awskms:, pkcs11:
-	DefaultTTL time.Duration
+	Name      string
+	RootFile  string
+	ChainFile string // issuing certificate first, then any intermediates up to the root
+	Key       string // key URI: softkey:/path (dev only), later awskms:, pkcs11:
+	// BaseURL is the plain-HTTP URL (a load balancer, usually) that issued
+	// certificates name for CRLs and OCSP.
+	BaseURL string
+}
+
+// ProvisionerConfig is a provisioner created at bootstrap.
+type ProvisionerConfig struct {
+	fsm.Provisioner
+	JWKFile string // public JWK, for kind jwk
 }
 
 type fileConfig struct {
-	NodeName                string           `hcl:"node_name"`
-	DataDir                 string           `hcl:"data_dir"`
-	API                     *apiBlock        `hcl:"api,block"`
-	Raft                    *raftBlock       `hcl:"raft,block"`
-	Cluster                 *clusterBlock    `hcl:"cluster,block"`
-	Authorities             []authorityBlock `hcl:"authority,block"`
-	BootstrapAdminTokenFile string           `hcl:"bootstrap_admin_token_file,optional"`
+	NodeName                string             `hcl:"node_name"`
+	DataDir                 string             `hcl:"data_dir"`
+	API                     *apiBlock          `hcl:"api,block"`
+	HTTP                    *httpBlock         `hcl:"http,block"`
+	Raft                    *raftBlock         `hcl:"raft,block"`
+	Cluster                 *clusterBlock      `hcl:"cluster,block"`
+	Authorities             []authorityBlock   `hcl:"authority,block"`
+	Provisioners            []provisionerBlock `hcl:"provisioner,block"`
+	BootstrapAdminTokenFile string             `hcl:"bootstrap_admin_token_file,optional"`
 }
 
 type apiBlock struct {
@@ -71,6 +88,10 @@ type apiBlock struct {
 	Advertise   string `hcl:"advertise,optional"`
 	TLSCertFile string `hcl:"tls_cert_file"`
 	TLSKeyFile  string `hcl:"tls_key_file"`
+}
+
+type httpBlock struct {
+	Listen string `hcl:"listen"`
 }
 
 type raftBlock struct {
@@ -87,11 +108,29 @@ type clusterBlock struct {
 }
 
 type authorityBlock struct {
-	Name       string `hcl:"name,label"`
-	RootFile   string `hcl:"root_file"`
-	ChainFile  string `hcl:"chain_file"`
-	Key        string `hcl:"key"`
-	DefaultTTL string `hcl:"default_ttl,optional"`
+	Name      string `hcl:"name,label"`
+	RootFile  string `hcl:"root_file"`
+	ChainFile string `hcl:"chain_file"`
+	Key       string `hcl:"key"`
+	BaseURL   string `hcl:"base_url,optional"`
+}
+
+type provisionerBlock struct {
+	Name       string   `hcl:"name,label"`
+	Kind       string   `hcl:"kind"`
+	Authority  string   `hcl:"authority,optional"`
+	DNS        []string `hcl:"dns,optional"`
+	IP         []string `hcl:"ip,optional"`
+	URI        []string `hcl:"uri,optional"`
+	Email      []string `hcl:"email,optional"`
+	CommonName []string `hcl:"common_name,optional"`
+	DefaultTTL string   `hcl:"default_ttl,optional"`
+	MaxTTL     string   `hcl:"max_ttl,optional"`
+	KeyTypes   []string `hcl:"key_types,optional"`
+	RSAMinBits int      `hcl:"rsa_min_bits,optional"`
+	EKU        string   `hcl:"eku,optional"`
+	RenewGrace string   `hcl:"renew_grace,optional"`
+	JWKFile    string   `hcl:"jwk_file,optional"`
 }
 
 // Load reads and checks an HCL config file.
@@ -103,7 +142,8 @@ func Load(path string) (*Config, error) {
 	return Parse(path, src)
 }
 
-// Parse reads an HCL config from src; filename is for messages.
+// Parse reads an HCL config from src; filename is for messages. It reads no
+// other file.
 func Parse(filename string, src []byte) (*Config, error) {
 	var f fileConfig
 	if err := hclsimple.Decode(filename, src, nil, &f); err != nil {
@@ -121,22 +161,58 @@ func Parse(filename string, src []byte) (*Config, error) {
 		JoinSecret: f.Cluster.JoinSecret, JoinSecretFile: f.Cluster.JoinSecretFile,
 		CAFile: f.Cluster.CAFile, BootstrapAdminTokenFile: f.BootstrapAdminTokenFile,
 	}
-	switch len(f.Authorities) {
-	case 0:
-	case 1:
-		a := f.Authorities[0]
-		c.Authority = &AuthorityConfig{Name: a.Name, RootFile: a.RootFile, ChainFile: a.ChainFile, Key: a.Key}
-		if a.DefaultTTL != "" {
-			d, err := time.ParseDuration(a.DefaultTTL)
-			if err != nil || d <= 0 {
-				return nil, fmt.Errorf("config: authority %q: default_ttl %q is not a positive duration", a.Name, a.DefaultTTL)
-			}
-			c.Authority.DefaultTTL = d
+	if f.HTTP != nil {
+		c.HTTPListen = f.HTTP.Listen
+	}
+	for _, a := range f.Authorities {
+		c.Authorities = append(c.Authorities, &AuthorityConfig{Name: a.Name, RootFile: a.RootFile,
+			ChainFile: a.ChainFile, Key: a.Key, BaseURL: a.BaseURL})
+	}
+	for _, p := range f.Provisioners {
+		pc, err := provisionerFrom(p)
+		if err != nil {
+			return nil, err
 		}
-	default:
-		return nil, errors.New("config: only one authority block is supported for now")
+		c.Provisioners = append(c.Provisioners, pc)
 	}
 	return c, c.Validate()
+}
+
+func provisionerFrom(p provisionerBlock) (*ProvisionerConfig, error) {
+	pc := &ProvisionerConfig{JWKFile: p.JWKFile, Provisioner: fsm.Provisioner{
+		Name: p.Name, Kind: p.Kind, Authority: p.Authority,
+		Policy: fsm.Policy{DNS: p.DNS, IP: p.IP, URI: p.URI, Email: p.Email, CommonName: p.CommonName,
+			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU},
+	}}
+	what := "provisioner " + p.Name + ": "
+	var err error
+	if pc.Policy.DefaultTTL, err = duration(what+"default_ttl", p.DefaultTTL); err != nil {
+		return nil, err
+	}
+	if pc.Policy.MaxTTL, err = duration(what+"max_ttl", p.MaxTTL); err != nil {
+		return nil, err
+	}
+	if pc.Policy.RenewGrace, err = duration(what+"renew_grace", p.RenewGrace); err != nil {
+		return nil, err
+	}
+	if err := authority.CheckPolicy(&pc.Policy); err != nil {
+		return nil, fmt.Errorf("config: %s%v", what, err)
+	}
+	if (p.Kind == fsm.KindJWK) != (p.JWKFile != "") {
+		return nil, fmt.Errorf("config: %sjwk_file is required for kind jwk, and only for it", what)
+	}
+	return pc, nil
+}
+
+func duration(what, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("config: %s %q is not a duration such as \"24h\"", what, s)
+	}
+	return d, nil
 }
 
 const minSecretLen = 16
@@ -174,7 +250,7 @@ func (c *Config) Validate() error {
 		return errors.New("config: set one of cluster.join_secret and cluster.join_secret_file")
 	case c.JoinSecret != "" && len(c.JoinSecret) < minSecretLen:
 		return fmt.Errorf("config: the join secret must be at least %d characters", minSecretLen)
-	case c.Bootstrap && c.Authority == nil:
+	case c.Bootstrap && len(c.Authorities) == 0:
 		return errors.New("config: a bootstrapping node needs an authority block")
 	case c.Bootstrap && len(c.Join) > 0:
 		return errors.New("config: set bootstrap or join, not both")
@@ -187,8 +263,28 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: join address %q must be https://host:port", j)
 		}
 	}
-	if c.Authority != nil && (c.Authority.RootFile == "" || c.Authority.ChainFile == "" || c.Authority.Key == "") {
-		return fmt.Errorf("config: authority %q needs root_file, chain_file and key", c.Authority.Name)
+	names := map[string]bool{}
+	for _, a := range c.Authorities {
+		if a.Name == "" || a.RootFile == "" || a.ChainFile == "" || a.Key == "" {
+			return fmt.Errorf("config: authority %q needs root_file, chain_file and key", a.Name)
+		}
+		if names[a.Name] {
+			return fmt.Errorf("config: authority %q is defined twice", a.Name)
+		}
+		names[a.Name] = true
+		if a.BaseURL != "" {
+			if u, err := url.Parse(a.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("config: authority %q: base_url %q must be http://host[:port]", a.Name, a.BaseURL)
+			}
+		}
+	}
+	for _, p := range c.Provisioners {
+		if p.Authority == "" && len(c.Authorities) > 0 {
+			p.Authority = c.Authorities[0].Name
+		}
+		if !names[p.Authority] && c.Bootstrap {
+			return fmt.Errorf("config: provisioner %q names unknown authority %q", p.Name, p.Authority)
+		}
 	}
 	return nil
 }

@@ -10,9 +10,13 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NodeName != "ca-1" || !c.Bootstrap || c.Authority == nil || c.Authority.DefaultTTL.Hours() != 24 ||
-		c.APIAdvertise != "ca-1.internal.example:8443" || c.JoinSecretFile == "" {
+	if c.NodeName != "ca-1" || !c.Bootstrap || len(c.Authorities) != 1 ||
+		c.APIAdvertise != "ca-1.internal.example:8443" || c.JoinSecretFile == "" || c.HTTPListen == "" ||
+		c.Authorities[0].BaseURL == "" {
 		t.Errorf("parsed %+v", c)
+	}
+	if len(c.Provisioners) != 2 || c.Provisioners[0].Policy.RenewGrace.Hours() != 72 || c.Provisioners[1].JWKFile == "" {
+		t.Errorf("provisioners %+v", c.Provisioners)
 	}
 }
 
@@ -54,6 +58,33 @@ func TestConfigErrors(t *testing.T) {
   ca_file = "r"
 }`, "https://host:port"},
 		{"unknown attribute", baseConfig + `colour = "blue"`, "Unsupported argument"},
+		{"bad provisioner policy", baseConfig + `cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+}
+authority "default" {
+  root_file = "r"
+  chain_file = "c"
+  key = "softkey:/k"
+}
+provisioner "p" {
+  kind = "enrollment-token"
+  ip = ["not-a-cidr"]
+}`, "not a CIDR"},
+		{"jwk without key", baseConfig + `cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+}
+authority "default" {
+  root_file = "r"
+  chain_file = "c"
+  key = "softkey:/k"
+}
+provisioner "p" {
+  kind = "jwk"
+}`, "jwk_file"},
 		{"bad ttl", baseConfig + `cluster {
   bootstrap = true
   join_secret = "0123456789abcdef"
@@ -63,8 +94,11 @@ authority "default" {
   root_file = "r"
   chain_file = "c"
   key = "softkey:/k"
-  default_ttl = "forever"
-}`, "default_ttl"},
+}
+provisioner "p" {
+  kind = "enrollment-token"
+  max_ttl = "forever"
+}`, "max_ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

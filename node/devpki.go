@@ -97,9 +97,10 @@ func (p *DevPKI) load(rootKeyFile string) error {
 // Root is the root certificate.
 func (p *DevPKI) Root() *x509.Certificate { return p.root }
 
-// Authority is the config block for the dev authority.
-func (p *DevPKI) Authority() *AuthorityConfig {
-	return &AuthorityConfig{Name: authority.DefaultAuthority, RootFile: p.RootFile, ChainFile: p.ChainFile, Key: p.KeyURI}
+// Authority is the config block for the dev authority; baseURL is where
+// its CRL and OCSP are served over plain HTTP ("" for nowhere).
+func (p *DevPKI) Authority(baseURL string) *AuthorityConfig {
+	return &AuthorityConfig{Name: authority.DefaultAuthority, RootFile: p.RootFile, ChainFile: p.ChainFile, Key: p.KeyURI, BaseURL: baseURL}
 }
 
 // NodeTLS returns the API certificate and key files in dir for hosts,

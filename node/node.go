@@ -39,6 +39,9 @@ type Node struct {
 	listener net.Listener
 	http     *http.Server
 
+	publicListener net.Listener // plain HTTP: CRLs and OCSP
+	public         *http.Server
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -113,6 +116,10 @@ func (n *Node) start() error {
 		TLSConfig: &tls.Config{
 			Certificates: []tls.Certificate{serverCert},
 			MinVersion:   tls.VersionTLS12,
+			// Clients may present a certificate (renewal, revocation by its
+			// holder). The authorities can change at run time, so the
+			// authority package checks it, not the handshake.
+			ClientAuth: tls.RequestClientCert,
 		},
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -121,21 +128,33 @@ func (n *Node) start() error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(httpErrorLog{n.log}, "", 0),
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		if err := n.http.ServeTLS(n.listener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("api server stopped", "err", err)
+	n.serve(func() error { return n.http.ServeTLS(n.listener, "", "") })
+	if cfg.HTTPListen != "" {
+		if n.publicListener, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			return fmt.Errorf("node: http listen: %w", err)
 		}
-	}()
+		n.public = &http.Server{Handler: srv.PublicRoutes(), ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: n.http.ErrorLog}
+		n.serve(func() error { return n.public.Serve(n.publicListener) })
+	}
 
-	n.cluster.OnLeader(n.pruneLoop)
+	n.cluster.OnLeader(n.leaderLoop)
 	if cfg.Bootstrap {
 		n.wg.Add(1)
 		go n.bootstrapLoop()
 	}
 	n.log.Info("node started", "api", advertise, "raft", cfg.RaftListen, "bootstrap", cfg.Bootstrap)
 	return nil
+}
+
+func (n *Node) serve(run func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := run(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("server stopped", "err", err)
+		}
+	}()
 }
 
 func loadPool(path string) (*x509.CertPool, error) {
@@ -176,8 +195,10 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 	if err := n.cluster.Barrier(ctx); err != nil {
 		return err
 	}
-	ac := n.cfg.Authority
-	if _, err := n.fsm.Authority(ac.Name); errors.Is(err, fsm.ErrNotFound) {
+	for _, ac := range n.cfg.Authorities {
+		if _, err := n.fsm.Authority(ac.Name); !errors.Is(err, fsm.ErrNotFound) {
+			continue
+		}
 		a, err := loadAuthority(ac)
 		if err != nil {
 			return err
@@ -186,6 +207,9 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 			return fmt.Errorf("create authority %s: %w", ac.Name, err)
 		}
 		n.log.Info("authority created", "name", ac.Name, "key", ac.Key)
+	}
+	if err := n.bootstrapProvisioners(ctx); err != nil {
+		return err
 	}
 	if n.fsm.AdminCount() > 0 {
 		return nil
@@ -202,6 +226,34 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 		return fmt.Errorf("write bootstrap admin token: %w", err)
 	}
 	n.log.Info("bootstrap admin token written; revoke it once real admins exist", "file", path)
+	return nil
+}
+
+// bootstrapProvisioners creates the configured provisioners, or a default
+// one, when the cluster has none yet. Later changes go through the admin API.
+func (n *Node) bootstrapProvisioners(ctx context.Context) error {
+	if ps, err := n.fsm.Provisioners(); err != nil || len(ps) > 0 {
+		return err
+	}
+	pcs := n.cfg.Provisioners
+	if len(pcs) == 0 {
+		pcs = []*ProvisionerConfig{{Provisioner: fsm.Provisioner{Name: "default", Kind: fsm.KindEnrollmentToken,
+			Authority: n.cfg.Authorities[0].Name, Policy: authority.DefaultPolicy()}}}
+	}
+	for _, pc := range pcs {
+		p := pc.Provisioner
+		if pc.JWKFile != "" {
+			b, err := os.ReadFile(pc.JWKFile)
+			if err != nil {
+				return fmt.Errorf("provisioner %s: %w", p.Name, err)
+			}
+			p.JWK = b
+		}
+		if err := n.ca.PutProvisioner(ctx, p, 0); err != nil && !errors.Is(err, fsm.ErrVersionMismatch) {
+			return fmt.Errorf("create provisioner %s: %w", p.Name, err)
+		}
+		n.log.Info("provisioner created", "name", p.Name, "kind", p.Kind, "authority", p.Authority)
+	}
 	return nil
 }
 
@@ -222,7 +274,7 @@ func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ac.ChainFile, err)
 	}
-	a := &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, KeyURI: ac.Key, DefaultTTL: ac.DefaultTTL}
+	a := &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, KeyURI: ac.Key, BaseURL: ac.BaseURL}
 	for _, c := range chain {
 		if !c.Equal(roots[0]) {
 			a.Chain = append(a.Chain, c.Raw)
@@ -231,24 +283,36 @@ func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
 	return a, nil
 }
 
-// pruneLoop runs while this node leads: it drops expired tokens.
-func (n *Node) pruneLoop(ctx context.Context) {
+// leaderLoop runs while this node leads: it keeps CRLs current and drops
+// expired tokens.
+func (n *Node) leaderLoop(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
+		if err := n.ca.RefreshCRLs(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("CRL refresh failed", "err", err)
+		}
+		if err := n.ca.PruneTokens(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("token prune failed", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := n.ca.PruneTokens(ctx); err != nil && ctx.Err() == nil {
-				n.log.Warn("token prune failed", "err", err)
-			}
 		}
 	}
 }
 
 // APIAddr is the host:port the API listens on.
 func (n *Node) APIAddr() string { return n.listener.Addr().String() }
+
+// HTTPAddr is the host:port of the plain-HTTP listener, or "".
+func (n *Node) HTTPAddr() string {
+	if n.publicListener == nil {
+		return ""
+	}
+	return n.publicListener.Addr().String()
+}
 
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.NodeName }
@@ -263,12 +327,17 @@ func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 func (n *Node) Close() error {
 	n.cancel()
 	var errs []error
-	if n.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		errs = append(errs, n.http.Shutdown(ctx))
-		cancel()
-	} else if n.listener != nil {
-		n.listener.Close()
+	for _, s := range []*http.Server{n.public, n.http} {
+		if s != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, s.Shutdown(ctx))
+			cancel()
+		}
+	}
+	for _, l := range []net.Listener{n.listener, n.publicListener} {
+		if l != nil {
+			l.Close() // a listener whose server never started
+		}
 	}
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Shutdown())

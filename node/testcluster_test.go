@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,7 +37,10 @@ type testCluster struct {
 	timing cluster.Timing
 	nodes  []*testNode
 	client *http.Client
-	admin  string // bootstrap admin token
+	// provisioners, if set before the first node starts, replace the
+	// default one.
+	provisioners []*ProvisionerConfig
+	admin        string // bootstrap admin token
 }
 
 type testNode struct {
@@ -108,14 +112,15 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 		c.t.Fatal(err)
 	}
 	cfg := Config{
-		NodeName: name, DataDir: ndir,
+		NodeName: name, DataDir: ndir, HTTPListen: freeAddr(c.t),
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
 		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, CAFile: c.pki.RootFile,
 		Bootstrap: bootstrap, Timing: c.timing, HoldTimeout: 5 * time.Second,
 		Now: c.clock.Now, Logger: testLogger().With("test_node", name),
 	}
 	if bootstrap {
-		cfg.Authority = c.pki.Authority()
+		cfg.Authorities = []*AuthorityConfig{c.pki.Authority("http://" + cfg.HTTPListen)}
+		cfg.Provisioners = c.provisioners
 		cfg.BootstrapAdminTokenFile = filepath.Join(c.dir, "admin.token")
 	} else {
 		cfg.Join = []string{"https://" + c.nodes[0].cfg.APIListen}
@@ -198,7 +203,8 @@ func (c *testCluster) Followers() []*testNode {
 }
 
 // WaitConverged waits until every running node is a voter, agrees on the
-// leader, has the authority and the admin token, and holds the same state.
+// leader, has the authority, its first CRL and the admin token, and holds
+// the same state.
 func (c *testCluster) WaitConverged() {
 	c.t.Helper()
 	waitFor(c.t, 20*time.Second, "cluster to converge", func() bool {
@@ -220,6 +226,9 @@ func (c *testCluster) WaitConverged() {
 			if _, err := f.Authority("default"); err != nil {
 				return false
 			}
+			if _, err := f.CRL("default"); err != nil {
+				return false // the leader signs the first CRL right after electing
+			}
 			if n, err := f.Node(tn.cfg.NodeName); err != nil || n.APIAddr != tn.node.APIAddr() {
 				return false
 			}
@@ -229,6 +238,17 @@ func (c *testCluster) WaitConverged() {
 		}
 		return true
 	})
+}
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -19,8 +19,12 @@ import (
 )
 
 // Dev mode: a CA that works in one command, for trying quorumca out. Raft
-// ports are the API ports plus raftPortOffset.
-const raftPortOffset = 1000
+// ports are the API ports plus raftPortOffset; the plain-HTTP ports serving
+// CRLs and OCSP are the API ports plus httpPortOffset.
+const (
+	raftPortOffset = 1000
+	httpPortOffset = 2000
+)
 
 func runDev(args []string) int {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
@@ -44,7 +48,7 @@ func runDev(args []string) int {
 		return fail("dev: -listen: %v", err)
 	}
 	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 0 || port+*nodes+raftPortOffset > 65535 {
+	if err != nil || port < 0 || port+*nodes+httpPortOffset > 65535 {
 		return fail("dev: -listen: port must leave room for %d API and Raft ports", *nodes)
 	}
 
@@ -81,20 +85,23 @@ func runDev(args []string) int {
 		if err != nil {
 			return fail("dev: %v", err)
 		}
-		apiAddr, raftAddr := net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0")
+		apiAddr, raftAddr, httpAddr := net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0"), ""
 		if port != 0 {
 			apiAddr = net.JoinHostPort(host, strconv.Itoa(port+i))
 			raftAddr = net.JoinHostPort(host, strconv.Itoa(port+i+raftPortOffset))
+			httpAddr = net.JoinHostPort(host, strconv.Itoa(port+i+httpPortOffset))
+		} else if httpAddr, err = freeAddr(host); err != nil {
+			return fail("dev: %v", err)
 		}
 		cfg := node.Config{
 			NodeName: name, DataDir: ndir,
-			APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile,
+			APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile, HTTPListen: httpAddr,
 			RaftListen: raftAddr, JoinSecret: secret, CAFile: pki.RootFile,
 			Logger: log,
 		}
 		if i == 0 {
 			cfg.Bootstrap = true
-			cfg.Authority = pki.Authority()
+			cfg.Authorities = []*node.AuthorityConfig{pki.Authority("http://" + httpAddr)}
 			cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
 		} else {
 			cfg.Join = []string{"https://" + running[0].APIAddr()}
@@ -121,6 +128,16 @@ func runDev(args []string) int {
 	waitForSignal()
 	fmt.Fprintln(os.Stderr, "quorumca dev: stopping")
 	return 0
+}
+
+// freeAddr returns a host:port that was free a moment ago.
+func freeAddr(host string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 // devSecret reads or creates the join secret nodes of a dev cluster share.
@@ -191,7 +208,7 @@ func printBanner(w io.Writer, dir string, temporary bool, nodes []*node.Node, pk
 	fmt.Fprintf(w, "quorumca dev: %d node(s) ready. NOT FOR PRODUCTION: the CA key is a file.\n\n", len(nodes))
 	fmt.Fprintf(w, "  Data dir     %s\n", where)
 	for _, n := range nodes {
-		fmt.Fprintf(w, "  API          https://%s  (%s)\n", n.APIAddr(), n.Name())
+		fmt.Fprintf(w, "  API          https://%s  (%s; CRL and OCSP on http://%s)\n", n.APIAddr(), n.Name(), n.HTTPAddr())
 	}
 	fmt.Fprintf(w, "  Root CA      %s\n", pki.RootFile)
 	fmt.Fprintf(w, "  SHA-256      %s\n", fingerprint(authority.Fingerprint(pki.Root())))

@@ -1,0 +1,55 @@
+package api
+
+import (
+	"crypto/x509"
+	"net/http"
+	"time"
+
+	"github.com/quorumca/quorumca/authority"
+)
+
+type revokeRequest struct {
+	Serial string `json:"serial"`
+	Reason string `json:"reason,omitempty"`
+}
+
+type revokeResponse struct {
+	Serial    string    `json:"serial"`
+	RevokedAt time.Time `json:"revoked_at"`
+	Reason    string    `json:"reason"`
+}
+
+// revoke revokes a certificate, for an admin (bearer token) or for the
+// certificate's own holder (mTLS with it).
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	var req revokeRequest
+	if err := decode(w, r, maxAdminBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rr := authority.RevokeRequest{Serial: req.Serial, Reason: req.Reason, Holder: peerCert(r)}
+	if tok := bearer(r); tok != "" {
+		admin, err := s.CA.AuthenticateAdmin(r.Context(), tok)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		rr.Admin = admin
+	}
+	c, err := s.CA.Revoke(r.Context(), rr)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, revokeResponse{Serial: c.Serial, RevokedAt: c.RevokedAt, Reason: authority.ReasonName(c.RevocationReason)})
+}
+
+// peerCert is the TLS client certificate, if the client sent one. The
+// handshake proved possession of its key; whether the CA issued it is for
+// the authority to check.
+func peerCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
+}

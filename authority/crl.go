@@ -1,0 +1,114 @@
+package authority
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
+)
+
+// CRLs live in the replicated state: whichever node signs one proposes it
+// with the next number, and the FSM refuses a number that is not above the
+// current one. Every node serves the same bytes, and none serves a CRL past
+// its nextUpdate.
+
+const crlValidity = 24 * time.Hour
+
+// ErrCRLUnavailable: no current CRL (none yet, or the last one lapsed).
+var ErrCRLUnavailable = errors.New("no current CRL")
+
+// RefreshCRL signs a new CRL for the authority if forced, if there is none,
+// or if the current one is past half its validity.
+func (ca *CA) RefreshCRL(ctx context.Context, name string, force bool) error {
+	ca.crlMu.Lock()
+	defer ca.crlMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		err := ca.refreshCRL(ctx, name, force)
+		if !errors.Is(err, fsm.ErrConflict) || attempt == 2 {
+			return err
+		}
+		// Another node numbered its CRL first: read the new state and retry.
+		if err := ca.raft.Barrier(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func (ca *CA) refreshCRL(ctx context.Context, name string, force bool) error {
+	a, err := ca.state.Authority(name)
+	if err != nil {
+		return fmt.Errorf("%w: authority %s", ErrNotFound, name)
+	}
+	now := ca.now().UTC().Truncate(time.Second)
+	var number uint64 = 1
+	if cur, err := ca.state.CRL(name); err == nil {
+		if !force && now.Before(cur.ThisUpdate.Add(cur.NextUpdate.Sub(cur.ThisUpdate)/2)) {
+			return nil
+		}
+		number = cur.Number + 1
+	}
+	revoked, err := ca.state.Revoked(name, now)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.RevocationList{
+		Number:     new(big.Int).SetUint64(number),
+		ThisUpdate: now,
+		NextUpdate: now.Add(crlValidity),
+	}
+	for _, r := range revoked {
+		serial, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return fmt.Errorf("crl: bad serial %q in state", r.Serial)
+		}
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
+			SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason,
+		})
+	}
+	issuer, err := x509.ParseCertificate(a.Chain[0])
+	if err != nil {
+		return err
+	}
+	key, err := ca.signers.Get(ctx, a.KeyURI)
+	if err != nil {
+		return fmt.Errorf("%w: signer: %v", ErrUnavailable, err)
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, issuer, signer.CryptoSigner(ctx, key))
+	if err != nil {
+		return fmt.Errorf("crl: sign: %w", err)
+	}
+	return ca.propose(ctx, fsm.CmdCRLPut, fsm.CRL{Authority: name, Number: number,
+		ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate, DER: der})
+}
+
+// RefreshCRLs keeps every authority's CRL current; the leader calls it
+// periodically.
+func (ca *CA) RefreshCRLs(ctx context.Context) error {
+	as, err := ca.state.Authorities()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, a := range as {
+		errs = append(errs, ca.RefreshCRL(ctx, a.Name, false))
+	}
+	return errors.Join(errs...)
+}
+
+// CRL returns the authority's current CRL, never one past its nextUpdate.
+func (ca *CA) CRL(ctx context.Context, name string) (*fsm.CRL, error) {
+	if _, err := ca.state.Authority(name); err != nil {
+		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
+	}
+	c, err := ca.state.CRL(name)
+	if errors.Is(err, fsm.ErrNotFound) || (err == nil && !ca.now().Before(c.NextUpdate)) {
+		return nil, fmt.Errorf("%w: %w for authority %s; it is regenerated shortly", ErrUnavailable, ErrCRLUnavailable, name)
+	}
+	return c, err
+}

@@ -1,0 +1,138 @@
+package authority
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
+)
+
+// Issued is a certificate that has been committed, with its chain.
+type Issued struct {
+	Cert  fsm.Cert
+	Chain [][]byte // DER, issuing certificate first, root excluded
+}
+
+// issuance is one certificate to make: what the provisioner must allow,
+// and what authorized it.
+type issuance struct {
+	prov      *fsm.Provisioner
+	authority string // "": the provisioner's; renewals keep the old one
+	pub       crypto.PublicKey
+	names     *certNames
+	ttl       time.Duration // requested; 0 for the provisioner's default
+	requester string
+	auth      fsm.Issue // TokenHash, OneTime and/or Renews; Cert is filled in
+}
+
+// issue applies the provisioner's policy, signs, and commits the record
+// together with its authorization. The certificate is returned only after
+// the commit; if the commit is refused (the token was used a moment ago
+// through another node, the certificate being renewed was just revoked),
+// the signed certificate is discarded.
+func (ca *CA) issue(ctx context.Context, req issuance) (*Issued, error) {
+	pol := &req.prov.Policy
+	if err := checkKeyPolicy(pol, req.pub); err != nil {
+		return nil, err
+	}
+	if err := checkNames(pol, req.names); err != nil {
+		return nil, err
+	}
+	ttl, err := lifetime(pol, req.ttl)
+	if err != nil {
+		return nil, err
+	}
+	name := req.authority
+	if name == "" {
+		name = req.prov.Authority
+	}
+	a, err := ca.state.Authority(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: authority %s is unknown", ErrUnavailable, name)
+	}
+	rec, err := ca.sign(ctx, a, req.pub, req.names, ttl, extKeyUsage(pol))
+	if err != nil {
+		return nil, err
+	}
+	rec.Provisioner, rec.Requester = req.prov.Name, req.requester
+	req.auth.Cert = *rec
+	if err := ca.propose(ctx, fsm.CmdIssue, req.auth); err != nil {
+		return nil, err
+	}
+	if req.auth.Renews != "" {
+		rec.RenewedFrom = req.auth.Renews
+	}
+	return &Issued{Cert: *rec, Chain: a.Chain}, nil
+}
+
+// sign makes the certificate. Everything non-deterministic happens here, on
+// the node that received the request: serial, validity, signature.
+func (ca *CA) sign(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, names *certNames, ttl time.Duration, eku []x509.ExtKeyUsage) (*fsm.Cert, error) {
+	if len(a.Chain) == 0 {
+		return nil, fmt.Errorf("%w: authority %s has no issuing certificate", ErrUnavailable, a.Name)
+	}
+	issuer, err := x509.ParseCertificate(a.Chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("authority %s: %w", a.Name, err)
+	}
+	key, err := ca.signers.Get(ctx, a.KeyURI)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signer: %v", ErrUnavailable, err)
+	}
+	// Whole seconds: the record's times then equal the certificate's.
+	now := ca.now().UTC().Truncate(time.Second)
+	tmpl, err := baseTemplate(pub, ttl, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
+	tmpl.Subject = pkix.Name{CommonName: names.cn}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	if _, ok := pub.(*rsa.PublicKey); ok {
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl.ExtKeyUsage = eku
+	tmpl.DNSNames, tmpl.IPAddresses, tmpl.URIs, tmpl.EmailAddresses = names.dns, names.ips, names.uris, names.emails
+	if u := a.BaseURL; u != "" {
+		tmpl.OCSPServer = []string{OCSPURL(u)}
+		tmpl.IssuingCertificateURL = []string{IssuerURL(u, a.Name)}
+		tmpl.CRLDistributionPoints = []string{CRLURL(u, a.Name)}
+	}
+	if tmpl.NotAfter.After(issuer.NotAfter) {
+		tmpl.NotAfter = issuer.NotAfter
+	}
+	if !tmpl.NotAfter.After(now) {
+		return nil, fmt.Errorf("%w: authority %s has expired", ErrUnavailable, a.Name)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, signer.CryptoSigner(ctx, key))
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return &fsm.Cert{
+		Serial:    SerialHex(tmpl.SerialNumber),
+		Authority: a.Name,
+		Subject:   tmpl.Subject.String(),
+		SANs:      names.all,
+		NotBefore: tmpl.NotBefore,
+		NotAfter:  tmpl.NotAfter,
+		DER:       der,
+	}, nil
+}
+
+// URLs that issued certificates name, under an authority's base URL.
+func OCSPURL(base string) string { return strings.TrimSuffix(base, "/") + "/v1/ocsp" }
+
+func CRLURL(base, authority string) string {
+	return strings.TrimSuffix(base, "/") + "/v1/authorities/" + authority + "/crl"
+}
+
+func IssuerURL(base, authority string) string {
+	return strings.TrimSuffix(base, "/") + "/v1/authorities/" + authority + "/issuer.crt"
+}

@@ -1,0 +1,275 @@
+package authority
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// Policy refusals. Each names the rule that refused.
+var (
+	ErrCNNotAllowed       = &fsm.Error{Code: "cn_not_allowed", Message: "common name not allowed"}
+	ErrKeyTooWeak         = &fsm.Error{Code: "key_too_weak", Message: "key too weak"}
+	ErrKeyTypeNotAllowed  = &fsm.Error{Code: "key_type_not_allowed", Message: "key type not allowed"}
+	ErrTTLNotAllowed      = &fsm.Error{Code: "ttl_not_allowed", Message: "lifetime not allowed"}
+	ErrProvisionerKind    = &fsm.Error{Code: "provisioner_kind", Message: "wrong kind of provisioner"}
+	ErrProvisionerUnknown = fsm.ErrProvisioner
+)
+
+func refuse(sentinel *fsm.Error, format string, args ...any) *fsm.Error {
+	return &fsm.Error{Code: sentinel.Code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Key types a policy may name.
+const (
+	KeyP256    = "P-256"
+	KeyP384    = "P-384"
+	KeyP521    = "P-521"
+	KeyEd25519 = "Ed25519"
+	KeyRSA     = "RSA"
+)
+
+var (
+	defaultKeyTypes = []string{KeyP256, KeyP384, KeyEd25519, KeyRSA}
+	knownKeyTypes   = []string{KeyP256, KeyP384, KeyP521, KeyEd25519, KeyRSA}
+)
+
+// Lifetime defaults and bounds of issued certificates.
+const (
+	DefaultCertTTL = 24 * time.Hour
+	DefaultMaxTTL  = 30 * 24 * time.Hour
+	minCertTTL     = time.Minute
+	maxCertTTL     = 5 * 365 * 24 * time.Hour
+)
+
+// DefaultPolicy allows any name and the default key types: the admin who
+// mints a token chooses its names.
+func DefaultPolicy() fsm.Policy {
+	return fsm.Policy{
+		DNS: []string{"*"}, IP: []string{"0.0.0.0/0", "::/0"}, URI: []string{"**"}, Email: []string{"*"},
+		DefaultTTL: DefaultCertTTL, MaxTTL: DefaultMaxTTL, EKU: "both",
+	}
+}
+
+// CheckPolicy validates a policy before it is stored.
+func CheckPolicy(p *fsm.Policy) error {
+	for _, d := range p.DNS {
+		pat := strings.TrimPrefix(strings.TrimPrefix(d, "*."), ".")
+		if d != "*" && !validDNSName(pat) {
+			return fmt.Errorf("dns pattern %q: want \"*\", a name, \"*.domain\" or \".domain\"", d)
+		}
+	}
+	for _, pat := range slices.Concat(p.URI, p.CommonName) {
+		// Globs backtrack; a bounded number of wildcards bounds the cost.
+		if strings.Count(pat, "*") > 4 || len(pat) > maxNameLen {
+			return fmt.Errorf("pattern %q: at most 4 wildcards and %d characters", truncate(pat), maxNameLen)
+		}
+	}
+	for _, c := range p.IP {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return fmt.Errorf("ip %q: not a CIDR prefix", c)
+		}
+	}
+	for _, e := range p.Email {
+		if e != "*" && !strings.Contains(e, "@") {
+			return fmt.Errorf("email pattern %q: want \"*\", \"@domain\" or an address", e)
+		}
+	}
+	if p.DefaultTTL < 0 || p.MaxTTL < 0 || p.RenewGrace < 0 {
+		return fmt.Errorf("durations must not be negative")
+	}
+	if p.MaxTTL != 0 && (p.MaxTTL < minCertTTL || p.MaxTTL > maxCertTTL) {
+		return fmt.Errorf("max_ttl must be between %s and %s", minCertTTL, maxCertTTL)
+	}
+	if p.DefaultTTL != 0 && p.DefaultTTL > maxTTL(p) {
+		return fmt.Errorf("default_ttl %s exceeds max_ttl %s", p.DefaultTTL, maxTTL(p))
+	}
+	for _, k := range p.KeyTypes {
+		if !slices.Contains(knownKeyTypes, k) {
+			return fmt.Errorf("key type %q: want one of %v", k, knownKeyTypes)
+		}
+	}
+	if p.RSAMinBits != 0 && (p.RSAMinBits < 1024 || p.RSAMinBits > maxRSABits) {
+		return fmt.Errorf("rsa_min_bits must be between 1024 and %d", maxRSABits)
+	}
+	switch p.EKU {
+	case "", "server", "client", "both":
+	default:
+		return fmt.Errorf("eku %q: want server, client or both", p.EKU)
+	}
+	return nil
+}
+
+func maxTTL(p *fsm.Policy) time.Duration {
+	if p.MaxTTL > 0 {
+		return p.MaxTTL
+	}
+	return DefaultMaxTTL
+}
+
+// lifetime picks the certificate lifetime: the requested one if allowed,
+// else the policy default.
+func lifetime(p *fsm.Policy, requested time.Duration) (time.Duration, error) {
+	if requested == 0 {
+		if p.DefaultTTL > 0 {
+			return p.DefaultTTL, nil
+		}
+		return min(DefaultCertTTL, maxTTL(p)), nil
+	}
+	if requested < minCertTTL || requested > maxTTL(p) {
+		return 0, refuse(ErrTTLNotAllowed, "lifetime %s is outside %s-%s", requested, minCertTTL, maxTTL(p))
+	}
+	return requested, nil
+}
+
+// checkKey applies the policy's key rules.
+func checkKeyPolicy(p *fsm.Policy, pub crypto.PublicKey) error {
+	allowed := p.KeyTypes
+	if len(allowed) == 0 {
+		allowed = defaultKeyTypes
+	}
+	var kind string
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		kind = k.Curve.Params().Name
+	case ed25519.PublicKey:
+		kind = KeyEd25519
+	case *rsa.PublicKey:
+		kind = KeyRSA
+		minBits := p.RSAMinBits
+		if minBits == 0 {
+			minBits = minRSABits
+		}
+		if n := k.N.BitLen(); n < minBits || n > maxRSABits {
+			return refuse(ErrKeyTooWeak, "RSA key has %d bits; %d-%d allowed", n, minBits, maxRSABits)
+		}
+	default:
+		return refuse(ErrKeyTypeNotAllowed, "unsupported key type %T", pub)
+	}
+	if !slices.Contains(allowed, kind) {
+		return refuse(ErrKeyTypeNotAllowed, "key type %s is not allowed (allowed: %s)", kind, strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+// checkNames applies the policy's name rules to a certificate's names.
+func checkNames(p *fsm.Policy, n *certNames) error {
+	for _, d := range n.dns {
+		if !slices.ContainsFunc(p.DNS, func(pat string) bool { return matchDNS(pat, d) }) {
+			return refuse(fsm.ErrNameNotAllowed, "DNS name %s is not allowed by the provisioner", d)
+		}
+	}
+	for _, ip := range n.ips {
+		if !slices.ContainsFunc(p.IP, func(c string) bool { return matchIP(c, ip) }) {
+			return refuse(fsm.ErrNameNotAllowed, "IP address %s is not allowed by the provisioner", ip)
+		}
+	}
+	for _, u := range n.uris {
+		if !slices.ContainsFunc(p.URI, func(pat string) bool { return matchGlob(pat, u.String(), '/') }) {
+			return refuse(fsm.ErrNameNotAllowed, "URI %s is not allowed by the provisioner", u)
+		}
+	}
+	for _, e := range n.emails {
+		if !slices.ContainsFunc(p.Email, func(pat string) bool { return matchEmail(pat, e) }) {
+			return refuse(fsm.ErrNameNotAllowed, "email %s is not allowed by the provisioner", e)
+		}
+	}
+	if n.cn != "" {
+		if len(p.CommonName) == 0 {
+			if !slices.Contains(n.all, n.cn) {
+				return refuse(ErrCNNotAllowed, "common name %s is not one of the certificate's names", n.cn)
+			}
+		} else if !slices.ContainsFunc(p.CommonName, func(pat string) bool { return matchGlob(pat, n.cn, 0) }) {
+			return refuse(ErrCNNotAllowed, "common name %s is not allowed by the provisioner", n.cn)
+		}
+	}
+	return nil
+}
+
+// matchDNS: "*" any name, "*.d" one label under d, ".d" any depth under d,
+// otherwise the exact name.
+func matchDNS(pat, name string) bool {
+	switch {
+	case pat == "*":
+		return true
+	case strings.HasPrefix(pat, "*."):
+		rest, ok := strings.CutSuffix(name, pat[1:])
+		return ok && rest != "" && !strings.Contains(rest, ".")
+	case strings.HasPrefix(pat, "."):
+		return strings.HasSuffix(name, pat) && len(name) > len(pat)
+	}
+	return pat == name
+}
+
+func matchIP(cidr string, ip net.IP) bool {
+	pfx, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return false
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	return ok && pfx.Contains(a.Unmap())
+}
+
+func matchEmail(pat, e string) bool {
+	switch {
+	case pat == "*":
+		return true
+	case strings.HasPrefix(pat, "@"):
+		return strings.HasSuffix(e, pat)
+	}
+	return pat == e
+}
+
+// matchGlob matches s against pat where "**" matches anything and "*"
+// matches any run without sep (sep 0: "*" matches anything too).
+func matchGlob(pat, s string, sep byte) bool {
+	for len(pat) > 0 {
+		if strings.HasPrefix(pat, "**") {
+			rest := pat[2:]
+			for i := len(s); i >= 0; i-- {
+				if matchGlob(rest, s[i:], sep) {
+					return true
+				}
+			}
+			return false
+		}
+		if pat[0] == '*' {
+			rest := pat[1:]
+			for i := 0; i <= len(s); i++ {
+				if matchGlob(rest, s[i:], sep) {
+					return true
+				}
+				if i < len(s) && sep != 0 && s[i] == sep {
+					break
+				}
+			}
+			return false
+		}
+		if len(s) == 0 || s[0] != pat[0] {
+			return false
+		}
+		pat, s = pat[1:], s[1:]
+	}
+	return len(s) == 0
+}
+
+// extKeyUsage is the EKU a policy grants.
+func extKeyUsage(p *fsm.Policy) []x509.ExtKeyUsage {
+	switch p.EKU {
+	case "server":
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	case "client":
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	return []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+}

@@ -1,0 +1,98 @@
+package authority
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// PutProvisioner validates and stores a provisioner. expectedVersion is 0
+// to create one, or the version the caller read to replace it.
+func (ca *CA) PutProvisioner(ctx context.Context, p fsm.Provisioner, expectedVersion uint64) error {
+	if err := ca.checkProvisioner(&p); err != nil {
+		return err
+	}
+	return ca.propose(ctx, fsm.CmdProvisionerPut, fsm.ProvisionerPut{Provisioner: p, ExpectedVersion: expectedVersion})
+}
+
+func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
+	if p.Name == "" || len(p.Name) > 64 || !validDNSName(p.Name) {
+		return fmt.Errorf("%w: provisioner name %q: 1-64 lowercase letters, digits, '-' and '.'", ErrInvalidRequest, truncate(p.Name))
+	}
+	if _, err := ca.state.Authority(p.Authority); err != nil {
+		return fmt.Errorf("%w: provisioner %s: unknown authority %q", ErrInvalidRequest, p.Name, p.Authority)
+	}
+	if err := CheckPolicy(&p.Policy); err != nil {
+		return fmt.Errorf("%w: provisioner %s: %v", ErrInvalidRequest, p.Name, err)
+	}
+	switch p.Kind {
+	case fsm.KindEnrollmentToken:
+		if len(p.JWK) != 0 {
+			return fmt.Errorf("%w: provisioner %s: an enrollment-token provisioner has no jwk", ErrInvalidRequest, p.Name)
+		}
+	case fsm.KindJWK:
+		if _, err := parsePublicJWK(p.JWK); err != nil {
+			return fmt.Errorf("%w: provisioner %s: %v", ErrInvalidRequest, p.Name, err)
+		}
+	default:
+		return fmt.Errorf("%w: provisioner %s: kind must be %s or %s", ErrInvalidRequest, p.Name, fsm.KindEnrollmentToken, fsm.KindJWK)
+	}
+	return nil
+}
+
+// parsePublicJWK reads a JWK and insists it is a public signing key.
+func parsePublicJWK(b json.RawMessage) (*jose.JSONWebKey, error) {
+	var k jose.JSONWebKey
+	if err := k.UnmarshalJSON(b); err != nil {
+		return nil, fmt.Errorf("jwk: %v", err)
+	}
+	if !k.Valid() || !k.IsPublic() {
+		return nil, errors.New("jwk: must be a valid public key")
+	}
+	if _, ok := jwtAlgorithm(k.Key); !ok {
+		return nil, fmt.Errorf("jwk: key type %T cannot sign tokens", k.Key)
+	}
+	return &k, nil
+}
+
+// provisioner returns a provisioner of the wanted kind.
+func (ca *CA) provisioner(ctx context.Context, name, kind string) (*fsm.Provisioner, error) {
+	p, err := lookup(ctx, ca, func() (*fsm.Provisioner, error) { return ca.state.Provisioner(name) })
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, refuse(ErrProvisionerUnknown, "no provisioner named %q", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if kind != "" && p.Kind != kind {
+		return nil, refuse(ErrProvisionerKind, "provisioner %s is a %s provisioner, not %s", name, p.Kind, kind)
+	}
+	return p, nil
+}
+
+// defaultTokenProvisioner is the enrollment-token provisioner used when a
+// mint request names none: the one named "default", or the only one.
+func (ca *CA) defaultTokenProvisioner() (string, error) {
+	ps, err := ca.state.Provisioners()
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, p := range ps {
+		if p.Kind == fsm.KindEnrollmentToken {
+			if p.Name == "default" {
+				return p.Name, nil
+			}
+			names = append(names, p.Name)
+		}
+	}
+	if len(names) == 1 {
+		return names[0], nil
+	}
+	return "", fmt.Errorf("%w: provisioner: name one of the enrollment-token provisioners %v", ErrInvalidRequest, names)
+}

@@ -1,0 +1,109 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"slices"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// RenewRequest renews the certificate that authenticates it.
+type RenewRequest struct {
+	// PeerCert is the client certificate of the TLS handshake; the handshake
+	// proved the client holds its key.
+	PeerCert *x509.Certificate
+	// Bearer is a renewal token, for clients behind a proxy that ends TLS:
+	// a JWT signed with the certificate's key, the certificate in x5c.
+	Bearer string
+	// CSR, if set, rotates the key: its names must be the certificate's.
+	CSR       []byte
+	Audiences []string // for Bearer: https://<host>/v1/renew
+}
+
+// ErrRenewalUnauthenticated: no certificate was presented.
+var ErrRenewalUnauthenticated = &fsm.Error{Code: "renewal_unauthenticated",
+	Message: "renewal needs the current certificate in the TLS handshake, or a renewal token"}
+
+// Renew issues a new certificate with exactly the identity of the current
+// one: same subject, names, provisioner and authority. It is refused when
+// the current certificate is revoked, expired beyond the provisioner's grace
+// window, or not a certificate this cluster issued.
+func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
+	leaf := req.PeerCert
+	var auth fsm.Issue
+	if req.Bearer != "" {
+		v, cert, err := ca.verifyRenewalJWS(req.Bearer, req.Audiences)
+		if err != nil {
+			return nil, err
+		}
+		leaf, auth.OneTime = cert, v.oneTime
+	}
+	if leaf == nil {
+		return nil, ErrRenewalUnauthenticated
+	}
+	rec, err := ca.issuedRecord(ctx, leaf)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Revoked() {
+		return nil, refuse(fsm.ErrCertRevoked, "certificate %s has been revoked", rec.Serial)
+	}
+	prov, err := ca.provisioner(ctx, rec.Provisioner, "")
+	if err != nil {
+		return nil, err
+	}
+	if ca.now().After(rec.NotAfter.Add(prov.Policy.RenewGrace)) {
+		return nil, refuse(fsm.ErrCertExpired, "certificate %s expired beyond the renewal grace window (%s)", rec.Serial, prov.Policy.RenewGrace)
+	}
+	names, err := certNamesOf(leaf)
+	if err != nil {
+		return nil, err
+	}
+	pub := leaf.PublicKey
+	if len(req.CSR) > 0 {
+		csr, want, err := parseCSRNames(req.CSR)
+		if err != nil {
+			return nil, err
+		}
+		if want.cn != names.cn || len(want.all) != len(names.all) || !containsAll(names.all, want.all) {
+			return nil, refuse(fsm.ErrNameNotAllowed, "a renewal must keep the names of certificate %s", rec.Serial)
+		}
+		pub = csr.PublicKey
+	}
+	// The same lifetime again, within what the provisioner allows now.
+	ttl := min(rec.NotAfter.Sub(rec.NotBefore)-backdate, maxTTL(&prov.Policy))
+	auth.Renews = rec.Serial
+	return ca.issue(ctx, issuance{
+		prov: prov, authority: rec.Authority, pub: pub, names: names, ttl: max(ttl, minCertTTL),
+		requester: "renewal:" + rec.Serial, auth: auth,
+	})
+}
+
+// issuedRecord finds the record of a certificate a client presented and
+// checks it is byte for byte one this cluster issued.
+func (ca *CA) issuedRecord(ctx context.Context, leaf *x509.Certificate) (*fsm.Cert, error) {
+	serial := SerialHex(leaf.SerialNumber)
+	rec, err := lookup(ctx, ca, func() (*fsm.Cert, error) { return ca.state.Cert(serial) })
+	if errors.Is(err, fsm.ErrNotFound) || (err == nil && !bytes.Equal(rec.DER, leaf.Raw)) {
+		return nil, refuse(fsm.ErrCertUnknown, "certificate %s was not issued by this CA", serial)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ca.state.Authority(rec.Authority); err != nil {
+		return nil, refuse(fsm.ErrCertUnknown, "certificate %s is from unknown authority %s", serial, rec.Authority)
+	}
+	return rec, nil
+}
+
+func containsAll(set, xs []string) bool {
+	for _, x := range xs {
+		if !slices.Contains(set, x) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,85 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// Revocation reasons by their RFC 5280 names. certificateHold and
+// removeFromCRL are not offered: a revocation here is final.
+var revocationReasons = map[string]int{
+	"unspecified": 0, "keyCompromise": 1, "cACompromise": 2, "affiliationChanged": 3,
+	"superseded": 4, "cessationOfOperation": 5, "privilegeWithdrawn": 9, "aACompromise": 10,
+}
+
+// ReasonName is the RFC 5280 name of a reason code.
+func ReasonName(code int) string {
+	for n, c := range revocationReasons {
+		if c == code {
+			return n
+		}
+	}
+	return fmt.Sprintf("reason(%d)", code)
+}
+
+// RevokeRequest revokes a certificate. Either Admin or Holder authorizes it.
+type RevokeRequest struct {
+	Serial string
+	Reason string // RFC 5280 name; "" is unspecified
+	Admin  *fsm.Admin
+	Holder *x509.Certificate // the TLS client certificate
+}
+
+// Revoke revokes a certificate. When it returns, the revocation is
+// committed, the authority's CRL lists it, and every node that could be
+// reached has applied both, so renewals and OCSP anywhere see it.
+func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) {
+	serial, err := NormalizeSerial(req.Serial)
+	if err != nil {
+		return nil, err
+	}
+	reason, ok := revocationReasons[req.Reason]
+	if req.Reason == "" {
+		reason, ok = 0, true
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: reason %q: use an RFC 5280 reason name such as keyCompromise", ErrInvalidRequest, truncate(req.Reason))
+	}
+	rec, err := lookup(ctx, ca, func() (*fsm.Cert, error) { return ca.state.Cert(serial) })
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, refuse(fsm.ErrCertUnknown, "no certificate with serial %s", serial)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var by string
+	switch {
+	case req.Admin != nil:
+		if err := Authorize(req.Admin, RoleAdmin); err != nil {
+			return nil, err
+		}
+		by = "admin:" + req.Admin.ID
+	case req.Holder != nil && bytes.Equal(req.Holder.Raw, rec.DER):
+		by = "holder"
+	case req.Holder != nil:
+		return nil, fmt.Errorf("%w: a client certificate may only revoke itself", ErrForbidden)
+	default:
+		return nil, fmt.Errorf("%w: revocation needs an admin token or the certificate itself (mTLS)", ErrUnauthenticated)
+	}
+	if err := ca.propose(ctx, fsm.CmdRevoke, fsm.Revoke{Serial: serial, Reason: reason, By: by}); err != nil {
+		return nil, err
+	}
+	if err := ca.RefreshCRL(ctx, rec.Authority, true); err != nil {
+		// The revocation stands; the leader's CRL loop retries.
+		ca.log.Warn("CRL not regenerated after revocation", "authority", rec.Authority, "err", err)
+	}
+	if err := ca.raft.Propagate(ctx); err != nil {
+		ca.log.Warn("revocation not confirmed by every node", "serial", serial, "err", err)
+	}
+	return ca.state.Cert(serial)
+}

@@ -1,0 +1,66 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+)
+
+func init() {
+	register(CmdRevoke, "revoke", 1, applyRevoke)
+	register(CmdCRLPut, "crl_put", 1, applyCRLPut)
+}
+
+// Revoke revokes an issued certificate.
+type Revoke struct {
+	Serial string `json:"serial"`
+	Reason int    `json:"reason"` // RFC 5280 CRLReason
+	By     string `json:"by"`
+}
+
+// revokedEntry is kept in the revoked index, ordered per authority by
+// expiry, so a CRL lists the unexpired revoked certificates with one scan.
+type revokedEntry struct {
+	Serial    string `json:"serial"`
+	RevokedAt int64  `json:"revoked_at"` // unix seconds
+	Reason    int    `json:"reason"`
+}
+
+func revokedKey(authority string, c *Cert) []byte {
+	return append([]byte(authority+"\x00"), timeKey(c.NotAfter, []byte(c.Serial))...)
+}
+
+func applyRevoke(a *applyCtx) error {
+	var in Revoke
+	a.decode(&in)
+	var c Cert
+	if err := getJSON(a.tx, bCerts, []byte(in.Serial), &c); err != nil {
+		return reject(ErrCertUnknown, "no certificate with serial "+in.Serial)
+	}
+	if c.Revoked() {
+		return nil // revoked already: the first revocation's time and reason stand
+	}
+	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, in.Reason, in.By
+	putJSON(a.tx, bCerts, []byte(c.Serial), &c)
+	putJSON(a.tx, bRevoked, revokedKey(c.Authority, &c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: in.Reason})
+	return nil
+}
+
+// applyCRLPut stores a newly signed CRL. Its number must exceed the stored
+// one: CRL numbers increase across the cluster however many nodes sign.
+func applyCRLPut(a *applyCtx) error {
+	var in CRL
+	a.decode(&in)
+	if a.tx.Bucket(bAuthorities).Get([]byte(in.Authority)) == nil {
+		return reject(ErrAuthorityUnknown, "unknown authority "+in.Authority)
+	}
+	var cur CRL
+	found := getJSON(a.tx, bCRLs, []byte(in.Authority), &cur) == nil
+	if found && in.Number == cur.Number && bytes.Equal(in.DER, cur.DER) {
+		return nil // a retried proposal
+	}
+	if found && in.Number <= cur.Number {
+		return reject(ErrConflict, fmt.Sprintf("CRL number %d is not above the current %d", in.Number, cur.Number))
+	}
+	putJSON(a.tx, bCRLs, []byte(in.Authority), &in)
+	return nil
+}

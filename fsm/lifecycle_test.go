@@ -1,0 +1,205 @@
+package fsm
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// lifecycle is an FSM with an authority, a provisioner with a one-hour
+// renewal grace, and one certificate ("01") issued from a token.
+func lifecycle(t *testing.T) (*FSM, *logBuilder) {
+	f := openTest(t)
+	b := &logBuilder{t: t}
+	res := f.ApplyBatch([]*raft.Log{
+		b.entry(CmdAuthorityPut, t0, authority()),
+		b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: Provisioner{Name: "p", Kind: KindEnrollmentToken, Authority: "default", Policy: Policy{RenewGrace: time.Hour}}}),
+		b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{{ID: "t1", Hash: hashOf("s1"), Provisioner: "p", SANs: []string{"a.example"}, ExpiresAt: t0.Add(time.Hour), Properties: map[string]string{"fleet": "eu-1"}}}}),
+		b.entry(CmdIssue, t0, Issue{TokenHash: hashOf("s1"), Cert: provCert("01", "a.example")}),
+	})
+	for i, r := range res {
+		if r != nil {
+			t.Fatalf("setup entry %d: %v", i, r)
+		}
+	}
+	return f, b
+}
+
+func apply(t *testing.T, f *FSM, l *raft.Log) error {
+	t.Helper()
+	err, _ := f.ApplyBatch([]*raft.Log{l})[0].(error)
+	return err
+}
+
+func TestTokenPropertiesAndProvisionerReachRecord(t *testing.T) {
+	f, _ := lifecycle(t)
+	c, _ := f.Cert("01")
+	if c.Provisioner != "p" || c.Properties["fleet"] != "eu-1" {
+		t.Fatalf("record %+v", c)
+	}
+}
+
+func TestTokenOfOtherProvisionerRefused(t *testing.T) {
+	f, b := lifecycle(t)
+	apply(t, f, b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{{ID: "t2", Hash: hashOf("s2"), Provisioner: "p", SANs: []string{"a.example"}, ExpiresAt: t0.Add(time.Hour)}}}))
+	if err := apply(t, f, b.entry(CmdIssue, t0, Issue{TokenHash: hashOf("s2"), Cert: cert("02", "a.example")})); !errors.Is(err, ErrProvisioner) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestProvisionerVersions(t *testing.T) {
+	f, b := lifecycle(t)
+	p := Provisioner{Name: "p", Kind: KindEnrollmentToken, Authority: "default", Policy: Policy{DNS: []string{"*"}}}
+	if err := apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p, ExpectedVersion: 0})); !errors.Is(err, ErrVersionMismatch) {
+		t.Fatalf("create over existing: %v", err)
+	}
+	if err := apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p, ExpectedVersion: 1})); err != nil {
+		t.Fatal(err)
+	}
+	// The same update proposed again is a no-op, a stale one conflicts.
+	if err := apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p, ExpectedVersion: 1})); err != nil {
+		t.Fatalf("retried update: %v", err)
+	}
+	p.Policy.DNS = []string{"x.example"}
+	if err := apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p, ExpectedVersion: 1})); !errors.Is(err, ErrVersionMismatch) {
+		t.Fatalf("stale update: %v", err)
+	}
+	got, _ := f.Provisioner("p")
+	if got.Version != 2 || got.Policy.DNS[0] != "*" {
+		t.Fatalf("provisioner %+v", got)
+	}
+	p.Authority = "nope"
+	if err := apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p, ExpectedVersion: 2})); !errors.Is(err, ErrAuthorityUnknown) {
+		t.Fatalf("unknown authority: %v", err)
+	}
+}
+
+func TestTokenRevoke(t *testing.T) {
+	f, b := lifecycle(t)
+	apply(t, f, b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{{ID: "t2", Hash: hashOf("s2"), Provisioner: "p", SANs: []string{"a.example"}, ExpiresAt: t0.Add(time.Hour)}}}))
+	for _, tt := range []struct {
+		id   string
+		want error
+	}{{"t2", nil}, {"t2", nil}, {"t1", ErrTokenUsed}, {"nope", ErrTokenUnknown}} {
+		if err := apply(t, f, b.entry(CmdTokenRevoke, t0, TokenRevoke{ID: tt.id})); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+			t.Errorf("revoke %s: %v, want %v", tt.id, err, tt.want)
+		}
+	}
+	if err := apply(t, f, b.entry(CmdIssue, t0, Issue{TokenHash: hashOf("s2"), Cert: provCert("02", "a.example")})); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("revoked token used: %v", err)
+	}
+}
+
+func TestOneTimeIDsAreSingleUse(t *testing.T) {
+	f, b := lifecycle(t)
+	ot := &OneTime{Key: hashOf("jti"), Expires: t0.Add(5 * time.Minute)}
+	if err := apply(t, f, b.entry(CmdIssue, t0, Issue{OneTime: ot, Cert: provCert("02", "a.example")})); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(t, f, b.entry(CmdIssue, t0, Issue{OneTime: ot, Cert: provCert("03", "a.example")})); !errors.Is(err, ErrTokenUsed) {
+		t.Fatalf("replayed jti: %v", err)
+	}
+	late := &OneTime{Key: hashOf("jti-2"), Expires: t0.Add(5 * time.Minute)}
+	if err := apply(t, f, b.entry(CmdIssue, t0.Add(6*time.Minute), Issue{OneTime: late, Cert: provCert("04", "a.example")})); !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("expired jti: %v", err)
+	}
+	// Pruned after expiry: the FSM does not grow with every token ever seen.
+	apply(t, f, b.entry(CmdTokenPrune, t0.Add(10*time.Minute), TokenPrune{Before: t0.Add(10 * time.Minute)}))
+	if f.HasTokensExpiredBefore(t0.Add(10 * time.Minute)) {
+		t.Error("expired entries left")
+	}
+}
+
+func TestRenewalRules(t *testing.T) {
+	renewal := func(serial string, mutate func(*Cert)) Issue {
+		c := provCert(serial, "a.example")
+		if mutate != nil {
+			mutate(&c)
+		}
+		return Issue{Renews: "01", Cert: c}
+	}
+	tests := []struct {
+		name  string
+		setup func(*FSM, *logBuilder)
+		at    time.Time
+		iss   Issue
+		want  error
+	}{
+		{"same identity", nil, t0.Add(time.Hour), renewal("10", nil), nil},
+		{"within grace", nil, t0.Add(24*time.Hour + 30*time.Minute), renewal("10", nil), nil},
+		{"beyond grace", nil, t0.Add(26 * time.Hour), renewal("10", nil), ErrCertExpired},
+		{"other names", nil, t0, renewal("10", func(c *Cert) { c.SANs = []string{"b.example"} }), ErrNameNotAllowed},
+		{"extra name", nil, t0, renewal("10", func(c *Cert) { c.SANs = append(c.SANs, "b.example") }), ErrNameNotAllowed},
+		{"other authority", func(f *FSM, b *logBuilder) {
+			a := authority()
+			a.Name = "other"
+			apply(t, f, b.entry(CmdAuthorityPut, t0, a))
+		}, t0, renewal("10", func(c *Cert) { c.Authority = "other" }), ErrNameNotAllowed},
+		{"unknown", nil, t0, Issue{Renews: "99", Cert: provCert("10", "a.example")}, ErrCertUnknown},
+		{"revoked", func(f *FSM, b *logBuilder) {
+			apply(t, f, b.entry(CmdRevoke, t0, Revoke{Serial: "01", Reason: 1}))
+		}, t0, renewal("10", nil), ErrCertRevoked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, b := lifecycle(t)
+			if tt.setup != nil {
+				tt.setup(f, b)
+			}
+			before := f.Digest()
+			err := apply(t, f, b.entry(CmdIssue, tt.at, tt.iss))
+			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if tt.want != nil && f.Digest() != before {
+				t.Error("refused renewal changed state")
+			}
+			if tt.want == nil {
+				if c, _ := f.Cert("10"); c == nil || c.RenewedFrom != "01" {
+					t.Errorf("renewal record %+v", c)
+				}
+			}
+		})
+	}
+}
+
+func TestRevokeAndCRLNumbers(t *testing.T) {
+	f, b := lifecycle(t)
+	if err := apply(t, f, b.entry(CmdRevoke, t0.Add(time.Minute), Revoke{Serial: "01", Reason: 1, By: "admin"})); err != nil {
+		t.Fatal(err)
+	}
+	// A second revocation keeps the first one's time and reason.
+	apply(t, f, b.entry(CmdRevoke, t0.Add(time.Hour), Revoke{Serial: "01", Reason: 4}))
+	c, _ := f.Cert("01")
+	if !c.RevokedAt.Equal(t0.Add(time.Minute)) || c.RevocationReason != 1 {
+		t.Fatalf("record %+v", c)
+	}
+	if err := apply(t, f, b.entry(CmdRevoke, t0, Revoke{Serial: "99"})); !errors.Is(err, ErrCertUnknown) {
+		t.Fatalf("unknown serial: %v", err)
+	}
+	rev, err := f.Revoked("default", t0)
+	if err != nil || len(rev) != 1 || rev[0].Serial != "01" || rev[0].Reason != 1 {
+		t.Fatalf("revoked list %+v %v", rev, err)
+	}
+	// Expired revoked certificates fall off.
+	if rev, _ := f.Revoked("default", t0.Add(48*time.Hour)); len(rev) != 0 {
+		t.Errorf("expired entries listed: %+v", rev)
+	}
+	crl := func(n uint64, der string) error {
+		return apply(t, f, b.entry(CmdCRLPut, t0, CRL{Authority: "default", Number: n, DER: []byte(der)}))
+	}
+	for _, tt := range []struct {
+		n    uint64
+		der  string
+		want error
+	}{{1, "a", nil}, {1, "a", nil}, {1, "b", ErrConflict}, {3, "c", nil}, {2, "d", ErrConflict}} {
+		if err := crl(tt.n, tt.der); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+			t.Errorf("CRL %d %s: %v, want %v", tt.n, tt.der, err, tt.want)
+		}
+	}
+	if cur, _ := f.CRL("default"); cur.Number != 3 {
+		t.Errorf("current CRL %d", cur.Number)
+	}
+}

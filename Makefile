@@ -24,6 +24,7 @@ tools:
 
 test: tools lint
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -33,11 +34,13 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Each fuzz target for FUZZTIME.
+# Each fuzz target for FUZZTIME; make test runs them for a few seconds.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCSR$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeName$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeSerial$$' -fuzztime $(FUZZTIME) ./authority
+	$(GO) test -run '^$$' -fuzz '^FuzzOneTimeTokens$$' -fuzztime $(FUZZTIME) ./authority
+	$(GO) test -run '^$$' -fuzz '^FuzzOCSPRequest$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./fsm
 

@@ -79,7 +79,7 @@ func (c *offsetClock) Advance(d time.Duration) {
 	c.offset += d
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	dir := t.TempDir()
 	f, err := fsm.Open(filepath.Join(dir, "state.db"))
@@ -106,7 +106,8 @@ func newTestCA(t *testing.T) *testCA {
 	}
 	clock := &offsetClock{}
 	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now})
-	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw, Chain: [][]byte{inter.Raw}, KeyURI: uri}); err != nil {
+	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw, Chain: [][]byte{inter.Raw},
+		KeyURI: uri, BaseURL: "http://ca.example.com:8080"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ca.PutProvisioner(context.Background(), fsm.Provisioner{Name: "default", Kind: fsm.KindEnrollmentToken,
@@ -120,7 +121,7 @@ func (c *testCA) signToken(ctx context.Context, csr []byte, token string) (*Issu
 	return c.Sign(ctx, SignRequest{CSR: csr, Token: token})
 }
 
-func (c *testCA) token(t *testing.T, names ...string) string {
+func (c *testCA) token(t testing.TB, names ...string) string {
 	t.Helper()
 	m, err := c.MintToken(context.Background(), c.admin, TokenRequest{SANs: names, TTL: time.Hour})
 	if err != nil {
@@ -129,7 +130,7 @@ func (c *testCA) token(t *testing.T, names ...string) string {
 	return m.Secret
 }
 
-func csrPEM(t *testing.T, key crypto.Signer, tmpl *x509.CertificateRequest) []byte {
+func csrPEM(t testing.TB, key crypto.Signer, tmpl *x509.CertificateRequest) []byte {
 	t.Helper()
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
@@ -138,7 +139,7 @@ func csrPEM(t *testing.T, key crypto.Signer, tmpl *x509.CertificateRequest) []by
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 }
 
-func ecKey(t *testing.T, c elliptic.Curve) crypto.Signer {
+func ecKey(t testing.TB, c elliptic.Curve) crypto.Signer {
 	k, err := ecdsa.GenerateKey(c, rand.Reader)
 	if err != nil {
 		t.Fatal(err)

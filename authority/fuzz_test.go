@@ -1,18 +1,27 @@
 package authority
 
 import (
+	"context"
 	"crypto/elliptic"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/quorumca/quorumca/fsm"
 )
 
 // FuzzParseCSR: any input is either refused as a bad CSR or yields names in
 // canonical form.
 func FuzzParseCSR(f *testing.F) {
-	k := ecKey(&testing.T{}, elliptic.P256())
-	f.Add(csrPEM(&testing.T{}, k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "a.example"}, DNSNames: []string{"b.example"}}))
+	k := ecKey(f, elliptic.P256())
+	f.Add(csrPEM(f, k, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "a.example"}, DNSNames: []string{"b.example"}}))
 	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n"))
 	f.Add([]byte("garbage"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -69,6 +78,65 @@ func FuzzNormalizeSerial(f *testing.F) {
 		}
 		if c2, err := NormalizeSerial(c); err != nil || c2 != c {
 			t.Fatalf("%q -> %q -> %q", s, c, c2)
+		}
+	})
+}
+
+// isRejection reports whether err is a coded refusal (a 4xx for the API).
+func isRejection(err error) bool {
+	var fe *fsm.Error
+	return errors.As(err, &fe) || errors.Is(err, ErrInvalidRequest)
+}
+
+// FuzzOneTimeTokens: any string presented as a jwk enrollment token or a
+// renewal token is refused with a coded error, never a panic.
+func FuzzOneTimeTokens(f *testing.F) {
+	c := newTestCA(f)
+	key := ecKey(f, elliptic.P256())
+	jwk, _ := json.Marshal(jose.JSONWebKey{Key: key.Public()})
+	if err := c.PutProvisioner(context.Background(), fsm.Provisioner{Name: "auto", Kind: fsm.KindJWK, Authority: DefaultAuthority,
+		Policy: DefaultPolicy(), JWK: jwk}, 0); err != nil {
+		f.Fatal(err)
+	}
+	good, _ := SignJWT(key, "", nil, map[string]any{"iss": "auto", "aud": "https://ca/v1/sign", "jti": "1", "sans": []string{"a.example"},
+		"exp": time.Now().Add(time.Minute).Unix()})
+	f.Add(good)
+	f.Add("e30.e30.e30")
+	f.Add("a.b.c")
+	f.Add(`eyJhbGciOiJFUzI1NiIsIng1YyI6WyJBQUFBIl19.e30.AAAA`)
+	f.Fuzz(func(t *testing.T, tok string) {
+		if _, _, err := c.verifyProvisionerJWT(context.Background(), tok, []string{"https://ca/v1/sign"}); err != nil && !isRejection(err) {
+			t.Fatalf("jwk token %q: uncoded error %v", tok, err)
+		}
+		if _, _, err := c.verifyRenewalJWS(tok, []string{"https://ca/v1/renew"}); err != nil && !isRejection(err) {
+			t.Fatalf("renewal token %q: uncoded error %v", tok, err)
+		}
+	})
+}
+
+// FuzzOCSPRequest: any request body gets a parseable OCSP response or an
+// invalid-request error.
+func FuzzOCSPRequest(f *testing.F) {
+	c := newTestCA(f)
+	iss, err := c.signToken(context.Background(), csrPEM(f, ecKey(f, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"o.example"}}), c.token(f, "o.example"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(iss.Cert.DER)
+	issuer, _ := x509.ParseCertificate(iss.Chain[0])
+	req, _ := ocsp.CreateRequest(leaf, issuer, nil)
+	f.Add(req)
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		resp, err := c.OCSP(context.Background(), b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidRequest) {
+				t.Fatalf("uncoded error %v", err)
+			}
+			return
+		}
+		if _, err := ocsp.ParseResponse(resp, nil); err != nil && !strings.Contains(err.Error(), "unauthorized") {
+			t.Fatalf("unparseable response: %v", err)
 		}
 	})
 }

@@ -184,13 +184,26 @@ func checkNames(p *fsm.Policy, n *certNames) error {
 			return refuse(fsm.ErrNameNotAllowed, "email %s is not allowed by the provisioner", e)
 		}
 	}
-	if n.cn != "" {
-		if len(p.CommonName) == 0 {
-			if !slices.Contains(n.all, n.cn) {
-				return refuse(ErrCNNotAllowed, "common name %s is not one of the certificate's names", n.cn)
-			}
-		} else if !slices.ContainsFunc(p.CommonName, func(pat string) bool { return matchGlob(pat, n.cn, 0) }) {
-			return refuse(ErrCNNotAllowed, "common name %s is not allowed by the provisioner", n.cn)
+	// A common name that is also a SAN passed the SAN rules; any other must
+	// match a common-name pattern.
+	if n.cn != "" && !slices.Contains(n.all, n.cn) && !matchCN(p, n.cn) {
+		return refuse(ErrCNNotAllowed, "common name %s is neither one of the certificate's names nor allowed by the provisioner", n.cn)
+	}
+	return nil
+}
+
+func matchCN(p *fsm.Policy, cn string) bool {
+	return slices.ContainsFunc(p.CommonName, func(pat string) bool { return matchGlob(pat, cn, 0) })
+}
+
+// checkTokenNames applies the policy to the names a token will allow: each
+// must be allowed as a SAN or as a common name.
+func checkTokenNames(p *fsm.Policy, names []string) error {
+	for _, name := range names {
+		one := &certNames{}
+		one.add(name) // already canonical
+		if checkNames(p, one) != nil && !matchCN(p, name) {
+			return refuse(fsm.ErrNameNotAllowed, "name %s is not allowed by the provisioner", name)
 		}
 	}
 	return nil

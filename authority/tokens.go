@@ -86,11 +86,7 @@ func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest)
 	if err != nil {
 		return nil, fmt.Errorf("%w: sans: %v", ErrInvalidRequest, err)
 	}
-	names := &certNames{}
-	for _, n := range sans {
-		names.add(n) // already canonical
-	}
-	if err := checkNames(&prov.Policy, names); err != nil {
+	if err := checkTokenNames(&prov.Policy, sans); err != nil {
 		return nil, err
 	}
 	ttl := req.TTL

@@ -38,8 +38,9 @@ type testCluster struct {
 	nodes  []*testNode
 	client *http.Client
 	// provisioners, if set before the first node starts, replace the
-	// default one.
+	// default one; authorities are created besides "default".
 	provisioners []*ProvisionerConfig
+	authorities  []*AuthorityConfig
 	admin        string // bootstrap admin token
 }
 
@@ -78,6 +79,13 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 
 func newTestClusterTiming(t *testing.T, n int, timing cluster.Timing) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, timing, nil)
+}
+
+// newTestClusterWith lets setup adjust the cluster (provisioners, extra
+// authorities) before the first node starts.
+func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*testCluster)) *testCluster {
+	t.Helper()
 	dir := t.TempDir()
 	pki, err := LoadOrCreateDevPKI(filepath.Join(dir, "pki"))
 	if err != nil {
@@ -90,6 +98,9 @@ func newTestClusterTiming(t *testing.T, n int, timing cluster.Timing) *testClust
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64}},
 	}
 	t.Cleanup(c.Close)
+	if setup != nil {
+		setup(c)
+	}
 	for i := range n {
 		c.AddNode(i == 0)
 	}
@@ -119,7 +130,7 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 		Now: c.clock.Now, Logger: testLogger().With("test_node", name),
 	}
 	if bootstrap {
-		cfg.Authorities = []*AuthorityConfig{c.pki.Authority("http://" + cfg.HTTPListen)}
+		cfg.Authorities = append([]*AuthorityConfig{c.pki.Authority("http://" + cfg.HTTPListen)}, c.authorities...)
 		cfg.Provisioners = c.provisioners
 		cfg.BootstrapAdminTokenFile = filepath.Join(c.dir, "admin.token")
 	} else {
@@ -226,8 +237,10 @@ func (c *testCluster) WaitConverged() {
 			if _, err := f.Authority("default"); err != nil {
 				return false
 			}
-			if _, err := f.CRL("default"); err != nil {
-				return false // the leader signs the first CRL right after electing
+			for _, a := range append([]*AuthorityConfig{{Name: "default"}}, c.authorities...) {
+				if _, err := f.CRL(a.Name); err != nil {
+					return false // signed right after the authority is created
+				}
 			}
 			if n, err := f.Node(tn.cfg.NodeName); err != nil || n.APIAddr != tn.node.APIAddr() {
 				return false
@@ -391,3 +404,5 @@ func parsePEMCert(t *testing.T, s string) *x509.Certificate {
 	}
 	return c
 }
+
+func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }

@@ -119,7 +119,7 @@ func runDev(args []string) int {
 	if err != nil {
 		return fail("dev: %v", err)
 	}
-	example := exampleScript(dir, "https://"+running[0].APIAddr())
+	example := exampleScript(dir, "https://"+running[0].APIAddr(), "http://"+running[0].HTTPAddr())
 	if err := os.WriteFile(filepath.Join(dir, "example.sh"), []byte(example), 0o755); err != nil {
 		return fail("dev: %v", err)
 	}
@@ -179,10 +179,12 @@ func waitReady(nodes []*node.Node, tokenFile string, timeout time.Duration) erro
 	}
 }
 
-// exampleScript is a shell session that gets a certificate with curl and
-// openssl only. It is printed and saved as example.sh; tests run it.
-func exampleScript(dir, api string) string {
+// exampleScript is a shell session that gets, renews and checks a
+// certificate with curl and openssl only. It is printed and saved as
+// example.sh; tests run it.
+func exampleScript(dir, api, plain string) string {
 	return fmt.Sprintf(`QCA=%s
+QCA_HTTP=%s
 QCA_DIR=%s
 # 1. An admin mints a single-use enrollment token for one name.
 TOKEN=$(curl -sS --cacert "$QCA_DIR/root.pem" -H "Authorization: Bearer $(cat "$QCA_DIR/admin.token")" \
@@ -195,9 +197,15 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout dev1
 curl -sS --cacert "$QCA_DIR/root.pem" \
   -d "{\"token\": \"$TOKEN\", \"csr\": \"$(awk '{printf "%%s\\n", $0}' dev1.csr)\"}" "$QCA/v1/sign" \
   | awk -F'"' '/"certificate"/ {gsub(/\\n/, "\n", $4); printf "%%s", $4}' > dev1.pem
-# 4. Check it.
 openssl verify -CAfile "$QCA_DIR/root.pem" -untrusted "$QCA_DIR/intermediate.pem" dev1.pem
-`, api, dir)
+# 4. Later it renews, authenticated by its current certificate (mTLS): no token.
+curl -sS --cacert "$QCA_DIR/root.pem" --cert dev1.pem --key dev1.key -X POST "$QCA/v1/renew" \
+  | awk -F'"' '/"certificate"/ {gsub(/\\n/, "\n", $4); printf "%%s", $4}' > dev1-renewed.pem
+openssl verify -CAfile "$QCA_DIR/root.pem" -untrusted "$QCA_DIR/intermediate.pem" dev1-renewed.pem
+# 5. Anyone checks revocation over plain HTTP (OCSP; the CRL is at $QCA_HTTP/v1/crl).
+openssl ocsp -issuer "$QCA_DIR/intermediate.pem" -cert dev1-renewed.pem -url "$QCA_HTTP/v1/ocsp" \
+  -CAfile "$QCA_DIR/root.pem" -no_nonce 2>&1 | grep dev1
+`, api, plain, dir)
 }
 
 func printBanner(w io.Writer, dir string, temporary bool, nodes []*node.Node, pki *node.DevPKI, adminToken, example string) {

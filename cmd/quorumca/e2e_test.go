@@ -230,7 +230,8 @@ func TestDevExampleGetsCertificate(t *testing.T) {
 	cmd := exec.Command("sh", filepath.Join(dir, "example.sh"))
 	cmd.Dir = work
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "dev1.pem: OK") {
+	if err != nil || !strings.Contains(string(out), "dev1.pem: OK") || !strings.Contains(string(out), "dev1-renewed.pem: OK") ||
+		!strings.Contains(string(out), "dev1-renewed.pem: good") {
 		t.Fatalf("example failed: %v\n%s", err, out)
 	}
 	if !strings.Contains(p.out.String(), "openssl verify") {

@@ -1,0 +1,118 @@
+package node
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/base64"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ocsp"
+)
+
+func requireOpenSSL(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Fatal("openssl is required by this test and is not installed (Debian: apt-get install openssl)")
+	}
+}
+
+func openssl(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("openssl", args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// openssl checks the CRL and the OCSP responder of a follower, for a good
+// and a revoked certificate.
+func TestOpenSSLChecksCRLAndOCSPOnFollower(t *testing.T) {
+	requireOpenSSL(t)
+	c := newTestCluster(t, 3)
+	f := c.Followers()[0]
+	good := c.enrollHolder(c.nodes[0], "good.example")
+	bad := c.enrollHolder(c.nodes[0], "bad.example")
+	if r := c.do(c.nodes[0], "POST", "/v1/revoke", map[string]string{"serial": bad.s.Serial, "reason": "keyCompromise"}, c.admin); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+
+	dir := t.TempDir()
+	write := func(name string, data []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rootPEM, _ := os.ReadFile(c.pki.RootFile)
+	write("root.pem", rootPEM)
+	write("inter.pem", []byte(good.s.Chain[0]))
+	write("good.pem", []byte(good.s.Certificate))
+	write("bad.pem", []byte(bad.s.Certificate))
+
+	// The certificates name the CRL and responder of the cluster.
+	if len(good.cert.CRLDistributionPoints) != 1 || len(good.cert.OCSPServer) != 1 {
+		t.Fatalf("certificate names no CRL or OCSP: %v %v", good.cert.CRLDistributionPoints, good.cert.OCSPServer)
+	}
+	resp, err := http.Get("http://" + f.node.HTTPAddr() + "/v1/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlDER, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/pkix-crl" {
+		t.Errorf("CRL content type %q", ct)
+	}
+	write("crl.pem", pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crlDER}))
+
+	verify := func(cert string) (string, error) {
+		return openssl(t, dir, "verify", "-crl_check", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "inter.pem", cert)
+	}
+	if out, err := verify("good.pem"); err != nil || !strings.Contains(out, "good.pem: OK") {
+		t.Errorf("openssl verify -crl_check good.pem: %v\n%s", err, out)
+	}
+	if out, err := verify("bad.pem"); err == nil || !strings.Contains(out, "certificate revoked") {
+		t.Errorf("openssl verify -crl_check bad.pem: %v\n%s", err, out)
+	}
+
+	ocspURL := "http://" + f.node.HTTPAddr() + "/v1/ocsp"
+	check := func(cert, want string) {
+		out, err := openssl(t, dir, "ocsp", "-issuer", "inter.pem", "-cert", cert, "-url", ocspURL,
+			"-CAfile", "root.pem", "-no_nonce")
+		if err != nil || !strings.Contains(out, "Response verify OK") || !strings.Contains(out, cert+": "+want) {
+			t.Errorf("openssl ocsp %s: %v\n%s", cert, err, out)
+		}
+	}
+	check("good.pem", "good")
+	check("bad.pem", "revoked")
+
+	// GET, with the request in the path as RFC 6960 appendix A describes.
+	req, _ := ocsp.CreateRequest(bad.cert, bad.chain[0], &ocsp.RequestOptions{Hash: crypto.SHA1})
+	resp, err = http.Get(ocspURL + "/" + url.PathEscape(base64.StdEncoding.EncodeToString(req)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r, err := ocsp.ParseResponseForCert(der, bad.cert, bad.chain[0])
+	if err != nil || r.Status != ocsp.Revoked {
+		t.Errorf("OCSP GET: %v %+v", err, r)
+	}
+
+	// The issuer URL serves the issuing certificate.
+	resp, err = http.Get(good.cert.IssuingCertificateURL[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerDER, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(issuerDER, good.chain[0].Raw) {
+		t.Error("issuer URL does not serve the issuing certificate")
+	}
+}

@@ -85,6 +85,8 @@ func (s *Server) revocationRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/crl", s.crl)
 	mux.HandleFunc("GET /v1/authorities/{name}/crl", s.crl)
 	mux.HandleFunc("GET /v1/authorities/{name}/issuer.crt", s.issuerCert)
+	mux.HandleFunc("GET /v1/authorities/{name}/issuers/{issuer}/crl", s.crl)
+	mux.HandleFunc("GET /v1/authorities/{name}/issuers/{issuer}/issuer.crt", s.issuerCert)
 	mux.HandleFunc("GET /v1/ocsp/{req...}", s.ocsp)
 	mux.HandleFunc("POST /v1/ocsp", s.ocsp)
 }

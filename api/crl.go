@@ -8,14 +8,14 @@ import (
 	"github.com/quorumca/quorumca/authority"
 )
 
-// crl serves an authority's current CRL (DER). /v1/crl is the default
-// authority's.
+// crl serves an issuer's current CRL (DER). Without an issuer in the path it
+// is the newest active issuer's; /v1/crl is the default authority's.
 func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if name == "" {
 		name = authority.DefaultAuthority
 	}
-	c, err := s.CA.CRL(r.Context(), name)
+	c, err := s.CA.CRL(r.Context(), name, r.PathValue("issuer"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -30,7 +30,7 @@ func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
 // issuerCert serves an authority's issuing certificate (DER), the
 // caIssuers URL of issued certificates.
 func (s *Server) issuerCert(w http.ResponseWriter, r *http.Request) {
-	der, err := s.CA.Issuer(r.Context(), r.PathValue("name"))
+	der, err := s.CA.IssuerCert(r.Context(), r.PathValue("name"), r.PathValue("issuer"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

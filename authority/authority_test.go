@@ -106,8 +106,8 @@ func newTestCA(t testing.TB) *testCA {
 	}
 	clock := &offsetClock{}
 	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now})
-	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw, Chain: [][]byte{inter.Raw},
-		KeyURI: uri, BaseURL: "http://ca.example.com:8080"}); err != nil {
+	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw,
+		Issuers: []fsm.Issuer{{Chain: [][]byte{inter.Raw}, KeyURI: uri}}, BaseURL: "http://ca.example.com:8080"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ca.PutProvisioner(context.Background(), fsm.Provisioner{Name: "default", Kind: fsm.KindEnrollmentToken,
@@ -211,7 +211,7 @@ func TestPutAuthorityRejectsMismatchedKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Name, a.KeyURI = "second", other
+	a.Name, a.Issuers[0].KeyURI = "second", other
 	if err := c.PutAuthority(context.Background(), *a); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("authority with a key that is not the certificate's: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -42,8 +43,8 @@ type State interface {
 	OneTimeUsed(key []byte) bool
 	Provisioner(name string) (*fsm.Provisioner, error)
 	Provisioners() ([]*fsm.Provisioner, error)
-	CRL(authority string) (*fsm.CRL, error)
-	Revoked(authority string, t time.Time) ([]fsm.RevokedEntry, error)
+	CRL(authority, issuer string) (*fsm.CRL, error)
+	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
 }
 
 // Proposer commits commands through Raft. Apply returns once the entry is
@@ -67,6 +68,7 @@ type CA struct {
 
 	crlMu sync.Mutex // one CRL signed at a time per node
 	ocsp  ocspCache
+	turn  atomic.Uint64 // round-robin over active issuers
 }
 
 // Config wires a CA.
@@ -132,11 +134,22 @@ func (ca *CA) PutAuthority(ctx context.Context, a fsm.Authority) error {
 	if err := ca.propose(ctx, fsm.CmdAuthorityPut, a); err != nil {
 		return err
 	}
-	// A new authority serves an (empty) CRL from the start.
-	if err := ca.RefreshCRL(ctx, a.Name, false); err != nil {
-		ca.log.Warn("first CRL not signed; the leader retries", "authority", a.Name, "err", err)
-	}
+	ca.firstCRLs(ctx, a.Name)
 	return nil
+}
+
+// firstCRLs signs the (empty) CRLs of a new authority or issuer, so it
+// serves one from the start.
+func (ca *CA) firstCRLs(ctx context.Context, name string) {
+	a, err := ca.state.Authority(name)
+	if err != nil {
+		return
+	}
+	for _, iss := range a.Issuers {
+		if err := ca.RefreshCRL(ctx, name, iss.ID, false); err != nil {
+			ca.log.Warn("first CRL not signed; the leader retries", "authority", name, "issuer", iss.ID, "err", err)
+		}
+	}
 }
 
 // Roots returns the DER of every authority's trust anchor, without duplicates.
@@ -156,17 +169,41 @@ func (ca *CA) Roots(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
-// Health reports whether this node can sign: an authority exists and its
-// signer responds.
+// Health reports whether this node can sign: every authority has an active
+// issuer whose signer responds.
 func (ca *CA) Health(ctx context.Context) error {
-	a, err := ca.state.Authority(DefaultAuthority)
+	as, err := ca.state.Authorities()
 	if err != nil {
+		return err
+	}
+	if len(as) == 0 {
 		return fmt.Errorf("%w: no authority yet", ErrUnavailable)
 	}
-	if _, err := ca.signers.Get(ctx, a.KeyURI); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	for _, a := range as {
+		var last error
+		ok := false
+		for _, iss := range a.ActiveIssuers() {
+			if last = ca.keyHealth(ctx, iss.KeyURI); last == nil {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return fmt.Errorf("%w: authority %s cannot sign: %v", ErrUnavailable, a.Name, last)
+		}
 	}
-	return ca.signers.Health(ctx)
+	return nil
+}
+
+func (ca *CA) keyHealth(ctx context.Context, uri string) error {
+	k, err := ca.signers.Get(ctx, uri)
+	if err != nil {
+		return err
+	}
+	if h, ok := k.(signer.HealthChecker); ok {
+		return h.Health(ctx)
+	}
+	return nil
 }
 
 // PruneTokens drops tokens that have expired, if there are any. The leader
@@ -188,11 +225,31 @@ func (ca *CA) AuthorityRoots(ctx context.Context, name string) ([][]byte, error)
 	return [][]byte{a.Root}, nil
 }
 
-// Issuer returns the DER of an authority's issuing certificate.
-func (ca *CA) Issuer(ctx context.Context, name string) ([]byte, error) {
+// IssuerCert returns the DER of an issuer's certificate; issuer "" is the
+// newest active one.
+func (ca *CA) IssuerCert(ctx context.Context, name, issuer string) ([]byte, error) {
+	_, iss, err := ca.issuer(name, issuer)
+	if err != nil {
+		return nil, err
+	}
+	return iss.Chain[0], nil
+}
+
+// issuer finds an authority's issuer; "" is the newest active one.
+func (ca *CA) issuer(name, id string) (*fsm.Authority, *fsm.Issuer, error) {
 	a, err := ca.state.Authority(name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
+		return nil, nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
 	}
-	return a.Chain[0], nil
+	if id == "" {
+		if act := a.ActiveIssuers(); len(act) > 0 {
+			return a, act[0], nil
+		}
+		return a, &a.Issuers[len(a.Issuers)-1], nil
+	}
+	iss := a.Issuer(id)
+	if iss == nil {
+		return nil, nil, fmt.Errorf("%w: authority %s has no issuer %q", ErrNotFound, name, truncate(id))
+	}
+	return a, iss, nil
 }

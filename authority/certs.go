@@ -37,11 +37,11 @@ func (ca *CA) Cert(ctx context.Context, serial string) (*fsm.Cert, error) {
 	return c, err
 }
 
-// Chain returns the chain of the authority that issued c.
+// Chain returns the chain of the issuer that signed c.
 func (ca *CA) Chain(c *fsm.Cert) [][]byte {
-	a, err := ca.state.Authority(c.Authority)
+	_, iss, err := ca.issuer(c.Authority, c.Issuer)
 	if err != nil {
 		return nil
 	}
-	return a.Chain
+	return iss.Chain
 }

@@ -23,13 +23,13 @@ const crlValidity = 24 * time.Hour
 // ErrCRLUnavailable: no current CRL (none yet, or the last one lapsed).
 var ErrCRLUnavailable = errors.New("no current CRL")
 
-// RefreshCRL signs a new CRL for the authority if forced, if there is none,
-// or if the current one is past half its validity.
-func (ca *CA) RefreshCRL(ctx context.Context, name string, force bool) error {
+// RefreshCRL signs a new CRL for an issuer of an authority if forced, if
+// there is none, or if the current one is past half its validity.
+func (ca *CA) RefreshCRL(ctx context.Context, name, issuer string, force bool) error {
 	ca.crlMu.Lock()
 	defer ca.crlMu.Unlock()
 	for attempt := 0; ; attempt++ {
-		err := ca.refreshCRL(ctx, name, force)
+		err := ca.refreshCRL(ctx, name, issuer, force)
 		if !errors.Is(err, fsm.ErrConflict) || attempt == 2 {
 			return err
 		}
@@ -40,20 +40,20 @@ func (ca *CA) RefreshCRL(ctx context.Context, name string, force bool) error {
 	}
 }
 
-func (ca *CA) refreshCRL(ctx context.Context, name string, force bool) error {
-	a, err := ca.state.Authority(name)
+func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool) error {
+	_, iss, err := ca.issuer(name, issuerID)
 	if err != nil {
-		return fmt.Errorf("%w: authority %s", ErrNotFound, name)
+		return err
 	}
 	now := ca.now().UTC().Truncate(time.Second)
 	var number uint64 = 1
-	if cur, err := ca.state.CRL(name); err == nil {
+	if cur, err := ca.state.CRL(name, iss.ID); err == nil {
 		if !force && now.Before(cur.ThisUpdate.Add(cur.NextUpdate.Sub(cur.ThisUpdate)/2)) {
 			return nil
 		}
 		number = cur.Number + 1
 	}
-	revoked, err := ca.state.Revoked(name, now)
+	revoked, err := ca.state.Revoked(name, iss.ID, now)
 	if err != nil {
 		return err
 	}
@@ -71,19 +71,22 @@ func (ca *CA) refreshCRL(ctx context.Context, name string, force bool) error {
 			SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason,
 		})
 	}
-	issuer, err := x509.ParseCertificate(a.Chain[0])
+	issuer, err := x509.ParseCertificate(iss.Chain[0])
 	if err != nil {
 		return err
 	}
-	key, err := ca.signers.Get(ctx, a.KeyURI)
+	if !now.Before(issuer.NotAfter) {
+		return nil // an expired issuer has nothing left to vouch for
+	}
+	key, err := ca.signers.Get(ctx, iss.KeyURI)
 	if err != nil {
-		return fmt.Errorf("%w: signer: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, tmpl, issuer, signer.CryptoSigner(ctx, key))
 	if err != nil {
 		return fmt.Errorf("crl: sign: %w", err)
 	}
-	return ca.propose(ctx, fsm.CmdCRLPut, fsm.CRL{Authority: name, Number: number,
+	return ca.propose(ctx, fsm.CmdCRLPut, fsm.CRL{Authority: name, Issuer: iss.ID, Number: number,
 		ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate, DER: der})
 }
 
@@ -96,19 +99,23 @@ func (ca *CA) RefreshCRLs(ctx context.Context) error {
 	}
 	var errs []error
 	for _, a := range as {
-		errs = append(errs, ca.RefreshCRL(ctx, a.Name, false))
+		for _, iss := range a.Issuers {
+			errs = append(errs, ca.RefreshCRL(ctx, a.Name, iss.ID, false))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// CRL returns the authority's current CRL, never one past its nextUpdate.
-func (ca *CA) CRL(ctx context.Context, name string) (*fsm.CRL, error) {
-	if _, err := ca.state.Authority(name); err != nil {
-		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
+// CRL returns an issuer's current CRL, never one past its nextUpdate.
+// Issuer "" is the authority's newest active issuer.
+func (ca *CA) CRL(ctx context.Context, name, issuer string) (*fsm.CRL, error) {
+	_, iss, err := ca.issuer(name, issuer)
+	if err != nil {
+		return nil, err
 	}
-	c, err := ca.state.CRL(name)
+	c, err := ca.state.CRL(name, iss.ID)
 	if errors.Is(err, fsm.ErrNotFound) || (err == nil && !ca.now().Before(c.NextUpdate)) {
-		return nil, fmt.Errorf("%w: %w for authority %s; it is regenerated shortly", ErrUnavailable, ErrCRLUnavailable, name)
+		return nil, fmt.Errorf("%w: %w for %s/%s; it is regenerated shortly", ErrUnavailable, ErrCRLUnavailable, name, iss.ID)
 	}
 	return c, err
 }

@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"errors"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -58,7 +59,7 @@ func (ca *CA) issue(ctx context.Context, req issuance) (*Issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: authority %s is unknown", ErrUnavailable, name)
 	}
-	rec, err := ca.sign(ctx, a, req.pub, req.names, ttl, extKeyUsage(pol))
+	rec, chain, err := ca.signSpread(ctx, a, req.pub, req.names, ttl, extKeyUsage(pol))
 	if err != nil {
 		return nil, err
 	}
@@ -70,22 +71,43 @@ func (ca *CA) issue(ctx context.Context, req issuance) (*Issued, error) {
 	if req.auth.Renews != "" {
 		rec.RenewedFrom = req.auth.Renews
 	}
-	return &Issued{Cert: *rec, Chain: a.Chain}, nil
+	return &Issued{Cert: *rec, Chain: chain}, nil
+}
+
+// signSpread signs with one of the authority's active issuers, taking them
+// in turn so several KMS keys share the load; an issuer whose signer is
+// overloaded or down passes the request to the next.
+func (ca *CA) signSpread(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, names *certNames, ttl time.Duration, eku []x509.ExtKeyUsage) (*fsm.Cert, [][]byte, error) {
+	active := a.ActiveIssuers()
+	if len(active) == 0 {
+		return nil, nil, fmt.Errorf("%w: authority %s has no active issuer", ErrUnavailable, a.Name)
+	}
+	start := int(ca.turn.Add(1))
+	var err error
+	for i := range active {
+		iss := active[(start+i)%len(active)]
+		var rec *fsm.Cert
+		rec, err = ca.sign(ctx, a, iss, pub, names, ttl, eku)
+		if err == nil {
+			return rec, iss.Chain, nil
+		}
+		if !errors.Is(err, signer.ErrOverloaded) && !errors.Is(err, signer.ErrUnavailable) {
+			break
+		}
+	}
+	return nil, nil, err
 }
 
 // sign makes the certificate. Everything non-deterministic happens here, on
 // the node that received the request: serial, validity, signature.
-func (ca *CA) sign(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, names *certNames, ttl time.Duration, eku []x509.ExtKeyUsage) (*fsm.Cert, error) {
-	if len(a.Chain) == 0 {
-		return nil, fmt.Errorf("%w: authority %s has no issuing certificate", ErrUnavailable, a.Name)
-	}
-	issuer, err := x509.ParseCertificate(a.Chain[0])
+func (ca *CA) sign(ctx context.Context, a *fsm.Authority, iss *fsm.Issuer, pub crypto.PublicKey, names *certNames, ttl time.Duration, eku []x509.ExtKeyUsage) (*fsm.Cert, error) {
+	issuer, err := x509.ParseCertificate(iss.Chain[0])
 	if err != nil {
-		return nil, fmt.Errorf("authority %s: %w", a.Name, err)
+		return nil, fmt.Errorf("authority %s issuer %s: %w", a.Name, iss.ID, err)
 	}
-	key, err := ca.signers.Get(ctx, a.KeyURI)
+	key, err := ca.signers.Get(ctx, iss.KeyURI)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signer: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	// Whole seconds: the record's times then equal the certificate's.
 	now := ca.now().UTC().Truncate(time.Second)
@@ -102,8 +124,8 @@ func (ca *CA) sign(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, 
 	tmpl.DNSNames, tmpl.IPAddresses, tmpl.URIs, tmpl.EmailAddresses = names.dns, names.ips, names.uris, names.emails
 	if u := a.BaseURL; u != "" {
 		tmpl.OCSPServer = []string{OCSPURL(u)}
-		tmpl.IssuingCertificateURL = []string{IssuerURL(u, a.Name)}
-		tmpl.CRLDistributionPoints = []string{CRLURL(u, a.Name)}
+		tmpl.IssuingCertificateURL = []string{IssuerURL(u, a.Name, iss.ID)}
+		tmpl.CRLDistributionPoints = []string{CRLURL(u, a.Name, iss.ID)}
 	}
 	if tmpl.NotAfter.After(issuer.NotAfter) {
 		tmpl.NotAfter = issuer.NotAfter
@@ -113,11 +135,12 @@ func (ca *CA) sign(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, 
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, signer.CryptoSigner(ctx, key))
 	if err != nil {
-		return nil, fmt.Errorf("sign: %w", err)
+		return nil, signError(err)
 	}
 	return &fsm.Cert{
 		Serial:    SerialHex(tmpl.SerialNumber),
 		Authority: a.Name,
+		Issuer:    iss.ID,
 		Subject:   tmpl.Subject.String(),
 		SANs:      names.all,
 		NotBefore: tmpl.NotBefore,
@@ -129,10 +152,24 @@ func (ca *CA) sign(ctx context.Context, a *fsm.Authority, pub crypto.PublicKey, 
 // URLs that issued certificates name, under an authority's base URL.
 func OCSPURL(base string) string { return strings.TrimSuffix(base, "/") + "/v1/ocsp" }
 
-func CRLURL(base, authority string) string {
-	return strings.TrimSuffix(base, "/") + "/v1/authorities/" + authority + "/crl"
+func CRLURL(base, authority, issuer string) string {
+	return issuerPath(base, authority, issuer) + "/crl"
 }
 
-func IssuerURL(base, authority string) string {
-	return strings.TrimSuffix(base, "/") + "/v1/authorities/" + authority + "/issuer.crt"
+func IssuerURL(base, authority, issuer string) string {
+	return issuerPath(base, authority, issuer) + "/issuer.crt"
+}
+
+func issuerPath(base, authority, issuer string) string {
+	return strings.TrimSuffix(base, "/") + "/v1/authorities/" + authority + "/issuers/" + issuer
+}
+
+// signError keeps a signer's overload and unavailability recognizable
+// through the standard library's wrapping, so the API can answer 429/503.
+func signError(err error) error {
+	switch {
+	case errors.Is(err, signer.ErrOverloaded), errors.Is(err, signer.ErrUnavailable):
+		return err
+	}
+	return fmt.Errorf("sign: %w", err)
 }

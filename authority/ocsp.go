@@ -67,7 +67,7 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	if req.SerialNumber == nil || req.SerialNumber.Sign() <= 0 || !req.HashAlgorithm.Available() {
 		return nil, fmt.Errorf("%w: OCSP request: bad serial or hash algorithm", ErrInvalidRequest)
 	}
-	a, issuer, err := ca.ocspIssuer(req)
+	a, iss, issuer, err := ca.ocspIssuer(req)
 	if err != nil {
 		return nil, err
 	}
@@ -85,56 +85,58 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		ThisUpdate: now.Truncate(time.Minute), NextUpdate: now.Truncate(time.Minute).Add(ocspValidity),
 	}
 	state := "unknown"
-	if rec != nil && rec.Authority == a.Name {
+	if rec != nil && rec.Authority == a.Name && rec.Issuer == iss.ID {
 		tmpl.Status, state = ocsp.Good, "good"
 		if rec.Revoked() {
 			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt, rec.RevocationReason
 			state = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason)
 		}
 	}
-	key := fmt.Sprintf("%s/%s/%d/%s", a.Name, serial, req.HashAlgorithm, state)
+	key := fmt.Sprintf("%s/%s/%s/%d/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state)
 	if der, ok := ca.ocsp.get(key, now); ok {
 		return der, nil
 	}
-	k, err := ca.signers.Get(ctx, a.KeyURI)
+	k, err := ca.signers.Get(ctx, iss.KeyURI)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signer: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	der, err := ocsp.CreateResponse(issuer, issuer, tmpl, signer.CryptoSigner(ctx, k))
 	if err != nil {
-		return nil, fmt.Errorf("ocsp: sign: %w", err)
+		return nil, signError(err)
 	}
 	ca.ocsp.put(key, der, now.Add(ocspReuse))
 	return der, nil
 }
 
-// ocspIssuer finds the authority whose issuing certificate the request
-// names, by the hashes of its subject and key.
-func (ca *CA) ocspIssuer(req *ocsp.Request) (*fsm.Authority, *x509.Certificate, error) {
+// ocspIssuer finds the issuer whose certificate the request names, by the
+// hashes of its subject and key.
+func (ca *CA) ocspIssuer(req *ocsp.Request) (*fsm.Authority, *fsm.Issuer, *x509.Certificate, error) {
 	as, err := ca.state.Authorities()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, a := range as {
-		issuer, err := x509.ParseCertificate(a.Chain[0])
-		if err != nil {
-			continue
-		}
-		var spki struct {
-			Algorithm pkix.AlgorithmIdentifier
-			PublicKey asn1.BitString
-		}
-		if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
-			continue
-		}
-		h := req.HashAlgorithm.New()
-		h.Write(issuer.RawSubject)
-		nameHash := h.Sum(nil)
-		h.Reset()
-		h.Write(spki.PublicKey.RightAlign())
-		if bytes.Equal(nameHash, req.IssuerNameHash) && bytes.Equal(h.Sum(nil), req.IssuerKeyHash) {
-			return a, issuer, nil
+		for i := range a.Issuers {
+			issuer, err := x509.ParseCertificate(a.Issuers[i].Chain[0])
+			if err != nil {
+				continue
+			}
+			var spki struct {
+				Algorithm pkix.AlgorithmIdentifier
+				PublicKey asn1.BitString
+			}
+			if _, err := asn1.Unmarshal(issuer.RawSubjectPublicKeyInfo, &spki); err != nil {
+				continue
+			}
+			h := req.HashAlgorithm.New()
+			h.Write(issuer.RawSubject)
+			nameHash := h.Sum(nil)
+			h.Reset()
+			h.Write(spki.PublicKey.RightAlign())
+			if bytes.Equal(nameHash, req.IssuerNameHash) && bytes.Equal(h.Sum(nil), req.IssuerKeyHash) {
+				return a, &a.Issuers[i], issuer, nil
+			}
 		}
 	}
-	return nil, nil, nil
+	return nil, nil, nil, nil
 }

@@ -74,9 +74,9 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	if err := ca.propose(ctx, fsm.CmdRevoke, fsm.Revoke{Serial: serial, Reason: reason, By: by}); err != nil {
 		return nil, err
 	}
-	if err := ca.RefreshCRL(ctx, rec.Authority, true); err != nil {
+	if err := ca.RefreshCRL(ctx, rec.Authority, rec.Issuer, true); err != nil {
 		// The revocation stands; the leader's CRL loop retries.
-		ca.log.Warn("CRL not regenerated after revocation", "authority", rec.Authority, "err", err)
+		ca.log.Warn("CRL not regenerated after revocation", "authority", rec.Authority, "issuer", rec.Issuer, "err", err)
 	}
 	if err := ca.raft.Propagate(ctx); err != nil {
 		ca.log.Warn("revocation not confirmed by every node", "serial", serial, "err", err)

@@ -2,9 +2,7 @@ package authority
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
-	"fmt"
 	"strings"
 	"time"
 
@@ -79,45 +77,4 @@ func parseCSRNames(b []byte) (*x509.CertificateRequest, *certNames, error) {
 		return nil, nil, err
 	}
 	return csr, names, nil
-}
-
-// checkAuthority verifies an authority before it is stored: the chain links
-// to the root, the key opens, and it is the issuing certificate's key.
-func (ca *CA) checkAuthority(ctx context.Context, a *fsm.Authority) error {
-	if a.Name == "" || len(a.Chain) == 0 || len(a.Root) == 0 || a.KeyURI == "" {
-		return fmt.Errorf("%w: authority needs a name, root, chain and key", ErrInvalidRequest)
-	}
-	root, err := x509.ParseCertificate(a.Root)
-	if err != nil {
-		return fmt.Errorf("%w: root: %v", ErrInvalidRequest, err)
-	}
-	roots, inter := x509.NewCertPool(), x509.NewCertPool()
-	roots.AddCert(root)
-	var issuer *x509.Certificate
-	for i, der := range a.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("%w: chain[%d]: %v", ErrInvalidRequest, i, err)
-		}
-		if i == 0 {
-			issuer = c
-		} else {
-			inter.AddCert(c)
-		}
-	}
-	if !issuer.IsCA {
-		return fmt.Errorf("%w: issuing certificate is not a CA", ErrInvalidRequest)
-	}
-	if _, err := issuer.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: ca.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return fmt.Errorf("%w: chain does not verify to the root: %v", ErrInvalidRequest, err)
-	}
-	key, err := ca.signers.Get(ctx, a.KeyURI)
-	if err != nil {
-		return fmt.Errorf("%w: key %s: %v", ErrInvalidRequest, a.KeyURI, err)
-	}
-	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(issuer.PublicKey) {
-		return fmt.Errorf("%w: key %s is not the issuing certificate's key", ErrInvalidRequest, a.KeyURI)
-	}
-	return nil
 }

@@ -122,7 +122,7 @@ func TestCRLPassesZlint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	crl, err := c.CRL(ctx, DefaultAuthority)
+	crl, err := c.CRL(ctx, DefaultAuthority, "")
 	if err != nil {
 		t.Fatal(err)
 	}

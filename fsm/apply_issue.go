@@ -54,8 +54,9 @@ func applyIssue(a *applyCtx) error {
 	if in.TokenHash == nil && in.OneTime == nil && in.Renews == "" {
 		panic("fsm: issue entry without an authorization")
 	}
-	if a.tx.Bucket(bAuthorities).Get([]byte(c.Authority)) == nil {
-		return reject(ErrAuthorityUnknown, "unknown authority "+c.Authority)
+	var auth Authority
+	if getJSON(a.tx, bAuthorities, []byte(c.Authority), &auth) != nil || auth.Issuer(c.Issuer) == nil {
+		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+c.Authority+"/"+c.Issuer)
 	}
 
 	var tok Token

@@ -25,8 +25,13 @@ type revokedEntry struct {
 	Reason    int    `json:"reason"`
 }
 
-func revokedKey(authority string, c *Cert) []byte {
-	return append([]byte(authority+"\x00"), timeKey(c.NotAfter, []byte(c.Serial))...)
+// issuerKey names one issuer of one authority in keys.
+func issuerKey(authority, issuer string) []byte {
+	return []byte(authority + "\x00" + issuer + "\x00")
+}
+
+func revokedKey(c *Cert) []byte {
+	return append(issuerKey(c.Authority, c.Issuer), timeKey(c.NotAfter, []byte(c.Serial))...)
 }
 
 func applyRevoke(a *applyCtx) error {
@@ -41,7 +46,7 @@ func applyRevoke(a *applyCtx) error {
 	}
 	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, in.Reason, in.By
 	putJSON(a.tx, bCerts, []byte(c.Serial), &c)
-	putJSON(a.tx, bRevoked, revokedKey(c.Authority, &c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: in.Reason})
+	putJSON(a.tx, bRevoked, revokedKey(&c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: in.Reason})
 	return nil
 }
 
@@ -50,17 +55,19 @@ func applyRevoke(a *applyCtx) error {
 func applyCRLPut(a *applyCtx) error {
 	var in CRL
 	a.decode(&in)
-	if a.tx.Bucket(bAuthorities).Get([]byte(in.Authority)) == nil {
-		return reject(ErrAuthorityUnknown, "unknown authority "+in.Authority)
+	var auth Authority
+	if getJSON(a.tx, bAuthorities, []byte(in.Authority), &auth) != nil || auth.Issuer(in.Issuer) == nil {
+		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+in.Authority+"/"+in.Issuer)
 	}
+	key := issuerKey(in.Authority, in.Issuer)
 	var cur CRL
-	found := getJSON(a.tx, bCRLs, []byte(in.Authority), &cur) == nil
+	found := getJSON(a.tx, bCRLs, key, &cur) == nil
 	if found && in.Number == cur.Number && bytes.Equal(in.DER, cur.DER) {
 		return nil // a retried proposal
 	}
 	if found && in.Number <= cur.Number {
 		return reject(ErrConflict, fmt.Sprintf("CRL number %d is not above the current %d", in.Number, cur.Number))
 	}
-	putJSON(a.tx, bCRLs, []byte(in.Authority), &in)
+	putJSON(a.tx, bCRLs, key, &in)
 	return nil
 }

@@ -24,6 +24,7 @@ const (
 	CmdTokenRevoke    CmdType = 8
 	CmdRevoke         CmdType = 9
 	CmdCRLPut         CmdType = 10
+	CmdIssuerAdd      CmdType = 11
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and

@@ -49,7 +49,8 @@ func (b *logBuilder) entry(typ CmdType, at time.Time, payload any) *raft.Log {
 func hashOf(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
 func authority() Authority {
-	return Authority{Name: "default", Root: []byte("root-der"), Chain: [][]byte{[]byte("int-der")}, KeyURI: "softkey:/k.pem"}
+	return Authority{Name: "default", Root: []byte("root-der"),
+		Issuers: []Issuer{{ID: "1", Chain: [][]byte{[]byte("int-der")}, KeyURI: "softkey:/k.pem", Active: true}}}
 }
 
 func token(secret, id string, sans ...string) Token {
@@ -63,7 +64,7 @@ func provCert(serial string, sans ...string) Cert {
 }
 
 func cert(serial string, sans ...string) Cert {
-	return Cert{Serial: serial, Authority: "default", Subject: "CN=" + sans[0], SANs: sans,
+	return Cert{Serial: serial, Authority: "default", Issuer: "1", Subject: "CN=" + sans[0], SANs: sans,
 		NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), Requester: "token", DER: []byte("der-" + serial)}
 }
 
@@ -89,7 +90,7 @@ func workload(t *testing.T) []*raft.Log {
 	add(CmdIssue, t0.Add(time.Minute), Issue{OneTime: &OneTime{Key: hashOf("jti-1"), Expires: t0.Add(5 * time.Minute)}, Cert: provCert("eeee", "j.example")})
 	add(CmdIssue, t0.Add(2*time.Minute), Issue{Renews: "eeee", Cert: provCert("eeef", "j.example")})
 	add(CmdRevoke, t0.Add(3*time.Minute), Revoke{Serial: fmt.Sprintf("%x", 1003), Reason: 1, By: "admin"})
-	add(CmdCRLPut, t0.Add(3*time.Minute), CRL{Authority: "default", Number: 1, ThisUpdate: t0, NextUpdate: t0.Add(time.Hour), DER: []byte("crl")})
+	add(CmdCRLPut, t0.Add(3*time.Minute), CRL{Authority: "default", Issuer: "1", Number: 1, ThisUpdate: t0, NextUpdate: t0.Add(time.Hour), DER: []byte("crl")})
 	add(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("late", "late", "x.example")}})
 	add(CmdTokenRevoke, t0, TokenRevoke{ID: "late"})
 	add(CmdTokenPrune, t0.Add(2*time.Hour), TokenPrune{Before: t0.Add(2 * time.Hour)})

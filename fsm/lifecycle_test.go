@@ -179,16 +179,16 @@ func TestRevokeAndCRLNumbers(t *testing.T) {
 	if err := apply(t, f, b.entry(CmdRevoke, t0, Revoke{Serial: "99"})); !errors.Is(err, ErrCertUnknown) {
 		t.Fatalf("unknown serial: %v", err)
 	}
-	rev, err := f.Revoked("default", t0)
+	rev, err := f.Revoked("default", "1", t0)
 	if err != nil || len(rev) != 1 || rev[0].Serial != "01" || rev[0].Reason != 1 {
 		t.Fatalf("revoked list %+v %v", rev, err)
 	}
 	// Expired revoked certificates fall off.
-	if rev, _ := f.Revoked("default", t0.Add(48*time.Hour)); len(rev) != 0 {
+	if rev, _ := f.Revoked("default", "1", t0.Add(48*time.Hour)); len(rev) != 0 {
 		t.Errorf("expired entries listed: %+v", rev)
 	}
 	crl := func(n uint64, der string) error {
-		return apply(t, f, b.entry(CmdCRLPut, t0, CRL{Authority: "default", Number: n, DER: []byte(der)}))
+		return apply(t, f, b.entry(CmdCRLPut, t0, CRL{Authority: "default", Issuer: "1", Number: n, DER: []byte(der)}))
 	}
 	for _, tt := range []struct {
 		n    uint64
@@ -199,7 +199,61 @@ func TestRevokeAndCRLNumbers(t *testing.T) {
 			t.Errorf("CRL %d %s: %v, want %v", tt.n, tt.der, err, tt.want)
 		}
 	}
-	if cur, _ := f.CRL("default"); cur.Number != 3 {
+	if cur, _ := f.CRL("default", "1"); cur.Number != 3 {
 		t.Errorf("current CRL %d", cur.Number)
+	}
+}
+
+func TestIssuerAddAndRotation(t *testing.T) {
+	f, b := lifecycle(t)
+	second := Issuer{ID: "2", Chain: [][]byte{[]byte("int-2")}, KeyURI: "awskms:key-2"}
+	if err := apply(t, f, b.entry(CmdIssuerAdd, t0, IssuerAdd{Authority: "default", Issuer: second})); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := f.Authority("default")
+	if n := len(a.ActiveIssuers()); n != 2 {
+		t.Fatalf("%d active issuers, want 2 sharing issuance", n)
+	}
+	// Retried: a no-op; the same ID with another key: a conflict.
+	if err := apply(t, f, b.entry(CmdIssuerAdd, t0, IssuerAdd{Authority: "default", Issuer: second})); err != nil {
+		t.Fatalf("retried add: %v", err)
+	}
+	clash := second
+	clash.KeyURI = "awskms:other"
+	if err := apply(t, f, b.entry(CmdIssuerAdd, t0, IssuerAdd{Authority: "default", Issuer: clash})); !errors.Is(err, ErrConflict) {
+		t.Fatalf("clashing add: %v", err)
+	}
+	// Rotation retires the others, which keep their CRLs.
+	third := Issuer{ID: "3", Chain: [][]byte{[]byte("int-3")}, KeyURI: "awskms:key-3"}
+	if err := apply(t, f, b.entry(CmdIssuerAdd, t0, IssuerAdd{Authority: "default", Issuer: third, RetireOthers: true})); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = f.Authority("default")
+	if act := a.ActiveIssuers(); len(act) != 1 || act[0].ID != "3" {
+		t.Fatalf("active after rotation: %+v", act)
+	}
+	if err := apply(t, f, b.entry(CmdCRLPut, t0, CRL{Authority: "default", Issuer: "1", Number: 1, DER: []byte("x")})); err != nil {
+		t.Errorf("retired issuer's CRL: %v", err)
+	}
+	if err := apply(t, f, b.entry(CmdCRLPut, t0, CRL{Authority: "default", Issuer: "9", Number: 1})); !errors.Is(err, ErrAuthorityUnknown) {
+		t.Errorf("unknown issuer's CRL: %v", err)
+	}
+	if err := apply(t, f, b.entry(CmdIssue, t0, Issue{OneTime: &OneTime{Key: hashOf("x"), Expires: t0.Add(time.Minute)},
+		Cert: func() Cert { c := provCert("77", "a.example"); c.Issuer = "9"; return c }()})); !errors.Is(err, ErrAuthorityUnknown) {
+		t.Errorf("certificate of unknown issuer: %v", err)
+	}
+}
+
+func TestAuthorityPutVersion1StillApplies(t *testing.T) {
+	f := openTest(t)
+	env := &Envelope{Type: CmdAuthorityPut, Version: 1, Time: t0.UnixNano(),
+		Payload: []byte(`{"name":"old","root":"cm9vdA==","chain":["aW50"],"key_uri":"softkey:/k"}`)}
+	data, _ := env.Encode()
+	if r := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data}); r != nil {
+		t.Fatal(r)
+	}
+	a, err := f.Authority("old")
+	if err != nil || len(a.Issuers) != 1 || a.Issuers[0].KeyURI != "softkey:/k" || !a.Issuers[0].Active {
+		t.Fatalf("%+v %v", a, err)
 	}
 }

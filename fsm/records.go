@@ -5,23 +5,59 @@ import (
 	"time"
 )
 
-// Authority is a CA that issues certificates: its chain and a reference to
-// its signing key. Key material never enters the FSM.
+// Authority is a CA that issues certificates: a root and one or more
+// issuing intermediates, each with a reference to its signing key. Key
+// material never enters the FSM.
 type Authority struct {
-	Name   string   `json:"name"`
-	Root   []byte   `json:"root"`  // DER of the trust anchor
-	Chain  [][]byte `json:"chain"` // DER, issuing certificate first, root excluded
-	KeyURI string   `json:"key_uri"`
+	Name string `json:"name"`
+	Root []byte `json:"root"` // DER of the trust anchor
+	// RootKeyURI is set when the root's key is in a KMS or HSM: rotation can
+	// then sign new intermediates. Empty for an offline root.
+	RootKeyURI string   `json:"root_key_uri,omitempty"`
+	Issuers    []Issuer `json:"issuers"`
 	// BaseURL is the plain-HTTP address (a load balancer, usually) that
 	// issued certificates name for CRL and OCSP; empty: they name none.
 	BaseURL   string    `json:"base_url,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// Issuer is one intermediate of an authority. Active issuers share new
+// issuance (several KMS keys multiply the signing quota); a retired one
+// still signs the CRL and OCSP answers for what it issued.
+type Issuer struct {
+	ID        string    `json:"id"`    // stable: derived from the key
+	Chain     [][]byte  `json:"chain"` // DER, this issuer's certificate first, root excluded
+	KeyURI    string    `json:"key_uri"`
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Issuer returns the issuer with the given ID, or nil.
+func (a *Authority) Issuer(id string) *Issuer {
+	for i := range a.Issuers {
+		if a.Issuers[i].ID == id {
+			return &a.Issuers[i]
+		}
+	}
+	return nil
+}
+
+// ActiveIssuers are the issuers that take new issuance, newest first.
+func (a *Authority) ActiveIssuers() []*Issuer {
+	var out []*Issuer
+	for i := len(a.Issuers) - 1; i >= 0; i-- {
+		if a.Issuers[i].Active {
+			out = append(out, &a.Issuers[i])
+		}
+	}
+	return out
+}
+
 // Cert is the record of one issued certificate.
 type Cert struct {
 	Serial      string            `json:"serial"` // lowercase hex, no leading zeros
 	Authority   string            `json:"authority"`
+	Issuer      string            `json:"issuer"` // ID of the authority's issuer that signed it
 	Subject     string            `json:"subject"`
 	SANs        []string          `json:"sans"`
 	NotBefore   time.Time         `json:"not_before"`
@@ -111,9 +147,10 @@ type Policy struct {
 	RenewGrace time.Duration `json:"renew_grace,omitempty"`
 }
 
-// CRL is the current signed revocation list of one authority.
+// CRL is the current signed revocation list of one issuer.
 type CRL struct {
 	Authority  string    `json:"authority"`
+	Issuer     string    `json:"issuer"`
 	Number     uint64    `json:"number"`
 	ThisUpdate time.Time `json:"this_update"`
 	NextUpdate time.Time `json:"next_update"`

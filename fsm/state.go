@@ -181,8 +181,10 @@ func (f *FSM) Provisioner(name string) (*Provisioner, error) {
 // Provisioners lists all provisioners in name order.
 func (f *FSM) Provisioners() ([]*Provisioner, error) { return list[Provisioner](f, bProvisioners) }
 
-// CRL returns the current CRL of an authority.
-func (f *FSM) CRL(authority string) (*CRL, error) { return get[CRL](f, bCRLs, []byte(authority)) }
+// CRL returns the current CRL of an issuer of an authority.
+func (f *FSM) CRL(authority, issuer string) (*CRL, error) {
+	return get[CRL](f, bCRLs, issuerKey(authority, issuer))
+}
 
 // RevokedEntry is one line of a CRL.
 type RevokedEntry struct {
@@ -192,10 +194,10 @@ type RevokedEntry struct {
 	NotAfter  time.Time
 }
 
-// Revoked lists the authority's revoked certificates that expire at or
+// Revoked lists the revoked certificates of one issuer that expire at or
 // after t, by expiry.
-func (f *FSM) Revoked(authority string, t time.Time) ([]RevokedEntry, error) {
-	prefix := []byte(authority + "\x00")
+func (f *FSM) Revoked(authority, issuer string, t time.Time) ([]RevokedEntry, error) {
+	prefix := issuerKey(authority, issuer)
 	var out []RevokedEntry
 	err := f.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bRevoked).Cursor()

@@ -274,13 +274,13 @@ func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ac.ChainFile, err)
 	}
-	a := &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, KeyURI: ac.Key, BaseURL: ac.BaseURL}
+	iss := fsm.Issuer{KeyURI: ac.Key}
 	for _, c := range chain {
 		if !c.Equal(roots[0]) {
-			a.Chain = append(a.Chain, c.Raw)
+			iss.Chain = append(iss.Chain, c.Raw)
 		}
 	}
-	return a, nil
+	return &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, Issuers: []fsm.Issuer{iss}, BaseURL: ac.BaseURL}, nil
 }
 
 // leaderLoop runs while this node leads: it keeps CRLs current and drops

@@ -237,9 +237,15 @@ func (c *testCluster) WaitConverged() {
 			if _, err := f.Authority("default"); err != nil {
 				return false
 			}
-			for _, a := range append([]*AuthorityConfig{{Name: "default"}}, c.authorities...) {
-				if _, err := f.CRL(a.Name); err != nil {
-					return false // signed right after the authority is created
+			as, _ := f.Authorities()
+			if len(as) != 1+len(c.authorities) {
+				return false
+			}
+			for _, a := range as {
+				for _, iss := range a.Issuers {
+					if _, err := f.CRL(a.Name, iss.ID); err != nil {
+						return false // signed right after the authority is created
+					}
 				}
 			}
 			if n, err := f.Node(tn.cfg.NodeName); err != nil || n.APIAddr != tn.node.APIAddr() {

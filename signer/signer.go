@@ -33,6 +33,11 @@ type Opener func(ctx context.Context, uri string) (Key, error)
 var (
 	ErrUnknownScheme = errors.New("signer: unknown key URI scheme")
 	ErrBadURI        = errors.New("signer: malformed key URI")
+	// ErrOverloaded: the signing budget (rate or concurrency) is spent;
+	// try again shortly.
+	ErrOverloaded = errors.New("signer: signing budget exhausted")
+	// ErrUnavailable: the key's backend cannot be reached or refuses.
+	ErrUnavailable = errors.New("signer: backend unavailable")
 )
 
 var (

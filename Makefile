@@ -8,10 +8,15 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: build dev test lint bench fuzz tools clean
+.PHONY: build build-pkcs11 dev test lint bench fuzz tools clean
 
+# The default build is static (CGO_ENABLED=0) and has no PKCS#11 backend.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/quorumca
+
+# The PKCS#11 build links crypto11 through cgo (needs gcc and the HSM's module).
+build-pkcs11:
+	CGO_ENABLED=1 $(GO) build -tags pkcs11 -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)-pkcs11 ./cmd/quorumca
 
 dev: build
 	./$(BIN) dev
@@ -19,20 +24,22 @@ dev: build
 # Tools the tests use. Missing ones stop the run with a message; no test is
 # silently skipped.
 tools:
-	@missing=""; for t in curl openssl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then echo "make test: missing:$$missing (Debian: apt-get install$$missing)"; exit 1; fi
+	@missing=""; for t in curl openssl softhsm2-util gcc; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "make test: missing:$$missing (Debian: apt-get install curl openssl softhsm2 gcc)"; exit 1; fi
 
+# Tests run with the PKCS#11 backend compiled in (cgo), so SoftHSM2 tests run.
 test: tools lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	CGO_ENABLED=1 $(GO) test -tags pkcs11 -race -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	CGO_ENABLED=1 $(GO) vet -tags pkcs11 ./...
 
 # Benchmarks; compare figures from one run, not across machines.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	CGO_ENABLED=1 $(GO) test -tags pkcs11 -run '^$$' -bench . -benchmem ./...
 
 # Each fuzz target for FUZZTIME; make test runs them for a few seconds.
 fuzz:

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/x509"
 	"net/http"
 	"time"
 
@@ -64,4 +65,12 @@ func (s *Server) roots(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string][]string{"roots": pemList(roots)})
+}
+
+func notAfter(der []byte) (time.Time, error) {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return c.NotAfter, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
 )
 
 // ErrorBody is the shape of every error reply.
@@ -58,6 +59,9 @@ var domainStatus = []struct {
 	status int
 	code   string
 }{
+	{signer.ErrOverloaded, http.StatusTooManyRequests, "overloaded"},
+	{signer.ErrUnavailable, http.StatusServiceUnavailable, "signer_unavailable"},
+	{signer.ErrInsecure, http.StatusServiceUnavailable, "signer_refused"},
 	{authority.ErrInvalidRequest, http.StatusBadRequest, "bad_request"},
 	{authority.ErrBadCSR, http.StatusBadRequest, "bad_csr"},
 	{authority.ErrUnauthenticated, http.StatusUnauthorized, "unauthorized"},
@@ -86,7 +90,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	for _, d := range domainStatus {
 		if errors.Is(err, d.err) {
-			if d.status == http.StatusServiceUnavailable {
+			if d.status == http.StatusServiceUnavailable || d.status == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", "1")
 			}
 			writeError(w, d.status, d.code, err.Error())

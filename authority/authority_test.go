@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/soft"
 )
 
@@ -105,7 +106,8 @@ func newTestCA(t testing.TB) *testCA {
 		t.Fatal(err)
 	}
 	clock := &offsetClock{}
-	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now})
+	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now,
+		Signers: &signer.Cache{AllowInsecure: true}})
 	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw,
 		Issuers: []fsm.Issuer{{Chain: [][]byte{inter.Raw}, KeyURI: uri}}, BaseURL: "http://ca.example.com:8080"}); err != nil {
 		t.Fatal(err)

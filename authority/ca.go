@@ -111,6 +111,15 @@ func (ca *CA) propose(ctx context.Context, t fsm.CmdType, payload any) error {
 	return ca.raft.Apply(ctx, env)
 }
 
+// proposeAndRead commits a command and waits until this node's state shows
+// it, for the rare writes (admin operations) that read back what they wrote.
+func (ca *CA) proposeAndRead(ctx context.Context, t fsm.CmdType, payload any) error {
+	if err := ca.propose(ctx, t, payload); err != nil {
+		return err
+	}
+	return ca.raft.Barrier(ctx)
+}
+
 // lookup reads from local state, and on a miss waits for the local view to
 // catch up with the leader once before giving up: a record written through
 // another node a moment ago may not be applied here yet.
@@ -131,7 +140,7 @@ func (ca *CA) PutAuthority(ctx context.Context, a fsm.Authority) error {
 	if err := ca.checkAuthority(ctx, &a); err != nil {
 		return err
 	}
-	if err := ca.propose(ctx, fsm.CmdAuthorityPut, a); err != nil {
+	if err := ca.proposeAndRead(ctx, fsm.CmdAuthorityPut, a); err != nil {
 		return err
 	}
 	ca.firstCRLs(ctx, a.Name)

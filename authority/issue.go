@@ -2,12 +2,12 @@ package authority
 
 import (
 	"context"
-	"errors"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"strings"
 	"time"

@@ -17,7 +17,7 @@ func (ca *CA) PutProvisioner(ctx context.Context, p fsm.Provisioner, expectedVer
 	if err := ca.checkProvisioner(&p); err != nil {
 		return err
 	}
-	return ca.propose(ctx, fsm.CmdProvisionerPut, fsm.ProvisionerPut{Provisioner: p, ExpectedVersion: expectedVersion})
+	return ca.proposeAndRead(ctx, fsm.CmdProvisionerPut, fsm.ProvisionerPut{Provisioner: p, ExpectedVersion: expectedVersion})
 }
 
 func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
@@ -95,4 +95,19 @@ func (ca *CA) defaultTokenProvisioner() (string, error) {
 		return names[0], nil
 	}
 	return "", fmt.Errorf("%w: provisioner: name one of the enrollment-token provisioners %v", ErrInvalidRequest, names)
+}
+
+// EnsureDefaultProvisioner creates a "default" enrollment-token provisioner
+// on the named authority when the cluster has no provisioner at all, so a
+// new cluster can issue as soon as it has an authority.
+func (ca *CA) EnsureDefaultProvisioner(ctx context.Context, authorityName string) error {
+	if ps, err := ca.state.Provisioners(); err != nil || len(ps) > 0 {
+		return err
+	}
+	err := ca.PutProvisioner(ctx, fsm.Provisioner{Name: "default", Kind: fsm.KindEnrollmentToken,
+		Authority: authorityName, Policy: DefaultPolicy()}, 0)
+	if errors.Is(err, fsm.ErrVersionMismatch) {
+		return nil // created meanwhile by someone else
+	}
+	return err
 }

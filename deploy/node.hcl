@@ -61,9 +61,13 @@ authority "default" {
   root_file  = "/etc/quorumca/root.pem"         # trust anchor clients use
   chain_file = "/etc/quorumca/intermediate.pem" # issuing certificate first
 
-  # Signing key. softkey: is a key in a file, for development only; the
-  # awskms: and pkcs11: backends keep the key out of the node.
-  key = "softkey:/etc/quorumca/intermediate.key"
+  # Signing key of the intermediate; the node never holds it.
+  #   AWS KMS (credentials from the instance role; nothing secret here):
+  key = "awskms:alias/quorumca-issuing?region=eu-west-1"
+  #   PKCS#11 HSM (the cgo build; token by label, PIN from a file or env):
+  # key = "pkcs11:token=ca-token;object=issuing?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/quorumca/hsm.pin"
+  #   A key in a file, for development only (needs allow_insecure_soft_signer):
+  # key = "softkey:/etc/quorumca/intermediate.key"
 
   # Where issued certificates say their CRL and OCSP responder are: the
   # plain-HTTP address of the cluster, usually its load balancer.
@@ -96,6 +100,21 @@ provisioner "automation" {
   default_ttl = "24h"
   eku         = "both"
 }
+
+# This node's share of each key's signing budget. AWS's quota for
+# asymmetric signing is per account and region, shared by every node: set
+# rate to this node's share. Requests beyond it are refused with 429 and
+# Retry-After rather than queued.
+signer {
+  concurrency = 16     # signatures in flight per key (halves under throttling)
+  rate        = 100    # per key, per second; 0: no limit
+  burst       = 20
+  timeout     = "5s"   # per call to KMS / the HSM
+  max_wait    = "2s"   # how long a request may wait for budget
+}
+
+# Keys in files ("softkey:") are refused unless this is set. Development only.
+# allow_insecure_soft_signer = true
 
 # When this node bootstraps the cluster it writes the first admin token here
 # (mode 0600). Use it to create real admins, then revoke it.

@@ -14,6 +14,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
 )
 
 // Config is everything a node needs. Load reads it from an HCL file; tests
@@ -46,6 +47,12 @@ type Config struct {
 	// BootstrapAdminTokenFile receives the first admin token (mode 0600)
 	// when this node bootstraps a cluster.
 	BootstrapAdminTokenFile string
+
+	// Signer bounds this node's use of each signing key (KMS quota share).
+	Signer signer.Options
+	// AllowInsecureSoftSigner permits softkey: URIs, keys in files. For
+	// development only; the node warns at every start.
+	AllowInsecureSoftSigner bool
 
 	// Not in the file: tuning for tests and dev mode.
 	Timing      cluster.Timing
@@ -80,7 +87,17 @@ type fileConfig struct {
 	Cluster                 *clusterBlock      `hcl:"cluster,block"`
 	Authorities             []authorityBlock   `hcl:"authority,block"`
 	Provisioners            []provisionerBlock `hcl:"provisioner,block"`
+	Signer                  *signerBlock       `hcl:"signer,block"`
 	BootstrapAdminTokenFile string             `hcl:"bootstrap_admin_token_file,optional"`
+	AllowInsecureSoftSigner bool               `hcl:"allow_insecure_soft_signer,optional"`
+}
+
+type signerBlock struct {
+	Concurrency int     `hcl:"concurrency,optional"`
+	Rate        float64 `hcl:"rate,optional"`
+	Burst       int     `hcl:"burst,optional"`
+	Timeout     string  `hcl:"timeout,optional"`
+	MaxWait     string  `hcl:"max_wait,optional"`
 }
 
 type apiBlock struct {
@@ -163,6 +180,20 @@ func Parse(filename string, src []byte) (*Config, error) {
 	}
 	if f.HTTP != nil {
 		c.HTTPListen = f.HTTP.Listen
+	}
+	c.AllowInsecureSoftSigner = f.AllowInsecureSoftSigner
+	if b := f.Signer; b != nil {
+		c.Signer = signer.Options{Concurrency: b.Concurrency, Rate: b.Rate, Burst: b.Burst}
+		var err error
+		if c.Signer.Timeout, err = duration("signer: timeout", b.Timeout); err != nil {
+			return nil, err
+		}
+		if c.Signer.MaxWait, err = duration("signer: max_wait", b.MaxWait); err != nil {
+			return nil, err
+		}
+		if b.Concurrency < 0 || b.Rate < 0 || b.Burst < 0 {
+			return nil, errors.New("config: signer: concurrency, rate and burst must not be negative")
+		}
 	}
 	for _, a := range f.Authorities {
 		c.Authorities = append(c.Authorities, &AuthorityConfig{Name: a.Name, RootFile: a.RootFile,
@@ -250,8 +281,6 @@ func (c *Config) Validate() error {
 		return errors.New("config: set one of cluster.join_secret and cluster.join_secret_file")
 	case c.JoinSecret != "" && len(c.JoinSecret) < minSecretLen:
 		return fmt.Errorf("config: the join secret must be at least %d characters", minSecretLen)
-	case c.Bootstrap && len(c.Authorities) == 0:
-		return errors.New("config: a bootstrapping node needs an authority block")
 	case c.Bootstrap && len(c.Join) > 0:
 		return errors.New("config: set bootstrap or join, not both")
 	case !c.Bootstrap && len(c.Join) == 0:
@@ -272,6 +301,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: authority %q is defined twice", a.Name)
 		}
 		names[a.Name] = true
+		if strings.HasPrefix(a.Key, "softkey:") && !c.AllowInsecureSoftSigner {
+			return fmt.Errorf("config: authority %q: softkey: keys are files on the node, for development only; "+
+				"use awskms: or pkcs11:, or set allow_insecure_soft_signer = true", a.Name)
+		}
 		if a.BaseURL != "" {
 			if u, err := url.Parse(a.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return fmt.Errorf("config: authority %q: base_url %q must be http://host[:port]", a.Name, a.BaseURL)

@@ -15,6 +15,10 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 		c.Authorities[0].BaseURL == "" {
 		t.Errorf("parsed %+v", c)
 	}
+	if c.Signer.Rate != 100 || c.Signer.Timeout.Seconds() != 5 || c.AllowInsecureSoftSigner ||
+		!strings.HasPrefix(c.Authorities[0].Key, "awskms:") {
+		t.Errorf("signer settings %+v", c.Signer)
+	}
 	if len(c.Provisioners) != 2 || c.Provisioners[0].Policy.RenewGrace.Hours() != 72 || c.Provisioners[1].JWKFile == "" {
 		t.Errorf("provisioners %+v", c.Provisioners)
 	}
@@ -38,11 +42,15 @@ func TestConfigErrors(t *testing.T) {
   join_secret = "0123456789abcdef"
   ca_file = "r"
 }`, "bootstrap = true"},
-		{"bootstrap without authority", baseConfig + `cluster {
+		{"provisioner of unknown authority", baseConfig + `cluster {
   bootstrap = true
   join_secret = "0123456789abcdef"
   ca_file = "r"
-}`, "authority block"},
+}
+provisioner "p" {
+  kind = "enrollment-token"
+  authority = "nope"
+}`, "unknown authority"},
 		{"short secret", baseConfig + `cluster {
   join = ["https://a:1"]
   join_secret = "short"
@@ -58,6 +66,16 @@ func TestConfigErrors(t *testing.T) {
   ca_file = "r"
 }`, "https://host:port"},
 		{"unknown attribute", baseConfig + `colour = "blue"`, "Unsupported argument"},
+		{"soft signer not allowed", baseConfig + `cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+}
+authority "default" {
+  root_file = "r"
+  chain_file = "c"
+  key = "softkey:/k"
+}`, "allow_insecure_soft_signer"},
 		{"bad provisioner policy", baseConfig + `cluster {
   bootstrap = true
   join_secret = "0123456789abcdef"
@@ -68,6 +86,7 @@ authority "default" {
   chain_file = "c"
   key = "softkey:/k"
 }
+allow_insecure_soft_signer = true
 provisioner "p" {
   kind = "enrollment-token"
   ip = ["not-a-cidr"]
@@ -82,6 +101,7 @@ authority "default" {
   chain_file = "c"
   key = "softkey:/k"
 }
+allow_insecure_soft_signer = true
 provisioner "p" {
   kind = "jwk"
 }`, "jwk_file"},
@@ -95,6 +115,7 @@ authority "default" {
   chain_file = "c"
   key = "softkey:/k"
 }
+allow_insecure_soft_signer = true
 provisioner "p" {
   kind = "enrollment-token"
   max_ttl = "forever"

@@ -92,17 +92,23 @@ func (c *testCluster) crl(tn *testNode, issuer *x509.Certificate) *x509.Revocati
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	return readCRL(c.t, resp, issuer)
+}
+
+// readCRL reads a CRL response and checks the issuer signed it.
+func readCRL(t *testing.T, resp *http.Response, issuer *x509.Certificate) *x509.RevocationList {
+	t.Helper()
 	defer resp.Body.Close()
 	der, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		c.t.Fatalf("CRL from %s: %d %s", tn.cfg.NodeName, resp.StatusCode, der)
+		t.Fatalf("CRL: %d %s", resp.StatusCode, der)
 	}
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := crl.CheckSignatureFrom(issuer); err != nil {
-		c.t.Fatalf("CRL signature: %v", err)
+		t.Fatalf("CRL signature: %v", err)
 	}
 	return crl
 }

@@ -25,7 +25,9 @@ import (
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/signer"
-	_ "github.com/quorumca/quorumca/signer/soft" // dev and test key backend
+	_ "github.com/quorumca/quorumca/signer/awskms" // key backends, by URI scheme
+	_ "github.com/quorumca/quorumca/signer/pkcs11"
+	_ "github.com/quorumca/quorumca/signer/soft"
 )
 
 // Node is a running CA node.
@@ -59,7 +61,11 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), signers: &signer.Cache{}}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName),
+		signers: &signer.Cache{Options: cfg.Signer, AllowInsecure: cfg.AllowInsecureSoftSigner}}
+	if cfg.AllowInsecureSoftSigner {
+		n.log.Warn("allow_insecure_soft_signer is set: CA keys may be files on this node; never do this in production")
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.start(); err != nil {
 		n.Close()
@@ -235,12 +241,14 @@ func (n *Node) bootstrapProvisioners(ctx context.Context) error {
 	if ps, err := n.fsm.Provisioners(); err != nil || len(ps) > 0 {
 		return err
 	}
-	pcs := n.cfg.Provisioners
-	if len(pcs) == 0 {
-		pcs = []*ProvisionerConfig{{Provisioner: fsm.Provisioner{Name: "default", Kind: fsm.KindEnrollmentToken,
-			Authority: n.cfg.Authorities[0].Name, Policy: authority.DefaultPolicy()}}}
+	if len(n.cfg.Provisioners) == 0 {
+		if len(n.cfg.Authorities) == 0 {
+			n.log.Warn("no authority configured: create one with 'quorumca operator authority create' or import one")
+			return nil
+		}
+		return n.ca.EnsureDefaultProvisioner(ctx, n.cfg.Authorities[0].Name)
 	}
-	for _, pc := range pcs {
+	for _, pc := range n.cfg.Provisioners {
 		p := pc.Provisioner
 		if pc.JWKFile != "" {
 			b, err := os.ReadFile(pc.JWKFile)

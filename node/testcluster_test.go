@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/signer"
 )
 
 // testCluster runs real nodes in this process: real TCP on 127.0.0.1, real
@@ -38,10 +39,13 @@ type testCluster struct {
 	nodes  []*testNode
 	client *http.Client
 	// provisioners, if set before the first node starts, replace the
-	// default one; authorities are created besides "default".
-	provisioners []*ProvisionerConfig
-	authorities  []*AuthorityConfig
-	admin        string // bootstrap admin token
+	// default one; authorities are created besides "default", which
+	// noDefaultAuthority leaves out.
+	provisioners       []*ProvisionerConfig
+	authorities        []*AuthorityConfig
+	noDefaultAuthority bool
+	signer             signer.Options
+	admin              string // bootstrap admin token
 }
 
 type testNode struct {
@@ -105,6 +109,11 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 		c.AddNode(i == 0)
 	}
 	c.WaitConverged()
+	// The bootstrap node writes the token file after the admin is committed.
+	waitFor(t, 10*time.Second, "the admin token file", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "admin.token"))
+		return err == nil
+	})
 	b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +127,8 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 	c.t.Helper()
 	name := fmt.Sprintf("n%d", len(c.nodes)+1)
 	ndir := filepath.Join(c.dir, name)
-	certFile, keyFile, err := c.pki.NodeTLS(ndir, []string{"127.0.0.1", "localhost"})
+	// The API's TLS key stays out of the data dir, which must hold no key.
+	certFile, keyFile, err := c.pki.NodeTLS(filepath.Join(c.dir, "tls-"+name), []string{"127.0.0.1", "localhost"})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -127,10 +137,14 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
 		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, CAFile: c.pki.RootFile,
 		Bootstrap: bootstrap, Timing: c.timing, HoldTimeout: 5 * time.Second,
-		Now: c.clock.Now, Logger: testLogger().With("test_node", name),
+		Now: c.clock.Now, Logger: testLogger().With("test_node", name), AllowInsecureSoftSigner: true,
+		Signer: c.signer,
 	}
 	if bootstrap {
-		cfg.Authorities = append([]*AuthorityConfig{c.pki.Authority("http://" + cfg.HTTPListen)}, c.authorities...)
+		cfg.Authorities = c.authorities
+		if !c.noDefaultAuthority {
+			cfg.Authorities = append([]*AuthorityConfig{c.pki.Authority("http://" + cfg.HTTPListen)}, c.authorities...)
+		}
 		cfg.Provisioners = c.provisioners
 		cfg.BootstrapAdminTokenFile = filepath.Join(c.dir, "admin.token")
 	} else {
@@ -234,11 +248,8 @@ func (c *testCluster) WaitConverged() {
 			if st.LeaderID == "" || st.LeaderID != first.LeaderID || f.AdminCount() == 0 {
 				return false
 			}
-			if _, err := f.Authority("default"); err != nil {
-				return false
-			}
 			as, _ := f.Authorities()
-			if len(as) != 1+len(c.authorities) {
+			if len(as) < len(c.authorities) || (!c.noDefaultAuthority && len(as) < 1+len(c.authorities)) {
 				return false
 			}
 			for _, a := range as {

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Key is a signing key in some backend. Sign takes a context because a
@@ -28,7 +30,37 @@ type HealthChecker interface {
 }
 
 // Opener opens the key named by uri. The scheme has already been matched.
-type Opener func(ctx context.Context, uri string) (Key, error)
+type Opener func(ctx context.Context, uri string, opts Options) (Key, error)
+
+// Options bound how a node uses a remote or shared signer. Zero values take
+// the backend's defaults.
+type Options struct {
+	// Concurrency caps signatures in flight per key on this node; under
+	// throttling the cap adapts down and recovers slowly.
+	Concurrency int
+	// Rate and Burst are this node's token bucket per key (signatures per
+	// second): its share of an account-wide quota. 0: no bucket.
+	Rate  float64
+	Burst int
+	// Timeout bounds each call to the backend.
+	Timeout time.Duration
+	// MaxWait is how long a request may wait for budget before it is shed
+	// with ErrOverloaded.
+	MaxWait time.Duration
+}
+
+// KeyCreator is implemented by backends that can create keys (KMS
+// CreateKey, PKCS#11 key generation). It returns the new key's URI.
+type KeyCreator func(ctx context.Context, uri, algorithm string, opts Options) (string, error)
+
+// Key algorithms a creator may be asked for.
+const (
+	AlgECP256  = "EC_P256"
+	AlgECP384  = "EC_P384"
+	AlgRSA2048 = "RSA_2048"
+	AlgRSA3072 = "RSA_3072"
+	AlgRSA4096 = "RSA_4096"
+)
 
 var (
 	ErrUnknownScheme = errors.New("signer: unknown key URI scheme")
@@ -40,19 +72,56 @@ var (
 	ErrUnavailable = errors.New("signer: backend unavailable")
 )
 
+// ErrInsecure: a software key, refused unless insecure signers are allowed.
+var ErrInsecure = errors.New("signer: software keys are for development only")
+
+type backend struct {
+	open     Opener
+	create   KeyCreator
+	insecure bool
+}
+
 var (
-	regMu   sync.RWMutex
-	openers = map[string]Opener{}
+	regMu    sync.RWMutex
+	backends = map[string]backend{}
 )
 
-// Register makes a backend available for URIs with the given scheme.
-func Register(scheme string, open Opener) {
+// Register makes a backend available for URIs with the given scheme. An
+// insecure backend (keys in memory or files) is refused unless the Cache
+// allows it. create may be nil.
+func Register(scheme string, open Opener, create KeyCreator, insecure bool) {
 	regMu.Lock()
 	defer regMu.Unlock()
-	if _, dup := openers[scheme]; dup {
+	if _, dup := backends[scheme]; dup {
 		panic("signer: scheme " + scheme + " registered twice")
 	}
-	openers[scheme] = open
+	backends[scheme] = backend{open: open, create: create, insecure: insecure}
+}
+
+func lookupBackend(uri string) (backend, error) {
+	s, err := Scheme(uri)
+	if err != nil {
+		return backend{}, err
+	}
+	regMu.RLock()
+	b, ok := backends[s]
+	regMu.RUnlock()
+	if !ok {
+		return backend{}, fmt.Errorf("%w %q (this build has: %s)", ErrUnknownScheme, s, strings.Join(Schemes(), ", "))
+	}
+	return b, nil
+}
+
+// Schemes lists the registered backends.
+func Schemes() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	var out []string
+	for s := range backends {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Scheme returns the scheme of a key URI ("awskms" in "awskms:key-id").
@@ -64,19 +133,14 @@ func Scheme(uri string) (string, error) {
 	return s, nil
 }
 
-// Open opens a key by URI.
+// Open opens a key by URI with default options, insecure backends allowed.
+// Nodes use a Cache instead.
 func Open(ctx context.Context, uri string) (Key, error) {
-	s, err := Scheme(uri)
+	b, err := lookupBackend(uri)
 	if err != nil {
 		return nil, err
 	}
-	regMu.RLock()
-	open, ok := openers[s]
-	regMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownScheme, s)
-	}
-	return open(ctx, uri)
+	return b.open(ctx, uri, Options{})
 }
 
 // CryptoSigner adapts a Key to crypto.Signer for the standard library (for
@@ -97,6 +161,9 @@ func (b boundSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 // Cache opens each key URI once and shares the Key, since opening may cost a
 // remote call (KMS GetPublicKey) or an HSM login.
 type Cache struct {
+	Options       Options
+	AllowInsecure bool // permit software keys (dev mode, tests)
+
 	mu   sync.Mutex
 	keys map[string]Key
 }
@@ -108,7 +175,14 @@ func (c *Cache) Get(ctx context.Context, uri string) (Key, error) {
 	if k, ok := c.keys[uri]; ok {
 		return k, nil
 	}
-	k, err := Open(ctx, uri)
+	b, err := lookupBackend(uri)
+	if err != nil {
+		return nil, err
+	}
+	if b.insecure && !c.AllowInsecure {
+		return nil, fmt.Errorf("%w: %s needs allow_insecure_soft_signer = true", ErrInsecure, uri)
+	}
+	k, err := b.open(ctx, uri, c.Options)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +191,21 @@ func (c *Cache) Get(ctx context.Context, uri string) (Key, error) {
 	}
 	c.keys[uri] = k
 	return k, nil
+}
+
+// Create makes a new key in the backend of uri and returns its URI.
+func (c *Cache) Create(ctx context.Context, uri, algorithm string) (string, error) {
+	b, err := lookupBackend(uri)
+	if err != nil {
+		return "", err
+	}
+	if b.create == nil {
+		return "", fmt.Errorf("signer: backend of %s cannot create keys", uri)
+	}
+	if b.insecure && !c.AllowInsecure {
+		return "", fmt.Errorf("%w: %s", ErrInsecure, uri)
+	}
+	return b.create(ctx, uri, algorithm, c.Options)
 }
 
 // Health probes every open key that supports it.

@@ -34,9 +34,13 @@ func TestSoftKeySignsAndCacheShares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cache signer.Cache
-	defer cache.Close()
 	ctx := context.Background()
+	var strict signer.Cache
+	if _, err := strict.Get(ctx, uri); !errors.Is(err, signer.ErrInsecure) {
+		t.Fatalf("software key opened without allowing it: %v", err)
+	}
+	cache := signer.Cache{AllowInsecure: true}
+	defer cache.Close()
 	k1, err := cache.Get(ctx, uri)
 	if err != nil {
 		t.Fatal(err)

@@ -264,6 +264,37 @@ func TestDevThreeNodes(t *testing.T) {
 	}
 	admin, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
 	issue(t, c, strings.TrimSpace(string(admin)), fmt.Sprintf("127.0.0.1:%d", base+1), fmt.Sprintf("127.0.0.1:%d", base+2), "three.example")
+
+	// The operator CLI, through a follower.
+	operator := func(args ...string) string {
+		t.Helper()
+		args = append(args, "-addr", fmt.Sprintf("https://127.0.0.1:%d", base+2), "-ca-file", filepath.Join(dir, "root.pem"),
+			"-admin-token-file", filepath.Join(dir, "admin.token"))
+		out, err := exec.Command(binary, append([]string{"operator", "authority"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("operator authority %v: %v\n%s", args[:2], err, out)
+		}
+		return string(out)
+	}
+	out := operator("create", "-name", "ops", "-root-key", "softkey:"+filepath.Join(dir, "ops-root.key"),
+		"-key", "softkey:"+filepath.Join(dir, "ops-int.key"), "-create-keys")
+	if !strings.Contains(out, "ops") || !strings.Contains(out, "true") {
+		t.Errorf("create output:\n%s", out)
+	}
+	operator("rotate", "-name", "ops", "-key", "softkey:"+filepath.Join(dir, "ops-int2.key"), "-create-key")
+	var list []struct {
+		Name    string
+		Issuers []struct{ Active bool }
+	}
+	if err := json.Unmarshal([]byte(operator("list", "-format", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[1].Name != "ops" || len(list[1].Issuers) != 2 || list[1].Issuers[0].Active || !list[1].Issuers[1].Active {
+		t.Errorf("authorities after create and rotate: %+v", list)
+	}
+	if out := operator("csr", "-key", "softkey:"+filepath.Join(dir, "ops-int3.key"), "-create-key", "-cn", "Next CA"); !strings.Contains(out, "BEGIN CERTIFICATE REQUEST") {
+		t.Errorf("csr output:\n%s", out)
+	}
 	p.stop(t)
 }
 
@@ -306,6 +337,7 @@ authority "default" {
   key        = %q
 }
 bootstrap_admin_token_file = %q
+allow_insecure_soft_signer = true
 `, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.root, pki.root, pki.chain, pki.key, filepath.Join(dir, "admin.token"))
 		path := filepath.Join(dir, fmt.Sprintf("ca-%d.hcl", i+1))
 		os.WriteFile(path, []byte(cfg), 0o600)

@@ -25,6 +25,7 @@ func commands() []command {
 	return []command{
 		{"server", "Run a CA node from an HCL config file", runServer},
 		{"dev", "Run a throwaway CA (one or more nodes) with a software key", runDev},
+		{"operator", "Operate a cluster: authorities (create, import, rotate)", runOperator},
 		{"version", "Print the version", func([]string) int { fmt.Println("quorumca", version); return 0 }},
 	}
 }

@@ -22,14 +22,14 @@ import (
 // Scheme is the URI scheme of software keys.
 const Scheme = "softkey"
 
-func init() { signer.Register(Scheme, open) }
+func init() { signer.Register(Scheme, open, create, true) }
 
 type key struct {
 	uri string
 	s   crypto.Signer
 }
 
-func open(_ context.Context, uri string) (signer.Key, error) {
+func open(_ context.Context, uri string, _ signer.Options) (signer.Key, error) {
 	path := strings.TrimPrefix(uri, Scheme+":")
 	if path == "" {
 		return nil, fmt.Errorf("%w: %q names no file", signer.ErrBadURI, uri)
@@ -74,6 +74,19 @@ func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("key type %T cannot sign", k)
 	}
 	return s, nil
+}
+
+// create writes a new P-256 key to the file the URI names.
+func create(_ context.Context, uri, alg string, _ signer.Options) (string, error) {
+	if alg != signer.AlgECP256 {
+		return "", fmt.Errorf("softkey: only %s keys", signer.AlgECP256)
+	}
+	path := strings.TrimPrefix(uri, Scheme+":")
+	if _, err := os.Stat(path); err == nil {
+		return "", fmt.Errorf("softkey: %s exists", path)
+	}
+	u, _, err := Generate(path)
+	return u, err
 }
 
 // Generate creates an ECDSA P-256 key, writes it to path (mode 0600) and

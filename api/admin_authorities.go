@@ -1,0 +1,203 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// Admin endpoints that create, import and rotate authorities. Keys are named
+// by URI (awskms:, pkcs11:) and may be created in their backend first.
+
+type keyFields struct {
+	Key          string `json:"key"`
+	CreateKeys   bool   `json:"create_keys,omitempty"`
+	KeyAlgorithm string `json:"key_algorithm,omitempty"`
+}
+
+func (k keyFields) spec(uri string) authority.KeySpec {
+	return authority.KeySpec{URI: uri, Create: k.CreateKeys, Algorithm: k.KeyAlgorithm}
+}
+
+type createAuthorityRequest struct {
+	Name           string `json:"name"`
+	RootKey        string `json:"root_key"`
+	RootCommonName string `json:"root_common_name,omitempty"`
+	CommonName     string `json:"common_name,omitempty"`
+	RootTTL        string `json:"root_ttl,omitempty"`
+	TTL            string `json:"ttl,omitempty"`
+	BaseURL        string `json:"base_url,omitempty"`
+	keyFields
+}
+
+type issuerResponse struct {
+	ID          string    `json:"id"`
+	KeyURI      string    `json:"key_uri"`
+	Active      bool      `json:"active"`
+	Certificate string    `json:"certificate"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+type authorityResponse struct {
+	Name       string           `json:"name"`
+	Root       string           `json:"root"`
+	RootKeyURI string           `json:"root_key_uri,omitempty"`
+	BaseURL    string           `json:"base_url,omitempty"`
+	Issuers    []issuerResponse `json:"issuers"`
+	CreatedAt  time.Time        `json:"created_at"`
+}
+
+func authorityJSON(a *fsm.Authority) authorityResponse {
+	out := authorityResponse{Name: a.Name, Root: string(authority.EncodePEM(a.Root)), RootKeyURI: a.RootKeyURI,
+		BaseURL: a.BaseURL, CreatedAt: a.CreatedAt, Issuers: []issuerResponse{}}
+	for _, iss := range a.Issuers {
+		r := issuerResponse{ID: iss.ID, KeyURI: iss.KeyURI, Active: iss.Active, Certificate: string(authority.EncodePEM(iss.Chain[0]))}
+		if t, err := notAfter(iss.Chain[0]); err == nil {
+			r.NotAfter = t
+		}
+		out.Issuers = append(out.Issuers, r)
+	}
+	return out
+}
+
+func (s *Server) createAuthority(w http.ResponseWriter, r *http.Request) {
+	var req createAuthorityRequest
+	if !s.adminDecode(w, r, &req) {
+		return
+	}
+	rootTTL, err := parseTTL(req.RootTTL)
+	if err == nil {
+		var ttl time.Duration
+		if ttl, err = parseTTL(req.TTL); err == nil {
+			var a *fsm.Authority
+			a, err = s.CA.CreateAuthority(r.Context(), authority.CreateAuthorityRequest{
+				Name: req.Name, RootKey: req.spec(req.RootKey), Key: req.spec(req.Key),
+				RootCommonName: req.RootCommonName, CommonName: req.CommonName, RootTTL: rootTTL, TTL: ttl, BaseURL: req.BaseURL,
+			})
+			if err == nil {
+				s.authorityCreated(w, r, a)
+				return
+			}
+		}
+	}
+	s.fail(w, r, err)
+}
+
+// authorityCreated answers with the new authority, after making sure a new
+// cluster has a provisioner to issue from it.
+func (s *Server) authorityCreated(w http.ResponseWriter, r *http.Request, a *fsm.Authority) {
+	if err := s.CA.EnsureDefaultProvisioner(r.Context(), a.Name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, authorityJSON(a))
+}
+
+type csrRequest struct {
+	CommonName string `json:"common_name,omitempty"`
+	keyFields
+}
+
+func (s *Server) authorityCSR(w http.ResponseWriter, r *http.Request) {
+	var req csrRequest
+	if !s.adminDecode(w, r, &req) {
+		return
+	}
+	csr, uri, err := s.CA.IntermediateCSR(r.Context(), req.spec(req.Key), req.CommonName)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"csr": string(csr), "key": uri})
+}
+
+type importRequest struct {
+	Name       string `json:"name"`
+	Root       string `json:"root"`
+	Chain      string `json:"chain"`
+	Key        string `json:"key"`
+	BaseURL    string `json:"base_url,omitempty"`
+	KeepOthers bool   `json:"keep_others,omitempty"`
+}
+
+func (s *Server) importAuthority(w http.ResponseWriter, r *http.Request) {
+	var req importRequest
+	if !s.adminDecode(w, r, &req) {
+		return
+	}
+	a, err := s.CA.ImportIssuer(r.Context(), authority.ImportRequest{Name: req.Name, Root: []byte(req.Root),
+		Chain: []byte(req.Chain), Key: req.Key, BaseURL: req.BaseURL, KeepOthers: req.KeepOthers})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.authorityCreated(w, r, a)
+}
+
+type rotateRequest struct {
+	CommonName string `json:"common_name,omitempty"`
+	TTL        string `json:"ttl,omitempty"`
+	KeepOthers bool   `json:"keep_others,omitempty"`
+	keyFields
+}
+
+func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
+	var req rotateRequest
+	if !s.adminDecode(w, r, &req) {
+		return
+	}
+	ttl, err := parseTTL(req.TTL)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	a, err := s.CA.RotateIssuer(r.Context(), authority.RotateRequest{Name: r.PathValue("name"), Key: req.spec(req.Key),
+		CommonName: req.CommonName, TTL: ttl, KeepOthers: req.KeepOthers})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, authorityJSON(a))
+}
+
+func (s *Server) listAuthorities(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.admin(w, r); !ok {
+		return
+	}
+	as, err := s.CA.Authorities()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := []authorityResponse{}
+	for _, a := range as {
+		out = append(out, authorityJSON(a))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"authorities": out})
+}
+
+func (s *Server) getAuthority(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.admin(w, r); !ok {
+		return
+	}
+	a, err := s.CA.Authority(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, authorityJSON(a))
+}
+
+// adminDecode authenticates an admin and decodes the body.
+func (s *Server) adminDecode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if _, ok := s.admin(w, r); !ok {
+		return false
+	}
+	if err := decode(w, r, maxAdminBody, v); err != nil {
+		s.fail(w, r, err)
+		return false
+	}
+	return true
+}

@@ -1,0 +1,234 @@
+package authority
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
+)
+
+// Creating and rotating authorities whose keys live in a KMS or HSM. Keys
+// are named by URI; optionally created through the backend first. Only
+// certificates and key URIs reach the replicated state.
+
+const (
+	defaultRootTTL         = 10 * 365 * 24 * time.Hour
+	defaultIntermediateTTL = 5 * 365 * 24 * time.Hour
+)
+
+// KeySpec names a key, or asks for one to be created at URI with Algorithm.
+type KeySpec struct {
+	URI       string
+	Create    bool
+	Algorithm string // signer.AlgECP256 (default), ...
+}
+
+// CreateAuthorityRequest creates an authority whose root key is also in a
+// KMS or HSM, so that rotation can sign new intermediates.
+type CreateAuthorityRequest struct {
+	Name                       string
+	RootKey, Key               KeySpec
+	RootCommonName, CommonName string
+	RootTTL, TTL               time.Duration
+	BaseURL                    string
+}
+
+func (ca *CA) resolveKey(ctx context.Context, k KeySpec) (signer.Key, error) {
+	uri := k.URI
+	if k.Create {
+		alg := k.Algorithm
+		if alg == "" {
+			alg = signer.AlgECP256
+		}
+		var err error
+		if uri, err = ca.signers.Create(ctx, k.URI, alg); err != nil {
+			return nil, fmt.Errorf("%w: create key: %v", ErrInvalidRequest, err)
+		}
+	}
+	key, err := ca.signers.Get(ctx, uri)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %s: %v", ErrInvalidRequest, uri, err)
+	}
+	return key, nil
+}
+
+// CreateAuthority signs a root with the root key and an intermediate with
+// it for the issuing key, and stores the authority.
+func (ca *CA) CreateAuthority(ctx context.Context, req CreateAuthorityRequest) (*fsm.Authority, error) {
+	if _, err := ca.state.Authority(req.Name); err == nil {
+		return nil, fmt.Errorf("%w: authority %s exists; use rotate or import to add an issuer", ErrInvalidRequest, req.Name)
+	}
+	rootKey, err := ca.resolveKey(ctx, req.RootKey)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ca.resolveKey(ctx, req.Key)
+	if err != nil {
+		return nil, err
+	}
+	now := ca.now()
+	root, err := CreateRoot(signer.CryptoSigner(ctx, rootKey), orDefault(req.RootCommonName, req.Name+" root"), orTTL(req.RootTTL, defaultRootTTL), now)
+	if err != nil {
+		return nil, signError(err)
+	}
+	inter, err := CreateIntermediate(root, signer.CryptoSigner(ctx, rootKey), key.Public(), orDefault(req.CommonName, req.Name+" issuing CA"), orTTL(req.TTL, defaultIntermediateTTL), now)
+	if err != nil {
+		return nil, signError(err)
+	}
+	a := fsm.Authority{Name: req.Name, Root: root.Raw, RootKeyURI: rootKey.URI(), BaseURL: req.BaseURL,
+		Issuers: []fsm.Issuer{{Chain: [][]byte{inter.Raw}, KeyURI: key.URI()}}}
+	if err := ca.PutAuthority(ctx, a); err != nil {
+		return nil, err
+	}
+	return ca.state.Authority(req.Name)
+}
+
+// IntermediateCSR makes a certificate request for an issuing key, for an
+// offline root to sign. It returns the CSR (PEM) and the key's URI.
+func (ca *CA) IntermediateCSR(ctx context.Context, k KeySpec, commonName string) ([]byte, string, error) {
+	key, err := ca.resolveKey(ctx, k)
+	if err != nil {
+		return nil, "", err
+	}
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: orDefault(commonName, "quorumca issuing CA"), Organization: []string{"quorumca"}}}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, signer.CryptoSigner(ctx, key))
+	if err != nil {
+		return nil, "", signError(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), key.URI(), nil
+}
+
+// ImportRequest installs an intermediate signed by an offline root.
+type ImportRequest struct {
+	Name       string
+	Root       []byte // PEM
+	Chain      []byte // PEM: the intermediate first, then any others below the root
+	Key        string // URI of the intermediate's key
+	BaseURL    string
+	KeepOthers bool // add beside the current issuers instead of replacing them
+}
+
+// ImportIssuer creates an authority from an offline-signed intermediate, or,
+// if it exists with the same root, adds the intermediate as a new issuer.
+func (ca *CA) ImportIssuer(ctx context.Context, req ImportRequest) (*fsm.Authority, error) {
+	roots, err := ParseCertsPEM(req.Root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: root: %v", ErrInvalidRequest, err)
+	}
+	chain, err := ParseCertsPEM(req.Chain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: chain: %v", ErrInvalidRequest, err)
+	}
+	iss := fsm.Issuer{KeyURI: req.Key}
+	for _, c := range chain {
+		if !c.Equal(roots[0]) {
+			iss.Chain = append(iss.Chain, c.Raw)
+		}
+	}
+	cur, err := ca.state.Authority(req.Name)
+	if errors.Is(err, fsm.ErrNotFound) {
+		a := fsm.Authority{Name: req.Name, Root: roots[0].Raw, BaseURL: req.BaseURL, Issuers: []fsm.Issuer{iss}}
+		if err := ca.PutAuthority(ctx, a); err != nil {
+			return nil, err
+		}
+		return ca.state.Authority(req.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !roots[0].Equal(mustParse(cur.Root)) {
+		return nil, fmt.Errorf("%w: authority %s has another root", ErrInvalidRequest, req.Name)
+	}
+	return ca.addIssuer(ctx, cur, roots[0], iss, !req.KeepOthers)
+}
+
+// RotateRequest gives an authority a new intermediate signed by its root key.
+type RotateRequest struct {
+	Name       string
+	Key        KeySpec
+	CommonName string
+	TTL        time.Duration
+	KeepOthers bool
+}
+
+// RotateIssuer signs a new intermediate with the authority's root key (which
+// must be in a KMS or HSM) and makes it the issuer of new certificates. With
+// KeepOthers it joins the active issuers instead, spreading issuance.
+func (ca *CA) RotateIssuer(ctx context.Context, req RotateRequest) (*fsm.Authority, error) {
+	cur, err := ca.state.Authority(req.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(req.Name))
+	}
+	if cur.RootKeyURI == "" {
+		return nil, fmt.Errorf("%w: authority %s has an offline root: make a CSR, sign it, and import", ErrInvalidRequest, req.Name)
+	}
+	rootKey, err := ca.signers.Get(ctx, cur.RootKeyURI)
+	if err != nil {
+		return nil, fmt.Errorf("%w: root key: %w", ErrUnavailable, err)
+	}
+	key, err := ca.resolveKey(ctx, req.Key)
+	if err != nil {
+		return nil, err
+	}
+	root := mustParse(cur.Root)
+	inter, err := CreateIntermediate(root, signer.CryptoSigner(ctx, rootKey), key.Public(),
+		orDefault(req.CommonName, req.Name+" issuing CA"), orTTL(req.TTL, defaultIntermediateTTL), ca.now())
+	if err != nil {
+		return nil, signError(err)
+	}
+	return ca.addIssuer(ctx, cur, root, fsm.Issuer{Chain: [][]byte{inter.Raw}, KeyURI: key.URI()}, !req.KeepOthers)
+}
+
+func (ca *CA) addIssuer(ctx context.Context, cur *fsm.Authority, root *x509.Certificate, iss fsm.Issuer, retire bool) (*fsm.Authority, error) {
+	if err := ca.checkIssuer(ctx, root, &iss); err != nil {
+		return nil, err
+	}
+	if err := ca.proposeAndRead(ctx, fsm.CmdIssuerAdd, fsm.IssuerAdd{Authority: cur.Name, Issuer: iss, RetireOthers: retire}); err != nil {
+		return nil, err
+	}
+	if err := ca.RefreshCRL(ctx, cur.Name, iss.ID, false); err != nil {
+		ca.log.Warn("first CRL of new issuer not signed; the leader retries", "authority", cur.Name, "issuer", iss.ID, "err", err)
+	}
+	return ca.state.Authority(cur.Name)
+}
+
+// Authorities lists every authority.
+func (ca *CA) Authorities() ([]*fsm.Authority, error) { return ca.state.Authorities() }
+
+// Authority returns one authority.
+func (ca *CA) Authority(name string) (*fsm.Authority, error) {
+	a, err := ca.state.Authority(name)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
+	}
+	return a, err
+}
+
+func mustParse(der []byte) *x509.Certificate {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(fmt.Sprintf("authority: stored certificate does not parse: %v", err))
+	}
+	return c
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func orTTL(t, d time.Duration) time.Duration {
+	if t <= 0 {
+		return d
+	}
+	return t
+}

@@ -1,0 +1,98 @@
+package client
+
+import (
+	"context"
+	"net/url"
+	"time"
+)
+
+// Authority is an authority as the admin API shows it.
+type Authority struct {
+	Name       string    `json:"name"`
+	Root       string    `json:"root"`
+	RootKeyURI string    `json:"root_key_uri,omitempty"`
+	BaseURL    string    `json:"base_url,omitempty"`
+	Issuers    []Issuer  `json:"issuers"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Issuer is one intermediate of an authority.
+type Issuer struct {
+	ID          string    `json:"id"`
+	KeyURI      string    `json:"key_uri"`
+	Active      bool      `json:"active"`
+	Certificate string    `json:"certificate"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// KeyOptions names a key URI, or asks for keys to be created first.
+type KeyOptions struct {
+	Key          string `json:"key"`
+	CreateKeys   bool   `json:"create_keys,omitempty"`
+	KeyAlgorithm string `json:"key_algorithm,omitempty"`
+}
+
+// CreateAuthority is the body of an authority creation with a KMS/HSM root.
+type CreateAuthority struct {
+	Name           string `json:"name"`
+	RootKey        string `json:"root_key"`
+	RootCommonName string `json:"root_common_name,omitempty"`
+	CommonName     string `json:"common_name,omitempty"`
+	RootTTL        string `json:"root_ttl,omitempty"`
+	TTL            string `json:"ttl,omitempty"`
+	BaseURL        string `json:"base_url,omitempty"`
+	KeyOptions
+}
+
+// ImportAuthority installs an intermediate signed by an offline root.
+type ImportAuthority struct {
+	Name       string `json:"name"`
+	Root       string `json:"root"`
+	Chain      string `json:"chain"`
+	Key        string `json:"key"`
+	BaseURL    string `json:"base_url,omitempty"`
+	KeepOthers bool   `json:"keep_others,omitempty"`
+}
+
+// RotateAuthority asks for a new intermediate signed by the root key.
+type RotateAuthority struct {
+	CommonName string `json:"common_name,omitempty"`
+	TTL        string `json:"ttl,omitempty"`
+	KeepOthers bool   `json:"keep_others,omitempty"`
+	KeyOptions
+}
+
+// CSR is a certificate request for an issuing key.
+type CSR struct {
+	CSR string `json:"csr"`
+	Key string `json:"key"`
+}
+
+func (c *Client) CreateAuthority(ctx context.Context, req CreateAuthority) (*Authority, error) {
+	var a Authority
+	return &a, c.Do(ctx, "POST", "/v1/admin/authorities", req, &a)
+}
+
+func (c *Client) AuthorityCSR(ctx context.Context, key KeyOptions, commonName string) (*CSR, error) {
+	var out CSR
+	in := struct {
+		CommonName string `json:"common_name,omitempty"`
+		KeyOptions
+	}{commonName, key}
+	return &out, c.Do(ctx, "POST", "/v1/admin/authorities/csr", in, &out)
+}
+
+func (c *Client) ImportAuthority(ctx context.Context, req ImportAuthority) (*Authority, error) {
+	var a Authority
+	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/import", req, &a)
+}
+
+func (c *Client) RotateAuthority(ctx context.Context, name string, req RotateAuthority) (*Authority, error) {
+	var a Authority
+	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/"+url.PathEscape(name)+"/rotate", req, &a)
+}
+
+func (c *Client) Authorities(ctx context.Context) ([]Authority, error) {
+	var out struct{ Authorities []Authority }
+	return out.Authorities, c.Do(ctx, "GET", "/v1/admin/authorities", nil, &out)
+}

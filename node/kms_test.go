@@ -14,13 +14,17 @@ import (
 )
 
 // createAuthority asks tn's admin API for an authority with root and issuing
-// keys created at the given URIs.
-func (c *testCluster) createAuthority(tn *testNode, name, rootKey, key string) {
+// keys created at the given URIs (P-256 unless alg names another).
+func (c *testCluster) createAuthority(tn *testNode, name, rootKey, key string, alg ...string) {
 	c.t.Helper()
-	r := c.do(tn, "POST", "/v1/admin/authorities", map[string]any{
+	body := map[string]any{
 		"name": name, "root_key": rootKey, "key": key, "create_keys": true,
 		"base_url": "http://" + c.nodes[0].cfg.HTTPListen,
-	}, c.admin)
+	}
+	if len(alg) > 0 {
+		body["key_algorithm"] = alg[0]
+	}
+	r := c.do(tn, "POST", "/v1/admin/authorities", body, c.admin)
 	if r.status != http.StatusCreated {
 		c.t.Fatalf("create authority: %d %s", r.status, r.body)
 	}
@@ -31,23 +35,18 @@ func (c *testCluster) createAuthority(tn *testNode, name, rootKey, key string) {
 // every node, chains that openssl verifies, no private key on any disk.
 func TestKMSBackedCluster(t *testing.T) {
 	requireOpenSSL(t)
+	t.Run("RSA", func(t *testing.T) {
+		// RSA keys sign PKCS#1 v1.5 (local-kms's PSS salt differs from AWS's).
+		kms := kmstest.Start(t)
+		c := newTestClusterWith(t, 3, cluster.FastTiming(), func(c *testCluster) { c.noDefaultAuthority = true })
+		c.createAuthority(c.Followers()[0], "kms", kms.KeyURI(""), kms.KeyURI(""), "RSA_2048")
+		opensslVerifiesAll(t, c)
+	})
 	kms := kmstest.Start(t)
 	c := newTestClusterWith(t, 3, cluster.FastTiming(), func(c *testCluster) { c.noDefaultAuthority = true })
 	c.createAuthority(c.Followers()[0], "kms", kms.KeyURI(""), kms.KeyURI(""))
+	opensslVerifiesAll(t, c)
 
-	var roots struct{ Roots []string }
-	c.do(c.nodes[0], "GET", "/v1/authorities/kms/roots", nil, "").decode(t, &roots)
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "root.pem"), []byte(roots.Roots[0]), 0o600)
-	for i, tn := range c.nodes {
-		h := c.enrollHolder(tn, "kms"+string(rune('a'+i))+".example")
-		os.WriteFile(filepath.Join(dir, "inter.pem"), []byte(h.s.Chain[0]), 0o600)
-		os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(h.s.Certificate), 0o600)
-		if out, err := openssl(t, dir, "verify", "-CAfile", "root.pem", "-untrusted", "inter.pem", "leaf.pem"); err != nil ||
-			!strings.Contains(out, "leaf.pem: OK") {
-			t.Fatalf("openssl verify of a KMS-signed certificate from %s: %v\n%s", tn.cfg.NodeName, err, out)
-		}
-	}
 	// Revocation and renewal sign CRLs and certificates in KMS too.
 	h := c.enrollHolder(c.nodes[1], "renew.example")
 	if r := c.mtls(h, c.nodes[2], "POST", "/v1/renew", nil, ""); r.status != http.StatusCreated {
@@ -77,6 +76,25 @@ func TestKMSBackedCluster(t *testing.T) {
 		waitFor(t, 20*time.Second, tn.cfg.NodeName+" to report not ready", func() bool {
 			return c.do(tn, "GET", "/v1/ready", nil, "").status == http.StatusServiceUnavailable
 		})
+	}
+}
+
+// opensslVerifiesAll enrolls through every node and has openssl verify each
+// certificate against the "kms" authority's root.
+func opensslVerifiesAll(t *testing.T, c *testCluster) {
+	t.Helper()
+	var roots struct{ Roots []string }
+	c.do(c.nodes[0], "GET", "/v1/authorities/kms/roots", nil, "").decode(t, &roots)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "root.pem"), []byte(roots.Roots[0]), 0o600)
+	for i, tn := range c.nodes {
+		h := c.enrollHolder(tn, "kms"+string(rune('a'+i))+".example")
+		os.WriteFile(filepath.Join(dir, "inter.pem"), []byte(h.s.Chain[0]), 0o600)
+		os.WriteFile(filepath.Join(dir, "leaf.pem"), []byte(h.s.Certificate), 0o600)
+		if out, err := openssl(t, dir, "verify", "-CAfile", "root.pem", "-untrusted", "inter.pem", "leaf.pem"); err != nil ||
+			!strings.Contains(out, "leaf.pem: OK") {
+			t.Fatalf("openssl verify of a KMS-signed certificate from %s: %v\n%s", tn.cfg.NodeName, err, out)
+		}
 	}
 }
 

@@ -105,7 +105,16 @@ func (s *syncBuffer) String() string {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), out: newSyncBuffer()}
+	return startWith(t, binary, nil, args...)
+}
+
+// startWith runs bin with extra environment variables.
+func startWith(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), out: newSyncBuffer()}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -311,36 +320,14 @@ func TestServerProcessesSurviveLeaderKill(t *testing.T) {
 
 	procs := make([]*proc, 3)
 	for i := range 3 {
-		ndir := filepath.Join(dir, fmt.Sprintf("ca-%d", i+1))
-		cert, key := pki.tls(t, ndir)
-		role := fmt.Sprintf(`join = ["https://%s"]`, addr(0))
-		if i == 0 {
-			role = "bootstrap = true"
-		}
-		cfg := fmt.Sprintf(`
-node_name = "ca-%d"
-data_dir  = %q
-api {
-  listen        = %q
-  tls_cert_file = %q
-  tls_key_file  = %q
-}
-raft { listen = "127.0.0.1:%d" }
-cluster {
-  %s
-  join_secret_file = %q
-  ca_file          = %q
-}
+		authority := fmt.Sprintf(`
 authority "default" {
   root_file  = %q
   chain_file = %q
   key        = %q
 }
-bootstrap_admin_token_file = %q
-allow_insecure_soft_signer = true
-`, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.root, pki.root, pki.chain, pki.key, filepath.Join(dir, "admin.token"))
-		path := filepath.Join(dir, fmt.Sprintf("ca-%d.hcl", i+1))
-		os.WriteFile(path, []byte(cfg), 0o600)
+`, pki.root, pki.chain, pki.key)
+		path := writeServerConfig(t, dir, i, base, pki, secretFile, "allow_insecure_soft_signer = true\n", authority)
 		procs[i] = start(t, "server", "-config", path, "-log-level", "warn")
 	}
 
@@ -393,6 +380,43 @@ allow_insecure_soft_signer = true
 	for _, i := range []int{f1, f2} {
 		procs[i].stop(t)
 	}
+}
+
+// writeServerConfig writes node i's HCL config (node 0 bootstraps, the
+// others join it) and returns its path. extra is added to every node's
+// config, bootstrapExtra to node 0's.
+func writeServerConfig(t *testing.T, dir string, i, base int, pki testPKI, secretFile, extra, bootstrapExtra string) string {
+	t.Helper()
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
+	ndir := filepath.Join(dir, fmt.Sprintf("ca-%d", i+1))
+	cert, key := pki.tls(t, filepath.Join(dir, fmt.Sprintf("tls-%d", i+1)))
+	role := fmt.Sprintf(`join = ["https://%s"]`, addr(0))
+	if i == 0 {
+		role = "bootstrap = true"
+		extra += bootstrapExtra
+	}
+	cfg := fmt.Sprintf(`
+node_name = "ca-%d"
+data_dir  = %q
+api {
+  listen        = %q
+  tls_cert_file = %q
+  tls_key_file  = %q
+}
+raft { listen = "127.0.0.1:%d" }
+cluster {
+  %s
+  join_secret_file = %q
+  ca_file          = %q
+}
+bootstrap_admin_token_file = %q
+%s
+`, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.root, filepath.Join(dir, "admin.token"), extra)
+	path := filepath.Join(dir, fmt.Sprintf("ca-%d.hcl", i+1))
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 type testPKI struct {

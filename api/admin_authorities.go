@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -64,7 +65,8 @@ func authorityJSON(a *fsm.Authority) authorityResponse {
 
 func (s *Server) createAuthority(w http.ResponseWriter, r *http.Request) {
 	var req createAuthorityRequest
-	if !s.adminDecode(w, r, &req) {
+	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	if !ok {
 		return
 	}
 	rootTTL, err := parseTTL(req.RootTTL)
@@ -72,12 +74,12 @@ func (s *Server) createAuthority(w http.ResponseWriter, r *http.Request) {
 		var ttl time.Duration
 		if ttl, err = parseTTL(req.TTL); err == nil {
 			var a *fsm.Authority
-			a, err = s.CA.CreateAuthority(r.Context(), authority.CreateAuthorityRequest{
+			a, err = s.CA.CreateAuthority(ctx, authority.CreateAuthorityRequest{
 				Name: req.Name, RootKey: req.spec(req.RootKey), Key: req.spec(req.Key),
 				RootCommonName: req.RootCommonName, CommonName: req.CommonName, RootTTL: rootTTL, TTL: ttl, BaseURL: req.BaseURL,
 			})
 			if err == nil {
-				s.authorityCreated(w, r, a)
+				s.authorityCreated(ctx, w, r, a)
 				return
 			}
 		}
@@ -87,8 +89,8 @@ func (s *Server) createAuthority(w http.ResponseWriter, r *http.Request) {
 
 // authorityCreated answers with the new authority, after making sure a new
 // cluster has a provisioner to issue from it.
-func (s *Server) authorityCreated(w http.ResponseWriter, r *http.Request, a *fsm.Authority) {
-	if err := s.CA.EnsureDefaultProvisioner(r.Context(), a.Name); err != nil {
+func (s *Server) authorityCreated(ctx context.Context, w http.ResponseWriter, r *http.Request, a *fsm.Authority) {
+	if err := s.CA.EnsureDefaultProvisioner(ctx, a.Name); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -102,10 +104,11 @@ type csrRequest struct {
 
 func (s *Server) authorityCSR(w http.ResponseWriter, r *http.Request) {
 	var req csrRequest
-	if !s.adminDecode(w, r, &req) {
+	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	if !ok {
 		return
 	}
-	csr, uri, err := s.CA.IntermediateCSR(r.Context(), req.spec(req.Key), req.CommonName)
+	csr, uri, err := s.CA.IntermediateCSR(ctx, req.spec(req.Key), req.CommonName)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -124,16 +127,17 @@ type importRequest struct {
 
 func (s *Server) importAuthority(w http.ResponseWriter, r *http.Request) {
 	var req importRequest
-	if !s.adminDecode(w, r, &req) {
+	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	if !ok {
 		return
 	}
-	a, err := s.CA.ImportIssuer(r.Context(), authority.ImportRequest{Name: req.Name, Root: []byte(req.Root),
+	a, err := s.CA.ImportIssuer(ctx, authority.ImportRequest{Name: req.Name, Root: []byte(req.Root),
 		Chain: []byte(req.Chain), Key: req.Key, BaseURL: req.BaseURL, KeepOthers: req.KeepOthers})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.authorityCreated(w, r, a)
+	s.authorityCreated(ctx, w, r, a)
 }
 
 type rotateRequest struct {
@@ -145,7 +149,8 @@ type rotateRequest struct {
 
 func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
 	var req rotateRequest
-	if !s.adminDecode(w, r, &req) {
+	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	if !ok {
 		return
 	}
 	ttl, err := parseTTL(req.TTL)
@@ -153,7 +158,7 @@ func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	a, err := s.CA.RotateIssuer(r.Context(), authority.RotateRequest{Name: r.PathValue("name"), Key: req.spec(req.Key),
+	a, err := s.CA.RotateIssuer(ctx, authority.RotateRequest{Name: r.PathValue("name"), Key: req.spec(req.Key),
 		CommonName: req.CommonName, TTL: ttl, KeepOthers: req.KeepOthers})
 	if err != nil {
 		s.fail(w, r, err)
@@ -163,7 +168,7 @@ func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listAuthorities(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.admin(w, r); !ok {
+	if _, _, ok := s.admin(w, r, authority.PermRead); !ok {
 		return
 	}
 	as, err := s.CA.Authorities()
@@ -179,7 +184,7 @@ func (s *Server) listAuthorities(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getAuthority(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.admin(w, r); !ok {
+	if _, _, ok := s.admin(w, r, authority.PermRead); !ok {
 		return
 	}
 	a, err := s.CA.Authority(r.PathValue("name"))
@@ -190,14 +195,15 @@ func (s *Server) getAuthority(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, authorityJSON(a))
 }
 
-// adminDecode authenticates an admin and decodes the body.
-func (s *Server) adminDecode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if _, ok := s.admin(w, r); !ok {
-		return false
+// adminDecode authenticates an admin with permission p and decodes the body.
+func (s *Server) adminDecode(w http.ResponseWriter, r *http.Request, p authority.Permission, v any) (context.Context, bool) {
+	_, ctx, ok := s.admin(w, r, p)
+	if !ok {
+		return nil, false
 	}
 	if err := decode(w, r, maxAdminBody, v); err != nil {
 		s.fail(w, r, err)
-		return false
+		return nil, false
 	}
-	return true
+	return ctx, true
 }

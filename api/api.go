@@ -32,6 +32,9 @@ type Server struct {
 	Internal http.Handler // node-to-node RPC, mounted at /v1/internal/
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+	// Refused, if set, hears of every request answered with an error: the
+	// node logs it (refusals never reach the replicated audit log).
+	Refused func(r *http.Request, status int, code, message string)
 
 	duration *prometheus.HistogramVec
 }
@@ -62,8 +65,21 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/sign", s.sign)
 	mux.HandleFunc("POST /v1/renew", s.renew)
 	mux.HandleFunc("POST /v1/revoke", s.revoke)
+	mux.HandleFunc("GET /v1/admin/whoami", s.whoami)
 	mux.HandleFunc("POST /v1/admin/tokens", s.createToken)
+	mux.HandleFunc("GET /v1/admin/tokens", s.listTokens)
 	mux.HandleFunc("DELETE /v1/admin/tokens/{id}", s.revokeToken)
+	mux.HandleFunc("GET /v1/admin/provisioners", s.listProvisioners)
+	mux.HandleFunc("POST /v1/admin/provisioners", s.createProvisioner)
+	mux.HandleFunc("GET /v1/admin/provisioners/{name}", s.getProvisioner)
+	mux.HandleFunc("PUT /v1/admin/provisioners/{name}", s.updateProvisioner)
+	mux.HandleFunc("DELETE /v1/admin/provisioners/{name}", s.deleteProvisioner)
+	mux.HandleFunc("GET /v1/admin/certs", s.searchCerts)
+	mux.HandleFunc("POST /v1/admin/certs/{serial}/revoke", s.adminRevoke)
+	mux.HandleFunc("GET /v1/admin/admins", s.listAdmins)
+	mux.HandleFunc("POST /v1/admin/admins", s.createAdmin)
+	mux.HandleFunc("DELETE /v1/admin/admins/{id}", s.revokeAdmin)
+	mux.HandleFunc("GET /v1/admin/audit", s.audit)
 	mux.HandleFunc("GET /v1/admin/authorities", s.listAuthorities)
 	mux.HandleFunc("POST /v1/admin/authorities", s.createAuthority)
 	mux.HandleFunc("POST /v1/admin/authorities/csr", s.authorityCSR)
@@ -110,6 +126,7 @@ func (s *Server) middleware(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		r = r.WithContext(authority.WithOrigin(r.Context(), "", remoteAddr(r)))
 		// Handler finds the route; ServeHTTP (not the returned handler)
 		// is what sets path values.
 		var h http.Handler = mux

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
 )
 
 type certResponse struct {
@@ -34,6 +35,10 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, s.certJSON(c))
+}
+
+func (s *Server) certJSON(c *fsm.Cert) certResponse {
 	out := certResponse{
 		Serial: c.Serial, Subject: c.Subject, SANs: c.SANs, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		Authority: c.Authority, TokenID: c.TokenID, Provisioner: c.Provisioner, Properties: c.Properties,
@@ -46,7 +51,7 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 	case time.Now().After(c.NotAfter):
 		out.Status = "expired"
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *Server) authorityRoots(w http.ResponseWriter, r *http.Request) {

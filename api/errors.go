@@ -44,6 +44,7 @@ var fsmStatus = map[string]int{
 	fsm.ErrCertExpired.Code:      http.StatusForbidden,
 	fsm.ErrVersionMismatch.Code:  http.StatusConflict,
 	fsm.ErrProvisioner.Code:      http.StatusBadRequest,
+	fsm.ErrNotFoundAdmin.Code:    http.StatusNotFound,
 
 	authority.ErrCNNotAllowed.Code:           http.StatusForbidden,
 	authority.ErrKeyTooWeak.Code:             http.StatusBadRequest,
@@ -72,37 +73,43 @@ var domainStatus = []struct {
 	{cluster.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 }
 
-// fail writes err as a JSON error with the status it maps to.
+// fail writes err as a JSON error with the status it maps to, and reports
+// the refusal.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := s.classify(r, err)
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	if s.Refused != nil {
+		s.Refused(r, status, code, msg)
+	}
+	writeError(w, status, code, msg)
+}
+
+// classify maps an error to status, code and message.
+func (s *Server) classify(r *http.Request, err error) (int, string, string) {
 	var re *requestError
 	var fe *fsm.Error
 	switch {
 	case errors.As(err, &re):
-		writeError(w, re.status, re.code, re.msg)
-		return
+		return re.status, re.code, re.msg
 	case errors.As(err, &fe):
 		st, ok := fsmStatus[fe.Code]
 		if !ok {
 			st = http.StatusConflict
 		}
-		writeError(w, st, fe.Code, fe.Message)
-		return
+		return st, fe.Code, fe.Message
 	}
 	for _, d := range domainStatus {
 		if errors.Is(err, d.err) {
-			if d.status == http.StatusServiceUnavailable || d.status == http.StatusTooManyRequests {
-				w.Header().Set("Retry-After", "1")
-			}
-			writeError(w, d.status, d.code, err.Error())
-			return
+			return d.status, d.code, err.Error()
 		}
 	}
 	if errors.Is(err, context.Canceled) || !ctxAlive(r.Context()) {
-		writeError(w, http.StatusServiceUnavailable, "canceled", "request canceled")
-		return
+		return http.StatusServiceUnavailable, "canceled", "request canceled"
 	}
 	s.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("path", r.URL.Path), slog.Any("err", err))
-	writeError(w, http.StatusInternalServerError, "internal", "internal error")
+	return http.StatusInternalServerError, "internal", "internal error"
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

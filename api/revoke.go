@@ -28,15 +28,15 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rr := authority.RevokeRequest{Serial: req.Serial, Reason: req.Reason, Holder: peerCert(r)}
+	ctx := r.Context()
 	if tok := bearer(r); tok != "" {
-		admin, err := s.CA.AuthenticateAdmin(r.Context(), tok)
-		if err != nil {
-			s.fail(w, r, err)
+		admin, actx, ok := s.admin(w, r, authority.PermOperate)
+		if !ok {
 			return
 		}
-		rr.Admin = admin
+		rr.Admin, ctx = admin, actx
 	}
-	c, err := s.CA.Revoke(r.Context(), rr)
+	c, err := s.CA.Revoke(ctx, rr)
 	if err != nil {
 		s.fail(w, r, err)
 		return

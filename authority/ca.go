@@ -45,6 +45,13 @@ type State interface {
 	Provisioners() ([]*fsm.Provisioner, error)
 	CRL(authority, issuer string) (*fsm.CRL, error)
 	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
+	AdminByCert(serial string) (*fsm.Admin, error)
+	Admins() ([]*fsm.Admin, error)
+	SearchCerts(q fsm.CertQuery) ([]*fsm.Cert, []byte, error)
+	OutstandingTokens(provisioner string, now time.Time, cursor []byte, limit int) ([]*fsm.Token, []byte, error)
+	Audit(q fsm.AuditFilter) ([]fsm.AuditEntry, error)
+	AppliedIndex() uint64
+	WaitApplied(ctx context.Context, idx uint64) error
 }
 
 // Proposer commits commands through Raft. Apply returns once the entry is
@@ -103,12 +110,29 @@ func randomID(n int) string {
 }
 
 // propose builds and commits a command.
+// The request's origin (who, from where) goes with it into the audit log.
 func (ca *CA) propose(ctx context.Context, t fsm.CmdType, payload any) error {
 	env, err := fsm.NewEnvelope(t, randomID(8), payload)
 	if err != nil {
 		return err
 	}
+	if o := originOf(ctx); o.Actor != "" || o.Remote != "" {
+		env.Origin = &o
+	}
 	return ca.raft.Apply(ctx, env)
+}
+
+// proposeAndPropagate commits a configuration change and waits until every
+// reachable node has applied it: when an admin call returns, every node
+// enforces the change.
+func (ca *CA) proposeAndPropagate(ctx context.Context, t fsm.CmdType, payload any) error {
+	if err := ca.propose(ctx, t, payload); err != nil {
+		return err
+	}
+	if err := ca.raft.Propagate(ctx); err != nil {
+		ca.log.Warn("change not confirmed by every node", "command", fsm.CommandName(t), "err", err)
+	}
+	return nil
 }
 
 // proposeAndRead commits a command and waits until this node's state shows

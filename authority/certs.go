@@ -45,3 +45,38 @@ func (ca *CA) Chain(c *fsm.Cert) [][]byte {
 	}
 	return iss.Chain
 }
+
+// SearchCerts lists certificate records matching q, from the indexes.
+func (ca *CA) SearchCerts(ctx context.Context, q fsm.CertQuery) ([]*fsm.Cert, []byte, error) {
+	switch q.Status {
+	case "", "valid", "revoked", "expired":
+	default:
+		return nil, nil, fmt.Errorf("%w: status: want valid, revoked or expired", ErrInvalidRequest)
+	}
+	if q.Property != "" && !strings.Contains(q.Property, "=") {
+		return nil, nil, fmt.Errorf("%w: property: want key=value", ErrInvalidRequest)
+	}
+	if q.SAN != "" {
+		c, err := normalizeName(q.SAN)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: san: %v", ErrInvalidRequest, err)
+		}
+		q.SAN = c
+	}
+	if err := ca.raft.Barrier(ctx); err != nil {
+		return nil, nil, err
+	}
+	q.Now = ca.now()
+	return ca.state.SearchCerts(q)
+}
+
+// Audit lists audit entries after a sequence number.
+func (ca *CA) Audit(ctx context.Context, q fsm.AuditFilter) ([]fsm.AuditEntry, error) {
+	return ca.state.Audit(q)
+}
+
+// WaitForChange blocks until the local state moves past the index it had
+// when called, or ctx ends: for following the audit log.
+func (ca *CA) WaitForChange(ctx context.Context) error {
+	return ca.state.WaitApplied(ctx, ca.state.AppliedIndex()+1)
+}

@@ -61,51 +61,56 @@ func DefaultPolicy() fsm.Policy {
 	}
 }
 
-// CheckPolicy validates a policy before it is stored.
+// CheckPolicy validates a policy before it is stored. Errors start with the
+// field at fault ("ip[2]: ...").
 func CheckPolicy(p *fsm.Policy) error {
-	for _, d := range p.DNS {
+	for i, d := range p.DNS {
 		pat := strings.TrimPrefix(strings.TrimPrefix(d, "*."), ".")
 		if d != "*" && !validDNSName(pat) {
-			return fmt.Errorf("dns pattern %q: want \"*\", a name, \"*.domain\" or \".domain\"", d)
+			return fmt.Errorf("dns[%d]: %q: want \"*\", a name, \"*.domain\" or \".domain\"", i, truncate(d))
 		}
 	}
-	for _, pat := range slices.Concat(p.URI, p.CommonName) {
-		// Globs backtrack; a bounded number of wildcards bounds the cost.
-		if strings.Count(pat, "*") > 4 || len(pat) > maxNameLen {
-			return fmt.Errorf("pattern %q: at most 4 wildcards and %d characters", truncate(pat), maxNameLen)
+	for field, pats := range map[string][]string{"uri": p.URI, "common_name": p.CommonName} {
+		for i, pat := range pats {
+			// Globs backtrack; a bounded number of wildcards bounds the cost.
+			if pat == "" || strings.Count(pat, "*") > 4 || len(pat) > maxNameLen {
+				return fmt.Errorf("%s[%d]: %q: 1-%d characters with at most 4 wildcards", field, i, truncate(pat), maxNameLen)
+			}
 		}
 	}
-	for _, c := range p.IP {
+	for i, c := range p.IP {
 		if _, err := netip.ParsePrefix(c); err != nil {
-			return fmt.Errorf("ip %q: not a CIDR prefix", c)
+			return fmt.Errorf("ip[%d]: %q is not a CIDR prefix", i, truncate(c))
 		}
 	}
-	for _, e := range p.Email {
+	for i, e := range p.Email {
 		if e != "*" && !strings.Contains(e, "@") {
-			return fmt.Errorf("email pattern %q: want \"*\", \"@domain\" or an address", e)
+			return fmt.Errorf("email[%d]: %q: want \"*\", \"@domain\" or an address", i, truncate(e))
 		}
 	}
-	if p.DefaultTTL < 0 || p.MaxTTL < 0 || p.RenewGrace < 0 {
-		return fmt.Errorf("durations must not be negative")
+	switch {
+	case p.DefaultTTL < 0:
+		return fmt.Errorf("default_ttl: must not be negative")
+	case p.MaxTTL < 0:
+		return fmt.Errorf("max_ttl: must not be negative")
+	case p.RenewGrace < 0:
+		return fmt.Errorf("renew_grace: must not be negative")
+	case p.MaxTTL != 0 && (p.MaxTTL < minCertTTL || p.MaxTTL > maxCertTTL):
+		return fmt.Errorf("max_ttl: must be between %s and %s", minCertTTL, maxCertTTL)
+	case p.DefaultTTL != 0 && p.DefaultTTL > maxTTL(p):
+		return fmt.Errorf("default_ttl: %s exceeds max_ttl %s", p.DefaultTTL, maxTTL(p))
+	case p.RSAMinBits != 0 && (p.RSAMinBits < 1024 || p.RSAMinBits > maxRSABits):
+		return fmt.Errorf("rsa_min_bits: must be between 1024 and %d", maxRSABits)
 	}
-	if p.MaxTTL != 0 && (p.MaxTTL < minCertTTL || p.MaxTTL > maxCertTTL) {
-		return fmt.Errorf("max_ttl must be between %s and %s", minCertTTL, maxCertTTL)
-	}
-	if p.DefaultTTL != 0 && p.DefaultTTL > maxTTL(p) {
-		return fmt.Errorf("default_ttl %s exceeds max_ttl %s", p.DefaultTTL, maxTTL(p))
-	}
-	for _, k := range p.KeyTypes {
+	for i, k := range p.KeyTypes {
 		if !slices.Contains(knownKeyTypes, k) {
-			return fmt.Errorf("key type %q: want one of %v", k, knownKeyTypes)
+			return fmt.Errorf("key_types[%d]: %q: want one of %v", i, truncate(k), knownKeyTypes)
 		}
-	}
-	if p.RSAMinBits != 0 && (p.RSAMinBits < 1024 || p.RSAMinBits > maxRSABits) {
-		return fmt.Errorf("rsa_min_bits must be between 1024 and %d", maxRSABits)
 	}
 	switch p.EKU {
 	case "", "server", "client", "both":
 	default:
-		return fmt.Errorf("eku %q: want server, client or both", p.EKU)
+		return fmt.Errorf("eku: %q: want server, client or both", truncate(p.EKU))
 	}
 	return nil
 }

@@ -17,30 +17,51 @@ func (ca *CA) PutProvisioner(ctx context.Context, p fsm.Provisioner, expectedVer
 	if err := ca.checkProvisioner(&p); err != nil {
 		return err
 	}
-	return ca.proposeAndRead(ctx, fsm.CmdProvisionerPut, fsm.ProvisionerPut{Provisioner: p, ExpectedVersion: expectedVersion})
+	return ca.proposeAndPropagate(ctx, fsm.CmdProvisionerPut, fsm.ProvisionerPut{Provisioner: p, ExpectedVersion: expectedVersion})
 }
 
+// DeleteProvisioner removes a provisioner; with outstanding tokens only if
+// forced, which revokes them.
+func (ca *CA) DeleteProvisioner(ctx context.Context, name string, force bool) error {
+	return ca.proposeAndPropagate(ctx, fsm.CmdProvisionerDel, fsm.ProvisionerDelete{Name: name, Force: force})
+}
+
+// Provisioner returns one provisioner.
+func (ca *CA) Provisioner(ctx context.Context, name string) (*fsm.Provisioner, error) {
+	return ca.provisioner(ctx, name, "")
+}
+
+// Provisioners lists every provisioner.
+func (ca *CA) Provisioners(ctx context.Context) ([]*fsm.Provisioner, error) {
+	if err := ca.raft.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	return ca.state.Provisioners()
+}
+
+// checkProvisioner validates a provisioner document; messages name the
+// field at fault.
 func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 	if p.Name == "" || len(p.Name) > 64 || !validDNSName(p.Name) {
-		return fmt.Errorf("%w: provisioner name %q: 1-64 lowercase letters, digits, '-' and '.'", ErrInvalidRequest, truncate(p.Name))
+		return fmt.Errorf("%w: name: %q must be 1-64 lowercase letters, digits, '-' and '.'", ErrInvalidRequest, truncate(p.Name))
 	}
 	if _, err := ca.state.Authority(p.Authority); err != nil {
-		return fmt.Errorf("%w: provisioner %s: unknown authority %q", ErrInvalidRequest, p.Name, p.Authority)
+		return fmt.Errorf("%w: authority: no authority named %q", ErrInvalidRequest, truncate(p.Authority))
 	}
 	if err := CheckPolicy(&p.Policy); err != nil {
-		return fmt.Errorf("%w: provisioner %s: %v", ErrInvalidRequest, p.Name, err)
+		return fmt.Errorf("%w: policy.%v", ErrInvalidRequest, err)
 	}
 	switch p.Kind {
 	case fsm.KindEnrollmentToken:
 		if len(p.JWK) != 0 {
-			return fmt.Errorf("%w: provisioner %s: an enrollment-token provisioner has no jwk", ErrInvalidRequest, p.Name)
+			return fmt.Errorf("%w: jwk: an enrollment-token provisioner has no jwk", ErrInvalidRequest)
 		}
 	case fsm.KindJWK:
 		if _, err := parsePublicJWK(p.JWK); err != nil {
-			return fmt.Errorf("%w: provisioner %s: %v", ErrInvalidRequest, p.Name, err)
+			return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 		}
 	default:
-		return fmt.Errorf("%w: provisioner %s: kind must be %s or %s", ErrInvalidRequest, p.Name, fsm.KindEnrollmentToken, fsm.KindJWK)
+		return fmt.Errorf("%w: kind: must be %s or %s", ErrInvalidRequest, fsm.KindEnrollmentToken, fsm.KindJWK)
 	}
 	return nil
 }

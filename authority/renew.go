@@ -76,6 +76,7 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	// The same lifetime again, within what the provisioner allows now.
 	ttl := min(rec.NotAfter.Sub(rec.NotBefore)-backdate, maxTTL(&prov.Policy))
 	auth.Renews = rec.Serial
+	ctx = asActor(ctx, "cert:"+rec.Serial)
 	return ca.issue(ctx, issuance{
 		prov: prov, authority: rec.Authority, pub: pub, names: names, ttl: max(ttl, minCertTTL),
 		requester: "renewal:" + rec.Serial, auth: auth,

@@ -60,12 +60,13 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	var by string
 	switch {
 	case req.Admin != nil:
-		if err := Authorize(req.Admin, RoleAdmin); err != nil {
+		if err := Authorize(req.Admin, PermOperate); err != nil {
 			return nil, err
 		}
-		by = "admin:" + req.Admin.ID
+		by = Actor(req.Admin)
 	case req.Holder != nil && bytes.Equal(req.Holder.Raw, rec.DER):
-		by = "holder"
+		by = "cert:" + rec.Serial
+		ctx = asActor(ctx, by)
 	case req.Holder != nil:
 		return nil, fmt.Errorf("%w: a client certificate may only revoke itself", ErrForbidden)
 	default:

@@ -43,6 +43,7 @@ func (ca *CA) signWithEnrollmentToken(ctx context.Context, req SignRequest) (*Is
 	if err := names.allowedBy(tok.SANs); err != nil {
 		return nil, err
 	}
+	ctx = asActor(ctx, "provisioner:"+prov.Name+" token:"+tok.ID)
 	return ca.issue(ctx, issuance{
 		prov: prov, pub: csr.PublicKey, names: names, ttl: req.TTL,
 		requester: "token:" + tok.ID, auth: fsm.Issue{TokenHash: hash},
@@ -61,6 +62,7 @@ func (ca *CA) signWithJWT(ctx context.Context, req SignRequest) (*Issued, error)
 	if err := names.allowedBy(claims.names); err != nil {
 		return nil, err
 	}
+	ctx = asActor(ctx, "provisioner:"+prov.Name+" jwt:"+claims.Subject)
 	return ca.issue(ctx, issuance{
 		prov: prov, pub: csr.PublicKey, names: names, ttl: req.TTL,
 		requester: "jwk:" + prov.Name + ":" + claims.Subject, auth: fsm.Issue{OneTime: claims.oneTime},

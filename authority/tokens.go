@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,12 +55,15 @@ func parseSecret(prefix, tok string) ([]byte, bool) {
 	return h[:], true
 }
 
-// TokenRequest asks for an enrollment token.
+// TokenRequest asks for enrollment tokens.
 type TokenRequest struct {
 	Provisioner string // "": the default enrollment-token provisioner
-	SANs        []string
-	TTL         time.Duration // 0: DefaultTokenTTL
-	Properties  map[string]string
+	// SANs may hold "{n}", replaced by 1..Count in batches, so each device
+	// of a fleet gets its own names ("dev-{n}.fleet.example").
+	SANs       []string
+	Count      int           // 0 or 1: one token
+	TTL        time.Duration // 0: DefaultTokenTTL
+	Properties map[string]string
 }
 
 // MintedToken is a new token: the secret is shown once and never stored.
@@ -68,9 +72,27 @@ type MintedToken struct {
 	Token  fsm.Token
 }
 
-// MintToken creates a single-use enrollment token bound to names, which the
-// provisioner's policy must allow.
+// MaxTokenBatch is the most tokens one request mints.
+const MaxTokenBatch = 10000
+
+// tokensPerEntry bounds a Raft entry's size (a token is about 300 bytes).
+const tokensPerEntry = 500
+
+// MintToken creates one single-use enrollment token bound to names, which
+// the provisioner's policy must allow.
 func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest) (*MintedToken, error) {
+	req.Count = 1
+	ms, err := ca.MintTokens(ctx, admin, req)
+	if err != nil {
+		return nil, err
+	}
+	return &ms[0], nil
+}
+
+// MintTokens creates Count tokens, committed in entries of a few hundred.
+// A batch that fails part way has committed its earlier entries; the
+// error says how many.
+func (ca *CA) MintTokens(ctx context.Context, admin *fsm.Admin, req TokenRequest) ([]MintedToken, error) {
 	name := req.Provisioner
 	if name == "" {
 		var err error
@@ -82,12 +104,9 @@ func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest)
 	if err != nil {
 		return nil, err
 	}
-	sans, err := normalizeNames(req.SANs)
-	if err != nil {
-		return nil, fmt.Errorf("%w: sans: %v", ErrInvalidRequest, err)
-	}
-	if err := checkTokenNames(&prov.Policy, sans); err != nil {
-		return nil, err
+	count := max(req.Count, 1)
+	if count > MaxTokenBatch {
+		return nil, fmt.Errorf("%w: count: at most %d tokens per request", ErrInvalidRequest, MaxTokenBatch)
 	}
 	ttl := req.TTL
 	if ttl == 0 {
@@ -99,21 +118,51 @@ func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest)
 	if err := checkProperties(req.Properties); err != nil {
 		return nil, fmt.Errorf("%w: properties: %v", ErrInvalidRequest, err)
 	}
-	secret := newSecret(enrollPrefix)
-	hash, _ := parseSecret(enrollPrefix, secret)
-	t := fsm.Token{
-		ID:          randomID(12),
-		Hash:        hash,
-		Provisioner: prov.Name,
-		SANs:        sans,
-		Properties:  req.Properties,
-		ExpiresAt:   ca.now().Add(ttl).UTC(),
-		CreatedBy:   admin.ID,
+	expires := ca.now().Add(ttl).UTC()
+	out := make([]MintedToken, 0, count)
+	for n := 1; n <= count; n++ {
+		sans, err := normalizeNames(expand(req.SANs, n))
+		if err != nil {
+			return nil, fmt.Errorf("%w: sans: %v", ErrInvalidRequest, err)
+		}
+		if err := checkTokenNames(&prov.Policy, sans); err != nil {
+			return nil, err
+		}
+		secret := newSecret(enrollPrefix)
+		hash, _ := parseSecret(enrollPrefix, secret)
+		out = append(out, MintedToken{Secret: secret, Token: fsm.Token{
+			ID: randomID(12), Hash: hash, Provisioner: prov.Name, SANs: sans,
+			Properties: req.Properties, ExpiresAt: expires, CreatedBy: admin.ID,
+		}})
 	}
-	if err := ca.propose(ctx, fsm.CmdTokenCreate, fsm.TokenCreate{Tokens: []fsm.Token{t}}); err != nil {
-		return nil, err
+	for i := 0; i < len(out); i += tokensPerEntry {
+		chunk := out[i:min(i+tokensPerEntry, len(out))]
+		toks := make([]fsm.Token, len(chunk))
+		for j := range chunk {
+			toks[j] = chunk[j].Token
+		}
+		if err := ca.propose(ctx, fsm.CmdTokenCreate, fsm.TokenCreate{Tokens: toks}); err != nil {
+			return nil, fmt.Errorf("after %d of %d tokens: %w", i, len(out), err)
+		}
 	}
-	return &MintedToken{Secret: secret, Token: t}, nil
+	return out, nil
+}
+
+// expand replaces "{n}" in each name.
+func expand(names []string, n int) []string {
+	out := make([]string, len(names))
+	for i, s := range names {
+		out[i] = strings.ReplaceAll(s, "{n}", strconv.Itoa(n))
+	}
+	return out
+}
+
+// OutstandingTokens lists tokens that can still be used.
+func (ca *CA) OutstandingTokens(ctx context.Context, provisioner string, cursor []byte, limit int) ([]*fsm.Token, []byte, error) {
+	if err := ca.raft.Barrier(ctx); err != nil {
+		return nil, nil, err
+	}
+	return ca.state.OutstandingTokens(provisioner, ca.now(), cursor, limit)
 }
 
 func checkProperties(p map[string]string) error {
@@ -159,49 +208,5 @@ func (ca *CA) RevokeToken(ctx context.Context, id string) error {
 	if id == "" || len(id) > 64 {
 		return fmt.Errorf("%w: token id", ErrInvalidRequest)
 	}
-	return ca.propose(ctx, fsm.CmdTokenRevoke, fsm.TokenRevoke{ID: id})
-}
-
-// Admin roles. Issue-level roles arrive with the admin API.
-const RoleAdmin = "admin"
-
-// CreateAdmin stores a new admin credential and returns its bearer token.
-func (ca *CA) CreateAdmin(ctx context.Context, name, role string) (string, error) {
-	secret := newSecret(adminPrefix)
-	hash, _ := parseSecret(adminPrefix, secret)
-	a := fsm.Admin{ID: randomID(12), Name: name, Role: role, Hash: hash}
-	if err := ca.propose(ctx, fsm.CmdAdminCreate, a); err != nil {
-		return "", err
-	}
-	return secret, nil
-}
-
-// AuthenticateAdmin resolves a bearer token to an admin credential.
-func (ca *CA) AuthenticateAdmin(ctx context.Context, bearer string) (*fsm.Admin, error) {
-	if bearer == "" {
-		return nil, fmt.Errorf("%w: an admin bearer token is required", ErrUnauthenticated)
-	}
-	hash, ok := parseSecret(adminPrefix, bearer)
-	if !ok {
-		return nil, fmt.Errorf("%w: malformed admin token", ErrUnauthenticated)
-	}
-	a, err := lookup(ctx, ca, func() (*fsm.Admin, error) { return ca.state.AdminByHash(hash) })
-	if errors.Is(err, fsm.ErrNotFound) {
-		return nil, fmt.Errorf("%w: unknown admin token", ErrUnauthenticated)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !a.ExpiresAt.IsZero() && !ca.now().Before(a.ExpiresAt) {
-		return nil, fmt.Errorf("%w: admin token expired", ErrUnauthenticated)
-	}
-	return a, nil
-}
-
-// Authorize checks that an admin may perform an action needing role.
-func Authorize(a *fsm.Admin, role string) error {
-	if a.Role != RoleAdmin && a.Role != role {
-		return fmt.Errorf("%w: role %q may not do this", ErrForbidden, a.Role)
-	}
-	return nil
+	return ca.proposeAndPropagate(ctx, fsm.CmdTokenRevoke, fsm.TokenRevoke{ID: id})
 }

@@ -71,6 +71,7 @@ type CSR struct {
 func (c *Client) CreateAuthority(ctx context.Context, req CreateAuthority) (*Authority, error) {
 	var a Authority
 	return &a, c.Do(ctx, "POST", "/v1/admin/authorities", req, &a)
+
 }
 
 func (c *Client) AuthorityCSR(ctx context.Context, key KeyOptions, commonName string) (*CSR, error) {
@@ -80,19 +81,23 @@ func (c *Client) AuthorityCSR(ctx context.Context, key KeyOptions, commonName st
 		KeyOptions
 	}{commonName, key}
 	return &out, c.Do(ctx, "POST", "/v1/admin/authorities/csr", in, &out)
+
 }
 
 func (c *Client) ImportAuthority(ctx context.Context, req ImportAuthority) (*Authority, error) {
 	var a Authority
 	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/import", req, &a)
+
 }
 
 func (c *Client) RotateAuthority(ctx context.Context, name string, req RotateAuthority) (*Authority, error) {
 	var a Authority
 	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/"+url.PathEscape(name)+"/rotate", req, &a)
+
 }
 
 func (c *Client) Authorities(ctx context.Context) ([]Authority, error) {
 	var out struct{ Authorities []Authority }
-	return out.Authorities, c.Do(ctx, "GET", "/v1/admin/authorities", nil, &out)
+	err := c.Do(ctx, "GET", "/v1/admin/authorities", nil, &out)
+	return out.Authorities, err
 }

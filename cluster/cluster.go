@@ -328,6 +328,7 @@ func (c *Cluster) propose(ctx context.Context, t fsm.CmdType, payload any) error
 	if err != nil {
 		return err
 	}
+	env.Origin = &fsm.Origin{Actor: "node:" + c.cfg.NodeID}
 	return c.Apply(ctx, env)
 }
 

@@ -113,6 +113,12 @@ signer {
   max_wait    = "2s"   # how long a request may wait for budget
 }
 
+# This node's view of the audit log as JSON lines, for a log shipper: every
+# replicated entry it applies, and the requests it refused.
+audit {
+  file = "/var/log/quorumca/audit.jsonl"
+}
+
 # Keys in files ("softkey:") are refused unless this is set. Development only.
 # allow_insecure_soft_signer = true
 

@@ -11,7 +11,8 @@ import (
 func init() {
 	register(CmdAuthorityPut, "authority_put", 2, applyAuthorityPut)
 	register(CmdNodeUpsert, "node_upsert", 1, applyNodeUpsert)
-	register(CmdAdminCreate, "admin_create", 1, applyAdminCreate)
+	register(CmdAdminCreate, "admin_create", 2, applyAdminCreate)
+	register(CmdAdminRevoke, "admin_revoke", 1, applyAdminRevoke)
 	register(CmdIssuerAdd, "issuer_add", 1, applyIssuerAdd)
 }
 
@@ -36,6 +37,7 @@ func applyAuthorityPut(a *applyCtx) error {
 	} else {
 		a.decode(&in)
 	}
+	a.notef("authority=%s issuers=%d", in.Name, len(in.Issuers))
 	var cur Authority
 	if err := getJSON(a.tx, bAuthorities, []byte(in.Name), &cur); err == nil {
 		if bytes.Equal(cur.Root, in.Root) && cur.RootKeyURI == in.RootKeyURI &&
@@ -70,6 +72,7 @@ type IssuerAdd struct {
 func applyIssuerAdd(a *applyCtx) error {
 	var in IssuerAdd
 	a.decode(&in)
+	a.notef("authority=%s issuer=%s retire_others=%v", in.Authority, in.Issuer.ID, in.RetireOthers)
 	var cur Authority
 	if err := getJSON(a.tx, bAuthorities, []byte(in.Authority), &cur); err != nil {
 		return reject(ErrAuthorityUnknown, "unknown authority "+in.Authority)
@@ -95,22 +98,86 @@ func applyIssuerAdd(a *applyCtx) error {
 func applyNodeUpsert(a *applyCtx) error {
 	var in Node
 	a.decode(&in)
+	a.notef("node=%s api=%s raft=%s", in.ID, in.APIAddr, in.RaftAddr)
 	putJSON(a.tx, bNodes, []byte(in.ID), &in)
 	return nil
 }
 
+// AdminCreate adds an admin; a certificate admin's certificate is recorded
+// in the same entry, like any issued certificate. Version 1 carried only
+// the Admin.
+type AdminCreate struct {
+	Admin Admin `json:"admin"`
+	Cert  *Cert `json:"cert,omitempty"`
+}
+
 func applyAdminCreate(a *applyCtx) error {
-	var in Admin
-	a.decode(&in)
+	var in AdminCreate
+	if a.env.Version == 1 {
+		a.decode(&in.Admin)
+	} else {
+		a.decode(&in)
+	}
+	ad := &in.Admin
+	a.notef("admin=%s role=%s", ad.Name, ad.Role)
 	var cur Admin
-	if err := getJSON(a.tx, bAdmins, in.Hash, &cur); err == nil {
-		if cur.ID == in.ID {
+	if err := getJSON(a.tx, bAdmins, ad.key(), &cur); err == nil {
+		if cur.ID == ad.ID {
 			return nil
 		}
 		return reject(ErrConflict, "admin credential already exists")
 	}
-	in.CreatedAt = a.now
-	putJSON(a.tx, bAdmins, in.Hash, &in)
+	if in.Cert != nil {
+		if a.tx.Bucket(bCerts).Get([]byte(in.Cert.Serial)) != nil {
+			return reject(ErrSerialExists, "serial "+in.Cert.Serial+" already issued")
+		}
+		in.Cert.IssuedAt = a.now
+		putCert(a, in.Cert)
+	}
+	ad.CreatedAt = a.now
+	putJSON(a.tx, bAdmins, ad.key(), ad)
+	return nil
+}
+
+// AdminRevoke withdraws an admin credential. The last active admin with the
+// admin role cannot be revoked: nobody could manage the cluster any more.
+type AdminRevoke struct {
+	ID string `json:"id"`
+}
+
+func applyAdminRevoke(a *applyCtx) error {
+	var in AdminRevoke
+	a.decode(&in)
+	a.notef("admin_id=%s", in.ID)
+	var target *Admin
+	var key []byte
+	admins := 0
+	err := a.tx.Bucket(bAdmins).ForEach(func(k, v []byte) error {
+		var ad Admin
+		if err := json.Unmarshal(v, &ad); err != nil {
+			return err
+		}
+		if ad.ID == in.ID {
+			target, key = &ad, bytes.Clone(k)
+		}
+		if ad.Role == "admin" && ad.Active(a.now) {
+			admins++
+		}
+		return nil
+	})
+	if err != nil {
+		panic(fmt.Sprintf("fsm: read admins: %v", err))
+	}
+	switch {
+	case target == nil:
+		return reject(ErrNotFoundAdmin, "no admin with id "+in.ID)
+	case !target.RevokedAt.IsZero():
+		return nil
+	case target.Role == "admin" && target.Active(a.now) && admins == 1:
+		return reject(ErrConflict, "admin "+target.Name+" is the last active admin; create another first")
+	}
+	target.RevokedAt = a.now
+	putJSON(a.tx, bAdmins, key, target)
 	return nil
 }
 
@@ -129,6 +196,7 @@ func applyProvisionerPut(a *applyCtx) error {
 	var in ProvisionerPut
 	a.decode(&in)
 	p := in.Provisioner
+	a.notef("provisioner=%s kind=%s authority=%s expected_version=%d", p.Name, p.Kind, p.Authority, in.ExpectedVersion)
 	if a.tx.Bucket(bAuthorities).Get([]byte(p.Authority)) == nil {
 		return reject(ErrAuthorityUnknown, "unknown authority "+p.Authority)
 	}
@@ -156,4 +224,42 @@ func sameProvisioner(a, b *Provisioner) bool {
 	bx, _ := json.Marshal(x)
 	by, _ := json.Marshal(y)
 	return bytes.Equal(bx, by)
+}
+
+func init() {
+	register(CmdProvisionerDel, "provisioner_delete", 1, applyProvisionerDelete)
+}
+
+// ProvisionerDelete removes a provisioner. It is refused while tokens of it
+// are outstanding, unless Force, which revokes them.
+type ProvisionerDelete struct {
+	Name  string `json:"name"`
+	Force bool   `json:"force"`
+}
+
+func applyProvisionerDelete(a *applyCtx) error {
+	var in ProvisionerDelete
+	a.decode(&in)
+	a.notef("provisioner=%s force=%v", in.Name, in.Force)
+	if a.tx.Bucket(bProvisioners).Get([]byte(in.Name)) == nil {
+		return reject(ErrProvisioner, "no provisioner named "+in.Name)
+	}
+	var live []Token
+	prefix := []byte(in.Name + "\x00")
+	c := a.tx.Bucket(bTokensByProv).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		var t Token
+		if getJSON(a.tx, bTokens, k[len(prefix):], &t) == nil && t.outstanding(a.now) {
+			live = append(live, t)
+		}
+	}
+	if len(live) > 0 && !in.Force {
+		return reject(ErrConflict, fmt.Sprintf("provisioner %s has %d outstanding tokens; revoke them or force", in.Name, len(live)))
+	}
+	for i := range live {
+		live[i].RevokedAt = a.now
+		putJSON(a.tx, bTokens, live[i].Hash, &live[i])
+	}
+	del(a.tx, bProvisioners, []byte(in.Name))
+	return nil
 }

@@ -43,6 +43,7 @@ func applyIssue(a *applyCtx) error {
 	var in Issue
 	a.decode(&in)
 	c := &in.Cert
+	a.notef("serial=%s provisioner=%s sans=%v renews=%s", c.Serial, c.Provisioner, c.SANs, in.Renews)
 
 	if cur := a.tx.Bucket(bCerts).Get([]byte(c.Serial)); cur != nil {
 		var old Cert
@@ -108,10 +109,28 @@ func applyIssue(a *applyCtx) error {
 	if in.Renews != "" {
 		c.RenewedFrom = in.Renews
 	}
-	putJSON(a.tx, bCerts, []byte(c.Serial), c)
-	put(a.tx, bCertsByExpiry, timeKey(c.NotAfter, []byte(c.Serial)), nil)
+	putCert(a, c)
 	return nil
 }
+
+// putCert stores a certificate record and its search indexes.
+func putCert(a *applyCtx, c *Cert) {
+	serial := []byte(c.Serial)
+	putJSON(a.tx, bCerts, serial, c)
+	put(a.tx, bCertsByExpiry, timeKey(c.NotAfter, serial), nil)
+	for _, n := range c.SANs {
+		put(a.tx, bCertsBySAN, indexKey(n, c.Serial), nil)
+	}
+	if c.Provisioner != "" {
+		put(a.tx, bCertsByProv, indexKey(c.Provisioner, c.Serial), nil)
+	}
+	for k, v := range c.Properties {
+		put(a.tx, bCertsByProp, indexKey(k+"="+v, c.Serial), nil)
+	}
+}
+
+// indexKey is value, 0, id: a prefix scan for value lists its ids.
+func indexKey(value, id string) []byte { return []byte(value + "\x00" + id) }
 
 // checkRenewal enforces, at commit time, that a renewal keeps the old
 // certificate's identity and that the old certificate may still be renewed.

@@ -37,6 +37,7 @@ func revokedKey(c *Cert) []byte {
 func applyRevoke(a *applyCtx) error {
 	var in Revoke
 	a.decode(&in)
+	a.notef("serial=%s reason=%d", in.Serial, in.Reason)
 	var c Cert
 	if err := getJSON(a.tx, bCerts, []byte(in.Serial), &c); err != nil {
 		return reject(ErrCertUnknown, "no certificate with serial "+in.Serial)
@@ -55,6 +56,7 @@ func applyRevoke(a *applyCtx) error {
 func applyCRLPut(a *applyCtx) error {
 	var in CRL
 	a.decode(&in)
+	a.notef("authority=%s issuer=%s number=%d", in.Authority, in.Issuer, in.Number)
 	var auth Authority
 	if getJSON(a.tx, bAuthorities, []byte(in.Authority), &auth) != nil || auth.Issuer(in.Issuer) == nil {
 		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+in.Authority+"/"+in.Issuer)

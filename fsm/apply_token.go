@@ -19,6 +19,7 @@ type TokenRevoke struct {
 func applyTokenRevoke(a *applyCtx) error {
 	var in TokenRevoke
 	a.decode(&in)
+	a.notef("token_id=%s", in.ID)
 	hash := a.tx.Bucket(bTokenIDs).Get([]byte(in.ID))
 	var t Token
 	if hash == nil || getJSON(a.tx, bTokens, hash, &t) != nil {
@@ -52,6 +53,9 @@ type TokenPrune struct {
 func applyTokenCreate(a *applyCtx) error {
 	var in TokenCreate
 	a.decode(&in)
+	if len(in.Tokens) > 0 {
+		a.notef("tokens=%d provisioner=%s first_id=%s", len(in.Tokens), in.Tokens[0].Provisioner, in.Tokens[0].ID)
+	}
 	// Check everything before writing anything: a rejected entry leaves no trace.
 	fresh := in.Tokens[:0]
 	for i := range in.Tokens {
@@ -74,6 +78,7 @@ func applyTokenCreate(a *applyCtx) error {
 		putJSON(a.tx, bTokens, t.Hash, t)
 		put(a.tx, bTokenIDs, []byte(t.ID), t.Hash)
 		put(a.tx, bTokensByExp, timeKey(t.ExpiresAt, t.Hash), nil)
+		put(a.tx, bTokensByProv, append([]byte(t.Provisioner+"\x00"), t.Hash...), nil)
 	}
 	return nil
 }
@@ -81,6 +86,7 @@ func applyTokenCreate(a *applyCtx) error {
 func applyTokenPrune(a *applyCtx) error {
 	var in TokenPrune
 	a.decode(&in)
+	a.notef("before=%s", in.Before.Format(time.RFC3339))
 	limit := in.Limit
 	if limit <= 0 {
 		limit = 10000
@@ -90,6 +96,7 @@ func applyTokenPrune(a *applyCtx) error {
 		var t Token
 		if err := getJSON(a.tx, bTokens, hash, &t); err == nil {
 			del(a.tx, bTokenIDs, []byte(t.ID))
+			del(a.tx, bTokensByProv, append([]byte(t.Provisioner+"\x00"), hash...))
 		}
 		del(a.tx, bTokens, hash)
 		del(a.tx, bTokensByExp, k)

@@ -25,6 +25,8 @@ const (
 	CmdRevoke         CmdType = 9
 	CmdCRLPut         CmdType = 10
 	CmdIssuerAdd      CmdType = 11
+	CmdProvisionerDel CmdType = 12
+	CmdAdminRevoke    CmdType = 13
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -35,7 +37,16 @@ type Envelope struct {
 	Version uint16          `json:"v"`
 	Time    int64           `json:"ts"` // unix nanoseconds, leader's clock
 	ID      string          `json:"id,omitempty"`
+	Origin  *Origin         `json:"o,omitempty"`
 	Payload json.RawMessage `json:"p"`
+}
+
+// Origin says who asked for a command and from where, for the audit log:
+// an admin ("admin:ops/3f2a"), a provisioner and token ("provisioner:fleet
+// token:9c1d"), a certificate ("cert:5e0a"), or the system ("node:n1").
+type Origin struct {
+	Actor  string `json:"actor"`
+	Remote string `json:"remote,omitempty"` // client address as the receiving node saw it
 }
 
 // NewEnvelope encodes payload as the current version of command t.
@@ -78,7 +89,11 @@ type applyCtx struct {
 	index uint64
 	now   time.Time
 	env   *Envelope
+	note  string // what the command did, for its audit entry
 }
+
+// notef sets the audit note.
+func (a *applyCtx) notef(format string, args ...any) { a.note = fmt.Sprintf(format, args...) }
 
 // decode unmarshals the payload. A payload that does not decode was written by
 // a node with a bug; applying something else instead would diverge replicas.

@@ -35,6 +35,7 @@ var (
 	ErrCertExpired      = &Error{Code: "certificate_expired", Message: "certificate has expired"}
 	ErrVersionMismatch  = &Error{Code: "version_mismatch", Message: "record changed since it was read"}
 	ErrProvisioner      = &Error{Code: "provisioner_unknown", Message: "unknown provisioner"}
+	ErrNotFoundAdmin    = &Error{Code: "admin_unknown", Message: "no such admin"}
 	ErrSerialExists     = &Error{Code: "serial_exists", Message: "serial number already issued"}
 	ErrAuthorityUnknown = &Error{Code: "authority_unknown", Message: "unknown authority"}
 	ErrConflict         = &Error{Code: "conflict", Message: "conflicts with existing state"}

@@ -32,9 +32,16 @@ var (
 	bNoncesByExp   = []byte("nonces_by_expiry")
 	bRevoked       = []byte("revoked")
 	bCRLs          = []byte("crls")
+	bCertsBySAN    = []byte("certs_by_san")
+	bCertsByProv   = []byte("certs_by_provisioner")
+	bCertsByProp   = []byte("certs_by_property")
+	bTokensByProv  = []byte("tokens_by_provisioner")
+	bAudit         = []byte("audit")
 
+	// The audit log comes last: Digest leaves it out (it is a log of the
+	// state's history, not state) and AuditHead covers it.
 	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
-		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs}
+		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv, bAudit}
 
 	kApplied = []byte("applied_index")
 )
@@ -187,7 +194,9 @@ func applyOne(tx *bolt.Tx, l *raft.Log) any {
 		panic(fmt.Sprintf("fsm: index %d: command %d version %d not supported by this binary", l.Index, env.Type, env.Version))
 	}
 	a := &applyCtx{tx: tx, index: l.Index, now: time.Unix(0, env.Time).UTC(), env: env}
-	if err := h.fn(a); err != nil {
+	err = h.fn(a)
+	appendAudit(a, h.name, err)
+	if err != nil {
 		return err
 	}
 	return nil

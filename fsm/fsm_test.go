@@ -75,7 +75,7 @@ func workload(t *testing.T) []*raft.Log {
 	add := func(typ CmdType, at time.Time, p any) { logs = append(logs, b.entry(typ, at, p)) }
 	add(CmdAuthorityPut, t0, authority())
 	add(CmdNodeUpsert, t0, Node{ID: "n1", APIAddr: "127.0.0.1:1", RaftAddr: "127.0.0.1:2"})
-	add(CmdAdminCreate, t0, Admin{ID: "a1", Name: "bootstrap", Role: "admin", Hash: hashOf("admin")})
+	add(CmdAdminCreate, t0, AdminCreate{Admin: Admin{ID: "a1", Name: "bootstrap", Role: "admin", Hash: hashOf("admin")}})
 	var toks []Token
 	for i := range 20 {
 		toks = append(toks, token(fmt.Sprintf("s%d", i), fmt.Sprintf("t%d", i), fmt.Sprintf("d%d.example", i)))

@@ -1,11 +1,14 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // lifecycle is an FSM with an authority, a provisioner with a one-hour
@@ -255,5 +258,152 @@ func TestAuthorityPutVersion1StillApplies(t *testing.T) {
 	a, err := f.Authority("old")
 	if err != nil || len(a.Issuers) != 1 || a.Issuers[0].KeyURI != "softkey:/k" || !a.Issuers[0].Active {
 		t.Fatalf("%+v %v", a, err)
+	}
+}
+
+func TestAuditChain(t *testing.T) {
+	f := openTest(t)
+	logs := workload(t)
+	f.ApplyBatch(logs)
+	n, err := f.VerifyAudit()
+	if err != nil || n != uint64(len(logs)) {
+		t.Fatalf("verify: %d entries, %v", n, err)
+	}
+	entries, _ := f.Audit(AuditFilter{Command: "issue", Limit: 1000})
+	refused := 0
+	for _, e := range entries {
+		if e.Outcome == "token_used" {
+			refused++
+		}
+	}
+	if len(entries) != 22+1 || refused != 1 {
+		t.Errorf("%d issue entries, %d refused", len(entries), refused)
+	}
+	// Two FSMs fed the same log hold the same chain.
+	g := openTest(t)
+	for _, l := range logs {
+		g.ApplyBatch([]*raft.Log{l})
+	}
+	if _, h1 := f.AuditHead(); func() string { _, h := g.AuditHead(); return h }() != h1 {
+		t.Error("audit chains differ")
+	}
+}
+
+func TestAuditTamperingIsDetected(t *testing.T) {
+	tamper := map[string]func(tx *bolt.Tx){
+		"edit": func(tx *bolt.Tx) {
+			b := tx.Bucket(bAudit)
+			v := bytes.Replace(b.Get(seqKey(5)), []byte(`"outcome":"ok"`), []byte(`"outcome":"no"`), 1)
+			b.Put(seqKey(5), v)
+		},
+		"delete": func(tx *bolt.Tx) { tx.Bucket(bAudit).Delete(seqKey(7)) },
+		"truncate": func(tx *bolt.Tx) {
+			b := tx.Bucket(bAudit)
+			k, _ := b.Cursor().Last()
+			b.Delete(k)
+		},
+	}
+	for name, fn := range tamper {
+		t.Run(name, func(t *testing.T) {
+			f := openTest(t)
+			f.ApplyBatch(workload(t))
+			f.db.Update(func(tx *bolt.Tx) error { fn(tx); return nil })
+			if _, err := f.VerifyAudit(); !errors.Is(err, ErrAuditBroken) {
+				t.Fatalf("tampering (%s) not detected: %v", name, err)
+			}
+		})
+	}
+}
+
+func TestSearchCerts(t *testing.T) {
+	f, b := lifecycle(t)
+	for i := range 5 {
+		tok := Token{ID: fmt.Sprint("q", i), Hash: hashOf(fmt.Sprint("search", i)), Provisioner: "p", SANs: []string{"x.example"},
+			ExpiresAt: t0.Add(time.Hour), Properties: map[string]string{"fleet": []string{"eu-1", "us-1"}[i%2]}}
+		apply(t, f, b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{tok}}))
+		c := provCert(fmt.Sprintf("%x", 0x100+i), "x.example")
+		c.NotAfter = t0.Add(time.Duration(i+1) * time.Hour)
+		if err := apply(t, f, b.entry(CmdIssue, t0, Issue{TokenHash: tok.Hash, Cert: c})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(t, f, b.entry(CmdRevoke, t0, Revoke{Serial: "101"}))
+	count := func(q CertQuery) int {
+		q.Now = t0.Add(150 * time.Minute)
+		out, _, err := f.SearchCerts(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(out)
+	}
+	for name, tt := range map[string]struct {
+		q    CertQuery
+		want int
+	}{
+		"by san":             {CertQuery{SAN: "x.example"}, 5},
+		"by property":        {CertQuery{Property: "fleet=eu-1"}, 4}, // and "01" from the setup
+		"by provisioner":     {CertQuery{Provisioner: "p"}, 6},       // and "01" from the setup
+		"revoked":            {CertQuery{SAN: "x.example", Status: "revoked"}, 1},
+		"expired":            {CertQuery{SAN: "x.example", Status: "expired"}, 1}, // 100 (1h); 101 is revoked
+		"valid":              {CertQuery{SAN: "x.example", Status: "valid"}, 3},
+		"expiry window":      {CertQuery{ExpiresAfter: t0.Add(2 * time.Hour), ExpiresBefore: t0.Add(4 * time.Hour)}, 2},
+		"property and state": {CertQuery{Property: "fleet=us-1", Status: "valid"}, 1},
+	} {
+		if got := count(tt.q); got != tt.want {
+			t.Errorf("%s: %d, want %d", name, got, tt.want)
+		}
+	}
+	// Paging visits every record once.
+	var seen []string
+	var cursor []byte
+	for {
+		page, next, _ := f.SearchCerts(CertQuery{SAN: "x.example", Cursor: cursor, Limit: 2})
+		for _, c := range page {
+			seen = append(seen, c.Serial)
+		}
+		if next == nil {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != 5 {
+		t.Errorf("paged through %v", seen)
+	}
+}
+
+func TestProvisionerDeleteAndOutstandingTokens(t *testing.T) {
+	f, b := lifecycle(t)
+	apply(t, f, b.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{{ID: "t2", Hash: hashOf("s2"), Provisioner: "p", SANs: []string{"a"}, ExpiresAt: t0.Add(time.Hour)}}}))
+	toks, _, _ := f.OutstandingTokens("p", t0, nil, 10)
+	if len(toks) != 1 || toks[0].ID != "t2" { // t1 was used in setup
+		t.Fatalf("outstanding: %+v", toks)
+	}
+	if err := apply(t, f, b.entry(CmdProvisionerDel, t0, ProvisionerDelete{Name: "p"})); !errors.Is(err, ErrConflict) {
+		t.Fatalf("delete with outstanding tokens: %v", err)
+	}
+	if err := apply(t, f, b.entry(CmdProvisionerDel, t0, ProvisionerDelete{Name: "p", Force: true})); err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := f.TokenByID("t2"); tok.RevokedAt.IsZero() {
+		t.Error("forced delete left the token usable")
+	}
+	if _, err := f.Provisioner("p"); !errors.Is(err, ErrNotFound) {
+		t.Error("provisioner kept")
+	}
+}
+
+func TestLastAdminCannotBeRevoked(t *testing.T) {
+	f, b := lifecycle(t)
+	apply(t, f, b.entry(CmdAdminCreate, t0, AdminCreate{Admin: Admin{ID: "a1", Name: "root", Role: "admin", Hash: hashOf("a1")}}))
+	apply(t, f, b.entry(CmdAdminCreate, t0, AdminCreate{Admin: Admin{ID: "a2", Name: "audit", Role: "auditor", Hash: hashOf("a2")}}))
+	if err := apply(t, f, b.entry(CmdAdminRevoke, t0, AdminRevoke{ID: "a1"})); !errors.Is(err, ErrConflict) {
+		t.Fatalf("revoking the last admin: %v", err)
+	}
+	apply(t, f, b.entry(CmdAdminCreate, t0, AdminCreate{Admin: Admin{ID: "a3", Name: "ops", Role: "admin", Hash: hashOf("a3")}}))
+	if err := apply(t, f, b.entry(CmdAdminRevoke, t0, AdminRevoke{ID: "a1"})); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := f.AdminByHash(hashOf("a1")); a.Active(t0) {
+		t.Error("revoked admin still active")
 	}
 }

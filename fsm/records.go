@@ -94,14 +94,38 @@ type Token struct {
 	RevokedAt   time.Time         `json:"revoked_at,omitzero"`
 }
 
-// Admin is an admin API credential, stored as the hash of its bearer token.
+// outstanding reports whether a token can still be used at t.
+func (t *Token) outstanding(at time.Time) bool {
+	return t.UsedBy == "" && t.RevokedAt.IsZero() && at.Before(t.ExpiresAt)
+}
+
+// Outstanding reports whether a token can still be used at t.
+func (t *Token) Outstanding(at time.Time) bool { return t.outstanding(at) }
+
+// Admin is an admin credential: a bearer token, stored as its hash, or a
+// client certificate from the "admin" authority, stored by serial.
 type Admin struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Role      string    `json:"role"`
-	Hash      []byte    `json:"hash"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"` // zero: no expiry
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Role       string    `json:"role"`
+	Hash       []byte    `json:"hash,omitempty"`
+	CertSerial string    `json:"cert_serial,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"` // zero: no expiry
+	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+}
+
+// key is where the admin is stored: by token hash or by certificate.
+func (a *Admin) key() []byte {
+	if len(a.Hash) > 0 {
+		return a.Hash
+	}
+	return []byte("cert:" + a.CertSerial)
+}
+
+// Active reports whether the credential may be used at t.
+func (a *Admin) Active(t time.Time) bool {
+	return a.RevokedAt.IsZero() && (a.ExpiresAt.IsZero() || t.Before(a.ExpiresAt))
 }
 
 // Node is a cluster member's addresses, so any node can reach the leader's API.

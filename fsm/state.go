@@ -154,7 +154,7 @@ func (f *FSM) Node(id string) (*Node, error) { return get[Node](f, bNodes, []byt
 func (f *FSM) Digest() string {
 	h := sha256.New()
 	_ = f.view(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets[1:] {
+		for _, name := range allBuckets[1 : len(allBuckets)-1] {
 			b := tx.Bucket(name)
 			fmt.Fprintf(h, "bucket %s\n", name)
 			_ = b.ForEach(func(k, v []byte) error {

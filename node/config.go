@@ -53,6 +53,8 @@ type Config struct {
 	// AllowInsecureSoftSigner permits softkey: URIs, keys in files. For
 	// development only; the node warns at every start.
 	AllowInsecureSoftSigner bool
+	// AuditFile, if set, receives this node's audit log as JSON lines.
+	AuditFile string
 
 	// Not in the file: tuning for tests and dev mode.
 	Timing      cluster.Timing
@@ -90,6 +92,11 @@ type fileConfig struct {
 	Signer                  *signerBlock       `hcl:"signer,block"`
 	BootstrapAdminTokenFile string             `hcl:"bootstrap_admin_token_file,optional"`
 	AllowInsecureSoftSigner bool               `hcl:"allow_insecure_soft_signer,optional"`
+	Audit                   *auditBlock        `hcl:"audit,block"`
+}
+
+type auditBlock struct {
+	File string `hcl:"file"`
 }
 
 type signerBlock struct {
@@ -182,6 +189,9 @@ func Parse(filename string, src []byte) (*Config, error) {
 		c.HTTPListen = f.HTTP.Listen
 	}
 	c.AllowInsecureSoftSigner = f.AllowInsecureSoftSigner
+	if f.Audit != nil {
+		c.AuditFile = f.Audit.File
+	}
 	if b := f.Signer; b != nil {
 		c.Signer = signer.Options{Concurrency: b.Concurrency, Rate: b.Rate, Burst: b.Burst}
 		var err error

@@ -103,6 +103,31 @@ func (p *DevPKI) Authority(baseURL string) *AuthorityConfig {
 	return &AuthorityConfig{Name: authority.DefaultAuthority, RootFile: p.RootFile, ChainFile: p.ChainFile, Key: p.KeyURI, BaseURL: baseURL}
 }
 
+// AdminAuthority is the config block of the dev "admin" authority, whose
+// client certificates authenticate admins; its intermediate is made on
+// first use.
+func (p *DevPKI) AdminAuthority() (*AuthorityConfig, error) {
+	dir := filepath.Dir(p.RootFile)
+	chain, keyFile := filepath.Join(dir, "admin-intermediate.pem"), filepath.Join(dir, "admin-intermediate.key")
+	if _, err := os.Stat(chain); err != nil {
+		if p.rootKey == nil {
+			return nil, errors.New("dev pki: root key not loaded")
+		}
+		_, key, err := soft.Generate(keyFile)
+		if err != nil {
+			return nil, err
+		}
+		inter, err := authority.CreateIntermediate(p.root, p.rootKey, key.Public(), "quorumca dev admin CA", 5*365*24*time.Hour, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(chain, authority.EncodePEM(inter.Raw), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return &AuthorityConfig{Name: authority.AdminAuthority, RootFile: p.RootFile, ChainFile: chain, Key: soft.Scheme + ":" + keyFile}, nil
+}
+
 // NodeTLS returns the API certificate and key files in dir for hosts,
 // creating them, signed by the root, if they do not exist.
 func (p *DevPKI) NodeTLS(dir string, hosts []string) (certFile, keyFile string, err error) {

@@ -43,6 +43,7 @@ type Node struct {
 
 	publicListener net.Listener // plain HTTP: CRLs and OCSP
 	public         *http.Server
+	audit          *auditSink
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -116,7 +117,15 @@ func (n *Node) start() error {
 	}
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
 
-	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Registry: reg, Logger: n.log}
+	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Registry: reg, Logger: n.log,
+		Refused: n.refused}
+	if cfg.AuditFile != "" {
+		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
+			return err
+		}
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.audit.follow(n.ctx, n.fsm) }()
+	}
 	n.http = &http.Server{
 		Handler: srv.Routes(),
 		TLSConfig: &tls.Config{
@@ -153,6 +162,19 @@ func (n *Node) start() error {
 	return nil
 }
 
+// refused logs a request this node refused, with the rule that refused it.
+func (n *Node) refused(r *http.Request, status int, code, msg string) {
+	lvl := slog.LevelInfo
+	if status >= 500 {
+		lvl = slog.LevelWarn
+	}
+	n.log.Log(r.Context(), lvl, "request refused", "component", "audit", "remote", r.RemoteAddr,
+		"method", r.Method, "path", r.URL.Path, "status", status, "code", code, "message", msg)
+	if n.audit != nil {
+		n.audit.refused(n.cfg.NodeName, r, status, code, msg)
+	}
+}
+
 func (n *Node) serve(run func() error) {
 	n.wg.Add(1)
 	go func() {
@@ -181,8 +203,9 @@ func loadPool(path string) (*x509.CertPool, error) {
 // these writes is repaired on restart.
 func (n *Node) bootstrapLoop() {
 	defer n.wg.Done()
+	ctx := authority.WithOrigin(n.ctx, "node:"+n.cfg.NodeName+" bootstrap", "")
 	for {
-		err := n.bootstrapOnce(n.ctx)
+		err := n.bootstrapOnce(ctx)
 		if err == nil || n.ctx.Err() != nil {
 			return
 		}
@@ -294,6 +317,7 @@ func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
 // leaderLoop runs while this node leads: it keeps CRLs current and drops
 // expired tokens.
 func (n *Node) leaderLoop(ctx context.Context) {
+	ctx = authority.WithOrigin(ctx, "node:"+n.cfg.NodeName, "")
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -351,6 +375,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.cluster.Shutdown())
 	}
 	n.wg.Wait()
+	if n.audit != nil {
+		errs = append(errs, n.audit.close())
+	}
 	if n.fsm != nil {
 		errs = append(errs, n.fsm.Close())
 	}

@@ -45,6 +45,7 @@ type testCluster struct {
 	authorities        []*AuthorityConfig
 	noDefaultAuthority bool
 	signer             signer.Options
+	auditFiles         bool   // each node writes <dir>/audit-<name>.jsonl
 	admin              string // bootstrap admin token
 }
 
@@ -149,6 +150,9 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 		cfg.BootstrapAdminTokenFile = filepath.Join(c.dir, "admin.token")
 	} else {
 		cfg.Join = []string{"https://" + c.nodes[0].cfg.APIListen}
+	}
+	if c.auditFiles {
+		cfg.AuditFile = filepath.Join(c.dir, "audit-"+name+".jsonl")
 	}
 	tn := &testNode{cfg: cfg}
 	c.nodes = append(c.nodes, tn)

@@ -100,8 +100,12 @@ func runDev(args []string) int {
 			Logger: log, AllowInsecureSoftSigner: true,
 		}
 		if i == 0 {
+			adminCA, err := pki.AdminAuthority()
+			if err != nil {
+				return fail("dev: %v", err)
+			}
 			cfg.Bootstrap = true
-			cfg.Authorities = []*node.AuthorityConfig{pki.Authority("http://" + httpAddr)}
+			cfg.Authorities = []*node.AuthorityConfig{pki.Authority("http://" + httpAddr), adminCA}
 			cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
 		} else {
 			cfg.Join = []string{"https://" + running[0].APIAddr()}

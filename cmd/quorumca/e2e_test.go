@@ -298,7 +298,7 @@ func TestDevThreeNodes(t *testing.T) {
 	if err := json.Unmarshal([]byte(operator("list", "-format", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[1].Name != "ops" || len(list[1].Issuers) != 2 || list[1].Issuers[0].Active || !list[1].Issuers[1].Active {
+	if len(list) != 3 || list[2].Name != "ops" || len(list[2].Issuers) != 2 || list[2].Issuers[0].Active || !list[2].Issuers[1].Active {
 		t.Errorf("authorities after create and rotate: %+v", list)
 	}
 	if out := operator("csr", "-key", "softkey:"+filepath.Join(dir, "ops-int3.key"), "-create-key", "-cn", "Next CA"); !strings.Contains(out, "BEGIN CERTIFICATE REQUEST") {

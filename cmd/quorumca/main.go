@@ -26,6 +26,11 @@ func commands() []command {
 		{"server", "Run a CA node from an HCL config file", runServer},
 		{"dev", "Run a throwaway CA (one or more nodes) with a software key", runDev},
 		{"operator", "Operate a cluster: authorities (create, import, rotate)", runOperator},
+		{"provisioner", "Manage provisioners (who may get which certificate)", runProvisioner},
+		{"token", "Mint, list and revoke enrollment tokens", runToken},
+		{"cert", "Search and revoke issued certificates", runCert},
+		{"admin", "Manage admin credentials", runAdmin},
+		{"audit", "Read, follow and verify the audit log", runAudit},
 		{"version", "Print the version", func([]string) int { fmt.Println("quorumca", version); return 0 }},
 	}
 }

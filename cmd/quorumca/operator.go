@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -71,178 +72,155 @@ func trimNL(b []byte) []byte {
 	return b
 }
 
-// parse parses flags and builds the client; ok false means exit with code.
-func parse(fs *flag.FlagSet, af *apiFlags, args []string) (*client.Client, int, bool) {
+// parseWith also takes exactly npos positional arguments, before or
+// after the flags.
+func parseWith(fs *flag.FlagSet, af *apiFlags, args []string, npos int) (*client.Client, []string, int, bool) {
 	af.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, 2, false
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, 2, false
+		}
+		if args = fs.Args(); len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if len(pos) != npos {
+		fmt.Fprintf(os.Stderr, "quorumca %s: want %d argument(s), got %d\n", fs.Name(), npos, len(pos))
+		return nil, nil, 2, false
 	}
 	c, err := af.client()
 	if err != nil {
-		return nil, fail("%v", err), false
+		return nil, nil, fail("%v", err), false
 	}
-	return c, 0, true
+	return c, pos, 0, true
 }
 
 func ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 2*time.Minute)
 }
 
-func authorityCreate(args []string) int {
-	fs := flag.NewFlagSet("operator authority create", flag.ContinueOnError)
-	var af apiFlags
-	var req client.CreateAuthority
-	fs.StringVar(&req.Name, "name", "", "authority name (required)")
-	fs.StringVar(&req.RootKey, "root-key", "", "key URI of the root (awskms:..., pkcs11:...)")
-	fs.StringVar(&req.Key, "key", "", "key URI of the issuing intermediate")
-	fs.BoolVar(&req.CreateKeys, "create-keys", false, "create the keys in their backend first (the URIs name where)")
-	fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-keys: EC_P256, EC_P384, RSA_2048, RSA_3072, RSA_4096")
-	fs.StringVar(&req.RootCommonName, "root-cn", "", "root common name")
-	fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
-	fs.StringVar(&req.RootTTL, "root-ttl", "", "root lifetime (default 87600h)")
-	fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime (default 43800h)")
-	fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP in issued certificates")
-	c, code, ok := parse(fs, &af, args)
-	if !ok {
-		return code
+// contextBackground lives until the process is interrupted.
+func contextBackground() context.Context {
+	c, _ := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return c
+}
+
+func authorityTable(as ...client.Authority) func(*tabwriter.Writer) {
+	return func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "AUTHORITY\tISSUER\tACTIVE\tNOT AFTER\tKEY")
+		for _, a := range as {
+			for _, iss := range a.Issuers {
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", a.Name, iss.ID, iss.Active, iss.NotAfter.Format(time.DateOnly), iss.KeyURI)
+			}
+		}
 	}
-	if req.Name == "" || req.RootKey == "" || req.Key == "" {
-		return fail("authority create: -name, -root-key and -key are required")
-	}
-	cx, cancel := ctx()
-	defer cancel()
-	a, err := c.CreateAuthority(cx, req)
+}
+
+// authorityResult prints one authority, or fails.
+func authorityResult(a *client.Authority, err error) (*result, error) {
 	if err != nil {
-		return fail("authority create: %v", err)
+		return nil, err
 	}
-	return printAuthorities(os.Stdout, af.format, []client.Authority{*a})
+	return &result{a, authorityTable(*a)}, nil
+}
+
+func authorityCreate(args []string) int {
+	var req client.CreateAuthority
+	return apiCommand("operator authority create", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&req.Name, "name", "", "authority name (required)")
+		fs.StringVar(&req.RootKey, "root-key", "", "key URI of the root (awskms:..., pkcs11:...)")
+		fs.StringVar(&req.Key, "key", "", "key URI of the issuing intermediate")
+		fs.BoolVar(&req.CreateKeys, "create-keys", false, "create the keys in their backend first (the URIs name where)")
+		fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-keys: EC_P256, EC_P384, RSA_2048, RSA_3072, RSA_4096")
+		fs.StringVar(&req.RootCommonName, "root-cn", "", "root common name")
+		fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
+		fs.StringVar(&req.RootTTL, "root-ttl", "", "root lifetime (default 87600h)")
+		fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime (default 43800h)")
+		fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP in issued certificates")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		if req.Name == "" || req.RootKey == "" || req.Key == "" {
+			return nil, errors.New("-name, -root-key and -key are required")
+		}
+		return authorityResult(c.CreateAuthority(cx, req))
+	})(args)
 }
 
 func authorityCSR(args []string) int {
-	fs := flag.NewFlagSet("operator authority csr", flag.ContinueOnError)
-	var af apiFlags
 	var key client.KeyOptions
-	fs.StringVar(&key.Key, "key", "", "key URI of the new intermediate (required)")
-	fs.BoolVar(&key.CreateKeys, "create-key", false, "create the key in its backend first")
-	fs.StringVar(&key.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
-	cn := fs.String("cn", "", "intermediate common name")
-	out := fs.String("out", "", "write the CSR here (default: standard output)")
-	c, code, ok := parse(fs, &af, args)
-	if !ok {
-		return code
-	}
-	if key.Key == "" {
-		return fail("authority csr: -key is required")
-	}
-	cx, cancel := ctx()
-	defer cancel()
-	csr, err := c.AuthorityCSR(cx, key, *cn)
-	if err != nil {
-		return fail("authority csr: %v", err)
-	}
-	if *out == "" {
-		fmt.Print(csr.CSR)
-	} else if err := os.WriteFile(*out, []byte(csr.CSR), 0o644); err != nil {
-		return fail("authority csr: %v", err)
-	}
-	fmt.Fprintf(os.Stderr, "key: %s\nSign the request with the offline root, then run 'quorumca operator authority import'.\n", csr.Key)
-	return 0
+	var cn, outFile string
+	return apiCommand("operator authority csr", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&key.Key, "key", "", "key URI of the new intermediate (required)")
+		fs.BoolVar(&key.CreateKeys, "create-key", false, "create the key in its backend first")
+		fs.StringVar(&key.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
+		fs.StringVar(&cn, "cn", "", "intermediate common name")
+		fs.StringVar(&outFile, "out", "", "write the CSR here (default: standard output)")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		if key.Key == "" {
+			return nil, errors.New("-key is required")
+		}
+		csr, err := c.AuthorityCSR(cx, key, cn)
+		if err != nil {
+			return nil, err
+		}
+		if outFile == "" {
+			fmt.Print(csr.CSR)
+		} else if err := os.WriteFile(outFile, []byte(csr.CSR), 0o644); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "key: %s\nSign the request with the offline root, then run 'quorumca operator authority import'.\n", csr.Key)
+		return nil, nil
+	})(args)
 }
 
 func authorityImport(args []string) int {
-	fs := flag.NewFlagSet("operator authority import", flag.ContinueOnError)
-	var af apiFlags
 	var req client.ImportAuthority
-	fs.StringVar(&req.Name, "name", "", "authority name (required)")
-	rootFile := fs.String("root", "", "root certificate (PEM file, required)")
-	certFile := fs.String("cert", "", "the signed intermediate, and any certificates between it and the root (PEM file, required)")
-	fs.StringVar(&req.Key, "key", "", "key URI of the intermediate (required)")
-	fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP (new authorities)")
-	fs.BoolVar(&req.KeepOthers, "keep-others", false, "add beside the current issuers instead of replacing them")
-	c, code, ok := parse(fs, &af, args)
-	if !ok {
-		return code
-	}
-	if req.Name == "" || *rootFile == "" || *certFile == "" || req.Key == "" {
-		return fail("authority import: -name, -root, -cert and -key are required")
-	}
-	root, err := os.ReadFile(*rootFile)
-	if err != nil {
-		return fail("authority import: %v", err)
-	}
-	chain, err := os.ReadFile(*certFile)
-	if err != nil {
-		return fail("authority import: %v", err)
-	}
-	req.Root, req.Chain = string(root), string(chain)
-	cx, cancel := ctx()
-	defer cancel()
-	a, err := c.ImportAuthority(cx, req)
-	if err != nil {
-		return fail("authority import: %v", err)
-	}
-	return printAuthorities(os.Stdout, af.format, []client.Authority{*a})
+	var rootFile, certFile string
+	return apiCommand("operator authority import", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&req.Name, "name", "", "authority name (required)")
+		fs.StringVar(&rootFile, "root", "", "root certificate (PEM file, required)")
+		fs.StringVar(&certFile, "cert", "", "the signed intermediate, and any certificates between it and the root (PEM file, required)")
+		fs.StringVar(&req.Key, "key", "", "key URI of the intermediate (required)")
+		fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP (new authorities)")
+		fs.BoolVar(&req.KeepOthers, "keep-others", false, "add beside the current issuers instead of replacing them")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		if req.Name == "" || rootFile == "" || certFile == "" || req.Key == "" {
+			return nil, errors.New("-name, -root, -cert and -key are required")
+		}
+		root, err := os.ReadFile(rootFile)
+		if err != nil {
+			return nil, err
+		}
+		chain, err := os.ReadFile(certFile)
+		if err != nil {
+			return nil, err
+		}
+		req.Root, req.Chain = string(root), string(chain)
+		return authorityResult(c.ImportAuthority(cx, req))
+	})(args)
 }
 
 func authorityRotate(args []string) int {
-	fs := flag.NewFlagSet("operator authority rotate", flag.ContinueOnError)
-	var af apiFlags
 	var req client.RotateAuthority
-	name := fs.String("name", "", "authority name (required)")
-	fs.StringVar(&req.Key, "key", "", "key URI of the new intermediate (required)")
-	fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
-	fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
-	fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
-	fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime")
-	fs.BoolVar(&req.KeepOthers, "keep-others", false, "share issuance with the current issuers instead of replacing them")
-	c, code, ok := parse(fs, &af, args)
-	if !ok {
-		return code
-	}
-	if *name == "" || req.Key == "" {
-		return fail("authority rotate: -name and -key are required")
-	}
-	cx, cancel := ctx()
-	defer cancel()
-	a, err := c.RotateAuthority(cx, *name, req)
-	if err != nil {
-		return fail("authority rotate: %v", err)
-	}
-	return printAuthorities(os.Stdout, af.format, []client.Authority{*a})
+	var name string
+	return apiCommand("operator authority rotate", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "authority name (required)")
+		fs.StringVar(&req.Key, "key", "", "key URI of the new intermediate (required)")
+		fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
+		fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
+		fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
+		fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime")
+		fs.BoolVar(&req.KeepOthers, "keep-others", false, "share issuance with the current issuers instead of replacing them")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		if name == "" || req.Key == "" {
+			return nil, errors.New("-name and -key are required")
+		}
+		return authorityResult(c.RotateAuthority(cx, name, req))
+	})(args)
 }
 
-func authorityList(args []string) int {
-	fs := flag.NewFlagSet("operator authority list", flag.ContinueOnError)
-	var af apiFlags
-	c, code, ok := parse(fs, &af, args)
-	if !ok {
-		return code
-	}
-	cx, cancel := ctx()
-	defer cancel()
+var authorityList = apiCommand("operator authority list", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 	as, err := c.Authorities(cx)
-	if err != nil {
-		return fail("authority list: %v", err)
-	}
-	return printAuthorities(os.Stdout, af.format, as)
-}
-
-func printAuthorities(w io.Writer, format string, as []client.Authority) int {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(as); err != nil {
-			return fail("%v", err)
-		}
-		return 0
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AUTHORITY\tISSUER\tACTIVE\tNOT AFTER\tKEY")
-	for _, a := range as {
-		for _, iss := range a.Issuers {
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\n", a.Name, iss.ID, iss.Active, iss.NotAfter.Format(time.DateOnly), iss.KeyURI)
-		}
-	}
-	tw.Flush()
-	return 0
-}
+	return &result{as, authorityTable(as...)}, err
+})

@@ -1,0 +1,208 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// Admin roles, from most to least powerful.
+const (
+	RoleAdmin    = "admin"    // everything
+	RoleOperator = "operator" // day-to-day operations: tokens, revocations, cluster; no configuration
+	RoleAuditor  = "auditor"  // read-only, audit log included
+)
+
+// Permission is what an admin endpoint needs.
+type Permission int
+
+const (
+	PermRead      Permission = iota // any role
+	PermOperate                     // operator and admin
+	PermConfigure                   // admin: provisioners, authorities, admins
+)
+
+var rolePerm = map[string]Permission{RoleAuditor: PermRead, RoleOperator: PermOperate, RoleAdmin: PermConfigure}
+
+// Authorize checks that an admin's role grants a permission.
+func Authorize(a *fsm.Admin, p Permission) error {
+	have, ok := rolePerm[a.Role]
+	if !ok || have < p {
+		return fmt.Errorf("%w: role %q may not do this", ErrForbidden, a.Role)
+	}
+	return nil
+}
+
+// AdminAuthority is the authority whose client certificates authenticate
+// admins (mTLS), if the cluster has one.
+const AdminAuthority = "admin"
+
+// Actor names an admin in audit entries.
+func Actor(a *fsm.Admin) string { return "admin:" + a.Name + "/" + a.ID }
+
+// Origin: who asks, and from where; carried by the context into the
+// commands a request proposes, and from there into the audit log.
+type originKey struct{}
+
+// WithOrigin records the actor and remote address of a request.
+func WithOrigin(ctx context.Context, actor, remote string) context.Context {
+	return context.WithValue(ctx, originKey{}, fsm.Origin{Actor: actor, Remote: remote})
+}
+
+func originOf(ctx context.Context) fsm.Origin {
+	o, _ := ctx.Value(originKey{}).(fsm.Origin)
+	return o
+}
+
+// asActor returns ctx with the actor replaced, keeping the remote address.
+func asActor(ctx context.Context, actor string) context.Context {
+	return WithOrigin(ctx, actor, originOf(ctx).Remote)
+}
+
+// CreateAdmin stores a bootstrap admin credential and returns its token.
+func (ca *CA) CreateAdmin(ctx context.Context, name, role string) (string, error) {
+	m, err := ca.NewAdmin(ctx, AdminRequest{Name: name, Role: role})
+	if err != nil {
+		return "", err
+	}
+	return m.Token, nil
+}
+
+// AdminRequest creates an admin credential: a token, or, with a CSR, a
+// client certificate from the admin authority.
+type AdminRequest struct {
+	Name string
+	Role string
+	TTL  time.Duration // 0: tokens never expire; certificates live 30 days
+	CSR  []byte
+}
+
+// NewAdminCredential is a created credential, shown once.
+type NewAdminCredential struct {
+	Admin fsm.Admin
+	Token string   // bearer token, for token admins
+	Cert  []byte   // DER, for certificate admins
+	Chain [][]byte // the admin authority's chain
+}
+
+// NewAdmin creates an admin credential.
+func (ca *CA) NewAdmin(ctx context.Context, req AdminRequest) (*NewAdminCredential, error) {
+	if _, ok := rolePerm[req.Role]; !ok {
+		return nil, fmt.Errorf("%w: role: must be admin, operator or auditor", ErrInvalidRequest)
+	}
+	if req.Name == "" || len(req.Name) > 64 {
+		return nil, fmt.Errorf("%w: name: 1-64 characters", ErrInvalidRequest)
+	}
+	if req.TTL < 0 {
+		return nil, fmt.Errorf("%w: ttl: must not be negative", ErrInvalidRequest)
+	}
+	out := &NewAdminCredential{Admin: fsm.Admin{ID: randomID(12), Name: req.Name, Role: req.Role}}
+	if req.TTL > 0 {
+		out.Admin.ExpiresAt = ca.now().Add(req.TTL).UTC()
+	}
+	cmd := fsm.AdminCreate{}
+	if len(req.CSR) == 0 {
+		out.Token = newSecret(adminPrefix)
+		out.Admin.Hash, _ = parseSecret(adminPrefix, out.Token)
+	} else {
+		rec, chain, err := ca.signAdminCert(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out.Admin.CertSerial, out.Admin.ExpiresAt = rec.Serial, rec.NotAfter
+		out.Cert, out.Chain = rec.DER, chain
+		cmd.Cert = rec
+	}
+	cmd.Admin = out.Admin
+	if err := ca.proposeAndPropagate(ctx, fsm.CmdAdminCreate, cmd); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// signAdminCert issues a client certificate for an admin from the admin
+// authority; the admin keeps the key (only a CSR comes in).
+func (ca *CA) signAdminCert(ctx context.Context, req AdminRequest) (*fsm.Cert, [][]byte, error) {
+	a, err := ca.state.Authority(AdminAuthority)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: certificate admins need an authority named %q", ErrInvalidRequest, AdminAuthority)
+	}
+	csr, err := ParseCSR(req.CSR)
+	if err != nil {
+		return nil, nil, err
+	}
+	pol := DefaultPolicy()
+	if err := checkKeyPolicy(&pol, csr.PublicKey); err != nil {
+		return nil, nil, err
+	}
+	ttl := req.TTL
+	if ttl == 0 {
+		ttl = 30 * 24 * time.Hour
+	}
+	rec, chain, err := ca.signSpread(ctx, a, csr.PublicKey, &certNames{cn: "admin " + req.Name}, min(ttl, 365*24*time.Hour),
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
+	if err != nil {
+		return nil, nil, err
+	}
+	rec.Requester = originOf(ctx).Actor
+	return rec, chain, nil
+}
+
+// AuthenticateAdmin resolves a bearer token to an active admin.
+func (ca *CA) AuthenticateAdmin(ctx context.Context, bearer string) (*fsm.Admin, error) {
+	if bearer == "" {
+		return nil, fmt.Errorf("%w: an admin bearer token or admin certificate is required", ErrUnauthenticated)
+	}
+	hash, ok := parseSecret(adminPrefix, bearer)
+	if !ok {
+		return nil, fmt.Errorf("%w: malformed admin token", ErrUnauthenticated)
+	}
+	a, err := lookup(ctx, ca, func() (*fsm.Admin, error) { return ca.state.AdminByHash(hash) })
+	return ca.activeAdmin(a, err)
+}
+
+// AuthenticateAdminCert resolves a TLS client certificate to an active
+// admin: it must be, byte for byte, a certificate of the admin authority
+// issued to an admin, and not revoked.
+func (ca *CA) AuthenticateAdminCert(ctx context.Context, cert *x509.Certificate) (*fsm.Admin, error) {
+	serial := SerialHex(cert.SerialNumber)
+	rec, err := lookup(ctx, ca, func() (*fsm.Cert, error) { return ca.state.Cert(serial) })
+	if err != nil || !bytes.Equal(rec.DER, cert.Raw) || rec.Authority != AdminAuthority || rec.Revoked() {
+		return nil, fmt.Errorf("%w: the client certificate is not an admin certificate", ErrUnauthenticated)
+	}
+	return ca.activeAdmin(ca.state.AdminByCert(serial))
+}
+
+func (ca *CA) activeAdmin(a *fsm.Admin, err error) (*fsm.Admin, error) {
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, fmt.Errorf("%w: unknown admin credential", ErrUnauthenticated)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !a.Active(ca.now()) {
+		return nil, fmt.Errorf("%w: admin credential revoked or expired", ErrUnauthenticated)
+	}
+	return a, nil
+}
+
+// Admins lists admin credentials (no secrets: only hashes are stored).
+func (ca *CA) Admins(ctx context.Context) ([]*fsm.Admin, error) {
+	if err := ca.raft.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	return ca.state.Admins()
+}
+
+// RevokeAdmin withdraws an admin credential on every node.
+func (ca *CA) RevokeAdmin(ctx context.Context, id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("%w: admin id", ErrInvalidRequest)
+	}
+	return ca.proposeAndPropagate(ctx, fsm.CmdAdminRevoke, fsm.AdminRevoke{ID: id})
+}

@@ -1,0 +1,122 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// auditSink writes this node's view of the audit log as JSON lines for a log
+// shipper: every replicated entry as this node applies it, and every request
+// this node refused (refusals change no state, so only the refusing node
+// knows of them).
+type auditSink struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	last uint64 // highest replicated entry written
+}
+
+// refusal is the line written for a refused request.
+type refusal struct {
+	Refused bool      `json:"refused"`
+	Time    time.Time `json:"time"`
+	Node    string    `json:"node"`
+	Remote  string    `json:"remote"`
+	Method  string    `json:"method"`
+	Path    string    `json:"path"`
+	Status  int       `json:"status"`
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+}
+
+func openAuditSink(path string) (*auditSink, error) {
+	last, err := lastAuditSeq(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit file: %w", err)
+	}
+	return &auditSink{path: path, f: f, w: bufio.NewWriter(f), last: last}, nil
+}
+
+// lastAuditSeq finds the last replicated entry already in the file, so a
+// restart continues without repeating or skipping entries.
+func lastAuditSeq(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > 1<<20 {
+		f.Seek(-1<<20, io.SeekEnd) // the tail holds the newest entries
+	}
+	var last uint64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e fsm.AuditEntry
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Seq > last {
+			last = e.Seq
+		}
+	}
+	return last, nil
+}
+
+func (s *auditSink) line(v any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, _ := json.Marshal(v)
+	s.w.Write(append(b, '\n'))
+}
+
+func (s *auditSink) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.w.Flush()
+}
+
+func (s *auditSink) refused(node string, r *http.Request, status int, code, msg string) {
+	s.line(refusal{Refused: true, Time: time.Now().UTC(), Node: node, Remote: r.RemoteAddr, Method: r.Method,
+		Path: r.URL.Path, Status: status, Code: code, Message: msg})
+	s.flush()
+}
+
+// follow writes replicated entries as they are applied, until ctx ends.
+func (s *auditSink) follow(ctx context.Context, f *fsm.FSM) {
+	for {
+		entries, err := f.Audit(fsm.AuditFilter{After: s.last, Limit: 1000})
+		if err == nil {
+			for _, e := range entries {
+				s.line(e)
+				s.last = e.Seq
+			}
+			s.flush()
+		}
+		if len(entries) == 1000 {
+			continue
+		}
+		if f.WaitApplied(ctx, f.AppliedIndex()+1) != nil {
+			return
+		}
+	}
+}
+
+func (s *auditSink) close() error {
+	s.flush()
+	return s.f.Close()
+}

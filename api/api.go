@@ -30,6 +30,7 @@ type Server struct {
 	CA       *authority.CA
 	Cluster  Cluster
 	Internal http.Handler // node-to-node RPC, mounted at /v1/internal/
+	Operator Operator
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	// Refused, if set, hears of every request answered with an error: the
@@ -80,6 +81,11 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/admin/admins", s.createAdmin)
 	mux.HandleFunc("DELETE /v1/admin/admins/{id}", s.revokeAdmin)
 	mux.HandleFunc("GET /v1/admin/audit", s.audit)
+	mux.HandleFunc("GET /v1/admin/raft/peers", s.listPeers)
+	mux.HandleFunc("DELETE /v1/admin/raft/peers/{id}", s.removePeer)
+	mux.HandleFunc("POST /v1/admin/raft/transfer-leadership", s.transferLeadership)
+	mux.HandleFunc("GET /v1/admin/snapshot", s.saveSnapshot)
+	mux.HandleFunc("POST /v1/admin/snapshot", s.restoreSnapshot)
 	mux.HandleFunc("GET /v1/admin/authorities", s.listAuthorities)
 	mux.HandleFunc("POST /v1/admin/authorities", s.createAuthority)
 	mux.HandleFunc("POST /v1/admin/authorities/csr", s.authorityCSR)

@@ -8,20 +8,32 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // Config says where the CA is and how to talk to it.
 type Config struct {
-	Addr       string // https://host:port; default https://127.0.0.1:8443
-	CAFile     string // trust anchors for the API's certificate
+	Addr       string   // https://host:port; default https://127.0.0.1:8443
+	Addrs      []string // more addresses (other nodes) to fail over to
+	CAFile     string   // trust anchors for the API's certificate
 	AdminToken string
 	Timeout    time.Duration
+	// RetryFor is how long a request is retried, across the addresses, when
+	// a node refuses the connection or answers 503 (no leader, shutting
+	// down, signer away): answers given before any work was done, so a
+	// retry cannot do anything twice. Default 15s; negative: no retries.
+	RetryFor time.Duration
+	// Certificates are presented in TLS handshakes (renewal, admin mTLS).
+	Certificates []tls.Certificate
 }
 
 // FromEnv fills empty fields from QUORUMCA_ADDR, QUORUMCA_CA_FILE,
@@ -48,9 +60,12 @@ func (c Config) FromEnv() (Config, error) {
 
 // Client calls the API.
 type Client struct {
-	base  string
-	token string
-	http  *http.Client
+	base     string   // the first address
+	addrs    []string // every address, tried in turn
+	token    string
+	retryFor time.Duration
+	http     *http.Client
+	next     atomic.Uint32
 }
 
 // New builds a client.
@@ -61,7 +76,10 @@ func New(c Config) (*Client, error) {
 	if c.Timeout == 0 {
 		c.Timeout = 60 * time.Second
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.RetryFor == 0 {
+		c.RetryFor = 15 * time.Second
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: c.Certificates}
 	if c.CAFile != "" {
 		b, err := os.ReadFile(c.CAFile)
 		if err != nil {
@@ -72,11 +90,29 @@ func New(c Config) (*Client, error) {
 			return nil, fmt.Errorf("ca file %s holds no certificate", c.CAFile)
 		}
 	}
-	return &Client{
-		base:  strings.TrimSuffix(c.Addr, "/"),
-		token: c.AdminToken,
-		http:  &http.Client{Timeout: c.Timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}},
-	}, nil
+	cl := &Client{
+		base:     strings.TrimSuffix(c.Addr, "/"),
+		token:    c.AdminToken,
+		retryFor: c.RetryFor,
+		http:     &http.Client{Timeout: c.Timeout, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 16}},
+	}
+	cl.addrs = []string{cl.base}
+	for _, a := range c.Addrs {
+		if a = strings.TrimSuffix(a, "/"); a != cl.base {
+			cl.addrs = append(cl.addrs, a)
+		}
+	}
+	return cl, nil
+}
+
+// retryable reports whether a request can be sent again: the connection
+// was refused (nothing was sent), or the node answered 503.
+func retryable(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status == http.StatusServiceUnavailable
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // Error is an error reply of the API.
@@ -89,20 +125,46 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code) }
 
 // Do sends a JSON request and decodes the JSON reply into out (if not nil).
+// A refused connection or a 503 is retried, on the next address, with
+// jittered backoff, for up to RetryFor.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	deadline := time.Now().Add(c.retryFor)
+	wait := 50 * time.Millisecond
+	for {
+		addr := c.addrs[int(c.next.Load())%len(c.addrs)]
+		err := c.once(ctx, method, addr+path, body, in != nil, out)
+		if err == nil || !retryable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		c.next.Add(1) // this node is away: try the next
+		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, url string, body []byte, hasBody bool, out any) error {
+	var rd io.Reader
+	if hasBody {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	if hasBody {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
@@ -118,15 +180,20 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct{ Error Error }
-		if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
-			return &Error{Status: resp.StatusCode, Code: "http_error", Message: strings.TrimSpace(string(data))}
-		}
-		e.Error.Status = resp.StatusCode
-		return &e.Error
+		return errorFrom(resp.StatusCode, data)
 	}
 	if out != nil && len(data) > 0 {
 		return json.Unmarshal(data, out)
 	}
 	return nil
+}
+
+// errorFrom reads an API error reply.
+func errorFrom(status int, data []byte) error {
+	var e struct{ Error Error }
+	if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
+		return &Error{Status: status, Code: "http_error", Message: strings.TrimSpace(string(data))}
+	}
+	e.Error.Status = status
+	return &e.Error
 }

@@ -299,26 +299,30 @@ func (t *leaderTerm) end() {
 }
 
 // announceLoop keeps this node's addresses in the replicated node table so
-// any node can forward to it when it leads.
+// any node can forward to it when it leads. It keeps checking: a restored
+// snapshot brings another cluster's table.
 func (c *Cluster) announceLoop() {
 	defer c.wg.Done()
 	me := fsm.Node{ID: c.cfg.NodeID, APIAddr: c.cfg.APIAdvertise, RaftAddr: string(c.transport.LocalAddr())}
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
 	for {
-		if cur, err := c.fsm.Node(me.ID); err == nil && *cur == me {
-			return
-		}
-		err := c.propose(c.ctx, fsm.CmdNodeUpsert, me)
-		if err == nil {
+		wait := 5 * time.Second
+		if cur, err := c.fsm.Node(me.ID); err != nil || *cur != me {
+			if err := c.propose(c.ctx, fsm.CmdNodeUpsert, me); err != nil {
+				c.log.Debug("announce: retrying", "err", err)
+				if !backoff.wait(c.ctx) {
+					return
+				}
+				continue
+			}
 			c.log.Info("announced node", "api", me.APIAddr, "raft", me.RaftAddr)
-			return
 		}
-		if c.ctx.Err() != nil {
+		t := time.NewTimer(wait)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
 			return
-		}
-		c.log.Debug("announce: retrying", "err", err)
-		if !backoff.wait(c.ctx) {
-			return
+		case <-t.C:
 		}
 	}
 }

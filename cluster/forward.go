@@ -207,6 +207,13 @@ func (c *Cluster) post(ctx context.Context, url string, body []byte, out any) er
 		return errRetry{fmt.Errorf("forward to %s: %w", url, err)}
 	}
 	defer resp.Body.Close()
+	return c.rpcResult(resp, out)
+}
+
+// rpcResult decodes an internal RPC reply into out, or into the error the
+// other node reported.
+func (c *Cluster) rpcResult(resp *http.Response, out any) error {
+	url := resp.Request.URL.String()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRPCBody))
 	if err != nil {
 		return errRetry{fmt.Errorf("forward to %s: %w", url, err)}
@@ -227,6 +234,8 @@ func (c *Cluster) post(ctx context.Context, url string, body []byte, out any) er
 		return fmt.Errorf("%w: %s", ErrForbidden, e.Error.Message)
 	case http.StatusConflict:
 		return &e.Error
+	case http.StatusBadRequest:
+		return fmt.Errorf("%w: %s", ErrInvalid, e.Error.Message)
 	}
 	return fmt.Errorf("forward to %s: %s: %s", url, e.Error.Code, e.Error.Message)
 }
@@ -258,6 +267,21 @@ func (c *Cluster) Handler() http.Handler {
 		}
 		return struct{}{}, nil
 	}))
+	mux.HandleFunc("POST "+pathRemove, c.serve(func(ctx context.Context, body []byte) (any, error) {
+		var req idRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, errBadRPC{err}
+		}
+		return struct{}{}, c.removeLocal(req.ID)
+	}))
+	mux.HandleFunc("POST "+pathTransfer, c.serve(func(ctx context.Context, body []byte) (any, error) {
+		var req idRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, errBadRPC{err}
+		}
+		return struct{}{}, c.transferLocal(req.ID)
+	}))
+	mux.HandleFunc("POST "+pathRestore, c.serveRestore)
 	mux.HandleFunc("POST "+pathJoin, c.serve(func(ctx context.Context, body []byte) (any, error) {
 		var req joinRequest
 		if err := json.Unmarshal(body, &req); err != nil || req.ID == "" || req.RaftAddr == "" {
@@ -284,24 +308,29 @@ func (c *Cluster) serve(fn func(ctx context.Context, body []byte) (any, error)) 
 			return
 		}
 		out, err := fn(r.Context(), body)
-		var fe *fsm.Error
-		var bad errBadRPC
-		switch {
-		case err == nil:
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(out)
-		case errors.As(err, &fe):
-			writeRPCError(w, http.StatusConflict, fe.Code, fe.Message)
-		case errors.As(err, &bad):
-			writeRPCError(w, http.StatusBadRequest, "bad_request", err.Error())
-		case retryable(err):
-			writeRPCError(w, http.StatusMisdirectedRequest, "not_leader", err.Error())
-		case errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader):
-			writeRPCError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-		default:
-			c.log.Error("internal rpc failed", "path", r.URL.Path, "err", err)
-			writeRPCError(w, http.StatusInternalServerError, "internal", err.Error())
-		}
+		c.reply(w, r, out, err)
+	}
+}
+
+// reply writes an internal RPC's result or error.
+func (c *Cluster) reply(w http.ResponseWriter, r *http.Request, out any, err error) {
+	var fe *fsm.Error
+	var bad errBadRPC
+	switch {
+	case err == nil:
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
+	case errors.As(err, &fe):
+		writeRPCError(w, http.StatusConflict, fe.Code, fe.Message)
+	case errors.As(err, &bad), errors.Is(err, ErrInvalid):
+		writeRPCError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case retryable(err):
+		writeRPCError(w, http.StatusMisdirectedRequest, "not_leader", err.Error())
+	case errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader):
+		writeRPCError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	default:
+		c.log.Error("internal rpc failed", "path", r.URL.Path, "err", err)
+		writeRPCError(w, http.StatusInternalServerError, "internal", err.Error())
 	}
 }
 

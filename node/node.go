@@ -117,7 +117,7 @@ func (n *Node) start() error {
 	}
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
 
-	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Registry: reg, Logger: n.log,
+	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
 		Refused: n.refused}
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
@@ -355,8 +355,17 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 // Cluster exposes membership, for tests and operator tools.
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
-// Close stops serving and shuts the node down.
+// Close shuts the node down gracefully: a leader hands leadership over
+// first, then the node stops accepting requests, finishes those in flight
+// (which may still forward to the new leader), and leaves Raft.
 func (n *Node) Close() error {
+	if n.cluster != nil && n.cluster.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.cluster.TransferLeadership(ctx, ""); err != nil {
+			n.log.Warn("leadership transfer before shutdown failed", "err", err)
+		}
+		cancel()
+	}
 	n.cancel()
 	var errs []error
 	for _, s := range []*http.Server{n.public, n.http} {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -21,15 +22,24 @@ func runOperator(args []string) int {
 			"create": authorityCreate, "csr": authorityCSR, "import": authorityImport,
 			"rotate": authorityRotate, "list": authorityList,
 		},
+		"raft": {
+			"list-peers": raftListPeers, "remove-peer": raftRemovePeer, "transfer-leadership": raftTransfer,
+		},
+		"snapshot": {"save": snapshotSave, "restore": snapshotRestore},
 	}
 	if len(args) < 2 || groups[args[0]] == nil || groups[args[0]][args[1]] == nil {
-		fmt.Fprintln(os.Stderr, `Usage: quorumca operator authority <create|csr|import|rotate|list> [flags]
+		fmt.Fprintln(os.Stderr, `Usage: quorumca operator <group> <action> [flags]
 
-  create   an authority whose root and issuing keys are in a KMS or HSM
-  csr      a certificate request for an issuing key, for an offline root to sign
-  import   install an intermediate signed by an offline root (new authority or new issuer)
-  rotate   a new intermediate signed by the authority's root key
-  list     the authorities and their issuers`)
+  authority create     an authority whose root and issuing keys are in a KMS or HSM
+  authority csr        a certificate request for an issuing key, for an offline root to sign
+  authority import     install an intermediate signed by an offline root (new authority or new issuer)
+  authority rotate     a new intermediate signed by the authority's root key
+  authority list       the authorities and their issuers
+  raft list-peers      the Raft configuration
+  raft remove-peer ID  remove a server from the Raft configuration
+  raft transfer-leadership [-to ID]
+  snapshot save FILE   a consistent, checksummed snapshot of the whole state
+  snapshot restore FILE  replace the cluster's state with a snapshot (disaster recovery)`)
 		return 2
 	}
 	return groups[args[0]][args[1]](args[2:])
@@ -42,7 +52,7 @@ type apiFlags struct {
 }
 
 func (f *apiFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", "", "API address, https://host:port (QUORUMCA_ADDR; default https://127.0.0.1:8443)")
+	fs.StringVar(&f.addr, "addr", "", "API address, https://host:port, or several comma-separated to fail over (QUORUMCA_ADDR; default https://127.0.0.1:8443)")
 	fs.StringVar(&f.caFile, "ca-file", "", "trust anchors of the API certificate (QUORUMCA_CA_FILE)")
 	fs.StringVar(&f.token, "admin-token", "", "admin bearer token (QUORUMCA_ADMIN_TOKEN)")
 	fs.StringVar(&f.tokenFile, "admin-token-file", "", "file holding the admin token (QUORUMCA_ADMIN_TOKEN_FILE)")
@@ -61,6 +71,9 @@ func (f *apiFlags) client() (*client.Client, error) {
 	cfg, err := cfg.FromEnv()
 	if err != nil {
 		return nil, err
+	}
+	if addrs := strings.Split(cfg.Addr, ","); len(addrs) > 1 {
+		cfg.Addr, cfg.Addrs = addrs[0], addrs[1:]
 	}
 	return client.New(cfg)
 }
@@ -223,4 +236,65 @@ func authorityRotate(args []string) int {
 var authorityList = apiCommand("operator authority list", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 	as, err := c.Authorities(cx)
 	return &result{as, authorityTable(as...)}, err
+})
+
+func peerTable(ps ...client.Peer) func(*tabwriter.Writer) {
+	return func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tAPI ADDRESS\tSUFFRAGE\tLEADER")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", p.ID, p.Address, p.APIAddr, p.Suffrage, p.Leader)
+		}
+	}
+}
+
+var raftListPeers = apiCommand("operator raft list-peers", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	ps, err := c.Peers(cx)
+	return &result{ps, peerTable(ps...)}, err
+})
+
+var raftRemovePeer = apiCommand("operator raft remove-peer", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+	return nil, c.RemovePeer(cx, pos[0])
+})
+
+func raftTransfer(args []string) int {
+	var to string
+	return apiCommand("operator raft transfer-leadership", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&to, "to", "", "the voter to hand leadership to (default: the most up to date)")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		return nil, c.TransferLeadership(cx, to)
+	})(args)
+}
+
+var snapshotSave = apiCommand("operator snapshot save", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+	tmp := pos[0] + ".partial"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp)
+	if err := c.SaveSnapshot(contextBackground(), f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, pos[0]); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "snapshot written to %s\n", pos[0])
+	return nil, nil
+})
+
+var snapshotRestore = apiCommand("operator snapshot restore", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := c.RestoreSnapshot(contextBackground(), f); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(os.Stderr, "snapshot restored")
+	return nil, nil
 })

@@ -1,0 +1,102 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/cluster"
+)
+
+// Operator endpoints on the Raft group: peers, removal, leadership transfer,
+// snapshot save and restore.
+
+// Operator is what these endpoints need of the cluster.
+type Operator interface {
+	Peers() ([]cluster.Peer, error)
+	RemovePeer(ctx context.Context, id string) error
+	TransferLeadership(ctx context.Context, id string) error
+	WriteSnapshot(ctx context.Context, w io.Writer) error
+	RestoreSnapshot(ctx context.Context, r io.Reader) error
+}
+
+func (s *Server) listPeers(w http.ResponseWriter, r *http.Request) {
+	if _, _, ok := s.admin(w, r, authority.PermRead); !ok {
+		return
+	}
+	peers, err := s.Operator.Peers()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"peers": peers})
+}
+
+func (s *Server) removePeer(w http.ResponseWriter, r *http.Request) {
+	_, ctx, ok := s.admin(w, r, authority.PermOperate)
+	if !ok {
+		return
+	}
+	if err := s.Operator.RemovePeer(ctx, r.PathValue("id")); err != nil {
+		s.fail(w, r, clusterError(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		To string `json:"to,omitempty"`
+	}
+	ctx, ok := s.adminDecode(w, r, authority.PermOperate, &req)
+	if !ok {
+		return
+	}
+	if err := s.Operator.TransferLeadership(ctx, req.To); err != nil {
+		s.fail(w, r, clusterError(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// saveSnapshot streams a consistent, checksummed copy of the whole state.
+func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
+	_, ctx, ok := s.admin(w, r, authority.PermOperate)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="quorumca-%s.snap"`, time.Now().UTC().Format("20060102T150405Z")))
+	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // large states take a while
+	if err := s.Operator.WriteSnapshot(ctx, w); err != nil {
+		s.Logger.Error("snapshot save failed", "err", err) // the body has begun: no error reply
+	}
+}
+
+// restoreSnapshot replaces the cluster's state with a saved snapshot:
+// disaster recovery onto a fresh cluster. Admin only.
+func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
+	_, ctx, ok := s.admin(w, r, authority.PermConfigure)
+	if !ok {
+		return
+	}
+	http.NewResponseController(w).SetReadDeadline(time.Time{})
+	if err := s.Operator.RestoreSnapshot(ctx, r.Body); err != nil {
+		s.fail(w, r, clusterError(err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// clusterError makes an operator request the cluster could not carry out a
+// 400 naming why.
+func clusterError(err error) error {
+	if errors.Is(err, cluster.ErrInvalid) {
+		return badRequest(err.Error())
+	}
+	return err
+}

@@ -38,6 +38,7 @@ type Server struct {
 	Refused func(r *http.Request, status int, code, message string)
 
 	duration *prometheus.HistogramVec
+	ops      *opMetrics
 }
 
 // Request body limits. A CSR with many names and an RSA-8192 key fits in
@@ -61,6 +62,7 @@ func (s *Server) Routes() http.Handler {
 	if s.Registry != nil {
 		s.Registry.MustRegister(s.duration)
 	}
+	s.ops = newOpMetrics(s.Registry)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/sign", s.sign)
@@ -102,7 +104,9 @@ func (s *Server) Routes() http.Handler {
 		mux.Handle("/v1/internal/", s.Internal)
 	}
 	if s.Registry != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+		metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+		mux.Handle("GET /v1/metrics", metrics)
+		mux.Handle("GET /metrics", metrics)
 	}
 	return s.middleware(mux)
 }
@@ -132,7 +136,8 @@ func (s *Server) middleware(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		r = r.WithContext(authority.WithOrigin(r.Context(), "", remoteAddr(r)))
+		ctx, outcome := withOutcome(authority.WithOrigin(r.Context(), "", remoteAddr(r)))
+		r = r.WithContext(ctx)
 		// Handler finds the route; ServeHTTP (not the returned handler)
 		// is what sets path values.
 		var h http.Handler = mux
@@ -152,7 +157,12 @@ func (s *Server) middleware(mux *http.ServeMux) http.Handler {
 					writeError(sw, http.StatusInternalServerError, "internal", "internal error")
 				}
 			}
-			s.duration.WithLabelValues(route, fmt.Sprint(sw.code)).Observe(time.Since(start).Seconds())
+			d := time.Since(start)
+			s.duration.WithLabelValues(route, fmt.Sprint(sw.code)).Observe(d.Seconds())
+			if *outcome == "" {
+				*outcome = "ok"
+			}
+			s.ops.observe(route, *outcome, d)
 		}()
 		h.ServeHTTP(sw, r)
 	})

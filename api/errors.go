@@ -83,6 +83,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if s.Refused != nil {
 		s.Refused(r, status, code, msg)
 	}
+	setOutcome(r, code)
 	writeError(w, status, code, msg)
 }
 

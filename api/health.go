@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -11,12 +12,29 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Cluster.Status())
 }
 
-// ready says whether this node should receive traffic: it knows a leader and
-// its signer works. Load balancers check it.
+// Bounds of readiness: a follower that has not heard from the leader for
+// longer, or has more committed entries left to apply, is not ready.
+const (
+	readyContact = 10 * time.Second
+	readyLag     = 1000
+)
+
+// ready says whether this node should receive traffic: it knows a leader,
+// hears from it, has applied what is committed (within a bound), and its
+// signer works. Load balancers check it.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	st := s.Cluster.Status()
-	if st.LeaderID == "" {
+	switch {
+	case st.LeaderID == "":
 		writeError(w, http.StatusServiceUnavailable, "no_leader", "this node knows no leader")
+		return
+	case st.LastContact > readyContact.Seconds():
+		writeError(w, http.StatusServiceUnavailable, "leader_unreachable",
+			fmt.Sprintf("no contact with the leader for %.0fs", st.LastContact))
+		return
+	case st.CommitIndex > st.AppliedIndex+readyLag:
+		writeError(w, http.StatusServiceUnavailable, "catching_up",
+			fmt.Sprintf("%d committed entries not applied yet", st.CommitIndex-st.AppliedIndex))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

@@ -352,6 +352,11 @@ type Status struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	CommitIndex  uint64 `json:"commit_index"`
 	LastIndex    uint64 `json:"last_index"`
+	// LastContact is how long ago a follower last heard from the leader
+	// (0 on the leader).
+	LastContact float64 `json:"last_contact_seconds"`
+	Voters      int     `json:"voters"`
+	NonVoters   int     `json:"nonvoters"`
 }
 
 // Status reports this node's view of the cluster.
@@ -365,6 +370,20 @@ func (c *Cluster) Status() Status {
 	if id != "" {
 		if n, err := c.fsm.Node(string(id)); err == nil {
 			s.LeaderAPI = n.APIAddr
+		}
+	}
+	if c.raft.State() != raft.Leader {
+		if lc := c.raft.LastContact(); !lc.IsZero() {
+			s.LastContact = time.Since(lc).Seconds()
+		}
+	}
+	if servers, err := c.Servers(); err == nil {
+		for _, srv := range servers {
+			if srv.Suffrage == raft.Voter {
+				s.Voters++
+			} else {
+				s.NonVoters++
+			}
 		}
 	}
 	return s

@@ -24,7 +24,26 @@ api {
   # Server certificate (PEM; may include its chain) and key of this API.
   tls_cert_file = "/etc/quorumca/tls/node.pem"
   tls_key_file  = "/etc/quorumca/tls/node-key.pem"
+
+  # Balancers that send the PROXY protocol (AWS NLB, HAProxy send-proxy-v2):
+  # their headers are trusted, so audit entries show devices' addresses.
+  # A header from any other address is not believed.
+  proxy_protocol_from = ["10.0.0.0/16"]
 }
+
+# pprof and metrics over plain HTTP: keep it on the host or a management
+# network. Metrics are also on the API at /v1/metrics.
+admin {
+  listen = "127.0.0.1:9090"
+}
+
+# Continuous profiling to a Pyroscope server (optional).
+# profiling {
+#   pyroscope {
+#     server_address = "http://pyroscope.internal.example:4040"
+#     upload_rate    = "15s"
+#   }
+# }
 
 # Plain HTTP for revocation checking: CRLs and OCSP (RFC 5280 advises
 # against needing TLS to check revocation). Optional.

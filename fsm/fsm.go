@@ -109,6 +109,9 @@ func readApplied(db *bolt.DB) uint64 {
 	return n
 }
 
+// Path is the database file.
+func (f *FSM) Path() string { return f.path }
+
 // Close closes the database.
 func (f *FSM) Close() error {
 	f.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -55,6 +56,12 @@ type Config struct {
 	AllowInsecureSoftSigner bool
 	// AuditFile, if set, receives this node's audit log as JSON lines.
 	AuditFile string
+	// ProxyProtocolFrom are the balancer ranges (CIDRs) whose PROXY
+	// protocol headers are trusted on the API and HTTP listeners.
+	ProxyProtocolFrom []string
+	// AdminListen serves pprof and metrics over plain HTTP ("" for none).
+	AdminListen string
+	Pyroscope   *PyroscopeConfig
 
 	// Not in the file: tuning for tests and dev mode.
 	Timing      cluster.Timing
@@ -72,6 +79,13 @@ type AuthorityConfig struct {
 	// BaseURL is the plain-HTTP URL (a load balancer, usually) that issued
 	// certificates name for CRLs and OCSP.
 	BaseURL string
+}
+
+// PyroscopeConfig sends continuous profiles to a Pyroscope server.
+type PyroscopeConfig struct {
+	ServerAddress   string
+	ApplicationName string
+	UploadRate      time.Duration
 }
 
 // ProvisionerConfig is a provisioner created at bootstrap.
@@ -93,6 +107,20 @@ type fileConfig struct {
 	BootstrapAdminTokenFile string             `hcl:"bootstrap_admin_token_file,optional"`
 	AllowInsecureSoftSigner bool               `hcl:"allow_insecure_soft_signer,optional"`
 	Audit                   *auditBlock        `hcl:"audit,block"`
+	Admin                   *adminBlock        `hcl:"admin,block"`
+	Profiling               *profilingBlock    `hcl:"profiling,block"`
+}
+
+type adminBlock struct {
+	Listen string `hcl:"listen"`
+}
+
+type profilingBlock struct {
+	Pyroscope *struct {
+		ServerAddress   string `hcl:"server_address"`
+		ApplicationName string `hcl:"application_name,optional"`
+		UploadRate      string `hcl:"upload_rate,optional"`
+	} `hcl:"pyroscope,block"`
 }
 
 type auditBlock struct {
@@ -108,10 +136,11 @@ type signerBlock struct {
 }
 
 type apiBlock struct {
-	Listen      string `hcl:"listen"`
-	Advertise   string `hcl:"advertise,optional"`
-	TLSCertFile string `hcl:"tls_cert_file"`
-	TLSKeyFile  string `hcl:"tls_key_file"`
+	Listen            string   `hcl:"listen"`
+	Advertise         string   `hcl:"advertise,optional"`
+	TLSCertFile       string   `hcl:"tls_cert_file"`
+	TLSKeyFile        string   `hcl:"tls_key_file"`
+	ProxyProtocolFrom []string `hcl:"proxy_protocol_from,optional"`
 }
 
 type httpBlock struct {
@@ -191,6 +220,18 @@ func Parse(filename string, src []byte) (*Config, error) {
 	c.AllowInsecureSoftSigner = f.AllowInsecureSoftSigner
 	if f.Audit != nil {
 		c.AuditFile = f.Audit.File
+	}
+	c.ProxyProtocolFrom = f.API.ProxyProtocolFrom
+	if f.Admin != nil {
+		c.AdminListen = f.Admin.Listen
+	}
+	if f.Profiling != nil && f.Profiling.Pyroscope != nil {
+		py := f.Profiling.Pyroscope
+		c.Pyroscope = &PyroscopeConfig{ServerAddress: py.ServerAddress, ApplicationName: py.ApplicationName}
+		var err error
+		if c.Pyroscope.UploadRate, err = duration("profiling.pyroscope: upload_rate", py.UploadRate); err != nil {
+			return nil, err
+		}
 	}
 	if b := f.Signer; b != nil {
 		c.Signer = signer.Options{Concurrency: b.Concurrency, Rate: b.Rate, Burst: b.Burst}
@@ -295,6 +336,11 @@ func (c *Config) Validate() error {
 		return errors.New("config: set bootstrap or join, not both")
 	case !c.Bootstrap && len(c.Join) == 0:
 		return errors.New("config: set bootstrap = true on the first node, or join = [...] on the others")
+	}
+	for _, cidr := range c.ProxyProtocolFrom {
+		if _, _, err := net.ParseCIDR(cidr); err != nil {
+			return fmt.Errorf("config: api.proxy_protocol_from: %q is not a CIDR", cidr)
+		}
 	}
 	for _, j := range c.Join {
 		u, err := url.Parse(j)

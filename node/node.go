@@ -43,7 +43,10 @@ type Node struct {
 
 	publicListener net.Listener // plain HTTP: CRLs and OCSP
 	public         *http.Server
+	adminListener  net.Listener // plain HTTP: pprof, metrics
+	adminHTTP      *http.Server
 	audit          *auditSink
+	profiler       interface{ Stop() error }
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,6 +101,10 @@ func (n *Node) start() error {
 	if n.listener, err = net.Listen("tcp", cfg.APIListen); err != nil {
 		return fmt.Errorf("node: api listen: %w", err)
 	}
+	apiListener, err := proxyListener(n.listener, cfg.ProxyProtocolFrom)
+	if err != nil {
+		return err
+	}
 	advertise := cfg.APIAdvertise
 	if advertise == "" {
 		advertise = n.listener.Addr().String()
@@ -117,6 +124,7 @@ func (n *Node) start() error {
 	}
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
 
+	n.registerMetrics(reg)
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
 		Refused: n.refused}
 	if cfg.AuditFile != "" {
@@ -143,14 +151,28 @@ func (n *Node) start() error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(httpErrorLog{n.log}, "", 0),
 	}
-	n.serve(func() error { return n.http.ServeTLS(n.listener, "", "") })
+	n.serve(func() error { return n.http.ServeTLS(apiListener, "", "") })
 	if cfg.HTTPListen != "" {
 		if n.publicListener, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 			return fmt.Errorf("node: http listen: %w", err)
 		}
+		pl, err := proxyListener(n.publicListener, cfg.ProxyProtocolFrom)
+		if err != nil {
+			return err
+		}
 		n.public = &http.Server{Handler: srv.PublicRoutes(), ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: n.http.ErrorLog}
-		n.serve(func() error { return n.public.Serve(n.publicListener) })
+		n.serve(func() error { return n.public.Serve(pl) })
+	}
+	if cfg.AdminListen != "" {
+		if n.adminListener, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return fmt.Errorf("node: admin listen: %w", err)
+		}
+		n.adminHTTP = n.adminServer(reg)
+		n.serve(func() error { return n.adminHTTP.Serve(n.adminListener) })
+	}
+	if err := n.startProfiling(); err != nil {
+		return fmt.Errorf("node: profiling: %w", err)
 	}
 
 	n.cluster.OnLeader(n.leaderLoop)
@@ -338,6 +360,14 @@ func (n *Node) leaderLoop(ctx context.Context) {
 // APIAddr is the host:port the API listens on.
 func (n *Node) APIAddr() string { return n.listener.Addr().String() }
 
+// AdminAddr is the host:port of the admin listener (pprof, metrics), or "".
+func (n *Node) AdminAddr() string {
+	if n.adminListener == nil {
+		return ""
+	}
+	return n.adminListener.Addr().String()
+}
+
 // HTTPAddr is the host:port of the plain-HTTP listener, or "".
 func (n *Node) HTTPAddr() string {
 	if n.publicListener == nil {
@@ -368,14 +398,14 @@ func (n *Node) Close() error {
 	}
 	n.cancel()
 	var errs []error
-	for _, s := range []*http.Server{n.public, n.http} {
+	for _, s := range []*http.Server{n.public, n.http, n.adminHTTP} {
 		if s != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			errs = append(errs, s.Shutdown(ctx))
 			cancel()
 		}
 	}
-	for _, l := range []net.Listener{n.listener, n.publicListener} {
+	for _, l := range []net.Listener{n.listener, n.publicListener, n.adminListener} {
 		if l != nil {
 			l.Close() // a listener whose server never started
 		}
@@ -386,6 +416,9 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	if n.audit != nil {
 		errs = append(errs, n.audit.close())
+	}
+	if n.profiler != nil {
+		errs = append(errs, n.profiler.Stop())
 	}
 	if n.fsm != nil {
 		errs = append(errs, n.fsm.Close())

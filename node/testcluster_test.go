@@ -45,7 +45,10 @@ type testCluster struct {
 	authorities        []*AuthorityConfig
 	noDefaultAuthority bool
 	signer             signer.Options
-	auditFiles         bool   // each node writes <dir>/audit-<name>.jsonl
+	auditFiles         bool // each node writes <dir>/audit-<name>.jsonl
+	proxyFrom          []string
+	adminListen        bool
+	pyroscope          *PyroscopeConfig
 	admin              string // bootstrap admin token
 }
 
@@ -153,6 +156,10 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 	}
 	if c.auditFiles {
 		cfg.AuditFile = filepath.Join(c.dir, "audit-"+name+".jsonl")
+	}
+	cfg.ProxyProtocolFrom, cfg.Pyroscope = c.proxyFrom, c.pyroscope
+	if c.adminListen {
+		cfg.AdminListen = "127.0.0.1:0"
 	}
 	tn := &testNode{cfg: cfg}
 	c.nodes = append(c.nodes, tn)

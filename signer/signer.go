@@ -163,6 +163,9 @@ func (b boundSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 type Cache struct {
 	Options       Options
 	AllowInsecure bool // permit software keys (dev mode, tests)
+	// Observe, if set, hears of every signature: the key's scheme, how
+	// long it took, and its error. Nodes turn it into metrics.
+	Observe func(scheme string, d time.Duration, err error)
 
 	mu   sync.Mutex
 	keys map[string]Key
@@ -185,6 +188,10 @@ func (c *Cache) Get(ctx context.Context, uri string) (Key, error) {
 	k, err := b.open(ctx, uri, c.Options)
 	if err != nil {
 		return nil, err
+	}
+	if c.Observe != nil {
+		scheme, _ := Scheme(uri)
+		k = &observed{Key: k, scheme: scheme, observe: c.Observe}
 	}
 	if c.keys == nil {
 		c.keys = map[string]Key{}
@@ -236,4 +243,25 @@ func (c *Cache) Close() error {
 	}
 	c.keys = nil
 	return errors.Join(errs...)
+}
+
+// observed reports each signature of a key to an observer.
+type observed struct {
+	Key
+	scheme  string
+	observe func(string, time.Duration, error)
+}
+
+func (o *observed) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	start := time.Now()
+	sig, err := o.Key.SignContext(ctx, digest, opts)
+	o.observe(o.scheme, time.Since(start), err)
+	return sig, err
+}
+
+func (o *observed) Health(ctx context.Context) error {
+	if h, ok := o.Key.(HealthChecker); ok {
+		return h.Health(ctx)
+	}
+	return nil
 }

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Operation metrics: what clients asked for and how it ended, by the error
+// code that refused it ("ok" when it did not). Token outcomes are the
+// outcomes of "issue".
+
+var operations = map[string]string{
+	"POST /v1/sign":                        "issue",
+	"POST /v1/renew":                       "renew",
+	"POST /v1/revoke":                      "revoke",
+	"POST /v1/admin/certs/{serial}/revoke": "revoke",
+	"POST /v1/admin/tokens":                "token_mint",
+	"DELETE /v1/admin/tokens/{id}":         "token_revoke",
+	"GET /v1/ocsp/{req...}":                "ocsp",
+	"POST /v1/ocsp":                        "ocsp",
+}
+
+type opMetrics struct {
+	count    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newOpMetrics(reg prometheus.Registerer) *opMetrics {
+	m := &opMetrics{
+		count: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quorumca_operations_total",
+			Help: "Certificate operations by outcome: ok, or the code of the rule that refused them.",
+		}, []string{"operation", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "quorumca_operation_duration_seconds",
+			Help:    "Time to serve certificate operations, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"operation", "outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.count, m.duration)
+	}
+	return m
+}
+
+func (m *opMetrics) observe(route string, outcome string, d time.Duration) {
+	op, ok := operations[route]
+	if !ok {
+		return
+	}
+	m.count.WithLabelValues(op, outcome).Inc()
+	m.duration.WithLabelValues(op, outcome).Observe(d.Seconds())
+}
+
+// outcomeKey carries, through a request's context, the code of the error
+// the request was answered with.
+type outcomeKey struct{}
+
+func withOutcome(ctx context.Context) (context.Context, *string) {
+	s := new(string)
+	return context.WithValue(ctx, outcomeKey{}, s), s
+}
+
+func setOutcome(r *http.Request, code string) {
+	if p, ok := r.Context().Value(outcomeKey{}).(*string); ok {
+		*p = code
+	}
+}

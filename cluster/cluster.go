@@ -64,6 +64,7 @@ type Config struct {
 	Logger        *slog.Logger
 	Now           func() time.Time
 	Registerer    prometheus.Registerer // receives the cluster's metrics; may be nil
+	Gossip        *GossipConfig         // nil: membership by bootstrap and join only
 }
 
 // Cluster is this node's membership in the Raft group.
@@ -82,6 +83,8 @@ type Cluster struct {
 	wg     sync.WaitGroup
 
 	applyTime *prometheus.HistogramVec
+
+	gossip *gossip
 
 	leaderMu    sync.Mutex
 	leaderFuncs []func(ctx context.Context)
@@ -122,9 +125,17 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 5 * time.Second,
 	}}
-	if err := c.start(); err != nil {
+	existing, err := c.start()
+	if err != nil {
 		c.closeStores()
 		return nil, err
+	}
+	if cfg.Gossip != nil {
+		if err := c.startGossip(existing); err != nil {
+			c.raft.Shutdown().Error()
+			c.closeStores()
+			return nil, err
+		}
 	}
 	c.wg.Add(1)
 	go c.leaderLoop()
@@ -137,38 +148,37 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) start() error {
+func (c *Cluster) start() (existing bool, err error) {
 	cfg := c.cfg
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return err
+		return false, err
 	}
 	hl := newHCLog(c.log, "raft")
-	var err error
 	c.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
 	if err != nil {
-		return fmt.Errorf("cluster: log store: %w", err)
+		return false, fmt.Errorf("cluster: log store: %w", err)
 	}
 	c.snapshots, err = raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl)
 	if err != nil {
-		return fmt.Errorf("cluster: snapshot store: %w", err)
+		return false, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
 	var adv net.Addr
 	if cfg.RaftAdvertise != "" {
 		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
-			return fmt.Errorf("cluster: raft advertise address: %w", err)
+			return false, fmt.Errorf("cluster: raft advertise address: %w", err)
 		}
 	}
 	c.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, adv, 3, 10*time.Second, hl)
 	if err != nil {
-		return fmt.Errorf("cluster: raft transport: %w", err)
+		return false, fmt.Errorf("cluster: raft transport: %w", err)
 	}
 
-	existing, err := raft.HasExistingState(c.logs, c.logs, c.snapshots)
+	existing, err = raft.HasExistingState(c.logs, c.logs, c.snapshots)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := c.reconcileFSM(existing); err != nil {
-		return err
+		return false, err
 	}
 
 	rc := raft.DefaultConfig()
@@ -194,18 +204,18 @@ func (c *Cluster) start() error {
 	}
 	c.raft, err = raft.NewRaft(rc, c.fsm, c.logs, c.logs, c.snapshots, c.transport)
 	if err != nil {
-		return fmt.Errorf("cluster: start raft: %w", err)
+		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	if !existing && cfg.Bootstrap {
 		err := c.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: c.transport.LocalAddr(),
 		}}}).Error()
 		if err != nil {
-			return fmt.Errorf("cluster: bootstrap: %w", err)
+			return false, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 		c.log.Info("bootstrapped a new cluster", "node", cfg.NodeID)
 	}
-	return nil
+	return existing, nil
 }
 
 // reconcileFSM makes the state database agree with the Raft state before
@@ -407,11 +417,25 @@ func (c *Cluster) Servers() ([]raft.Server, error) {
 // Shutdown stops Raft and background work. It does not hand leadership over;
 // a graceful handover arrives with the operations work.
 func (c *Cluster) Shutdown() error {
+	c.leaveGossip()
 	c.cancel()
 	err := c.raft.Shutdown().Error()
 	c.wg.Wait()
 	c.client.CloseIdleConnections()
 	return errors.Join(err, c.closeStores())
+}
+
+// Crash stops Raft and gossip without a word to the others, as a killed
+// process would.
+func (c *Cluster) Crash() {
+	if c.gossip != nil {
+		c.gossip.ml.Shutdown()
+	}
+	c.cancel()
+	c.raft.Shutdown().Error()
+	c.wg.Wait()
+	c.client.CloseIdleConnections()
+	c.closeStores()
 }
 
 func (c *Cluster) closeStores() error {

@@ -57,11 +57,29 @@ raft {
   advertise = "10.0.1.10:8300" # an IP the other nodes can dial
 }
 
+# Gossip: nodes find each other, and the leader keeps Raft membership in
+# line with who is alive. Always encrypted: every node has the same key
+# (quorumca keygen makes one).
+gossip {
+  listen     = "0.0.0.0:8301"
+  advertise  = "10.0.1.10:8301"
+  key_file   = "/etc/quorumca/gossip.key"
+  # Where to find the others: host:port entries, or a provider
+  # ("provider=NAME key=value ...") for cloud auto-join.
+  retry_join = ["10.0.1.10:8301", "10.0.2.10:8301", "10.0.3.10:8301"]
+}
+
 cluster {
-  # Exactly one node forms the cluster, once. On every other node, list one
-  # or more existing members instead; a node retries until one accepts it.
-  bootstrap = true
-  # join    = ["https://ca-1.internal.example:8443", "https://ca-2.internal.example:8443"]
+  # With gossip, every node has the same settings: once this many servers
+  # are present they form one cluster (no node bootstraps by hand).
+  bootstrap_expect    = 3
+  voters              = 3     # 3 or 5; further servers are non-voters
+  dead_server_cleanup = "10m" # remove a server dead this long (never below quorum)
+
+  # Without gossip: exactly one node sets bootstrap = true, once, and every
+  # other node lists existing members to join through.
+  # bootstrap = true
+  # join      = ["https://ca-1.internal.example:8443", "https://ca-2.internal.example:8443"]
 
   # Shared secret that authorizes a node to join and to forward writes.
   # Every node of a cluster has the same one; a node without it is refused.

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,11 +35,24 @@ type Config struct {
 	RaftListen    string
 	RaftAdvertise string
 
-	Bootstrap      bool
-	Join           []string // https://host:port of existing members
-	JoinSecret     string
-	JoinSecretFile string // read at start when JoinSecret is empty
-	CAFile         string // trust anchors for node-to-node HTTPS
+	Bootstrap bool
+	Join      []string // https://host:port of existing members
+
+	// Gossip membership: with it, nodes find each other (RetryJoin), form a
+	// cluster once BootstrapExpect servers are present, and the leader
+	// keeps Raft membership in line with who is alive.
+	GossipListen      string
+	GossipAdvertise   string
+	GossipKey         string // base64 of a 16, 24 or 32 byte AES key
+	GossipKeyFile     string
+	RetryJoin         []string
+	BootstrapExpect   int
+	Voters            int // 3 or 5
+	DeadServerCleanup time.Duration
+	GossipFast        bool // tests: shorter gossip timings
+	JoinSecret        string
+	JoinSecretFile    string // read at start when JoinSecret is empty
+	CAFile            string // trust anchors for node-to-node HTTPS
 
 	// Authorities and Provisioners are created when this node bootstraps a
 	// cluster. With no provisioner, a "default" enrollment-token provisioner
@@ -101,6 +115,7 @@ type fileConfig struct {
 	HTTP                    *httpBlock         `hcl:"http,block"`
 	Raft                    *raftBlock         `hcl:"raft,block"`
 	Cluster                 *clusterBlock      `hcl:"cluster,block"`
+	Gossip                  *gossipBlock       `hcl:"gossip,block"`
 	Authorities             []authorityBlock   `hcl:"authority,block"`
 	Provisioners            []provisionerBlock `hcl:"provisioner,block"`
 	Signer                  *signerBlock       `hcl:"signer,block"`
@@ -152,12 +167,23 @@ type raftBlock struct {
 	Advertise string `hcl:"advertise,optional"`
 }
 
+type gossipBlock struct {
+	Listen    string   `hcl:"listen"`
+	Advertise string   `hcl:"advertise,optional"`
+	Key       string   `hcl:"key,optional"`
+	KeyFile   string   `hcl:"key_file,optional"`
+	RetryJoin []string `hcl:"retry_join,optional"`
+}
+
 type clusterBlock struct {
-	Bootstrap      bool     `hcl:"bootstrap,optional"`
-	Join           []string `hcl:"join,optional"`
-	JoinSecret     string   `hcl:"join_secret,optional"`
-	JoinSecretFile string   `hcl:"join_secret_file,optional"`
-	CAFile         string   `hcl:"ca_file"`
+	Bootstrap         bool     `hcl:"bootstrap,optional"`
+	BootstrapExpect   int      `hcl:"bootstrap_expect,optional"`
+	Voters            int      `hcl:"voters,optional"`
+	DeadServerCleanup string   `hcl:"dead_server_cleanup,optional"`
+	Join              []string `hcl:"join,optional"`
+	JoinSecret        string   `hcl:"join_secret,optional"`
+	JoinSecretFile    string   `hcl:"join_secret_file,optional"`
+	CAFile            string   `hcl:"ca_file"`
 }
 
 type authorityBlock struct {
@@ -218,6 +244,14 @@ func Parse(filename string, src []byte) (*Config, error) {
 		c.HTTPListen = f.HTTP.Listen
 	}
 	c.AllowInsecureSoftSigner = f.AllowInsecureSoftSigner
+	c.BootstrapExpect, c.Voters = f.Cluster.BootstrapExpect, f.Cluster.Voters
+	var derr error
+	if c.DeadServerCleanup, derr = duration("cluster: dead_server_cleanup", f.Cluster.DeadServerCleanup); derr != nil {
+		return nil, derr
+	}
+	if g := f.Gossip; g != nil {
+		c.GossipListen, c.GossipAdvertise, c.GossipKey, c.GossipKeyFile, c.RetryJoin = g.Listen, g.Advertise, g.Key, g.KeyFile, g.RetryJoin
+	}
 	if f.Audit != nil {
 		c.AuditFile = f.Audit.File
 	}
@@ -299,6 +333,23 @@ func duration(what, s string) (time.Duration, error) {
 
 const minSecretLen = 16
 
+// gossipKey decodes the gossip key, reading it from its file if need be.
+func (c *Config) gossipKey() ([]byte, error) {
+	s := c.GossipKey
+	if s == "" {
+		b, err := os.ReadFile(c.GossipKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: gossip key_file: %w", err)
+		}
+		s = strings.TrimSpace(string(b))
+	}
+	k, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+		return nil, errors.New("config: the gossip key must be base64 of 16, 24 or 32 bytes (quorumca keygen makes one)")
+	}
+	return k, nil
+}
+
 // joinSecret returns the secret, reading it from its file if need be.
 func (c *Config) joinSecret() (string, error) {
 	if c.JoinSecret != "" {
@@ -332,10 +383,18 @@ func (c *Config) Validate() error {
 		return errors.New("config: set one of cluster.join_secret and cluster.join_secret_file")
 	case c.JoinSecret != "" && len(c.JoinSecret) < minSecretLen:
 		return fmt.Errorf("config: the join secret must be at least %d characters", minSecretLen)
-	case c.Bootstrap && len(c.Join) > 0:
-		return errors.New("config: set bootstrap or join, not both")
-	case !c.Bootstrap && len(c.Join) == 0:
-		return errors.New("config: set bootstrap = true on the first node, or join = [...] on the others")
+	case c.Bootstrap && (len(c.Join) > 0 || c.BootstrapExpect > 0):
+		return errors.New("config: bootstrap = true forms a cluster alone; do not combine it with join or bootstrap_expect")
+	case !c.Bootstrap && len(c.Join) == 0 && c.BootstrapExpect == 0 && len(c.RetryJoin) == 0:
+		return errors.New("config: set cluster.bootstrap_expect (with gossip), bootstrap = true on the first node, or join = [...] on the others")
+	case (c.BootstrapExpect > 0 || len(c.RetryJoin) > 0) && c.GossipListen == "":
+		return errors.New("config: bootstrap_expect and retry_join need a gossip block")
+	case c.GossipListen != "" && (c.GossipKey == "") == (c.GossipKeyFile == ""):
+		return errors.New("config: gossip needs one of key and key_file (gossip is always encrypted)")
+	case c.Voters != 0 && c.Voters != 3 && c.Voters != 5:
+		return errors.New("config: cluster.voters must be 3 or 5")
+	case c.BootstrapExpect < 0 || c.BootstrapExpect > 7:
+		return errors.New("config: cluster.bootstrap_expect must be 1-7")
 	}
 	for _, cidr := range c.ProxyProtocolFrom {
 		if _, _, err := net.ParseCIDR(cidr); err != nil {

@@ -10,7 +10,7 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NodeName != "ca-1" || !c.Bootstrap || len(c.Authorities) != 1 ||
+	if c.NodeName != "ca-1" || c.BootstrapExpect != 3 || len(c.RetryJoin) != 3 || c.GossipKeyFile == "" || len(c.Authorities) != 1 ||
 		c.APIAdvertise != "ca-1.internal.example:8443" || c.JoinSecretFile == "" || c.HTTPListen == "" ||
 		c.Authorities[0].BaseURL == "" {
 		t.Errorf("parsed %+v", c)

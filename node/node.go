@@ -95,6 +95,16 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
+	var gossip *cluster.GossipConfig
+	if cfg.GossipListen != "" {
+		key, err := cfg.gossipKey()
+		if err != nil {
+			return err
+		}
+		gossip = &cluster.GossipConfig{Bind: cfg.GossipListen, Advertise: cfg.GossipAdvertise, Key: key,
+			RetryJoin: cfg.RetryJoin, BootstrapExpect: cfg.BootstrapExpect, Voters: cfg.Voters,
+			DeadServerCleanup: cfg.DeadServerCleanup, Fast: cfg.GossipFast}
+	}
 	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
 		return err
 	}
@@ -117,7 +127,7 @@ func (n *Node) start() error {
 		Bootstrap: cfg.Bootstrap, Join: cfg.Join, Secret: secret,
 		ClientTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		Timing:    cfg.Timing, HoldTimeout: cfg.HoldTimeout, Logger: n.log, Now: cfg.Now,
-		Registerer: reg,
+		Registerer: reg, Gossip: gossip,
 	}, n.fsm)
 	if err != nil {
 		return err
@@ -176,9 +186,14 @@ func (n *Node) start() error {
 	}
 
 	n.cluster.OnLeader(n.leaderLoop)
-	if cfg.Bootstrap {
+	switch {
+	case cfg.Bootstrap:
 		n.wg.Add(1)
 		go n.bootstrapLoop()
+	case cfg.BootstrapExpect > 0:
+		// Formed by gossip: whichever node leads creates what the config
+		// names (idempotent, so a later leader finds it done).
+		n.cluster.OnLeader(func(ctx context.Context) { n.bootstrapTasks(ctx) })
 	}
 	n.log.Info("node started", "api", advertise, "raft", cfg.RaftListen, "bootstrap", cfg.Bootstrap)
 	return nil
@@ -225,16 +240,20 @@ func loadPool(path string) (*x509.CertPool, error) {
 // these writes is repaired on restart.
 func (n *Node) bootstrapLoop() {
 	defer n.wg.Done()
-	ctx := authority.WithOrigin(n.ctx, "node:"+n.cfg.NodeName+" bootstrap", "")
+	n.bootstrapTasks(n.ctx)
+}
+
+func (n *Node) bootstrapTasks(ctx context.Context) {
+	ctx = authority.WithOrigin(ctx, "node:"+n.cfg.NodeName+" bootstrap", "")
 	for {
 		err := n.bootstrapOnce(ctx)
-		if err == nil || n.ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return
 		}
 		n.log.Warn("bootstrap: will retry", "err", err)
 		t := time.NewTimer(time.Second)
 		select {
-		case <-n.ctx.Done():
+		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -384,6 +403,26 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
 // Cluster exposes membership, for tests and operator tools.
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
+
+// crash stops the node the way a killed process stops: no leadership
+// handover, no gossip leave. For tests of failure handling.
+func (n *Node) crash() {
+	n.cancel()
+	n.cluster.Crash()
+	for _, l := range []net.Listener{n.listener, n.publicListener, n.adminListener} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	for _, s := range []*http.Server{n.public, n.http, n.adminHTTP} {
+		if s != nil {
+			s.Close()
+		}
+	}
+	n.wg.Wait()
+	n.fsm.Close()
+	n.signers.Close()
+}
 
 // Close shuts the node down gracefully: a leader hands leadership over
 // first, then the node stops accepting requests, finishes those in flight

@@ -38,6 +38,7 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 		}
 		return float64(st.Size())
 	})
+	gauge("quorumca_gossip_members", "Live gossip members, this node included.", func() float64 { return float64(n.cluster.GossipMembers()) })
 	gauge("quorumca_audit_entries", "Entries in the audit log.", func() float64 { s, _ := n.fsm.AuditHead(); return float64(s) })
 
 	signs := prometheus.NewHistogramVec(prometheus.HistogramOpts{

@@ -99,11 +99,9 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(pki.Root())
 	c := &testCluster{
 		t: t, dir: dir, pki: pki, secret: "test-cluster-secret-0123456789", clock: &testClock{}, timing: timing,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64}},
+		client: testClient(pki),
 	}
 	t.Cleanup(c.Close)
 	if setup != nil {
@@ -124,6 +122,18 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 	}
 	c.admin = strings.TrimSpace(string(b))
 	return c
+}
+
+// testClient trusts the dev root.
+func testClient(pki *DevPKI) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AddCert(pki.Root())
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64}}
+}
+
+func readFileTrim(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return strings.TrimSpace(string(b)), err
 }
 
 // AddNode starts a new node; the first bootstraps, the rest join the first.

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +33,14 @@ func commands() []command {
 		{"cert", "Search and revoke issued certificates", runCert},
 		{"admin", "Manage admin credentials", runAdmin},
 		{"audit", "Read, follow and verify the audit log", runAudit},
+		{"keygen", "Print a new gossip encryption key (base64, 32 bytes)", func([]string) int {
+			k := make([]byte, 32)
+			if _, err := rand.Read(k); err != nil {
+				return fail("keygen: %v", err)
+			}
+			fmt.Println(base64.StdEncoding.EncodeToString(k))
+			return 0
+		}},
 		{"version", "Print the version", func([]string) int { fmt.Println("quorumca", version); return 0 }},
 	}
 }

@@ -1,0 +1,481 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// Gossip: nodes find each other with memberlist (encrypted with a shared
+// key), a cluster forms once bootstrap_expect servers are present, and the
+// leader keeps Raft membership in line with who is alive, the way Consul
+// and Nomad servers do.
+
+// GossipConfig turns gossip membership on.
+type GossipConfig struct {
+	Bind      string // host:port for gossip (TCP and UDP)
+	Advertise string // host:port others reach; defaults to the bound address
+	Key       []byte // 16, 24 or 32 bytes: AES key that encrypts and authenticates gossip
+	// RetryJoin lists where to find the cluster: host:port entries, or
+	// "provider=NAME key=value ..." entries resolved by a JoinProvider.
+	RetryJoin []string
+	// BootstrapExpect: without Raft state, wait for this many servers and
+	// form one cluster with them (no node sets bootstrap by hand).
+	BootstrapExpect int
+	// Voters is the number of voters to keep (3 or 5); further servers are
+	// non-voters, promoted when a voter goes away.
+	Voters int
+	// DeadServerCleanup: a server dead for this long is removed from Raft.
+	DeadServerCleanup time.Duration
+	// Fast shortens gossip timings for tests on one machine.
+	Fast bool
+}
+
+// JoinProvider turns a "provider=NAME ..." retry_join entry into addresses
+// (for cloud auto-join, such as EC2 instances with a tag).
+type JoinProvider interface {
+	Addrs(ctx context.Context, args map[string]string) ([]string, error)
+}
+
+var (
+	providersMu   sync.Mutex
+	joinProviders = map[string]JoinProvider{}
+)
+
+// RegisterJoinProvider makes a provider available to retry_join.
+func RegisterJoinProvider(name string, p JoinProvider) {
+	providersMu.Lock()
+	defer providersMu.Unlock()
+	joinProviders[name] = p
+}
+
+// resolveJoin expands retry_join entries into gossip addresses.
+func resolveJoin(ctx context.Context, entries []string) ([]string, error) {
+	var out []string
+	for _, e := range entries {
+		args := map[string]string{}
+		for _, kv := range splitFields(e) {
+			if k, v, ok := cutEq(kv); ok {
+				args[k] = v
+			}
+		}
+		name, ok := args["provider"]
+		if !ok {
+			out = append(out, e)
+			continue
+		}
+		providersMu.Lock()
+		p := joinProviders[name]
+		providersMu.Unlock()
+		if p == nil {
+			return nil, fmt.Errorf("retry_join: unknown provider %q", name)
+		}
+		addrs, err := p.Addrs(ctx, args)
+		if err != nil {
+			return nil, fmt.Errorf("retry_join provider %s: %w", name, err)
+		}
+		out = append(out, addrs...)
+	}
+	return out, nil
+}
+
+// meta is what a node tells others about itself over gossip.
+type meta struct {
+	ID        string `json:"id"`
+	Raft      string `json:"raft"`
+	API       string `json:"api"`
+	Clustered bool   `json:"clustered"` // it has Raft state: join it, do not bootstrap
+}
+
+// member is a server as gossip sees it.
+type member struct {
+	meta
+	alive bool
+	left  bool      // left gracefully
+	since time.Time // when it stopped being alive
+}
+
+type gossip struct {
+	c       *Cluster
+	cfg     GossipConfig
+	ml      *memberlist.Memberlist
+	mu      sync.Mutex
+	members map[string]*member
+	self    meta
+	changed chan struct{} // a member came, went or changed
+}
+
+func (g *gossip) NodeMeta(limit int) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, _ := json.Marshal(g.self)
+	return b
+}
+func (g *gossip) NotifyMsg([]byte)                           {}
+func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (g *gossip) LocalState(join bool) []byte                { return nil }
+func (g *gossip) MergeRemoteState(buf []byte, join bool)     {}
+
+func (g *gossip) NotifyJoin(n *memberlist.Node)   { g.update(n, true) }
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.update(n, true) }
+func (g *gossip) NotifyLeave(n *memberlist.Node)  { g.update(n, false) }
+
+func (g *gossip) update(n *memberlist.Node, alive bool) {
+	var m meta
+	if json.Unmarshal(n.Meta, &m) != nil || m.ID == "" {
+		return // not one of ours
+	}
+	g.mu.Lock()
+	cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft}
+	if !alive {
+		cur.since = time.Now()
+		if old, ok := g.members[m.ID]; ok && !old.alive {
+			cur.since = old.since
+		}
+	}
+	g.members[m.ID] = cur
+	g.mu.Unlock()
+	select {
+	case g.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (g *gossip) snapshot() []member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]member, 0, len(g.members))
+	for _, m := range g.members {
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// setClustered tells the others this node now has Raft state.
+func (g *gossip) setClustered() {
+	g.mu.Lock()
+	changed := !g.self.Clustered
+	g.self.Clustered = true
+	g.mu.Unlock()
+	if changed {
+		g.ml.UpdateNode(time.Second)
+	}
+}
+
+// startGossip joins the gossip pool and starts the loops that form and keep
+// the cluster.
+func (c *Cluster) startGossip(existing bool) error {
+	gc := *c.cfg.Gossip
+	if gc.Voters == 0 {
+		gc.Voters = 3
+	}
+	if gc.DeadServerCleanup == 0 {
+		gc.DeadServerCleanup = 2 * time.Minute
+	}
+	g := &gossip{c: c, cfg: gc, members: map[string]*member{}, changed: make(chan struct{}, 1),
+		self: meta{ID: c.cfg.NodeID, Raft: string(c.transport.LocalAddr()), API: c.cfg.APIAdvertise, Clustered: existing}}
+	mc := memberlist.DefaultLANConfig()
+	if gc.Fast {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		mc.SuspicionMult, mc.PushPullInterval = 2, 2*time.Second
+	}
+	mc.Name = c.cfg.NodeID
+	host, port, err := splitHostPort(gc.Bind)
+	if err != nil {
+		return fmt.Errorf("gossip bind: %w", err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if gc.Advertise != "" {
+		if mc.AdvertiseAddr, mc.AdvertisePort, err = splitHostPort(gc.Advertise); err != nil {
+			return fmt.Errorf("gossip advertise: %w", err)
+		}
+	}
+	mc.SecretKey = gc.Key
+	mc.Delegate, mc.Events = g, g
+	mc.Logger = log.New(writerFunc(func(p []byte) (int, error) {
+		c.log.Debug(string(p), "subsystem", "memberlist")
+		return len(p), nil
+	}), "", 0)
+	if g.ml, err = memberlist.Create(mc); err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	c.gossip = g
+	c.wg.Add(2)
+	go c.gossipJoinLoop()
+	go c.membershipLoop()
+	return nil
+}
+
+// GossipAddr is where this node gossips.
+func (c *Cluster) GossipAddr() string {
+	if c.gossip == nil {
+		return ""
+	}
+	n := c.gossip.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// GossipMembers is the number of live gossip members (this node included).
+func (c *Cluster) GossipMembers() int {
+	if c.gossip == nil {
+		return 0
+	}
+	return c.gossip.ml.NumMembers()
+}
+
+// gossipJoinLoop joins the pool through retry_join until it is in, and
+// again whenever it finds itself alone.
+func (c *Cluster) gossipJoinLoop() {
+	defer c.wg.Done()
+	g := c.gossip
+	b := newBackoff(200*time.Millisecond, 10*time.Second)
+	for {
+		if len(g.cfg.RetryJoin) > 0 && g.ml.NumMembers() < 2 {
+			addrs, err := resolveJoin(c.ctx, g.cfg.RetryJoin)
+			if err == nil {
+				var n int
+				n, err = g.ml.Join(addrs)
+				if n > 0 {
+					c.log.Info("joined gossip", "contacted", n)
+					b = newBackoff(200*time.Millisecond, 10*time.Second)
+				}
+			}
+			if err != nil {
+				c.log.Debug("gossip join: retrying", "err", err)
+			}
+		}
+		if !b.wait(c.ctx) {
+			return
+		}
+	}
+}
+
+// settle is how long the set of servers must stay the same before a node
+// bootstraps with it: nodes starting together then agree on one set.
+const settle = time.Second
+
+// membershipLoop bootstraps the cluster once enough servers are present,
+// and then, while this node leads, reconciles Raft with gossip.
+func (c *Cluster) membershipLoop() {
+	defer c.wg.Done()
+	g := c.gossip
+	var seen []string
+	var seenSince time.Time
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-g.changed:
+		case <-tick.C:
+		}
+		if c.hasConfiguration() {
+			g.setClustered()
+			if c.raft.State() == raft.Leader {
+				c.reconcile()
+			}
+			continue
+		}
+		if g.cfg.BootstrapExpect == 0 {
+			continue
+		}
+		var alive []member
+		someoneClustered := false
+		for _, m := range g.snapshot() {
+			if m.alive {
+				alive = append(alive, m)
+				someoneClustered = someoneClustered || m.Clustered
+			}
+		}
+		if someoneClustered || len(alive) < g.cfg.BootstrapExpect {
+			seen = nil // an existing cluster's leader will add us; or too few yet
+			continue
+		}
+		ids := make([]string, len(alive))
+		for i, m := range alive {
+			ids[i] = m.ID
+		}
+		if !slices.Equal(ids, seen) {
+			seen, seenSince = ids, time.Now()
+			continue
+		}
+		if time.Since(seenSince) < settle {
+			continue
+		}
+		c.bootstrapExpected(alive[:g.cfg.BootstrapExpect])
+	}
+}
+
+func (c *Cluster) hasConfiguration() bool {
+	servers, err := c.Servers()
+	return err == nil && len(servers) > 0
+}
+
+// bootstrapExpected forms the cluster: every node of the chosen set (the
+// first servers by name) bootstraps with the same configuration, so they
+// form one cluster whichever starts first.
+func (c *Cluster) bootstrapExpected(chosen []member) {
+	var cfg raft.Configuration
+	in := false
+	for _, m := range chosen {
+		cfg.Servers = append(cfg.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.Raft)})
+		in = in || m.ID == c.cfg.NodeID
+	}
+	if !in {
+		return // the chosen ones form it; the leader then adds this node
+	}
+	if err := c.raft.BootstrapCluster(cfg).Error(); err != nil && err != raft.ErrCantBootstrap {
+		c.log.Warn("bootstrap with expected servers failed", "err", err)
+		return
+	}
+	c.log.Info("bootstrapped the cluster with the expected servers", "servers", len(chosen))
+}
+
+// reconcile runs on the leader: servers alive in gossip but not in Raft are
+// added (as voters up to the voter count, then as non-voters), a server that
+// came back with a new address is updated, non-voters are promoted when
+// voters are missing, and servers dead longer than dead_server_cleanup (or
+// that left) are removed, never below a safe quorum.
+func (c *Cluster) reconcile() {
+	g := c.gossip
+	servers, err := c.Servers()
+	if err != nil {
+		return
+	}
+	inRaft := map[string]raft.Server{}
+	voters := 0
+	for _, s := range servers {
+		inRaft[string(s.ID)] = s
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	members := g.snapshot()
+	byID := map[string]member{}
+	for _, m := range members {
+		byID[m.ID] = m
+	}
+	timeout := c.cfg.HoldTimeout
+	for _, m := range members {
+		s, ok := inRaft[m.ID]
+		switch {
+		case !m.alive:
+		case !ok && voters < g.cfg.Voters:
+			c.log.Info("adding voter from gossip", "id", m.ID, "raft", m.Raft)
+			if c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, timeout).Error() == nil {
+				voters++
+			}
+		case !ok:
+			c.log.Info("adding non-voter from gossip", "id", m.ID, "raft", m.Raft)
+			c.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, timeout)
+		case string(s.Address) != m.Raft:
+			c.log.Info("server came back at a new address", "id", m.ID, "old", s.Address, "new", m.Raft)
+			if s.Suffrage == raft.Voter {
+				c.raft.AddVoter(s.ID, raft.ServerAddress(m.Raft), 0, timeout)
+			} else {
+				c.raft.AddNonvoter(s.ID, raft.ServerAddress(m.Raft), 0, timeout)
+			}
+		}
+	}
+	// Remove the dead, keeping a majority of the remaining voters alive.
+	for _, s := range servers {
+		m, known := byID[string(s.ID)]
+		if !known || m.alive || string(s.ID) == c.cfg.NodeID {
+			continue
+		}
+		if !m.left && time.Since(m.since) < g.cfg.DeadServerCleanup {
+			continue
+		}
+		remaining, aliveVoters := 0, 0
+		for _, o := range servers {
+			if o.Suffrage == raft.Voter && o.ID != s.ID {
+				remaining++
+				if om, ok := byID[string(o.ID)]; !ok || om.alive || string(o.ID) == c.cfg.NodeID {
+					aliveVoters++
+				}
+			}
+		}
+		if s.Suffrage == raft.Voter && aliveVoters < remaining/2+1 {
+			c.log.Warn("not removing dead server: too few voters alive", "id", s.ID)
+			continue
+		}
+		c.log.Info("removing dead server", "id", s.ID, "left", m.left)
+		if c.raft.RemoveServer(s.ID, 0, timeout).Error() == nil && s.Suffrage == raft.Voter {
+			voters--
+		}
+	}
+	// Promote non-voters to restore the voter count.
+	if servers, err = c.Servers(); err != nil {
+		return
+	}
+	for _, s := range servers {
+		if voters >= g.cfg.Voters {
+			break
+		}
+		if m, ok := byID[string(s.ID)]; s.Suffrage == raft.Nonvoter && ok && m.alive {
+			c.log.Info("promoting non-voter", "id", s.ID)
+			if c.raft.AddVoter(s.ID, s.Address, 0, timeout).Error() == nil {
+				voters++
+			}
+		}
+	}
+}
+
+// leaveGossip tells the others this node is going, before it stops.
+func (c *Cluster) leaveGossip() {
+	if c.gossip == nil {
+		return
+	}
+	c.gossip.ml.Leave(2 * time.Second)
+	c.gossip.ml.Shutdown()
+}
+
+func splitHostPort(s string) (string, int, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	return h, port, err
+}
+
+func splitFields(s string) []string {
+	var out []string
+	cur := ""
+	for _, r := range s {
+		if r == ' ' || r == '\t' {
+			if cur != "" {
+				out = append(out, cur)
+			}
+			cur = ""
+			continue
+		}
+		cur += string(r)
+	}
+	if cur != "" {
+		out = append(out, cur)
+	}
+	return out
+}
+
+func cutEq(s string) (string, string, bool) {
+	for i := range s {
+		if s[i] == '=' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", "", false
+}

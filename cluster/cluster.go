@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/signer"
 )
 
 var (
@@ -31,8 +33,9 @@ var (
 	ErrNotLeader = errors.New("cluster: not the leader")
 	// ErrShutdown: this node is stopping.
 	ErrShutdown = errors.New("cluster: node is shutting down")
-	// ErrForbidden: a peer presented a wrong cluster secret.
-	ErrForbidden = errors.New("cluster: wrong cluster secret")
+	// ErrForbidden: a member refused this node's join secret or node
+	// certificate.
+	ErrForbidden = errors.New("cluster: refused: wrong join secret or no valid node certificate")
 )
 
 // Timing holds Raft's clock settings. Zero values take production defaults.
@@ -65,6 +68,10 @@ type Config struct {
 	Now           func() time.Time
 	Registerer    prometheus.Registerer // receives the cluster's metrics; may be nil
 	Gossip        *GossipConfig         // nil: membership by bootstrap and join only
+	// CAKey is the cluster CA key, the same on every node, if this node can
+	// use it; nil: the node gets its certificate from a member with Secret.
+	CAKey       signer.Key
+	NodeCertTTL time.Duration // default 7 days; renewed at two thirds
 }
 
 // Cluster is this node's membership in the Raft group.
@@ -85,6 +92,10 @@ type Cluster struct {
 	applyTime *prometheus.HistogramVec
 
 	gossip *gossip
+	tls    *nodeTLS
+
+	readyTerm atomic.Uint64 // the term in which this leader's commit index is known current
+	rpc       *rpcTransport
 
 	leaderMu    sync.Mutex
 	leaderFuncs []func(ctx context.Context)
@@ -106,8 +117,27 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.NodeCertTTL == 0 {
+		cfg.NodeCertTTL = defaultNodeCertTTL
+	}
 	c := &Cluster{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), notifyCh: make(chan bool, 16)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.tls = &nodeTLS{id: cfg.NodeID, key: cfg.CAKey, ttl: cfg.NodeCertTTL, ready: make(chan struct{})}
+	c.rpc = &rpcTransport{base: cfg.ClientTLS}
+	c.rpc.use(nil) // until this node has its certificate
+	c.client = &http.Client{Transport: c.rpc}
+	if cfg.CAKey != nil {
+		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+		ca, err := caCert(ctx, cfg.CAKey)
+		if err == nil {
+			c.tls.setAnchor(ca)
+			err = c.ensureNodeCert(ctx)
+		}
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: node certificate: %w", err)
+		}
+	}
 	c.applyTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "quorumca_raft_apply_duration_seconds",
 		Help:    "Time from proposing a command on the leader until it is committed and applied, by command and outcome.",
@@ -118,13 +148,6 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	c.client = &http.Client{Transport: &http.Transport{
-		TLSClientConfig:     cfg.ClientTLS,
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
-	}}
 	existing, err := c.start()
 	if err != nil {
 		c.closeStores()
@@ -143,8 +166,9 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 		c.wg.Add(1)
 		go c.joinLoop()
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.announceLoop()
+	go c.nodeCertLoop()
 	return c, nil
 }
 
@@ -168,10 +192,21 @@ func (c *Cluster) start() (existing bool, err error) {
 			return false, fmt.Errorf("cluster: raft advertise address: %w", err)
 		}
 	}
-	c.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftBind, adv, 3, 10*time.Second, hl)
+	ln, err := net.Listen("tcp", cfg.RaftBind)
 	if err != nil {
-		return false, fmt.Errorf("cluster: raft transport: %w", err)
+		return false, fmt.Errorf("cluster: raft listen: %w", err)
 	}
+	if adv == nil {
+		if tcp := ln.Addr().(*net.TCPAddr); tcp.IP.IsUnspecified() {
+			ln.Close()
+			return false, errors.New("cluster: raft listens on every address: set raft.advertise")
+		}
+	}
+	// Raft speaks mutual TLS: only nodes with a node certificate may append
+	// entries or vote.
+	c.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: newTLSStream(ln, adv, c.tls), MaxPool: 3, Timeout: 10 * time.Second, Logger: hl,
+	})
 
 	existing, err = raft.HasExistingState(c.logs, c.logs, c.snapshots)
 	if err != nil {
@@ -202,7 +237,7 @@ func (c *Cluster) start() (existing bool, err error) {
 	if t.TrailingLogs > 0 {
 		rc.TrailingLogs = t.TrailingLogs
 	}
-	c.raft, err = raft.NewRaft(rc, c.fsm, c.logs, c.logs, c.snapshots, c.transport)
+	c.raft, err = raft.NewRaft(rc, c.fsm, c.logs, c.logs, c.snapshots, noPipeline{c.transport})
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -415,7 +450,7 @@ func (c *Cluster) Servers() ([]raft.Server, error) {
 }
 
 // Shutdown stops Raft and background work. It does not hand leadership over;
-// a graceful handover arrives with the operations work.
+// the node transfers leadership before calling it on a graceful stop.
 func (c *Cluster) Shutdown() error {
 	c.leaveGossip()
 	c.cancel()

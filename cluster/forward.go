@@ -29,6 +29,8 @@ const (
 	pathIndex = "/v1/internal/index"
 	pathWait  = "/v1/internal/wait"
 
+	pathNodeCert = "/v1/internal/node-cert"
+
 	// propagateTimeout bounds how long Propagate waits for one member.
 	propagateTimeout = 3 * time.Second
 
@@ -136,12 +138,25 @@ type indexReply struct {
 	Index uint64 `json:"index"`
 }
 
-// leaderIndex confirms leadership with a quorum, then returns the commit index.
+// leaderIndex confirms leadership with a quorum, then returns the read
+// index: the leader's applied index. Every write acknowledged so far is
+// applied on the leader (an apply returns after the FSM ran it), and, past
+// the once-per-term barrier, so is every write of earlier leaders. The
+// commit index would not do: it counts entries the FSM never sees (no-ops,
+// barriers, configurations), so a follower could wait for it forever, and a
+// new leader's commit index may trail earlier terms' entries (Raft thesis
+// 6.4).
 func (c *Cluster) leaderIndex() (uint64, error) {
 	if c.raft.State() != raft.Leader {
 		return 0, errRetry{ErrNotLeader}
 	}
-	idx := c.raft.CommitIndex()
+	if term := c.raft.CurrentTerm(); c.readyTerm.Load() != term {
+		if err := c.raft.Barrier(c.cfg.HoldTimeout).Error(); err != nil {
+			return 0, translate(err)
+		}
+		c.readyTerm.Store(term)
+	}
+	idx := c.fsm.AppliedIndex()
 	if err := c.raft.VerifyLeader().Error(); err != nil {
 		return 0, translate(err)
 	}
@@ -191,13 +206,22 @@ func (c *Cluster) forward(ctx context.Context, path string, body []byte, out any
 	return c.post(ctx, "https://"+n.APIAddr+path, body, out)
 }
 
-// post makes one internal RPC and decodes its reply.
+// post makes one internal RPC, authenticated by this node's certificate,
+// and decodes its reply.
 func (c *Cluster) post(ctx context.Context, url string, body []byte, out any) error {
+	return c.postAs(ctx, url, body, out, false)
+}
+
+// postAs is post that, with secret, also proves the join secret: only for
+// asking for a node certificate.
+func (c *Cluster) postAs(ctx context.Context, url string, body []byte, out any, secret bool) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
+	if secret {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -282,6 +306,7 @@ func (c *Cluster) Handler() http.Handler {
 		return struct{}{}, c.transferLocal(req.ID)
 	}))
 	mux.HandleFunc("POST "+pathRestore, c.serveRestore)
+	mux.HandleFunc("POST "+pathNodeCert, c.serveWith(c.secretOrNode, c.serveNodeCert))
 	mux.HandleFunc("POST "+pathJoin, c.serve(func(ctx context.Context, body []byte) (any, error) {
 		var req joinRequest
 		if err := json.Unmarshal(body, &req); err != nil || req.ID == "" || req.RaftAddr == "" {
@@ -297,9 +322,13 @@ type errBadRPC struct{ err error }
 func (e errBadRPC) Error() string { return e.err.Error() }
 
 func (c *Cluster) serve(fn func(ctx context.Context, body []byte) (any, error)) http.HandlerFunc {
+	return c.serveWith(c.authorized, fn)
+}
+
+func (c *Cluster) serveWith(auth func(*http.Request) bool, fn func(ctx context.Context, body []byte) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !c.authorized(r) {
-			writeRPCError(w, http.StatusForbidden, "forbidden", "wrong or missing cluster secret")
+		if !auth(r) {
+			writeRPCError(w, http.StatusForbidden, "forbidden", "a node certificate of this cluster is required")
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
@@ -334,7 +363,17 @@ func (c *Cluster) reply(w http.ResponseWriter, r *http.Request, out any, err err
 	}
 }
 
+// authorized: the caller shows a node certificate of this cluster.
 func (c *Cluster) authorized(r *http.Request) bool {
+	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && c.tls.verify(r.TLS.PeerCertificates[0]) == nil
+}
+
+// secretOrNode: the caller proves the join secret (once, to get its first
+// certificate) or shows its node certificate (to renew it).
+func (c *Cluster) secretOrNode(r *http.Request) bool {
+	if c.authorized(r) {
+		return true
+	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && c.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(c.cfg.Secret)) == 1
 }

@@ -22,6 +22,12 @@ func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
 	body, _ := json.Marshal(joinRequest{ID: c.cfg.NodeID, RaftAddr: string(c.transport.LocalAddr())})
 	b := newBackoff(100*time.Millisecond, 5*time.Second)
+	// Joining takes a node certificate.
+	select {
+	case <-c.tls.ready:
+	case <-c.ctx.Done():
+		return
+	}
 	for {
 		for _, base := range c.cfg.Join {
 			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HoldTimeout+5*time.Second)
@@ -36,7 +42,7 @@ func (c *Cluster) joinLoop() {
 				return
 			}
 			if errors.Is(err, ErrForbidden) {
-				c.log.Error("join refused: the cluster secret does not match", "via", base)
+				c.log.Error("join refused: this node's certificate is not accepted", "via", base)
 			} else {
 				c.log.Warn("join failed, will retry", "via", base, "err", err)
 			}

@@ -272,7 +272,6 @@ func (c *Cluster) forwardRestore(ctx context.Context, hdr *snapshotHeader, db *o
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -288,7 +287,7 @@ func (c *Cluster) forwardRestore(ctx context.Context, hdr *snapshotHeader, db *o
 // snapshot file, too large for the usual RPC limit.
 func (c *Cluster) serveRestore(w http.ResponseWriter, r *http.Request) {
 	if !c.authorized(r) {
-		writeRPCError(w, http.StatusForbidden, "forbidden", "wrong or missing cluster secret")
+		writeRPCError(w, http.StatusForbidden, "forbidden", "a node certificate of this cluster is required")
 		return
 	}
 	if c.raft.State() != raft.Leader {

@@ -89,6 +89,12 @@ cluster {
 
   # Trust anchors that verify the other nodes' API certificates.
   ca_file = "/etc/quorumca/root.pem"
+
+  # Key of the cluster CA, which certifies nodes for their mutual TLS (Raft,
+  # forwarding, joins). The same URI on every node. A node that can use it
+  # issues its own node certificate; one that cannot proves the join secret
+  # once to a member and is given one. Certificates renew themselves.
+  ca_key = "awskms:alias/quorumca-cluster?region=eu-west-1"
 }
 
 # The issuing authority, created in the replicated state when the cluster is

@@ -49,10 +49,14 @@ type Config struct {
 	BootstrapExpect   int
 	Voters            int // 3 or 5
 	DeadServerCleanup time.Duration
-	GossipFast        bool // tests: shorter gossip timings
+	GossipFast        bool          // tests: shorter gossip timings
+	NodeCertTTL       time.Duration // tests: short-lived node certificates
 	JoinSecret        string
 	JoinSecretFile    string // read at start when JoinSecret is empty
 	CAFile            string // trust anchors for node-to-node HTTPS
+	// ClusterCAKey names the key of the cluster CA, which certifies nodes
+	// for their mutual TLS; the same URI on every node.
+	ClusterCAKey string
 
 	// Authorities and Provisioners are created when this node bootstraps a
 	// cluster. With no provisioner, a "default" enrollment-token provisioner
@@ -183,6 +187,7 @@ type clusterBlock struct {
 	Join              []string `hcl:"join,optional"`
 	JoinSecret        string   `hcl:"join_secret,optional"`
 	JoinSecretFile    string   `hcl:"join_secret_file,optional"`
+	CAKey             string   `hcl:"ca_key"`
 	CAFile            string   `hcl:"ca_file"`
 }
 
@@ -237,7 +242,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 		TLSCertFile: f.API.TLSCertFile, TLSKeyFile: f.API.TLSKeyFile,
 		RaftListen: f.Raft.Listen, RaftAdvertise: f.Raft.Advertise,
 		Bootstrap: f.Cluster.Bootstrap, Join: f.Cluster.Join,
-		JoinSecret: f.Cluster.JoinSecret, JoinSecretFile: f.Cluster.JoinSecretFile,
+		JoinSecret: f.Cluster.JoinSecret, JoinSecretFile: f.Cluster.JoinSecretFile, ClusterCAKey: f.Cluster.CAKey,
 		CAFile: f.Cluster.CAFile, BootstrapAdminTokenFile: f.BootstrapAdminTokenFile,
 	}
 	if f.HTTP != nil {
@@ -379,6 +384,10 @@ func (c *Config) Validate() error {
 		return errors.New("config: api.tls_cert_file and api.tls_key_file are required")
 	case c.CAFile == "":
 		return errors.New("config: cluster.ca_file is required (it verifies other nodes)")
+	case c.ClusterCAKey == "":
+		return errors.New("config: cluster.ca_key is required: the key that certifies nodes for their mutual TLS")
+	case strings.HasPrefix(c.ClusterCAKey, "softkey:") && !c.AllowInsecureSoftSigner:
+		return errors.New("config: cluster.ca_key is a softkey: (a file): set allow_insecure_soft_signer = true, or use awskms: or pkcs11:")
 	case (c.JoinSecret == "") == (c.JoinSecretFile == ""):
 		return errors.New("config: set one of cluster.join_secret and cluster.join_secret_file")
 	case c.JoinSecret != "" && len(c.JoinSecret) < minSecretLen:

@@ -41,11 +41,13 @@ func TestConfigErrors(t *testing.T) {
 		{"neither bootstrap nor join", baseConfig + `cluster {
   join_secret = "0123456789abcdef"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }`, "bootstrap = true"},
 		{"provisioner of unknown authority", baseConfig + `cluster {
   bootstrap = true
   join_secret = "0123456789abcdef"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }
 provisioner "p" {
   kind = "enrollment-token"
@@ -55,21 +57,25 @@ provisioner "p" {
   join = ["https://a:1"]
   join_secret = "short"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }`, "at least 16"},
 		{"no secret", baseConfig + `cluster {
   join = ["https://a:1"]
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }`, "join_secret"},
 		{"join not https", baseConfig + `cluster {
   join = ["a:1"]
   join_secret = "0123456789abcdef"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }`, "https://host:port"},
 		{"unknown attribute", baseConfig + `colour = "blue"`, "Unsupported argument"},
 		{"soft signer not allowed", baseConfig + `cluster {
   bootstrap = true
   join_secret = "0123456789abcdef"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }
 authority "default" {
   root_file = "r"
@@ -80,6 +86,7 @@ authority "default" {
   bootstrap = true
   join_secret = "0123456789abcdef"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }
 authority "default" {
   root_file = "r"
@@ -95,6 +102,7 @@ provisioner "p" {
   bootstrap = true
   join_secret = "0123456789abcdef"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }
 authority "default" {
   root_file = "r"
@@ -109,6 +117,7 @@ provisioner "p" {
   bootstrap = true
   join_secret = "0123456789abcdef"
   ca_file = "r"
+  ca_key = "awskms:alias/c"
 }
 authority "default" {
   root_file = "r"

@@ -128,6 +128,18 @@ func (p *DevPKI) AdminAuthority() (*AuthorityConfig, error) {
 	return &AuthorityConfig{Name: authority.AdminAuthority, RootFile: p.RootFile, ChainFile: chain, Key: soft.Scheme + ":" + keyFile}, nil
 }
 
+// ClusterCAKey is the URI of the dev cluster CA key (nodes' mutual TLS),
+// made on first use.
+func (p *DevPKI) ClusterCAKey() (string, error) {
+	path := filepath.Join(filepath.Dir(p.RootFile), "cluster-ca.key")
+	if _, err := os.Stat(path); err != nil {
+		if _, _, err := soft.Generate(path); err != nil {
+			return "", err
+		}
+	}
+	return soft.Scheme + ":" + path, nil
+}
+
 // NodeTLS returns the API certificate and key files in dir for hosts,
 // creating them, signed by the root, if they do not exist.
 func (p *DevPKI) NodeTLS(dir string, hosts []string) (certFile, keyFile string, err error) {

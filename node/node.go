@@ -121,13 +121,19 @@ func (n *Node) start() error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	caKey, err := n.signers.Get(n.ctx, cfg.ClusterCAKey)
+	if err != nil {
+		// Then the node proves the join secret to a member for its certificate.
+		n.log.Warn("cannot use the cluster CA key; will ask a member for a node certificate", "key", cfg.ClusterCAKey, "err", err)
+		caKey = nil
+	}
 	n.cluster, err = cluster.Open(cluster.Config{
 		NodeID: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "raft"),
 		RaftBind: cfg.RaftListen, RaftAdvertise: cfg.RaftAdvertise, APIAdvertise: advertise,
 		Bootstrap: cfg.Bootstrap, Join: cfg.Join, Secret: secret,
 		ClientTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		Timing:    cfg.Timing, HoldTimeout: cfg.HoldTimeout, Logger: n.log, Now: cfg.Now,
-		Registerer: reg, Gossip: gossip,
+		Registerer: reg, Gossip: gossip, CAKey: caKey, NodeCertTTL: cfg.NodeCertTTL,
 	}, n.fsm)
 	if err != nil {
 		return err

@@ -47,6 +47,7 @@ type testCluster struct {
 	signer             signer.Options
 	auditFiles         bool // each node writes <dir>/audit-<name>.jsonl
 	proxyFrom          []string
+	nodeCertTTL        time.Duration
 	adminListen        bool
 	pyroscope          *PyroscopeConfig
 	admin              string // bootstrap admin token
@@ -124,6 +125,16 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 	return c
 }
 
+// clusterCAKey is the cluster CA key every node of the test cluster names.
+func (c *testCluster) clusterCAKey() string {
+	c.t.Helper()
+	uri, err := c.pki.ClusterCAKey()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return uri
+}
+
 // testClient trusts the dev root.
 func testClient(pki *DevPKI) *http.Client {
 	pool := x509.NewCertPool()
@@ -139,6 +150,17 @@ func readFileTrim(path string) (string, error) {
 // AddNode starts a new node; the first bootstraps, the rest join the first.
 func (c *testCluster) AddNode(bootstrap bool) *testNode {
 	c.t.Helper()
+	return c.addNode(bootstrap, nil)
+}
+
+// addNodeWith starts a joining node whose config mutate adjusts.
+func (c *testCluster) addNodeWith(mutate func(*Config)) *testNode {
+	c.t.Helper()
+	return c.addNode(false, mutate)
+}
+
+func (c *testCluster) addNode(bootstrap bool, mutate func(*Config)) *testNode {
+	c.t.Helper()
 	name := fmt.Sprintf("n%d", len(c.nodes)+1)
 	ndir := filepath.Join(c.dir, name)
 	// The API's TLS key stays out of the data dir, which must hold no key.
@@ -149,7 +171,7 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 	cfg := Config{
 		NodeName: name, DataDir: ndir, HTTPListen: freeAddr(c.t),
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
-		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, CAFile: c.pki.RootFile,
+		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, CAFile: c.pki.RootFile, ClusterCAKey: c.clusterCAKey(),
 		Bootstrap: bootstrap, Timing: c.timing, HoldTimeout: 5 * time.Second,
 		Now: c.clock.Now, Logger: testLogger().With("test_node", name), AllowInsecureSoftSigner: true,
 		Signer: c.signer,
@@ -167,9 +189,12 @@ func (c *testCluster) AddNode(bootstrap bool) *testNode {
 	if c.auditFiles {
 		cfg.AuditFile = filepath.Join(c.dir, "audit-"+name+".jsonl")
 	}
-	cfg.ProxyProtocolFrom, cfg.Pyroscope = c.proxyFrom, c.pyroscope
+	cfg.ProxyProtocolFrom, cfg.Pyroscope, cfg.NodeCertTTL = c.proxyFrom, c.pyroscope, c.nodeCertTTL
 	if c.adminListen {
 		cfg.AdminListen = "127.0.0.1:0"
+	}
+	if mutate != nil {
+		mutate(&cfg)
 	}
 	tn := &testNode{cfg: cfg}
 	c.nodes = append(c.nodes, tn)

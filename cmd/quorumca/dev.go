@@ -71,6 +71,10 @@ func runDev(args []string) int {
 	if err != nil {
 		return fail("dev: %v", err)
 	}
+	clusterKey, err := pki.ClusterCAKey()
+	if err != nil {
+		return fail("dev: %v", err)
+	}
 
 	var running []*node.Node
 	defer func() {
@@ -96,7 +100,7 @@ func runDev(args []string) int {
 		cfg := node.Config{
 			NodeName: name, DataDir: ndir,
 			APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile, HTTPListen: httpAddr,
-			RaftListen: raftAddr, JoinSecret: secret, CAFile: pki.RootFile,
+			RaftListen: raftAddr, JoinSecret: secret, CAFile: pki.RootFile, ClusterCAKey: clusterKey,
 			Logger: log, AllowInsecureSoftSigner: true,
 		}
 		if i == 0 {

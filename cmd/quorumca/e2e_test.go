@@ -327,7 +327,7 @@ authority "default" {
   key        = %q
 }
 `, pki.root, pki.chain, pki.key)
-		path := writeServerConfig(t, dir, i, base, pki, secretFile, "allow_insecure_soft_signer = true\n", authority)
+		path := writeServerConfig(t, dir, i, base, pki, secretFile, "", authority)
 		procs[i] = start(t, "server", "-config", path, "-log-level", "warn")
 	}
 
@@ -408,10 +408,12 @@ cluster {
   %s
   join_secret_file = %q
   ca_file          = %q
+  ca_key           = %q
 }
 bootstrap_admin_token_file = %q
+allow_insecure_soft_signer = true
 %s
-`, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.root, filepath.Join(dir, "admin.token"), extra)
+`, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.root, pki.clusterKey(t), filepath.Join(dir, "admin.token"), extra)
 	path := filepath.Join(dir, fmt.Sprintf("ca-%d.hcl", i+1))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -431,6 +433,16 @@ func devPKI(t *testing.T, dir string) testPKI {
 		t.Fatal(err)
 	}
 	return testPKI{root: p.RootFile, chain: p.ChainFile, key: p.KeyURI, pki: p}
+}
+
+// clusterKey is a soft cluster CA key shared by the test's processes.
+func (p testPKI) clusterKey(t *testing.T) string {
+	t.Helper()
+	uri, err := p.pki.ClusterCAKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uri
 }
 
 func (p testPKI) tls(t *testing.T, dir string) (string, string) {

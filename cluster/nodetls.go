@@ -1,0 +1,493 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quorumca/quorumca/signer"
+)
+
+// Node-to-node traffic (Raft, forwarding, joins) runs over mutual TLS with
+// node certificates of the cluster CA. Trust is anchored in the cluster CA
+// key, which every node names by the same URI: each node builds a local
+// self-signed CA certificate from it (same subject, same key), so a
+// certificate any node issued verifies on every node, before any
+// replicated state exists. A node that can use the key issues its own
+// certificate; one that cannot proves the join secret once to a member and
+// gets one back.
+
+const (
+	defaultNodeCertTTL = 7 * 24 * time.Hour
+	nodeTLSName        = "node.quorumca.internal" // every node certificate names it
+	clusterCAName      = "quorumca cluster CA"
+)
+
+// ErrNoNodeCert: this node has no node certificate yet.
+var ErrNoNodeCert = errors.New("cluster: no node certificate yet")
+
+type nodeTLS struct {
+	id  string
+	key signer.Key // the cluster CA key, or nil if this node cannot reach it
+	ttl time.Duration
+
+	ready     chan struct{} // closed once the node has a certificate
+	readyOnce sync.Once
+
+	mu   sync.RWMutex
+	ca   *x509.Certificate // local anchor
+	pool *x509.CertPool
+	cert *tls.Certificate
+}
+
+// caCert builds the local self-signed anchor for the cluster CA key.
+func caCert(ctx context.Context, key signer.Key) (*x509.Certificate, error) {
+	pub := key.Public()
+	ski := subjectKeyID(pub)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: clusterCAName},
+		NotBefore: time.Unix(0, 0), NotAfter: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true, SubjectKeyId: ski,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer.CryptoSigner(ctx, key))
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+func subjectKeyID(pub crypto.PublicKey) []byte {
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	h := sha256.Sum256(der)
+	return h[:20]
+}
+
+// setAnchor installs the cluster CA anchor.
+func (n *nodeTLS) setAnchor(ca *x509.Certificate) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ca = ca
+	n.pool = x509.NewCertPool()
+	n.pool.AddCert(ca)
+}
+
+func (n *nodeTLS) hasAnchor() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ca != nil
+}
+
+// issue signs a node certificate for pub with the cluster CA key.
+func (n *nodeTLS) issue(ctx context.Context, id string, pub crypto.PublicKey) ([]byte, error) {
+	if n.key == nil {
+		return nil, errors.New("cluster: this node cannot use the cluster CA key")
+	}
+	n.mu.RLock()
+	ca := n.ca
+	n.mu.RUnlock()
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: id},
+		DNSNames:  []string{nodeTLSName, id + "." + nodeTLSName},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(n.ttl),
+		KeyUsage:       x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		AuthorityKeyId: ca.SubjectKeyId,
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, ca, pub, signer.CryptoSigner(ctx, n.key))
+}
+
+// install makes a certificate (and its key) this node's.
+func (n *nodeTLS) install(der []byte, key crypto.Signer) error {
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	if err := n.verify(leaf); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.cert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	n.mu.Unlock()
+	n.readyOnce.Do(func() { close(n.ready) })
+	return nil
+}
+
+// verify checks a peer's node certificate against the cluster CA.
+func (n *nodeTLS) verify(leaf *x509.Certificate) error {
+	n.mu.RLock()
+	pool := n.pool
+	n.mu.RUnlock()
+	if pool == nil {
+		return ErrNoNodeCert
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: nodeTLSName,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}})
+	return err
+}
+
+func (n *nodeTLS) current() (*tls.Certificate, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.cert == nil {
+		return nil, ErrNoNodeCert
+	}
+	return n.cert, nil
+}
+
+// needsRenewal reports whether the certificate is missing or two thirds
+// through its life.
+func (n *nodeTLS) needsRenewal() bool {
+	c, err := n.current()
+	if err != nil {
+		return true
+	}
+	life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+	return time.Now().After(c.Leaf.NotBefore.Add(life * 2 / 3))
+}
+
+// verifyRaw is a VerifyPeerCertificate: the peer must show a node certificate.
+func (n *nodeTLS) verifyRaw(raw [][]byte, _ [][]*x509.Certificate) error {
+	if len(raw) == 0 {
+		return errors.New("cluster: peer has no node certificate")
+	}
+	leaf, err := x509.ParseCertificate(raw[0])
+	if err != nil {
+		return err
+	}
+	return n.verify(leaf)
+}
+
+// serverConfig requires and verifies a node certificate from the peer.
+func (n *nodeTLS) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:            tls.VersionTLS13,
+		ClientAuth:            tls.RequireAnyClientCert,
+		GetCertificate:        func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.current() },
+		VerifyPeerCertificate: n.verifyRaw,
+	}
+}
+
+// clientConfig presents this node's certificate and checks the peer's.
+func (n *nodeTLS) clientConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:            tls.VersionTLS13,
+		InsecureSkipVerify:    true, // verified by VerifyPeerCertificate, against the cluster CA
+		GetClientCertificate:  func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.current() },
+		VerifyPeerCertificate: n.verifyRaw,
+	}
+}
+
+// tlsStream is Raft's transport layer over mutual TLS.
+type tlsStream struct {
+	net.Listener
+	advertise net.Addr
+	tls       *nodeTLS
+
+	once, closeOnce sync.Once
+	conns           chan net.Conn
+	done            chan struct{}
+}
+
+func newTLSStream(ln net.Listener, advertise net.Addr, t *nodeTLS) *tlsStream {
+	return &tlsStream{Listener: ln, advertise: advertise, tls: t, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (s *tlsStream) Addr() net.Addr {
+	if s.advertise != nil {
+		return s.advertise
+	}
+	return s.Listener.Addr()
+}
+
+func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	return tls.DialWithDialer(d, "tcp", string(address), s.tls.clientConfig())
+}
+
+// Accept hands Raft only connections whose TLS handshake, with a node
+// certificate, has completed: a peer without one is turned away before
+// Raft reads a byte. Handshakes run side by side, so a slow or silent peer
+// holds up no one.
+func (s *tlsStream) Accept() (net.Conn, error) {
+	s.once.Do(func() { go s.acceptLoop() })
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (s *tlsStream) acceptLoop() {
+	for {
+		conn, err := s.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors and the like: wait a little, as
+			// net/http does.
+			select {
+			case <-s.done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		go s.handshake(conn)
+	}
+}
+
+func (s *tlsStream) handshake(conn net.Conn) {
+	tc := tls.Server(conn, s.tls.serverConfig())
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		conn.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	select {
+	case s.conns <- tc:
+	case <-s.done:
+		tc.Close()
+	}
+}
+
+func (s *tlsStream) Close() error {
+	err := s.Listener.Close()
+	s.closeOnce.Do(func() { close(s.done) })
+	return err
+}
+
+// noPipeline turns off Raft's pipelined replication: hashicorp/raft can
+// deadlock a replication goroutine when a follower rejects an entry while
+// a pipelined send is in flight (the follower then gets heartbeats but no
+// more entries, and Shutdown hangs). Plain AppendEntries costs a round
+// trip per batch, which our batched applies absorb.
+type noPipeline struct{ *raft.NetworkTransport }
+
+func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// nodeCertRequest asks a member for a node certificate.
+type nodeCertRequest struct {
+	ID  string `json:"id"`
+	CSR []byte `json:"csr"` // DER
+}
+
+type nodeCertReply struct {
+	Cert []byte `json:"cert"` // DER
+	CA   []byte `json:"ca"`   // DER of the member's local anchor: the cluster CA key
+}
+
+// newNodeKey makes the key of a node certificate; it never leaves the node.
+func newNodeKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
+
+// ensureNodeCert gets this node a certificate: by signing one itself when
+// it can use the cluster CA key, else from a member (join secret once,
+// then its own certificate).
+func (c *Cluster) ensureNodeCert(ctx context.Context) error {
+	key, err := newNodeKey()
+	if err != nil {
+		return err
+	}
+	if c.tls.key != nil {
+		der, err := c.tls.issue(ctx, c.cfg.NodeID, key.Public())
+		if err != nil {
+			return err
+		}
+		return c.installNodeCert(der, key)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: c.cfg.NodeID}}, key)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(nodeCertRequest{ID: c.cfg.NodeID, CSR: csr})
+	var lastErr error = errors.New("no member to ask for a node certificate")
+	for _, base := range c.memberAPIs() {
+		var out nodeCertReply
+		if lastErr = c.askNodeCert(ctx, base+pathNodeCert, body, &out); lastErr != nil {
+			continue
+		}
+		ca, err := x509.ParseCertificate(out.CA)
+		if err != nil || !ca.IsCA {
+			lastErr = fmt.Errorf("member sent no usable cluster CA: %v", err)
+			continue
+		}
+		if !c.tls.hasAnchor() {
+			c.tls.setAnchor(ca)
+		}
+		return c.installNodeCert(out.Cert, key)
+	}
+	return lastErr
+}
+
+// installNodeCert makes der this node's certificate and moves internal RPCs
+// onto connections that present it.
+func (c *Cluster) installNodeCert(der []byte, key crypto.Signer) error {
+	if err := c.tls.install(der, key); err != nil {
+		return err
+	}
+	cert, _ := c.tls.current()
+	c.rpc.use(cert)
+	return nil
+}
+
+// askNodeCert posts a node-certificate request with the join secret, and
+// the current certificate if there is one, on a connection of its own:
+// one made without a node certificate must not be pooled for other RPCs.
+func (c *Cluster) askNodeCert(ctx context.Context, url string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
+	req.Header.Set("Content-Type", "application/json")
+	cert, _ := c.tls.current()
+	t := newRPCHTTPTransport(c.cfg.ClientTLS, cert)
+	t.DisableKeepAlives = true
+	defer t.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: t}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return c.rpcResult(resp, out)
+}
+
+// rpcTransport carries internal RPCs. Each node certificate gets its own
+// http.Transport, so no pooled connection made with an older certificate,
+// or none, is reused once a new one is in place.
+type rpcTransport struct {
+	base *tls.Config
+	cur  atomic.Pointer[http.Transport]
+}
+
+func newRPCHTTPTransport(base *tls.Config, cert *tls.Certificate) *http.Transport {
+	cfg := base.Clone()
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Transport{
+		TLSClientConfig:     cfg,
+		ForceAttemptHTTP2:   true,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
+	}
+}
+
+// use switches to connections presenting cert (nil: none). The old
+// transport's connections close as they fall idle.
+func (t *rpcTransport) use(cert *tls.Certificate) {
+	if old := t.cur.Swap(newRPCHTTPTransport(t.base, cert)); old != nil {
+		old.CloseIdleConnections()
+		time.AfterFunc(2*time.Minute, old.CloseIdleConnections) // after in-flight calls return
+	}
+}
+
+func (t *rpcTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.cur.Load().RoundTrip(r)
+}
+
+func (t *rpcTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
+
+// memberAPIs are the https bases of members this node may ask: the join
+// list, then members known from the node table and gossip.
+func (c *Cluster) memberAPIs() []string {
+	out := append([]string{}, c.cfg.Join...)
+	if c.gossip != nil {
+		for _, m := range c.gossip.snapshot() {
+			if m.alive && m.ID != c.cfg.NodeID && m.API != "" {
+				out = append(out, "https://"+m.API)
+			}
+		}
+	}
+	return out
+}
+
+// serveNodeCert issues a node certificate to a node that proves the join
+// secret, or renews one for a node that shows its current certificate.
+func (c *Cluster) serveNodeCert(ctx context.Context, body []byte) (any, error) {
+	var req nodeCertRequest
+	if err := json.Unmarshal(body, &req); err != nil || req.ID == "" {
+		return nil, errBadRPC{errors.New("node certificate request needs id and csr")}
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil || csr.CheckSignature() != nil {
+		return nil, errBadRPC{errors.New("node certificate request: bad CSR")}
+	}
+	der, err := c.tls.issue(ctx, req.ID, csr.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Info("issued a node certificate", "node", req.ID)
+	c.tls.mu.RLock()
+	defer c.tls.mu.RUnlock()
+	return nodeCertReply{Cert: der, CA: c.tls.ca.Raw}, nil
+}
+
+// NodeCert is this node's current certificate, or nil.
+func (c *Cluster) NodeCert() *x509.Certificate {
+	cert, err := c.tls.current()
+	if err != nil {
+		return nil
+	}
+	return cert.Leaf
+}
+
+// nodeCertLoop keeps this node's certificate valid.
+func (c *Cluster) nodeCertLoop() {
+	defer c.wg.Done()
+	b := newBackoff(200*time.Millisecond, 10*time.Second)
+	for {
+		wait := min(time.Minute, c.tls.ttl/6)
+		if c.tls.needsRenewal() {
+			if err := c.ensureNodeCert(c.ctx); err != nil {
+				if errors.Is(err, ErrForbidden) {
+					c.log.Error("no node certificate: the cluster refused the join secret; will retry", "err", err)
+				} else {
+					c.log.Warn("no node certificate yet: will retry", "err", err)
+				}
+				if !b.wait(c.ctx) {
+					return
+				}
+				continue
+			}
+			b = newBackoff(200*time.Millisecond, 10*time.Second)
+			c.log.Info("node certificate in place")
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}

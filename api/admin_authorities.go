@@ -44,6 +44,7 @@ type issuerResponse struct {
 type authorityResponse struct {
 	Name       string           `json:"name"`
 	Root       string           `json:"root"`
+	AddedRoots []string         `json:"added_roots,omitempty"` // root rotations
 	RootKeyURI string           `json:"root_key_uri,omitempty"`
 	BaseURL    string           `json:"base_url,omitempty"`
 	Issuers    []issuerResponse `json:"issuers"`
@@ -52,7 +53,7 @@ type authorityResponse struct {
 
 func authorityJSON(a *fsm.Authority) authorityResponse {
 	out := authorityResponse{Name: a.Name, Root: string(authority.EncodePEM(a.Root)), RootKeyURI: a.RootKeyURI,
-		BaseURL: a.BaseURL, CreatedAt: a.CreatedAt, Issuers: []issuerResponse{}}
+		BaseURL: a.BaseURL, CreatedAt: a.CreatedAt, Issuers: []issuerResponse{}, AddedRoots: pemList(a.AddedRoots)}
 	for _, iss := range a.Issuers {
 		r := issuerResponse{ID: iss.ID, KeyURI: iss.KeyURI, Active: iss.Active, Certificate: string(authority.EncodePEM(iss.Chain[0]))}
 		if t, err := notAfter(iss.Chain[0]); err == nil {
@@ -123,6 +124,7 @@ type importRequest struct {
 	Key        string `json:"key"`
 	BaseURL    string `json:"base_url,omitempty"`
 	KeepOthers bool   `json:"keep_others,omitempty"`
+	NewRoot    bool   `json:"new_root,omitempty"`
 }
 
 func (s *Server) importAuthority(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +134,7 @@ func (s *Server) importAuthority(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.CA.ImportIssuer(ctx, authority.ImportRequest{Name: req.Name, Root: []byte(req.Root),
-		Chain: []byte(req.Chain), Key: req.Key, BaseURL: req.BaseURL, KeepOthers: req.KeepOthers})
+		Chain: []byte(req.Chain), Key: req.Key, BaseURL: req.BaseURL, KeepOthers: req.KeepOthers, NewRoot: req.NewRoot})
 	if err != nil {
 		s.fail(w, r, err)
 		return

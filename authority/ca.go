@@ -194,9 +194,11 @@ func (ca *CA) Roots(ctx context.Context) ([][]byte, error) {
 	seen := map[string]bool{}
 	var out [][]byte
 	for _, a := range as {
-		if !seen[string(a.Root)] {
-			seen[string(a.Root)] = true
-			out = append(out, a.Root)
+		for _, r := range a.Roots() {
+			if !seen[string(r)] {
+				seen[string(r)] = true
+				out = append(out, r)
+			}
 		}
 	}
 	return out, nil
@@ -249,13 +251,13 @@ func (ca *CA) PruneTokens(ctx context.Context) error {
 	return ca.propose(ctx, fsm.CmdTokenPrune, fsm.TokenPrune{Before: now})
 }
 
-// AuthorityRoots returns one authority's trust anchor.
+// AuthorityRoots returns one authority's trust anchors.
 func (ca *CA) AuthorityRoots(ctx context.Context, name string) ([][]byte, error) {
 	a, err := ca.state.Authority(name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
 	}
-	return [][]byte{a.Root}, nil
+	return a.Roots(), nil
 }
 
 // IssuerCert returns the DER of an issuer's certificate; issuer "" is the

@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -113,6 +115,10 @@ type ImportRequest struct {
 	Key        string // URI of the intermediate's key
 	BaseURL    string
 	KeepOthers bool // add beside the current issuers instead of replacing them
+	// NewRoot admits a root the authority does not have yet: a root
+	// rotation. The new root joins the authority's trust anchors (and
+	// /v1/roots) beside the old, which keep verifying what they issued.
+	NewRoot bool
 }
 
 // ImportIssuer creates an authority from an offline-signed intermediate, or,
@@ -143,8 +149,15 @@ func (ca *CA) ImportIssuer(ctx context.Context, req ImportRequest) (*fsm.Authori
 	if err != nil {
 		return nil, err
 	}
-	if !roots[0].Equal(mustParse(cur.Root)) {
-		return nil, fmt.Errorf("%w: authority %s has another root", ErrInvalidRequest, req.Name)
+	known := slices.ContainsFunc(cur.Roots(), func(r []byte) bool { return bytes.Equal(r, roots[0].Raw) })
+	switch {
+	case !known && !req.NewRoot:
+		return nil, fmt.Errorf("%w: authority %s has another root (a root rotation needs new_root)", ErrInvalidRequest, req.Name)
+	case !known:
+		if !roots[0].IsCA || roots[0].CheckSignatureFrom(roots[0]) != nil {
+			return nil, fmt.Errorf("%w: the new root is not a self-signed CA certificate", ErrInvalidRequest)
+		}
+		return ca.addIssuerRoot(ctx, cur, roots[0], iss, !req.KeepOthers, roots[0].Raw)
 	}
 	return ca.addIssuer(ctx, cur, roots[0], iss, !req.KeepOthers)
 }
@@ -187,10 +200,15 @@ func (ca *CA) RotateIssuer(ctx context.Context, req RotateRequest) (*fsm.Authori
 }
 
 func (ca *CA) addIssuer(ctx context.Context, cur *fsm.Authority, root *x509.Certificate, iss fsm.Issuer, retire bool) (*fsm.Authority, error) {
+	return ca.addIssuerRoot(ctx, cur, root, iss, retire, nil)
+}
+
+// addIssuerRoot is addIssuer that may bring a new root (DER) along.
+func (ca *CA) addIssuerRoot(ctx context.Context, cur *fsm.Authority, root *x509.Certificate, iss fsm.Issuer, retire bool, newRoot []byte) (*fsm.Authority, error) {
 	if err := ca.checkIssuer(ctx, root, &iss); err != nil {
 		return nil, err
 	}
-	if err := ca.proposeAndRead(ctx, fsm.CmdIssuerAdd, fsm.IssuerAdd{Authority: cur.Name, Issuer: iss, RetireOthers: retire}); err != nil {
+	if err := ca.proposeAndRead(ctx, fsm.CmdIssuerAdd, fsm.IssuerAdd{Authority: cur.Name, Issuer: iss, RetireOthers: retire, NewRoot: newRoot}); err != nil {
 		return nil, err
 	}
 	if err := ca.RefreshCRL(ctx, cur.Name, iss.ID, false); err != nil {

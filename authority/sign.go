@@ -2,7 +2,9 @@ package authority
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
+	"errors"
 	"strings"
 	"time"
 
@@ -29,6 +31,9 @@ func (ca *CA) Sign(ctx context.Context, req SignRequest) (*Issued, error) {
 
 func (ca *CA) signWithEnrollmentToken(ctx context.Context, req SignRequest) (*Issued, error) {
 	tok, hash, err := ca.enrollmentToken(ctx, req.Token)
+	if errors.Is(err, fsm.ErrTokenUsed) {
+		return ca.replayEnrollment(ctx, req, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -44,10 +49,55 @@ func (ca *CA) signWithEnrollmentToken(ctx context.Context, req SignRequest) (*Is
 		return nil, err
 	}
 	ctx = asActor(ctx, "provisioner:"+prov.Name+" token:"+tok.ID)
-	return ca.issue(ctx, issuance{
+	iss, err := ca.issue(ctx, issuance{
 		prov: prov, pub: csr.PublicKey, names: names, ttl: req.TTL,
 		requester: "token:" + tok.ID, auth: fsm.Issue{TokenHash: hash},
 	})
+	if errors.Is(err, fsm.ErrTokenUsed) {
+		// Used a moment ago, perhaps by this very request sent twice.
+		return ca.replayEnrollment(ctx, req, err)
+	}
+	return iss, err
+}
+
+// replayEnrollment answers a used token with the certificate it was used
+// for, when the request is for that certificate's key: a device whose
+// answer was lost on the way (a timeout, a dropped connection) asks again
+// and gets what it already has, instead of being locked out. The CSR's
+// signature proves the key; whoever lacks it still gets usedErr.
+func (ca *CA) replayEnrollment(ctx context.Context, req SignRequest, usedErr error) (*Issued, error) {
+	hash, ok := parseSecret(enrollPrefix, req.Token)
+	if !ok {
+		return nil, usedErr
+	}
+	tok, err := ca.state.TokenByHash(hash)
+	if err == nil && tok.UsedBy == "" {
+		// The leader refused it as used; this node has not applied that
+		// use yet.
+		if ca.raft.Barrier(ctx) != nil {
+			return nil, usedErr
+		}
+		tok, err = ca.state.TokenByHash(hash)
+	}
+	if err != nil || tok.UsedBy == "" {
+		return nil, usedErr
+	}
+	rec, err := ca.state.Cert(tok.UsedBy)
+	if err != nil || rec.Revoked() {
+		return nil, usedErr
+	}
+	csr, err := ParseCSR(req.CSR)
+	if err != nil {
+		return nil, usedErr
+	}
+	leaf, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return nil, usedErr
+	}
+	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(csr.PublicKey) {
+		return nil, usedErr
+	}
+	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}, nil
 }
 
 func (ca *CA) signWithJWT(ctx context.Context, req SignRequest) (*Issued, error) {

@@ -10,6 +10,7 @@ import (
 type Authority struct {
 	Name       string    `json:"name"`
 	Root       string    `json:"root"`
+	AddedRoots []string  `json:"added_roots,omitempty"`
 	RootKeyURI string    `json:"root_key_uri,omitempty"`
 	BaseURL    string    `json:"base_url,omitempty"`
 	Issuers    []Issuer  `json:"issuers"`
@@ -52,6 +53,7 @@ type ImportAuthority struct {
 	Key        string `json:"key"`
 	BaseURL    string `json:"base_url,omitempty"`
 	KeepOthers bool   `json:"keep_others,omitempty"`
+	NewRoot    bool   `json:"new_root,omitempty"` // a root rotation: the root joins the authority's anchors
 }
 
 // RotateAuthority asks for a new intermediate signed by the root key.

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,9 +23,10 @@ import (
 
 // Config says where the CA is and how to talk to it.
 type Config struct {
-	Addr       string   // https://host:port; default https://127.0.0.1:8443
-	Addrs      []string // more addresses (other nodes) to fail over to
-	CAFile     string   // trust anchors for the API's certificate
+	Addr       string         // https://host:port; default https://127.0.0.1:8443
+	Addrs      []string       // more addresses (other nodes) to fail over to
+	CAFile     string         // trust anchors for the API's certificate
+	RootCAs    *x509.CertPool // trust anchors, instead of CAFile
 	AdminToken string
 	Timeout    time.Duration
 	// RetryFor is how long a request is retried, across the addresses, when
@@ -79,8 +81,8 @@ func New(c Config) (*Client, error) {
 	if c.RetryFor == 0 {
 		c.RetryFor = 15 * time.Second
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: c.Certificates}
-	if c.CAFile != "" {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: c.Certificates, RootCAs: c.RootCAs}
+	if c.CAFile != "" && c.RootCAs == nil {
 		b, err := os.ReadFile(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca file: %w", err)
@@ -117,9 +119,10 @@ func retryable(err error) bool {
 
 // Error is an error reply of the API.
 type Error struct {
-	Status  int
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Status     int
+	Code       string        `json:"code"`
+	Message    string        `json:"message"`
+	RetryAfter time.Duration // from a Retry-After header in seconds; 0 if none
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code) }
@@ -180,7 +183,7 @@ func (c *Client) once(ctx context.Context, method, url string, body []byte, hasB
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		return errorFrom(resp.StatusCode, data)
+		return errorFrom(resp, data)
 	}
 	if out != nil && len(data) > 0 {
 		return json.Unmarshal(data, out)
@@ -189,11 +192,20 @@ func (c *Client) once(ctx context.Context, method, url string, body []byte, hasB
 }
 
 // errorFrom reads an API error reply.
-func errorFrom(status int, data []byte) error {
+func errorFrom(resp *http.Response, data []byte) error {
 	var e struct{ Error Error }
 	if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
-		return &Error{Status: status, Code: "http_error", Message: strings.TrimSpace(string(data))}
+		e.Error = Error{Code: "http_error", Message: strings.TrimSpace(string(data))}
 	}
-	e.Error.Status = status
+	e.Error.Status = resp.StatusCode
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		e.Error.RetryAfter = time.Duration(secs) * time.Second
+	}
 	return &e.Error
 }
+
+// CloseIdleConnections closes connections kept for reuse.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// Addr is the first address the client calls.
+func (c *Client) Addr() string { return c.base }

@@ -74,5 +74,5 @@ func (c *Client) raw(ctx context.Context, method, path string, body io.Reader) (
 
 func (c *Client) decodeError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return errorFrom(resp.StatusCode, data)
+	return errorFrom(resp, data)
 }

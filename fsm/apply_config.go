@@ -13,7 +13,7 @@ func init() {
 	register(CmdNodeUpsert, "node_upsert", 1, applyNodeUpsert)
 	register(CmdAdminCreate, "admin_create", 2, applyAdminCreate)
 	register(CmdAdminRevoke, "admin_revoke", 1, applyAdminRevoke)
-	register(CmdIssuerAdd, "issuer_add", 1, applyIssuerAdd)
+	register(CmdIssuerAdd, "issuer_add", 2, applyIssuerAdd)
 }
 
 // authorityV1 is the authority_put payload of version 1: one issuer.
@@ -67,12 +67,15 @@ type IssuerAdd struct {
 	Authority    string `json:"authority"`
 	Issuer       Issuer `json:"issuer"`
 	RetireOthers bool   `json:"retire_others"`
+	// NewRoot (version 2) is the DER of a root the issuer chains to that the
+	// authority does not have yet: a root rotation. Version 1 had none.
+	NewRoot []byte `json:"new_root,omitempty"`
 }
 
 func applyIssuerAdd(a *applyCtx) error {
 	var in IssuerAdd
 	a.decode(&in)
-	a.notef("authority=%s issuer=%s retire_others=%v", in.Authority, in.Issuer.ID, in.RetireOthers)
+	a.notef("authority=%s issuer=%s retire_others=%v new_root=%v", in.Authority, in.Issuer.ID, in.RetireOthers, len(in.NewRoot) > 0)
 	var cur Authority
 	if err := getJSON(a.tx, bAuthorities, []byte(in.Authority), &cur); err != nil {
 		return reject(ErrAuthorityUnknown, "unknown authority "+in.Authority)
@@ -87,6 +90,9 @@ func applyIssuerAdd(a *applyCtx) error {
 		for i := range cur.Issuers {
 			cur.Issuers[i].Active = false
 		}
+	}
+	if len(in.NewRoot) > 0 && !slices.ContainsFunc(cur.Roots(), func(r []byte) bool { return bytes.Equal(r, in.NewRoot) }) {
+		cur.AddedRoots = append(cur.AddedRoots, in.NewRoot)
 	}
 	in.Issuer.Active = true
 	in.Issuer.CreatedAt = a.now

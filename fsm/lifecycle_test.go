@@ -247,6 +247,38 @@ func TestIssuerAddAndRotation(t *testing.T) {
 	}
 }
 
+// A root rotation adds the new root beside the old, once; a version 1
+// entry (no new root) still applies.
+func TestIssuerAddWithNewRoot(t *testing.T) {
+	f, b := lifecycle(t)
+	next := Issuer{ID: "2", Chain: [][]byte{[]byte("int-under-root-2")}, KeyURI: "awskms:key-2"}
+	add := IssuerAdd{Authority: "default", Issuer: next, RetireOthers: true, NewRoot: []byte("root-2")}
+	for range 2 { // the second is a retry
+		if err := apply(t, f, b.entry(CmdIssuerAdd, t0, add)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := f.Authority("default")
+	if roots := a.Roots(); len(roots) != 2 || string(roots[1]) != "root-2" || !bytes.Equal(roots[0], a.Root) {
+		t.Fatalf("roots after rotation: %q", roots)
+	}
+	// The old root presented as new again is not added twice.
+	again := IssuerAdd{Authority: "default", Issuer: Issuer{ID: "3", Chain: [][]byte{[]byte("int-3")}, KeyURI: "awskms:key-3"}, NewRoot: a.Root}
+	if err := apply(t, f, b.entry(CmdIssuerAdd, t0, again)); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ = f.Authority("default"); len(a.Roots()) != 2 {
+		t.Fatalf("%d roots", len(a.Roots()))
+	}
+	v1 := b.entry(CmdIssuerAdd, t0, IssuerAdd{Authority: "default", Issuer: Issuer{ID: "4", Chain: [][]byte{[]byte("int-4")}, KeyURI: "awskms:key-4"}})
+	env, _ := DecodeEnvelope(v1.Data)
+	env.Version = 1
+	v1.Data, _ = env.Encode()
+	if err := apply(t, f, v1); err != nil {
+		t.Fatalf("version 1 issuer_add: %v", err)
+	}
+}
+
 func TestAuthorityPutVersion1StillApplies(t *testing.T) {
 	f := openTest(t)
 	env := &Envelope{Type: CmdAuthorityPut, Version: 1, Time: t0.UnixNano(),

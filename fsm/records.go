@@ -11,6 +11,9 @@ import (
 type Authority struct {
 	Name string `json:"name"`
 	Root []byte `json:"root"` // DER of the trust anchor
+	// AddedRoots are further trust anchors, added by a root rotation (an
+	// issuer imported under a new root). Root stays first.
+	AddedRoots [][]byte `json:"added_roots,omitempty"`
 	// RootKeyURI is set when the root's key is in a KMS or HSM: rotation can
 	// then sign new intermediates. Empty for an offline root.
 	RootKeyURI string   `json:"root_key_uri,omitempty"`
@@ -20,6 +23,9 @@ type Authority struct {
 	BaseURL   string    `json:"base_url,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// Roots are the authority's trust anchors: Root, then any added ones.
+func (a *Authority) Roots() [][]byte { return append([][]byte{a.Root}, a.AddedRoots...) }
 
 // Issuer is one intermediate of an authority. Active issuers share new
 // issuance (several KMS keys multiply the signing quota); a retired one

@@ -24,6 +24,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/atomicfile"
 	"github.com/quorumca/quorumca/signer"
 	_ "github.com/quorumca/quorumca/signer/awskms" // key backends, by URI scheme
 	_ "github.com/quorumca/quorumca/signer/pkcs11"
@@ -298,7 +299,7 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 	if path == "" {
 		path = filepath.Join(n.cfg.DataDir, "bootstrap-admin.token")
 	}
-	if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(tok+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write bootstrap admin token: %w", err)
 	}
 	n.log.Info("bootstrap admin token written; revoke it once real admins exist", "file", path)
@@ -470,30 +471,6 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.signers.Close())
 	return errors.Join(errs...)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // httpErrorLog sends net/http's own complaints (TLS handshake errors from

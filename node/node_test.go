@@ -173,7 +173,9 @@ func TestTokenRaceAcrossNodes(t *testing.T) {
 	for round := range 10 {
 		name := "race" + strconv.Itoa(round) + ".example"
 		tok := c.mintToken(c.nodes[0], "1h", name)
-		csr := newCSR(t, newKey(t), name)
+		// Two keys: the same request sent twice would get the same
+		// certificate back (a replay of a lost answer).
+		csrs := [][]byte{newCSR(t, newKey(t), name), newCSR(t, newKey(t), name)}
 		a, b := c.nodes[round%3], c.nodes[(round+1)%3]
 		var wg sync.WaitGroup
 		replies := make([]reply, 2)
@@ -183,7 +185,7 @@ func TestTokenRaceAcrossNodes(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				r, err := c.try(tn, "POST", "/v1/sign", map[string]string{"csr": string(csr), "token": tok}, "")
+				r, err := c.try(tn, "POST", "/v1/sign", map[string]string{"csr": string(csrs[i]), "token": tok}, "")
 				if err != nil {
 					r.status, r.body = -1, []byte(err.Error())
 				}

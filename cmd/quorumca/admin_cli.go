@@ -1,3 +1,5 @@
+//go:build !agent
+
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/quorumca/quorumca/agent"
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -38,6 +41,15 @@ func group(name string, actions []action) func([]string) int {
 		}
 		return 2
 	}
+}
+
+func init() {
+	register(command{"operator", "Operate a cluster: authorities (create, import, rotate)", runOperator},
+		command{"provisioner", "Manage provisioners (who may get which certificate)", runProvisioner},
+		command{"token", "Mint, list and revoke enrollment tokens", runToken},
+		command{"cert", "Search and revoke issued certificates", runCert},
+		command{"admin", "Manage admin credentials", runAdmin},
+		command{"audit", "Read, follow and verify the audit log", runAudit})
 }
 
 var (
@@ -220,7 +232,7 @@ func tokenTable(withSecret bool, ts ...client.Token) func(*tabwriter.Writer) {
 
 func tokenCreate(args []string) int {
 	var req client.TokenRequest
-	var sans, outFile string
+	var sans, outFile, bundleDir, bundleAddr, bundleRoots string
 	var props listFlag
 	return apiCommand("token create", 0, func(fs *flag.FlagSet) {
 		fs.StringVar(&sans, "sans", "", "comma-separated names the token allows; {n} is the token's number in a batch")
@@ -229,9 +241,19 @@ func tokenCreate(args []string) int {
 		fs.IntVar(&req.Count, "count", 1, "tokens to mint (a fleet roll-out)")
 		fs.Var(&props, "property", "key=value copied into the certificate record (repeatable)")
 		fs.StringVar(&outFile, "out", "", "write the secrets here, one per line (default: standard output)")
+		fs.StringVar(&bundleDir, "bundle-dir", "", "write one enrollment bundle per token here, for 'quorumca agent -bundle'")
+		fs.StringVar(&bundleAddr, "bundle-addr", "", "CA addresses devices use, comma-separated (default QUORUMCA_ADDR)")
+		fs.StringVar(&bundleRoots, "bundle-roots", "", "PEM roots that verify the CA's API certificate (default QUORUMCA_CA_FILE)")
 	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if sans == "" {
 			return nil, errors.New("-sans is required")
+		}
+		var bundle *agent.Bundle
+		if bundleDir != "" {
+			var err error
+			if bundle, err = bundleTemplate(bundleAddr, bundleRoots); err != nil {
+				return nil, err
+			}
 		}
 		req.SANs = strings.Split(sans, ",")
 		for _, p := range props {
@@ -245,6 +267,9 @@ func tokenCreate(args []string) int {
 			req.Properties[k] = v
 		}
 		toks, err := c.MintTokens(cx, req)
+		if err == nil && bundle != nil {
+			return nil, writeBundles(bundleDir, bundle, toks)
+		}
 		if err != nil || outFile == "" {
 			return &result{toks, tokenTable(true, toks...)}, err
 		}
@@ -258,6 +283,64 @@ func tokenCreate(args []string) int {
 		fmt.Fprintf(os.Stderr, "%d token(s) written to %s (shown only this once)\n", len(toks), outFile)
 		return nil, nil
 	})(args)
+}
+
+// bundleTemplate is an enrollment bundle without token and names.
+func bundleTemplate(addrs, rootsFile string) (*agent.Bundle, error) {
+	if addrs == "" {
+		addrs = os.Getenv("QUORUMCA_ADDR")
+	}
+	if rootsFile == "" {
+		rootsFile = os.Getenv("QUORUMCA_CA_FILE")
+	}
+	if addrs == "" || rootsFile == "" {
+		return nil, errors.New("-bundle-dir needs -bundle-addr and -bundle-roots (or QUORUMCA_ADDR and QUORUMCA_CA_FILE)")
+	}
+	roots, err := os.ReadFile(rootsFile)
+	if err != nil {
+		return nil, err
+	}
+	return &agent.Bundle{Addrs: strings.Split(addrs, ","), Roots: string(roots)}, nil
+}
+
+// writeBundles writes one bundle per token, named after its first name.
+func writeBundles(dir string, tmpl *agent.Bundle, toks []client.Token) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, t := range toks {
+		b := *tmpl
+		b.Token, b.Names = t.Token, t.SANs
+		if _, err := agent.ParseBundle(mustJSON(b)); err != nil {
+			return fmt.Errorf("token %s: %v", t.ID, err)
+		}
+		name := "token"
+		if len(t.SANs) > 0 {
+			name = strings.Map(func(r rune) rune {
+				if r == '.' || r == '-' || r == '_' || r == '@' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+					return r
+				}
+				return '_'
+			}, t.SANs[0])
+		}
+		path := filepath.Join(dir, name+".json")
+		if _, err := os.Stat(path); err == nil {
+			path = filepath.Join(dir, name+"-"+t.ID+".json")
+		}
+		if err := b.Write(path); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%d enrollment bundle(s) written to %s (each holds a secret token)\n", len(toks), dir)
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func tokenList(args []string) int {

@@ -1,3 +1,5 @@
+//go:build !agent
+
 package main
 
 import (
@@ -25,6 +27,10 @@ const (
 	raftPortOffset = 1000
 	httpPortOffset = 2000
 )
+
+func init() {
+	register(command{"dev", "Run a throwaway CA (one or more nodes) with a software key", runDev})
+}
 
 func runDev(args []string) int {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)

@@ -1,3 +1,5 @@
+//go:build !agent
+
 package main
 
 // These tests run the real binary as separate processes. They need curl and

@@ -1,10 +1,9 @@
-// Command quorumca is the CA node, its dev mode and (later) its operator
-// tools: one binary with subcommands, HashiCorp style.
+// Command quorumca is the CA node, its dev mode, its operator tools and
+// the device agent: one binary with subcommands, HashiCorp style. Built
+// with -tags agent it holds only the agent, for devices.
 package main
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -23,26 +22,30 @@ type command struct {
 	run            func(args []string) int
 }
 
-func commands() []command {
-	return []command{
-		{"server", "Run a CA node from an HCL config file", runServer},
-		{"dev", "Run a throwaway CA (one or more nodes) with a software key", runDev},
-		{"operator", "Operate a cluster: authorities (create, import, rotate)", runOperator},
-		{"provisioner", "Manage provisioners (who may get which certificate)", runProvisioner},
-		{"token", "Mint, list and revoke enrollment tokens", runToken},
-		{"cert", "Search and revoke issued certificates", runCert},
-		{"admin", "Manage admin credentials", runAdmin},
-		{"audit", "Read, follow and verify the audit log", runAudit},
-		{"keygen", "Print a new gossip encryption key (base64, 32 bytes)", func([]string) int {
-			k := make([]byte, 32)
-			if _, err := rand.Read(k); err != nil {
-				return fail("keygen: %v", err)
-			}
-			fmt.Println(base64.StdEncoding.EncodeToString(k))
-			return 0
-		}},
-		{"version", "Print the version", func([]string) int { fmt.Println("quorumca", version); return 0 }},
+// order is how usage lists the commands; each file registers its own, and
+// a device build (-tags agent) has only the agent's.
+var order = []string{"server", "dev", "operator", "provisioner", "token", "cert", "admin", "audit", "agent", "keygen", "version"}
+
+var registry = map[string]command{}
+
+func register(cs ...command) {
+	for _, c := range cs {
+		registry[c.name] = c
 	}
+}
+
+func init() {
+	register(command{"version", "Print the version", func([]string) int { fmt.Println("quorumca", version); return 0 }})
+}
+
+func commands() []command {
+	var out []command
+	for _, name := range order {
+		if c, ok := registry[name]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func main() { os.Exit(run(os.Args[1:])) }

@@ -1,3 +1,5 @@
+//go:build !agent
+
 package main
 
 import (
@@ -197,6 +199,7 @@ func authorityImport(args []string) int {
 		fs.StringVar(&req.Key, "key", "", "key URI of the intermediate (required)")
 		fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP (new authorities)")
 		fs.BoolVar(&req.KeepOthers, "keep-others", false, "add beside the current issuers instead of replacing them")
+		fs.BoolVar(&req.NewRoot, "new-root", false, "root rotation: -root is a new root, added to the authority's trust anchors")
 	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if req.Name == "" || rootFile == "" || certFile == "" || req.Key == "" {
 			return nil, errors.New("-name, -root, -cert and -key are required")

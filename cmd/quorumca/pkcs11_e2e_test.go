@@ -1,4 +1,4 @@
-//go:build pkcs11 && cgo
+//go:build pkcs11 && cgo && !agent
 
 package main
 

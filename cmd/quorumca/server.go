@@ -1,10 +1,27 @@
+//go:build !agent
+
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"flag"
+	"fmt"
 
 	"github.com/quorumca/quorumca/node"
 )
+
+func init() {
+	register(command{"server", "Run a CA node from an HCL config file", runServer},
+		command{"keygen", "Print a new gossip encryption key (base64, 32 bytes)", func([]string) int {
+			k := make([]byte, 32)
+			if _, err := rand.Read(k); err != nil {
+				return fail("keygen: %v", err)
+			}
+			fmt.Println(base64.StdEncoding.EncodeToString(k))
+			return 0
+		}})
+}
 
 func runServer(args []string) int {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"encoding/json"
+	"os"
+	"time"
+
+	"github.com/quorumca/quorumca/internal/atomicfile"
+)
+
+// Agent statuses.
+const (
+	StatusEnrolling = "enrolling" // no certificate yet
+	StatusOK        = "ok"        // a valid certificate, next renewal scheduled
+	StatusRetrying  = "retrying"  // the last attempt failed; backing off
+	StatusStopped   = "stopped"   // the CA refused for good (revoked, expired, bad token)
+)
+
+// State is what `quorumca agent status` shows; the agent rewrites it after
+// every attempt.
+type State struct {
+	Status      string    `json:"status"`
+	Serial      string    `json:"serial,omitempty"`
+	Subject     string    `json:"subject,omitempty"`
+	Names       []string  `json:"names,omitempty"`
+	NotBefore   time.Time `json:"not_before,omitzero"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+	Obtained    time.Time `json:"obtained,omitzero"` // when this agent received the certificate
+	RenewAt     time.Time `json:"renew_at,omitzero"` // two thirds of its life, jittered
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastResult  string    `json:"last_result,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	Failures    int       `json:"consecutive_failures,omitempty"`
+	Renewals    int       `json:"renewals"`
+	RootsCheck  time.Time `json:"roots_checked,omitzero"`
+	Reason      string    `json:"stopped_reason,omitempty"`
+}
+
+// ReadState reads a state file.
+func ReadState(path string) (*State, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (s *State) write(path string) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	// Informational: after a power cut the agent reads its certificate
+	// again, so the state may lag a step without fsyncs.
+	return atomicfile.WriteNoSync(path, append(data, '\n'), 0o644)
+}

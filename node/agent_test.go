@@ -265,6 +265,17 @@ func TestAgentEnrollsAndKeepsRenewing(t *testing.T) {
 	for i, rotate := range []bool{false, true} {
 		cfg, _ := c.newAgentConfig(proxy.URL(), []string{"keeps-key.example", "rotates-key.example"}[i], "10.0.0.1")
 		cfg.RotateKey = rotate
+		if rotate {
+			// This one's first address is dead: it goes on to the next.
+			b, err := agent.ReadBundle(cfg.BundleFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Addrs = []string{"https://" + freeAddr(t), proxy.URL()}
+			if err := b.Write(cfg.BundleFile); err != nil {
+				t.Fatal(err)
+			}
+		}
 		s := &seen{}
 		cfg.AfterWrite = func() {
 			leaf, err := checkAgentFiles(cfg)

@@ -37,6 +37,7 @@ func runDev(args []string) int {
 	dataDir := fs.String("data-dir", "", "keep state, PKI and tokens here (default: a temporary directory removed on exit)")
 	listen := fs.String("listen", "127.0.0.1:8443", "API address of the first node; further nodes count the port up")
 	nodes := fs.Int("nodes", 1, "number of nodes to run in this process")
+	adminListen := fs.String("admin-listen", "", "serve pprof and metrics of the first node here (e.g. 127.0.0.1:6060), for profiling")
 	var lf logFlags
 	lf.register(fs, "error")
 	if err := fs.Parse(args); err != nil {
@@ -110,6 +111,7 @@ func runDev(args []string) int {
 			Logger: log, AllowInsecureSoftSigner: true,
 		}
 		if i == 0 {
+			cfg.AdminListen = *adminListen
 			adminCA, err := pki.AdminAuthority()
 			if err != nil {
 				return fail("dev: %v", err)

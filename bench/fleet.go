@@ -1,0 +1,346 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/client"
+)
+
+// Config of a run against a CA (a node or a load balancer).
+type Config struct {
+	Addr        string // https://host:port; several, comma-separated, share the devices
+	CAFile      string // roots that verify the API's certificate
+	AdminToken  string // mints the fleet's tokens
+	Provisioner string // enrollment-token provisioner; "" for the default
+
+	Devices     int           // fleet size; each enrolls once (default 10,000)
+	Duration    time.Duration // measured phase; ends early when devices run out
+	Concurrency int           // closed loop: workers; open loop: most requests in flight
+	Rate        float64       // > 0: open loop at this many arrivals per second
+	Renew       bool          // enroll every device, then measure renewals
+	KeepAlive   bool          // renew over kept-alive connections (bearer JWS); default: a new mTLS connection each
+	KeyType     string        // ec256 (default) or rsa2048
+	KeyPool     int           // distinct device keys (default 256)
+	Timeout     time.Duration // per request (default 30s)
+	Progress    io.Writer     // a line a second; nil: quiet
+	Ceiling     float64       // the ceiling measured in the same session, to report against
+}
+
+func (c *Config) defaults() {
+	if c.Devices <= 0 {
+		c.Devices = 10000
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	if c.KeyPool <= 0 {
+		c.KeyPool = 256
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+}
+
+// device is one simulated device. Keys come from a pool made up front (a
+// key per device would cost a million key generations for a million
+// devices); each device's CSR is made when it enrolls, with its own names.
+type device struct {
+	addr  string // the address this device talks to
+	token string
+	name  string
+	key   crypto.Signer
+	cert  *tls.Certificate // after enrollment
+}
+
+// fleet holds the devices and the HTTP machinery to drive them.
+type fleet struct {
+	cfg     Config
+	roots   *x509.CertPool
+	devices []*device
+	enrollC *http.Client // kept-alive HTTP/1.1 connections, like many clients
+	renewC  *http.Client // per-request mTLS connections (or kept-alive, bearer)
+}
+
+type ctxKey struct{}
+
+func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
+	cfg.defaults()
+	pem, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no certificate", cfg.CAFile)
+	}
+	f := &fleet{cfg: cfg, roots: roots}
+	base := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	f.enrollC = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
+		TLSClientConfig: base, MaxIdleConnsPerHost: cfg.Concurrency, MaxIdleConns: cfg.Concurrency,
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1: a connection per client
+	}}
+	renewT := &http.Transport{TLSClientConfig: base, MaxIdleConnsPerHost: cfg.Concurrency, MaxIdleConns: cfg.Concurrency,
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+	if !cfg.KeepAlive {
+		// Each renewal dials its own connection and shows its device's
+		// certificate in the handshake, as a device waking up would.
+		renewT.DisableKeepAlives = true
+		renewT.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d, _ := ctx.Value(ctxKey{}).(*device)
+			tc := base.Clone()
+			if d != nil && d.cert != nil {
+				tc.Certificates = []tls.Certificate{*d.cert}
+			}
+			host, _, _ := net.SplitHostPort(addr)
+			tc.ServerName = host
+			dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: cfg.Timeout}, Config: tc}
+			return dialer.DialContext(ctx, network, addr)
+		}
+	}
+	f.renewC = &http.Client{Timeout: cfg.Timeout, Transport: renewT}
+	if err := f.mint(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// mint makes the fleet's devices and their tokens, in batches of the most
+// one request may mint. Each batch's names carry a run ID and the batch
+// number, so runs and batches never share a name.
+func (f *fleet) mint(ctx context.Context) error {
+	keys := make([]crypto.Signer, f.cfg.KeyPool)
+	for i := range keys {
+		k, err := NewKey(f.cfg.KeyType)
+		if err != nil {
+			return err
+		}
+		keys[i] = k
+	}
+	addrs := strings.Split(f.cfg.Addr, ",")
+	admin, err := client.New(client.Config{Addr: addrs[0], RootCAs: f.roots, AdminToken: f.cfg.AdminToken, Timeout: 5 * time.Minute})
+	if err != nil {
+		return err
+	}
+	defer admin.CloseIdleConnections()
+	run := fmt.Sprintf("r%x", time.Now().UnixNano()&0xffffffffff)
+	f.devices = make([]*device, f.cfg.Devices)
+	batches := (f.cfg.Devices + authority.MaxTokenBatch - 1) / authority.MaxTokenBatch
+	var mu sync.Mutex
+	var firstErr error
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for b := range batches {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			lo := b * authority.MaxTokenBatch
+			n := min(authority.MaxTokenBatch, f.cfg.Devices-lo)
+			pattern := fmt.Sprintf("d{n}.b%d.%s.bench.example", b, run)
+			toks, err := admin.MintTokens(ctx, client.TokenRequest{SANs: []string{pattern}, Count: n, TTL: "24h", Provisioner: f.cfg.Provisioner})
+			if err == nil && len(toks) != n {
+				err = fmt.Errorf("minted %d tokens, want %d", len(toks), n)
+			}
+			if err != nil {
+				mu.Lock()
+				firstErr = cmpErr(firstErr, fmt.Errorf("mint tokens: %w", err))
+				mu.Unlock()
+				return
+			}
+			for i, t := range toks {
+				f.devices[lo+i] = &device{addr: strings.TrimSuffix(addrs[(lo+i)%len(addrs)], "/"), token: t.Token, name: t.SANs[0], key: keys[(lo+i)%len(keys)]}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+type signReply struct {
+	Certificate string   `json:"certificate"`
+	Chain       []string `json:"chain"`
+}
+
+// enroll trades d's token for its certificate. It returns "" or the
+// failure's code.
+func (f *fleet) enroll(ctx context.Context, d *device) string {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: d.name}, DNSNames: []string{d.name}}, d.key)
+	if err != nil {
+		return "csr"
+	}
+	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	body, _ := json.Marshal(map[string]string{"csr": string(csr), "token": d.token})
+	var out signReply
+	if code := f.post(ctx, f.enrollC, d.addr+"/v1/sign", "", body, &out); code != "" {
+		return code
+	}
+	return d.adopt(&out)
+}
+
+// renew trades d's certificate for its successor: over a new mTLS
+// connection, or with a bearer JWS over a kept-alive one.
+func (f *fleet) renew(ctx context.Context, d *device) string {
+	if d.cert == nil {
+		return "not_enrolled"
+	}
+	bearer := ""
+	if f.cfg.KeepAlive {
+		now := time.Now()
+		var err error
+		bearer, err = authority.SignJWT(d.key, "", [][]byte{d.cert.Certificate[0]}, map[string]any{
+			"aud": d.addr + "/v1/renew", "jti": randomHex(12),
+			"iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+		})
+		if err != nil {
+			return "jws"
+		}
+	}
+	var out signReply
+	if code := f.post(context.WithValue(ctx, ctxKey{}, d), f.renewC, d.addr+"/v1/renew", bearer, nil, &out); code != "" {
+		return code
+	}
+	return d.adopt(&out)
+}
+
+func (d *device) adopt(s *signReply) string {
+	block, _ := pem.Decode([]byte(s.Certificate))
+	if block == nil {
+		return "bad_reply"
+	}
+	d.cert = &tls.Certificate{Certificate: [][]byte{block.Bytes}, PrivateKey: d.key}
+	return ""
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
+// post sends one request and decodes a 2xx reply; it returns "" or a code.
+func (f *fleet) post(ctx context.Context, c *http.Client, url, bearer string, body []byte, out any) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return "request"
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return transportCode(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return transportCode(err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct{ Error struct{ Code string } }
+		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+			return e.Error.Code
+		}
+		return fmt.Sprintf("http_%d", resp.StatusCode)
+	}
+	if json.Unmarshal(data, out) != nil {
+		return "bad_reply"
+	}
+	return ""
+}
+
+func transportCode(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case strings.Contains(err.Error(), "tls:"), strings.Contains(err.Error(), "x509:"):
+		return "tls"
+	}
+	return "transport"
+}
+
+// handshakeRate measures, for d, new TLS connections per second that each
+// carry one trivial request (GET /v1/health, so the server finishes its
+// side of the handshake too): what a new connection per renewal is
+// bounded by.
+func (f *fleet) handshakeRate(ctx context.Context, d time.Duration, workers int, cert *tls.Certificate) float64 {
+	u := strings.TrimPrefix(strings.TrimSuffix(strings.Split(f.cfg.Addr, ",")[0], "/"), "https://")
+	host, _, _ := net.SplitHostPort(u)
+	tc := &tls.Config{RootCAs: f.roots, ServerName: host, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	n := 0
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				conn, err := (&tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: tc}).DialContext(ctx, "tcp", u)
+				if err != nil {
+					continue
+				}
+				conn.SetDeadline(time.Now().Add(5 * time.Second))
+				_, err = io.WriteString(conn, "GET /v1/health HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n")
+				if err == nil {
+					_, err = io.Copy(io.Discard, conn)
+				}
+				conn.Close()
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}

@@ -1,0 +1,166 @@
+//go:build !agent
+
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quorumca/quorumca/bench"
+)
+
+func init() {
+	register(command{"bench", "Load-test a CA: ceiling, run, storm, compare", runBench})
+}
+
+func runBench(args []string) int {
+	usage := func() int {
+		fmt.Fprintln(os.Stderr, `Usage: quorumca bench <ceiling|run|storm|compare|fsm> [flags]
+
+  ceiling   the in-process rate of what issuing cannot avoid (the reference)
+  run       enroll (and with -renew, renew) a simulated fleet against a CA
+  storm     every device renews within a window, as after an outage
+  compare   compare two JSON results: quorumca bench compare A.json B.json`)
+		return 2
+	}
+	if len(args) == 0 {
+		return usage()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "ceiling":
+		return benchCeiling(ctx, args[1:])
+	case "run":
+		return benchRun(ctx, args[1:], false)
+	case "storm":
+		return benchRun(ctx, args[1:], true)
+	case "compare":
+		if len(args) != 3 {
+			return fail("bench compare: want two JSON files")
+		}
+		a, err := bench.ReadResult(args[1])
+		if err != nil {
+			return fail("bench compare: %v", err)
+		}
+		b, err := bench.ReadResult(args[2])
+		if err != nil {
+			return fail("bench compare: %v", err)
+		}
+		bench.Compare(os.Stdout, a, b)
+		return 0
+	}
+	return usage()
+}
+
+func benchCeiling(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("bench ceiling", flag.ContinueOnError)
+	d := fs.Duration("duration", 5*time.Second, "how long to measure")
+	keyType := fs.String("key-type", "ec256", "ec256 or rsa2048")
+	out := fs.String("json", "", "write the result here")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	r, err := bench.Ceiling(ctx, *d, *keyType)
+	if err != nil {
+		return fail("bench ceiling: %v", err)
+	}
+	r.Summary(os.Stdout)
+	return writeResult(r, *out, "")
+}
+
+func benchRun(ctx context.Context, args []string, storm bool) int {
+	name := "bench run"
+	if storm {
+		name = "bench storm"
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var cfg bench.Config
+	var tokenFile, out, plot, ceilingFile string
+	var window time.Duration
+	fs.StringVar(&cfg.Addr, "addr", os.Getenv("QUORUMCA_ADDR"), "CA address, https://host:port: a node or a load balancer (QUORUMCA_ADDR)")
+	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("QUORUMCA_CA_FILE"), "roots that verify the CA (QUORUMCA_CA_FILE)")
+	fs.StringVar(&tokenFile, "admin-token", os.Getenv("QUORUMCA_ADMIN_TOKEN_FILE"), "file holding an admin token, to mint the fleet's tokens (QUORUMCA_ADMIN_TOKEN_FILE)")
+	fs.StringVar(&cfg.Provisioner, "provisioner", "", "enrollment-token provisioner (default: the default one)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the measured phase (it ends early when every device has had its turn)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "closed loop: workers; open loop: most requests in flight")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: arrivals per second (0: closed loop)")
+	fs.IntVar(&cfg.Devices, "devices", 10000, "fleet size: each device enrolls once")
+	fs.BoolVar(&cfg.Renew, "renew", false, "enroll every device, then measure renewals")
+	fs.BoolVar(&cfg.KeepAlive, "keepalive", false, "renew over kept-alive connections, with bearer tokens (default: a new mTLS connection per renewal)")
+	fs.StringVar(&cfg.KeyType, "key-type", "ec256", "device keys: ec256 or rsa2048")
+	fs.IntVar(&cfg.KeyPool, "key-pool", 256, "distinct device keys, made up front and shared round-robin")
+	fs.StringVar(&out, "json", "", "write the result here")
+	fs.StringVar(&plot, "plot", "", "write an SVG of rate and latency over time here")
+	fs.StringVar(&ceilingFile, "ceiling", "", "a 'bench ceiling' JSON from this session: report the run against it")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if storm {
+		fs.DurationVar(&window, "window", time.Minute, "every device renews at a random moment of this window")
+		cfg.Devices = 100000
+		fs.Lookup("devices").DefValue = "100000"
+		fs.Lookup("devices").Value.Set("100000")
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.Addr == "" || cfg.CAFile == "" || tokenFile == "" {
+		return fail("%s: -addr, -ca-file and -admin-token are required", name)
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return fail("%s: %v", name, err)
+	}
+	cfg.AdminToken = strings.TrimSpace(string(tok))
+	if !*quiet {
+		cfg.Progress = os.Stderr
+	}
+	if ceilingFile != "" {
+		c, err := bench.ReadResult(ceilingFile)
+		if err != nil {
+			return fail("%s: %v", name, err)
+		}
+		cfg.Ceiling = c.CertsPerSecond
+	}
+	var r *bench.Result
+	if storm {
+		r, err = bench.Storm(ctx, bench.StormConfig{Config: cfg, Window: window})
+	} else {
+		r, err = bench.Run(ctx, cfg)
+	}
+	if r != nil {
+		for _, p := range r.Phases {
+			p.Summary(os.Stdout)
+		}
+		r.Summary(os.Stdout)
+	}
+	if err != nil {
+		return fail("%s: %v", name, err)
+	}
+	if code := writeResult(r, out, plot); code != 0 {
+		return code
+	}
+	if r.KeptUp != nil && !*r.KeptUp {
+		return 1
+	}
+	return 0
+}
+
+func writeResult(r *bench.Result, out, plot string) int {
+	if out != "" {
+		if err := r.WriteJSON(out); err != nil {
+			return fail("bench: %v", err)
+		}
+	}
+	if plot != "" {
+		if err := r.WriteSVG(plot); err != nil {
+			return fail("bench: %v", err)
+		}
+	}
+	return 0
+}

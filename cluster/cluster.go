@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/signer"
@@ -178,7 +179,10 @@ func (c *Cluster) start() (existing bool, err error) {
 		return false, err
 	}
 	hl := newHCLog(c.log, "raft")
-	c.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	// Raft's log store deletes as much as it writes (compaction): a hashmap
+	// freelist that is not written at every commit keeps commits cheap.
+	c.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true}})
 	if err != nil {
 		return false, fmt.Errorf("cluster: log store: %w", err)
 	}

@@ -79,6 +79,9 @@ func openDB(path string) (*bolt.DB, error) {
 		// the mmap; a large initial mapping (address space only) avoids that.
 		InitialMmapSize: 1 << 30,
 		FreelistType:    bolt.FreelistMapType,
+		// The freelist is rebuilt by a scan at open instead of being
+		// written at every commit.
+		NoFreelistSync: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", path, err)

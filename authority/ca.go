@@ -6,6 +6,7 @@ package authority
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -76,6 +77,35 @@ type CA struct {
 	crlMu sync.Mutex // one CRL signed at a time per node
 	ocsp  ocspCache
 	turn  atomic.Uint64 // round-robin over active issuers
+	certs certCache     // parsed issuer certificates
+}
+
+// certCache keeps issuer certificates parsed: every issuance, CRL and OCSP
+// answer needs its issuer's, and parsing it each time showed in profiles.
+// Issuers are few; the map is dropped whole if it ever grows large.
+type certCache struct {
+	mu sync.Mutex
+	m  map[string]*x509.Certificate
+}
+
+func (c *certCache) parse(der []byte) (*x509.Certificate, error) {
+	c.mu.Lock()
+	cert := c.m[string(der)]
+	c.mu.Unlock()
+	if cert != nil {
+		return cert, nil
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= 256 {
+		c.m = map[string]*x509.Certificate{}
+	}
+	c.m[string(der)] = cert
+	c.mu.Unlock()
+	return cert, nil
 }
 
 // Config wires a CA.

@@ -71,7 +71,7 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 			SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason,
 		})
 	}
-	issuer, err := x509.ParseCertificate(iss.Chain[0])
+	issuer, err := ca.certs.parse(iss.Chain[0])
 	if err != nil {
 		return err
 	}

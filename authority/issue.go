@@ -101,7 +101,7 @@ func (ca *CA) signSpread(ctx context.Context, a *fsm.Authority, pub crypto.Publi
 // sign makes the certificate. Everything non-deterministic happens here, on
 // the node that received the request: serial, validity, signature.
 func (ca *CA) sign(ctx context.Context, a *fsm.Authority, iss *fsm.Issuer, pub crypto.PublicKey, names *certNames, ttl time.Duration, eku []x509.ExtKeyUsage) (*fsm.Cert, error) {
-	issuer, err := x509.ParseCertificate(iss.Chain[0])
+	issuer, err := ca.certs.parse(iss.Chain[0])
 	if err != nil {
 		return nil, fmt.Errorf("authority %s issuer %s: %w", a.Name, iss.ID, err)
 	}

@@ -117,7 +117,7 @@ func (ca *CA) ocspIssuer(req *ocsp.Request) (*fsm.Authority, *fsm.Issuer, *x509.
 	}
 	for _, a := range as {
 		for i := range a.Issuers {
-			issuer, err := x509.ParseCertificate(a.Issuers[i].Chain[0])
+			issuer, err := ca.certs.parse(a.Issuers[i].Chain[0])
 			if err != nil {
 				continue
 			}

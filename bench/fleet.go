@@ -16,8 +16,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,13 +67,17 @@ func (c *Config) defaults() {
 
 // device is one simulated device. Keys come from a pool made up front (a
 // key per device would cost a million key generations for a million
-// devices); each device's CSR is made when it enrolls, with its own names.
+// devices). Each device's enrollment request (its CSR, with its own names,
+// and its token) is also made up front: on one machine the harness shares
+// the cores with the CA, and CSR signatures made during the run would take
+// CPU from the server being measured.
 type device struct {
-	addr  string // the address this device talks to
-	token string
-	name  string
-	key   crypto.Signer
-	cert  *tls.Certificate // after enrollment
+	addr   string // the address this device talks to
+	token  string
+	name   string
+	key    crypto.Signer
+	enroll []byte           // the JSON body of its enrollment; dropped once sent
+	cert   *tls.Certificate // after enrollment
 }
 
 // fleet holds the devices and the HTTP machinery to drive them.
@@ -176,7 +182,40 @@ func (f *fleet) mint(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	return firstErr
+	if firstErr != nil {
+		return firstErr
+	}
+	return f.prepare(ctx)
+}
+
+// prepare makes every device's enrollment body, on all cores.
+func (f *fleet) prepare(ctx context.Context) error {
+	var next atomic.Int64
+	errs := make(chan error, runtime.GOMAXPROCS(0))
+	for range cap(errs) {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(f.devices) || ctx.Err() != nil {
+					errs <- ctx.Err()
+					return
+				}
+				d := f.devices[i]
+				der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: d.name}, DNSNames: []string{d.name}}, d.key)
+				if err != nil {
+					errs <- fmt.Errorf("csr: %w", err)
+					return
+				}
+				csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+				d.enroll, _ = json.Marshal(map[string]string{"csr": string(csr), "token": d.token})
+			}
+		}()
+	}
+	var err error
+	for range cap(errs) {
+		err = cmpErr(err, <-errs)
+	}
+	return err
 }
 
 func cmpErr(a, b error) error {
@@ -194,16 +233,11 @@ type signReply struct {
 // enroll trades d's token for its certificate. It returns "" or the
 // failure's code.
 func (f *fleet) enroll(ctx context.Context, d *device) string {
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: d.name}, DNSNames: []string{d.name}}, d.key)
-	if err != nil {
-		return "csr"
-	}
-	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
-	body, _ := json.Marshal(map[string]string{"csr": string(csr), "token": d.token})
 	var out signReply
-	if code := f.post(ctx, f.enrollC, d.addr+"/v1/sign", "", body, &out); code != "" {
+	if code := f.post(ctx, f.enrollC, d.addr+"/v1/sign", "", d.enroll, &out); code != "" {
 		return code
 	}
+	d.enroll = nil
 	return d.adopt(&out)
 }
 

@@ -65,12 +65,8 @@ func translate(err error) error {
 // Apply commits env through the leader and returns the FSM's verdict: nil,
 // or a business *fsm.Error.
 func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
-	body, err := json.Marshal(env)
-	if err != nil {
-		return err
-	}
 	var out applyReply
-	return callLeader(ctx, c, pathApply, body, &out, func(ctx context.Context) error {
+	return callLeader(ctx, c, pathApply, env, &out, func(ctx context.Context) error {
 		idx, err := c.applyLocal(ctx, env)
 		out.Index = idx
 		return err
@@ -165,7 +161,9 @@ func (c *Cluster) leaderIndex() (uint64, error) {
 
 // callLeader runs local if this node leads, or posts body to the leader's
 // path, retrying retryable failures until the hold timeout.
-func callLeader(ctx context.Context, c *Cluster, path string, body []byte, out any, local func(context.Context) error) error {
+// body is sent as JSON ([]byte as it is), encoded only if it is forwarded.
+func callLeader(ctx context.Context, c *Cluster, path string, body any, out any, local func(context.Context) error) error {
+	var encoded []byte
 	deadline := time.Now().Add(c.cfg.HoldTimeout)
 	b := newBackoff(10*time.Millisecond, 500*time.Millisecond)
 	for {
@@ -173,7 +171,12 @@ func callLeader(ctx context.Context, c *Cluster, path string, body []byte, out a
 		if c.raft.State() == raft.Leader {
 			err = local(ctx)
 		} else {
-			err = c.forward(ctx, path, body, out)
+			if encoded == nil {
+				if encoded, err = encodeBody(body); err != nil {
+					return err
+				}
+			}
+			err = c.forward(ctx, path, encoded, out)
 		}
 		if !retryable(err) {
 			return err
@@ -188,6 +191,13 @@ func callLeader(ctx context.Context, c *Cluster, path string, body []byte, out a
 			return ctx.Err()
 		}
 	}
+}
+
+func encodeBody(body any) ([]byte, error) {
+	if b, ok := body.([]byte); ok {
+		return b, nil
+	}
+	return json.Marshal(body)
 }
 
 // forward sends one RPC to the current leader.

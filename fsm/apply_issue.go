@@ -55,8 +55,7 @@ func applyIssue(a *applyCtx) error {
 	if in.TokenHash == nil && in.OneTime == nil && in.Renews == "" {
 		panic("fsm: issue entry without an authorization")
 	}
-	var auth Authority
-	if getJSON(a.tx, bAuthorities, []byte(c.Authority), &auth) != nil || auth.Issuer(c.Issuer) == nil {
+	if auth, err := authorityRecord(a.tx, c.Authority); err != nil || auth.Issuer(c.Issuer) == nil {
 		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+c.Authority+"/"+c.Issuer)
 	}
 

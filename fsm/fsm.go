@@ -150,6 +150,14 @@ func (f *FSM) setApplied(idx uint64) {
 	f.waitMu.Unlock()
 }
 
+// appendBuckets get their keys in increasing order (sequence numbers,
+// time-ordered serials, expiry times), so pages that split are filled
+// nearly full instead of half: a database of issued certificates is about
+// 40% smaller. (bolt's default 50% suits random keys.)
+var appendBuckets = [][]byte{bAudit, bCerts, bCertsByExpiry, bNoncesByExp, bTokensByExp}
+
+const appendFill = 0.95
+
 // Apply applies one log entry.
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
@@ -169,6 +177,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	err := f.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range appendBuckets {
+			tx.Bucket(b).FillPercent = appendFill
+		}
 		for i, l := range logs {
 			if l.Index <= f.applied.Load() || l.Type != raft.LogCommand {
 				continue

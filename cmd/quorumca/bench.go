@@ -26,7 +26,8 @@ func runBench(args []string) int {
   ceiling   the in-process rate of what issuing cannot avoid (the reference)
   run       enroll (and with -renew, renew) a simulated fleet against a CA
   storm     every device renews within a window, as after an outage
-  compare   compare two JSON results: quorumca bench compare A.json B.json`)
+  compare   compare two JSON results: quorumca bench compare A.json B.json
+  fsm       load N records into a state machine: memory, snapshot, restore, election, CRL`)
 		return 2
 	}
 	if len(args) == 0 {
@@ -41,6 +42,8 @@ func runBench(args []string) int {
 		return benchRun(ctx, args[1:], false)
 	case "storm":
 		return benchRun(ctx, args[1:], true)
+	case "fsm":
+		return benchFSM(ctx, args[1:])
 	case "compare":
 		if len(args) != 3 {
 			return fail("bench compare: want two JSON files")
@@ -73,6 +76,46 @@ func benchCeiling(ctx context.Context, args []string) int {
 	}
 	r.Summary(os.Stdout)
 	return writeResult(r, *out, "")
+}
+
+func benchFSM(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("bench fsm", flag.ContinueOnError)
+	var cfg bench.FSMConfig
+	fs.IntVar(&cfg.Records, "records", 1_000_000, "issued-certificate records to load")
+	fs.IntVar(&cfg.Batch, "batch", 256, "log entries per FSM batch (one bolt transaction and fsync)")
+	fs.IntVar(&cfg.Revoked, "revoked", 100_000, "records revoked before the CRL is built")
+	fs.BoolVar(&cfg.NoCluster, "no-cluster", false, "do not start 3 nodes on the state (they need 6x its size on disk): stream snapshot and restore instead")
+	fs.StringVar(&cfg.Dir, "dir", "", "work directory, emptied first and removed after (default: a temporary one)")
+	keep := fs.Bool("keep", false, "keep the work directory")
+	out := fs.String("json", "", "write the result here")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.Dir == "" {
+		d, err := os.MkdirTemp("", "quorumca-bench-fsm-")
+		if err != nil {
+			return fail("bench fsm: %v", err)
+		}
+		cfg.Dir = d
+	}
+	if !*keep {
+		defer os.RemoveAll(cfg.Dir)
+	}
+	if !*quiet {
+		cfg.Progress = os.Stderr
+	}
+	r, err := bench.FSM(ctx, cfg)
+	if err != nil {
+		return fail("bench fsm: %v", err)
+	}
+	r.Summary(os.Stdout)
+	if *out != "" {
+		if err := r.WriteJSON(*out); err != nil {
+			return fail("bench fsm: %v", err)
+		}
+	}
+	return 0
 }
 
 func benchRun(ctx context.Context, args []string, storm bool) int {

@@ -43,6 +43,7 @@ func runDev(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	serverGC()
 	log, err := lf.logger()
 	if err != nil {
 		return fail("dev: %v", err)

@@ -1,0 +1,638 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/node"
+	"github.com/quorumca/quorumca/signer"
+)
+
+// FSMConfig sizes the state-machine scale run.
+type FSMConfig struct {
+	Dir     string // work directory (emptied first); bolt files and snapshots go here
+	Records int    // issued-certificate records to load (default 1,000,000)
+	Batch   int    // log entries per FSM batch (one bolt transaction, one fsync; default 256)
+	Revoked int    // of those, revoked before the CRL is built (default 100,000)
+	// NoCluster skips starting nodes on the loaded state: three nodes
+	// need six times the database's size on disk (a database and a
+	// snapshot each). Snapshot and restore are then measured by streaming
+	// (to nowhere; into a scratch database), and restarting by reopening.
+	NoCluster bool
+	Progress  io.Writer
+}
+
+// MemPoint is the process's memory after Records records were loaded.
+type MemPoint struct {
+	Records    int     `json:"records"`
+	RSSMiB     float64 `json:"rss_mib"`     // all resident memory
+	AnonMiB    float64 `json:"anon_mib"`    // heap, stacks: what the process owns
+	FileMiB    float64 `json:"file_mib"`    // the database's pages in the page cache, mapped
+	HeapMiB    float64 `json:"go_heap_mib"` // Go heap in use after a collection
+	BoltMiB    float64 `json:"bolt_mib"`    // database file size
+	ApplyPerS  float64 `json:"records_per_second"`
+	ElapsedSec float64 `json:"elapsed_seconds"`
+}
+
+// FSMResult is what the scale run reports.
+type FSMResult struct {
+	Kind          string     `json:"kind"` // "fsm"
+	Records       int        `json:"records"`
+	Batch         int        `json:"batch"`
+	LoadSeconds   float64    `json:"load_seconds"`
+	RecordsPerSec float64    `json:"records_per_second"`
+	BoltMiB       float64    `json:"bolt_mib"`
+	Memory        []MemPoint `json:"memory"` // during the load, then after it ("records" repeated)
+
+	SnapshotSeconds float64 `json:"snapshot_seconds"` // FSM → raft snapshot store
+	SnapshotMiB     float64 `json:"snapshot_mib"`
+	RestoreSeconds  float64 `json:"restore_seconds"` // snapshot → a new node's FSM
+
+	Nodes           int       `json:"nodes"`
+	StartSeconds    float64   `json:"cluster_start_seconds"`   // 3 nodes open their stores and elect a leader
+	FailoverSeconds float64   `json:"leader_failover_seconds"` // leader gone → a new leader commits
+	OpenSeconds     float64   `json:"fsm_open_seconds"`        // reopen the loaded database
+	RevokedEntries  int       `json:"crl_entries"`             //
+	RevokeSeconds   float64   `json:"revoke_seconds"`          // applying the revocations
+	CRLSeconds      float64   `json:"crl_build_seconds"`       // read revoked, sign, commit the CRL
+	CRLKiB          float64   `json:"crl_kib"`                 //
+	Machine         Machine   `json:"machine"`                 //
+	Started         time.Time `json:"started"`                 //
+	Note            string    `json:"note,omitempty"`          //
+}
+
+// WriteJSON writes r to path.
+func (r *FSMResult) WriteJSON(path string) error { return writeJSON(path, r) }
+
+// Summary prints r for a terminal.
+func (r *FSMResult) Summary(w io.Writer) {
+	fmt.Fprintf(w, "fsm: %d records in %.1f s (%.0f records/s, batches of %d), bolt file %.0f MiB\n",
+		r.Records, r.LoadSeconds, r.RecordsPerSec, r.Batch, r.BoltMiB)
+	fmt.Fprintf(w, "  %12s %10s %10s %10s %10s %10s\n", "records", "rss MiB", "anon MiB", "file MiB", "heap MiB", "bolt MiB")
+	for _, m := range r.Memory {
+		fmt.Fprintf(w, "  %12d %10.0f %10.0f %10.0f %10.1f %10.0f\n", m.Records, m.RSSMiB, m.AnonMiB, m.FileMiB, m.HeapMiB, m.BoltMiB)
+	}
+	fmt.Fprintf(w, "  snapshot %.1f s (%.0f MiB), restore %.1f s, reopen %.2f s\n", r.SnapshotSeconds, r.SnapshotMiB, r.RestoreSeconds, r.OpenSeconds)
+	if r.Nodes > 0 {
+		fmt.Fprintf(w, "  %d nodes start and elect %.2f s; leader failover %.2f s\n", r.Nodes, r.StartSeconds, r.FailoverSeconds)
+	}
+	fmt.Fprintf(w, "  revoke %d: %.1f s; CRL with %d entries built in %.2f s (%.0f KiB)\n", r.RevokedEntries, r.RevokeSeconds, r.RevokedEntries, r.CRLSeconds, r.CRLKiB)
+}
+
+// FSM loads synthetic issued-certificate records into a node's state
+// machine through its real apply path (envelopes decoded, checked and
+// written by FSM.ApplyBatch, batch by batch, each batch one fsynced bolt
+// transaction, as raft hands committed entries over), then measures what
+// a large state costs: memory, snapshot, restore, starting a 3-node
+// cluster on that state and electing a new leader after the old one is
+// gone, and building a CRL. Records share one real certificate's DER (an
+// ECDSA P-256 leaf, ~500 bytes): the size is real, the signatures are not
+// what is measured.
+func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
+	if cfg.Records <= 0 {
+		cfg.Records = 1_000_000
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	if cfg.Revoked <= 0 {
+		cfg.Revoked = 100_000
+	}
+
+	cfg.Revoked = min(cfg.Revoked, cfg.Records)
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("fsm bench: a work directory is required")
+	}
+	if err := os.RemoveAll(cfg.Dir); err != nil {
+		return nil, err
+	}
+	res := &FSMResult{Kind: "fsm", Records: cfg.Records, Batch: cfg.Batch, Machine: thisMachine(), Started: time.Now(),
+		Note: "records share one real certificate's DER; authorization is a one-time token (nonce) per record, as from a JWK provisioner"}
+
+	pki, err := node.LoadOrCreateDevPKI(filepath.Join(cfg.Dir, "pki"))
+	if err != nil {
+		return nil, err
+	}
+	auth, leafDER, err := fsmAuthority(ctx, pki)
+	if err != nil {
+		return nil, err
+	}
+	n1 := filepath.Join(cfg.Dir, "n1")
+	if err := os.MkdirAll(n1, 0o700); err != nil {
+		return nil, err
+	}
+	dbPath := filepath.Join(n1, "fsm.db")
+	f, err := fsm.Open(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	ld := &loader{f: f, now: time.Now()}
+	if err := ld.apply(fsm.CmdAuthorityPut, auth); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+
+	// Load, noting memory ten times on the way.
+	start := time.Now()
+	every, next := max(cfg.Records/10, 1), max(cfg.Records/10, 1)
+	serials := make([]string, 0, cfg.Revoked)
+	revokeEvery := max(cfg.Records/cfg.Revoked, 1)
+	batch := make([]*fsm.Issue, 0, cfg.Batch)
+	for i := 0; i < cfg.Records; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		batch = batch[:0]
+		for ; len(batch) < cfg.Batch && i < cfg.Records; i++ {
+			c := ld.record(i, leafDER, auth)
+			if i%revokeEvery == 0 && len(serials) < cfg.Revoked {
+				serials = append(serials, c.Cert.Serial)
+			}
+			batch = append(batch, c)
+		}
+		if err := ld.applyIssues(batch); err != nil {
+			return nil, err
+		}
+		if i >= next || i == cfg.Records {
+			next += every
+			m := memPoint(i, dbPath)
+			m.ElapsedSec = time.Since(start).Seconds()
+			m.ApplyPerS = float64(i) / m.ElapsedSec
+			res.Memory = append(res.Memory, m)
+			fmt.Fprintf(cfg.Progress, "fsm: %d records, %.0f/s, rss %.0f MiB (anon %.0f), bolt %.0f MiB\n", i, m.ApplyPerS, m.RSSMiB, m.AnonMiB, m.BoltMiB)
+		}
+	}
+	res.LoadSeconds = time.Since(start).Seconds()
+	res.RecordsPerSec = float64(cfg.Records) / res.LoadSeconds
+	res.BoltMiB = fileMiB(dbPath)
+
+	// Revocations, then the CRL through the authority's own path.
+	t := time.Now()
+	for lo := 0; lo < len(serials); lo += cfg.Batch {
+		var envs []any
+		for _, s := range serials[lo:min(lo+cfg.Batch, len(serials))] {
+			envs = append(envs, fsm.Revoke{Serial: s, Reason: 1, By: "bench"})
+		}
+		if err := ld.applyMany(fsm.CmdRevoke, envs); err != nil {
+			return nil, err
+		}
+	}
+	res.RevokeSeconds, res.RevokedEntries = time.Since(t).Seconds(), len(serials)
+	ca := authority.New(authority.Config{State: f, Proposer: ld, Signers: &signer.Cache{AllowInsecure: true}})
+	t = time.Now()
+	if err := ca.RefreshCRL(ctx, authority.DefaultAuthority, auth.Issuers[0].ID, true); err != nil {
+		return nil, fmt.Errorf("crl: %w", err)
+	}
+	res.CRLSeconds = time.Since(t).Seconds()
+	crl, err := f.CRL(authority.DefaultAuthority, auth.Issuers[0].ID)
+	if err != nil {
+		return nil, err
+	}
+	res.CRLKiB = float64(len(crl.DER)) / 1024
+	fmt.Fprintf(cfg.Progress, "fsm: CRL with %d entries in %.2f s\n", len(serials), res.CRLSeconds)
+
+	// Reopen: what a restarting node pays before raft starts.
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	f = nil
+	t = time.Now()
+	if f, err = fsm.Open(dbPath); err != nil {
+		return nil, err
+	}
+	res.OpenSeconds = time.Since(t).Seconds()
+	applied := f.AppliedIndex()
+
+	if cfg.NoCluster {
+		if err := streamSnapshot(cfg.Dir, f, res); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := clusterOnState(ctx, cfg, f, applied, res); err != nil {
+			return nil, err
+		}
+		f = nil // the nodes closed it
+	}
+	fmt.Fprintf(cfg.Progress, "fsm: snapshot %.0f MiB in %.1f s, restore %.1f s\n", res.SnapshotMiB, res.SnapshotSeconds, res.RestoreSeconds)
+
+	after := memPoint(cfg.Records, dbPath)
+	after.ElapsedSec = time.Since(start).Seconds()
+	res.Memory = append(res.Memory, after)
+	return res, nil
+}
+
+// streamSnapshot measures a snapshot streamed to nowhere, and a restore
+// from a snapshot streamed into a scratch database, which is removed.
+func streamSnapshot(dir string, f *fsm.FSM, res *FSMResult) error {
+	t := time.Now()
+	n, err := f.WriteTo(io.Discard)
+	if err != nil {
+		return err
+	}
+	res.SnapshotSeconds, res.SnapshotMiB = time.Since(t).Seconds(), float64(n)/(1<<20)
+	scratch := filepath.Join(dir, "scratch")
+	defer os.RemoveAll(scratch)
+	if err := os.MkdirAll(scratch, 0o700); err != nil {
+		return err
+	}
+	g, err := fsm.Open(filepath.Join(scratch, "fsm.db"))
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := f.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	t = time.Now()
+	if err := g.Restore(pr); err != nil {
+		return err
+	}
+	res.RestoreSeconds = time.Since(t).Seconds()
+	return nil
+}
+
+// clusterOnState starts 3 nodes on f's state: n1 keeps its database and
+// takes a raft snapshot of it; n2 and n3 restore theirs from that
+// snapshot, as replaced nodes would. It measures the start (stores opened,
+// a leader elected and committing) and the failover after the leader is
+// gone. The nodes close f.
+func clusterOnState(ctx context.Context, cfg FSMConfig, f *fsm.FSM, applied uint64, res *FSMResult) error {
+	nodes, err := newScaleNodes(cfg.Dir, 3)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	defer nodes.close()
+	nodes[0].fsm = f
+	t := time.Now()
+	snapMeta, err := nodes.snapshot(applied)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	res.SnapshotSeconds, res.SnapshotMiB = time.Since(t).Seconds(), float64(snapMeta.Size)/(1<<20)
+	t = time.Now()
+	if err := nodes.restoreFollowers(snapMeta.ID); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	res.RestoreSeconds = time.Since(t).Seconds() / float64(len(nodes)-1)
+	t = time.Now()
+	leader, err := nodes.start(ctx)
+	if err != nil {
+		return err
+	}
+	res.StartSeconds = time.Since(t).Seconds()
+	t = time.Now()
+	if _, err := nodes.failover(ctx, leader); err != nil {
+		return err
+	}
+	res.FailoverSeconds = time.Since(t).Seconds()
+	res.Nodes = len(nodes)
+	fmt.Fprintf(cfg.Progress, "fsm: 3 nodes start and elect %.2f s, failover %.2f s\n", res.StartSeconds, res.FailoverSeconds)
+	return nil
+}
+
+// fsmAuthority makes the dev authority's record and one real leaf.
+func fsmAuthority(ctx context.Context, pki *node.DevPKI) (*fsm.Authority, []byte, error) {
+	rootPEM, err := os.ReadFile(pki.RootFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	chainPEM, err := os.ReadFile(pki.ChainFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots, err := authority.ParseCertsPEM(rootPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	chain, err := authority.ParseCertsPEM(chainPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc := &signer.Cache{AllowInsecure: true}
+	key, err := sc.Get(ctx, pki.KeyURI)
+	if err != nil {
+		return nil, nil, err
+	}
+	devKey, err := NewKey("ec256")
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err := authority.CreateServerCert(chain[0], signer.CryptoSigner(ctx, key), devKey.Public(), []string{"d0.fleet.bench.example"}, 30*24*time.Hour, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &fsm.Authority{Name: authority.DefaultAuthority, Root: roots[0].Raw,
+		Issuers: []fsm.Issuer{{ID: "1", Chain: [][]byte{chain[0].Raw}, KeyURI: pki.KeyURI, Active: true}}}
+	return a, leaf.Raw, nil
+}
+
+// loader applies commands straight to an FSM with increasing indexes, and
+// is the authority's Proposer for the CRL.
+type loader struct {
+	f     *fsm.FSM
+	index uint64
+	now   time.Time
+	n     atomic.Uint64
+}
+
+func (l *loader) record(i int, der []byte, a *fsm.Authority) *fsm.Issue {
+	var serial [20]byte
+	binary.BigEndian.PutUint64(serial[:], uint64(l.now.UnixNano())+uint64(i))
+	rand.Read(serial[8:])
+	key := sha256.Sum256(serial[:])
+	name := "d" + strconv.Itoa(i) + ".fleet.bench.example"
+	nb := l.now.Add(-time.Minute).Truncate(time.Second)
+	return &fsm.Issue{
+		OneTime: &fsm.OneTime{Key: key[:], Expires: l.now.Add(time.Hour)},
+		Cert: fsm.Cert{Serial: fmt.Sprintf("%x", serial), Authority: a.Name, Issuer: a.Issuers[0].ID,
+			Subject: "CN=" + name, SANs: []string{name}, NotBefore: nb,
+			NotAfter: nb.Add(30*24*time.Hour + time.Duration(i%86400)*time.Second), Provisioner: "fleet",
+			Requester: "jwk:fleet:bench", DER: der},
+	}
+}
+
+func (l *loader) applyIssues(batch []*fsm.Issue) error {
+	envs := make([]any, len(batch))
+	for i, c := range batch {
+		envs[i] = c
+	}
+	return l.applyMany(fsm.CmdIssue, envs)
+}
+
+func (l *loader) apply(t fsm.CmdType, payload any) error {
+	return l.applyMany(t, []any{payload})
+}
+
+// applyMany applies one batch; any entry's refusal is an error.
+func (l *loader) applyMany(t fsm.CmdType, payloads []any) error {
+	logs := make([]*raft.Log, len(payloads))
+	for i, p := range payloads {
+		env, err := fsm.NewEnvelope(t, "b"+strconv.FormatUint(l.n.Add(1), 36), p)
+		if err != nil {
+			return err
+		}
+		env.Time = l.now.UnixNano()
+		data, err := env.Encode()
+		if err != nil {
+			return err
+		}
+		l.index++
+		logs[i] = &raft.Log{Index: l.index, Term: 1, Type: raft.LogCommand, Data: data}
+	}
+	for i, r := range l.f.ApplyBatch(logs) {
+		if err, ok := r.(error); ok && err != nil {
+			return fmt.Errorf("entry %d: %w", logs[i].Index, err)
+		}
+	}
+	return nil
+}
+
+// Apply, Barrier, Propagate: authority.Proposer for the CRL.
+func (l *loader) Apply(ctx context.Context, env *fsm.Envelope) error {
+	var p any = env.Payload
+	return l.applyMany(env.Type, []any{p})
+}
+func (l *loader) Barrier(context.Context) error   { return nil }
+func (l *loader) Propagate(context.Context) error { return nil }
+
+// memPoint reads this process's memory.
+func memPoint(records int, db string) MemPoint {
+	runtime.GC()
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := MemPoint{Records: records, HeapMiB: float64(ms.HeapAlloc) / (1 << 20), BoltMiB: fileMiB(db)}
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		switch k {
+		case "VmRSS":
+			m.RSSMiB = kb / 1024
+		case "RssAnon":
+			m.AnonMiB = kb / 1024
+		case "RssFile":
+			m.FileMiB = kb / 1024
+		}
+	}
+	return m
+}
+
+func fileMiB(path string) float64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return float64(st.Size()) / (1 << 20)
+}
+
+// scaleNode is one raft node of the scale run: real TCP, bolt log store,
+// file snapshots, our FSM, raft's default timings.
+type scaleNode struct {
+	id    raft.ServerID
+	dir   string
+	trans *raft.NetworkTransport
+	snaps *raft.FileSnapshotStore
+	logs  *raftboltdb.BoltStore
+	fsm   *fsm.FSM
+	r     *raft.Raft
+}
+
+type scaleNodes []*scaleNode
+
+func newScaleNodes(dir string, n int) (scaleNodes, error) {
+	var ns scaleNodes
+	for i := range n {
+		d := filepath.Join(dir, "n"+strconv.Itoa(i+1))
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		tr, err := raft.NewTCPTransportWithLogger("127.0.0.1:0", nil, 4, 10*time.Second, hclog.NewNullLogger())
+		if err != nil {
+			ns.close()
+			return nil, err
+		}
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(d, 2, hclog.NewNullLogger())
+		if err != nil {
+			tr.Close()
+			ns.close()
+			return nil, err
+		}
+		ns = append(ns, &scaleNode{id: raft.ServerID("n" + strconv.Itoa(i+1)), dir: d, trans: tr, snaps: snaps})
+	}
+	return ns, nil
+}
+
+func (ns scaleNodes) configuration() raft.Configuration {
+	var c raft.Configuration
+	for _, n := range ns {
+		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: n.id, Address: n.trans.LocalAddr()})
+	}
+	return c
+}
+
+// snapshot writes n1's state as a raft snapshot at index, naming all nodes
+// as the configuration, as raft itself would after compacting its log.
+func (ns scaleNodes) snapshot(index uint64) (*raft.SnapshotMeta, error) {
+	sink, err := ns[0].snaps.Create(raft.SnapshotVersionMax, index, 1, ns.configuration(), 1, ns[0].trans)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ns[0].fsm.Snapshot()
+	if err != nil {
+		sink.Cancel()
+		return nil, err
+	}
+	defer s.Release()
+	if err := s.Persist(sink); err != nil {
+		return nil, err
+	}
+	metas, err := ns[0].snaps.List()
+	if err != nil || len(metas) == 0 {
+		return nil, fmt.Errorf("snapshot not listed: %v", err)
+	}
+	return metas[0], nil
+}
+
+// restoreFollowers gives every other node the snapshot (its snapshot store
+// and its FSM restored from it), as an InstallSnapshot would.
+func (ns scaleNodes) restoreFollowers(id string) error {
+	meta, rc, err := ns[0].snaps.Open(id)
+	if err != nil {
+		return err
+	}
+	rc.Close()
+	for _, n := range ns[1:] {
+		_, rc, err := ns[0].snaps.Open(id)
+		if err != nil {
+			return err
+		}
+		sink, err := n.snaps.Create(meta.Version, meta.Index, meta.Term, meta.Configuration, meta.ConfigurationIndex, n.trans)
+		if err != nil {
+			rc.Close()
+			return err
+		}
+		_, err = io.Copy(sink, rc)
+		rc.Close()
+		if err == nil {
+			err = sink.Close()
+		} else {
+			sink.Cancel()
+		}
+		if err != nil {
+			return err
+		}
+		if n.fsm, err = fsm.Open(filepath.Join(n.dir, "fsm.db")); err != nil {
+			return err
+		}
+		_, rc, err = n.snaps.Open(sink.ID())
+		if err != nil {
+			return err
+		}
+		if err := n.fsm.Restore(rc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start opens every node's raft and returns once one is leader and has
+// committed an entry of its term.
+func (ns scaleNodes) start(ctx context.Context) (*scaleNode, error) {
+	for _, n := range ns {
+		var err error
+		n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.dir, "raft.db")})
+		if err != nil {
+			return nil, err
+		}
+		rc := raft.DefaultConfig()
+		rc.LocalID = n.id
+		rc.NoSnapshotRestoreOnStart = true // the FSM holds its state: nothing to load
+		rc.Logger = hclog.NewNullLogger()
+		if n.r, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, n.snaps, n.trans); err != nil {
+			return nil, err
+		}
+	}
+	return ns.awaitLeader(ctx, nil)
+}
+
+// failover shuts the leader down and waits for a new one to commit.
+func (ns scaleNodes) failover(ctx context.Context, old *scaleNode) (*scaleNode, error) {
+	if err := old.r.Shutdown().Error(); err != nil {
+		return nil, err
+	}
+	old.trans.Close()
+	return ns.awaitLeader(ctx, old)
+}
+
+func (ns scaleNodes) awaitLeader(ctx context.Context, skip *scaleNode) (*scaleNode, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		for _, n := range ns {
+			if n == skip || n.r == nil || n.r.State() != raft.Leader {
+				continue
+			}
+			if n.r.Barrier(10*time.Second).Error() == nil {
+				return n, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.New("no leader elected within 2 minutes")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func (ns scaleNodes) close() {
+	for _, n := range ns {
+		if n.r != nil {
+			n.r.Shutdown().Error()
+			n.r = nil
+		}
+		if n.trans != nil {
+			n.trans.Close()
+		}
+		if n.logs != nil {
+			n.logs.Close()
+			n.logs = nil
+		}
+		if n.fsm != nil {
+			n.fsm.Close()
+			n.fsm = nil
+		}
+	}
+}

@@ -1,0 +1,54 @@
+package bench
+
+import (
+	"context"
+	"crypto/x509"
+	"path/filepath"
+	"testing"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// A small scale run: every record and revocation lands in the database,
+// the CRL lists exactly the revoked ones, and three nodes elect a leader
+// on the state and again after losing it.
+func TestFSMScaleRun(t *testing.T) {
+	dir := t.TempDir()
+	const records, revoked = 3000, 300
+	res, err := FSM(context.Background(), FSMConfig{Dir: dir, Records: records, Revoked: revoked, Batch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != records || res.RevokedEntries != revoked || res.Nodes != 3 {
+		t.Errorf("result: %+v", res)
+	}
+	if len(res.Memory) != 11 || res.Memory[9].Records != records || res.BoltMiB <= 0 || res.SnapshotMiB <= 0 {
+		t.Errorf("memory points: %+v", res.Memory)
+	}
+	if res.StartSeconds <= 0 || res.FailoverSeconds <= 0 || res.RestoreSeconds <= 0 {
+		t.Errorf("timings: start %v failover %v restore %v", res.StartSeconds, res.FailoverSeconds, res.RestoreSeconds)
+	}
+	// Every node's database: n1 loaded it, n2 and n3 restored it.
+	for _, n := range []string{"n1", "n2", "n3"} {
+		f, err := fsm.Open(filepath.Join(dir, n, "fsm.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.CertCount(); got != records {
+			t.Errorf("%s holds %d records, want %d", n, got, records)
+		}
+		crl, err := f.CRL(authority.DefaultAuthority, "1")
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		rl, err := x509.ParseRevocationList(crl.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rl.RevokedCertificateEntries) != revoked {
+			t.Errorf("%s: CRL lists %d, want %d", n, len(rl.RevokedCertificateEntries), revoked)
+		}
+		f.Close()
+	}
+}

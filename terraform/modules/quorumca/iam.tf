@@ -1,0 +1,112 @@
+resource "aws_iam_role" "node" {
+  name                 = "${var.name}-node"
+  path                 = var.iam_role_path
+  description          = "quorumca servers of cluster ${var.name}"
+  permissions_boundary = var.iam_permissions_boundary_arn
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ec2.${data.aws_partition.current.dns_suffix}" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+
+  tags = local.tags
+}
+
+locals {
+  volume_arn_pattern   = "arn:${local.partition}:ec2:${local.region}:${local.account_id}:volume/*"
+  instance_arn_pattern = "arn:${local.partition}:ec2:${local.region}:${local.account_id}:instance/*"
+  cluster_tag_condition = {
+    StringEquals = { "aws:ResourceTag/${local.cluster_tag_key}" = var.name }
+  }
+
+  node_policy_statements = concat(
+    [
+      {
+        # Cloud auto-join: gossip finds the other servers by their tag.
+        # Describe calls cannot be limited to resources.
+        Sid      = "AutoJoin"
+        Effect   = "Allow"
+        Action   = ["ec2:DescribeInstances"]
+        Resource = "*"
+      },
+      {
+        Sid      = "FindDataVolume"
+        Effect   = "Allow"
+        Action   = ["ec2:DescribeVolumes"]
+        Resource = "*"
+      },
+      {
+        # AttachVolume is authorized on the volume and on the instance: both
+        # must belong to this cluster.
+        Sid       = "AttachClusterVolume"
+        Effect    = "Allow"
+        Action    = ["ec2:AttachVolume"]
+        Resource  = [local.volume_arn_pattern]
+        Condition = local.cluster_tag_condition
+      },
+      {
+        Sid       = "AttachToClusterInstance"
+        Effect    = "Allow"
+        Action    = ["ec2:AttachVolume"]
+        Resource  = [local.instance_arn_pattern]
+        Condition = local.cluster_tag_condition
+      },
+      {
+        Sid      = "ReadClusterParameters"
+        Effect   = "Allow"
+        Action   = ["ssm:GetParameter"]
+        Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_prefix}/*"]
+      },
+    ],
+    var.ssm_parameters_kms_key_arn == null ? [] : [
+      {
+        Sid      = "DecryptClusterParameters"
+        Effect   = "Allow"
+        Action   = ["kms:Decrypt"]
+        Resource = [var.ssm_parameters_kms_key_arn]
+        Condition = {
+          StringEquals = { "kms:ViaService" = "ssm.${local.region}.${data.aws_partition.current.dns_suffix}" }
+        }
+      },
+    ],
+    # What the SSM agent needs for Session Manager shells, and no more:
+    # AmazonSSMManagedInstanceCore would also allow reading every parameter
+    # in the account.
+    var.ssm_session_manager_enabled ? [
+      {
+        Sid    = "SessionManager"
+        Effect = "Allow"
+        Action = [
+          "ssm:UpdateInstanceInformation",
+          "ssmmessages:CreateControlChannel",
+          "ssmmessages:CreateDataChannel",
+          "ssmmessages:OpenControlChannel",
+          "ssmmessages:OpenDataChannel",
+        ]
+        Resource = "*"
+      },
+    ] : [],
+  )
+}
+
+resource "aws_iam_role_policy" "node" {
+  name = "quorumca-node"
+  role = aws_iam_role.node.id
+
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = local.node_policy_statements
+  })
+}
+
+resource "aws_iam_instance_profile" "node" {
+  name = "${var.name}-node"
+  path = var.iam_role_path
+  role = aws_iam_role.node.name
+
+  tags = local.tags
+}

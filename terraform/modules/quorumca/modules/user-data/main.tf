@@ -1,0 +1,160 @@
+# Renders the servers' user data: a boot script that claims a data volume,
+# fetches the cluster's secrets, and writes node.hcl and the systemd unit.
+# A module of its own, without providers, so that the rendered script and
+# configuration can be checked outside AWS (tests/render, check.sh).
+
+terraform {
+  required_version = ">= 1.9"
+}
+
+variable "cluster_name" {
+  description = "Name of the cluster (value of the cluster tag)."
+  type        = string
+}
+
+variable "cluster_tag_key" {
+  description = "Tag that marks the cluster's instances and data volumes."
+  type        = string
+}
+
+variable "region" {
+  description = "AWS region of the cluster."
+  type        = string
+}
+
+variable "ports" {
+  description = "Listener ports."
+  type        = object({ api = number, http = number, raft = number, gossip = number })
+}
+
+variable "http_enabled" {
+  description = "Whether servers serve CRLs and OCSP over plain HTTP."
+  type        = bool
+}
+
+variable "proxy_protocol_from" {
+  description = "CIDRs whose PROXY protocol headers the servers trust (the load balancer's subnets)."
+  type        = list(string)
+}
+
+variable "bootstrap_expect" {
+  description = "Servers that form the cluster."
+  type        = number
+}
+
+variable "voters" {
+  description = "Raft voters to keep."
+  type        = number
+}
+
+variable "dead_server_cleanup" {
+  description = "How long a server may be gone before it is removed."
+  type        = string
+}
+
+variable "cluster_ca_key_arn" {
+  description = "ARN of the cluster CA key."
+  type        = string
+}
+
+variable "issuing_key_arn" {
+  description = "ARN of the issuing key."
+  type        = string
+}
+
+variable "base_url" {
+  description = "Plain-HTTP URL that issued certificates name for CRLs and OCSP."
+  type        = string
+}
+
+variable "signer_rate" {
+  description = "KMS Sign requests per second per key for one server."
+  type        = number
+}
+
+variable "signer_burst" {
+  description = "Burst above signer_rate."
+  type        = number
+}
+
+variable "extra_config" {
+  description = "HCL appended to node.hcl."
+  type        = string
+}
+
+variable "parameter_prefix" {
+  description = "SSM path of the cluster's parameters."
+  type        = string
+}
+
+variable "parameters" {
+  description = "Full names of the cluster's SSM parameters."
+  type = object({
+    gossip_key    = string
+    join_secret   = string
+    api_tls_cert  = string
+    api_tls_key   = string
+    root_ca       = string
+    issuing_chain = string
+  })
+}
+
+locals {
+  node_config = trimspace(templatefile("${path.module}/templates/node.hcl.tftpl", {
+    api_port            = var.ports.api
+    http_port           = var.ports.http
+    raft_port           = var.ports.raft
+    gossip_port         = var.ports.gossip
+    http_enabled        = var.http_enabled
+    proxy_protocol_from = var.proxy_protocol_from
+    cluster_tag_key     = var.cluster_tag_key
+    cluster_name        = var.cluster_name
+    region              = var.region
+    bootstrap_expect    = var.bootstrap_expect
+    voters              = var.voters
+    dead_server_cleanup = var.dead_server_cleanup
+    cluster_ca_key_arn  = var.cluster_ca_key_arn
+    signer_rate         = var.signer_rate
+    signer_burst        = var.signer_burst
+    extra_config        = trimspace(var.extra_config)
+  }))
+
+  authority_config = trimspace(templatefile("${path.module}/templates/authority.hcl.tftpl", {
+    issuing_key_arn = var.issuing_key_arn
+    base_url        = var.base_url
+  }))
+
+  systemd_unit = trimspace(file("${path.module}/templates/quorumca.service"))
+
+  user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
+    cluster_name     = var.cluster_name
+    cluster_tag_key  = var.cluster_tag_key
+    region           = var.region
+    api_port         = var.ports.api
+    parameter_prefix = var.parameter_prefix
+    parameters       = var.parameters
+    node_config      = local.node_config
+    authority_config = local.authority_config
+    systemd_unit     = local.systemd_unit
+  })
+}
+
+output "user_data" {
+  description = "The boot script (plain text; base64-encode it for a launch template)."
+  value       = local.user_data
+}
+
+output "node_config" {
+  description = "node.hcl as the script writes it, before the per-server placeholders (@NODE_NAME@, @PRIVATE_IP@, @PRIVATE_DNS@) are filled in."
+  value       = local.node_config
+}
+
+output "authority_config" {
+  description = "The authority block the script appends once the issuing chain exists."
+  value       = local.authority_config
+}
+
+output "systemd_unit" {
+  description = "The quorumca.service unit the script installs."
+  value       = local.systemd_unit
+}

@@ -1,0 +1,74 @@
+output "lb_dns_name" {
+  description = "DNS name of the network load balancer. Clients use https://<this>:8443, or a name of yours aliased to it."
+  value       = aws_lb.this.dns_name
+}
+
+output "lb_zone_id" {
+  description = "Route 53 zone ID of the load balancer, for an alias record."
+  value       = aws_lb.this.zone_id
+}
+
+output "lb_arn" {
+  description = "ARN of the network load balancer."
+  value       = aws_lb.this.arn
+}
+
+output "api_url" {
+  description = "The cluster's API through the load balancer."
+  value       = "https://${aws_lb.this.dns_name}:${local.ports.api}"
+}
+
+output "revocation_base_url" {
+  description = "Plain-HTTP URL that issued certificates name for CRLs and OCSP."
+  value       = local.revocation_base_url
+}
+
+output "kms_key_arn" {
+  description = "ARN of the issuing key (ECC_NIST_P256, SIGN_VERIFY). Its signer URI is kms_key_uri."
+  value       = aws_kms_key.this["issuing"].arn
+}
+
+output "kms_key_uri" {
+  description = "Signer URI of the issuing key, for quorumca operator authority csr/import -key."
+  value       = "awskms:${aws_kms_key.this["issuing"].arn}"
+}
+
+output "cluster_ca_kms_key_arn" {
+  description = "ARN of the cluster CA key that certifies the servers for their mutual TLS (cluster.ca_key)."
+  value       = aws_kms_key.this["cluster-ca"].arn
+}
+
+output "node_security_group_id" {
+  description = "Security group of the servers."
+  value       = aws_security_group.node.id
+}
+
+output "lb_security_group_id" {
+  description = "Security group of the load balancer."
+  value       = aws_security_group.lb.id
+}
+
+output "asg_name" {
+  description = "Name of the servers' auto-scaling group."
+  value       = aws_autoscaling_group.this.name
+}
+
+output "iam_role_arn" {
+  description = "ARN of the servers' IAM role (the only principal allowed to sign with the keys)."
+  value       = aws_iam_role.node.arn
+}
+
+output "iam_role_name" {
+  description = "Name of the servers' IAM role, to attach further policies (log shipping, for example)."
+  value       = aws_iam_role.node.name
+}
+
+output "data_volume_ids" {
+  description = "Data volumes by node name."
+  value       = { for v in aws_ebs_volume.data : v.tags["quorumca-node"] => v.id }
+}
+
+output "ssm_parameters" {
+  description = "SSM parameters the operator must create before the servers can start (issuing_chain: once the intermediate is signed)."
+  value       = local.ssm_parameters
+}

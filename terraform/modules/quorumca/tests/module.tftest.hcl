@@ -1,0 +1,438 @@
+# Applies the module against a mocked AWS provider (no credentials, no
+# network) and checks what the cluster's safety and reachability depend on:
+# zones, load balancing, key policies, network exposure, storage and the
+# server configuration written by the user data.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+# The module reads its subnets back: three zones of one VPC.
+override_data {
+  target = data.aws_subnet.node[0]
+  values = { availability_zone = "eu-west-1a", cidr_block = "10.40.0.0/20", vpc_id = "vpc-0123456789abcdef0" }
+}
+
+override_data {
+  target = data.aws_subnet.node[1]
+  values = { availability_zone = "eu-west-1b", cidr_block = "10.40.16.0/20", vpc_id = "vpc-0123456789abcdef0" }
+}
+
+override_data {
+  target = data.aws_subnet.node[2]
+  values = { availability_zone = "eu-west-1c", cidr_block = "10.40.32.0/20", vpc_id = "vpc-0123456789abcdef0" }
+}
+
+# Distinct IDs for the two security groups, so rules can be told apart.
+override_resource {
+  target = aws_security_group.node
+  values = { id = "sg-0aaaaaaaaaaaaaaaa", arn = "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0aaaaaaaaaaaaaaaa" }
+}
+
+override_resource {
+  target = aws_security_group.lb
+  values = { id = "sg-0bbbbbbbbbbbbbbbb", arn = "arn:aws:ec2:eu-west-1:123456789012:security-group/sg-0bbbbbbbbbbbbbbbb" }
+}
+
+variables {
+  name                     = "quorumca"
+  subnet_ids               = ["subnet-0a1a1a1a1a1a1a1a1", "subnet-0b2b2b2b2b2b2b2b2", "subnet-0c3c3c3c3c3c3c3c3"]
+  ami_id                   = "ami-0123456789abcdef0"
+  allowed_cidr_blocks      = ["10.40.0.0/16"]
+  https_egress_cidr_blocks = ["10.40.0.0/16"]
+  revocation_base_url      = "http://ca.quorumca.internal:8080"
+}
+
+run "three_zones" {
+  assert {
+    condition     = length(output.data_volume_ids) == 3
+    error_message = "Three servers need three data volumes."
+  }
+
+  assert {
+    condition     = toset([for v in aws_ebs_volume.data : v.availability_zone]) == toset(["eu-west-1a", "eu-west-1b", "eu-west-1c"])
+    error_message = "One data volume per availability zone."
+  }
+
+  assert {
+    condition     = length(aws_autoscaling_group.this.vpc_zone_identifier) == 3
+    error_message = "The auto-scaling group must span the three subnets."
+  }
+
+  assert {
+    condition = (
+      aws_autoscaling_group.this.min_size == 3 &&
+      aws_autoscaling_group.this.max_size == 3 &&
+      aws_autoscaling_group.this.desired_capacity == 3
+    )
+    error_message = "The group must hold exactly three servers."
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this.availability_zone_distribution[0].capacity_distribution_strategy == "balanced-only"
+    error_message = "Instances must not be launched outside their volumes' zones."
+  }
+
+  assert {
+    condition = (
+      aws_autoscaling_group.this.instance_maintenance_policy[0].min_healthy_percentage == 66 &&
+      aws_autoscaling_group.this.instance_maintenance_policy[0].max_healthy_percentage == 100 &&
+      aws_autoscaling_group.this.instance_refresh[0].preferences[0].min_healthy_percentage == 66
+    )
+    error_message = "Replacements must take one server of three at a time, terminating first."
+  }
+}
+
+run "load_balancer" {
+  assert {
+    condition     = aws_lb.this.load_balancer_type == "network" && aws_lb.this.internal
+    error_message = "An internal network load balancer."
+  }
+
+  assert {
+    condition = alltrue([for l in aws_lb_listener.this :
+    l.protocol == "TCP" && l.certificate_arn == null && l.default_action[0].type == "forward"])
+    error_message = "Listeners must pass TCP through (TLS ends on the servers)."
+  }
+
+  assert {
+    condition = (
+      aws_lb_listener.this["api"].port == 8443 &&
+      aws_lb_listener.this["api"].default_action[0].target_group_arn == aws_lb_target_group.this["api"].arn
+    )
+    error_message = "Port 8443 must forward to the API target group."
+  }
+
+  assert {
+    condition     = aws_lb_target_group.this["api"].port == 8443 && aws_lb_target_group.this["api"].protocol == "TCP"
+    error_message = "The API target group must be TCP on 8443."
+  }
+
+  assert {
+    condition = alltrue([for tg in aws_lb_target_group.this :
+      tg.health_check[0].protocol == "HTTPS" &&
+      tg.health_check[0].path == "/v1/ready" &&
+      tg.health_check[0].port == "8443" &&
+    tg.health_check[0].matcher == "200"])
+    error_message = "Health checks must be HTTPS GET /v1/ready on the API port."
+  }
+
+  assert {
+    condition = alltrue([for tg in aws_lb_target_group.this :
+    tg.proxy_protocol_v2 && tg.preserve_client_ip == "false"])
+    error_message = "Proxied connections must come from the balancer, with PROXY protocol v2."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "proxy_protocol_from = [\"10.40.0.0/20\",\"10.40.16.0/20\",\"10.40.32.0/20\"]")
+    error_message = "The servers must trust PROXY headers from the balancer's subnets only."
+  }
+
+  assert {
+    condition     = toset(aws_autoscaling_group.this.target_group_arns) == toset([for tg in aws_lb_target_group.this : tg.arn])
+    error_message = "The servers must be registered in the target groups."
+  }
+}
+
+run "kms_keys" {
+  assert {
+    condition = alltrue([for k in aws_kms_key.this :
+    k.customer_master_key_spec == "ECC_NIST_P256" && k.key_usage == "SIGN_VERIFY"])
+    error_message = "Keys must be ECC_NIST_P256 for SIGN_VERIFY."
+  }
+
+  assert {
+    condition     = length(aws_kms_key.this) == 2
+    error_message = "An issuing key and a cluster CA key."
+  }
+
+  # The servers' role: exactly Sign, GetPublicKey and DescribeKey.
+  assert {
+    condition = alltrue([for k in aws_kms_key.this : anytrue([
+      for s in jsondecode(k.policy).Statement :
+      s.Effect == "Allow" &&
+      s.Principal.AWS == output.iam_role_arn &&
+      toset(flatten([s.Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"])
+    ])])
+    error_message = "The key policies must allow the servers' role exactly kms:Sign, kms:GetPublicKey and kms:DescribeKey."
+  }
+
+  # Nobody else may sign, directly, through a wildcard, or by granting.
+  assert {
+    condition = alltrue(flatten([for k in aws_kms_key.this : [
+      for s in jsondecode(k.policy).Statement : [
+        for a in flatten([s.Action]) :
+        s.Principal.AWS == output.iam_role_arn || (!strcontains(a, "*") && !contains(["kms:Sign", "kms:CreateGrant", "kms:GetPublicKey"], a))
+      ]
+    ]]))
+    error_message = "Only the servers' role may sign; administration must be listed action by action."
+  }
+
+  assert {
+    condition = alltrue([for k in aws_kms_key.this : anytrue([
+      for s in jsondecode(k.policy).Statement :
+      s.Principal.AWS == "arn:aws:iam::123456789012:root" && contains(s.Action, "kms:PutKeyPolicy") && contains(s.Action, "kms:ScheduleKeyDeletion")
+    ])])
+    error_message = "The account root must keep administration of the keys."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "key        = \"awskms:${output.kms_key_arn}\"")
+    error_message = "The authority must name the issuing key by its ARN."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "ca_key              = \"awskms:${output.cluster_ca_kms_key_arn}\"")
+    error_message = "The cluster CA key must be the module's KMS key."
+  }
+}
+
+run "iam" {
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+    contains(s.Action, "ec2:DescribeInstances")])
+    error_message = "Cloud auto-join needs ec2:DescribeInstances."
+  }
+
+  assert {
+    condition = alltrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+    s.Condition.StringEquals["aws:ResourceTag/quorumca-cluster"] == "quorumca" if contains(s.Action, "ec2:AttachVolume")])
+    error_message = "Servers may attach only this cluster's volumes to this cluster's instances."
+  }
+
+  assert {
+    condition = alltrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+    !anytrue([for a in s.Action : startswith(a, "kms:")])])
+    error_message = "Key use comes from the key policies, not from the role's policy."
+  }
+
+  assert {
+    condition     = jsondecode(aws_iam_role.node.assume_role_policy).Statement[0].Principal.Service == "ec2.amazonaws.com"
+    error_message = "Only EC2 may assume the servers' role."
+  }
+}
+
+run "security_groups" {
+  # Between the servers: Raft, gossip (TCP and UDP), forwarding on the API port.
+  assert {
+    condition = toset([for r in aws_vpc_security_group_ingress_rule.node_from_node :
+      "${r.ip_protocol}/${r.from_port}-${r.to_port}<${r.referenced_security_group_id}"]) == toset([
+      "tcp/8300-8300<sg-0aaaaaaaaaaaaaaaa",
+      "tcp/8301-8301<sg-0aaaaaaaaaaaaaaaa",
+      "udp/8301-8301<sg-0aaaaaaaaaaaaaaaa",
+      "tcp/8443-8443<sg-0aaaaaaaaaaaaaaaa",
+    ])
+    error_message = "Raft, gossip and forwarding must be open between the servers only."
+  }
+
+  # From the balancer (traffic and health checks): the API and HTTP ports.
+  assert {
+    condition = toset([for r in aws_vpc_security_group_ingress_rule.node_from_lb :
+      "${r.ip_protocol}/${r.from_port}<${r.referenced_security_group_id}"]) == toset([
+      "tcp/8443<sg-0bbbbbbbbbbbbbbbb",
+      "tcp/8080<sg-0bbbbbbbbbbbbbbbb",
+    ])
+    error_message = "The servers must accept the API and HTTP ports from the balancer only."
+  }
+
+  # Client networks reach the balancer, never the servers directly.
+  assert {
+    condition = toset([for r in aws_vpc_security_group_ingress_rule.lb :
+    "${r.from_port}<${r.cidr_ipv4}"]) == toset(["8443<10.40.0.0/16", "8080<10.40.0.0/16"])
+    error_message = "The balancer must accept the API and HTTP ports from the allowed networks only."
+  }
+
+  assert {
+    condition = alltrue([for r in aws_vpc_security_group_ingress_rule.lb :
+    r.security_group_id == "sg-0bbbbbbbbbbbbbbbb"])
+    error_message = "Client networks must be allowed on the balancer's group."
+  }
+
+  assert {
+    condition = alltrue(concat(
+      [for r in aws_vpc_security_group_ingress_rule.node_from_node : r.cidr_ipv4 == null && r.cidr_ipv6 == null],
+      [for r in aws_vpc_security_group_ingress_rule.node_from_lb : r.cidr_ipv4 == null && r.cidr_ipv6 == null],
+    ))
+    error_message = "No address range may reach the servers directly."
+  }
+
+  assert {
+    condition     = toset([for r in aws_vpc_security_group_egress_rule.node_https : "${r.from_port}>${r.cidr_ipv4}"]) == toset(["443>10.40.0.0/16"])
+    error_message = "The servers' HTTPS egress must be limited to the VPC (its endpoints)."
+  }
+
+  assert {
+    condition     = output.node_security_group_id == "sg-0aaaaaaaaaaaaaaaa" && output.lb_security_group_id == "sg-0bbbbbbbbbbbbbbbb"
+    error_message = "Outputs must name the two security groups."
+  }
+}
+
+run "storage" {
+  assert {
+    condition     = alltrue([for v in aws_ebs_volume.data : v.encrypted && v.final_snapshot])
+    error_message = "Data volumes must be encrypted and snapshotted when deleted."
+  }
+
+  assert {
+    condition = alltrue([for v in aws_ebs_volume.data :
+    v.tags["quorumca-cluster"] == "quorumca" && startswith(v.tags["quorumca-node"], "quorumca-")])
+    error_message = "Data volumes must carry the cluster tag and their node name."
+  }
+
+  assert {
+    condition     = aws_launch_template.node.block_device_mappings[0].ebs[0].encrypted == "true"
+    error_message = "Root volumes must be encrypted."
+  }
+
+  assert {
+    condition     = aws_launch_template.node.metadata_options[0].http_tokens == "required"
+    error_message = "IMDSv2 must be required."
+  }
+
+  assert {
+    condition     = aws_launch_template.node.instance_initiated_shutdown_behavior == "terminate"
+    error_message = "A server that gives up must be replaced, not left stopped."
+  }
+}
+
+run "user_data" {
+  assert {
+    condition     = length(base64decode(aws_launch_template.node.user_data)) <= 16384
+    error_message = "User data must stay under EC2's 16 KiB limit."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "retry_join = [\"provider=aws tag_key=quorumca-cluster tag_value=quorumca region=eu-west-1\"]")
+    error_message = "Gossip must auto-join by the cluster tag."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "bootstrap_expect    = 3")
+    error_message = "bootstrap_expect must be the instance count."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "base_url   = \"http://ca.quorumca.internal:8080\"")
+    error_message = "The authority must point certificates at revocation_base_url."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "ExecStart=/usr/local/bin/quorumca server -config /etc/quorumca/node.hcl")
+    error_message = "The systemd unit must start the server with /etc/quorumca/node.hcl."
+  }
+
+  assert {
+    condition = alltrue([for line in ["User=quorumca", "StateDirectory=quorumca", "AssertPathIsMountPoint=/var/lib/quorumca", "NoNewPrivileges=yes", "ProtectSystem=strict"] :
+    strcontains(base64decode(aws_launch_template.node.user_data), line)])
+    error_message = "The systemd unit must be the hardened one, on the data volume."
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "aws ec2 attach-volume")
+    error_message = "The user data must attach the data volume."
+  }
+
+  assert {
+    condition     = !strcontains(base64decode(aws_launch_template.node.user_data), "%%{")
+    error_message = "Template directives must not leak into the user data."
+  }
+}
+
+run "outputs" {
+  assert {
+    condition     = output.api_url == "https://quorumca-50dc6c495c0c9188.elb.eu-west-1.amazonaws.com:8443"
+    error_message = "The API URL must be the load balancer's, on port 8443."
+  }
+
+  assert {
+    condition     = output.kms_key_arn == aws_kms_key.this["issuing"].arn && output.kms_key_uri == "awskms:${aws_kms_key.this["issuing"].arn}"
+    error_message = "kms_key_arn and kms_key_uri must name the issuing key."
+  }
+
+  assert {
+    condition     = output.asg_name == "quorumca" && output.lb_dns_name != ""
+    error_message = "asg_name and lb_dns_name must be set."
+  }
+
+  assert {
+    condition     = output.ssm_parameters.gossip_key == "/quorumca/quorumca/gossip-key"
+    error_message = "Parameters live under /quorumca/<name>."
+  }
+}
+
+run "five_servers" {
+  variables {
+    instance_count = 5
+  }
+
+  assert {
+    condition = (
+      length(output.data_volume_ids) == 6 &&
+      alltrue([for az in ["eu-west-1a", "eu-west-1b", "eu-west-1c"] :
+      length([for v in aws_ebs_volume.data : v if v.availability_zone == az]) == 2])
+    )
+    error_message = "Five servers in three zones need two volumes in every zone."
+  }
+
+  assert {
+    condition     = aws_autoscaling_group.this.instance_maintenance_policy[0].min_healthy_percentage == 80
+    error_message = "Replacements must take one server of five at a time."
+  }
+
+  assert {
+    condition = (
+      strcontains(base64decode(aws_launch_template.node.user_data), "bootstrap_expect    = 5") &&
+      strcontains(base64decode(aws_launch_template.node.user_data), "voters              = 5") &&
+      strcontains(base64decode(aws_launch_template.node.user_data), "rate        = 48")
+    )
+    error_message = "Five servers: bootstrap_expect 5, five voters, a fifth of the signing budget each."
+  }
+}
+
+run "without_http_listener" {
+  variables {
+    http_listener_enabled = false
+  }
+
+  assert {
+    condition     = keys(aws_lb_listener.this) == ["api"] && keys(aws_lb_target_group.this) == ["api"]
+    error_message = "Without the HTTP listener only the API is balanced."
+  }
+
+  assert {
+    condition     = keys(aws_vpc_security_group_ingress_rule.node_from_lb) == ["api"] && length([for r in aws_vpc_security_group_ingress_rule.lb : r if r.from_port == 8080]) == 0
+    error_message = "Without the HTTP listener port 8080 stays closed."
+  }
+
+  assert {
+    condition     = !strcontains(base64decode(aws_launch_template.node.user_data), "0.0.0.0:8080")
+    error_message = "Without the HTTP listener the servers do not serve plain HTTP."
+  }
+}
+
+run "ipv6_clients_and_parameter_key" {
+  variables {
+    allowed_cidr_blocks         = ["10.40.0.0/16", "2001:db8::/56"]
+    ssm_parameters_kms_key_arn  = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    ssm_session_manager_enabled = false
+  }
+
+  assert {
+    condition     = length([for r in aws_vpc_security_group_ingress_rule.lb : r if r.cidr_ipv6 == "2001:db8::/56" && r.cidr_ipv4 == null]) == 2
+    error_message = "An IPv6 client network must be allowed as cidr_ipv6 on both listeners."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+      s.Action == ["kms:Decrypt"] &&
+      s.Resource == ["arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"] &&
+    try(s.Condition.StringEquals["kms:ViaService"], "") == "ssm.eu-west-1.amazonaws.com"])
+    error_message = "A customer managed parameter key may be used through SSM only."
+  }
+
+  assert {
+    condition = alltrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+    !anytrue([for a in s.Action : startswith(a, "ssmmessages:")])])
+    error_message = "Without Session Manager the role has no ssmmessages permissions."
+  }
+}

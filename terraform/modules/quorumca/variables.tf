@@ -1,0 +1,338 @@
+# --- Cluster ------------------------------------------------------------------
+
+variable "name" {
+  description = "Name of the cluster. Prefixes every resource name, and is the value of the quorumca-cluster tag that cloud auto-join and the data volumes are found by."
+  type        = string
+
+  validation {
+    # Load balancer and target group names allow 32 characters; "-http" is
+    # the longest suffix added.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,25}[a-z0-9]$", var.name))
+    error_message = "name must be 2-27 characters of lowercase letters, digits and hyphens, start with a letter and not end with a hyphen."
+  }
+}
+
+variable "instance_count" {
+  description = "Number of quorumca servers. Odd, so that a majority survives the loss of a minority: 3 survives one failure, 5 two. Also the cluster's bootstrap_expect."
+  type        = number
+  default     = 3
+
+  validation {
+    # bootstrap_expect accepts 1-7; one or two servers cannot survive a failure.
+    condition     = var.instance_count >= 3 && var.instance_count <= 7 && var.instance_count % 2 == 1
+    error_message = "instance_count must be odd and between 3 and 7 (3, 5 or 7)."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Three private subnets, one in each of three availability zones, for the servers (and the load balancer unless lb_subnet_ids is set)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) == 3 && length(distinct(var.subnet_ids)) == 3
+    error_message = "subnet_ids must name exactly 3 distinct subnets (one per availability zone)."
+  }
+}
+
+variable "ami_id" {
+  description = "AMI of the servers: a systemd Linux with quorumca at /usr/local/bin/quorumca and the AWS CLI v2 (for example Amazon Linux 2023 with the binary baked in by Packer). Changing it rolls the cluster one server at a time."
+  type        = string
+
+  validation {
+    condition     = can(regex("^ami-[0-9a-f]{8,17}$", var.ami_id))
+    error_message = "ami_id must be an AMI ID such as ami-0123456789abcdef0."
+  }
+}
+
+variable "instance_type" {
+  description = "EC2 instance type of the servers. Signing happens in KMS; a server's own work is TLS, Raft and certificate encoding."
+  type        = string
+  default     = "m6i.large"
+}
+
+variable "voters" {
+  description = "Raft voters to keep (3 or 5); further servers are non-voters, promoted when a voter goes away. Defaults to 3 for three servers and 5 otherwise."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.voters == null ? true : contains([3, 5], var.voters)
+    error_message = "voters must be 3 or 5."
+  }
+
+  validation {
+    condition     = var.voters == null ? true : var.voters <= var.instance_count
+    error_message = "voters cannot exceed instance_count."
+  }
+}
+
+variable "dead_server_cleanup" {
+  description = "How long a server must be gone before the leader removes it from Raft (never below a safe quorum). Longer than an instance replacement takes, so a replaced server rejoins under its old name."
+  type        = string
+  default     = "30m"
+
+  validation {
+    condition     = can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.dead_server_cleanup)) && var.dead_server_cleanup != ""
+    error_message = "dead_server_cleanup must be a duration such as \"30m\" or \"1h30m\"."
+  }
+}
+
+variable "kms_sign_budget" {
+  description = "KMS Sign requests per second the whole cluster may make. The account's ECC signing quota (300/s in most regions) is shared by every caller in the account and region; each server's signer gets an equal share and answers 429 beyond it."
+  type        = number
+  default     = 240
+
+  validation {
+    condition     = var.kms_sign_budget >= var.instance_count
+    error_message = "kms_sign_budget must give every server at least one request per second."
+  }
+}
+
+variable "extra_config" {
+  description = "HCL appended to every server's node.hcl, for blocks the module does not write (provisioner, profiling). Must not repeat a block the module writes."
+  type        = string
+  default     = ""
+}
+
+# --- Network access ------------------------------------------------------------
+
+variable "allowed_cidr_blocks" {
+  description = "Client networks (IPv4 or IPv6 CIDRs) allowed to reach the API (port 8443) through the load balancer."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_cidr_blocks) > 0
+    error_message = "allowed_cidr_blocks must name at least one network."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.allowed_cidr_blocks : can(cidrhost(c, 0))])
+    error_message = "Every entry of allowed_cidr_blocks must be a CIDR block such as 10.0.0.0/16."
+  }
+}
+
+variable "http_listener_enabled" {
+  description = "Serve CRLs and OCSP over plain HTTP (port 8080) through the load balancer. Issued certificates name this address, so relying parties must reach it."
+  type        = bool
+  default     = true
+}
+
+variable "http_allowed_cidr_blocks" {
+  description = "Networks allowed to fetch CRLs and OCSP responses (port 8080). Defaults to allowed_cidr_blocks."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.http_allowed_cidr_blocks == null ? true : alltrue([for c in var.http_allowed_cidr_blocks : can(cidrhost(c, 0))])
+    error_message = "Every entry of http_allowed_cidr_blocks must be a CIDR block such as 10.0.0.0/16."
+  }
+}
+
+variable "revocation_base_url" {
+  description = "Plain-HTTP URL that issued certificates name for CRLs and OCSP. It is written into every certificate, so prefer a DNS name you control (an alias of the load balancer) to the load balancer's own name, the default."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.revocation_base_url == null ? true : can(regex("^https?://[^/?#]+$", var.revocation_base_url))
+    error_message = "revocation_base_url must be http://host[:port] (no path)."
+  }
+}
+
+variable "https_egress_cidr_blocks" {
+  description = "Where servers may open HTTPS (443) connections: AWS APIs (KMS, EC2, SSM), directly, through a NAT gateway or through VPC endpoints."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = alltrue([for c in var.https_egress_cidr_blocks : can(cidrhost(c, 0))])
+    error_message = "Every entry of https_egress_cidr_blocks must be a CIDR block."
+  }
+}
+
+variable "additional_security_group_ids" {
+  description = "Further security groups for the servers (for example to reach a log shipper or a profiling server)."
+  type        = list(string)
+  default     = []
+}
+
+# --- Load balancer ---------------------------------------------------------------
+
+variable "lb_internal" {
+  description = "Whether the network load balancer is internal (private addresses only)."
+  type        = bool
+  default     = true
+}
+
+variable "lb_subnet_ids" {
+  description = "Subnets of the load balancer, one per availability zone (public ones for an internet-facing balancer). Defaults to subnet_ids."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.lb_subnet_ids == null ? true : length(var.lb_subnet_ids) == 3
+    error_message = "lb_subnet_ids must name exactly 3 subnets, in the servers' availability zones."
+  }
+}
+
+variable "lb_cross_zone_enabled" {
+  description = "Spread connections over the servers of every zone. Off, each zone's balancer node uses only its zone's servers, so a zone with fewer servers carries more load per server."
+  type        = bool
+  default     = true
+}
+
+variable "lb_deletion_protection" {
+  description = "Refuse to delete the load balancer (turn off before destroying the cluster)."
+  type        = bool
+  default     = false
+}
+
+# --- Instances -------------------------------------------------------------------
+
+variable "health_check_type" {
+  description = "What makes the auto-scaling group replace a server: \"EC2\" (the instance is impaired) or \"ELB\" (the load balancer's /v1/ready check fails). ELB also replaces servers that are only not ready, for example every server while a quorum is lost or before the cluster's secrets exist; it also makes rolling updates wait for readiness."
+  type        = string
+  default     = "EC2"
+
+  validation {
+    condition     = contains(["EC2", "ELB"], var.health_check_type)
+    error_message = "health_check_type must be \"EC2\" or \"ELB\"."
+  }
+}
+
+variable "health_check_grace_period" {
+  description = "Seconds after launch before a failing health check counts (boot, volume attachment, joining the cluster)."
+  type        = number
+  default     = 600
+}
+
+variable "instance_warmup" {
+  description = "Seconds a rolling update waits after a new server is in service before it replaces the next one: enough to join the cluster and catch up."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.instance_warmup >= 0
+    error_message = "instance_warmup must not be negative."
+  }
+}
+
+variable "root_volume_size" {
+  description = "Size of the root volume, GiB."
+  type        = number
+  default     = 20
+}
+
+variable "ssm_session_manager_enabled" {
+  description = "Allow AWS Systems Manager Session Manager shells on the servers (how an operator reads the bootstrap admin token without SSH)."
+  type        = bool
+  default     = true
+}
+
+variable "iam_role_path" {
+  description = "Path of the servers' IAM role and instance profile."
+  type        = string
+  default     = "/"
+
+  validation {
+    condition     = can(regex("^/([A-Za-z0-9+=,.@_-]+/)*$", var.iam_role_path))
+    error_message = "iam_role_path must begin and end with a slash, such as / or /quorumca/."
+  }
+}
+
+variable "iam_permissions_boundary_arn" {
+  description = "Permissions boundary for the servers' IAM role, where an organisation requires one."
+  type        = string
+  default     = null
+}
+
+# --- Data volumes ------------------------------------------------------------------
+
+variable "data_volume_size" {
+  description = "Size of each server's data volume (Raft log, snapshots and state), GiB."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.data_volume_size >= 1 && var.data_volume_size <= 16384
+    error_message = "data_volume_size must be between 1 and 16384 GiB."
+  }
+}
+
+variable "data_volume_type" {
+  description = "EBS type of the data volumes. Raft fsyncs every commit: use SSD (gp3, io2)."
+  type        = string
+  default     = "gp3"
+
+  validation {
+    condition     = contains(["gp3", "gp2", "io1", "io2"], var.data_volume_type)
+    error_message = "data_volume_type must be one of gp3, gp2, io1, io2."
+  }
+}
+
+variable "data_volume_iops" {
+  description = "Provisioned IOPS of each data volume (gp3, io1, io2). Default: the type's baseline."
+  type        = number
+  default     = null
+}
+
+variable "data_volume_throughput" {
+  description = "Throughput of each gp3 data volume, MiB/s. Default: the gp3 baseline."
+  type        = number
+  default     = null
+}
+
+variable "ebs_kms_key_arn" {
+  description = "KMS key that encrypts the data and root volumes. Default: the account's aws/ebs key."
+  type        = string
+  default     = null
+}
+
+variable "data_volume_final_snapshot" {
+  description = "Snapshot each data volume when Terraform deletes it (destroying the cluster or lowering instance_count)."
+  type        = bool
+  default     = true
+}
+
+# --- Keys and secrets ------------------------------------------------------------------
+
+variable "kms_deletion_window_in_days" {
+  description = "Days a KMS key scheduled for deletion can still be recovered. A deleted issuing key cannot sign a CRL for the certificates it issued."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
+    error_message = "kms_deletion_window_in_days must be between 7 and 30."
+  }
+}
+
+variable "ssm_parameter_prefix" {
+  description = "SSM Parameter Store path under which the operator stores the cluster's secrets and certificates (see README). Default: /quorumca/<name>."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ssm_parameter_prefix == null ? true : can(regex("^(/[A-Za-z0-9_.-]+)+$", var.ssm_parameter_prefix))
+    error_message = "ssm_parameter_prefix must be a path such as /quorumca/prod: a leading slash and no trailing one."
+  }
+}
+
+variable "ssm_parameters_kms_key_arn" {
+  description = "Customer managed KMS key that encrypts the SecureString parameters, if not the account's aws/ssm key: the servers are allowed to decrypt with it through SSM."
+  type        = string
+  default     = null
+}
+
+# --- Tags -----------------------------------------------------------------------------------
+
+variable "tags" {
+  description = "Tags for every resource, and for the servers and their volumes."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = !contains(keys(var.tags), "quorumca-cluster")
+    error_message = "The quorumca-cluster tag is set by the module (auto-join and volume ownership depend on it)."
+  }
+}

@@ -67,6 +67,11 @@ gossip {
   # Where to find the others: host:port entries, or a provider
   # ("provider=NAME key=value ...") for cloud auto-join.
   retry_join = ["10.0.1.10:8301", "10.0.2.10:8301", "10.0.3.10:8301"]
+  # On AWS: the running EC2 instances tagged quorumca-cluster=prod, at
+  # their private IPv4 address (addr_type=public_v4 for the public one) and
+  # port 8301 (port=... otherwise). The instance role needs
+  # ec2:DescribeInstances; region defaults to the instance's own.
+  # retry_join = ["provider=aws tag_key=quorumca-cluster tag_value=prod region=eu-west-1"]
 }
 
 cluster {

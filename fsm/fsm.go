@@ -79,9 +79,10 @@ func openDB(path string) (*bolt.DB, error) {
 		// the mmap; a large initial mapping (address space only) avoids that.
 		InitialMmapSize: 1 << 30,
 		FreelistType:    bolt.FreelistMapType,
-		// The freelist is rebuilt by a scan at open instead of being
-		// written at every commit.
-		NoFreelistSync: true,
+		// The freelist is written at every commit (NoFreelistSync is not
+		// set): without it, opening rebuilds it by reading every page,
+		// which took 5.5 s at a million records, minutes at ten million,
+		// on every restart. (Raft's log store, which stays small, skips it.)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", path, err)

@@ -167,12 +167,13 @@ func TestAgentCrossCompiles(t *testing.T) {
 	}
 }
 
-// The agent's systemd units pass systemd-analyze verify.
-func TestAgentSystemdUnits(t *testing.T) {
+// The systemd units in deploy/ (the server's and the agent's) pass
+// systemd-analyze verify.
+func TestSystemdUnits(t *testing.T) {
 	requireTools(t, "systemd-analyze")
 	dir := t.TempDir()
 	var units []string
-	for _, name := range []string{"quorumca-agent.service", "quorumca-agent-once.service", "quorumca-agent-once.timer"} {
+	for _, name := range []string{"quorumca.service", "quorumca-agent.service", "quorumca-agent-once.service", "quorumca-agent-once.timer"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", name))
 		if err != nil {
 			t.Fatal(err)

@@ -46,13 +46,13 @@ var ErrNoNodeCert = errors.New("cluster: no node certificate yet")
 
 type nodeTLS struct {
 	id  string
-	key signer.Key // the cluster CA key, or nil if this node cannot reach it
 	ttl time.Duration
 
 	ready     chan struct{} // closed once the node has a certificate
 	readyOnce sync.Once
 
 	mu   sync.RWMutex
+	key  signer.Key        // the cluster CA key, or nil if this node cannot reach it
 	ca   *x509.Certificate // local anchor
 	pool *x509.CertPool
 	cert *tls.Certificate
@@ -98,12 +98,12 @@ func (n *nodeTLS) hasAnchor() bool {
 
 // issue signs a node certificate for pub with the cluster CA key.
 func (n *nodeTLS) issue(ctx context.Context, id string, pub crypto.PublicKey) ([]byte, error) {
-	if n.key == nil {
+	n.mu.RLock()
+	ca, key := n.ca, n.key
+	n.mu.RUnlock()
+	if key == nil {
 		return nil, errors.New("cluster: this node cannot use the cluster CA key")
 	}
-	n.mu.RLock()
-	ca := n.ca
-	n.mu.RUnlock()
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 	if err != nil {
 		return nil, err
@@ -117,7 +117,7 @@ func (n *nodeTLS) issue(ctx context.Context, id string, pub crypto.PublicKey) ([
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		AuthorityKeyId: ca.SubjectKeyId,
 	}
-	return x509.CreateCertificate(rand.Reader, tmpl, ca, pub, signer.CryptoSigner(ctx, n.key))
+	return x509.CreateCertificate(rand.Reader, tmpl, ca, pub, signer.CryptoSigner(ctx, key))
 }
 
 // install makes a certificate (and its key) this node's.
@@ -316,7 +316,10 @@ func (c *Cluster) ensureNodeCert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if c.tls.key != nil {
+	if c.tls.signingKey() == nil && c.cfg.OpenCAKey != nil {
+		c.retryCAKey(ctx)
+	}
+	if c.tls.signingKey() != nil {
 		der, err := c.tls.issue(ctx, c.cfg.NodeID, key.Public())
 		if err != nil {
 			return err
@@ -345,6 +348,35 @@ func (c *Cluster) ensureNodeCert(ctx context.Context) error {
 		return c.installNodeCert(out.Cert, key)
 	}
 	return lastErr
+}
+
+// retryCAKey tries once more to open the cluster CA key.
+func (c *Cluster) retryCAKey(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	k, err := c.cfg.OpenCAKey(ctx)
+	if err != nil {
+		return
+	}
+	ca, err := caCert(ctx, k)
+	if err != nil {
+		return
+	}
+	c.tls.mu.Lock()
+	c.tls.key = k
+	if c.tls.ca == nil {
+		c.tls.ca = ca
+		c.tls.pool = x509.NewCertPool()
+		c.tls.pool.AddCert(ca)
+	}
+	c.tls.mu.Unlock()
+	c.log.Info("cluster CA key in reach now")
+}
+
+func (n *nodeTLS) signingKey() signer.Key {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.key
 }
 
 // installNodeCert makes der this node's certificate and moves internal RPCs
@@ -388,6 +420,18 @@ type rpcTransport struct {
 	cur  atomic.Pointer[http.Transport]
 }
 
+// A member that was killed, is paused or is cut off answers nothing, not
+// even a reset. Without a bound, a write forwarded to a leader that just
+// died waits on its connection until the client gives up, long after a new
+// leader was elected; with these, the connection is found dead in about
+// two seconds and the write is retried with the new leader.
+const (
+	rpcDialTimeout      = 2 * time.Second
+	rpcHandshakeTimeout = 2 * time.Second
+	rpcPingAfter        = time.Second // of silence on a connection
+	rpcPingTimeout      = time.Second
+)
+
 func newRPCHTTPTransport(base *tls.Config, cert *tls.Certificate) *http.Transport {
 	cfg := base.Clone()
 	if cert != nil {
@@ -398,7 +442,9 @@ func newRPCHTTPTransport(base *tls.Config, cert *tls.Certificate) *http.Transpor
 		ForceAttemptHTTP2:   true,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 5 * time.Second,
+		DialContext:         (&net.Dialer{Timeout: rpcDialTimeout}).DialContext,
+		TLSHandshakeTimeout: rpcHandshakeTimeout,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: rpcPingAfter, PingTimeout: rpcPingTimeout},
 	}
 }
 

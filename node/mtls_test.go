@@ -2,9 +2,12 @@ package node
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +124,47 @@ func TestNodeCertificatesRenew(t *testing.T) {
 	// Past the first certificates' expiry, Raft and forwarding still work.
 	waitFor(t, 10*time.Second, "the first certificates to expire", func() bool { return time.Now().After(firstExpiry) })
 	c.enrollHolder(c.Followers()[0], "after-renewal.example")
+}
+
+// A cluster whose CA key is out of reach when its first node starts (its
+// KMS comes up later) forms once the key is back: the node tries the key
+// again instead of waiting forever for a member in the same position.
+func TestClusterFormsWhenTheKeyComesBack(t *testing.T) {
+	restored := make(chan error, 1)
+	c := newTestClusterWith(t, 2, cluster.FastTiming(), func(c *testCluster) {
+		// The key lives where nothing is yet, until the first node has
+		// started without it (its raft directory exists only after it
+		// tried the key).
+		src := strings.TrimPrefix(c.clusterCAKey(), "softkey:")
+		kms := filepath.Join(c.dir, "kms")
+		c.clusterCAKeyURI = "softkey:" + filepath.Join(kms, "cluster-ca.key")
+		go func() {
+			raftDir := filepath.Join(c.dir, "n1", "raft")
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if _, err := os.Stat(raftDir); err == nil {
+					err = os.Mkdir(kms, 0o700)
+					if err == nil {
+						err = os.Rename(src, filepath.Join(kms, "cluster-ca.key"))
+					}
+					restored <- err
+					return
+				}
+				if time.Now().After(deadline) {
+					restored <- errors.New("the first node never started")
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	})
+	if err := <-restored; err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		if n.node.Cluster().NodeCert() == nil {
+			t.Errorf("%s has no node certificate", n.cfg.NodeName)
+		}
+	}
+	c.enrollHolder(c.nodes[1], "key-came-back.example")
 }

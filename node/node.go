@@ -135,6 +135,7 @@ func (n *Node) start() error {
 		ClientTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		Timing:    cfg.Timing, HoldTimeout: cfg.HoldTimeout, Logger: n.log, Now: cfg.Now,
 		Registerer: reg, Gossip: gossip, CAKey: caKey, NodeCertTTL: cfg.NodeCertTTL,
+		OpenCAKey: func(ctx context.Context) (signer.Key, error) { return n.signers.Get(ctx, cfg.ClusterCAKey) },
 	}, n.fsm)
 	if err != nil {
 		return err

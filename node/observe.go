@@ -47,13 +47,13 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 	}, []string{"backend", "outcome"})
 	reg.MustRegister(signs)
-	n.signers.Observe = func(scheme string, d time.Duration, err error) {
+	n.signers.SetObserve(func(scheme string, d time.Duration, err error) {
 		outcome := "ok"
 		if err != nil {
 			outcome = "error"
 		}
 		signs.WithLabelValues(scheme, outcome).Observe(d.Seconds())
-	}
+	})
 }
 
 // adminServer serves pprof and metrics on the admin listener, which should

@@ -45,7 +45,8 @@ type testCluster struct {
 	authorities        []*AuthorityConfig
 	noDefaultAuthority bool
 	signer             signer.Options
-	auditFiles         bool // each node writes <dir>/audit-<name>.jsonl
+	auditFiles         bool   // each node writes <dir>/audit-<name>.jsonl
+	clusterCAKeyURI    string // if set, every node's cluster CA key
 	proxyFrom          []string
 	nodeCertTTL        time.Duration
 	adminListen        bool
@@ -192,6 +193,9 @@ func (c *testCluster) addNode(bootstrap bool, mutate func(*Config)) *testNode {
 	cfg.ProxyProtocolFrom, cfg.Pyroscope, cfg.NodeCertTTL = c.proxyFrom, c.pyroscope, c.nodeCertTTL
 	if c.adminListen {
 		cfg.AdminListen = "127.0.0.1:0"
+	}
+	if c.clusterCAKeyURI != "" {
+		cfg.ClusterCAKey = c.clusterCAKeyURI
 	}
 	if mutate != nil {
 		mutate(&cfg)

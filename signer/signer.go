@@ -171,6 +171,14 @@ type Cache struct {
 	keys map[string]Key
 }
 
+// SetObserve sets Observe once the cache may be in use: keys opened from
+// then on report their signatures.
+func (c *Cache) SetObserve(f func(scheme string, d time.Duration, err error)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Observe = f
+}
+
 // Get returns the key for uri, opening it on first use.
 func (c *Cache) Get(ctx context.Context, uri string) (Key, error) {
 	c.mu.Lock()

@@ -1,6 +1,8 @@
 # quorumca: a clustered certificate authority.
 #   make dev    run a single-node CA on https://127.0.0.1:8443, ready to issue
-#   make test   run every test (needs curl, openssl, gcc, softhsm2, systemd-analyze)
+#   make test   run every test (needs curl, openssl, gcc, softhsm2, systemd-analyze,
+#               haproxy, docker with docker-compose, iptables, terraform with its
+#               AWS provider mirror; as root: the chaos suite partitions nodes)
 
 GO      ?= go
 BIN     := bin/quorumca
@@ -46,6 +48,9 @@ test: tools lint
 	CGO_ENABLED=1 $(GO) test -tags pkcs11 -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '^TestAgentFleet' -v ./node
 	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+	$(MAKE) --no-print-directory terraform-check
+	$(MAKE) --no-print-directory compose-smoke
+	$(MAKE) --no-print-directory chaos-short
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -53,9 +58,12 @@ lint:
 	CGO_ENABLED=1 $(GO) vet -tags pkcs11 ./...
 	$(GO) vet -tags agent ./cmd/quorumca
 
-# Benchmarks; compare figures from one run, not across machines.
-bench:
-	CGO_ENABLED=1 $(GO) test -tags pkcs11 -run '^$$' -bench . -benchmem ./...
+# A short version of every benchmark (Go benchmarks, the ceiling, enrollment
+# and renewal on 1 and 3 nodes, a storm, the FSM at 100k records) written to
+# BENCH_OUT; compare figures from one run, not across machines.
+BENCH_OUT ?= bench/results/latest
+bench: build
+	CGO_ENABLED=1 BENCH_TAGS=pkcs11 ./bench/short.sh $(BIN) $(BENCH_OUT)
 
 # Each fuzz target for FUZZTIME; make test runs them for a few seconds.
 fuzz:
@@ -70,3 +78,96 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Container images and a compose cluster (deploy/). Every image is FROM
+# scratch, built from local files in a temporary context: nothing is pulled.
+#   make image          quorumca:local: bin/quorumca, the host's CA roots, user 65532
+#   make compose-up     every image, then three nodes behind HAProxy with keys in local-kms
+#   make compose-smoke  up; token, enrollment, mTLS renewal, revocation through HAProxy; down
+#   make compose-down   stop and remove the cluster (containers, network, volumes)
+CA_ROOTS ?= /etc/ssl/certs/ca-certificates.crt
+HAPROXY  ?= /usr/sbin/haproxy
+
+.PHONY: image image-haproxy image-local-kms compose-images compose-tools compose-up compose-down compose-smoke
+
+compose-tools:
+	@missing=""; for t in docker docker-compose curl openssl; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	test -x $(HAPROXY) || missing="$$missing haproxy"; \
+	if [ -n "$$missing" ]; then echo "compose: missing:$$missing (Debian: apt-get install docker.io docker-compose haproxy curl openssl)"; exit 1; fi
+
+image: build
+	@command -v docker >/dev/null || { echo "make image: docker is missing (Debian: apt-get install docker.io)"; exit 1; }
+	@test -r $(CA_ROOTS) || { echo "make image: $(CA_ROOTS) is missing (Debian: apt-get install ca-certificates)"; exit 1; }
+	@ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
+	mkdir -p $$ctx/rootfs/etc/quorumca $$ctx/rootfs/etc/ssl/certs $$ctx/state && \
+	cp $(CA_ROOTS) $$ctx/rootfs/etc/ssl/certs/ca-certificates.crt && \
+	printf 'root:x:0:0:root:/:/sbin/nologin\nquorumca:x:65532:65532:quorumca:/var/lib/quorumca:/sbin/nologin\n' >$$ctx/rootfs/etc/passwd && \
+	printf 'root:x:0:\nquorumca:x:65532:\n' >$$ctx/rootfs/etc/group && \
+	cp $(BIN) $$ctx/quorumca && cp deploy/Dockerfile $$ctx/Dockerfile && \
+	docker build -q -t quorumca:local $$ctx
+
+# HAProxy cannot be pulled: the host's binary (Debian: apt-get install
+# haproxy), the libraries ldd lists and the dynamic loader.
+image-haproxy:
+	@command -v docker >/dev/null || { echo "make image-haproxy: docker is missing (Debian: apt-get install docker.io)"; exit 1; }
+	@test -x $(HAPROXY) || { echo "make image-haproxy: $(HAPROXY) is missing (Debian: apt-get install haproxy)"; exit 1; }
+	@if ldd $(HAPROXY) | grep -q 'not found'; then ldd $(HAPROXY); exit 1; fi
+	@ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
+	mkdir -p $$ctx/rootfs/etc/haproxy $$ctx/rootfs/usr/sbin && cp -L $(HAPROXY) $$ctx/rootfs/usr/sbin/haproxy && \
+	for f in $$(ldd $(HAPROXY) | awk '$$2 == "=>" && $$3 ~ /^\// { print $$3 } $$1 ~ /^\// { print $$1 }'); do \
+		cp --parents -L $$f $$ctx/rootfs || exit 1; \
+	done && \
+	cp deploy/Dockerfile.haproxy $$ctx/Dockerfile && \
+	docker build -q -t quorumca-haproxy:local $$ctx
+
+# local-kms, static, from the module go.mod already requires.
+image-local-kms:
+	@command -v docker >/dev/null || { echo "make image-local-kms: docker is missing (Debian: apt-get install docker.io)"; exit 1; }
+	@ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && mkdir -p $$ctx/state && \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $$ctx/local-kms github.com/nsmithuk/local-kms && \
+	cp deploy/Dockerfile.local-kms $$ctx/Dockerfile && \
+	docker build -q -t quorumca-local-kms:local $$ctx
+
+compose-images: image image-haproxy image-local-kms
+
+compose-up: compose-tools compose-images
+	deploy/compose.sh up
+
+compose-down:
+	deploy/compose.sh down
+
+compose-smoke: compose-tools compose-images
+	deploy/smoke.sh
+
+# Fault-injection suite (chaos/): 3 or 5 quorumca containers behind HAProxy
+# under a device workload while a nemesis kills, pauses and partitions
+# nodes; then every node's state is checked. Needs docker, haproxy, nsenter
+# and iptables, as root. Results (history, summary, timeline) go to
+# CHAOS_OUT, by default chaos/results/<time>/.
+#   make chaos-short                     one fault of each kind, 3 nodes (make test runs it)
+#   make chaos CHAOS_MINUTES=30 NODES=5  faults for CHAOS_MINUTES (whole minutes)
+CHAOS_MINUTES ?= 10
+NODES         ?= 3
+CHAOS_OUT     ?=
+CHAOS_RUN      = CGO_ENABLED=0 CHAOS_OUT=$(CHAOS_OUT) $(GO) test -tags chaos -run '^TestChaos$$' -count=1 -v
+
+.PHONY: chaos chaos-short chaos-tools
+
+chaos-tools:
+	@missing=""; for t in docker haproxy nsenter iptables; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then echo "make chaos: missing:$$missing (Debian: apt-get install docker.io haproxy util-linux iptables)"; exit 1; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then echo "make chaos: run as root (partitions use iptables in the nodes' network namespaces)"; exit 1; fi
+
+chaos: chaos-tools
+	CHAOS_MINUTES=$(CHAOS_MINUTES) CHAOS_NODES=$(NODES) $(CHAOS_RUN) -timeout $$(( $(CHAOS_MINUTES) + 30 ))m ./chaos
+
+chaos-short: chaos-tools
+	CHAOS_SHORT=1 CHAOS_NODES=3 $(CHAOS_RUN) -timeout 15m ./chaos
+
+# make test includes the short chaos run, so CI fails on any violation.
+
+# Terraform module and example under terraform/: fmt, validate, and terraform
+# test against a mocked AWS provider, all offline (needs terraform and a local
+# provider mirror with hashicorp/aws; see terraform/README.md).
+.PHONY: terraform-check
+terraform-check: ; ./terraform/check.sh

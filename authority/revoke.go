@@ -72,12 +72,19 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	default:
 		return nil, fmt.Errorf("%w: revocation needs an admin token or the certificate itself (mTLS)", ErrUnauthenticated)
 	}
-	if err := ca.propose(ctx, fsm.CmdRevoke, fsm.Revoke{Serial: serial, Reason: reason, By: by}); err != nil {
+	// The new CRL is signed from this node's state, which must show the
+	// revocation first: on a follower it is applied a moment after the
+	// leader commits it.
+	if err := ca.proposeAndRead(ctx, fsm.CmdRevoke, fsm.Revoke{Serial: serial, Reason: reason, By: by}); err != nil {
 		return nil, err
 	}
 	if err := ca.RefreshCRL(ctx, rec.Authority, rec.Issuer, true); err != nil {
-		// The revocation stands; the leader's CRL loop retries.
+		// The revocation stands, but nothing else puts it on the CRL before
+		// the current one is half through its life: answer 503 so the
+		// caller asks again (revoking again changes nothing and signs the
+		// CRL).
 		ca.log.Warn("CRL not regenerated after revocation", "authority", rec.Authority, "issuer", rec.Issuer, "err", err)
+		return nil, fmt.Errorf("%w: %s is revoked, but the CRL could not be regenerated yet: %v", ErrUnavailable, serial, err)
 	}
 	if err := ca.raft.Propagate(ctx); err != nil {
 		ca.log.Warn("revocation not confirmed by every node", "serial", serial, "err", err)

@@ -295,12 +295,12 @@ func (f *fleet) post(ctx context.Context, c *http.Client, url, bearer string, bo
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return transportCode(err)
+		return TransportCode(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return transportCode(err)
+		return TransportCode(err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var e struct{ Error struct{ Code string } }
@@ -315,12 +315,14 @@ func (f *fleet) post(ctx context.Context, c *http.Client, url, bearer string, bo
 	return ""
 }
 
-func transportCode(err error) string {
+// TransportCode names a failure that got no HTTP answer: timeout, refused,
+// reset, eof, tls, canceled, or transport.
+func TransportCode(err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled):
 		return "canceled"
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "refused"

@@ -26,7 +26,7 @@ func (r *Result) svg(w io.Writer) {
 	fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(w, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	title := fmt.Sprintf("quorumca bench %s %s: %.0f certs/s, p99 %.1f ms, %d errors", r.Kind, r.Operation, r.CertsPerSecond, r.P99ms, r.Errors)
-	fmt.Fprintf(w, `<text x="%d" y="20" font-size="13">%s</text>`+"\n", left, escape(title))
+	fmt.Fprintf(w, `<text x="%d" y="20" font-size="13">%s</text>`+"\n", left, EscapeXML(title))
 	n := len(r.Series)
 	plotW := float64(width - left - 20)
 	x := func(i int) float64 { return float64(left) + plotW*float64(i)/math.Max(1, float64(n-1)) }
@@ -41,11 +41,11 @@ func (r *Result) svg(w io.Writer) {
 			maxV = 1
 		}
 		fmt.Fprintf(w, `<rect x="%d" y="%d" width="%.0f" height="%d" fill="none" stroke="#999"/>`+"\n", left, y0, plotW, panel)
-		fmt.Fprintf(w, `<text x="%d" y="%d">%s</text>`+"\n", left, y0-6, escape(label))
+		fmt.Fprintf(w, `<text x="%d" y="%d">%s</text>`+"\n", left, y0-6, EscapeXML(label))
 		for k := 0; k <= 4; k++ {
 			v := maxV * float64(k) / 4
 			y := float64(y0+panel) - float64(panel)*float64(k)/4
-			fmt.Fprintf(w, `<text x="%d" y="%.0f" text-anchor="end">%s</text>`+"\n", left-4, y+4, short(v))
+			fmt.Fprintf(w, `<text x="%d" y="%.0f" text-anchor="end">%s</text>`+"\n", left-4, y+4, ShortNumber(v))
 			fmt.Fprintf(w, `<line x1="%d" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#eee"/>`+"\n", left, y, float64(left)+plotW, y)
 		}
 		for li, name := range order {
@@ -54,7 +54,7 @@ func (r *Result) svg(w io.Writer) {
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), float64(y0+panel)-float64(panel)*v/maxV))
 			}
 			fmt.Fprintf(w, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", colors[name], strings.Join(pts, " "))
-			fmt.Fprintf(w, `<text x="%.0f" y="%d" fill="%s">%s</text>`+"\n", float64(left)+plotW-160+float64(li)*60, y0-6, colors[name], escape(name))
+			fmt.Fprintf(w, `<text x="%.0f" y="%d" fill="%s">%s</text>`+"\n", float64(left)+plotW-160+float64(li)*60, y0-6, colors[name], EscapeXML(name))
 		}
 	}
 	rate, errs, p50, p99 := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
@@ -69,7 +69,8 @@ func (r *Result) svg(w io.Writer) {
 	fmt.Fprintln(w, "</svg>")
 }
 
-func short(v float64) string {
+// ShortNumber writes an axis label: 12k, 340, 1.5.
+func ShortNumber(v float64) string {
 	switch {
 	case v >= 10000:
 		return fmt.Sprintf("%.0fk", v/1000)
@@ -79,7 +80,8 @@ func short(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
-func escape(s string) string {
+// EscapeXML escapes text for SVG.
+func EscapeXML(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 

@@ -71,12 +71,12 @@ type Config struct {
 	Gossip        *GossipConfig         // nil: membership by bootstrap and join only
 	// CAKey is the cluster CA key, the same on every node, if this node can
 	// use it; nil: the node gets its certificate from a member with Secret.
-	CAKey       signer.Key
+	CAKey signer.Key
 	// OpenCAKey, if set, is tried again while CAKey is nil and this node
 	// has no certificate: a key out of reach at start (its KMS started
 	// later, a network blip) is picked up, instead of waiting forever for
 	// a member that may be in the same position.
-	OpenCAKey func(context.Context) (signer.Key, error)
+	OpenCAKey   func(context.Context) (signer.Key, error)
 	NodeCertTTL time.Duration // default 7 days; renewed at two thirds
 }
 

@@ -5,7 +5,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
-
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -164,6 +164,28 @@ func TestRevocationIsVisibleEverywhereAtOnce(t *testing.T) {
 	c.do(cc, "GET", "/v1/certs/"+h.s.Serial, nil, "").decode(t, &rec)
 	if rec.Status != "revoked" {
 		t.Errorf("record status %q", rec.Status)
+	}
+}
+
+// A revocation sent to a follower is on every node's CRL when the call
+// returns: the follower signs the new CRL from its own state, which must
+// show the revocation first (the leader commits it a moment before the
+// follower applies it).
+func TestRevocationThroughFollowerIsOnEveryCRL(t *testing.T) {
+	c := newTestCluster(t, 3)
+	for i, tn := range c.Followers() {
+		for j := range 5 {
+			h := c.enrollHolder(tn, fmt.Sprintf("f%d-%d.example", i, j))
+			r := c.do(tn, "POST", "/v1/revoke", map[string]string{"serial": h.s.Serial}, c.admin)
+			if r.status != http.StatusOK {
+				t.Fatalf("revoke through %s: %d %s", tn.cfg.NodeName, r.status, r.body)
+			}
+			for _, n := range c.running() {
+				if listed(c.crl(n, h.chain[0]), h.cert.SerialNumber) == nil {
+					t.Errorf("revoked through %s; the CRL on %s does not list it", tn.cfg.NodeName, n.cfg.NodeName)
+				}
+			}
+		}
 	}
 }
 

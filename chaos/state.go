@@ -1,0 +1,206 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/quorumca/quorumca/authority"
+)
+
+// nodeState is what one node reports through its API, read directly (not
+// through HAProxy) after the faults are healed.
+type nodeState struct {
+	Name  string
+	Err   string             // the state could not be read
+	Certs map[string]logCert // the issued log, by serial
+	Dups  []string           // serials the log lists more than once
+	// CRL is the set of serials on the node's current CRL (signature
+	// checked); nil with CRLErr when there is none.
+	CRL    map[string]bool
+	CRLErr string
+	// OCSP is the node's answer (good, revoked, unknown, or error: ...)
+	// for each serial asked about.
+	OCSP map[string]string
+}
+
+type logCert struct {
+	DER         []byte
+	TokenID     string
+	Status      string
+	RenewedFrom string
+}
+
+// reader reads nodes' state with the admin token.
+type reader struct {
+	admin  string
+	http   *http.Client
+	issuer *x509.Certificate
+}
+
+func newReader(roots *x509.CertPool, admin string, issuer *x509.Certificate) *reader {
+	return &reader{admin: admin, issuer: issuer, http: &http.Client{Timeout: 30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, MaxIdleConnsPerHost: 8}}}
+}
+
+func (r *reader) get(ctx context.Context, url string, bearer bool, out any) ([]byte, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if bearer {
+		req.Header.Set("Authorization", "Bearer "+r.admin)
+	}
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(data))
+	}
+	if out != nil {
+		return data, json.Unmarshal(data, out)
+	}
+	return data, nil
+}
+
+// readState reads a node's whole issued log, its CRL, and its OCSP answer
+// for each of the certificates in ask.
+func (r *reader) readState(ctx context.Context, nd *cnode, ask map[string][]byte) *nodeState {
+	st := &nodeState{Name: nd.name, Certs: map[string]logCert{}, OCSP: map[string]string{}}
+	cursor := ""
+	for {
+		var page struct {
+			Certs []struct {
+				Serial      string `json:"serial"`
+				TokenID     string `json:"token_id"`
+				Status      string `json:"status"`
+				RenewedFrom string `json:"renewed_from"`
+				Certificate string `json:"certificate"`
+			} `json:"certs"`
+			Next string `json:"next_cursor"`
+		}
+		u := nd.api() + "/v1/admin/certs?limit=1000"
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		if _, err := r.get(ctx, u, true, &page); err != nil {
+			st.Err = err.Error()
+			return st
+		}
+		for _, c := range page.Certs {
+			blk, _ := pem.Decode([]byte(c.Certificate))
+			if blk == nil {
+				st.Err = "certificate " + c.Serial + " has no PEM"
+				return st
+			}
+			serial := normSerial(c.Serial)
+			if _, dup := st.Certs[serial]; dup {
+				st.Dups = append(st.Dups, serial)
+			}
+			st.Certs[serial] = logCert{DER: blk.Bytes, TokenID: c.TokenID, Status: c.Status, RenewedFrom: c.RenewedFrom}
+		}
+		if page.Next == "" || len(page.Certs) == 0 {
+			break
+		}
+		cursor = page.Next
+	}
+	r.readCRL(ctx, nd, st)
+	serials := make([]string, 0, len(ask))
+	for s := range ask {
+		serials = append(serials, s)
+	}
+	sort.Strings(serials)
+	for _, s := range serials {
+		st.OCSP[s] = r.ocsp(ctx, nd, ask[s])
+	}
+	return st
+}
+
+func (r *reader) readCRL(ctx context.Context, nd *cnode, st *nodeState) {
+	der, err := r.get(ctx, nd.api()+"/v1/crl", false, nil)
+	if err != nil {
+		st.CRLErr = err.Error()
+		return
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err == nil {
+		err = crl.CheckSignatureFrom(r.issuer)
+	}
+	if err != nil {
+		st.CRLErr = "CRL: " + err.Error()
+		return
+	}
+	st.CRL = map[string]bool{}
+	for _, e := range crl.RevokedCertificateEntries {
+		st.CRL[authority.SerialHex(e.SerialNumber)] = true
+	}
+}
+
+// ocsp asks a node about one certificate and checks the answer's signature.
+func (r *reader) ocsp(ctx context.Context, nd *cnode, der []byte) string {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	reqDER, err := ocsp.CreateRequest(cert, r.issuer, nil)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", nd.api()+"/v1/ocsp", bytes.NewReader(reqDER))
+	req.Header.Set("Content-Type", "application/ocsp-request")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Sprintf("error: %s %v", resp.Status, err)
+	}
+	o, err := ocsp.ParseResponseForCert(body, cert, r.issuer)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	switch o.Status {
+	case ocsp.Good:
+		return "good"
+	case ocsp.Revoked:
+		return "revoked"
+	}
+	return "unknown"
+}
+
+// readStates reads every node at once.
+func (r *reader) readStates(ctx context.Context, nodes []*cnode, ask map[string][]byte) []*nodeState {
+	out := make([]*nodeState, len(nodes))
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); out[i] = r.readState(ctx, nd, ask) }()
+	}
+	wg.Wait()
+	return out
+}
+
+// normSerial is the canonical hex of a serial; unparseable input is kept.
+func normSerial(s string) string {
+	if n, err := authority.NormalizeSerial(s); err == nil {
+		return n
+	}
+	return s
+}

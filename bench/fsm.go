@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -38,7 +39,9 @@ type FSMConfig struct {
 	// snapshot each). Snapshot and restore are then measured by streaming
 	// (to nowhere; into a scratch database), and restarting by reopening.
 	NoCluster bool
-	Progress  io.Writer
+	// HeapProfile, if set, receives a heap profile taken when the load ends.
+	HeapProfile string
+	Progress    io.Writer
 }
 
 // MemPoint is the process's memory after Records records were loaded.
@@ -191,6 +194,11 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	res.LoadSeconds = time.Since(start).Seconds()
 	res.RecordsPerSec = float64(cfg.Records) / res.LoadSeconds
 	res.BoltMiB = fileMiB(dbPath)
+	if cfg.HeapProfile != "" {
+		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
+			return nil, err
+		}
+	}
 
 	// Revocations, then the CRL through the authority's own path.
 	t := time.Now()
@@ -448,6 +456,19 @@ func memPoint(records int, db string) MemPoint {
 		}
 	}
 	return m
+}
+
+func writeHeapProfile(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func fileMiB(path string) float64 {

@@ -87,6 +87,7 @@ func benchFSM(ctx context.Context, args []string) int {
 	fs.BoolVar(&cfg.NoCluster, "no-cluster", false, "do not start 3 nodes on the state (they need 6x its size on disk): stream snapshot and restore instead")
 	fs.StringVar(&cfg.Dir, "dir", "", "work directory, emptied first and removed after (default: a temporary one)")
 	keep := fs.Bool("keep", false, "keep the work directory")
+	fs.StringVar(&cfg.HeapProfile, "heap-profile", "", "write a heap profile here when the load ends")
 	out := fs.String("json", "", "write the result here")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {

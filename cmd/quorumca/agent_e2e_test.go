@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,11 +108,22 @@ func TestAgentProcess(t *testing.T) {
 	}
 
 	// The daemon, once it has checked, sleeps: small and still.
-	started := time.Now()
+	// The state file is replaced (a new inode) at every check. Its mtime
+	// would not do: it comes from the kernel's coarse clock, which may
+	// read earlier than a time.Now() taken just before.
+	stateFile := filepath.Join(adir, "state.json")
+	inode := func() uint64 {
+		st, err := os.Stat(stateFile)
+		if err != nil {
+			return 0
+		}
+		return st.Sys().(*syscall.Stat_t).Ino
+	}
+	onceInode := inode()
 	daemon := startWith(t, bin, nil, args...)
 	waitFor(t, 20*time.Second, "the daemon's first check", func() bool {
-		st, err := os.Stat(filepath.Join(adir, "state.json"))
-		return err == nil && st.ModTime().After(started)
+		ino := inode()
+		return ino != 0 && ino != onceInode
 	})
 	rss, before := procStat(t, daemon.cmd.Process.Pid)
 	window := 3 * time.Second

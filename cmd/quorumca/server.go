@@ -28,7 +28,7 @@ func init() {
 // serverGC trades memory for CPU in a node unless GOGC says otherwise. A
 // node's live heap is small (records live in bolt's mmap, not the heap)
 // while issuance allocates fast, so the default (100) collects often: at
-// 400 a node issued 10-20% more certificates per second in bench runs.
+// 400 a node issued about 10% more certificates per second in a bench run.
 func serverGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)

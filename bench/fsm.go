@@ -307,7 +307,7 @@ func clusterOnState(ctx context.Context, cfg FSMConfig, f *fsm.FSM, applied uint
 	}
 	res.SnapshotSeconds, res.SnapshotMiB = time.Since(t).Seconds(), float64(snapMeta.Size)/(1<<20)
 	t = time.Now()
-	if err := nodes.restoreFollowers(snapMeta.ID); err != nil {
+	if err := nodes.restoreFollowers(snapMeta); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	res.RestoreSeconds = time.Since(t).Seconds() / float64(len(nodes)-1)
@@ -549,14 +549,9 @@ func (ns scaleNodes) snapshot(index uint64) (*raft.SnapshotMeta, error) {
 
 // restoreFollowers gives every other node the snapshot (its snapshot store
 // and its FSM restored from it), as an InstallSnapshot would.
-func (ns scaleNodes) restoreFollowers(id string) error {
-	meta, rc, err := ns[0].snaps.Open(id)
-	if err != nil {
-		return err
-	}
-	rc.Close()
+func (ns scaleNodes) restoreFollowers(meta *raft.SnapshotMeta) error {
 	for _, n := range ns[1:] {
-		_, rc, err := ns[0].snaps.Open(id)
+		_, rc, err := ns[0].snaps.Open(meta.ID)
 		if err != nil {
 			return err
 		}

@@ -258,8 +258,8 @@ func (r *recorder) result(res *Result, elapsed time.Duration) {
 	if elapsed > 0 {
 		res.CertsPerSecond = float64(len(lat)) / elapsed.Seconds()
 	}
-	res.P50ms, res.P90ms, res.P99ms = sortedPercentile(lat, 0.5), sortedPercentile(lat, 0.9), sortedPercentile(lat, 0.99)
-	res.P999ms = sortedPercentile(lat, 0.999)
+	res.P50ms, res.P90ms, res.P99ms = SortedPercentile(lat, 0.5), SortedPercentile(lat, 0.9), SortedPercentile(lat, 0.99)
+	res.P999ms = SortedPercentile(lat, 0.999)
 	if len(lat) > 0 {
 		res.MaxMs = float64(lat[len(lat)-1])
 	}
@@ -267,16 +267,18 @@ func (r *recorder) result(res *Result, elapsed time.Duration) {
 	for i, b := range r.seconds {
 		s := slices.Clone(b.lat)
 		slices.Sort(s)
-		res.Series = append(res.Series, Second{T: i + 1, Rate: float64(b.n), P50ms: sortedPercentile(s, 0.5), P99ms: sortedPercentile(s, 0.99), Errors: b.errs})
+		res.Series = append(res.Series, Second{T: i + 1, Rate: float64(b.n), P50ms: SortedPercentile(s, 0.5), P99ms: SortedPercentile(s, 0.99), Errors: b.errs})
 	}
 }
 
 func percentile(xs []float32, q float64) float64 {
 	slices.Sort(xs)
-	return sortedPercentile(xs, q)
+	return SortedPercentile(xs, q)
 }
 
-func sortedPercentile(xs []float32, q float64) float64 {
+// SortedPercentile is the q-quantile (nearest rank) of sorted xs; 0 if
+// there are none.
+func SortedPercentile[T float32 | float64](xs []T, q float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}

@@ -17,11 +17,11 @@ func TestSortedPercentile(t *testing.T) {
 		q    float64
 		want float64
 	}{{0.5, 50}, {0.9, 90}, {0.99, 99}, {0.999, 100}, {1, 100}, {0, 1}} {
-		if got := sortedPercentile(xs, c.q); got != c.want {
+		if got := SortedPercentile(xs, c.q); got != c.want {
 			t.Errorf("p%v = %v, want %v", c.q*100, got, c.want)
 		}
 	}
-	if got := sortedPercentile(nil, 0.99); got != 0 {
+	if got := SortedPercentile([]float64(nil), 0.99); got != 0 {
 		t.Errorf("empty: %v", got)
 	}
 }

@@ -134,7 +134,7 @@ func timeline(w io.Writer, ops []Op, faults []Fault, title string) {
 	p50, p99 := make([]float64, n), make([]float64, n)
 	for i, l := range lat {
 		slices.Sort(l)
-		p50[i], p99[i] = quantile(l, 0.5), quantile(l, 0.99)
+		p50[i], p99[i] = bench.SortedPercentile(l, 0.5), bench.SortedPercentile(l, 0.99)
 	}
 	plotW := float64(width - left - right)
 	x := func(t float64) float64 { return float64(left) + plotW*t/float64(n) }
@@ -198,12 +198,4 @@ func tick(n int) int {
 		}
 	}
 	return 1200
-}
-
-func quantile(sorted []float64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }

@@ -128,15 +128,14 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), notifyCh: make(chan bool, 16)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.tls = &nodeTLS{id: cfg.NodeID, key: cfg.CAKey, ttl: cfg.NodeCertTTL, ready: make(chan struct{})}
+	c.tls = &nodeTLS{id: cfg.NodeID, ttl: cfg.NodeCertTTL, ready: make(chan struct{})}
 	c.rpc = &rpcTransport{base: cfg.ClientTLS}
 	c.rpc.use(nil) // until this node has its certificate
 	c.client = &http.Client{Transport: c.rpc}
 	if cfg.CAKey != nil {
 		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
-		ca, err := caCert(ctx, cfg.CAKey)
+		err := c.tls.adoptKey(ctx, cfg.CAKey)
 		if err == nil {
-			c.tls.setAnchor(ca)
 			err = c.ensureNodeCert(ctx)
 		}
 		cancel()
@@ -371,12 +370,8 @@ func (c *Cluster) announceLoop() {
 			}
 			c.log.Info("announced node", "api", me.APIAddr, "raft", me.RaftAddr)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-c.ctx.Done():
-			t.Stop()
+		if !sleep(c.ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -504,7 +499,11 @@ func (b *backoff) wait(ctx context.Context) bool {
 	} else {
 		b.cur = min(2*b.cur, b.max)
 	}
-	d := b.cur/2 + rand.N(b.cur/2+1)
+	return sleep(ctx, b.cur/2+rand.N(b.cur/2+1))
+}
+
+// sleep waits d; false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

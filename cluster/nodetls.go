@@ -85,9 +85,29 @@ func subjectKeyID(pub crypto.PublicKey) []byte {
 func (n *nodeTLS) setAnchor(ca *x509.Certificate) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.setAnchorLocked(ca)
+}
+
+func (n *nodeTLS) setAnchorLocked(ca *x509.Certificate) {
 	n.ca = ca
 	n.pool = x509.NewCertPool()
 	n.pool.AddCert(ca)
+}
+
+// adoptKey makes key the cluster CA key this node signs with, and its
+// anchor the local one unless a member gave one already.
+func (n *nodeTLS) adoptKey(ctx context.Context, key signer.Key) error {
+	ca, err := caCert(ctx, key)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.key = key
+	if n.ca == nil {
+		n.setAnchorLocked(ca)
+	}
+	return nil
 }
 
 func (n *nodeTLS) hasAnchor() bool {
@@ -355,22 +375,12 @@ func (c *Cluster) retryCAKey(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	k, err := c.cfg.OpenCAKey(ctx)
-	if err != nil {
-		return
+	if err == nil {
+		err = c.tls.adoptKey(ctx, k)
 	}
-	ca, err := caCert(ctx, k)
-	if err != nil {
-		return
+	if err == nil {
+		c.log.Info("cluster CA key in reach now")
 	}
-	c.tls.mu.Lock()
-	c.tls.key = k
-	if c.tls.ca == nil {
-		c.tls.ca = ca
-		c.tls.pool = x509.NewCertPool()
-		c.tls.pool.AddCert(ca)
-	}
-	c.tls.mu.Unlock()
-	c.log.Info("cluster CA key in reach now")
 }
 
 func (n *nodeTLS) signingKey() signer.Key {
@@ -528,12 +538,8 @@ func (c *Cluster) nodeCertLoop() {
 			b = newBackoff(200*time.Millisecond, 10*time.Second)
 			c.log.Info("node certificate in place")
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-c.ctx.Done():
-			t.Stop()
+		if !sleep(c.ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -369,7 +368,6 @@ type loader struct {
 	f     *fsm.FSM
 	index uint64
 	now   time.Time
-	n     atomic.Uint64
 }
 
 func (l *loader) record(i int, der []byte, a *fsm.Authority) *fsm.Issue {
@@ -404,7 +402,8 @@ func (l *loader) apply(t fsm.CmdType, payload any) error {
 func (l *loader) applyMany(t fsm.CmdType, payloads []any) error {
 	logs := make([]*raft.Log, len(payloads))
 	for i, p := range payloads {
-		env, err := fsm.NewEnvelope(t, "b"+strconv.FormatUint(l.n.Add(1), 36), p)
+		l.index++
+		env, err := fsm.NewEnvelope(t, "b"+strconv.FormatUint(l.index, 36), p)
 		if err != nil {
 			return err
 		}
@@ -413,7 +412,6 @@ func (l *loader) applyMany(t fsm.CmdType, payloads []any) error {
 		if err != nil {
 			return err
 		}
-		l.index++
 		logs[i] = &raft.Log{Index: l.index, Term: 1, Type: raft.LogCommand, Data: data}
 	}
 	for i, r := range l.f.ApplyBatch(logs) {

@@ -96,6 +96,8 @@ type Cluster struct {
 	wg     sync.WaitGroup
 
 	applyTime *prometheus.HistogramVec
+	batch     *batcher // the leader's group commit
+	fwd       *batcher // a follower's batched forwarding
 
 	gossip *gossip
 	tls    *nodeTLS
@@ -165,8 +167,12 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	c.wg.Add(1)
+	c.batch = newBatcher(c, batchDepth, c.commit)
+	c.fwd = newBatcher(c, forwardDepth, c.forwardBatch)
+	c.wg.Add(3)
 	go c.leaderLoop()
+	go c.batch.run()
+	go c.fwd.run()
 	if len(cfg.Join) > 0 {
 		c.wg.Add(1)
 		go c.joinLoop()

@@ -24,10 +24,11 @@ import (
 // commit, a dropped connection) cannot apply twice.
 
 const (
-	pathApply = "/v1/internal/apply"
-	pathJoin  = "/v1/internal/join"
-	pathIndex = "/v1/internal/index"
-	pathWait  = "/v1/internal/wait"
+	pathApply      = "/v1/internal/apply" // one write; nodes before batched forwarding send these
+	pathApplyBatch = "/v1/internal/apply-batch"
+	pathJoin       = "/v1/internal/join"
+	pathIndex      = "/v1/internal/index"
+	pathWait       = "/v1/internal/wait"
 
 	pathNodeCert = "/v1/internal/node-cert"
 
@@ -64,13 +65,30 @@ func translate(err error) error {
 
 // Apply commits env through the leader and returns the FSM's verdict: nil,
 // or a business *fsm.Error.
+// A follower's writes go through its forwarding batcher.
 func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
-	var out applyReply
-	return callLeader(ctx, c, pathApply, env, &out, func(ctx context.Context) error {
-		idx, err := c.applyLocal(ctx, env)
-		out.Index = idx
+	var encoded []byte
+	remote := func(ctx context.Context) error {
+		if encoded == nil {
+			var err error
+			if encoded, err = env.Encode(); err != nil {
+				return err
+			}
+		}
+		r := c.fwd.propose(ctx, encoded)
+		if r.err != nil {
+			return r.err
+		}
+		if err, ok := r.resp.(error); ok && err != nil {
+			return err
+		}
+		return nil
+	}
+	local := func(ctx context.Context) error {
+		_, err := c.applyLocal(ctx, env)
 		return err
-	})
+	}
+	return retryLeader(ctx, c, remote, local)
 }
 
 type applyReply struct {
@@ -89,25 +107,21 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 	if err != nil {
 		return 0, err
 	}
-	timeout := c.cfg.HoldTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
 	start := time.Now()
 	outcome := "ok"
 	defer func() {
 		c.applyTime.WithLabelValues(fsm.CommandName(e.Type), outcome).Observe(time.Since(start).Seconds())
 	}()
-	f := c.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	r := c.batch.propose(ctx, data)
+	if r.err != nil {
 		outcome = "failed"
-		return 0, translate(err)
+		return 0, translate(r.err)
 	}
-	if err, ok := f.Response().(error); ok && err != nil {
+	if err, ok := r.resp.(error); ok && err != nil {
 		outcome = "rejected"
-		return f.Index(), err
+		return r.index, err
 	}
-	return f.Index(), nil
+	return r.index, nil
 }
 
 // Barrier waits until this node has applied every write the leader had
@@ -164,6 +178,21 @@ func (c *Cluster) leaderIndex() (uint64, error) {
 // body is sent as JSON ([]byte as it is), encoded only if it is forwarded.
 func callLeader(ctx context.Context, c *Cluster, path string, body any, out any, local func(context.Context) error) error {
 	var encoded []byte
+	remote := func(ctx context.Context) error {
+		if encoded == nil {
+			var err error
+			if encoded, err = encodeBody(body); err != nil {
+				return err
+			}
+		}
+		return c.forward(ctx, path, encoded, out)
+	}
+	return retryLeader(ctx, c, remote, local)
+}
+
+// retryLeader runs local if this node leads, or remote, retrying retryable
+// failures until the hold timeout.
+func retryLeader(ctx context.Context, c *Cluster, remote, local func(context.Context) error) error {
 	deadline := time.Now().Add(c.cfg.HoldTimeout)
 	b := newBackoff(10*time.Millisecond, 500*time.Millisecond)
 	for {
@@ -171,12 +200,7 @@ func callLeader(ctx context.Context, c *Cluster, path string, body any, out any,
 		if c.raft.State() == raft.Leader {
 			err = local(ctx)
 		} else {
-			if encoded == nil {
-				if encoded, err = encodeBody(body); err != nil {
-					return err
-				}
-			}
-			err = c.forward(ctx, path, encoded, out)
+			err = remote(ctx)
 		}
 		if !retryable(err) {
 			return err
@@ -285,6 +309,7 @@ func (c *Cluster) Handler() http.Handler {
 		idx, err := c.applyLocal(ctx, env)
 		return applyReply{Index: idx}, err
 	}))
+	mux.HandleFunc("POST "+pathApplyBatch, c.serve(c.serveApplyBatch))
 	mux.HandleFunc("POST "+pathIndex, c.serve(func(ctx context.Context, _ []byte) (any, error) {
 		idx, err := c.leaderIndex()
 		return indexReply{Index: idx}, err

@@ -56,7 +56,16 @@ type nodeTLS struct {
 	ca   *x509.Certificate // local anchor
 	pool *x509.CertPool
 	cert *tls.Certificate
+
+	// verified remembers certificates that chained to pool, until they
+	// expire: every forwarded write shows its node certificate, and a chain
+	// check costs a signature verification.
+	verified map[[sha256.Size]byte]time.Time
 }
+
+// maxVerified bounds the verified-certificate cache; a cluster has a few
+// nodes, each with a current and perhaps a previous certificate.
+const maxVerified = 256
 
 // caCert builds the local self-signed anchor for the cluster CA key.
 func caCert(ctx context.Context, key signer.Key) (*x509.Certificate, error) {
@@ -92,6 +101,7 @@ func (n *nodeTLS) setAnchorLocked(ca *x509.Certificate) {
 	n.ca = ca
 	n.pool = x509.NewCertPool()
 	n.pool.AddCert(ca)
+	n.verified = nil
 }
 
 // adoptKey makes key the cluster CA key this node signs with, and its
@@ -158,15 +168,32 @@ func (n *nodeTLS) install(der []byte, key crypto.Signer) error {
 
 // verify checks a peer's node certificate against the cluster CA.
 func (n *nodeTLS) verify(leaf *x509.Certificate) error {
+	h := sha256.Sum256(leaf.Raw)
+	now := time.Now()
 	n.mu.RLock()
 	pool := n.pool
+	until, ok := n.verified[h]
 	n.mu.RUnlock()
 	if pool == nil {
 		return ErrNoNodeCert
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: nodeTLSName,
+	if ok && now.Before(until) {
+		return nil
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: nodeTLSName, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}})
-	return err
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	if n.pool == pool { // not re-anchored meanwhile
+		if n.verified == nil || len(n.verified) >= maxVerified {
+			n.verified = make(map[[sha256.Size]byte]time.Time)
+		}
+		n.verified[h] = leaf.NotAfter
+	}
+	n.mu.Unlock()
+	return nil
 }
 
 func (n *nodeTLS) current() (*tls.Certificate, error) {

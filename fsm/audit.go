@@ -56,15 +56,22 @@ func appendAudit(a *applyCtx, command string, err error) {
 	if errors.As(err, &fe) {
 		e.Outcome = fe.Code
 	}
-	var head AuditEntry
-	if getJSON(a.tx, bMeta, kAuditHead, &head) == nil {
-		e.Seq, e.Prev = head.Seq+1, head.Hash
-	} else {
-		e.Seq = 1
+	bt := a.bt
+	if bt.head == nil {
+		bt.head = &AuditEntry{}
+		_ = getJSON(a.tx, bMeta, kAuditHead, bt.head) // none yet: Seq 0
 	}
+	e.Seq, e.Prev = bt.head.Seq+1, bt.head.Hash
 	e.Hash = entryHash(e)
 	putJSON(a.tx, bAudit, seqKey(e.Seq), &e)
-	putJSON(a.tx, bMeta, kAuditHead, AuditEntry{Seq: e.Seq, Hash: e.Hash})
+	bt.head.Seq, bt.head.Hash = e.Seq, e.Hash
+}
+
+// flushAudit stores the chain's new head, once per transaction.
+func (bt *batchTx) flushAudit() {
+	if bt.head != nil && bt.head.Seq > 0 {
+		putJSON(bt.tx, bMeta, kAuditHead, AuditEntry{Seq: bt.head.Seq, Hash: bt.head.Hash})
+	}
 }
 
 // AuditHead is the sequence number and hash of the newest audit entry.

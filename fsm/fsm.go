@@ -181,12 +181,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		for _, b := range appendBuckets {
 			tx.Bucket(b).FillPercent = appendFill
 		}
+		bt := &batchTx{tx: tx}
 		for i, l := range logs {
 			if l.Index <= f.applied.Load() || l.Type != raft.LogCommand {
 				continue
 			}
-			results[i] = applyOne(tx, l)
+			results[i] = bt.applyOne(l)
 		}
+		bt.flushAudit()
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], last)
 		return tx.Bucket(bMeta).Put(kApplied, v[:])
@@ -200,18 +202,35 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return results
 }
 
-func applyOne(tx *bolt.Tx, l *raft.Log) any {
-	env, err := DecodeEnvelope(l.Data)
+// applyOne applies one log entry: its result is nil or an *Error, or for a
+// batch entry a []any with one such result per envelope, in order.
+func (bt *batchTx) applyOne(l *raft.Log) any {
+	if !IsBatch(l.Data) {
+		return bt.applyEnvelope(l.Index, l.Data)
+	}
+	envs, err := SplitBatch(l.Data)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: index %d: %v", l.Index, err))
+	}
+	results := make([]any, len(envs))
+	for i, e := range envs {
+		results[i] = bt.applyEnvelope(l.Index, e)
+	}
+	return results
+}
+
+func (bt *batchTx) applyEnvelope(index uint64, data []byte) any {
+	env, err := DecodeEnvelope(data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: index %d: %v", index, err))
 	}
 	h, ok := handlers[env.Type]
 	if !ok || env.Version > h.version || env.Version == 0 {
 		// Written by a newer node than this one: applying anything else
 		// would diverge. Upgrades gate new commands on the cluster version.
-		panic(fmt.Sprintf("fsm: index %d: command %d version %d not supported by this binary", l.Index, env.Type, env.Version))
+		panic(fmt.Sprintf("fsm: index %d: command %d version %d not supported by this binary", index, env.Type, env.Version))
 	}
-	a := &applyCtx{tx: tx, index: l.Index, now: time.Unix(0, env.Time).UTC(), env: env}
+	a := &applyCtx{tx: bt.tx, bt: bt, index: index, now: time.Unix(0, env.Time).UTC(), env: env}
 	err = h.fn(a)
 	appendAudit(a, h.name, err)
 	if err != nil {

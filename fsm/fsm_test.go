@@ -231,6 +231,106 @@ func TestDeterministicAcrossBatching(t *testing.T) {
 	}
 }
 
+// pack regroups single-command entries into batch entries of size
+// commands each, as the leader's group commit does.
+func pack(logs []*raft.Log, size int) []*raft.Log {
+	var out []*raft.Log
+	for i := 0; i < len(logs); i += size {
+		var parts [][]byte
+		for _, l := range logs[i:min(i+size, len(logs))] {
+			parts = append(parts, l.Data)
+		}
+		out = append(out, &raft.Log{Index: uint64(len(out) + 1), Term: 1, Type: raft.LogCommand, Data: EncodeBatch(parts)})
+	}
+	return out
+}
+
+// A batch entry applies as its commands would one entry each: same state,
+// same verdict for each command, and one audit entry per command.
+func TestBatchEntriesApplyAsTheirCommands(t *testing.T) {
+	logs := workload(t)
+	single, batched := openTest(t), openTest(t)
+	want := single.ApplyBatch(logs)
+	packed := pack(logs, 4)
+	var got []any
+	for i := 0; i < len(packed); i += 3 { // and raft's batches on top
+		for _, r := range batched.ApplyBatch(packed[i:min(i+3, len(packed))]) {
+			rs, ok := r.([]any)
+			if !ok {
+				t.Fatalf("a batch entry answered %T, not one result per command", r)
+			}
+			got = append(got, rs...)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d results for %d commands", len(got), len(want))
+	}
+	rejected := 0
+	for i := range want {
+		w, _ := want[i].(error)
+		g, _ := got[i].(error)
+		if (w == nil) != (g == nil) || (w != nil && w.Error() != g.Error()) {
+			t.Errorf("command %d: batched %v, alone %v", i, g, w)
+		}
+		if w != nil {
+			rejected++
+		}
+	}
+	if rejected == 0 {
+		t.Fatal("the workload has no rejection to route")
+	}
+	if single.Digest() != batched.Digest() {
+		t.Fatal("batched commands left a different state")
+	}
+	seq, _ := batched.AuditHead()
+	if wantSeq, _ := single.AuditHead(); seq != wantSeq {
+		t.Fatalf("audit has %d entries batched, %d alone", seq, wantSeq)
+	}
+	if batched.AppliedIndex() != uint64(len(packed)) {
+		t.Fatalf("applied index %d, want %d", batched.AppliedIndex(), len(packed))
+	}
+}
+
+func TestSplitBatchRefusesMalformedEntries(t *testing.T) {
+	good := EncodeBatch([][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`)})
+	parts, err := SplitBatch(good)
+	if err != nil || len(parts) != 2 || string(parts[1]) != `{"b":2}` {
+		t.Fatalf("round trip: %q, %v", parts, err)
+	}
+	for name, b := range map[string][]byte{
+		"json":      []byte(`{"t":1}`),
+		"empty":     {batchMarker, batchVersion},
+		"version":   {batchMarker, 9, 1, 'x'},
+		"truncated": good[:len(good)-1],
+		"zero":      {batchMarker, batchVersion, 0},
+		"huge":      {batchMarker, batchVersion, 0xff, 0xff, 0xff, 0xff, 0x0f, 'x'},
+	} {
+		if _, err := SplitBatch(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzSplitBatch(f *testing.F) {
+	f.Add(EncodeBatch([][]byte{[]byte(`{"t":5}`), []byte(`{}`)}))
+	f.Add([]byte{batchMarker, batchVersion, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parts, err := SplitBatch(b)
+		if err != nil {
+			return
+		}
+		again, err := SplitBatch(EncodeBatch(parts))
+		if err != nil || len(again) != len(parts) {
+			t.Fatalf("joined and split again: %d parts, %v; was %d", len(again), err, len(parts))
+		}
+		for i := range parts {
+			if !bytes.Equal(again[i], parts[i]) {
+				t.Fatalf("part %d: %q, was %q", i, again[i], parts[i])
+			}
+		}
+	})
+}
+
 func TestSkipsEntriesAlreadyApplied(t *testing.T) {
 	logs := workload(t)
 	f := openTest(t)

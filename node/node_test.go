@@ -215,6 +215,74 @@ func TestTokenRaceAcrossNodes(t *testing.T) {
 	}
 }
 
+// Many writes at once through every node: followers forward them in
+// batches and the leader commits them in batches, and still each token
+// yields exactly one certificate and each request its own answer.
+func TestConcurrentWritesThroughEveryNode(t *testing.T) {
+	c := newTestCluster(t, 3)
+	const tokens = 30
+	type req struct {
+		tok string
+		csr []byte
+		tn  *testNode
+	}
+	var reqs []req
+	for i := range tokens {
+		name := "batch" + strconv.Itoa(i) + ".example"
+		tok := c.mintToken(c.nodes[i%3], "1h", name)
+		for j := range 2 { // two keys race for each token, on different nodes
+			reqs = append(reqs, req{tok, newCSR(t, newKey(t), name), c.nodes[(i+j)%3]})
+		}
+	}
+	replies := make([]reply, len(reqs))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, r := range reqs {
+		wg.Go(func() {
+			<-start
+			rep, err := c.try(r.tn, "POST", "/v1/sign", map[string]string{"csr": string(r.csr), "token": r.tok}, "")
+			if err != nil {
+				rep.status, rep.body = -1, []byte(err.Error())
+			}
+			replies[i] = rep
+		})
+	}
+	close(start)
+	wg.Wait()
+	won := map[string]string{} // token -> serial
+	for i, rep := range replies {
+		switch {
+		case rep.status == http.StatusCreated:
+			var s signed
+			rep.decode(t, &s)
+			if prev, dup := won[reqs[i].tok]; dup {
+				t.Fatalf("one token, two certificates: %s and %s", prev, s.Serial)
+			}
+			won[reqs[i].tok] = s.Serial
+			if cert := parsePEMCert(t, s.Certificate); cert.DNSNames[0] != "batch"+strconv.Itoa(i/2)+".example" {
+				t.Fatalf("request %d got a certificate for %v", i, cert.DNSNames)
+			}
+		case rep.status == http.StatusConflict && rep.errorCode() == "token_used":
+		default:
+			t.Fatalf("request %d: %d %s", i, rep.status, rep.body)
+		}
+	}
+	if len(won) != tokens {
+		t.Fatalf("%d of %d tokens yielded a certificate", len(won), tokens)
+	}
+	c.WaitConverged()
+	for _, tn := range c.nodes {
+		if n := tn.node.FSM().CertCount(); n != tokens {
+			t.Fatalf("%s holds %d certificate records, want %d", tn.cfg.NodeName, n, tokens)
+		}
+		for _, serial := range won {
+			if _, err := tn.node.FSM().Cert(serial); err != nil {
+				t.Fatalf("%s: certificate %s: %v", tn.cfg.NodeName, serial, err)
+			}
+		}
+	}
+}
+
 func TestTokenExpires(t *testing.T) {
 	c := newTestCluster(t, 1)
 	tok := c.mintToken(c.nodes[0], "1m", "exp.example")

@@ -1,0 +1,242 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// Group commit on the leader. Raft hands the FSM whatever was committed
+// together, but on a busy node that is whatever arrived during the previous
+// fsync: a handful of commands, each batch paying a log append and an FSM
+// transaction with their fsyncs. The batcher keeps at most batchDepth
+// entries in flight and packs every command that queued up behind them into
+// the next entry, so the batch grows with the load and the fsyncs do not.
+
+const (
+	batchDepth    = 2       // raft entries in flight: one appending while one applies
+	maxBatch      = 512     // commands per entry
+	maxBatchBytes = 4 << 20 // bytes per entry
+)
+
+// proposal is one encoded envelope waiting for its entry.
+type proposal struct {
+	data []byte
+	done chan proposalResult // buffered: the batcher never blocks on a caller
+}
+
+type proposalResult struct {
+	index uint64
+	resp  any // the FSM's result: nil or an error
+	err   error
+}
+
+// batcher gathers proposals and hands each gathered batch to send, with at
+// most depth batches in flight. send answers every proposal of its batch
+// and runs on its own goroutine.
+type batcher struct {
+	c     *Cluster
+	queue chan *proposal
+	slots chan struct{}
+	send  func(batch []*proposal)
+}
+
+func newBatcher(c *Cluster, depth int, send func(batch []*proposal)) *batcher {
+	return &batcher{c: c, queue: make(chan *proposal, maxBatch), slots: make(chan struct{}, depth), send: send}
+}
+
+// propose queues data for the next entry and waits for its result.
+func (b *batcher) propose(ctx context.Context, data []byte) proposalResult {
+	p := &proposal{data: data, done: make(chan proposalResult, 1)}
+	select {
+	case b.queue <- p:
+	case <-ctx.Done():
+		return proposalResult{err: ctx.Err()}
+	case <-b.c.ctx.Done():
+		return proposalResult{err: ErrShutdown}
+	}
+	// Once queued the command may be committed: wait for the verdict even
+	// if the caller gives up, as a raft future would be waited for.
+	select {
+	case r := <-p.done:
+		return r
+	case <-b.c.ctx.Done():
+		return proposalResult{err: ErrShutdown}
+	}
+}
+
+func (b *batcher) run() {
+	defer b.c.wg.Done()
+	ctx := b.c.ctx
+	for {
+		select {
+		case b.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		var batch []*proposal
+		select {
+		case p := <-b.queue:
+			batch = append(batch, p)
+		case <-ctx.Done():
+			return
+		}
+		size := len(batch[0].data)
+	drain:
+		for len(batch) < maxBatch && size < maxBatchBytes {
+			select {
+			case p := <-b.queue:
+				batch = append(batch, p)
+				size += len(p.data)
+			default:
+				break drain
+			}
+		}
+		go func() {
+			b.send(batch)
+			<-b.slots
+		}()
+	}
+}
+
+// commit is the leader's send: one raft entry for the whole batch.
+func (c *Cluster) commit(batch []*proposal) {
+	data := batch[0].data
+	if len(batch) > 1 {
+		parts := make([][]byte, len(batch))
+		for i, p := range batch {
+			parts[i] = p.data
+		}
+		data = fsm.EncodeBatch(parts)
+	}
+	f := c.raft.Apply(data, c.cfg.HoldTimeout)
+	if err := f.Error(); err != nil {
+		err = translate(err)
+		for _, p := range batch {
+			p.done <- proposalResult{err: err}
+		}
+		return
+	}
+	idx := f.Index()
+	if len(batch) == 1 {
+		batch[0].done <- proposalResult{index: idx, resp: f.Response()}
+		return
+	}
+	resps, ok := f.Response().([]any)
+	if !ok || len(resps) != len(batch) {
+		// The FSM answers a batch entry with one result per command; anything
+		// else is a bug, and no command may be acknowledged on a guess.
+		err := fmt.Errorf("cluster: batch entry %d answered with %T", idx, f.Response())
+		for _, p := range batch {
+			p.done <- proposalResult{index: idx, err: err}
+		}
+		return
+	}
+	for i, p := range batch {
+		p.done <- proposalResult{index: idx, resp: resps[i]}
+	}
+}
+
+// Forwarding is batched the same way: the writes that reach a follower
+// while its RPC to the leader is in flight travel together in the next
+// one, and the leader proposes them together.
+
+const (
+	forwardDepth = 4          // RPCs in flight to the leader
+	codeInternal = "internal" // a failure that is neither a verdict nor worth a retry
+)
+
+type batchResult struct {
+	Index uint64     `json:"index,omitempty"`
+	Error *fsm.Error `json:"error,omitempty"`
+	Retry bool       `json:"retry,omitempty"` // the leader could not take it: try again
+}
+
+type batchReply struct {
+	Results []batchResult `json:"results"`
+}
+
+// forwardBatch is the follower's send: one RPC to the leader.
+func (c *Cluster) forwardBatch(batch []*proposal) {
+	body := make([]byte, 0, 2+len(batch)*len(batch[0].data))
+	body = append(body, '[')
+	for i, p := range batch {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, p.data...)
+	}
+	body = append(body, ']')
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HoldTimeout)
+	defer cancel()
+	var out batchReply
+	err := c.forward(ctx, pathApplyBatch, body, &out)
+	if err == nil && len(out.Results) != len(batch) {
+		err = errRetry{fmt.Errorf("cluster: leader answered %d of %d forwarded writes", len(out.Results), len(batch))}
+	}
+	for i, p := range batch {
+		if err != nil {
+			p.done <- proposalResult{err: err}
+			continue
+		}
+		r := out.Results[i]
+		switch {
+		case r.Retry:
+			msg := "leader refused the write"
+			if r.Error != nil {
+				msg = r.Error.Message
+			}
+			p.done <- proposalResult{err: errRetry{fmt.Errorf("%w: %s", ErrNotLeader, msg)}}
+		case r.Error != nil && r.Error.Code == codeInternal:
+			p.done <- proposalResult{err: fmt.Errorf("cluster: leader: %s", r.Error.Message)}
+		case r.Error != nil:
+			p.done <- proposalResult{index: r.Index, resp: r.Error}
+		default:
+			p.done <- proposalResult{index: r.Index}
+		}
+	}
+}
+
+// serveApplyBatch is the leader's side of a forwarded batch: every write is
+// proposed at once, so they share the leader's next entries.
+func (c *Cluster) serveApplyBatch(ctx context.Context, body []byte) (any, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil || len(raw) == 0 || len(raw) > maxBatch {
+		return nil, errBadRPC{fmt.Errorf("apply batch: want 1 to %d envelopes", maxBatch)}
+	}
+	envs := make([]*fsm.Envelope, len(raw))
+	for i, r := range raw {
+		env, err := fsm.DecodeEnvelope(r)
+		if err != nil {
+			return nil, errBadRPC{err}
+		}
+		envs[i] = env
+	}
+	out := batchReply{Results: make([]batchResult, len(envs))}
+	var wg sync.WaitGroup
+	for i, env := range envs {
+		wg.Go(func() {
+			idx, err := c.applyLocal(ctx, env)
+			out.Results[i] = resultOf(idx, err)
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func resultOf(idx uint64, err error) batchResult {
+	var fe *fsm.Error
+	switch {
+	case err == nil:
+		return batchResult{Index: idx}
+	case errors.As(err, &fe):
+		return batchResult{Index: idx, Error: fe}
+	case retryable(err), errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader):
+		return batchResult{Retry: true, Error: &fsm.Error{Code: "not_leader", Message: err.Error()}}
+	}
+	return batchResult{Error: &fsm.Error{Code: codeInternal, Message: err.Error()}}
+}

@@ -175,6 +175,12 @@ func (c *Cluster) forwardBatch(batch []*proposal) {
 	defer cancel()
 	var out batchReply
 	err := c.forward(ctx, pathApplyBatch, body, &out)
+	if errors.Is(err, errUnknownPath) {
+		// A leader from before batched forwarding (a rolling upgrade in
+		// progress): one RPC per write, as it expects.
+		c.forwardEach(ctx, batch)
+		return
+	}
 	if err == nil && len(out.Results) != len(batch) {
 		err = errRetry{fmt.Errorf("cluster: leader answered %d of %d forwarded writes", len(out.Results), len(batch))}
 	}
@@ -199,6 +205,27 @@ func (c *Cluster) forwardBatch(batch []*proposal) {
 			p.done <- proposalResult{index: r.Index}
 		}
 	}
+}
+
+// forwardEach sends each write of batch on its own to the leader's apply.
+func (c *Cluster) forwardEach(ctx context.Context, batch []*proposal) {
+	var wg sync.WaitGroup
+	for _, p := range batch {
+		wg.Go(func() {
+			var out applyReply
+			err := c.forward(ctx, pathApply, p.data, &out)
+			var fe *fsm.Error
+			switch {
+			case errors.As(err, &fe):
+				p.done <- proposalResult{resp: fe}
+			case err != nil:
+				p.done <- proposalResult{err: err}
+			default:
+				p.done <- proposalResult{index: out.Index}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // serveApplyBatch is the leader's side of a forwarded batch: every write is

@@ -7,17 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/quorumca/quorumca/fsm"
-	"github.com/quorumca/quorumca/signer"
-	"github.com/quorumca/quorumca/signer/soft"
 )
 
 // openLeader starts a one-node cluster on real TCP and bolt files and waits
@@ -25,40 +20,19 @@ import (
 func openLeader(t *testing.T) (*Cluster, *fsm.FSM) {
 	t.Helper()
 	dir := t.TempDir()
-	uri, _, err := soft.Generate(filepath.Join(dir, "cluster-ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := signer.Open(context.Background(), uri)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testCAKey(t, dir)
 	f, err := fsm.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeTCP(t)
 	c, err := Open(Config{NodeID: "n1", Dir: filepath.Join(dir, "raft"), RaftBind: addr, Bootstrap: true,
 		Timing: FastTiming(), CAKey: key, ClientTLS: &tls.Config{}, Logger: slog.New(slog.DiscardHandler)}, f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Shutdown(); f.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for c.raft.State() != raft.Leader {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader after 10s")
-		}
-		select {
-		case <-c.raft.LeaderCh():
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitUntil(t, "the node leads", c.IsLeader)
 	return c, f
 }
 

@@ -38,6 +38,9 @@ const (
 	maxRPCBody = 8 << 20
 )
 
+// errUnknownPath: the other node runs a binary without this RPC.
+var errUnknownPath = errors.New("cluster: the member does not serve this path")
+
 // errRetry marks failures after which the same call may be tried again.
 type errRetry struct{ err error }
 
@@ -283,6 +286,9 @@ func (c *Cluster) rpcResult(resp *http.Response, out any) error {
 		Error fsm.Error `json:"error"`
 	}
 	if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%w: %s", errUnknownPath, url)
+		}
 		return errRetry{fmt.Errorf("forward to %s: status %d", url, resp.StatusCode)}
 	}
 	switch resp.StatusCode {

@@ -3,23 +3,14 @@ package cluster
 import (
 	"context"
 	"crypto/x509"
-	"path/filepath"
 	"testing"
 
 	"github.com/quorumca/quorumca/signer"
-	"github.com/quorumca/quorumca/signer/soft"
 )
 
 func testNodeTLS(t *testing.T, name string) (*nodeTLS, signer.Key) {
 	t.Helper()
-	uri, _, err := soft.Generate(filepath.Join(t.TempDir(), name+".pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := signer.Open(context.Background(), uri)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testCAKey(t, t.TempDir())
 	n := &nodeTLS{id: name, ttl: defaultNodeCertTTL, ready: make(chan struct{})}
 	if err := n.adoptKey(context.Background(), key); err != nil {
 		t.Fatal(err)

@@ -103,11 +103,12 @@ func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
 	}
 	f := &fleet{cfg: cfg, roots: roots}
 	base := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	hosts := len(strings.Split(cfg.Addr, ","))
 	f.enrollC = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
-		TLSClientConfig: base, MaxIdleConnsPerHost: cfg.Concurrency, MaxIdleConns: cfg.Concurrency,
+		TLSClientConfig: base, MaxIdleConnsPerHost: cfg.Concurrency, MaxIdleConns: cfg.Concurrency * hosts,
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1: a connection per client
 	}}
-	renewT := &http.Transport{TLSClientConfig: base, MaxIdleConnsPerHost: cfg.Concurrency, MaxIdleConns: cfg.Concurrency,
+	renewT := &http.Transport{TLSClientConfig: base, MaxIdleConnsPerHost: cfg.Concurrency, MaxIdleConns: cfg.Concurrency * hosts,
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 	if !cfg.KeepAlive {
 		// Each renewal dials its own connection and shows its device's
@@ -130,6 +131,41 @@ func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// warm opens the kept-alive connections of c before a measured phase, one
+// per worker and address (GET /v1/ready): a keep-alive measurement is not
+// one of a cold start's handshakes.
+func (f *fleet) warm(ctx context.Context, c *http.Client) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	for _, addr := range strings.Split(f.cfg.Addr, ",") {
+		for range f.cfg.Concurrency {
+			wg.Go(func() {
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(addr, "/")+"/v1/ready", nil)
+				if err == nil {
+					var resp *http.Response
+					if resp, err = c.Do(req); err == nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+				}
+				if err != nil {
+					select {
+					case errs <- fmt.Errorf("warming up connections to %s: %w", addr, err):
+					default:
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
 }
 
 // mint makes the fleet's devices and their tokens, in batches of the most

@@ -22,6 +22,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	var res *Result
 	if !cfg.Renew {
+		if err := f.warm(ctx, f.enrollC); err != nil {
+			return nil, err
+		}
 		res = f.drive(ctx, "enroll", f.enroll, cfg.Rate, cfg.Duration, nil)
 	} else {
 		// Every device enrolls first, as fast as it goes; then renewals
@@ -29,6 +32,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		enrolled := f.drive(ctx, "enroll", f.enroll, 0, 0, nil)
 		if enrolled.Errors > 0 {
 			return enrolled, fmt.Errorf("enrollment phase: %d errors", enrolled.Errors)
+		}
+		if cfg.KeepAlive {
+			if err := f.warm(ctx, f.renewC); err != nil {
+				return nil, err
+			}
 		}
 		res = f.drive(ctx, "renew", f.renew, cfg.Rate, cfg.Duration, nil)
 		res.Phases = []*Result{enrolled}

@@ -65,8 +65,12 @@ run() { # NAME ARGS...: a bench run against the dev CA in $dev
 dev=$out/dev1
 start_dev 1 "$dev"
 addrs=https://127.0.0.1:$port
-run enroll-1node-peak -duration "$dur" -concurrency 64 -devices 100000
-half=$(awk -v r="$(rate_of "$out/enroll-1node-peak.json")" 'BEGIN { printf "%d", r / 2 }')
+run enroll-1node -duration "$dur" -concurrency 64 -devices 100000
+# More workers fill the commit pipeline: a higher rate at a higher latency.
+run enroll-1node-c256 -duration "$dur" -concurrency 256 -devices 100000
+# Open loop at half the peak, the better of the two.
+half=$(awk -v a="$(rate_of "$out/enroll-1node.json")" -v b="$(rate_of "$out/enroll-1node-c256.json")" \
+  'BEGIN { r = a > b ? a : b; printf "%d", r / 2 }')
 run enroll-1node-half-open -duration "$dur" -rate "$half" -concurrency 256 -devices 100000
 run renew-1node-newconn -duration "$dur" -concurrency 32 -devices 5000 -renew
 run renew-1node-keepalive -duration "$dur" -concurrency 32 -devices 5000 -renew -keepalive
@@ -78,7 +82,8 @@ stop_dev
 dev=$out/dev3
 start_dev 3 "$dev"
 addrs=https://127.0.0.1:$port,https://127.0.0.1:$((port + 1)),https://127.0.0.1:$((port + 2))
-run enroll-3nodes-peak -duration "$dur" -concurrency 64 -devices 100000
+run enroll-3nodes -duration "$dur" -concurrency 64 -devices 100000
+run enroll-3nodes-c256 -duration "$dur" -concurrency 256 -devices 100000
 stop_dev
 
 say "fsm scale (short)"

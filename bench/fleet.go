@@ -83,6 +83,7 @@ type device struct {
 // fleet holds the devices and the HTTP machinery to drive them.
 type fleet struct {
 	cfg     Config
+	addrs   []string // cfg.Addr's addresses, without a trailing slash
 	roots   *x509.CertPool
 	devices []*device
 	enrollC *http.Client // kept-alive HTTP/1.1 connections, like many clients
@@ -102,8 +103,11 @@ func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
 		return nil, fmt.Errorf("%s holds no certificate", cfg.CAFile)
 	}
 	f := &fleet{cfg: cfg, roots: roots}
+	for _, a := range strings.Split(cfg.Addr, ",") {
+		f.addrs = append(f.addrs, strings.TrimSuffix(a, "/"))
+	}
 	base := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	hosts := len(strings.Split(cfg.Addr, ","))
+	hosts := len(f.addrs)
 	f.enrollC = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
 		TLSClientConfig: base, MaxIdleConnsPerHost: cfg.Concurrency, MaxIdleConns: cfg.Concurrency * hosts,
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1: a connection per client
@@ -139,10 +143,10 @@ func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
 func (f *fleet) warm(ctx context.Context, c *http.Client) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
-	for _, addr := range strings.Split(f.cfg.Addr, ",") {
+	for _, addr := range f.addrs {
 		for range f.cfg.Concurrency {
 			wg.Go(func() {
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(addr, "/")+"/v1/ready", nil)
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/v1/ready", nil)
 				if err == nil {
 					var resp *http.Response
 					if resp, err = c.Do(req); err == nil {
@@ -180,8 +184,7 @@ func (f *fleet) mint(ctx context.Context) error {
 		}
 		keys[i] = k
 	}
-	addrs := strings.Split(f.cfg.Addr, ",")
-	admin, err := client.New(client.Config{Addr: addrs[0], RootCAs: f.roots, AdminToken: f.cfg.AdminToken, Timeout: 5 * time.Minute})
+	admin, err := client.New(client.Config{Addr: f.addrs[0], RootCAs: f.roots, AdminToken: f.cfg.AdminToken, Timeout: 5 * time.Minute})
 	if err != nil {
 		return err
 	}
@@ -213,7 +216,7 @@ func (f *fleet) mint(ctx context.Context) error {
 				return
 			}
 			for i, t := range toks {
-				f.devices[lo+i] = &device{addr: strings.TrimSuffix(addrs[(lo+i)%len(addrs)], "/"), token: t.Token, name: t.SANs[0], key: keys[(lo+i)%len(keys)]}
+				f.devices[lo+i] = &device{addr: f.addrs[(lo+i)%len(f.addrs)], token: t.Token, name: t.SANs[0], key: keys[(lo+i)%len(keys)]}
 			}
 		}()
 	}
@@ -377,7 +380,7 @@ func TransportCode(err error) string {
 // side of the handshake too): what a new connection per renewal is
 // bounded by.
 func (f *fleet) handshakeRate(ctx context.Context, d time.Duration, workers int, cert *tls.Certificate) float64 {
-	u := strings.TrimPrefix(strings.TrimSuffix(strings.Split(f.cfg.Addr, ",")[0], "/"), "https://")
+	u := strings.TrimPrefix(f.addrs[0], "https://")
 	host, _, _ := net.SplitHostPort(u)
 	tc := &tls.Config{RootCAs: f.roots, ServerName: host, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	if cert != nil {

@@ -115,10 +115,7 @@ func (c *Cluster) commit(batch []*proposal) {
 	}
 	f := c.raft.Apply(data, c.cfg.HoldTimeout)
 	if err := f.Error(); err != nil {
-		err = translate(err)
-		for _, p := range batch {
-			p.done <- proposalResult{err: err}
-		}
+		fail(batch, translate(err))
 		return
 	}
 	idx := f.Index()
@@ -130,14 +127,18 @@ func (c *Cluster) commit(batch []*proposal) {
 	if !ok || len(resps) != len(batch) {
 		// The FSM answers a batch entry with one result per command; anything
 		// else is a bug, and no command may be acknowledged on a guess.
-		err := fmt.Errorf("cluster: batch entry %d answered with %T", idx, f.Response())
-		for _, p := range batch {
-			p.done <- proposalResult{index: idx, err: err}
-		}
+		fail(batch, fmt.Errorf("cluster: batch entry %d answered with %T", idx, f.Response()))
 		return
 	}
 	for i, p := range batch {
 		p.done <- proposalResult{index: idx, resp: resps[i]}
+	}
+}
+
+// fail answers every proposal of batch with err.
+func fail(batch []*proposal, err error) {
+	for _, p := range batch {
+		p.done <- proposalResult{err: err}
 	}
 }
 
@@ -184,11 +185,11 @@ func (c *Cluster) forwardBatch(batch []*proposal) {
 	if err == nil && len(out.Results) != len(batch) {
 		err = errRetry{fmt.Errorf("cluster: leader answered %d of %d forwarded writes", len(out.Results), len(batch))}
 	}
+	if err != nil {
+		fail(batch, err)
+		return
+	}
 	for i, p := range batch {
-		if err != nil {
-			p.done <- proposalResult{err: err}
-			continue
-		}
 		r := out.Results[i]
 		switch {
 		case r.Retry:

@@ -101,12 +101,12 @@ func EncodeBatch(envs [][]byte) []byte {
 	return out
 }
 
-// IsBatch reports whether a log entry is a batch.
-func IsBatch(data []byte) bool { return len(data) > 0 && data[0] == batchMarker }
+// isBatch reports whether a log entry is a batch.
+func isBatch(data []byte) bool { return len(data) > 0 && data[0] == batchMarker }
 
-// SplitBatch returns the envelopes of a batch entry, sharing data's memory.
-func SplitBatch(data []byte) ([][]byte, error) {
-	if !IsBatch(data) || len(data) < 2 {
+// splitBatch returns the envelopes of a batch entry, sharing data's memory.
+func splitBatch(data []byte) ([][]byte, error) {
+	if !isBatch(data) || len(data) < 2 {
 		return nil, errors.New("fsm: not a batch entry")
 	}
 	if data[1] != batchVersion {

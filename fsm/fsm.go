@@ -205,10 +205,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 // applyOne applies one log entry: its result is nil or an *Error, or for a
 // batch entry a []any with one such result per envelope, in order.
 func (bt *batchTx) applyOne(l *raft.Log) any {
-	if !IsBatch(l.Data) {
+	if !isBatch(l.Data) {
 		return bt.applyEnvelope(l.Index, l.Data)
 	}
-	envs, err := SplitBatch(l.Data)
+	envs, err := splitBatch(l.Data)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: index %d: %v", l.Index, err))
 	}

@@ -293,7 +293,7 @@ func TestBatchEntriesApplyAsTheirCommands(t *testing.T) {
 
 func TestSplitBatchRefusesMalformedEntries(t *testing.T) {
 	good := EncodeBatch([][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`)})
-	parts, err := SplitBatch(good)
+	parts, err := splitBatch(good)
 	if err != nil || len(parts) != 2 || string(parts[1]) != `{"b":2}` {
 		t.Fatalf("round trip: %q, %v", parts, err)
 	}
@@ -305,7 +305,7 @@ func TestSplitBatchRefusesMalformedEntries(t *testing.T) {
 		"zero":      {batchMarker, batchVersion, 0},
 		"huge":      {batchMarker, batchVersion, 0xff, 0xff, 0xff, 0xff, 0x0f, 'x'},
 	} {
-		if _, err := SplitBatch(b); err == nil {
+		if _, err := splitBatch(b); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -315,11 +315,11 @@ func FuzzSplitBatch(f *testing.F) {
 	f.Add(EncodeBatch([][]byte{[]byte(`{"t":5}`), []byte(`{}`)}))
 	f.Add([]byte{batchMarker, batchVersion, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		parts, err := SplitBatch(b)
+		parts, err := splitBatch(b)
 		if err != nil {
 			return
 		}
-		again, err := SplitBatch(EncodeBatch(parts))
+		again, err := splitBatch(EncodeBatch(parts))
 		if err != nil || len(again) != len(parts) {
 			t.Fatalf("joined and split again: %d parts, %v; was %d", len(again), err, len(parts))
 		}

@@ -3,8 +3,6 @@ package node
 import (
 	"fmt"
 	"net"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,23 +27,12 @@ func TestGossipAutoJoinAWS(t *testing.T) {
 	join := []string{fmt.Sprintf("provider=aws tag_key=quorumca-cluster tag_value=test region=%s port=%d endpoint=%s",
 		ec2test.Region, port, ec2.URL)}
 
-	c := &testCluster{t: t, dir: t.TempDir(), secret: "test-cluster-secret-0123456789", clock: &testClock{}, timing: cluster.FastTiming()}
-	var err error
-	if c.pki, err = LoadOrCreateDevPKI(filepath.Join(c.dir, "pki")); err != nil {
-		t.Fatal(err)
-	}
-	c.client = testClient(c.pki)
-	t.Cleanup(c.Close)
+	c := emptyCluster(t, cluster.FastTiming())
 	key := gossipKey(t)
 	for i, h := range hosts {
 		c.nodes = append(c.nodes, &testNode{cfg: c.gossipConfig(i, net.JoinHostPort(h, fmt.Sprint(port)), join, key)})
 	}
-	var wg sync.WaitGroup
-	for _, tn := range c.nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.startQuiet(tn) }()
-	}
-	wg.Wait()
+	c.startAll()
 	waitFor(t, 30*time.Second, "one cluster of 3 voters", func() bool {
 		for _, tn := range c.nodes {
 			if v, _, _ := suffrages(tn); v != 3 {

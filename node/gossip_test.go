@@ -25,13 +25,7 @@ func gossipKey(t *testing.T) string {
 // bootstrap by hand.
 func gossipCluster(t *testing.T, n int, key string) (*testCluster, []string) {
 	t.Helper()
-	c := &testCluster{t: t, dir: t.TempDir(), secret: "test-cluster-secret-0123456789", clock: &testClock{}, timing: cluster.FastTiming()}
-	var err error
-	if c.pki, err = LoadOrCreateDevPKI(filepath.Join(c.dir, "pki")); err != nil {
-		t.Fatal(err)
-	}
-	c.client = testClient(c.pki)
-	t.Cleanup(c.Close)
+	c := emptyCluster(t, cluster.FastTiming())
 	var gossipAddrs []string
 	for range n {
 		gossipAddrs = append(gossipAddrs, freeAddr(t))
@@ -39,13 +33,17 @@ func gossipCluster(t *testing.T, n int, key string) (*testCluster, []string) {
 	for i := range n {
 		c.nodes = append(c.nodes, &testNode{cfg: c.gossipConfig(i, gossipAddrs[i], gossipAddrs, key)})
 	}
+	c.startAll()
+	return c, gossipAddrs
+}
+
+// startAll starts every node at once, as machines booting together do.
+func (c *testCluster) startAll() {
 	var wg sync.WaitGroup
 	for _, tn := range c.nodes {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.startQuiet(tn) }()
+		wg.Go(func() { c.startQuiet(tn) })
 	}
 	wg.Wait()
-	return c, gossipAddrs
 }
 
 func (c *testCluster) gossipConfig(i int, listen string, join []string, key string) Config {

@@ -92,9 +92,8 @@ func newTestClusterTiming(t *testing.T, n int, timing cluster.Timing) *testClust
 	return newTestClusterWith(t, n, timing, nil)
 }
 
-// newTestClusterWith lets setup adjust the cluster (provisioners, extra
-// authorities) before the first node starts.
-func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*testCluster)) *testCluster {
+// emptyCluster is a test cluster with its PKI and no node yet.
+func emptyCluster(t *testing.T, timing cluster.Timing) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
 	pki, err := LoadOrCreateDevPKI(filepath.Join(dir, "pki"))
@@ -106,6 +105,15 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 		client: testClient(pki),
 	}
 	t.Cleanup(c.Close)
+	return c
+}
+
+// newTestClusterWith lets setup adjust the cluster (provisioners, extra
+// authorities) before the first node starts.
+func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*testCluster)) *testCluster {
+	t.Helper()
+	c := emptyCluster(t, timing)
+	dir := c.dir
 	if setup != nil {
 		setup(c)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quorumca/quorumca/internal/freeport"
 )
 
 // haproxy is HAProxy on the host, in front of the nodes as in production:
@@ -79,11 +80,11 @@ frontend stats
 // startHAProxy writes the config into dir and starts HAProxy in the
 // foreground as a child that dies with this process.
 func startHAProxy(ctx context.Context, dir string, nodes []*cnode) (*haproxy, error) {
-	listen, err := freeLocalAddr()
+	listen, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
-	stats, err := freeLocalAddr()
+	stats, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -177,14 +178,4 @@ func (h *haproxy) allUp(ctx context.Context, n int) bool {
 		}
 	}
 	return true
-}
-
-// freeLocalAddr is a 127.0.0.1 address that was free a moment ago.
-func freeLocalAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

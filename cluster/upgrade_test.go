@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/soft"
 )
@@ -147,12 +148,11 @@ func testCAKey(t *testing.T, dir string) signer.Key {
 
 func freeTCP(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // waitUntil polls cond, a condition with no event to wait on.

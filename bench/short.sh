@@ -24,10 +24,12 @@ stop_dev() {
 }
 trap stop_dev EXIT
 
+admin=127.0.0.1:$((port + 100)) # the first node's pprof and metrics
+
 # start_dev NODES DIR: a dev CA, ready when every node answers /v1/ready.
 start_dev() {
   rm -rf "$2"
-  "$bin" dev -nodes "$1" -data-dir "$2" -listen "127.0.0.1:$port" >"$2.log" 2>&1 &
+  "$bin" dev -nodes "$1" -data-dir "$2" -listen "127.0.0.1:$port" -admin-listen "$admin" >"$2.log" 2>&1 &
   dev_pid=$!
   for _ in $(seq 1 600); do
     if [ -s "$2/admin.token" ] && [ -s "$2/root.pem" ]; then
@@ -54,12 +56,69 @@ fi
 
 say "ceiling"
 "$bin" bench ceiling -duration 5s -json "$out/ceiling.json" | tee -a "$summary"
-run() { # NAME ARGS...: a bench run against the dev CA in $dev
+
+# budget NAME PID: while run NAME (harness PID) is in its measured phase,
+# where the machine's time goes per certificate: CPU of the CA process and
+# of the harness (from /proc over 4 s; certificates counted by the audit
+# log, cluster-wide), the machine's idle share, and from a CPU profile of
+# the next 4 s the CA's CPU that no CA can avoid (the ceiling's work: parse
+# and check the CSR, x509.CreateCertificate) and the CPU spent storing and
+# replicating (FSM, Raft, bolt, forwarding to the leader). Half the ceiling
+# allows 2 x nproc / ceiling of CPU per certificate for all of it.
+budget() {
+  local name=$1 harness_pid=$2 ticks cores certs0 certs1 n0 n1 h0 h1 i0 i1 t0 t1
+  ticks=$(getconf CLK_TCK)
+  cores=$(nproc)
+  metric() { curl -fsS "http://$admin/v1/metrics" | awk -v m="$1" 'index($0, m) == 1 { print $2 }'; }
+  issued() { metric 'quorumca_operations_total{operation="issue",outcome="ok"}'; }
+  cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+  idle() { awk '/^cpu / { print $5 + $6; exit }' /proc/stat; }
+  total() { awk '/^cpu / { s = 0; for (i = 2; i <= NF; i++) s += $i; print s; exit }' /proc/stat; }
+  local before
+  before=$(issued)
+  for _ in $(seq 1 600); do # until the measured phase issues
+    [ "$(issued)" != "$before" ] && break
+    sleep 0.1
+  done
+  sleep 1
+  certs0=$(metric quorumca_audit_entries) n0=$(cpu "$dev_pid") h0=$(cpu "$harness_pid") i0=$(idle) t0=$(total)
+  sleep 4
+  certs1=$(metric quorumca_audit_entries) n1=$(cpu "$dev_pid") h1=$(cpu "$harness_pid") i1=$(idle) t1=$(total)
+  curl -fsS -o "$out/$name.prof" "http://$admin/debug/pprof/profile?seconds=4"
+  local share unavoidable storage
+  share() { # percent of the profile's samples under functions matching $1
+    go tool pprof -top -nodefraction=0 -focus "$1" "$bin" "$out/$name.prof" 2>/dev/null |
+      sed -n 's/.*Showing nodes accounting for .*, \([0-9.]*\)% of .*/\1/p'
+  }
+  go tool pprof -top -cum "$bin" "$out/$name.prof" >"$out/$name-top.txt" 2>/dev/null || true
+  unavoidable=$(share 'x509\.CreateCertificate$|x509\.ParseCertificateRequest$|CertificateRequest\)\.CheckSignature$')
+  storage=$(share 'fsm\.\(\*FSM\)\.ApplyBatch$|quorumca/cluster\.|hashicorp/raft|bbolt')
+  awk -v c0="$certs0" -v c1="$certs1" -v n="$((n1 - n0))" -v h="$((h1 - h0))" -v hz="$ticks" -v cores="$cores" \
+    -v idle="$((i1 - i0))" -v tot="$((t1 - t0))" -v u="${unavoidable:-0}" -v s="${storage:-0}" \
+    -v ceil="$(rate_of "$out/ceiling.json")" -v name="$name" 'BEGIN {
+      c = c1 - c0
+      if (c <= 0) { print "budget " name ": no certificates issued in the window"; exit }
+      node = n / hz / c * 1000; har = h / hz / c * 1000
+      printf "budget %s: %.0f certs/s; CPU per certificate: CA %.3f ms (no CA can avoid %.3f; storing and replicating %.3f; the rest %.3f), harness %.3f ms; machine idle %.0f%%; the ceiling spends %.3f ms, half the ceiling allows %.3f ms for all of it\n",
+        name, c / 4, node, node * u / 100, node * s / 100, node * (100 - u - s) / 100, har, idle / tot * 100,
+        cores / ceil * 1000, 2 * cores / ceil * 1000
+    }' | tee -a "$summary"
+}
+
+# run NAME ARGS...: a bench run against the dev CA in $dev; with budget=1,
+# budget beside it.
+run() {
   local name=$1
   shift
   say "$name"
   "$bin" bench run -addr "$addrs" -ca-file "$dev/root.pem" -admin-token "$dev/admin.token" -quiet \
-    -ceiling "$out/ceiling.json" -json "$out/$name.json" -plot "$out/$name.svg" "$@" | tee -a "$summary"
+    -ceiling "$out/ceiling.json" -json "$out/$name.json" -plot "$out/$name.svg" "$@" >"$out/$name.txt" &
+  local pid=$!
+  if [ "${budget:-0}" = 1 ]; then
+    budget "$name" "$pid"
+  fi
+  wait "$pid"
+  tee -a "$summary" <"$out/$name.txt"
 }
 
 dev=$out/dev1
@@ -67,7 +126,7 @@ start_dev 1 "$dev"
 addrs=https://127.0.0.1:$port
 run enroll-1node -duration "$dur" -concurrency 64 -devices 100000
 # More workers fill the commit pipeline: a higher rate at a higher latency.
-run enroll-1node-c256 -duration "$dur" -concurrency 256 -devices 100000
+budget=1 run enroll-1node-c256 -duration "$dur" -concurrency 256 -devices 100000
 # Open loop at half the peak, the better of the two.
 half=$(awk -v a="$(rate_of "$out/enroll-1node.json")" -v b="$(rate_of "$out/enroll-1node-c256.json")" \
   'BEGIN { r = a > b ? a : b; printf "%d", r / 2 }')
@@ -83,7 +142,7 @@ dev=$out/dev3
 start_dev 3 "$dev"
 addrs=https://127.0.0.1:$port,https://127.0.0.1:$((port + 1)),https://127.0.0.1:$((port + 2))
 run enroll-3nodes -duration "$dur" -concurrency 64 -devices 100000
-run enroll-3nodes-c256 -duration "$dur" -concurrency 256 -devices 100000
+budget=1 run enroll-3nodes-c256 -duration "$dur" -concurrency 256 -devices 100000
 stop_dev
 
 say "fsm scale (short)"

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -163,15 +162,11 @@ type batchReply struct {
 
 // forwardBatch is the follower's send: one RPC to the leader.
 func (c *Cluster) forwardBatch(batch []*proposal) {
-	body := make([]byte, 0, 2+len(batch)*len(batch[0].data))
-	body = append(body, '[')
+	envs := make([][]byte, len(batch))
 	for i, p := range batch {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, p.data...)
+		envs[i] = p.data
 	}
-	body = append(body, ']')
+	body := fsm.EncodeBatch(envs) // the framing of a batch entry
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HoldTimeout)
 	defer cancel()
 	var out batchReply
@@ -208,13 +203,21 @@ func (c *Cluster) forwardBatch(batch []*proposal) {
 	}
 }
 
-// forwardEach sends each write of batch on its own to the leader's apply.
+// forwardEach sends each write of batch on its own to the leader's apply,
+// as the JSON envelope such a leader reads.
 func (c *Cluster) forwardEach(ctx context.Context, batch []*proposal) {
 	var wg sync.WaitGroup
 	for _, p := range batch {
 		wg.Go(func() {
 			var out applyReply
-			err := c.forward(ctx, pathApply, p.data, &out)
+			env, err := fsm.DecodeEnvelope(p.data)
+			var data []byte
+			if err == nil {
+				data, err = env.EncodeJSON()
+			}
+			if err == nil {
+				err = c.forward(ctx, pathApply, data, &out)
+			}
 			var fe *fsm.Error
 			switch {
 			case errors.As(err, &fe):
@@ -232,9 +235,9 @@ func (c *Cluster) forwardEach(ctx context.Context, batch []*proposal) {
 // serveApplyBatch is the leader's side of a forwarded batch: every write is
 // proposed at once, so they share the leader's next entries.
 func (c *Cluster) serveApplyBatch(ctx context.Context, body []byte) (any, error) {
-	var raw []json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil || len(raw) == 0 || len(raw) > maxBatch {
-		return nil, errBadRPC{fmt.Errorf("apply batch: want 1 to %d envelopes", maxBatch)}
+	raw, err := fsm.SplitBatch(body)
+	if err != nil || len(raw) > maxBatch {
+		return nil, errBadRPC{fmt.Errorf("apply batch: want a batch of 1 to %d envelopes", maxBatch)}
 	}
 	envs := make([]*fsm.Envelope, len(raw))
 	for i, r := range raw {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -98,6 +100,15 @@ func TestForwardingToALeaderWithoutBatches(t *testing.T) {
 				if r.URL.Path == pathApplyBatch {
 					http.NotFound(w, r)
 					return
+				}
+				if r.URL.Path == pathApply { // it reads JSON envelopes only
+					body, _ := io.ReadAll(r.Body)
+					if len(body) == 0 || body[0] != '{' {
+						w.WriteHeader(http.StatusBadRequest)
+						io.WriteString(w, `{"error":{"code":"invalid","message":"fsm: decode envelope"}}`)
+						return
+					}
+					r.Body = io.NopCloser(bytes.NewReader(body))
 				}
 				inner.ServeHTTP(w, r)
 			})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -64,11 +65,65 @@ func NewEnvelope(t CmdType, id string, payload any) (*Envelope, error) {
 	return &Envelope{Type: t, Version: h.version, ID: id, Payload: b}, nil
 }
 
-// Encode returns the bytes stored in the Raft log.
-func (e *Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
+// An envelope is stored in a binary frame: every node decodes every entry
+// (and the leader each forwarded one too), and decoding a JSON envelope
+// meant scanning its JSON payload twice more before the handler decoded it
+// (5% of a three-node cluster's CPU). Layout: envelopeMarker, the format
+// version, uvarint type, uvarint version, the time as 8 bytes big-endian,
+// the ID (uvarint length, bytes), 0 or 1 for an origin followed by its
+// actor and remote (each uvarint length, bytes), then the payload to the
+// end. Entries written as JSON (a '{' first) by older binaries still
+// decode.
+const (
+	envelopeMarker  = 0x01
+	envelopeVersion = 1
+)
 
-// DecodeEnvelope parses log bytes.
+// Encode returns the bytes stored in the Raft log.
+func (e *Envelope) Encode() ([]byte, error) {
+	out := make([]byte, 0, 2+2*binary.MaxVarintLen16+8+3*binary.MaxVarintLen32+1+
+		len(e.ID)+len(e.Payload)+e.originLen())
+	out = append(out, envelopeMarker, envelopeVersion)
+	out = binary.AppendUvarint(out, uint64(e.Type))
+	out = binary.AppendUvarint(out, uint64(e.Version))
+	out = binary.BigEndian.AppendUint64(out, uint64(e.Time))
+	out = appendString(out, e.ID)
+	if e.Origin == nil {
+		out = append(out, 0)
+	} else {
+		out = append(out, 1)
+		out = appendString(out, e.Origin.Actor)
+		out = appendString(out, e.Origin.Remote)
+	}
+	return append(out, e.Payload...), nil
+}
+
+// EncodeJSON returns the envelope as binaries before the binary frame wrote
+// it: for a leader that predates it, during a rolling upgrade.
+func (e *Envelope) EncodeJSON() ([]byte, error) { return json.Marshal(e) }
+
+func (e *Envelope) originLen() int {
+	if e.Origin == nil {
+		return 0
+	}
+	return len(e.Origin.Actor) + len(e.Origin.Remote)
+}
+
+func appendString(out []byte, s string) []byte {
+	out = binary.AppendUvarint(out, uint64(len(s)))
+	return append(out, s...)
+}
+
+// DecodeEnvelope parses log bytes, binary or JSON. The payload shares b's
+// memory.
 func DecodeEnvelope(b []byte) (*Envelope, error) {
+	if len(b) > 0 && b[0] == envelopeMarker {
+		e, err := decodeBinaryEnvelope(b)
+		if err != nil {
+			return nil, fmt.Errorf("fsm: decode envelope: %w", err)
+		}
+		return e, nil
+	}
 	var e Envelope
 	if err := json.Unmarshal(b, &e); err != nil {
 		return nil, fmt.Errorf("fsm: decode envelope: %w", err)
@@ -76,11 +131,98 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	return &e, nil
 }
 
+var errTruncated = errors.New("truncated")
+
+func decodeBinaryEnvelope(b []byte) (*Envelope, error) {
+	if len(b) < 2 {
+		return nil, errTruncated
+	}
+	if b[1] != envelopeVersion {
+		return nil, fmt.Errorf("envelope format %d not supported by this binary", b[1])
+	}
+	r := reader{b: b[2:]}
+	var e Envelope
+	e.Type = CmdType(r.uvarint16())
+	e.Version = r.uvarint16()
+	e.Time = int64(r.uint64())
+	e.ID = r.string()
+	switch r.byte() {
+	case 0:
+	case 1:
+		e.Origin = &Origin{Actor: r.string(), Remote: r.string()}
+	default:
+		r.fail(errors.New("bad origin flag"))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	e.Payload = r.b
+	return &e, nil
+}
+
+// reader reads a binary frame; the first error sticks and later reads
+// return zero values.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.b = nil
+}
+
+func (r *reader) uvarint(max uint64) uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > max {
+		r.fail(errTruncated)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uvarint16() uint16 { return uint16(r.uvarint(math.MaxUint16)) }
+
+func (r *reader) uint64() uint64 {
+	if len(r.b) < 8 {
+		r.fail(errTruncated)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) < 1 {
+		r.fail(errTruncated)
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *reader) string() string {
+	n := r.uvarint(uint64(len(r.b)))
+	if r.err != nil || n > uint64(len(r.b)) {
+		r.fail(errTruncated)
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
 // A batch entry carries several envelopes in one log entry: the leader's
 // group commit, so one log append and one FSM transaction (each with its
-// fsync) serve every command waiting at that moment. A JSON envelope opens
-// with '{', so the first byte tells the two apart. Layout: batchMarker, the
-// format version, then per envelope its length (uvarint) and its JSON.
+// fsync) serve every command waiting at that moment. An envelope opens with
+// envelopeMarker or '{', so the first byte tells them apart. Layout: batchMarker, the
+// format version, then per envelope its length (uvarint) and its bytes. The
+// same framing carries a follower's forwarded writes to the leader.
 const (
 	batchMarker  = 0x00
 	batchVersion = 1
@@ -104,8 +246,8 @@ func EncodeBatch(envs [][]byte) []byte {
 // isBatch reports whether a log entry is a batch.
 func isBatch(data []byte) bool { return len(data) > 0 && data[0] == batchMarker }
 
-// splitBatch returns the envelopes of a batch entry, sharing data's memory.
-func splitBatch(data []byte) ([][]byte, error) {
+// SplitBatch returns the envelopes of a batch entry, sharing data's memory.
+func SplitBatch(data []byte) ([][]byte, error) {
 	if !isBatch(data) || len(data) < 2 {
 		return nil, errors.New("fsm: not a batch entry")
 	}

@@ -208,7 +208,7 @@ func (bt *batchTx) applyOne(l *raft.Log) any {
 	if !isBatch(l.Data) {
 		return bt.applyEnvelope(l.Index, l.Data)
 	}
-	envs, err := splitBatch(l.Data)
+	envs, err := SplitBatch(l.Data)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: index %d: %v", l.Index, err))
 	}

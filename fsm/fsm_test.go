@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -293,7 +294,7 @@ func TestBatchEntriesApplyAsTheirCommands(t *testing.T) {
 
 func TestSplitBatchRefusesMalformedEntries(t *testing.T) {
 	good := EncodeBatch([][]byte{[]byte(`{"a":1}`), []byte(`{"b":2}`)})
-	parts, err := splitBatch(good)
+	parts, err := SplitBatch(good)
 	if err != nil || len(parts) != 2 || string(parts[1]) != `{"b":2}` {
 		t.Fatalf("round trip: %q, %v", parts, err)
 	}
@@ -305,7 +306,7 @@ func TestSplitBatchRefusesMalformedEntries(t *testing.T) {
 		"zero":      {batchMarker, batchVersion, 0},
 		"huge":      {batchMarker, batchVersion, 0xff, 0xff, 0xff, 0xff, 0x0f, 'x'},
 	} {
-		if _, err := splitBatch(b); err == nil {
+		if _, err := SplitBatch(b); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -315,11 +316,11 @@ func FuzzSplitBatch(f *testing.F) {
 	f.Add(EncodeBatch([][]byte{[]byte(`{"t":5}`), []byte(`{}`)}))
 	f.Add([]byte{batchMarker, batchVersion, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		parts, err := splitBatch(b)
+		parts, err := SplitBatch(b)
 		if err != nil {
 			return
 		}
-		again, err := splitBatch(EncodeBatch(parts))
+		again, err := SplitBatch(EncodeBatch(parts))
 		if err != nil || len(again) != len(parts) {
 			t.Fatalf("joined and split again: %d parts, %v; was %d", len(again), err, len(parts))
 		}
@@ -448,16 +449,94 @@ func TestUnknownCommandVersionPanics(t *testing.T) {
 
 func FuzzDecodeEnvelope(f *testing.F) {
 	env, _ := NewEnvelope(CmdIssue, "x", Issue{TokenHash: hashOf("a"), Cert: cert("01", "a")})
+	env.Origin = &Origin{Actor: "token:1", Remote: "127.0.0.1"}
 	seed, _ := env.Encode()
 	f.Add(seed)
+	old, _ := env.EncodeJSON()
+	f.Add(old)
 	f.Add([]byte(`{"t":5,"v":1,"p":null}`))
+	f.Add([]byte{envelopeMarker, envelopeVersion, 5, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEnvelope(b)
 		if err != nil {
 			return
 		}
-		if _, err := e.Encode(); err != nil {
+		data, err := e.Encode()
+		if err != nil {
 			t.Fatal(err)
 		}
+		again, err := DecodeEnvelope(data)
+		if err != nil {
+			t.Fatalf("re-encoded envelope does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(normal(e), normal(again)) {
+			t.Fatalf("round trip changed the envelope: %+v, then %+v", e, again)
+		}
 	})
+}
+
+// normal makes an empty payload compare equal to a nil one.
+func normal(e *Envelope) *Envelope {
+	c := *e
+	if len(c.Payload) == 0 {
+		c.Payload = nil
+	}
+	return &c
+}
+
+// An entry written by a binary from before the binary frame, as JSON, and
+// the same envelope in the frame apply alike; the frame is what Encode
+// writes.
+func TestEnvelopeFramesBinaryAndJSON(t *testing.T) {
+	env, err := NewEnvelope(CmdIssue, "req-1", Issue{TokenHash: hashOf("a"), Cert: cert("01", "a.example")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Time = t0.UnixNano()
+	env.Origin = &Origin{Actor: "provisioner:p token:1", Remote: "192.0.2.7:5000"}
+	bin, _ := env.Encode()
+	js, _ := env.EncodeJSON()
+	if bin[0] != envelopeMarker || js[0] != '{' {
+		t.Fatalf("frames start with %#x and %q", bin[0], js[0])
+	}
+	for name, data := range map[string][]byte{"binary": bin, "json": js} {
+		got, err := DecodeEnvelope(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, env) {
+			t.Fatalf("%s: decoded %+v, want %+v", name, got, env)
+		}
+	}
+	for _, n := range []int{1, 2, 3, 5, 12, 16} { // cut inside each field
+		if _, err := DecodeEnvelope(bin[:n]); err == nil {
+			t.Fatalf("envelope cut to %d bytes decoded", n)
+		}
+	}
+	wrong := append([]byte{envelopeMarker, envelopeVersion + 1}, bin[2:]...)
+	if _, err := DecodeEnvelope(wrong); err == nil {
+		t.Fatal("an envelope of an unknown format version decoded")
+	}
+
+	// Both frames give the same state.
+	var digests []string
+	for _, data := range [][]byte{bin, js} {
+		f, err := Open(t.TempDir() + "/fsm.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb := &logBuilder{t: t}
+		f.ApplyBatch([]*raft.Log{
+			lb.entry(CmdAuthorityPut, t0, authority()),
+			lb.entry(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("a", "t1", "a.example")}}),
+		})
+		if r := f.Apply(&raft.Log{Index: lb.index + 1, Type: raft.LogCommand, Data: data}); r != nil {
+			t.Fatalf("apply: %v", r)
+		}
+		digests = append(digests, f.Digest())
+		f.Close()
+	}
+	if digests[0] != digests[1] {
+		t.Fatal("the binary and the JSON frame of one envelope gave different states")
+	}
 }

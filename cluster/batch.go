@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/hashicorp/raft"
 	"github.com/quorumca/quorumca/fsm"
 )
 
@@ -102,8 +103,23 @@ func (b *batcher) run() {
 	}
 }
 
-// commit is the leader's send: one raft entry for the whole batch.
+// commit is the leader's send: one raft entry for the whole batch, or one
+// per command while a server cannot read batch entries (format.go).
 func (c *Cluster) commit(batch []*proposal) {
+	if len(batch) > 1 && c.logFormat() < 1 {
+		futures := make([]raft.ApplyFuture, len(batch))
+		for i, p := range batch {
+			futures[i] = c.raft.Apply(p.data, c.cfg.HoldTimeout)
+		}
+		for i, p := range batch {
+			if err := futures[i].Error(); err != nil {
+				p.done <- proposalResult{err: translate(err)}
+				continue
+			}
+			p.done <- proposalResult{index: futures[i].Index(), resp: futures[i].Response()}
+		}
+		return
+	}
 	data := batch[0].data
 	if len(batch) > 1 {
 		parts := make([][]byte, len(batch))

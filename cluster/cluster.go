@@ -103,6 +103,7 @@ type Cluster struct {
 	tls    *nodeTLS
 
 	readyTerm atomic.Uint64 // the term in which this leader's commit index is known current
+	format    atomic.Int32  // the log format this leader writes (format.go)
 	rpc       *rpcTransport
 
 	leaderMu    sync.Mutex
@@ -169,6 +170,7 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	}
 	c.batch = newBatcher(c, batchDepth, c.commit)
 	c.fwd = newBatcher(c, forwardDepth, c.forwardBatch)
+	c.OnLeader(c.formatLoop)
 	c.wg.Add(3)
 	go c.leaderLoop()
 	go c.batch.run()

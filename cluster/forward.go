@@ -27,6 +27,7 @@ const (
 	pathApply      = "/v1/internal/apply" // one write; nodes before batched forwarding send these
 	pathApplyBatch = "/v1/internal/apply-batch"
 	pathJoin       = "/v1/internal/join"
+	pathFormat     = "/v1/internal/format" // the newest log format this node reads
 	pathIndex      = "/v1/internal/index"
 	pathWait       = "/v1/internal/wait"
 
@@ -106,7 +107,7 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 	}
 	e := *env
 	e.Time = c.cfg.Now().UnixNano()
-	data, err := e.Encode()
+	data, err := e.EncodeFor(c.logFormat())
 	if err != nil {
 		return 0, err
 	}
@@ -316,6 +317,9 @@ func (c *Cluster) Handler() http.Handler {
 		return applyReply{Index: idx}, err
 	}))
 	mux.HandleFunc("POST "+pathApplyBatch, c.serve(c.serveApplyBatch))
+	mux.HandleFunc("POST "+pathFormat, c.serve(func(context.Context, []byte) (any, error) {
+		return formatReply{Format: fsm.LogFormat}, nil
+	}))
 	mux.HandleFunc("POST "+pathIndex, c.serve(func(ctx context.Context, _ []byte) (any, error) {
 		idx, err := c.leaderIndex()
 		return indexReply{Index: idx}, err

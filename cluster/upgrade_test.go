@@ -9,16 +9,19 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/signer"
@@ -76,49 +79,68 @@ func apiTLS(t *testing.T) (tls.Certificate, *tls.Config) {
 
 // A follower forwarding to a leader that predates batched forwarding (a
 // rolling upgrade, followers first) falls back to one RPC per write.
-func TestForwardingToALeaderWithoutBatches(t *testing.T) {
+// upgradeCluster starts members of a two-release cluster on real TCP.
+type upgradeCluster struct {
+	t         *testing.T
+	dir       string
+	key       signer.Key
+	cert      tls.Certificate
+	clientTLS *tls.Config
+}
+
+func newUpgradeCluster(t *testing.T) *upgradeCluster {
 	dir := t.TempDir()
-	key := testCAKey(t, dir)
 	cert, clientTLS := apiTLS(t)
-	member := func(id string, bootstrap bool, join []string, oldRPC bool) (*Cluster, *fsm.FSM, *apiServer) {
-		api := startAPI(t, cert)
-		f, err := fsm.Open(filepath.Join(dir, id+".db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := Open(Config{NodeID: id, Dir: filepath.Join(dir, id), RaftBind: freeTCP(t), APIAdvertise: api.addr,
-			Bootstrap: bootstrap, Join: join, CAKey: key, ClientTLS: clientTLS, Timing: FastTiming(),
-			Logger: slog.New(slog.DiscardHandler)}, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Shutdown(); f.Close() })
-		var h http.Handler = c.Handler()
-		if oldRPC {
-			inner := h
-			h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == pathApplyBatch {
-					http.NotFound(w, r)
+	return &upgradeCluster{t: t, dir: dir, key: testCAKey(t, dir), cert: cert, clientTLS: clientTLS}
+}
+
+// member starts a member; while old holds true its internal RPC answers as
+// a binary from before log format 1 would: no apply-batch, no format, and
+// apply reads JSON envelopes only.
+func (u *upgradeCluster) member(id string, bootstrap bool, join []string, old *atomic.Bool) (*Cluster, *fsm.FSM, *apiServer) {
+	t := u.t
+	api := startAPI(t, u.cert)
+	f, err := fsm.Open(filepath.Join(u.dir, id+".db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(Config{NodeID: id, Dir: filepath.Join(u.dir, id), RaftBind: freeTCP(t), APIAdvertise: api.addr,
+		Bootstrap: bootstrap, Join: join, CAKey: u.key, ClientTLS: u.clientTLS, Timing: FastTiming(),
+		Logger: slog.New(slog.DiscardHandler)}, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown(); f.Close() })
+	inner := c.Handler()
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if old != nil && old.Load() {
+			switch r.URL.Path {
+			case pathApplyBatch, pathFormat:
+				http.NotFound(w, r)
+				return
+			case pathApply:
+				body, _ := io.ReadAll(r.Body)
+				if len(body) == 0 || body[0] != '{' {
+					w.WriteHeader(http.StatusBadRequest)
+					io.WriteString(w, `{"error":{"code":"invalid","message":"fsm: decode envelope"}}`)
 					return
 				}
-				if r.URL.Path == pathApply { // it reads JSON envelopes only
-					body, _ := io.ReadAll(r.Body)
-					if len(body) == 0 || body[0] != '{' {
-						w.WriteHeader(http.StatusBadRequest)
-						io.WriteString(w, `{"error":{"code":"invalid","message":"fsm: decode envelope"}}`)
-						return
-					}
-					r.Body = io.NopCloser(bytes.NewReader(body))
-				}
-				inner.ServeHTTP(w, r)
-			})
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
 		}
-		api.handler.Store(&h)
-		return c, f, api
-	}
-	old, oldFSM, oldAPI := member("old", true, nil, true)
+		inner.ServeHTTP(w, r)
+	})
+	api.handler.Store(&h)
+	return c, f, api
+}
+
+func TestForwardingToALeaderWithoutBatches(t *testing.T) {
+	u := newUpgradeCluster(t)
+	var isOld atomic.Bool
+	isOld.Store(true)
+	old, oldFSM, oldAPI := u.member("old", true, nil, &isOld)
 	waitUntil(t, "the old member leads", old.IsLeader)
-	follower, _, _ := member("new", false, []string{"https://" + oldAPI.addr}, false)
+	follower, _, _ := u.member("new", false, []string{"https://" + oldAPI.addr}, nil)
 	waitUntil(t, "the follower knows the leader's address", func() bool {
 		_, id := follower.raft.LeaderWithID()
 		_, err := follower.fsm.Node(string(id))
@@ -175,5 +197,73 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting until %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// While a server reads only log format 0, the leader writes JSON envelopes,
+// one command per entry; once every server reads format 1, batch entries
+// and binary envelopes; and back when an old server appears again.
+func TestLeaderWritesTheFormatEveryServerReads(t *testing.T) {
+	u := newUpgradeCluster(t)
+	leader, _, leaderAPI := u.member("leader", true, nil, nil)
+	waitUntil(t, "the member leads", leader.IsLeader)
+	waitUntil(t, "a lone leader writes format 1", func() bool { return leader.logFormat() == fsm.LogFormat })
+	var isOld atomic.Bool
+	isOld.Store(true)
+	follower, _, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, &isOld)
+	waitUntil(t, "the follower is a voter with a known address", func() bool {
+		servers, _ := leader.Servers()
+		_, err := leader.fsm.Node("follower")
+		return len(servers) == 2 && err == nil && follower.fsm.AppliedIndex() > 0
+	})
+	waitUntil(t, "the leader writes format 0", func() bool { return leader.logFormat() == 0 })
+
+	n := 0
+	writeMany := func() (first, last uint64) {
+		first = leader.raft.LastIndex() + 1
+		var wg sync.WaitGroup
+		for range 40 {
+			n++
+			data := tokenCreate(t, fmt.Sprintf("t%d", n), fmt.Sprintf("secret-%d", n))
+			wg.Go(func() {
+				env, err := fsm.DecodeEnvelope(data)
+				if err == nil {
+					err = leader.Apply(context.Background(), env)
+				}
+				if err != nil {
+					t.Errorf("write: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		return first, leader.raft.LastIndex()
+	}
+	// formats lists the first byte of every command entry in first..last.
+	formats := func(first, last uint64) map[byte]int {
+		out := map[byte]int{}
+		for i := first; i <= last; i++ {
+			var l raft.Log
+			if err := leader.logs.GetLog(i, &l); err != nil {
+				t.Fatal(err)
+			}
+			if l.Type == raft.LogCommand {
+				out[l.Data[0]]++
+			}
+		}
+		return out
+	}
+
+	if got := formats(writeMany()); len(got) != 1 || got['{'] < 40 {
+		t.Fatalf("with a format-0 server the leader wrote entries starting %v, want 40+ JSON envelopes only", got)
+	}
+	isOld.Store(false) // the follower is upgraded
+	waitUntil(t, "the leader writes format 1", func() bool { return leader.logFormat() == fsm.LogFormat })
+	if got := formats(writeMany()); got['{'] > 0 || got[0x00]+got[0x01] == 0 || got[0x00] == 0 {
+		t.Fatalf("with every server on format 1 the leader wrote entries starting %v, want batches and binary envelopes only", got)
+	}
+	isOld.Store(true) // an old binary again (it would panic on format 1)
+	waitUntil(t, "the leader writes format 0 again", func() bool { return leader.logFormat() == 0 })
+	if got := formats(writeMany()); len(got) != 1 || got['{'] < 40 {
+		t.Fatalf("after an old server came back the leader wrote entries starting %v", got)
 	}
 }

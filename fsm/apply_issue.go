@@ -2,12 +2,19 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"slices"
 	"time"
 )
 
 func init() {
-	register(CmdIssue, "issue", 2, applyIssue)
+	register(CmdIssue, "issue", 3, applyIssue)
+	registerBinary(CmdIssue, 2, func(r *reader) any {
+		var in Issue
+		in.readPayload(r)
+		return in
+	})
 }
 
 // Issue records a certificate together with what authorized it, in one
@@ -20,7 +27,10 @@ func init() {
 //   - Renews: the serial of the certificate being renewed, which must not be
 //     revoked nor expired beyond its provisioner's grace window.
 //
-// Version 1 carried only TokenHash and Cert.
+// Version 1 carried only TokenHash and Cert; version 2 added OneTime and
+// Renews; version 3 is the same fields in a binary frame (appendPayload):
+// every node decodes every issue, and its JSON was the largest part of
+// applying one.
 type Issue struct {
 	TokenHash []byte   `json:"token_hash,omitempty"`
 	OneTime   *OneTime `json:"one_time,omitempty"`
@@ -41,7 +51,11 @@ type nonce struct {
 
 func applyIssue(a *applyCtx) error {
 	var in Issue
-	a.decode(&in)
+	if a.env.Version >= 3 {
+		a.decodeBinary(in.readPayload)
+	} else {
+		a.decode(&in)
+	}
 	c := &in.Cert
 	a.notef("serial=%s provisioner=%s sans=%v renews=%s", c.Serial, c.Provisioner, c.SANs, in.Renews)
 
@@ -168,4 +182,82 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// Issue flags in the binary frame.
+const (
+	issueTokenHash = 1 << iota
+	issueOneTime
+)
+
+func (in Issue) appendPayload(out []byte) []byte {
+	var flags byte
+	if in.TokenHash != nil {
+		flags |= issueTokenHash
+	}
+	if in.OneTime != nil {
+		flags |= issueOneTime
+	}
+	out = append(out, flags)
+	if in.TokenHash != nil {
+		out = appendBytes(out, in.TokenHash)
+	}
+	if in.OneTime != nil {
+		out = appendBytes(out, in.OneTime.Key)
+		out = appendTime(out, in.OneTime.Expires)
+	}
+	out = appendString(out, in.Renews)
+	return appendCert(out, &in.Cert)
+}
+
+func (in *Issue) readPayload(r *reader) {
+	flags := r.byte()
+	if flags&^(issueTokenHash|issueOneTime) != 0 {
+		r.fail(errors.New("unknown issue flags"))
+		return
+	}
+	if flags&issueTokenHash != 0 {
+		in.TokenHash = r.bytes()
+	}
+	if flags&issueOneTime != 0 {
+		in.OneTime = &OneTime{Key: r.bytes(), Expires: r.time()}
+	}
+	in.Renews = r.string()
+	readCert(r, &in.Cert)
+}
+
+func appendCert(out []byte, c *Cert) []byte {
+	for _, s := range []string{c.Serial, c.Authority, c.Issuer, c.Subject} {
+		out = appendString(out, s)
+	}
+	out = appendStrings(out, c.SANs)
+	out = appendTime(out, c.NotBefore)
+	out = appendTime(out, c.NotAfter)
+	out = appendString(out, c.TokenID)
+	out = appendString(out, c.Provisioner)
+	out = appendMap(out, c.Properties)
+	out = appendString(out, c.Requester)
+	out = appendString(out, c.RenewedFrom)
+	out = appendTime(out, c.IssuedAt)
+	out = appendBytes(out, c.DER)
+	out = appendTime(out, c.RevokedAt)
+	out = binary.AppendVarint(out, int64(c.RevocationReason))
+	return appendString(out, c.RevokedBy)
+}
+
+func readCert(r *reader, c *Cert) {
+	c.Serial, c.Authority, c.Issuer, c.Subject = r.string(), r.string(), r.string(), r.string()
+	c.SANs = r.strings()
+	c.NotBefore = r.time()
+	c.NotAfter = r.time()
+	c.TokenID = r.string()
+	c.Provisioner = r.string()
+	c.Properties = r.stringMap()
+	c.Requester = r.string()
+	c.RenewedFrom = r.string()
+	c.IssuedAt = r.time()
+	c.DER = r.bytes()
+	c.RevokedAt = r.time()
+	c.RevocationReason = int(r.varint())
+	c.RevokedBy = r.string()
 }

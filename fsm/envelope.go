@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,11 +57,22 @@ func NewEnvelope(t CmdType, id string, payload any) (*Envelope, error) {
 	if !ok {
 		return nil, fmt.Errorf("fsm: unknown command type %d", t)
 	}
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return nil, fmt.Errorf("fsm: encode %s: %w", h.name, err)
+	var b []byte
+	if p, ok := payload.(binaryPayload); ok {
+		b = p.appendPayload(nil)
+	} else {
+		var err error
+		if b, err = json.Marshal(payload); err != nil {
+			return nil, fmt.Errorf("fsm: encode %s: %w", h.name, err)
+		}
 	}
 	return &Envelope{Type: t, Version: h.version, ID: id, Payload: b}, nil
+}
+
+// binaryPayload is a command whose current version is a binary frame
+// instead of JSON.
+type binaryPayload interface {
+	appendPayload(out []byte) []byte
 }
 
 // An envelope is stored in a binary frame: every node decodes every entry
@@ -98,20 +108,44 @@ func (e *Envelope) Encode() ([]byte, error) {
 	return append(out, e.Payload...), nil
 }
 
-// EncodeJSON returns the envelope as binaries before the binary frame wrote
-// it: for a leader that predates it, during a rolling upgrade.
-func (e *Envelope) EncodeJSON() ([]byte, error) { return json.Marshal(e) }
+// LogFormat is the newest log format this binary reads. 0: an entry is one
+// JSON envelope with a JSON payload. 1 adds batch entries, binary envelopes
+// and binary payloads (issue version 3). A leader writes the lowest format
+// any server of the cluster reads (cluster/), so nodes of two releases can
+// share a log during a rolling upgrade.
+const LogFormat = 1
+
+// EncodeFor returns the bytes stored in the Raft log in a format no newer
+// than format.
+func (e *Envelope) EncodeFor(format int) ([]byte, error) {
+	if format >= 1 {
+		return e.Encode()
+	}
+	return e.EncodeJSON()
+}
+
+// EncodeJSON returns the envelope in log format 0: JSON, with a binary
+// payload turned back into its command's newest JSON version.
+func (e *Envelope) EncodeJSON() ([]byte, error) {
+	out := *e
+	if h := handlers[e.Type]; h.fromBinary != nil && e.Version > h.jsonVersion {
+		p, err := h.fromBinary(e.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("fsm: re-encode %s: %w", h.name, err)
+		}
+		if out.Payload, err = json.Marshal(p); err != nil {
+			return nil, fmt.Errorf("fsm: re-encode %s: %w", h.name, err)
+		}
+		out.Version = h.jsonVersion
+	}
+	return json.Marshal(&out)
+}
 
 func (e *Envelope) originLen() int {
 	if e.Origin == nil {
 		return 0
 	}
 	return len(e.Origin.Actor) + len(e.Origin.Remote)
-}
-
-func appendString(out []byte, s string) []byte {
-	out = binary.AppendUvarint(out, uint64(len(s)))
-	return append(out, s...)
 }
 
 // DecodeEnvelope parses log bytes, binary or JSON. The payload shares b's
@@ -130,8 +164,6 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	}
 	return &e, nil
 }
-
-var errTruncated = errors.New("truncated")
 
 func decodeBinaryEnvelope(b []byte) (*Envelope, error) {
 	if len(b) < 2 {
@@ -158,63 +190,6 @@ func decodeBinaryEnvelope(b []byte) (*Envelope, error) {
 	}
 	e.Payload = r.b
 	return &e, nil
-}
-
-// reader reads a binary frame; the first error sticks and later reads
-// return zero values.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail(err error) {
-	if r.err == nil {
-		r.err = err
-	}
-	r.b = nil
-}
-
-func (r *reader) uvarint(max uint64) uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 || v > max {
-		r.fail(errTruncated)
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) uvarint16() uint16 { return uint16(r.uvarint(math.MaxUint16)) }
-
-func (r *reader) uint64() uint64 {
-	if len(r.b) < 8 {
-		r.fail(errTruncated)
-		return 0
-	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.fail(errTruncated)
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *reader) string() string {
-	n := r.uvarint(uint64(len(r.b)))
-	if r.err != nil || n > uint64(len(r.b)) {
-		r.fail(errTruncated)
-		return ""
-	}
-	s := string(r.b[:n])
-	r.b = r.b[n:]
-	return s
 }
 
 // A batch entry carries several envelopes in one log entry: the leader's
@@ -307,12 +282,26 @@ func (a *applyCtx) decode(v any) {
 	}
 }
 
+// decodeBinary reads a binary payload with read, which must consume all of
+// it; like decode, a payload that does not decode panics.
+func (a *applyCtx) decodeBinary(read func(*reader)) {
+	r := reader{b: a.env.Payload}
+	read(&r)
+	if err := r.end(); err != nil {
+		panic(fmt.Sprintf("fsm: index %d: undecodable %s payload: %v", a.index, CommandName(a.env.Type), err))
+	}
+}
+
 type handlerFunc func(a *applyCtx) error
 
 type handler struct {
 	name    string
 	version uint16 // newest payload version this binary writes and reads
 	fn      handlerFunc
+	// For a command whose newest version is a binary frame: its newest
+	// JSON version, and the frame decoded as that version's payload.
+	jsonVersion uint16
+	fromBinary  func([]byte) (any, error)
 }
 
 var handlers = map[CmdType]handler{}
@@ -323,4 +312,17 @@ func register(t CmdType, name string, version uint16, fn handlerFunc) {
 		panic(fmt.Sprintf("fsm: command type %d registered twice", t))
 	}
 	handlers[t] = handler{name: name, version: version, fn: fn}
+}
+
+// registerBinary marks command t's versions above jsonVersion as binary
+// frames that read decodes, for EncodeJSON.
+func registerBinary(t CmdType, jsonVersion uint16, read func(*reader) any) {
+	h := handlers[t]
+	h.jsonVersion = jsonVersion
+	h.fromBinary = func(b []byte) (any, error) {
+		r := reader{b: b}
+		v := read(&r)
+		return v, r.end()
+	}
+	handlers[t] = h
 }

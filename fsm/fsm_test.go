@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -230,6 +231,61 @@ func TestDeterministicAcrossBatching(t *testing.T) {
 	if a.CertCount() != 22 {
 		t.Errorf("certs = %d, want 22", a.CertCount())
 	}
+}
+
+// The workload written in log format 0 (what a leader writes while a
+// binary from before format 1 is in the cluster) gives the same state and
+// the same verdicts as in the current format.
+func TestLogFormatsApplyAlike(t *testing.T) {
+	logs := workload(t)
+	var old []*raft.Log
+	for _, l := range logs {
+		env, err := DecodeEnvelope(l.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := env.EncodeFor(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data[0] != '{' {
+			t.Fatalf("entry %d in format 0 is not JSON", l.Index)
+		}
+		c := *l
+		c.Data = data
+		old = append(old, &c)
+	}
+	cur, prev := openTest(t), openTest(t)
+	want, got := cur.ApplyBatch(logs), prev.ApplyBatch(old)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("verdicts differ: %v, want %v", got, want)
+	}
+	if cur.Digest() != prev.Digest() {
+		t.Fatal("same commands in two log formats, different state")
+	}
+}
+
+func FuzzIssuePayload(f *testing.F) {
+	in := Issue{TokenHash: hashOf("a"), OneTime: &OneTime{Key: []byte("k"), Expires: t0}, Renews: "0a",
+		Cert: cert("01", "a.example", "b.example")}
+	in.Cert.Properties = map[string]string{"k": "v"}
+	f.Add(in.appendPayload(nil))
+	f.Add(Issue{}.appendPayload(nil))
+	fromBinary := handlers[CmdIssue].fromBinary
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := fromBinary(b)
+		if err != nil {
+			return
+		}
+		in := v.(Issue)
+		again, err := fromBinary(in.appendPayload(nil))
+		if err != nil {
+			t.Fatalf("re-encoded payload does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(again, in) {
+			t.Fatalf("round trip changed the payload: %+v, then %+v", in, again)
+		}
+	})
 }
 
 // pack regroups single-command entries into batch entries of size
@@ -484,29 +540,45 @@ func normal(e *Envelope) *Envelope {
 	return &c
 }
 
-// An entry written by a binary from before the binary frame, as JSON, and
-// the same envelope in the frame apply alike; the frame is what Encode
-// writes.
+// An entry in log format 0 (a JSON envelope, issue version 2 in JSON), as
+// binaries before format 1 write it and as a leader writes it while such a
+// binary is in the cluster, and the same command in format 1 decode to the
+// same command and apply alike.
 func TestEnvelopeFramesBinaryAndJSON(t *testing.T) {
-	env, err := NewEnvelope(CmdIssue, "req-1", Issue{TokenHash: hashOf("a"), Cert: cert("01", "a.example")})
+	in := Issue{TokenHash: hashOf("a"), Renews: "", Cert: cert("01", "a.example")}
+	in.Cert.Properties = map[string]string{"site": "x", "batch": "7"}
+	env, err := NewEnvelope(CmdIssue, "req-1", in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env.Time = t0.UnixNano()
 	env.Origin = &Origin{Actor: "provisioner:p token:1", Remote: "192.0.2.7:5000"}
-	bin, _ := env.Encode()
-	js, _ := env.EncodeJSON()
-	if bin[0] != envelopeMarker || js[0] != '{' {
-		t.Fatalf("frames start with %#x and %q", bin[0], js[0])
+	bin, _ := env.EncodeFor(LogFormat)
+	js, err := env.EncodeFor(0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{"binary": bin, "json": js} {
-		got, err := DecodeEnvelope(data)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if !reflect.DeepEqual(got, env) {
-			t.Fatalf("%s: decoded %+v, want %+v", name, got, env)
-		}
+	if bin[0] != envelopeMarker || js[0] != '{' || env.Version != 3 {
+		t.Fatalf("frames start with %#x and %q, version %d", bin[0], js[0], env.Version)
+	}
+	got, err := DecodeEnvelope(bin)
+	if err != nil || !reflect.DeepEqual(got, env) {
+		t.Fatalf("binary frame: decoded %+v (%v), want %+v", got, err, env)
+	}
+	old, err := DecodeEnvelope(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oldIn Issue
+	if err := json.Unmarshal(old.Payload, &oldIn); err != nil || old.Version != 2 {
+		t.Fatalf("format 0: version %d, payload %s (%v)", old.Version, old.Payload, err)
+	}
+	if !reflect.DeepEqual(oldIn, in) {
+		t.Fatalf("format 0 payload %+v, want %+v", oldIn, in)
+	}
+	old.Version, old.Payload = env.Version, env.Payload
+	if !reflect.DeepEqual(old, env) {
+		t.Fatalf("format 0 envelope %+v, want %+v", old, env)
 	}
 	for _, n := range []int{1, 2, 3, 5, 12, 16} { // cut inside each field
 		if _, err := DecodeEnvelope(bin[:n]); err == nil {

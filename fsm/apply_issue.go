@@ -157,9 +157,8 @@ func checkRenewal(a *applyCtx, serial string, c *Cert) error {
 	if old.Revoked() {
 		return reject(ErrCertRevoked, "certificate "+serial+" has been revoked")
 	}
-	var p Provisioner
 	grace := time.Duration(0)
-	if getJSON(a.tx, bProvisioners, []byte(old.Provisioner), &p) == nil {
+	if p, err := decodedProvisioners.get(a.tx, bProvisioners, old.Provisioner); err == nil {
 		grace = p.Policy.RenewGrace
 	}
 	if a.now.After(old.NotAfter.Add(grace)) {

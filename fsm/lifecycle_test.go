@@ -439,3 +439,33 @@ func TestLastAdminCannotBeRevoked(t *testing.T) {
 		t.Error("revoked admin still active")
 	}
 }
+
+// Provisioner reads come from a cache of decoded records: a caller's
+// changes to its copy do not reach the next reader, and a committed change
+// is read at once.
+func TestProvisionerReadsAreCopiesOfTheCommittedRecord(t *testing.T) {
+	f, b := lifecycle(t)
+	p, err := f.Provisioner("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Policy.DNS = append(p.Policy.DNS, "*.example")
+	p.Policy.RenewGrace = 0
+	again, _ := f.Provisioner("p")
+	if len(again.Policy.DNS) != 0 || again.Policy.RenewGrace != time.Hour {
+		t.Fatalf("a caller's change reached the next reader: %+v", again.Policy)
+	}
+	next := *again
+	next.Policy.DNS = []string{"a.example"}
+	if err := apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: next, ExpectedVersion: again.Version})); err != nil {
+		t.Fatal(err)
+	}
+	again, _ = f.Provisioner("p")
+	if len(again.Policy.DNS) != 1 || again.Version != next.Version+1 {
+		t.Fatalf("after a change: %+v, version %d", again.Policy, again.Version)
+	}
+	again.Policy.DNS[0] = "changed.example"
+	if p, _ := f.Provisioner("p"); p.Policy.DNS[0] != "a.example" {
+		t.Fatalf("a caller's change to a list reached the next reader: %v", p.Policy.DNS)
+	}
+}

@@ -89,35 +89,46 @@ func (f *FSM) Authority(name string) (*Authority, error) {
 // authorityRecord reads an authority, decoding its record only when its
 // bytes are new. Every issuance reads its authority (twice: to sign, and
 // in Apply), and decoding the certificates in it each time was a tenth of
-// a node's CPU. Keyed by the record's bytes, the cache cannot be stale.
-// The result is shared: read it, never change it.
+// a node's CPU. The result is shared: read it, never change it.
 func authorityRecord(tx *bolt.Tx, name string) (*Authority, error) {
-	raw := tx.Bucket(bAuthorities).Get([]byte(name))
+	return decodedAuthorities.get(tx, bAuthorities, name)
+}
+
+// decodedCache decodes the records of one bucket once per distinct bytes.
+// Keyed by the record's bytes, it cannot be stale; it is for the few
+// records every request reads (authorities, provisioners).
+type decodedCache[T any] struct {
+	mu sync.Mutex
+	m  map[string]*T
+}
+
+var (
+	decodedAuthorities  decodedCache[Authority]
+	decodedProvisioners decodedCache[Provisioner]
+)
+
+func (c *decodedCache[T]) get(tx *bolt.Tx, bucket []byte, name string) (*T, error) {
+	raw := tx.Bucket(bucket).Get([]byte(name))
 	if raw == nil {
 		return nil, ErrNotFound
 	}
-	decoded.mu.Lock()
-	a := decoded.m[string(raw)]
-	decoded.mu.Unlock()
-	if a != nil {
-		return a, nil
+	c.mu.Lock()
+	v := c.m[string(raw)]
+	c.mu.Unlock()
+	if v != nil {
+		return v, nil
 	}
-	a = new(Authority)
-	if err := json.Unmarshal(raw, a); err != nil {
-		return nil, fmt.Errorf("fsm: corrupt record in %s: %w", bAuthorities, err)
+	v = new(T)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, fmt.Errorf("fsm: corrupt record in %s: %w", bucket, err)
 	}
-	decoded.mu.Lock()
-	if decoded.m == nil || len(decoded.m) >= 64 {
-		decoded.m = map[string]*Authority{}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= 64 {
+		c.m = map[string]*T{}
 	}
-	decoded.m[string(raw)] = a
-	decoded.mu.Unlock()
-	return a, nil
-}
-
-var decoded struct {
-	mu sync.Mutex
-	m  map[string]*Authority
+	c.m[string(raw)] = v
+	c.mu.Unlock()
+	return v, nil
 }
 
 // list reads every record of a bucket, in key order.
@@ -222,7 +233,22 @@ func (f *FSM) Digest() string {
 
 // Provisioner returns the named provisioner.
 func (f *FSM) Provisioner(name string) (*Provisioner, error) {
-	return get[Provisioner](f, bProvisioners, []byte(name))
+	var p *Provisioner
+	err := f.view(func(tx *bolt.Tx) error {
+		var err error
+		p, err = decodedProvisioners.get(tx, bProvisioners, name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := *p // the caller's copy: the cached one stays as decoded
+	pol := &c.Policy
+	for _, l := range []*[]string{&pol.DNS, &pol.IP, &pol.URI, &pol.Email, &pol.CommonName, &pol.KeyTypes} {
+		*l = slices.Clone(*l)
+	}
+	c.JWK = slices.Clone(c.JWK)
+	return &c, nil
 }
 
 // Provisioners lists all provisioners in name order.

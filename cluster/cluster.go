@@ -414,6 +414,9 @@ type Status struct {
 	LastContact float64 `json:"last_contact_seconds"`
 	Voters      int     `json:"voters"`
 	NonVoters   int     `json:"nonvoters"`
+	// LogFormat is, on the leader, the log format it writes: 0 while a
+	// server reads only that (during a rolling upgrade), see format.go.
+	LogFormat *int `json:"log_format,omitempty"`
 }
 
 // Status reports this node's view of the cluster.
@@ -433,6 +436,9 @@ func (c *Cluster) Status() Status {
 		if lc := c.raft.LastContact(); !lc.IsZero() {
 			s.LastContact = time.Since(lc).Seconds()
 		}
+	} else {
+		f := c.logFormat()
+		s.LogFormat = &f
 	}
 	if servers, err := c.Servers(); err == nil {
 		for _, srv := range servers {

@@ -23,6 +23,13 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 	gauge("quorumca_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
 		func() float64 { return states[n.cluster.Status().State] })
 	gauge("quorumca_raft_term", "Current Raft term.", func() float64 { return float64(n.cluster.Status().Term) })
+	gauge("quorumca_raft_log_format", "On the leader, the log format it writes (0 while a server reads only format 0); -1 elsewhere.",
+		func() float64 {
+			if f := n.cluster.Status().LogFormat; f != nil {
+				return float64(*f)
+			}
+			return -1
+		})
 	gauge("quorumca_raft_commit_index", "Raft commit index as this node knows it.",
 		func() float64 { return float64(n.cluster.Status().CommitIndex) })
 	gauge("quorumca_raft_applied_index", "Last log index applied to this node's state.",

@@ -67,6 +67,10 @@ func TestMetricsMatchTheWork(t *testing.T) {
 		t.Fatal(r.status)
 	}
 	c.do(n, "POST", "/v1/revoke", map[string]string{"serial": holders[1].s.Serial}, c.admin)
+	waitFor(t, 10*time.Second, "the leader writes log format 1", func() bool {
+		f := n.node.Cluster().Status().LogFormat
+		return f != nil && *f == fsm.LogFormat
+	})
 
 	r := c.do(n, "GET", "/v1/metrics", nil, "")
 	parser := expfmt.NewTextParser(model.UTF8Validation)
@@ -87,6 +91,7 @@ func TestMetricsMatchTheWork(t *testing.T) {
 		{"quorumca_operation_duration_seconds", map[string]string{"operation": "issue", "outcome": "ok"}, 4},
 		{"quorumca_raft_state", nil, 2},
 		{"quorumca_raft_voters", nil, 3},
+		{"quorumca_raft_log_format", nil, fsm.LogFormat},
 	} {
 		if got := metricValue(t, families, tt.name, tt.labels); got != tt.want {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)

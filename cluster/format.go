@@ -28,7 +28,8 @@ func (c *Cluster) logFormat() int { return int(c.format.Load()) }
 // formatLoop, while this node leads, keeps c.format at the lowest format
 // any server of the configuration reads.
 func (c *Cluster) formatLoop(ctx context.Context) {
-	c.format.Store(0) // until every server has answered
+	c.format.Store(0)       // until every server has answered
+	defer c.format.Store(0) // and from the start in a later term
 	for {
 		f := c.clusterFormat(ctx)
 		if prev := c.format.Swap(int32(f)); int(prev) != f {

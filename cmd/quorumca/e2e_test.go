@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/node"
 )
 
@@ -58,11 +60,17 @@ func requireTools(t *testing.T, tools ...string) {
 }
 
 // freeBase finds a port p such that p..p+n-1 and the matching Raft ports
-// are free. Another process could still take one before we bind it.
+// are free, below the kernel's ephemeral range (freeport), so only another
+// test picking at random could take one before we bind it.
 func freeBase(t *testing.T, n int) int {
 	t.Helper()
+	lo, hi := freeport.Range()
+	span := hi - lo - n - raftPortOffset
+	if span < 100 {
+		lo, span = 20000, 20000 // an ephemeral range that starts low: take our chances
+	}
 	for try := 0; try < 50; try++ {
-		base := 20000 + int(time.Now().UnixNano()%20000)
+		base := lo + mrand.IntN(span)
 		ok := true
 		for i := range n {
 			for _, p := range []int{base + i, base + i + raftPortOffset} {

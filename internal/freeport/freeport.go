@@ -22,6 +22,10 @@ import (
 // well-known and commonly configured ports.
 const lowest = 20000
 
+// Range is where Addr picks ports: [lo, hi), below the kernel's ephemeral
+// range. hi-lo may be small on a machine whose ephemeral range starts low.
+func Range() (lo, hi int) { return lowest, ephemeralStart() }
+
 // Addr returns a 127.0.0.1 address whose port is free for both TCP and UDP
 // (memberlist binds both) and outside the kernel's ephemeral range.
 func Addr() (string, error) {

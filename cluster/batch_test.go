@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/freeport"
 )
 
 // openLeader starts a one-node cluster on real TCP and bolt files and waits
@@ -25,7 +26,7 @@ func openLeader(t *testing.T) (*Cluster, *fsm.FSM) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeTCP(t)
+	addr := freeport.For(t)
 	c, err := Open(Config{NodeID: "n1", Dir: filepath.Join(dir, "raft"), RaftBind: addr, Bootstrap: true,
 		Timing: FastTiming(), CAKey: key, ClientTLS: &tls.Config{}, Logger: slog.New(slog.DiscardHandler)}, f)
 	if err != nil {

@@ -104,7 +104,7 @@ func (u *upgradeCluster) member(id string, bootstrap bool, join []string, old *a
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Open(Config{NodeID: id, Dir: filepath.Join(u.dir, id), RaftBind: freeTCP(t), APIAdvertise: api.addr,
+	c, err := Open(Config{NodeID: id, Dir: filepath.Join(u.dir, id), RaftBind: freeport.For(t), APIAdvertise: api.addr,
 		Bootstrap: bootstrap, Join: join, CAKey: u.key, ClientTLS: u.clientTLS, Timing: FastTiming(),
 		Logger: slog.New(slog.DiscardHandler)}, f)
 	if err != nil {
@@ -177,15 +177,6 @@ func testCAKey(t *testing.T, dir string) signer.Key {
 		t.Fatal(err)
 	}
 	return key
-}
-
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	addr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // waitUntil polls cond, a condition with no event to wait on.

@@ -10,11 +10,7 @@ import (
 
 func init() {
 	register(CmdIssue, "issue", 3, applyIssue)
-	registerBinary(CmdIssue, 2, func(r *reader) any {
-		var in Issue
-		in.readPayload(r)
-		return in
-	})
+	registerBinary(CmdIssue, 2, func() payloadReader { return new(Issue) })
 }
 
 // Issue records a certificate together with what authorized it, in one
@@ -51,11 +47,7 @@ type nonce struct {
 
 func applyIssue(a *applyCtx) error {
 	var in Issue
-	if a.env.Version >= 3 {
-		a.decodeBinary(in.readPayload)
-	} else {
-		a.decode(&in)
-	}
+	a.decode(&in)
 	c := &in.Cert
 	a.notef("serial=%s provisioner=%s sans=%v renews=%s", c.Serial, c.Provisioner, c.SANs, in.Renews)
 

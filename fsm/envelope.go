@@ -70,9 +70,21 @@ func NewEnvelope(t CmdType, id string, payload any) (*Envelope, error) {
 }
 
 // binaryPayload is a command whose current version is a binary frame
-// instead of JSON.
+// instead of JSON (registerBinary).
 type binaryPayload interface {
 	appendPayload(out []byte) []byte
+}
+
+// payloadReader reads a command's binary frame.
+type payloadReader interface {
+	readPayload(r *reader)
+}
+
+// readFrame reads all of b into p.
+func readFrame(b []byte, p payloadReader) error {
+	r := reader{b: b}
+	p.readPayload(&r)
+	return r.end()
 }
 
 // An envelope is stored in a binary frame: every node decodes every entry
@@ -91,8 +103,7 @@ const (
 
 // Encode returns the bytes stored in the Raft log.
 func (e *Envelope) Encode() ([]byte, error) {
-	out := make([]byte, 0, 2+2*binary.MaxVarintLen16+8+3*binary.MaxVarintLen32+1+
-		len(e.ID)+len(e.Payload)+e.originLen())
+	out := make([]byte, 0, 128+len(e.ID)+len(e.Payload)) // fields and origin fit in 128 as a rule
 	out = append(out, envelopeMarker, envelopeVersion)
 	out = binary.AppendUvarint(out, uint64(e.Type))
 	out = binary.AppendUvarint(out, uint64(e.Version))
@@ -128,24 +139,18 @@ func (e *Envelope) EncodeFor(format int) ([]byte, error) {
 // payload turned back into its command's newest JSON version.
 func (e *Envelope) EncodeJSON() ([]byte, error) {
 	out := *e
-	if h := handlers[e.Type]; h.fromBinary != nil && e.Version > h.jsonVersion {
-		p, err := h.fromBinary(e.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("fsm: re-encode %s: %w", h.name, err)
+	if h := handlers[e.Type]; h.isBinary(e.Version) {
+		p := h.newBinary()
+		err := readFrame(e.Payload, p)
+		if err == nil {
+			out.Payload, err = json.Marshal(p)
 		}
-		if out.Payload, err = json.Marshal(p); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("fsm: re-encode %s: %w", h.name, err)
 		}
 		out.Version = h.jsonVersion
 	}
 	return json.Marshal(&out)
-}
-
-func (e *Envelope) originLen() int {
-	if e.Origin == nil {
-		return 0
-	}
-	return len(e.Origin.Actor) + len(e.Origin.Remote)
 }
 
 // DecodeEnvelope parses log bytes, binary or JSON. The payload shares b's
@@ -276,18 +281,15 @@ func (a *applyCtx) notef(format string, args ...any) { a.note = fmt.Sprintf(form
 
 // decode unmarshals the payload. A payload that does not decode was written by
 // a node with a bug; applying something else instead would diverge replicas.
+// A version its handler registered as a binary frame is read from one.
 func (a *applyCtx) decode(v any) {
-	if err := json.Unmarshal(a.env.Payload, v); err != nil {
-		panic(fmt.Sprintf("fsm: index %d: undecodable %s payload: %v", a.index, CommandName(a.env.Type), err))
+	var err error
+	if p, ok := v.(payloadReader); ok && handlers[a.env.Type].isBinary(a.env.Version) {
+		err = readFrame(a.env.Payload, p)
+	} else {
+		err = json.Unmarshal(a.env.Payload, v)
 	}
-}
-
-// decodeBinary reads a binary payload with read, which must consume all of
-// it; like decode, a payload that does not decode panics.
-func (a *applyCtx) decodeBinary(read func(*reader)) {
-	r := reader{b: a.env.Payload}
-	read(&r)
-	if err := r.end(); err != nil {
+	if err != nil {
 		panic(fmt.Sprintf("fsm: index %d: undecodable %s payload: %v", a.index, CommandName(a.env.Type), err))
 	}
 }
@@ -299,10 +301,13 @@ type handler struct {
 	version uint16 // newest payload version this binary writes and reads
 	fn      handlerFunc
 	// For a command whose newest version is a binary frame: its newest
-	// JSON version, and the frame decoded as that version's payload.
+	// JSON version, and a new payload to read a frame into.
 	jsonVersion uint16
-	fromBinary  func([]byte) (any, error)
+	newBinary   func() payloadReader
 }
+
+// isBinary reports whether version of the command is a binary frame.
+func (h handler) isBinary(version uint16) bool { return h.newBinary != nil && version > h.jsonVersion }
 
 var handlers = map[CmdType]handler{}
 
@@ -315,14 +320,9 @@ func register(t CmdType, name string, version uint16, fn handlerFunc) {
 }
 
 // registerBinary marks command t's versions above jsonVersion as binary
-// frames that read decodes, for EncodeJSON.
-func registerBinary(t CmdType, jsonVersion uint16, read func(*reader) any) {
+// frames, read into what newPayload returns (decode, EncodeJSON).
+func registerBinary(t CmdType, jsonVersion uint16, newPayload func() payloadReader) {
 	h := handlers[t]
-	h.jsonVersion = jsonVersion
-	h.fromBinary = func(b []byte) (any, error) {
-		r := reader{b: b}
-		v := read(&r)
-		return v, r.end()
-	}
+	h.jsonVersion, h.newBinary = jsonVersion, newPayload
 	handlers[t] = h
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/signer/soft"
 )
 
@@ -271,7 +272,7 @@ func TestAgentEnrollsAndKeepsRenewing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b.Addrs = []string{"https://" + freeAddr(t), proxy.URL()}
+			b.Addrs = []string{"https://" + freeport.For(t), proxy.URL()}
 			if err := b.Write(cfg.BundleFile); err != nil {
 				t.Fatal(err)
 			}

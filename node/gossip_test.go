@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/freeport"
 )
 
 func gossipKey(t *testing.T) string {
@@ -28,7 +29,7 @@ func gossipCluster(t *testing.T, n int, key string) (*testCluster, []string) {
 	c := emptyCluster(t, cluster.FastTiming())
 	var gossipAddrs []string
 	for range n {
-		gossipAddrs = append(gossipAddrs, freeAddr(t))
+		gossipAddrs = append(gossipAddrs, freeport.For(t))
 	}
 	for i := range n {
 		c.nodes = append(c.nodes, &testNode{cfg: c.gossipConfig(i, gossipAddrs[i], gossipAddrs, key)})
@@ -52,7 +53,7 @@ func (c *testCluster) gossipConfig(i int, listen string, join []string, key stri
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	http := freeAddr(c.t)
+	http := freeport.For(c.t)
 	return Config{
 		NodeName: name, DataDir: filepath.Join(c.dir, name), HTTPListen: http,
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
@@ -126,8 +127,8 @@ func TestGossipFormsOneClusterAndHeals(t *testing.T) {
 
 	// A node with the wrong gossip key stays out; one with the right key,
 	// started after it, gets in.
-	wrong := &testNode{cfg: c.gossipConfig(5, freeAddr(t), addrs, gossipKey(t))}
-	right := &testNode{cfg: c.gossipConfig(6, freeAddr(t), addrs, key)}
+	wrong := &testNode{cfg: c.gossipConfig(5, freeport.For(t), addrs, gossipKey(t))}
+	right := &testNode{cfg: c.gossipConfig(6, freeport.For(t), addrs, key)}
 	c.nodes = append(c.nodes, wrong, right)
 	c.start(wrong)
 	c.start(right)

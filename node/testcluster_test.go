@@ -178,7 +178,7 @@ func (c *testCluster) addNode(bootstrap bool, mutate func(*Config)) *testNode {
 		c.t.Fatal(err)
 	}
 	cfg := Config{
-		NodeName: name, DataDir: ndir, HTTPListen: freeAddr(c.t),
+		NodeName: name, DataDir: ndir, HTTPListen: freeport.For(c.t),
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
 		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, CAFile: c.pki.RootFile, ClusterCAKey: c.clusterCAKey(),
 		Bootstrap: bootstrap, Timing: c.timing, HoldTimeout: 5 * time.Second,
@@ -338,17 +338,6 @@ func (c *testCluster) waitConverged(sameState bool) {
 		}
 		return true
 	})
-}
-
-// freeAddr returns a 127.0.0.1 address that was free a moment ago, from
-// outside the range the kernel hands to other processes.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // waitFor polls cond until it holds or the deadline passes.

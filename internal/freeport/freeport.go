@@ -16,11 +16,22 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // lowest is the bottom of the range we pick from; below it live the
 // well-known and commonly configured ports.
 const lowest = 20000
+
+// For is Addr for tests: a failure fails the test.
+func For(tb testing.TB) string {
+	tb.Helper()
+	addr, err := Addr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return addr
+}
 
 // Range is where Addr picks ports: [lo, hi), below the kernel's ephemeral
 // range. hi-lo may be small on a machine whose ephemeral range starts low.

@@ -45,6 +45,7 @@ var fsmStatus = map[string]int{
 	fsm.ErrVersionMismatch.Code:  http.StatusConflict,
 	fsm.ErrProvisioner.Code:      http.StatusBadRequest,
 	fsm.ErrNotFoundAdmin.Code:    http.StatusNotFound,
+	fsm.ErrUpgrading.Code:        http.StatusServiceUnavailable,
 
 	authority.ErrCNNotAllowed.Code:           http.StatusForbidden,
 	authority.ErrKeyTooWeak.Code:             http.StatusBadRequest,

@@ -104,7 +104,10 @@ type Cluster struct {
 
 	readyTerm atomic.Uint64 // the term in which this leader's commit index is known current
 	format    atomic.Int32  // the log format this leader writes (format.go)
-	rpc       *rpcTransport
+	// formatKnown: format has been asked of every server in this term;
+	// until then a command that needs a newer format waits (Format).
+	formatKnown atomic.Bool
+	rpc         *rpcTransport
 
 	leaderMu    sync.Mutex
 	leaderFuncs []func(ctx context.Context)

@@ -28,13 +28,17 @@ func (c *Cluster) logFormat() int { return int(c.format.Load()) }
 // formatLoop, while this node leads, keeps c.format at the lowest format
 // any server of the configuration reads.
 func (c *Cluster) formatLoop(ctx context.Context) {
-	c.format.Store(0)       // until every server has answered
-	defer c.format.Store(0) // and from the start in a later term
+	c.format.Store(0) // until every server has answered
+	defer func() {    // and from the start in a later term
+		c.formatKnown.Store(false)
+		c.format.Store(0)
+	}()
 	for {
 		f := c.clusterFormat(ctx)
 		if prev := c.format.Swap(int32(f)); int(prev) != f {
 			c.log.Info("log format", "format", f)
 		}
+		c.formatKnown.Store(true)
 		if !sleep(ctx, formatPoll) {
 			return
 		}

@@ -106,8 +106,15 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 		return 0, errRetry{ErrNotLeader}
 	}
 	e := *env
+	format := c.logFormat()
+	if need := e.Format(); need > format {
+		if !c.formatKnown.Load() {
+			return 0, errRetry{fmt.Errorf("%w: log format not known yet in this term", ErrNotLeader)}
+		}
+		return 0, fmt.Errorf("%w (needs log format %d, the cluster reads %d)", fsm.ErrUpgrading, need, format)
+	}
 	e.Time = c.cfg.Now().UnixNano()
-	data, err := e.EncodeFor(c.logFormat())
+	data, err := e.EncodeFor(format)
 	if err != nil {
 		return 0, err
 	}

@@ -121,10 +121,25 @@ func (e *Envelope) Encode() ([]byte, error) {
 
 // LogFormat is the newest log format this binary reads. 0: an entry is one
 // JSON envelope with a JSON payload. 1 adds batch entries, binary envelopes
-// and binary payloads (issue version 3). A leader writes the lowest format
+// and binary payloads (issue version 3). 2 adds the commands and versions
+// registered with needsFormat(..., 2). A leader writes the lowest format
 // any server of the cluster reads (cluster/), so nodes of two releases can
 // share a log during a rolling upgrade.
-const LogFormat = 1
+const LogFormat = 2
+
+// Format is the lowest log format that carries e: a command or version
+// that older binaries do not know (they would panic on it) is proposed only
+// once every server reads its format. Framing is not counted: EncodeFor
+// writes any envelope in any format.
+func (e *Envelope) Format() int {
+	f := 0
+	for _, n := range handlers[e.Type].needs {
+		if e.Version >= n.version {
+			f = max(f, n.format)
+		}
+	}
+	return f
+}
 
 // EncodeFor returns the bytes stored in the Raft log in a format no newer
 // than format.
@@ -304,6 +319,14 @@ type handler struct {
 	// JSON version, and a new payload to read a frame into.
 	jsonVersion uint16
 	newBinary   func() payloadReader
+	// needs: from which payload version on the command needs which log
+	// format (Envelope.Format).
+	needs []formatNeed
+}
+
+type formatNeed struct {
+	version uint16
+	format  int
 }
 
 // isBinary reports whether version of the command is a binary frame.
@@ -317,6 +340,18 @@ func register(t CmdType, name string, version uint16, fn handlerFunc) {
 		panic(fmt.Sprintf("fsm: command type %d registered twice", t))
 	}
 	handlers[t] = handler{name: name, version: version, fn: fn}
+}
+
+// needsFormat says that versions of command t from version on may only be
+// proposed once every server reads log format: older binaries panic on
+// them. A new command type needs it from version 1.
+func needsFormat(t CmdType, version uint16, format int) {
+	h, ok := handlers[t]
+	if !ok || format > LogFormat {
+		panic(fmt.Sprintf("fsm: needsFormat(%d, %d, %d): unknown command or format", t, version, format))
+	}
+	h.needs = append(h.needs, formatNeed{version, format})
+	handlers[t] = h
 }
 
 // registerBinary marks command t's versions above jsonVersion as binary

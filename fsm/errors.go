@@ -39,6 +39,9 @@ var (
 	ErrSerialExists     = &Error{Code: "serial_exists", Message: "serial number already issued"}
 	ErrAuthorityUnknown = &Error{Code: "authority_unknown", Message: "unknown authority"}
 	ErrConflict         = &Error{Code: "conflict", Message: "conflicts with existing state"}
+	// ErrUpgrading: the command needs a log format some server of the
+	// cluster does not read yet (Envelope.Format); nothing was proposed.
+	ErrUpgrading = &Error{Code: "upgrade_in_progress", Message: "a server of the cluster runs an older release that cannot apply this command yet"}
 )
 
 // ErrNotFound is returned by reads for a missing record.

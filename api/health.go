@@ -20,8 +20,11 @@ const (
 )
 
 // ready says whether this node should receive traffic: it knows a leader,
-// hears from it, has applied what is committed (within a bound), and its
-// signer works. Load balancers check it.
+// hears from it, the leader confirms over the internal RPC that this node
+// has applied every write acknowledged before the check (a read index), and
+// its signer works. Load balancers check it. A node that cannot reach the
+// leader's internal RPC (cut off from it, or an upgraded node whose leader
+// runs a release it does not trust as a node) is not ready.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	st := s.Cluster.Status()
 	switch {
@@ -39,6 +42,11 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
+	if err := s.CA.CaughtUp(ctx); err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "catching_up", "the leader has not confirmed this node is caught up: "+err.Error())
+		return
+	}
 	if err := s.CA.Health(ctx); err != nil {
 		s.fail(w, r, err)
 		return

@@ -234,6 +234,10 @@ func (ca *CA) Roots(ctx context.Context) ([][]byte, error) {
 	return out, nil
 }
 
+// CaughtUp returns once this node has applied every write acknowledged
+// anywhere before the call, as the leader confirms it (a read index).
+func (ca *CA) CaughtUp(ctx context.Context) error { return ca.raft.Barrier(ctx) }
+
 // Health reports whether this node can sign: every authority has an active
 // issuer whose signer responds.
 func (ca *CA) Health(ctx context.Context) error {

@@ -204,7 +204,6 @@ cluster {
   bootstrap_expect = %[8]d
   voters           = %[9]d
   join_secret_file = "/etc/quorumca/join.secret"
-  ca_file          = "/etc/quorumca/root.pem"
   ca_key           = "softkey:/etc/quorumca/cluster-ca.key"
 }
 

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +27,7 @@ func openLeader(t *testing.T) (*Cluster, *fsm.FSM) {
 	}
 	addr := freeport.For(t)
 	c, err := Open(Config{NodeID: "n1", Dir: filepath.Join(dir, "raft"), RaftBind: addr, Bootstrap: true,
-		Timing: FastTiming(), CAKey: key, ClientTLS: &tls.Config{}, Logger: slog.New(slog.DiscardHandler)}, f)
+		Timing: FastTiming(), CAKey: key, Logger: slog.New(slog.DiscardHandler)}, f)
 	if err != nil {
 		t.Fatal(err)
 	}

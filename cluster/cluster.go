@@ -5,7 +5,7 @@ package cluster
 
 import (
 	"context"
-	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,20 +55,31 @@ func FastTiming() Timing {
 // Config configures a cluster member.
 type Config struct {
 	NodeID        string
-	Dir           string      // Raft log, stable store and snapshots
-	RaftBind      string      // host:port to listen on for Raft
-	RaftAdvertise string      // host:port peers dial; defaults to the bound address
-	APIAdvertise  string      // host:port of this node's HTTPS API, for forwarding
-	Bootstrap     bool        // form a new cluster with this node as its only voter
-	Join          []string    // https URLs of existing members
-	Secret        string      // cluster join secret; authenticates joins and forwarding
-	ClientTLS     *tls.Config // verifies peers' API certificates
-	Timing        Timing
-	HoldTimeout   time.Duration // how long a write waits for a leader; default 7s
-	Logger        *slog.Logger
-	Now           func() time.Time
-	Registerer    prometheus.Registerer // receives the cluster's metrics; may be nil
-	Gossip        *GossipConfig         // nil: membership by bootstrap and join only
+	Dir           string   // Raft log, stable store and snapshots
+	RaftBind      string   // host:port to listen on for Raft
+	RaftAdvertise string   // host:port peers dial; defaults to the bound address
+	APIAdvertise  string   // host:port of this node's HTTPS API, for forwarding
+	Bootstrap     bool     // form a new cluster with this node as its only voter
+	Join          []string // https URLs of existing members
+	// Secret is the join secret. A node that cannot use the cluster CA key
+	// proves it to a member for its node certificate, without sending it
+	// (nodecert.go); nothing else takes it.
+	Secret string
+	// CAFingerprint, if set, pins the cluster CA: the SHA-256 of its public
+	// key (SubjectPublicKeyInfo, DER). A node that cannot use the key then
+	// takes a node certificate only from a member whose TLS certificate
+	// chains to that key, before it sends any proof.
+	CAFingerprint []byte
+	// Refused, if set, hears of every refused node-certificate request
+	// (a wrong proof of the join secret, a replayed challenge, too many
+	// attempts): the node logs it and writes it to its audit file.
+	Refused     func(r *http.Request, status int, code, message string)
+	Timing      Timing
+	HoldTimeout time.Duration // how long a write waits for a leader; default 7s
+	Logger      *slog.Logger
+	Now         func() time.Time
+	Registerer  prometheus.Registerer // receives the cluster's metrics; may be nil
+	Gossip      *GossipConfig         // nil: membership by bootstrap and join only
 	// CAKey is the cluster CA key, the same on every node, if this node can
 	// use it; nil: the node gets its certificate from a member with Secret.
 	CAKey signer.Key
@@ -101,6 +112,7 @@ type Cluster struct {
 
 	gossip *gossip
 	tls    *nodeTLS
+	joins  *joinGuard // challenges and failed proofs of the join secret
 
 	readyTerm atomic.Uint64 // the term in which this leader's commit index is known current
 	format    atomic.Int32  // the log format this leader writes (format.go)
@@ -135,7 +147,8 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), notifyCh: make(chan bool, 16)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.tls = &nodeTLS{id: cfg.NodeID, ttl: cfg.NodeCertTTL, ready: make(chan struct{})}
-	c.rpc = &rpcTransport{base: cfg.ClientTLS}
+	c.joins = newJoinGuard()
+	c.rpc = &rpcTransport{base: c.tls.rpcClientConfig()}
 	c.rpc.use(nil) // until this node has its certificate
 	c.client = &http.Client{Transport: c.rpc}
 	if cfg.CAKey != nil {
@@ -420,6 +433,18 @@ type Status struct {
 	// LogFormat is, on the leader, the log format it writes: 0 while a
 	// server reads only that (during a rolling upgrade), see format.go.
 	LogFormat *int `json:"log_format,omitempty"`
+	// ClusterCA is the fingerprint of the cluster CA (hex SHA-256 of its
+	// public key), what cluster.ca_fingerprint pins; empty until known.
+	ClusterCA string `json:"cluster_ca_fingerprint,omitempty"`
+}
+
+// CAFingerprint is the hex SHA-256 of the cluster CA's public key, or ""
+// while this node knows no anchor yet.
+func (c *Cluster) CAFingerprint() string {
+	if ca := c.tls.anchor(); ca != nil {
+		return hex.EncodeToString(Fingerprint(ca))
+	}
+	return ""
 }
 
 // Status reports this node's view of the cluster.
@@ -429,6 +454,7 @@ func (c *Cluster) Status() Status {
 		NodeID: c.cfg.NodeID, State: c.raft.State().String(), LeaderID: string(id),
 		Term: c.raft.CurrentTerm(), AppliedIndex: c.fsm.AppliedIndex(),
 		CommitIndex: c.raft.CommitIndex(), LastIndex: c.raft.LastIndex(),
+		ClusterCA: c.CAFingerprint(),
 	}
 	if id != "" {
 		if n, err := c.fsm.Node(string(id)); err == nil {

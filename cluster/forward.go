@@ -3,13 +3,11 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,7 +16,7 @@ import (
 )
 
 // Writes from any node: a follower forwards to the leader over the internal
-// RPC (HTTPS on the API port, authenticated by the cluster secret), retrying
+// RPC (HTTPS on the API port, mutual TLS with node certificates), retrying
 // with jitter while an election runs, up to the hold timeout. Commands are
 // idempotent, so a retry after an ambiguous failure (leadership lost mid-
 // commit, a dropped connection) cannot apply twice.
@@ -252,20 +250,11 @@ func (c *Cluster) forward(ctx context.Context, path string, body []byte, out any
 }
 
 // post makes one internal RPC, authenticated by this node's certificate,
-// and decodes its reply.
+// to a peer that shows a node certificate, and decodes its reply.
 func (c *Cluster) post(ctx context.Context, url string, body []byte, out any) error {
-	return c.postAs(ctx, url, body, out, false)
-}
-
-// postAs is post that, with secret, also proves the join secret: only for
-// asking for a node certificate.
-func (c *Cluster) postAs(ctx context.Context, url string, body []byte, out any, secret bool) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
-	}
-	if secret {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.client.Do(req)
@@ -358,7 +347,8 @@ func (c *Cluster) Handler() http.Handler {
 		return struct{}{}, c.transferLocal(req.ID)
 	}))
 	mux.HandleFunc("POST "+pathRestore, c.serveRestore)
-	mux.HandleFunc("POST "+pathNodeCert, c.serveWith(c.secretOrNode, c.serveNodeCert))
+	mux.HandleFunc("POST "+pathNodeCert, c.serveNodeCert)
+	mux.HandleFunc("POST "+pathNodeCertChallenge, c.serveChallenge)
 	mux.HandleFunc("POST "+pathJoin, c.serve(func(ctx context.Context, body []byte) (any, error) {
 		var req joinRequest
 		if err := json.Unmarshal(body, &req); err != nil || req.ID == "" || req.RaftAddr == "" {
@@ -418,16 +408,6 @@ func (c *Cluster) reply(w http.ResponseWriter, r *http.Request, out any, err err
 // authorized: the caller shows a node certificate of this cluster.
 func (c *Cluster) authorized(r *http.Request) bool {
 	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && c.tls.verify(r.TLS.PeerCertificates[0]) == nil
-}
-
-// secretOrNode: the caller proves the join secret (once, to get its first
-// certificate) or shows its node certificate (to renew it).
-func (c *Cluster) secretOrNode(r *http.Request) bool {
-	if c.authorized(r) {
-		return true
-	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && c.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(c.cfg.Secret)) == 1
 }
 
 func writeRPCError(w http.ResponseWriter, status int, code, msg string) {

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -11,9 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -26,14 +23,18 @@ import (
 	"github.com/quorumca/quorumca/signer"
 )
 
-// Node-to-node traffic (Raft, forwarding, joins) runs over mutual TLS with
-// node certificates of the cluster CA. Trust is anchored in the cluster CA
-// key, which every node names by the same URI: each node builds a local
-// self-signed CA certificate from it (same subject, same key), so a
-// certificate any node issued verifies on every node, before any
-// replicated state exists. A node that can use the key issues its own
-// certificate; one that cannot proves the join secret once to a member and
-// gets one back.
+// Node-to-node traffic (Raft, forwarding, joins, every internal RPC) runs
+// over mutual TLS with node certificates of the cluster CA, verified in
+// both directions against the cluster CA alone: node identity is its own
+// trust domain, apart from every public authority. Trust is anchored in the
+// cluster CA key, which every node names by the same URI: each node builds
+// a local self-signed CA certificate from it (same subject, same key), so a
+// certificate any node issued verifies on every node, before any replicated
+// state exists. A node that can use the key issues its own certificate; one
+// that cannot proves the join secret to a member without sending it
+// (nodecert.go). The internal RPC shares the API port: a node asks for the
+// server name nodeTLSName, and the API listener answers such a handshake
+// with its node certificate instead of its API certificate (ServerTLS).
 
 const (
 	defaultNodeCertTTL = 7 * 24 * time.Hour
@@ -120,10 +121,13 @@ func (n *nodeTLS) adoptKey(ctx context.Context, key signer.Key) error {
 	return nil
 }
 
-func (n *nodeTLS) hasAnchor() bool {
+func (n *nodeTLS) hasAnchor() bool { return n.anchor() != nil }
+
+// anchor is the cluster CA certificate this node verifies against, or nil.
+func (n *nodeTLS) anchor() *x509.Certificate {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return n.ca != nil
+	return n.ca
 }
 
 // issue signs a node certificate for pub with the cluster CA key.
@@ -240,12 +244,48 @@ func (n *nodeTLS) serverConfig() *tls.Config {
 
 // clientConfig presents this node's certificate and checks the peer's.
 func (n *nodeTLS) clientConfig() *tls.Config {
+	cfg := n.rpcClientConfig()
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.current() }
+	return cfg
+}
+
+// rpcClientConfig verifies that the server shows a node certificate of the
+// cluster CA, and nothing else: a certificate of a public authority for the
+// peer's address is refused before a byte of the request is sent.
+func (n *nodeTLS) rpcClientConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:            tls.VersionTLS13,
-		InsecureSkipVerify:    true, // verified by VerifyPeerCertificate, against the cluster CA
-		GetClientCertificate:  func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.current() },
+		ServerName:            nodeTLSName, // asks a member's API listener for its node certificate
+		InsecureSkipVerify:    true,        // verified by VerifyPeerCertificate, against the cluster CA
 		VerifyPeerCertificate: n.verifyRaw,
 	}
+}
+
+// ServerTLS is the API listener's TLS configuration: api for clients, and
+// for a handshake that asks for the server name nodeTLSName (another node),
+// this node's certificate, TLS 1.3, and a request for the peer's node
+// certificate. The internal RPC handlers check that certificate on every
+// request; a joining node without one reaches only the node-certificate
+// exchange. This node's API certificate is never shown to a peer, and a
+// client never gets a node certificate unless it asks for one.
+func (c *Cluster) ServerTLS(api *tls.Config) *tls.Config {
+	node := &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		ClientAuth:     tls.RequestClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.tls.current() },
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+	out := api.Clone()
+	out.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if hello.ServerName == nodeTLSName {
+			return node, nil
+		}
+		if api.GetConfigForClient != nil {
+			return api.GetConfigForClient(hello)
+		}
+		return nil, nil
+	}
+	return out
 }
 
 // tlsStream is Raft's transport layer over mutual TLS.
@@ -341,61 +381,8 @@ func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft
 	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
-// nodeCertRequest asks a member for a node certificate.
-type nodeCertRequest struct {
-	ID  string `json:"id"`
-	CSR []byte `json:"csr"` // DER
-}
-
-type nodeCertReply struct {
-	Cert []byte `json:"cert"` // DER
-	CA   []byte `json:"ca"`   // DER of the member's local anchor: the cluster CA key
-}
-
 // newNodeKey makes the key of a node certificate; it never leaves the node.
 func newNodeKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
-
-// ensureNodeCert gets this node a certificate: by signing one itself when
-// it can use the cluster CA key, else from a member (join secret once,
-// then its own certificate).
-func (c *Cluster) ensureNodeCert(ctx context.Context) error {
-	key, err := newNodeKey()
-	if err != nil {
-		return err
-	}
-	if c.tls.signingKey() == nil && c.cfg.OpenCAKey != nil {
-		c.retryCAKey(ctx)
-	}
-	if c.tls.signingKey() != nil {
-		der, err := c.tls.issue(ctx, c.cfg.NodeID, key.Public())
-		if err != nil {
-			return err
-		}
-		return c.installNodeCert(der, key)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: c.cfg.NodeID}}, key)
-	if err != nil {
-		return err
-	}
-	body, _ := json.Marshal(nodeCertRequest{ID: c.cfg.NodeID, CSR: csr})
-	var lastErr error = errors.New("no member to ask for a node certificate")
-	for _, base := range c.memberAPIs() {
-		var out nodeCertReply
-		if lastErr = c.askNodeCert(ctx, base+pathNodeCert, body, &out); lastErr != nil {
-			continue
-		}
-		ca, err := x509.ParseCertificate(out.CA)
-		if err != nil || !ca.IsCA {
-			lastErr = fmt.Errorf("member sent no usable cluster CA: %v", err)
-			continue
-		}
-		if !c.tls.hasAnchor() {
-			c.tls.setAnchor(ca)
-		}
-		return c.installNodeCert(out.Cert, key)
-	}
-	return lastErr
-}
 
 // retryCAKey tries once more to open the cluster CA key.
 func (c *Cluster) retryCAKey(ctx context.Context) {
@@ -425,28 +412,6 @@ func (c *Cluster) installNodeCert(der []byte, key crypto.Signer) error {
 	cert, _ := c.tls.current()
 	c.rpc.use(cert)
 	return nil
-}
-
-// askNodeCert posts a node-certificate request with the join secret, and
-// the current certificate if there is one, on a connection of its own:
-// one made without a node certificate must not be pooled for other RPCs.
-func (c *Cluster) askNodeCert(ctx context.Context, url string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.cfg.Secret)
-	req.Header.Set("Content-Type", "application/json")
-	cert, _ := c.tls.current()
-	t := newRPCHTTPTransport(c.cfg.ClientTLS, cert)
-	t.DisableKeepAlives = true
-	defer t.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: t}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return c.rpcResult(resp, out)
 }
 
 // rpcTransport carries internal RPCs. Each node certificate gets its own
@@ -512,27 +477,6 @@ func (c *Cluster) memberAPIs() []string {
 		}
 	}
 	return out
-}
-
-// serveNodeCert issues a node certificate to a node that proves the join
-// secret, or renews one for a node that shows its current certificate.
-func (c *Cluster) serveNodeCert(ctx context.Context, body []byte) (any, error) {
-	var req nodeCertRequest
-	if err := json.Unmarshal(body, &req); err != nil || req.ID == "" {
-		return nil, errBadRPC{errors.New("node certificate request needs id and csr")}
-	}
-	csr, err := x509.ParseCertificateRequest(req.CSR)
-	if err != nil || csr.CheckSignature() != nil {
-		return nil, errBadRPC{errors.New("node certificate request: bad CSR")}
-	}
-	der, err := c.tls.issue(ctx, req.ID, csr.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	c.log.Info("issued a node certificate", "node", req.ID)
-	c.tls.mu.RLock()
-	defer c.tls.mu.RUnlock()
-	return nodeCertReply{Cert: der, CA: c.tls.ca.Raw}, nil
 }
 
 // NodeCert is this node's current certificate, or nil.

@@ -29,9 +29,15 @@ import (
 )
 
 // apiServer is a member's HTTPS API port, serving only the internal RPC.
+// It listens from the start (the member advertises its address) and takes
+// the member's TLS configuration once the member is open.
 type apiServer struct {
 	addr    string
 	handler atomic.Pointer[http.Handler]
+	tls     atomic.Pointer[tls.Config]
+	// apiOnly: answer every handshake with the API certificate, as a
+	// release before the cluster trust domain did.
+	apiOnly atomic.Bool
 }
 
 func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
@@ -41,6 +47,8 @@ func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
 		t.Fatal(err)
 	}
 	s := &apiServer{addr: ln.Addr().String()}
+	plain := &tls.Config{Certificates: []tls.Certificate{cert}}
+	s.tls.Store(plain)
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if h := s.handler.Load(); h != nil {
@@ -49,16 +57,33 @@ func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
 			}
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		}),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert},
+		TLSConfig: &tls.Config{GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if s.apiOnly.Load() {
+				return plain, nil
+			}
+			cfg := s.tls.Load()
+			if cfg.GetConfigForClient != nil {
+				if c, err := cfg.GetConfigForClient(hello); c != nil || err != nil {
+					return c, err
+				}
+			}
+			return cfg, nil
+		}},
 	}
 	go srv.ServeTLS(ln, "", "")
 	t.Cleanup(func() { srv.Close() })
 	return s
 }
 
-// apiTLS makes a self-signed server certificate for 127.0.0.1 and the
-// client configuration that trusts it.
-func apiTLS(t *testing.T) (tls.Certificate, *tls.Config) {
+// serve makes the API answer with c's internal RPC, as a node's API does.
+func (s *apiServer) serve(c *Cluster, h http.Handler) {
+	s.tls.Store(c.ServerTLS(s.tls.Load()))
+	s.handler.Store(&h)
+}
+
+// apiTLS makes a self-signed server certificate for 127.0.0.1: a member's
+// API certificate, which no other member ever trusts.
+func apiTLS(t *testing.T) tls.Certificate {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -72,26 +97,22 @@ func apiTLS(t *testing.T) (tls.Certificate, *tls.Config) {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}, &tls.Config{RootCAs: pool}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}
 }
 
 // A follower forwarding to a leader that predates batched forwarding (a
 // rolling upgrade, followers first) falls back to one RPC per write.
 // upgradeCluster starts members of a two-release cluster on real TCP.
 type upgradeCluster struct {
-	t         *testing.T
-	dir       string
-	key       signer.Key
-	cert      tls.Certificate
-	clientTLS *tls.Config
+	t    *testing.T
+	dir  string
+	key  signer.Key
+	cert tls.Certificate
 }
 
 func newUpgradeCluster(t *testing.T) *upgradeCluster {
 	dir := t.TempDir()
-	cert, clientTLS := apiTLS(t)
-	return &upgradeCluster{t: t, dir: dir, key: testCAKey(t, dir), cert: cert, clientTLS: clientTLS}
+	return &upgradeCluster{t: t, dir: dir, key: testCAKey(t, dir), cert: apiTLS(t)}
 }
 
 // member starts a member; while old holds true its internal RPC answers as
@@ -105,7 +126,7 @@ func (u *upgradeCluster) member(id string, bootstrap bool, join []string, old *a
 		t.Fatal(err)
 	}
 	c, err := Open(Config{NodeID: id, Dir: filepath.Join(u.dir, id), RaftBind: freeport.For(t), APIAdvertise: api.addr,
-		Bootstrap: bootstrap, Join: join, CAKey: u.key, ClientTLS: u.clientTLS, Timing: FastTiming(),
+		Bootstrap: bootstrap, Join: join, CAKey: u.key, Timing: FastTiming(),
 		Logger: slog.New(slog.DiscardHandler)}, f)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +151,7 @@ func (u *upgradeCluster) member(id string, bootstrap bool, join []string, old *a
 		}
 		inner.ServeHTTP(w, r)
 	})
-	api.handler.Store(&h)
+	api.serve(c, h)
 	return c, f, api
 }
 
@@ -162,6 +183,44 @@ func TestForwardingToALeaderWithoutBatches(t *testing.T) {
 	}
 	if _, err := oldFSM.TokenByID("t1"); err != nil {
 		t.Fatalf("the leader does not hold the write: %v", err)
+	}
+}
+
+// A follower of this release refuses a leader that shows its API
+// certificate to peers (a release before the cluster trust domain): it
+// neither forwards to it nor takes a read index from it, so it is not
+// ready, until the leader runs this release too. Raft itself works all
+// along.
+func TestUpgradedFollowerRefusesALeaderWithoutNodeTLS(t *testing.T) {
+	u := newUpgradeCluster(t)
+	leader, _, leaderAPI := u.member("leader", true, nil, nil)
+	waitUntil(t, "the member leads", leader.IsLeader)
+	follower, followerFSM, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
+	waitUntil(t, "the follower joined", func() bool {
+		_, err := followerFSM.Node("leader")
+		return err == nil
+	})
+	leaderAPI.apiOnly.Store(true)       // the leader as a release before the trust domain
+	follower.rpc.CloseIdleConnections() // as the upgraded follower's restart would
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := follower.Barrier(ctx); err == nil {
+		t.Fatal("a follower took a read index from a leader that showed no node certificate")
+	}
+	env, _ := fsm.DecodeEnvelope(tokenCreate(t, "t1", "secret-1"))
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if err := follower.Apply(ctx2, env); err == nil {
+		t.Fatal("a follower forwarded a write to a leader that showed no node certificate")
+	}
+
+	leaderAPI.apiOnly.Store(false) // upgraded
+	if err := follower.Barrier(context.Background()); err != nil {
+		t.Fatalf("read index once the leader shows its node certificate: %v", err)
+	}
+	if err := follower.Apply(context.Background(), env); err != nil {
+		t.Fatalf("write through the follower once the leader is upgraded: %v", err)
 	}
 }
 

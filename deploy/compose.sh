@@ -136,7 +136,6 @@ gossip {
 cluster {
   bootstrap_expect = ${#nodes[@]}
   join_secret_file = "/etc/quorumca/join.secret"
-  ca_file          = "/etc/quorumca/tls-root.pem"
   ca_key           = "$(kms_uri quorumca-cluster)"
 }
 EOF

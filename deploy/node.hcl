@@ -13,15 +13,19 @@ node_name = "ca-1"
 # durable, encrypted volume: losing it means re-joining from the others.
 data_dir = "/var/lib/quorumca"
 
-# The HTTPS API: clients, devices, admins, and other nodes (forwarding) use it.
+# The HTTPS API: clients, devices and admins use it, and other nodes reach
+# this node's internal RPC (forwarding, joins) on the same port. Nodes never
+# see the certificate below: they ask for the name node.quorumca.internal
+# and get this node's node certificate of the cluster CA (see cluster).
 api {
   listen = "0.0.0.0:8443"
 
-  # host:port the other nodes dial to reach this API. It must match a name
-  # or IP in the TLS certificate below. Defaults to the listen address.
+  # host:port the other nodes dial to reach this API. Defaults to the
+  # listen address.
   advertise = "ca-1.internal.example:8443"
 
-  # Server certificate (PEM; may include its chain) and key of this API.
+  # Server certificate (PEM; may include its chain) and key of this API,
+  # for clients.
   tls_cert_file = "/etc/quorumca/tls/node.pem"
   tls_key_file  = "/etc/quorumca/tls/node-key.pem"
 
@@ -86,20 +90,31 @@ cluster {
   # bootstrap = true
   # join      = ["https://ca-1.internal.example:8443", "https://ca-2.internal.example:8443"]
 
-  # Shared secret that authorizes a node to join and to forward writes.
-  # Every node of a cluster has the same one; a node without it is refused.
-  # At least 16 characters (e.g. `openssl rand -hex 32`). Prefer a file
+  # Shared secret that lets a node that cannot use ca_key (below) get its
+  # node certificate from a member. It never crosses the wire: the node
+  # proves it with an HMAC over a member's one-time challenge, and the
+  # member proves it back. Every node of a cluster has the same one. At
+  # least 16 characters (e.g. `openssl rand -hex 32`). Prefer a file
   # readable only by the quorumca user; join_secret = "..." also works.
   join_secret_file = "/etc/quorumca/join.secret"
 
-  # Trust anchors that verify the other nodes' API certificates.
-  ca_file = "/etc/quorumca/root.pem"
-
   # Key of the cluster CA, which certifies nodes for their mutual TLS (Raft,
-  # forwarding, joins). The same URI on every node. A node that can use it
-  # issues its own node certificate; one that cannot proves the join secret
-  # once to a member and is given one. Certificates renew themselves.
+  # forwarding, joins, every internal RPC). Node identity is its own trust
+  # domain: use a key of its own, never an authority's, and no public
+  # authority's certificate is ever accepted as a node. The same URI on
+  # every node. A node that can use it issues its own node certificate; one
+  # that cannot proves the join secret to a member and is given one.
+  # Certificates renew themselves (7 days, at two thirds).
   ca_key = "awskms:alias/quorumca-cluster?region=eu-west-1"
+
+  # Optional, for nodes that cannot use ca_key: the cluster CA's
+  # fingerprint, as /v1/health shows it (cluster_ca_fingerprint). Such a
+  # node then sends its proof only to a member whose TLS certificate
+  # chains to that key.
+  # ca_fingerprint = "sha256:3f5c..."
+
+  # ca_file is no longer used (nodes do not trust any public root for each
+  # other); an older config that still sets it starts with a warning.
 }
 
 # The issuing authority, created in the replicated state when the cluster is

@@ -1,7 +1,9 @@
 package node
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,7 +55,13 @@ type Config struct {
 	NodeCertTTL       time.Duration // tests: short-lived node certificates
 	JoinSecret        string
 	JoinSecretFile    string // read at start when JoinSecret is empty
-	CAFile            string // trust anchors for node-to-node HTTPS
+	// CAFile is no longer used (nodes verify each other against the
+	// cluster CA alone); accepted, with a warning, so older configs start.
+	CAFile string
+	// CAFingerprint, if set, pins the cluster CA for a node that cannot
+	// use its key: hex SHA-256 of its public key ("sha256:" may lead), as
+	// /v1/health shows it.
+	CAFingerprint string
 	// ClusterCAKey names the key of the cluster CA, which certifies nodes
 	// for their mutual TLS; the same URI on every node.
 	ClusterCAKey string
@@ -188,7 +196,8 @@ type clusterBlock struct {
 	JoinSecret        string   `hcl:"join_secret,optional"`
 	JoinSecretFile    string   `hcl:"join_secret_file,optional"`
 	CAKey             string   `hcl:"ca_key"`
-	CAFile            string   `hcl:"ca_file"`
+	CAFile            string   `hcl:"ca_file,optional"`
+	CAFingerprint     string   `hcl:"ca_fingerprint,optional"`
 }
 
 type authorityBlock struct {
@@ -243,7 +252,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 		RaftListen: f.Raft.Listen, RaftAdvertise: f.Raft.Advertise,
 		Bootstrap: f.Cluster.Bootstrap, Join: f.Cluster.Join,
 		JoinSecret: f.Cluster.JoinSecret, JoinSecretFile: f.Cluster.JoinSecretFile, ClusterCAKey: f.Cluster.CAKey,
-		CAFile: f.Cluster.CAFile, BootstrapAdminTokenFile: f.BootstrapAdminTokenFile,
+		CAFile: f.Cluster.CAFile, CAFingerprint: f.Cluster.CAFingerprint, BootstrapAdminTokenFile: f.BootstrapAdminTokenFile,
 	}
 	if f.HTTP != nil {
 		c.HTTPListen = f.HTTP.Listen
@@ -355,6 +364,19 @@ func (c *Config) gossipKey() ([]byte, error) {
 	return k, nil
 }
 
+// caFingerprint decodes cluster.ca_fingerprint (nil if unset).
+func (c *Config) caFingerprint() ([]byte, error) {
+	if c.CAFingerprint == "" {
+		return nil, nil
+	}
+	s := strings.ReplaceAll(strings.TrimPrefix(strings.ToLower(c.CAFingerprint), "sha256:"), ":", "")
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != sha256.Size {
+		return nil, errors.New("config: cluster.ca_fingerprint must be a SHA-256 in hex (as /v1/health shows it)")
+	}
+	return b, nil
+}
+
 // joinSecret returns the secret, reading it from its file if need be.
 func (c *Config) joinSecret() (string, error) {
 	if c.JoinSecret != "" {
@@ -382,8 +404,6 @@ func (c *Config) Validate() error {
 		return errors.New("config: api.listen and raft.listen are required")
 	case c.TLSCertFile == "" || c.TLSKeyFile == "":
 		return errors.New("config: api.tls_cert_file and api.tls_key_file are required")
-	case c.CAFile == "":
-		return errors.New("config: cluster.ca_file is required (it verifies other nodes)")
 	case c.ClusterCAKey == "":
 		return errors.New("config: cluster.ca_key is required: the key that certifies nodes for their mutual TLS")
 	case strings.HasPrefix(c.ClusterCAKey, "softkey:") && !c.AllowInsecureSoftSigner:
@@ -415,6 +435,9 @@ func (c *Config) Validate() error {
 		if err != nil || u.Scheme != "https" || u.Host == "" {
 			return fmt.Errorf("config: join address %q must be https://host:port", j)
 		}
+	}
+	if _, err := c.caFingerprint(); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	for _, a := range c.Authorities {

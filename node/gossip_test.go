@@ -57,7 +57,7 @@ func (c *testCluster) gossipConfig(i int, listen string, join []string, key stri
 	return Config{
 		NodeName: name, DataDir: filepath.Join(c.dir, name), HTTPListen: http,
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
-		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, CAFile: c.pki.RootFile, ClusterCAKey: c.clusterCAKey(),
+		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, ClusterCAKey: c.clusterCAKey(),
 		GossipListen: listen, GossipKey: key, RetryJoin: join, BootstrapExpect: 3, Voters: 3,
 		DeadServerCleanup: 2 * time.Second, GossipFast: true,
 		Authorities:             []*AuthorityConfig{c.pki.Authority("http://" + http)},

@@ -5,7 +5,6 @@ package node
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -88,7 +87,10 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("node: api tls: %w", err)
 	}
-	pool, err := loadPool(cfg.CAFile)
+	if cfg.CAFile != "" {
+		n.log.Warn("cluster.ca_file is no longer used: nodes verify each other against the cluster CA (cluster.ca_key) alone; remove it")
+	}
+	pin, err := cfg.caFingerprint()
 	if err != nil {
 		return err
 	}
@@ -131,9 +133,8 @@ func (n *Node) start() error {
 	n.cluster, err = cluster.Open(cluster.Config{
 		NodeID: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "raft"),
 		RaftBind: cfg.RaftListen, RaftAdvertise: cfg.RaftAdvertise, APIAdvertise: advertise,
-		Bootstrap: cfg.Bootstrap, Join: cfg.Join, Secret: secret,
-		ClientTLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		Timing:    cfg.Timing, HoldTimeout: cfg.HoldTimeout, Logger: n.log, Now: cfg.Now,
+		Bootstrap: cfg.Bootstrap, Join: cfg.Join, Secret: secret, CAFingerprint: pin, Refused: n.refused,
+		Timing: cfg.Timing, HoldTimeout: cfg.HoldTimeout, Logger: n.log, Now: cfg.Now,
 		Registerer: reg, Gossip: gossip, CAKey: caKey, NodeCertTTL: cfg.NodeCertTTL,
 		OpenCAKey: func(ctx context.Context) (signer.Key, error) { return n.signers.Get(ctx, cfg.ClusterCAKey) },
 	}, n.fsm)
@@ -154,14 +155,16 @@ func (n *Node) start() error {
 	}
 	n.http = &http.Server{
 		Handler: srv.Routes(),
-		TLSConfig: &tls.Config{
+		// Other nodes ask for their own server name and get this node's
+		// node certificate (cluster.ServerTLS); clients get the API's.
+		TLSConfig: n.cluster.ServerTLS(&tls.Config{
 			Certificates: []tls.Certificate{serverCert},
 			MinVersion:   tls.VersionTLS12,
 			// Clients may present a certificate (renewal, revocation by its
 			// holder). The authorities can change at run time, so the
 			// authority package checks it, not the handshake.
 			ClientAuth: tls.RequestClientCert,
-		},
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -203,7 +206,8 @@ func (n *Node) start() error {
 		// names (idempotent, so a later leader finds it done).
 		n.cluster.OnLeader(func(ctx context.Context) { n.bootstrapTasks(ctx) })
 	}
-	n.log.Info("node started", "api", advertise, "raft", cfg.RaftListen, "bootstrap", cfg.Bootstrap)
+	n.log.Info("node started", "api", advertise, "raft", cfg.RaftListen, "bootstrap", cfg.Bootstrap,
+		"cluster_ca_fingerprint", n.cluster.CAFingerprint())
 	return nil
 }
 
@@ -228,18 +232,6 @@ func (n *Node) serve(run func() error) {
 			n.log.Error("server stopped", "err", err)
 		}
 	}()
-}
-
-func loadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("node: ca file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("node: ca file %s holds no certificate", path)
-	}
-	return pool, nil
 }
 
 // bootstrapLoop creates the configured authority and the first admin token

@@ -180,7 +180,7 @@ func (c *testCluster) addNode(bootstrap bool, mutate func(*Config)) *testNode {
 	cfg := Config{
 		NodeName: name, DataDir: ndir, HTTPListen: freeport.For(c.t),
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
-		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, CAFile: c.pki.RootFile, ClusterCAKey: c.clusterCAKey(),
+		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, ClusterCAKey: c.clusterCAKey(),
 		Bootstrap: bootstrap, Timing: c.timing, HoldTimeout: 5 * time.Second,
 		Now: c.clock.Now, Logger: testLogger().With("test_node", name), AllowInsecureSoftSigner: true,
 		Signer: c.signer,

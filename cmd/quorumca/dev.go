@@ -108,7 +108,7 @@ func runDev(args []string) int {
 		cfg := node.Config{
 			NodeName: name, DataDir: ndir,
 			APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile, HTTPListen: httpAddr,
-			RaftListen: raftAddr, JoinSecret: secret, CAFile: pki.RootFile, ClusterCAKey: clusterKey,
+			RaftListen: raftAddr, JoinSecret: secret, ClusterCAKey: clusterKey,
 			Logger: log, AllowInsecureSoftSigner: true,
 		}
 		if i == 0 {

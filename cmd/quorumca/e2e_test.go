@@ -417,13 +417,12 @@ raft { listen = "127.0.0.1:%d" }
 cluster {
   %s
   join_secret_file = %q
-  ca_file          = %q
   ca_key           = %q
 }
 bootstrap_admin_token_file = %q
 allow_insecure_soft_signer = true
 %s
-`, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.root, pki.clusterKey(t), filepath.Join(dir, "admin.token"), extra)
+`, i+1, ndir, addr(i), cert, key, base+i+raftPortOffset, role, secretFile, pki.clusterKey(t), filepath.Join(dir, "admin.token"), extra)
 	path := filepath.Join(dir, fmt.Sprintf("ca-%d.hcl", i+1))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

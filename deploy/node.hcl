@@ -131,8 +131,19 @@ provisioner "devices" {
 
   dns         = [".devices.internal.example"] # "*", "a.b", "*.b" (one label), ".b" (any depth)
   ip          = ["10.0.0.0/8"]                # CIDRs
-  uri         = ["spiffe://prod/devices/*"]   # * within a path segment, ** across
   common_name = []                            # globs; empty: the CN must be one of the names
+
+  # "**" (any URI) or scheme://host[:port][/path], matched on the parsed
+  # URI: host as in dns ("*.b", ".b"), port none, a number or "*"; in the
+  # path * matches within a segment, ** across. User info, a query or a
+  # fragment only where the pattern names them (...?* ...#*). spiffe://
+  # patterns take valid SPIFFE IDs only.
+  uri = ["spiffe://prod/devices/*"]
+
+  # Wildcard certificates ("*.devices.internal.example") only with this,
+  # where dns covers every name the wildcard stands for. Off by default: a
+  # policy for names under a domain does not grant a wildcard for it.
+  # allow_wildcard = true
 
   default_ttl = "24h"
   max_ttl     = "720h"

@@ -215,6 +215,8 @@ type provisionerBlock struct {
 	EKU        string   `hcl:"eku,optional"`
 	RenewGrace string   `hcl:"renew_grace,optional"`
 	JWKFile    string   `hcl:"jwk_file,optional"`
+	// AllowWildcard permits wildcard names that dns covers.
+	AllowWildcard bool `hcl:"allow_wildcard,optional"`
 }
 
 // Load reads and checks an HCL config file.
@@ -303,7 +305,7 @@ func provisionerFrom(p provisionerBlock) (*ProvisionerConfig, error) {
 	pc := &ProvisionerConfig{JWKFile: p.JWKFile, Provisioner: fsm.Provisioner{
 		Name: p.Name, Kind: p.Kind, Authority: p.Authority,
 		Policy: fsm.Policy{DNS: p.DNS, IP: p.IP, URI: p.URI, Email: p.Email, CommonName: p.CommonName,
-			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU},
+			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU, AllowWildcard: p.AllowWildcard},
 	}}
 	what := "provisioner " + p.Name + ": "
 	var err error

@@ -71,6 +71,16 @@ provisioner "p" {
   ca_key = "awskms:alias/c"
 }`, "https://host:port"},
 		{"unknown attribute", baseConfig + `colour = "blue"`, "Unsupported argument"},
+		{"URI pattern that cannot be split", baseConfig + `cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+  ca_key = "awskms:alias/c"
+}
+provisioner "p" {
+  kind = "enrollment-token"
+  uri = ["https://*.svc.example*/**"]
+}`, "uri[0]"},
 		{"soft signer not allowed", baseConfig + `cluster {
   bootstrap = true
   join_secret = "0123456789abcdef"

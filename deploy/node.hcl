@@ -21,6 +21,15 @@ api {
   # or IP in the TLS certificate below. Defaults to the listen address.
   advertise = "ca-1.internal.example:8443"
 
+  # The URLs clients address the API at: a jwk provisioner's token and a
+  # renewal token must name one of them + the path ("aud":
+  # "https://ca.internal.example/v1/sign"). The request's Host header is
+  # never trusted for this, so a token minted for another CA that shares a
+  # provisioner key is refused. List the balancer, and each node's own URL if
+  # clients also address nodes directly; the same list on every node.
+  # Defaults to https:// + advertise.
+  public_urls = ["https://ca.internal.example", "https://ca-1.internal.example:8443"]
+
   # Server certificate (PEM; may include its chain) and key of this API.
   tls_cert_file = "/etc/quorumca/tls/node.pem"
   tls_key_file  = "/etc/quorumca/tls/node-key.pem"

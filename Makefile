@@ -72,6 +72,7 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCSR$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeName$$' -fuzztime $(FUZZTIME) ./authority
+	$(GO) test -run '^$$' -fuzz '^FuzzURIPolicy$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeSerial$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzOneTimeTokens$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzOCSPRequest$$' -fuzztime $(FUZZTIME) ./authority

@@ -36,6 +36,13 @@ type Server struct {
 	// Refused, if set, hears of every request answered with an error: the
 	// node logs it (refusals never reach the replicated audit log).
 	Refused func(r *http.Request, status int, code, message string)
+	// PublicURLs are the base URLs clients reach this API at
+	// (https://host[:port]), from the configuration: a self-minted token's
+	// aud names one of them plus the path it is sent to. Never the request's
+	// Host header, which the client chooses.
+	PublicURLs []string
+
+	signAud, renewAud []string
 
 	duration *prometheus.HistogramVec
 	ops      *opMetrics
@@ -63,6 +70,7 @@ func (s *Server) Routes() http.Handler {
 		s.Registry.MustRegister(s.duration)
 	}
 	s.ops = newOpMetrics(s.Registry)
+	s.signAud, s.renewAud = audiences(s.PublicURLs, "/v1/sign"), audiences(s.PublicURLs, "/v1/renew")
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/sign", s.sign)

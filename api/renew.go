@@ -22,7 +22,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	iss, err := s.CA.Renew(r.Context(), authority.RenewRequest{
-		PeerCert: peerCert(r), Bearer: bearer(r), CSR: []byte(req.CSR), Audiences: audiences(r),
+		PeerCert: peerCert(r), Bearer: bearer(r), CSR: []byte(req.CSR), Audiences: s.renewAud,
 	})
 	if err != nil {
 		s.fail(w, r, err)

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,7 +46,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	iss, err := s.CA.Sign(r.Context(), authority.SignRequest{
-		CSR: []byte(req.CSR), Token: req.Token, TTL: ttl, Audiences: audiences(r),
+		CSR: []byte(req.CSR), Token: req.Token, TTL: ttl, Audiences: s.signAud,
 	})
 	if err != nil {
 		s.fail(w, r, err)
@@ -121,10 +124,37 @@ func chainJSON(ders [][]byte) []byte {
 	return b
 }
 
-// audiences are the URLs a self-minted token for this request may name:
-// this path on the host the client addressed.
-func audiences(r *http.Request) []string {
-	return []string{"https://" + r.Host + r.URL.Path}
+// audiences are the URLs a self-minted token sent to path may name: path
+// under each public URL, with and without an explicit default port (step-ca
+// accepts both too). A token minted for another CA that shares a
+// provisioner key names that CA's URL and is refused here.
+func audiences(bases []string, path string) []string {
+	var out []string
+	add := func(s string) {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	for _, b := range bases {
+		b = strings.TrimSuffix(b, "/")
+		add(b + path)
+		u, err := url.Parse(b)
+		if err != nil {
+			continue
+		}
+		switch u.Port() {
+		case "443":
+			u.Host = u.Hostname()
+			if strings.Contains(u.Host, ":") {
+				u.Host = "[" + u.Host + "]"
+			}
+			add(u.String() + path)
+		case "":
+			u.Host += ":443"
+			add(u.String() + path)
+		}
+	}
+	return out
 }
 
 func parseTTL(s string) (time.Duration, error) {

@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,77 @@ func FuzzNormalizeName(f *testing.F) {
 		}
 		if c2, err := normalizeName(c); err != nil || c2 != c {
 			t.Fatalf("%q -> %q -> %q, %v", s, c, c2, err)
+		}
+	})
+}
+
+// FuzzURIPolicy: the URI matcher's decision equals one built from what
+// net/url parses out of the name; above all, no URI whose parsed host is
+// outside the pattern's host set is ever allowed.
+func FuzzURIPolicy(f *testing.F) {
+	for _, s := range []string{
+		"https://a.svc.example/x", "https://evil.com?.svc.example/", "https://evil.com#.svc.example/x",
+		"https://evil.com:1@a.svc.example/x", "https://a.svc.example/x?admin=1", "https://A.svc.example:443/x",
+		"https://a.svc.example/x/%2e%2e/y", "spiffe://prod/devices/a", "spiffe://prod/devices/a/b",
+		"spiffe://evil.com?.prod/devices/a", "spiffe://prod/devices/%2e%2e", "https://a.example:8443/x?q=1",
+		"https://[::1]/x", "https://xn--bcher-kva.svc.example/", "https://a.svc.example%2f/x",
+	} {
+		f.Add(s)
+	}
+	ldhLabel := func(l string) bool {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		return !strings.ContainsFunc(l, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		})
+	}
+	noDots := func(path string) bool {
+		for _, seg := range strings.Split(path, "/") {
+			if seg == "." || seg == ".." {
+				return false
+			}
+		}
+		return true
+	}
+	bare := func(u *url.URL) bool { // no part a pattern must name
+		return u.Opaque == "" && u.User == nil && u.RawQuery == "" && !u.ForceQuery && u.Fragment == ""
+	}
+	patterns := []struct {
+		pat    string
+		decide func(u *url.URL) bool
+	}{
+		{"https://*.svc.example/**", func(u *url.URL) bool {
+			label, ok := strings.CutSuffix(strings.ToLower(u.Hostname()), ".svc.example")
+			return u.Scheme == "https" && bare(u) && u.Port() == "" && ok && ldhLabel(label) &&
+				strings.HasPrefix(u.Path, "/") && noDots(u.Path)
+		}},
+		{"spiffe://prod/devices/*", func(u *url.URL) bool {
+			seg, ok := strings.CutPrefix(u.Path, "/devices/")
+			return u.Scheme == "spiffe" && bare(u) && u.Host == "prod" && u.RawPath == "" && ok &&
+				seg != "" && seg != "." && seg != ".." && !strings.ContainsFunc(seg, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+			})
+		}},
+		{"https://a.example:*/x?*", func(u *url.URL) bool {
+			return u.Scheme == "https" && u.Opaque == "" && u.User == nil && u.Fragment == "" &&
+				strings.ToLower(u.Hostname()) == "a.example" && u.Path == "/x"
+		}},
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := normalizeName(s)
+		if err != nil || !strings.Contains(c, "://") {
+			return
+		}
+		u, err := url.Parse(c)
+		if err != nil {
+			t.Fatalf("canonical name %q does not parse: %v", c, err)
+		}
+		for _, p := range patterns {
+			got, want := matchURI(p.pat, u), p.decide(u)
+			if got != want {
+				t.Fatalf("%s allows %q (host %q): %v, net/url says %v", p.pat, c, u.Hostname(), got, want)
+			}
 		}
 	})
 }

@@ -67,8 +67,7 @@ func DefaultPolicy() fsm.Policy {
 // field at fault ("ip[2]: ...").
 func CheckPolicy(p *fsm.Policy) error {
 	for i, d := range p.DNS {
-		pat := strings.TrimPrefix(strings.TrimPrefix(d, "*."), ".")
-		if d != "*" && !validDNSName(pat) {
+		if d != "*" && !validDNSPattern(d) {
 			return fmt.Errorf("dns[%d]: %q: want \"*\", a name, \"*.domain\" or \".domain\"", i, truncate(d))
 		}
 	}
@@ -78,6 +77,11 @@ func CheckPolicy(p *fsm.Policy) error {
 			if pat == "" || strings.Count(pat, "*") > 4 || len(pat) > maxNameLen {
 				return fmt.Errorf("%s[%d]: %q: 1-%d characters with at most 4 wildcards", field, i, truncate(pat), maxNameLen)
 			}
+		}
+	}
+	for i, pat := range p.URI {
+		if _, err := parseURIPattern(pat); err != nil {
+			return fmt.Errorf("uri[%d]: %q: %v", i, truncate(pat), err)
 		}
 	}
 	for i, c := range p.IP {
@@ -172,6 +176,11 @@ func checkKeyPolicy(p *fsm.Policy, pub crypto.PublicKey) error {
 // checkNames applies the policy's name rules to a certificate's names.
 func checkNames(p *fsm.Policy, n *certNames) error {
 	for _, d := range n.dns {
+		// "*.d" and ".d" cover the literal name "*.d"; only allow_wildcard
+		// turns that into permission for a wildcard certificate.
+		if isWildcard(d) && !p.AllowWildcard {
+			return refuse(fsm.ErrNameNotAllowed, "DNS name %s is a wildcard; the provisioner does not allow wildcard certificates", d)
+		}
 		if !slices.ContainsFunc(p.DNS, func(pat string) bool { return matchDNS(pat, d) }) {
 			return refuse(fsm.ErrNameNotAllowed, "DNS name %s is not allowed by the provisioner", d)
 		}
@@ -182,7 +191,7 @@ func checkNames(p *fsm.Policy, n *certNames) error {
 		}
 	}
 	for _, u := range n.uris {
-		if !slices.ContainsFunc(p.URI, func(pat string) bool { return matchGlob(pat, u.String(), '/') }) {
+		if !slices.ContainsFunc(p.URI, func(pat string) bool { return matchURI(pat, u) }) {
 			return refuse(fsm.ErrNameNotAllowed, "URI %s is not allowed by the provisioner", u)
 		}
 	}
@@ -194,14 +203,26 @@ func checkNames(p *fsm.Policy, n *certNames) error {
 	// A common name that is also a SAN passed the SAN rules; any other must
 	// match a common-name pattern.
 	if n.cn != "" && !slices.Contains(n.all, n.cn) && !matchCN(p, n.cn) {
+		if isWildcard(n.cn) && !p.AllowWildcard {
+			return refuse(ErrCNNotAllowed, "common name %s is a wildcard; the provisioner does not allow wildcard certificates", n.cn)
+		}
 		return refuse(ErrCNNotAllowed, "common name %s is neither one of the certificate's names nor allowed by the provisioner", n.cn)
 	}
 	return nil
 }
 
+// matchCN: a common-name pattern allows cn. A "*" in a common name reads
+// as a wildcard to clients that still match host names against it, so it
+// needs allow_wildcard however the patterns read.
 func matchCN(p *fsm.Policy, cn string) bool {
+	if isWildcard(cn) && !p.AllowWildcard {
+		return false
+	}
 	return slices.ContainsFunc(p.CommonName, func(pat string) bool { return matchGlob(pat, cn, 0) })
 }
+
+// isWildcard reports whether a DNS name or common name has a "*".
+func isWildcard(name string) bool { return strings.Contains(name, "*") }
 
 // checkTokenNames applies the policy to the names a token will allow: each
 // must be allowed as a SAN or as a common name.

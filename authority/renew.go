@@ -20,7 +20,7 @@ type RenewRequest struct {
 	Bearer string
 	// CSR, if set, rotates the key: its names must be the certificate's.
 	CSR       []byte
-	Audiences []string // for Bearer: https://<host>/v1/renew
+	Audiences []string // for Bearer: the configured public URLs + /v1/renew
 }
 
 // ErrRenewalUnauthenticated: no certificate was presented.

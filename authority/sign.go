@@ -16,8 +16,8 @@ type SignRequest struct {
 	CSR   []byte
 	Token string        // an enrollment token, or a JWT from a jwk provisioner
 	TTL   time.Duration // 0: the provisioner's default
-	// Audiences are the URLs the client may have addressed this request to
-	// (https://<host it used>/v1/sign); a JWT's aud must name one.
+	// Audiences are the URLs of this endpoint a JWT's aud may name: the
+	// configured public URLs + /v1/sign, never taken from the request.
 	Audiences []string
 }
 

@@ -37,6 +37,8 @@ type Policy struct {
 	RSAMinBits int      `json:"rsa_min_bits,omitempty"`
 	EKU        string   `json:"eku,omitempty"`
 	RenewGrace string   `json:"renew_grace,omitempty"`
+	// AllowWildcard permits wildcard names ("*.example") that DNS covers.
+	AllowWildcard bool `json:"allow_wildcard,omitempty"`
 }
 
 func (c *Client) Provisioners(ctx context.Context) ([]Provisioner, error) {

@@ -113,6 +113,8 @@ data_dir  = "/var/lib/quorumca"
 api {
   listen              = "0.0.0.0:8443"
   advertise           = "$1:8443"
+  # Token audiences: the balancer as the host sees it, and this node.
+  public_urls         = ["https://127.0.0.1:$https_port", "https://localhost:$https_port", "https://$1:8443"]
   tls_cert_file       = "/etc/quorumca/tls.pem"
   tls_key_file        = "/etc/quorumca/tls.key"
   proxy_protocol_from = ["$subnet"]

@@ -24,6 +24,15 @@ api {
   # listen address.
   advertise = "ca-1.internal.example:8443"
 
+  # The URLs clients address the API at: a jwk provisioner's token and a
+  # renewal token must name one of them + the path ("aud":
+  # "https://ca.internal.example/v1/sign"). The request's Host header is
+  # never trusted for this, so a token minted for another CA that shares a
+  # provisioner key is refused. List the balancer, and each node's own URL if
+  # clients also address nodes directly; the same list on every node.
+  # Defaults to https:// + advertise.
+  public_urls = ["https://ca.internal.example", "https://ca-1.internal.example:8443"]
+
   # Server certificate (PEM; may include its chain) and key of this API,
   # for clients.
   tls_cert_file = "/etc/quorumca/tls/node.pem"
@@ -146,8 +155,19 @@ provisioner "devices" {
 
   dns         = [".devices.internal.example"] # "*", "a.b", "*.b" (one label), ".b" (any depth)
   ip          = ["10.0.0.0/8"]                # CIDRs
-  uri         = ["spiffe://prod/devices/*"]   # * within a path segment, ** across
   common_name = []                            # globs; empty: the CN must be one of the names
+
+  # "**" (any URI) or scheme://host[:port][/path], matched on the parsed
+  # URI: host as in dns ("*.b", ".b"), port none, a number or "*"; in the
+  # path * matches within a segment, ** across. User info, a query or a
+  # fragment only where the pattern names them (...?* ...#*). spiffe://
+  # patterns take valid SPIFFE IDs only.
+  uri = ["spiffe://prod/devices/*"]
+
+  # Wildcard certificates ("*.devices.internal.example") only with this,
+  # where dns covers every name the wildcard stands for. Off by default: a
+  # policy for names under a domain does not grant a wildcard for it.
+  # allow_wildcard = true
 
   default_ttl = "24h"
   max_ttl     = "720h"

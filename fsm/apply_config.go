@@ -188,7 +188,10 @@ func applyAdminRevoke(a *applyCtx) error {
 }
 
 func init() {
-	register(CmdProvisionerPut, "provisioner_put", 1, applyProvisionerPut)
+	// Version 2 may carry policy.allow_wildcard, which binaries before it
+	// would drop; a put without it is still written as version 1.
+	register(CmdProvisionerPut, "provisioner_put", 2, applyProvisionerPut)
+	needsFormat(CmdProvisionerPut, 2, 2)
 }
 
 // ProvisionerPut creates (ExpectedVersion 0) or replaces a provisioner. The
@@ -196,6 +199,13 @@ func init() {
 type ProvisionerPut struct {
 	Provisioner     Provisioner `json:"provisioner"`
 	ExpectedVersion uint64      `json:"expected_version"`
+}
+
+func (p ProvisionerPut) payloadVersion() uint16 {
+	if p.Provisioner.Policy.AllowWildcard {
+		return 2
+	}
+	return 1
 }
 
 func applyProvisionerPut(a *applyCtx) error {

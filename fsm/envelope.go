@@ -66,7 +66,19 @@ func NewEnvelope(t CmdType, id string, payload any) (*Envelope, error) {
 			return nil, fmt.Errorf("fsm: encode %s: %w", h.name, err)
 		}
 	}
-	return &Envelope{Type: t, Version: h.version, ID: id, Payload: b}, nil
+	v := h.version
+	if p, ok := payload.(versionedPayload); ok {
+		v = p.payloadVersion()
+	}
+	return &Envelope{Type: t, Version: v, ID: id, Payload: b}, nil
+}
+
+// versionedPayload is a payload that an older version of its command can
+// carry unless it uses what the newer one adds: it is then written as that
+// older version, which older binaries apply identically, and needs no newer
+// log format.
+type versionedPayload interface {
+	payloadVersion() uint16
 }
 
 // binaryPayload is a command whose current version is a binary frame

@@ -469,3 +469,29 @@ func TestProvisionerReadsAreCopiesOfTheCommittedRecord(t *testing.T) {
 		t.Fatalf("a caller's change to a list reached the next reader: %v", p.Policy.DNS)
 	}
 }
+
+// A provisioner put without allow_wildcard is the version-1 command older
+// binaries apply alike; with it, version 2, proposed only on log format 2.
+func TestProvisionerPutAllowWildcardVersion(t *testing.T) {
+	f, b := lifecycle(t)
+	p := Provisioner{Name: "w", Kind: KindEnrollmentToken, Authority: "default", Policy: Policy{DNS: []string{"*.example"}}}
+	plain, _ := NewEnvelope(CmdProvisionerPut, "x", ProvisionerPut{Provisioner: p})
+	if plain.Version != 1 || plain.Format() != 0 || bytes.Contains(plain.Payload, []byte("allow_wildcard")) {
+		t.Fatalf("put without allow_wildcard: version %d, format %d, %s", plain.Version, plain.Format(), plain.Payload)
+	}
+	p.Policy.AllowWildcard = true
+	wild, _ := NewEnvelope(CmdProvisionerPut, "y", ProvisionerPut{Provisioner: p})
+	if wild.Version != 2 || wild.Format() != 2 {
+		t.Fatalf("put with allow_wildcard: version %d, format %d", wild.Version, wild.Format())
+	}
+	if err := apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p})); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.Provisioner("w"); !got.Policy.AllowWildcard {
+		t.Fatalf("allow_wildcard lost: %+v", got.Policy)
+	}
+	// A record written before the field existed reads as false.
+	if got, _ := f.Provisioner("p"); got.Policy.AllowWildcard {
+		t.Fatal("old record allows wildcards")
+	}
+}

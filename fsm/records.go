@@ -164,7 +164,7 @@ type Provisioner struct {
 type Policy struct {
 	DNS        []string      `json:"dns,omitempty"`         // "*", "a.example", "*.example" (one label), ".example" (any depth)
 	IP         []string      `json:"ip,omitempty"`          // CIDRs
-	URI        []string      `json:"uri,omitempty"`         // globs: * within a path segment, ** across
+	URI        []string      `json:"uri,omitempty"`         // "**", or scheme://host[:port][/path]: host as in DNS, * within a path segment, ** across
 	Email      []string      `json:"email,omitempty"`       // "*", "@example.com", "a@example.com"
 	CommonName []string      `json:"common_name,omitempty"` // globs; empty: the CN must be one of the SANs
 	DefaultTTL time.Duration `json:"default_ttl"`
@@ -175,6 +175,10 @@ type Policy struct {
 	// RenewGrace is how long after expiry a certificate may still be
 	// renewed; zero: not at all.
 	RenewGrace time.Duration `json:"renew_grace,omitempty"`
+	// AllowWildcard permits wildcard names ("*.example") that the DNS
+	// patterns cover; without it no pattern allows one. Records from
+	// before it decode as false.
+	AllowWildcard bool `json:"allow_wildcard,omitempty"`
 }
 
 // CRL is the current signed revocation list of one issuer.

@@ -146,6 +146,7 @@ func TestInvalidProvisionerDocuments(t *testing.T) {
 	}{
 		"bad pattern":       {doc(func(_, pol map[string]any) { pol["dns"] = []string{"ok.example", "*.*.example"} }), "policy.dns[1]"},
 		"bad cidr":          {doc(func(_, pol map[string]any) { pol["ip"] = []string{"10.0.0.0"} }), "policy.ip[0]"},
+		"bad uri pattern":   {doc(func(_, pol map[string]any) { pol["uri"] = []string{"spiffe://prod/x?y"} }), "policy.uri[0]"},
 		"unknown authority": {doc(func(p, _ map[string]any) { p["authority"] = "nope" }), "authority"},
 		"negative ttl":      {doc(func(_, pol map[string]any) { pol["default_ttl"] = "-1h" }), "policy.default_ttl"},
 		"bad duration":      {doc(func(_, pol map[string]any) { pol["max_ttl"] = "a while" }), "policy.max_ttl"},

@@ -34,6 +34,11 @@ type Config struct {
 	// HTTPListen serves CRLs and OCSP over plain HTTP; "" for none.
 	HTTPListen string
 
+	// APIPublicURLs are the base URLs clients reach the API at
+	// (https://host[:port]); a self-minted token's aud must name one.
+	// Default: https:// + the advertised API address.
+	APIPublicURLs []string
+
 	RaftListen    string
 	RaftAdvertise string
 
@@ -165,6 +170,7 @@ type signerBlock struct {
 type apiBlock struct {
 	Listen            string   `hcl:"listen"`
 	Advertise         string   `hcl:"advertise,optional"`
+	PublicURLs        []string `hcl:"public_urls,optional"`
 	TLSCertFile       string   `hcl:"tls_cert_file"`
 	TLSKeyFile        string   `hcl:"tls_key_file"`
 	ProxyProtocolFrom []string `hcl:"proxy_protocol_from,optional"`
@@ -224,6 +230,8 @@ type provisionerBlock struct {
 	EKU        string   `hcl:"eku,optional"`
 	RenewGrace string   `hcl:"renew_grace,optional"`
 	JWKFile    string   `hcl:"jwk_file,optional"`
+	// AllowWildcard permits wildcard names that dns covers.
+	AllowWildcard bool `hcl:"allow_wildcard,optional"`
 }
 
 // Load reads and checks an HCL config file.
@@ -247,7 +255,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 	}
 	c := &Config{
 		NodeName: f.NodeName, DataDir: f.DataDir,
-		APIListen: f.API.Listen, APIAdvertise: f.API.Advertise,
+		APIListen: f.API.Listen, APIAdvertise: f.API.Advertise, APIPublicURLs: f.API.PublicURLs,
 		TLSCertFile: f.API.TLSCertFile, TLSKeyFile: f.API.TLSKeyFile,
 		RaftListen: f.Raft.Listen, RaftAdvertise: f.Raft.Advertise,
 		Bootstrap: f.Cluster.Bootstrap, Join: f.Cluster.Join,
@@ -312,7 +320,7 @@ func provisionerFrom(p provisionerBlock) (*ProvisionerConfig, error) {
 	pc := &ProvisionerConfig{JWKFile: p.JWKFile, Provisioner: fsm.Provisioner{
 		Name: p.Name, Kind: p.Kind, Authority: p.Authority,
 		Policy: fsm.Policy{DNS: p.DNS, IP: p.IP, URI: p.URI, Email: p.Email, CommonName: p.CommonName,
-			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU},
+			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU, AllowWildcard: p.AllowWildcard},
 	}}
 	what := "provisioner " + p.Name + ": "
 	var err error
@@ -428,6 +436,12 @@ func (c *Config) Validate() error {
 	for _, cidr := range c.ProxyProtocolFrom {
 		if _, _, err := net.ParseCIDR(cidr); err != nil {
 			return fmt.Errorf("config: api.proxy_protocol_from: %q is not a CIDR", cidr)
+		}
+	}
+	for _, p := range c.APIPublicURLs {
+		u, err := url.Parse(p)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+			return fmt.Errorf("config: api.public_urls: %q must be https://host[:port], as clients address the API", p)
 		}
 	}
 	for _, j := range c.Join {

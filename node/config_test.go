@@ -19,6 +19,9 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 		!strings.HasPrefix(c.Authorities[0].Key, "awskms:") {
 		t.Errorf("signer settings %+v", c.Signer)
 	}
+	if len(c.APIPublicURLs) != 2 || c.APIPublicURLs[0] != "https://ca.internal.example" {
+		t.Errorf("public URLs %v", c.APIPublicURLs)
+	}
 	if len(c.Provisioners) != 2 || c.Provisioners[0].Policy.RenewGrace.Hours() != 72 || c.Provisioners[1].JWKFile == "" {
 		t.Errorf("provisioners %+v", c.Provisioners)
 	}
@@ -71,6 +74,23 @@ provisioner "p" {
   ca_key = "awskms:alias/c"
 }`, "https://host:port"},
 		{"unknown attribute", baseConfig + `colour = "blue"`, "Unsupported argument"},
+		{"public URL not https", strings.Replace(baseConfig, `tls_key_file = "k"`, `tls_key_file = "k"
+  public_urls = ["http://ca.example"]`, 1) + `cluster {
+  join = ["https://a:1"]
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+  ca_key = "awskms:alias/c"
+}`, "api.public_urls"},
+		{"URI pattern that cannot be split", baseConfig + `cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+  ca_key = "awskms:alias/c"
+}
+provisioner "p" {
+  kind = "enrollment-token"
+  uri = ["https://*.svc.example*/**"]
+}`, "uri[0]"},
 		{"soft signer not allowed", baseConfig + `cluster {
   bootstrap = true
   join_secret = "0123456789abcdef"

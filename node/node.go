@@ -144,8 +144,12 @@ func (n *Node) start() error {
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
 
 	n.registerMetrics(reg)
+	publicURLs := cfg.APIPublicURLs
+	if len(publicURLs) == 0 {
+		publicURLs = []string{"https://" + advertise}
+	}
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
-		Refused: n.refused}
+		Refused: n.refused, PublicURLs: publicURLs}
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
 			return err

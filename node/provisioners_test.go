@@ -145,3 +145,47 @@ func TestMultipleAuthorities(t *testing.T) {
 		t.Errorf("db CRL: %d", r.status)
 	}
 }
+
+// allow_wildcard through the admin API: off, a token for a wildcard name is
+// refused although dns covers it; turned on (a version-2 provisioner put,
+// replicated to every node), the wildcard certificate is issued.
+func TestWildcardProvisionerThroughAdminAPI(t *testing.T) {
+	c := newTestCluster(t, 3)
+	a, b := c.nodes[0], c.nodes[2]
+	doc := map[string]any{"name": "wild", "kind": "enrollment-token", "authority": "default",
+		"policy": map[string]any{"dns": []string{"*.w.example"}}}
+	if r := c.do(a, "POST", "/v1/admin/provisioners", doc, c.admin); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	mint := func(tn *testNode) reply {
+		return c.do(tn, "POST", "/v1/admin/tokens", map[string]any{"sans": []string{"*.w.example"}, "provisioner": "wild"}, c.admin)
+	}
+	if r := mint(b); r.status != http.StatusForbidden || r.errorCode() != "san_not_allowed" {
+		t.Fatalf("wildcard token without allow_wildcard: %d %s", r.status, r.body)
+	}
+	doc["policy"].(map[string]any)["allow_wildcard"] = true
+	doc["version"] = 1
+	if r := c.do(b, "PUT", "/v1/admin/provisioners/wild", doc, c.admin); r.status != http.StatusOK {
+		t.Fatalf("update: %d %s", r.status, r.body)
+	}
+	var got struct {
+		Policy struct {
+			AllowWildcard bool `json:"allow_wildcard"`
+		}
+	}
+	c.do(a, "GET", "/v1/admin/provisioners/wild", nil, c.admin).decode(t, &got)
+	if !got.Policy.AllowWildcard {
+		t.Fatal("allow_wildcard not kept")
+	}
+	r := mint(a)
+	if r.status != http.StatusCreated {
+		t.Fatalf("wildcard token with allow_wildcard: %d %s", r.status, r.body)
+	}
+	var tok struct{ Token string }
+	r.decode(t, &tok)
+	s := c.sign(b, tok.Token, newCSR(t, newKey(t), "*.w.example"))
+	if leaf := parsePEMCert(t, s.Certificate); len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "*.w.example" {
+		t.Errorf("names %v", leaf.DNSNames)
+	}
+	c.WaitConverged()
+}

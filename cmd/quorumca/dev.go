@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -111,6 +112,16 @@ func runDev(args []string) int {
 			RaftListen: raftAddr, JoinSecret: secret, ClusterCAKey: clusterKey,
 			Logger: log, AllowInsecureSoftSigner: true,
 		}
+		if port != 0 {
+			// Token audiences follow this start's -listen (nothing of it is
+			// kept in the data dir): each name the dev TLS certificate
+			// covers, at this node's port.
+			for _, h := range []string{host, "localhost", "127.0.0.1"} {
+				if u := "https://" + net.JoinHostPort(h, strconv.Itoa(port+i)); !slices.Contains(cfg.APIPublicURLs, u) {
+					cfg.APIPublicURLs = append(cfg.APIPublicURLs, u)
+				}
+			}
+		} // else the default: https:// + the address the node listens at
 		if i == 0 {
 			cfg.AdminListen = *adminListen
 			adminCA, err := pki.AdminAuthority()

@@ -317,3 +317,42 @@ func TestLeaderWritesTheFormatEveryServerReads(t *testing.T) {
 		t.Fatalf("after an old server came back the leader wrote entries starting %v", got)
 	}
 }
+
+// A command that needs log format 2 is refused with upgrade_in_progress,
+// and never proposed, while a server reads an older format; once every
+// server reads it, the same command goes through.
+func TestNewCommandWaitsForEveryServer(t *testing.T) {
+	u := newUpgradeCluster(t)
+	leader, _, leaderAPI := u.member("leader", true, nil, nil)
+	waitUntil(t, "the member leads", leader.IsLeader)
+	var isOld atomic.Bool
+	isOld.Store(true)
+	u.member("old", false, []string{"https://" + leaderAPI.addr}, &isOld)
+	waitUntil(t, "the leader knows an old server is there", func() bool {
+		servers, _ := leader.Servers()
+		return len(servers) == 2 && leader.formatKnown.Load() && leader.logFormat() == 0
+	})
+	var p fsm.ProvisionerPut
+	p.Provisioner.Name, p.Provisioner.Authority = "wild", "none"
+	p.Provisioner.Policy.AllowWildcard = true // provisioner_put version 2: format 2
+	env, err := fsm.NewEnvelope(fsm.CmdProvisionerPut, "p1", p)
+	if err != nil || env.Format() != 2 {
+		t.Fatalf("envelope %v needs format %d, want 2", err, env.Format())
+	}
+	last := leader.raft.LastIndex()
+	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrUpgrading) {
+		t.Fatalf("a format-2 command with a format-0 server: %v, want %s", err, fsm.ErrUpgrading.Code)
+	}
+	for i := last + 1; i <= leader.raft.LastIndex(); i++ {
+		var l raft.Log
+		if leader.logs.GetLog(i, &l) == nil && bytes.Contains(l.Data, []byte(`"wild"`)) {
+			t.Fatalf("the refused command was written to the log at %d", i)
+		}
+	}
+	isOld.Store(false)
+	waitUntil(t, "the leader writes format 2", func() bool { return leader.logFormat() == 2 })
+	// Applied now: the FSM's own verdict (no such authority), not the gate's.
+	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrAuthorityUnknown) {
+		t.Fatalf("the command once every server reads format 2: %v, want %s", err, fsm.ErrAuthorityUnknown.Code)
+	}
+}

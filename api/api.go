@@ -18,6 +18,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
 // Cluster is what the API needs to know about the node's membership.
@@ -36,6 +37,8 @@ type Server struct {
 	// Refused, if set, hears of every request answered with an error: the
 	// node logs it (refusals never reach the replicated audit log).
 	Refused func(r *http.Request, status int, code, message string)
+	// OCSPLimit, if set, bounds OCSP requests per source address.
+	OCSPLimit *keyrate.Limiter
 
 	duration *prometheus.HistogramVec
 	ops      *opMetrics
@@ -94,6 +97,9 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/admin/authorities/import", s.importAuthority)
 	mux.HandleFunc("GET /v1/admin/authorities/{name}", s.getAuthority)
 	mux.HandleFunc("POST /v1/admin/authorities/{name}/rotate", s.rotateAuthority)
+	mux.HandleFunc("GET /v1/admin/authorities/{name}/ocsp-responder", s.getOCSPResponder)
+	mux.HandleFunc("PUT /v1/admin/authorities/{name}/ocsp-responder", s.setOCSPResponder)
+	mux.HandleFunc("DELETE /v1/admin/authorities/{name}/ocsp-responder", s.deleteOCSPResponder)
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
 	mux.HandleFunc("GET /v1/roots", s.roots)
 	mux.HandleFunc("GET /v1/authorities/{name}/roots", s.authorityRoots)

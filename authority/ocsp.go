@@ -69,13 +69,18 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt, rec.RevocationReason
 		state = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason)
 	}
-	rs, err := ca.ocspSigner(ctx, a.Name, iss, now)
+	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)
 	if err != nil {
 		return nil, err
 	}
+	by := "issuer"
+	if rc != nil {
+		by = "responder " + resp.KeyURI
+	}
 	// The status read just now is part of the key: a revocation is never
-	// answered from a cached "good".
-	key := fmt.Sprintf("%s/%s/%s/%d/%s/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state, rs.id)
+	// answered from a cached "good". So is who signs: once a responder is
+	// removed or its key replaced, nothing it signed is served again.
+	key := fmt.Sprintf("%s/%s/%s/%d/%s/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state, by)
 	if der, ok := ca.ocsp.get(key, now); ok {
 		return der, nil
 	}
@@ -83,16 +88,19 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		if der, ok := ca.ocsp.get(key, now); ok {
 			return der, nil // signed by the flight that just ended
 		}
-		tmpl.ThisUpdate = now.Truncate(time.Minute)
-		tmpl.NextUpdate = tmpl.ThisUpdate.Add(ocspValidity)
-		tmpl.Certificate = rs.cert
-		responder := issuer
-		if rs.cert != nil {
-			responder = rs.cert
-		}
 		// Not bound to this request: the signature serves every asker.
 		sctx := context.WithoutCancel(ctx)
-		der, err := ocsp.CreateResponse(issuer, responder, tmpl, signer.CryptoSigner(sctx, rs.key))
+		k, cert, err := ca.ocspKey(sctx, resp, rc, iss)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.ThisUpdate = now.Truncate(time.Minute)
+		tmpl.NextUpdate = tmpl.ThisUpdate.Add(ocspValidity)
+		responder := issuer
+		if cert != nil {
+			tmpl.Certificate, responder = cert, cert
+		}
+		der, err := ocsp.CreateResponse(issuer, responder, tmpl, signer.CryptoSigner(sctx, k))
 		if err != nil {
 			return nil, signError(err)
 		}
@@ -101,53 +109,49 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	})
 }
 
-// ocspKey is the key that signs an issuer's OCSP answers.
-type ocspKey struct {
-	id   string            // "issuer", or the delegated certificate's serial
-	cert *x509.Certificate // the delegated responder's certificate; nil: the issuer signs
-	key  signer.Key
+// ocspDelegate returns the authority's delegated responder and its
+// certificate from the issuer if it has one that outlives an answer made
+// now; nil if the issuer's own key signs (no responder, or the leader has
+// not renewed its certificate yet).
+func (ca *CA) ocspDelegate(authority, issuer string, now time.Time) (*fsm.OCSPResponder, *x509.Certificate, error) {
+	r, err := ca.state.OCSPResponder(authority)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := r.Cert(issuer)
+	if rc == nil || now.Add(ocspValidity).After(rc.NotAfter) {
+		return nil, nil, nil
+	}
+	cert, err := ca.certs.parse(rc.DER)
+	if err != nil || now.Before(cert.NotBefore) {
+		return nil, nil, nil
+	}
+	return r, cert, nil
 }
 
-// ocspSigner picks the authority's delegated responder if it has a
-// certificate from this issuer that outlives the answer, and the issuer's
-// own key otherwise (no responder, or it cannot be used on this node).
-func (ca *CA) ocspSigner(ctx context.Context, authority string, iss *fsm.Issuer, now time.Time) (ocspKey, error) {
-	if r, err := ca.state.OCSPResponder(authority); err == nil {
-		if k, err := ca.delegated(ctx, r, iss.ID, now); err != nil {
-			ca.ocspWarn("delegated OCSP responder not used; the issuing key signs", "authority", authority, "issuer", iss.ID, "err", err)
-		} else if k.key != nil {
-			return k, nil
+// ocspKey opens the key that signs: the delegated responder's if there is
+// one (with its certificate), else the issuer's. A responder key this node
+// cannot open, or that is not the certified key, is passed over for the
+// issuer's: answers stay available.
+func (ca *CA) ocspKey(ctx context.Context, r *fsm.OCSPResponder, cert *x509.Certificate, iss *fsm.Issuer) (signer.Key, *x509.Certificate, error) {
+	if cert != nil {
+		k, err := ca.signers.Get(ctx, r.KeyURI)
+		if err == nil {
+			if pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool }); ok && pub.Equal(cert.PublicKey) {
+				return k, cert, nil
+			}
+			err = errors.New("the key is not the one its certificate certifies")
 		}
-	} else if !errors.Is(err, fsm.ErrNotFound) {
-		return ocspKey{}, err
+		ca.ocspWarn("delegated OCSP responder not used; the issuing key signs", "authority", r.Authority, "key", r.KeyURI, "err", err)
 	}
 	k, err := ca.signers.Get(ctx, iss.KeyURI)
 	if err != nil {
-		return ocspKey{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return ocspKey{id: "issuer", key: k}, nil
-}
-
-func (ca *CA) delegated(ctx context.Context, r *fsm.OCSPResponder, issuer string, now time.Time) (ocspKey, error) {
-	rc := r.Cert(issuer)
-	if rc == nil || now.Add(ocspValidity).After(rc.NotAfter) {
-		return ocspKey{}, nil // none yet, or too close to its end: the leader renews it
-	}
-	cert, err := ca.certs.parse(rc.DER)
-	if err != nil {
-		return ocspKey{}, err
-	}
-	if now.Before(cert.NotBefore) {
-		return ocspKey{}, nil
-	}
-	k, err := ca.signers.Get(ctx, r.KeyURI)
-	if err != nil {
-		return ocspKey{}, err
-	}
-	if pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
-		return ocspKey{}, fmt.Errorf("key %s on this node is not the key its certificate certifies", r.KeyURI)
-	}
-	return ocspKey{id: SerialHex(cert.SerialNumber), cert: cert, key: k}, nil
+	return k, nil, nil
 }
 
 // ocspWarn logs at most once a minute: it may concern every request.

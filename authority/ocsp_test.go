@@ -439,3 +439,21 @@ func TestOCSPCacheIsBoundedAndKeepsRecent(t *testing.T) {
 		t.Error("a stale answer was kept")
 	}
 }
+
+// A node that cannot open the responder's key still answers, signed by
+// the issuing key.
+func TestOCSPFallsBackToIssuerWithoutResponderKey(t *testing.T) {
+	c := newTestCA(t)
+	leaf, issuer := c.issued(t, "fallback.example")
+	r := c.setResponder(t)
+	if err := os.Remove(strings.TrimPrefix(r.KeyURI, respKeyScheme+":")); err != nil {
+		t.Fatal(err)
+	}
+	// Another node: the same state, its own signers.
+	other := &testCA{CA: New(Config{State: c.f, Proposer: &localRaft{f: c.f, now: c.clock.Now}, Now: c.clock.Now,
+		Signers: &signer.Cache{AllowInsecure: true}})}
+	resp := other.ask(t, leaf, issuer)
+	if resp.Status != ocsp.Good || resp.Certificate != nil || resp.CheckSignatureFrom(issuer) != nil {
+		t.Fatalf("without the responder key: status %d, certificate %v", resp.Status, resp.Certificate != nil)
+	}
+}

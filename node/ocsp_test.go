@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/quorumca/quorumca/cluster"
@@ -174,10 +176,26 @@ func TestDelegatedOCSPResponderAcrossTheCluster(t *testing.T) {
 	if r := c.do(c.nodes[0], "POST", "/v1/revoke", map[string]string{"serial": bad.s.Serial, "reason": "keyCompromise"}, c.admin); r.status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
 	}
-	// An unknown serial: the unsigned "unauthorized", on a follower too.
-	unknown, _ := ocsp.CreateRequest(&x509.Certificate{SerialNumber: big.NewInt(424242)}, good.chain[0], nil)
-	if resp, body := postOCSP(t, f[1], unknown); resp.StatusCode != http.StatusOK || !bytes.Equal(body, ocsp.UnauthorizedErrorResponse) {
-		t.Fatalf("unknown serial: %d %x", resp.StatusCode, body)
+	// Serials never issued: the unsigned "unauthorized", on a follower
+	// too, and not one signature for them.
+	signs := signatures(t, c, f[1])
+	for i := range 300 {
+		unknown, _ := ocsp.CreateRequest(&x509.Certificate{SerialNumber: big.NewInt(int64(424242 + i))}, good.chain[0], nil)
+		if resp, body := postOCSP(t, f[1], unknown); resp.StatusCode != http.StatusOK || !bytes.Equal(body, ocsp.UnauthorizedErrorResponse) {
+			t.Fatalf("unknown serial: %d %x", resp.StatusCode, body)
+		}
+	}
+	if n := signatures(t, c, f[1]) - signs; n != 0 {
+		t.Fatalf("300 requests for unknown serials: %v signatures", n)
+	}
+	// And one for fifty requests about a certificate.
+	for range 50 {
+		if st := c.ocspStatus(f[1], good); st.Status != ocsp.Good {
+			t.Fatalf("status %d", st.Status)
+		}
+	}
+	if n := signatures(t, c, f[1]) - signs; n != 1 {
+		t.Fatalf("50 requests for one certificate: %v signatures", n)
 	}
 
 	keyURI := "softkey:" + filepath.Join(c.dir, "ocsp-responder.key")
@@ -263,4 +281,20 @@ func TestDelegatedOCSPResponderAcrossTheCluster(t *testing.T) {
 	if r := c.do(f[1], "GET", "/v1/admin/authorities/default/ocsp-responder", nil, c.admin); r.status != http.StatusNotFound {
 		t.Fatalf("responder after removal: %d %s", r.status, r.body)
 	}
+}
+
+// signatures is how many signatures tn's keys have made.
+func signatures(t *testing.T, c *testCluster, tn *testNode) float64 {
+	t.Helper()
+	r := c.do(tn, "GET", "/v1/metrics", nil, "")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, m := range families["quorumca_signer_duration_seconds"].GetMetric() {
+		n += float64(m.GetHistogram().GetSampleCount())
+	}
+	return n
 }

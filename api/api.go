@@ -18,6 +18,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
 // Cluster is what the API needs to know about the node's membership.
@@ -41,6 +42,8 @@ type Server struct {
 	// aud names one of them plus the path it is sent to. Never the request's
 	// Host header, which the client chooses.
 	PublicURLs []string
+	// OCSPLimit, if set, bounds OCSP requests per source address.
+	OCSPLimit *keyrate.Limiter
 
 	signAud, renewAud []string
 
@@ -102,6 +105,9 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/admin/authorities/import", s.importAuthority)
 	mux.HandleFunc("GET /v1/admin/authorities/{name}", s.getAuthority)
 	mux.HandleFunc("POST /v1/admin/authorities/{name}/rotate", s.rotateAuthority)
+	mux.HandleFunc("GET /v1/admin/authorities/{name}/ocsp-responder", s.getOCSPResponder)
+	mux.HandleFunc("PUT /v1/admin/authorities/{name}/ocsp-responder", s.setOCSPResponder)
+	mux.HandleFunc("DELETE /v1/admin/authorities/{name}/ocsp-responder", s.deleteOCSPResponder)
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
 	mux.HandleFunc("GET /v1/roots", s.roots)
 	mux.HandleFunc("GET /v1/authorities/{name}/roots", s.authorityRoots)

@@ -1,18 +1,40 @@
 package api
 
 import (
+	"bytes"
 	"encoding/base64"
 	"io"
+	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 const maxOCSPRequest = 10 << 10
 
 // ocsp answers RFC 6960 requests: POST with a DER body, or GET with the
-// base64 request in the path.
+// base64 request in the path. Anyone may ask, without TLS, so each source
+// address has a budget (OCSPLimit). A request turned away, or one that
+// cannot be answered right now, gets the OCSP "tryLater" response: OCSP
+// clients read an OCSP body, not JSON. It comes with the HTTP status that
+// says why (429 over budget, 503 signer or cluster unavailable) and
+// Retry-After, never 200: a cache in front of the GET form must not keep
+// it in place of the real answer. A malformed request is the client's bug
+// and gets a JSON 4xx like any other endpoint.
 func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
+	if s.OCSPLimit != nil {
+		key := sourceKey(remoteAddr(r))
+		if !s.OCSPLimit.Allow(key) {
+			secs := math.Ceil(s.OCSPLimit.Delay(key).Seconds())
+			setOutcome(r, "rate_limited")
+			s.ocspTryLater(w, http.StatusTooManyRequests, strconv.Itoa(max(int(secs), 1)))
+			return
+		}
+	}
 	var der []byte
 	if r.Method == http.MethodPost {
 		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOCSPRequest))
@@ -36,9 +58,44 @@ func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := s.CA.OCSP(r.Context(), der)
 	if err != nil {
-		s.fail(w, r, err)
+		status, code, msg := s.classify(r, err)
+		if status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests {
+			s.fail(w, r, err)
+			return
+		}
+		if s.Refused != nil {
+			s.Refused(r, status, code, msg)
+		}
+		setOutcome(r, code)
+		s.ocspTryLater(w, status, "1")
 		return
+	}
+	if bytes.Equal(resp, ocsp.UnauthorizedErrorResponse) {
+		setOutcome(r, "unauthorized") // not issued here: seen in metrics, not logged one by one
 	}
 	w.Header().Set("Content-Type", "application/ocsp-response")
 	w.Write(resp)
+}
+
+func (s *Server) ocspTryLater(w http.ResponseWriter, status int, retryAfter string) {
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Retry-After", retryAfter)
+	w.WriteHeader(status)
+	w.Write(ocsp.TryLaterErrorResponse)
+}
+
+// sourceKey is what a per-source limit counts by: the address, or its /64
+// for IPv6, where one host commonly holds a whole /64.
+func sourceKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
 }

@@ -60,6 +60,7 @@ type testCA struct {
 	root  *x509.Certificate
 	clock *offsetClock
 	admin *fsm.Admin
+	signs *signCount // signatures made, by key scheme
 }
 
 // offsetClock is the real clock moved forward by tests.
@@ -105,9 +106,9 @@ func newTestCA(t testing.TB) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &offsetClock{}
+	clock, signs := &offsetClock{}, &signCount{}
 	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now,
-		Signers: &signer.Cache{AllowInsecure: true}})
+		Signers: &signer.Cache{AllowInsecure: true, Observe: signs.observe}})
 	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw,
 		Issuers: []fsm.Issuer{{Chain: [][]byte{inter.Raw}, KeyURI: uri}}, BaseURL: "http://ca.example.com:8080"}); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func newTestCA(t testing.TB) *testCA {
 		Authority: DefaultAuthority, Policy: DefaultPolicy()}, 0); err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{CA: ca, f: f, root: root, clock: clock, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}}
+	return &testCA{CA: ca, f: f, root: root, clock: clock, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}, signs: signs}
 }
 
 func (c *testCA) signToken(ctx context.Context, csr []byte, token string) (*Issued, error) {

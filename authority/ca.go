@@ -45,6 +45,7 @@ type State interface {
 	Provisioner(name string) (*fsm.Provisioner, error)
 	Provisioners() ([]*fsm.Provisioner, error)
 	CRL(authority, issuer string) (*fsm.CRL, error)
+	OCSPResponder(authority string) (*fsm.OCSPResponder, error)
 	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
 	AdminByCert(serial string) (*fsm.Admin, error)
 	Admins() ([]*fsm.Admin, error)
@@ -74,10 +75,13 @@ type CA struct {
 	now     func() time.Time
 	log     *slog.Logger
 
-	crlMu sync.Mutex // one CRL signed at a time per node
-	ocsp  ocspCache
+	crlMu sync.Mutex    // one CRL signed at a time per node
 	turn  atomic.Uint64 // round-robin over active issuers
 	certs certCache     // parsed issuer certificates
+
+	ocsp       ocspCache    // signed OCSP answers
+	ocspFlight flight       // OCSP answers being signed
+	ocspWarned atomic.Int64 // unix time of the last warning about the OCSP responder
 }
 
 // certCache keeps issuer certificates parsed: every issuance, CRL and OCSP
@@ -115,6 +119,9 @@ type Config struct {
 	Signers  *signer.Cache
 	Now      func() time.Time // defaults to time.Now
 	Logger   *slog.Logger
+	// OCSPCacheBytes bounds the signed OCSP answers kept in memory
+	// (0: DefaultOCSPCacheBytes).
+	OCSPCacheBytes int
 }
 
 // New returns a CA.
@@ -128,7 +135,8 @@ func New(c Config) *CA {
 	if c.Signers == nil {
 		c.Signers = &signer.Cache{}
 	}
-	return &CA{state: c.State, raft: c.Proposer, signers: c.Signers, now: c.Now, log: c.Logger.With("component", "authority")}
+	return &CA{state: c.State, raft: c.Proposer, signers: c.Signers, now: c.Now, log: c.Logger.With("component", "authority"),
+		ocsp: ocspCache{max: c.OCSPCacheBytes}}
 }
 
 func randomID(n int) string {

@@ -3,12 +3,12 @@ package authority
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -17,48 +17,25 @@ import (
 	"github.com/quorumca/quorumca/signer"
 )
 
-// OCSP (RFC 6960) is answered by every node from its replicated state,
-// signed by the issuing CA's key. Responses are cached for a few minutes so
-// a busy responder does not cost one remote signature per request.
+// OCSP (RFC 6960) is answered by every node from its replicated state. The
+// responder is unauthenticated and public, so what a request may cost is
+// bounded by what was issued, never by how often or what is asked:
+//   - a serial this cluster never issued (or an issuer it does not run) is
+//     answered with the unsigned "unauthorized" response: no signature, no
+//     cache entry;
+//   - a certificate's answer is signed once per status, served until half
+//     its validity has passed, and concurrent askers share that signature;
+//   - with a delegated responder (ocsp_responder.go) the answers are signed
+//     by a key of its own, so OCSP never spends the issuing key's quota.
 
 const (
 	ocspValidity = time.Hour
-	ocspReuse    = 5 * time.Minute
-	ocspCacheMax = 1 << 16
+	// DefaultOCSPCacheBytes bounds the signed answers a node keeps.
+	DefaultOCSPCacheBytes = 64 << 20
 )
 
-type ocspCache struct {
-	mu sync.Mutex
-	m  map[string]ocspEntry
-}
-
-type ocspEntry struct {
-	der     []byte
-	expires time.Time
-}
-
-func (c *ocspCache) get(key string, now time.Time) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[key]
-	if !ok || !now.Before(e.expires) {
-		return nil, false
-	}
-	return e.der, true
-}
-
-func (c *ocspCache) put(key string, der []byte, expires time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= ocspCacheMax {
-		c.m = map[string]ocspEntry{} // crude, but bounded
-	}
-	c.m[key] = ocspEntry{der: der, expires: expires}
-}
-
 // OCSP answers a DER-encoded OCSP request with a DER-encoded response. A
-// request that does not parse is an ErrInvalidRequest; one for an issuer
-// this cluster does not run gets the "unauthorized" response.
+// request that does not parse is an ErrInvalidRequest.
 func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	req, err := ocsp.ParseRequest(reqDER)
 	if err != nil {
@@ -74,38 +51,115 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	if a == nil {
 		return ocsp.UnauthorizedErrorResponse, nil
 	}
+	// Read as any other lookup: locally, and once more after catching up
+	// with the leader on a miss, so a certificate issued through another
+	// node a moment ago is known here too.
 	serial := SerialHex(req.SerialNumber)
 	rec, err := lookup(ctx, ca, func() (*fsm.Cert, error) { return ca.state.Cert(serial) })
-	if err != nil && !errors.Is(err, fsm.ErrNotFound) {
+	if errors.Is(err, fsm.ErrNotFound) || (err == nil && (rec.Authority != a.Name || rec.Issuer != iss.ID)) {
+		return ocsp.UnauthorizedErrorResponse, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	now := ca.now().UTC()
-	tmpl := ocsp.Response{
-		Status: ocsp.Unknown, SerialNumber: req.SerialNumber, IssuerHash: req.HashAlgorithm,
-		ThisUpdate: now.Truncate(time.Minute), NextUpdate: now.Truncate(time.Minute).Add(ocspValidity),
+	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: req.SerialNumber, IssuerHash: req.HashAlgorithm}
+	state := "good"
+	if rec.Revoked() {
+		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt, rec.RevocationReason
+		state = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason)
 	}
-	state := "unknown"
-	if rec != nil && rec.Authority == a.Name && rec.Issuer == iss.ID {
-		tmpl.Status, state = ocsp.Good, "good"
-		if rec.Revoked() {
-			tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt, rec.RevocationReason
-			state = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason)
-		}
+	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)
+	if err != nil {
+		return nil, err
 	}
-	key := fmt.Sprintf("%s/%s/%s/%d/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state)
+	by := "issuer"
+	if rc != nil {
+		by = "responder " + resp.KeyURI
+	}
+	// The status read just now is part of the key: a revocation is never
+	// answered from a cached "good". So is who signs: once a responder is
+	// removed or its key replaced, nothing it signed is served again.
+	key := fmt.Sprintf("%s/%s/%s/%d/%s/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state, by)
 	if der, ok := ca.ocsp.get(key, now); ok {
 		return der, nil
 	}
+	return ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
+		if der, ok := ca.ocsp.get(key, now); ok {
+			return der, nil // signed by the flight that just ended
+		}
+		// Not bound to this request: the signature serves every asker.
+		sctx := context.WithoutCancel(ctx)
+		k, cert, err := ca.ocspKey(sctx, resp, rc, iss)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.ThisUpdate = now.Truncate(time.Minute)
+		tmpl.NextUpdate = tmpl.ThisUpdate.Add(ocspValidity)
+		responder := issuer
+		if cert != nil {
+			tmpl.Certificate, responder = cert, cert
+		}
+		der, err := ocsp.CreateResponse(issuer, responder, tmpl, signer.CryptoSigner(sctx, k))
+		if err != nil {
+			return nil, signError(err)
+		}
+		ca.ocsp.put(key, der, tmpl.ThisUpdate.Add(ocspValidity/2))
+		return der, nil
+	})
+}
+
+// ocspDelegate returns the authority's delegated responder and its
+// certificate from the issuer if it has one that outlives an answer made
+// now; nil if the issuer's own key signs (no responder, or the leader has
+// not renewed its certificate yet).
+func (ca *CA) ocspDelegate(authority, issuer string, now time.Time) (*fsm.OCSPResponder, *x509.Certificate, error) {
+	r, err := ca.state.OCSPResponder(authority)
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := r.Cert(issuer)
+	if rc == nil || now.Add(ocspValidity).After(rc.NotAfter) {
+		return nil, nil, nil
+	}
+	cert, err := ca.certs.parse(rc.DER)
+	if err != nil || now.Before(cert.NotBefore) {
+		return nil, nil, nil
+	}
+	return r, cert, nil
+}
+
+// ocspKey opens the key that signs: the delegated responder's if there is
+// one (with its certificate), else the issuer's. A responder key this node
+// cannot open, or that is not the certified key, is passed over for the
+// issuer's: answers stay available.
+func (ca *CA) ocspKey(ctx context.Context, r *fsm.OCSPResponder, cert *x509.Certificate, iss *fsm.Issuer) (signer.Key, *x509.Certificate, error) {
+	if cert != nil {
+		k, err := ca.signers.Get(ctx, r.KeyURI)
+		if err == nil {
+			if pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool }); ok && pub.Equal(cert.PublicKey) {
+				return k, cert, nil
+			}
+			err = errors.New("the key is not the one its certificate certifies")
+		}
+		ca.ocspWarn("delegated OCSP responder not used; the issuing key signs", "authority", r.Authority, "key", r.KeyURI, "err", err)
+	}
 	k, err := ca.signers.Get(ctx, iss.KeyURI)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	der, err := ocsp.CreateResponse(issuer, issuer, tmpl, signer.CryptoSigner(ctx, k))
-	if err != nil {
-		return nil, signError(err)
+	return k, nil, nil
+}
+
+// ocspWarn logs at most once a minute: it may concern every request.
+func (ca *CA) ocspWarn(msg string, args ...any) {
+	now := time.Now().Unix()
+	if last := ca.ocspWarned.Load(); now-last >= 60 && ca.ocspWarned.CompareAndSwap(last, now) {
+		ca.log.Warn(msg, args...)
 	}
-	ca.ocsp.put(key, der, now.Add(ocspReuse))
-	return der, nil
 }
 
 // ocspIssuer finds the issuer whose certificate the request names, by the

@@ -64,6 +64,17 @@ http {
   listen = "0.0.0.0:8080"
 }
 
+# The OCSP responder (on both listeners) answers anyone: each source
+# address (an IPv6 /64 counts as one) may ask rate per second, with bursts;
+# beyond that it gets 429 and the OCSP "tryLater" answer. Behind a balancer,
+# use the PROXY protocol (api.proxy_protocol_from) so sources are devices,
+# not the balancer. Signed answers are kept in up to cache_mb MiB.
+ocsp {
+  rate     = 100
+  burst    = 1000
+  cache_mb = 64
+}
+
 # Raft replication between nodes (TCP). Open it only between the nodes.
 raft {
   listen    = "0.0.0.0:8300"
@@ -144,6 +155,12 @@ authority "default" {
   # Where issued certificates say their CRL and OCSP responder are: the
   # plain-HTTP address of the cluster, usually its load balancer.
   base_url = "http://ca.internal.example:8080"
+
+  # A delegated OCSP responder: a key of its own that the issuer certifies
+  # for OCSP signing only, so OCSP never spends the issuing key's KMS
+  # quota. Set up with the authority; later with
+  # 'quorumca operator authority ocsp-responder'.
+  ocsp_responder_key = "awskms:alias/quorumca-ocsp?region=eu-west-1"
 }
 
 # Provisioners decide who may get which certificate. Created at bootstrap;

@@ -41,7 +41,8 @@ var (
 	// The audit log comes last: Digest leaves it out (it is a log of the
 	// state's history, not state) and AuditHead covers it.
 	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
-		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv, bAudit}
+		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv,
+		bOCSPResponders, bAudit}
 
 	kApplied = []byte("applied_index")
 )

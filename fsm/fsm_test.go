@@ -96,6 +96,12 @@ func workload(t *testing.T) []*raft.Log {
 	add(CmdTokenCreate, t0, TokenCreate{Tokens: []Token{token("late", "late", "x.example")}})
 	add(CmdTokenRevoke, t0, TokenRevoke{ID: "late"})
 	add(CmdTokenPrune, t0.Add(2*time.Hour), TokenPrune{Before: t0.Add(2 * time.Hour)})
+	resp := OCSPResponder{Authority: "default", KeyURI: "softkey:/ocsp.pem", TTL: 24 * time.Hour,
+		Certs: []OCSPResponderCert{{Issuer: "1", DER: []byte("ocsp-1"), NotAfter: t0.Add(24 * time.Hour)}}}
+	add(CmdOCSPResponderPut, t0, OCSPResponderPut{Responder: resp})
+	resp.Certs[0].DER = []byte("ocsp-2")
+	add(CmdOCSPResponderPut, t0.Add(time.Hour), OCSPResponderPut{Responder: resp}) // stale version: refused
+	add(CmdOCSPResponderPut, t0.Add(time.Hour), OCSPResponderPut{Responder: resp, ExpectedVersion: 1})
 	return logs
 }
 

@@ -33,6 +33,9 @@ type Config struct {
 	TLSKeyFile   string
 	// HTTPListen serves CRLs and OCSP over plain HTTP; "" for none.
 	HTTPListen string
+	// OCSP bounds the responder (both listeners): requests per source
+	// address, and the memory of signed answers.
+	OCSP OCSPConfig
 
 	// APIPublicURLs are the base URLs clients reach the API at
 	// (https://host[:port]); a self-minted token's aud must name one.
@@ -110,7 +113,25 @@ type AuthorityConfig struct {
 	// BaseURL is the plain-HTTP URL (a load balancer, usually) that issued
 	// certificates name for CRLs and OCSP.
 	BaseURL string
+	// OCSPResponderKey, if set, is certified as the authority's delegated
+	// OCSP responder when the authority is created.
+	OCSPResponderKey string
 }
+
+// OCSPConfig tunes the OCSP responder. Zero values take the defaults.
+type OCSPConfig struct {
+	Rate       float64 // requests per second per source address (IPv6: per /64)
+	Burst      int
+	CacheBytes int // signed answers kept in memory
+}
+
+// OCSP defaults: far above what a relying party or a stapling server asks
+// (once per certificate per answer's validity), low enough that one
+// address cannot keep a node busy.
+const (
+	DefaultOCSPRate  = 100
+	DefaultOCSPBurst = 1000
+)
 
 // PyroscopeConfig sends continuous profiles to a Pyroscope server.
 type PyroscopeConfig struct {
@@ -141,6 +162,13 @@ type fileConfig struct {
 	Audit                   *auditBlock        `hcl:"audit,block"`
 	Admin                   *adminBlock        `hcl:"admin,block"`
 	Profiling               *profilingBlock    `hcl:"profiling,block"`
+	OCSP                    *ocspBlock         `hcl:"ocsp,block"`
+}
+
+type ocspBlock struct {
+	Rate    float64 `hcl:"rate,optional"`
+	Burst   int     `hcl:"burst,optional"`
+	CacheMB int     `hcl:"cache_mb,optional"`
 }
 
 type adminBlock struct {
@@ -212,6 +240,8 @@ type authorityBlock struct {
 	ChainFile string `hcl:"chain_file"`
 	Key       string `hcl:"key"`
 	BaseURL   string `hcl:"base_url,optional"`
+	// OCSPResponderKey: a delegated OCSP responder's key, set up with the authority.
+	OCSPResponderKey string `hcl:"ocsp_responder_key,optional"`
 }
 
 type provisionerBlock struct {
@@ -302,9 +332,15 @@ func Parse(filename string, src []byte) (*Config, error) {
 			return nil, errors.New("config: signer: concurrency, rate and burst must not be negative")
 		}
 	}
+	if o := f.OCSP; o != nil {
+		if o.Rate < 0 || o.Burst < 0 || o.CacheMB < 0 {
+			return nil, errors.New("config: ocsp: rate, burst and cache_mb must not be negative")
+		}
+		c.OCSP = OCSPConfig{Rate: o.Rate, Burst: o.Burst, CacheBytes: o.CacheMB << 20}
+	}
 	for _, a := range f.Authorities {
 		c.Authorities = append(c.Authorities, &AuthorityConfig{Name: a.Name, RootFile: a.RootFile,
-			ChainFile: a.ChainFile, Key: a.Key, BaseURL: a.BaseURL})
+			ChainFile: a.ChainFile, Key: a.Key, BaseURL: a.BaseURL, OCSPResponderKey: a.OCSPResponderKey})
 	}
 	for _, p := range f.Provisioners {
 		pc, err := provisionerFrom(p)
@@ -462,7 +498,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: authority %q is defined twice", a.Name)
 		}
 		names[a.Name] = true
-		if strings.HasPrefix(a.Key, "softkey:") && !c.AllowInsecureSoftSigner {
+		if (strings.HasPrefix(a.Key, "softkey:") || strings.HasPrefix(a.OCSPResponderKey, "softkey:")) && !c.AllowInsecureSoftSigner {
 			return fmt.Errorf("config: authority %q: softkey: keys are files on the node, for development only; "+
 				"use awskms: or pkcs11:, or set allow_insecure_soft_signer = true", a.Name)
 		}

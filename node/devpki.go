@@ -140,6 +140,18 @@ func (p *DevPKI) ClusterCAKey() (string, error) {
 	return soft.Scheme + ":" + path, nil
 }
 
+// OCSPResponderKey is the URI of the dev authority's delegated OCSP
+// responder key, made on first use.
+func (p *DevPKI) OCSPResponderKey() (string, error) {
+	path := filepath.Join(filepath.Dir(p.RootFile), "ocsp-responder.key")
+	if _, err := os.Stat(path); err != nil {
+		if _, _, err := soft.Generate(path); err != nil {
+			return "", err
+		}
+	}
+	return soft.Scheme + ":" + path, nil
+}
+
 // NodeTLS returns the API certificate and key files in dir for hosts,
 // creating them, signed by the root, if they do not exist.
 func (p *DevPKI) NodeTLS(dir string, hosts []string) (certFile, keyFile string, err error) {

@@ -24,6 +24,7 @@ import (
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/atomicfile"
+	"github.com/quorumca/quorumca/internal/keyrate"
 	"github.com/quorumca/quorumca/signer"
 	_ "github.com/quorumca/quorumca/signer/awskms" // key backends, by URI scheme
 	_ "github.com/quorumca/quorumca/signer/pkcs11"
@@ -141,7 +142,8 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
-	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
+	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log,
+		OCSPCacheBytes: cfg.OCSP.CacheBytes})
 
 	n.registerMetrics(reg)
 	publicURLs := cfg.APIPublicURLs
@@ -149,7 +151,7 @@ func (n *Node) start() error {
 		publicURLs = []string{"https://" + advertise}
 	}
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
-		Refused: n.refused, PublicURLs: publicURLs}
+		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter()}
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
 			return err
@@ -281,6 +283,14 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 			return fmt.Errorf("create authority %s: %w", ac.Name, err)
 		}
 		n.log.Info("authority created", "name", ac.Name, "key", ac.Key)
+		if ac.OCSPResponderKey != "" {
+			if _, err := n.ca.SetOCSPResponder(ctx, authority.OCSPResponderRequest{Name: ac.Name, Key: authority.KeySpec{URI: ac.OCSPResponderKey}}); err != nil {
+				// The authority stands; an operator sets the responder up later.
+				n.log.Warn("delegated OCSP responder not set up; the issuing key signs OCSP answers", "authority", ac.Name, "err", err)
+			} else {
+				n.log.Info("delegated OCSP responder set up", "authority", ac.Name, "key", ac.OCSPResponderKey)
+			}
+		}
 	}
 	if err := n.bootstrapProvisioners(ctx); err != nil {
 		return err
@@ -359,8 +369,8 @@ func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
 	return &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, Issuers: []fsm.Issuer{iss}, BaseURL: ac.BaseURL}, nil
 }
 
-// leaderLoop runs while this node leads: it keeps CRLs current and drops
-// expired tokens.
+// leaderLoop runs while this node leads: it keeps CRLs and OCSP responder
+// certificates current and drops expired tokens.
 func (n *Node) leaderLoop(ctx context.Context) {
 	ctx = authority.WithOrigin(ctx, "node:"+n.cfg.NodeName, "")
 	t := time.NewTicker(time.Minute)
@@ -371,6 +381,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		}
 		if err := n.ca.PruneTokens(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("token prune failed", "err", err)
+		}
+		if err := n.ca.RefreshOCSPResponders(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("OCSP responder renewal failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -477,4 +490,16 @@ type httpErrorLog struct{ l *slog.Logger }
 func (h httpErrorLog) Write(p []byte) (int, error) {
 	h.l.Debug("http server", "msg", string(p))
 	return len(p), nil
+}
+
+// limiter is the OCSP endpoints' budget per source address.
+func (o OCSPConfig) limiter() *keyrate.Limiter {
+	rate, burst := o.Rate, o.Burst
+	if rate <= 0 {
+		rate = DefaultOCSPRate
+	}
+	if burst <= 0 {
+		burst = DefaultOCSPBurst
+	}
+	return keyrate.New(rate, burst, 0)
 }

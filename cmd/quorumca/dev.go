@@ -128,8 +128,14 @@ func runDev(args []string) int {
 			if err != nil {
 				return fail("dev: %v", err)
 			}
+			// The dev authority's OCSP answers are signed by a delegated
+			// responder, as production ones should be.
+			ca := pki.Authority("http://" + httpAddr)
+			if ca.OCSPResponderKey, err = pki.OCSPResponderKey(); err != nil {
+				return fail("dev: %v", err)
+			}
 			cfg.Bootstrap = true
-			cfg.Authorities = []*node.AuthorityConfig{pki.Authority("http://" + httpAddr), adminCA}
+			cfg.Authorities = []*node.AuthorityConfig{ca, adminCA}
 			cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
 		} else {
 			cfg.Join = []string{"https://" + running[0].APIAddr()}

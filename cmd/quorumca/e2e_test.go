@@ -256,6 +256,14 @@ func TestDevExampleGetsCertificate(t *testing.T) {
 	if !strings.Contains(p.out.String(), "openssl verify") {
 		t.Error("banner does not show the example")
 	}
+	// Its OCSP answers come from a delegated responder, which openssl
+	// accepts on the root's authority.
+	ocspOut, err := exec.Command("openssl", "ocsp", "-issuer", filepath.Join(dir, "intermediate.pem"), "-cert", filepath.Join(work, "dev1-renewed.pem"),
+		"-url", fmt.Sprintf("http://127.0.0.1:%d/v1/ocsp", base+httpPortOffset), "-CAfile", filepath.Join(dir, "root.pem"), "-no_nonce", "-resp_text").CombinedOutput()
+	if err != nil || !strings.Contains(string(ocspOut), "Response verify OK") || !strings.Contains(string(ocspOut), "OCSP Signing") ||
+		!strings.Contains(string(ocspOut), "default OCSP responder") {
+		t.Errorf("openssl ocsp against the dev responder: %v\n%s", err, ocspOut)
+	}
 	p.stop(t)
 }
 
@@ -313,6 +321,28 @@ func TestDevThreeNodes(t *testing.T) {
 	}
 	if out := operator("csr", "-key", "softkey:"+filepath.Join(dir, "ops-int3.key"), "-create-key", "-cn", "Next CA"); !strings.Contains(out, "BEGIN CERTIFICATE REQUEST") {
 		t.Errorf("csr output:\n%s", out)
+	}
+
+	// Delegated OCSP responders: dev mode sets one up; an operator adds
+	// one to another authority (each of its issuers certifies it) and
+	// removes it.
+	if out := operator("ocsp-responder", "-name", "default"); !strings.Contains(out, "ocsp-responder.key") {
+		t.Errorf("dev responder:\n%s", out)
+	}
+	var resp struct {
+		KeyURI       string `json:"key_uri"`
+		TTL          string
+		Certificates []struct{ Issuer string }
+	}
+	out = operator("ocsp-responder", "-name", "ops", "-key", "softkey:"+filepath.Join(dir, "ops-ocsp.key"), "-create-key", "-ttl", "24h", "-format", "json")
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || len(resp.Certificates) != 2 || resp.TTL != "24h0m0s" {
+		t.Errorf("set responder: %v\n%s", err, out)
+	}
+	operator("ocsp-responder", "-name", "ops", "-remove")
+	args := []string{"operator", "authority", "ocsp-responder", "-name", "ops", "-addr", fmt.Sprintf("https://127.0.0.1:%d", base),
+		"-ca-file", filepath.Join(dir, "root.pem"), "-admin-token-file", filepath.Join(dir, "admin.token")}
+	if out, err := exec.Command(binary, args...).CombinedOutput(); err == nil || !strings.Contains(string(out), "no delegated OCSP responder") {
+		t.Errorf("responder after removal: %v\n%s", err, out)
 	}
 	p.stop(t)
 }

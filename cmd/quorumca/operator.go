@@ -22,7 +22,7 @@ func runOperator(args []string) int {
 	groups := map[string]map[string]func([]string) int{
 		"authority": {
 			"create": authorityCreate, "csr": authorityCSR, "import": authorityImport,
-			"rotate": authorityRotate, "list": authorityList,
+			"rotate": authorityRotate, "list": authorityList, "ocsp-responder": authorityOCSPResponder,
 		},
 		"raft": {
 			"list-peers": raftListPeers, "remove-peer": raftRemovePeer, "transfer-leadership": raftTransfer,
@@ -37,6 +37,7 @@ func runOperator(args []string) int {
   authority import     install an intermediate signed by an offline root (new authority or new issuer)
   authority rotate     a new intermediate signed by the authority's root key
   authority list       the authorities and their issuers
+  authority ocsp-responder  show, set up (-key) or remove (-remove) an authority's delegated OCSP responder
   raft list-peers      the Raft configuration
   raft remove-peer ID  remove a server from the Raft configuration
   raft transfer-leadership [-to ID]
@@ -233,6 +234,46 @@ func authorityRotate(args []string) int {
 			return nil, errors.New("-name and -key are required")
 		}
 		return authorityResult(c.RotateAuthority(cx, name, req))
+	})(args)
+}
+
+func ocspResponderTable(r *client.OCSPResponder) func(*tabwriter.Writer) {
+	return func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "AUTHORITY\tKEY\tTTL\tISSUER\tNOT AFTER")
+		for _, c := range r.Certificates {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Authority, r.KeyURI, r.TTL, c.Issuer, c.NotAfter.Format(time.RFC3339))
+		}
+	}
+}
+
+func authorityOCSPResponder(args []string) int {
+	var req client.SetOCSPResponder
+	var name string
+	var remove bool
+	return apiCommand("operator authority ocsp-responder", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "authority name (required)")
+		fs.StringVar(&req.Key, "key", "", "key URI of the responder: set it up (or replace the key); its certificates are renewed by the cluster")
+		fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
+		fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
+		fs.StringVar(&req.TTL, "ttl", "", "lifetime of each responder certificate (default 168h; 4h to 2160h)")
+		fs.BoolVar(&remove, "remove", false, "remove the responder: the issuing keys sign OCSP answers again")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		switch {
+		case name == "":
+			return nil, errors.New("-name is required")
+		case remove && req.Key != "":
+			return nil, errors.New("-remove and -key exclude each other")
+		case remove:
+			return nil, c.DeleteOCSPResponder(cx, name)
+		}
+		r, err := c.OCSPResponder(cx, name)
+		if req.Key != "" {
+			r, err = c.SetOCSPResponder(cx, name, req)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &result{r, ocspResponderTable(r)}, nil
 	})(args)
 }
 

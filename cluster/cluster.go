@@ -380,7 +380,7 @@ func (t *leaderTerm) end() {
 // snapshot brings another cluster's table.
 func (c *Cluster) announceLoop() {
 	defer c.wg.Done()
-	me := fsm.Node{ID: c.cfg.NodeID, APIAddr: c.cfg.APIAdvertise, RaftAddr: string(c.transport.LocalAddr())}
+	me := fsm.Node{ID: c.cfg.NodeID, APIAddr: c.cfg.APIAdvertise, RaftAddr: string(c.transport.LocalAddr()), LogFormat: fsm.LogFormat}
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
 	for {
 		wait := 5 * time.Second

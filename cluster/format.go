@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -10,10 +11,12 @@ import (
 // The log format gate. A binary reads log formats up to fsm.LogFormat and
 // panics on a newer entry (it must: skipping it would diverge). So the
 // leader writes batch entries and binary envelopes only while every server
-// of the configuration says it reads them; a server that does not answer,
-// or predates the question (404), counts as format 0: JSON envelopes, one
-// per entry. A rolling upgrade may then go in any order, and a leader never
-// needs to know which release its followers run. (Downgrading a node once
+// of the configuration says it reads them; a server that predates the
+// question (404) counts as format 0: JSON envelopes, one per entry. A
+// server that does not answer counts as the format it announced in the node
+// table (announceLoop; 0 if it never did), so an outage does not turn newer
+// commands off. A rolling upgrade may then go in any order, and a leader
+// never needs to know which release its followers run. (Downgrading a node once
 // the newer format is in the log is not supported.)
 
 const formatPoll = 2 * time.Second
@@ -63,11 +66,33 @@ func (c *Cluster) clusterFormat(ctx context.Context) int {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		err = c.post(rctx, "https://"+n.APIAddr+pathFormat, []byte("{}"), &out)
 		cancel()
-		if err != nil {
-			c.log.Debug("log format: server counts as format 0", "server", s.ID, "err", err)
+		switch {
+		case errors.Is(err, errUnknownPath):
+			c.log.Debug("log format: server predates the question", "server", s.ID)
 			return 0
+		case err != nil:
+			// Down, paused or cut off: the format it announced, so an
+			// outage does not turn off what every server reads. Only a
+			// server running an older release again (a downgrade, which
+			// is not supported) could be wrong-footed by this.
+			c.log.Debug("log format: server did not answer; taking the format it announced", "server", s.ID, "format", n.LogFormat, "err", err)
+			out.Format = n.LogFormat
+		case out.Format > n.LogFormat:
+			c.healFormat(ctx, *n, out.Format)
 		}
 		lowest = min(lowest, out.Format)
 	}
 	return lowest
+}
+
+// healFormat records the format a server answered in the node table where
+// it is missing: a node of an earlier release applies a server's
+// announcement without the format (it does not know the field), and after
+// its upgrade it would otherwise count that server as format 0 while the
+// server is unreachable.
+func (c *Cluster) healFormat(ctx context.Context, n fsm.Node, format int) {
+	n.LogFormat = format
+	if err := c.propose(ctx, fsm.CmdNodeUpsert, n); err != nil {
+		c.log.Debug("log format: could not record a server's format", "server", n.ID, "err", err)
+	}
 }

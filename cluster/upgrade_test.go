@@ -38,6 +38,10 @@ type apiServer struct {
 	// apiOnly: answer every handshake with the API certificate, as a
 	// release before the cluster trust domain did.
 	apiOnly atomic.Bool
+	// silent: drop every request unanswered, as a member that is down or
+	// cut off would; silenced counts them.
+	silent   atomic.Bool
+	silenced atomic.Int64
 }
 
 func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
@@ -51,6 +55,10 @@ func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
 	s.tls.Store(plain)
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if s.silent.Load() {
+				s.silenced.Add(1)
+				panic(http.ErrAbortHandler) // the connection closes, no answer
+			}
 			if h := s.handler.Load(); h != nil {
 				(*h).ServeHTTP(w, r)
 				return
@@ -354,5 +362,32 @@ func TestNewCommandWaitsForEveryServer(t *testing.T) {
 	// Applied now: the FSM's own verdict (no such authority), not the gate's.
 	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrAuthorityUnknown) {
 		t.Fatalf("the command once every server reads format 2: %v, want %s", err, fsm.ErrAuthorityUnknown.Code)
+	}
+}
+
+// A server that does not answer counts as the format it announced, so a
+// node that is down does not turn newer commands off; one that answers
+// "no such question" (an older release) still counts as format 0.
+func TestAnUnreachableServerKeepsItsAnnouncedFormat(t *testing.T) {
+	u := newUpgradeCluster(t)
+	leader, _, leaderAPI := u.member("leader", true, nil, nil)
+	waitUntil(t, "the member leads", leader.IsLeader)
+	_, _, followerAPI := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
+	waitUntil(t, "the follower announced its format and the leader writes it", func() bool {
+		n, err := leader.fsm.Node("follower")
+		servers, _ := leader.Servers()
+		return err == nil && n.LogFormat == fsm.LogFormat && len(servers) == 2 && leader.logFormat() == fsm.LogFormat
+	})
+	followerAPI.silent.Store(true)
+	waitUntil(t, "the leader to ask the silent follower twice", func() bool { return followerAPI.silenced.Load() >= 2 })
+	if f := leader.logFormat(); f != fsm.LogFormat {
+		t.Fatalf("with a silent follower that announced format %d the leader writes format %d", fsm.LogFormat, f)
+	}
+	var p fsm.ProvisionerPut
+	p.Provisioner.Name, p.Provisioner.Authority = "wild", "none"
+	p.Provisioner.Policy.AllowWildcard = true
+	env, _ := fsm.NewEnvelope(fsm.CmdProvisionerPut, "p1", p)
+	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrAuthorityUnknown) {
+		t.Fatalf("a format-2 command while a server is down: %v, want the FSM's own verdict", err)
 	}
 }

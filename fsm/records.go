@@ -139,6 +139,10 @@ type Node struct {
 	ID       string `json:"id"`
 	APIAddr  string `json:"api_addr"` // host:port of the HTTPS API
 	RaftAddr string `json:"raft_addr"`
+	// LogFormat is the newest log format the node reads, as it announced
+	// itself (0 for releases before the field): the leader counts a server
+	// that does not answer as this.
+	LogFormat int `json:"log_format,omitempty"`
 }
 
 // Provisioner kinds.

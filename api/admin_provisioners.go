@@ -35,6 +35,8 @@ type policyDoc struct {
 	RSAMinBits int      `json:"rsa_min_bits,omitempty"`
 	EKU        string   `json:"eku,omitempty"`
 	RenewGrace string   `json:"renew_grace,omitempty"`
+	// RevokeOnRenew: a renewal revokes the certificate it replaces.
+	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
 }
 
 func durationString(d time.Duration) string {
@@ -51,6 +53,7 @@ func provisionerJSON(p *fsm.Provisioner) provisionerDoc {
 			DNS: pol.DNS, IP: pol.IP, URI: pol.URI, Email: pol.Email, CommonName: pol.CommonName,
 			DefaultTTL: durationString(pol.DefaultTTL), MaxTTL: durationString(pol.MaxTTL), KeyTypes: pol.KeyTypes,
 			RSAMinBits: pol.RSAMinBits, EKU: pol.EKU, RenewGrace: durationString(pol.RenewGrace),
+			RevokeOnRenew: pol.RevokeOnRenew,
 		}}
 }
 
@@ -59,6 +62,7 @@ func (d *provisionerDoc) provisioner() (fsm.Provisioner, error) {
 	p := fsm.Provisioner{Name: d.Name, Kind: d.Kind, Authority: d.Authority, JWK: d.JWK, Policy: fsm.Policy{
 		DNS: d.Policy.DNS, IP: d.Policy.IP, URI: d.Policy.URI, Email: d.Policy.Email, CommonName: d.Policy.CommonName,
 		KeyTypes: d.Policy.KeyTypes, RSAMinBits: d.Policy.RSAMinBits, EKU: d.Policy.EKU,
+		RevokeOnRenew: d.Policy.RevokeOnRenew,
 	}}
 	for _, f := range []struct {
 		name string

@@ -37,6 +37,8 @@ type Policy struct {
 	RSAMinBits int      `json:"rsa_min_bits,omitempty"`
 	EKU        string   `json:"eku,omitempty"`
 	RenewGrace string   `json:"renew_grace,omitempty"`
+	// RevokeOnRenew: a renewal revokes the certificate it replaces.
+	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
 }
 
 func (c *Client) Provisioners(ctx context.Context) ([]Provisioner, error) {

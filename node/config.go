@@ -80,6 +80,13 @@ type Config struct {
 	// AdminListen serves pprof and metrics over plain HTTP ("" for none).
 	AdminListen string
 	Pyroscope   *PyroscopeConfig
+	// CRLInterval: the leader re-signs a CRL that lacks a revocation at
+	// most this often (default DefaultCRLInterval); a revocation is on
+	// the CRL within it.
+	CRLInterval time.Duration
+	// LineageLimits bound renewals and holder revocations per
+	// certificate lineage, on each node (zero fields: the defaults).
+	LineageLimits authority.LineageLimits
 
 	// Not in the file: tuning for tests and dev mode.
 	Timing      cluster.Timing
@@ -113,21 +120,34 @@ type ProvisionerConfig struct {
 }
 
 type fileConfig struct {
-	NodeName                string             `hcl:"node_name"`
-	DataDir                 string             `hcl:"data_dir"`
-	API                     *apiBlock          `hcl:"api,block"`
-	HTTP                    *httpBlock         `hcl:"http,block"`
-	Raft                    *raftBlock         `hcl:"raft,block"`
-	Cluster                 *clusterBlock      `hcl:"cluster,block"`
-	Gossip                  *gossipBlock       `hcl:"gossip,block"`
-	Authorities             []authorityBlock   `hcl:"authority,block"`
-	Provisioners            []provisionerBlock `hcl:"provisioner,block"`
-	Signer                  *signerBlock       `hcl:"signer,block"`
-	BootstrapAdminTokenFile string             `hcl:"bootstrap_admin_token_file,optional"`
-	AllowInsecureSoftSigner bool               `hcl:"allow_insecure_soft_signer,optional"`
-	Audit                   *auditBlock        `hcl:"audit,block"`
-	Admin                   *adminBlock        `hcl:"admin,block"`
-	Profiling               *profilingBlock    `hcl:"profiling,block"`
+	NodeName                string              `hcl:"node_name"`
+	DataDir                 string              `hcl:"data_dir"`
+	API                     *apiBlock           `hcl:"api,block"`
+	HTTP                    *httpBlock          `hcl:"http,block"`
+	Raft                    *raftBlock          `hcl:"raft,block"`
+	Cluster                 *clusterBlock       `hcl:"cluster,block"`
+	Gossip                  *gossipBlock        `hcl:"gossip,block"`
+	Authorities             []authorityBlock    `hcl:"authority,block"`
+	Provisioners            []provisionerBlock  `hcl:"provisioner,block"`
+	Signer                  *signerBlock        `hcl:"signer,block"`
+	BootstrapAdminTokenFile string              `hcl:"bootstrap_admin_token_file,optional"`
+	AllowInsecureSoftSigner bool                `hcl:"allow_insecure_soft_signer,optional"`
+	Audit                   *auditBlock         `hcl:"audit,block"`
+	Admin                   *adminBlock         `hcl:"admin,block"`
+	Profiling               *profilingBlock     `hcl:"profiling,block"`
+	CRL                     *crlBlock           `hcl:"crl,block"`
+	LineageLimits           *lineageLimitsBlock `hcl:"lineage_limits,block"`
+}
+
+type crlBlock struct {
+	Interval string `hcl:"interval,optional"`
+}
+
+type lineageLimitsBlock struct {
+	RenewalsPerMinute          float64 `hcl:"renewals_per_minute,optional"`
+	RenewalBurst               int     `hcl:"renewal_burst,optional"`
+	HolderRevocationsPerMinute float64 `hcl:"holder_revocations_per_minute,optional"`
+	HolderRevocationBurst      int     `hcl:"holder_revocation_burst,optional"`
 }
 
 type adminBlock struct {
@@ -215,6 +235,8 @@ type provisionerBlock struct {
 	EKU        string   `hcl:"eku,optional"`
 	RenewGrace string   `hcl:"renew_grace,optional"`
 	JWKFile    string   `hcl:"jwk_file,optional"`
+	// RevokeOnRenew: a renewal revokes the certificate it replaces.
+	RevokeOnRenew bool `hcl:"revoke_on_renew,optional"`
 }
 
 // Load reads and checks an HCL config file.
@@ -285,6 +307,22 @@ func Parse(filename string, src []byte) (*Config, error) {
 			return nil, errors.New("config: signer: concurrency, rate and burst must not be negative")
 		}
 	}
+	if b := f.CRL; b != nil {
+		var err error
+		if c.CRLInterval, err = duration("crl: interval", b.Interval); err != nil {
+			return nil, err
+		}
+		if c.CRLInterval < 0 || c.CRLInterval > time.Hour {
+			return nil, errors.New("config: crl: interval must be between 0 (the default) and 1h")
+		}
+	}
+	if b := f.LineageLimits; b != nil {
+		if b.RenewalsPerMinute < 0 || b.RenewalBurst < 0 || b.HolderRevocationsPerMinute < 0 || b.HolderRevocationBurst < 0 {
+			return nil, errors.New("config: lineage_limits: rates and bursts must not be negative")
+		}
+		c.LineageLimits = authority.LineageLimits{RenewalsPerMinute: b.RenewalsPerMinute, RenewalBurst: b.RenewalBurst,
+			HolderRevocationsPerMinute: b.HolderRevocationsPerMinute, HolderRevocationBurst: b.HolderRevocationBurst}
+	}
 	for _, a := range f.Authorities {
 		c.Authorities = append(c.Authorities, &AuthorityConfig{Name: a.Name, RootFile: a.RootFile,
 			ChainFile: a.ChainFile, Key: a.Key, BaseURL: a.BaseURL})
@@ -303,7 +341,7 @@ func provisionerFrom(p provisionerBlock) (*ProvisionerConfig, error) {
 	pc := &ProvisionerConfig{JWKFile: p.JWKFile, Provisioner: fsm.Provisioner{
 		Name: p.Name, Kind: p.Kind, Authority: p.Authority,
 		Policy: fsm.Policy{DNS: p.DNS, IP: p.IP, URI: p.URI, Email: p.Email, CommonName: p.CommonName,
-			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU},
+			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU, RevokeOnRenew: p.RevokeOnRenew},
 	}}
 	what := "provisioner " + p.Name + ": "
 	var err error

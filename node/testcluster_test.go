@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/signer"
@@ -52,6 +53,10 @@ type testCluster struct {
 	adminListen        bool
 	pyroscope          *PyroscopeConfig
 	admin              string // bootstrap admin token
+	// crlInterval is every node's CRL interval (short by default, so
+	// tests await a revocation's CRL briefly); lineageLimits their limits.
+	crlInterval   time.Duration
+	lineageLimits authority.LineageLimits
 }
 
 type testNode struct {
@@ -102,7 +107,7 @@ func emptyCluster(t *testing.T, timing cluster.Timing) *testCluster {
 	}
 	c := &testCluster{
 		t: t, dir: dir, pki: pki, secret: "test-cluster-secret-0123456789", clock: &testClock{}, timing: timing,
-		client: testClient(pki),
+		client: testClient(pki), crlInterval: 250 * time.Millisecond,
 	}
 	t.Cleanup(c.Close)
 	return c
@@ -199,6 +204,7 @@ func (c *testCluster) addNode(bootstrap bool, mutate func(*Config)) *testNode {
 		cfg.AuditFile = filepath.Join(c.dir, "audit-"+name+".jsonl")
 	}
 	cfg.ProxyProtocolFrom, cfg.Pyroscope, cfg.NodeCertTTL = c.proxyFrom, c.pyroscope, c.nodeCertTTL
+	cfg.CRLInterval, cfg.LineageLimits = c.crlInterval, c.lineageLimits
 	if c.adminListen {
 		cfg.AdminListen = "127.0.0.1:0"
 	}

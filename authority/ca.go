@@ -167,10 +167,11 @@ func (ca *CA) propose(ctx context.Context, t fsm.CmdType, payload any) error {
 }
 
 // upgradeRecheck is how long a node keeps proposing the older form of a
-// command after the cluster answered that one of its servers runs an older
-// release: a rolling upgrade's window, without asking the leader in vain
-// before every request.
-const upgradeRecheck = 10 * time.Second
+// command after the cluster answered that one of its servers does not read
+// the newest log format (it runs an older release, or it did not answer
+// the leader's question): about as often as the leader asks again, without
+// asking the leader in vain before every request.
+const upgradeRecheck = 2 * time.Second
 
 // proposeUpgraded proposes a command that needs every server on this
 // release (log format 2). It answers fsm.ErrUpgrading, and keeps answering

@@ -3,13 +3,17 @@ package node
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"math/big"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
@@ -177,5 +181,97 @@ func TestHolderRevocationsBatchCRLSignatures(t *testing.T) {
 	t.Logf("%d holder revocations in %v; %d CRLs signed (bound %d)", n, revoked.Sub(start).Round(time.Millisecond), signed, bound)
 	if signed < 1 || signed > bound {
 		t.Fatalf("%d revocations signed %d CRLs, want between 1 and %d (one per %v)", n, signed, bound, interval)
+	}
+}
+
+// A device that rotates its key and loses the answer asks again with the
+// same new key and gets the same answer, byte for byte; asked with the old
+// key or another one, the renewed certificate is refused with a clear 409.
+func TestRenewalRetriedAfterKeyRotation(t *testing.T) {
+	c := newTestCluster(t, 3)
+	f := c.Followers()
+	h := c.enrollHolder(f[0], "rotor.example")
+	names := &x509.CertificateRequest{DNSNames: []string{"rotor.example"}}
+	k2 := newKey(t)
+	renew := func(tn *testNode, csr []byte) reply {
+		var body []byte
+		if csr != nil {
+			body = jsonBody(map[string]string{"csr": string(csr)})
+		}
+		return c.mtls(h, tn, "POST", "/v1/renew", body, "")
+	}
+	first := renew(f[0], csrFor(t, k2, names))
+	if first.status != http.StatusCreated {
+		t.Fatalf("renew: %d %s", first.status, first.body)
+	}
+	for _, tn := range c.nodes {
+		again := renew(tn, csrFor(t, k2, names)) // a new CSR for the same key
+		if again.status != http.StatusCreated || !bytes.Equal(again.body, first.body) {
+			t.Fatalf("retry through %s: %d\n%s\nfirst answer:\n%s", tn.cfg.NodeName, again.status, again.body, first.body)
+		}
+	}
+	for what, csr := range map[string][]byte{"the old key": nil, "a third key": csrFor(t, newKey(t), names)} {
+		r := renew(f[1], csr)
+		if r.status != http.StatusConflict || r.errorCode() != "certificate_renewed" || r.header.Get("Content-Type") != "application/json" {
+			t.Errorf("renewal with %s after rotation: %d %s", what, r.status, r.body)
+		}
+	}
+}
+
+// Over HTTP: the lineage's renewals past the burst get 429 with a
+// Retry-After in whole seconds, on the node that counted them.
+func TestRenewalsAreLimitedPerLineage(t *testing.T) {
+	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
+		c.lineageLimits = authority.LineageLimits{RenewalsPerMinute: 1, RenewalBurst: 2}
+	})
+	n := c.nodes[0]
+	h := c.enrollHolder(n, "limited.example")
+	for i := range 2 {
+		if r := c.mtls(h, n, "POST", "/v1/renew", nil, ""); r.status != http.StatusCreated {
+			t.Fatalf("renewal %d: %d %s", i+1, r.status, r.body)
+		}
+	}
+	r := c.mtls(h, n, "POST", "/v1/renew", nil, "")
+	if r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" {
+		t.Fatalf("3rd renewal in a burst of 2: %d %s", r.status, r.body)
+	}
+	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 || s > 60 {
+		t.Fatalf("Retry-After %q, want 1..60 s at one per minute", r.header.Get("Retry-After"))
+	}
+}
+
+// revoke_on_renew set through the admin API: the renewal's own entry
+// revokes the old certificate (superseded), so OCSP says so wherever it is
+// applied, and the CRL lists it within the interval; a retry still gets
+// the successor.
+func TestRevokeOnRenewOverTheAPI(t *testing.T) {
+	c := newTestCluster(t, 3)
+	var doc map[string]any
+	c.do(c.nodes[0], "GET", "/v1/admin/provisioners/default", nil, c.admin).decode(t, &doc)
+	doc["policy"].(map[string]any)["revoke_on_renew"] = true
+	if r := c.do(c.nodes[1], "PUT", "/v1/admin/provisioners/default", doc, c.admin); r.status != http.StatusOK {
+		t.Fatalf("set revoke_on_renew: %d %s", r.status, r.body)
+	}
+	c.do(c.nodes[2], "GET", "/v1/admin/provisioners/default", nil, c.admin).decode(t, &doc)
+	if doc["policy"].(map[string]any)["revoke_on_renew"] != true {
+		t.Fatalf("provisioner after update: %v", doc["policy"])
+	}
+	h := c.enrollHolder(c.nodes[0], "superseded.example")
+	first := c.mtls(h, c.nodes[1], "POST", "/v1/renew", nil, "")
+	if first.status != http.StatusCreated {
+		t.Fatalf("renew: %d %s", first.status, first.body)
+	}
+	c.WaitConverged() // the renewal's entry, on every node
+	for _, tn := range c.nodes {
+		if st := c.ocspStatus(tn, h); st.Status != ocsp.Revoked || st.RevocationReason != ocsp.Superseded {
+			t.Errorf("OCSP on %s for the renewed certificate: status %d reason %d", tn.cfg.NodeName, st.Status, st.RevocationReason)
+		}
+	}
+	if again := c.mtls(h, c.nodes[2], "POST", "/v1/renew", nil, ""); again.status != http.StatusCreated || !bytes.Equal(again.body, first.body) {
+		t.Fatalf("retry after revoke_on_renew: %d %s", again.status, again.body)
+	}
+	crl := c.crlListing(c.nodes[2], h.chain[0], h.cert.SerialNumber)
+	if e := listed(crl, h.cert.SerialNumber); e.ReasonCode != ocsp.Superseded {
+		t.Errorf("CRL reason %d", e.ReasonCode)
 	}
 }

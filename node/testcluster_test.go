@@ -24,6 +24,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/signer"
 )
@@ -319,6 +320,12 @@ func (c *testCluster) waitConverged(sameState bool) {
 		}
 		first := run[0].node.Cluster().Status()
 		for _, tn := range run {
+			// The leader writes the newest log format once it has heard
+			// from every server: before, commands that need it fall back.
+			// (A stopped server holds it back until it returns.)
+			if st := tn.node.Cluster().Status(); st.LogFormat != nil && *st.LogFormat != fsm.LogFormat && len(servers) == len(run) {
+				return false
+			}
 			st := tn.node.Cluster().Status()
 			f := tn.node.FSM()
 			if st.LeaderID == "" || st.LeaderID != first.LeaderID || f.AdminCount() == 0 {

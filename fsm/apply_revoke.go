@@ -9,7 +9,7 @@ import (
 func init() {
 	register(CmdRevoke, "revoke", 1, applyRevoke)
 	register(CmdCRLPut, "crl_put", 1, applyCRLPut)
-	register(CmdRevokeDeferCRL, "revoke_defer_crl", 1, applyRevokeDeferCRL)
+	register(CmdRevokeDeferCRL, "revoke", 1, applyRevokeDeferCRL) // the same name as CmdRevoke: audit queries and metrics see revocations alike
 	needsFormat(CmdRevokeDeferCRL, 1, 2)
 }
 

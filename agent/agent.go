@@ -61,7 +61,10 @@ var ErrStopped = errors.New("agent: stopped")
 // terminalCodes are refusals that no retry can turn into success.
 var terminalCodes = map[string]bool{
 	"certificate_revoked": true, "certificate_expired": true, "certificate_unknown": true,
-	"token_invalid": true, "token_used": true, "token_expired": true, "token_revoked": true,
+	// Renewed already, for a key this device does not hold: its own retry
+	// gets the successor back, so someone else renewed it.
+	"certificate_renewed": true,
+	"token_invalid":       true, "token_used": true, "token_expired": true, "token_revoked": true,
 	"token_unknown": true, "san_not_allowed": true, "bad_csr": true,
 }
 

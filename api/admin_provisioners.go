@@ -37,6 +37,8 @@ type policyDoc struct {
 	RenewGrace string   `json:"renew_grace,omitempty"`
 	// AllowWildcard: wildcard names ("*.example") where dns covers them.
 	AllowWildcard bool `json:"allow_wildcard,omitempty"`
+	// RevokeOnRenew: a renewal revokes the certificate it replaces.
+	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
 }
 
 func durationString(d time.Duration) string {
@@ -54,6 +56,7 @@ func provisionerJSON(p *fsm.Provisioner) provisionerDoc {
 			DefaultTTL: durationString(pol.DefaultTTL), MaxTTL: durationString(pol.MaxTTL), KeyTypes: pol.KeyTypes,
 			RSAMinBits: pol.RSAMinBits, EKU: pol.EKU, RenewGrace: durationString(pol.RenewGrace),
 			AllowWildcard: pol.AllowWildcard,
+			RevokeOnRenew: pol.RevokeOnRenew,
 		}}
 }
 
@@ -62,6 +65,7 @@ func (d *provisionerDoc) provisioner() (fsm.Provisioner, error) {
 	p := fsm.Provisioner{Name: d.Name, Kind: d.Kind, Authority: d.Authority, JWK: d.JWK, Policy: fsm.Policy{
 		DNS: d.Policy.DNS, IP: d.Policy.IP, URI: d.Policy.URI, Email: d.Policy.Email, CommonName: d.Policy.CommonName,
 		KeyTypes: d.Policy.KeyTypes, RSAMinBits: d.Policy.RSAMinBits, EKU: d.Policy.EKU, AllowWildcard: d.Policy.AllowWildcard,
+		RevokeOnRenew: d.Policy.RevokeOnRenew,
 	}}
 	for _, f := range []struct {
 		name string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
@@ -42,6 +43,7 @@ var fsmStatus = map[string]int{
 	fsm.ErrCertUnknown.Code:      http.StatusNotFound,
 	fsm.ErrCertRevoked.Code:      http.StatusForbidden,
 	fsm.ErrCertExpired.Code:      http.StatusForbidden,
+	fsm.ErrCertRenewed.Code:      http.StatusConflict,
 	fsm.ErrVersionMismatch.Code:  http.StatusConflict,
 	fsm.ErrProvisioner.Code:      http.StatusBadRequest,
 	fsm.ErrNotFoundAdmin.Code:    http.StatusNotFound,
@@ -62,6 +64,7 @@ var domainStatus = []struct {
 	code   string
 }{
 	{signer.ErrOverloaded, http.StatusTooManyRequests, "overloaded"},
+	{authority.ErrRateLimited, http.StatusTooManyRequests, "rate_limited"},
 	{signer.ErrUnavailable, http.StatusServiceUnavailable, "signer_unavailable"},
 	{signer.ErrInsecure, http.StatusServiceUnavailable, "signer_refused"},
 	{authority.ErrInvalidRequest, http.StatusBadRequest, "bad_request"},
@@ -79,7 +82,11 @@ var domainStatus = []struct {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := s.classify(r, err)
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
+		retry := "1"
+		if rl := (*authority.RateLimitError)(nil); errors.As(err, &rl) {
+			retry = strconv.Itoa(rl.RetryAfterSeconds())
+		}
+		w.Header().Set("Retry-After", retry)
 	}
 	if s.Refused != nil {
 		s.Refused(r, status, code, msg)

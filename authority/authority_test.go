@@ -33,11 +33,18 @@ type localRaft struct {
 	f   *fsm.FSM
 	idx uint64
 	now func() time.Time
+	// oldServer: the cluster has a server of the previous release, which
+	// reads log format 1 only; the gate refuses what needs more, as the
+	// cluster's leader does.
+	oldServer bool
 }
 
 func (l *localRaft) Apply(_ context.Context, env *fsm.Envelope) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.oldServer && env.Format() > 1 {
+		return fsm.ErrUpgrading
+	}
 	e := *env
 	e.Time = l.now().UnixNano()
 	data, err := e.Encode()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/keyrate"
 	"github.com/quorumca/quorumca/signer"
 )
 
@@ -47,6 +48,7 @@ type State interface {
 	CRL(authority, issuer string) (*fsm.CRL, error)
 	OCSPResponder(authority string) (*fsm.OCSPResponder, error)
 	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
+	StaleCRLs() ([]fsm.IssuerRef, error)
 	AdminByCert(serial string) (*fsm.Admin, error)
 	Admins() ([]*fsm.Admin, error)
 	SearchCerts(q fsm.CertQuery) ([]*fsm.Cert, []byte, error)
@@ -82,6 +84,12 @@ type CA struct {
 	ocsp       ocspCache    // signed OCSP answers
 	ocspFlight flight       // OCSP answers being signed
 	ocspWarned atomic.Int64 // unix time of the last warning about the OCSP responder
+	// Per certificate lineage, on this node (limits.go).
+	renewals, holderRevocations *keyrate.Limiter
+	// upgradingUntil: until then (unix ns) commands that need every
+	// server on this release are not tried; the cluster said it has an
+	// older server (fsm.ErrUpgrading) a moment ago.
+	upgradingUntil atomic.Int64
 }
 
 // certCache keeps issuer certificates parsed: every issuance, CRL and OCSP
@@ -122,6 +130,8 @@ type Config struct {
 	// OCSPCacheBytes bounds the signed OCSP answers kept in memory
 	// (0: DefaultOCSPCacheBytes).
 	OCSPCacheBytes int
+	// Limits are the per-lineage limits; zero fields take the defaults.
+	Limits LineageLimits
 }
 
 // New returns a CA.
@@ -135,8 +145,11 @@ func New(c Config) *CA {
 	if c.Signers == nil {
 		c.Signers = &signer.Cache{}
 	}
+	l := c.Limits.withDefaults()
 	return &CA{state: c.State, raft: c.Proposer, signers: c.Signers, now: c.Now, log: c.Logger.With("component", "authority"),
-		ocsp: ocspCache{max: c.OCSPCacheBytes}}
+		ocsp:              ocspCache{max: c.OCSPCacheBytes},
+		renewals:          keyrate.New(l.RenewalsPerMinute/60, l.RenewalBurst, 0),
+		holderRevocations: keyrate.New(l.HolderRevocationsPerMinute/60, l.HolderRevocationBurst, 0)}
 }
 
 func randomID(n int) string {
@@ -158,6 +171,28 @@ func (ca *CA) propose(ctx context.Context, t fsm.CmdType, payload any) error {
 		env.Origin = &o
 	}
 	return ca.raft.Apply(ctx, env)
+}
+
+// upgradeRecheck is how long a node keeps proposing the older form of a
+// command after the cluster answered that one of its servers does not read
+// the newest log format (it runs an older release, or it did not answer
+// the leader's question): about as often as the leader asks again, without
+// asking the leader in vain before every request.
+const upgradeRecheck = 2 * time.Second
+
+// proposeUpgraded proposes a command that needs every server on this
+// release (log format 2). It answers fsm.ErrUpgrading, and keeps answering
+// it for upgradeRecheck without asking, while one is not: the caller then
+// proposes the older command instead.
+func (ca *CA) proposeUpgraded(ctx context.Context, t fsm.CmdType, payload any) error {
+	if time.Now().UnixNano() < ca.upgradingUntil.Load() {
+		return fsm.ErrUpgrading
+	}
+	err := ca.propose(ctx, t, payload)
+	if errors.Is(err, fsm.ErrUpgrading) {
+		ca.upgradingUntil.Store(time.Now().Add(upgradeRecheck).UnixNano())
+	}
+	return err
 }
 
 // proposeAndPropagate commits a configuration change and waits until every

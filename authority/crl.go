@@ -16,7 +16,10 @@ import (
 // CRLs live in the replicated state: whichever node signs one proposes it
 // with the next number, and the FSM refuses a number that is not above the
 // current one. Every node serves the same bytes, and none serves a CRL past
-// its nextUpdate.
+// its nextUpdate. A revocation marks its issuer's CRL stale (in the same
+// entry); the leader alone re-signs stale CRLs, each at most once per CRL
+// interval (RefreshStaleCRLs), so a burst of revocations costs one
+// signature per interval, not one each.
 
 const crlValidity = 24 * time.Hour
 
@@ -46,6 +49,9 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 		return err
 	}
 	now := ca.now().UTC().Truncate(time.Second)
+	// Read before the revoked list: the CRL lists at least everything
+	// applied up to asOf, which clears the stale marks up to it.
+	asOf := ca.state.AppliedIndex()
 	var number uint64 = 1
 	if cur, err := ca.state.CRL(name, iss.ID); err == nil {
 		if !force && now.Before(cur.ThisUpdate.Add(cur.NextUpdate.Sub(cur.ThisUpdate)/2)) {
@@ -86,8 +92,28 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 	if err != nil {
 		return fmt.Errorf("crl: sign: %w", err)
 	}
-	return ca.propose(ctx, fsm.CmdCRLPut, fsm.CRL{Authority: name, Issuer: iss.ID, Number: number,
-		ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate, DER: der})
+	return ca.propose(ctx, fsm.CmdCRLPut, fsm.CRLPut{CRL: fsm.CRL{Authority: name, Issuer: iss.ID, Number: number,
+		ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate, DER: der}, AsOf: asOf})
+}
+
+// RefreshStaleCRLs signs a new CRL for every issuer whose CRL lacks a
+// committed revocation. The leader calls it once per CRL interval: that is
+// the one place revocations reach the CRL (with format-2 revocations), so
+// CRL numbers come from one sequence and a burst of revocations costs one
+// signature per issuer per interval. A failure leaves the mark for the next
+// interval.
+func (ca *CA) RefreshStaleCRLs(ctx context.Context) error {
+	stale, err := ca.state.StaleCRLs()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range stale {
+		if err := ca.RefreshCRL(ctx, s.Authority, s.Issuer, true); err != nil {
+			errs = append(errs, fmt.Errorf("CRL of %s/%s: %w", s.Authority, s.Issuer, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RefreshCRLs keeps every authority's CRL current; the leader calls it

@@ -32,6 +32,9 @@ type issuance struct {
 	ttl       time.Duration // requested; 0 for the provisioner's default
 	requester string
 	auth      fsm.Issue // TokenHash, OneTime and/or Renews; Cert is filled in
+	// revokeRenewed: a renewal revokes the certificate it renews
+	// (the provisioner's revoke_on_renew).
+	revokeRenewed bool
 }
 
 // issue applies the provisioner's policy, signs, and commits the record
@@ -65,13 +68,29 @@ func (ca *CA) issue(ctx context.Context, req issuance) (*Issued, error) {
 	}
 	rec.Provisioner, rec.Requester = req.prov.Name, req.requester
 	req.auth.Cert = *rec
-	if err := ca.propose(ctx, fsm.CmdIssue, req.auth); err != nil {
+	if err := ca.commit(ctx, &req); err != nil {
 		return nil, err
 	}
 	if req.auth.Renews != "" {
 		rec.RenewedFrom = req.auth.Renews
 	}
 	return &Issued{Cert: *rec, Chain: chain}, nil
+}
+
+// commit proposes the signed certificate with its authorization. A
+// renewal goes as CmdRenew, where the FSM lets each certificate renew once;
+// while a server of an older release is in the cluster, as CmdIssue, which
+// every release applies alike (renewals are then not limited to one).
+func (ca *CA) commit(ctx context.Context, req *issuance) error {
+	if req.auth.Renews == "" {
+		return ca.propose(ctx, fsm.CmdIssue, req.auth)
+	}
+	err := ca.proposeUpgraded(ctx, fsm.CmdRenew, fsm.Renew{Renews: req.auth.Renews, OneTime: req.auth.OneTime,
+		RevokeRenewed: req.revokeRenewed, Cert: req.auth.Cert})
+	if errors.Is(err, fsm.ErrUpgrading) {
+		return ca.propose(ctx, fsm.CmdIssue, req.auth)
+	}
+	return err
 }
 
 // signSpread signs with one of the authority's active issuers, taking them

@@ -3,8 +3,10 @@ package authority
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -31,6 +33,14 @@ var ErrRenewalUnauthenticated = &fsm.Error{Code: "renewal_unauthenticated",
 // one: same subject, names, provisioner and authority. It is refused when
 // the current certificate is revoked, expired beyond the provisioner's grace
 // window, or not a certificate this cluster issued.
+//
+// A certificate renews once. Asked again, with the key its successor has
+// (the same certificate key without a CSR, or the CSR's), the answer is the
+// successor, as the first renewal returned it: a device whose answer was
+// lost asks again and gets it. With another key the answer is
+// certificate_renewed: whoever holds a replaced certificate cannot renew it
+// any more, so rotating the key evicts them. Renewals are limited per
+// lineage.
 func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	leaf := req.PeerCert
 	var auth fsm.Issue
@@ -48,15 +58,8 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.Revoked() {
-		return nil, refuse(fsm.ErrCertRevoked, "certificate %s has been revoked", rec.Serial)
-	}
-	prov, err := ca.provisioner(ctx, rec.Provisioner, "")
-	if err != nil {
+	if err := limitLineage(ca.renewals, rec, "renewals"); err != nil {
 		return nil, err
-	}
-	if ca.now().After(rec.NotAfter.Add(prov.Policy.RenewGrace)) {
-		return nil, refuse(fsm.ErrCertExpired, "certificate %s expired beyond the renewal grace window (%s)", rec.Serial, prov.Policy.RenewGrace)
 	}
 	names, err := certNamesOf(leaf)
 	if err != nil {
@@ -73,14 +76,73 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 		}
 		pub = csr.PublicKey
 	}
+	if rec.RenewedBy != "" {
+		return ca.successor(ctx, rec.Serial, pub)
+	}
+	if rec.Revoked() {
+		return nil, refuse(fsm.ErrCertRevoked, "certificate %s has been revoked", rec.Serial)
+	}
+	prov, err := ca.provisioner(ctx, rec.Provisioner, "")
+	if err != nil {
+		return nil, err
+	}
+	if ca.now().After(rec.NotAfter.Add(prov.Policy.RenewGrace)) {
+		return nil, refuse(fsm.ErrCertExpired, "certificate %s expired beyond the renewal grace window (%s)", rec.Serial, prov.Policy.RenewGrace)
+	}
 	// The same lifetime again, within what the provisioner allows now.
 	ttl := min(rec.NotAfter.Sub(rec.NotBefore)-backdate, maxTTL(&prov.Policy))
 	auth.Renews = rec.Serial
 	ctx = asActor(ctx, "cert:"+rec.Serial)
-	return ca.issue(ctx, issuance{
+	iss, err := ca.issue(ctx, issuance{
 		prov: prov, authority: rec.Authority, pub: pub, names: names, ttl: max(ttl, minCertTTL),
-		requester: "renewal:" + rec.Serial, auth: auth,
+		requester: "renewal:" + rec.Serial, auth: auth, revokeRenewed: prov.Policy.RevokeOnRenew,
 	})
+	if errors.Is(err, fsm.ErrCertRenewed) {
+		// Renewed a moment ago, through this node or another (perhaps by
+		// this very request sent twice): what it got is the answer.
+		return ca.successor(ctx, rec.Serial, pub)
+	}
+	return iss, err
+}
+
+// successor answers a renewal of a certificate that has been renewed: its
+// successor if that certifies pub, the key the request asks for.
+func (ca *CA) successor(ctx context.Context, serial string, pub crypto.PublicKey) (*Issued, error) {
+	old, err := ca.state.Cert(serial)
+	if err == nil && old.RenewedBy == "" {
+		// The leader refused it as renewed; this node has not applied
+		// that renewal yet.
+		if err := ca.raft.Barrier(ctx); err != nil {
+			return nil, err
+		}
+		old, err = ca.state.Cert(serial)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if old.RenewedBy == "" {
+		return nil, fmt.Errorf("certificate %s was refused as renewed but names no successor", serial)
+	}
+	next, err := ca.state.Cert(old.RenewedBy)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(next.DER)
+	if err != nil {
+		return nil, err
+	}
+	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
+		return nil, refuse(fsm.ErrCertRenewed, "certificate %s has already been renewed (as %s) for another key; renew that certificate instead", serial, next.Serial)
+	}
+	// Revoked since by someone (not by its own renewal): like any revoked
+	// certificate, it is renewed no more, not even as a retry.
+	if old.Revoked() && old.RevokedBy != "renewal:"+next.Serial {
+		return nil, refuse(fsm.ErrCertRevoked, "certificate %s has been revoked", serial)
+	}
+	if next.Revoked() {
+		return nil, refuse(fsm.ErrCertRevoked, "certificate %s has been renewed as %s, which has been revoked", serial, next.Serial)
+	}
+	return &Issued{Cert: *next, Chain: ca.Chain(next)}, nil
 }
 
 // issuedRecord finds the record of a certificate a client presented and

@@ -36,8 +36,10 @@ type RevokeRequest struct {
 }
 
 // Revoke revokes a certificate. When it returns, the revocation is
-// committed, the authority's CRL lists it, and every node that could be
-// reached has applied both, so renewals and OCSP anywhere see it.
+// committed and every node that could be reached has applied it, so OCSP,
+// the certificate's record and renewals anywhere see it; the issuer's CRL
+// lists it within the leader's CRL interval. A committed revocation is
+// answered as done: the CRL not being re-signed yet is no failure.
 func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) {
 	serial, err := NormalizeSerial(req.Serial)
 	if err != nil {
@@ -65,6 +67,9 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 		}
 		by = Actor(req.Admin)
 	case req.Holder != nil && bytes.Equal(req.Holder.Raw, rec.DER):
+		if err := limitLineage(ca.holderRevocations, rec, "revocations"); err != nil {
+			return nil, err
+		}
 		by = "cert:" + rec.Serial
 		ctx = asActor(ctx, by)
 	case req.Holder != nil:
@@ -72,11 +77,33 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	default:
 		return nil, fmt.Errorf("%w: revocation needs an admin token or the certificate itself (mTLS)", ErrUnauthenticated)
 	}
+	in := fsm.Revoke{Serial: serial, Reason: reason, By: by}
+	err = ca.proposeUpgraded(ctx, fsm.CmdRevokeDeferCRL, in)
+	if errors.Is(err, fsm.ErrUpgrading) {
+		err = ca.revokeSigningCRL(ctx, rec, in)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The record is read back from this node's state.
+	if err := ca.raft.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	if err := ca.raft.Propagate(ctx); err != nil {
+		ca.log.Warn("revocation not confirmed by every node", "serial", serial, "err", err)
+	}
+	return ca.state.Cert(serial)
+}
+
+// revokeSigningCRL is revocation while a server of an older release is in
+// the cluster: CmdRevoke, which marks nothing stale, then a CRL signed here
+// at once, as that release does.
+func (ca *CA) revokeSigningCRL(ctx context.Context, rec *fsm.Cert, in fsm.Revoke) error {
 	// The new CRL is signed from this node's state, which must show the
 	// revocation first: on a follower it is applied a moment after the
 	// leader commits it.
-	if err := ca.proposeAndRead(ctx, fsm.CmdRevoke, fsm.Revoke{Serial: serial, Reason: reason, By: by}); err != nil {
-		return nil, err
+	if err := ca.proposeAndRead(ctx, fsm.CmdRevoke, in); err != nil {
+		return err
 	}
 	if err := ca.RefreshCRL(ctx, rec.Authority, rec.Issuer, true); err != nil {
 		// The revocation stands, but nothing else puts it on the CRL before
@@ -84,10 +111,7 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 		// caller asks again (revoking again changes nothing and signs the
 		// CRL).
 		ca.log.Warn("CRL not regenerated after revocation", "authority", rec.Authority, "issuer", rec.Issuer, "err", err)
-		return nil, fmt.Errorf("%w: %s is revoked, but the CRL could not be regenerated yet: %v", ErrUnavailable, serial, err)
+		return fmt.Errorf("%w: %s is revoked, but the CRL could not be regenerated yet: %v", ErrUnavailable, in.Serial, err)
 	}
-	if err := ca.raft.Propagate(ctx); err != nil {
-		ca.log.Warn("revocation not confirmed by every node", "serial", serial, "err", err)
-	}
-	return ca.state.Cert(serial)
+	return nil
 }

@@ -122,6 +122,10 @@ func TestCRLPassesZlint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// What the leader does once per CRL interval.
+	if err := c.RefreshStaleCRLs(ctx); err != nil {
+		t.Fatal(err)
+	}
 	crl, err := c.CRL(ctx, DefaultAuthority, "")
 	if err != nil {
 		t.Fatal(err)

@@ -223,10 +223,29 @@ provisioner "devices" {
   renew_grace = "1h"
 }
 
+# A revocation is on the CRL within this interval (crlInterval).
+crl {
+  interval = "%[10]s"
+}
+
+# Devices renew about once a second: the per-lineage limits are not what
+# this suite checks.
+lineage_limits {
+  renewals_per_minute           = 600
+  renewal_burst                 = 100
+  holder_revocations_per_minute = 600
+  holder_revocation_burst       = 100
+}
+
 allow_insecure_soft_signer = true
 bootstrap_admin_token_file = "/var/lib/quorumca/admin.token"
-`, nd.name, nd.ip, apiPort, httpPort, raftPort, gossipPort, retryJoin, n, votersFor(n))
+`, nd.name, nd.ip, apiPort, httpPort, raftPort, gossipPort, retryJoin, n, votersFor(n), crlInterval)
 }
+
+// crlInterval is the nodes' CRL interval: the checker gives revocations
+// that long (and the time to sign and replicate one CRL) to reach every
+// node's CRL before it reads them.
+const crlInterval = 2 * time.Second
 
 // votersFor is the number of voters of an n-node cluster: 3, or 5 from 5.
 func votersFor(n int) int {

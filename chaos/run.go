@@ -243,7 +243,11 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 	if err != nil {
 		return nil, err
 	}
-	states := newReader(c.roots, c.admin, issuer).readStates(ctx, c.nodes, revokedCerts(ops))
+	rd := newReader(c.roots, c.admin, issuer)
+	// OCSP and records show a revocation at once, CRLs within the CRL
+	// interval: the last ones acknowledged get that long, no more.
+	awaitCond(ctx, crlInterval+10*time.Second, func() bool { return rd.crlsList(ctx, c.nodes, acknowledgedRevocations(ops)) })
+	states := rd.readStates(ctx, c.nodes, revokedCerts(ops))
 	v := check(ops, states, n.faults, cfg.Bounds)
 	v.Seconds = time.Since(start).Seconds()
 
@@ -290,6 +294,17 @@ func awaitCond(ctx context.Context, timeout time.Duration, cond func() bool) boo
 
 // revokedCerts are the certificates whose revocation was acknowledged, by
 // serial: OCSP is asked about each.
+// acknowledgedRevocations are the serials whose revocation was answered OK.
+func acknowledgedRevocations(ops []Op) []string {
+	var out []string
+	for _, op := range ops {
+		if op.Kind == OpRevoke && op.Outcome == OK {
+			out = append(out, normSerial(op.Serial))
+		}
+	}
+	return out
+}
+
 func revokedCerts(ops []Op) map[string][]byte {
 	certs := map[string][]byte{}
 	for _, op := range ops {

@@ -131,6 +131,20 @@ func (r *reader) readState(ctx context.Context, nd *cnode, ask map[string][]byte
 	return st
 }
 
+// crlsList reports whether every node's CRL lists every serial.
+func (r *reader) crlsList(ctx context.Context, nodes []*cnode, serials []string) bool {
+	for _, nd := range nodes {
+		st := &nodeState{Name: nd.name}
+		r.readCRL(ctx, nd, st)
+		for _, s := range serials {
+			if !st.CRL[s] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (r *reader) readCRL(ctx context.Context, nd *cnode, st *nodeState) {
 	der, err := r.get(ctx, nd.api()+"/v1/crl", false, nil)
 	if err != nil {

@@ -363,8 +363,9 @@ func (w *workload) renew(d *device) {
 		d.cert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: d.key}
 		d.serial = op.Serial
 		d.mu.Unlock()
-	case r.outcome() == Fail && r.err == nil:
+	case r.outcome() == Fail && r.err == nil && r.status != http.StatusTooManyRequests:
 		// Revoked (or unknown to the CA): enroll again with a new token.
+		// (Over a limit, the device keeps its certificate and asks later.)
 		d.mu.Lock()
 		d.cert, d.serial = nil, ""
 		d.mu.Unlock()

@@ -39,6 +39,8 @@ type Policy struct {
 	RenewGrace string   `json:"renew_grace,omitempty"`
 	// AllowWildcard permits wildcard names ("*.example") that DNS covers.
 	AllowWildcard bool `json:"allow_wildcard,omitempty"`
+	// RevokeOnRenew: a renewal revokes the certificate it replaces.
+	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
 }
 
 func (c *Client) Provisioners(ctx context.Context) ([]Provisioner, error) {

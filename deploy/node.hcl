@@ -191,6 +191,7 @@ provisioner "devices" {
   key_types   = ["P-256", "Ed25519"] # P-256, P-384, P-521, Ed25519, RSA
   eku         = "client"             # server, client or both
   renew_grace = "72h"                # renew up to 3 days after expiry (devices that slept)
+  # revoke_on_renew = true           # a renewal revokes the certificate it replaces
 }
 
 provisioner "automation" {
@@ -212,6 +213,21 @@ signer {
   timeout     = "5s"   # per call to KMS / the HSM
   max_wait    = "2s"   # how long a request may wait for budget
 }
+
+# The leader re-signs a CRL that lacks a revocation at most this often; a
+# revocation is on the CRL within it (OCSP reports it at once).
+# crl {
+#   interval = "5s"
+# }
+
+# Per certificate lineage (a certificate and its renewals), on this node:
+# how often its holder may renew and revoke; beyond it 429 + Retry-After.
+# lineage_limits {
+#   renewals_per_minute           = 6
+#   renewal_burst                 = 10
+#   holder_revocations_per_minute = 6
+#   holder_revocation_burst       = 10
+# }
 
 # This node's view of the audit log as JSON lines, for a log shipper: every
 # replicated entry it applies, and the requests it refused.

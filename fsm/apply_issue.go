@@ -146,6 +146,12 @@ func checkRenewal(a *applyCtx, serial string, c *Cert) error {
 	if err := getJSON(a.tx, bCerts, []byte(serial), &old); err != nil {
 		return reject(ErrCertUnknown, "no certificate with serial "+serial)
 	}
+	return checkRenewable(a, &old, c)
+}
+
+// checkRenewable is checkRenewal of a record already read.
+func checkRenewable(a *applyCtx, old *Cert, c *Cert) error {
+	serial := old.Serial
 	if old.Revoked() {
 		return reject(ErrCertRevoked, "certificate "+serial+" has been revoked")
 	}

@@ -2,15 +2,21 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 )
 
 func init() {
 	register(CmdRevoke, "revoke", 1, applyRevoke)
 	register(CmdCRLPut, "crl_put", 1, applyCRLPut)
+	register(CmdRevokeDeferCRL, "revoke", 1, applyRevokeDeferCRL) // the same name as CmdRevoke: audit queries and metrics see revocations alike
+	needsFormat(CmdRevokeDeferCRL, 1, 2)
 }
 
-// Revoke revokes an issued certificate.
+// Revoke revokes an issued certificate. As CmdRevoke the proposer signs a
+// new CRL right after (one CRL per revocation); as CmdRevokeDeferCRL the
+// entry also marks the issuer's CRL stale and the leader re-signs it within
+// its CRL interval, however many revocations arrive meanwhile.
 type Revoke struct {
 	Serial string `json:"serial"`
 	Reason int    `json:"reason"` // RFC 5280 CRLReason
@@ -51,11 +57,47 @@ func applyRevoke(a *applyCtx) error {
 	return nil
 }
 
-// applyCRLPut stores a newly signed CRL. Its number must exceed the stored
-// one: CRL numbers increase across the cluster however many nodes sign.
-func applyCRLPut(a *applyCtx) error {
-	var in CRL
+func applyRevokeDeferCRL(a *applyCtx) error {
+	var in Revoke
 	a.decode(&in)
+	a.notef("serial=%s reason=%d", in.Serial, in.Reason)
+	var c Cert
+	if err := getJSON(a.tx, bCerts, []byte(in.Serial), &c); err != nil {
+		return reject(ErrCertUnknown, "no certificate with serial "+in.Serial)
+	}
+	if c.Revoked() {
+		return nil // revoked already: the first revocation's time and reason stand
+	}
+	revokeRecord(a, &c, in.Reason, in.By)
+	return nil
+}
+
+// revokeRecord revokes c (not revoked yet) and marks its issuer's CRL stale.
+func revokeRecord(a *applyCtx, c *Cert, reason int, by string) {
+	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, reason, by
+	putJSON(a.tx, bCerts, []byte(c.Serial), c)
+	putJSON(a.tx, bRevoked, revokedKey(c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: reason})
+	markCRLStale(a, c)
+}
+
+// CRLPut is CmdCRLPut's payload: a CRL, and the applied index of the state
+// it was signed from. AsOf travels beside the CRL's fields in the same JSON
+// object, so a binary that predates it reads the CRL alike and stores the
+// same record; only the stale marks, which such a binary never sees (they
+// come with format-2 commands), depend on it.
+type CRLPut struct {
+	CRL
+	AsOf uint64 `json:"as_of,omitempty"`
+}
+
+// applyCRLPut stores a newly signed CRL. Its number must exceed the stored
+// one: CRL numbers increase across the cluster however many nodes sign. A
+// CRL signed from a state that includes the issuer's latest revocation
+// clears its stale mark.
+func applyCRLPut(a *applyCtx) error {
+	var p CRLPut
+	a.decode(&p)
+	in := p.CRL
 	a.notef("authority=%s issuer=%s number=%d", in.Authority, in.Issuer, in.Number)
 	var auth Authority
 	if getJSON(a.tx, bAuthorities, []byte(in.Authority), &auth) != nil || auth.Issuer(in.Issuer) == nil {
@@ -71,5 +113,8 @@ func applyCRLPut(a *applyCtx) error {
 		return reject(ErrConflict, fmt.Sprintf("CRL number %d is not above the current %d", in.Number, cur.Number))
 	}
 	putJSON(a.tx, bCRLs, key, &in)
+	if m := a.tx.Bucket(bCRLStale).Get(key); len(m) == 8 && p.AsOf >= binary.BigEndian.Uint64(m) {
+		del(a.tx, bCRLStale, key)
+	}
 	return nil
 }

@@ -29,6 +29,8 @@ const (
 	CmdIssuerAdd      CmdType = 11
 	CmdProvisionerDel CmdType = 12
 	CmdAdminRevoke    CmdType = 13
+	CmdRenew          CmdType = 16
+	CmdRevokeDeferCRL CmdType = 17
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -167,6 +169,11 @@ func (e *Envelope) EncodeFor(format int) ([]byte, error) {
 func (e *Envelope) EncodeJSON() ([]byte, error) {
 	out := *e
 	if h := handlers[e.Type]; h.isBinary(e.Version) {
+		if h.jsonVersion == 0 {
+			// A binary-only command needs log format 2 (needsFormat), so
+			// it is never written for a format-0 reader.
+			return nil, fmt.Errorf("fsm: %s has no JSON form", h.name)
+		}
 		p := h.newBinary()
 		err := readFrame(e.Payload, p)
 		if err == nil {

@@ -33,6 +33,7 @@ var (
 	ErrCertUnknown      = &Error{Code: "certificate_unknown", Message: "no such certificate"}
 	ErrCertRevoked      = &Error{Code: "certificate_revoked", Message: "certificate has been revoked"}
 	ErrCertExpired      = &Error{Code: "certificate_expired", Message: "certificate has expired"}
+	ErrCertRenewed      = &Error{Code: "certificate_renewed", Message: "certificate has already been renewed"}
 	ErrVersionMismatch  = &Error{Code: "version_mismatch", Message: "record changed since it was read"}
 	ErrProvisioner      = &Error{Code: "provisioner_unknown", Message: "unknown provisioner"}
 	ErrNotFoundAdmin    = &Error{Code: "admin_unknown", Message: "no such admin"}

@@ -36,13 +36,14 @@ var (
 	bCertsByProv   = []byte("certs_by_provisioner")
 	bCertsByProp   = []byte("certs_by_property")
 	bTokensByProv  = []byte("tokens_by_provisioner")
+	bCRLStale      = []byte("crl_stale")
 	bAudit         = []byte("audit")
 
 	// The audit log comes last: Digest leaves it out (it is a log of the
 	// state's history, not state) and AuditHead covers it.
 	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
 		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv,
-		bOCSPResponders, bAudit}
+		bOCSPResponders, bCRLStale, bAudit}
 
 	kApplied = []byte("applied_index")
 )

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -150,4 +151,24 @@ func (f *FSM) Admins() ([]*Admin, error) { return list[Admin](f, bAdmins) }
 // AdminByCert finds the admin whose client certificate has this serial.
 func (f *FSM) AdminByCert(serial string) (*Admin, error) {
 	return get[Admin](f, bAdmins, []byte("cert:"+serial))
+}
+
+// IssuerRef names one issuer of one authority.
+type IssuerRef struct{ Authority, Issuer string }
+
+// StaleCRLs lists the issuers whose current CRL lacks a committed
+// revocation. The bucket holds one key per issuer at most.
+func (f *FSM) StaleCRLs() ([]IssuerRef, error) {
+	var out []IssuerRef
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bCRLStale).ForEach(func(k, _ []byte) error {
+			parts := bytes.Split(k, []byte{0})
+			if len(parts) != 3 {
+				return fmt.Errorf("fsm: corrupt key in %s", bCRLStale)
+			}
+			out = append(out, IssuerRef{Authority: string(parts[0]), Issuer: string(parts[1])})
+			return nil
+		})
+	})
+	return out, err
 }

@@ -75,6 +75,12 @@ type Cert struct {
 	RenewedFrom string            `json:"renewed_from,omitempty"` // serial this one renews
 	IssuedAt    time.Time         `json:"issued_at"`              // leader's clock at commit, set by Apply
 	DER         []byte            `json:"der"`
+	// Set by Apply of a renewal (CmdRenew): RenewedBy on the renewed
+	// certificate names its one successor; Lineage on the successor is the
+	// serial of the first certificate of the chain of renewals (empty on a
+	// first issue: the certificate's own serial).
+	RenewedBy string `json:"renewed_by,omitempty"`
+	Lineage   string `json:"lineage,omitempty"`
 
 	RevokedAt        time.Time `json:"revoked_at,omitzero"`
 	RevocationReason int       `json:"revocation_reason,omitempty"` // RFC 5280 CRLReason
@@ -83,6 +89,15 @@ type Cert struct {
 
 // Revoked reports whether the certificate has been revoked.
 func (c *Cert) Revoked() bool { return !c.RevokedAt.IsZero() }
+
+// LineageID names the chain of renewals the certificate belongs to: the
+// serial of its first issue. Limits per certificate lineage key on it.
+func (c *Cert) LineageID() string {
+	if c.Lineage != "" {
+		return c.Lineage
+	}
+	return c.Serial
+}
 
 // Token is a single-use enrollment token. Only the SHA-256 of the secret is
 // stored; the secret is shown once to the admin who minted it.
@@ -183,6 +198,10 @@ type Policy struct {
 	// patterns cover; without it no pattern allows one. Records from
 	// before it decode as false.
 	AllowWildcard bool `json:"allow_wildcard,omitempty"`
+	// RevokeOnRenew revokes (reason superseded) a certificate in the same
+	// entry that stores its successor, so whoever still holds the old one
+	// loses it at the renewal. The proposer copies it into CmdRenew.
+	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
 }
 
 // CRL is the current signed revocation list of one issuer.

@@ -322,7 +322,8 @@ func TestAuditLog(t *testing.T) {
 	}
 	want := map[string]string{
 		"token_create": "admin:bootstrap/",
-		"issue":        "cert:" + h.s.Serial, // the last issue is the renewal
+		"issue":        "provisioner:default token:",
+		"renew":        "cert:" + h.s.Serial,
 		"revoke":       "admin:bootstrap/",
 	}
 	for cmd, prefix := range want {

@@ -55,14 +55,14 @@ func TestRotationAndSpread(t *testing.T) {
 	if r := c.do(c.nodes[0], "POST", "/v1/revoke", map[string]string{"serial": old.s.Serial}, c.admin); r.status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
 	}
-	resp, err := http.Get(old.cert.CRLDistributionPoints[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	crl := readCRL(t, resp, old.chain[0])
-	if listed(crl, old.cert.SerialNumber) == nil {
-		t.Error("retired issuer's CRL does not list its revoked certificate")
-	}
+	// Within the CRL interval.
+	waitFor(t, c.crlInterval+3*time.Second, "the retired issuer's CRL to list its revoked certificate", func() bool {
+		resp, err := http.Get(old.cert.CRLDistributionPoints[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return listed(readCRL(t, resp, old.chain[0]), old.cert.SerialNumber) != nil
+	})
 	if st := c.ocspStatus(c.nodes[2], old); st.Status != ocsp.Revoked {
 		t.Errorf("OCSP for the old issuer's certificate: %d", st.Status)
 	}

@@ -96,6 +96,13 @@ type Config struct {
 	// AdminListen serves pprof and metrics over plain HTTP ("" for none).
 	AdminListen string
 	Pyroscope   *PyroscopeConfig
+	// CRLInterval: the leader re-signs a CRL that lacks a revocation at
+	// most this often (default DefaultCRLInterval); a revocation is on
+	// the CRL within it.
+	CRLInterval time.Duration
+	// LineageLimits bound renewals and holder revocations per
+	// certificate lineage, on each node (zero fields: the defaults).
+	LineageLimits authority.LineageLimits
 
 	// Not in the file: tuning for tests and dev mode.
 	Timing      cluster.Timing
@@ -147,22 +154,35 @@ type ProvisionerConfig struct {
 }
 
 type fileConfig struct {
-	NodeName                string             `hcl:"node_name"`
-	DataDir                 string             `hcl:"data_dir"`
-	API                     *apiBlock          `hcl:"api,block"`
-	HTTP                    *httpBlock         `hcl:"http,block"`
-	Raft                    *raftBlock         `hcl:"raft,block"`
-	Cluster                 *clusterBlock      `hcl:"cluster,block"`
-	Gossip                  *gossipBlock       `hcl:"gossip,block"`
-	Authorities             []authorityBlock   `hcl:"authority,block"`
-	Provisioners            []provisionerBlock `hcl:"provisioner,block"`
-	Signer                  *signerBlock       `hcl:"signer,block"`
-	BootstrapAdminTokenFile string             `hcl:"bootstrap_admin_token_file,optional"`
-	AllowInsecureSoftSigner bool               `hcl:"allow_insecure_soft_signer,optional"`
-	Audit                   *auditBlock        `hcl:"audit,block"`
-	Admin                   *adminBlock        `hcl:"admin,block"`
-	Profiling               *profilingBlock    `hcl:"profiling,block"`
-	OCSP                    *ocspBlock         `hcl:"ocsp,block"`
+	NodeName                string              `hcl:"node_name"`
+	DataDir                 string              `hcl:"data_dir"`
+	API                     *apiBlock           `hcl:"api,block"`
+	HTTP                    *httpBlock          `hcl:"http,block"`
+	Raft                    *raftBlock          `hcl:"raft,block"`
+	Cluster                 *clusterBlock       `hcl:"cluster,block"`
+	Gossip                  *gossipBlock        `hcl:"gossip,block"`
+	Authorities             []authorityBlock    `hcl:"authority,block"`
+	Provisioners            []provisionerBlock  `hcl:"provisioner,block"`
+	Signer                  *signerBlock        `hcl:"signer,block"`
+	BootstrapAdminTokenFile string              `hcl:"bootstrap_admin_token_file,optional"`
+	AllowInsecureSoftSigner bool                `hcl:"allow_insecure_soft_signer,optional"`
+	Audit                   *auditBlock         `hcl:"audit,block"`
+	Admin                   *adminBlock         `hcl:"admin,block"`
+	Profiling               *profilingBlock     `hcl:"profiling,block"`
+	OCSP                    *ocspBlock          `hcl:"ocsp,block"`
+	CRL                     *crlBlock           `hcl:"crl,block"`
+	LineageLimits           *lineageLimitsBlock `hcl:"lineage_limits,block"`
+}
+
+type crlBlock struct {
+	Interval string `hcl:"interval,optional"`
+}
+
+type lineageLimitsBlock struct {
+	RenewalsPerMinute          float64 `hcl:"renewals_per_minute,optional"`
+	RenewalBurst               int     `hcl:"renewal_burst,optional"`
+	HolderRevocationsPerMinute float64 `hcl:"holder_revocations_per_minute,optional"`
+	HolderRevocationBurst      int     `hcl:"holder_revocation_burst,optional"`
 }
 
 type ocspBlock struct {
@@ -262,6 +282,8 @@ type provisionerBlock struct {
 	JWKFile    string   `hcl:"jwk_file,optional"`
 	// AllowWildcard permits wildcard names that dns covers.
 	AllowWildcard bool `hcl:"allow_wildcard,optional"`
+	// RevokeOnRenew: a renewal revokes the certificate it replaces.
+	RevokeOnRenew bool `hcl:"revoke_on_renew,optional"`
 }
 
 // Load reads and checks an HCL config file.
@@ -338,6 +360,22 @@ func Parse(filename string, src []byte) (*Config, error) {
 		}
 		c.OCSP = OCSPConfig{Rate: o.Rate, Burst: o.Burst, CacheBytes: o.CacheMB << 20}
 	}
+	if b := f.CRL; b != nil {
+		var err error
+		if c.CRLInterval, err = duration("crl: interval", b.Interval); err != nil {
+			return nil, err
+		}
+		if c.CRLInterval < 0 || c.CRLInterval > time.Hour {
+			return nil, errors.New("config: crl: interval must be between 0 (the default) and 1h")
+		}
+	}
+	if b := f.LineageLimits; b != nil {
+		if b.RenewalsPerMinute < 0 || b.RenewalBurst < 0 || b.HolderRevocationsPerMinute < 0 || b.HolderRevocationBurst < 0 {
+			return nil, errors.New("config: lineage_limits: rates and bursts must not be negative")
+		}
+		c.LineageLimits = authority.LineageLimits{RenewalsPerMinute: b.RenewalsPerMinute, RenewalBurst: b.RenewalBurst,
+			HolderRevocationsPerMinute: b.HolderRevocationsPerMinute, HolderRevocationBurst: b.HolderRevocationBurst}
+	}
 	for _, a := range f.Authorities {
 		c.Authorities = append(c.Authorities, &AuthorityConfig{Name: a.Name, RootFile: a.RootFile,
 			ChainFile: a.ChainFile, Key: a.Key, BaseURL: a.BaseURL, OCSPResponderKey: a.OCSPResponderKey})
@@ -356,7 +394,8 @@ func provisionerFrom(p provisionerBlock) (*ProvisionerConfig, error) {
 	pc := &ProvisionerConfig{JWKFile: p.JWKFile, Provisioner: fsm.Provisioner{
 		Name: p.Name, Kind: p.Kind, Authority: p.Authority,
 		Policy: fsm.Policy{DNS: p.DNS, IP: p.IP, URI: p.URI, Email: p.Email, CommonName: p.CommonName,
-			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU, AllowWildcard: p.AllowWildcard},
+			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU, AllowWildcard: p.AllowWildcard,
+			RevokeOnRenew: p.RevokeOnRenew},
 	}}
 	what := "provisioner " + p.Name + ": "
 	var err error

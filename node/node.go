@@ -143,7 +143,7 @@ func (n *Node) start() error {
 		return err
 	}
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log,
-		OCSPCacheBytes: cfg.OCSP.CacheBytes})
+		OCSPCacheBytes: cfg.OCSP.CacheBytes, Limits: cfg.LineageLimits})
 
 	n.registerMetrics(reg)
 	publicURLs := cfg.APIPublicURLs
@@ -369,13 +369,30 @@ func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
 	return &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, Issuers: []fsm.Issuer{iss}, BaseURL: ac.BaseURL}, nil
 }
 
-// leaderLoop runs while this node leads: it keeps CRLs and OCSP responder
-// certificates current and drops expired tokens.
+// DefaultCRLInterval is how often, at most, the leader re-signs a CRL that
+// lacks a revocation.
+const DefaultCRLInterval = 5 * time.Second
+
+// leaderLoop runs while this node leads: it re-signs each CRL that lacks a
+// revocation once per CRL interval, keeps every CRL and OCSP responder
+// certificate current, and drops expired tokens. It is the one place CRLs
+// are signed after revocations, so they take their numbers in turn.
 func (n *Node) leaderLoop(ctx context.Context) {
 	ctx = authority.WithOrigin(ctx, "node:"+n.cfg.NodeName, "")
+	interval := n.cfg.CRLInterval
+	if interval <= 0 {
+		interval = DefaultCRLInterval
+	}
+	stale := time.NewTicker(interval)
+	defer stale.Stop()
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
-	for {
+	refreshStale := func() {
+		if err := n.ca.RefreshStaleCRLs(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("stale CRL not re-signed; retried next interval", "err", err)
+		}
+	}
+	periodic := func() {
 		if err := n.ca.RefreshCRLs(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("CRL refresh failed", "err", err)
 		}
@@ -385,10 +402,17 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.ca.RefreshOCSPResponders(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("OCSP responder renewal failed", "err", err)
 		}
+	}
+	refreshStale()
+	periodic()
+	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-stale.C:
+			refreshStale()
 		case <-t.C:
+			periodic()
 		}
 	}
 }

@@ -67,6 +67,7 @@ func TestMetricsMatchTheWork(t *testing.T) {
 		t.Fatal(r.status)
 	}
 	c.do(n, "POST", "/v1/revoke", map[string]string{"serial": holders[1].s.Serial}, c.admin)
+	c.crlListing(n, holders[1].chain[0], holders[1].cert.SerialNumber) // the leader's CRL signature
 	waitFor(t, 10*time.Second, "the leader writes log format 1", func() bool {
 		f := n.node.Cluster().Status().LogFormat
 		return f != nil && *f == fsm.LogFormat
@@ -101,8 +102,11 @@ func TestMetricsMatchTheWork(t *testing.T) {
 	if got := metricValue(t, families, "quorumca_signer_duration_seconds", map[string]string{"backend": "softkey", "outcome": "ok"}); got < 6 {
 		t.Errorf("signatures observed: %v, want at least 6", got)
 	}
-	if got := metricValue(t, families, "quorumca_raft_apply_duration_seconds", map[string]string{"command": "issue", "outcome": "ok"}); got != 5 {
-		t.Errorf("issue entries applied by the leader: %v, want 5", got)
+	if got := metricValue(t, families, "quorumca_raft_apply_duration_seconds", map[string]string{"command": "issue", "outcome": "ok"}); got != 4 {
+		t.Errorf("issue entries applied by the leader: %v, want 4", got)
+	}
+	if got := metricValue(t, families, "quorumca_raft_apply_duration_seconds", map[string]string{"command": "renew", "outcome": "ok"}); got != 1 {
+		t.Errorf("renew entries applied by the leader: %v, want 1", got)
 	}
 	if metricValue(t, families, "quorumca_fsm_size_bytes", nil) <= 0 || metricValue(t, families, "quorumca_audit_entries", nil) <= 0 {
 		t.Error("state size or audit gauge missing")

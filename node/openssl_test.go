@@ -60,6 +60,7 @@ func TestOpenSSLChecksCRLAndOCSPOnFollower(t *testing.T) {
 	if len(good.cert.CRLDistributionPoints) != 1 || len(good.cert.OCSPServer) != 1 {
 		t.Fatalf("certificate names no CRL or OCSP: %v %v", good.cert.CRLDistributionPoints, good.cert.OCSPServer)
 	}
+	c.crlListing(f, bad.chain[0], bad.cert.SerialNumber) // within the CRL interval
 	resp, err := http.Get("http://" + f.node.HTTPAddr() + "/v1/crl")
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/signer"
 )
@@ -54,6 +56,10 @@ type testCluster struct {
 	admin              string // bootstrap admin token
 	// configure, if set, adjusts every node's config.
 	configure func(*Config)
+	// crlInterval is every node's CRL interval (short by default, so
+	// tests await a revocation's CRL briefly); lineageLimits their limits.
+	crlInterval   time.Duration
+	lineageLimits authority.LineageLimits
 }
 
 type testNode struct {
@@ -104,7 +110,7 @@ func emptyCluster(t *testing.T, timing cluster.Timing) *testCluster {
 	}
 	c := &testCluster{
 		t: t, dir: dir, pki: pki, secret: "test-cluster-secret-0123456789", clock: &testClock{}, timing: timing,
-		client: testClient(pki),
+		client: testClient(pki), crlInterval: 250 * time.Millisecond,
 	}
 	t.Cleanup(c.Close)
 	return c
@@ -201,6 +207,7 @@ func (c *testCluster) addNode(bootstrap bool, mutate func(*Config)) *testNode {
 		cfg.AuditFile = filepath.Join(c.dir, "audit-"+name+".jsonl")
 	}
 	cfg.ProxyProtocolFrom, cfg.Pyroscope, cfg.NodeCertTTL = c.proxyFrom, c.pyroscope, c.nodeCertTTL
+	cfg.CRLInterval, cfg.LineageLimits = c.crlInterval, c.lineageLimits
 	if c.adminListen {
 		cfg.AdminListen = "127.0.0.1:0"
 	}
@@ -318,6 +325,12 @@ func (c *testCluster) waitConverged(sameState bool) {
 		}
 		first := run[0].node.Cluster().Status()
 		for _, tn := range run {
+			// The leader writes the newest log format once it has heard
+			// from every server: before, commands that need it fall back.
+			// (A stopped server holds it back until it returns.)
+			if st := tn.node.Cluster().Status(); st.LogFormat != nil && *st.LogFormat != fsm.LogFormat && len(servers) == len(run) {
+				return false
+			}
 			st := tn.node.Cluster().Status()
 			f := tn.node.FSM()
 			if st.LeaderID == "" || st.LeaderID != first.LeaderID || f.AdminCount() == 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -50,6 +51,15 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	}
 	if rec.Revoked() {
 		return nil, refuse(fsm.ErrCertRevoked, "certificate %s has been revoked", rec.Serial)
+	}
+	if rec.Authority == AdminAuthority && rec.Provisioner == "" {
+		// An admin certificate: no provisioner, and the admin record must
+		// follow it. Renewal tokens carry a one-time ID that admin_renew
+		// does not record, so only the TLS handshake may ask.
+		if req.Bearer != "" {
+			return nil, fmt.Errorf("%w: admin certificates renew over mTLS only", ErrForbidden)
+		}
+		return ca.renewAdmin(ctx, rec, leaf, req.CSR)
 	}
 	prov, err := ca.provisioner(ctx, rec.Provisioner, "")
 	if err != nil {

@@ -57,8 +57,20 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The current certificate of a certificate admin is an admin
+	// credential: revoking it withdraws the admin (its record is written
+	// in the same entry as the certificate, so it is here too).
+	adm, aerr := ca.state.AdminByCert(serial)
+	if aerr != nil && !errors.Is(aerr, fsm.ErrNotFound) {
+		return nil, aerr
+	}
 	var by string
 	switch {
+	case req.Admin != nil && adm != nil:
+		if err := Authorize(req.Admin, PermConfigure); err != nil {
+			return nil, fmt.Errorf("%w: certificate %s is the credential of admin %s; withdrawing it is an admin change (role admin)", ErrForbidden, serial, adm.Name)
+		}
+		by = Actor(req.Admin)
 	case req.Admin != nil:
 		if err := Authorize(req.Admin, PermOperate); err != nil {
 			return nil, err
@@ -75,19 +87,33 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	// The new CRL is signed from this node's state, which must show the
 	// revocation first: on a follower it is applied a moment after the
 	// leader commits it.
-	if err := ca.proposeAndRead(ctx, fsm.CmdRevoke, fsm.Revoke{Serial: serial, Reason: reason, By: by}); err != nil {
+	cmd, payload := fsm.CmdRevoke, any(fsm.Revoke{Serial: serial, Reason: reason, By: by})
+	if adm != nil {
+		cmd, payload = fsm.CmdAdminWithdraw, fsm.AdminWithdraw{Serial: serial, Reason: reason, By: by}
+	}
+	if err := ca.proposeAndRead(ctx, cmd, payload); err != nil {
 		return nil, err
 	}
+	if err := ca.publishRevocation(ctx, rec); err != nil {
+		return nil, err
+	}
+	return ca.state.Cert(serial)
+}
+
+// publishRevocation signs the revoked certificate's CRL again and waits
+// until every reachable node has applied both.
+func (ca *CA) publishRevocation(ctx context.Context, rec *fsm.Cert) error {
+	serial := rec.Serial
 	if err := ca.RefreshCRL(ctx, rec.Authority, rec.Issuer, true); err != nil {
 		// The revocation stands, but nothing else puts it on the CRL before
 		// the current one is half through its life: answer 503 so the
 		// caller asks again (revoking again changes nothing and signs the
 		// CRL).
 		ca.log.Warn("CRL not regenerated after revocation", "authority", rec.Authority, "issuer", rec.Issuer, "err", err)
-		return nil, fmt.Errorf("%w: %s is revoked, but the CRL could not be regenerated yet: %v", ErrUnavailable, serial, err)
+		return fmt.Errorf("%w: %s is revoked, but the CRL could not be regenerated yet: %v", ErrUnavailable, serial, err)
 	}
 	if err := ca.raft.Propagate(ctx); err != nil {
 		ca.log.Warn("revocation not confirmed by every node", "serial", serial, "err", err)
 	}
-	return ca.state.Cert(serial)
+	return nil
 }

@@ -42,13 +42,19 @@ func applyRevoke(a *applyCtx) error {
 	if err := getJSON(a.tx, bCerts, []byte(in.Serial), &c); err != nil {
 		return reject(ErrCertUnknown, "no certificate with serial "+in.Serial)
 	}
-	if c.Revoked() {
-		return nil // revoked already: the first revocation's time and reason stand
-	}
-	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, in.Reason, in.By
-	putJSON(a.tx, bCerts, []byte(c.Serial), &c)
-	putJSON(a.tx, bRevoked, revokedKey(&c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: in.Reason})
+	markRevoked(a, &c, in.Reason, in.By)
 	return nil
+}
+
+// markRevoked revokes a certificate record and lists it for its CRL. A
+// certificate revoked already keeps its first revocation's time and reason.
+func markRevoked(a *applyCtx, c *Cert, reason int, by string) {
+	if c.Revoked() {
+		return
+	}
+	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, reason, by
+	putJSON(a.tx, bCerts, []byte(c.Serial), c)
+	putJSON(a.tx, bRevoked, revokedKey(c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: reason})
 }
 
 // applyCRLPut stores a newly signed CRL. Its number must exceed the stored

@@ -29,6 +29,8 @@ const (
 	CmdIssuerAdd      CmdType = 11
 	CmdProvisionerDel CmdType = 12
 	CmdAdminRevoke    CmdType = 13
+	CmdAdminWithdraw  CmdType = 14
+	CmdAdminRenew     CmdType = 15
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and

@@ -1,0 +1,239 @@
+package node
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quorumca/quorumca/cluster"
+)
+
+// adminCluster is a test cluster with an admin authority, for certificate
+// admins (mTLS).
+func adminCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	return newTestClusterWith(t, n, cluster.FastTiming(), func(c *testCluster) {
+		a, err := c.pki.AdminAuthority()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.authorities = []*AuthorityConfig{a}
+	})
+}
+
+// adminRecord is an admin as GET /v1/admin/admins lists it.
+type adminRecord struct {
+	ID         string    `json:"id"`
+	Name       string    `json:"name"`
+	Role       string    `json:"role"`
+	CertSerial string    `json:"cert_serial"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	RevokedAt  time.Time `json:"revoked_at"`
+}
+
+// certAdmin creates a certificate admin through tn, authorized by the
+// admin certificate by, or else by the bootstrap admin token.
+func (c *testCluster) certAdmin(tn *testNode, by *holder, name, role string) (*holder, adminRecord) {
+	c.t.Helper()
+	key := newKey(c.t)
+	body := map[string]string{"name": name, "role": role, "csr": string(newCSR(c.t, key, "x.example"))}
+	var r reply
+	if by != nil {
+		r = c.mtls(by, tn, "POST", "/v1/admin/admins", jsonBody(body), "")
+	} else {
+		r = c.do(tn, "POST", "/v1/admin/admins", body, c.admin)
+	}
+	if r.status != http.StatusCreated {
+		c.t.Fatalf("create certificate admin %s: %d %s", name, r.status, r.body)
+	}
+	var out struct {
+		Admin       adminRecord
+		Certificate string
+	}
+	r.decode(c.t, &out)
+	return &holder{key: key, cert: parsePEMCert(c.t, out.Certificate)}, out.Admin
+}
+
+// admins reads the admin records of tn's state by name (names are unique
+// in these tests): admin changes are applied on every node when they return.
+func (c *testCluster) admins(tn *testNode) map[string]adminRecord {
+	c.t.Helper()
+	as, err := tn.node.FSM().Admins()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[string]adminRecord{}
+	for _, a := range as {
+		out[a.Name] = adminRecord{ID: a.ID, Name: a.Name, Role: a.Role, CertSerial: a.CertSerial,
+			CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, RevokedAt: a.RevokedAt}
+	}
+	return out
+}
+
+func certStatus(c *testCluster, tn *testNode, serial string) bool {
+	c.t.Helper()
+	rec, err := tn.node.FSM().Cert(serial)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return rec.Revoked()
+}
+
+// Every way to withdraw the last usable admin is refused, whoever asks:
+// the admin API, certificate revocation by an admin or by an operator, and
+// the holder revoking its own admin certificate over mTLS. An admin that
+// expires within a day does not count.
+func TestAdminLockoutPathsRefused(t *testing.T) {
+	c := adminCluster(t, 3)
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	alice, aliceRec := c.certAdmin(n1, nil, "alice", "admin")
+	otto := c.adminToken(n2, "otto", "operator")
+	dev := c.enrollHolder(n3, "device.example")
+
+	// An operator revokes certificates, but not admin credentials.
+	if r := c.do(n2, "POST", "/v1/admin/certs/"+aliceRec.CertSerial+"/revoke", nil, otto); r.status != http.StatusForbidden {
+		t.Errorf("operator revokes an admin certificate through the admin API: %d %s", r.status, r.body)
+	}
+	if r := c.do(n3, "POST", "/v1/revoke", map[string]string{"serial": aliceRec.CertSerial}, otto); r.status != http.StatusForbidden {
+		t.Errorf("operator revokes an admin certificate through /v1/revoke: %d %s", r.status, r.body)
+	}
+	if certStatus(c, n3, aliceRec.CertSerial) {
+		t.Errorf("refused revocation left alice's certificate revoked")
+	}
+	if r := c.do(n2, "POST", "/v1/admin/certs/"+dev.s.Serial+"/revoke", nil, otto); r.status != http.StatusOK {
+		t.Errorf("operator revokes a device certificate: %d %s", r.status, r.body)
+	}
+
+	// Alice withdraws the bootstrap admin: she is the last usable admin now.
+	admins := c.admins(n1)
+	if r := c.mtls(alice, n2, "DELETE", "/v1/admin/admins/"+admins["bootstrap"].ID, nil, ""); r.status != http.StatusNoContent {
+		t.Fatalf("alice revokes the bootstrap admin: %d %s", r.status, r.body)
+	}
+	// A token admin that expires within a day is no successor.
+	if r := c.mtls(alice, n1, "POST", "/v1/admin/admins", jsonBody(map[string]string{"name": "tess", "role": "admin", "ttl": "12h"}), ""); r.status != http.StatusCreated {
+		t.Fatalf("create tess: %d %s", r.status, r.body)
+	}
+	before := n1.node.FSM().Digest()
+	for _, p := range []struct {
+		name, method, path string
+		body               []byte
+	}{
+		{"admin API", "DELETE", "/v1/admin/admins/" + aliceRec.ID, nil},
+		{"certificate revocation by an admin", "POST", "/v1/admin/certs/" + aliceRec.CertSerial + "/revoke", nil},
+		{"holder self-revocation", "POST", "/v1/revoke", jsonBody(map[string]string{"serial": aliceRec.CertSerial, "reason": "keyCompromise"})},
+	} {
+		r := c.mtls(alice, n3, p.method, p.path, p.body, "")
+		if r.status != http.StatusConflict || r.errorCode() != "last_admin" {
+			t.Errorf("%s of the last usable admin: %d %s, want 409 last_admin", p.name, r.status, r.body)
+		}
+	}
+	c.WaitConverged()
+	if n1.node.FSM().Digest() != before {
+		t.Errorf("refused withdrawals changed the state")
+	}
+	if r := c.mtls(alice, n2, "GET", "/v1/admin/whoami", nil, ""); r.status != http.StatusOK {
+		t.Fatalf("alice after the refused withdrawals: %d %s", r.status, r.body)
+	}
+
+	// With a second usable admin, a certificate revocation withdraws the
+	// admin: the record shows it, and the certificate stops working.
+	c.certAdmin(n2, alice, "bob", "admin")
+	if r := c.mtls(alice, n3, "POST", "/v1/revoke", jsonBody(map[string]string{"serial": aliceRec.CertSerial, "reason": "keyCompromise"}), ""); r.status != http.StatusOK {
+		t.Fatalf("alice revokes her own certificate: %d %s", r.status, r.body)
+	}
+	if got := c.admins(n2)["alice"]; got.RevokedAt.IsZero() {
+		t.Errorf("alice's admin record after her certificate was revoked: %+v", got)
+	}
+	if r := c.mtls(alice, n1, "GET", "/v1/admin/whoami", nil, ""); r.status != http.StatusUnauthorized {
+		t.Errorf("alice's revoked certificate still authenticates: %d", r.status)
+	}
+}
+
+// Admin names are printable and bounded; a new admin's record and the
+// reply that creates it carry its creation time.
+func TestAdminNames(t *testing.T) {
+	c := adminCluster(t, 1)
+	n := c.nodes[0]
+	before := n.node.FSM().Digest()
+	for name, bad := range map[string]string{
+		"empty": "", "too long": strings.Repeat("a", 65), "newline": `ann\nroot`, "NUL": `ann\u0000`,
+		"escape": `ann\u001b[31m`, "bidi override": "ann\u202egnp", "invalid UTF-8": "ann\xff", "DEL": "ann\x7f",
+		"leading space": " ann", "replacement character": "ann\ufffd", "no-break space": "ann\u00a0b",
+	} {
+		// Raw bytes: encoding/json would replace invalid UTF-8 before sending.
+		r := c.do(n, "POST", "/v1/admin/admins", []byte(`{"role": "auditor", "name": "`+bad+`"}`), c.admin)
+		if r.status != http.StatusBadRequest || r.errorCode() != "bad_request" || !strings.Contains(string(r.body), "name") {
+			t.Errorf("%s: %d %s, want 400 bad_request about the name", name, r.status, r.body)
+		}
+	}
+	// A certificate admin's name goes into a common name ("admin <name>"),
+	// at most 64 characters.
+	r := c.do(n, "POST", "/v1/admin/admins", map[string]string{"name": strings.Repeat("b", 60), "role": "auditor",
+		"csr": string(newCSR(t, newKey(t), "x.example"))}, c.admin)
+	if r.status != http.StatusBadRequest || r.errorCode() != "bad_request" {
+		t.Errorf("certificate admin with a 60-character name: %d %s", r.status, r.body)
+	}
+	if n.node.FSM().Digest() != before {
+		t.Errorf("refused names changed the state")
+	}
+	start := c.clock.Now().Add(-time.Second)
+	r = c.do(n, "POST", "/v1/admin/admins", map[string]string{"name": "Ann Ó'Brien (audit)", "role": "auditor"}, c.admin)
+	if r.status != http.StatusCreated {
+		t.Fatalf("a good name: %d %s", r.status, r.body)
+	}
+	var out struct{ Admin adminRecord }
+	r.decode(t, &out)
+	if out.Admin.CreatedAt.Before(start) || out.Admin.CreatedAt.After(c.clock.Now()) {
+		t.Errorf("created_at in the reply: %s", out.Admin.CreatedAt)
+	}
+	if got := c.admins(n)["Ann Ó'Brien (audit)"]; !got.CreatedAt.Equal(out.Admin.CreatedAt) {
+		t.Errorf("created_at stored %s, replied %s", got.CreatedAt, out.Admin.CreatedAt)
+	}
+}
+
+// An admin certificate renews over mTLS: the admin record follows it to the
+// new certificate, the old one stops authenticating, and a withdrawn admin
+// cannot renew.
+func TestAdminCertificateRenewal(t *testing.T) {
+	c := adminCluster(t, 3)
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	alice, rec := c.certAdmin(n1, nil, "alice", "admin")
+	c.clock.Advance(20 * 24 * time.Hour)
+	for round := range 2 {
+		r := c.mtls(alice, n2, "POST", "/v1/renew", nil, "")
+		if r.status != http.StatusCreated {
+			t.Fatalf("renewal %d of alice's certificate: %d %s", round, r.status, r.body)
+		}
+		var s signed
+		r.decode(t, &s)
+		next := c.holderOf(alice.key, s)
+		if r := c.mtls(next, n3, "GET", "/v1/admin/whoami", nil, ""); r.status != http.StatusOK || !strings.Contains(string(r.body), `"alice"`) {
+			t.Errorf("round %d: whoami with the renewed certificate: %d %s", round, r.status, r.body)
+		}
+		if r := c.mtls(alice, n3, "GET", "/v1/admin/whoami", nil, ""); r.status != http.StatusUnauthorized {
+			t.Errorf("round %d: the superseded certificate still authenticates: %d", round, r.status)
+		}
+		if r := c.mtls(alice, n1, "POST", "/v1/renew", nil, ""); r.status < 400 || r.status >= 500 {
+			t.Errorf("round %d: renewing the superseded certificate: %d %s", round, r.status, r.body)
+		}
+		got := c.admins(n1)["alice"]
+		if got.ID != rec.ID || got.CertSerial != s.Serial || !got.ExpiresAt.Equal(next.cert.NotAfter) || !got.RevokedAt.IsZero() {
+			t.Errorf("round %d: alice's record %+v, want id %s serial %s expiring %s", round, got, rec.ID, s.Serial, next.cert.NotAfter)
+		}
+		if next.cert.NotAfter.Sub(next.cert.NotBefore) != alice.cert.NotAfter.Sub(alice.cert.NotBefore) {
+			t.Errorf("round %d: lifetime %s, was %s", round, next.cert.NotAfter.Sub(next.cert.NotBefore), alice.cert.NotAfter.Sub(alice.cert.NotBefore))
+		}
+		alice = next
+		c.clock.Advance(20 * 24 * time.Hour) // past the first certificate's 30 days
+	}
+	// A withdrawn admin cannot renew.
+	bob, _ := c.certAdmin(n2, nil, "bob", "operator")
+	if r := c.mtls(alice, n1, "DELETE", "/v1/admin/admins/"+c.admins(n1)["bob"].ID, nil, ""); r.status != http.StatusNoContent {
+		t.Fatalf("revoke bob: %d %s", r.status, r.body)
+	}
+	if r := c.mtls(bob, n3, "POST", "/v1/renew", nil, ""); r.status != http.StatusForbidden {
+		t.Errorf("renewal by a revoked admin: %d %s", r.status, r.body)
+	}
+}

@@ -1,12 +1,18 @@
 package node
 
 import (
+	"bytes"
+	"errors"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/fsm"
 )
 
 // adminCluster is a test cluster with an admin authority, for certificate
@@ -236,4 +242,116 @@ func TestAdminCertificateRenewal(t *testing.T) {
 	if r := c.mtls(bob, n3, "POST", "/v1/renew", nil, ""); r.status != http.StatusForbidden {
 		t.Errorf("renewal by a revoked admin: %d %s", r.status, r.body)
 	}
+}
+
+// Expiry locks every admin out: no request can prevent it. Recovery then
+// needs a stopped node's data dir and the console the token is printed on:
+// at the node's next start the token is committed through the log, may
+// create one admin, and is used up; the audit log says it was a recovery.
+func TestAdminRecoveryAfterLockout(t *testing.T) {
+	c := adminCluster(t, 3)
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	alice, _ := c.certAdmin(n1, nil, "alice", "admin")
+	if r := c.mtls(alice, n2, "DELETE", "/v1/admin/admins/"+c.admins(n1)["bootstrap"].ID, nil, ""); r.status != http.StatusNoContent {
+		t.Fatalf("alice revokes the bootstrap admin: %d %s", r.status, r.body)
+	}
+	c.clock.Advance(31 * 24 * time.Hour) // alice's certificate lived 30 days
+	if r := c.mtls(alice, n1, "GET", "/v1/admin/whoami", nil, ""); r.status != http.StatusUnauthorized {
+		t.Fatalf("alice after expiry: %d", r.status)
+	}
+	if r := c.mtls(alice, n1, "POST", "/v1/renew", nil, ""); r.status != http.StatusForbidden {
+		t.Errorf("renewal of an expired admin certificate: %d %s", r.status, r.body)
+	}
+	if r := c.do(n1, "GET", "/v1/admin/whoami", nil, c.admin); r.status != http.StatusUnauthorized {
+		t.Fatalf("revoked bootstrap admin: %d", r.status)
+	}
+
+	// Not on a running node, not without a node's data dir.
+	if _, _, err := RequestAdminRecovery(n2.cfg.DataDir, c.clock.Now()); err == nil || !strings.Contains(err.Error(), "stop the node") {
+		t.Errorf("recovery on a running node: %v", err)
+	}
+	if _, _, err := RequestAdminRecovery(t.TempDir(), c.clock.Now()); err == nil {
+		t.Errorf("recovery without a data dir succeeded")
+	}
+	c.Stop(n2)
+	token, _, err := RequestAdminRecovery(n2.cfg.DataDir, c.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNotStored(t, n2.cfg.DataDir, token)
+	c.Restart(n2)
+	waitFor(t, 20*time.Second, "the recovery token to work", func() bool {
+		return c.do(n3, "GET", "/v1/admin/whoami", nil, token).status == http.StatusOK
+	})
+	if _, err := os.Stat(filepath.Join(n2.cfg.DataDir, recoveryFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("recovery request left in the data dir: %v", err)
+	}
+	// It creates one admin, and nothing else.
+	if r := c.do(n1, "POST", "/v1/admin/tokens", map[string]any{"sans": []string{"a.example"}}, token); r.status != http.StatusForbidden {
+		t.Errorf("recovery token mints an enrollment token: %d %s", r.status, r.body)
+	}
+	if r := c.do(n1, "POST", "/v1/admin/provisioners", fleetProvisioner(".x.example"), token); r.status != http.StatusForbidden {
+		t.Errorf("recovery token changes a provisioner: %d %s", r.status, r.body)
+	}
+	r := c.do(n3, "POST", "/v1/admin/admins", map[string]string{"name": "carol", "role": "admin"}, token)
+	if r.status != http.StatusCreated {
+		t.Fatalf("recovery token creates an admin: %d %s", r.status, r.body)
+	}
+	var carol struct{ Token string }
+	r.decode(t, &carol)
+	if r := c.do(n2, "POST", "/v1/admin/admins", map[string]string{"name": "mallory", "role": "admin"}, token); r.status != http.StatusUnauthorized {
+		t.Errorf("recovery token used twice: %d %s", r.status, r.body)
+	}
+	if r := c.do(n1, "POST", "/v1/admin/tokens", map[string]any{"sans": []string{"a.example"}}, carol.Token); r.status != http.StatusCreated {
+		t.Errorf("the recovered admin mints a token: %d %s", r.status, r.body)
+	}
+	// The audit log names the recovery, on every node.
+	var audit struct{ Entries []fsm.AuditEntry }
+	c.do(n1, "GET", "/v1/admin/audit?command=admin_create&limit=1000", nil, carol.Token).decode(t, &audit)
+	var byNode, byRecovery bool
+	for _, e := range audit.Entries {
+		byNode = byNode || (e.Actor == "node:n2 recover-admin" && e.Outcome == "ok")
+		byRecovery = byRecovery || (strings.HasPrefix(e.Actor, "recovery:") && strings.Contains(e.Note, "admin=carol") && e.Outcome == "ok")
+	}
+	if !byNode || !byRecovery {
+		t.Errorf("audit entries of the recovery (node %v, use %v): %+v", byNode, byRecovery, audit.Entries)
+	}
+	// Another restart does not bring the credential back.
+	c.Stop(n2)
+	c.Restart(n2)
+	c.WaitConverged()
+	if r := c.do(n2, "GET", "/v1/admin/whoami", nil, token); r.status != http.StatusUnauthorized {
+		t.Errorf("used recovery token after a restart: %d", r.status)
+	}
+	recoveries := 0
+	for _, a := range mustAdmins(t, n2) {
+		if a.Recovery {
+			recoveries++
+		}
+	}
+	if recoveries != 1 {
+		t.Errorf("%d recovery credentials", recoveries)
+	}
+}
+
+// assertNotStored checks that no file under dir holds secret.
+func assertNotStored(t *testing.T, dir, secret string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(secret)) {
+				t.Errorf("%s holds the recovery token", path)
+			}
+		}
+		return nil
+	})
+}
+
+func mustAdmins(t *testing.T, tn *testNode) []*fsm.Admin {
+	t.Helper()
+	as, err := tn.node.FSM().Admins()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return as
 }

@@ -194,6 +194,7 @@ func (n *Node) start() error {
 	}
 
 	n.cluster.OnLeader(n.leaderLoop)
+	n.startRecovery()
 	switch {
 	case cfg.Bootstrap:
 		n.wg.Add(1)
@@ -363,8 +364,8 @@ func loadAuthority(ac *AuthorityConfig) (*fsm.Authority, error) {
 	return &fsm.Authority{Name: ac.Name, Root: roots[0].Raw, Issuers: []fsm.Issuer{iss}, BaseURL: ac.BaseURL}, nil
 }
 
-// leaderLoop runs while this node leads: it keeps CRLs current and drops
-// expired tokens.
+// leaderLoop runs while this node leads: it keeps CRLs current, drops
+// expired tokens, and warns when no admin is usable.
 func (n *Node) leaderLoop(ctx context.Context) {
 	ctx = authority.WithOrigin(ctx, "node:"+n.cfg.NodeName, "")
 	t := time.NewTicker(time.Minute)
@@ -376,6 +377,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.ca.PruneTokens(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("token prune failed", "err", err)
 		}
+		n.warnWithoutUsableAdmin(ctx)
 		select {
 		case <-ctx.Done():
 			return

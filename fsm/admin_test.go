@@ -171,4 +171,16 @@ func TestRecoveryCredentialIsUsedOnce(t *testing.T) {
 	if a, _ := f.AdminByHash(hashOf("r1")); a.RevokedAt.IsZero() {
 		t.Error("a replayed recovery request revived the credential")
 	}
+	// A leaked recovery credential can be withdrawn, usable admins or not.
+	r2 := rec
+	r2.ID, r2.Hash = "r2", hashOf("r2")
+	if err := create(AdminCreate{Admin: r2}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(t, f, b.entry(CmdAdminWithdraw, t0, AdminWithdraw{ID: "carol"})); !errors.Is(err, ErrLastAdmin) {
+		t.Errorf("withdrawing carol beside a recovery credential: %v", err) // it is not a usable admin
+	}
+	if err := apply(t, f, b.entry(CmdAdminWithdraw, t0, AdminWithdraw{ID: "r2"})); err != nil {
+		t.Errorf("withdrawing a recovery credential: %v", err)
+	}
 }

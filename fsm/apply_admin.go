@@ -60,8 +60,11 @@ func applyAdminWithdraw(a *applyCtx) error {
 		}
 	}
 	if target != nil && target.RevokedAt.IsZero() {
+		// The last active admin-role credential stays, even one about to
+		// expire: it is who can create a successor. A recovery credential
+		// is no such admin (a leaked one must be withdrawable).
 		active := target.Active(a.now) && (cert == nil || !cert.Revoked())
-		if target.Role == "admin" && active && !otherUsableAdmin(a, target.ID) {
+		if target.Role == "admin" && !target.Recovery && active && !otherUsableAdmin(a, target.ID) {
 			return reject(ErrLastAdmin, "admin "+target.Name+" is the last usable admin (not revoked, not expiring within "+
 				UsableMargin.String()+"); create another first")
 		}

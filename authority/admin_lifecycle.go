@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -16,8 +17,23 @@ import (
 // stops authenticating; the state machine re-checks that the admin and the
 // old certificate are neither revoked nor expired.
 func (ca *CA) renewAdmin(ctx context.Context, rec *fsm.Cert, leaf *x509.Certificate, csrPEM []byte) (*Issued, error) {
+	pub := leaf.PublicKey
+	if len(csrPEM) > 0 {
+		csr, err := ParseCSR(csrPEM)
+		if err != nil {
+			return nil, err
+		}
+		pol := DefaultPolicy()
+		if err := checkKeyPolicy(&pol, csr.PublicKey); err != nil {
+			return nil, err
+		}
+		pub = csr.PublicKey
+	}
 	adm, err := ca.state.AdminByCert(rec.Serial)
 	if errors.Is(err, fsm.ErrNotFound) {
+		if iss := ca.adminSuccessor(rec, pub); iss != nil {
+			return iss, nil
+		}
 		return nil, refuse(fsm.ErrAdminInactive, "certificate %s is not an admin's current certificate (renewed or withdrawn)", rec.Serial)
 	}
 	if err != nil {
@@ -33,18 +49,6 @@ func (ca *CA) renewAdmin(ctx context.Context, rec *fsm.Cert, leaf *x509.Certific
 	if err != nil {
 		return nil, refuse(fsm.ErrCertUnknown, "certificate %s is from unknown authority %s", rec.Serial, rec.Authority)
 	}
-	pub := leaf.PublicKey
-	if len(csrPEM) > 0 {
-		csr, err := ParseCSR(csrPEM)
-		if err != nil {
-			return nil, err
-		}
-		pol := DefaultPolicy()
-		if err := checkKeyPolicy(&pol, csr.PublicKey); err != nil {
-			return nil, err
-		}
-		pub = csr.PublicKey
-	}
 	ttl := min(rec.NotAfter.Sub(rec.NotBefore)-backdate, 365*24*time.Hour)
 	next, chain, err := ca.signSpread(ctx, a, pub, &certNames{cn: leaf.Subject.CommonName}, max(ttl, minCertTTL),
 		[]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})
@@ -58,6 +62,39 @@ func (ca *CA) renewAdmin(ctx context.Context, rec *fsm.Cert, leaf *x509.Certific
 		return nil, err
 	}
 	return &Issued{Cert: *next, Chain: chain}, nil
+}
+
+// adminSuccessor answers a renewal asked again after its answer was lost:
+// the admin's current certificate, if it renewed rec for the same key (the
+// handshake, or the CSR, proved possession of it). Admins are few; this
+// runs only when the presented certificate is no admin's current one.
+func (ca *CA) adminSuccessor(rec *fsm.Cert, pub crypto.PublicKey) *Issued {
+	as, err := ca.state.Admins()
+	if err != nil {
+		return nil
+	}
+	for _, a := range as {
+		if a.CertSerial == "" || !a.RevokedAt.IsZero() {
+			continue
+		}
+		next, err := ca.state.Cert(a.CertSerial)
+		if err != nil || next.RenewedFrom != rec.Serial || next.Revoked() {
+			continue
+		}
+		c, err := x509.ParseCertificate(next.DER)
+		if err != nil {
+			return nil
+		}
+		if k, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
+			return nil
+		}
+		auth, err := ca.state.Authority(next.Authority)
+		if err != nil || auth.Issuer(next.Issuer) == nil {
+			return nil
+		}
+		return &Issued{Cert: *next, Chain: auth.Issuer(next.Issuer).Chain}
+	}
+	return nil
 }
 
 // RecoveryTTL is how long a break-glass recovery token lives.

@@ -221,8 +221,18 @@ func TestAdminCertificateRenewal(t *testing.T) {
 		if r := c.mtls(alice, n3, "GET", "/v1/admin/whoami", nil, ""); r.status != http.StatusUnauthorized {
 			t.Errorf("round %d: the superseded certificate still authenticates: %d", round, r.status)
 		}
-		if r := c.mtls(alice, n1, "POST", "/v1/renew", nil, ""); r.status < 400 || r.status >= 500 {
-			t.Errorf("round %d: renewing the superseded certificate: %d %s", round, r.status, r.body)
+		// Asked again (the answer was lost), the same certificate comes
+		// back; for another key, nothing.
+		r = c.mtls(alice, n1, "POST", "/v1/renew", nil, "")
+		var again signed
+		if r.status != http.StatusCreated {
+			t.Errorf("round %d: renewing the superseded certificate again: %d %s", round, r.status, r.body)
+		} else if r.decode(t, &again); again.Serial != s.Serial || again.Certificate != s.Certificate {
+			t.Errorf("round %d: renewing again gave %s, want the successor %s", round, again.Serial, s.Serial)
+		}
+		r = c.mtls(alice, n1, "POST", "/v1/renew", jsonBody(map[string]string{"csr": string(newCSR(t, newKey(t), "x.example"))}), "")
+		if r.status != http.StatusForbidden || r.errorCode() != "admin_inactive" {
+			t.Errorf("round %d: renewing the superseded certificate for a new key: %d %s", round, r.status, r.body)
 		}
 		got := c.admins(n1)["alice"]
 		if got.ID != rec.ID || got.CertSerial != s.Serial || !got.ExpiresAt.Equal(next.cert.NotAfter) || !got.RevokedAt.IsZero() {

@@ -184,3 +184,28 @@ func TestRecoveryCredentialIsUsedOnce(t *testing.T) {
 		t.Errorf("withdrawing a recovery credential: %v", err)
 	}
 }
+
+// The admin commands of this release are proposed only once every server
+// reads log format 2: older binaries would panic on them. admin_create
+// version 2 entries, from before, need no more than they did.
+func TestAdminCommandsNeedFormat2(t *testing.T) {
+	for _, tt := range []struct {
+		t       CmdType
+		payload any
+	}{
+		{CmdAdminWithdraw, AdminWithdraw{ID: "a"}},
+		{CmdAdminRenew, AdminRenew{}},
+		{CmdAdminCreate, AdminCreate{}},
+	} {
+		env, err := NewEnvelope(tt.t, "x", tt.payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Format() != 2 {
+			t.Errorf("%s version %d: format %d, want 2", CommandName(tt.t), env.Version, env.Format())
+		}
+	}
+	if old := (&Envelope{Type: CmdAdminCreate, Version: 2}); old.Format() != 0 {
+		t.Errorf("admin_create version 2: format %d", old.Format())
+	}
+}

@@ -130,6 +130,9 @@ func applyAdminCreate(a *applyCtx) error {
 		a.decode(&in)
 	}
 	ad := &in.Admin
+	if a.env.Version < 3 { // what older binaries apply: no recovery fields
+		ad.Recovery, in.Consume = false, ""
+	}
 	a.notef("admin=%s role=%s", ad.Name, ad.Role)
 	if ad.Recovery || in.Consume != "" { // notes of older entries stay as they were: the audit chain hashes them
 		a.notef("admin=%s role=%s recovery=%v consume=%s", ad.Name, ad.Role, ad.Recovery, in.Consume)

@@ -186,8 +186,8 @@ func TestRecoveryCredentialIsUsedOnce(t *testing.T) {
 }
 
 // The admin commands of this release are proposed only once every server
-// reads log format 2: older binaries would panic on them. admin_create
-// version 2 entries, from before, need no more than they did.
+// reads log format 2: older binaries would panic on them. An admin_create
+// without recovery fields is still written as version 2, which they apply.
 func TestAdminCommandsNeedFormat2(t *testing.T) {
 	for _, tt := range []struct {
 		t       CmdType
@@ -195,7 +195,8 @@ func TestAdminCommandsNeedFormat2(t *testing.T) {
 	}{
 		{CmdAdminWithdraw, AdminWithdraw{ID: "a"}},
 		{CmdAdminRenew, AdminRenew{}},
-		{CmdAdminCreate, AdminCreate{}},
+		{CmdAdminCreate, AdminCreate{Admin: Admin{Recovery: true}}},
+		{CmdAdminCreate, AdminCreate{Consume: "r1"}},
 	} {
 		env, err := NewEnvelope(tt.t, "x", tt.payload)
 		if err != nil {
@@ -205,7 +206,8 @@ func TestAdminCommandsNeedFormat2(t *testing.T) {
 			t.Errorf("%s version %d: format %d, want 2", CommandName(tt.t), env.Version, env.Format())
 		}
 	}
-	if old := (&Envelope{Type: CmdAdminCreate, Version: 2}); old.Format() != 0 {
-		t.Errorf("admin_create version 2: format %d", old.Format())
+	env, _ := NewEnvelope(CmdAdminCreate, "x", AdminCreate{Admin: Admin{ID: "a", Name: "a", Role: "admin"}})
+	if env.Version != 2 || env.Format() != 0 {
+		t.Errorf("an ordinary admin_create: version %d, format %d; want version 2, which older releases apply", env.Version, env.Format())
 	}
 }

@@ -122,6 +122,16 @@ type AdminCreate struct {
 	Consume string `json:"consume,omitempty"`
 }
 
+// payloadVersion: without recovery fields an admin_create is version 2,
+// which every release applies alike, so creating admins needs no upgraded
+// cluster.
+func (c AdminCreate) payloadVersion() uint16 {
+	if c.Admin.Recovery || c.Consume != "" {
+		return 3
+	}
+	return 2
+}
+
 func applyAdminCreate(a *applyCtx) error {
 	var in AdminCreate
 	if a.env.Version == 1 {

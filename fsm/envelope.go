@@ -68,7 +68,18 @@ func NewEnvelope(t CmdType, id string, payload any) (*Envelope, error) {
 			return nil, fmt.Errorf("fsm: encode %s: %w", h.name, err)
 		}
 	}
-	return &Envelope{Type: t, Version: h.version, ID: id, Payload: b}, nil
+	v := h.version
+	if p, ok := payload.(olderVersion); ok {
+		v = min(v, p.payloadVersion())
+	}
+	return &Envelope{Type: t, Version: v, ID: id, Payload: b}, nil
+}
+
+// olderVersion is a JSON payload that is written as an older version of its
+// command when it uses nothing newer: older binaries apply it alike, so it
+// needs no newer log format (needsFormat) during a rolling upgrade.
+type olderVersion interface {
+	payloadVersion() uint16
 }
 
 // binaryPayload is a command whose current version is a binary frame

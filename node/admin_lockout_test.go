@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -16,15 +17,28 @@ import (
 )
 
 // adminCluster is a test cluster with an admin authority, for certificate
-// admins (mTLS).
+// admins (mTLS), whose leader proposes this release's admin commands.
 func adminCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
-	return newTestClusterWith(t, n, cluster.FastTiming(), func(c *testCluster) {
+	c := newTestClusterWith(t, n, cluster.FastTiming(), func(c *testCluster) {
 		a, err := c.pki.AdminAuthority()
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.authorities = []*AuthorityConfig{a}
+	})
+	c.waitLogFormat()
+	return c
+}
+
+// waitLogFormat waits until the leader writes this release's log format:
+// it polls every server for the format it reads, so for a moment after a
+// join it answers upgrade_in_progress to commands of a newer format.
+func (c *testCluster) waitLogFormat() {
+	c.t.Helper()
+	waitFor(c.t, 20*time.Second, "the leader to write log format "+fmt.Sprint(fsm.LogFormat), func() bool {
+		st := c.Leader().node.Cluster().Status()
+		return st.LogFormat != nil && *st.LogFormat == fsm.LogFormat
 	})
 }
 

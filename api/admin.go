@@ -66,6 +66,7 @@ type adminInfo struct {
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at,omitzero"`
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+	Recovery   bool      `json:"recovery,omitempty"` // a break-glass credential
 }
 
 func adminJSON(a *fsm.Admin) adminInfo {
@@ -74,7 +75,7 @@ func adminJSON(a *fsm.Admin) adminInfo {
 		kind = "certificate"
 	}
 	return adminInfo{ID: a.ID, Name: a.Name, Role: a.Role, Kind: kind, CertSerial: a.CertSerial,
-		CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, RevokedAt: a.RevokedAt}
+		CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, RevokedAt: a.RevokedAt, Recovery: a.Recovery}
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
@@ -93,11 +94,16 @@ type adminRequest struct {
 }
 
 // createAdmin makes an admin credential: a token (shown once), or with a
-// CSR a client certificate of the admin authority.
+// CSR a client certificate of the admin authority. A recovery credential
+// may do this once.
 func (s *Server) createAdmin(w http.ResponseWriter, r *http.Request) {
 	var req adminRequest
-	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	by, ctx, ok := s.admin(w, r, authority.PermCreateAdmin)
 	if !ok {
+		return
+	}
+	if err := decode(w, r, maxAdminBody, &req); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	ttl, err := parseTTL(req.TTL)
@@ -105,7 +111,7 @@ func (s *Server) createAdmin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	c, err := s.CA.NewAdmin(ctx, authority.AdminRequest{Name: req.Name, Role: req.Role, TTL: ttl, CSR: []byte(req.CSR)})
+	c, err := s.CA.NewAdmin(ctx, authority.AdminRequest{Name: req.Name, Role: req.Role, TTL: ttl, CSR: []byte(req.CSR), By: by})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -48,6 +48,8 @@ var fsmStatus = map[string]int{
 	fsm.ErrProvisioner.Code:      http.StatusBadRequest,
 	fsm.ErrNotFoundAdmin.Code:    http.StatusNotFound,
 	fsm.ErrUpgrading.Code:        http.StatusServiceUnavailable,
+	fsm.ErrLastAdmin.Code:        http.StatusConflict,
+	fsm.ErrAdminInactive.Code:    http.StatusForbidden,
 
 	authority.ErrCNNotAllowed.Code:           http.StatusForbidden,
 	authority.ErrKeyTooWeak.Code:             http.StatusBadRequest,

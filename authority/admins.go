@@ -6,7 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -25,14 +28,21 @@ const (
 	PermRead      Permission = iota // any role
 	PermOperate                     // operator and admin
 	PermConfigure                   // admin: provisioners, authorities, admins
+	// PermCreateAdmin is PermConfigure for creating an admin credential:
+	// the one thing a recovery credential may do besides reading.
+	PermCreateAdmin
 )
 
 var rolePerm = map[string]Permission{RoleAuditor: PermRead, RoleOperator: PermOperate, RoleAdmin: PermConfigure}
 
 // Authorize checks that an admin's role grants a permission.
 func Authorize(a *fsm.Admin, p Permission) error {
+	if a.Recovery && p != PermRead && p != PermCreateAdmin {
+		return fmt.Errorf("%w: a recovery credential may only create an admin", ErrForbidden)
+	}
+	need := min(p, PermConfigure)
 	have, ok := rolePerm[a.Role]
-	if !ok || have < p {
+	if !ok || have < need {
 		return fmt.Errorf("%w: role %q may not do this", ErrForbidden, a.Role)
 	}
 	return nil
@@ -42,8 +52,13 @@ func Authorize(a *fsm.Admin, p Permission) error {
 // admins (mTLS), if the cluster has one.
 const AdminAuthority = "admin"
 
-// Actor names an admin in audit entries.
-func Actor(a *fsm.Admin) string { return "admin:" + a.Name + "/" + a.ID }
+// Actor names an admin in audit entries; a break-glass credential says so.
+func Actor(a *fsm.Admin) string {
+	if a.Recovery {
+		return "recovery:" + a.Name + "/" + a.ID
+	}
+	return "admin:" + a.Name + "/" + a.ID
+}
 
 // Origin: who asks, and from where; carried by the context into the
 // commands a request proposes, and from there into the audit log.
@@ -80,6 +95,30 @@ type AdminRequest struct {
 	Role string
 	TTL  time.Duration // 0: tokens never expire; certificates live 30 days
 	CSR  []byte
+	By   *fsm.Admin // who asks; a recovery credential is used up by the request
+}
+
+// MaxAdminName is the longest admin name, in characters. A certificate
+// admin's name goes into its common name, "admin <name>", which RFC 5280
+// bounds at 64 characters.
+const MaxAdminName = 64
+
+// checkAdminName: names reach terminals, logs and certificates, so they
+// are printable text without control or formatting characters.
+func checkAdminName(name string, cert bool) error {
+	limit := MaxAdminName
+	if cert {
+		limit -= len("admin ")
+	}
+	n := utf8.RuneCountInString(name)
+	ok := utf8.ValidString(name) && n > 0 && n <= limit && strings.TrimSpace(name) == name
+	for _, r := range name {
+		ok = ok && unicode.IsPrint(r) && r != utf8.RuneError // what JSON makes of invalid UTF-8
+	}
+	if !ok {
+		return fmt.Errorf("%w: name: 1-%d printable characters, no control characters, no leading or trailing space", ErrInvalidRequest, limit)
+	}
+	return nil
 }
 
 // NewAdminCredential is a created credential, shown once.
@@ -95,8 +134,8 @@ func (ca *CA) NewAdmin(ctx context.Context, req AdminRequest) (*NewAdminCredenti
 	if _, ok := rolePerm[req.Role]; !ok {
 		return nil, fmt.Errorf("%w: role: must be admin, operator or auditor", ErrInvalidRequest)
 	}
-	if req.Name == "" || len(req.Name) > 64 {
-		return nil, fmt.Errorf("%w: name: 1-64 characters", ErrInvalidRequest)
+	if err := checkAdminName(req.Name, len(req.CSR) > 0); err != nil {
+		return nil, err
 	}
 	if req.TTL < 0 {
 		return nil, fmt.Errorf("%w: ttl: must not be negative", ErrInvalidRequest)
@@ -119,9 +158,23 @@ func (ca *CA) NewAdmin(ctx context.Context, req AdminRequest) (*NewAdminCredenti
 		cmd.Cert = rec
 	}
 	cmd.Admin = out.Admin
+	if req.By != nil && req.By.Recovery {
+		cmd.Consume = req.By.ID
+	}
 	if err := ca.proposeAndPropagate(ctx, fsm.CmdAdminCreate, cmd); err != nil {
 		return nil, err
 	}
+	// The record as committed: created_at is the leader's time.
+	rec, err := lookup(ctx, ca, func() (*fsm.Admin, error) {
+		if out.Admin.CertSerial != "" {
+			return ca.state.AdminByCert(out.Admin.CertSerial)
+		}
+		return ca.state.AdminByHash(out.Admin.Hash)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Admin = *rec
 	return out, nil
 }
 
@@ -199,10 +252,34 @@ func (ca *CA) Admins(ctx context.Context) ([]*fsm.Admin, error) {
 	return ca.state.Admins()
 }
 
-// RevokeAdmin withdraws an admin credential on every node.
+// RevokeAdmin withdraws an admin credential on every node; a certificate
+// admin's certificate is revoked with it, and is on its CRL within the CRL
+// interval. The state machine refuses to withdraw the last usable admin.
 func (ca *CA) RevokeAdmin(ctx context.Context, id string) error {
 	if id == "" || len(id) > 64 {
 		return fmt.Errorf("%w: admin id", ErrInvalidRequest)
 	}
-	return ca.proposeAndPropagate(ctx, fsm.CmdAdminRevoke, fsm.AdminRevoke{ID: id})
+	as, err := ca.Admins(ctx)
+	if err != nil {
+		return err
+	}
+	var target *fsm.Admin
+	for _, a := range as {
+		if a.ID == id {
+			target = a
+		}
+	}
+	if target == nil {
+		return refuse(fsm.ErrNotFoundAdmin, "no admin with id %s", id)
+	}
+	w := fsm.AdminWithdraw{ID: id, Reason: revocationReasons["privilegeWithdrawn"], By: originOf(ctx).Actor}
+	// The same entry revokes a certificate admin's certificate and marks
+	// its CRL stale: the leader re-signs it within the CRL interval.
+	if err := ca.proposeAndRead(ctx, fsm.CmdAdminWithdraw, w); err != nil {
+		return err
+	}
+	if err := ca.raft.Propagate(ctx); err != nil {
+		ca.log.Warn("admin revocation not confirmed by every node", "admin", id, "err", err)
+	}
+	return nil
 }

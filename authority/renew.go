@@ -61,6 +61,18 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	if err := limitLineage(ca.renewals, rec, "renewals"); err != nil {
 		return nil, err
 	}
+	if rec.Authority == AdminAuthority && rec.Provisioner == "" {
+		// An admin certificate: no provisioner, and the admin record must
+		// follow it. Renewal tokens carry a one-time ID that admin_renew
+		// does not record, so only the TLS handshake may ask.
+		if rec.Revoked() {
+			return nil, refuse(fsm.ErrCertRevoked, "certificate %s has been revoked", rec.Serial)
+		}
+		if req.Bearer != "" {
+			return nil, fmt.Errorf("%w: admin certificates renew over mTLS only", ErrForbidden)
+		}
+		return ca.renewAdmin(ctx, rec, leaf, req.CSR)
+	}
 	names, err := certNamesOf(leaf)
 	if err != nil {
 		return nil, err

@@ -59,8 +59,20 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The current certificate of a certificate admin is an admin
+	// credential: revoking it withdraws the admin (its record is written
+	// in the same entry as the certificate, so it is here too).
+	adm, aerr := ca.state.AdminByCert(serial)
+	if aerr != nil && !errors.Is(aerr, fsm.ErrNotFound) {
+		return nil, aerr
+	}
 	var by string
 	switch {
+	case req.Admin != nil && adm != nil:
+		if err := Authorize(req.Admin, PermConfigure); err != nil {
+			return nil, fmt.Errorf("%w: certificate %s is the credential of admin %s; withdrawing it is an admin change (role admin)", ErrForbidden, serial, adm.Name)
+		}
+		by = Actor(req.Admin)
 	case req.Admin != nil:
 		if err := Authorize(req.Admin, PermOperate); err != nil {
 			return nil, err
@@ -78,8 +90,11 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 		return nil, fmt.Errorf("%w: revocation needs an admin token or the certificate itself (mTLS)", ErrUnauthenticated)
 	}
 	in := fsm.Revoke{Serial: serial, Reason: reason, By: by}
-	err = ca.proposeUpgraded(ctx, fsm.CmdRevokeDeferCRL, in)
-	if errors.Is(err, fsm.ErrUpgrading) {
+	if adm != nil {
+		// No fallback for an older cluster: only admin_withdraw keeps a
+		// usable admin.
+		err = ca.propose(ctx, fsm.CmdAdminWithdraw, fsm.AdminWithdraw{Serial: serial, Reason: reason, By: by})
+	} else if err = ca.proposeUpgraded(ctx, fsm.CmdRevokeDeferCRL, in); errors.Is(err, fsm.ErrUpgrading) {
 		err = ca.revokeSigningCRL(ctx, rec, in)
 	}
 	if err != nil {

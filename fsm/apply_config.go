@@ -11,7 +11,8 @@ import (
 func init() {
 	register(CmdAuthorityPut, "authority_put", 2, applyAuthorityPut)
 	register(CmdNodeUpsert, "node_upsert", 1, applyNodeUpsert)
-	register(CmdAdminCreate, "admin_create", 2, applyAdminCreate)
+	register(CmdAdminCreate, "admin_create", 3, applyAdminCreate)
+	needsFormat(CmdAdminCreate, 3, 2)
 	register(CmdAdminRevoke, "admin_revoke", 1, applyAdminRevoke)
 	register(CmdIssuerAdd, "issuer_add", 2, applyIssuerAdd)
 }
@@ -111,10 +112,24 @@ func applyNodeUpsert(a *applyCtx) error {
 
 // AdminCreate adds an admin; a certificate admin's certificate is recorded
 // in the same entry, like any issued certificate. Version 1 carried only
-// the Admin.
+// the Admin. Version 3 adds recovery credentials (Admin.Recovery) and
+// Consume.
 type AdminCreate struct {
 	Admin Admin `json:"admin"`
 	Cert  *Cert `json:"cert,omitempty"`
+	// Consume is the ID of the recovery credential that asks for this
+	// admin: it is used up in the same entry, so it creates one admin.
+	Consume string `json:"consume,omitempty"`
+}
+
+// payloadVersion: without recovery fields an admin_create is version 2,
+// which every release applies alike, so creating admins needs no upgraded
+// cluster.
+func (c AdminCreate) payloadVersion() uint16 {
+	if c.Admin.Recovery || c.Consume != "" {
+		return 3
+	}
+	return 2
 }
 
 func applyAdminCreate(a *applyCtx) error {
@@ -125,13 +140,30 @@ func applyAdminCreate(a *applyCtx) error {
 		a.decode(&in)
 	}
 	ad := &in.Admin
+	if a.env.Version < 3 { // what older binaries apply: no recovery fields
+		ad.Recovery, in.Consume = false, ""
+	}
 	a.notef("admin=%s role=%s", ad.Name, ad.Role)
+	if ad.Recovery || in.Consume != "" { // notes of older entries stay as they were: the audit chain hashes them
+		a.notef("admin=%s role=%s recovery=%v consume=%s", ad.Name, ad.Role, ad.Recovery, in.Consume)
+	}
 	var cur Admin
 	if err := getJSON(a.tx, bAdmins, ad.key(), &cur); err == nil {
 		if cur.ID == ad.ID {
 			return nil
 		}
 		return reject(ErrConflict, "admin credential already exists")
+	}
+	if ad.Recovery && (len(ad.Hash) == 0 || ad.Role != "admin" || !a.now.Before(ad.ExpiresAt) || ad.ExpiresAt.Sub(a.now) > MaxRecoveryTTL) {
+		return reject(ErrAdminInactive, "a recovery credential is an admin token that expires within "+MaxRecoveryTTL.String())
+	}
+	var consumed *Admin
+	var consumedKey []byte
+	if in.Consume != "" {
+		consumed, consumedKey = adminByID(a, in.Consume)
+		if consumed == nil || !consumed.Recovery || !consumed.Active(a.now) || ad.Recovery {
+			return reject(ErrAdminInactive, "the recovery credential is used up or expired")
+		}
 	}
 	if in.Cert != nil {
 		if a.tx.Bucket(bCerts).Get([]byte(in.Cert.Serial)) != nil {
@@ -140,6 +172,10 @@ func applyAdminCreate(a *applyCtx) error {
 		in.Cert.IssuedAt = a.now
 		putCert(a, in.Cert)
 	}
+	if consumed != nil {
+		consumed.RevokedAt = a.now
+		putJSON(a.tx, bAdmins, consumedKey, consumed)
+	}
 	ad.CreatedAt = a.now
 	putJSON(a.tx, bAdmins, ad.key(), ad)
 	return nil
@@ -147,6 +183,7 @@ func applyAdminCreate(a *applyCtx) error {
 
 // AdminRevoke withdraws an admin credential. The last active admin with the
 // admin role cannot be revoked: nobody could manage the cluster any more.
+// Superseded by admin_withdraw; kept so that logs that hold it replay alike.
 type AdminRevoke struct {
 	ID string `json:"id"`
 }

@@ -72,6 +72,14 @@ func applyRevokeDeferCRL(a *applyCtx) error {
 	return nil
 }
 
+// markRevoked revokes c unless it is revoked already (the first
+// revocation's time and reason stand), marking its issuer's CRL stale.
+func markRevoked(a *applyCtx, c *Cert, reason int, by string) {
+	if !c.Revoked() {
+		revokeRecord(a, c, reason, by)
+	}
+}
+
 // revokeRecord revokes c (not revoked yet) and marks its issuer's CRL stale.
 func revokeRecord(a *applyCtx, c *Cert, reason int, by string) {
 	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, reason, by

@@ -29,6 +29,8 @@ const (
 	CmdIssuerAdd      CmdType = 11
 	CmdProvisionerDel CmdType = 12
 	CmdAdminRevoke    CmdType = 13
+	CmdAdminWithdraw  CmdType = 14
+	CmdAdminRenew     CmdType = 15
 	CmdRenew          CmdType = 16
 	CmdRevokeDeferCRL CmdType = 17
 )
@@ -69,17 +71,16 @@ func NewEnvelope(t CmdType, id string, payload any) (*Envelope, error) {
 		}
 	}
 	v := h.version
-	if p, ok := payload.(versionedPayload); ok {
-		v = p.payloadVersion()
+	if p, ok := payload.(olderVersion); ok {
+		v = min(v, p.payloadVersion())
 	}
 	return &Envelope{Type: t, Version: v, ID: id, Payload: b}, nil
 }
 
-// versionedPayload is a payload that an older version of its command can
-// carry unless it uses what the newer one adds: it is then written as that
-// older version, which older binaries apply identically, and needs no newer
-// log format.
-type versionedPayload interface {
+// olderVersion is a JSON payload that is written as an older version of its
+// command when it uses nothing newer: older binaries apply it alike, so it
+// needs no newer log format (needsFormat) during a rolling upgrade.
+type olderVersion interface {
 	payloadVersion() uint16
 }
 

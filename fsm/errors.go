@@ -40,6 +40,11 @@ var (
 	ErrSerialExists     = &Error{Code: "serial_exists", Message: "serial number already issued"}
 	ErrAuthorityUnknown = &Error{Code: "authority_unknown", Message: "unknown authority"}
 	ErrConflict         = &Error{Code: "conflict", Message: "conflicts with existing state"}
+	// ErrLastAdmin: the change would leave no usable admin (Admin.Usable).
+	ErrLastAdmin = &Error{Code: "last_admin", Message: "the cluster would be left without a usable admin"}
+	// ErrAdminInactive: an admin credential that is revoked, expired,
+	// superseded by its renewal, or (recovery) used up.
+	ErrAdminInactive = &Error{Code: "admin_inactive", Message: "admin credential revoked, expired or used"}
 	// ErrUpgrading: the command needs a log format some server of the
 	// cluster does not read yet (Envelope.Format); nothing was proposed.
 	ErrUpgrading = &Error{Code: "upgrade_in_progress", Message: "a server of the cluster runs an older release that cannot apply this command yet"}

@@ -124,7 +124,8 @@ func (t *Token) outstanding(at time.Time) bool {
 func (t *Token) Outstanding(at time.Time) bool { return t.outstanding(at) }
 
 // Admin is an admin credential: a bearer token, stored as its hash, or a
-// client certificate from the "admin" authority, stored by serial.
+// client certificate from the "admin" authority, stored by the serial of
+// its current certificate (a renewal moves it to the successor's).
 type Admin struct {
 	ID         string    `json:"id"`
 	Name       string    `json:"name"`
@@ -134,6 +135,19 @@ type Admin struct {
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at,omitzero"` // zero: no expiry
 	RevokedAt  time.Time `json:"revoked_at,omitzero"`
+	// Recovery marks a break-glass token (admin_create version 3): short
+	// lived, and used up by the one admin it creates.
+	Recovery bool `json:"recovery,omitempty"`
+}
+
+// UsableMargin: an admin credential that expires sooner than this does not
+// count as usable; nobody should find out at expiry that none is left.
+const UsableMargin = 24 * time.Hour
+
+// Usable reports whether the credential is active at t and stays so for
+// UsableMargin: what the last-admin guard counts.
+func (a *Admin) Usable(t time.Time) bool {
+	return a.RevokedAt.IsZero() && !a.Recovery && (a.ExpiresAt.IsZero() || t.Add(UsableMargin).Before(a.ExpiresAt))
 }
 
 // key is where the admin is stored: by token hash or by certificate.

@@ -231,13 +231,7 @@ func TestProvisionerDeleteAndTokenBatch(t *testing.T) {
 
 // Admins with client certificates of the admin authority (mTLS).
 func TestAdminClientCertificates(t *testing.T) {
-	c := newTestClusterWith(t, 3, cluster.FastTiming(), func(c *testCluster) {
-		a, err := c.pki.AdminAuthority()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.authorities = []*AuthorityConfig{a}
-	})
+	c := adminCluster(t, 3)
 	key := newKey(t)
 	csr := csrFor(t, key, &x509.CertificateRequest{})
 	r := c.do(c.nodes[0], "POST", "/v1/admin/admins", map[string]string{"name": "alice", "role": "operator", "csr": string(csr)}, c.admin)

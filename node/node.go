@@ -203,6 +203,7 @@ func (n *Node) start() error {
 	}
 
 	n.cluster.OnLeader(n.leaderLoop)
+	n.startRecovery()
 	switch {
 	case cfg.Bootstrap:
 		n.wg.Add(1)
@@ -375,8 +376,9 @@ const DefaultCRLInterval = 5 * time.Second
 
 // leaderLoop runs while this node leads: it re-signs each CRL that lacks a
 // revocation once per CRL interval, keeps every CRL and OCSP responder
-// certificate current, and drops expired tokens. It is the one place CRLs
-// are signed after revocations, so they take their numbers in turn.
+// certificate current, drops expired tokens, and warns when no admin is
+// usable. It is the one place CRLs are signed after revocations, so they
+// take their numbers in turn.
 func (n *Node) leaderLoop(ctx context.Context) {
 	ctx = authority.WithOrigin(ctx, "node:"+n.cfg.NodeName, "")
 	interval := n.cfg.CRLInterval
@@ -402,6 +404,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.ca.RefreshOCSPResponders(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("OCSP responder renewal failed", "err", err)
 		}
+		n.warnWithoutUsableAdmin(ctx)
 	}
 	refreshStale()
 	periodic()

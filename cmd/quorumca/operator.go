@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/client"
+	"github.com/quorumca/quorumca/node"
 )
 
 // runOperator dispatches "quorumca operator <group> <action>".
@@ -29,6 +30,9 @@ func runOperator(args []string) int {
 		},
 		"snapshot": {"save": snapshotSave, "restore": snapshotRestore},
 	}
+	if len(args) > 0 && args[0] == "recover-admin" {
+		return recoverAdmin(args[1:])
+	}
 	if len(args) < 2 || groups[args[0]] == nil || groups[args[0]][args[1]] == nil {
 		fmt.Fprintln(os.Stderr, `Usage: quorumca operator <group> <action> [flags]
 
@@ -42,7 +46,8 @@ func runOperator(args []string) int {
   raft remove-peer ID  remove a server from the Raft configuration
   raft transfer-leadership [-to ID]
   snapshot save FILE   a consistent, checksummed snapshot of the whole state
-  snapshot restore FILE  replace the cluster's state with a snapshot (disaster recovery)`)
+  snapshot restore FILE  replace the cluster's state with a snapshot (disaster recovery)
+  recover-admin        on a stopped node: a one-time admin token, committed when the node starts (break glass)`)
 		return 2
 	}
 	return groups[args[0]][args[1]](args[2:])
@@ -342,3 +347,39 @@ var snapshotRestore = apiCommand("operator snapshot restore", 1, nil, func(cx co
 	fmt.Fprintln(os.Stderr, "snapshot restored")
 	return nil, nil
 })
+
+// recoverAdmin is the break-glass path when no admin credential works: on
+// the console of a stopped node, it writes a recovery request into the
+// node's data dir and prints the token once. The node commits it at its
+// next start; the token may create one admin within the hour.
+func recoverAdmin(args []string) int {
+	fs := flag.NewFlagSet("operator recover-admin", flag.ContinueOnError)
+	configPath := fs.String("config", "", "the stopped node's HCL config file (its data_dir is used)")
+	dataDir := fs.String("data-dir", "", "the stopped node's data dir, instead of -config")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if (*configPath == "") == (*dataDir == "") || fs.NArg() != 0 {
+		fmt.Fprintln(os.Stderr, "Usage: quorumca operator recover-admin -config FILE | -data-dir DIR   (the node must be stopped)")
+		return 2
+	}
+	if *configPath != "" {
+		cfg, err := node.Load(*configPath)
+		if err != nil {
+			return fail("recover-admin: %v", err)
+		}
+		*dataDir = cfg.DataDir
+	}
+	token, expires, err := node.RequestAdminRecovery(*dataDir, time.Now())
+	if err != nil {
+		return fail("recover-admin: %v", err)
+	}
+	fmt.Println(token)
+	fmt.Fprintf(os.Stderr, `
+This is a recovery admin token; it is shown only this once. Now start the node:
+it commits the token when the cluster has a leader (audit actor "node:<name> recover-admin").
+Then create an admin with it before %s (the token creates one, then is used up):
+  QUORUMCA_ADMIN_TOKEN=<token> quorumca admin create -name NAME -role admin
+`, expires.Local().Format(time.DateTime))
+	return 0
+}

@@ -1,0 +1,30 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// CheckOffline checks that path is a quorumca state database that no
+// running node holds open: a node keeps the file locked while it runs, so
+// opening it read-only times out. Tools that act on a stopped node's data
+// dir (admin recovery) call it first.
+func CheckOffline(path string) error {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("%s is in use: stop the node first", path)
+	}
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bAdmins) == nil {
+			return fmt.Errorf("%s is not a quorumca state database", path)
+		}
+		return nil
+	})
+}

@@ -32,7 +32,7 @@ const followEvery = 100 * time.Millisecond
 // ?follow=true it streams, as JSON lines, the entries after ?after= (or,
 // without it, those appended from now on) as they are applied.
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
-	_, ctx, ok := s.admin(w, r, authority.PermRead)
+	admin, ctx, ok := s.admin(w, r, authority.PermRead)
 	if !ok {
 		return
 	}
@@ -67,22 +67,30 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, auditPage{Entries: p.Entries, More: p.More, NextAfter: p.Next})
 		return
 	}
+	release, err := s.streams.follow(admin.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	if after == "" {
 		f.After, _ = s.CA.AuditHead() // new entries only
 	}
 	s.follow(ctx, w, f)
 }
 
-// follow streams entries matching f after f.After until the client goes
-// or the node stops. Each read starts after the newest entry the previous
-// one saw, so a follower reads every entry at most once and, when
-// filtered, only the entries it sends.
+// follow streams entries matching f after f.After until the client goes,
+// a write times out, or the node stops. Each read starts after the newest
+// entry the previous one saw, so a follower reads every entry at most
+// once and, when filtered, only the entries it sends.
 func (s *Server) follow(ctx context.Context, w http.ResponseWriter, f fsm.AuditFilter) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
-	rc := http.NewResponseController(w)
-	rc.SetWriteDeadline(time.Time{}) // a follow lasts as long as the client wants
+	sw := s.streamWriter(w)
+	if sw.idle() != nil {
+		return
+	}
 	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
+	if sw.Flush() != nil {
 		return
 	}
 	var buf bytes.Buffer
@@ -102,8 +110,8 @@ func (s *Server) follow(ctx context.Context, w http.ResponseWriter, f fsm.AuditF
 			_ = enc.Encode(e)
 		}
 		if buf.Len() > 0 {
-			if _, err := w.Write(buf.Bytes()); err != nil || rc.Flush() != nil {
-				return // the client went away
+			if _, err := sw.Write(buf.Bytes()); err != nil || sw.Flush() != nil {
+				return // the client went away or stopped reading
 			}
 		}
 		f.After = p.Next

@@ -71,8 +71,13 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="quorumca-%s.snap"`, time.Now().UTC().Format("20060102T150405Z")))
-	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // large states take a while
-	if err := s.Operator.WriteSnapshot(ctx, w); err != nil {
+	defer s.streams.track("snapshot")()
+	// Large states take a while: no overall deadline, one per write.
+	sw := s.streamWriter(w)
+	if err := sw.idle(); err != nil {
+		return
+	}
+	if err := s.Operator.WriteSnapshot(ctx, sw); err != nil {
 		s.Logger.Error("snapshot save failed", "err", err) // the body has begun: no error reply
 	}
 }

@@ -36,9 +36,12 @@ type Server struct {
 	// Refused, if set, hears of every request answered with an error: the
 	// node logs it (refusals never reach the replicated audit log).
 	Refused func(r *http.Request, status int, code, message string)
+	// Streams bounds audit follows and each write of a long response.
+	Streams StreamLimits
 
 	duration *prometheus.HistogramVec
 	ops      *opMetrics
+	streams  *streams
 }
 
 // Request body limits. A CSR with many names and an RSA-8192 key fits in
@@ -63,6 +66,7 @@ func (s *Server) Routes() http.Handler {
 		s.Registry.MustRegister(s.duration)
 	}
 	s.ops = newOpMetrics(s.Registry)
+	s.streams = newStreams(s.Streams, s.Registry)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/sign", s.sign)

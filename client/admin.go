@@ -294,7 +294,7 @@ func (c *Client) AuditAll(ctx context.Context, q AuditQuery, fn func(AuditEntry)
 
 // FollowAudit streams entries as they are applied until ctx ends or fn
 // returns an error: those after q.After, or with q.After 0 those appended
-// from now on.
+// from now on. Too many follows at once are refused (429 too_many_streams).
 func (c *Client) FollowAudit(ctx context.Context, q AuditQuery, fn func(AuditEntry) error) error {
 	v := q.values()
 	v.Set("follow", "true")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclsimple"
 
+	"github.com/quorumca/quorumca/api"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
@@ -82,6 +83,7 @@ type Config struct {
 	Pyroscope   *PyroscopeConfig
 
 	// Not in the file: tuning for tests and dev mode.
+	Streams     api.StreamLimits // audit follows; each write of a stream (default 30s)
 	Timing      cluster.Timing
 	HoldTimeout time.Duration
 	Now         func() time.Time

@@ -143,8 +143,9 @@ func (n *Node) start() error {
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log})
 
 	n.registerMetrics(reg)
+	streams := cfg.Streams.WithDefaults()
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
-		Refused: n.refused}
+		Refused: n.refused, Streams: streams}
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
 			return err
@@ -168,6 +169,10 @@ func (n *Node) start() error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(httpErrorLog{n.log}, "", 0),
+		// Streams (audit follows, snapshot downloads) lift WriteTimeout
+		// and give each write its own deadline (api/stream.go); an HTTP/2
+		// connection whose client stops reading altogether is closed.
+		HTTP2: &http.HTTP2Config{WriteByteTimeout: streams.WriteTimeout},
 	}
 	n.serve(func() error { return n.http.ServeTLS(apiListener, "", "") })
 	if cfg.HTTPListen != "" {

@@ -52,6 +52,9 @@ type testCluster struct {
 	adminListen        bool
 	pyroscope          *PyroscopeConfig
 	admin              string // bootstrap admin token
+
+	// configure, if set, adjusts every node's config.
+	configure func(*Config)
 }
 
 type testNode struct {
@@ -204,6 +207,9 @@ func (c *testCluster) addNode(bootstrap bool, mutate func(*Config)) *testNode {
 	}
 	if c.clusterCAKeyURI != "" {
 		cfg.ClusterCAKey = c.clusterCAKeyURI
+	}
+	if c.configure != nil {
+		c.configure(&cfg)
 	}
 	if mutate != nil {
 		mutate(&cfg)

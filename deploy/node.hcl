@@ -29,6 +29,14 @@ api {
   # their headers are trusted, so audit entries show devices' addresses.
   # A header from any other address is not believed.
   proxy_protocol_from = ["10.0.0.0/16"]
+
+  # Connections one client address (IPv6: one /64) may hold on the API and
+  # plain-HTTP listeners, and how many of them may sit idle between
+  # requests; beyond, a new connection is closed at once and the longest
+  # idle one is closed. Behind a balancer without PROXY headers every
+  # client has the balancer's address: raise these, or send the headers.
+  # max_connections_per_client      = 512
+  # max_idle_connections_per_client = 64
 }
 
 # pprof and metrics over plain HTTP: keep it on the host or a management

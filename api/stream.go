@@ -11,7 +11,8 @@ import (
 )
 
 // Long responses (audit follows, snapshot downloads) outlive the server's
-// WriteTimeout, so they lift it; instead each write gets its own deadline.
+// WriteTimeout, so they lift it; instead each write gets its own deadline
+// (and each read of a snapshot upload).
 // A client that stops reading is then cut off once a write has waited
 // WriteTimeout (HTTP/1.1: the connection is closed; HTTP/2: the stream is
 // reset), while a slow client that keeps reading is not. Follows are also
@@ -59,7 +60,7 @@ func newStreams(l StreamLimits, reg prometheus.Registerer) *streams {
 	s := &streams{limits: l.WithDefaults(), byAdmin: map[string]int{},
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "quorumca_api_streams",
-			Help: "Long responses in progress: audit follows and snapshot downloads.",
+			Help: "Long requests in progress: audit follows, snapshot downloads and uploads.",
 		}, []string{"kind"})}
 	if reg != nil {
 		reg.MustRegister(s.open)
@@ -138,4 +139,18 @@ func (sw *streamWriter) idle() error {
 		return err
 	}
 	return nil
+}
+
+// streamReader reads a long request body (a snapshot upload), each read
+// under its own deadline: a client that stops sending is cut off, a slow
+// one is not.
+type streamReader struct {
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (sr *streamReader) Read(b []byte) (int, error) {
+	_ = sr.rc.SetReadDeadline(time.Now().Add(sr.timeout))
+	return sr.r.Read(b)
 }

@@ -189,7 +189,8 @@ func smallReceiveBuffer(_, _ string, rc syscall.RawConn) error {
 
 // A client that stops reading a follow or a snapshot download is cut off
 // once one write has waited the stream write timeout; a client that reads
-// slowly gets everything, however long it takes.
+// slowly gets everything, however long it takes. An upload that stalls is
+// answered 408 once one read has waited as long.
 func TestStalledStreamsAreCutOff(t *testing.T) {
 	const writeTimeout = time.Second
 	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
@@ -253,6 +254,7 @@ func TestStalledStreamsAreCutOff(t *testing.T) {
 		t.Logf("stalled download cut off after %d of %d bytes", got, full.Len())
 	})
 
+	var snapshot []byte
 	t.Run("slow reader", func(t *testing.T) {
 		// Four write timeouts' worth of reading: a deadline on the whole
 		// response would cut it off.
@@ -291,6 +293,36 @@ func TestStalledStreamsAreCutOff(t *testing.T) {
 		if d := time.Since(start); d < 2*writeTimeout {
 			t.Errorf("the slow read took %s, not slower than the write timeout", d)
 		}
+		snapshot = got.Bytes()
+	})
+
+	t.Run("stalled upload", func(t *testing.T) {
+		if len(snapshot) < 1<<20 {
+			t.Fatal("the slow reader saved no snapshot to upload")
+		}
+		// The header and the first 64 KiB of a real snapshot, then nothing.
+		tc, err := tls.Dial("tcp", n.node.APIAddr(), &tls.Config{RootCAs: roots, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		fmt.Fprintf(tc, "POST /v1/admin/snapshot HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n",
+			n.node.APIAddr(), c.admin, len(snapshot))
+		tc.Write(snapshot[:64<<10])
+		tc.SetReadDeadline(time.Now().Add(30 * time.Second)) // a guard: a server waiting for ever would hang here
+		br := bufio.NewReader(tc)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no reply to the stalled upload: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"timeout"`) {
+			t.Errorf("stalled upload: %d %s", resp.StatusCode, body)
+		}
+		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Errorf("the connection after the reply: %v, want it closed", err)
+		}
+		waitFor(t, 10*time.Second, "the upload to end", func() bool { return streams("snapshot_restore") == 0 })
 	})
 }
 

@@ -296,3 +296,18 @@ func TestAuditIndexTamperingIsDetected(t *testing.T) {
 		})
 	}
 }
+
+// The log and its index do not depend on how entries were batched.
+func TestAuditIndexDeterministicAcrossBatching(t *testing.T) {
+	logs := workload(t)
+	a, b := openTest(t), openTest(t)
+	a.ApplyBatch(logs)
+	for i := 0; i < len(logs); i += 3 {
+		b.ApplyBatch(logs[i:min(i+3, len(logs))])
+	}
+	for _, name := range [][]byte{bAudit, bAuditIndex} {
+		if bucketDump(t, a, name) != bucketDump(t, b, name) {
+			t.Errorf("same log, different %s", name)
+		}
+	}
+}

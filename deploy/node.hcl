@@ -32,10 +32,11 @@ api {
 
   # Connections one client address (IPv6: one /64) may hold on the API and
   # plain-HTTP listeners, and how many of them may sit idle between
-  # requests; beyond, a new connection is closed at once and the longest
-  # idle one is closed. Behind a balancer without PROXY headers every
-  # client has the balancer's address: raise these, or send the headers.
-  # max_connections_per_client      = 512
+  # requests: beyond, the longest idle (idle 5 s or more) is closed, and a
+  # new connection takes an idle one's place or, with none idle, is closed
+  # at once. Behind a balancer without PROXY headers every client has the
+  # balancer's address: raise these, or send the headers.
+  # max_connections_per_client      = 4096
   # max_idle_connections_per_client = 64
 }
 

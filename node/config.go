@@ -80,7 +80,7 @@ type Config struct {
 	ProxyProtocolFrom []string
 	// MaxConnsPerClient and MaxIdleConnsPerClient cap the connections one
 	// client address (IPv6: one /64) holds open on the API and HTTP
-	// listeners, and those idle between requests; 0 for the defaults (512
+	// listeners, and those idle between requests; 0 for the defaults (4096
 	// and 64).
 	MaxConnsPerClient     int
 	MaxIdleConnsPerClient int

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -22,10 +23,13 @@ import (
 // The address is read on the connection's first read, in its own
 // goroutine (the TLS handshake's): a PROXY header is read then, and
 // reading it in Accept would let one slow client stall every other's
-// accept. A connection over the cap fails that read, so its handshake
-// fails and the server closes it. Idle connections are tracked through the
-// server's ConnState hook; when an address has too many, its longest idle
-// is closed, as a client's pool would drop it first.
+// accept. Idle connections are tracked through the server's ConnState
+// hook. When an address has more than maxIdle idle, those idle longer
+// than idleGrace are closed, longest idle first, as a client's pool would
+// drop them: closing a connection the client is just reusing fails its
+// request, and in a burst connections are idle for milliseconds between
+// requests. A new connection beyond maxConns takes the place of the
+// address's longest idle one, or, with none idle, fails its handshake.
 type connLimiter struct {
 	maxConns, maxIdle int
 
@@ -38,15 +42,18 @@ type connLimiter struct {
 }
 
 type addrConns struct {
-	open int
-	idle list.List // of *limitedConn, longest idle first
+	open  int
+	idle  list.List   // of *limitedConn, longest idle first
+	sweep *time.Timer // set while a cull of idle connections is due
 }
 
-// Defaults: enough for a load test or a NAT of busy devices on one
-// address, far below what exhausts a node.
+// Defaults: enough for a fleet enrolling at once behind one NAT address,
+// or a load test, far below what exhausts a node (the systemd unit allows
+// 65,536 descriptors).
 const (
-	defaultMaxConnsPerClient     = 512
+	defaultMaxConnsPerClient     = 4096
 	defaultMaxIdleConnsPerClient = 64
+	idleGrace                    = 5 * time.Second
 )
 
 var errTooManyConns = errors.New("too many connections from this client address")
@@ -63,9 +70,9 @@ func newConnLimiter(listener string, maxConns, maxIdle int, reg prometheus.Regis
 		open: prometheus.NewGauge(prometheus.GaugeOpts{Name: "quorumca_listener_connections",
 			Help: "Open client connections.", ConstLabels: labels}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "quorumca_listener_connections_refused_total",
-			Help: "Connections closed at once: their client address had max_connections_per_client open.", ConstLabels: labels}),
+			Help: "Connections closed at once: their client address had max_connections_per_client open, none idle.", ConstLabels: labels}),
 		culled: prometheus.NewCounter(prometheus.CounterOpts{Name: "quorumca_listener_idle_connections_closed_total",
-			Help: "Idle connections closed because their client address had more than max_idle_connections_per_client.", ConstLabels: labels}),
+			Help: "Idle connections closed because their client address had more than max_idle_connections_per_client idle, or max_connections_per_client open.", ConstLabels: labels}),
 	}
 	if reg != nil {
 		reg.MustRegister(l.open, l.refused, l.culled)
@@ -93,10 +100,14 @@ type limitedConn struct {
 	net.Conn
 	l         *connLimiter
 	admit     sync.Once
-	admitted  bool
-	key       string
-	idle      *list.Element // guarded by l.mu
+	admitted  bool // written once, in admit
 	closeOnce sync.Once
+
+	// guarded by l.mu
+	key       string
+	counted   bool // in its address's open count
+	idle      *list.Element
+	idleSince time.Time
 }
 
 // clientKey is what the caps count by: the IP, or an IPv6 address's /64.
@@ -121,9 +132,12 @@ func clientKey(a net.Addr) string {
 	return ip.String()
 }
 
+// check counts the connection in at its first read or write, or refuses it.
 func (c *limitedConn) check() error {
 	c.admit.Do(func() {
 		key := clientKey(c.Conn.RemoteAddr()) // reads a PROXY header, if one is due
+		var evict *limitedConn
+		defer func() { evict.closeConn() }()
 		l := c.l
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -133,20 +147,42 @@ func (c *limitedConn) check() error {
 			l.addrs[key] = a
 		}
 		if a.open >= l.maxConns {
-			l.refused.Inc()
-			if a.open == 0 {
-				delete(l.addrs, key)
+			if a.idle.Len() == 0 {
+				l.refused.Inc()
+				if a.open == 0 {
+					delete(l.addrs, key)
+				}
+				return
 			}
-			return
+			evict = l.uncountIdle(a, a.idle.Front())
 		}
 		a.open++
 		l.open.Inc()
-		c.admitted, c.key = true, key
+		c.admitted, c.key, c.counted = true, key, true
 	})
 	if !c.admitted {
 		return errTooManyConns
 	}
 	return nil
+}
+
+// uncountIdle takes an idle connection out of its address's counts, to be
+// closed (closeConn) once l.mu is released.
+func (l *connLimiter) uncountIdle(a *addrConns, e *list.Element) *limitedConn {
+	c := a.idle.Remove(e).(*limitedConn)
+	c.idle, c.counted = nil, false
+	a.open--
+	l.open.Dec()
+	l.culled.Inc()
+	return c
+}
+
+// closeConn closes c (if not nil): the server's read fails and it drops
+// the connection.
+func (c *limitedConn) closeConn() {
+	if c != nil {
+		c.Close()
+	}
 }
 
 func (c *limitedConn) Read(b []byte) (int, error) {
@@ -169,16 +205,20 @@ func (c *limitedConn) Close() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		a := l.addrs[c.key]
-		if !c.admitted || a == nil {
+		if !c.counted || a == nil {
 			return
 		}
 		if c.idle != nil {
 			a.idle.Remove(c.idle)
 			c.idle = nil
 		}
+		c.counted = false
 		a.open--
 		l.open.Dec()
 		if a.open == 0 {
+			if a.sweep != nil {
+				a.sweep.Stop()
+			}
 			delete(l.addrs, c.key)
 		}
 	})
@@ -194,26 +234,55 @@ func (l *connLimiter) connState(nc net.Conn, st http.ConnState) {
 	if !ok {
 		return
 	}
-	var cull *limitedConn
+	var cull []*limitedConn
 	l.mu.Lock()
 	a := l.addrs[c.key]
 	switch {
-	case !c.admitted || a == nil:
+	case !c.counted || a == nil:
 	case st == http.StateIdle:
 		if c.idle == nil {
-			c.idle = a.idle.PushBack(c)
+			c.idle, c.idleSince = a.idle.PushBack(c), time.Now()
 		}
-		if a.idle.Len() > l.maxIdle {
-			cull = a.idle.Remove(a.idle.Front()).(*limitedConn)
-			cull.idle = nil
-		}
+		cull = l.cullIdle(c.key, a)
 	case c.idle != nil: // active again, or gone
 		a.idle.Remove(c.idle)
 		c.idle = nil
 	}
 	l.mu.Unlock()
-	if cull != nil {
-		l.culled.Inc()
-		cull.Close() // the server's read fails and it drops the connection
+	for _, v := range cull {
+		v.closeConn()
+	}
+}
+
+// cullIdle takes out of the counts, to be closed, the idle connections of
+// an address beyond maxIdle that have been idle idleGrace, and schedules a
+// later cull for those not idle as long yet. l.mu is held.
+func (l *connLimiter) cullIdle(key string, a *addrConns) []*limitedConn {
+	var out []*limitedConn
+	now := time.Now()
+	for a.idle.Len() > l.maxIdle {
+		e := a.idle.Front()
+		wait := e.Value.(*limitedConn).idleSince.Add(idleGrace).Sub(now)
+		if wait > 0 {
+			if a.sweep == nil {
+				a.sweep = time.AfterFunc(wait, func() { l.sweep(key) })
+			}
+			break
+		}
+		out = append(out, l.uncountIdle(a, e))
+	}
+	return out
+}
+
+func (l *connLimiter) sweep(key string) {
+	var cull []*limitedConn
+	l.mu.Lock()
+	if a := l.addrs[key]; a != nil {
+		a.sweep = nil
+		cull = l.cullIdle(key, a)
+	}
+	l.mu.Unlock()
+	for _, v := range cull {
+		v.closeConn()
 	}
 }

@@ -20,8 +20,9 @@ import (
 
 // Each client address (the device's, behind a balancer that sends PROXY
 // headers) may hold max_connections_per_client connections, of which
-// max_idle_connections_per_client idle; beyond, a new connection is closed
-// at once, and the longest idle one is closed.
+// max_idle_connections_per_client idle: beyond, the longest idle is closed,
+// and a new connection takes the place of an idle one or, with none idle,
+// is closed at once.
 func TestConnectionCapsPerClient(t *testing.T) {
 	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
 		c.proxyFrom = []string{"127.0.0.2/32"} // the balancer
@@ -88,8 +89,9 @@ func TestConnectionCapsPerClient(t *testing.T) {
 		t.Errorf("refusals counted: %v", got)
 	}
 
-	// Three connections fall idle in turn: the first is closed when the
-	// third goes idle, the other two still serve.
+	// Three connections fall idle: the longest idle is closed once it has
+	// been idle a while (not at once: a client in a burst reuses its
+	// connections within milliseconds), the other two still serve.
 	readers := make([]*bufio.Reader, 3)
 	for i, tc := range conns {
 		readers[i] = bufio.NewReader(tc)
@@ -97,23 +99,34 @@ func TestConnectionCapsPerClient(t *testing.T) {
 			t.Fatalf("request on connection %d: %d %v", i+1, st, err)
 		}
 	}
-	conns[0].SetReadDeadline(time.Now().Add(10 * time.Second)) // a guard: an open idle connection would hang here
-	if _, err := readers[0].ReadByte(); !errors.Is(err, io.EOF) && !strings.Contains(fmt.Sprint(err), "reset") {
-		t.Errorf("the longest idle connection: %v, want it closed", err)
+	closed := func(i int) {
+		t.Helper()
+		conns[i].SetReadDeadline(time.Now().Add(4 * idleGrace)) // a guard: an open idle connection would hang here
+		if _, err := readers[i].ReadByte(); !errors.Is(err, io.EOF) && !strings.Contains(fmt.Sprint(err), "reset") {
+			t.Errorf("connection %d: %v, want it closed", i+1, err)
+		}
 	}
+	closed(0)
 	for i := 1; i < 3; i++ {
 		if st, err := get(conns[i], readers[i]); err != nil || st != http.StatusOK {
 			t.Errorf("connection %d after the cull: %d %v", i+1, st, err)
 		}
 	}
 	// The closed connection no longer counts: the device may open another.
-	waitFor(t, 10*time.Second, "a new connection in the freed place", func() bool {
-		tc, err := dial("203.0.113.7")
-		if err == nil {
-			tc.Close()
-		}
-		return err == nil
-	})
+	// One more takes the place of the longest idle.
+	if _, err := dial("203.0.113.7"); err != nil {
+		t.Fatalf("a new connection in the freed place: %v", err)
+	}
+	if _, err := dial("203.0.113.7"); err != nil {
+		t.Fatalf("a new connection in place of an idle one: %v", err)
+	}
+	closed(1)
+	if st, err := get(conns[2], readers[2]); err != nil || st != http.StatusOK {
+		t.Errorf("connection 3: %d %v", st, err)
+	}
+	if got := c.metric(n, "quorumca_listener_idle_connections_closed_total", map[string]string{"listener": "api"}); got != 2 {
+		t.Errorf("idle connections closed: %v, want 2", got)
+	}
 }
 
 func TestConnectionCapConfig(t *testing.T) {

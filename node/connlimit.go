@@ -37,6 +37,7 @@ type connLimiter struct {
 	addrs map[string]*addrConns
 
 	open    prometheus.Gauge
+	idle    prometheus.Gauge
 	refused prometheus.Counter
 	culled  prometheus.Counter
 }
@@ -69,13 +70,15 @@ func newConnLimiter(listener string, maxConns, maxIdle int, reg prometheus.Regis
 	l := &connLimiter{maxConns: maxConns, maxIdle: min(maxIdle, maxConns), addrs: map[string]*addrConns{},
 		open: prometheus.NewGauge(prometheus.GaugeOpts{Name: "quorumca_listener_connections",
 			Help: "Open client connections.", ConstLabels: labels}),
+		idle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "quorumca_listener_idle_connections",
+			Help: "Client connections idle between requests.", ConstLabels: labels}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "quorumca_listener_connections_refused_total",
 			Help: "Connections closed at once: their client address had max_connections_per_client open, none idle.", ConstLabels: labels}),
 		culled: prometheus.NewCounter(prometheus.CounterOpts{Name: "quorumca_listener_idle_connections_closed_total",
 			Help: "Idle connections closed because their client address had more than max_idle_connections_per_client idle, or max_connections_per_client open.", ConstLabels: labels}),
 	}
 	if reg != nil {
-		reg.MustRegister(l.open, l.refused, l.culled)
+		reg.MustRegister(l.open, l.idle, l.refused, l.culled)
 	}
 	return l
 }
@@ -171,6 +174,7 @@ func (c *limitedConn) check() error {
 func (l *connLimiter) uncountIdle(a *addrConns, e *list.Element) *limitedConn {
 	c := a.idle.Remove(e).(*limitedConn)
 	c.idle, c.counted = nil, false
+	l.idle.Dec()
 	a.open--
 	l.open.Dec()
 	l.culled.Inc()
@@ -211,6 +215,7 @@ func (c *limitedConn) Close() error {
 		if c.idle != nil {
 			a.idle.Remove(c.idle)
 			c.idle = nil
+			l.idle.Dec()
 		}
 		c.counted = false
 		a.open--
@@ -242,11 +247,13 @@ func (l *connLimiter) connState(nc net.Conn, st http.ConnState) {
 	case st == http.StateIdle:
 		if c.idle == nil {
 			c.idle, c.idleSince = a.idle.PushBack(c), time.Now()
+			l.idle.Inc()
 		}
 		cull = l.cullIdle(c.key, a)
 	case c.idle != nil: // active again, or gone
 		a.idle.Remove(c.idle)
 		c.idle = nil
+		l.idle.Dec()
 	}
 	l.mu.Unlock()
 	for _, v := range cull {
@@ -285,4 +292,14 @@ func (l *connLimiter) sweep(key string) {
 	for _, v := range cull {
 		v.closeConn()
 	}
+}
+
+// idleOf is the number of idle connections of a client address.
+func (l *connLimiter) idleOf(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.addrs[key]; a != nil {
+		return a.idle.Len()
+	}
+	return 0
 }

@@ -47,6 +47,7 @@ type Node struct {
 	adminListener  net.Listener // plain HTTP: pprof, metrics
 	adminHTTP      *http.Server
 	audit          *auditSink
+	apiConns       *connLimiter
 	profiler       interface{ Stop() error }
 
 	ctx    context.Context
@@ -146,7 +147,7 @@ func (n *Node) start() error {
 	streams := cfg.Streams.WithDefaults()
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
 		Refused: n.refused, Streams: streams}
-	apiConns := newConnLimiter("api", cfg.MaxConnsPerClient, cfg.MaxIdleConnsPerClient, reg)
+	n.apiConns = newConnLimiter("api", cfg.MaxConnsPerClient, cfg.MaxIdleConnsPerClient, reg)
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
 			return err
@@ -174,9 +175,9 @@ func (n *Node) start() error {
 		// and give each write its own deadline (api/stream.go); an HTTP/2
 		// connection whose client stops reading altogether is closed.
 		HTTP2:     &http.HTTP2Config{WriteByteTimeout: streams.WriteTimeout},
-		ConnState: apiConns.connState,
+		ConnState: n.apiConns.connState,
 	}
-	n.serve(func() error { return n.http.ServeTLS(apiConns.wrap(apiListener), "", "") })
+	n.serve(func() error { return n.http.ServeTLS(n.apiConns.wrap(apiListener), "", "") })
 	if cfg.HTTPListen != "" {
 		if n.publicListener, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 			return fmt.Errorf("node: http listen: %w", err)

@@ -109,6 +109,7 @@ type limitedConn struct {
 	// guarded by l.mu
 	key       string
 	counted   bool // in its address's open count
+	closed    bool
 	idle      *list.Element
 	idleSince time.Time
 }
@@ -144,6 +145,9 @@ func (c *limitedConn) check() error {
 		l := c.l
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		if c.closed { // while its PROXY header was awaited
+			return
+		}
 		a := l.addrs[key]
 		if a == nil {
 			a = &addrConns{}
@@ -208,6 +212,7 @@ func (c *limitedConn) Close() error {
 		l := c.l
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		c.closed = true
 		a := l.addrs[c.key]
 		if !c.counted || a == nil {
 			return

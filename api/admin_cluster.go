@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
@@ -71,8 +72,13 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="quorumca-%s.snap"`, time.Now().UTC().Format("20060102T150405Z")))
-	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // large states take a while
-	if err := s.Operator.WriteSnapshot(ctx, w); err != nil {
+	defer s.streams.track("snapshot")()
+	// Large states take a while: no overall deadline, one per write.
+	sw := s.streamWriter(w)
+	if err := sw.idle(); err != nil {
+		return
+	}
+	if err := s.Operator.WriteSnapshot(ctx, sw); err != nil {
 		s.Logger.Error("snapshot save failed", "err", err) // the body has begun: no error reply
 	}
 }
@@ -84,8 +90,20 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	http.NewResponseController(w).SetReadDeadline(time.Time{})
-	if err := s.Operator.RestoreSnapshot(ctx, r.Body); err != nil {
+	defer s.streams.track("snapshot_restore")()
+	// Large states take a while to upload and install: no overall
+	// deadline; each read of the body gets its own, the reply a fresh one.
+	sw := s.streamWriter(w)
+	if sw.idle() != nil || sw.rc.SetReadDeadline(time.Time{}) != nil {
+		return
+	}
+	err := s.Operator.RestoreSnapshot(ctx, &streamReader{r: r.Body, rc: sw.rc, timeout: sw.timeout})
+	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = &requestError{status: http.StatusRequestTimeout, code: "timeout",
+			msg: fmt.Sprintf("the snapshot upload stalled: no data for %s", sw.timeout)}
+	}
+	if err != nil {
 		s.fail(w, r, clusterError(err))
 		return
 	}

@@ -44,11 +44,14 @@ type Server struct {
 	PublicURLs []string
 	// OCSPLimit, if set, bounds OCSP requests per source address.
 	OCSPLimit *keyrate.Limiter
+	// Streams bounds audit follows and each write of a long response.
+	Streams StreamLimits
 
 	signAud, renewAud []string
 
 	duration *prometheus.HistogramVec
 	ops      *opMetrics
+	streams  *streams
 }
 
 // Request body limits. A CSR with many names and an RSA-8192 key fits in
@@ -74,6 +77,7 @@ func (s *Server) Routes() http.Handler {
 	}
 	s.ops = newOpMetrics(s.Registry)
 	s.signAud, s.renewAud = audiences(s.PublicURLs, "/v1/sign"), audiences(s.PublicURLs, "/v1/renew")
+	s.streams = newStreams(s.Streams, s.Registry)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/sign", s.sign)

@@ -53,7 +53,8 @@ type State interface {
 	Admins() ([]*fsm.Admin, error)
 	SearchCerts(q fsm.CertQuery) ([]*fsm.Cert, []byte, error)
 	OutstandingTokens(provisioner string, now time.Time, cursor []byte, limit int) ([]*fsm.Token, []byte, error)
-	Audit(q fsm.AuditFilter) ([]fsm.AuditEntry, error)
+	Audit(q fsm.AuditFilter) (fsm.AuditPage, error)
+	AuditHead() (uint64, string)
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, idx uint64) error
 }

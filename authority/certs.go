@@ -70,13 +70,19 @@ func (ca *CA) SearchCerts(ctx context.Context, q fsm.CertQuery) ([]*fsm.Cert, []
 	return ca.state.SearchCerts(q)
 }
 
-// Audit lists audit entries after a sequence number.
-func (ca *CA) Audit(ctx context.Context, q fsm.AuditFilter) ([]fsm.AuditEntry, error) {
+// Audit reads one page of audit entries after a sequence number.
+func (ca *CA) Audit(ctx context.Context, q fsm.AuditFilter) (fsm.AuditPage, error) {
 	return ca.state.Audit(q)
 }
 
-// WaitForChange blocks until the local state moves past the index it had
-// when called, or ctx ends: for following the audit log.
-func (ca *CA) WaitForChange(ctx context.Context) error {
-	return ca.state.WaitApplied(ctx, ca.state.AppliedIndex()+1)
+// AuditHead is the sequence number and hash of the newest audit entry.
+func (ca *CA) AuditHead() (uint64, string) { return ca.state.AuditHead() }
+
+// AppliedIndex is the newest log index in this node's state.
+func (ca *CA) AppliedIndex() uint64 { return ca.state.AppliedIndex() }
+
+// WaitForChange blocks until the local state moves past log index since,
+// or ctx ends: for following the audit log.
+func (ca *CA) WaitForChange(ctx context.Context, since uint64) error {
+	return ca.state.WaitApplied(ctx, since+1)
 }

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -228,13 +228,16 @@ type AuditEntry struct {
 
 // AuditQuery filters the audit log.
 type AuditQuery struct {
-	After          uint64
+	After          uint64 // entries after this sequence number; for a follow, 0 means from now on
 	Command, Actor string
-	Limit          int
+	Limit          int // entries per page (the server's default if 0, at most 1000)
 }
 
 func (q AuditQuery) values() url.Values {
-	v := url.Values{"after": {strconv.FormatUint(q.After, 10)}}
+	v := url.Values{}
+	if q.After > 0 {
+		v.Set("after", strconv.FormatUint(q.After, 10))
+	}
 	if q.Command != "" {
 		v.Set("command", q.Command)
 	}
@@ -247,15 +250,55 @@ func (q AuditQuery) values() url.Values {
 	return v
 }
 
-// Audit returns one page of audit entries.
+// AuditPage is one page of the audit log. With More, the next page starts
+// after NextAfter; without, NextAfter is the newest entry of the log, where
+// a poller resumes.
+type AuditPage struct {
+	Entries   []AuditEntry `json:"entries"`
+	More      bool         `json:"more"`
+	NextAfter uint64       `json:"next_after"`
+}
+
+// AuditPage returns one page of audit entries.
+func (c *Client) AuditPage(ctx context.Context, q AuditQuery) (*AuditPage, error) {
+	var out AuditPage
+	if err := c.Do(ctx, "GET", "/v1/admin/audit?"+q.values().Encode(), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Audit returns the entries of one page.
 func (c *Client) Audit(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
-	var out struct{ Entries []AuditEntry }
-	err := c.Do(ctx, "GET", "/v1/admin/audit?"+q.values().Encode(), nil, &out)
-	return out.Entries, err
+	p, err := c.AuditPage(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return p.Entries, nil
+}
+
+// AuditAll calls fn with every matching entry, page after page.
+func (c *Client) AuditAll(ctx context.Context, q AuditQuery, fn func(AuditEntry) error) error {
+	for {
+		p, err := c.AuditPage(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, e := range p.Entries {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if !p.More {
+			return nil
+		}
+		q.After = p.NextAfter
+	}
 }
 
 // FollowAudit streams entries as they are applied until ctx ends or fn
-// returns an error.
+// returns an error: those after q.After, or with q.After 0 those appended
+// from now on. Too many follows at once are refused (429 too_many_streams).
 func (c *Client) FollowAudit(ctx context.Context, q AuditQuery, fn func(AuditEntry) error) error {
 	v := q.values()
 	v.Set("follow", "true")
@@ -271,7 +314,8 @@ func (c *Client) FollowAudit(ctx context.Context, q AuditQuery, fn func(AuditEnt
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("follow audit: %s", resp.Status)
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return errorFrom(resp, data)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)

@@ -42,6 +42,15 @@ api {
   # their headers are trusted, so audit entries show devices' addresses.
   # A header from any other address is not believed.
   proxy_protocol_from = ["10.0.0.0/16"]
+
+  # Connections one client address (IPv6: one /64) may hold on the API and
+  # plain-HTTP listeners, and how many of them may sit idle between
+  # requests: beyond, the longest idle (idle 5 s or more) is closed, and a
+  # new connection takes an idle one's place or, with none idle, is closed
+  # at once. Behind a balancer without PROXY headers every client has the
+  # balancer's address: raise these, or send the headers.
+  # max_connections_per_client      = 4096
+  # max_idle_connections_per_client = 64
 }
 
 # pprof and metrics over plain HTTP: keep it on the host or a management

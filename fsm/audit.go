@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -64,13 +65,16 @@ func appendAudit(a *applyCtx, command string, err error) {
 	e.Seq, e.Prev = bt.head.Seq+1, bt.head.Hash
 	e.Hash = entryHash(e)
 	putJSON(a.tx, bAudit, seqKey(e.Seq), &e)
+	indexAudit(a.tx, e.Seq, e.Command, e.Actor)
 	bt.head.Seq, bt.head.Hash = e.Seq, e.Hash
 }
 
-// flushAudit stores the chain's new head, once per transaction.
+// flushAudit stores the chain's new head, once per transaction, and that
+// the index covers it.
 func (bt *batchTx) flushAudit() {
 	if bt.head != nil && bt.head.Seq > 0 {
 		putJSON(bt.tx, bMeta, kAuditHead, AuditEntry{Seq: bt.head.Seq, Hash: bt.head.Hash})
+		putUint(bt.tx, bMeta, kAuditIndexed, bt.head.Seq)
 	}
 }
 
@@ -81,44 +85,113 @@ func (f *FSM) AuditHead() (uint64, string) {
 	return head.Seq, head.Hash
 }
 
+// Audit query limits: every query is a page.
+const (
+	DefaultAuditLimit = 100
+	MaxAuditLimit     = 1000
+)
+
 // AuditFilter selects audit entries.
 type AuditFilter struct {
 	After   uint64 // entries with Seq > After
 	Command string
 	Actor   string
-	Limit   int
+	Limit   int // DefaultAuditLimit if 0, at most MaxAuditLimit
 }
 
-// Audit lists entries matching the filter, oldest first.
-func (f *FSM) Audit(q AuditFilter) ([]AuditEntry, error) {
-	if q.Limit <= 0 {
-		q.Limit = 100
+// AuditPage is one page of matching entries, oldest first.
+type AuditPage struct {
+	Entries []AuditEntry
+	// More: the limit cut the page short. Next is where the next page
+	// starts (its After): the last entry returned if More, otherwise the
+	// newest entry of the log when it was read, so a poller or follower
+	// never reads an entry twice, matching or not.
+	More bool
+	Next uint64
+}
+
+// Audit reads one page of entries matching the filter. A filtered query
+// walks the index of its command, actor or both from After on, so it reads
+// the entries it returns and one index key more, however long the log.
+func (f *FSM) Audit(q AuditFilter) (AuditPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultAuditLimit
 	}
-	var out []AuditEntry
+	limit = min(limit, MaxAuditLimit)
+	var p AuditPage
 	err := f.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bAudit).Cursor()
-		for k, v := c.Seek(seqKey(q.After + 1)); k != nil && len(out) < q.Limit; k, v = c.Next() {
-			var e AuditEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
+		log := tx.Bucket(bAudit)
+		p.Next = q.After
+		if k, _ := log.Cursor().Last(); k != nil {
+			p.Next = max(q.After, binary.BigEndian.Uint64(k))
+		}
+		// next yields the sequence numbers of matching entries in order.
+		var next func() (uint64, bool)
+		start := seqKey(q.After + 1)
+		if q.Command == "" && q.Actor == "" {
+			c := log.Cursor()
+			k, _ := c.Seek(start)
+			next = func() (uint64, bool) {
+				if k == nil {
+					return 0, false
+				}
+				n := binary.BigEndian.Uint64(k)
+				k, _ = c.Next()
+				return n, true
 			}
-			if (q.Command == "" || e.Command == q.Command) && (q.Actor == "" || e.Actor == q.Actor) {
-				out = append(out, e)
+		} else {
+			prefix := auditIndexPrefix(q.Command, q.Actor)
+			c := tx.Bucket(bAuditIndex).Cursor()
+			k, _ := c.Seek(append(prefix, start...))
+			next = func() (uint64, bool) {
+				if k == nil || len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+					return 0, false
+				}
+				n := binary.BigEndian.Uint64(k[len(prefix):])
+				k, _ = c.Next()
+				return n, true
 			}
 		}
-		return nil
+		var last uint64
+		for {
+			n, ok := next()
+			if !ok {
+				return nil
+			}
+			f.auditReads.Add(1)
+			if len(p.Entries) == limit {
+				p.More, p.Next = true, last
+				return nil
+			}
+			f.auditReads.Add(1)
+			v := log.Get(seqKey(n))
+			if v == nil {
+				return fmt.Errorf("fsm: the audit index names entry %d, which is not in the log", n)
+			}
+			var e AuditEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("fsm: audit entry %d: %w", n, err)
+			}
+			p.Entries, last = append(p.Entries, e), n
+		}
 	})
-	return out, err
+	return p, err
 }
+
+// AuditReads is the number of audit records queries have read.
+func (f *FSM) AuditReads() uint64 { return f.auditReads.Load() }
 
 // ErrAuditBroken: the chain does not verify.
 var ErrAuditBroken = errors.New("audit chain broken")
 
 // VerifyAudit walks the whole chain and reports the first entry that does
-// not verify. It returns the number of entries checked.
+// not verify, or an index that does not list exactly the entries. It
+// returns the number of entries checked.
 func VerifyAudit(tx *bolt.Tx) (uint64, error) {
 	var prev string
 	var n uint64
+	index := newAuditIndexChecker(tx)
 	c := tx.Bucket(bAudit).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		n++
@@ -132,13 +205,16 @@ func VerifyAudit(tx *bolt.Tx) (uint64, error) {
 		if err := VerifyEntry(e, n, prev); err != nil {
 			return n, err
 		}
+		if err := index.entry(e, n); err != nil {
+			return n, err
+		}
 		prev = e.Hash
 	}
 	var head AuditEntry
 	if getJSON(tx, bMeta, kAuditHead, &head) == nil && (head.Seq != n || head.Hash != prev) {
 		return n, fmt.Errorf("%w: the log ends at entry %d but the head says %d (entries were removed at the end)", ErrAuditBroken, n, head.Seq)
 	}
-	return n, nil
+	return n, index.end(n)
 }
 
 // VerifyEntry checks one entry: that it is entry seq, follows the entry

@@ -39,11 +39,11 @@ var (
 	bCRLStale      = []byte("crl_stale")
 	bAudit         = []byte("audit")
 
-	// The audit log comes last: Digest leaves it out (it is a log of the
-	// state's history, not state) and AuditHead covers it.
+	// Digest leaves out the audit log and its index (a log of the state's
+	// history, not state): AuditHead and VerifyAudit cover them.
 	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
 		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv,
-		bOCSPResponders, bCRLStale, bAudit}
+		bOCSPResponders, bCRLStale, bAudit, bAuditIndex}
 
 	kApplied = []byte("applied_index")
 )
@@ -58,6 +58,10 @@ type FSM struct {
 	applied atomic.Uint64
 	waitMu  sync.Mutex
 	waitCh  chan struct{} // closed and replaced after every applied batch
+
+	// auditReads counts the audit records (entries and index keys) that
+	// queries read: what a query costs, for tests and a metric.
+	auditReads atomic.Uint64
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -97,6 +101,9 @@ func openDB(path string) (*bolt.DB, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = backfillAuditIndex(db)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("fsm: init %s: %w", path, err)

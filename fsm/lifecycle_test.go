@@ -301,7 +301,8 @@ func TestAuditChain(t *testing.T) {
 	if err != nil || n != uint64(len(logs)) {
 		t.Fatalf("verify: %d entries, %v", n, err)
 	}
-	entries, _ := f.Audit(AuditFilter{Command: "issue", Limit: 1000})
+	page, _ := f.Audit(AuditFilter{Command: "issue", Limit: 1000})
+	entries := page.Entries
 	refused := 0
 	for _, e := range entries {
 		if e.Outcome == "token_used" {

@@ -99,18 +99,19 @@ func (s *auditSink) refused(node string, r *http.Request, status int, code, msg 
 // follow writes replicated entries as they are applied, until ctx ends.
 func (s *auditSink) follow(ctx context.Context, f *fsm.FSM) {
 	for {
-		entries, err := f.Audit(fsm.AuditFilter{After: s.last, Limit: 1000})
+		applied := f.AppliedIndex() // before reading: a change after the read wakes the wait
+		p, err := f.Audit(fsm.AuditFilter{After: s.last, Limit: fsm.MaxAuditLimit})
 		if err == nil {
-			for _, e := range entries {
+			for _, e := range p.Entries {
 				s.line(e)
 				s.last = e.Seq
 			}
 			s.flush()
 		}
-		if len(entries) == 1000 {
+		if p.More {
 			continue
 		}
-		if f.WaitApplied(ctx, f.AppliedIndex()+1) != nil {
+		if f.WaitApplied(ctx, applied+1) != nil {
 			return
 		}
 	}

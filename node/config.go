@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclsimple"
 
+	"github.com/quorumca/quorumca/api"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
@@ -93,6 +94,12 @@ type Config struct {
 	// ProxyProtocolFrom are the balancer ranges (CIDRs) whose PROXY
 	// protocol headers are trusted on the API and HTTP listeners.
 	ProxyProtocolFrom []string
+	// MaxConnsPerClient and MaxIdleConnsPerClient cap the connections one
+	// client address (IPv6: one /64) holds open on the API and HTTP
+	// listeners, and those idle between requests; 0 for the defaults (4096
+	// and 64).
+	MaxConnsPerClient     int
+	MaxIdleConnsPerClient int
 	// AdminListen serves pprof and metrics over plain HTTP ("" for none).
 	AdminListen string
 	Pyroscope   *PyroscopeConfig
@@ -105,6 +112,7 @@ type Config struct {
 	LineageLimits authority.LineageLimits
 
 	// Not in the file: tuning for tests and dev mode.
+	Streams     api.StreamLimits // audit follows; each write of a stream (default 30s)
 	Timing      cluster.Timing
 	HoldTimeout time.Duration
 	Now         func() time.Time
@@ -222,6 +230,8 @@ type apiBlock struct {
 	TLSCertFile       string   `hcl:"tls_cert_file"`
 	TLSKeyFile        string   `hcl:"tls_key_file"`
 	ProxyProtocolFrom []string `hcl:"proxy_protocol_from,optional"`
+	MaxConnsPerClient int      `hcl:"max_connections_per_client,optional"`
+	MaxIdlePerClient  int      `hcl:"max_idle_connections_per_client,optional"`
 }
 
 type httpBlock struct {
@@ -330,6 +340,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 		c.AuditFile = f.Audit.File
 	}
 	c.ProxyProtocolFrom = f.API.ProxyProtocolFrom
+	c.MaxConnsPerClient, c.MaxIdleConnsPerClient = f.API.MaxConnsPerClient, f.API.MaxIdlePerClient
 	if f.Admin != nil {
 		c.AdminListen = f.Admin.Listen
 	}
@@ -507,6 +518,12 @@ func (c *Config) Validate() error {
 		return errors.New("config: cluster.voters must be 3 or 5")
 	case c.BootstrapExpect < 0 || c.BootstrapExpect > 7:
 		return errors.New("config: cluster.bootstrap_expect must be 1-7")
+	}
+	switch {
+	case c.MaxConnsPerClient < 0 || c.MaxIdleConnsPerClient < 0:
+		return errors.New("config: api: max_connections_per_client and max_idle_connections_per_client must not be negative")
+	case c.MaxConnsPerClient > 0 && c.MaxIdleConnsPerClient > c.MaxConnsPerClient:
+		return errors.New("config: api: max_idle_connections_per_client must not exceed max_connections_per_client")
 	}
 	for _, cidr := range c.ProxyProtocolFrom {
 		if _, _, err := net.ParseCIDR(cidr); err != nil {

@@ -47,6 +47,7 @@ type Node struct {
 	adminListener  net.Listener // plain HTTP: pprof, metrics
 	adminHTTP      *http.Server
 	audit          *auditSink
+	apiConns       *connLimiter
 	profiler       interface{ Stop() error }
 
 	ctx    context.Context
@@ -150,8 +151,10 @@ func (n *Node) start() error {
 	if len(publicURLs) == 0 {
 		publicURLs = []string{"https://" + advertise}
 	}
+	streams := cfg.Streams.WithDefaults()
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
-		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter()}
+		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams}
+	n.apiConns = newConnLimiter("api", cfg.MaxConnsPerClient, cfg.MaxIdleConnsPerClient, reg)
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
 			return err
@@ -177,8 +180,13 @@ func (n *Node) start() error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(httpErrorLog{n.log}, "", 0),
+		// Streams (audit follows, snapshot downloads) lift WriteTimeout
+		// and give each write its own deadline (api/stream.go); an HTTP/2
+		// connection whose client stops reading altogether is closed.
+		HTTP2:     &http.HTTP2Config{WriteByteTimeout: streams.WriteTimeout},
+		ConnState: n.apiConns.connState,
 	}
-	n.serve(func() error { return n.http.ServeTLS(apiListener, "", "") })
+	n.serve(func() error { return n.http.ServeTLS(n.apiConns.wrap(apiListener), "", "") })
 	if cfg.HTTPListen != "" {
 		if n.publicListener, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 			return fmt.Errorf("node: http listen: %w", err)
@@ -187,9 +195,11 @@ func (n *Node) start() error {
 		if err != nil {
 			return err
 		}
+		httpConns := newConnLimiter("http", cfg.MaxConnsPerClient, cfg.MaxIdleConnsPerClient, reg)
 		n.public = &http.Server{Handler: srv.PublicRoutes(), ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: n.http.ErrorLog}
-		n.serve(func() error { return n.public.Serve(pl) })
+			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, ErrorLog: n.http.ErrorLog,
+			ConnState: httpConns.connState}
+		n.serve(func() error { return n.public.Serve(httpConns.wrap(pl)) })
 	}
 	if cfg.AdminListen != "" {
 		if n.adminListener, err = net.Listen("tcp", cfg.AdminListen); err != nil {

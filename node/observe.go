@@ -47,6 +47,9 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 	})
 	gauge("quorumca_gossip_members", "Live gossip members, this node included.", func() float64 { return float64(n.cluster.GossipMembers()) })
 	gauge("quorumca_audit_entries", "Entries in the audit log.", func() float64 { s, _ := n.fsm.AuditHead(); return float64(s) })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "quorumca_audit_reads_total",
+		Help: "Audit entries and index keys read by audit queries and follows: what they cost."},
+		func() float64 { return float64(n.fsm.AuditReads()) }))
 
 	signs := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "quorumca_signer_duration_seconds",

@@ -155,7 +155,8 @@ func TestProxyProtocolFromBalancersOnly(t *testing.T) {
 	if st, err := send("127.0.0.2", true); err != nil || st != http.StatusCreated {
 		t.Fatalf("through the balancer: %d %v", st, err)
 	}
-	entries, _ := n.node.FSM().Audit(fsmAuditAll("token_create"))
+	page, _ := n.node.FSM().Audit(fsmAuditAll("token_create"))
+	entries := page.Entries
 	if len(entries) != 1 || entries[0].Remote != "203.0.113.7" {
 		t.Fatalf("audit remote: %+v", entries)
 	}

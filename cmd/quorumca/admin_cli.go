@@ -497,7 +497,7 @@ func auditLine(w io.Writer, e client.AuditEntry) {
 func auditList(args []string) int {
 	fs := flag.NewFlagSet("audit list", flag.ContinueOnError)
 	var q client.AuditQuery
-	fs.Uint64Var(&q.After, "after", 0, "entries after this sequence number")
+	fs.Uint64Var(&q.After, "after", 0, "entries after this sequence number (with -follow: 0 streams new entries only)")
 	fs.StringVar(&q.Command, "command", "", "only this command (issue, revoke, provisioner_put, ...)")
 	fs.StringVar(&q.Actor, "actor", "", "only this actor")
 	follow := fs.Bool("follow", false, "keep streaming new entries")
@@ -525,16 +525,9 @@ func auditList(args []string) int {
 	cx, cancel := ctx()
 	defer cancel()
 	var all []client.AuditEntry
-	for {
-		es, err := c.Audit(cx, q)
-		if err != nil {
-			return fail("audit list: %v", err)
-		}
-		all = append(all, es...)
-		if len(es) < 100 {
-			break
-		}
-		q.After = es[len(es)-1].Seq
+	q.Limit = 1000 // pages as large as the server gives, followed by their cursors
+	if err := c.AuditAll(cx, q, func(e client.AuditEntry) error { all = append(all, e); return nil }); err != nil {
+		return fail("audit list: %v", err)
 	}
 	return out(&af, all, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "SEQ\tTIME\tCOMMAND\tOUTCOME\tACTOR\tREMOTE\tNOTE")
@@ -570,21 +563,15 @@ func auditVerify(args []string) int {
 	defer cancel()
 	var prev string
 	var n uint64
-	for q := (client.AuditQuery{Limit: 1000}); ; {
-		es, err := c.Audit(cx, q)
-		if err != nil {
-			return fail("audit verify: %v", err)
+	err = c.AuditAll(cx, client.AuditQuery{Limit: 1000}, func(e client.AuditEntry) error {
+		if err := fsm.VerifyEntry(fsm.AuditEntry(e), n+1, prev); err != nil {
+			return err
 		}
-		for _, e := range es {
-			if err := fsm.VerifyEntry(fsm.AuditEntry(e), n+1, prev); err != nil {
-				return fail("audit verify: %v", err)
-			}
-			prev, n = e.Hash, n+1
-		}
-		if len(es) < q.Limit {
-			break
-		}
-		q.After = es[len(es)-1].Seq
+		prev, n = e.Hash, n+1
+		return nil
+	})
+	if err != nil {
+		return fail("audit verify: %v", err)
 	}
 	fmt.Printf("audit chain verified: %d entries\n", n)
 	return 0

@@ -137,19 +137,15 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 
 // Barrier waits until this node has applied every write the leader had
 // acknowledged when Barrier was called (a read index, as in the Raft paper).
+// Concurrent barriers of a node share read-index rounds (readindex.go).
 func (c *Cluster) Barrier(ctx context.Context) error {
-	var out indexReply
-	err := callLeader(ctx, c, pathIndex, []byte("{}"), &out, func(ctx context.Context) error {
-		var err error
-		out.Index, err = c.leaderIndex()
-		return err
-	})
+	idx, err := c.readIndex(ctx)
 	if err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.HoldTimeout)
 	defer cancel()
-	if err := c.fsm.WaitApplied(wctx, out.Index); err != nil {
+	if err := c.fsm.WaitApplied(wctx, idx); err != nil {
 		return fmt.Errorf("%w: local state did not catch up: %v", ErrNoLeader, err)
 	}
 	return nil
@@ -328,7 +324,7 @@ func (c *Cluster) Handler() http.Handler {
 		return formatReply{Format: fsm.LogFormat}, nil
 	}))
 	mux.HandleFunc("POST "+pathIndex, c.serve(func(ctx context.Context, _ []byte) (any, error) {
-		idx, err := c.leaderIndex()
+		idx, err := c.served.index(ctx)
 		return indexReply{Index: idx}, err
 	}))
 	mux.HandleFunc("POST "+pathWait, c.serve(func(ctx context.Context, body []byte) (any, error) {

@@ -70,6 +70,7 @@ var domainStatus = []struct {
 	{authority.ErrForbidden, http.StatusForbidden, "forbidden"},
 	{authority.ErrNotFound, http.StatusNotFound, "not_found"},
 	{authority.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{cluster.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
 	{cluster.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 }

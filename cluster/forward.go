@@ -39,6 +39,13 @@ const (
 	maxRPCBody = 8 << 20
 )
 
+// MaxCommandBytes bounds one command's encoded envelope: what one forwarding
+// RPC carries, less room for its framing.
+const MaxCommandBytes = maxRPCBody - 64<<10
+
+// ErrTooLarge: a command is larger than MaxCommandBytes.
+var ErrTooLarge = errors.New("cluster: command too large")
+
 // errUnknownPath: the other node runs a binary without this RPC.
 var errUnknownPath = errors.New("cluster: the member does not serve this path")
 
@@ -71,6 +78,9 @@ func translate(err error) error {
 // or a business *fsm.Error.
 // A follower's writes go through its forwarding batcher.
 func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
+	if n := encodedSize(env); n > MaxCommandBytes {
+		return fmt.Errorf("%w: %s command of %d bytes, at most %d", ErrTooLarge, fsm.CommandName(env.Type), n, MaxCommandBytes)
+	}
 	var encoded []byte
 	remote := func(ctx context.Context) error {
 		if encoded == nil {
@@ -93,6 +103,16 @@ func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
 		return err
 	}
 	return retryLeader(ctx, c, remote, local)
+}
+
+// encodedSize bounds the size of env's binary encoding (fsm.Envelope.Encode)
+// without encoding it: the fixed fields take at most 64 bytes.
+func encodedSize(env *fsm.Envelope) int {
+	n := 64 + len(env.ID) + len(env.Payload)
+	if env.Origin != nil {
+		n += len(env.Origin.Actor) + len(env.Origin.Remote)
+	}
+	return n
 }
 
 type applyReply struct {

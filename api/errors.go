@@ -69,6 +69,7 @@ var domainStatus = []struct {
 	{authority.ErrUnauthenticated, http.StatusUnauthorized, "unauthorized"},
 	{authority.ErrForbidden, http.StatusForbidden, "forbidden"},
 	{authority.ErrNotFound, http.StatusNotFound, "not_found"},
+	{authority.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{authority.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{cluster.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},

@@ -112,7 +112,7 @@ func (s *Server) classify(r *http.Request, err error) (int, string, string) {
 	if errors.Is(err, context.Canceled) || !ctxAlive(r.Context()) {
 		return http.StatusServiceUnavailable, "canceled", "request canceled"
 	}
-	s.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("path", r.URL.Path), slog.Any("err", err))
+	s.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("path", LogPath(r)), slog.Any("err", err))
 	return http.StatusInternalServerError, "internal", "internal error"
 }
 

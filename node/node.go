@@ -47,6 +47,7 @@ type Node struct {
 	adminListener  net.Listener // plain HTTP: pprof, metrics
 	adminHTTP      *http.Server
 	audit          *auditSink
+	refusals       *refusalSampler
 	profiler       interface{ Stop() error }
 
 	ctx    context.Context
@@ -66,7 +67,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), refusals: newRefusalSampler(),
 		signers: &signer.Cache{Options: cfg.Signer, AllowInsecure: cfg.AllowInsecureSoftSigner}}
 	if cfg.AllowInsecureSoftSigner {
 		n.log.Warn("allow_insecure_soft_signer is set: CA keys may be files on this node; never do this in production")
@@ -152,6 +153,8 @@ func (n *Node) start() error {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.audit.follow(n.ctx, n.fsm) }()
 	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.summarizeRefusals(n.ctx) }()
 	n.http = &http.Server{
 		Handler: srv.Routes(),
 		TLSConfig: &tls.Config{
@@ -205,19 +208,6 @@ func (n *Node) start() error {
 	}
 	n.log.Info("node started", "api", advertise, "raft", cfg.RaftListen, "bootstrap", cfg.Bootstrap)
 	return nil
-}
-
-// refused logs a request this node refused, with the rule that refused it.
-func (n *Node) refused(r *http.Request, status int, code, msg string) {
-	lvl := slog.LevelInfo
-	if status >= 500 {
-		lvl = slog.LevelWarn
-	}
-	n.log.Log(r.Context(), lvl, "request refused", "component", "audit", "remote", r.RemoteAddr,
-		"method", r.Method, "path", r.URL.Path, "status", status, "code", code, "message", msg)
-	if n.audit != nil {
-		n.audit.refused(n.cfg.NodeName, r, status, code, msg)
-	}
 }
 
 func (n *Node) serve(run func() error) {
@@ -461,6 +451,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.cluster.Shutdown())
 	}
 	n.wg.Wait()
+	n.reportSuppressed()
 	if n.audit != nil {
 		errs = append(errs, n.audit.close())
 	}

@@ -163,6 +163,9 @@ func (c *Cluster) Barrier(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.fsm.AppliedIndex() >= idx {
+		return nil // as a rule on the leader, and on a follower that keeps up
+	}
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.HoldTimeout)
 	defer cancel()
 	if err := c.fsm.WaitApplied(wctx, idx); err != nil {

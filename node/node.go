@@ -210,6 +210,26 @@ func (n *Node) start() error {
 	return nil
 }
 
+// refused logs a request this node refused, with the rule that refused it,
+// if the sampler lets it through (refusals.go). Client-chosen text is
+// bounded and escaped.
+func (n *Node) refused(r *http.Request, status int, code, msg string) {
+	if !n.refusals.allow(r.RemoteAddr, code) {
+		return
+	}
+	line := refusal{Refused: true, Time: time.Now().UTC(), Node: n.cfg.NodeName, Remote: r.RemoteAddr,
+		Method: api.LogText(cutMethod(r.Method)), Path: api.LogPath(r), Status: status, Code: code, Message: api.LogText(msg)}
+	lvl := slog.LevelInfo
+	if status >= 500 {
+		lvl = slog.LevelWarn
+	}
+	n.log.Log(r.Context(), lvl, "request refused", "component", "audit", "remote", line.Remote,
+		"method", line.Method, "path", line.Path, "status", status, "code", code, "message", line.Message)
+	if n.audit != nil {
+		n.audit.write(line)
+	}
+}
+
 func (n *Node) serve(run func() error) {
 	n.wg.Add(1)
 	go func() {

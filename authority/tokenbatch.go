@@ -140,7 +140,7 @@ func (ca *CA) withdrawTokens(ctx context.Context, toks []MintedToken) (int, erro
 				case errors.As(err, &fe): // never committed: nothing to withdraw
 				default:
 					mu.Lock()
-					failed = cmp(failed, err)
+					failed = firstErr(failed, err)
 					mu.Unlock()
 					cancel()
 				}
@@ -163,8 +163,8 @@ feed:
 	return int(withdrawn.Load()), failed
 }
 
-// cmp keeps the first error.
-func cmp(first, err error) error {
+// firstErr keeps the first error.
+func firstErr(first, err error) error {
 	if first != nil {
 		return first
 	}

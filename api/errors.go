@@ -74,7 +74,9 @@ var domainStatus = []struct {
 	{authority.ErrUnauthenticated, http.StatusUnauthorized, "unauthorized"},
 	{authority.ErrForbidden, http.StatusForbidden, "forbidden"},
 	{authority.ErrNotFound, http.StatusNotFound, "not_found"},
+	{authority.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{authority.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{cluster.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
 	{cluster.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 }
@@ -119,7 +121,7 @@ func (s *Server) classify(r *http.Request, err error) (int, string, string) {
 	if errors.Is(err, context.Canceled) || !ctxAlive(r.Context()) {
 		return http.StatusServiceUnavailable, "canceled", "request canceled"
 	}
-	s.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("path", r.URL.Path), slog.Any("err", err))
+	s.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("path", LogPath(r)), slog.Any("err", err))
 	return http.StatusInternalServerError, "internal", "internal error"
 }
 

@@ -6,11 +6,11 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 
+	"github.com/quorumca/quorumca/internal/keyrate"
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -27,7 +27,7 @@ const maxOCSPRequest = 10 << 10
 // and gets a JSON 4xx like any other endpoint.
 func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 	if s.OCSPLimit != nil {
-		key := sourceKey(remoteAddr(r))
+		key := keyrate.Source(remoteAddr(r))
 		if !s.OCSPLimit.Allow(key) {
 			secs := math.Ceil(s.OCSPLimit.Delay(key).Seconds())
 			setOutcome(r, "rate_limited")
@@ -83,19 +83,4 @@ func (s *Server) ocspTryLater(w http.ResponseWriter, status int, retryAfter stri
 	w.Header().Set("Retry-After", retryAfter)
 	w.WriteHeader(status)
 	w.Write(ocsp.TryLaterErrorResponse)
-}
-
-// sourceKey is what a per-source limit counts by: the address, or its /64
-// for IPv6, where one host commonly holds a whole /64.
-func sourceKey(addr string) string {
-	ip, err := netip.ParseAddr(addr)
-	if err != nil {
-		return addr
-	}
-	ip = ip.Unmap().WithZone("")
-	if ip.Is4() {
-		return ip.String()
-	}
-	p, _ := ip.Prefix(64)
-	return p.String()
 }

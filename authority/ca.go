@@ -32,6 +32,7 @@ var (
 	ErrForbidden       = errors.New("permission denied")
 	ErrNotFound        = errors.New("not found")
 	ErrUnavailable     = errors.New("unavailable")
+	ErrTooLarge        = errors.New("request too large")
 )
 
 // State is this node's applied view of the replicated state.

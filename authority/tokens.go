@@ -72,12 +72,6 @@ type MintedToken struct {
 	Token  fsm.Token
 }
 
-// MaxTokenBatch is the most tokens one request mints.
-const MaxTokenBatch = 10000
-
-// tokensPerEntry bounds a Raft entry's size (a token is about 300 bytes).
-const tokensPerEntry = 500
-
 // MintToken creates one single-use enrollment token bound to names, which
 // the provisioner's policy must allow.
 func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest) (*MintedToken, error) {
@@ -89,9 +83,8 @@ func (ca *CA) MintToken(ctx context.Context, admin *fsm.Admin, req TokenRequest)
 	return &ms[0], nil
 }
 
-// MintTokens creates Count tokens, committed in entries of a few hundred.
-// A batch that fails part way has committed its earlier entries; the
-// error says how many.
+// MintTokens creates Count tokens, committed in entries of bounded size
+// (tokenbatch.go). All of them are returned, or an error and none.
 func (ca *CA) MintTokens(ctx context.Context, admin *fsm.Admin, req TokenRequest) ([]MintedToken, error) {
 	name := req.Provisioner
 	if name == "" {
@@ -120,6 +113,7 @@ func (ca *CA) MintTokens(ctx context.Context, admin *fsm.Admin, req TokenRequest
 	}
 	expires := ca.now().Add(ttl).UTC()
 	out := make([]MintedToken, 0, count)
+	var entries tokenEntries
 	for n := 1; n <= count; n++ {
 		sans, err := normalizeNames(expand(req.SANs, n))
 		if err != nil {
@@ -134,16 +128,12 @@ func (ca *CA) MintTokens(ctx context.Context, admin *fsm.Admin, req TokenRequest
 			ID: randomID(12), Hash: hash, Provisioner: prov.Name, SANs: sans,
 			Properties: req.Properties, ExpiresAt: expires, CreatedBy: admin.ID,
 		}})
+		if err := entries.add(&out[len(out)-1].Token, count); err != nil {
+			return nil, err
+		}
 	}
-	for i := 0; i < len(out); i += tokensPerEntry {
-		chunk := out[i:min(i+tokensPerEntry, len(out))]
-		toks := make([]fsm.Token, len(chunk))
-		for j := range chunk {
-			toks[j] = chunk[j].Token
-		}
-		if err := ca.propose(ctx, fsm.CmdTokenCreate, fsm.TokenCreate{Tokens: toks}); err != nil {
-			return nil, fmt.Errorf("after %d of %d tokens: %w", i, len(out), err)
-		}
+	if err := ca.commitTokens(ctx, out, &entries); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

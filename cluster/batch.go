@@ -72,24 +72,34 @@ func (b *batcher) propose(ctx context.Context, data []byte) proposalResult {
 func (b *batcher) run() {
 	defer b.c.wg.Done()
 	ctx := b.c.ctx
+	var held *proposal // would have overfilled the previous batch
 	for {
 		select {
 		case b.slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		var batch []*proposal
-		select {
-		case p := <-b.queue:
-			batch = append(batch, p)
-		case <-ctx.Done():
-			return
-		}
-		size := len(batch[0].data)
-	drain:
-		for len(batch) < maxBatch && size < maxBatchBytes {
+		batch := []*proposal{held}
+		if held == nil {
 			select {
 			case p := <-b.queue:
+				batch[0] = p
+			case <-ctx.Done():
+				return
+			}
+		}
+		held = nil
+		size := len(batch[0].data)
+		// A batch stays within maxBatchBytes unless one command alone is
+		// larger, so a forwarded batch fits one RPC (MaxCommandBytes).
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case p := <-b.queue:
+				if size+len(p.data) > maxBatchBytes {
+					held = p
+					break drain
+				}
 				batch = append(batch, p)
 				size += len(p.data)
 			default:

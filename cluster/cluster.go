@@ -110,6 +110,11 @@ type Cluster struct {
 	batch     *batcher // the leader's group commit
 	fwd       *batcher // a follower's batched forwarding
 
+	// reads: this node's read-index rounds; served: the leader's, for
+	// other nodes' rounds (readindex.go).
+	reads, served *readRounds
+	readMetrics   *readMetrics
+
 	gossip *gossip
 	tls    *nodeTLS
 	joins  *joinGuard // challenges and failed proofs of the join secret
@@ -172,6 +177,14 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	readMetrics, err := newReadMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	c.readMetrics = readMetrics
+	c.reads = newReadRounds(c.ctx, cfg.HoldTimeout, c.readMetrics.rounds.WithLabelValues("asked"), c.askReadIndex)
+	c.served = newReadRounds(c.ctx, cfg.HoldTimeout, c.readMetrics.rounds.WithLabelValues("answered"),
+		func(context.Context) (uint64, error) { return c.leaderIndex() })
 	existing, err := c.start()
 	if err != nil {
 		c.closeStores()

@@ -37,6 +37,13 @@ const (
 	maxRPCBody = 8 << 20
 )
 
+// MaxCommandBytes bounds one command's encoded envelope: what one forwarding
+// RPC carries, less room for its framing.
+const MaxCommandBytes = maxRPCBody - 64<<10
+
+// ErrTooLarge: a command is larger than MaxCommandBytes.
+var ErrTooLarge = errors.New("cluster: command too large")
+
 // errUnknownPath: the other node runs a binary without this RPC.
 var errUnknownPath = errors.New("cluster: the member does not serve this path")
 
@@ -69,6 +76,9 @@ func translate(err error) error {
 // or a business *fsm.Error.
 // A follower's writes go through its forwarding batcher.
 func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
+	if n := encodedSize(env); n > MaxCommandBytes {
+		return fmt.Errorf("%w: %s command of %d bytes, at most %d", ErrTooLarge, fsm.CommandName(env.Type), n, MaxCommandBytes)
+	}
 	var encoded []byte
 	remote := func(ctx context.Context) error {
 		if encoded == nil {
@@ -91,6 +101,16 @@ func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
 		return err
 	}
 	return retryLeader(ctx, c, remote, local)
+}
+
+// encodedSize bounds the size of env's binary encoding (fsm.Envelope.Encode)
+// without encoding it: the fixed fields take at most 64 bytes.
+func encodedSize(env *fsm.Envelope) int {
+	n := 64 + len(env.ID) + len(env.Payload)
+	if env.Origin != nil {
+		n += len(env.Origin.Actor) + len(env.Origin.Remote)
+	}
+	return n
 }
 
 type applyReply struct {
@@ -135,19 +155,18 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 
 // Barrier waits until this node has applied every write the leader had
 // acknowledged when Barrier was called (a read index, as in the Raft paper).
+// Concurrent barriers of a node share read-index rounds (readindex.go).
 func (c *Cluster) Barrier(ctx context.Context) error {
-	var out indexReply
-	err := callLeader(ctx, c, pathIndex, []byte("{}"), &out, func(ctx context.Context) error {
-		var err error
-		out.Index, err = c.leaderIndex()
-		return err
-	})
+	idx, err := c.readIndex(ctx)
 	if err != nil {
 		return err
 	}
+	if c.fsm.AppliedIndex() >= idx {
+		return nil // as a rule on the leader, and on a follower that keeps up
+	}
 	wctx, cancel := context.WithTimeout(ctx, c.cfg.HoldTimeout)
 	defer cancel()
-	if err := c.fsm.WaitApplied(wctx, out.Index); err != nil {
+	if err := c.fsm.WaitApplied(wctx, idx); err != nil {
 		return fmt.Errorf("%w: local state did not catch up: %v", ErrNoLeader, err)
 	}
 	return nil
@@ -317,7 +336,7 @@ func (c *Cluster) Handler() http.Handler {
 		return formatReply{Format: fsm.LogFormat}, nil
 	}))
 	mux.HandleFunc("POST "+pathIndex, c.serve(func(ctx context.Context, _ []byte) (any, error) {
-		idx, err := c.leaderIndex()
+		idx, err := c.served.index(ctx)
 		return indexReply{Index: idx}, err
 	}))
 	mux.HandleFunc("POST "+pathWait, c.serve(func(ctx context.Context, body []byte) (any, error) {

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -327,13 +326,8 @@ func (g *joinGuard) takeNonce(nonce []byte, now time.Time) bool {
 }
 
 // sourceOf is the address a request came from (the device's, behind a
-// balancer that sends the PROXY protocol).
-func sourceOf(r *http.Request) string {
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return host
-	}
-	return r.RemoteAddr
-}
+// balancer that sends the PROXY protocol), an IPv6 one by its /64.
+func sourceOf(r *http.Request) string { return keyrate.Source(r.RemoteAddr) }
 
 // refuse answers a node-certificate request with an error, logs it and
 // reports it.

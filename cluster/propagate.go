@@ -18,12 +18,8 @@ import (
 // down or cut off, and a load balancer's readiness check takes them out.
 func (c *Cluster) Propagate(ctx context.Context) error {
 	var target indexReply
-	err := callLeader(ctx, c, pathIndex, []byte("{}"), &target, func(ctx context.Context) error {
-		var err error
-		target.Index, err = c.leaderIndex()
-		return err
-	})
-	if err != nil {
+	var err error
+	if target.Index, err = c.reads.index(ctx); err != nil {
 		return err
 	}
 	servers, err := c.Servers()

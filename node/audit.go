@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -90,9 +89,9 @@ func (s *auditSink) flush() {
 	s.w.Flush()
 }
 
-func (s *auditSink) refused(node string, r *http.Request, status int, code, msg string) {
-	s.line(refusal{Refused: true, Time: time.Now().UTC(), Node: node, Remote: r.RemoteAddr, Method: r.Method,
-		Path: r.URL.Path, Status: status, Code: code, Message: msg})
+// write writes one line now (a refusal, or a summary of refusals).
+func (s *auditSink) write(v any) {
+	s.line(v)
 	s.flush()
 }
 

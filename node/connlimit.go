@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
 // connLimiter caps, per client address, the connections a listener keeps
@@ -114,32 +115,10 @@ type limitedConn struct {
 	idleSince time.Time
 }
 
-// clientKey is what the caps count by: the IP, or an IPv6 address's /64.
-func clientKey(a net.Addr) string {
-	var ip net.IP
-	switch v := a.(type) {
-	case *net.TCPAddr:
-		ip = v.IP
-	default:
-		host, _, err := net.SplitHostPort(a.String())
-		if err != nil {
-			return a.String()
-		}
-		ip = net.ParseIP(host)
-		if ip == nil {
-			return host
-		}
-	}
-	if ip.To4() == nil && len(ip) == net.IPv6len {
-		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
-	}
-	return ip.String()
-}
-
 // check counts the connection in at its first read or write, or refuses it.
 func (c *limitedConn) check() error {
 	c.admit.Do(func() {
-		key := clientKey(c.Conn.RemoteAddr()) // reads a PROXY header, if one is due
+		key := keyrate.Source(c.Conn.RemoteAddr().String()) // reads a PROXY header, if one is due
 		var evict *limitedConn
 		defer func() { evict.closeConn() }()
 		l := c.l

@@ -191,18 +191,3 @@ cluster {
 		}
 	}
 }
-
-// Keys: the IP, and IPv6 clients by /64.
-func TestClientKey(t *testing.T) {
-	for addr, want := range map[string]string{
-		"192.0.2.1:443":             "192.0.2.1",
-		"[2001:db8:1:2:3:4:5:6]:80": "2001:db8:1:2::/64",
-		"[2001:db8:1:2:ff::1]:80":   "2001:db8:1:2::/64",
-		"[::ffff:192.0.2.1]:80":     "192.0.2.1",
-	} {
-		a, _ := net.ResolveTCPAddr("tcp", addr)
-		if got := clientKey(a); got != want {
-			t.Errorf("%s: %s, want %s", addr, got, want)
-		}
-	}
-}

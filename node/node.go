@@ -48,6 +48,7 @@ type Node struct {
 	adminHTTP      *http.Server
 	audit          *auditSink
 	apiConns       *connLimiter
+	refusals       *refusalSampler
 	profiler       interface{ Stop() error }
 
 	ctx    context.Context
@@ -67,7 +68,7 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeName), refusals: newRefusalSampler(),
 		signers: &signer.Cache{Options: cfg.Signer, AllowInsecure: cfg.AllowInsecureSoftSigner}}
 	if cfg.AllowInsecureSoftSigner {
 		n.log.Warn("allow_insecure_soft_signer is set: CA keys may be files on this node; never do this in production")
@@ -162,6 +163,8 @@ func (n *Node) start() error {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.audit.follow(n.ctx, n.fsm) }()
 	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.summarizeRefusals(n.ctx) }()
 	n.http = &http.Server{
 		Handler: srv.Routes(),
 		// Other nodes ask for their own server name and get this node's
@@ -228,16 +231,23 @@ func (n *Node) start() error {
 	return nil
 }
 
-// refused logs a request this node refused, with the rule that refused it.
+// refused logs a request this node refused, with the rule that refused it,
+// if the sampler lets it through (refusals.go). Client-chosen text is
+// bounded and escaped.
 func (n *Node) refused(r *http.Request, status int, code, msg string) {
+	if !n.refusals.allow(r.RemoteAddr, code) {
+		return
+	}
+	line := refusal{Refused: true, Time: time.Now().UTC(), Node: n.cfg.NodeName, Remote: r.RemoteAddr,
+		Method: api.LogText(cutMethod(r.Method)), Path: api.LogPath(r), Status: status, Code: code, Message: api.LogText(msg)}
 	lvl := slog.LevelInfo
 	if status >= 500 {
 		lvl = slog.LevelWarn
 	}
-	n.log.Log(r.Context(), lvl, "request refused", "component", "audit", "remote", r.RemoteAddr,
-		"method", r.Method, "path", r.URL.Path, "status", status, "code", code, "message", msg)
+	n.log.Log(r.Context(), lvl, "request refused", "component", "audit", "remote", line.Remote,
+		"method", line.Method, "path", line.Path, "status", status, "code", code, "message", line.Message)
 	if n.audit != nil {
-		n.audit.refused(n.cfg.NodeName, r, status, code, msg)
+		n.audit.write(line)
 	}
 }
 
@@ -507,6 +517,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.cluster.Shutdown())
 	}
 	n.wg.Wait()
+	n.reportSuppressed()
 	if n.audit != nil {
 		errs = append(errs, n.audit.close())
 	}

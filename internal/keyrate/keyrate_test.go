@@ -55,3 +55,23 @@ func TestDelayDoesNotCount(t *testing.T) {
 		t.Fatalf("delay after a burst of 1 at 1/s = %v, want (0, 1s]", d)
 	}
 }
+
+// One IPv6 host commonly holds a whole /64: it counts as one source.
+func TestSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":                 "192.0.2.7",
+		"192.0.2.1:443":             "192.0.2.1",
+		"::ffff:192.0.2.7":          "192.0.2.7",
+		"[::ffff:192.0.2.1]:80":     "192.0.2.1",
+		"2001:db8:1:2:aaaa::1":      "2001:db8:1:2::/64",
+		"2001:db8:1:2:bbbb::9":      "2001:db8:1:2::/64",
+		"[2001:db8:1:2:3:4:5:6]:80": "2001:db8:1:2::/64",
+		"2001:db8:1:3:aaaa::1":      "2001:db8:1:3::/64",
+		"fe80::1%eth0":              "fe80::/64",
+		"not-an-address":            "not-an-address",
+	} {
+		if got := Source(in); got != want {
+			t.Errorf("Source(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

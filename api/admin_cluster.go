@@ -70,9 +70,14 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	release, err := s.streams.snapshot("snapshot")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="quorumca-%s.snap"`, time.Now().UTC().Format("20060102T150405Z")))
-	defer s.streams.track("snapshot")()
 	// Large states take a while: no overall deadline, one per write.
 	sw := s.streamWriter(w)
 	if err := sw.idle(); err != nil {
@@ -90,14 +95,19 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	defer s.streams.track("snapshot_restore")()
+	release, err := s.streams.snapshot("snapshot_restore")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	// Large states take a while to upload and install: no overall
 	// deadline; each read of the body gets its own, the reply a fresh one.
 	sw := s.streamWriter(w)
 	if sw.idle() != nil || sw.rc.SetReadDeadline(time.Time{}) != nil {
 		return
 	}
-	err := s.Operator.RestoreSnapshot(ctx, &streamReader{r: r.Body, rc: sw.rc, timeout: sw.timeout})
+	err = s.Operator.RestoreSnapshot(ctx, &streamReader{r: r.Body, rc: sw.rc, timeout: sw.timeout})
 	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		err = &requestError{status: http.StatusRequestTimeout, code: "timeout",

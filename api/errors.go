@@ -48,6 +48,7 @@ var fsmStatus = map[string]int{
 	fsm.ErrProvisioner.Code:      http.StatusBadRequest,
 	fsm.ErrNotFoundAdmin.Code:    http.StatusNotFound,
 	fsm.ErrUpgrading.Code:        http.StatusServiceUnavailable,
+	fsm.ErrMalformed.Code:        http.StatusBadRequest,
 	fsm.ErrLastAdmin.Code:        http.StatusConflict,
 	fsm.ErrAdminInactive.Code:    http.StatusForbidden,
 
@@ -78,6 +79,7 @@ var domainStatus = []struct {
 	{authority.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{cluster.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrInvalid, http.StatusBadRequest, "bad_request"},
 	{cluster.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 }
 

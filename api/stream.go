@@ -23,12 +23,17 @@ import (
 type StreamLimits struct {
 	MaxFollows         int           // audit follows at once on this node (default 64)
 	MaxFollowsPerAdmin int           // of one admin credential (default 4)
-	WriteTimeout       time.Duration // longest one write may wait for the client (default 30s)
+	// MaxSnapshots bounds snapshot downloads and uploads at once on this
+	// node (default 2): each holds a full copy of the state on disk while
+	// the client reads or sends it.
+	MaxSnapshots int
+	WriteTimeout time.Duration // longest one write may wait for the client (default 30s)
 }
 
 const (
 	defaultMaxFollows         = 64
 	defaultMaxFollowsPerAdmin = 4
+	defaultMaxSnapshots       = 2
 	defaultStreamWriteTimeout = 30 * time.Second
 )
 
@@ -39,6 +44,9 @@ func (l StreamLimits) WithDefaults() StreamLimits {
 	}
 	if l.MaxFollowsPerAdmin <= 0 {
 		l.MaxFollowsPerAdmin = defaultMaxFollowsPerAdmin
+	}
+	if l.MaxSnapshots <= 0 {
+		l.MaxSnapshots = defaultMaxSnapshots
 	}
 	if l.WriteTimeout <= 0 {
 		l.WriteTimeout = defaultStreamWriteTimeout
@@ -51,9 +59,10 @@ type streams struct {
 	limits StreamLimits
 	open   *prometheus.GaugeVec
 
-	mu      sync.Mutex
-	follows int
-	byAdmin map[string]int
+	mu        sync.Mutex
+	follows   int
+	byAdmin   map[string]int
+	snapshots int
 }
 
 func newStreams(l StreamLimits, reg prometheus.Registerer) *streams {
@@ -89,6 +98,24 @@ func (s *streams) follow(admin string) (release func(), err error) {
 		if s.byAdmin[admin]--; s.byAdmin[admin] == 0 {
 			delete(s.byAdmin, admin)
 		}
+	}, nil
+}
+
+// snapshot takes a slot for a snapshot download or upload (kind), or says
+// why there is none.
+func (s *streams) snapshot(kind string) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snapshots >= s.limits.MaxSnapshots {
+		return nil, tooManyStreams(fmt.Sprintf("this node already serves %d snapshot transfers, the most allowed; retry later or on another node", s.limits.MaxSnapshots))
+	}
+	s.snapshots++
+	done := s.track(kind)
+	return func() {
+		done()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.snapshots--
 	}, nil
 }
 

@@ -48,6 +48,11 @@ func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 	if _, err := ca.state.Authority(p.Authority); err != nil {
 		return fmt.Errorf("%w: authority: no authority named %q", ErrInvalidRequest, truncate(p.Authority))
 	}
+	if p.Authority == AdminAuthority {
+		// Admin identity is a trust domain of its own: its certificates
+		// are made only for admin records, never through a provisioner.
+		return fmt.Errorf("%w: authority: %q issues admin credentials only; no provisioner may use it", ErrInvalidRequest, AdminAuthority)
+	}
 	if err := CheckPolicy(&p.Policy); err != nil {
 		return fmt.Errorf("%w: policy.%v", ErrInvalidRequest, err)
 	}

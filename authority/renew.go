@@ -58,9 +58,6 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := limitLineage(ca.renewals, rec, "renewals"); err != nil {
-		return nil, err
-	}
 	if rec.Authority == AdminAuthority && rec.Provisioner == "" {
 		// An admin certificate: no provisioner, and the admin record must
 		// follow it. Renewal tokens carry a one-time ID that admin_renew
@@ -70,6 +67,9 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 		}
 		if req.Bearer != "" {
 			return nil, fmt.Errorf("%w: admin certificates renew over mTLS only", ErrForbidden)
+		}
+		if err := limitLineage(ca.renewals, rec, "renewals"); err != nil {
+			return nil, err
 		}
 		return ca.renewAdmin(ctx, rec, leaf, req.CSR)
 	}
@@ -100,6 +100,12 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	}
 	if ca.now().After(rec.NotAfter.Add(prov.Policy.RenewGrace)) {
 		return nil, refuse(fsm.ErrCertExpired, "certificate %s expired beyond the renewal grace window (%s)", rec.Serial, prov.Policy.RenewGrace)
+	}
+	// Counted only now: a certificate that is revoked, replaced or expired
+	// (a thief's old one, say) renews nothing, and must not spend the
+	// budget of the lineage's current certificate either.
+	if err := limitLineage(ca.renewals, rec, "renewals"); err != nil {
+		return nil, err
 	}
 	// The same lifetime again, within what the provisioner allows now.
 	ttl := min(rec.NotAfter.Sub(rec.NotBefore)-backdate, maxTTL(&prov.Policy))

@@ -171,19 +171,69 @@ func TestLineageLimits(t *testing.T) {
 		t.Fatalf("another lineage: %v", err)
 	}
 
+	// Holder revocations: each certificate of a lineage it still holds
+	// counts; one revoked already counts for nothing.
+	c.renewals = limiter(1, 10)
 	_, _, a := c.issueFor(t, "rev.example.com")
-	for i := range 2 {
-		if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(a.SerialNumber), Holder: a}); err != nil {
+	lineage := []*x509.Certificate{a}
+	for range 2 {
+		iss, err := c.Renew(ctx, RenewRequest{PeerCert: lineage[len(lineage)-1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lineage = append(lineage, parsed(t, iss))
+	}
+	for i, cert := range lineage[:2] {
+		if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(cert.SerialNumber), Holder: cert}); err != nil {
 			t.Fatalf("holder revocation %d: %v", i+1, err)
 		}
+		for range 5 { // again: done already, not counted
+			if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(cert.SerialNumber), Holder: cert}); err != nil {
+				t.Fatalf("holder revocation %d again: %v", i+1, err)
+			}
+		}
 	}
-	if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(a.SerialNumber), Holder: a}); !errors.Is(err, ErrRateLimited) {
-		t.Fatalf("3rd holder revocation: %v", err)
+	last := lineage[2]
+	if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(last.SerialNumber), Holder: last}); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("3rd holder revocation in a lineage with a burst of 2: %v", err)
 	}
 	for range 5 {
-		if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(a.SerialNumber), Admin: c.admin}); err != nil {
+		if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(last.SerialNumber), Admin: c.admin}); err != nil {
 			t.Fatalf("admin revocation: %v", err)
 		}
+	}
+}
+
+// Whoever holds a replaced or revoked certificate of a lineage (a thief
+// after the device rotated its key) renews nothing with it and cannot
+// spend the lineage's budgets either: the device still renews and revokes.
+func TestOldCertificatesDoNotSpendTheLineageBudget(t *testing.T) {
+	c := newTestCA(t)
+	ctx := context.Background()
+	c.renewals, c.holderRevocations = limiter(1, 2), limiter(1, 2)
+	_, _, stolen := c.issueFor(t, "thief.example.com")
+	k := ecKey(t, elliptic.P256())
+	iss, err := c.Renew(ctx, RenewRequest{PeerCert: stolen, CSR: csrPEM(t, k, &x509.CertificateRequest{DNSNames: []string{"thief.example.com"}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := parsed(t, iss)
+	if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(stolen.SerialNumber), Admin: c.admin, Reason: "keyCompromise"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if _, err := c.Renew(ctx, RenewRequest{PeerCert: stolen}); errors.Is(err, ErrRateLimited) || err == nil {
+			t.Fatalf("renewing the stolen, replaced and revoked certificate: %v", err)
+		}
+		if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(stolen.SerialNumber), Holder: stolen}); err != nil {
+			t.Fatalf("self-revocation of the revoked certificate: %v", err)
+		}
+	}
+	if _, err := c.Renew(ctx, RenewRequest{PeerCert: current}); err != nil {
+		t.Fatalf("the device renews its current certificate after the thief's attempts: %v", err)
+	}
+	if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(current.SerialNumber), Holder: current}); err != nil {
+		t.Fatalf("the device revokes its current certificate after the thief's attempts: %v", err)
 	}
 }
 

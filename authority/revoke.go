@@ -79,6 +79,11 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 		}
 		by = Actor(req.Admin)
 	case req.Holder != nil && bytes.Equal(req.Holder.Raw, rec.DER):
+		if rec.Revoked() {
+			// Done already: nothing to write, and nothing counted against
+			// the lineage, whose current certificate may need the budget.
+			return rec, nil
+		}
 		if err := limitLineage(ca.holderRevocations, rec, "revocations"); err != nil {
 			return nil, err
 		}

@@ -151,7 +151,12 @@ func Open(cfg Config, f *fsm.FSM) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, fsm: f, log: cfg.Logger.With("component", "cluster"), notifyCh: make(chan bool, 16)}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.tls = &nodeTLS{id: cfg.NodeID, ttl: cfg.NodeCertTTL, ready: make(chan struct{})}
+	c.tls = &nodeTLS{id: cfg.NodeID, ttl: cfg.NodeCertTTL, ready: make(chan struct{}), removedAt: func(id string) time.Time {
+		if n, err := f.Node(id); err == nil {
+			return n.RemovedAt
+		}
+		return time.Time{}
+	}}
 	c.joins = newJoinGuard()
 	c.rpc = &rpcTransport{base: c.tls.rpcClientConfig()}
 	c.rpc.use(nil) // until this node has its certificate
@@ -397,7 +402,7 @@ func (c *Cluster) announceLoop() {
 	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
 	for {
 		wait := 5 * time.Second
-		if cur, err := c.fsm.Node(me.ID); err != nil || *cur != me {
+		if cur, err := c.fsm.Node(me.ID); err != nil || !sameAnnouncement(cur, &me) || !cur.Rejoined() {
 			if err := c.propose(c.ctx, fsm.CmdNodeUpsert, me); err != nil {
 				c.log.Debug("announce: retrying", "err", err)
 				if !backoff.wait(c.ctx) {
@@ -411,6 +416,11 @@ func (c *Cluster) announceLoop() {
 			return
 		}
 	}
+}
+
+// sameAnnouncement: the node table holds what a node would announce.
+func sameAnnouncement(cur, me *fsm.Node) bool {
+	return cur.ID == me.ID && cur.APIAddr == me.APIAddr && cur.RaftAddr == me.RaftAddr && cur.LogFormat == me.LogFormat
 }
 
 func (c *Cluster) propose(ctx context.Context, t fsm.CmdType, payload any) error {

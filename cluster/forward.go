@@ -123,6 +123,9 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 	if c.raft.State() != raft.Leader {
 		return 0, errRetry{ErrNotLeader}
 	}
+	if err := fsm.CheckProposal(env); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	e := *env
 	format := c.logFormat()
 	if need := e.Format(); need > format {
@@ -308,6 +311,8 @@ func (c *Cluster) rpcResult(resp *http.Response, out any) error {
 		return errRetry{fmt.Errorf("forward to %s: status %d", url, resp.StatusCode)}
 	}
 	switch resp.StatusCode {
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %s", errUnknownPath, url)
 	case http.StatusMisdirectedRequest, http.StatusServiceUnavailable:
 		return errRetry{fmt.Errorf("%w: %s", ErrNotLeader, e.Error.Message)}
 	case http.StatusForbidden:
@@ -368,14 +373,41 @@ func (c *Cluster) Handler() http.Handler {
 	mux.HandleFunc("POST "+pathRestore, c.serveRestore)
 	mux.HandleFunc("POST "+pathNodeCert, c.serveNodeCert)
 	mux.HandleFunc("POST "+pathNodeCertChallenge, c.serveChallenge)
-	mux.HandleFunc("POST "+pathJoin, c.serve(func(ctx context.Context, body []byte) (any, error) {
+	mux.HandleFunc("POST "+pathJoin, c.serveJoin)
+	// Anything else, as JSON like every other answer.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeRPCError(w, http.StatusNotFound, "not_found", "no internal RPC "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+// serveJoin adds a node to the cluster: asked by the node itself (its
+// certificate names the id it joins as), or forwarded by a member.
+func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
+	c.serveWith(c.authorized, func(ctx context.Context, body []byte) (any, error) {
 		var req joinRequest
 		if err := json.Unmarshal(body, &req); err != nil || req.ID == "" || req.RaftAddr == "" {
 			return nil, errBadRPC{fmt.Errorf("join needs id and raft_addr")}
 		}
+		if caller := r.TLS.PeerCertificates[0].Subject.CommonName; caller != req.ID && !c.isServer(caller) {
+			return nil, fmt.Errorf("%w: node %q may join only as itself, not as %q", ErrForbidden, caller, req.ID)
+		}
 		return struct{}{}, c.join(ctx, req)
-	}))
-	return mux
+	})(w, r)
+}
+
+// isServer reports whether id is in this node's view of the configuration.
+func (c *Cluster) isServer(id string) bool {
+	servers, err := c.Servers()
+	if err != nil {
+		return false
+	}
+	for _, s := range servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
 }
 
 type errBadRPC struct{ err error }
@@ -389,7 +421,7 @@ func (c *Cluster) serve(fn func(ctx context.Context, body []byte) (any, error)) 
 func (c *Cluster) serveWith(auth func(*http.Request) bool, fn func(ctx context.Context, body []byte) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !auth(r) {
-			writeRPCError(w, http.StatusForbidden, "forbidden", "a node certificate of this cluster is required")
+			c.refuse(w, r, http.StatusForbidden, "forbidden", "a node certificate of this cluster is required")
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRPCBody))
@@ -414,6 +446,8 @@ func (c *Cluster) reply(w http.ResponseWriter, r *http.Request, out any, err err
 		writeRPCError(w, http.StatusConflict, fe.Code, fe.Message)
 	case errors.As(err, &bad), errors.Is(err, ErrInvalid):
 		writeRPCError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, ErrForbidden):
+		c.refuse(w, r, http.StatusForbidden, "forbidden", err.Error())
 	case retryable(err):
 		writeRPCError(w, http.StatusMisdirectedRequest, "not_leader", err.Error())
 	case errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader):

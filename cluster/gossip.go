@@ -373,6 +373,10 @@ func (c *Cluster) reconcile() {
 		s, ok := inRaft[m.ID]
 		switch {
 		case !m.alive:
+		case !ok && !c.rejoined(m.ID):
+			// Removed by an operator and not back with a fresh node
+			// certificate: no node would hear it.
+			c.log.Debug("not adding a removed server until it announces itself again", "id", m.ID)
 		case !ok && voters < g.cfg.Voters:
 			c.log.Info("adding voter from gossip", "id", m.ID, "raft", m.Raft)
 			if c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, timeout).Error() == nil {
@@ -432,6 +436,12 @@ func (c *Cluster) reconcile() {
 			}
 		}
 	}
+}
+
+// rejoined reports whether a node is not removed, or came back since.
+func (c *Cluster) rejoined(id string) bool {
+	n, err := c.fsm.Node(id)
+	return err != nil || n.Rejoined()
 }
 
 // leaveGossip tells the others this node is going, before it stops.

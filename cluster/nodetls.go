@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -62,6 +63,32 @@ type nodeTLS struct {
 	// expire: every forwarded write shows its node certificate, and a chain
 	// check costs a signature verification.
 	verified map[[sha256.Size]byte]time.Time
+
+	// removedAt, if set, says when the node with an id was removed from
+	// the cluster (zero: never): its certificates issued before then are
+	// void. A local read of the replicated node table.
+	removedAt func(id string) time.Time
+}
+
+// nodeCertBackdate is how far before its issue a node certificate's
+// NotBefore lies (clocks differ a little between nodes).
+const nodeCertBackdate = time.Minute
+
+// notRemoved refuses a node certificate issued before its node was removed
+// from the cluster: removing a node takes away the credentials it had, so
+// it cannot renew them, rejoin or write with them, even with a secret it
+// learned before (it needs a certificate issued since, from the cluster CA
+// key or a proof of the current join secret).
+func (n *nodeTLS) notRemoved(leaf *x509.Certificate) error {
+	if n.removedAt == nil {
+		return nil
+	}
+	at := n.removedAt(leaf.Subject.CommonName)
+	if !at.IsZero() && !leaf.NotBefore.Add(nodeCertBackdate).After(at) {
+		return fmt.Errorf("cluster: node %q was removed from the cluster at %s; its certificate predates that",
+			leaf.Subject.CommonName, at.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // maxVerified bounds the verified-certificate cache; a cluster has a few
@@ -143,10 +170,18 @@ func (n *nodeTLS) issue(ctx context.Context, id string, pub crypto.PublicKey) ([
 		return nil, err
 	}
 	now := time.Now()
+	// Certificates keep whole seconds: one issued in the second the node
+	// was removed in must still count as issued after the removal.
+	notBefore := now.Add(-nodeCertBackdate).Truncate(time.Second)
+	if n.removedAt != nil {
+		if at := n.removedAt(id); !notBefore.Add(nodeCertBackdate).After(at) {
+			notBefore = at.Add(-nodeCertBackdate).Truncate(time.Second).Add(time.Second)
+		}
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: id},
 		DNSNames:  []string{nodeTLSName, id + "." + nodeTLSName},
-		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(n.ttl),
+		NotBefore: notBefore, NotAfter: now.Add(n.ttl),
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		AuthorityKeyId: ca.SubjectKeyId,
@@ -182,11 +217,14 @@ func (n *nodeTLS) verify(leaf *x509.Certificate) error {
 		return ErrNoNodeCert
 	}
 	if ok && now.Before(until) {
-		return nil
+		return n.notRemoved(leaf)
 	}
 	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: nodeTLSName, CurrentTime: now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}})
 	if err != nil {
+		return err
+	}
+	if err := n.notRemoved(leaf); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -243,9 +281,17 @@ func (n *nodeTLS) serverConfig() *tls.Config {
 }
 
 // clientConfig presents this node's certificate and checks the peer's.
-func (n *nodeTLS) clientConfig() *tls.Config {
+func (n *nodeTLS) clientConfig() *tls.Config { return n.clientConfigWith(nil) }
+
+// clientConfigWith presents cert, or this node's current certificate.
+func (n *nodeTLS) clientConfigWith(cert *tls.Certificate) *tls.Config {
 	cfg := n.rpcClientConfig()
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.current() }
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if cert != nil {
+			return cert, nil
+		}
+		return n.current()
+	}
 	return cfg
 }
 
@@ -357,11 +403,42 @@ func (s *tlsStream) handshake(conn net.Conn) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
+	pc := &peerConn{Conn: tc, leaf: tc.ConnectionState().PeerCertificates[0], tls: s.tls}
+	pc.checked.Store(time.Now().UnixNano())
 	select {
-	case s.conns <- tc:
+	case s.conns <- pc:
 	case <-s.done:
 		tc.Close()
 	}
+}
+
+// peerConn is a Raft connection from another node. The handshake checked
+// its node certificate; a connection lives on, so the certificate is
+// checked again, at most once a second, as data arrives: a certificate that
+// expires, or whose node an operator removes, stops being heard within a
+// second instead of when the connection happens to break.
+type peerConn struct {
+	net.Conn
+	leaf    *x509.Certificate
+	tls     *nodeTLS
+	checked atomic.Int64 // unix nanoseconds of the last check
+}
+
+const peerRecheck = time.Second
+
+func (c *peerConn) Read(b []byte) (int, error) {
+	now := time.Now()
+	if last := c.checked.Load(); now.UnixNano()-last > int64(peerRecheck) && c.checked.CompareAndSwap(last, now.UnixNano()) {
+		err := c.tls.notRemoved(c.leaf)
+		if err == nil && now.After(c.leaf.NotAfter) {
+			err = errors.New("cluster: the peer's node certificate expired")
+		}
+		if err != nil {
+			c.Conn.Close()
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
 }
 
 func (s *tlsStream) Close() error {

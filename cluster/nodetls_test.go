@@ -3,7 +3,10 @@ package cluster
 import (
 	"context"
 	"crypto/x509"
+	"net"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/quorumca/quorumca/signer"
 )
@@ -63,5 +66,42 @@ func TestVerifiedNodeCertificatesAreRememberedPerAnchor(t *testing.T) {
 	}
 	if err := a.verify(nodeCert(t, b)); err != nil {
 		t.Fatalf("certificate of the new anchor refused: %v", err)
+	}
+}
+
+// A Raft connection from a node that is then removed stops being heard:
+// the next read after the recheck interval fails and closes it. So does
+// one whose certificate expired. A certificate issued in the second of
+// the removal still counts as issued after it.
+func TestRaftConnectionsOfRemovedNodesAreDropped(t *testing.T) {
+	n, _ := testNodeTLS(t, "a")
+	var removed atomic.Pointer[time.Time]
+	n.removedAt = func(id string) time.Time {
+		if at := removed.Load(); at != nil && id == "a" {
+			return *at
+		}
+		return time.Time{}
+	}
+	leaf := nodeCert(t, n)
+	server, client := net.Pipe()
+	defer client.Close()
+	pc := &peerConn{Conn: server, leaf: leaf, tls: n}
+	pc.checked.Store(time.Now().UnixNano())
+	go client.Write([]byte("x"))
+	if _, err := pc.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("read from a member: %v", err)
+	}
+	at := time.Now()
+	removed.Store(&at)
+	pc.checked.Store(at.Add(-2 * peerRecheck).UnixNano()) // the last check was a while ago
+	go client.Write([]byte("y"))
+	if _, err := pc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read from a removed node's connection")
+	}
+	if _, err := client.Write([]byte("z")); err == nil {
+		t.Fatal("the removed node's connection stayed open")
+	}
+	if err := n.verify(nodeCert(t, n)); err != nil {
+		t.Fatalf("a certificate issued after the removal (in its second) is refused: %v", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/quorumca/quorumca/fsm"
 )
 
 // Operator actions on the Raft group, run on the leader.
@@ -84,11 +85,26 @@ func (c *Cluster) removeLocal(id string) error {
 			voters++
 		}
 	}
+	_, known := c.fsm.Node(id)
 	switch {
-	case !found:
+	case !found && known != nil:
 		return fmt.Errorf("%w: no server %q in the configuration", ErrInvalid, id)
 	case voters == 1 && id == c.cfg.NodeID:
 		return fmt.Errorf("%w: %s is the last voter", ErrInvalid, id)
+	}
+	// First void the node's certificates (every node refuses those issued
+	// before now), then take it out of the configuration: a removed node
+	// cannot write, renew its certificate or rejoin on what it had.
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.HoldTimeout)
+	defer cancel()
+	if err := c.propose(ctx, fsm.CmdNodeRemove, fsm.NodeRemove{ID: id}); errors.Is(err, fsm.ErrUpgrading) {
+		c.log.Warn("removing server: its node certificates stay valid until they expire, until every server runs this release", "id", id)
+	} else if err != nil {
+		return err
+	}
+	if !found {
+		c.log.Info("node certificates voided; it was no server", "id", id)
+		return nil
 	}
 	c.log.Info("removing server", "id", id)
 	return translate(c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.HoldTimeout).Error())

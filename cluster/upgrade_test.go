@@ -118,6 +118,8 @@ type upgradeCluster struct {
 	cert tls.Certificate
 }
 
+const upgradeSecret = "test-cluster-secret-0123456789"
+
 func newUpgradeCluster(t *testing.T) *upgradeCluster {
 	dir := t.TempDir()
 	return &upgradeCluster{t: t, dir: dir, key: testCAKey(t, dir), cert: apiTLS(t)}
@@ -127,15 +129,26 @@ func newUpgradeCluster(t *testing.T) *upgradeCluster {
 // a binary from before log format 1 would: no apply-batch, no format, and
 // apply reads JSON envelopes only.
 func (u *upgradeCluster) member(id string, bootstrap bool, join []string, old *atomic.Bool) (*Cluster, *fsm.FSM, *apiServer) {
+	return u.memberWith(id, bootstrap, join, old, nil)
+}
+
+// memberWith is member with its configuration adjusted by mutate; each
+// member gets directories of its own, so an id may come back.
+func (u *upgradeCluster) memberWith(id string, bootstrap bool, join []string, old *atomic.Bool, mutate func(*Config)) (*Cluster, *fsm.FSM, *apiServer) {
 	t := u.t
 	api := startAPI(t, u.cert)
-	f, err := fsm.Open(filepath.Join(u.dir, id+".db"))
+	dir := t.TempDir()
+	f, err := fsm.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Open(Config{NodeID: id, Dir: filepath.Join(u.dir, id), RaftBind: freeport.For(t), APIAdvertise: api.addr,
-		Bootstrap: bootstrap, Join: join, CAKey: u.key, Timing: FastTiming(),
-		Logger: slog.New(slog.DiscardHandler)}, f)
+	cfg := Config{NodeID: id, Dir: filepath.Join(dir, "raft"), RaftBind: freeport.For(t), APIAdvertise: api.addr,
+		Bootstrap: bootstrap, Join: join, CAKey: u.key, Secret: upgradeSecret, Timing: FastTiming(),
+		Logger: slog.New(slog.DiscardHandler)}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := Open(cfg, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 func init() {
 	register(CmdAuthorityPut, "authority_put", 2, applyAuthorityPut)
 	register(CmdNodeUpsert, "node_upsert", 1, applyNodeUpsert)
+	register(CmdNodeRemove, "node_remove", 1, applyNodeRemove)
+	needsFormat(CmdNodeRemove, 1, 2)
 	register(CmdAdminCreate, "admin_create", 3, applyAdminCreate)
 	needsFormat(CmdAdminCreate, 3, 2)
 	register(CmdAdminRevoke, "admin_revoke", 1, applyAdminRevoke)
@@ -102,11 +104,40 @@ func applyIssuerAdd(a *applyCtx) error {
 	return nil
 }
 
+// applyNodeUpsert stores a node's addresses as it announced them. A
+// removal stays on record (its time voids older node certificates); the
+// announcement's time says the node came back since.
 func applyNodeUpsert(a *applyCtx) error {
 	var in Node
 	a.decode(&in)
 	a.notef("node=%s api=%s raft=%s", in.ID, in.APIAddr, in.RaftAddr)
+	var cur Node
+	if getJSON(a.tx, bNodes, []byte(in.ID), &cur) == nil {
+		in.RemovedAt = cur.RemovedAt
+	}
+	in.AnnouncedAt = a.now
 	putJSON(a.tx, bNodes, []byte(in.ID), &in)
+	return nil
+}
+
+// NodeRemove records that an operator removed a node from the cluster.
+type NodeRemove struct {
+	ID string `json:"id"`
+}
+
+// applyNodeRemove marks a node removed now. The node may be unknown to the
+// node table (it never announced itself): the mark is what counts.
+func applyNodeRemove(a *applyCtx) error {
+	var in NodeRemove
+	a.decode(&in)
+	if in.ID == "" {
+		return reject(ErrConflict, "node removal needs an id")
+	}
+	a.notef("node=%s", in.ID)
+	cur := Node{ID: in.ID}
+	getJSON(a.tx, bNodes, []byte(in.ID), &cur)
+	cur.RemovedAt = a.now
+	putJSON(a.tx, bNodes, []byte(in.ID), &cur)
 	return nil
 }
 

@@ -12,10 +12,6 @@ import (
 // by each issuer of an authority, signs that authority's OCSP answers so
 // that OCSP never spends the issuing keys' signing quota. The certificates
 // are made by the proposing node; the FSM only stores them.
-const (
-	CmdOCSPResponderPut CmdType = 18
-	CmdOCSPResponderDel CmdType = 19
-)
 
 func init() {
 	register(CmdOCSPResponderPut, "ocsp_responder_put", 1, applyOCSPResponderPut)

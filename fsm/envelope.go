@@ -31,8 +31,11 @@ const (
 	CmdAdminRevoke    CmdType = 13
 	CmdAdminWithdraw  CmdType = 14
 	CmdAdminRenew     CmdType = 15
-	CmdRenew          CmdType = 16
-	CmdRevokeDeferCRL CmdType = 17
+	CmdRenew            CmdType = 16
+	CmdRevokeDeferCRL   CmdType = 17
+	CmdOCSPResponderPut CmdType = 18
+	CmdOCSPResponderDel CmdType = 19
+	CmdNodeRemove       CmdType = 25
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -314,9 +317,12 @@ type batchTx struct {
 // notef sets the audit note.
 func (a *applyCtx) notef(format string, args ...any) { a.note = fmt.Sprintf(format, args...) }
 
-// decode unmarshals the payload. A payload that does not decode was written by
-// a node with a bug; applying something else instead would diverge replicas.
-// A version its handler registered as a binary frame is read from one.
+// decode unmarshals the payload. A version its handler registered as a
+// binary frame is read from one. A payload that does not decode leaves
+// the handler (handlers decode before they check or write anything) and the
+// command is refused as malformed, alike on every node: the leader takes
+// envelopes from other nodes, and one bad payload must not stop the
+// cluster (every node would fail on it again at every restart).
 func (a *applyCtx) decode(v any) {
 	var err error
 	if p, ok := v.(payloadReader); ok && handlers[a.env.Type].isBinary(a.env.Version) {
@@ -325,8 +331,37 @@ func (a *applyCtx) decode(v any) {
 		err = json.Unmarshal(a.env.Payload, v)
 	}
 	if err != nil {
-		panic(fmt.Sprintf("fsm: index %d: undecodable %s payload: %v", a.index, CommandName(a.env.Type), err))
+		panic(malformed{fmt.Errorf("index %d: undecodable %s payload: %v", a.index, CommandName(a.env.Type), err)})
 	}
+}
+
+// malformed is decode's way out of a handler.
+type malformed struct{ err error }
+
+// run applies h, turning an undecodable payload into a refusal.
+func (h handler) run(a *applyCtx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			m, ok := r.(malformed)
+			if !ok {
+				panic(r)
+			}
+			err = reject(ErrMalformed, m.err.Error())
+		}
+	}()
+	return h.fn(a)
+}
+
+// CheckProposal refuses an envelope no node could apply: an unknown command,
+// or a version this binary does not know (older binaries are kept out by
+// the log format gate). Such an entry would stop every node that applies
+// it, so the leader checks each envelope before proposing it.
+func CheckProposal(e *Envelope) error {
+	h, ok := handlers[e.Type]
+	if !ok || e.Version == 0 || e.Version > h.version {
+		return fmt.Errorf("fsm: command %d version %d is not known", e.Type, e.Version)
+	}
+	return nil
 }
 
 type handlerFunc func(a *applyCtx) error

@@ -45,6 +45,9 @@ var (
 	// ErrAdminInactive: an admin credential that is revoked, expired,
 	// superseded by its renewal, or (recovery) used up.
 	ErrAdminInactive = &Error{Code: "admin_inactive", Message: "admin credential revoked, expired or used"}
+	// ErrMalformed: the payload does not decode (a node's bug, or a node
+	// that writes garbage); refused alike everywhere.
+	ErrMalformed = &Error{Code: "malformed_command", Message: "command payload does not decode"}
 	// ErrUpgrading: the command needs a log format some server of the
 	// cluster does not read yet (Envelope.Format); nothing was proposed.
 	ErrUpgrading = &Error{Code: "upgrade_in_progress", Message: "a server of the cluster runs an older release that cannot apply this command yet"}

@@ -240,7 +240,7 @@ func (bt *batchTx) applyEnvelope(index uint64, data []byte) any {
 		panic(fmt.Sprintf("fsm: index %d: command %d version %d not supported by this binary", index, env.Type, env.Version))
 	}
 	a := &applyCtx{tx: bt.tx, bt: bt, index: index, now: time.Unix(0, env.Time).UTC(), env: env}
-	err = h.fn(a)
+	err = h.run(a)
 	appendAudit(a, h.name, err)
 	if err != nil {
 		return err

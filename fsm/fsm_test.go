@@ -506,6 +506,32 @@ func TestUnknownCommandVersionPanics(t *testing.T) {
 	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
 }
 
+// A payload that does not decode is refused, not applied and not fatal:
+// every node refuses it alike and carries on.
+func TestUndecodablePayloadIsRefused(t *testing.T) {
+	f := openTest(t)
+	before := f.Digest()
+	index := uint64(0)
+	for _, p := range [][]byte{[]byte("x"), []byte(`{"`), {0xff, 0x00}} {
+		for _, typ := range []CmdType{CmdIssue, CmdAdminCreate, CmdRevoke, CmdTokenCreate} {
+			env := &Envelope{Type: typ, Version: handlers[typ].version, Payload: p}
+			data, _ := env.Encode()
+			index++
+			got := f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: data})
+			if err, ok := got.(error); !ok || !errors.Is(err, ErrMalformed) {
+				t.Errorf("%s with payload %q: %v, want %s", CommandName(typ), p, got, ErrMalformed.Code)
+			}
+		}
+	}
+	if f.Digest() != before {
+		t.Error("a refused payload changed state")
+	}
+	if CheckProposal(&Envelope{Type: 0, Version: 1}) == nil || CheckProposal(&Envelope{Type: CmdIssue, Version: 99}) == nil ||
+		CheckProposal(&Envelope{Type: CmdIssue, Version: 0}) == nil {
+		t.Error("an unknown command or version passes CheckProposal")
+	}
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
 	env, _ := NewEnvelope(CmdIssue, "x", Issue{TokenHash: hashOf("a"), Cert: cert("01", "a")})
 	env.Origin = &Origin{Actor: "token:1", Remote: "127.0.0.1"}

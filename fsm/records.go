@@ -172,7 +172,18 @@ type Node struct {
 	// itself (0 for releases before the field): the leader counts a server
 	// that does not answer as this.
 	LogFormat int `json:"log_format,omitempty"`
+	// RemovedAt is when an operator removed the node from the cluster:
+	// every node certificate for its id issued before then is void
+	// (cluster/nodetls.go), so a removed node cannot come back on the
+	// credentials it had. AnnouncedAt is when the node last announced
+	// itself, which takes a valid certificate: after RemovedAt, it came
+	// back with a fresh one. Both are the leader's clock.
+	RemovedAt   time.Time `json:"removed_at,omitzero"`
+	AnnouncedAt time.Time `json:"announced_at,omitzero"`
 }
+
+// Rejoined reports whether a removed node has announced itself since.
+func (n *Node) Rejoined() bool { return n.RemovedAt.IsZero() || n.AnnouncedAt.After(n.RemovedAt) }
 
 // Provisioner kinds.
 const (

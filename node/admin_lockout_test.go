@@ -381,3 +381,20 @@ func mustAdmins(t *testing.T, tn *testNode) []*fsm.Admin {
 	}
 	return as
 }
+
+// The admin authority issues admin credentials only: no provisioner may be
+// bound to it, so no token yields a certificate under the admin CA.
+func TestNoProvisionerOnTheAdminAuthority(t *testing.T) {
+	c := adminCluster(t, 1)
+	n := c.nodes[0]
+	before := n.node.FSM().Digest()
+	d := fleetProvisioner(".fleet.example")
+	d["name"], d["authority"] = "admins-by-token", "admin"
+	r := c.do(n, "POST", "/v1/admin/provisioners", d, c.admin)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "authority") {
+		t.Fatalf("a provisioner on the admin authority: %d %s", r.status, r.body)
+	}
+	if n.node.FSM().Digest() != before {
+		t.Error("the refused provisioner changed state")
+	}
+}

@@ -372,3 +372,49 @@ func TestClientPagesAndFollowsTheAuditLog(t *testing.T) {
 		t.Fatal("nothing followed")
 	}
 }
+
+// Snapshot transfers hold a full copy of the state each: a node serves a
+// bounded number at once, 429 beyond, and a slot comes back when one ends.
+func TestSnapshotTransfersAreCapped(t *testing.T) {
+	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
+		c.configure = func(cfg *Config) { cfg.Streams = api.StreamLimits{MaxSnapshots: 1} }
+	})
+	n := c.nodes[0]
+	r := c.do(n, "POST", "/v1/admin/tokens?format=text", map[string]any{"sans": []string{"dev-{n}.example"}, "count": 10000}, c.admin)
+	if r.status != http.StatusCreated {
+		t.Fatalf("mint: %d %s", r.status, r.body)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(c.pki.Root())
+	download := func() *http.Response {
+		req, _ := http.NewRequest("GET", "https://"+n.node.APIAddr()+"/v1/admin/snapshot", nil)
+		req.Header.Set("Authorization", "Bearer "+c.admin)
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+			DialContext: (&net.Dialer{Control: smallReceiveBuffer}).DialContext}}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	held := download() // read nothing: the server waits on it
+	if held.StatusCode != http.StatusOK {
+		t.Fatalf("first download: %d", held.StatusCode)
+	}
+	second := download()
+	body, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	if second.StatusCode != http.StatusTooManyRequests || second.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "too_many_streams") {
+		t.Fatalf("a second snapshot download while one is held: %d %s", second.StatusCode, body)
+	}
+	held.Body.Close()
+	waitFor(t, 40*time.Second, "the first download's slot to come back", func() bool {
+		return c.metric(n, "quorumca_api_streams", map[string]string{"kind": "snapshot"}) == 0
+	})
+	third := download()
+	io.Copy(io.Discard, third.Body)
+	third.Body.Close()
+	if third.StatusCode != http.StatusOK {
+		t.Errorf("a download after the first ended: %d", third.StatusCode)
+	}
+}

@@ -12,7 +12,8 @@
 #      HAProxy passes TLS through to a node;
 #   5. the audit entry of the enrollment names the device's address, not
 #      HAProxy's (PROXY protocol);
-#   6. the admin revokes the renewed certificate; OCSP and the CRL, over
+#   6. the admin revokes the renewed certificate; OCSP at once and the CRL
+#      within its interval, over
 #      HAProxy's plain-HTTP frontend, report it revoked, and renewing with it
 #      is refused.
 # It replaces a compose cluster that is already running (same project), and
@@ -120,11 +121,20 @@ ocsp=$(openssl ocsp -issuer issuer.pem -cert renewed.pem -url "$plain/v1/ocsp" -
 	fail "openssl ocsp: $ocsp"
 grep -q 'renewed.pem: revoked' <<<"$ocsp" || fail "OCSP does not report the certificate revoked: $ocsp"
 grep -q 'Response verify OK' <<<"$ocsp" || fail "OCSP response does not verify: $ocsp"
-curl -sS --fail "$plain/v1/crl" -o crl.der
-crl=$(openssl crl -inform DER -in crl.der -CAfile issuer.pem -noout 2>&1) || fail "openssl crl: $crl"
-grep -q 'verify OK' <<<"$crl" || fail "the CRL's signature does not verify: $crl"
-crl=$(openssl crl -inform DER -in crl.der -noout -text)
-grep -qi "Serial Number: 0*$(sed 's/^0*//' <<<"$renewed")\$" <<<"$crl" || fail "the CRL does not list $renewed: $crl"
+# The leader re-signs the CRL within its interval (5 s by default).
+listed=""
+for _ in $(seq 1 40); do
+	curl -sS --fail "$plain/v1/crl" -o crl.der
+	crl=$(openssl crl -inform DER -in crl.der -CAfile issuer.pem -noout 2>&1) || fail "openssl crl: $crl"
+	grep -q 'verify OK' <<<"$crl" || fail "the CRL's signature does not verify: $crl"
+	crl=$(openssl crl -inform DER -in crl.der -noout -text)
+	if grep -qi "Serial Number: 0*$(sed 's/^0*//' <<<"$renewed")\$" <<<"$crl"; then
+		listed=1
+		break
+	fi
+	sleep 0.5
+done
+[ -n "$listed" ] || fail "the CRL does not list $renewed 20 s after its revocation: $crl"
 if tcurl --cert renewed.pem --key device.key -X POST "$api/v1/renew" >refused.json 2>/dev/null; then
 	fail "a revoked certificate renewed"
 fi

@@ -21,8 +21,8 @@ import (
 
 // StreamLimits bound long responses. Zero values take the defaults.
 type StreamLimits struct {
-	MaxFollows         int           // audit follows at once on this node (default 64)
-	MaxFollowsPerAdmin int           // of one admin credential (default 4)
+	MaxFollows         int // audit follows at once on this node (default 64)
+	MaxFollowsPerAdmin int // of one admin credential (default 4)
 	// MaxSnapshots bounds snapshot downloads and uploads at once on this
 	// node (default 2): each holds a full copy of the state on disk while
 	// the client reads or sends it.

@@ -16,21 +16,21 @@ import (
 type CmdType uint16
 
 const (
-	CmdAuthorityPut   CmdType = 1
-	CmdNodeUpsert     CmdType = 2
-	CmdAdminCreate    CmdType = 3
-	CmdTokenCreate    CmdType = 4
-	CmdIssue          CmdType = 5
-	CmdTokenPrune     CmdType = 6
-	CmdProvisionerPut CmdType = 7
-	CmdTokenRevoke    CmdType = 8
-	CmdRevoke         CmdType = 9
-	CmdCRLPut         CmdType = 10
-	CmdIssuerAdd      CmdType = 11
-	CmdProvisionerDel CmdType = 12
-	CmdAdminRevoke    CmdType = 13
-	CmdAdminWithdraw  CmdType = 14
-	CmdAdminRenew     CmdType = 15
+	CmdAuthorityPut     CmdType = 1
+	CmdNodeUpsert       CmdType = 2
+	CmdAdminCreate      CmdType = 3
+	CmdTokenCreate      CmdType = 4
+	CmdIssue            CmdType = 5
+	CmdTokenPrune       CmdType = 6
+	CmdProvisionerPut   CmdType = 7
+	CmdTokenRevoke      CmdType = 8
+	CmdRevoke           CmdType = 9
+	CmdCRLPut           CmdType = 10
+	CmdIssuerAdd        CmdType = 11
+	CmdProvisionerDel   CmdType = 12
+	CmdAdminRevoke      CmdType = 13
+	CmdAdminWithdraw    CmdType = 14
+	CmdAdminRenew       CmdType = 15
 	CmdRenew            CmdType = 16
 	CmdRevokeDeferCRL   CmdType = 17
 	CmdOCSPResponderPut CmdType = 18

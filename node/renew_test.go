@@ -226,10 +226,14 @@ func TestRenewalsAreLimitedPerLineage(t *testing.T) {
 	})
 	n := c.nodes[0]
 	h := c.enrollHolder(n, "limited.example")
-	for i := range 2 {
-		if r := c.mtls(h, n, "POST", "/v1/renew", nil, ""); r.status != http.StatusCreated {
+	for i := range 2 { // down the lineage: each renewal makes a new certificate
+		r := c.mtls(h, n, "POST", "/v1/renew", nil, "")
+		if r.status != http.StatusCreated {
 			t.Fatalf("renewal %d: %d %s", i+1, r.status, r.body)
 		}
+		var s signed
+		r.decode(t, &s)
+		h = c.holderOf(h.key, s)
 	}
 	r := c.mtls(h, n, "POST", "/v1/renew", nil, "")
 	if r.status != http.StatusTooManyRequests || r.errorCode() != "rate_limited" {

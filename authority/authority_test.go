@@ -68,6 +68,7 @@ type testCA struct {
 	clock *offsetClock
 	admin *fsm.Admin
 	signs *signCount // signatures made, by key scheme
+	store *OCSPStore // OCSP answers on disk
 }
 
 // offsetClock is the real clock moved forward by tests.
@@ -89,6 +90,12 @@ func (c *offsetClock) Advance(d time.Duration) {
 }
 
 func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	return newTestCAWith(t, nil)
+}
+
+// newTestCAWith is newTestCA with its Config adjusted by configure.
+func newTestCAWith(t testing.TB, configure func(*Config)) *testCA {
 	t.Helper()
 	dir := t.TempDir()
 	f, err := fsm.Open(filepath.Join(dir, "state.db"))
@@ -114,8 +121,18 @@ func newTestCA(t testing.TB) *testCA {
 		t.Fatal(err)
 	}
 	clock, signs := &offsetClock{}, &signCount{}
-	ca := New(Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now,
-		Signers: &signer.Cache{AllowInsecure: true, Observe: signs.observe}})
+	// As a node has it: the answers on disk behind the memory cache.
+	store, err := OpenOCSPStore(filepath.Join(dir, "ocsp.db"), OCSPStoreOptions{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	cfg := Config{State: f, Proposer: &localRaft{f: f, now: clock.Now}, Now: clock.Now,
+		Signers: &signer.Cache{AllowInsecure: true, Observe: signs.observe}, OCSPStore: store}
+	if configure != nil {
+		configure(&cfg)
+	}
+	ca := New(cfg)
 	if err := ca.PutAuthority(context.Background(), fsm.Authority{Name: DefaultAuthority, Root: root.Raw,
 		Issuers: []fsm.Issuer{{Chain: [][]byte{inter.Raw}, KeyURI: uri}}, BaseURL: "http://ca.example.com:8080"}); err != nil {
 		t.Fatal(err)
@@ -124,7 +141,7 @@ func newTestCA(t testing.TB) *testCA {
 		Authority: DefaultAuthority, Policy: DefaultPolicy()}, 0); err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{CA: ca, f: f, root: root, clock: clock, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}, signs: signs}
+	return &testCA{CA: ca, f: f, root: root, clock: clock, admin: &fsm.Admin{ID: "test-admin", Role: RoleAdmin}, signs: signs, store: store}
 }
 
 func (c *testCA) signToken(ctx context.Context, csr []byte, token string) (*Issued, error) {

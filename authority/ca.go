@@ -84,6 +84,7 @@ type CA struct {
 	certs certCache     // parsed issuer certificates
 
 	ocsp       ocspCache    // signed OCSP answers
+	ocspStore  *OCSPStore   // the same, on disk; nil: memory only
 	ocspFlight flight       // OCSP answers being signed
 	ocspWarned atomic.Int64 // unix time of the last warning about the OCSP responder
 	// Per certificate lineage, on this node (limits.go).
@@ -132,6 +133,10 @@ type Config struct {
 	// OCSPCacheBytes bounds the signed OCSP answers kept in memory
 	// (0: DefaultOCSPCacheBytes).
 	OCSPCacheBytes int
+	// OCSPStore keeps signed OCSP answers on disk behind that cache, so
+	// each is signed once per half validity however many certificates
+	// are asked about. nil: memory only (tests, tools).
+	OCSPStore *OCSPStore
 	// Limits are the per-lineage limits; zero fields take the defaults.
 	Limits LineageLimits
 }
@@ -150,6 +155,7 @@ func New(c Config) *CA {
 	l := c.Limits.withDefaults()
 	return &CA{state: c.State, raft: c.Proposer, signers: c.Signers, now: c.Now, log: c.Logger.With("component", "authority"),
 		ocsp:              ocspCache{max: c.OCSPCacheBytes},
+		ocspStore:         c.OCSPStore,
 		renewals:          keyrate.New(l.RenewalsPerMinute/60, l.RenewalBurst, 0),
 		holderRevocations: keyrate.New(l.HolderRevocationsPerMinute/60, l.HolderRevocationBurst, 0)}
 }

@@ -25,6 +25,9 @@ import (
 //     cache entry;
 //   - a certificate's answer is signed once per status, served until half
 //     its validity has passed, and concurrent askers share that signature;
+//     answers are kept on disk behind the memory cache (ocsp_store.go), so
+//     this holds however many certificates are asked about, and across
+//     restarts;
 //   - with a delegated responder (ocsp_responder.go) the answers are signed
 //     by a key of its own, so OCSP never spends the issuing key's quota.
 
@@ -75,17 +78,20 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	}
 	by := "issuer"
 	if rc != nil {
-		by = "responder " + resp.KeyURI
+		// The certified key itself, not only its URI: an alias pointed at
+		// a new key retires what the old one signed. A renewed
+		// certificate for the same key does not.
+		by = "responder " + resp.KeyURI + " " + IssuerID(rc)
 	}
 	// The status read just now is part of the key: a revocation is never
-	// answered from a cached "good". So is who signs: once a responder is
+	// answered from a stored "good". So is who signs: once a responder is
 	// removed or its key replaced, nothing it signed is served again.
 	key := fmt.Sprintf("%s/%s/%s/%d/%s/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state, by)
-	if der, ok := ca.ocsp.get(key, now); ok {
+	if der, ok := ca.storedOCSP(key, now); ok {
 		return der, nil
 	}
 	return ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
-		if der, ok := ca.ocsp.get(key, now); ok {
+		if der, ok := ca.storedOCSP(key, now); ok {
 			return der, nil // signed by the flight that just ended
 		}
 		// Not bound to this request: the signature serves every asker.
@@ -104,9 +110,24 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		if err != nil {
 			return nil, signError(err)
 		}
-		ca.ocsp.put(key, der, tmpl.ThisUpdate.Add(ocspValidity/2))
+		stale := tmpl.ThisUpdate.Add(ocspValidity / 2)
+		ca.ocsp.put(key, der, stale)
+		ca.ocspStore.put(key, der, stale)
 		return der, nil
 	})
+}
+
+// storedOCSP finds an answer still served at now: in memory, else on
+// disk (one bolt read), which then puts it back in memory.
+func (ca *CA) storedOCSP(key string, now time.Time) ([]byte, bool) {
+	if der, ok := ca.ocsp.get(key, now); ok {
+		return der, true
+	}
+	der, stale, ok := ca.ocspStore.get(key, now)
+	if ok {
+		ca.ocsp.put(key, der, stale)
+	}
+	return der, ok
 }
 
 // ocspDelegate returns the authority's delegated responder and its

@@ -9,9 +9,10 @@ import (
 )
 
 // ocspCache keeps signed OCSP answers, least recently used first out, in
-// a bounded number of bytes. Only answers for certificates this cluster
-// issued are ever put here, so the working set is bounded by what was
-// issued: requests for made-up serials cannot push real answers out.
+// a bounded number of bytes: the hot tier in front of the OCSPStore on
+// disk. Only answers for certificates this cluster issued are ever put
+// here, so the working set is bounded by what was issued: requests for
+// made-up serials cannot push real answers out.
 type ocspCache struct {
 	mu    sync.Mutex
 	max   int // bytes; 0: DefaultOCSPCacheBytes

@@ -77,7 +77,8 @@ http {
 # address (an IPv6 /64 counts as one) may ask rate per second, with bursts;
 # beyond that it gets 429 and the OCSP "tryLater" answer. Behind a balancer,
 # use the PROXY protocol (api.proxy_protocol_from) so sources are devices,
-# not the balancer. Signed answers are kept in up to cache_mb MiB.
+# not the balancer. The most recently used signed answers are kept in up
+# to cache_mb MiB of memory, every answer still served in <data_dir>/ocsp.db.
 ocsp {
   rate     = 100
   burst    = 1000

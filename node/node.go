@@ -36,6 +36,7 @@ type Node struct {
 	cfg      Config
 	log      *slog.Logger
 	fsm      *fsm.FSM
+	ocsp     *authority.OCSPStore // signed OCSP answers: this node's own, not replicated
 	cluster  *cluster.Cluster
 	ca       *authority.CA
 	signers  *signer.Cache
@@ -114,6 +115,9 @@ func (n *Node) start() error {
 	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
 		return err
 	}
+	if n.ocsp, err = authority.OpenOCSPStore(filepath.Join(cfg.DataDir, "ocsp.db"), authority.OCSPStoreOptions{Now: cfg.Now, Logger: n.log}); err != nil {
+		return err
+	}
 	if n.listener, err = net.Listen("tcp", cfg.APIListen); err != nil {
 		return fmt.Errorf("node: api listen: %w", err)
 	}
@@ -145,7 +149,7 @@ func (n *Node) start() error {
 		return err
 	}
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log,
-		OCSPCacheBytes: cfg.OCSP.CacheBytes, Limits: cfg.LineageLimits})
+		OCSPCacheBytes: cfg.OCSP.CacheBytes, OCSPStore: n.ocsp, Limits: cfg.LineageLimits})
 
 	n.registerMetrics(reg)
 	publicURLs := cfg.APIPublicURLs
@@ -484,6 +488,7 @@ func (n *Node) crash() {
 		}
 	}
 	n.wg.Wait()
+	n.ocsp.Close()
 	n.fsm.Close()
 	n.signers.Close()
 }
@@ -524,6 +529,7 @@ func (n *Node) Close() error {
 	if n.profiler != nil {
 		errs = append(errs, n.profiler.Stop())
 	}
+	errs = append(errs, n.ocsp.Close())
 	if n.fsm != nil {
 		errs = append(errs, n.fsm.Close())
 	}

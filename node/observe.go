@@ -45,6 +45,13 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 		}
 		return float64(st.Size())
 	})
+	gauge("quorumca_ocsp_store_size_bytes", "Size of this node's file of signed OCSP answers.", func() float64 {
+		st, err := os.Stat(n.ocsp.Path())
+		if err != nil {
+			return 0
+		}
+		return float64(st.Size())
+	})
 	gauge("quorumca_gossip_members", "Live gossip members, this node included.", func() float64 { return float64(n.cluster.GossipMembers()) })
 	gauge("quorumca_audit_entries", "Entries in the audit log.", func() float64 { s, _ := n.fsm.AuditHead(); return float64(s) })
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "quorumca_audit_reads_total",

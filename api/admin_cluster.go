@@ -85,7 +85,9 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.Operator.WriteSnapshot(ctx, sw); err != nil {
 		s.Logger.Error("snapshot save failed", "err", err) // the body has begun: no error reply
+		return
 	}
+	sw.finish()
 }
 
 // restoreSnapshot replaces the cluster's state with a saved snapshot:

@@ -159,6 +159,17 @@ func (sw *streamWriter) Flush() error {
 	return sw.idle()
 }
 
+// finish sends what is buffered under a fresh deadline, and leaves one for
+// the end of the response, which the server writes after the handler
+// returns: a slow client that keeps reading gets it all; a gone one is
+// cut off.
+func (sw *streamWriter) finish() {
+	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	if sw.rc.Flush() == nil {
+		_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	}
+}
+
 // idle lifts the deadline (and the server's WriteTimeout) while the
 // response waits for something to write.
 func (sw *streamWriter) idle() error {

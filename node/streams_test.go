@@ -256,9 +256,12 @@ func TestStalledStreamsAreCutOff(t *testing.T) {
 
 	var snapshot []byte
 	t.Run("slow reader", func(t *testing.T) {
-		// Four write timeouts' worth of reading: a deadline on the whole
-		// response would cut it off.
-		bytesPerSecond := full.Len() / 4 / int(writeTimeout/time.Second)
+		// Two write timeouts' worth of reading: a deadline on the whole
+		// response would cut it off. (Not slower: the kernel wakes a
+		// blocked writer only once about half its send buffer, up to a few
+		// MiB, has drained, so one write may wait that long at the
+		// client's rate.)
+		bytesPerSecond := full.Len() / 2 / int(writeTimeout/time.Second)
 		req, _ := http.NewRequest("GET", "https://"+n.node.APIAddr()+"/v1/admin/snapshot", nil)
 		req.Header.Set("Authorization", "Bearer "+c.admin)
 		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},

@@ -40,7 +40,13 @@ func revokedKey(c *Cert) []byte {
 	return append(issuerKey(c.Authority, c.Issuer), timeKey(c.NotAfter, []byte(c.Serial))...)
 }
 
-func applyRevoke(a *applyCtx) error {
+func applyRevoke(a *applyCtx) error { return revokeFrom(a, false) }
+
+func applyRevokeDeferCRL(a *applyCtx) error { return revokeFrom(a, true) }
+
+// revokeFrom applies a Revoke payload; with stale, the issuer's CRL is
+// marked for the leader to re-sign (CmdRevokeDeferCRL).
+func revokeFrom(a *applyCtx, stale bool) error {
 	var in Revoke
 	a.decode(&in)
 	a.notef("serial=%s reason=%d", in.Serial, in.Reason)
@@ -51,25 +57,18 @@ func applyRevoke(a *applyCtx) error {
 	if c.Revoked() {
 		return nil // revoked already: the first revocation's time and reason stand
 	}
-	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, in.Reason, in.By
-	putJSON(a.tx, bCerts, []byte(c.Serial), &c)
-	putJSON(a.tx, bRevoked, revokedKey(&c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: in.Reason})
+	setRevoked(a, &c, in.Reason, in.By)
+	if stale {
+		markCRLStale(a, &c)
+	}
 	return nil
 }
 
-func applyRevokeDeferCRL(a *applyCtx) error {
-	var in Revoke
-	a.decode(&in)
-	a.notef("serial=%s reason=%d", in.Serial, in.Reason)
-	var c Cert
-	if err := getJSON(a.tx, bCerts, []byte(in.Serial), &c); err != nil {
-		return reject(ErrCertUnknown, "no certificate with serial "+in.Serial)
-	}
-	if c.Revoked() {
-		return nil // revoked already: the first revocation's time and reason stand
-	}
-	revokeRecord(a, &c, in.Reason, in.By)
-	return nil
+// setRevoked writes c revoked now, and lists it for its CRL.
+func setRevoked(a *applyCtx, c *Cert, reason int, by string) {
+	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, reason, by
+	putJSON(a.tx, bCerts, []byte(c.Serial), c)
+	putJSON(a.tx, bRevoked, revokedKey(c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: reason})
 }
 
 // markRevoked revokes c unless it is revoked already (the first
@@ -82,9 +81,7 @@ func markRevoked(a *applyCtx, c *Cert, reason int, by string) {
 
 // revokeRecord revokes c (not revoked yet) and marks its issuer's CRL stale.
 func revokeRecord(a *applyCtx, c *Cert, reason int, by string) {
-	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, reason, by
-	putJSON(a.tx, bCerts, []byte(c.Serial), c)
-	putJSON(a.tx, bRevoked, revokedKey(c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: reason})
+	setRevoked(a, c, reason, by)
 	markCRLStale(a, c)
 }
 

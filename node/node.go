@@ -282,13 +282,21 @@ func (n *Node) bootstrapTasks(ctx context.Context) {
 			return
 		}
 		n.log.Warn("bootstrap: will retry", "err", err)
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, time.Second) {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+// sleep waits d, or until ctx ends (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

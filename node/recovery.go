@@ -117,12 +117,8 @@ func (n *Node) applyRecovery(path string, req recoveryRequest) {
 			return
 		}
 		n.log.Warn("admin recovery: will retry", "err", err)
-		t := time.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleep(ctx, time.Second) {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -126,36 +126,56 @@ func (f *FSM) Audit(q AuditFilter) (AuditPage, error) {
 		if k, _ := log.Cursor().Last(); k != nil {
 			p.Next = max(q.After, binary.BigEndian.Uint64(k))
 		}
-		// next yields the sequence numbers of matching entries in order.
-		var next func() (uint64, bool)
+		// next yields, in order, the sequence numbers the index has for the
+		// query, and whether the key's hashes match it (a command-only or
+		// unfiltered query: always).
+		var next func() (n uint64, match, ok bool)
 		start := seqKey(q.After + 1)
-		if q.Command == "" && q.Actor == "" {
+		switch {
+		case q.Command == "" && q.Actor == "":
 			c := log.Cursor()
 			k, _ := c.Seek(start)
-			next = func() (uint64, bool) {
+			next = func() (uint64, bool, bool) {
 				if k == nil {
-					return 0, false
+					return 0, false, false
 				}
 				n := binary.BigEndian.Uint64(k)
 				k, _ = c.Next()
-				return n, true
+				return n, true, true
 			}
-		} else {
-			prefix := auditIndexPrefix(q.Command, q.Actor)
+		case q.Actor == "":
+			prefix := auditIndexPrefix(q.Command, "")
 			c := tx.Bucket(bAuditIndex).Cursor()
 			k, _ := c.Seek(append(prefix, start...))
-			next = func() (uint64, bool) {
+			next = func() (uint64, bool, bool) {
 				if k == nil || len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
-					return 0, false
+					return 0, false, false
 				}
 				n := binary.BigEndian.Uint64(k[len(prefix):])
 				k, _ = c.Next()
-				return n, true
+				return n, true, true
+			}
+		default:
+			prefix := auditIndexPrefix("", q.Actor)
+			tail := auditActorTail(q.Command, q.Actor)
+			if q.Command == "" {
+				tail = tail[:8] // the actor's hash only
+			}
+			c := tx.Bucket(bAuditIndex).Cursor()
+			k, _ := c.Seek(append(prefix, start...))
+			next = func() (uint64, bool, bool) {
+				if k == nil || len(k) != len(prefix)+8+12 || !bytes.HasPrefix(k, prefix) {
+					return 0, false, false
+				}
+				n := binary.BigEndian.Uint64(k[len(prefix):])
+				match := bytes.HasPrefix(k[len(prefix)+8:], tail)
+				k, _ = c.Next()
+				return n, match, true
 			}
 		}
 		var last uint64
-		for {
-			n, ok := next()
+		for scanned := 0; ; scanned++ {
+			n, match, ok := next()
 			if !ok {
 				return nil
 			}
@@ -163,6 +183,15 @@ func (f *FSM) Audit(q AuditFilter) (AuditPage, error) {
 			if len(p.Entries) == limit {
 				p.More, p.Next = true, last
 				return nil
+			}
+			if scanned == maxAuditScan {
+				// Looked at enough keys for one page: the next one goes on
+				// from here.
+				p.More, p.Next = true, n-1
+				return nil
+			}
+			if !match {
+				continue
 			}
 			f.auditReads.Add(1)
 			v := log.Get(seqKey(n))
@@ -172,6 +201,9 @@ func (f *FSM) Audit(q AuditFilter) (AuditPage, error) {
 			var e AuditEntry
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("fsm: audit entry %d: %w", n, err)
+			}
+			if (q.Actor != "" && e.Actor != q.Actor) || (q.Command != "" && e.Command != q.Command) {
+				continue // another actor filed under the same principal, with the same hash
 			}
 			p.Entries, last = append(p.Entries, e), n
 		}

@@ -43,9 +43,12 @@ func TestOversizedCommandIsRefusedBeforeProposing(t *testing.T) {
 	if err := follower.Apply(ctx, bigTokenCreate(t, "big", 512<<10)); err != nil {
 		t.Fatalf("a 512 KiB command through a follower: %v", err)
 	}
-	if _, err := leader.fsm.TokenByID("big"); err != nil {
-		t.Fatal(err)
-	}
+	// Committed is not yet applied everywhere: leadership may have moved
+	// while the entry was replicated, so wait for this member to apply it.
+	waitUntil(t, "the committed 512 KiB command is applied", func() bool {
+		_, err := leader.fsm.TokenByID("big")
+		return err == nil
+	})
 	if _, err := leader.fsm.TokenByID("huge"); err == nil {
 		t.Fatal("the refused command was applied")
 	}

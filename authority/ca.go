@@ -286,7 +286,11 @@ func (ca *CA) Roots(ctx context.Context) ([][]byte, error) {
 }
 
 // CaughtUp returns once this node has applied every write acknowledged
-// anywhere before the call, as the leader confirms it (a read index).
+// before the call, as confirmed by the leader (a read index), or fails
+// (ErrNoLeader: a 503) when it cannot be confirmed. Every answer about
+// revocation status (a record, OCSP, a CRL) is read after it: a node that
+// was paused, cut off or slow never answers from older state than what was
+// committed when the request arrived. Concurrent calls share rounds.
 func (ca *CA) CaughtUp(ctx context.Context) error { return ca.raft.Barrier(ctx) }
 
 // Health reports whether this node can sign: every authority has an active

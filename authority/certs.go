@@ -30,7 +30,11 @@ func (ca *CA) Cert(ctx context.Context, serial string) (*fsm.Cert, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := lookup(ctx, ca, func() (*fsm.Cert, error) { return ca.state.Cert(s) })
+	// A record carries revocation status: read it only once caught up.
+	if err := ca.CaughtUp(ctx); err != nil {
+		return nil, err
+	}
+	c, err := ca.state.Cert(s)
 	if errors.Is(err, fsm.ErrNotFound) {
 		return nil, fmt.Errorf("%w: no certificate with serial %s", ErrNotFound, s)
 	}

@@ -135,6 +135,10 @@ func (ca *CA) RefreshCRLs(ctx context.Context) error {
 // CRL returns an issuer's current CRL, never one past its nextUpdate.
 // Issuer "" is the authority's newest active issuer.
 func (ca *CA) CRL(ctx context.Context, name, issuer string) (*fsm.CRL, error) {
+	// Never a CRL older than the newest committed when the request came.
+	if err := ca.CaughtUp(ctx); err != nil {
+		return nil, err
+	}
 	_, iss, err := ca.issuer(name, issuer)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,7 @@ type Config struct {
 	Rate        float64       // > 0: open loop at this many arrivals per second
 	Renew       bool          // enroll every device, then measure renewals
 	KeepAlive   bool          // renew over kept-alive connections (bearer JWS); default: a new mTLS connection each
+	OCSP        bool          // enroll every device, then measure OCSP requests for its certificate
 	KeyType     string        // ec256 (default) or rsa2048
 	KeyPool     int           // distinct device keys (default 256)
 	Timeout     time.Duration // per request (default 30s)
@@ -72,12 +73,14 @@ func (c *Config) defaults() {
 // the cores with the CA, and CSR signatures made during the run would take
 // CPU from the server being measured.
 type device struct {
+	n      int    // its place in the fleet
 	addr   string // the address this device talks to
 	token  string
 	name   string
 	key    crypto.Signer
 	enroll []byte           // the JSON body of its enrollment; dropped once sent
 	cert   *tls.Certificate // after enrollment
+	ocsp   []byte           // with Config.OCSP: an OCSP request for cert, after enrollment
 }
 
 // fleet holds the devices and the HTTP machinery to drive them.
@@ -86,8 +89,9 @@ type fleet struct {
 	addrs   []string // cfg.Addr's addresses, without a trailing slash
 	roots   *x509.CertPool
 	devices []*device
-	enrollC *http.Client // kept-alive HTTP/1.1 connections, like many clients
-	renewC  *http.Client // per-request mTLS connections (or kept-alive, bearer)
+	enrollC *http.Client   // kept-alive HTTP/1.1 connections, like many clients
+	renewC  *http.Client   // per-request mTLS connections (or kept-alive, bearer)
+	ocspC   []*http.Client // with Config.OCSP: kept-alive clients, each from its own address
 }
 
 type ctxKey struct{}
@@ -131,6 +135,9 @@ func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
 		}
 	}
 	f.renewC = &http.Client{Timeout: cfg.Timeout, Transport: renewT}
+	if cfg.OCSP {
+		f.ocspC = ocspClients(cfg, base, f.addrs)
+	}
 	if err := f.mint(ctx); err != nil {
 		return nil, err
 	}
@@ -216,7 +223,7 @@ func (f *fleet) mint(ctx context.Context) error {
 				return
 			}
 			for i, t := range toks {
-				f.devices[lo+i] = &device{addr: f.addrs[(lo+i)%len(f.addrs)], token: t.Token, name: t.SANs[0], key: keys[(lo+i)%len(keys)]}
+				f.devices[lo+i] = &device{n: lo + i, addr: f.addrs[(lo+i)%len(f.addrs)], token: t.Token, name: t.SANs[0], key: keys[(lo+i)%len(keys)]}
 			}
 		}()
 	}
@@ -277,7 +284,10 @@ func (f *fleet) enroll(ctx context.Context, d *device) string {
 		return code
 	}
 	d.enroll = nil
-	return d.adopt(&out)
+	if code := d.adopt(&out); code != "" || !f.cfg.OCSP {
+		return code
+	}
+	return d.makeOCSPRequest(&out)
 }
 
 // renew trades d's certificate for its successor: over a new mTLS

@@ -136,7 +136,11 @@ func (r *Result) Summary(w io.Writer) {
 		}
 		fmt.Fprint(w, ")")
 	}
-	fmt.Fprintf(w, ": %.0f certificates/s over %.1fs, %d requests, %d errors\n", r.CertsPerSecond, r.Seconds, r.Requests, r.Errors)
+	unit := "certificates/s" // certs_per_second counts answers of an OCSP run
+	if strings.HasPrefix(r.Operation, "ocsp") {
+		unit = "OCSP answers/s"
+	}
+	fmt.Fprintf(w, ": %.0f %s over %.1fs, %d requests, %d errors\n", r.CertsPerSecond, unit, r.Seconds, r.Requests, r.Errors)
 	if r.Requests > 0 && r.Kind != "ceiling" {
 		fmt.Fprintf(w, "  latency ms: p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n", r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
 	}

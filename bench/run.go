@@ -21,7 +21,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	var res *Result
-	if !cfg.Renew {
+	if cfg.OCSP {
+		enrolled := f.drive(ctx, "enroll", f.enroll, 0, 0, nil)
+		if enrolled.Errors > 0 {
+			return enrolled, fmt.Errorf("enrollment phase: %d errors", enrolled.Errors)
+		}
+		// A first answer per certificate is signed; relying parties then
+		// ask again and again, and that read path is what is measured:
+		// the fleet in turn, over and over, until the phase ends.
+		first := f.drive(ctx, "ocsp-first", f.askOCSP, 0, 0, nil)
+		fleet := f.devices
+		for len(f.devices) < 1_000_000 {
+			f.devices = append(f.devices, fleet...)
+		}
+		res = f.drive(ctx, "ocsp", f.askOCSP, cfg.Rate, cfg.Duration, nil)
+		f.devices, res.Devices = fleet, len(fleet)
+		res.Phases = []*Result{enrolled, first}
+	} else if !cfg.Renew {
 		if err := f.warm(ctx, f.enrollC); err != nil {
 			return nil, err
 		}

@@ -133,6 +133,8 @@ half=$(awk -v a="$(rate_of "$out/enroll-1node.json")" -v b="$(rate_of "$out/enro
 run enroll-1node-half-open -duration "$dur" -rate "$half" -concurrency 256 -devices 100000
 run renew-1node-newconn -duration "$dur" -concurrency 32 -devices 5000 -renew
 run renew-1node-keepalive -duration "$dur" -concurrency 32 -devices 5000 -renew -keepalive
+# Status answers: each read confirmed with the leader first (a read index).
+run ocsp-1node -duration "$dur" -concurrency 64 -devices 5000 -ocsp
 say "storm"
 "$bin" bench storm -addr "$addrs" -ca-file "$dev/root.pem" -admin-token "$dev/admin.token" -quiet \
   -devices "${BENCH_STORM_DEVICES:-5000}" -window "${BENCH_STORM_WINDOW:-10s}" -json "$out/storm.json" -plot "$out/storm.svg" | tee -a "$summary" || true
@@ -143,6 +145,7 @@ start_dev 3 "$dev"
 addrs=https://127.0.0.1:$port,https://127.0.0.1:$((port + 1)),https://127.0.0.1:$((port + 2))
 run enroll-3nodes -duration "$dur" -concurrency 64 -devices 100000
 budget=1 run enroll-3nodes-c256 -duration "$dur" -concurrency 256 -devices 100000
+run ocsp-3nodes -duration "$dur" -concurrency 64 -devices 5000 -ocsp
 stop_dev
 
 say "fsm scale (short)"

@@ -137,6 +137,7 @@ func benchRun(ctx context.Context, args []string, storm bool) int {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: arrivals per second (0: closed loop)")
 	fs.IntVar(&cfg.Devices, "devices", 10000, "fleet size: each device enrolls once")
 	fs.BoolVar(&cfg.Renew, "renew", false, "enroll every device, then measure renewals")
+	fs.BoolVar(&cfg.OCSP, "ocsp", false, "enroll every device, then measure OCSP requests (POST /v1/ocsp, kept-alive connections; against a loopback address from 250 loopback source addresses, each under its own budget)")
 	fs.BoolVar(&cfg.KeepAlive, "keepalive", false, "renew over kept-alive connections, with bearer tokens (default: a new mTLS connection per renewal)")
 	fs.StringVar(&cfg.KeyType, "key-type", "ec256", "device keys: ec256 or rsa2048")
 	fs.IntVar(&cfg.KeyPool, "key-pool", 256, "distinct device keys, made up front and shared round-robin")

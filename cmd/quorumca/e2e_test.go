@@ -347,18 +347,42 @@ func TestDevThreeNodes(t *testing.T) {
 	p.stop(t)
 }
 
-// Three `quorumca server` processes form a cluster from HCL files, and
-// survive kill -9 of the leader.
-func TestServerProcessesSurviveLeaderKill(t *testing.T) {
+// serverCluster is three `quorumca server` processes formed from HCL files.
+type serverCluster struct {
+	procs  []*proc
+	base   int
+	c      *http.Client
+	admin  string
+	root   string // the public root, PEM file
+	leader int
+}
+
+func (sc *serverCluster) addr(i int) string { return fmt.Sprintf("127.0.0.1:%d", sc.base+i) }
+
+// leaderOf is the leader among ids, if each of them answers and knows one.
+func (sc *serverCluster) leaderOf(ids ...int) (int, bool) {
+	lead := -1
+	for _, i := range ids {
+		h, ok := getHealth(sc.c, sc.addr(i))
+		if !ok || h.Leader == "" {
+			return -1, false
+		}
+		if h.RaftState == "Leader" {
+			lead = i
+		}
+	}
+	return lead, lead >= 0
+}
+
+// startServerCluster starts three server processes and waits until they
+// have a leader and a follower takes writes.
+func startServerCluster(t *testing.T) *serverCluster {
+	t.Helper()
 	dir := t.TempDir()
-	pkiDir := filepath.Join(dir, "pki")
-	pki := devPKI(t, pkiDir)
+	pki := devPKI(t, filepath.Join(dir, "pki"))
 	secretFile := filepath.Join(dir, "join.secret")
 	os.WriteFile(secretFile, []byte("e2e-cluster-secret-0123456789\n"), 0o600)
-	base := freeBase(t, 3)
-	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
-
-	procs := make([]*proc, 3)
+	sc := &serverCluster{base: freeBase(t, 3), c: httpsClient(t, pki.root), root: pki.root}
 	for i := range 3 {
 		authority := fmt.Sprintf(`
 authority "default" {
@@ -367,48 +391,40 @@ authority "default" {
   key        = %q
 }
 `, pki.root, pki.chain, pki.key)
-		path := writeServerConfig(t, dir, i, base, pki, secretFile, "", authority)
-		procs[i] = start(t, "server", "-config", path, "-log-level", "warn")
+		path := writeServerConfig(t, dir, i, sc.base, pki, secretFile, "", authority)
+		sc.procs = append(sc.procs, start(t, "server", "-config", path, "-log-level", "warn"))
 	}
-
-	c := httpsClient(t, pki.root)
-	leaderOf := func(ids ...int) (int, bool) {
-		lead := -1
-		for _, i := range ids {
-			h, ok := getHealth(c, addr(i))
-			if !ok || h.Leader == "" {
-				return -1, false
-			}
-			if h.RaftState == "Leader" {
-				lead = i
-			}
-		}
-		return lead, lead >= 0
-	}
-	var leader int
 	waitFor(t, 60*time.Second, "three nodes with a leader", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "admin.token"))
 		var ok bool
-		leader, ok = leaderOf(0, 1, 2)
+		sc.leader, ok = sc.leaderOf(0, 1, 2)
 		return ok && err == nil
 	})
 	adminB, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := strings.TrimSpace(string(adminB))
-	f1, f2 := (leader+1)%3, (leader+2)%3
+	sc.admin = strings.TrimSpace(string(adminB))
 	waitFor(t, 30*time.Second, "a write through a follower", func() bool {
 		var tok struct{ Token string }
-		return postJSON(t, c, "https://"+addr(f1)+"/v1/admin/tokens", admin, map[string]any{"sans": []string{"probe.example"}}, &tok) == 201
+		return postJSON(t, sc.c, "https://"+sc.addr((sc.leader+1)%3)+"/v1/admin/tokens", sc.admin, map[string]any{"sans": []string{"probe.example"}}, &tok) == 201
 	})
-	before := issue(t, c, admin, addr(f1), addr(f2), "before.example")
+	return sc
+}
 
-	procs[leader].cmd.Process.Signal(syscall.SIGKILL)
-	procs[leader].cmd.Wait()
-	waitFor(t, 30*time.Second, "a new leader", func() bool { _, ok := leaderOf(f1, f2); return ok })
-	after := issue(t, c, admin, addr(f1), addr(f2), "after.example")
+// Three `quorumca server` processes form a cluster from HCL files, and
+// survive kill -9 of the leader.
+func TestServerProcessesSurviveLeaderKill(t *testing.T) {
+	sc := startServerCluster(t)
+	c, admin, leader := sc.c, sc.admin, sc.leader
+	f1, f2 := (leader+1)%3, (leader+2)%3
+	before := issue(t, c, admin, sc.addr(f1), sc.addr(f2), "before.example")
+
+	sc.procs[leader].cmd.Process.Signal(syscall.SIGKILL)
+	sc.procs[leader].cmd.Wait()
+	waitFor(t, 30*time.Second, "a new leader", func() bool { _, ok := sc.leaderOf(f1, f2); return ok })
+	after := issue(t, c, admin, sc.addr(f1), sc.addr(f2), "after.example")
 
 	for _, i := range []int{f1, f2} {
 		for _, serial := range []string{before, after} {
-			resp, err := c.Get("https://" + addr(i) + "/v1/certs/" + serial)
+			resp, err := c.Get("https://" + sc.addr(i) + "/v1/certs/" + serial)
 			if err != nil || resp.StatusCode != 200 {
 				t.Errorf("node %d lacks %s: %v", i, serial, err)
 			}
@@ -418,7 +434,7 @@ authority "default" {
 		}
 	}
 	for _, i := range []int{f1, f2} {
-		procs[i].stop(t)
+		sc.procs[i].stop(t)
 	}
 }
 

@@ -19,10 +19,11 @@ import (
 // for, or for about a heartbeat timeout if it paused a moment ago, rather
 // than the RPC transport's 2 s handshake timeout.
 //
-// Skipping a member is safe: the wait only makes a change visible on every
-// node the moment the caller is answered (freshness). What keeps a node
-// that missed it from serving a stale revocation status is that each node
-// confirms with the leader through a read index before it serves one.
+// Skipping a member is safe because the wait is not what keeps a node from
+// serving a stale revocation status: every node confirms with the leader
+// through a read index before it serves one (that check is made apart from
+// this wait). The wait only makes a change visible everywhere the moment
+// the caller is answered, and says where it is.
 
 const pathPropagate = "/v1/internal/propagate"
 

@@ -80,8 +80,12 @@ func TestPropagateBoundsTheConnectionToAWedgedMember(t *testing.T) {
 	u.memberWith("n3", false, join, nil, func(cfg *Config) { cfg.APIAdvertise = stalledListener(t) })
 	waitUntil(t, "three voters, every address announced", func() bool {
 		servers, _ := leader.Servers()
-		_, err := leader.fsm.Node("n3")
-		return len(servers) == 3 && err == nil && leader.inContact("n3")
+		for _, id := range []string{"n2", "n3"} {
+			if _, err := leader.fsm.Node(id); err != nil || !leader.inContact(id) {
+				return false
+			}
+		}
+		return len(servers) == 3
 	})
 	start := time.Now()
 	confirmed, unconfirmed, err := leader.Propagate(context.Background())

@@ -70,5 +70,8 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.certJSON(c))
+	writeJSON(w, http.StatusOK, struct {
+		certResponse
+		confirmation
+	}{s.certJSON(c.Cert), confirmationOf(c)})
 }

@@ -17,6 +17,19 @@ type revokeResponse struct {
 	Serial    string    `json:"serial"`
 	RevokedAt time.Time `json:"revoked_at"`
 	Reason    string    `json:"reason"`
+	confirmation
+}
+
+// confirmation names the nodes that confirmed they applied a revocation
+// before the answer, and those not waited for or not confirming in time;
+// both are absent when nothing was written (revoked already).
+type confirmation struct {
+	ConfirmedBy []string `json:"confirmed_by,omitempty"`
+	Unconfirmed []string `json:"unconfirmed,omitempty"`
+}
+
+func confirmationOf(r *authority.Revoked) confirmation {
+	return confirmation{ConfirmedBy: r.ConfirmedBy, Unconfirmed: r.Unconfirmed}
 }
 
 // revoke revokes a certificate, for an admin (bearer token) or for the
@@ -41,7 +54,8 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, revokeResponse{Serial: c.Serial, RevokedAt: c.RevokedAt, Reason: authority.ReasonName(c.RevocationReason)})
+	writeJSON(w, http.StatusOK, revokeResponse{Serial: c.Serial, RevokedAt: c.RevokedAt, Reason: authority.ReasonName(c.RevocationReason),
+		confirmation: confirmationOf(c)})
 }
 
 // peerCert is the TLS client certificate, if the client sent one. The

@@ -278,7 +278,7 @@ func (ca *CA) RevokeAdmin(ctx context.Context, id string) error {
 	if err := ca.proposeAndRead(ctx, fsm.CmdAdminWithdraw, w); err != nil {
 		return err
 	}
-	if err := ca.raft.Propagate(ctx); err != nil {
+	if _, _, err := ca.raft.Propagate(ctx); err != nil {
 		ca.log.Warn("admin revocation not confirmed by every node", "admin", id, "err", err)
 	}
 	return nil

@@ -58,8 +58,8 @@ func (l *localRaft) Apply(_ context.Context, env *fsm.Envelope) error {
 	return nil
 }
 
-func (l *localRaft) Barrier(context.Context) error   { return nil }
-func (l *localRaft) Propagate(context.Context) error { return nil }
+func (l *localRaft) Barrier(context.Context) error                         { return nil }
+func (l *localRaft) Propagate(context.Context) ([]string, []string, error) { return nil, nil, nil }
 
 type testCA struct {
 	*CA

@@ -64,11 +64,12 @@ type State interface {
 // committed on a quorum and applied, with the FSM's business error if any.
 // Barrier waits until the local view includes every write the leader has
 // acknowledged, for reads that missed locally. Propagate waits until every
-// member that answers has applied those writes too.
+// member alive in the leader's view has applied those writes too, and says
+// which members confirmed it and which did not (err names the latter).
 type Proposer interface {
 	Apply(ctx context.Context, env *fsm.Envelope) error
 	Barrier(ctx context.Context) error
-	Propagate(ctx context.Context) error
+	Propagate(ctx context.Context) (confirmed, unconfirmed []string, err error)
 }
 
 // CA is the issuing authority of one node.
@@ -210,7 +211,7 @@ func (ca *CA) proposeAndPropagate(ctx context.Context, t fsm.CmdType, payload an
 	if err := ca.propose(ctx, t, payload); err != nil {
 		return err
 	}
-	if err := ca.raft.Propagate(ctx); err != nil {
+	if _, _, err := ca.raft.Propagate(ctx); err != nil {
 		ca.log.Warn("change not confirmed by every node", "command", fsm.CommandName(t), "err", err)
 	}
 	return nil

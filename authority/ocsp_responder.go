@@ -84,7 +84,7 @@ func (ca *CA) SetOCSPResponder(ctx context.Context, req OCSPResponderRequest) (*
 	if err := ca.proposeAndRead(ctx, fsm.CmdOCSPResponderPut, fsm.OCSPResponderPut{Responder: r, ExpectedVersion: expected}); err != nil {
 		return nil, err
 	}
-	if err := ca.raft.Propagate(ctx); err != nil {
+	if _, _, err := ca.raft.Propagate(ctx); err != nil {
 		ca.log.Warn("OCSP responder not confirmed by every node", "authority", a.Name, "err", err)
 	}
 	return ca.state.OCSPResponder(a.Name)
@@ -247,7 +247,7 @@ func (ca *CA) DeleteOCSPResponder(ctx context.Context, name string) error {
 	if err := ca.proposeAndRead(ctx, fsm.CmdOCSPResponderDel, fsm.OCSPResponderDelete{Authority: name}); err != nil {
 		return err
 	}
-	if err := ca.raft.Propagate(ctx); err != nil {
+	if _, _, err := ca.raft.Propagate(ctx); err != nil {
 		ca.log.Warn("OCSP responder removal not confirmed by every node", "authority", name, "err", err)
 	}
 	return nil

@@ -35,12 +35,22 @@ type RevokeRequest struct {
 	Holder *x509.Certificate // the TLS client certificate
 }
 
+// Revoked is a revocation's outcome: the certificate's record, and the
+// nodes that confirmed they applied it before the answer (ConfirmedBy) or
+// did not (Unconfirmed: down, paused, cut off or behind; they still
+// confirm with the leader before serving a status).
+type Revoked struct {
+	*fsm.Cert
+	ConfirmedBy, Unconfirmed []string
+}
+
 // Revoke revokes a certificate. When it returns, the revocation is
-// committed and every node that could be reached has applied it, so OCSP,
-// the certificate's record and renewals anywhere see it; the issuer's CRL
-// lists it within the leader's CRL interval. A committed revocation is
-// answered as done: the CRL not being re-signed yet is no failure.
-func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) {
+// committed and every node alive in the leader's view has applied it or is
+// named in Unconfirmed, so OCSP, the certificate's record and renewals
+// anywhere see it; the issuer's CRL lists it within the leader's CRL
+// interval. A committed revocation is answered as done: the CRL not being
+// re-signed yet is no failure.
+func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*Revoked, error) {
 	serial, err := NormalizeSerial(req.Serial)
 	if err != nil {
 		return nil, err
@@ -82,7 +92,7 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 		if rec.Revoked() {
 			// Done already: nothing to write, and nothing counted against
 			// the lineage, whose current certificate may need the budget.
-			return rec, nil
+			return &Revoked{Cert: rec}, nil
 		}
 		if err := limitLineage(ca.holderRevocations, rec, "revocations"); err != nil {
 			return nil, err
@@ -109,10 +119,15 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*fsm.Cert, error) 
 	if err := ca.raft.Barrier(ctx); err != nil {
 		return nil, err
 	}
-	if err := ca.raft.Propagate(ctx); err != nil {
+	confirmed, unconfirmed, err := ca.raft.Propagate(ctx)
+	if err != nil {
 		ca.log.Warn("revocation not confirmed by every node", "serial", serial, "err", err)
 	}
-	return ca.state.Cert(serial)
+	rec, err = ca.state.Cert(serial)
+	if err != nil {
+		return nil, err
+	}
+	return &Revoked{Cert: rec, ConfirmedBy: confirmed, Unconfirmed: unconfirmed}, nil
 }
 
 // revokeSigningCRL is revocation while a server of an older release is in

@@ -427,8 +427,8 @@ func (l *loader) Apply(ctx context.Context, env *fsm.Envelope) error {
 	var p any = env.Payload
 	return l.applyMany(env.Type, []any{p})
 }
-func (l *loader) Barrier(context.Context) error   { return nil }
-func (l *loader) Propagate(context.Context) error { return nil }
+func (l *loader) Barrier(context.Context) error                         { return nil }
+func (l *loader) Propagate(context.Context) ([]string, []string, error) { return nil, nil, nil }
 
 // memPoint reads this process's memory.
 func memPoint(records int, db string) MemPoint {

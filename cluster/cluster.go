@@ -98,6 +98,7 @@ type Cluster struct {
 	raft      *raft.Raft
 	logs      *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
+	contact   *contactTransport // Raft's transport, noting when each peer last answered
 	snapshots *raft.FileSnapshotStore
 	client    *http.Client
 	log       *slog.Logger
@@ -287,7 +288,8 @@ func (c *Cluster) start() (existing bool, err error) {
 	if t.TrailingLogs > 0 {
 		rc.TrailingLogs = t.TrailingLogs
 	}
-	c.raft, err = raft.NewRaft(rc, c.fsm, c.logs, c.logs, c.snapshots, noPipeline{c.transport})
+	c.contact = &contactTransport{noPipeline: noPipeline{c.transport}}
+	c.raft, err = raft.NewRaft(rc, c.fsm, c.logs, c.logs, c.snapshots, c.contact)
 	if err != nil {
 		return false, fmt.Errorf("cluster: start raft: %w", err)
 	}

@@ -31,7 +31,8 @@ const (
 
 	pathNodeCert = "/v1/internal/node-cert"
 
-	// propagateTimeout bounds how long Propagate waits for one member.
+	// propagateTimeout bounds how long Propagate waits for one member that
+	// stays in contact with the leader.
 	propagateTimeout = 3 * time.Second
 
 	maxRPCBody = 8 << 20
@@ -355,6 +356,12 @@ func (c *Cluster) Handler() http.Handler {
 			return nil, fmt.Errorf("%w: not applied %d yet", ErrNoLeader, req.Index)
 		}
 		return struct{}{}, nil
+	}))
+	mux.HandleFunc("POST "+pathPropagate, c.serve(func(ctx context.Context, _ []byte) (any, error) {
+		if !c.IsLeader() {
+			return nil, errRetry{ErrNotLeader}
+		}
+		return c.propagateLocal(ctx, c.inContact)
 	}))
 	mux.HandleFunc("POST "+pathRemove, c.serve(func(ctx context.Context, body []byte) (any, error) {
 		var req idRequest

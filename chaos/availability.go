@@ -78,7 +78,7 @@ func availability(ops []Op, faults []Fault, b Bounds) []FaultReport {
 			end = next
 		}
 		for _, op := range ops {
-			if op.Kind == OpNemesis || op.Kind == OpReplay || op.Kind == OpReplaySame {
+			if !isLoad(op) {
 				continue
 			}
 			if op.Start >= f.Inject && op.Start <= end {

@@ -18,6 +18,9 @@ type Verdict struct {
 	DoubleTokens     int // tokens that produced two certificates, and replays with a new key that were accepted
 	Unrevoked        int // acknowledged revocations some node's CRL or OCSP does not report
 	DuplicateSerials int // serials with two different certificates
+	// Answers, during the run.
+	StaleStatus  int // a node coming back from a fault said good for a revocation acknowledged before
+	ServerErrors int // 5xx answers other than 503 (which says: not now, retry)
 	// Availability.
 	SlowRecovery int // faults the cluster did not recover from within the bound, or at all
 	Faults       []FaultReport
@@ -39,7 +42,7 @@ type Verdict struct {
 
 // Pass reports whether no property was violated.
 func (v *Verdict) Pass() bool {
-	return v.LostCerts+v.Divergent+v.DoubleTokens+v.Unrevoked+v.DuplicateSerials+v.SlowRecovery == 0
+	return v.LostCerts+v.Divergent+v.DoubleTokens+v.Unrevoked+v.DuplicateSerials+v.SlowRecovery+v.StaleStatus+v.ServerErrors == 0
 }
 
 // Line is the checker's summary line: each property with its count.
@@ -48,8 +51,8 @@ func (v *Verdict) Line() string {
 	if !v.Pass() {
 		verdict = "FAIL"
 	}
-	return fmt.Sprintf("chaos: %s lost_certs=%d divergent=%d double_tokens=%d unrevoked=%d duplicate_serials=%d slow_recovery=%d (ops=%d, failed=%.1f%%, unknown=%d, certs=%d, revocations=%d, replays=%d, faults=%d, nodes=%d, %.0fs)",
-		verdict, v.LostCerts, v.Divergent, v.DoubleTokens, v.Unrevoked, v.DuplicateSerials, v.SlowRecovery,
+	return fmt.Sprintf("chaos: %s lost_certs=%d divergent=%d double_tokens=%d unrevoked=%d duplicate_serials=%d slow_recovery=%d stale_status=%d server_errors=%d (ops=%d, failed=%.1f%%, unknown=%d, certs=%d, revocations=%d, replays=%d, faults=%d, nodes=%d, %.0fs)",
+		verdict, v.LostCerts, v.Divergent, v.DoubleTokens, v.Unrevoked, v.DuplicateSerials, v.SlowRecovery, v.StaleStatus, v.ServerErrors,
 		v.Ops, pct(v.Failed, v.Ops), v.Unknown, v.Acked, v.Revoked, v.Replays, len(v.Faults), v.Nodes, v.Seconds)
 }
 
@@ -135,6 +138,17 @@ func (k *checker) history(ops []Op) {
 	v := k.v
 	for _, op := range ops {
 		if op.Kind == OpNemesis {
+			continue
+		}
+		if op.Status >= 500 && op.Status != 503 {
+			v.ServerErrors++
+			k.d.add("server_errors", "op %d (%s) was answered %d %s: %s", op.Seq, op.Kind, op.Status, op.Code, op.Error)
+		}
+		if op.Kind == OpStatusProbe {
+			if strings.HasSuffix(op.Code, ":good") || strings.HasSuffix(op.Code, ":valid") {
+				v.StaleStatus++
+				k.d.add("stale_status", "%s answered %s for %s at %.1fs, revoked before (%s)", op.Target, op.Code, op.Serial, op.Start, op.Error)
+			}
 			continue
 		}
 		v.Seconds = max(v.Seconds, op.End)

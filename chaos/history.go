@@ -16,7 +16,17 @@ const (
 	OpReplay     = "replay"      // a used token with a new key: must be refused (4xx)
 	OpReplaySame = "replay-same" // a used token with the key it enrolled: the same certificate, or 4xx
 	OpNemesis    = "nemesis"     // a fault injected or healed
+	// A node asked directly, as it comes back from a fault, about a
+	// revocation acknowledged before: Code is "record:<status>" or
+	// "ocsp:<status>"; revoked or no answer, never good.
+	OpStatusProbe = "status-probe"
 )
+
+// isLoad reports whether op is part of the workload's load: not a fault
+// event, a replay or a probe.
+func isLoad(op Op) bool {
+	return op.Kind != OpNemesis && op.Kind != OpReplay && op.Kind != OpReplaySame && op.Kind != OpStatusProbe
+}
 
 // Outcomes. A request that failed after it may have reached a node
 // (timeout, dropped connection, 5xx) is unknown: it may or may not have

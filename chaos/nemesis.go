@@ -28,6 +28,8 @@ type nemesis struct {
 	h    *haproxy
 	hist *history
 	logf func(string, ...any)
+	// probe, if set, asks the healed targets about earlier revocations.
+	probe func(ctx context.Context, targets []string)
 
 	mu     sync.Mutex
 	faults []Fault
@@ -102,6 +104,12 @@ func (n *nemesis) run(ctx context.Context, s step, healthTimeout time.Duration) 
 	}
 	f.Heal = n.hist.since(time.Now())
 	n.event(f, "heal")
+	var probed sync.WaitGroup
+	if n.probe != nil && heal != nil {
+		targets := append([]string(nil), f.Targets...)
+		probed.Go(func() { n.probe(ctx, targets) })
+	}
+	defer probed.Wait()
 	whole := n.awaitWhole(ctx, healthTimeout)
 	if whole {
 		f.Healthy = n.hist.since(time.Now())

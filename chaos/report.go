@@ -28,6 +28,8 @@ func writeSummary(w io.Writer, v *Verdict, ops []Op, cfg Config) {
 		{"unrevoked", v.Unrevoked, "acknowledged revocations missing from a node's CRL, OCSP or record"},
 		{"duplicate_serials", v.DuplicateSerials, "serials naming two different certificates"},
 		{"slow_recovery", v.SlowRecovery, "faults not recovered from within the bound"},
+		{"stale_status", v.StaleStatus, "answers of good for a revocation acknowledged before, by a node coming back from a fault"},
+		{"server_errors", v.ServerErrors, "5xx answers other than 503"},
 	} {
 		fmt.Fprintf(w, "  %-18s %6d  %s\n", p.name, p.n, p.what)
 	}
@@ -53,7 +55,7 @@ func writeSummary(w io.Writer, v *Verdict, ops []Op, cfg Config) {
 		}
 	}
 	fmt.Fprintf(w, "\nrequests:\n  %-12s %8s %8s %8s\n", "op", "ok", "fail", "unknown")
-	for _, k := range []string{OpEnroll, OpRenew, OpRevoke, OpReplay, OpReplaySame} {
+	for _, k := range []string{OpEnroll, OpRenew, OpRevoke, OpReplay, OpReplaySame, OpStatusProbe} {
 		if c := byKind[k]; c != nil {
 			fmt.Fprintf(w, "  %-12s %8d %8d %8d\n", k, c.ok, c.fail, c.unknown)
 		}
@@ -120,7 +122,7 @@ func timeline(w io.Writer, ops []Op, faults []Fault, title string) {
 	okS, failS := make([]float64, n), make([]float64, n)
 	lat := make([][]float64, n)
 	for _, op := range ops {
-		if op.Kind == OpNemesis || op.Kind == OpReplay || op.Kind == OpReplaySame {
+		if !isLoad(op) {
 			continue
 		}
 		s := min(int(op.End), n-1)

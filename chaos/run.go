@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
@@ -216,7 +217,22 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { w.run(stop); close(done) }()
+	issuer, err := issuerCert(filepath.Join(work, "pki", "intermediate.pem"))
+	if err != nil {
+		return nil, err
+	}
+	rd := newReader(c.roots, c.admin, issuer)
 	n := &nemesis{c: c, h: h, hist: hist, logf: logf}
+	n.probe = func(ctx context.Context, targets []string) {
+		revoked := revokedCerts(hist.snapshot()) // acknowledged before the heal
+		var wg sync.WaitGroup
+		for _, nd := range c.nodes {
+			if contains(targets, nd.name) {
+				wg.Go(func() { rd.probeStatus(ctx, hist, nd, revoked) })
+			}
+		}
+		wg.Wait()
+	}
 	sleep(ctx, cfg.Warmup)
 	for i, s := range steps {
 		if ctx.Err() != nil {
@@ -239,11 +255,6 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 	}
 	awaitCond(ctx, time.Minute, func() bool { return c.caughtUp(ctx) })
 	ops := hist.snapshot()
-	issuer, err := issuerCert(filepath.Join(work, "pki", "intermediate.pem"))
-	if err != nil {
-		return nil, err
-	}
-	rd := newReader(c.roots, c.admin, issuer)
 	// OCSP and records show a revocation at once, CRLs within the CRL
 	// interval: the last ones acknowledged get that long, no more.
 	awaitCond(ctx, crlInterval+10*time.Second, func() bool { return rd.crlsList(ctx, c.nodes, acknowledgedRevocations(ops)) })

@@ -218,3 +218,87 @@ func normSerial(s string) string {
 	}
 	return s
 }
+
+// probeSerials is how many of the newest acknowledged revocations a probe
+// asks about.
+const probeSerials = 5
+
+// probeStatus asks nd, as it comes back from a fault, about revocations
+// acknowledged before: its record and its OCSP answer for each, recorded
+// in the history. A node not listening yet is asked again until it
+// answers or 20 s pass; an answer of 503 is fine, good is not.
+func (r *reader) probeStatus(ctx context.Context, hist *history, nd *cnode, revoked map[string][]byte) {
+	serials := sortedKeys(revoked)
+	serials = serials[max(0, len(serials)-probeSerials):]
+	for _, s := range serials {
+		for _, ask := range []func(context.Context, *cnode, string, []byte) (string, int, error){r.probeRecord, r.probeOCSP} {
+			start := time.Now()
+			op := Op{Kind: OpStatusProbe, Target: nd.name, Serial: s, Outcome: Unknown, Start: hist.since(start)}
+			awaitCond(ctx, 20*time.Second, func() bool {
+				code, status, err := ask(ctx, nd, s, revoked[s])
+				if err != nil {
+					op.Error = err.Error()
+					return false // not listening yet
+				}
+				op.Outcome, op.Code, op.Status, op.Error = OK, code, status, ""
+				return true
+			})
+			op.End = hist.since(time.Now())
+			hist.add(op)
+		}
+	}
+}
+
+// probeRecord is the status of a node's record of serial: record:<status>,
+// or record:unavailable with the HTTP status. err: no HTTP answer.
+func (r *reader) probeRecord(ctx context.Context, nd *cnode, serial string, _ []byte) (string, int, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", nd.api()+"/v1/certs/"+serial, nil)
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	var rec struct{ Status string }
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rec) != nil {
+		return "record:unavailable", resp.StatusCode, nil
+	}
+	return "record:" + rec.Status, resp.StatusCode, nil
+}
+
+// probeOCSP is a node's OCSP answer for the certificate: ocsp:good,
+// ocsp:revoked, ocsp:unknown, or ocsp:unavailable with the HTTP status.
+func (r *reader) probeOCSP(ctx context.Context, nd *cnode, _ string, der []byte) (string, int, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "ocsp:bad_certificate", 0, nil
+	}
+	reqDER, err := ocsp.CreateRequest(cert, r.issuer, nil)
+	if err != nil {
+		return "ocsp:bad_request", 0, nil
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", nd.api()+"/v1/ocsp", bytes.NewReader(reqDER))
+	req.Header.Set("Content-Type", "application/ocsp-request")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "ocsp:unavailable", resp.StatusCode, nil
+	}
+	o, err := ocsp.ParseResponseForCert(body, cert, r.issuer)
+	if err != nil {
+		return "ocsp:unparsable", resp.StatusCode, nil
+	}
+	switch o.Status {
+	case ocsp.Good:
+		return "ocsp:good", resp.StatusCode, nil
+	case ocsp.Revoked:
+		return "ocsp:revoked", resp.StatusCode, nil
+	}
+	return "ocsp:unknown", resp.StatusCode, nil
+}

@@ -29,7 +29,8 @@ const maxOCSPRequest = 10 << 10
 // a JSON 4xx like any other endpoint. An OCSP request that asks about no
 // certificate or more than authority.MaxOCSPCertificates comes from an
 // OCSP client, which reads an OCSP body: it gets malformedRequest, with
-// 400 as the JSON refusal would have, not 200.
+// 400 as the JSON refusal would have (Boulder and CFSSL do the same), not
+// 200: a refusal is never a 200 here. openssl then reports the 400.
 func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 	if s.OCSPLimit != nil {
 		key := keyrate.Source(remoteAddr(r))

@@ -22,3 +22,19 @@ func BenchmarkOCSPCachedSingle(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkOCSPThreeCertificates: a request for three certificates, signed
+// for each request.
+func BenchmarkOCSPThreeCertificates(b *testing.B) {
+	c := newTestCA(b)
+	a, issuer := c.issued(b, "a.example")
+	bb, _ := c.issued(b, "b.example")
+	cc, _ := c.issued(b, "c.example")
+	req := ocspMultiRequest(b, issuer, crypto.SHA256, a.SerialNumber, bb.SerialNumber, cc.SerialNumber)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.OCSP(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/internal/keyrate"
 	"golang.org/x/crypto/ocsp"
 )
@@ -23,8 +25,12 @@ const maxOCSPRequest = 10 << 10
 // clients read an OCSP body, not JSON. It comes with the HTTP status that
 // says why (429 over budget, 503 signer or cluster unavailable) and
 // Retry-After, never 200: a cache in front of the GET form must not keep
-// it in place of the real answer. A malformed request is the client's bug
-// and gets a JSON 4xx like any other endpoint.
+// it in place of the real answer. Bytes that are not an OCSP request get
+// a JSON 4xx like any other endpoint. An OCSP request that asks about no
+// certificate or more than authority.MaxOCSPCertificates comes from an
+// OCSP client, which reads an OCSP body: it gets malformedRequest, with
+// 400 as the JSON refusal would have (Boulder and CFSSL do the same), not
+// 200: a refusal is never a 200 here. openssl then reports the 400.
 func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 	if s.OCSPLimit != nil {
 		key := keyrate.Source(remoteAddr(r))
@@ -59,7 +65,8 @@ func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 	resp, err := s.CA.OCSP(r.Context(), der)
 	if err != nil {
 		status, code, msg := s.classify(r, err)
-		if status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests {
+		malformed := errors.Is(err, authority.ErrOCSPMalformed)
+		if !malformed && status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests {
 			s.fail(w, r, err)
 			return
 		}
@@ -67,6 +74,12 @@ func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 			s.Refused(r, status, code, msg)
 		}
 		setOutcome(r, code)
+		if malformed {
+			w.Header().Set("Content-Type", "application/ocsp-response")
+			w.WriteHeader(status)
+			w.Write(ocsp.MalformedRequestErrorResponse)
+			return
+		}
 		s.ocspTryLater(w, status, "1")
 		return
 	}

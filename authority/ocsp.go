@@ -38,19 +38,22 @@ const (
 )
 
 // OCSP answers a DER-encoded OCSP request with a DER-encoded response. A
-// request that does not parse is an ErrInvalidRequest.
+// request that does not parse is an ErrInvalidRequest; one that asks
+// about no certificate or too many is an ErrOCSPMalformed. A request for
+// several certificates is answered by ocspMulti (ocsp_multi.go).
 func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
-	req, err := ocsp.ParseRequest(reqDER)
+	entries, err := parseOCSPRequest(reqDER)
 	if err != nil {
-		return nil, fmt.Errorf("%w: OCSP request: %v", ErrInvalidRequest, err)
-	}
-	if req.SerialNumber == nil || req.SerialNumber.Sign() <= 0 || !req.HashAlgorithm.Available() {
-		return nil, fmt.Errorf("%w: OCSP request: bad serial or hash algorithm", ErrInvalidRequest)
+		return nil, err
 	}
 	// Status, issuers and responders as committed when the request came.
 	if err := ca.CaughtUp(ctx); err != nil {
 		return nil, err
 	}
+	if len(entries) > 1 {
+		return ca.ocspMulti(ctx, entries)
+	}
+	req := &entries[0].req
 	a, iss, issuer, err := ca.ocspIssuer(req)
 	if err != nil {
 		return nil, err

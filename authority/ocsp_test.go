@@ -53,7 +53,7 @@ func (s *signCount) total() int {
 }
 
 // issued gets a certificate for name and returns it with its issuer.
-func (c *testCA) issued(t *testing.T, name string) (*x509.Certificate, *x509.Certificate) {
+func (c *testCA) issued(t testing.TB, name string) (*x509.Certificate, *x509.Certificate) {
 	t.Helper()
 	iss, err := c.signToken(context.Background(), csrPEM(t, ecKey(t, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{name}}), c.token(t, name))
 	if err != nil {
@@ -70,7 +70,7 @@ func (c *testCA) issued(t *testing.T, name string) (*x509.Certificate, *x509.Cer
 	return leaf, mustParse(a.Issuers[0].Chain[0])
 }
 
-func ocspRequest(t *testing.T, serial *big.Int, issuer *x509.Certificate, h crypto.Hash) []byte {
+func ocspRequest(t testing.TB, serial *big.Int, issuer *x509.Certificate, h crypto.Hash) []byte {
 	t.Helper()
 	req, err := ocsp.CreateRequest(&x509.Certificate{SerialNumber: serial}, issuer, &ocsp.RequestOptions{Hash: h})
 	if err != nil {

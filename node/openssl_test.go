@@ -3,18 +3,23 @@ package node
 import (
 	"bytes"
 	"crypto"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/quorumca/quorumca/authority"
 )
 
 func requireOpenSSL(t *testing.T) {
@@ -116,4 +121,89 @@ func TestOpenSSLChecksCRLAndOCSPOnFollower(t *testing.T) {
 	if !bytes.Equal(issuerDER, good.chain[0].Raw) {
 		t.Error("issuer URL does not serve the issuing certificate")
 	}
+}
+
+// openssl asks about several certificates in one request (-cert, -serial,
+// with a nonce) and reads an answer for each, verified; beyond the limit
+// it reads the OCSP malformedRequest response.
+func TestOpenSSLOCSPAsksForSeveralCertificates(t *testing.T) {
+	requireOpenSSL(t)
+	c := newTestCluster(t, 1)
+	n := c.nodes[0]
+	good := c.enrollHolder(n, "good.example")
+	bad := c.enrollHolder(n, "bad.example")
+	if r := c.do(n, "POST", "/v1/revoke", map[string]string{"serial": bad.s.Serial, "reason": "keyCompromise"}, c.admin); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	dir := t.TempDir()
+	rootPEM, _ := os.ReadFile(c.pki.RootFile)
+	for name, data := range map[string][]byte{"root.pem": rootPEM, "inter.pem": []byte(good.s.Chain[0]),
+		"good.pem": []byte(good.s.Certificate), "bad.pem": []byte(bad.s.Certificate)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	never := "0x" + new(big.Int).Add(good.cert.SerialNumber, big.NewInt(1)).Text(16)
+	url := "http://" + n.node.HTTPAddr() + "/v1/ocsp"
+	out, err := openssl(t, dir, "ocsp", "-issuer", "inter.pem", "-cert", "good.pem", "-cert", "bad.pem", "-serial", never,
+		"-url", url, "-CAfile", "root.pem", "-respout", "resp.der")
+	var missing []string
+	for _, want := range []string{"Response verify OK", "good.pem: good", "bad.pem: revoked", never + ": unknown", "Reason: keyCompromise"} {
+		if !strings.Contains(out, want) {
+			missing = append(missing, want)
+		}
+	}
+	if err != nil || len(missing) > 0 {
+		t.Errorf("openssl ocsp with three certificates: %v, missing %q in\n%s", err, missing, out)
+	}
+	der, err := os.ReadFile(filepath.Join(dir, "resp.der"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*holder{good, bad} {
+		if _, err := ocsp.ParseResponseForCert(der, h.cert, h.chain[0]); err != nil {
+			t.Errorf("response for %s: %v", h.cert.Subject.CommonName, err)
+		}
+	}
+
+	args := []string{"ocsp", "-issuer", "inter.pem", "-url", url, "-no_nonce"}
+	for i := range authority.MaxOCSPCertificates + 1 {
+		args = append(args, "-serial", strconv.Itoa(i+1))
+	}
+	// openssl reports the HTTP 400 and does not read the body after it.
+	if out, err := openssl(t, dir, args...); err == nil || !strings.Contains(out, "code=400") {
+		t.Errorf("openssl ocsp with %d certificates: %v\n%s", authority.MaxOCSPCertificates+1, err, out)
+	}
+	// Over HTTP: 400 and the OCSP body, for too many and for none.
+	one, err := ocsp.CreateRequest(good.cert, good.chain[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, count := range []int{authority.MaxOCSPCertificates + 1, 0} {
+		resp, body := postOCSP(t, n, repeatOCSPEntry(t, one, count))
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/ocsp-response" ||
+			!bytes.Equal(body, ocsp.MalformedRequestErrorResponse) {
+			t.Errorf("%d certificates: %d %s, body %x", count, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
+}
+
+// repeatOCSPEntry makes a request asking count times what req asks.
+func repeatOCSPEntry(t *testing.T, req []byte, count int) []byte {
+	t.Helper()
+	type request struct {
+		TBS struct{ List []asn1.RawValue }
+	}
+	var one, many request
+	if _, err := asn1.Unmarshal(req, &one); err != nil || len(one.TBS.List) != 1 {
+		t.Fatalf("request: %v", err)
+	}
+	for range count {
+		many.TBS.List = append(many.TBS.List, one.TBS.List[0])
+	}
+	der, err := asn1.Marshal(many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

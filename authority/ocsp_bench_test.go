@@ -1,0 +1,40 @@
+package authority
+
+import (
+	"context"
+	"crypto"
+	"testing"
+)
+
+// BenchmarkOCSPCachedSingle is the hot path: one certificate whose answer
+// is already signed and held in memory.
+func BenchmarkOCSPCachedSingle(b *testing.B) {
+	c := newTestCA(b)
+	leaf, issuer := c.issued(b, "bench.example")
+	req := ocspRequest(b, leaf.SerialNumber, issuer, crypto.SHA256)
+	if _, err := c.OCSP(context.Background(), req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.OCSP(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOCSPThreeCertificates: a request for three certificates, signed
+// for each request.
+func BenchmarkOCSPThreeCertificates(b *testing.B) {
+	c := newTestCA(b)
+	a, issuer := c.issued(b, "a.example")
+	bb, _ := c.issued(b, "b.example")
+	cc, _ := c.issued(b, "c.example")
+	req := ocspMultiRequest(b, issuer, crypto.SHA256, a.SerialNumber, bb.SerialNumber, cc.SerialNumber)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.OCSP(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -347,7 +347,11 @@ func (c *testCluster) waitConverged(sameState bool) {
 					}
 				}
 			}
-			if n, err := f.Node(tn.cfg.NodeName); err != nil || n.APIAddr != tn.node.APIAddr() {
+			api := tn.node.APIAddr()
+			if tn.cfg.APIAdvertise != "" {
+				api = tn.cfg.APIAdvertise
+			}
+			if n, err := f.Node(tn.cfg.NodeName); err != nil || n.APIAddr != api {
 				return false
 			}
 			if sameState && f.Digest() != run[0].node.FSM().Digest() {

@@ -79,6 +79,7 @@ var domainStatus = []struct {
 	{authority.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{cluster.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{cluster.ErrNoLeader, http.StatusServiceUnavailable, "no_leader"},
+	{cluster.ErrTimeout, http.StatusServiceUnavailable, "unavailable"},
 	{cluster.ErrInvalid, http.StatusBadRequest, "bad_request"},
 	{cluster.ErrShutdown, http.StatusServiceUnavailable, "shutting_down"},
 }
@@ -122,6 +123,11 @@ func (s *Server) classify(r *http.Request, err error) (int, string, string) {
 	}
 	if errors.Is(err, context.Canceled) || !ctxAlive(r.Context()) {
 		return http.StatusServiceUnavailable, "canceled", "request canceled"
+	}
+	// A deadline that ended below us (a KMS call, a wait) is "not now":
+	// the packages wrap theirs in sentinels, and this catches the rest.
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusServiceUnavailable, "unavailable", "timed out, try again"
 	}
 	s.Logger.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("path", LogPath(r)), slog.Any("err", err))
 	return http.StatusInternalServerError, "internal", "internal error"

@@ -31,8 +31,10 @@ type Config struct {
 	Timeout    time.Duration
 	// RetryFor is how long a request is retried, across the addresses, when
 	// a node refuses the connection or answers 503 (no leader, shutting
-	// down, signer away): answers given before any work was done, so a
-	// retry cannot do anything twice. Default 15s; negative: no retries.
+	// down, signer away, the cluster timed out). A 503 may come after the
+	// write was committed; a retry still does nothing twice, as enrollment
+	// and renewal with the same token or certificate and key answer with
+	// the certificate already issued. Default 15s; negative: no retries.
 	RetryFor time.Duration
 	// Certificates are presented in TLS handshakes (renewal, admin mTLS).
 	Certificates []tls.Certificate
@@ -107,6 +109,9 @@ func New(c Config) (*Client, error) {
 	return cl, nil
 }
 
+// maxRetryAfter bounds the wait a Retry-After header asks for.
+const maxRetryAfter = 5 * time.Second
+
 // retryable reports whether a request can be sent again: the connection
 // was refused (nothing was sent), or the node answered 503.
 func retryable(err error) bool {
@@ -147,7 +152,12 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			return err
 		}
 		c.next.Add(1) // this node is away: try the next
-		t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+		d := wait/2 + rand.N(wait/2+1)
+		if e := (*Error)(nil); errors.As(err, &e) && e.RetryAfter > d {
+			// The node's hint, bounded: a wrong one never parks the caller.
+			d = min(e.RetryAfter, maxRetryAfter, time.Until(deadline))
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():

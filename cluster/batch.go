@@ -292,7 +292,7 @@ func resultOf(idx uint64, err error) batchResult {
 		return batchResult{Index: idx}
 	case errors.As(err, &fe):
 		return batchResult{Index: idx, Error: fe}
-	case retryable(err), errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader):
+	case retryable(err), errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader), errors.Is(err, ErrTimeout):
 		return batchResult{Retry: true, Error: &fsm.Error{Code: "not_leader", Message: err.Error()}}
 	}
 	return batchResult{Error: &fsm.Error{Code: codeInternal, Message: err.Error()}}

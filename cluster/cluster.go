@@ -32,6 +32,10 @@ var (
 	ErrNoLeader = errors.New("cluster: no leader")
 	// ErrNotLeader is only seen between nodes; clients never get it.
 	ErrNotLeader = errors.New("cluster: not the leader")
+	// ErrTimeout: the cluster did not answer in time (an election, a
+	// paused or overloaded member). A write's outcome is then unknown: the
+	// caller may try again, and writes are idempotent.
+	ErrTimeout = errors.New("cluster: timed out")
 	// ErrShutdown: this node is stopping.
 	ErrShutdown = errors.New("cluster: node is shutting down")
 	// ErrForbidden: a member refused this node's join secret or node

@@ -70,7 +70,17 @@ func translate(err error) error {
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrShutdown
 	}
-	return err
+	return timedOut(err)
+}
+
+// timedOut marks a context's end inside the cluster (a forwarded call, a
+// read-index round, a queued proposal) as ErrTimeout: "not now", never a
+// bug. The context's error stays in the chain.
+func timedOut(err error) error {
+	if errors.Is(err, ErrTimeout) || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrTimeout, err)
 }
 
 // Apply commits env through the leader and returns the FSM's verdict: nil,
@@ -101,7 +111,7 @@ func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
 		_, err := c.applyLocal(ctx, env)
 		return err
 	}
-	return retryLeader(ctx, c, remote, local)
+	return timedOut(retryLeader(ctx, c, remote, local))
 }
 
 // encodedSize bounds the size of env's binary encoding (fsm.Envelope.Encode)
@@ -163,7 +173,7 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 func (c *Cluster) Barrier(ctx context.Context) error {
 	idx, err := c.readIndex(ctx)
 	if err != nil {
-		return err
+		return timedOut(err)
 	}
 	if c.fsm.AppliedIndex() >= idx {
 		return nil // as a rule on the leader, and on a follower that keeps up
@@ -219,7 +229,7 @@ func callLeader(ctx context.Context, c *Cluster, path string, body any, out any,
 		}
 		return c.forward(ctx, path, encoded, out)
 	}
-	return retryLeader(ctx, c, remote, local)
+	return timedOut(retryLeader(ctx, c, remote, local))
 }
 
 // retryLeader runs local if this node leads, or remote, retrying retryable
@@ -457,7 +467,7 @@ func (c *Cluster) reply(w http.ResponseWriter, r *http.Request, out any, err err
 		c.refuse(w, r, http.StatusForbidden, "forbidden", err.Error())
 	case retryable(err):
 		writeRPCError(w, http.StatusMisdirectedRequest, "not_leader", err.Error())
-	case errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader):
+	case errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader), errors.Is(err, ErrTimeout):
 		writeRPCError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:
 		c.log.Error("internal rpc failed", "path", r.URL.Path, "err", err)

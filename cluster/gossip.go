@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
 	"slices"
 	"sort"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumca/quorumca/internal/logbridge"
 )
 
 // Gossip: nodes find each other with memberlist (encrypted with a shared
@@ -204,10 +206,7 @@ func (c *Cluster) startGossip(existing bool) error {
 	}
 	mc.SecretKey = gc.Key
 	mc.Delegate, mc.Events = g, g
-	mc.Logger = log.New(writerFunc(func(p []byte) (int, error) {
-		c.log.Debug(string(p), "subsystem", "memberlist")
-		return len(p), nil
-	}), "", 0)
+	mc.Logger = logbridge.Logger(c.log.With("subsystem", "memberlist"), slog.LevelDebug)
 	if g.ml, err = memberlist.Create(mc); err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}

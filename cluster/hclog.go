@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/quorumca/quorumca/internal/logbridge"
 )
 
 // hclogAdapter sends raft's hclog output to slog, so a node has one log.
@@ -37,11 +40,58 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if !h.l.Enabled(context.Background(), lv) {
 		return
 	}
-	all := append(append([]any{}, h.args...), args...)
+	attrs := append(toAttrs(h.args), toAttrs(args)...)
 	if h.name != "" {
-		all = append(all, "subsystem", h.name)
+		attrs = append(attrs, slog.String("subsystem", h.name))
 	}
-	h.l.Log(context.Background(), lv, msg, all...)
+	h.l.LogAttrs(context.Background(), lv, msg, attrs...)
+}
+
+// toAttrs turns hclog's key/value list into attributes. hclog tolerates
+// what slog does not: an odd count, keys that are not strings, and values
+// that only fmt renders well (hclog.Fmt, raft's configurations, whose JSON
+// would be ["%+v",[...]]).
+func toAttrs(args []any) []slog.Attr {
+	attrs := make([]slog.Attr, 0, (len(args)+1)/2)
+	for i := 0; i < len(args); i += 2 {
+		if i+1 == len(args) {
+			attrs = append(attrs, slog.Any("extra", value(args[i])))
+			break
+		}
+		key, ok := args[i].(string)
+		if !ok {
+			key = fmt.Sprint(args[i])
+		}
+		attrs = append(attrs, slog.Any(key, value(args[i+1])))
+	}
+	return attrs
+}
+
+// value keeps what both slog handlers print well and renders the rest with
+// fmt, as hclog itself would.
+func value(v any) any {
+	switch v := v.(type) {
+	case nil, string, bool, int, int32, int64, uint, uint32, uint64, float32, float64, time.Duration, time.Time:
+		return v
+	case hclog.Format:
+		if len(v) > 0 {
+			if f, ok := v[0].(string); ok {
+				return fmt.Sprintf(f, v[1:]...)
+			}
+		}
+		return fmt.Sprint([]any(v)...)
+	case hclog.Hex:
+		return fmt.Sprintf("0x%x", int(v))
+	case hclog.Octal:
+		return fmt.Sprintf("0%o", int(v))
+	case hclog.Binary:
+		return fmt.Sprintf("0b%b", int(v))
+	case error:
+		return v.Error()
+	case fmt.Stringer:
+		return v.String()
+	}
+	return fmt.Sprintf("%+v", v)
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }
@@ -82,12 +132,5 @@ func (h *hclogAdapter) StandardLogger(*hclog.StandardLoggerOptions) *log.Logger 
 }
 
 func (h *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
-	return writerFunc(func(p []byte) (int, error) {
-		h.Info(strings.TrimSpace(string(p)))
-		return len(p), nil
-	})
+	return logbridge.Writer(h.l.With("subsystem", h.name), slog.LevelInfo)
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

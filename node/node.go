@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/atomicfile"
 	"github.com/quorumca/quorumca/internal/keyrate"
+	"github.com/quorumca/quorumca/internal/logbridge"
 	"github.com/quorumca/quorumca/signer"
 	_ "github.com/quorumca/quorumca/signer/awskms" // key backends, by URI scheme
 	_ "github.com/quorumca/quorumca/signer/pkcs11"
@@ -186,7 +186,9 @@ func (n *Node) start() error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(httpErrorLog{n.log}, "", 0),
+		// net/http's own complaints (TLS handshake errors from scanners,
+		// mostly) at debug level.
+		ErrorLog: logbridge.Logger(n.log.With("component", "http"), slog.LevelDebug),
 		// Streams (audit follows, snapshot downloads) lift WriteTimeout
 		// and give each write its own deadline (api/stream.go); an HTTP/2
 		// connection whose client stops reading altogether is closed.
@@ -543,15 +545,6 @@ func (n *Node) Close() error {
 	}
 	errs = append(errs, n.signers.Close())
 	return errors.Join(errs...)
-}
-
-// httpErrorLog sends net/http's own complaints (TLS handshake errors from
-// scanners, mostly) to slog at debug level.
-type httpErrorLog struct{ l *slog.Logger }
-
-func (h httpErrorLog) Write(p []byte) (int, error) {
-	h.l.Debug("http server", "msg", string(p))
-	return len(p), nil
 }
 
 // limiter is the OCSP endpoints' budget per source address.

@@ -87,13 +87,19 @@ func (l *logFlags) logger() (*slog.Logger, error) {
 		return nil, fmt.Errorf("-log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
+	var h slog.Handler
 	switch strings.ToLower(l.format) {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		h = slog.NewTextHandler(os.Stderr, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return nil, fmt.Errorf("-log-format must be text or json")
 	}
-	return nil, fmt.Errorf("-log-format must be text or json")
+	// A library that writes through the standard log package lands in the
+	// same log, in the same format.
+	slog.SetDefault(slog.New(h))
+	return slog.Default(), nil
 }
 
 // waitForSignal blocks until SIGINT or SIGTERM.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ type pauseProxy struct {
 	ln     net.Listener
 	target string
 	gate   sync.RWMutex // held for writing while paused
+	paused atomic.Bool
 }
 
 func newPauseProxy(t *testing.T, target string) *pauseProxy {
@@ -28,7 +30,12 @@ func newPauseProxy(t *testing.T, target string) *pauseProxy {
 		t.Fatal(err)
 	}
 	p := &pauseProxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() {
+		ln.Close()
+		if p.paused.Load() {
+			p.resume() // let relays blocked on the gate end
+		}
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -41,8 +48,9 @@ func newPauseProxy(t *testing.T, target string) *pauseProxy {
 	return p
 }
 
-func (p *pauseProxy) pause()  { p.gate.Lock() }
-func (p *pauseProxy) resume() { p.gate.Unlock() }
+func (p *pauseProxy) pause()       { p.gate.Lock(); p.paused.Store(true) }
+func (p *pauseProxy) resume()      { p.paused.Store(false); p.gate.Unlock() }
+func (p *pauseProxy) addr() string { return p.ln.Addr().String() }
 
 func (p *pauseProxy) conn(c net.Conn) {
 	defer c.Close()
@@ -96,7 +104,7 @@ func TestRequestWhileLeaderPausedIsUnavailable(t *testing.T) {
 				// Other nodes forward to n1 through the proxy.
 				cfg.APIListen = freeport.For(t)
 				proxy = newPauseProxy(t, cfg.APIListen)
-				cfg.APIAdvertise = proxy.ln.Addr().String()
+				cfg.APIAdvertise = proxy.addr()
 			}
 		}
 	})

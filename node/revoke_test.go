@@ -1,11 +1,8 @@
 package node
 
 import (
-	"net"
 	"net/http"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,7 +21,7 @@ func TestRevokeDoesNotWaitForAPausedNode(t *testing.T) {
 	paused := c.addNodeWith(func(cfg *Config) {
 		cfg.APIListen, cfg.RaftListen = freeport.For(t), freeport.For(t)
 		api, raft := newPauseProxy(t, cfg.APIListen), newPauseProxy(t, cfg.RaftListen)
-		cfg.APIAdvertise, cfg.RaftAdvertise = api.addr, raft.addr
+		cfg.APIAdvertise, cfg.RaftAdvertise = api.addr(), raft.addr()
 		proxies = append(proxies, api, raft)
 	})
 	c.WaitConverged()
@@ -73,67 +70,5 @@ func TestRevokeDoesNotWaitForAPausedNode(t *testing.T) {
 	}
 	if !slices.Equal(a.ConfirmedBy, up) || !slices.Equal(a.Unconfirmed, []string{paused.cfg.NodeName}) {
 		t.Errorf("confirmed by %v, unconfirmed %v; want %v, and %s", a.ConfirmedBy, a.Unconfirmed, up, paused.cfg.NodeName)
-	}
-}
-
-// pauseProxy relays TCP to a node's port until pause is called; from then
-// on it keeps every connection open and passes nothing, accepting new ones
-// the same way, as the kernel does for a stopped process.
-type pauseProxy struct {
-	addr   string
-	paused atomic.Bool
-}
-
-func newPauseProxy(t *testing.T, target string) *pauseProxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pauseProxy{addr: l.Addr().String()}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			go p.pipe(in, out)
-			go p.pipe(out, in)
-		}
-	}()
-	return p
-}
-
-func (p *pauseProxy) pause() { p.paused.Store(true) }
-
-func (p *pauseProxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if err != nil {
-			return
-		}
-		if !p.paused.Load() {
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
 	}
 }

@@ -191,4 +191,3 @@ func askCRL(c *http.Client, addr, serial string) statusAnswer {
 	a.detail += fmt.Sprintf(": CRL number %s, %d entries", crl.Number, len(crl.RevokedCertificateEntries))
 	return a
 }
-

@@ -102,8 +102,21 @@ func (ca *CA) provisioner(ctx context.Context, name, kind string) (*fsm.Provisio
 }
 
 // defaultTokenProvisioner is the enrollment-token provisioner used when a
-// mint request names none: the one named "default", or the only one.
-func (ca *CA) defaultTokenProvisioner() (string, error) {
+// mint request names none: the one named "default", or the only one. Like
+// any lookup, it reads locally, and once more after catching up with the
+// leader when that finds none (a node that joined a moment ago).
+func (ca *CA) defaultTokenProvisioner(ctx context.Context) (string, error) {
+	name, err := ca.onlyTokenProvisioner()
+	if !errors.Is(err, ErrInvalidRequest) {
+		return name, err
+	}
+	if berr := ca.raft.Barrier(ctx); berr != nil {
+		return "", berr
+	}
+	return ca.onlyTokenProvisioner()
+}
+
+func (ca *CA) onlyTokenProvisioner() (string, error) {
 	ps, err := ca.state.Provisioners()
 	if err != nil {
 		return "", err

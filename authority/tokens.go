@@ -89,7 +89,7 @@ func (ca *CA) MintTokens(ctx context.Context, admin *fsm.Admin, req TokenRequest
 	name := req.Provisioner
 	if name == "" {
 		var err error
-		if name, err = ca.defaultTokenProvisioner(); err != nil {
+		if name, err = ca.defaultTokenProvisioner(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -192,7 +192,9 @@ func smallReceiveBuffer(_, _ string, rc syscall.RawConn) error {
 // slowly gets everything, however long it takes. An upload that stalls is
 // answered 408 once one read has waited as long.
 func TestStalledStreamsAreCutOff(t *testing.T) {
-	const writeTimeout = time.Second
+	// Long enough that a loaded machine's pauses (the race detector, other
+	// packages' tests) never stall a steady reader's socket for as long.
+	const writeTimeout = 3 * time.Second
 	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
 		c.configure = func(cfg *Config) { cfg.Streams = api.StreamLimits{WriteTimeout: writeTimeout} }
 	})

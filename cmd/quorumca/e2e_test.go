@@ -200,6 +200,9 @@ func postJSON(t *testing.T, c *http.Client, url, bearer string, in, out any) int
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Logf("POST %s: %d %s", url, resp.StatusCode, bytes.TrimSpace(data))
+	}
 	if out != nil && json.Unmarshal(data, out) != nil {
 		t.Fatalf("%s: %d %s", url, resp.StatusCode, data)
 	}

@@ -90,6 +90,19 @@ func TestCheckerPassesCleanRun(t *testing.T) {
 	}
 }
 
+// Probes that got the revocation or no answer, and 503s, are fine.
+func TestCheckerAcceptsRevokedOrUnavailableProbes(t *testing.T) {
+	s := cleanScenario(t)
+	s.ops = append(s.ops,
+		Op{Kind: OpStatusProbe, Target: "n1", Serial: "b", Outcome: OK, Status: 200, Code: "ocsp:revoked"},
+		Op{Kind: OpStatusProbe, Target: "n1", Serial: "b", Outcome: OK, Status: 503, Code: "record:unavailable"},
+		Op{Kind: OpStatusProbe, Target: "n2", Serial: "b", Outcome: Unknown, Error: "connection refused"},
+		Op{Kind: OpEnroll, Outcome: Unknown, Status: 503, Code: "unavailable"})
+	if v := check(s.ops, s.states, s.faults, Bounds{}); !v.Pass() {
+		t.Fatalf("%s\n%s", v.Line(), strings.Join(v.Details, "\n"))
+	}
+}
+
 func TestCheckerFindsViolations(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -132,6 +145,15 @@ func TestCheckerFindsViolations(t *testing.T) {
 			func(v *Verdict) int { return v.SlowRecovery }},
 		{"a node could not be read", func(s *scenario) { s.states[2].Err = "connection refused" },
 			func(v *Verdict) int { return v.LostCerts }},
+		{"a resumed node's OCSP said good", func(s *scenario) {
+			s.ops = append(s.ops, Op{Kind: OpStatusProbe, Target: "n2", Serial: "b", Outcome: OK, Status: 200, Code: "ocsp:good"})
+		}, func(v *Verdict) int { return v.StaleStatus }},
+		{"a restarted node's record said valid", func(s *scenario) {
+			s.ops = append(s.ops, Op{Kind: OpStatusProbe, Target: "n3", Serial: "b", Outcome: OK, Status: 200, Code: "record:valid"})
+		}, func(v *Verdict) int { return v.StaleStatus }},
+		{"a request was answered 500", func(s *scenario) {
+			s.ops = append(s.ops, Op{Kind: OpEnroll, Outcome: Unknown, Status: 500, Code: "internal"})
+		}, func(v *Verdict) int { return v.ServerErrors }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := cleanScenario(t)

@@ -215,8 +215,12 @@ func (ca *CA) AuthenticateAdmin(ctx context.Context, bearer string) (*fsm.Admin,
 	if !ok {
 		return nil, fmt.Errorf("%w: malformed admin token", ErrUnauthenticated)
 	}
-	a, err := lookup(ctx, ca, func() (*fsm.Admin, error) { return ca.state.AdminByHash(hash) })
-	return ca.activeAdmin(a, err)
+	// A credential is trusted only as committed when the request came: a
+	// node that was paused or cut off must not honour one withdrawn since.
+	if err := ca.CaughtUp(ctx); err != nil {
+		return nil, err
+	}
+	return ca.activeAdmin(ca.state.AdminByHash(hash))
 }
 
 // AuthenticateAdminCert resolves a TLS client certificate to an active
@@ -224,7 +228,10 @@ func (ca *CA) AuthenticateAdmin(ctx context.Context, bearer string) (*fsm.Admin,
 // issued to an admin, and not revoked.
 func (ca *CA) AuthenticateAdminCert(ctx context.Context, cert *x509.Certificate) (*fsm.Admin, error) {
 	serial := SerialHex(cert.SerialNumber)
-	rec, err := lookup(ctx, ca, func() (*fsm.Cert, error) { return ca.state.Cert(serial) })
+	if err := ca.CaughtUp(ctx); err != nil { // as for a bearer token
+		return nil, err
+	}
+	rec, err := ca.state.Cert(serial)
 	if err != nil || !bytes.Equal(rec.DER, cert.Raw) || rec.Authority != AdminAuthority || rec.Revoked() {
 		return nil, fmt.Errorf("%w: the client certificate is not an admin certificate", ErrUnauthenticated)
 	}

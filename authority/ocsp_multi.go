@@ -34,6 +34,12 @@ import (
 // short chain or a server's few certificates (openssl -cert a -cert b).
 const MaxOCSPCertificates = 20
 
+// OCSPMultiSignaturesPerSecond bounds, per node, the answers for several
+// certificates signed (bursts of twice as many); beyond it they get
+// tryLater. Answers for one certificate are signed once per status and
+// are not counted.
+const OCSPMultiSignaturesPerSecond = 20
+
 // ErrOCSPMalformed is an OCSP request that parses but cannot be answered
 // as asked: no certificate, or more than MaxOCSPCertificates. The client
 // is an OCSP client, so it gets the OCSP malformedRequest response.
@@ -142,6 +148,13 @@ func parseOCSPRequest(der []byte) ([]ocspAsked, error) {
 // Its cost is bounded by the per-source OCSP rate limit in the API, which
 // every request passes, and by MaxOCSPCertificates.
 func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error) {
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if seen[string(e.certID)] {
+			return nil, fmt.Errorf("%w: a certificate asked about twice", ErrOCSPMalformed)
+		}
+		seen[string(e.certID)] = true
+	}
 	var a *fsm.Authority
 	var iss *fsm.Issuer
 	var issuer *x509.Certificate
@@ -193,6 +206,12 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error
 	}
 	if !known {
 		return ocsp.UnauthorizedErrorResponse, nil
+	}
+	// Unlike a single certificate's answer, this one is signed for each
+	// request: the node's budget for them bounds what anyone can make it
+	// sign (and spend of a KMS key's quota), however many addresses ask.
+	if !ca.ocspMultiSigs.Allow() {
+		return nil, fmt.Errorf("%w: too many OCSP requests for several certificates on this node; ask for one certificate at a time", ErrUnavailable)
 	}
 
 	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)

@@ -133,9 +133,9 @@ func TestOCSPMultiRefusals(t *testing.T) {
 	ctx := context.Background()
 	leaf, issuer := c.issued(t, "one.example")
 
-	serials := make([]*big.Int, MaxOCSPCertificates+1)
-	for i := range serials {
-		serials[i] = leaf.SerialNumber
+	serials := []*big.Int{leaf.SerialNumber} // and serials never issued
+	for i := range MaxOCSPCertificates {
+		serials = append(serials, big.NewInt(int64(i+1)))
 	}
 	der, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, serials[:MaxOCSPCertificates]...))
 	if err != nil || len(ocspSerials(t, der)) != MaxOCSPCertificates {
@@ -146,6 +146,9 @@ func TestOCSPMultiRefusals(t *testing.T) {
 	}
 	if _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256)); !errors.Is(err, ErrOCSPMalformed) {
 		t.Errorf("no certificate: %v, want ErrOCSPMalformed", err)
+	}
+	if _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, big.NewInt(7), leaf.SerialNumber)); !errors.Is(err, ErrOCSPMalformed) {
+		t.Errorf("a certificate asked about twice: %v, want ErrOCSPMalformed", err)
 	}
 
 	_, otherKey, err := soft.Generate(filepath.Join(t.TempDir(), "other.key"))
@@ -265,4 +268,42 @@ func mustMarshal(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// Answers for several certificates are signed for each request, so the
+// node has a budget for them: beyond it, tryLater (ErrUnavailable) without
+// a signature, while one certificate's answer is still served. (Before,
+// anyone could make a node sign one for every request.)
+func TestOCSPMultiSignaturesAreBounded(t *testing.T) {
+	c := newTestCA(t)
+	ctx := context.Background()
+	leaf, issuer := c.issued(t, "budget.example")
+	multi := ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, big.NewInt(1))
+	single := ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber)
+	if _, err := c.OCSP(ctx, single); err != nil {
+		t.Fatal(err)
+	}
+	before := c.signs.total()
+	answered, refused := 0, 0
+	for range 4 * OCSPMultiSignaturesPerSecond {
+		_, err := c.OCSP(ctx, multi)
+		switch {
+		case err == nil:
+			answered++
+		case errors.Is(err, ErrUnavailable):
+			refused++
+		default:
+			t.Fatal(err)
+		}
+	}
+	// The burst (twice the rate), plus what refilled while asking.
+	if refused == 0 || answered > 3*OCSPMultiSignaturesPerSecond {
+		t.Errorf("%d answered, %d refused of %d asked at once", answered, refused, 4*OCSPMultiSignaturesPerSecond)
+	}
+	if n := c.signs.total() - before; n != answered {
+		t.Errorf("%d signatures for %d answers", n, answered)
+	}
+	if _, err := c.OCSP(ctx, single); err != nil {
+		t.Errorf("one certificate's answer once the budget is spent: %v", err)
+	}
 }

@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"syscall"
 	"testing"
@@ -58,27 +60,143 @@ func TestResumedFollowerNeverAnswersAStaleStatus(t *testing.T) {
 			a := askCRL(sc.c, sc.addr(leader), serial)
 			return a.ok && a.revoked
 		})
-
-		// Each request on a connection of its own, connected (the kernel
-		// accepts for the paused process) before the node resumes.
-		answers := make(chan statusAnswer, 3)
-		connected := make(chan struct{}, 3)
-		c := pausedClient(sc, connected)
-		go func() { answers <- askRecord(c, sc.addr(f), serial) }()
-		go func() { answers <- askOCSP(c, sc.addr(f), ocspReq, issuer) }()
-		go func() { answers <- askCRL(c, sc.addr(f), serial) }()
-		for range 3 {
-			<-connected
-		}
-		sc.procs[f].cmd.Process.Signal(syscall.SIGCONT)
-		for range 3 {
-			a := <-answers
+		for _, a := range whilePaused(sc, f,
+			func(c *http.Client) statusAnswer { return askRecord(c, sc.addr(f), serial) },
+			func(c *http.Client) statusAnswer { return askOCSP(c, sc.addr(f), ocspReq, issuer) },
+			func(c *http.Client) statusAnswer { return askCRL(c, sc.addr(f), serial) },
+		) {
 			if a.ok && !a.revoked {
 				t.Errorf("round %d: the resumed follower's %s says %s is not revoked: %s", round, a.what, serial, a.detail)
 			}
 			t.Logf("round %d: %s answered=%v revoked=%v %s", round, a.what, a.ok, a.revoked, a.detail)
 		}
 	}
+}
+
+// A leader paused long enough to be replaced, resumed, never answers from
+// its state as it was: a revocation committed by the new leader is what
+// it says, even where it had signed a "good" before.
+func TestResumedOldLeaderNeverAnswersAStaleStatus(t *testing.T) {
+	sc := startServerCluster(t)
+	old := sc.leader
+	serial := issue(t, sc.c, sc.admin, sc.addr(old), sc.addr(old), "oldleader.example")
+	leaf, issuer := certAndIssuer(t, sc, old, serial)
+	ocspReq, _ := ocsp.CreateRequest(leaf, issuer, nil)
+	if a := askOCSP(sc.c, sc.addr(old), ocspReq, issuer); !a.ok || a.revoked {
+		t.Fatalf("before: %+v", a) // and a signed good is kept
+	}
+	sc.procs[old].cmd.Process.Signal(syscall.SIGSTOP)
+	var next int
+	waitFor(t, 30*time.Second, "a new leader", func() bool {
+		var ok bool
+		next, ok = sc.leaderOf((old+1)%3, (old+2)%3)
+		return ok
+	})
+	var rev struct{ Serial string }
+	if st := postJSON(t, sc.c, "https://"+sc.addr(next)+"/v1/admin/certs/"+serial+"/revoke", sc.admin,
+		map[string]string{"reason": "keyCompromise"}, &rev); st != 200 {
+		sc.procs[old].cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("revoke through the new leader: %d", st)
+	}
+	getForm := "https://" + sc.addr(old) + "/v1/ocsp/" + url.PathEscape(base64.StdEncoding.EncodeToString(ocspReq))
+	for _, a := range whilePaused(sc, old,
+		func(c *http.Client) statusAnswer { return askRecord(c, sc.addr(old), serial) },
+		func(c *http.Client) statusAnswer { return askOCSP(c, sc.addr(old), ocspReq, issuer) },
+		func(c *http.Client) statusAnswer { return askOCSPResponse(c, "GET", getForm, nil, issuer) },
+	) {
+		if a.ok && !a.revoked {
+			t.Errorf("the resumed old leader's %s says %s is not revoked: %s", a.what, serial, a.detail)
+		}
+		t.Logf("%s answered=%v revoked=%v %s", a.what, a.ok, a.revoked, a.detail)
+	}
+}
+
+// An admin withdrawn while a follower is paused gets nothing from it once
+// it resumes: no read, and no write through it. (Before, the follower
+// trusted the credential as it knew it: 200s, and a token minted after
+// the withdrawal, 201.)
+func TestWithdrawnAdminIsRefusedByAResumedFollower(t *testing.T) {
+	sc := startServerCluster(t)
+	leader := sc.leader
+	f := (leader + 1) % 3
+	var created struct {
+		Token string
+		Admin struct{ ID string }
+	}
+	if st := postJSON(t, sc.c, "https://"+sc.addr(leader)+"/v1/admin/admins", sc.admin,
+		map[string]any{"name": "leaving", "role": "admin"}, &created); st != 201 {
+		t.Fatalf("create admin: %d", st)
+	}
+	waitFor(t, 10*time.Second, "the follower to know the admin", func() bool {
+		return adminCall(sc.c, "GET", "https://"+sc.addr(f)+"/v1/admin/whoami", created.Token, nil).ok
+	})
+	sc.procs[f].cmd.Process.Signal(syscall.SIGSTOP)
+	req, _ := http.NewRequest("DELETE", "https://"+sc.addr(leader)+"/v1/admin/admins/"+created.Admin.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+sc.admin)
+	resp, err := sc.c.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		sc.procs[f].cmd.Process.Signal(syscall.SIGCONT)
+		t.Fatalf("withdraw the admin: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	at := "https://" + sc.addr(f)
+	for _, a := range whilePaused(sc, f,
+		func(c *http.Client) statusAnswer {
+			return adminCall(c, "GET", at+"/v1/admin/whoami", created.Token, nil)
+		},
+		func(c *http.Client) statusAnswer {
+			return adminCall(c, "POST", at+"/v1/admin/tokens", created.Token, []byte(`{"sans":["late.example"]}`))
+		},
+		func(c *http.Client) statusAnswer {
+			return adminCall(c, "GET", at+"/v1/admin/certs?limit=1", created.Token, nil)
+		},
+	) {
+		if a.ok {
+			t.Errorf("the resumed follower accepted the withdrawn admin: %s", a.detail)
+		}
+		t.Logf("%s", a.detail)
+	}
+}
+
+// whilePaused sends each ask to node i, which the caller has stopped
+// (SIGSTOP), each on a connection of its own made before the node
+// resumes; then it resumes the node and returns the answers.
+func whilePaused(sc *serverCluster, i int, asks ...func(*http.Client) statusAnswer) []statusAnswer {
+	answers := make(chan statusAnswer, len(asks))
+	connected := make(chan struct{}, len(asks))
+	c := pausedClient(sc, connected)
+	for _, ask := range asks {
+		go func() { answers <- ask(c) }()
+	}
+	for range asks {
+		<-connected
+	}
+	sc.procs[i].cmd.Process.Signal(syscall.SIGCONT)
+	out := make([]statusAnswer, 0, len(asks))
+	for range asks {
+		out = append(out, <-answers)
+	}
+	return out
+}
+
+// adminCall is an admin request: ok when it got a 2xx.
+func adminCall(c *http.Client, method, url, bearer string, body []byte) statusAnswer {
+	a := statusAnswer{what: method + " " + url}
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		a.detail = a.what + ": " + err.Error()
+		return a
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a.ok = resp.StatusCode/100 == 2
+	a.detail = fmt.Sprintf("%s: %d %s", a.what, resp.StatusCode, bytes.TrimSpace(b))
+	return a
 }
 
 // pausedClient makes a new connection per request and reports each one
@@ -144,8 +262,17 @@ func askRecord(c *http.Client, addr, serial string) statusAnswer {
 }
 
 func askOCSP(c *http.Client, addr string, req []byte, issuer *x509.Certificate) statusAnswer {
-	a := statusAnswer{what: "ocsp"}
-	resp, err := c.Post("https://"+addr+"/v1/ocsp", "application/ocsp-request", bytes.NewReader(req))
+	return askOCSPResponse(c, "POST", "https://"+addr+"/v1/ocsp", req, issuer)
+}
+
+// askOCSPResponse asks in the POST form (body req) or the GET form (req in url).
+func askOCSPResponse(c *http.Client, method, url string, req []byte, issuer *x509.Certificate) statusAnswer {
+	a := statusAnswer{what: "ocsp " + method}
+	hr, _ := http.NewRequest(method, url, bytes.NewReader(req))
+	if req != nil {
+		hr.Header.Set("Content-Type", "application/ocsp-request")
+	}
+	resp, err := c.Do(hr)
 	if err != nil {
 		a.detail = err.Error()
 		return a

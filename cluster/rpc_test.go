@@ -107,11 +107,27 @@ type silenceProxy struct {
 }
 
 func newSilenceProxy(t *testing.T, target string) *silenceProxy {
+	p := &silenceProxy{}
+	p.addr = listenTracked(t, func(in net.Conn) []net.Conn {
+		out, err := net.Dial("tcp", target)
+		if err != nil {
+			in.Close()
+			return nil
+		}
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+		return []net.Conn{in, out}
+	})
+	return p
+}
+
+// listenTracked accepts TCP connections on a local port and hands each to
+// handle, which returns the connections to close when the test ends.
+func listenTracked(t *testing.T, handle func(in net.Conn) []net.Conn) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &silenceProxy{addr: l.Addr().String()}
 	var mu sync.Mutex
 	var conns []net.Conn
 	t.Cleanup(func() {
@@ -128,19 +144,13 @@ func newSilenceProxy(t *testing.T, target string) *silenceProxy {
 			if err != nil {
 				return
 			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
+			cs := handle(in)
 			mu.Lock()
-			conns = append(conns, in, out)
+			conns = append(conns, cs...)
 			mu.Unlock()
-			go p.pipe(in, out)
-			go p.pipe(out, in)
 		}
 	}()
-	return p
+	return l.Addr().String()
 }
 
 func (p *silenceProxy) silence() { p.silent.Store(true) }

@@ -243,22 +243,33 @@ func certAndIssuer(t *testing.T, sc *serverCluster, i int, serial string) (leaf,
 
 func askRecord(c *http.Client, addr, serial string) statusAnswer {
 	a := statusAnswer{what: "record"}
-	resp, err := c.Get("https://" + addr + "/v1/certs/" + serial)
-	if err != nil {
-		a.detail = err.Error()
-		return a
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, ok := a.fetch(c, "GET", "https://"+addr+"/v1/certs/"+serial, nil)
 	var rec struct{ Status string }
-	a.detail = fmt.Sprintf("HTTP %d", resp.StatusCode)
-	if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &rec) == nil {
+	if ok && json.Unmarshal(body, &rec) == nil {
 		a.ok, a.revoked = true, rec.Status == "revoked"
 		a.detail += ": status " + rec.Status
 	} else {
 		a.detail += ": " + string(body)
 	}
 	return a
+}
+
+// fetch sends one request and reads the answer, noting its HTTP status in
+// a.detail; ok for a 200.
+func (a *statusAnswer) fetch(c *http.Client, method, url string, body []byte) ([]byte, bool) {
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/ocsp-request")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		a.detail = err.Error()
+		return nil, false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a.detail = fmt.Sprintf("HTTP %d", resp.StatusCode)
+	return b, resp.StatusCode == http.StatusOK
 }
 
 func askOCSP(c *http.Client, addr string, req []byte, issuer *x509.Certificate) statusAnswer {
@@ -268,19 +279,8 @@ func askOCSP(c *http.Client, addr string, req []byte, issuer *x509.Certificate) 
 // askOCSPResponse asks in the POST form (body req) or the GET form (req in url).
 func askOCSPResponse(c *http.Client, method, url string, req []byte, issuer *x509.Certificate) statusAnswer {
 	a := statusAnswer{what: "ocsp " + method}
-	hr, _ := http.NewRequest(method, url, bytes.NewReader(req))
-	if req != nil {
-		hr.Header.Set("Content-Type", "application/ocsp-request")
-	}
-	resp, err := c.Do(hr)
-	if err != nil {
-		a.detail = err.Error()
-		return a
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	a.detail = fmt.Sprintf("HTTP %d", resp.StatusCode)
-	if resp.StatusCode != http.StatusOK {
+	body, ok := a.fetch(c, method, url, req)
+	if !ok {
 		return a
 	}
 	r, err := ocsp.ParseResponse(body, issuer)
@@ -295,15 +295,8 @@ func askOCSPResponse(c *http.Client, method, url string, req []byte, issuer *x50
 
 func askCRL(c *http.Client, addr, serial string) statusAnswer {
 	a := statusAnswer{what: "crl"}
-	resp, err := c.Get("https://" + addr + "/v1/crl")
-	if err != nil {
-		a.detail = err.Error()
-		return a
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	a.detail = fmt.Sprintf("HTTP %d", resp.StatusCode)
-	if resp.StatusCode != http.StatusOK {
+	body, ok := a.fetch(c, "GET", "https://"+addr+"/v1/crl", nil)
+	if !ok {
 		return a
 	}
 	crl, err := x509.ParseRevocationList(body)

@@ -4,15 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumca/quorumca/fsm"
 )
 
 type joinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
+	// LogFormat is the newest log format the joining binary reads;
+	// releases before it sent none (0).
+	LogFormat int `json:"log_format"`
 }
 
 // joinLoop asks the configured members to add this node until one of them
@@ -20,7 +26,7 @@ type joinRequest struct {
 // configuration with the same address is a no-op.
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
-	body, _ := json.Marshal(joinRequest{ID: c.cfg.NodeID, RaftAddr: string(c.transport.LocalAddr())})
+	body, _ := json.Marshal(joinRequest{ID: c.cfg.NodeID, RaftAddr: string(c.transport.LocalAddr()), LogFormat: fsm.LogFormat})
 	b := newBackoff(100*time.Millisecond, 5*time.Second)
 	// Joining takes a node certificate.
 	select {
@@ -69,6 +75,11 @@ func (c *Cluster) join(ctx context.Context, req joinRequest) error {
 			if string(s.ID) == req.ID && string(s.Address) == req.RaftAddr && s.Suffrage == raft.Voter {
 				return nil
 			}
+		}
+		// A binary that cannot read what the log holds would panic on its
+		// first entry: it is not added (nor does it start: fsm.Open).
+		if have := c.fsm.HighestLogFormat(); req.LogFormat < have {
+			return errBadRPC{fmt.Errorf("node %s reads log formats up to %d, and the log holds format %d: upgrade its binary before it joins", req.ID, req.LogFormat, have)}
 		}
 		c.log.Info("adding voter", "id", req.ID, "raft", req.RaftAddr)
 		return translate(c.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, c.cfg.HoldTimeout).Error())

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -402,5 +403,38 @@ func TestAnUnreachableServerKeepsItsAnnouncedFormat(t *testing.T) {
 	env, _ := fsm.NewEnvelope(fsm.CmdProvisionerPut, "p1", p)
 	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrAuthorityUnknown) {
 		t.Fatalf("a format-2 command while a server is down: %v, want the FSM's own verdict", err)
+	}
+}
+
+// A node whose binary does not read the log formats the log holds is not
+// added: it would panic on its first entry. A release before the question
+// sends no format, and counts as 0. (Before, any node joined.)
+func TestJoinOfABinaryThatCannotReadTheLogIsRefused(t *testing.T) {
+	u := newUpgradeCluster(t)
+	leader, lf, leaderAPI := u.member("leader", true, nil, nil)
+	waitUntil(t, "the member leads", leader.IsLeader)
+	follower, _, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
+	waitUntil(t, "the leader writes binary entries", func() bool {
+		servers, _ := leader.Servers()
+		return len(servers) == 2 && leader.logFormat() == fsm.LogFormat
+	})
+	if err := leader.Apply(context.Background(), bigTokenCreate(t, "binary", 10)); err != nil {
+		t.Fatal(err)
+	}
+	if lf.HighestLogFormat() < 1 {
+		t.Fatalf("the log holds format %d", lf.HighestLogFormat())
+	}
+	for _, body := range []string{
+		`{"id": "elder", "raft_addr": "127.0.0.1:1"}`,                  // a release before the question
+		`{"id": "elder", "raft_addr": "127.0.0.1:1", "log_format": 0}`, // one that reads JSON entries only
+	} {
+		var out struct{}
+		err := follower.post(context.Background(), "https://"+leaderAPI.addr+pathJoin, []byte(body), &out)
+		if err == nil || !strings.Contains(err.Error(), "upgrade its binary") {
+			t.Errorf("join %s: %v, want refused", body, err)
+		}
+	}
+	if leader.isServer("elder") {
+		t.Fatal("a node that cannot read the log was added")
 	}
 }

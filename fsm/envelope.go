@@ -310,8 +310,9 @@ type applyCtx struct {
 // chain's head, read once and written once per transaction instead of per
 // command.
 type batchTx struct {
-	tx   *bolt.Tx
-	head *AuditEntry // nil until the first audited command
+	tx     *bolt.Tx
+	head   *AuditEntry // nil until the first audited command
+	format int64       // the newest log format among the entries applied
 }
 
 // notef sets the audit note.

@@ -6,6 +6,7 @@ package fsm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -46,7 +47,15 @@ var (
 		bOCSPResponders, bCRLStale, bAudit, bAuditIndex}
 
 	kApplied = []byte("applied_index")
+	// kLogFormat: the newest log format of any entry applied to this state
+	// (absent: 0). A binary that reads less refuses to open it, and the
+	// leader refuses a joining node that reads less.
+	kLogFormat = []byte("log_format")
 )
+
+// ErrNewerLogFormat: the state holds entries of a log format this binary
+// does not read.
+var ErrNewerLogFormat = errors.New("fsm: the state holds entries of a newer log format")
 
 // FSM implements raft.BatchingFSM on top of a bbolt database.
 type FSM struct {
@@ -55,9 +64,10 @@ type FSM struct {
 	mu sync.RWMutex // guards db against the swap in Restore
 	db *bolt.DB
 
-	applied atomic.Uint64
-	waitMu  sync.Mutex
-	waitCh  chan struct{} // closed and replaced after every applied batch
+	applied   atomic.Uint64
+	logFormat atomic.Int64 // kLogFormat
+	waitMu    sync.Mutex
+	waitCh    chan struct{} // closed and replaced after every applied batch
 
 	// auditReads counts the audit records (entries and index keys) that
 	// queries read: what a query costs, for tests and a metric.
@@ -73,10 +83,29 @@ func Open(path string) (*FSM, error) {
 	if err != nil {
 		return nil, err
 	}
+	if lf := readLogFormat(db); lf > LogFormat {
+		db.Close()
+		return nil, fmt.Errorf("%w: %s holds log format %d, this binary reads up to %d: run the release that wrote it, or a newer one", ErrNewerLogFormat, path, lf, LogFormat)
+	}
 	f.db = db
 	f.applied.Store(readApplied(db))
+	f.logFormat.Store(int64(readLogFormat(db)))
 	return f, nil
 }
+
+func readLogFormat(db *bolt.DB) int {
+	var n int
+	_ = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bMeta).Get(kLogFormat); len(v) == 1 {
+			n = int(v[0])
+		}
+		return nil
+	})
+	return n
+}
+
+// HighestLogFormat is the newest log format of any entry applied here.
+func (f *FSM) HighestLogFormat() int { return int(f.logFormat.Load()) }
 
 func openDB(path string) (*bolt.DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
@@ -186,11 +215,12 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	bt := &batchTx{}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range appendBuckets {
 			tx.Bucket(b).FillPercent = appendFill
 		}
-		bt := &batchTx{tx: tx}
+		bt.tx = tx
 		for i, l := range logs {
 			if l.Index <= f.applied.Load() || l.Type != raft.LogCommand {
 				continue
@@ -198,6 +228,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			results[i] = bt.applyOne(l)
 		}
 		bt.flushAudit()
+		if bt.format > f.logFormat.Load() {
+			if err := tx.Bucket(bMeta).Put(kLogFormat, []byte{byte(bt.format)}); err != nil {
+				return err
+			}
+		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], last)
 		return tx.Bucket(bMeta).Put(kApplied, v[:])
@@ -206,6 +241,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		// The disk failed under us; continuing would let raft believe these
 		// entries are applied. Stop the node instead.
 		panic(fmt.Sprintf("fsm: commit batch ending at %d: %v", last, err))
+	}
+	if bt.format > f.logFormat.Load() {
+		f.logFormat.Store(bt.format)
 	}
 	f.setApplied(last)
 	return results
@@ -217,6 +255,7 @@ func (bt *batchTx) applyOne(l *raft.Log) any {
 	if !isBatch(l.Data) {
 		return bt.applyEnvelope(l.Index, l.Data)
 	}
+	bt.format = max(bt.format, 1)
 	envs, err := SplitBatch(l.Data)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: index %d: %v", l.Index, err))
@@ -239,6 +278,11 @@ func (bt *batchTx) applyEnvelope(index uint64, data []byte) any {
 		// would diverge. Upgrades gate new commands on the cluster version.
 		panic(fmt.Sprintf("fsm: index %d: command %d version %d not supported by this binary", index, env.Type, env.Version))
 	}
+	format := env.Format()
+	if len(data) > 0 && data[0] != '{' {
+		format = max(format, 1) // a binary envelope
+	}
+	bt.format = max(bt.format, int64(format))
 	a := &applyCtx{tx: bt.tx, bt: bt, index: index, now: time.Unix(0, env.Time).UTC(), env: env}
 	err = h.run(a)
 	appendAudit(a, h.name, err)
@@ -304,8 +348,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		os.Remove(tmp)
 		return fmt.Errorf("fsm: restore: snapshot is not a valid database: %w", err)
 	}
-	idx := readApplied(check)
+	idx, lf := readApplied(check), readLogFormat(check)
 	check.Close()
+	if lf > LogFormat {
+		os.Remove(tmp)
+		return fmt.Errorf("fsm: restore: %w: log format %d, this binary reads up to %d", ErrNewerLogFormat, lf, LogFormat)
+	}
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -321,6 +369,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		panic(fmt.Sprintf("fsm: reopen after restore: %v", err))
 	}
 	f.db = db
+	f.logFormat.Store(int64(lf))
 	f.setApplied(idx)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -639,5 +640,66 @@ func TestEnvelopeFramesBinaryAndJSON(t *testing.T) {
 	}
 	if digests[0] != digests[1] {
 		t.Fatal("the binary and the JSON frame of one envelope gave different states")
+	}
+}
+
+// The state records the newest log format of any entry applied to it, and
+// a binary that reads less refuses to open it (or restore it) instead of
+// panicking on an entry it cannot read.
+func TestTheNewestLogFormatAppliedIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fsm.db")
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &logBuilder{t: t}
+	at := time.Now()
+	env := func(l *raft.Log) *Envelope {
+		e, err := DecodeEnvelope(l.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// Format 0: a JSON envelope of a command every release knows.
+	l := b.entry(CmdTokenCreate, at, TokenCreate{Tokens: []Token{token("s1", "t1", "a.example")}})
+	l.Data, _ = env(l).EncodeFor(0)
+	f.ApplyBatch([]*raft.Log{l})
+	if got := f.HighestLogFormat(); got != 0 {
+		t.Fatalf("after a JSON entry: %d", got)
+	}
+	// Format 1: a binary envelope.
+	f.ApplyBatch([]*raft.Log{b.entry(CmdTokenCreate, at, TokenCreate{Tokens: []Token{token("s2", "t2", "b.example")}})})
+	if got := f.HighestLogFormat(); got != 1 {
+		t.Fatalf("after a binary entry: %d", got)
+	}
+	// Format 2: a command only format-2 binaries know (refused or not).
+	l = b.entry(CmdAdminWithdraw, at, map[string]any{})
+	if env(l).Format() != 2 {
+		t.Fatalf("admin_withdraw needs format %d", env(l).Format())
+	}
+	f.ApplyBatch([]*raft.Log{l})
+	if got := f.HighestLogFormat(); got != 2 {
+		t.Fatalf("after a format-2 command: %d", got)
+	}
+	f.Close()
+
+	f, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.HighestLogFormat(); got != 2 {
+		t.Fatalf("reopened: %d", got)
+	}
+	f.Close()
+	// As a newer release would have left it.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put(kLogFormat, []byte{LogFormat + 1}) })
+	db.Close()
+	if _, err := Open(path); !errors.Is(err, ErrNewerLogFormat) {
+		t.Fatalf("opening a state of a newer log format: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ import (
 
 // MaxOCSPCertificates is the most certificates one OCSP request may ask
 // about. Every entry costs a status read, and a request for several is
-// signed afresh (see ocspMulti); clients ask about one certificate, or a
+// signed afresh, within a node-wide budget (see ocspMulti); clients ask about one certificate, or a
 // short chain or a server's few certificates (openssl -cert a -cert b).
 const MaxOCSPCertificates = 20
 
@@ -145,8 +145,9 @@ func parseOCSPRequest(der []byte) ([]ocspAsked, error) {
 //
 // The answer is not kept in the sign-once store: it is signed for each
 // request, with the same key, delegation and validity as the single path.
-// Its cost is bounded by the per-source OCSP rate limit in the API, which
-// every request passes, and by MaxOCSPCertificates.
+// Its cost is bounded per node by OCSPMultiSignaturesPerSecond, whoever
+// asks (the per-source limit in the API counts requests, not signatures),
+// and a certificate asked about twice is malformed.
 func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error) {
 	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {

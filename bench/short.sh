@@ -15,12 +15,13 @@ summary=$out/summary.txt
 say() { echo "== $*" | tee -a "$summary"; }
 
 dev_pid=""
+node_pids=()
 stop_dev() {
-  if [ -n "$dev_pid" ]; then
-    kill "$dev_pid" 2>/dev/null || true
-    wait "$dev_pid" 2>/dev/null || true
-    dev_pid=""
-  fi
+  for pid in $dev_pid "${node_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  dev_pid="" node_pids=()
 }
 trap stop_dev EXIT
 
@@ -146,6 +147,34 @@ addrs=https://127.0.0.1:$port,https://127.0.0.1:$((port + 1)),https://127.0.0.1:
 run enroll-3nodes -duration "$dur" -concurrency 64 -devices 100000
 budget=1 run enroll-3nodes-c256 -duration "$dur" -concurrency 256 -devices 100000
 run ocsp-3nodes -duration "$dur" -concurrency 64 -devices 5000 -ocsp
+stop_dev
+
+# A follower killed under load: three dev nodes in processes of their own,
+# clients on the leader and the follower that stays. The leader keeps its
+# log format (batch entries) while the dead one is gone, so the rate stays
+# near the healthy cluster's.
+dev=$out/procs3
+rm -rf "$dev"
+for i in 1 2 3; do # node 1 first: it makes the PKI the others load
+  "$bin" dev -nodes 3 -node "$i" -data-dir "$dev" -listen "127.0.0.1:$port" >"$dev.node$i.log" 2>&1 &
+  node_pids+=($!)
+  for _ in $(seq 1 600); do
+    curl -fsS --cacert "$dev/root.pem" "https://127.0.0.1:$((port + i - 1))/v1/ready" >/dev/null 2>&1 && break
+    kill -0 "${node_pids[$((i - 1))]}" 2>/dev/null || { cat "$dev.node$i.log"; echo "bench: dev node $i exited" >&2; exit 1; }
+    sleep 0.1
+  done
+done
+health() { curl -fsS --cacert "$dev/root.pem" "https://127.0.0.1:$1/v1/health"; }
+leader=$(health "$port" | sed -n 's/.*"leader":"node\([0-9]\)".*/\1/p')
+follower=$((leader % 3 + 1)) stays=$(((leader + 1) % 3 + 1))
+addrs=https://127.0.0.1:$((port + leader - 1)),https://127.0.0.1:$((port + stays - 1))
+run enroll-3procs -duration "$dur" -concurrency 64 -devices 100000
+(sleep 2 && kill -9 "${node_pids[$((follower - 1))]}") &
+run enroll-3procs-follower-killed -duration "$dur" -concurrency 64 -devices 100000
+format=$(health "$((port + leader - 1))" | sed -n 's/.*"log_format":\([0-9]*\).*/\1/p')
+awk -v a="$(rate_of "$out/enroll-3procs.json")" -v b="$(rate_of "$out/enroll-3procs-follower-killed.json")" -v f="$format" \
+  'BEGIN { printf "follower killed 2 s into the run: %.0f certs/s, healthy %.0f: %.2f of it; the leader writes log format %s\n", b, a, b / a, f }' |
+  tee -a "$summary"
 stop_dev
 
 say "fsm scale (short)"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -25,8 +26,9 @@ const (
 
 // proposal is one encoded envelope waiting for its entry.
 type proposal struct {
-	data []byte
-	done chan proposalResult // buffered: the batcher never blocks on a caller
+	data   []byte
+	format int                 // the log format data is encoded for
+	done   chan proposalResult // buffered: the batcher never blocks on a caller
 }
 
 type proposalResult struct {
@@ -50,8 +52,8 @@ func newBatcher(c *Cluster, depth int, send func(batch []*proposal)) *batcher {
 }
 
 // propose queues data for the next entry and waits for its result.
-func (b *batcher) propose(ctx context.Context, data []byte) proposalResult {
-	p := &proposal{data: data, done: make(chan proposalResult, 1)}
+func (b *batcher) propose(ctx context.Context, data []byte, format int) proposalResult {
+	p := &proposal{data: data, format: format, done: make(chan proposalResult, 1)}
 	select {
 	case b.queue <- p:
 	case <-ctx.Done():
@@ -114,13 +116,39 @@ func (b *batcher) run() {
 }
 
 // commit is the leader's send: one raft entry for the whole batch, or one
-// per command while a server cannot read batch entries (format.go).
+// per command while a server cannot read batch entries (format.go). A
+// command encoded for a newer format than the leader writes now (it
+// lowered the format while the command queued) is not written but tried
+// again, encoded anew; formatMu keeps the format from changing between
+// that check and the hand-over to raft.
 func (c *Cluster) commit(batch []*proposal) {
-	if len(batch) > 1 && c.logFormat() < 1 {
-		futures := make([]raft.ApplyFuture, len(batch))
-		for i, p := range batch {
-			futures[i] = c.raft.Apply(p.data, c.cfg.HoldTimeout)
+	c.formatMu.RLock()
+	format := c.logFormat()
+	batch = slices.DeleteFunc(batch, func(p *proposal) bool {
+		if p.format <= format {
+			return false
 		}
+		p.done <- proposalResult{err: errRetry{fmt.Errorf("%w: the log format is %d now, not %d", ErrNotLeader, format, p.format)}}
+		return true
+	})
+	var futures []raft.ApplyFuture
+	switch {
+	case len(batch) > 1 && format < 1:
+		for _, p := range batch {
+			futures = append(futures, c.raft.Apply(p.data, c.cfg.HoldTimeout))
+		}
+	case len(batch) > 1:
+		parts := make([][]byte, len(batch))
+		for i, p := range batch {
+			parts[i] = p.data
+		}
+		futures = append(futures, c.raft.Apply(fsm.EncodeBatch(parts), c.cfg.HoldTimeout))
+	case len(batch) == 1:
+		futures = append(futures, c.raft.Apply(batch[0].data, c.cfg.HoldTimeout))
+	}
+	c.formatMu.RUnlock()
+
+	if len(futures) == len(batch) { // one entry per command
 		for i, p := range batch {
 			if err := futures[i].Error(); err != nil {
 				p.done <- proposalResult{err: translate(err)}
@@ -130,24 +158,12 @@ func (c *Cluster) commit(batch []*proposal) {
 		}
 		return
 	}
-	data := batch[0].data
-	if len(batch) > 1 {
-		parts := make([][]byte, len(batch))
-		for i, p := range batch {
-			parts[i] = p.data
-		}
-		data = fsm.EncodeBatch(parts)
-	}
-	f := c.raft.Apply(data, c.cfg.HoldTimeout)
+	f := futures[0]
 	if err := f.Error(); err != nil {
 		fail(batch, translate(err))
 		return
 	}
 	idx := f.Index()
-	if len(batch) == 1 {
-		batch[0].done <- proposalResult{index: idx, resp: f.Response()}
-		return
-	}
 	resps, ok := f.Response().([]any)
 	if !ok || len(resps) != len(batch) {
 		// The FSM answers a batch entry with one result per command; anything

@@ -126,6 +126,10 @@ type Cluster struct {
 
 	readyTerm atomic.Uint64 // the term in which this leader's commit index is known current
 	format    atomic.Int32  // the log format this leader writes (format.go)
+	formatMu  sync.RWMutex  // lowering format waits for commits in progress
+	// formatTerm: the term in which this leader set format; before, in a
+	// new term, it writes nothing (the previous term's format is stale).
+	formatTerm atomic.Uint64
 	// formatKnown: format has been asked of every server in this term;
 	// until then a command that needs a newer format waits (Format).
 	formatKnown atomic.Bool

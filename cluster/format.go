@@ -29,23 +29,63 @@ type formatReply struct {
 func (c *Cluster) logFormat() int { return int(c.format.Load()) }
 
 // formatLoop, while this node leads, keeps c.format at the lowest format
-// any server of the configuration reads.
+// any server of the configuration reads. It starts the term at the formats
+// the servers announced, so a leader elected while a server is down or
+// slow does not write format 0 until that server's answer times out.
 func (c *Cluster) formatLoop(ctx context.Context) {
-	c.format.Store(0) // until every server has answered
-	defer func() {    // and from the start in a later term
+	term := c.raft.CurrentTerm()
+	if f, ok := c.announcedFormat(); ok {
+		c.setFormat(f)
+		// Nothing newer is possible; below that, a server may read more
+		// than its announcement says (healFormat): wait for the answers.
+		c.formatKnown.Store(f == fsm.LogFormat)
+	}
+	c.formatTerm.Store(term) // writes may go now (applyLocal)
+	defer func() {           // and from the start in a later term
 		c.formatKnown.Store(false)
-		c.format.Store(0)
+		c.setFormat(0)
 	}()
 	for {
-		f := c.clusterFormat(ctx)
-		if prev := c.format.Swap(int32(f)); int(prev) != f {
-			c.log.Info("log format", "format", f)
-		}
+		c.setFormat(c.clusterFormat(ctx))
 		c.formatKnown.Store(true)
 		if !sleep(ctx, formatPoll) {
 			return
 		}
 	}
+}
+
+// setFormat changes the format this leader writes. Lowering it waits for
+// commits that checked the old one (commit), so no entry encoded for a
+// format is handed to raft after the leader stopped writing it.
+func (c *Cluster) setFormat(f int) {
+	if f < c.logFormat() {
+		c.formatMu.Lock()
+		defer c.formatMu.Unlock()
+	}
+	if prev := c.format.Swap(int32(f)); int(prev) != f {
+		c.log.Info("log format", "format", f)
+	}
+}
+
+// announcedFormat is the lowest format the servers of the configuration
+// announced in the node table; false if one has not announced itself.
+func (c *Cluster) announcedFormat() (int, bool) {
+	servers, err := c.Servers()
+	if err != nil {
+		return 0, false
+	}
+	lowest := fsm.LogFormat
+	for _, s := range servers {
+		if string(s.ID) == c.cfg.NodeID {
+			continue
+		}
+		n, err := c.fsm.Node(string(s.ID))
+		if err != nil {
+			return 0, false
+		}
+		lowest = min(lowest, n.LogFormat)
+	}
+	return lowest, true
 }
 
 func (c *Cluster) clusterFormat(ctx context.Context) int {

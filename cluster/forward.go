@@ -98,7 +98,7 @@ func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
 				return err
 			}
 		}
-		r := c.fwd.propose(ctx, encoded)
+		r := c.fwd.propose(ctx, encoded, 0) // the leader encodes it again
 		if r.err != nil {
 			return r.err
 		}
@@ -137,6 +137,9 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 	if err := fsm.CheckProposal(env); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	if c.formatTerm.Load() != c.raft.CurrentTerm() {
+		return 0, errRetry{fmt.Errorf("%w: log format not set yet in this term", ErrNotLeader)}
+	}
 	e := *env
 	format := c.logFormat()
 	if need := e.Format(); need > format {
@@ -155,7 +158,7 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 	defer func() {
 		c.applyTime.WithLabelValues(fsm.CommandName(e.Type), outcome).Observe(time.Since(start).Seconds())
 	}()
-	r := c.batch.propose(ctx, data)
+	r := c.batch.propose(ctx, data, format)
 	if r.err != nil {
 		outcome = "failed"
 		return 0, translate(r.err)

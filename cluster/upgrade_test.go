@@ -43,6 +43,9 @@ type apiServer struct {
 	// cut off would; silenced counts them.
 	silent   atomic.Bool
 	silenced atomic.Int64
+	// paused: hold every request unanswered until its caller gives up, as
+	// a stopped process would.
+	paused atomic.Bool
 }
 
 func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
@@ -59,6 +62,10 @@ func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
 			if s.silent.Load() {
 				s.silenced.Add(1)
 				panic(http.ErrAbortHandler) // the connection closes, no answer
+			}
+			if s.paused.Load() {
+				<-r.Context().Done()
+				return
 			}
 			if h := s.handler.Load(); h != nil {
 				(*h).ServeHTTP(w, r)
@@ -436,5 +443,105 @@ func TestJoinOfABinaryThatCannotReadTheLogIsRefused(t *testing.T) {
 	}
 	if leader.isServer("elder") {
 		t.Fatal("a node that cannot read the log was added")
+	}
+}
+
+// A leader elected while a server is paused (or cut off) writes the
+// format every server announced from its first write: batch entries and
+// binary envelopes. (Before, it wrote JSON, one command per entry, until
+// its question to the paused server timed out.)
+func TestANewLeaderWritesTheAnnouncedFormatFromItsFirstWrite(t *testing.T) {
+	u := newUpgradeCluster(t)
+	a, _, aAPI := u.member("a", true, nil, nil)
+	waitUntil(t, "a leads", a.IsLeader)
+	join := []string{"https://" + aAPI.addr}
+	b, bFSM, _ := u.member("b", false, join, nil)
+	_, _, cAPI := u.member("c", false, join, nil)
+	waitUntil(t, "three servers whose announcements b applied", func() bool {
+		servers, _ := a.Servers()
+		for _, id := range []string{"a", "b", "c"} {
+			if n, err := bFSM.Node(id); err != nil || n.LogFormat != fsm.LogFormat {
+				return false
+			}
+		}
+		return len(servers) == 3
+	})
+	cAPI.paused.Store(true)
+	if err := a.raft.LeadershipTransferToServer("b", b.transport.LocalAddr()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b leads", b.IsLeader)
+
+	first := b.raft.LastIndex() + 1
+	var wg sync.WaitGroup
+	for i := range 40 {
+		data := tokenCreate(t, fmt.Sprintf("t%d", i), fmt.Sprintf("secret-%d", i))
+		wg.Go(func() {
+			env, err := fsm.DecodeEnvelope(data)
+			if err == nil {
+				err = b.Apply(context.Background(), env)
+			}
+			if err != nil {
+				t.Errorf("write: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	json := 0
+	for i := first; i <= b.raft.LastIndex(); i++ {
+		var l raft.Log
+		if err := b.logs.GetLog(i, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Type == raft.LogCommand && l.Data[0] == '{' {
+			json++
+		}
+	}
+	if json > 0 {
+		t.Fatalf("a new leader wrote %d JSON entries while every server had announced format %d", json, fsm.LogFormat)
+	}
+}
+
+// A command encoded for a format the leader stopped writing while the
+// command queued (a server went back to an older release) is not handed
+// to raft: the caller is told to try again, and the retry encodes it for
+// the format every server reads.
+func TestAnEntryEncodedForADroppedFormatIsNotWritten(t *testing.T) {
+	u := newUpgradeCluster(t)
+	leader, _, leaderAPI := u.member("leader", true, nil, nil)
+	waitUntil(t, "the member leads", leader.IsLeader)
+	var isOld atomic.Bool
+	isOld.Store(true)
+	u.member("old", false, []string{"https://" + leaderAPI.addr}, &isOld)
+	waitUntil(t, "the leader writes format 0", func() bool {
+		servers, _ := leader.Servers()
+		return len(servers) == 2 && leader.formatKnown.Load() && leader.logFormat() == 0
+	})
+	env, err := fsm.DecodeEnvelope(tokenCreate(t, "late-entry", "secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := env.EncodeFor(fsm.LogFormat) // as encoded before the format dropped
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := leader.raft.LastIndex()
+	if r := leader.batch.propose(context.Background(), data, fsm.LogFormat); !retryable(r.err) {
+		t.Fatalf("an entry encoded for format %d while the leader writes 0: %+v, want a retry", fsm.LogFormat, r)
+	}
+	for i := last + 1; i <= leader.raft.LastIndex(); i++ {
+		var l raft.Log
+		if leader.logs.GetLog(i, &l) == nil && bytes.Contains(l.Data, []byte("late-entry")) {
+			t.Fatalf("the entry encoded for the dropped format was written at %d", i)
+		}
+	}
+	if err := leader.Apply(context.Background(), env); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	for i := last + 1; i <= leader.raft.LastIndex(); i++ {
+		var l raft.Log
+		if leader.logs.GetLog(i, &l) == nil && bytes.Contains(l.Data, []byte("late-entry")) && l.Data[0] != '{' {
+			t.Fatalf("the retry was written at %d as format %#x, want a JSON envelope", i, l.Data[0])
+		}
 	}
 }

@@ -38,6 +38,7 @@ func runDev(args []string) int {
 	dataDir := fs.String("data-dir", "", "keep state, PKI and tokens here (default: a temporary directory removed on exit)")
 	listen := fs.String("listen", "127.0.0.1:8443", "API address of the first node; further nodes count the port up")
 	nodes := fs.Int("nodes", 1, "number of nodes to run in this process")
+	only := fs.Int("node", 0, "run only node `N` of the -nodes, so nodes can be stopped one by one: one process per node, node 1 first, all with the same -data-dir and -listen")
 	adminListen := fs.String("admin-listen", "", "serve pprof and metrics of the first node here (e.g. 127.0.0.1:6060), for profiling")
 	var lf logFlags
 	lf.register(fs, "error")
@@ -52,6 +53,9 @@ func runDev(args []string) int {
 	if *nodes < 1 || *nodes > 9 {
 		return fail("dev: -nodes must be 1 to 9")
 	}
+	if *only < 0 || *only > *nodes {
+		return fail("dev: -node must be 1 to -nodes")
+	}
 	host, portStr, err := net.SplitHostPort(*listen)
 	if err != nil {
 		return fail("dev: -listen: %v", err)
@@ -59,6 +63,9 @@ func runDev(args []string) int {
 	port, err := strconv.Atoi(portStr)
 	if err != nil || port < 0 || port+*nodes+httpPortOffset > 65535 {
 		return fail("dev: -listen: port must leave room for %d API and Raft ports", *nodes)
+	}
+	if *only > 0 && (*dataDir == "" || port == 0) {
+		return fail("dev: -node needs -data-dir and a -listen port: the nodes' processes share them")
 	}
 
 	dir, temporary := *dataDir, false
@@ -92,6 +99,9 @@ func runDev(args []string) int {
 		}
 	}()
 	for i := range *nodes {
+		if *only > 0 && i != *only-1 {
+			continue
+		}
 		name := fmt.Sprintf("node%d", i+1)
 		ndir := filepath.Join(dir, name)
 		certFile, keyFile, err := pki.NodeTLS(ndir, []string{host, "localhost", "127.0.0.1"})
@@ -137,6 +147,8 @@ func runDev(args []string) int {
 			cfg.Bootstrap = true
 			cfg.Authorities = []*node.AuthorityConfig{ca, adminCA}
 			cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
+		} else if port != 0 {
+			cfg.Join = []string{"https://" + net.JoinHostPort(host, strconv.Itoa(port))}
 		} else {
 			cfg.Join = []string{"https://" + running[0].APIAddr()}
 		}

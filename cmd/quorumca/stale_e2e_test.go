@@ -14,11 +14,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/fsm"
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -310,4 +314,58 @@ func askCRL(c *http.Client, addr, serial string) statusAnswer {
 	})
 	a.detail += fmt.Sprintf(": CRL number %s, %d entries", crl.Number, len(crl.RevokedCertificateEntries))
 	return a
+}
+
+// Dev nodes in processes of their own (dev -node): kill -9 of a follower
+// does not turn the leader's log format down while it is gone, and the
+// two that are left issue through either of them.
+func TestLeaderKeepsItsLogFormatWhileAFollowerIsDead(t *testing.T) {
+	dir := t.TempDir()
+	base := freeBase(t, 3)
+	listen := fmt.Sprintf("127.0.0.1:%d", base)
+	var procs []*proc
+	for i := range 3 { // node 1 first: it makes the PKI the others load
+		p := start(t, "dev", "-data-dir", dir, "-listen", listen, "-nodes", "3", "-node", fmt.Sprint(i+1))
+		waitFor(t, 60*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+		procs = append(procs, p)
+	}
+	c := httpsClient(t, filepath.Join(dir, "root.pem"))
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
+	var status struct {
+		Leader    string `json:"leader"`
+		LogFormat *int   `json:"log_format"`
+	}
+	leader := -1
+	waitFor(t, 30*time.Second, "a leader that writes the newest log format", func() bool {
+		for i := range 3 {
+			resp, err := c.Get("https://" + addr(i) + "/v1/health")
+			if err != nil {
+				continue
+			}
+			err = json.NewDecoder(resp.Body).Decode(&status)
+			resp.Body.Close()
+			if err == nil && status.Leader == fmt.Sprintf("node%d", i+1) && status.LogFormat != nil && *status.LogFormat == fsm.LogFormat {
+				leader = i
+				return true
+			}
+		}
+		return false
+	})
+	dead, alive := (leader+1)%3, (leader+2)%3
+	procs[dead].cmd.Process.Signal(syscall.SIGKILL)
+	procs[dead].cmd.Wait()
+
+	admin, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+	// Longer than one round of the leader's format questions (format.go).
+	for n, until := 0, time.Now().Add(5*time.Second); time.Now().Before(until); n++ {
+		issue(t, c, strings.TrimSpace(string(admin)), addr(alive), addr(leader+n%2*(alive-leader)), fmt.Sprintf("d%d.example", n))
+	}
+	resp, err := c.Get("https://" + addr(leader) + "/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&status); err != nil || status.LogFormat == nil || *status.LogFormat != fsm.LogFormat {
+		t.Fatalf("with a follower dead the leader writes log format %v (%v), want %d", status.LogFormat, err, fsm.LogFormat)
+	}
 }

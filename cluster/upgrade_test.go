@@ -379,7 +379,7 @@ func TestNewCommandWaitsForEveryServer(t *testing.T) {
 		}
 	}
 	isOld.Store(false)
-	waitUntil(t, "the leader writes format 2", func() bool { return leader.logFormat() == 2 })
+	waitUntil(t, "the leader writes the newest format", func() bool { return leader.logFormat() == fsm.LogFormat })
 	// Applied now: the FSM's own verdict (no such authority), not the gate's.
 	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrAuthorityUnknown) {
 		t.Fatalf("the command once every server reads format 2: %v, want %s", err, fsm.ErrAuthorityUnknown.Code)

@@ -138,8 +138,10 @@ func (in *Renew) readPayload(r *reader) {
 // this entry's index: the leader signs a new CRL for each stale issuer at
 // most once per interval (authority.RefreshStaleCRLs), and a CRL signed
 // from a state at or past the index clears the mark (applyCRLPut).
-func markCRLStale(a *applyCtx, c *Cert) {
+func markCRLStale(a *applyCtx, c *Cert) { markStale(a, c.Authority, c.Issuer) }
+
+func markStale(a *applyCtx, authority, issuer string) {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], a.index)
-	put(a.tx, bCRLStale, issuerKey(c.Authority, c.Issuer), v[:])
+	put(a.tx, bCRLStale, issuerKey(authority, issuer), v[:])
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"strings"
 )
 
 func init() {
@@ -99,13 +100,18 @@ type CRLPut struct {
 // one: CRL numbers increase across the cluster however many nodes sign. A
 // CRL signed from a state that includes the issuer's latest revocation
 // clears its stale mark.
-func applyCRLPut(a *applyCtx) error {
+func applyCRLPut(a *applyCtx) error { return putCRL(a, false) }
+
+// putCRL stores an issuer's CRL, or with root (root_crl_put) a root's,
+// whose issuer ID is RootCRLPrefix and the root's ID.
+func putCRL(a *applyCtx, root bool) error {
 	var p CRLPut
 	a.decode(&p)
 	in := p.CRL
 	a.notef("authority=%s issuer=%s number=%d", in.Authority, in.Issuer, in.Number)
 	var auth Authority
-	if getJSON(a.tx, bAuthorities, []byte(in.Authority), &auth) != nil || auth.Issuer(in.Issuer) == nil {
+	if getJSON(a.tx, bAuthorities, []byte(in.Authority), &auth) != nil ||
+		(!root && auth.Issuer(in.Issuer) == nil) || (root && !strings.HasPrefix(in.Issuer, RootCRLPrefix)) {
 		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+in.Authority+"/"+in.Issuer)
 	}
 	key := issuerKey(in.Authority, in.Issuer)

@@ -36,6 +36,9 @@ const (
 	CmdOCSPResponderPut CmdType = 18
 	CmdOCSPResponderDel CmdType = 19
 	CmdNodeRemove       CmdType = 25
+	CmdAuthorityUpdate  CmdType = 26
+	CmdIssuerRevoke     CmdType = 27
+	CmdRootCRLPut       CmdType = 28
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -140,10 +143,11 @@ func (e *Envelope) Encode() ([]byte, error) {
 // LogFormat is the newest log format this binary reads. 0: an entry is one
 // JSON envelope with a JSON payload. 1 adds batch entries, binary envelopes
 // and binary payloads (issue version 3). 2 adds the commands and versions
-// registered with needsFormat(..., 2). A leader writes the lowest format
-// any server of the cluster reads (cluster/), so nodes of two releases can
-// share a log during a rolling upgrade.
-const LogFormat = 2
+// registered with needsFormat(..., 2), 3 those with needsFormat(..., 3)
+// (root CRLs, revoked issuers, authority settings). A leader writes the
+// lowest format any server of the cluster reads (cluster/), so nodes of two
+// releases can share a log during a rolling upgrade.
+const LogFormat = 3
 
 // Format is the lowest log format that carries e: a command or version
 // that older binaries do not know (they would panic on it) is proposed only

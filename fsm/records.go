@@ -22,7 +22,20 @@ type Authority struct {
 	// issued certificates name for CRL and OCSP; empty: they name none.
 	BaseURL   string    `json:"base_url,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// CRL is how the authority's CRLs are dated; zero: the defaults.
+	CRL CRLSettings `json:"crl,omitzero"`
 }
+
+// CRLSettings say how long a CRL is valid (nextUpdate - thisUpdate) and
+// how often it is signed anew when nothing changed.
+type CRLSettings struct {
+	Validity time.Duration `json:"validity,omitempty"`
+	Refresh  time.Duration `json:"refresh,omitempty"`
+}
+
+// RootCRLPrefix starts the issuer ID under which a root's CRL is kept: the
+// prefix and the root's ID. Issuer IDs are hex, so the two never meet.
+const RootCRLPrefix = "root-"
 
 // Roots are the authority's trust anchors: Root, then any added ones.
 func (a *Authority) Roots() [][]byte { return append([][]byte{a.Root}, a.AddedRoots...) }
@@ -36,7 +49,14 @@ type Issuer struct {
 	KeyURI    string    `json:"key_uri"`
 	Active    bool      `json:"active"`
 	CreatedAt time.Time `json:"created_at"`
+	// RevokedAt is set once the issuer's certificate is revoked (its root
+	// CRL lists it); it issues nothing more.
+	RevokedAt        time.Time `json:"revoked_at,omitzero"`
+	RevocationReason int       `json:"revocation_reason,omitempty"`
 }
+
+// Revoked reports whether the issuer's certificate is revoked.
+func (i *Issuer) Revoked() bool { return !i.RevokedAt.IsZero() }
 
 // Issuer returns the issuer with the given ID, or nil.
 func (a *Authority) Issuer(id string) *Issuer {

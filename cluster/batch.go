@@ -287,6 +287,9 @@ func (c *Cluster) serveApplyBatch(ctx context.Context, body []byte) (any, error)
 		if err != nil {
 			return nil, errBadRPC{err}
 		}
+		if err := checkForwarded(ctx, env); err != nil {
+			return nil, err
+		}
 		envs[i] = env
 	}
 	out := batchReply{Results: make([]batchResult, len(envs))}

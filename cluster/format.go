@@ -35,7 +35,7 @@ func (c *Cluster) logFormat() int { return int(c.format.Load()) }
 func (c *Cluster) formatLoop(ctx context.Context) {
 	term := c.raft.CurrentTerm()
 	if f, ok := c.announcedFormat(); ok {
-		c.setFormat(f)
+		c.setFormat(f, 0)
 		// Nothing newer is possible; below that, a server may read more
 		// than its announcement says (healFormat): wait for the answers.
 		c.formatKnown.Store(f == fsm.LogFormat)
@@ -43,28 +43,39 @@ func (c *Cluster) formatLoop(ctx context.Context) {
 	c.formatTerm.Store(term) // writes may go now (applyLocal)
 	defer func() {           // and from the start in a later term
 		c.formatKnown.Store(false)
-		c.setFormat(0)
+		c.setFormat(0, 0)
 	}()
 	for {
-		c.setFormat(c.clusterFormat(ctx))
-		c.formatKnown.Store(true)
+		f, config := c.clusterFormat(ctx)
+		if c.setFormat(f, config) {
+			c.formatKnown.Store(true)
+		}
 		if !sleep(ctx, formatPoll) {
 			return
 		}
 	}
 }
 
-// setFormat changes the format this leader writes. Lowering it waits for
-// commits that checked the old one (commit), so no entry encoded for a
-// format is handed to raft after the leader stopped writing it.
-func (c *Cluster) setFormat(f int) {
-	if f < c.logFormat() {
-		c.formatMu.Lock()
-		defer c.formatMu.Unlock()
+// setFormat changes the format this leader writes, to f as asked of the
+// servers of configuration config (0: whatever the configuration). It
+// holds formatMu: lowering waits for commits that checked the old format
+// (commit), so no entry encoded for a format is handed to raft after the
+// leader stopped writing it; and a join checks a joiner against the format
+// under the same lock, so an answer from before the joiner was added
+// (another configuration) is dropped, not applied (false).
+func (c *Cluster) setFormat(f int, config uint64) bool {
+	c.formatMu.Lock()
+	defer c.formatMu.Unlock()
+	if config != 0 {
+		cf := c.raft.GetConfiguration()
+		if cf.Error() != nil || cf.Index() != config {
+			return false
+		}
 	}
 	if prev := c.format.Swap(int32(f)); int(prev) != f {
 		c.log.Info("log format", "format", f)
 	}
+	return true
 }
 
 // announcedFormat is the lowest format the servers of the configuration
@@ -83,53 +94,61 @@ func (c *Cluster) announcedFormat() (int, bool) {
 		if err != nil {
 			return 0, false
 		}
-		lowest = min(lowest, n.LogFormat)
+		lowest = min(lowest, clampFormat(n.LogFormat))
 	}
 	return lowest, true
 }
 
-func (c *Cluster) clusterFormat(ctx context.Context) int {
-	servers, err := c.Servers()
-	if err != nil {
-		return 0
+// clampFormat bounds a format a peer claims to those a leader can write;
+// a negative claim is nonsense, and counts as the oldest.
+func clampFormat(f int) int { return max(0, min(f, fsm.LogFormat)) }
+
+// clusterFormat asks every server of the configuration which format it
+// reads, and returns the lowest and the configuration's index.
+func (c *Cluster) clusterFormat(ctx context.Context) (int, uint64) {
+	cf := c.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return 0, 0
 	}
 	lowest := fsm.LogFormat
-	for _, s := range servers {
+	for _, s := range cf.Configuration().Servers {
 		if string(s.ID) == c.cfg.NodeID {
 			continue
 		}
 		n, err := c.fsm.Node(string(s.ID))
 		if err != nil {
-			return 0
+			return 0, cf.Index()
 		}
+		announced := clampFormat(n.LogFormat)
 		var out formatReply
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		err = c.post(rctx, "https://"+n.APIAddr+pathFormat, []byte("{}"), &out)
+		err = c.postAs(rctx, n.ID, "https://"+n.APIAddr+pathFormat, []byte("{}"), &out)
 		cancel()
 		switch {
 		case errors.Is(err, errUnknownPath):
 			c.log.Debug("log format: server predates the question", "server", s.ID)
-			return 0
-		case err != nil:
-			// Down, paused or cut off: the format it announced, so an
-			// outage does not turn off what every server reads. Only a
-			// server running an older release again (a downgrade, which
-			// is not supported) could be wrong-footed by this.
-			c.log.Debug("log format: server did not answer; taking the format it announced", "server", s.ID, "format", n.LogFormat, "err", err)
-			out.Format = n.LogFormat
-		case out.Format > n.LogFormat:
+			out.Format = 0
+		case err != nil || out.Format < 0:
+			// Down, paused or cut off (or a nonsense answer): the format
+			// it announced, so an outage does not turn off what every
+			// server reads.
+			c.log.Debug("log format: server did not answer; taking the format it announced", "server", s.ID, "format", announced, "err", err)
+			out.Format = announced
+		}
+		out.Format = clampFormat(out.Format)
+		if out.Format != announced {
 			c.healFormat(ctx, *n, out.Format)
 		}
 		lowest = min(lowest, out.Format)
 	}
-	return lowest
+	return lowest, cf.Index()
 }
 
-// healFormat records the format a server answered in the node table where
-// it is missing: a node of an earlier release applies a server's
-// announcement without the format (it does not know the field), and after
-// its upgrade it would otherwise count that server as format 0 while the
-// server is unreachable.
+// healFormat records in the node table the format a server answered, where
+// its announcement says otherwise: a node of an earlier release applies a
+// server's announcement without the format (it does not know the field),
+// and a server may run an older release again. A later leader starts its
+// term from the table (formatLoop).
 func (c *Cluster) healFormat(ctx context.Context, n fsm.Node, format int) {
 	n.LogFormat = format
 	if err := c.propose(ctx, fsm.CmdNodeUpsert, n); err != nil {

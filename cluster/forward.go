@@ -288,6 +288,12 @@ func (c *Cluster) forward(ctx context.Context, path string, body []byte, out any
 // post makes one internal RPC, authenticated by this node's certificate,
 // to a peer that shows a node certificate, and decodes its reply.
 func (c *Cluster) post(ctx context.Context, url string, body []byte, out any) error {
+	return c.postAs(ctx, "", url, body, out)
+}
+
+// postAs is post to the node named id: an answer from another node's
+// certificate (an address taken over) is refused. "" takes any node.
+func (c *Cluster) postAs(ctx context.Context, id, url string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -301,6 +307,9 @@ func (c *Cluster) post(ctx context.Context, url string, body []byte, out any) er
 		return errRetry{fmt.Errorf("forward to %s: %w", url, err)}
 	}
 	defer resp.Body.Close()
+	if id != "" && (resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != id) {
+		return fmt.Errorf("%s answered with another node's certificate, not %s's", url, id)
+	}
 	return c.rpcResult(resp, out)
 }
 
@@ -346,6 +355,9 @@ func (c *Cluster) Handler() http.Handler {
 		env, err := fsm.DecodeEnvelope(body)
 		if err != nil {
 			return nil, errBadRPC{err}
+		}
+		if err := checkForwarded(ctx, env); err != nil {
+			return nil, err
 		}
 		idx, err := c.applyLocal(ctx, env)
 		return applyReply{Index: idx}, err
@@ -449,9 +461,39 @@ func (c *Cluster) serveWith(auth func(*http.Request) bool, fn func(ctx context.C
 			writeRPCError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		}
-		out, err := fn(r.Context(), body)
+		ctx := r.Context()
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			ctx = context.WithValue(ctx, callerKey{}, r.TLS.PeerCertificates[0].Subject.CommonName)
+		}
+		out, err := fn(ctx, body)
 		c.reply(w, r, out, err)
 	}
+}
+
+// callerKey carries, in an internal RPC's context, the node its
+// certificate names.
+type callerKey struct{}
+
+// checkForwarded refuses what a node may not propose for another: a node
+// announces itself only (a forged announcement could name another node's
+// address, or a log format it does not read). The leader announces for
+// others itself (healFormat), without forwarding.
+func checkForwarded(ctx context.Context, env *fsm.Envelope) error {
+	if env.Type != fsm.CmdNodeUpsert {
+		return nil
+	}
+	var n fsm.Node
+	if err := json.Unmarshal(env.Payload, &n); err != nil {
+		return errBadRPC{fmt.Errorf("node announcement: %v", err)}
+	}
+	caller, _ := ctx.Value(callerKey{}).(string)
+	if n.ID != caller {
+		return errBadRPC{fmt.Errorf("node %q may announce only itself, not %q", caller, n.ID)}
+	}
+	if n.LogFormat < 0 || n.LogFormat > fsm.LogFormat {
+		return errBadRPC{fmt.Errorf("node %s announces log format %d, not one of 0..%d", n.ID, n.LogFormat, fsm.LogFormat)}
+	}
+	return nil
 }
 
 // reply writes an internal RPC's result or error.

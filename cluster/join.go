@@ -76,10 +76,14 @@ func (c *Cluster) join(ctx context.Context, req joinRequest) error {
 				return nil
 			}
 		}
-		// A binary that cannot read what the log holds would panic on its
-		// first entry: it is not added (nor does it start: fsm.Open).
-		if have := c.fsm.HighestLogFormat(); req.LogFormat < have {
-			return errBadRPC{fmt.Errorf("node %s reads log formats up to %d, and the log holds format %d: upgrade its binary before it joins", req.ID, req.LogFormat, have)}
+		// A binary that cannot read what the log holds, or what the leader
+		// writes now, would panic on an entry: it is not added (nor does
+		// it start: fsm.Open). formatMu keeps the format from rising
+		// until the joiner is in the configuration the leader asks.
+		c.formatMu.Lock()
+		defer c.formatMu.Unlock()
+		if have := max(c.fsm.HighestLogFormat(), c.logFormat()); req.LogFormat < have {
+			return errBadRPC{fmt.Errorf("node %s reads log formats up to %d, and the cluster writes format %d: upgrade its binary before it joins", req.ID, req.LogFormat, have)}
 		}
 		c.log.Info("adding voter", "id", req.ID, "raft", req.RaftAddr)
 		return translate(c.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, c.cfg.HoldTimeout).Error())

@@ -131,7 +131,7 @@ func TestGarbageFromANodeDoesNotStopTheCluster(t *testing.T) {
 		`{}`:                                http.StatusBadRequest, // command 0
 		`{"t":5,"v":99,"p":{}}`:             http.StatusBadRequest, // a version no node knows
 		`{"t":5,"v":1,"p":"x"}`:             http.StatusConflict,   // undecodable: refused by the FSM
-		`{"t":2,"v":1,"p":{"id":[1,2,3]}}`:  http.StatusConflict,
+		`{"t":2,"v":1,"p":{"id":[1,2,3]}}`:  http.StatusBadRequest, // an announcement the leader checks first
 		`{"t":65535,"v":1,"p":{"id":"x"}}`:  http.StatusBadRequest,
 		`{"t":9,"v":1,"p":{"serial":true}}`: http.StatusConflict,
 	} {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -93,16 +94,26 @@ func Open(path string) (*FSM, error) {
 	return f, nil
 }
 
+// readLogFormat is the stored format; a value this binary cannot have
+// written (not one byte) reads as newer than any, so the state is refused
+// rather than taken for format 0.
 func readLogFormat(db *bolt.DB) int {
 	var n int
 	_ = db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bMeta).Get(kLogFormat); len(v) == 1 {
+		switch v := tx.Bucket(bMeta).Get(kLogFormat); len(v) {
+		case 0:
+		case 1:
 			n = int(v[0])
+		default:
+			n = math.MaxInt32
 		}
 		return nil
 	})
 	return n
 }
+
+// The newest format is stored in one byte.
+var _ [255 - LogFormat]struct{}
 
 // HighestLogFormat is the newest log format of any entry applied here.
 func (f *FSM) HighestLogFormat() int { return int(f.logFormat.Load()) }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/x509"
 	"net/http"
 	"time"
 
@@ -33,10 +34,16 @@ type createAuthorityRequest struct {
 	keyFields
 }
 
+type crlSettings struct {
+	Validity string `json:"validity"`
+	Refresh  string `json:"refresh"`
+}
+
 type issuerResponse struct {
-	ID          string    `json:"id"`
-	KeyURI      string    `json:"key_uri"`
-	Active      bool      `json:"active"`
+	ID          string     `json:"id"`
+	KeyURI      string     `json:"key_uri"`
+	Active      bool       `json:"active"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	Certificate string    `json:"certificate"`
 	NotAfter    time.Time `json:"not_after"`
 }
@@ -47,6 +54,8 @@ type authorityResponse struct {
 	AddedRoots []string         `json:"added_roots,omitempty"` // root rotations
 	RootKeyURI string           `json:"root_key_uri,omitempty"`
 	BaseURL    string           `json:"base_url,omitempty"`
+	RootID     string           `json:"root_id"` // its CRL: /v1/authorities/{name}/roots/{root_id}/crl
+	CRL        crlSettings      `json:"crl"`
 	Issuers    []issuerResponse `json:"issuers"`
 	CreatedAt  time.Time        `json:"created_at"`
 }
@@ -54,8 +63,16 @@ type authorityResponse struct {
 func authorityJSON(a *fsm.Authority) authorityResponse {
 	out := authorityResponse{Name: a.Name, Root: string(authority.EncodePEM(a.Root)), RootKeyURI: a.RootKeyURI,
 		BaseURL: a.BaseURL, CreatedAt: a.CreatedAt, Issuers: []issuerResponse{}, AddedRoots: pemList(a.AddedRoots)}
+	if root, err := x509.ParseCertificate(a.Root); err == nil {
+		out.RootID = authority.IssuerID(root)
+	}
+	v, rf := authority.CRLTimes(a)
+	out.CRL = crlSettings{Validity: v.String(), Refresh: rf.String()}
 	for _, iss := range a.Issuers {
 		r := issuerResponse{ID: iss.ID, KeyURI: iss.KeyURI, Active: iss.Active, Certificate: string(authority.EncodePEM(iss.Chain[0]))}
+		if iss.Revoked() {
+			r.RevokedAt = &iss.RevokedAt
+		}
 		if t, err := notAfter(iss.Chain[0]); err == nil {
 			r.NotAfter = t
 		}
@@ -162,6 +179,60 @@ func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := s.CA.RotateIssuer(ctx, authority.RotateRequest{Name: r.PathValue("name"), Key: req.spec(req.Key),
 		CommonName: req.CommonName, TTL: ttl, KeepOthers: req.KeepOthers})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, authorityJSON(a))
+}
+
+type updateAuthorityRequest struct {
+	RootKey *string `json:"root_key,omitempty"`
+	BaseURL *string `json:"base_url,omitempty"`
+	CRL     *struct {
+		Validity string `json:"validity,omitempty"`
+		Refresh  string `json:"refresh,omitempty"`
+	} `json:"crl,omitempty"`
+}
+
+// updateAuthority sets an authority's root key (its root then signs CRLs
+// for its intermediates), base URL or CRL validity and refresh period.
+func (s *Server) updateAuthority(w http.ResponseWriter, r *http.Request) {
+	var req updateAuthorityRequest
+	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	if !ok {
+		return
+	}
+	up := authority.UpdateRequest{Name: r.PathValue("name"), RootKey: req.RootKey, BaseURL: req.BaseURL}
+	if req.CRL != nil {
+		up.CRL = &fsm.CRLSettings{}
+		var err1, err2 error
+		up.CRL.Validity, err1 = parseTTL(req.CRL.Validity)
+		up.CRL.Refresh, err2 = parseTTL(req.CRL.Refresh)
+		if err1 != nil || err2 != nil {
+			s.fail(w, r, badRequest(`fields "crl.validity" and "crl.refresh": positive durations such as "24h", or absent`))
+			return
+		}
+	}
+	a, err := s.CA.UpdateAuthority(ctx, up)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, authorityJSON(a))
+}
+
+// revokeIssuer revokes an intermediate: it issues nothing more and its
+// root's CRL lists it within the CRL interval.
+func (s *Server) revokeIssuer(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Reason string `json:"reason,omitempty"`
+	}
+	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	if !ok {
+		return
+	}
+	a, err := s.CA.RevokeIssuer(ctx, r.PathValue("name"), r.PathValue("issuer"), req.Reason)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -46,6 +46,9 @@ type Server struct {
 	OCSPLimit *keyrate.Limiter
 	// Streams bounds audit follows and each write of a long response.
 	Streams StreamLimits
+	// CRLMaxAge is how long a CRL may be cached (Cache-Control): the CRL
+	// interval, within which a revocation reaches the CRL.
+	CRLMaxAge time.Duration
 
 	signAud, renewAud []string
 
@@ -109,6 +112,8 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/admin/authorities/import", s.importAuthority)
 	mux.HandleFunc("GET /v1/admin/authorities/{name}", s.getAuthority)
 	mux.HandleFunc("POST /v1/admin/authorities/{name}/rotate", s.rotateAuthority)
+	mux.HandleFunc("PATCH /v1/admin/authorities/{name}", s.updateAuthority)
+	mux.HandleFunc("POST /v1/admin/authorities/{name}/issuers/{issuer}/revoke", s.revokeIssuer)
 	mux.HandleFunc("GET /v1/admin/authorities/{name}/ocsp-responder", s.getOCSPResponder)
 	mux.HandleFunc("PUT /v1/admin/authorities/{name}/ocsp-responder", s.setOCSPResponder)
 	mux.HandleFunc("DELETE /v1/admin/authorities/{name}/ocsp-responder", s.deleteOCSPResponder)
@@ -137,6 +142,9 @@ func (s *Server) revocationRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/authorities/{name}/issuer.crt", s.issuerCert)
 	mux.HandleFunc("GET /v1/authorities/{name}/issuers/{issuer}/crl", s.crl)
 	mux.HandleFunc("GET /v1/authorities/{name}/issuers/{issuer}/issuer.crt", s.issuerCert)
+	mux.HandleFunc("GET /v1/authorities/{name}/roots/{root}/crl", s.rootCRL)
+	mux.HandleFunc("GET /v1/authorities/{name}/roots/{root}/root.crt", s.rootCert)
+	mux.HandleFunc("GET /v1/authorities/{name}/crls.pem", s.crlBundle)
 	mux.HandleFunc("GET /v1/ocsp/{req...}", s.ocsp)
 	mux.HandleFunc("POST /v1/ocsp", s.ocsp)
 }

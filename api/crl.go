@@ -1,11 +1,14 @@
 package api
 
 import (
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
 )
 
 // crl serves an issuer's current CRL (DER). Without an issuer in the path it
@@ -20,17 +23,84 @@ func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/pkix-crl")
-	w.Header().Set("Last-Modified", c.ThisUpdate.UTC().Format(http.TimeFormat))
-	w.Header().Set("Expires", c.NextUpdate.UTC().Format(http.TimeFormat))
-	w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(time.Until(c.NextUpdate).Seconds())/2))
-	w.Write(c.DER)
+	s.serveCRLs(w, r, "application/pkix-crl", c)
+}
+
+// rootCRL serves the CRL of an authority's root, which lists its revoked
+// intermediates: the CRL distribution point of intermediates.
+func (s *Server) rootCRL(w http.ResponseWriter, r *http.Request) {
+	c, err := s.CA.RootCRL(r.Context(), r.PathValue("name"), r.PathValue("root"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.serveCRLs(w, r, "application/pkix-crl", c)
+}
+
+// crlBundle serves, as PEM, every CRL a relying party that checks whole
+// chains needs for an authority (nginx ssl_crl, HAProxy crl-file): the
+// root's and each issuer's.
+func (s *Server) crlBundle(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.CA.CRLBundle(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.serveCRLs(w, r, "application/x-pem-file", cs...)
+}
+
+// serveCRLs writes CRLs, one as DER or several as PEM, with cache headers
+// that keep a refetching relying party within the CRL interval of a
+// revocation (RFC 5019-style validators for cheap refetches).
+func (s *Server) serveCRLs(w http.ResponseWriter, r *http.Request, contentType string, cs ...*fsm.CRL) {
+	next, last := cs[0].NextUpdate, cs[0].ThisUpdate
+	tags := make([]string, len(cs))
+	for i, c := range cs {
+		if c.NextUpdate.Before(next) {
+			next = c.NextUpdate
+		}
+		if c.ThisUpdate.After(last) {
+			last = c.ThisUpdate
+		}
+		tags[i] = fmt.Sprintf("%s-%d", c.Issuer, c.Number)
+	}
+	etag := `"` + strings.Join(tags, ".") + `"`
+	maxAge := min(time.Until(next), max(s.CRLMaxAge, time.Second))
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Last-Modified", last.UTC().Format(http.TimeFormat))
+	h.Set("Expires", next.UTC().Format(http.TimeFormat))
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, must-revalidate", int(maxAge.Seconds())))
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if len(cs) == 1 && contentType == "application/pkix-crl" {
+		w.Write(cs[0].DER)
+		return
+	}
+	for _, c := range cs {
+		pem.Encode(w, &pem.Block{Type: "X509 CRL", Bytes: c.DER})
+	}
 }
 
 // issuerCert serves an authority's issuing certificate (DER), the
 // caIssuers URL of issued certificates.
 func (s *Server) issuerCert(w http.ResponseWriter, r *http.Request) {
 	der, err := s.CA.IssuerCert(r.Context(), r.PathValue("name"), r.PathValue("issuer"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/pkix-cert")
+	w.Write(der)
+}
+
+// rootCert serves an authority's root certificate (DER), the caIssuers URL
+// of its intermediates.
+func (s *Server) rootCert(w http.ResponseWriter, r *http.Request) {
+	der, err := s.CA.RootCert(r.PathValue("name"), r.PathValue("root"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -21,7 +22,25 @@ import (
 // interval (RefreshStaleCRLs), so a burst of revocations costs one
 // signature per interval, not one each.
 
-const crlValidity = 24 * time.Hour
+// Defaults of an authority's CRL settings (fsm.CRLSettings): a CRL is
+// valid a day and signed anew every hour, revocations or not. A revocation
+// reaches it sooner: within the leader's CRL interval.
+const (
+	DefaultCRLValidity = 24 * time.Hour
+	DefaultCRLRefresh  = time.Hour
+)
+
+// CRLTimes are an authority's CRL validity and refresh period.
+func CRLTimes(a *fsm.Authority) (validity, refresh time.Duration) {
+	validity, refresh = DefaultCRLValidity, DefaultCRLRefresh
+	if a.CRL.Validity > 0 {
+		validity = a.CRL.Validity
+	}
+	if a.CRL.Refresh > 0 {
+		refresh = a.CRL.Refresh
+	}
+	return validity, min(refresh, validity/2)
+}
 
 // ErrCRLUnavailable: no current CRL (none yet, or the last one lapsed).
 var ErrCRLUnavailable = errors.New("no current CRL")
@@ -44,17 +63,18 @@ func (ca *CA) RefreshCRL(ctx context.Context, name, issuer string, force bool) e
 }
 
 func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool) error {
-	_, iss, err := ca.issuer(name, issuerID)
+	a, iss, err := ca.issuer(name, issuerID)
 	if err != nil {
 		return err
 	}
+	validity, refresh := CRLTimes(a)
 	now := ca.now().UTC().Truncate(time.Second)
 	// Read before the revoked list: the CRL lists at least everything
 	// applied up to asOf, which clears the stale marks up to it.
 	asOf := ca.state.AppliedIndex()
 	var number uint64 = 1
 	if cur, err := ca.state.CRL(name, iss.ID); err == nil {
-		if !force && now.Before(cur.ThisUpdate.Add(cur.NextUpdate.Sub(cur.ThisUpdate)/2)) {
+		if !force && now.Before(cur.ThisUpdate.Add(refresh)) && cur.NextUpdate.Sub(cur.ThisUpdate) <= validity {
 			return nil
 		}
 		number = cur.Number + 1
@@ -66,7 +86,7 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 	tmpl := &x509.RevocationList{
 		Number:     new(big.Int).SetUint64(number),
 		ThisUpdate: now,
-		NextUpdate: now.Add(crlValidity),
+		NextUpdate: now.Add(validity),
 	}
 	for _, r := range revoked {
 		serial, ok := new(big.Int).SetString(r.Serial, 16)
@@ -107,9 +127,28 @@ func (ca *CA) RefreshStaleCRLs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A root whose key just came (a new authority, or its key set) has
+	// no CRL yet: it is as stale as one that lacks a revocation.
+	as, err := ca.state.Authorities()
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if a.RootKeyURI == "" {
+			continue
+		}
+		id := RootCRLID(mustParse(a.Root))
+		if _, err := ca.state.CRL(a.Name, id); errors.Is(err, fsm.ErrNotFound) {
+			stale = append(stale, fsm.IssuerRef{Authority: a.Name, Issuer: id})
+		}
+	}
 	var errs []error
 	for _, s := range stale {
-		if err := ca.RefreshCRL(ctx, s.Authority, s.Issuer, true); err != nil {
+		refresh := ca.RefreshCRL
+		if strings.HasPrefix(s.Issuer, fsm.RootCRLPrefix) {
+			refresh = ca.refreshRootCRL
+		}
+		if err := refresh(ctx, s.Authority, s.Issuer, true); err != nil {
 			errs = append(errs, fmt.Errorf("CRL of %s/%s: %w", s.Authority, s.Issuer, err))
 		}
 	}
@@ -127,6 +166,9 @@ func (ca *CA) RefreshCRLs(ctx context.Context) error {
 	for _, a := range as {
 		for _, iss := range a.Issuers {
 			errs = append(errs, ca.RefreshCRL(ctx, a.Name, iss.ID, false))
+		}
+		if a.RootKeyURI != "" {
+			errs = append(errs, ca.refreshRootCRL(ctx, a.Name, RootCRLID(mustParse(a.Root)), false))
 		}
 	}
 	return errors.Join(errs...)

@@ -179,6 +179,18 @@ func IssuerURL(base, authority, issuer string) string {
 	return issuerPath(base, authority, issuer) + "/issuer.crt"
 }
 
+// RootCRLURL and RootCertURL serve a root's CRL and certificate; root is
+// the root's IssuerID.
+func RootCRLURL(base, authority, root string) string { return rootPath(base, authority, root) + "/crl" }
+
+func RootCertURL(base, authority, root string) string {
+	return rootPath(base, authority, root) + "/root.crt"
+}
+
+func rootPath(base, authority, root string) string {
+	return strings.TrimSuffix(base, "/") + "/v1/authorities/" + authority + "/roots/" + root
+}
+
 func issuerPath(base, authority, issuer string) string {
 	return strings.TrimSuffix(base, "/") + "/v1/authorities/" + authority + "/issuers/" + issuer
 }

@@ -2,13 +2,16 @@ package authority
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"time"
 
@@ -80,7 +83,8 @@ func (ca *CA) CreateAuthority(ctx context.Context, req CreateAuthorityRequest) (
 	if err != nil {
 		return nil, signError(err)
 	}
-	inter, err := CreateIntermediate(root, signer.CryptoSigner(ctx, rootKey), key.Public(), orDefault(req.CommonName, req.Name+" issuing CA"), orTTL(req.TTL, defaultIntermediateTTL), now)
+	inter, err := CreateLinkedIntermediate(root, signer.CryptoSigner(ctx, rootKey), key.Public(), orDefault(req.CommonName, req.Name+" issuing CA"),
+		orTTL(req.TTL, defaultIntermediateTTL), now, req.BaseURL, req.Name)
 	if err != nil {
 		return nil, signError(err)
 	}
@@ -191,8 +195,8 @@ func (ca *CA) RotateIssuer(ctx context.Context, req RotateRequest) (*fsm.Authori
 		return nil, err
 	}
 	root := mustParse(cur.Root)
-	inter, err := CreateIntermediate(root, signer.CryptoSigner(ctx, rootKey), key.Public(),
-		orDefault(req.CommonName, req.Name+" issuing CA"), orTTL(req.TTL, defaultIntermediateTTL), ca.now())
+	inter, err := CreateLinkedIntermediate(root, signer.CryptoSigner(ctx, rootKey), key.Public(),
+		orDefault(req.CommonName, req.Name+" issuing CA"), orTTL(req.TTL, defaultIntermediateTTL), ca.now(), cur.BaseURL, cur.Name)
 	if err != nil {
 		return nil, signError(err)
 	}
@@ -220,6 +224,87 @@ func (ca *CA) addIssuerRoot(ctx context.Context, cur *fsm.Authority, root *x509.
 		}
 	}
 	return ca.state.Authority(cur.Name)
+}
+
+// UpdateRequest changes an authority's settings; nil fields stay.
+type UpdateRequest struct {
+	Name string
+	// RootKey names the root's key in a KMS or HSM: the root then signs
+	// CRLs for its intermediates, and rotation can sign new ones. "" clears.
+	RootKey *string
+	BaseURL *string
+	CRL     *fsm.CRLSettings // zero durations: the defaults
+}
+
+// Bounds of CRL settings: a CRL valid less than this is refetched more
+// often than relying parties do; one valid longer hides a lost CA.
+const (
+	minCRLValidity = 10 * time.Minute
+	maxCRLValidity = 366 * 24 * time.Hour
+	minCRLRefresh  = time.Minute
+)
+
+// UpdateAuthority changes an authority's root key, base URL or CRL
+// settings.
+func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Authority, error) {
+	cur, err := ca.Authority(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	in := fsm.AuthorityUpdate{Name: cur.Name}
+	if req.RootKey != nil && *req.RootKey != cur.RootKeyURI {
+		if *req.RootKey != "" {
+			key, err := ca.signers.Get(ctx, *req.RootKey)
+			if err != nil {
+				return nil, fmt.Errorf("%w: root key %s: %v", ErrInvalidRequest, truncate(*req.RootKey), err)
+			}
+			if !samePublicKey(key.Public(), mustParse(cur.Root).PublicKey) {
+				return nil, fmt.Errorf("%w: root key %s is not the key of authority %s's root", ErrInvalidRequest, truncate(*req.RootKey), cur.Name)
+			}
+		}
+		in.RootKeyURI = req.RootKey
+	}
+	if req.BaseURL != nil && *req.BaseURL != cur.BaseURL {
+		if err := checkBaseURL(*req.BaseURL); err != nil {
+			return nil, err
+		}
+		in.BaseURL = req.BaseURL
+	}
+	if req.CRL != nil && *req.CRL != cur.CRL {
+		v, r := req.CRL.Validity, req.CRL.Refresh
+		if v != 0 && (v < minCRLValidity || v > maxCRLValidity) {
+			return nil, fmt.Errorf("%w: crl validity %s: between %s and %s", ErrInvalidRequest, v, minCRLValidity, maxCRLValidity)
+		}
+		// At most half the validity: a CRL is re-signed with time to spare
+		// for a failed attempt or a leader change before it lapses.
+		if r != 0 && (r < minCRLRefresh || r > cmp.Or(v, DefaultCRLValidity)/2) {
+			return nil, fmt.Errorf("%w: crl refresh %s: at least %s and at most half the validity", ErrInvalidRequest, r, minCRLRefresh)
+		}
+		in.CRL = req.CRL
+	}
+	if in.RootKeyURI == nil && in.BaseURL == nil && in.CRL == nil {
+		return cur, nil
+	}
+	if err := ca.proposeAndRead(ctx, fsm.CmdAuthorityUpdate, in); err != nil {
+		return nil, err
+	}
+	return ca.state.Authority(req.Name)
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// checkBaseURL accepts http(s)://host[:port][/path], or "" for none.
+func checkBaseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%w: base URL %q: want http://host[:port]", ErrInvalidRequest, truncate(s))
+	}
+	return nil
 }
 
 // Authorities lists every authority.

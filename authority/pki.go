@@ -67,9 +67,21 @@ func CreateRoot(key crypto.Signer, cn string, ttl time.Duration, now time.Time) 
 
 // CreateIntermediate makes an issuing CA certificate for pub, signed by the root.
 func CreateIntermediate(root *x509.Certificate, rootKey crypto.Signer, pub crypto.PublicKey, cn string, ttl time.Duration, now time.Time) (*x509.Certificate, error) {
+	return CreateLinkedIntermediate(root, rootKey, pub, cn, ttl, now, "", "")
+}
+
+// CreateLinkedIntermediate is CreateIntermediate that, with a base URL,
+// names where the root's certificate and CRL are served (AIA caIssuers,
+// CRL distribution point): relying parties that check the whole chain
+// (nginx ssl_crl, HAProxy crl-file) find the CRL that covers it there.
+func CreateLinkedIntermediate(root *x509.Certificate, rootKey crypto.Signer, pub crypto.PublicKey, cn string, ttl time.Duration, now time.Time, baseURL, authority string) (*x509.Certificate, error) {
 	tmpl, err := caTemplate(pub, cn, ttl, now)
 	if err != nil {
 		return nil, err
+	}
+	if baseURL != "" {
+		tmpl.IssuingCertificateURL = []string{RootCertURL(baseURL, authority, IssuerID(root))}
+		tmpl.CRLDistributionPoints = []string{RootCRLURL(baseURL, authority, IssuerID(root))}
 	}
 	tmpl.MaxPathLenZero = true
 	if tmpl.NotAfter.After(root.NotAfter) {

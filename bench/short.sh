@@ -165,13 +165,14 @@ for i in 1 2 3; do # node 1 first: it makes the PKI the others load
   done
 done
 health() { curl -fsS --cacert "$dev/root.pem" "https://127.0.0.1:$1/v1/health"; }
-leader=$(health "$port" | sed -n 's/.*"leader":"node\([0-9]\)".*/\1/p')
+leader=$(health "$port" | sed -n 's/.*"leader": *"node\([0-9]\)".*/\1/p')
+[ -n "$leader" ] || { echo "bench: the dev nodes name no leader" >&2; exit 1; }
 follower=$((leader % 3 + 1)) stays=$(((leader + 1) % 3 + 1))
 addrs=https://127.0.0.1:$((port + leader - 1)),https://127.0.0.1:$((port + stays - 1))
 run enroll-3procs -duration "$dur" -concurrency 64 -devices 100000
 (sleep 2 && kill -9 "${node_pids[$((follower - 1))]}") &
 run enroll-3procs-follower-killed -duration "$dur" -concurrency 64 -devices 100000
-format=$(health "$((port + leader - 1))" | sed -n 's/.*"log_format":\([0-9]*\).*/\1/p')
+format=$(health "$((port + leader - 1))" | sed -n 's/.*"log_format": *\([0-9]*\).*/\1/p')
 awk -v a="$(rate_of "$out/enroll-3procs.json")" -v b="$(rate_of "$out/enroll-3procs-follower-killed.json")" -v f="$format" \
   'BEGIN { printf "follower killed 2 s into the run: %.0f certs/s, healthy %.0f: %.2f of it; the leader writes log format %s\n", b, a, b / a, f }' |
   tee -a "$summary"

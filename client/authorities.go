@@ -8,22 +8,28 @@ import (
 
 // Authority is an authority as the admin API shows it.
 type Authority struct {
-	Name       string    `json:"name"`
-	Root       string    `json:"root"`
-	AddedRoots []string  `json:"added_roots,omitempty"`
-	RootKeyURI string    `json:"root_key_uri,omitempty"`
-	BaseURL    string    `json:"base_url,omitempty"`
-	Issuers    []Issuer  `json:"issuers"`
-	CreatedAt  time.Time `json:"created_at"`
+	Name       string   `json:"name"`
+	Root       string   `json:"root"`
+	AddedRoots []string `json:"added_roots,omitempty"`
+	RootKeyURI string   `json:"root_key_uri,omitempty"`
+	BaseURL    string   `json:"base_url,omitempty"`
+	RootID     string   `json:"root_id,omitempty"`
+	CRL        struct {
+		Validity string `json:"validity"`
+		Refresh  string `json:"refresh"`
+	} `json:"crl"`
+	Issuers   []Issuer  `json:"issuers"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Issuer is one intermediate of an authority.
 type Issuer struct {
-	ID          string    `json:"id"`
-	KeyURI      string    `json:"key_uri"`
-	Active      bool      `json:"active"`
-	Certificate string    `json:"certificate"`
-	NotAfter    time.Time `json:"not_after"`
+	ID          string     `json:"id"`
+	KeyURI      string     `json:"key_uri"`
+	Active      bool       `json:"active"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	Certificate string     `json:"certificate"`
+	NotAfter    time.Time  `json:"not_after"`
 }
 
 // KeyOptions names a key URI, or asks for keys to be created first.
@@ -96,6 +102,39 @@ func (c *Client) RotateAuthority(ctx context.Context, name string, req RotateAut
 	var a Authority
 	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/"+url.PathEscape(name)+"/rotate", req, &a)
 
+}
+
+// UpdateAuthority changes an authority's settings; nil fields stay.
+type UpdateAuthority struct {
+	RootKey *string    `json:"root_key,omitempty"`
+	BaseURL *string    `json:"base_url,omitempty"`
+	CRL     *CRLConfig `json:"crl,omitempty"`
+}
+
+// CRLConfig dates an authority's CRLs: durations such as "24h"; "" is the
+// default.
+type CRLConfig struct {
+	Validity string `json:"validity,omitempty"`
+	Refresh  string `json:"refresh,omitempty"`
+}
+
+func (c *Client) UpdateAuthority(ctx context.Context, name string, req UpdateAuthority) (*Authority, error) {
+	var a Authority
+	return &a, c.Do(ctx, "PATCH", "/v1/admin/authorities/"+url.PathEscape(name), req, &a)
+}
+
+// RevokeIssuer revokes an intermediate; reason is an RFC 5280 name.
+func (c *Client) RevokeIssuer(ctx context.Context, name, issuer, reason string) (*Authority, error) {
+	var a Authority
+	in := map[string]string{"reason": reason}
+	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/"+url.PathEscape(name)+"/issuers/"+url.PathEscape(issuer)+"/revoke", in, &a)
+}
+
+// CRLBundle is every current CRL of an authority as PEM: what nginx
+// (ssl_crl) and HAProxy (crl-file) read.
+func (c *Client) CRLBundle(ctx context.Context, name string) ([]byte, error) {
+	var out []byte
+	return out, c.Do(ctx, "GET", "/v1/authorities/"+url.PathEscape(name)+"/crls.pem", nil, &out)
 }
 
 func (c *Client) Authorities(ctx context.Context) ([]Authority, error) {

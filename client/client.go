@@ -195,6 +195,10 @@ func (c *Client) once(ctx context.Context, method, url string, body []byte, hasB
 	if resp.StatusCode >= 300 {
 		return errorFrom(resp, data)
 	}
+	if raw, ok := out.(*[]byte); ok { // a body that is not JSON (PEM, DER)
+		*raw = data
+		return nil
+	}
 	if out != nil && len(data) > 0 {
 		return json.Unmarshal(data, out)
 	}

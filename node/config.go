@@ -131,6 +131,11 @@ type AuthorityConfig struct {
 	// OCSPResponderKey, if set, is certified as the authority's delegated
 	// OCSP responder when the authority is created.
 	OCSPResponderKey string
+	// RootKey, if set, is the root's key (KMS or HSM): the root then signs
+	// a CRL for its intermediates. CRL dates its CRLs (zero: defaults).
+	// Both are set on the authority at every start of a bootstrap node.
+	RootKey string
+	CRL     fsm.CRLSettings
 }
 
 // OCSPConfig tunes the OCSP responder. Zero values take the defaults.
@@ -272,6 +277,11 @@ type authorityBlock struct {
 	BaseURL   string `hcl:"base_url,optional"`
 	// OCSPResponderKey: a delegated OCSP responder's key, set up with the authority.
 	OCSPResponderKey string `hcl:"ocsp_responder_key,optional"`
+	RootKey          string `hcl:"root_key,optional"`
+	CRL              *struct {
+		Validity string `hcl:"validity,optional"`
+		Refresh  string `hcl:"refresh,optional"`
+	} `hcl:"crl,block"`
 }
 
 type provisionerBlock struct {
@@ -388,8 +398,19 @@ func Parse(filename string, src []byte) (*Config, error) {
 			HolderRevocationsPerMinute: b.HolderRevocationsPerMinute, HolderRevocationBurst: b.HolderRevocationBurst}
 	}
 	for _, a := range f.Authorities {
-		c.Authorities = append(c.Authorities, &AuthorityConfig{Name: a.Name, RootFile: a.RootFile,
-			ChainFile: a.ChainFile, Key: a.Key, BaseURL: a.BaseURL, OCSPResponderKey: a.OCSPResponderKey})
+		ac := &AuthorityConfig{Name: a.Name, RootFile: a.RootFile, ChainFile: a.ChainFile, Key: a.Key,
+			BaseURL: a.BaseURL, OCSPResponderKey: a.OCSPResponderKey, RootKey: a.RootKey}
+		if a.CRL != nil {
+			var err error
+			what := fmt.Sprintf("authority %q crl", a.Name)
+			if ac.CRL.Validity, err = duration(what+" validity", a.CRL.Validity); err == nil {
+				ac.CRL.Refresh, err = duration(what+" refresh", a.CRL.Refresh)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		c.Authorities = append(c.Authorities, ac)
 	}
 	for _, p := range f.Provisioners {
 		pc, err := provisionerFrom(p)

@@ -24,6 +24,7 @@ type DevPKI struct {
 	RootFile  string // root certificate, the trust anchor clients use
 	ChainFile string // intermediate certificate
 	KeyURI    string // intermediate's signing key
+	RootKey   string // root's key: the dev root signs a CRL for its intermediates
 
 	root    *x509.Certificate
 	rootKey crypto.Signer
@@ -41,6 +42,7 @@ func LoadOrCreateDevPKI(dir string) (*DevPKI, error) {
 	rootKeyFile := filepath.Join(dir, "root.key")
 	interKeyFile := filepath.Join(dir, "intermediate.key")
 	p.KeyURI = soft.Scheme + ":" + interKeyFile
+	p.RootKey = soft.Scheme + ":" + rootKeyFile
 
 	if _, err := os.Stat(p.RootFile); err == nil {
 		return p, p.load(rootKeyFile)
@@ -100,7 +102,7 @@ func (p *DevPKI) Root() *x509.Certificate { return p.root }
 // Authority is the config block for the dev authority; baseURL is where
 // its CRL and OCSP are served over plain HTTP ("" for nowhere).
 func (p *DevPKI) Authority(baseURL string) *AuthorityConfig {
-	return &AuthorityConfig{Name: authority.DefaultAuthority, RootFile: p.RootFile, ChainFile: p.ChainFile, Key: p.KeyURI, BaseURL: baseURL}
+	return &AuthorityConfig{Name: authority.DefaultAuthority, RootFile: p.RootFile, ChainFile: p.ChainFile, Key: p.KeyURI, BaseURL: baseURL, RootKey: p.RootKey}
 }
 
 // AdminAuthority is the config block of the dev "admin" authority, whose

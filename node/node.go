@@ -3,6 +3,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -158,7 +159,7 @@ func (n *Node) start() error {
 	}
 	streams := cfg.Streams.WithDefaults()
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
-		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams}
+		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams, CRLMaxAge: cmp.Or(cfg.CRLInterval, DefaultCRLInterval)}
 	n.apiConns = newConnLimiter("api", cfg.MaxConnsPerClient, cfg.MaxIdleConnsPerClient, reg)
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
@@ -308,6 +309,9 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 	}
 	for _, ac := range n.cfg.Authorities {
 		if _, err := n.fsm.Authority(ac.Name); !errors.Is(err, fsm.ErrNotFound) {
+			if err := n.updateAuthority(ctx, ac); err != nil {
+				return err
+			}
 			continue
 		}
 		a, err := loadAuthority(ac)
@@ -318,6 +322,9 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 			return fmt.Errorf("create authority %s: %w", ac.Name, err)
 		}
 		n.log.Info("authority created", "name", ac.Name, "key", ac.Key)
+		if err := n.updateAuthority(ctx, ac); err != nil {
+			return err
+		}
 		if ac.OCSPResponderKey != "" {
 			if _, err := n.ca.SetOCSPResponder(ctx, authority.OCSPResponderRequest{Name: ac.Name, Key: authority.KeySpec{URI: ac.OCSPResponderKey}}); err != nil {
 				// The authority stands; an operator sets the responder up later.
@@ -374,6 +381,36 @@ func (n *Node) bootstrapProvisioners(ctx context.Context) error {
 			return fmt.Errorf("create provisioner %s: %w", p.Name, err)
 		}
 		n.log.Info("provisioner created", "name", p.Name, "kind", p.Kind, "authority", p.Authority)
+	}
+	return nil
+}
+
+// updateAuthority sets what the config says of an existing authority: its
+// base URL, root key and CRL settings (what it leaves out stays). A cluster
+// that does not read them yet (a rolling upgrade) gets them at a later
+// start.
+func (n *Node) updateAuthority(ctx context.Context, ac *AuthorityConfig) error {
+	req := authority.UpdateRequest{Name: ac.Name}
+	if ac.BaseURL != "" {
+		req.BaseURL = &ac.BaseURL
+	}
+	if ac.RootKey != "" {
+		req.RootKey = &ac.RootKey
+	}
+	if ac.CRL != (fsm.CRLSettings{}) {
+		req.CRL = &ac.CRL
+	}
+	_, err := n.ca.UpdateAuthority(ctx, req)
+	switch {
+	case errors.Is(err, fsm.ErrUpgrading):
+		n.log.Warn("authority settings not applied: a server runs an older release", "authority", ac.Name)
+		return nil
+	case errors.Is(err, authority.ErrInvalidRequest):
+		n.log.Error("authority settings in the config refused; fix the config", "authority", ac.Name, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("authority %s settings: %w", ac.Name, err)
 	}
 	return nil
 }

@@ -4,8 +4,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +22,7 @@ import (
 	"github.com/quorumca/quorumca/agent"
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/atomicfile"
 )
 
 // The admin commands: quorumca provisioner|token|cert|admin|audit <action>.
@@ -49,7 +53,8 @@ func init() {
 		command{"token", "Mint, list and revoke enrollment tokens", runToken},
 		command{"cert", "Search and revoke issued certificates", runCert},
 		command{"admin", "Manage admin credentials", runAdmin},
-		command{"audit", "Read, follow and verify the audit log", runAudit})
+		command{"audit", "Read, follow and verify the audit log", runAudit},
+		command{"crl", "Fetch an authority's CRLs for relying parties (nginx, HAProxy)", runCRL})
 }
 
 var (
@@ -75,6 +80,9 @@ var (
 		{"create", "create an admin: a token, or with -csr a client certificate", adminCreate},
 		{"revoke", "revoke an admin credential (ID)", adminRevoke},
 		{"whoami", "show the credential in use", adminWhoami},
+	})
+	runCRL = group("crl", []action{
+		{"fetch", "write an authority's current CRLs, root and issuers, as one PEM file (-out FILE) for nginx ssl_crl or HAProxy crl-file", crlFetch},
 	})
 	runAudit = group("audit", []action{
 		{"list", "list (or -follow) audit entries", auditList},
@@ -584,4 +592,62 @@ func stateFile(dataDir string) string {
 		return dataDir
 	}
 	return filepath.Join(dataDir, "state.db")
+}
+
+// crlFetch writes the CRL bundle atomically, so a server reloading at any
+// moment reads a whole file; it says whether the file changed, for a
+// reload hook.
+func crlFetch(args []string) int {
+	var name, outFile string
+	return apiCommand("crl fetch", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "authority", "default", "authority name")
+		fs.StringVar(&outFile, "out", "", "PEM file to write (required)")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		if outFile == "" {
+			return nil, errors.New("-out is required")
+		}
+		bundle, err := c.CRLBundle(cx, name)
+		if err != nil {
+			return nil, err
+		}
+		type crlInfo struct {
+			Issuer     string    `json:"issuer"`
+			Number     string    `json:"number"`
+			NextUpdate time.Time `json:"next_update"`
+		}
+		var crls []crlInfo
+		for rest := bundle; ; {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			l, err := x509.ParseRevocationList(b.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("the CA sent a CRL that does not parse: %v", err)
+			}
+			crls = append(crls, crlInfo{Issuer: l.Issuer.String(), Number: l.Number.String(), NextUpdate: l.NextUpdate})
+		}
+		if len(crls) == 0 {
+			return nil, errors.New("the CA sent no CRL")
+		}
+		old, _ := os.ReadFile(outFile)
+		changed := !bytes.Equal(old, bundle)
+		if changed {
+			if err := atomicfile.Write(outFile, bundle, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		v := struct {
+			File    string    `json:"file"`
+			Changed bool      `json:"changed"`
+			CRLs    []crlInfo `json:"crls"`
+		}{outFile, changed, crls}
+		return &result{v, func(tw *tabwriter.Writer) {
+			fmt.Fprintf(tw, "%s: %d CRLs, changed: %v\n", outFile, len(crls), changed)
+			fmt.Fprintln(tw, "ISSUER\tNUMBER\tNEXT UPDATE")
+			for _, c := range crls {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Issuer, c.Number, c.NextUpdate.Format(time.RFC3339))
+			}
+		}}, nil
+	})(args)
 }

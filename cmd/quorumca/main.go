@@ -24,7 +24,7 @@ type command struct {
 
 // order is how usage lists the commands; each file registers its own, and
 // a device build (-tags agent) has only the agent's.
-var order = []string{"server", "dev", "operator", "provisioner", "token", "cert", "admin", "audit", "agent", "bench", "keygen", "version"}
+var order = []string{"server", "dev", "operator", "provisioner", "token", "cert", "admin", "audit", "crl", "agent", "bench", "keygen", "version"}
 
 var registry = map[string]command{}
 

@@ -24,6 +24,7 @@ func runOperator(args []string) int {
 		"authority": {
 			"create": authorityCreate, "csr": authorityCSR, "import": authorityImport,
 			"rotate": authorityRotate, "list": authorityList, "ocsp-responder": authorityOCSPResponder,
+			"revoke-issuer": authorityRevokeIssuer, "update": authorityUpdate,
 		},
 		"raft": {
 			"list-peers": raftListPeers, "remove-peer": raftRemovePeer, "transfer-leadership": raftTransfer,
@@ -42,6 +43,8 @@ func runOperator(args []string) int {
   authority rotate     a new intermediate signed by the authority's root key
   authority list       the authorities and their issuers
   authority ocsp-responder  show, set up (-key) or remove (-remove) an authority's delegated OCSP responder
+  authority revoke-issuer   revoke an intermediate: it issues nothing more, the root's CRL lists it
+  authority update     set an authority's root key (its root then signs CRLs), base URL or CRL validity and refresh
   raft list-peers      the Raft configuration
   raft remove-peer ID  remove a server from the Raft configuration
   raft transfer-leadership [-to ID]
@@ -239,6 +242,49 @@ func authorityRotate(args []string) int {
 			return nil, errors.New("-name and -key are required")
 		}
 		return authorityResult(c.RotateAuthority(cx, name, req))
+	})(args)
+}
+
+func authorityRevokeIssuer(args []string) int {
+	var name, issuer, reason string
+	return apiCommand("operator authority revoke-issuer", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "authority name (required)")
+		fs.StringVar(&issuer, "issuer", "", "issuer ID, as authority list shows it (required)")
+		fs.StringVar(&reason, "reason", "", "RFC 5280 reason name, e.g. keyCompromise, superseded (default unspecified)")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		if name == "" || issuer == "" {
+			return nil, errors.New("-name and -issuer are required")
+		}
+		return authorityResult(c.RevokeIssuer(cx, name, issuer, reason))
+	})(args)
+}
+
+func authorityUpdate(args []string) int {
+	var name, rootKey, baseURL, validity, refresh string
+	return apiCommand("operator authority update", 0, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "authority name (required)")
+		fs.StringVar(&rootKey, "root-key", "", "key URI of the root (KMS or HSM); \"none\" clears it")
+		fs.StringVar(&baseURL, "base-url", "", "URL (a load balancer) that certificates name for CRLs, OCSP and issuer certificates")
+		fs.StringVar(&validity, "crl-validity", "", "how long each CRL is valid (default 24h)")
+		fs.StringVar(&refresh, "crl-refresh", "", "how often a CRL is signed anew without a revocation (default 1h)")
+	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		if name == "" {
+			return nil, errors.New("-name is required")
+		}
+		var req client.UpdateAuthority
+		if rootKey == "none" {
+			rootKey = ""
+			req.RootKey = &rootKey
+		} else if rootKey != "" {
+			req.RootKey = &rootKey
+		}
+		if baseURL != "" {
+			req.BaseURL = &baseURL
+		}
+		if validity != "" || refresh != "" {
+			req.CRL = &client.CRLConfig{Validity: validity, Refresh: refresh}
+		}
+		return authorityResult(c.UpdateAuthority(cx, name, req))
 	})(args)
 }
 

@@ -44,8 +44,8 @@ type issuerResponse struct {
 	KeyURI      string     `json:"key_uri"`
 	Active      bool       `json:"active"`
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	Certificate string    `json:"certificate"`
-	NotAfter    time.Time `json:"not_after"`
+	Certificate string     `json:"certificate"`
+	NotAfter    time.Time  `json:"not_after"`
 }
 
 type authorityResponse struct {

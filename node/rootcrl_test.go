@@ -122,7 +122,11 @@ func TestAuthoritySettingsAreCheckedAndDateCRLs(t *testing.T) {
 	n := c.nodes[0]
 	c.createAuthority(n, "kms", kms.KeyURI(""), kms.KeyURI(""))
 	before := c.do(n, "GET", "/v1/admin/authorities/kms", nil, c.admin)
-	var a struct{ Issuers []struct{ KeyURI string `json:"key_uri"` } }
+	var a struct {
+		Issuers []struct {
+			KeyURI string `json:"key_uri"`
+		}
+	}
 	before.decode(t, &a)
 	other := a.Issuers[0].KeyURI // a key, but the intermediate's
 	for _, bad := range []string{

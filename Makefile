@@ -1,8 +1,9 @@
 # quorumca: a clustered certificate authority.
 #   make dev    run a single-node CA on https://127.0.0.1:8443, ready to issue
 #   make test   run every test (needs curl, openssl, gcc, softhsm2, systemd-analyze,
-#               haproxy, docker with docker-compose, iptables, terraform with its
-#               AWS provider mirror; as root: the chaos suite partitions nodes)
+#               haproxy, nginx, python3 with cryptography, docker with
+#               docker-compose, iptables, terraform with its AWS provider
+#               mirror; as root: the chaos suite partitions nodes)
 
 GO      ?= go
 BIN     := bin/quorumca
@@ -38,8 +39,9 @@ dev: build
 # Tools the tests use. Missing ones stop the run with a message; no test is
 # silently skipped.
 tools:
-	@missing=""; for t in curl openssl softhsm2-util gcc systemd-analyze; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then echo "make test: missing:$$missing (Debian: apt-get install curl openssl softhsm2 gcc systemd)"; exit 1; fi
+	@missing=""; for t in curl openssl softhsm2-util gcc systemd-analyze haproxy nginx python3; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	python3 -c 'import cryptography' 2>/dev/null || missing="$$missing python3-cryptography"; \
+	if [ -n "$$missing" ]; then echo "make test: missing:$$missing (Debian: apt-get install curl openssl softhsm2 gcc systemd haproxy nginx-light python3-cryptography)"; exit 1; fi
 
 # Tests run with the PKCS#11 backend compiled in (cgo), so SoftHSM2 tests run.
 # The agent fleet test is built only without -race (a thousand agents under

@@ -139,6 +139,13 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 		t.Fatal(err)
 	}
 	c.admin = strings.TrimSpace(string(b))
+	if !c.noDefaultAuthority {
+		// The leader signs the root's first CRL on its own after start:
+		// once it is there, nothing writes unless a test asks.
+		waitFor(t, 10*time.Second, "the root's first CRL", func() bool {
+			return c.do(c.nodes[0], "GET", "/v1/authorities/default/crls.pem", nil, "").status == http.StatusOK
+		})
+	}
 	return c
 }
 

@@ -185,7 +185,7 @@ func TestSystemdUnits(t *testing.T) {
 	requireTools(t, "systemd-analyze")
 	dir := t.TempDir()
 	var units []string
-	for _, name := range []string{"quorumca.service", "quorumca-agent.service", "quorumca-agent-once.service", "quorumca-agent-once.timer"} {
+	for _, name := range []string{"quorumca.service", "quorumca-agent.service", "quorumca-agent-once.service", "quorumca-agent-once.timer", "quorumca-crl-fetch.service", "quorumca-crl-fetch.timer"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", name))
 		if err != nil {
 			t.Fatal(err)

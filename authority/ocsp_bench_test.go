@@ -33,7 +33,7 @@ func BenchmarkOCSPThreeCertificates(b *testing.B) {
 	bb, _ := c.issued(b, "b.example")
 	cc, _ := c.issued(b, "c.example")
 	req := ocspMultiRequest(b, issuer, crypto.SHA256, a.SerialNumber, bb.SerialNumber, cc.SerialNumber)
-	c.ocspMultiSigs = rate.NewLimiter(rate.Inf, 1) // the cost of an answer, not the node's budget
+	c.ocspFreshSigs = rate.NewLimiter(rate.Inf, 1) // the cost of an answer, not the node's budget
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := c.OCSP(context.Background(), req); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto"
 	"testing"
+
+	"golang.org/x/time/rate"
 )
 
 // BenchmarkOCSPCachedSingle is the hot path: one certificate whose answer
@@ -31,6 +33,7 @@ func BenchmarkOCSPThreeCertificates(b *testing.B) {
 	bb, _ := c.issued(b, "b.example")
 	cc, _ := c.issued(b, "c.example")
 	req := ocspMultiRequest(b, issuer, crypto.SHA256, a.SerialNumber, bb.SerialNumber, cc.SerialNumber)
+	c.ocspFreshSigs = rate.NewLimiter(rate.Inf, 1) // the cost of an answer, not the node's budget
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := c.OCSP(context.Background(), req); err != nil {

@@ -202,7 +202,7 @@ func TestParseOCSPRequest(t *testing.T) {
 	c := newTestCA(t)
 	leaf, issuer := c.issued(t, "parse.example")
 	one := ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA1)
-	entries, err := parseOCSPRequest(one)
+	entries, _, err := parseOCSPRequest(one)
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("one certificate: %v, %d entries", err, len(entries))
 	}
@@ -245,9 +245,12 @@ func TestParseOCSPRequest(t *testing.T) {
 		List: []entry{{certID, []asn1.RawValue{nonce}}, {certID, []asn1.RawValue{nonce}}},
 		Ext:  []asn1.RawValue{nonce},
 	}})
-	entries, err = parseOCSPRequest(full)
+	entries, n, err := parseOCSPRequest(full)
 	if err != nil || len(entries) != 2 || !bytes.Equal(entries[1].certID, certID.FullBytes) {
 		t.Fatalf("request with every optional field: %v, %d entries", err, len(entries))
+	}
+	if n == nil || !bytes.Equal(n.Value, []byte{4, 2, 1, 2}) || n.Critical {
+		t.Fatalf("nonce %+v", n)
 	}
 
 	for name, b := range map[string][]byte{
@@ -255,7 +258,7 @@ func TestParseOCSPRequest(t *testing.T) {
 		"not DER":       []byte("garbage"),
 		"serial 0":      ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, big.NewInt(0)),
 	} {
-		if _, err := parseOCSPRequest(b); !errors.Is(err, ErrInvalidRequest) || errors.Is(err, ErrOCSPMalformed) {
+		if _, _, err := parseOCSPRequest(b); !errors.Is(err, ErrInvalidRequest) || errors.Is(err, ErrOCSPMalformed) {
 			t.Errorf("%s: %v, want ErrInvalidRequest", name, err)
 		}
 	}
@@ -285,7 +288,7 @@ func TestOCSPMultiSignaturesAreBounded(t *testing.T) {
 	}
 	before := c.signs.total()
 	answered, refused := 0, 0
-	for range 4 * OCSPMultiSignaturesPerSecond {
+	for range 4 * OCSPFreshSignaturesPerSecond {
 		_, err := c.OCSP(ctx, multi)
 		switch {
 		case err == nil:
@@ -297,8 +300,8 @@ func TestOCSPMultiSignaturesAreBounded(t *testing.T) {
 		}
 	}
 	// The burst (twice the rate), plus what refilled while asking.
-	if refused == 0 || answered > 3*OCSPMultiSignaturesPerSecond {
-		t.Errorf("%d answered, %d refused of %d asked at once", answered, refused, 4*OCSPMultiSignaturesPerSecond)
+	if refused == 0 || answered > 3*OCSPFreshSignaturesPerSecond {
+		t.Errorf("%d answered, %d refused of %d asked at once", answered, refused, 4*OCSPFreshSignaturesPerSecond)
 	}
 	if n := c.signs.total() - before; n != answered {
 		t.Errorf("%d signatures for %d answers", n, answered)

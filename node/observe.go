@@ -13,8 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// registerMetrics adds the node-level gauges: Raft state, FSM size, and
-// signer timings (through the signer cache's observer).
+// registerMetrics adds the node-level gauges: Raft state, FSM size, CA
+// certificate and CRL lifetimes (expiry.go), and signer timings (through
+// the signer cache's observer).
 func (n *Node) registerMetrics(reg *prometheus.Registry) {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
@@ -54,6 +55,7 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 	})
 	gauge("quorumca_gossip_members", "Live gossip members, this node included.", func() float64 { return float64(n.cluster.GossipMembers()) })
 	gauge("quorumca_audit_entries", "Entries in the audit log.", func() float64 { s, _ := n.fsm.AuditHead(); return float64(s) })
+	reg.MustRegister(newExpiryCollector(n.fsm, n.cfg.Now))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "quorumca_audit_reads_total",
 		Help: "Audit entries and index keys read by audit queries and follows: what they cost."},
 		func() float64 { return float64(n.fsm.AuditReads()) }))

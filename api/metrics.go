@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quorumca/quorumca/authority"
 )
 
 // Operation metrics: what clients asked for and how it ended, by the error
@@ -26,7 +28,12 @@ var operations = map[string]string{
 type opMetrics struct {
 	count    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	ocsp     *prometheus.CounterVec
 }
+
+// OCSP response statuses as relying parties see them: a certificate's
+// status in a signed response, or the response's error status.
+var ocspStatuses = []string{authority.OCSPGood, authority.OCSPRevoked, authority.OCSPUnknown, "unauthorized", "malformed", "tryLater"}
 
 func newOpMetrics(reg prometheus.Registerer) *opMetrics {
 	m := &opMetrics{
@@ -39,9 +46,17 @@ func newOpMetrics(reg prometheus.Registerer) *opMetrics {
 			Help:    "Time to serve certificate operations, by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"operation", "outcome"}),
+		ocsp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quorumca_ocsp_responses_total",
+			Help: "OCSP responses by status: good, revoked or unknown once per certificate a signed response answers; unauthorized, malformed or tryLater once per response.",
+		}, []string{"status"}),
+	}
+	// Every status from zero, so a rate is defined before the first one.
+	for _, st := range ocspStatuses {
+		m.ocsp.WithLabelValues(st)
 	}
 	if reg != nil {
-		reg.MustRegister(m.count, m.duration)
+		reg.MustRegister(m.count, m.duration, m.ocsp)
 	}
 	return m
 }

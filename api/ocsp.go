@@ -31,12 +31,15 @@ const maxOCSPRequest = 10 << 10
 // OCSP client, which reads an OCSP body: it gets malformedRequest, with
 // 400 as the JSON refusal would have (Boulder and CFSSL do the same), not
 // 200: a refusal is never a 200 here. openssl then reports the 400.
+// Every OCSP body sent is counted by status (quorumca_ocsp_responses_total);
+// a JSON refusal is no OCSP response and shows in the operations counter.
 func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 	if s.OCSPLimit != nil {
 		key := keyrate.Source(remoteAddr(r))
 		if !s.OCSPLimit.Allow(key) {
 			secs := math.Ceil(s.OCSPLimit.Delay(key).Seconds())
 			setOutcome(r, "rate_limited")
+			s.ops.ocsp.WithLabelValues("tryLater").Inc()
 			s.ocspTryLater(w, http.StatusTooManyRequests, strconv.Itoa(max(int(secs), 1)))
 			return
 		}
@@ -62,7 +65,7 @@ func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 		}
 		der = b
 	}
-	resp, err := s.CA.OCSP(r.Context(), der)
+	resp, statuses, err := s.CA.OCSP(r.Context(), der)
 	if err != nil {
 		status, code, msg := s.classify(r, err)
 		malformed := errors.Is(err, authority.ErrOCSPMalformed)
@@ -75,16 +78,22 @@ func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 		}
 		setOutcome(r, code)
 		if malformed {
+			s.ops.ocsp.WithLabelValues("malformed").Inc()
 			w.Header().Set("Content-Type", "application/ocsp-response")
 			w.WriteHeader(status)
 			w.Write(ocsp.MalformedRequestErrorResponse)
 			return
 		}
+		s.ops.ocsp.WithLabelValues("tryLater").Inc()
 		s.ocspTryLater(w, status, "1")
 		return
 	}
-	if bytes.Equal(resp, ocsp.UnauthorizedErrorResponse) {
+	if len(statuses) == 0 && bytes.Equal(resp, ocsp.UnauthorizedErrorResponse) {
 		setOutcome(r, "unauthorized") // not issued here: seen in metrics, not logged one by one
+		s.ops.ocsp.WithLabelValues("unauthorized").Inc()
+	}
+	for _, st := range statuses {
+		s.ops.ocsp.WithLabelValues(st).Inc()
 	}
 	w.Header().Set("Content-Type", "application/ocsp-response")
 	w.Write(resp)

@@ -37,18 +37,27 @@ const (
 	DefaultOCSPCacheBytes = 64 << 20
 )
 
-// OCSP answers a DER-encoded OCSP request with a DER-encoded response. A
-// request that does not parse is an ErrInvalidRequest; one that asks
-// about no certificate or too many is an ErrOCSPMalformed. A request for
-// several certificates is answered by ocspMulti (ocsp_multi.go).
-func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
+// OCSP certificate statuses, as OCSP reports them to metrics.
+const (
+	OCSPGood    = "good"
+	OCSPRevoked = "revoked"
+	OCSPUnknown = "unknown"
+)
+
+// OCSP answers a DER-encoded OCSP request with a DER-encoded response and,
+// for metrics, the status it gives each certificate (none for the unsigned
+// "unauthorized"). A request that does not parse is an ErrInvalidRequest;
+// one that asks about no certificate or too many is an ErrOCSPMalformed. A
+// request for several certificates is answered by ocspMulti
+// (ocsp_multi.go).
+func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, []string, error) {
 	entries, err := parseOCSPRequest(reqDER)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Status, issuers and responders as committed when the request came.
 	if err := ca.CaughtUp(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(entries) > 1 {
 		return ca.ocspMulti(ctx, entries)
@@ -56,29 +65,29 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	req := &entries[0].req
 	a, iss, issuer, err := ca.ocspIssuer(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a == nil {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	serial := SerialHex(req.SerialNumber)
 	rec, err := ca.state.Cert(serial)
 	if errors.Is(err, fsm.ErrNotFound) || (err == nil && (rec.Authority != a.Name || rec.Issuer != iss.ID)) {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := ca.now().UTC()
 	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: req.SerialNumber, IssuerHash: req.HashAlgorithm}
-	state := "good"
+	state, statuses := "good", []string{OCSPGood}
 	if rec.Revoked() {
 		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt, rec.RevocationReason
-		state = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason)
+		state, statuses = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason), []string{OCSPRevoked}
 	}
 	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	by := "issuer"
 	if rc != nil {
@@ -92,9 +101,9 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	// removed or its key replaced, nothing it signed is served again.
 	key := fmt.Sprintf("%s/%s/%s/%d/%s/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state, by)
 	if der, ok := ca.storedOCSP(key, now); ok {
-		return der, nil
+		return der, statuses, nil
 	}
-	return ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
+	der, err := ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
 		if der, ok := ca.storedOCSP(key, now); ok {
 			return der, nil // signed by the flight that just ended
 		}
@@ -119,6 +128,10 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		ca.ocspStore.put(key, der, stale)
 		return der, nil
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, statuses, nil
 }
 
 // storedOCSP finds an answer still served at now: in memory, else on

@@ -12,12 +12,12 @@ func BenchmarkOCSPCachedSingle(b *testing.B) {
 	c := newTestCA(b)
 	leaf, issuer := c.issued(b, "bench.example")
 	req := ocspRequest(b, leaf.SerialNumber, issuer, crypto.SHA256)
-	if _, err := c.OCSP(context.Background(), req); err != nil {
+	if _, _, err := c.OCSP(context.Background(), req); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.OCSP(context.Background(), req); err != nil {
+		if _, _, err := c.OCSP(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -33,7 +33,7 @@ func BenchmarkOCSPThreeCertificates(b *testing.B) {
 	req := ocspMultiRequest(b, issuer, crypto.SHA256, a.SerialNumber, bb.SerialNumber, cc.SerialNumber)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.OCSP(context.Background(), req); err != nil {
+		if _, _, err := c.OCSP(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
 	}

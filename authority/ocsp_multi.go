@@ -148,11 +148,11 @@ func parseOCSPRequest(der []byte) ([]ocspAsked, error) {
 // Its cost is bounded per node by OCSPMultiSignaturesPerSecond, whoever
 // asks (the per-source limit in the API counts requests, not signatures),
 // and a certificate asked about twice is malformed.
-func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error) {
+func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, []string, error) {
 	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		if seen[string(e.certID)] {
-			return nil, fmt.Errorf("%w: a certificate asked about twice", ErrOCSPMalformed)
+			return nil, nil, fmt.Errorf("%w: a certificate asked about twice", ErrOCSPMalformed)
 		}
 		seen[string(e.certID)] = true
 	}
@@ -168,10 +168,10 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error
 		}
 		ea, eiss, ecert, err := ca.ocspIssuer(r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ea == nil || (a != nil && (ea.Name != a.Name || eiss.ID != iss.ID)) {
-			return ocsp.UnauthorizedErrorResponse, nil
+			return ocsp.UnauthorizedErrorResponse, nil, nil
 		}
 		a, iss, issuer, named = ea, eiss, ecert, r
 	}
@@ -181,7 +181,7 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error
 	for i := range entries {
 		rec, err := ca.state.Cert(SerialHex(entries[i].req.SerialNumber))
 		if err != nil && !errors.Is(err, fsm.ErrNotFound) {
-			return nil, err
+			return nil, nil, err
 		}
 		recs[i] = rec
 	}
@@ -190,38 +190,39 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error
 	thisUpdate := now.Truncate(time.Minute)
 	known := false
 	singles := make([]ocspSingleResponse, len(entries))
+	statuses := make([]string, len(entries))
 	for i, rec := range recs {
 		s := &singles[i]
 		s.CertID = asn1.RawValue{FullBytes: entries[i].certID}
 		s.ThisUpdate, s.NextUpdate = thisUpdate, thisUpdate.Add(ocspValidity)
 		switch {
 		case rec == nil || rec.Authority != a.Name || rec.Issuer != iss.ID:
-			s.Unknown = true
+			s.Unknown, statuses[i] = true, OCSPUnknown
 		case rec.Revoked():
 			s.Revoked = ocspRevokedInfo{RevocationTime: rec.RevokedAt.UTC(), Reason: asn1.Enumerated(rec.RevocationReason)}
-			known = true
+			statuses[i], known = OCSPRevoked, true
 		default:
 			s.Good = true
-			known = true
+			statuses[i], known = OCSPGood, true
 		}
 	}
 	if !known {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	// Unlike a single certificate's answer, this one is signed for each
 	// request: the node's budget for them bounds what anyone can make it
 	// sign (and spend of a KMS key's quota), however many addresses ask.
 	if !ca.ocspMultiSigs.Allow() {
-		return nil, fmt.Errorf("%w: too many OCSP requests for several certificates on this node; ask for one certificate at a time", ErrUnavailable)
+		return nil, nil, fmt.Errorf("%w: too many OCSP requests for several certificates on this node; ask for one certificate at a time", ErrUnavailable)
 	}
 
 	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	k, cert, err := ca.ocspKey(ctx, resp, rc, iss)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	responder := issuer
 	var certs []asn1.RawValue
@@ -230,9 +231,9 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked) ([]byte, error
 	}
 	der, err := signOCSPResponse(signer.CryptoSigner(ctx, k), responder.RawSubject, thisUpdate, singles, certs)
 	if err != nil {
-		return nil, signError(err)
+		return nil, nil, signError(err)
 	}
-	return der, nil
+	return der, statuses, nil
 }
 
 // The response side of RFC 6960 4.2.1, as x/crypto/ocsp encodes it for one

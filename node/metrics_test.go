@@ -2,7 +2,11 @@ package node
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/x509"
+	"encoding/asn1"
 	"math"
+	"math/big"
 	"net/http"
 	"testing"
 	"time"
@@ -10,8 +14,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/cluster"
 )
 
 // scrape reads tn's /v1/metrics on the API, with token if not "".
@@ -61,6 +67,84 @@ func TestMetricsCertAndCRLLifetimes(t *testing.T) {
 		labels := map[string]string{"authority": "default", "issuer": authority.IssuerID(issuer)}
 		if got := metricValue(t, m, "quorumca_crl_number", labels); got != float64(crl.Number.Int64()) {
 			t.Errorf("quorumca_crl_number = %v, want %v", got, crl.Number)
+		}
+	}
+}
+
+// ocspRequestFor asks about each certificate of issuer (several: one
+// request naming them all).
+func ocspRequestFor(t *testing.T, issuer *x509.Certificate, certs ...*x509.Certificate) []byte {
+	t.Helper()
+	type request struct {
+		TBS struct{ List []asn1.RawValue }
+	}
+	var all request
+	for _, cert := range certs {
+		der, err := ocsp.CreateRequest(cert, issuer, &ocsp.RequestOptions{Hash: crypto.SHA256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var one request
+		if _, err := asn1.Unmarshal(der, &one); err != nil {
+			t.Fatal(err)
+		}
+		all.TBS.List = append(all.TBS.List, one.TBS.List...)
+	}
+	der, err := asn1.Marshal(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// Every OCSP answer is counted by status: each certificate of a signed
+// answer (several in one), and the error answers once each.
+func TestMetricsOCSPResponsesByStatus(t *testing.T) {
+	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
+		c.configure = func(cfg *Config) { cfg.OCSP = OCSPConfig{Rate: 0.01, Burst: 10} }
+	})
+	n := c.nodes[0]
+	good, bad := c.enrollHolder(n, "good.example"), c.enrollHolder(n, "bad.example")
+	c.do(n, "POST", "/v1/revoke", map[string]string{"serial": bad.s.Serial}, c.admin)
+	never := *good.cert
+	never.SerialNumber = big.NewInt(7)
+	issuer := good.chain[0]
+
+	for _, tt := range []struct {
+		certs  []*x509.Certificate
+		status int
+	}{
+		{[]*x509.Certificate{good.cert}, http.StatusOK},
+		{[]*x509.Certificate{bad.cert}, http.StatusOK},
+		{[]*x509.Certificate{good.cert, bad.cert, &never}, http.StatusOK},
+		{[]*x509.Certificate{&never}, http.StatusOK},                       // unauthorized
+		{[]*x509.Certificate{good.cert, good.cert}, http.StatusBadRequest}, // malformed
+	} {
+		if resp, body := postOCSP(t, n, ocspRequestFor(t, issuer, tt.certs...)); resp.StatusCode != tt.status {
+			t.Fatalf("%d certificates: %d %x", len(tt.certs), resp.StatusCode, body)
+		}
+	}
+	// Not an OCSP request: a JSON refusal, no OCSP status.
+	if resp, body := postOCSP(t, n, []byte("not DER")); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("garbage: %d %s", resp.StatusCode, body)
+	}
+	answered := 0
+	for {
+		resp, body := postOCSP(t, n, ocspRequestFor(t, issuer, good.cert))
+		if resp.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		if resp.StatusCode != http.StatusOK || answered > 20 {
+			t.Fatalf("until the budget runs out: %d %x", resp.StatusCode, body)
+		}
+		answered++
+	}
+
+	m := c.scrape(n, "")
+	for status, want := range map[string]int{"good": 2 + answered, "revoked": 2, "unknown": 1,
+		"unauthorized": 1, "malformed": 1, "tryLater": 1} {
+		if got := metricValue(t, m, "quorumca_ocsp_responses_total", map[string]string{"status": status}); got != float64(want) {
+			t.Errorf("quorumca_ocsp_responses_total{status=%q} = %v, want %d", status, got, want)
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
@@ -46,6 +45,8 @@ type Server struct {
 	OCSPLimit *keyrate.Limiter
 	// Streams bounds audit follows and each write of a long response.
 	Streams StreamLimits
+	// MetricsToken, if set, is the bearer token /v1/metrics requires.
+	MetricsToken string
 
 	signAud, renewAud []string
 
@@ -122,7 +123,7 @@ func (s *Server) Routes() http.Handler {
 		mux.Handle("/v1/internal/", s.Internal)
 	}
 	if s.Registry != nil {
-		metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+		metrics := MetricsHandler(s.Registry, s.MetricsToken, s.Refused)
 		mux.Handle("GET /v1/metrics", metrics)
 		mux.Handle("GET /metrics", metrics)
 	}

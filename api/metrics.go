@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quorumca/quorumca/authority"
 )
@@ -83,4 +86,31 @@ func setOutcome(r *http.Request, code string) {
 	if p, ok := r.Context().Value(outcomeKey{}).(*string); ok {
 		*p = code
 	}
+}
+
+// MetricsHandler serves reg in the Prometheus format. With a token, a
+// request without "Authorization: Bearer <token>" gets 401 and refused,
+// if set, hears of it (by path and code: the header is never logged).
+func MetricsHandler(reg prometheus.Gatherer, token string, refused func(r *http.Request, status int, code, message string)) http.Handler {
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if token == "" {
+		return h
+	}
+	// Digests compared, so the time taken says nothing of the token's
+	// length (ConstantTimeCompare returns at once when lengths differ).
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(bearer(r)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			const msg = "metrics need Authorization: Bearer <the metrics token>"
+			if refused != nil {
+				refused(r, http.StatusUnauthorized, "unauthorized", msg)
+			}
+			setOutcome(r, "unauthorized")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="quorumca metrics"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", msg)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -5,9 +5,15 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"math"
 	"math/big"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,6 +151,111 @@ func TestMetricsOCSPResponsesByStatus(t *testing.T) {
 		"unauthorized": 1, "malformed": 1, "tryLater": 1} {
 		if got := metricValue(t, m, "quorumca_ocsp_responses_total", map[string]string{"status": status}); got != float64(want) {
 			t.Errorf("quorumca_ocsp_responses_total{status=%q} = %v, want %d", status, got, want)
+		}
+	}
+}
+
+// With a metrics token, /v1/metrics (and /metrics) on the API and on the
+// admin listener answer 401 in the JSON error form without it, and the
+// token reaches neither the log nor the audit file.
+func TestMetricsTokenRequired(t *testing.T) {
+	const token, wrong = "metrics-token-0123456789abcdef", "metrics-token-0123456789abcdeX"
+	var logs syncBuffer
+	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
+		file := filepath.Join(c.dir, "metrics.token")
+		if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.adminListen, c.auditFiles = true, true
+		c.configure = func(cfg *Config) {
+			cfg.MetricsTokenFile = file
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	})
+	n := c.nodes[0]
+	get := func(url, auth string) (int, http.Header, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := c.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, body
+	}
+	for _, url := range []string{"https://" + n.node.APIAddr() + "/v1/metrics", "https://" + n.node.APIAddr() + "/metrics",
+		"http://" + n.node.AdminAddr() + "/v1/metrics"} {
+		for _, auth := range []string{"", "Bearer " + wrong, "Bearer " + token + "x", "Basic " + token} {
+			status, h, body := get(url, auth)
+			var e struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if status != http.StatusUnauthorized || json.Unmarshal(body, &e) != nil || e.Error.Code != "unauthorized" ||
+				e.Error.Message == "" || h.Get("WWW-Authenticate") == "" {
+				t.Errorf("%s with %q: %d %s", url, auth, status, body)
+			}
+			if bytes.Contains(body, []byte("quorumca_")) {
+				t.Errorf("%s with %q: metrics in the refusal", url, auth)
+			}
+		}
+		if status, _, body := get(url, "Bearer "+token); status != http.StatusOK || !bytes.Contains(body, []byte("quorumca_raft_state")) {
+			t.Errorf("%s with the token: %d %.200s", url, status, body)
+		}
+	}
+	c.Stop(n)
+	audit, err := os.ReadFile(n.cfg.AuditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "/v1/metrics") {
+		t.Fatal("the refusals were not logged: the check below would prove nothing")
+	}
+	for where, text := range map[string]string{"log": logs.String(), "audit file": string(audit)} {
+		for _, secret := range []string{token, wrong} {
+			if strings.Contains(text, secret) {
+				t.Errorf("the %s holds a metrics token", where)
+			}
+		}
+	}
+}
+
+// The metrics block names the token file; a missing or short token stops
+// the node, and neither error shows what the file holds.
+func TestMetricsTokenConfig(t *testing.T) {
+	c, err := Parse("t.hcl", []byte(baseConfig+`cluster {
+  bootstrap = true
+  join_secret = "0123456789abcdef"
+  ca_key = "awskms:alias/c"
+}
+metrics { bearer_token_file = "/etc/quorumca/metrics.token" }`))
+	if err != nil || c.MetricsTokenFile != "/etc/quorumca/metrics.token" {
+		t.Fatalf("parsed %q, %v", c.MetricsTokenFile, err)
+	}
+	dir := t.TempDir()
+	for _, tt := range []struct{ content, want string }{
+		{"", "no such file"},
+		{"short-secret\n", "at least 16 characters"},
+		{"  a-long-enough-metrics-token \n", ""},
+	} {
+		c.MetricsTokenFile = filepath.Join(dir, "missing")
+		if tt.content != "" {
+			c.MetricsTokenFile = filepath.Join(dir, "token")
+			if err := os.WriteFile(c.MetricsTokenFile, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tok, err := c.metricsToken()
+		switch {
+		case tt.want == "" && (err != nil || tok != "a-long-enough-metrics-token"):
+			t.Errorf("%q: %q, %v", tt.content, tok, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%q: %v, want %q", tt.content, err, tt.want)
+		case err != nil && tt.content != "" && strings.Contains(err.Error(), strings.TrimSpace(tt.content)):
+			t.Errorf("the error shows the token: %v", err)
 		}
 	}
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/grafana/pyroscope-go"
 	"github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quorumca/quorumca/api"
 )
 
 // registerMetrics adds the node-level gauges: Raft state, FSM size, CA
@@ -76,15 +77,16 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 }
 
 // adminServer serves pprof and metrics on the admin listener, which should
-// be reachable only from the host or a management network.
-func (n *Node) adminServer(reg *prometheus.Registry) *http.Server {
+// be reachable only from the host or a management network. The metrics
+// token, if any, is required here as on the API.
+func (n *Node) adminServer(reg *prometheus.Registry, metricsToken string) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/v1/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/v1/metrics", api.MetricsHandler(reg, metricsToken, n.refused))
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: n.http.ErrorLog}
 }
 

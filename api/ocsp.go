@@ -31,28 +31,36 @@ const maxOCSPRequest = 10 << 10
 // so a cache in front of the GET form never keeps it in place of the real
 // answer (Boulder and CFSSL do the same; openssl reports the status).
 // "unauthorized" (a certificate not issued here) is an answer: 200, as in
-// RFC 5019.
+// RFC 5019. Every OCSP body sent is counted once by status
+// (quorumca_ocsp_responses_total): good, revoked or unknown per
+// certificate a signed answer reports, else the error response's status.
 func (s *Server) ocsp(w http.ResponseWriter, r *http.Request) {
 	if s.OCSPLimit != nil {
 		key := keyrate.Source(remoteAddr(r))
 		if !s.OCSPLimit.Allow(key) {
 			secs := math.Ceil(s.OCSPLimit.Delay(key).Seconds())
 			setOutcome(r, "rate_limited")
+			s.ops.ocsp.WithLabelValues("tryLater").Inc()
 			s.ocspTryLater(w, http.StatusTooManyRequests, strconv.Itoa(max(int(secs), 1)))
 			return
 		}
 	}
 	der, err := readOCSPRequest(w, r)
 	var resp []byte
+	var statuses []string
 	if err == nil {
-		resp, err = s.CA.OCSP(r.Context(), der)
+		resp, statuses, err = s.CA.OCSP(r.Context(), der)
 	}
 	if err != nil {
 		s.ocspFail(w, r, err)
 		return
 	}
-	if bytes.Equal(resp, ocsp.UnauthorizedErrorResponse) {
+	if len(statuses) == 0 && bytes.Equal(resp, ocsp.UnauthorizedErrorResponse) {
 		setOutcome(r, "unauthorized") // not issued here: seen in metrics, not logged one by one
+		s.ops.ocsp.WithLabelValues("unauthorized").Inc()
+	}
+	for _, st := range statuses {
+		s.ops.ocsp.WithLabelValues(st).Inc()
 	}
 	w.Header().Set("Content-Type", "application/ocsp-response")
 	info, signed := authority.ReadOCSPResponse(resp)
@@ -98,21 +106,23 @@ func readOCSPRequest(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // ocspFail answers err with the OCSP error response for the status it
-// maps to, and reports the refusal.
+// maps to, counts it, and reports the refusal.
 func (s *Server) ocspFail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := s.classify(r, err)
 	if s.Refused != nil {
 		s.Refused(r, status, code, msg)
 	}
 	setOutcome(r, code)
-	body := ocsp.MalformedRequestErrorResponse
+	body, counted := ocsp.MalformedRequestErrorResponse, "malformed"
 	switch {
 	case status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests:
+		s.ops.ocsp.WithLabelValues("tryLater").Inc()
 		s.ocspTryLater(w, status, "1")
 		return
 	case status >= 500:
-		body = ocsp.InternalErrorErrorResponse
+		body, counted = ocsp.InternalErrorErrorResponse, "internalError"
 	}
+	s.ops.ocsp.WithLabelValues(counted).Inc()
 	w.Header().Set("Content-Type", "application/ocsp-response")
 	w.WriteHeader(status)
 	w.Write(body)

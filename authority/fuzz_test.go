@@ -228,7 +228,7 @@ func FuzzOCSPRequest(f *testing.F) {
 				t.Fatalf("first entry %+v, x/crypto/ocsp read %+v", entries[0].req, x)
 			}
 		}
-		resp, err := c.OCSP(context.Background(), b)
+		resp, _, err := c.OCSP(context.Background(), b)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidRequest) {
 				t.Fatalf("uncoded error %v", err)

@@ -37,15 +37,23 @@ const (
 	DefaultOCSPCacheBytes = 64 << 20
 )
 
-// OCSP answers a DER-encoded OCSP request with a DER-encoded response. A
-// request that does not parse is an ErrInvalidRequest; one that asks
-// about no certificate or too many, or carries a bad nonce, is an
-// ErrOCSPMalformed. A request for several certificates is answered by
-// ocspMulti (ocsp_multi.go).
-func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
+// OCSP certificate statuses, as OCSP reports them to metrics.
+const (
+	OCSPGood    = "good"
+	OCSPRevoked = "revoked"
+	OCSPUnknown = "unknown"
+)
+
+// OCSP answers a DER-encoded OCSP request with a DER-encoded response and,
+// for metrics, the status it gives each certificate (none for the unsigned
+// "unauthorized"). A request that does not parse is an ErrInvalidRequest;
+// one that asks about no certificate or too many, or carries a bad nonce,
+// is an ErrOCSPMalformed. A request for several certificates is answered
+// by ocspMulti (ocsp_multi.go).
+func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, []string, error) {
 	entries, nonce, err := parseOCSPRequest(reqDER)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var exts []pkix.Extension
 	if nonce != nil {
@@ -53,7 +61,7 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	}
 	// Status, issuers and responders as committed when the request came.
 	if err := ca.CaughtUp(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(entries) > 1 {
 		return ca.ocspMulti(ctx, entries, exts)
@@ -61,28 +69,28 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	req := &entries[0].req
 	a, iss, issuer, err := ca.ocspIssuer(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a == nil {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	serial := SerialHex(req.SerialNumber)
 	rec, err := ca.state.Cert(serial)
 	if errors.Is(err, fsm.ErrNotFound) || (err == nil && (rec.Authority != a.Name || rec.Issuer != iss.ID)) {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := ca.now().UTC()
 	thisUpdate := ocspThisUpdate(now, rec)
-	state := "good"
+	state, statuses := "good", []string{OCSPGood}
 	if rec.Revoked() {
-		state = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason)
+		state, statuses = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason), []string{OCSPRevoked}
 	}
 	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// A nonce makes the answer this request's alone: signed for it, never
 	// stored, within the node's budget for such signatures. Beyond it the
@@ -102,7 +110,7 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	key := fmt.Sprintf("%s/%s/%s/%d/%s/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state, by)
 	if !nonced {
 		if der, ok := ca.storedOCSP(key, now); ok {
-			return der, nil // the fast path: nothing below runs
+			return der, statuses, nil // the fast path: nothing below runs
 		}
 	}
 	sign := func(ctx context.Context, exts []pkix.Extension) ([]byte, error) {
@@ -127,9 +135,13 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		return ca.signOCSP(ctx, resp, rc, iss, issuer, thisUpdate, []ocspSingleResponse{s}, exts)
 	}
 	if nonced {
-		return sign(ctx, exts)
+		der, err := sign(ctx, exts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return der, statuses, nil
 	}
-	return ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
+	der, err := ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
 		if der, ok := ca.storedOCSP(key, now); ok {
 			return der, nil // signed by the flight that just ended
 		}
@@ -143,6 +155,10 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 		ca.ocspStore.put(key, der, stale)
 		return der, nil
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, statuses, nil
 }
 
 // signOCSP signs an answer with the delegated responder's key if there is

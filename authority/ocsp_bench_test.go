@@ -14,12 +14,12 @@ func BenchmarkOCSPCachedSingle(b *testing.B) {
 	c := newTestCA(b)
 	leaf, issuer := c.issued(b, "bench.example")
 	req := ocspRequest(b, leaf.SerialNumber, issuer, crypto.SHA256)
-	if _, err := c.OCSP(context.Background(), req); err != nil {
+	if _, _, err := c.OCSP(context.Background(), req); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.OCSP(context.Background(), req); err != nil {
+		if _, _, err := c.OCSP(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -36,7 +36,7 @@ func BenchmarkOCSPThreeCertificates(b *testing.B) {
 	c.ocspFreshSigs = rate.NewLimiter(rate.Inf, 1) // the cost of an answer, not the node's budget
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.OCSP(context.Background(), req); err != nil {
+		if _, _, err := c.OCSP(context.Background(), req); err != nil {
 			b.Fatal(err)
 		}
 	}

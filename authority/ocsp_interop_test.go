@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,16 +100,19 @@ func TestOCSPEchoesTheNonce(t *testing.T) {
 	ctx := context.Background()
 	leaf, issuer := c.issued(t, "nonce.example")
 	plain := ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA256)
-	stored, err := c.OCSP(ctx, plain)
+	stored, _, err := c.OCSP(ctx, plain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := c.signs.total()
 	for _, n := range []int{1, 16, 32, 32} {
 		v := nonceValue(t, n)
-		der, err := c.OCSP(ctx, withNonce(t, plain, v))
+		der, statuses, err := c.OCSP(ctx, withNonce(t, plain, v))
 		if err != nil {
 			t.Fatalf("%d-octet nonce: %v", n, err)
+		}
+		if !slices.Equal(statuses, []string{OCSPGood}) {
+			t.Fatalf("%d-octet nonce: statuses %v", n, statuses)
 		}
 		if r, err := ocsp.ParseResponseForCert(der, leaf, issuer); err != nil || r.Status != ocsp.Good {
 			t.Fatalf("%d-octet nonce: %v", n, err)
@@ -120,23 +124,29 @@ func TestOCSPEchoesTheNonce(t *testing.T) {
 	if n := c.signs.total() - before; n != 4 {
 		t.Errorf("4 requests with a nonce: %d signatures, want 4 (one each)", n)
 	}
-	if der, err := c.OCSP(ctx, plain); err != nil || !bytes.Equal(der, stored) || responseNonce(t, der) != nil {
+	if der, _, err := c.OCSP(ctx, plain); err != nil || !bytes.Equal(der, stored) || responseNonce(t, der) != nil {
 		t.Errorf("without a nonce after them: %v, not the stored answer", err)
 	}
 
 	// Several certificates, and a revoked one: the nonce too.
 	other, _ := c.issued(t, "other.example")
 	v := nonceValue(t, 32)
-	der, err := c.OCSP(ctx, withNonce(t, ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, other.SerialNumber), v))
+	der, statuses, err := c.OCSP(ctx, withNonce(t, ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, other.SerialNumber), v))
 	if err != nil || !bytes.Equal(responseNonce(t, der), v) {
 		t.Errorf("several certificates: %v, nonce not echoed", err)
+	}
+	if !slices.Equal(statuses, []string{OCSPGood, OCSPGood}) {
+		t.Errorf("several certificates: statuses %v", statuses)
 	}
 	if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(leaf.SerialNumber), Reason: "keyCompromise", Admin: c.admin}); err != nil {
 		t.Fatal(err)
 	}
-	der, err = c.OCSP(ctx, withNonce(t, plain, v))
+	der, statuses, err = c.OCSP(ctx, withNonce(t, plain, v))
 	if err != nil || !bytes.Equal(responseNonce(t, der), v) {
 		t.Fatalf("revoked: %v, nonce not echoed", err)
+	}
+	if !slices.Equal(statuses, []string{OCSPRevoked}) {
+		t.Errorf("revoked: statuses %v", statuses)
 	}
 	if r, err := ocsp.ParseResponseForCert(der, leaf, issuer); err != nil || r.Status != ocsp.Revoked {
 		t.Fatalf("revoked: %v", err)
@@ -148,20 +158,20 @@ func TestOCSPEchoesTheNonce(t *testing.T) {
 		"not an OCTET STRING": withNonce(t, plain, []byte{1, 2, 3, 4, 5, 6, 7, 8}),
 		"two nonces":          withNonce(t, plain, v, v),
 	} {
-		if _, err := c.OCSP(ctx, req); !errors.Is(err, ErrOCSPMalformed) {
+		if _, _, err := c.OCSP(ctx, req); !errors.Is(err, ErrOCSPMalformed) {
 			t.Errorf("%s: %v, want ErrOCSPMalformed", name, err)
 		}
 	}
 
 	// Over the node's budget: the stored answer, without the nonce.
 	c.ocspFreshSigs = rate.NewLimiter(0, 0)
-	revoked, err := c.OCSP(ctx, plain)
+	revoked, _, err := c.OCSP(ctx, plain)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before = c.signs.total()
-	if der, err := c.OCSP(ctx, withNonce(t, plain, v)); err != nil || !bytes.Equal(der, revoked) {
-		t.Errorf("over the budget: %v, not the stored answer", err)
+	if der, statuses, err := c.OCSP(ctx, withNonce(t, plain, v)); err != nil || !bytes.Equal(der, revoked) || !slices.Equal(statuses, []string{OCSPRevoked}) {
+		t.Errorf("over the budget: %v %v, not the stored answer", err, statuses)
 	}
 	if n := c.signs.total() - before; n != 0 {
 		t.Errorf("over the budget: %d signatures", n)
@@ -199,19 +209,19 @@ func TestOCSPThisUpdateIsNeverBeforeTheRevocation(t *testing.T) {
 	}
 	req := ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA256)
 	for _, what := range []string{"signed", "from memory"} {
-		der, err := c.OCSP(ctx, req)
+		der, _, err := c.OCSP(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		check(what, der)
 	}
-	der, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, other.SerialNumber, leaf.SerialNumber))
+	der, _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, other.SerialNumber, leaf.SerialNumber))
 	if err != nil {
 		t.Fatal(err)
 	}
 	check("several certificates", der)
 	c = c.restart(t)
-	if der, err = c.OCSP(ctx, req); err != nil {
+	if der, _, err = c.OCSP(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	check("from disk", der)
@@ -232,7 +242,7 @@ func TestReadOCSPResponse(t *testing.T) {
 		"nonce":   withNonce(t, plain, v),
 		"several": ocspMultiRequest(t, issuer, crypto.SHA1, leaf.SerialNumber, other.SerialNumber),
 	} {
-		der, err := c.OCSP(ctx, req)
+		der, _, err := c.OCSP(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -153,11 +153,11 @@ func parseOCSPRequest(der []byte) ([]ocspAsked, *pkix.Extension, error) {
 // node by OCSPFreshSignaturesPerSecond, whoever asks (the per-source
 // limit in the API counts requests, not signatures), and a certificate
 // asked about twice is malformed.
-func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked, nonce []pkix.Extension) ([]byte, error) {
+func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked, nonce []pkix.Extension) ([]byte, []string, error) {
 	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {
 		if seen[string(e.certID)] {
-			return nil, fmt.Errorf("%w: a certificate asked about twice", ErrOCSPMalformed)
+			return nil, nil, fmt.Errorf("%w: a certificate asked about twice", ErrOCSPMalformed)
 		}
 		seen[string(e.certID)] = true
 	}
@@ -173,10 +173,10 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked, nonce []pkix.E
 		}
 		ea, eiss, ecert, err := ca.ocspIssuer(r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ea == nil || (a != nil && (ea.Name != a.Name || eiss.ID != iss.ID)) {
-			return ocsp.UnauthorizedErrorResponse, nil
+			return ocsp.UnauthorizedErrorResponse, nil, nil
 		}
 		a, iss, issuer, named = ea, eiss, ecert, r
 	}
@@ -186,7 +186,7 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked, nonce []pkix.E
 	for i := range entries {
 		rec, err := ca.state.Cert(SerialHex(entries[i].req.SerialNumber))
 		if err != nil && !errors.Is(err, fsm.ErrNotFound) {
-			return nil, err
+			return nil, nil, err
 		}
 		recs[i] = rec
 	}
@@ -195,6 +195,7 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked, nonce []pkix.E
 	var produced time.Time // the latest thisUpdate: never before a status it reports
 	known := false
 	singles := make([]ocspSingleResponse, len(entries))
+	statuses := make([]string, len(entries))
 	for i, rec := range recs {
 		s := &singles[i]
 		s.CertID = asn1.RawValue{FullBytes: entries[i].certID}
@@ -205,28 +206,32 @@ func (ca *CA) ocspMulti(ctx context.Context, entries []ocspAsked, nonce []pkix.E
 		}
 		switch {
 		case rec == nil || rec.Authority != a.Name || rec.Issuer != iss.ID:
-			s.Unknown = true
+			s.Unknown, statuses[i] = true, OCSPUnknown
 		case rec.Revoked():
 			s.Revoked = ocspRevokedInfo{RevocationTime: rec.RevokedAt.UTC(), Reason: asn1.Enumerated(rec.RevocationReason)}
-			known = true
+			statuses[i], known = OCSPRevoked, true
 		default:
 			s.Good = true
-			known = true
+			statuses[i], known = OCSPGood, true
 		}
 	}
 	if !known {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	// Unlike a single certificate's answer, this one is signed for each
 	// request: the node's budget for them bounds what anyone can make it
 	// sign (and spend of a KMS key's quota), however many addresses ask.
 	if !ca.ocspFreshSigs.Allow() {
-		return nil, fmt.Errorf("%w: too many OCSP requests for several certificates on this node; ask for one certificate at a time", ErrUnavailable)
+		return nil, nil, fmt.Errorf("%w: too many OCSP requests for several certificates on this node; ask for one certificate at a time", ErrUnavailable)
 	}
 
 	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return ca.signOCSP(ctx, resp, rc, iss, issuer, produced, singles, nonce)
+	der, err := ca.signOCSP(ctx, resp, rc, iss, issuer, produced, singles, nonce)
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, statuses, nil
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
@@ -49,6 +48,8 @@ type Server struct {
 	// CRLMaxAge is how long a CRL may be cached (Cache-Control): the CRL
 	// interval, within which a revocation reaches the CRL.
 	CRLMaxAge time.Duration
+	// MetricsToken, if set, is the bearer token /v1/metrics requires.
+	MetricsToken string
 
 	signAud, renewAud []string
 
@@ -127,7 +128,7 @@ func (s *Server) Routes() http.Handler {
 		mux.Handle("/v1/internal/", s.Internal)
 	}
 	if s.Registry != nil {
-		metrics := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+		metrics := MetricsHandler(s.Registry, s.MetricsToken, s.Refused)
 		mux.Handle("GET /v1/metrics", metrics)
 		mux.Handle("GET /metrics", metrics)
 	}

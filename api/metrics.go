@@ -2,10 +2,15 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quorumca/quorumca/authority"
 )
 
 // Operation metrics: what clients asked for and how it ended, by the error
@@ -26,7 +31,12 @@ var operations = map[string]string{
 type opMetrics struct {
 	count    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	ocsp     *prometheus.CounterVec
 }
+
+// OCSP response statuses as relying parties see them: a certificate's
+// status in a signed response, or the response's error status.
+var ocspStatuses = []string{authority.OCSPGood, authority.OCSPRevoked, authority.OCSPUnknown, "unauthorized", "malformed", "tryLater", "internalError"}
 
 func newOpMetrics(reg prometheus.Registerer) *opMetrics {
 	m := &opMetrics{
@@ -39,9 +49,17 @@ func newOpMetrics(reg prometheus.Registerer) *opMetrics {
 			Help:    "Time to serve certificate operations, by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"operation", "outcome"}),
+		ocsp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quorumca_ocsp_responses_total",
+			Help: "OCSP responses by status: good, revoked or unknown once per certificate a signed response answers; unauthorized, malformed, tryLater or internalError once per unsigned response.",
+		}, []string{"status"}),
+	}
+	// Every status from zero, so a rate is defined before the first one.
+	for _, st := range ocspStatuses {
+		m.ocsp.WithLabelValues(st)
 	}
 	if reg != nil {
-		reg.MustRegister(m.count, m.duration)
+		reg.MustRegister(m.count, m.duration, m.ocsp)
 	}
 	return m
 }
@@ -68,4 +86,31 @@ func setOutcome(r *http.Request, code string) {
 	if p, ok := r.Context().Value(outcomeKey{}).(*string); ok {
 		*p = code
 	}
+}
+
+// MetricsHandler serves reg in the Prometheus format. With a token, a
+// request without "Authorization: Bearer <token>" gets 401 and refused,
+// if set, hears of it (by path and code: the header is never logged).
+func MetricsHandler(reg prometheus.Gatherer, token string, refused func(r *http.Request, status int, code, message string)) http.Handler {
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if token == "" {
+		return h
+	}
+	// Digests compared, so the time taken says nothing of the token's
+	// length (ConstantTimeCompare returns at once when lengths differ).
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(bearer(r)))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			const msg = "metrics need Authorization: Bearer <the metrics token>"
+			if refused != nil {
+				refused(r, http.StatusUnauthorized, "unauthorized", msg)
+			}
+			setOutcome(r, "unauthorized")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="quorumca metrics"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", msg)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -90,9 +90,9 @@ type CA struct {
 	ocspStore  *OCSPStore   // the same, on disk; nil: memory only
 	ocspFlight flight       // OCSP answers being signed
 	ocspWarned atomic.Int64 // unix time of the last warning about the OCSP responder
-	// ocspMultiSigs: signatures of answers for several certificates, which
-	// are not kept, node-wide.
-	ocspMultiSigs *rate.Limiter
+	// ocspFreshSigs: signatures of answers made for one request (several
+	// certificates, or a nonce), which are not kept, node-wide.
+	ocspFreshSigs *rate.Limiter
 	// Per certificate lineage, on this node (limits.go).
 	renewals, holderRevocations *keyrate.Limiter
 	// upgradingUntil: until then (unix ns) commands that need every
@@ -162,7 +162,7 @@ func New(c Config) *CA {
 	return &CA{state: c.State, raft: c.Proposer, signers: c.Signers, now: c.Now, log: c.Logger.With("component", "authority"),
 		ocsp:              ocspCache{max: c.OCSPCacheBytes},
 		ocspStore:         c.OCSPStore,
-		ocspMultiSigs:     rate.NewLimiter(OCSPMultiSignaturesPerSecond, 2*OCSPMultiSignaturesPerSecond),
+		ocspFreshSigs:     rate.NewLimiter(OCSPFreshSignaturesPerSecond, 2*OCSPFreshSignaturesPerSecond),
 		renewals:          keyrate.New(l.RenewalsPerMinute/60, l.RenewalBurst, 0),
 		holderRevocations: keyrate.New(l.HolderRevocationsPerMinute/60, l.HolderRevocationBurst, 0)}
 }

@@ -193,8 +193,9 @@ func FuzzOneTimeTokens(f *testing.F) {
 
 // FuzzOCSPRequest: any request body gets a parseable OCSP response or an
 // invalid-request error. The parser reads every request x/crypto/ocsp
-// reads, with the same first entry, and the response answers every entry,
-// in order, signed by the issuer.
+// reads (but for a bad nonce, malformed), with the same first entry, and
+// the response answers every entry, in order, signed by the issuer,
+// echoing the nonce.
 func FuzzOCSPRequest(f *testing.F) {
 	c := newTestCA(f)
 	iss, err := c.signToken(context.Background(), csrPEM(f, ecKey(f, elliptic.P256()), &x509.CertificateRequest{DNSNames: []string{"o.example"}}), c.token(f, "o.example"))
@@ -208,9 +209,11 @@ func FuzzOCSPRequest(f *testing.F) {
 	f.Add([]byte{0x30, 0x00})
 	f.Add(ocspMultiRequest(f, issuer, crypto.SHA256, leaf.SerialNumber, new(big.Int).Add(leaf.SerialNumber, big.NewInt(1)), leaf.SerialNumber))
 	f.Add(ocspMultiRequest(f, issuer, crypto.SHA256, leaf.SerialNumber, new(big.Int).Add(leaf.SerialNumber, big.NewInt(1))))
-	c.ocspMultiSigs = rate.NewLimiter(rate.Inf, 1) // the parser and the answers are fuzzed, not the node's budget
+	f.Add(withNonce(f, req, nonceValue(f, 16)))
+	f.Add(withNonce(f, req, nonceValue(f, 33)))
+	c.ocspFreshSigs = rate.NewLimiter(rate.Inf, 1) // the parser and the answers are fuzzed, not the node's budget
 	f.Fuzz(func(t *testing.T, b []byte) {
-		entries, perr := parseOCSPRequest(b)
+		entries, nonce, perr := parseOCSPRequest(b)
 		if x, err := ocsp.ParseRequest(b); err == nil && x.SerialNumber != nil && x.SerialNumber.Sign() > 0 && x.HashAlgorithm.Available() {
 			switch {
 			case errors.Is(perr, ErrOCSPMalformed):
@@ -225,7 +228,7 @@ func FuzzOCSPRequest(f *testing.F) {
 				t.Fatalf("first entry %+v, x/crypto/ocsp read %+v", entries[0].req, x)
 			}
 		}
-		resp, err := c.OCSP(context.Background(), b)
+		resp, _, err := c.OCSP(context.Background(), b)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidRequest) {
 				t.Fatalf("uncoded error %v", err)
@@ -237,6 +240,9 @@ func FuzzOCSPRequest(f *testing.F) {
 		}
 		if perr != nil {
 			t.Fatalf("answered a request the parser refuses: %v", perr)
+		}
+		if info, ok := ReadOCSPResponse(resp); !ok || nonce != nil && !bytes.Equal(info.Nonce, nonce.Value) {
+			t.Fatalf("answer's times and nonce: %v %+v, asked with %+v", ok, info, nonce)
 		}
 		serials := ocspSerials(t, resp)
 		if len(serials) != len(entries) {

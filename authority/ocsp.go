@@ -37,49 +37,66 @@ const (
 	DefaultOCSPCacheBytes = 64 << 20
 )
 
-// OCSP answers a DER-encoded OCSP request with a DER-encoded response. A
-// request that does not parse is an ErrInvalidRequest; one that asks
-// about no certificate or too many is an ErrOCSPMalformed. A request for
-// several certificates is answered by ocspMulti (ocsp_multi.go).
-func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
-	entries, err := parseOCSPRequest(reqDER)
+// OCSP certificate statuses, as OCSP reports them to metrics.
+const (
+	OCSPGood    = "good"
+	OCSPRevoked = "revoked"
+	OCSPUnknown = "unknown"
+)
+
+// OCSP answers a DER-encoded OCSP request with a DER-encoded response and,
+// for metrics, the status it gives each certificate (none for the unsigned
+// "unauthorized"). A request that does not parse is an ErrInvalidRequest;
+// one that asks about no certificate or too many, or carries a bad nonce,
+// is an ErrOCSPMalformed. A request for several certificates is answered
+// by ocspMulti (ocsp_multi.go).
+func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, []string, error) {
+	entries, nonce, err := parseOCSPRequest(reqDER)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var exts []pkix.Extension
+	if nonce != nil {
+		exts = []pkix.Extension{*nonce}
 	}
 	// Status, issuers and responders as committed when the request came.
 	if err := ca.CaughtUp(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(entries) > 1 {
-		return ca.ocspMulti(ctx, entries)
+		return ca.ocspMulti(ctx, entries, exts)
 	}
 	req := &entries[0].req
 	a, iss, issuer, err := ca.ocspIssuer(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if a == nil {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	serial := SerialHex(req.SerialNumber)
 	rec, err := ca.state.Cert(serial)
 	if errors.Is(err, fsm.ErrNotFound) || (err == nil && (rec.Authority != a.Name || rec.Issuer != iss.ID)) {
-		return ocsp.UnauthorizedErrorResponse, nil
+		return ocsp.UnauthorizedErrorResponse, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := ca.now().UTC()
-	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: req.SerialNumber, IssuerHash: req.HashAlgorithm}
-	state := "good"
+	thisUpdate := ocspThisUpdate(now, rec)
+	state, statuses := "good", []string{OCSPGood}
 	if rec.Revoked() {
-		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, rec.RevokedAt, rec.RevocationReason
-		state = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason)
+		state, statuses = fmt.Sprintf("revoked:%d:%d", rec.RevokedAt.Unix(), rec.RevocationReason), []string{OCSPRevoked}
 	}
 	resp, rc, err := ca.ocspDelegate(a.Name, iss.ID, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// A nonce makes the answer this request's alone: signed for it, never
+	// stored, within the node's budget for such signatures. Beyond it the
+	// stored answer is served without the nonce, as RFC 8954 allows (the
+	// client sees it is not fresh): answers stay available.
+	nonced := exts != nil && ca.ocspFreshSigs.Allow()
 	by := "issuer"
 	if rc != nil {
 		// The certified key itself, not only its URI: an alias pointed at
@@ -91,34 +108,78 @@ func (ca *CA) OCSP(ctx context.Context, reqDER []byte) ([]byte, error) {
 	// answered from a stored "good". So is who signs: once a responder is
 	// removed or its key replaced, nothing it signed is served again.
 	key := fmt.Sprintf("%s/%s/%s/%d/%s/%s", a.Name, iss.ID, serial, req.HashAlgorithm, state, by)
-	if der, ok := ca.storedOCSP(key, now); ok {
-		return der, nil
+	if !nonced {
+		if der, ok := ca.storedOCSP(key, now); ok {
+			return der, statuses, nil // the fast path: nothing below runs
+		}
 	}
-	return ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
+	sign := func(ctx context.Context, exts []pkix.Extension) ([]byte, error) {
+		// The CertID as x/crypto/ocsp writes it, not as sent: a stored
+		// answer serves every asker, so it carries nothing one client
+		// chose (such as hash parameters).
+		id := ocspCertID{NameHash: req.IssuerNameHash, IssuerKeyHash: req.IssuerKeyHash, SerialNumber: req.SerialNumber}
+		for _, h := range ocspHashes {
+			if h.hash == req.HashAlgorithm {
+				id.HashAlgorithm = pkix.AlgorithmIdentifier{Algorithm: h.oid, Parameters: asn1.NullRawValue}
+			}
+		}
+		certID, err := asn1.Marshal(id)
+		if err != nil {
+			return nil, err
+		}
+		s := ocspSingleResponse{CertID: asn1.RawValue{FullBytes: certID}, Good: asn1.Flag(!rec.Revoked()),
+			ThisUpdate: thisUpdate, NextUpdate: thisUpdate.Add(ocspValidity)}
+		if rec.Revoked() {
+			s.Revoked = ocspRevokedInfo{RevocationTime: rec.RevokedAt.UTC(), Reason: asn1.Enumerated(rec.RevocationReason)}
+		}
+		return ca.signOCSP(ctx, resp, rc, iss, issuer, thisUpdate, []ocspSingleResponse{s}, exts)
+	}
+	if nonced {
+		der, err := sign(ctx, exts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return der, statuses, nil
+	}
+	der, err := ca.ocspFlight.do(ctx, key, func() ([]byte, error) {
 		if der, ok := ca.storedOCSP(key, now); ok {
 			return der, nil // signed by the flight that just ended
 		}
 		// Not bound to this request: the signature serves every asker.
-		sctx := context.WithoutCancel(ctx)
-		k, cert, err := ca.ocspKey(sctx, resp, rc, iss)
+		der, err := sign(context.WithoutCancel(ctx), nil)
 		if err != nil {
 			return nil, err
 		}
-		tmpl.ThisUpdate = now.Truncate(time.Minute)
-		tmpl.NextUpdate = tmpl.ThisUpdate.Add(ocspValidity)
-		responder := issuer
-		if cert != nil {
-			tmpl.Certificate, responder = cert, cert
-		}
-		der, err := ocsp.CreateResponse(issuer, responder, tmpl, signer.CryptoSigner(sctx, k))
-		if err != nil {
-			return nil, signError(err)
-		}
-		stale := tmpl.ThisUpdate.Add(ocspValidity / 2)
+		stale := thisUpdate.Add(ocspValidity / 2)
 		ca.ocsp.put(key, der, stale)
 		ca.ocspStore.put(key, der, stale)
 		return der, nil
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, statuses, nil
+}
+
+// signOCSP signs an answer with the delegated responder's key if there is
+// one that works (rc, with its certificate in the answer), else with the
+// issuer's.
+func (ca *CA) signOCSP(ctx context.Context, r *fsm.OCSPResponder, rc *x509.Certificate, iss *fsm.Issuer, issuer *x509.Certificate,
+	produced time.Time, singles []ocspSingleResponse, exts []pkix.Extension) ([]byte, error) {
+	k, cert, err := ca.ocspKey(ctx, r, rc, iss)
+	if err != nil {
+		return nil, err
+	}
+	responder := issuer
+	var certs []asn1.RawValue
+	if cert != nil {
+		responder, certs = cert, []asn1.RawValue{{FullBytes: cert.Raw}}
+	}
+	der, err := signOCSPResponse(signer.CryptoSigner(ctx, k), responder.RawSubject, produced, singles, certs, exts)
+	if err != nil {
+		return nil, signError(err)
+	}
+	return der, nil
 }
 
 // storedOCSP finds an answer still served at now: in memory, else on

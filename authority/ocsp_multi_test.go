@@ -9,6 +9,7 @@ import (
 	"errors"
 	"math/big"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -105,17 +106,20 @@ func TestOCSPAnswersEveryCertificateAsked(t *testing.T) {
 		}
 	}
 	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
-		der, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, h, good.SerialNumber, bad.SerialNumber, never.SerialNumber))
+		der, statuses, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, h, good.SerialNumber, bad.SerialNumber, never.SerialNumber))
 		if err != nil {
 			t.Fatal(err)
 		}
 		check(der, issuer)
+		if !slices.Equal(statuses, []string{OCSPGood, OCSPRevoked, OCSPUnknown}) {
+			t.Errorf("statuses for metrics %v, want good, revoked, unknown", statuses)
+		}
 	}
 
 	// With a delegated responder, its key signs and its certificate is in
 	// the response.
 	rc := mustParse(c.setResponder(t).Certs[0].DER)
-	der, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, good.SerialNumber, bad.SerialNumber, never.SerialNumber))
+	der, _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, good.SerialNumber, bad.SerialNumber, never.SerialNumber))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,17 +141,17 @@ func TestOCSPMultiRefusals(t *testing.T) {
 	for i := range MaxOCSPCertificates {
 		serials = append(serials, big.NewInt(int64(i+1)))
 	}
-	der, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, serials[:MaxOCSPCertificates]...))
+	der, _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, serials[:MaxOCSPCertificates]...))
 	if err != nil || len(ocspSerials(t, der)) != MaxOCSPCertificates {
 		t.Fatalf("%d certificates (the limit): %v", MaxOCSPCertificates, err)
 	}
-	if _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, serials...)); !errors.Is(err, ErrOCSPMalformed) || !errors.Is(err, ErrInvalidRequest) {
+	if _, _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, serials...)); !errors.Is(err, ErrOCSPMalformed) || !errors.Is(err, ErrInvalidRequest) {
 		t.Errorf("%d certificates: %v, want ErrOCSPMalformed", len(serials), err)
 	}
-	if _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256)); !errors.Is(err, ErrOCSPMalformed) {
+	if _, _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256)); !errors.Is(err, ErrOCSPMalformed) {
 		t.Errorf("no certificate: %v, want ErrOCSPMalformed", err)
 	}
-	if _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, big.NewInt(7), leaf.SerialNumber)); !errors.Is(err, ErrOCSPMalformed) {
+	if _, _, err := c.OCSP(ctx, ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, big.NewInt(7), leaf.SerialNumber)); !errors.Is(err, ErrOCSPMalformed) {
 		t.Errorf("a certificate asked about twice: %v, want ErrOCSPMalformed", err)
 	}
 
@@ -165,7 +169,7 @@ func TestOCSPMultiRefusals(t *testing.T) {
 	before := c.signs.total()
 	unissued := ocspMultiRequest(t, issuer, crypto.SHA256, big.NewInt(1), big.NewInt(2))
 	for name, req := range map[string][]byte{"a foreign issuer among ours": mixed, "only serials never issued": unissued} {
-		der, err := c.OCSP(ctx, req)
+		der, _, err := c.OCSP(ctx, req)
 		if err != nil || !bytes.Equal(der, ocsp.UnauthorizedErrorResponse) {
 			t.Errorf("%s: %v, %d bytes, want unauthorized", name, err, len(der))
 		}
@@ -202,7 +206,7 @@ func TestParseOCSPRequest(t *testing.T) {
 	c := newTestCA(t)
 	leaf, issuer := c.issued(t, "parse.example")
 	one := ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA1)
-	entries, err := parseOCSPRequest(one)
+	entries, _, err := parseOCSPRequest(one)
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("one certificate: %v, %d entries", err, len(entries))
 	}
@@ -245,9 +249,12 @@ func TestParseOCSPRequest(t *testing.T) {
 		List: []entry{{certID, []asn1.RawValue{nonce}}, {certID, []asn1.RawValue{nonce}}},
 		Ext:  []asn1.RawValue{nonce},
 	}})
-	entries, err = parseOCSPRequest(full)
+	entries, n, err := parseOCSPRequest(full)
 	if err != nil || len(entries) != 2 || !bytes.Equal(entries[1].certID, certID.FullBytes) {
 		t.Fatalf("request with every optional field: %v, %d entries", err, len(entries))
+	}
+	if n == nil || !bytes.Equal(n.Value, []byte{4, 2, 1, 2}) || n.Critical {
+		t.Fatalf("nonce %+v", n)
 	}
 
 	for name, b := range map[string][]byte{
@@ -255,7 +262,7 @@ func TestParseOCSPRequest(t *testing.T) {
 		"not DER":       []byte("garbage"),
 		"serial 0":      ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, big.NewInt(0)),
 	} {
-		if _, err := parseOCSPRequest(b); !errors.Is(err, ErrInvalidRequest) || errors.Is(err, ErrOCSPMalformed) {
+		if _, _, err := parseOCSPRequest(b); !errors.Is(err, ErrInvalidRequest) || errors.Is(err, ErrOCSPMalformed) {
 			t.Errorf("%s: %v, want ErrInvalidRequest", name, err)
 		}
 	}
@@ -280,13 +287,13 @@ func TestOCSPMultiSignaturesAreBounded(t *testing.T) {
 	leaf, issuer := c.issued(t, "budget.example")
 	multi := ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber, big.NewInt(1))
 	single := ocspMultiRequest(t, issuer, crypto.SHA256, leaf.SerialNumber)
-	if _, err := c.OCSP(ctx, single); err != nil {
+	if _, _, err := c.OCSP(ctx, single); err != nil {
 		t.Fatal(err)
 	}
 	before := c.signs.total()
 	answered, refused := 0, 0
-	for range 4 * OCSPMultiSignaturesPerSecond {
-		_, err := c.OCSP(ctx, multi)
+	for range 4 * OCSPFreshSignaturesPerSecond {
+		_, _, err := c.OCSP(ctx, multi)
 		switch {
 		case err == nil:
 			answered++
@@ -297,13 +304,13 @@ func TestOCSPMultiSignaturesAreBounded(t *testing.T) {
 		}
 	}
 	// The burst (twice the rate), plus what refilled while asking.
-	if refused == 0 || answered > 3*OCSPMultiSignaturesPerSecond {
-		t.Errorf("%d answered, %d refused of %d asked at once", answered, refused, 4*OCSPMultiSignaturesPerSecond)
+	if refused == 0 || answered > 3*OCSPFreshSignaturesPerSecond {
+		t.Errorf("%d answered, %d refused of %d asked at once", answered, refused, 4*OCSPFreshSignaturesPerSecond)
 	}
 	if n := c.signs.total() - before; n != answered {
 		t.Errorf("%d signatures for %d answers", n, answered)
 	}
-	if _, err := c.OCSP(ctx, single); err != nil {
+	if _, _, err := c.OCSP(ctx, single); err != nil {
 		t.Errorf("one certificate's answer once the budget is spent: %v", err)
 	}
 }

@@ -68,7 +68,7 @@ func (c *testCA) fleet(t *testing.T, n int) ([]*x509.Certificate, *x509.Certific
 func (c *testCA) askAll(t *testing.T, leaves []*x509.Certificate, issuer *x509.Certificate, want int) {
 	t.Helper()
 	for i, leaf := range leaves {
-		der, err := c.OCSP(context.Background(), ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA256))
+		der, _, err := c.OCSP(context.Background(), ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA256))
 		if err != nil {
 			t.Fatalf("certificate %d: %v", i+1, err)
 		}
@@ -273,13 +273,13 @@ func BenchmarkOCSPAnswer(b *testing.B) {
 			t := &testing.T{}
 			leaf, issuer := c.issued(t, "bench.example")
 			req := ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA256)
-			if _, err := c.OCSP(context.Background(), req); err != nil {
+			if _, _, err := c.OCSP(context.Background(), req); err != nil {
 				b.Fatal(err)
 			}
 			signs := c.signs.total()
 			b.ResetTimer()
 			for range b.N {
-				if _, err := c.OCSP(context.Background(), req); err != nil {
+				if _, _, err := c.OCSP(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -82,13 +82,17 @@ func ocspRequest(t testing.TB, serial *big.Int, issuer *x509.Certificate, h cryp
 // ask sends one OCSP request for leaf and checks the signed answer.
 func (c *testCA) ask(t *testing.T, leaf, issuer *x509.Certificate) *ocsp.Response {
 	t.Helper()
-	der, err := c.OCSP(context.Background(), ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA256))
+	der, statuses, err := c.OCSP(context.Background(), ocspRequest(t, leaf.SerialNumber, issuer, crypto.SHA256))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, err := ocsp.ParseResponseForCert(der, leaf, issuer)
 	if err != nil {
 		t.Fatalf("OCSP answer for %s: %v", leaf.Subject.CommonName, err)
+	}
+	want := map[int]string{ocsp.Good: OCSPGood, ocsp.Revoked: OCSPRevoked}[r.Status]
+	if len(statuses) != 1 || statuses[0] != want {
+		t.Errorf("statuses for metrics %v, want [%s]", statuses, want)
 	}
 	return r
 }
@@ -106,11 +110,11 @@ func TestOCSPUnknownSerialsAreUnauthorizedAndNeverSigned(t *testing.T) {
 	before := c.signs.total()
 	for i := range 10000 {
 		serial := new(big.Int).Add(leaf.SerialNumber, big.NewInt(int64(i+1)))
-		der, err := c.OCSP(ctx, ocspRequest(t, serial, issuer, crypto.SHA256))
+		der, statuses, err := c.OCSP(ctx, ocspRequest(t, serial, issuer, crypto.SHA256))
 		if err != nil {
 			t.Fatalf("unknown serial %d: %v", i, err)
 		}
-		if !bytes.Equal(der, ocsp.UnauthorizedErrorResponse) {
+		if !bytes.Equal(der, ocsp.UnauthorizedErrorResponse) || statuses != nil {
 			t.Fatalf("unknown serial %d: answer is not the unsigned unauthorized response (%d bytes)", i, len(der))
 		}
 	}
@@ -123,7 +127,7 @@ func TestOCSPUnknownSerialsAreUnauthorizedAndNeverSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := c.OCSP(ctx, ocspRequest(t, leaf.SerialNumber, other, crypto.SHA1))
+	der, _, err := c.OCSP(ctx, ocspRequest(t, leaf.SerialNumber, other, crypto.SHA1))
 	if err != nil || !bytes.Equal(der, ocsp.UnauthorizedErrorResponse) {
 		t.Fatalf("foreign issuer: %v, %d bytes", err, len(der))
 	}
@@ -151,7 +155,7 @@ func TestOCSPSignsOncePerCertificateAndStatus(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 20 {
-				der, err := c.OCSP(context.Background(), req)
+				der, _, err := c.OCSP(context.Background(), req)
 				if err != nil {
 					bad.Add(1)
 					continue

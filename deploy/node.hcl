@@ -59,6 +59,14 @@ admin {
   listen = "127.0.0.1:9090"
 }
 
+# A bearer token that /v1/metrics requires, on the API and the admin
+# listener alike (optional; without it metrics are open). The file holds the
+# token (16 characters or more), read at start; Prometheus sends the same
+# file with `authorization: { credentials_file: ... }` in its scrape config.
+# metrics {
+#   bearer_token_file = "/etc/quorumca/metrics.token"
+# }
+
 # Continuous profiling to a Pyroscope server (optional).
 # profiling {
 #   pyroscope {

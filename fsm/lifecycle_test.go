@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -494,5 +495,33 @@ func TestProvisionerPutAllowWildcardVersion(t *testing.T) {
 	// A record written before the field existed reads as false.
 	if got, _ := f.Provisioner("p"); got.Policy.AllowWildcard {
 		t.Fatal("old record allows wildcards")
+	}
+}
+
+// CRLSummaries lists every stored CRL, a root's among them (written here
+// straight into the bucket, as a later command would store it), with the
+// number and dates of the latest.
+func TestCRLSummariesListEveryStoredCRL(t *testing.T) {
+	f, b := lifecycle(t)
+	if got, err := f.CRLSummaries(); err != nil || len(got) != 0 {
+		t.Fatalf("no CRL yet: %+v %v", got, err)
+	}
+	for n := uint64(1); n <= 2; n++ {
+		in := CRL{Authority: "default", Issuer: "1", Number: n, ThisUpdate: t0, NextUpdate: t0.Add(time.Duration(n) * time.Hour), DER: []byte{byte(n)}}
+		if err := apply(t, f, b.entry(CmdCRLPut, t0, in)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := CRL{Authority: "default", Issuer: "root-0123456789abcdef", Number: 7, ThisUpdate: t0, NextUpdate: t0.Add(24 * time.Hour)}
+	if err := f.db.Update(func(tx *bolt.Tx) error { putJSON(tx, bCRLs, issuerKey(root.Authority, root.Issuer), &root); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.CRLSummaries()
+	want := []CRLSummary{
+		{Authority: "default", Issuer: "1", Number: 2, ThisUpdate: t0, NextUpdate: t0.Add(2 * time.Hour)},
+		{Authority: "default", Issuer: root.Issuer, Number: 7, ThisUpdate: t0, NextUpdate: t0.Add(24 * time.Hour)},
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("summaries %+v %v, want %+v", got, err, want)
 	}
 }

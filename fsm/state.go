@@ -263,6 +263,37 @@ func (f *FSM) CRL(authority, issuer string) (*CRL, error) {
 	return get[CRL](f, bCRLs, issuerKey(authority, issuer))
 }
 
+// CRLSummary is a stored CRL without its DER.
+type CRLSummary struct {
+	Authority, Issuer      string
+	Number                 uint64
+	ThisUpdate, NextUpdate time.Time
+}
+
+// CRLSummaries lists every stored CRL, whichever issuer (or root) it is
+// for, by authority and issuer. The DER is left out: a CRL may be
+// megabytes and monitoring reads only its number and dates.
+func (f *FSM) CRLSummaries() ([]CRLSummary, error) {
+	var out []CRLSummary
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bCRLs).ForEach(func(k, v []byte) error {
+			parts := bytes.Split(k, []byte{0})
+			var c struct {
+				Number     uint64    `json:"number"`
+				ThisUpdate time.Time `json:"this_update"`
+				NextUpdate time.Time `json:"next_update"`
+			}
+			if len(parts) != 3 || json.Unmarshal(v, &c) != nil {
+				return fmt.Errorf("fsm: corrupt record in %s", bCRLs)
+			}
+			out = append(out, CRLSummary{Authority: string(parts[0]), Issuer: string(parts[1]),
+				Number: c.Number, ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate})
+			return nil
+		})
+	})
+	return out, err
+}
+
 // RevokedEntry is one line of a CRL.
 type RevokedEntry struct {
 	Serial    string

@@ -123,9 +123,7 @@ func TestBadInputsAreRefusedAndChangeNothing(t *testing.T) {
 		{"revoke: hold is not offered", "POST", "/v1/revoke", []byte(`{"serial": "` + usedSerial + `", "reason": "certificateHold"}`), c.admin, 400, "bad_request"},
 		{"revoke: unknown serial", "POST", "/v1/revoke", []byte(`{"serial": "abcdef"}`), c.admin, 404, "certificate_unknown"},
 		{"revoke: bad serial", "POST", "/v1/revoke", []byte(`{"serial": "xyz"}`), c.admin, 400, "bad_request"},
-		{"ocsp: garbage POST", "POST", "/v1/ocsp", []byte("garbage"), "", 400, "bad_request"},
-		{"ocsp: garbage GET", "GET", "/v1/ocsp/!!notbase64!!", nil, "", 400, "bad_request"},
-		{"ocsp: oversized", "POST", "/v1/ocsp", bytes.Repeat([]byte{1}, 20<<10), "", 413, "too_large"},
+		// OCSP refusals are OCSP responses: TestOCSPErrorsAreOCSPResponses.
 		{"ocsp responder: no credentials", "PUT", "/v1/admin/authorities/default/ocsp-responder", []byte(`{"key": "softkey:/x.key"}`), "", 401, "unauthorized"},
 		{"ocsp responder: unknown authority", "PUT", "/v1/admin/authorities/nope/ocsp-responder", []byte(`{"key": "softkey:/x.key"}`), c.admin, 404, "not_found"},
 		{"ocsp responder: the issuing key", "PUT", "/v1/admin/authorities/default/ocsp-responder", []byte(`{"key": "` + c.pki.KeyURI + `"}`), c.admin, 400, "bad_request"},

@@ -102,7 +102,10 @@ type Config struct {
 	MaxIdleConnsPerClient int
 	// AdminListen serves pprof and metrics over plain HTTP ("" for none).
 	AdminListen string
-	Pyroscope   *PyroscopeConfig
+	// MetricsTokenFile, if set, holds the bearer token that /v1/metrics
+	// requires on the API and admin listeners; read at start.
+	MetricsTokenFile string
+	Pyroscope        *PyroscopeConfig
 	// CRLInterval: the leader re-signs a CRL that lacks a revocation at
 	// most this often (default DefaultCRLInterval); a revocation is on
 	// the CRL within it.
@@ -181,6 +184,7 @@ type fileConfig struct {
 	AllowInsecureSoftSigner bool                `hcl:"allow_insecure_soft_signer,optional"`
 	Audit                   *auditBlock         `hcl:"audit,block"`
 	Admin                   *adminBlock         `hcl:"admin,block"`
+	Metrics                 *metricsBlock       `hcl:"metrics,block"`
 	Profiling               *profilingBlock     `hcl:"profiling,block"`
 	OCSP                    *ocspBlock          `hcl:"ocsp,block"`
 	CRL                     *crlBlock           `hcl:"crl,block"`
@@ -206,6 +210,10 @@ type ocspBlock struct {
 
 type adminBlock struct {
 	Listen string `hcl:"listen"`
+}
+
+type metricsBlock struct {
+	BearerTokenFile string `hcl:"bearer_token_file"`
 }
 
 type profilingBlock struct {
@@ -353,6 +361,9 @@ func Parse(filename string, src []byte) (*Config, error) {
 	c.MaxConnsPerClient, c.MaxIdleConnsPerClient = f.API.MaxConnsPerClient, f.API.MaxIdlePerClient
 	if f.Admin != nil {
 		c.AdminListen = f.Admin.Listen
+	}
+	if f.Metrics != nil {
+		c.MetricsTokenFile = f.Metrics.BearerTokenFile
 	}
 	if f.Profiling != nil && f.Profiling.Pyroscope != nil {
 		py := f.Profiling.Pyroscope
@@ -504,6 +515,23 @@ func (c *Config) joinSecret() (string, error) {
 	s := strings.TrimSpace(string(b))
 	if len(s) < minSecretLen {
 		return "", fmt.Errorf("config: the join secret in %s must be at least %d characters", c.JoinSecretFile, minSecretLen)
+	}
+	return s, nil
+}
+
+// metricsToken reads the bearer token for /v1/metrics ("" for none).
+// Errors name the file, never what it holds.
+func (c *Config) metricsToken() (string, error) {
+	if c.MetricsTokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.MetricsTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("config: metrics bearer_token_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < minSecretLen {
+		return "", fmt.Errorf("config: the metrics token in %s must be at least %d characters", c.MetricsTokenFile, minSecretLen)
 	}
 	return s, nil
 }

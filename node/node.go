@@ -153,13 +153,18 @@ func (n *Node) start() error {
 		OCSPCacheBytes: cfg.OCSP.CacheBytes, OCSPStore: n.ocsp, Limits: cfg.LineageLimits})
 
 	n.registerMetrics(reg)
+	metricsToken, err := cfg.metricsToken()
+	if err != nil {
+		return err
+	}
 	publicURLs := cfg.APIPublicURLs
 	if len(publicURLs) == 0 {
 		publicURLs = []string{"https://" + advertise}
 	}
 	streams := cfg.Streams.WithDefaults()
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
-		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams, CRLMaxAge: cmp.Or(cfg.CRLInterval, DefaultCRLInterval)}
+		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams, CRLMaxAge: cmp.Or(cfg.CRLInterval, DefaultCRLInterval),
+		MetricsToken: metricsToken}
 	n.apiConns = newConnLimiter("api", cfg.MaxConnsPerClient, cfg.MaxIdleConnsPerClient, reg)
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
@@ -215,7 +220,7 @@ func (n *Node) start() error {
 		if n.adminListener, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 			return fmt.Errorf("node: admin listen: %w", err)
 		}
-		n.adminHTTP = n.adminServer(reg)
+		n.adminHTTP = n.adminServer(reg, metricsToken)
 		n.serve(func() error { return n.adminHTTP.Serve(n.adminListener) })
 	}
 	if err := n.startProfiling(); err != nil {

@@ -10,11 +10,13 @@ import (
 	"github.com/grafana/pyroscope-go"
 	"github.com/pires/go-proxyproto"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quorumca/quorumca/api"
 )
 
-// registerMetrics adds the node-level gauges: Raft state, FSM size, and
-// signer timings (through the signer cache's observer).
+// registerMetrics adds the node-level gauges: Raft state, FSM size, CA
+// certificate and CRL lifetimes (expiry.go), and signer timings (through
+// the signer cache's observer).
 func (n *Node) registerMetrics(reg *prometheus.Registry) {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
@@ -54,6 +56,7 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 	})
 	gauge("quorumca_gossip_members", "Live gossip members, this node included.", func() float64 { return float64(n.cluster.GossipMembers()) })
 	gauge("quorumca_audit_entries", "Entries in the audit log.", func() float64 { s, _ := n.fsm.AuditHead(); return float64(s) })
+	reg.MustRegister(newExpiryCollector(n.fsm, n.cfg.Now))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "quorumca_audit_reads_total",
 		Help: "Audit entries and index keys read by audit queries and follows: what they cost."},
 		func() float64 { return float64(n.fsm.AuditReads()) }))
@@ -74,15 +77,16 @@ func (n *Node) registerMetrics(reg *prometheus.Registry) {
 }
 
 // adminServer serves pprof and metrics on the admin listener, which should
-// be reachable only from the host or a management network.
-func (n *Node) adminServer(reg *prometheus.Registry) *http.Server {
+// be reachable only from the host or a management network. The metrics
+// token, if any, is required here as on the API.
+func (n *Node) adminServer(reg *prometheus.Registry, metricsToken string) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/v1/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/v1/metrics", api.MetricsHandler(reg, metricsToken, n.refused))
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: n.http.ErrorLog}
 }
 

@@ -188,6 +188,39 @@ func TestOpenSSLOCSPAsksForSeveralCertificates(t *testing.T) {
 	}
 }
 
+// openssl sends a nonce unless told not to, and checks it: the answers,
+// good and revoked, echo it and verify, without the warning openssl
+// prints when a responder ignores it.
+func TestOpenSSLOCSPNonce(t *testing.T) {
+	requireOpenSSL(t)
+	c := newTestCluster(t, 1)
+	n := c.nodes[0]
+	good := c.enrollHolder(n, "good.example")
+	bad := c.enrollHolder(n, "bad.example")
+	if r := c.do(n, "POST", "/v1/revoke", map[string]string{"serial": bad.s.Serial, "reason": "keyCompromise"}, c.admin); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	dir := t.TempDir()
+	rootPEM, _ := os.ReadFile(c.pki.RootFile)
+	for name, data := range map[string][]byte{"root.pem": rootPEM, "inter.pem": []byte(good.s.Chain[0]),
+		"good.pem": []byte(good.s.Certificate), "bad.pem": []byte(bad.s.Certificate)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	url := "http://" + n.node.HTTPAddr() + "/v1/ocsp"
+	for cert, want := range map[string]string{"good.pem": "good", "bad.pem": "revoked"} {
+		// Twice: the second finds the answer stored, and must not get it.
+		for range 2 {
+			out, err := openssl(t, dir, "ocsp", "-issuer", "inter.pem", "-cert", cert, "-url", url, "-CAfile", "root.pem")
+			if err != nil || !strings.Contains(out, "Response verify OK") || !strings.Contains(out, cert+": "+want) ||
+				strings.Contains(out, "WARNING: no nonce in response") {
+				t.Errorf("openssl ocsp %s with a nonce: %v\n%s", cert, err, out)
+			}
+		}
+	}
+}
+
 // repeatOCSPEntry makes a request asking count times what req asks.
 func repeatOCSPEntry(t *testing.T, req []byte, count int) []byte {
 	t.Helper()

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"net/http"
 	"time"
 
@@ -238,6 +239,43 @@ func (s *Server) revokeIssuer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, authorityJSON(a))
+}
+
+// rootCRLRequest says what an offline root's next CRL must list, for
+// `operator authority crl-sign` to sign where the root's key is.
+func (s *Server) rootCRLRequest(w http.ResponseWriter, r *http.Request) {
+	_, ctx, ok := s.admin(w, r, authority.PermConfigure)
+	if !ok {
+		return
+	}
+	req, err := s.CA.OfflineRootCRLRequest(ctx, r.PathValue("name"), r.URL.Query().Get("root"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
+}
+
+// importRootCRL takes a CRL an offline root signed: {"crl": "<PEM>"}.
+func (s *Server) importRootCRL(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		CRL string `json:"crl"`
+	}
+	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
+	if !ok {
+		return
+	}
+	blk, _ := pem.Decode([]byte(req.CRL))
+	if blk == nil || blk.Type != "X509 CRL" {
+		s.fail(w, r, badRequest(`field "crl": a PEM "X509 CRL"`))
+		return
+	}
+	id, err := s.CA.ImportRootCRL(ctx, r.PathValue("name"), blk.Bytes)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"root_id": id})
 }
 
 func (s *Server) listAuthorities(w http.ResponseWriter, r *http.Request) {

@@ -115,6 +115,8 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/admin/authorities/{name}/rotate", s.rotateAuthority)
 	mux.HandleFunc("PATCH /v1/admin/authorities/{name}", s.updateAuthority)
 	mux.HandleFunc("POST /v1/admin/authorities/{name}/issuers/{issuer}/revoke", s.revokeIssuer)
+	mux.HandleFunc("GET /v1/admin/authorities/{name}/root-crl-request", s.rootCRLRequest)
+	mux.HandleFunc("POST /v1/admin/authorities/{name}/root-crl", s.importRootCRL)
 	mux.HandleFunc("GET /v1/admin/authorities/{name}/ocsp-responder", s.getOCSPResponder)
 	mux.HandleFunc("PUT /v1/admin/authorities/{name}/ocsp-responder", s.setOCSPResponder)
 	mux.HandleFunc("DELETE /v1/admin/authorities/{name}/ocsp-responder", s.deleteOCSPResponder)

@@ -2,11 +2,13 @@ package authority
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -123,8 +125,17 @@ func (ca *CA) CRLBundle(ctx context.Context, name string) ([]*fsm.CRL, error) {
 	}
 	now := ca.now()
 	var ids []string
-	if root := mustParse(a.Root); a.RootKeyURI != "" && now.Before(root.NotAfter) {
-		ids = append(ids, RootCRLID(root))
+	for i, der := range a.Roots() {
+		root := mustParse(der)
+		if !now.Before(root.NotAfter) {
+			continue
+		}
+		// A root whose key the cluster holds always has a CRL; an offline
+		// one has one once imported (ImportRootCRL).
+		_, err := ca.state.CRL(name, RootCRLID(root))
+		if (i == 0 && a.RootKeyURI != "") || err == nil {
+			ids = append(ids, RootCRLID(root))
+		}
 	}
 	for _, iss := range a.Issuers {
 		if c, err := ca.certs.parse(iss.Chain[0]); err == nil && now.Before(c.NotAfter) {
@@ -171,4 +182,127 @@ func (ca *CA) RevokeIssuer(ctx context.Context, name, issuer, reasonName string)
 		return nil, err
 	}
 	return ca.state.Authority(name)
+}
+
+// Offline roots. The cluster cannot sign their CRLs, so it says what to
+// sign (RootCRLRequest: the next number and the revoked intermediates the
+// root signed), the root's holder signs it where the key is
+// (SignRootCRL, from `operator authority crl-sign`), and the cluster
+// takes the result (ImportRootCRL) after checking it.
+
+// RootCRLRequest is what an offline root's next CRL must say.
+type RootCRLRequest struct {
+	Authority string           `json:"authority"`
+	Root      string           `json:"root_id"`
+	RootPEM   string           `json:"root"`
+	Number    uint64           `json:"number"`
+	Revoked   []RootCRLRevoked `json:"revoked"`
+}
+
+// RootCRLRevoked is one revoked intermediate of a root CRL request.
+type RootCRLRevoked struct {
+	Serial    string    `json:"serial"` // hex
+	RevokedAt time.Time `json:"revoked_at"`
+	Reason    int       `json:"reason"`
+}
+
+// OfflineRootCRLRequest builds the request for an authority's root (its
+// IssuerID; "" is the authority's first root).
+func (ca *CA) OfflineRootCRLRequest(ctx context.Context, name, root string) (*RootCRLRequest, error) {
+	if err := ca.CaughtUp(ctx); err != nil {
+		return nil, err
+	}
+	a, err := ca.Authority(name)
+	if err != nil {
+		return nil, err
+	}
+	if root == "" {
+		root = IssuerID(mustParse(a.Root))
+	}
+	der, err := ca.RootCert(name, root)
+	if err != nil {
+		return nil, err
+	}
+	rc := mustParse(der)
+	req := &RootCRLRequest{Authority: name, Root: root, RootPEM: string(EncodePEM(der)), Number: 1, Revoked: []RootCRLRevoked{}}
+	if cur, err := ca.state.CRL(name, fsm.RootCRLPrefix+root); err == nil {
+		req.Number = cur.Number + 1
+	}
+	now := ca.now()
+	for _, iss := range a.Issuers {
+		top := mustParse(iss.Chain[len(iss.Chain)-1])
+		if iss.Revoked() && top.CheckSignatureFrom(rc) == nil && now.Before(top.NotAfter) {
+			req.Revoked = append(req.Revoked, RootCRLRevoked{Serial: SerialHex(top.SerialNumber), RevokedAt: iss.RevokedAt, Reason: iss.RevocationReason})
+		}
+	}
+	return req, nil
+}
+
+// SignRootCRL signs a root CRL request with the root's key, valid for
+// validity: run where the offline root's key is, with no cluster.
+func SignRootCRL(req *RootCRLRequest, rootKey crypto.Signer, validity time.Duration, now time.Time) ([]byte, error) {
+	roots, err := ParseCertsPEM([]byte(req.RootPEM))
+	if err != nil || len(roots) != 1 {
+		return nil, fmt.Errorf("root crl request: no root certificate in it")
+	}
+	now = now.UTC().Truncate(time.Second)
+	tmpl := &x509.RevocationList{Number: new(big.Int).SetUint64(req.Number), ThisUpdate: now, NextUpdate: now.Add(validity)}
+	for _, r := range req.Revoked {
+		serial, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return nil, fmt.Errorf("root crl request: bad serial %q", r.Serial)
+		}
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason})
+	}
+	return x509.CreateRevocationList(rand.Reader, tmpl, roots[0], rootKey)
+}
+
+// ImportRootCRL stores a CRL an authority's root signed elsewhere, after
+// checking that one of the authority's roots signed it, that it is current
+// and numbered above the stored one, and that it lists every revoked
+// intermediate that root signed. It returns the root's ID.
+func (ca *CA) ImportRootCRL(ctx context.Context, name string, der []byte) (string, error) {
+	l, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return "", fmt.Errorf("%w: not a DER CRL: %v", ErrInvalidRequest, err)
+	}
+	if err := ca.CaughtUp(ctx); err != nil {
+		return "", err
+	}
+	a, err := ca.Authority(name)
+	if err != nil {
+		return "", err
+	}
+	var root *x509.Certificate
+	for _, r := range a.Roots() {
+		if c := mustParse(r); l.CheckSignatureFrom(c) == nil {
+			root = c
+		}
+	}
+	now := ca.now()
+	switch {
+	case root == nil:
+		return "", fmt.Errorf("%w: no root of authority %s signed this CRL", ErrInvalidRequest, name)
+	case l.Number == nil || l.Number.Sign() <= 0 || !l.Number.IsUint64():
+		return "", fmt.Errorf("%w: the CRL has no usable CRL number", ErrInvalidRequest)
+	case !now.Before(l.NextUpdate) || l.ThisUpdate.After(now.Add(backdate)):
+		return "", fmt.Errorf("%w: the CRL is not current (thisUpdate %s, nextUpdate %s)", ErrInvalidRequest, l.ThisUpdate.UTC().Format(time.RFC3339), l.NextUpdate.UTC().Format(time.RFC3339))
+	}
+	id := IssuerID(root)
+	if a.RootKeyURI != "" && RootCRLID(mustParse(a.Root)) == fsm.RootCRLPrefix+id {
+		return "", fmt.Errorf("%w: the cluster signs this root's CRLs itself (it holds the root's key)", ErrInvalidRequest)
+	}
+	want, err := ca.OfflineRootCRLRequest(ctx, name, id)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range want.Revoked {
+		serial, _ := new(big.Int).SetString(r.Serial, 16)
+		if !slices.ContainsFunc(l.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool { return e.SerialNumber.Cmp(serial) == 0 }) {
+			return "", fmt.Errorf("%w: the CRL does not list revoked intermediate %s: sign a new request", ErrInvalidRequest, r.Serial)
+		}
+	}
+	// A number not above the stored one is refused by the FSM (409).
+	return id, ca.proposeAndRead(ctx, fsm.CmdRootCRLPut, fsm.CRLPut{CRL: fsm.CRL{Authority: name, Issuer: fsm.RootCRLPrefix + id,
+		Number: l.Number.Uint64(), ThisUpdate: l.ThisUpdate, NextUpdate: l.NextUpdate, DER: der}})
 }

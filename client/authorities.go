@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"time"
 )
@@ -128,6 +129,26 @@ func (c *Client) RevokeIssuer(ctx context.Context, name, issuer, reason string) 
 	var a Authority
 	in := map[string]string{"reason": reason}
 	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/"+url.PathEscape(name)+"/issuers/"+url.PathEscape(issuer)+"/revoke", in, &a)
+}
+
+// RootCRLRequest is what an offline root's next CRL must say (the JSON
+// `operator authority crl-sign` signs).
+func (c *Client) RootCRLRequest(ctx context.Context, name, root string) (json.RawMessage, error) {
+	var out json.RawMessage
+	path := "/v1/admin/authorities/" + url.PathEscape(name) + "/root-crl-request"
+	if root != "" {
+		path += "?root=" + url.QueryEscape(root)
+	}
+	return out, c.Do(ctx, "GET", path, nil, &out)
+}
+
+// ImportRootCRL gives the cluster a CRL an offline root signed (PEM).
+func (c *Client) ImportRootCRL(ctx context.Context, name string, crlPEM []byte) (string, error) {
+	var out struct {
+		RootID string `json:"root_id"`
+	}
+	err := c.Do(ctx, "POST", "/v1/admin/authorities/"+url.PathEscape(name)+"/root-crl", map[string]string{"crl": string(crlPEM)}, &out)
+	return out.RootID, err
 }
 
 // CRLBundle is every current CRL of an authority as PEM: what nginx

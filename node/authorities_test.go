@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -157,5 +158,55 @@ func TestOfflineRootImport(t *testing.T) {
 	// Rotation needs the root key, which the cluster does not have.
 	if r := c.do(n, "POST", "/v1/admin/authorities/offline/rotate", map[string]any{"key": kms.KeyURI(""), "create_keys": true}, c.admin); r.status != http.StatusBadRequest {
 		t.Errorf("rotate with an offline root: %d %s", r.status, r.body)
+	}
+
+	// The offline root's CRL: none until one is imported; the cluster says
+	// what to sign (the revoked intermediate), the root signs it offline,
+	// the cluster takes it only if a root of the authority signed it and
+	// it lists what it must.
+	id := authority.IssuerID(root)
+	if r := c.do(n, "GET", "/v1/authorities/offline/roots/"+id+"/crl", nil, ""); r.status != http.StatusNotFound {
+		t.Errorf("an offline root's CRL before any import: %d", r.status)
+	}
+	if r := c.do(n, "POST", "/v1/admin/authorities/offline/issuers/"+authority.IssuerID(h.chain[0])+"/revoke", map[string]string{"reason": "superseded"}, c.admin); r.status != http.StatusOK {
+		t.Fatalf("revoke issuer: %d %s", r.status, r.body)
+	}
+	r = c.do(n, "GET", "/v1/admin/authorities/offline/root-crl-request", nil, c.admin)
+	var creq authority.RootCRLRequest
+	r.decode(t, &creq)
+	if creq.Number != 1 || len(creq.Revoked) != 1 || creq.Revoked[0].Serial != authority.SerialHex(h.chain[0].SerialNumber) {
+		t.Fatalf("root CRL request: %s", r.body)
+	}
+	importCRL := func(req authority.RootCRLRequest, key crypto.Signer) reply {
+		der, err := authority.SignRootCRL(&req, key, 720*time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.do(n, "POST", "/v1/admin/authorities/offline/root-crl", map[string]string{"crl": string(pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}))}, c.admin)
+	}
+	forged := creq
+	forged.RootPEM = string(authority.EncodePEM(otherRoot.Raw))
+	omits := creq
+	omits.Revoked = nil
+	for what, r := range map[string]reply{
+		"signed by another root":      importCRL(forged, other),
+		"without the revoked":         importCRL(omits, rootKey),
+		"not a CRL":                   c.do(n, "POST", "/v1/admin/authorities/offline/root-crl", map[string]string{"crl": rootPEM}, c.admin),
+		"without an admin credential": c.do(n, "POST", "/v1/admin/authorities/offline/root-crl", map[string]string{"crl": ""}, ""),
+	} {
+		if r.status/100 != 4 || r.errorCode() == "" {
+			t.Errorf("import of a root CRL %s: %d %s", what, r.status, r.body)
+		}
+	}
+	if r := importCRL(creq, rootKey); r.status != http.StatusOK {
+		t.Fatalf("import: %d %s", r.status, r.body)
+	}
+	if r := importCRL(creq, rootKey); r.status != http.StatusConflict {
+		t.Errorf("the same CRL number again: %d %s", r.status, r.body)
+	}
+	r = c.do(c.nodes[0], "GET", "/v1/authorities/offline/roots/"+id+"/crl", nil, "")
+	l, err := x509.ParseRevocationList(r.body)
+	if r.status != http.StatusOK || err != nil || l.CheckSignatureFrom(root) != nil || listed(l, h.chain[0].SerialNumber) == nil {
+		t.Fatalf("the imported root CRL: %d %v", r.status, err)
 	}
 }

@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,8 +16,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/node"
+	"github.com/quorumca/quorumca/signer"
 )
 
 // runOperator dispatches "quorumca operator <group> <action>".
@@ -24,7 +28,7 @@ func runOperator(args []string) int {
 		"authority": {
 			"create": authorityCreate, "csr": authorityCSR, "import": authorityImport,
 			"rotate": authorityRotate, "list": authorityList, "ocsp-responder": authorityOCSPResponder,
-			"revoke-issuer": authorityRevokeIssuer, "update": authorityUpdate,
+			"revoke-issuer": authorityRevokeIssuer, "update": authorityUpdate, "crl-sign": authorityCRLSign,
 		},
 		"raft": {
 			"list-peers": raftListPeers, "remove-peer": raftRemovePeer, "transfer-leadership": raftTransfer,
@@ -45,6 +49,7 @@ func runOperator(args []string) int {
   authority ocsp-responder  show, set up (-key) or remove (-remove) an authority's delegated OCSP responder
   authority revoke-issuer   revoke an intermediate: it issues nothing more, the root's CRL lists it
   authority update     set an authority's root key (its root then signs CRLs), base URL or CRL validity and refresh
+  authority crl-sign   an offline root's CRL: -request-out (from the cluster), -request -root-key (offline), -import (to the cluster)
   raft list-peers      the Raft configuration
   raft remove-peer ID  remove a server from the Raft configuration
   raft transfer-leadership [-to ID]
@@ -286,6 +291,85 @@ func authorityUpdate(args []string) int {
 		}
 		return authorityResult(c.UpdateAuthority(cx, name, req))
 	})(args)
+}
+
+// authorityCRLSign is the offline root's CRL ceremony in three steps:
+// the cluster says what to sign, the root's holder signs it where the key
+// is (no cluster needed), the cluster takes it after checking it.
+func authorityCRLSign(args []string) int {
+	var name, root, requestOut, request, rootKey, outFile, importFile, validity string
+	fs := flag.NewFlagSet("operator authority crl-sign", flag.ContinueOnError)
+	fs.StringVar(&name, "name", "", "authority name (with -request-out and -import)")
+	fs.StringVar(&root, "root", "", "root ID (default: the authority's first root)")
+	fs.StringVar(&requestOut, "request-out", "", "step 1: write the request for the root's next CRL here")
+	fs.StringVar(&request, "request", "", "step 2, offline: sign this request...")
+	fs.StringVar(&rootKey, "root-key", "", "...with the root's key (URI: pkcs11:, softkey:, awskms:)")
+	fs.StringVar(&validity, "validity", "720h", "...valid this long")
+	fs.StringVar(&outFile, "out", "", "...and write the CRL (PEM) here")
+	fs.StringVar(&importFile, "import", "", "step 3: give the cluster the signed CRL (PEM)")
+	var af apiFlags
+	c, _, code, ok := parseWith(fs, &af, args, 0)
+	if !ok {
+		return code
+	}
+	cx, cancel := ctx()
+	defer cancel()
+	switch {
+	case request != "":
+		if rootKey == "" || outFile == "" {
+			return fail("operator authority crl-sign: -request needs -root-key and -out")
+		}
+		d, err := time.ParseDuration(validity)
+		if err != nil || d <= 0 {
+			return fail("operator authority crl-sign: -validity: a duration such as 720h")
+		}
+		b, err := os.ReadFile(request)
+		if err != nil {
+			return fail("%v", err)
+		}
+		var req authority.RootCRLRequest
+		if err := json.Unmarshal(b, &req); err != nil {
+			return fail("operator authority crl-sign: %s: %v", request, err)
+		}
+		key, err := signer.Open(cx, rootKey)
+		if err != nil {
+			return fail("operator authority crl-sign: root key: %v", err)
+		}
+		der, err := authority.SignRootCRL(&req, signer.CryptoSigner(cx, key), d, time.Now())
+		if err != nil {
+			return fail("operator authority crl-sign: %v", err)
+		}
+		if err := os.WriteFile(outFile, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+			return fail("%v", err)
+		}
+		fmt.Fprintf(os.Stderr, "CRL number %d of %s's root, %d revoked intermediates, written to %s.\nImport it: quorumca operator authority crl-sign -name %s -import %s\n",
+			req.Number, req.Authority, len(req.Revoked), outFile, req.Authority, outFile)
+		return 0
+	case name == "":
+		return fail("operator authority crl-sign: -name is required with -request-out or -import")
+	case requestOut != "":
+		req, err := c.RootCRLRequest(cx, name, root)
+		if err != nil {
+			return fail("operator authority crl-sign: %v", err)
+		}
+		if err := os.WriteFile(requestOut, req, 0o644); err != nil {
+			return fail("%v", err)
+		}
+		fmt.Fprintf(os.Stderr, "Request written to %s. Where the root's key is, run:\n  quorumca operator authority crl-sign -request %s -root-key <URI> -out root-crl.pem\n", requestOut, requestOut)
+		return 0
+	case importFile != "":
+		b, err := os.ReadFile(importFile)
+		if err != nil {
+			return fail("%v", err)
+		}
+		id, err := c.ImportRootCRL(cx, name, b)
+		if err != nil {
+			return fail("operator authority crl-sign: %v", err)
+		}
+		fmt.Printf("root %s's CRL imported; served at /v1/authorities/%s/roots/%s/crl\n", id, name, id)
+		return 0
+	}
+	return fail("operator authority crl-sign: give -request-out, -request or -import")
 }
 
 func ocspResponderTable(r *client.OCSPResponder) func(*tabwriter.Writer) {

@@ -228,12 +228,13 @@ func (s *Server) updateAuthority(w http.ResponseWriter, r *http.Request) {
 func (s *Server) revokeIssuer(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Reason string `json:"reason,omitempty"`
+		Force  bool   `json:"force,omitempty"` // the authority's last active issuer too
 	}
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
 	if !ok {
 		return
 	}
-	a, err := s.CA.RevokeIssuer(ctx, r.PathValue("name"), r.PathValue("issuer"), req.Reason)
+	a, err := s.CA.RevokeIssuer(ctx, r.PathValue("name"), r.PathValue("issuer"), req.Reason, req.Force)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -300,8 +300,9 @@ func (ca *CA) Roots(ctx context.Context) ([][]byte, error) {
 // committed when the request arrived. Concurrent calls share rounds.
 func (ca *CA) CaughtUp(ctx context.Context) error { return ca.raft.Barrier(ctx) }
 
-// Health reports whether this node can sign: every authority has an active
-// issuer whose signer responds.
+// Health reports whether this node can sign: every authority that issues
+// (has an active issuer) has one whose signer responds. An authority whose
+// issuers were all revoked issues nothing and fails nothing here.
 func (ca *CA) Health(ctx context.Context) error {
 	as, err := ca.state.Authorities()
 	if err != nil {
@@ -312,7 +313,7 @@ func (ca *CA) Health(ctx context.Context) error {
 	}
 	for _, a := range as {
 		var last error
-		ok := false
+		ok := len(a.ActiveIssuers()) == 0
 		for _, iss := range a.ActiveIssuers() {
 			if last = ca.keyHealth(ctx, iss.KeyURI); last == nil {
 				ok = true

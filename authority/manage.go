@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -67,6 +69,9 @@ func (ca *CA) resolveKey(ctx context.Context, k KeySpec) (signer.Key, error) {
 // CreateAuthority signs a root with the root key and an intermediate with
 // it for the issuing key, and stores the authority.
 func (ca *CA) CreateAuthority(ctx context.Context, req CreateAuthorityRequest) (*fsm.Authority, error) {
+	if err := CheckBaseURL(req.BaseURL); err != nil {
+		return nil, err
+	}
 	if _, err := ca.state.Authority(req.Name); err == nil {
 		return nil, fmt.Errorf("%w: authority %s exists; use rotate or import to add an issuer", ErrInvalidRequest, req.Name)
 	}
@@ -128,6 +133,9 @@ type ImportRequest struct {
 // ImportIssuer creates an authority from an offline-signed intermediate, or,
 // if it exists with the same root, adds the intermediate as a new issuer.
 func (ca *CA) ImportIssuer(ctx context.Context, req ImportRequest) (*fsm.Authority, error) {
+	if err := CheckBaseURL(req.BaseURL); err != nil {
+		return nil, err
+	}
 	roots, err := ParseCertsPEM(req.Root)
 	if err != nil {
 		return nil, fmt.Errorf("%w: root: %v", ErrInvalidRequest, err)
@@ -256,7 +264,10 @@ func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Auth
 		if *req.RootKey != "" {
 			key, err := ca.signers.Get(ctx, *req.RootKey)
 			if err != nil {
-				return nil, fmt.Errorf("%w: root key %s: %v", ErrInvalidRequest, truncate(*req.RootKey), err)
+				// Why stays in the node's log: the answer would say which
+				// files or endpoints exist where the node runs.
+				ca.log.Warn("root key does not open", "authority", cur.Name, "uri", truncate(*req.RootKey), "err", err)
+				return nil, fmt.Errorf("%w: root key %s does not open (the node's log says why)", ErrInvalidRequest, truncate(*req.RootKey))
 			}
 			if !samePublicKey(key.Public(), mustParse(cur.Root).PublicKey) {
 				return nil, fmt.Errorf("%w: root key %s is not the key of authority %s's root", ErrInvalidRequest, truncate(*req.RootKey), cur.Name)
@@ -265,7 +276,7 @@ func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Auth
 		in.RootKeyURI = req.RootKey
 	}
 	if req.BaseURL != nil && *req.BaseURL != cur.BaseURL {
-		if err := checkBaseURL(*req.BaseURL); err != nil {
+		if err := CheckBaseURL(*req.BaseURL); err != nil {
 			return nil, err
 		}
 		in.BaseURL = req.BaseURL
@@ -296,16 +307,26 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 	return ok && k.Equal(b)
 }
 
-// checkBaseURL accepts http(s)://host[:port][/path], or "" for none.
-func checkBaseURL(s string) error {
+// CheckBaseURL accepts http(s)://host[:port][/path], or "" for none: what
+// goes into every certificate's CRL, OCSP and issuer URLs (IA5String:
+// ASCII, no spaces or controls), bounded so it cannot bloat them.
+func CheckBaseURL(s string) error {
 	if s == "" {
 		return nil
 	}
-	if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%w: base URL %q: want http://host[:port]", ErrInvalidRequest, truncate(s))
+	bad := len(s) > maxBaseURL || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' })
+	u, err := url.Parse(s)
+	if !bad && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.RawQuery == "" && u.Fragment == "" && u.User == nil {
+		if p := u.Port(); p == "" {
+			return nil
+		} else if n, err := strconv.Atoi(p); err == nil && n >= 1 && n <= 65535 {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("%w: base URL %q: want http(s)://host[:port][/path] in ASCII, at most %d characters", ErrInvalidRequest, truncate(s), maxBaseURL)
 }
+
+const maxBaseURL = 512
 
 // Authorities lists every authority.
 func (ca *CA) Authorities() ([]*fsm.Authority, error) { return ca.state.Authorities() }

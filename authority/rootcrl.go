@@ -160,8 +160,10 @@ func (ca *CA) CRLBundle(ctx context.Context, name string) ([]*fsm.CRL, error) {
 // certificate, and the root's CRL lists it within the leader's CRL
 // interval (when this cluster holds the root's key; an offline root's CRL
 // is signed where the root is).
-// reasonName is an RFC 5280 name ("" is unspecified).
-func (ca *CA) RevokeIssuer(ctx context.Context, name, issuer, reasonName string) (*fsm.Authority, error) {
+// reasonName is an RFC 5280 name ("" is unspecified). The authority's last
+// active issuer is revoked only with force: the authority then issues
+// nothing until an issuer is added.
+func (ca *CA) RevokeIssuer(ctx context.Context, name, issuer, reasonName string, force bool) (*fsm.Authority, error) {
 	if issuer == "" {
 		return nil, fmt.Errorf("%w: name the issuer to revoke", ErrInvalidRequest)
 	}
@@ -173,10 +175,17 @@ func (ca *CA) RevokeIssuer(ctx context.Context, name, issuer, reasonName string)
 	if err != nil {
 		return nil, err
 	}
+	if act := a.ActiveIssuers(); !force && !iss.Revoked() && len(act) == 1 && act[0].ID == iss.ID {
+		return nil, refuse(fsm.ErrConflict, "issuer %s is authority %s's last active issuer: add another first, or revoke with force (the authority then issues nothing)", iss.ID, name)
+	}
 	in := fsm.IssuerRevoke{Authority: name, Issuer: iss.ID, Reason: reason}
-	root, top := mustParse(a.Root), mustParse(iss.Chain[len(iss.Chain)-1])
-	if a.RootKeyURI != "" && top.CheckSignatureFrom(root) == nil {
-		in.RootCRL = RootCRLID(root)
+	// The root's CRL is marked whether or not the cluster holds its key
+	// now: it is signed as soon as it does (RefreshStaleCRLs), and an
+	// offline root's import clears the mark.
+	for _, der := range a.Roots() {
+		if root, top := mustParse(der), mustParse(iss.Chain[len(iss.Chain)-1]); top.CheckSignatureFrom(root) == nil {
+			in.RootCRL = RootCRLID(root)
+		}
 	}
 	if err := ca.proposeAndRead(ctx, fsm.CmdIssuerRevoke, in); err != nil {
 		return nil, err
@@ -289,6 +298,7 @@ func (ca *CA) ImportRootCRL(ctx context.Context, name string, der []byte) (strin
 		return "", fmt.Errorf("%w: the CRL is not current (thisUpdate %s, nextUpdate %s)", ErrInvalidRequest, l.ThisUpdate.UTC().Format(time.RFC3339), l.NextUpdate.UTC().Format(time.RFC3339))
 	}
 	id := IssuerID(root)
+	asOf := ca.state.AppliedIndex() // before the check that it lists what it must
 	if a.RootKeyURI != "" && RootCRLID(mustParse(a.Root)) == fsm.RootCRLPrefix+id {
 		return "", fmt.Errorf("%w: the cluster signs this root's CRLs itself (it holds the root's key)", ErrInvalidRequest)
 	}
@@ -304,5 +314,5 @@ func (ca *CA) ImportRootCRL(ctx context.Context, name string, der []byte) (strin
 	}
 	// A number not above the stored one is refused by the FSM (409).
 	return id, ca.proposeAndRead(ctx, fsm.CmdRootCRLPut, fsm.CRLPut{CRL: fsm.CRL{Authority: name, Issuer: fsm.RootCRLPrefix + id,
-		Number: l.Number.Uint64(), ThisUpdate: l.ThisUpdate, NextUpdate: l.NextUpdate, DER: der}})
+		Number: l.Number.Uint64(), ThisUpdate: l.ThisUpdate, NextUpdate: l.NextUpdate, DER: der}, AsOf: asOf})
 }

@@ -124,10 +124,11 @@ func (c *Client) UpdateAuthority(ctx context.Context, name string, req UpdateAut
 	return &a, c.Do(ctx, "PATCH", "/v1/admin/authorities/"+url.PathEscape(name), req, &a)
 }
 
-// RevokeIssuer revokes an intermediate; reason is an RFC 5280 name.
-func (c *Client) RevokeIssuer(ctx context.Context, name, issuer, reason string) (*Authority, error) {
+// RevokeIssuer revokes an intermediate; reason is an RFC 5280 name. force
+// allows the authority's last active issuer.
+func (c *Client) RevokeIssuer(ctx context.Context, name, issuer, reason string, force bool) (*Authority, error) {
 	var a Authority
-	in := map[string]string{"reason": reason}
+	in := map[string]any{"reason": reason, "force": force}
 	return &a, c.Do(ctx, "POST", "/v1/admin/authorities/"+url.PathEscape(name)+"/issuers/"+url.PathEscape(issuer)+"/revoke", in, &a)
 }
 

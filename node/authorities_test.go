@@ -168,7 +168,7 @@ func TestOfflineRootImport(t *testing.T) {
 	if r := c.do(n, "GET", "/v1/authorities/offline/roots/"+id+"/crl", nil, ""); r.status != http.StatusNotFound {
 		t.Errorf("an offline root's CRL before any import: %d", r.status)
 	}
-	if r := c.do(n, "POST", "/v1/admin/authorities/offline/issuers/"+authority.IssuerID(h.chain[0])+"/revoke", map[string]string{"reason": "superseded"}, c.admin); r.status != http.StatusOK {
+	if r := c.do(n, "POST", "/v1/admin/authorities/offline/issuers/"+authority.IssuerID(h.chain[0])+"/revoke", map[string]any{"reason": "superseded", "force": true}, c.admin); r.status != http.StatusOK {
 		t.Fatalf("revoke issuer: %d %s", r.status, r.body)
 	}
 	r = c.do(n, "GET", "/v1/admin/authorities/offline/root-crl-request", nil, c.admin)

@@ -607,10 +607,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: authority %q: softkey: keys are files on the node, for development only; "+
 				"use awskms: or pkcs11:, or set allow_insecure_soft_signer = true", a.Name)
 		}
-		if a.BaseURL != "" {
-			if u, err := url.Parse(a.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("config: authority %q: base_url %q must be http://host[:port]", a.Name, a.BaseURL)
-			}
+		if err := authority.CheckBaseURL(a.BaseURL); err != nil {
+			return fmt.Errorf("config: authority %q: %v", a.Name, err)
 		}
 	}
 	for _, p := range c.Provisioners {

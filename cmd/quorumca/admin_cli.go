@@ -615,22 +615,26 @@ func crlFetch(args []string) int {
 			Number     string    `json:"number"`
 			NextUpdate time.Time `json:"next_update"`
 		}
-		var crls []crlInfo
-		for rest := bundle; ; {
-			var b *pem.Block
-			if b, rest = pem.Decode(rest); b == nil {
-				break
-			}
-			l, err := x509.ParseRevocationList(b.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("the CA sent a CRL that does not parse: %v", err)
-			}
-			crls = append(crls, crlInfo{Issuer: l.Issuer.String(), Number: l.Number.String(), NextUpdate: l.NextUpdate})
+		fresh, err := parseCRLs(bundle)
+		if err != nil {
+			return nil, fmt.Errorf("the CA sent a CRL that does not parse: %v", err)
 		}
-		if len(crls) == 0 {
+		if len(fresh) == 0 {
 			return nil, errors.New("the CA sent no CRL")
 		}
 		old, _ := os.ReadFile(outFile)
+		// Never back: an older CRL (replayed by whatever is between us
+		// and the CA) would un-revoke what the file already lists.
+		kept, _ := parseCRLs(old)
+		var crls []crlInfo
+		for _, l := range fresh {
+			for _, k := range kept {
+				if bytes.Equal(k.RawIssuer, l.RawIssuer) && l.Number.Cmp(k.Number) < 0 {
+					return nil, fmt.Errorf("the CA sent CRL number %v of %s, older than number %v in %s: not written", l.Number, l.Issuer, k.Number, outFile)
+				}
+			}
+			crls = append(crls, crlInfo{Issuer: l.Issuer.String(), Number: l.Number.String(), NextUpdate: l.NextUpdate})
+		}
 		changed := !bytes.Equal(old, bundle)
 		if changed {
 			if err := atomicfile.Write(outFile, bundle, 0o644); err != nil {
@@ -650,4 +654,20 @@ func crlFetch(args []string) int {
 			}
 		}}, nil
 	})(args)
+}
+
+// parseCRLs reads every X509 CRL block of a PEM file.
+func parseCRLs(b []byte) ([]*x509.RevocationList, error) {
+	var out []*x509.RevocationList
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			return out, nil
+		}
+		l, err := x509.ParseRevocationList(blk.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
 }

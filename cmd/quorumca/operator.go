@@ -252,7 +252,9 @@ func authorityRotate(args []string) int {
 
 func authorityRevokeIssuer(args []string) int {
 	var name, issuer, reason string
+	var force bool
 	return apiCommand("operator authority revoke-issuer", 0, func(fs *flag.FlagSet) {
+		fs.BoolVar(&force, "force", false, "revoke the authority's last active issuer too (it then issues nothing)")
 		fs.StringVar(&name, "name", "", "authority name (required)")
 		fs.StringVar(&issuer, "issuer", "", "issuer ID, as authority list shows it (required)")
 		fs.StringVar(&reason, "reason", "", "RFC 5280 reason name, e.g. keyCompromise, superseded (default unspecified)")
@@ -260,7 +262,7 @@ func authorityRevokeIssuer(args []string) int {
 		if name == "" || issuer == "" {
 			return nil, errors.New("-name and -issuer are required")
 		}
-		return authorityResult(c.RevokeIssuer(cx, name, issuer, reason))
+		return authorityResult(c.RevokeIssuer(cx, name, issuer, reason, force))
 	})(args)
 }
 

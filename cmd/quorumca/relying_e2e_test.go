@@ -226,7 +226,7 @@ print(sorted(c.issuer.rfc4514_string() for c in crls))
 		}
 	}
 	if out, err := exec.Command(binary, "operator", "authority", "revoke-issuer", "-name", "default", "-issuer", issuer,
-		"-reason", "keyCompromise", "-addr", rp.api, "-ca-file", rp.root, "-admin-token", rp.admin).CombinedOutput(); err != nil {
+		"-reason", "keyCompromise", "-force", "-addr", rp.api, "-ca-file", rp.root, "-admin-token", rp.admin).CombinedOutput(); err != nil {
 		t.Fatalf("revoke-issuer: %v\n%s", err, out)
 	}
 	interSerial := mustCert(t, rp.inter).SerialNumber

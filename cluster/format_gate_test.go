@@ -68,36 +68,6 @@ func entryFormats(t *testing.T, c *Cluster, first, last uint64) map[uint64]int {
 	return out
 }
 
-// A binary that reads less than the leader writes now is not added, even
-// while the log holds nothing newer yet: until the leader's next question
-// it would commit entries that binary panics on. (Before, the join was
-// checked against the newest format applied only.)
-func TestJoinBelowTheFormatTheLeaderWritesIsRefused(t *testing.T) {
-	u := newUpgradeCluster(t)
-	leader, lf, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
-	follower, _, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
-	waitUntil(t, "the leader writes the newest format with two servers", func() bool {
-		servers, _ := leader.Servers()
-		_, err := leader.fsm.Node("follower")
-		return len(servers) == 2 && err == nil && leader.formatKnown.Load() && leader.logFormat() == fsm.LogFormat
-	})
-	if h := lf.HighestLogFormat(); h >= fsm.LogFormat-1 {
-		t.Fatalf("the log holds format %d, want below %d (no newer command yet)", h, fsm.LogFormat-1)
-	}
-	// A binary one format behind asks to join ("elder"), relayed by the
-	// follower as a member forwards a join.
-	body := fmt.Sprintf(`{"id":"elder","raft_addr":%q,"log_format":%d}`, freeport.For(t), fsm.LogFormat-1)
-	var out struct{}
-	err := follower.post(context.Background(), "https://"+leaderAPI.addr+pathJoin, []byte(body), &out)
-	if err == nil || !strings.Contains(err.Error(), "upgrade its binary") {
-		t.Fatalf("join of a binary that reads format %d while the leader writes %d: %v, want refused", fsm.LogFormat-1, fsm.LogFormat, err)
-	}
-	if leader.isServer("elder") {
-		t.Fatal("elder was added")
-	}
-}
-
 // Join bodies that lie about the log format, or say nothing, are refused;
 // only a lie upward is let through, and it harms only the liar.
 func TestForgedJoinBodies(t *testing.T) {

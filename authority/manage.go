@@ -242,6 +242,10 @@ type UpdateRequest struct {
 	RootKey *string
 	BaseURL *string
 	CRL     *fsm.CRLSettings // zero durations: the defaults
+	// Chain replaces the chain of the issuer whose key its first
+	// certificate certifies (an intermediate signed again, for other
+	// links or dates): it must chain to one of the authority's roots.
+	Chain [][]byte
 }
 
 // Bounds of CRL settings: a CRL valid less than this is refetched more
@@ -293,13 +297,53 @@ func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Auth
 		}
 		in.CRL = req.CRL
 	}
-	if in.RootKeyURI == nil && in.BaseURL == nil && in.CRL == nil {
+	if len(req.Chain) > 0 {
+		ic, err := ca.checkChainUpdate(cur, req.Chain)
+		if err != nil {
+			return nil, err
+		}
+		in.IssuerChain = ic
+	}
+	if in.RootKeyURI == nil && in.BaseURL == nil && in.CRL == nil && in.IssuerChain == nil {
 		return cur, nil
 	}
 	if err := ca.proposeAndRead(ctx, fsm.CmdAuthorityUpdate, in); err != nil {
 		return nil, err
 	}
 	return ca.state.Authority(req.Name)
+}
+
+// checkChainUpdate finds the issuer a new chain is for (the same key),
+// and checks that the chain is whole and ends under a root of a; nil if
+// the issuer has that chain already.
+func (ca *CA) checkChainUpdate(a *fsm.Authority, chain [][]byte) (*fsm.IssuerChain, error) {
+	certs := make([]*x509.Certificate, len(chain))
+	for i, der := range chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: chain: %v", ErrInvalidRequest, err)
+		}
+		certs[i] = c
+	}
+	iss := a.Issuer(IssuerID(certs[0]))
+	if iss == nil {
+		return nil, fmt.Errorf("%w: authority %s has no issuer for the chain's key", ErrInvalidRequest, a.Name)
+	}
+	if slices.EqualFunc(iss.Chain, chain, bytes.Equal) {
+		return nil, nil
+	}
+	if !certs[0].IsCA || !samePublicKey(certs[0].PublicKey, mustParse(iss.Chain[0]).PublicKey) {
+		return nil, fmt.Errorf("%w: the chain's first certificate is not a CA certificate for issuer %s's key", ErrInvalidRequest, iss.ID)
+	}
+	for i := 0; i+1 < len(certs); i++ {
+		if certs[i].CheckSignatureFrom(certs[i+1]) != nil {
+			return nil, fmt.Errorf("%w: the chain is broken at certificate %d", ErrInvalidRequest, i+1)
+		}
+	}
+	if !slices.ContainsFunc(a.Roots(), func(r []byte) bool { return certs[len(certs)-1].CheckSignatureFrom(mustParse(r)) == nil }) {
+		return nil, fmt.Errorf("%w: the chain ends under no root of authority %s", ErrInvalidRequest, a.Name)
+	}
+	return &fsm.IssuerChain{ID: iss.ID, Chain: chain}, nil
 }
 
 func samePublicKey(a, b crypto.PublicKey) bool {

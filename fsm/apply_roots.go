@@ -18,6 +18,15 @@ type AuthorityUpdate struct {
 	RootKeyURI *string      `json:"root_key_uri,omitempty"`
 	BaseURL    *string      `json:"base_url,omitempty"`
 	CRL        *CRLSettings `json:"crl,omitempty"`
+	// IssuerChain replaces an issuer's chain by one for the same key (an
+	// intermediate signed again, with other links or dates).
+	IssuerChain *IssuerChain `json:"issuer_chain,omitempty"`
+}
+
+// IssuerChain is an issuer's ID and its new chain (DER, root excluded).
+type IssuerChain struct {
+	ID    string   `json:"id"`
+	Chain [][]byte `json:"chain"`
 }
 
 func applyAuthorityUpdate(a *applyCtx) error {
@@ -36,6 +45,13 @@ func applyAuthorityUpdate(a *applyCtx) error {
 	}
 	if in.CRL != nil {
 		cur.CRL = *in.CRL
+	}
+	if ic := in.IssuerChain; ic != nil {
+		iss := cur.Issuer(ic.ID)
+		if iss == nil || len(ic.Chain) == 0 {
+			return reject(ErrAuthorityUnknown, "authority "+in.Name+" has no issuer "+ic.ID)
+		}
+		iss.Chain = ic.Chain
 	}
 	putJSON(a.tx, bAuthorities, []byte(cur.Name), &cur)
 	return nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/internal/atomicfile"
 	"github.com/quorumca/quorumca/signer/soft"
 )
 
@@ -183,4 +184,31 @@ func (p *DevPKI) NodeTLS(dir string, hosts []string) (certFile, keyFile string, 
 		return "", "", err
 	}
 	return certFile, keyFile, os.WriteFile(certFile, authority.EncodePEM(c.Raw), 0o644)
+}
+
+// LinkIntermediate makes the dev intermediate name where the root's CRL
+// and certificate are served at baseURL (CDP, AIA), signing it again for
+// the same key when it names another place (dev started on another
+// -listen). The authority takes the new chain at start (updateAuthority).
+func (p *DevPKI) LinkIntermediate(baseURL string) error {
+	b, err := os.ReadFile(p.ChainFile)
+	if err != nil {
+		return err
+	}
+	chain, err := authority.ParseCertsPEM(b)
+	if err != nil || len(chain) != 1 {
+		return fmt.Errorf("%s: want one certificate (%v)", p.ChainFile, err)
+	}
+	inter, id := chain[0], authority.IssuerID(p.root)
+	crl := authority.RootCRLURL(baseURL, authority.DefaultAuthority, id)
+	if baseURL == "" || (len(inter.CRLDistributionPoints) == 1 && inter.CRLDistributionPoints[0] == crl) {
+		return nil
+	}
+	now := time.Now()
+	linked, err := authority.CreateLinkedIntermediate(p.root, p.rootKey, inter.PublicKey, inter.Subject.CommonName,
+		inter.NotAfter.Sub(now), now, baseURL, authority.DefaultAuthority)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(p.ChainFile, authority.EncodePEM(linked.Raw), 0o644)
 }

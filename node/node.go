@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -404,6 +405,14 @@ func (n *Node) updateAuthority(ctx context.Context, ac *AuthorityConfig) error {
 	}
 	if ac.CRL != (fsm.CRLSettings{}) {
 		req.CRL = &ac.CRL
+	}
+	// An intermediate signed again for the same key (other links or
+	// dates) in chain_file replaces the one the authority was made with.
+	if a, err := loadAuthority(ac); err == nil {
+		cur, err := n.fsm.Authority(ac.Name)
+		if c, perr := x509.ParseCertificate(a.Issuers[0].Chain[0]); err == nil && perr == nil && cur.Issuer(authority.IssuerID(c)) != nil {
+			req.Chain = a.Issuers[0].Chain
+		}
 	}
 	_, err := n.ca.UpdateAuthority(ctx, req)
 	switch {

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -165,4 +166,53 @@ func TestAuthoritySettingsAreCheckedAndDateCRLs(t *testing.T) {
 		l := readCRL(t, resp, h.chain[0])
 		return listed(l, h.cert.SerialNumber) != nil && l.NextUpdate.Sub(l.ThisUpdate) == 2*time.Hour
 	})
+}
+
+// An issuer's chain is replaced only by one for the same key that ends
+// under a root of the authority; the same chain again changes nothing.
+func TestAnIssuerChainIsReplacedOnlyForTheSameKey(t *testing.T) {
+	c := newTestCluster(t, 1)
+	n := c.nodes[0]
+	ca := n.node.ca
+	a, err := ca.Authority("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter := mustParseCert(t, a.Issuers[0].Chain[0])
+	now := time.Now()
+	relinked, err := authority.CreateLinkedIntermediate(c.pki.root, c.pki.rootKey, inter.PublicKey, inter.Subject.CommonName, time.Hour, now, "http://ca.example", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey := newKey(t)
+	otherRoot, _ := authority.CreateRoot(otherKey, "other", time.Hour, now)
+	foreign, _ := authority.CreateIntermediate(otherRoot, otherKey, inter.PublicKey, inter.Subject.CommonName, time.Hour, now)
+	stranger, _ := authority.CreateIntermediate(c.pki.root, c.pki.rootKey, newKey(t).Public(), "stranger", time.Hour, now)
+	ctx := t.Context()
+	for what, chain := range map[string][][]byte{
+		"under another root": {foreign.Raw},
+		"for another key":    {stranger.Raw},
+		"not a certificate":  {[]byte("junk")},
+	} {
+		if _, err := ca.UpdateAuthority(ctx, authority.UpdateRequest{Name: "default", Chain: chain}); !errors.Is(err, authority.ErrInvalidRequest) {
+			t.Errorf("a chain %s: %v, want refused", what, err)
+		}
+	}
+	got, err := ca.UpdateAuthority(ctx, authority.UpdateRequest{Name: "default", Chain: [][]byte{relinked.Raw}})
+	if err != nil || !bytes.Equal(got.Issuers[0].Chain[0], relinked.Raw) {
+		t.Fatalf("the same key signed again: %v", err)
+	}
+	index := n.node.FSM().AppliedIndex()
+	if _, err := ca.UpdateAuthority(ctx, authority.UpdateRequest{Name: "default", Chain: [][]byte{relinked.Raw}}); err != nil || n.node.FSM().AppliedIndex() != index {
+		t.Errorf("the same chain again: %v, applied %d -> %d", err, index, n.node.FSM().AppliedIndex())
+	}
+}
+
+func mustParseCert(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -138,6 +138,11 @@ func runDev(args []string) int {
 			if err != nil {
 				return fail("dev: %v", err)
 			}
+			// Its intermediate names this start's root CRL and
+			// certificate URLs (signed again if -listen changed).
+			if err := pki.LinkIntermediate("http://" + httpAddr); err != nil {
+				return fail("dev: %v", err)
+			}
 			// The dev authority's OCSP answers are signed by a delegated
 			// responder, as production ones should be.
 			ca := pki.Authority("http://" + httpAddr)

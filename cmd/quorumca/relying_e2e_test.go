@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"os"
@@ -382,4 +383,47 @@ func (h *haproxy) restart(t *testing.T) *haproxy {
 	h.cmd.Wait()
 	h.start(t)
 	return h
+}
+
+// Dev on another -listen: the intermediate and new certificates name the
+// URLs of this start, and the root's CRL is served where the intermediate
+// says. (Before, a restart on another port kept the first start's URLs,
+// and the intermediate named none.)
+func TestDevLinksFollowTheListenAddress(t *testing.T) {
+	dir := t.TempDir()
+	var issuerCDP, leafCDP string
+	for round := range 2 {
+		base := freeBase(t, 1)
+		p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
+		waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+		rp := &relyingParty{t: t, dir: dir, api: fmt.Sprintf("https://127.0.0.1:%d", base), root: filepath.Join(dir, "root.pem"),
+			c: httpsClient(t, filepath.Join(dir, "root.pem"))}
+		admin, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
+		rp.admin = strings.TrimSpace(string(admin))
+		chain, _, _ := rp.enroll(fmt.Sprintf("r%d.example", round))
+		b, _ := os.ReadFile(chain)
+		leaf, rest := pem.Decode(b)
+		interBlk, _ := pem.Decode(rest)
+		l, err1 := x509.ParseCertificate(leaf.Bytes)
+		inter, err2 := x509.ParseCertificate(interBlk.Bytes)
+		if err1 != nil || err2 != nil || len(inter.CRLDistributionPoints) != 1 || len(l.CRLDistributionPoints) != 1 {
+			t.Fatalf("round %d: chain %v %v, intermediate CDP %v", round, err1, err2, inter.CRLDistributionPoints)
+		}
+		issuerCDP, leafCDP = inter.CRLDistributionPoints[0], l.CRLDistributionPoints[0]
+		plain := fmt.Sprintf("http://127.0.0.1:%d/", base+httpPortOffset)
+		if !strings.HasPrefix(issuerCDP, plain) || !strings.HasPrefix(leafCDP, plain) {
+			t.Fatalf("round %d on %s: intermediate CDP %s, leaf CDP %s", round, plain, issuerCDP, leafCDP)
+		}
+		waitFor(t, 30*time.Second, "the root's CRL at the intermediate's CDP", func() bool {
+			resp, err := http.Get(issuerCDP)
+			if err != nil {
+				return false
+			}
+			der, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			crl, err := x509.ParseRevocationList(der)
+			return resp.StatusCode == 200 && err == nil && crl.CheckSignatureFrom(mustCert(t, rp.root)) == nil
+		})
+		p.stop(t)
+	}
 }

@@ -46,6 +46,13 @@ type apiServer struct {
 	// paused: hold every request unanswered until its caller gives up, as
 	// a stopped process would.
 	paused atomic.Bool
+	conns  sync.Map // net.Conn -> struct{}: every open connection
+}
+
+// restart drops every open connection, busy or idle, as a restarted
+// process would: the next handshake shows what the server shows now.
+func (s *apiServer) restart() {
+	s.conns.Range(func(c, _ any) bool { c.(net.Conn).Close(); return true })
 }
 
 func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
@@ -85,6 +92,14 @@ func startAPI(t *testing.T, cert tls.Certificate) *apiServer {
 			}
 			return cfg, nil
 		}},
+	}
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			s.conns.Store(c, struct{}{})
+		case http.StateClosed, http.StateHijacked:
+			s.conns.Delete(c)
+		}
 	}
 	go srv.ServeTLS(ln, "", "")
 	t.Cleanup(func() { srv.Close() })
@@ -230,6 +245,7 @@ func TestUpgradedFollowerRefusesALeaderWithoutNodeTLS(t *testing.T) {
 		return err == nil
 	})
 	leaderAPI.apiOnly.Store(true)       // the leader as a release before the trust domain
+	leaderAPI.restart()                 // no connection from before goes on
 	follower.rpc.CloseIdleConnections() // as the upgraded follower's restart would
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -558,6 +558,9 @@ func (c *Cluster) closeStores() error {
 	if c.transport != nil {
 		errs = append(errs, c.transport.Close())
 	}
+	if c.contact != nil {
+		c.contact.stopHeartbeats()
+	}
 	if c.logs != nil {
 		errs = append(errs, c.logs.Close())
 	}

@@ -20,6 +20,31 @@ import (
 type contactTransport struct {
 	noPipeline
 	last sync.Map // raft.ServerID -> *atomic.Int64, unix nanoseconds
+
+	gate   sync.RWMutex // held by each heartbeat Raft handles (SetHeartbeatHandler)
+	closed bool
+}
+
+// SetHeartbeatHandler gates Raft's heartbeat fast path. It runs on the
+// transport's goroutines, not Raft's, so Raft's shutdown does not wait for
+// it; one in flight when the stores close would save a new term to a
+// closed store, and Raft panics on that. Once stopHeartbeats returns, none
+// is running and later ones go unanswered (the transport is closed first).
+func (t *contactTransport) SetHeartbeatHandler(cb func(raft.RPC)) {
+	t.noPipeline.SetHeartbeatHandler(func(rpc raft.RPC) {
+		t.gate.RLock()
+		defer t.gate.RUnlock()
+		if !t.closed {
+			cb(rpc)
+		}
+	})
+}
+
+// stopHeartbeats waits for a heartbeat being handled and drops later ones.
+func (t *contactTransport) stopHeartbeats() {
+	t.gate.Lock()
+	t.closed = true
+	t.gate.Unlock()
 }
 
 func (t *contactTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {

@@ -67,44 +67,56 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 	if err != nil {
 		return err
 	}
-	validity, refresh := CRLTimes(a)
 	now := ca.now().UTC().Truncate(time.Second)
+	issuer, err := ca.certs.parse(iss.Chain[0])
+	if err != nil || !now.Before(issuer.NotAfter) {
+		return err // an expired issuer has nothing left to vouch for
+	}
 	// Read before the revoked list: the CRL lists at least everything
 	// applied up to asOf, which clears the stale marks up to it.
 	asOf := ca.state.AppliedIndex()
-	var number uint64 = 1
-	if cur, err := ca.state.CRL(name, iss.ID); err == nil {
-		if !force && now.Before(cur.ThisUpdate.Add(refresh)) && cur.NextUpdate.Sub(cur.ThisUpdate) <= validity {
-			return nil
-		}
-		number = cur.Number + 1
+	number, due := ca.crlDue(a, iss.ID, force, now)
+	if !due {
+		return nil
 	}
 	revoked, err := ca.state.Revoked(name, iss.ID, now)
 	if err != nil {
 		return err
 	}
-	tmpl := &x509.RevocationList{
-		Number:     new(big.Int).SetUint64(number),
-		ThisUpdate: now,
-		NextUpdate: now.Add(validity),
-	}
+	entries := make([]x509.RevocationListEntry, 0, len(revoked))
 	for _, r := range revoked {
 		serial, ok := new(big.Int).SetString(r.Serial, 16)
 		if !ok {
 			return fmt.Errorf("crl: bad serial %q in state", r.Serial)
 		}
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-			SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason,
-		})
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason})
 	}
-	issuer, err := ca.certs.parse(iss.Chain[0])
+	return ca.signCRL(ctx, fsm.CmdCRLPut, a, iss.ID, number, asOf, issuer, iss.KeyURI, entries, now)
+}
+
+// crlDue says whether the next CRL of id (an issuer, or a root's
+// RootCRLID) is due, and the number it takes: forced, none yet, past the
+// authority's refresh period, or dated by a longer validity than it has now.
+func (ca *CA) crlDue(a *fsm.Authority, id string, force bool, now time.Time) (uint64, bool) {
+	cur, err := ca.state.CRL(a.Name, id)
 	if err != nil {
-		return err
+		return 1, true
 	}
-	if !now.Before(issuer.NotAfter) {
-		return nil // an expired issuer has nothing left to vouch for
+	validity, refresh := CRLTimes(a)
+	if !force && now.Before(cur.ThisUpdate.Add(refresh)) && cur.NextUpdate.Sub(cur.ThisUpdate) <= validity {
+		return 0, false
 	}
-	key, err := ca.signers.Get(ctx, iss.KeyURI)
+	return cur.Number + 1, true
+}
+
+// signCRL signs CRL number of id with the key at keyURI (issuer's) and
+// proposes it as cmd, dated now for the authority's validity.
+func (ca *CA) signCRL(ctx context.Context, cmd fsm.CmdType, a *fsm.Authority, id string, number, asOf uint64,
+	issuer *x509.Certificate, keyURI string, entries []x509.RevocationListEntry, now time.Time) error {
+	validity, _ := CRLTimes(a)
+	tmpl := &x509.RevocationList{Number: new(big.Int).SetUint64(number), ThisUpdate: now, NextUpdate: now.Add(validity),
+		RevokedCertificateEntries: entries}
+	key, err := ca.signers.Get(ctx, keyURI)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -112,7 +124,7 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 	if err != nil {
 		return fmt.Errorf("crl: sign: %w", err)
 	}
-	return ca.propose(ctx, fsm.CmdCRLPut, fsm.CRLPut{CRL: fsm.CRL{Authority: name, Issuer: iss.ID, Number: number,
+	return ca.propose(ctx, cmd, fsm.CRLPut{CRL: fsm.CRL{Authority: a.Name, Issuer: id, Number: number,
 		ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate, DER: der}, AsOf: asOf})
 }
 

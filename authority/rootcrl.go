@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
-	"github.com/quorumca/quorumca/signer"
 )
 
 // Root CRLs. A relying party that checks the whole chain (nginx ssl_crl,
@@ -40,16 +39,22 @@ func (ca *CA) refreshRootCRL(ctx context.Context, name, id string, force bool) e
 	if a.RootKeyURI == "" || RootCRLID(root) != id || !now.Before(root.NotAfter) {
 		return nil // an offline root's CRL is signed where its key is
 	}
-	validity, refresh := CRLTimes(a)
 	asOf := ca.state.AppliedIndex() // before the issuers are read, as refreshCRL
-	var number uint64 = 1
-	if cur, err := ca.state.CRL(name, id); err == nil {
-		if !force && now.Before(cur.ThisUpdate.Add(refresh)) && cur.NextUpdate.Sub(cur.ThisUpdate) <= validity {
-			return nil
-		}
-		number = cur.Number + 1
+	number, due := ca.crlDue(a, id, force, now)
+	if !due {
+		return nil
 	}
-	tmpl := &x509.RevocationList{Number: new(big.Int).SetUint64(number), ThisUpdate: now, NextUpdate: now.Add(validity)}
+	err = ca.signCRL(ctx, fsm.CmdRootCRLPut, a, id, number, asOf, root, a.RootKeyURI, ca.revokedUnder(a, root, now), now)
+	if errors.Is(err, fsm.ErrUpgrading) {
+		return nil // a server does not read root CRLs yet: a later round
+	}
+	return err
+}
+
+// revokedUnder lists the revoked, unexpired intermediates of a that root
+// signed: what root's CRL must list.
+func (ca *CA) revokedUnder(a *fsm.Authority, root *x509.Certificate, now time.Time) []x509.RevocationListEntry {
+	var out []x509.RevocationListEntry
 	for _, iss := range a.Issuers {
 		if !iss.Revoked() {
 			continue
@@ -58,24 +63,9 @@ func (ca *CA) refreshRootCRL(ctx context.Context, name, id string, force bool) e
 		if err != nil || top.CheckSignatureFrom(root) != nil || !now.Before(top.NotAfter) {
 			continue // signed by another root, or expired: nothing to list
 		}
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-			SerialNumber: top.SerialNumber, RevocationTime: iss.RevokedAt, ReasonCode: iss.RevocationReason,
-		})
+		out = append(out, x509.RevocationListEntry{SerialNumber: top.SerialNumber, RevocationTime: iss.RevokedAt, ReasonCode: iss.RevocationReason})
 	}
-	key, err := ca.signers.Get(ctx, a.RootKeyURI)
-	if err != nil {
-		return fmt.Errorf("%w: root key: %w", ErrUnavailable, err)
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, root, signer.CryptoSigner(ctx, key))
-	if err != nil {
-		return fmt.Errorf("root crl: sign: %w", err)
-	}
-	err = ca.propose(ctx, fsm.CmdRootCRLPut, fsm.CRLPut{CRL: fsm.CRL{Authority: name, Issuer: id, Number: number,
-		ThisUpdate: tmpl.ThisUpdate, NextUpdate: tmpl.NextUpdate, DER: der}, AsOf: asOf})
-	if errors.Is(err, fsm.ErrUpgrading) {
-		return nil // a server does not read root CRLs yet: a later round
-	}
-	return err
+	return out
 }
 
 // RootCRL returns the current CRL of an authority's root (root is its
@@ -232,17 +222,11 @@ func (ca *CA) OfflineRootCRLRequest(ctx context.Context, name, root string) (*Ro
 	if err != nil {
 		return nil, err
 	}
-	rc := mustParse(der)
-	req := &RootCRLRequest{Authority: name, Root: root, RootPEM: string(EncodePEM(der)), Number: 1, Revoked: []RootCRLRevoked{}}
-	if cur, err := ca.state.CRL(name, fsm.RootCRLPrefix+root); err == nil {
-		req.Number = cur.Number + 1
-	}
 	now := ca.now()
-	for _, iss := range a.Issuers {
-		top := mustParse(iss.Chain[len(iss.Chain)-1])
-		if iss.Revoked() && top.CheckSignatureFrom(rc) == nil && now.Before(top.NotAfter) {
-			req.Revoked = append(req.Revoked, RootCRLRevoked{Serial: SerialHex(top.SerialNumber), RevokedAt: iss.RevokedAt, Reason: iss.RevocationReason})
-		}
+	number, _ := ca.crlDue(a, fsm.RootCRLPrefix+root, true, now)
+	req := &RootCRLRequest{Authority: name, Root: root, RootPEM: string(EncodePEM(der)), Number: number, Revoked: []RootCRLRevoked{}}
+	for _, e := range ca.revokedUnder(a, mustParse(der), now) {
+		req.Revoked = append(req.Revoked, RootCRLRevoked{Serial: SerialHex(e.SerialNumber), RevokedAt: e.RevocationTime, Reason: e.ReasonCode})
 	}
 	return req, nil
 }
@@ -302,14 +286,9 @@ func (ca *CA) ImportRootCRL(ctx context.Context, name string, der []byte) (strin
 	if a.RootKeyURI != "" && RootCRLID(mustParse(a.Root)) == fsm.RootCRLPrefix+id {
 		return "", fmt.Errorf("%w: the cluster signs this root's CRLs itself (it holds the root's key)", ErrInvalidRequest)
 	}
-	want, err := ca.OfflineRootCRLRequest(ctx, name, id)
-	if err != nil {
-		return "", err
-	}
-	for _, r := range want.Revoked {
-		serial, _ := new(big.Int).SetString(r.Serial, 16)
-		if !slices.ContainsFunc(l.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool { return e.SerialNumber.Cmp(serial) == 0 }) {
-			return "", fmt.Errorf("%w: the CRL does not list revoked intermediate %s: sign a new request", ErrInvalidRequest, r.Serial)
+	for _, r := range ca.revokedUnder(a, root, now) {
+		if !slices.ContainsFunc(l.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool { return e.SerialNumber.Cmp(r.SerialNumber) == 0 }) {
+			return "", fmt.Errorf("%w: the CRL does not list revoked intermediate %s: sign a new request", ErrInvalidRequest, SerialHex(r.SerialNumber))
 		}
 	}
 	// A number not above the stored one is refused by the FSM (409).

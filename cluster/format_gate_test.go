@@ -255,11 +255,11 @@ func TestFormatDropUnderConcurrentWrites(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(300 * time.Millisecond)
+		awaitWrites(t, 100, "writes under way", &n)
 		start := leader.raft.LastIndex()
 		isOld.Store(true) // f2 back to a format-0 binary
 		waitUntil(t, "the leader writes format 0", func() bool { return leader.logFormat() == 0 })
-		time.Sleep(500 * time.Millisecond)
+		awaitWrites(t, 100, "writes after the drop", &n)
 		cancel()
 		wg.Wait()
 		end := leader.raft.LastIndex()
@@ -330,12 +330,12 @@ func TestALeaderElectedDuringADropStartsAtTheAnsweredFormat(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(100 * time.Millisecond)
+	awaitWrites(t, 20, "writes under way", &n)
 	if err := a.raft.LeadershipTransferToServer("b", b.transport.LocalAddr()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "b leads", b.IsLeader)
-	time.Sleep(500 * time.Millisecond)
+	awaitWrites(t, 50, "writes through the new leader", &n)
 	cancel()
 	wg.Wait()
 	t.Logf("%d writes", n.Load())
@@ -351,4 +351,11 @@ func TestALeaderElectedDuringADropStartsAtTheAnsweredFormat(t *testing.T) {
 		t.Errorf("the new leader (term %d; a led until then at format 0) wrote %d entries a format-0 server cannot read: %s",
 			b.raft.CurrentTerm(), len(bad), strings.Join(bad, ", "))
 	}
+}
+
+// awaitWrites waits until k more writes than now have started (n counts them).
+func awaitWrites(t *testing.T, k int64, what string, n *atomic.Int64) {
+	t.Helper()
+	from := n.Load()
+	waitUntil(t, what, func() bool { return n.Load() >= from+k })
 }

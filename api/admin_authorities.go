@@ -38,6 +38,7 @@ type createAuthorityRequest struct {
 type crlSettings struct {
 	Validity string `json:"validity"`
 	Refresh  string `json:"refresh"`
+	Shards   int    `json:"shards,omitempty"` // for issuers made from now on
 }
 
 type issuerResponse struct {
@@ -47,6 +48,8 @@ type issuerResponse struct {
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	Certificate string     `json:"certificate"`
 	NotAfter    time.Time  `json:"not_after"`
+	// CRLShards: its CRL's partitions, at .../issuers/{id}/crl/{0..n-1}.
+	CRLShards int `json:"crl_shards,omitempty"`
 }
 
 type authorityResponse struct {
@@ -68,9 +71,9 @@ func authorityJSON(a *fsm.Authority) authorityResponse {
 		out.RootID = authority.IssuerID(root)
 	}
 	v, rf := authority.CRLTimes(a)
-	out.CRL = crlSettings{Validity: v.String(), Refresh: rf.String()}
+	out.CRL = crlSettings{Validity: v.String(), Refresh: rf.String(), Shards: a.CRL.Shards}
 	for _, iss := range a.Issuers {
-		r := issuerResponse{ID: iss.ID, KeyURI: iss.KeyURI, Active: iss.Active, Certificate: string(authority.EncodePEM(iss.Chain[0]))}
+		r := issuerResponse{ID: iss.ID, KeyURI: iss.KeyURI, Active: iss.Active, Certificate: string(authority.EncodePEM(iss.Chain[0])), CRLShards: iss.CRLShards}
 		if iss.Revoked() {
 			r.RevokedAt = &iss.RevokedAt
 		}
@@ -193,6 +196,7 @@ type updateAuthorityRequest struct {
 	CRL     *struct {
 		Validity string `json:"validity,omitempty"`
 		Refresh  string `json:"refresh,omitempty"`
+		Shards   *int   `json:"shards,omitempty"` // absent: as it is
 	} `json:"crl,omitempty"`
 }
 
@@ -205,7 +209,7 @@ func (s *Server) updateAuthority(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	up := authority.UpdateRequest{Name: r.PathValue("name"), RootKey: req.RootKey, BaseURL: req.BaseURL}
-	if req.CRL != nil {
+	if req.CRL != nil && (req.CRL.Validity != "" || req.CRL.Refresh != "" || req.CRL.Shards == nil) {
 		up.CRL = &fsm.CRLSettings{}
 		var err1, err2 error
 		up.CRL.Validity, err1 = parseTTL(req.CRL.Validity)
@@ -214,6 +218,9 @@ func (s *Server) updateAuthority(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, badRequest(`fields "crl.validity" and "crl.refresh": positive durations such as "24h", or absent`))
 			return
 		}
+	}
+	if req.CRL != nil {
+		up.CRLShards = req.CRL.Shards
 	}
 	a, err := s.CA.UpdateAuthority(ctx, up)
 	if err != nil {

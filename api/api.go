@@ -144,6 +144,7 @@ func (s *Server) revocationRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/authorities/{name}/crl", s.crl)
 	mux.HandleFunc("GET /v1/authorities/{name}/issuer.crt", s.issuerCert)
 	mux.HandleFunc("GET /v1/authorities/{name}/issuers/{issuer}/crl", s.crl)
+	mux.HandleFunc("GET /v1/authorities/{name}/issuers/{issuer}/crl/{shard}", s.crl)
 	mux.HandleFunc("GET /v1/authorities/{name}/issuers/{issuer}/issuer.crt", s.issuerCert)
 	mux.HandleFunc("GET /v1/authorities/{name}/roots/{root}/crl", s.rootCRL)
 	mux.HandleFunc("GET /v1/authorities/{name}/roots/{root}/root.crt", s.rootCert)

@@ -4,6 +4,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +19,16 @@ func (s *Server) crl(w http.ResponseWriter, r *http.Request) {
 	if name == "" {
 		name = authority.DefaultAuthority
 	}
-	c, err := s.CA.CRL(r.Context(), name, r.PathValue("issuer"))
+	shard := -1
+	if v := r.PathValue("shard"); v != "" {
+		k, err := strconv.Atoi(v)
+		if err != nil || k < 0 || strconv.Itoa(k) != v {
+			s.fail(w, r, fmt.Errorf("%w: no such CRL shard (shards are numbered 0, 1, ...)", authority.ErrNotFound))
+			return
+		}
+		shard = k
+	}
+	c, err := s.CA.CRL(r.Context(), name, r.PathValue("issuer"), shard)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -4,6 +4,7 @@
 package authority
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -49,6 +50,7 @@ type State interface {
 	Provisioner(name string) (*fsm.Provisioner, error)
 	Provisioners() ([]*fsm.Provisioner, error)
 	CRL(authority, issuer string) (*fsm.CRL, error)
+	HasCRL(authority, issuer string) bool
 	OCSPResponder(authority string) (*fsm.OCSPResponder, error)
 	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
 	StaleCRLs() ([]fsm.IssuerRef, error)
@@ -82,9 +84,10 @@ type CA struct {
 	now     func() time.Time
 	log     *slog.Logger
 
-	crlMu sync.Mutex    // one CRL signed at a time per node
-	turn  atomic.Uint64 // round-robin over active issuers
-	certs certCache     // parsed issuer certificates
+	crlMu         sync.Mutex // one CRL signed at a time per node
+	maxCRLEntries int
+	turn          atomic.Uint64 // round-robin over active issuers
+	certs         certCache     // parsed issuer certificates
 
 	ocsp       ocspCache    // signed OCSP answers
 	ocspStore  *OCSPStore   // the same, on disk; nil: memory only
@@ -145,6 +148,9 @@ type Config struct {
 	OCSPStore *OCSPStore
 	// Limits are the per-lineage limits; zero fields take the defaults.
 	Limits LineageLimits
+	// MaxCRLEntries is the most certificates one CRL lists (0:
+	// DefaultMaxCRLEntries).
+	MaxCRLEntries int
 }
 
 // New returns a CA.
@@ -162,6 +168,7 @@ func New(c Config) *CA {
 	return &CA{state: c.State, raft: c.Proposer, signers: c.Signers, now: c.Now, log: c.Logger.With("component", "authority"),
 		ocsp:              ocspCache{max: c.OCSPCacheBytes},
 		ocspStore:         c.OCSPStore,
+		maxCRLEntries:     cmp.Or(c.MaxCRLEntries, DefaultMaxCRLEntries),
 		ocspFreshSigs:     rate.NewLimiter(OCSPFreshSignaturesPerSecond, 2*OCSPFreshSignaturesPerSecond),
 		renewals:          keyrate.New(l.RenewalsPerMinute/60, l.RenewalBurst, 0),
 		holderRevocations: keyrate.New(l.HolderRevocationsPerMinute/60, l.HolderRevocationBurst, 0)}
@@ -267,8 +274,10 @@ func (ca *CA) firstCRLs(ctx context.Context, name string) {
 		return
 	}
 	for _, iss := range a.Issuers {
-		if err := ca.RefreshCRL(ctx, name, iss.ID, false); err != nil {
-			ca.log.Warn("first CRL not signed; the leader retries", "authority", name, "issuer", iss.ID, "err", err)
+		for _, id := range crlIDs(&iss) {
+			if err := ca.RefreshCRL(ctx, name, id, false); err != nil {
+				ca.log.Warn("first CRL not signed; the leader retries", "authority", name, "crl", id, "err", err)
+			}
 		}
 	}
 }

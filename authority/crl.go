@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"math/big"
@@ -45,13 +47,23 @@ func CRLTimes(a *fsm.Authority) (validity, refresh time.Duration) {
 // ErrCRLUnavailable: no current CRL (none yet, or the last one lapsed).
 var ErrCRLUnavailable = errors.New("no current CRL")
 
+// DefaultMaxCRLEntries is the most certificates one CRL lists: a CRL is
+// one Raft entry (fsm.MaxCommandBytes, base64 in JSON), and at about 50
+// bytes an entry 100,000 make some 5 MB. An issuer with more revoked has
+// its CRL partitioned (crl { shards }).
+const DefaultMaxCRLEntries = 100_000
+
+// ErrCRLTooLarge: more revoked certificates than one CRL lists.
+var ErrCRLTooLarge = errors.New("CRL too large")
+
 // RefreshCRL signs a new CRL for an issuer of an authority if forced, if
-// there is none, or if the current one is past half its validity.
-func (ca *CA) RefreshCRL(ctx context.Context, name, issuer string, force bool) error {
+// there is none, or if the current one is past half its validity. id is
+// the issuer's ID, or one of its shards' (fsm.CRLShardID).
+func (ca *CA) RefreshCRL(ctx context.Context, name, id string, force bool) error {
 	ca.crlMu.Lock()
 	defer ca.crlMu.Unlock()
 	for attempt := 0; ; attempt++ {
-		err := ca.refreshCRL(ctx, name, issuer, force)
+		err := ca.refreshCRL(ctx, name, id, force)
 		if !errors.Is(err, fsm.ErrConflict) || attempt == 2 {
 			return err
 		}
@@ -62,10 +74,14 @@ func (ca *CA) RefreshCRL(ctx context.Context, name, issuer string, force bool) e
 	}
 }
 
-func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool) error {
+func (ca *CA) refreshCRL(ctx context.Context, name, id string, force bool) error {
+	issuerID, shard := fsm.SplitCRLID(id)
 	a, iss, err := ca.issuer(name, issuerID)
 	if err != nil {
 		return err
+	}
+	if shard >= iss.CRLShards || (shard < 0 && issuerID != id) {
+		return fmt.Errorf("%w: issuer %s has no CRL %q", ErrNotFound, iss.ID, truncate(id))
 	}
 	now := ca.now().UTC().Truncate(time.Second)
 	issuer, err := ca.certs.parse(iss.Chain[0])
@@ -75,13 +91,17 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 	// Read before the revoked list: the CRL lists at least everything
 	// applied up to asOf, which clears the stale marks up to it.
 	asOf := ca.state.AppliedIndex()
-	number, due := ca.crlDue(a, iss.ID, force, now)
+	number, due := ca.crlDue(a, id, force, now)
 	if !due {
 		return nil
 	}
-	revoked, err := ca.state.Revoked(name, iss.ID, now)
+	revoked, err := ca.state.Revoked(name, id, now)
 	if err != nil {
 		return err
+	}
+	if len(revoked) > ca.maxCRLEntries {
+		return fmt.Errorf("%w: CRL %s/%s would list %d certificates, over the %d one CRL holds: partition the authority's CRLs (crl { shards }) and rotate the issuer",
+			ErrCRLTooLarge, name, id, len(revoked), ca.maxCRLEntries)
 	}
 	entries := make([]x509.RevocationListEntry, 0, len(revoked))
 	for _, r := range revoked {
@@ -91,7 +111,50 @@ func (ca *CA) refreshCRL(ctx context.Context, name, issuerID string, force bool)
 		}
 		entries = append(entries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: r.RevokedAt, ReasonCode: r.Reason})
 	}
-	return ca.signCRL(ctx, fsm.CmdCRLPut, a, iss.ID, number, asOf, issuer, iss.KeyURI, entries, now)
+	var ext []pkix.Extension
+	if shard >= 0 {
+		ext = append(ext, issuingDistributionPoint(CRLShardURL(iss.CRLBaseURL, name, iss.ID, shard)))
+	}
+	return ca.signCRL(ctx, fsm.CmdCRLPut, a, id, number, asOf, issuer, iss.KeyURI, entries, ext, now)
+}
+
+// crlIDs are the IDs of an issuer's CRLs: its complete one, then each
+// shard's if it has them.
+func crlIDs(iss *fsm.Issuer) []string {
+	ids := []string{iss.ID}
+	for k := range iss.CRLShards {
+		ids = append(ids, fsm.CRLShardID(iss.ID, k))
+	}
+	return ids
+}
+
+// oidIssuingDistributionPoint is RFC 5280's id-ce-issuingDistributionPoint.
+var oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
+
+// issuingDistributionPoint is the extension that scopes a CRL shard (RFC
+// 5280, 5.2.5): the shard's URL, as the certificates it covers name it in
+// their CRL distribution point, and end-entity certificates only. A
+// relying party that holds every shard (OpenSSL: nginx, HAProxy) checks a
+// certificate against the one whose URL it names; a shard without the
+// extension would pass for a complete CRL. Critical, as RFC 5280 says.
+func issuingDistributionPoint(url string) pkix.Extension {
+	ctx := func(tag int, compound bool, b []byte) asn1.RawValue {
+		return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: tag, IsCompound: compound, Bytes: b}
+	}
+	mustMarshal := func(v any) []byte {
+		b, err := asn1.Marshal(v)
+		if err != nil {
+			panic(err) // raw values of our own making always encode
+		}
+		return b
+	}
+	uri := mustMarshal(ctx(6, false, []byte(url))) // GeneralName uniformResourceIdentifier
+	fullName := mustMarshal(ctx(0, true, uri))     // DistributionPointName fullName
+	value := mustMarshal(struct{ DP, UserCerts asn1.RawValue }{
+		DP:        ctx(0, true, fullName),      // distributionPoint
+		UserCerts: ctx(1, false, []byte{0xff}), // onlyContainsUserCerts TRUE
+	})
+	return pkix.Extension{Id: oidIssuingDistributionPoint, Critical: true, Value: value}
 }
 
 // crlDue says whether the next CRL of id (an issuer, or a root's
@@ -112,10 +175,10 @@ func (ca *CA) crlDue(a *fsm.Authority, id string, force bool, now time.Time) (ui
 // signCRL signs CRL number of id with the key at keyURI (issuer's) and
 // proposes it as cmd, dated now for the authority's validity.
 func (ca *CA) signCRL(ctx context.Context, cmd fsm.CmdType, a *fsm.Authority, id string, number, asOf uint64,
-	issuer *x509.Certificate, keyURI string, entries []x509.RevocationListEntry, now time.Time) error {
+	issuer *x509.Certificate, keyURI string, entries []x509.RevocationListEntry, ext []pkix.Extension, now time.Time) error {
 	validity, _ := CRLTimes(a)
 	tmpl := &x509.RevocationList{Number: new(big.Int).SetUint64(number), ThisUpdate: now, NextUpdate: now.Add(validity),
-		RevokedCertificateEntries: entries}
+		RevokedCertificateEntries: entries, ExtraExtensions: ext}
 	key, err := ca.signers.Get(ctx, keyURI)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -139,19 +202,25 @@ func (ca *CA) RefreshStaleCRLs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// A root whose key just came (a new authority, or its key set) has
-	// no CRL yet: it is as stale as one that lacks a revocation.
+	// A CRL that does not exist yet (a root whose key just came, an
+	// issuer's shards just made) is as stale as one that lacks a
+	// revocation.
 	as, err := ca.state.Authorities()
 	if err != nil {
 		return err
 	}
 	for _, a := range as {
-		if a.RootKeyURI == "" {
-			continue
+		var ids []string
+		if a.RootKeyURI != "" {
+			ids = append(ids, RootCRLID(mustParse(a.Root)))
 		}
-		id := RootCRLID(mustParse(a.Root))
-		if _, err := ca.state.CRL(a.Name, id); errors.Is(err, fsm.ErrNotFound) {
-			stale = append(stale, fsm.IssuerRef{Authority: a.Name, Issuer: id})
+		for _, iss := range a.Issuers {
+			ids = append(ids, crlIDs(&iss)...)
+		}
+		for _, id := range ids {
+			if !ca.state.HasCRL(a.Name, id) {
+				stale = append(stale, fsm.IssuerRef{Authority: a.Name, Issuer: id})
+			}
 		}
 	}
 	var errs []error
@@ -177,7 +246,9 @@ func (ca *CA) RefreshCRLs(ctx context.Context) error {
 	var errs []error
 	for _, a := range as {
 		for _, iss := range a.Issuers {
-			errs = append(errs, ca.RefreshCRL(ctx, a.Name, iss.ID, false))
+			for _, id := range crlIDs(&iss) {
+				errs = append(errs, ca.RefreshCRL(ctx, a.Name, id, false))
+			}
 		}
 		if a.RootKeyURI != "" {
 			errs = append(errs, ca.refreshRootCRL(ctx, a.Name, RootCRLID(mustParse(a.Root)), false))
@@ -186,9 +257,10 @@ func (ca *CA) RefreshCRLs(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// CRL returns an issuer's current CRL, never one past its nextUpdate.
-// Issuer "" is the authority's newest active issuer.
-func (ca *CA) CRL(ctx context.Context, name, issuer string) (*fsm.CRL, error) {
+// CRL returns an issuer's current CRL, never one past its nextUpdate:
+// shard -1 is its complete CRL, another one of its shards. Issuer "" is
+// the authority's newest active issuer.
+func (ca *CA) CRL(ctx context.Context, name, issuer string, shard int) (*fsm.CRL, error) {
 	// Never a CRL older than the newest committed when the request came.
 	if err := ca.CaughtUp(ctx); err != nil {
 		return nil, err
@@ -197,9 +269,20 @@ func (ca *CA) CRL(ctx context.Context, name, issuer string) (*fsm.CRL, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := ca.state.CRL(name, iss.ID)
+	id := iss.ID
+	if shard >= 0 {
+		if shard >= iss.CRLShards {
+			return nil, fmt.Errorf("%w: issuer %s of %s has %d CRL shards", ErrNotFound, iss.ID, name, iss.CRLShards)
+		}
+		id = fsm.CRLShardID(iss.ID, shard)
+	}
+	c, err := ca.state.CRL(name, id)
 	if errors.Is(err, fsm.ErrNotFound) || (err == nil && !ca.now().Before(c.NextUpdate)) {
-		return nil, fmt.Errorf("%w: %w for %s/%s; it is regenerated shortly", ErrUnavailable, ErrCRLUnavailable, name, iss.ID)
+		hint := "it is regenerated shortly"
+		if shard < 0 && iss.CRLShards > 1 {
+			hint = fmt.Sprintf("the certificates it issued since its CRL was partitioned name one of its %d shards (.../crl/0 to .../crl/%d)", iss.CRLShards, iss.CRLShards-1)
+		}
+		return nil, fmt.Errorf("%w: %w for %s/%s; %s", ErrUnavailable, ErrCRLUnavailable, name, id, hint)
 	}
 	return c, err
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -146,6 +147,9 @@ func (ca *CA) sign(ctx context.Context, a *fsm.Authority, iss *fsm.Issuer, pub c
 		tmpl.IssuingCertificateURL = []string{IssuerURL(u, a.Name, iss.ID)}
 		tmpl.CRLDistributionPoints = []string{CRLURL(u, a.Name, iss.ID)}
 	}
+	if n := iss.CRLShards; n > 1 {
+		tmpl.CRLDistributionPoints = []string{CRLShardURL(iss.CRLBaseURL, a.Name, iss.ID, fsm.CRLShard(SerialHex(tmpl.SerialNumber), n))}
+	}
 	if tmpl.NotAfter.After(issuer.NotAfter) {
 		tmpl.NotAfter = issuer.NotAfter
 	}
@@ -173,6 +177,11 @@ func OCSPURL(base string) string { return strings.TrimSuffix(base, "/") + "/v1/o
 
 func CRLURL(base, authority, issuer string) string {
 	return issuerPath(base, authority, issuer) + "/crl"
+}
+
+// CRLShardURL serves shard k of an issuer's partitioned CRL.
+func CRLShardURL(base, authority, issuer string, k int) string {
+	return CRLURL(base, authority, issuer) + "/" + strconv.Itoa(k)
 }
 
 func IssuerURL(base, authority, issuer string) string {

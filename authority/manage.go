@@ -241,7 +241,12 @@ type UpdateRequest struct {
 	// CRLs for its intermediates, and rotation can sign new ones. "" clears.
 	RootKey *string
 	BaseURL *string
-	CRL     *fsm.CRLSettings // zero durations: the defaults
+	CRL     *fsm.CRLSettings // validity and refresh; zero durations: the defaults
+	// CRLShards partitions the CRLs of the authority's issuers that have
+	// one CRL (0 or 1: one CRL): its active issuers at once, if it has a
+	// base URL, and every issuer made later. An issuer's shards never
+	// change: its certificates name their shard's URL.
+	CRLShards *int
 	// Chain replaces the chain of the issuer whose key its first
 	// certificate certifies (an intermediate signed again, for other
 	// links or dates): it must chain to one of the authority's roots.
@@ -254,6 +259,9 @@ const (
 	minCRLValidity = 10 * time.Minute
 	maxCRLValidity = 366 * 24 * time.Hour
 	minCRLRefresh  = time.Minute
+	// MaxCRLShards: each shard is signed once per refresh period, idle
+	// or not.
+	MaxCRLShards = 1024
 )
 
 // UpdateAuthority changes an authority's root key, base URL or CRL
@@ -285,8 +293,25 @@ func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Auth
 		}
 		in.BaseURL = req.BaseURL
 	}
-	if req.CRL != nil && *req.CRL != cur.CRL {
-		v, r := req.CRL.Validity, req.CRL.Refresh
+	crl := cur.CRL
+	if req.CRL != nil {
+		crl.Validity, crl.Refresh = req.CRL.Validity, req.CRL.Refresh
+	}
+	if req.CRLShards != nil {
+		crl.Shards = *req.CRLShards
+		if crl.Shards < 0 || crl.Shards > MaxCRLShards {
+			return nil, fmt.Errorf("%w: crl shards %d: between 0 and %d", ErrInvalidRequest, crl.Shards, MaxCRLShards)
+		}
+		base := cur.BaseURL
+		if in.BaseURL != nil {
+			base = *in.BaseURL
+		}
+		if crl.Shards > 1 && base == "" {
+			return nil, fmt.Errorf("%w: crl shards need the authority's base_url: certificates name their shard's CRL under it", ErrInvalidRequest)
+		}
+	}
+	if crl != cur.CRL {
+		v, r := crl.Validity, crl.Refresh
 		if v != 0 && (v < minCRLValidity || v > maxCRLValidity) {
 			return nil, fmt.Errorf("%w: crl validity %s: between %s and %s", ErrInvalidRequest, v, minCRLValidity, maxCRLValidity)
 		}
@@ -295,7 +320,7 @@ func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Auth
 		if r != 0 && (r < minCRLRefresh || r > cmp.Or(v, DefaultCRLValidity)/2) {
 			return nil, fmt.Errorf("%w: crl refresh %s: at least %s and at most half the validity", ErrInvalidRequest, r, minCRLRefresh)
 		}
-		in.CRL = req.CRL
+		in.CRL = &crl
 	}
 	if len(req.Chain) > 0 {
 		ic, err := ca.checkChainUpdate(cur, req.Chain)

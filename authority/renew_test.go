@@ -132,7 +132,7 @@ func TestRevokeOnRenew(t *testing.T) {
 	if err := c.RefreshStaleCRLs(ctx); err != nil {
 		t.Fatal(err)
 	}
-	crl, _ := c.CRL(ctx, DefaultAuthority, "")
+	crl, _ := c.CRL(ctx, DefaultAuthority, "", -1)
 	rl, err := x509.ParseRevocationList(crl.DER)
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +257,7 @@ func TestRenewalAndRevocationDuringARollingUpgrade(t *testing.T) {
 	if _, err := c.Revoke(ctx, RevokeRequest{Serial: a.Cert.Serial, Admin: c.admin}); err != nil {
 		t.Fatal(err)
 	}
-	crl, _ := c.CRL(ctx, DefaultAuthority, "")
+	crl, _ := c.CRL(ctx, DefaultAuthority, "", -1)
 	rl, _ := x509.ParseRevocationList(crl.DER)
 	if len(rl.RevokedCertificateEntries) != 1 {
 		t.Fatalf("CRL right after a revocation during an upgrade: %d entries", len(rl.RevokedCertificateEntries))

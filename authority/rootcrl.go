@@ -44,7 +44,7 @@ func (ca *CA) refreshRootCRL(ctx context.Context, name, id string, force bool) e
 	if !due {
 		return nil
 	}
-	err = ca.signCRL(ctx, fsm.CmdRootCRLPut, a, id, number, asOf, root, a.RootKeyURI, ca.revokedUnder(a, root, now), now)
+	err = ca.signCRL(ctx, fsm.CmdRootCRLPut, a, id, number, asOf, root, a.RootKeyURI, ca.revokedUnder(a, root, now), nil, now)
 	if errors.Is(err, fsm.ErrUpgrading) {
 		return nil // a server does not read root CRLs yet: a later round
 	}
@@ -127,15 +127,22 @@ func (ca *CA) CRLBundle(ctx context.Context, name string) ([]*fsm.CRL, error) {
 			ids = append(ids, RootCRLID(root))
 		}
 	}
+	// A partitioned issuer's complete CRL goes along while it has one (it
+	// may have outgrown one CRL): its shards cover what it issued since.
+	optional := map[string]bool{}
 	for _, iss := range a.Issuers {
 		if c, err := ca.certs.parse(iss.Chain[0]); err == nil && now.Before(c.NotAfter) {
-			ids = append(ids, iss.ID)
+			ids = append(ids, crlIDs(&iss)...)
+			optional[iss.ID] = iss.CRLShards > 1
 		}
 	}
 	var out []*fsm.CRL
 	for _, id := range ids {
 		c, err := ca.state.CRL(name, id)
 		if errors.Is(err, fsm.ErrNotFound) || (err == nil && !now.Before(c.NextUpdate)) {
+			if optional[id] {
+				continue
+			}
 			return nil, fmt.Errorf("%w: %w for %s/%s; it is signed shortly", ErrUnavailable, ErrCRLUnavailable, name, id)
 		}
 		if err != nil {

@@ -126,7 +126,7 @@ func TestCRLPassesZlint(t *testing.T) {
 	if err := c.RefreshStaleCRLs(ctx); err != nil {
 		t.Fatal(err)
 	}
-	crl, err := c.CRL(ctx, DefaultAuthority, "")
+	crl, err := c.CRL(ctx, DefaultAuthority, "", -1)
 	if err != nil {
 		t.Fatal(err)
 	}

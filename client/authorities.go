@@ -18,6 +18,7 @@ type Authority struct {
 	CRL        struct {
 		Validity string `json:"validity"`
 		Refresh  string `json:"refresh"`
+		Shards   int    `json:"shards,omitempty"`
 	} `json:"crl"`
 	Issuers   []Issuer  `json:"issuers"`
 	CreatedAt time.Time `json:"created_at"`
@@ -31,6 +32,7 @@ type Issuer struct {
 	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	Certificate string     `json:"certificate"`
 	NotAfter    time.Time  `json:"not_after"`
+	CRLShards   int        `json:"crl_shards,omitempty"` // its CRL's partitions, at .../crl/{0..n-1}
 }
 
 // KeyOptions names a key URI, or asks for keys to be created first.
@@ -117,6 +119,9 @@ type UpdateAuthority struct {
 type CRLConfig struct {
 	Validity string `json:"validity,omitempty"`
 	Refresh  string `json:"refresh,omitempty"`
+	// Shards partitions the CRLs of issuers that have one CRL, and of
+	// issuers made later; nil: as it is.
+	Shards *int `json:"shards,omitempty"`
 }
 
 func (c *Client) UpdateAuthority(ctx context.Context, name string, req UpdateAuthority) (*Authority, error) {

@@ -99,7 +99,9 @@ func applyIssuerAdd(a *applyCtx) error {
 	}
 	in.Issuer.Active = true
 	in.Issuer.CreatedAt = a.now
+	in.Issuer.CRLShards, in.Issuer.CRLBaseURL = 0, "" // the authority's settings decide
 	cur.Issuers = append(cur.Issuers, in.Issuer)
+	pinCRLShards(&cur)
 	putJSON(a.tx, bAuthorities, []byte(cur.Name), &cur)
 	return nil
 }

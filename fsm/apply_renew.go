@@ -138,7 +138,12 @@ func (in *Renew) readPayload(r *reader) {
 // this entry's index: the leader signs a new CRL for each stale issuer at
 // most once per interval (authority.RefreshStaleCRLs), and a CRL signed
 // from a state at or past the index clears the mark (applyCRLPut).
-func markCRLStale(a *applyCtx, c *Cert) { markStale(a, c.Authority, c.Issuer) }
+func markCRLStale(a *applyCtx, c *Cert) {
+	markStale(a, c.Authority, c.Issuer)
+	if id := shardOf(a, c); id != "" {
+		markStale(a, c.Authority, id) // of the shards, only c's
+	}
+}
 
 func markStale(a *applyCtx, authority, issuer string) {
 	var v [8]byte

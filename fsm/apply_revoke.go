@@ -37,8 +37,10 @@ func issuerKey(authority, issuer string) []byte {
 	return []byte(authority + "\x00" + issuer + "\x00")
 }
 
-func revokedKey(c *Cert) []byte {
-	return append(issuerKey(c.Authority, c.Issuer), timeKey(c.NotAfter, []byte(c.Serial))...)
+// revokedKey lists c under one of its issuer's CRLs (the complete one, or
+// a shard's ID).
+func revokedKey(authority, crl string, c *Cert) []byte {
+	return append(issuerKey(authority, crl), timeKey(c.NotAfter, []byte(c.Serial))...)
 }
 
 func applyRevoke(a *applyCtx) error { return revokeFrom(a, false) }
@@ -65,11 +67,29 @@ func revokeFrom(a *applyCtx, stale bool) error {
 	return nil
 }
 
-// setRevoked writes c revoked now, and lists it for its CRL.
+// setRevoked writes c revoked now, and lists it for its CRL and, if its
+// issuer's CRL is partitioned, for its shard's.
 func setRevoked(a *applyCtx, c *Cert, reason int, by string) {
 	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, reason, by
 	putJSON(a.tx, bCerts, []byte(c.Serial), c)
-	putJSON(a.tx, bRevoked, revokedKey(c), revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: reason})
+	e := revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: reason}
+	putJSON(a.tx, bRevoked, revokedKey(c.Authority, c.Issuer, c), e)
+	if id := shardOf(a, c); id != "" {
+		putJSON(a.tx, bRevoked, revokedKey(c.Authority, id, c), e)
+	}
+}
+
+// shardOf is the ID of the CRL shard that lists c, or "" if its issuer's
+// CRL is one.
+func shardOf(a *applyCtx, c *Cert) string {
+	auth, err := authorityRecord(a.tx, c.Authority)
+	if err != nil {
+		return ""
+	}
+	if iss := auth.Issuer(c.Issuer); iss != nil && iss.CRLShards > 1 {
+		return CRLShardID(iss.ID, CRLShard(c.Serial, iss.CRLShards))
+	}
+	return ""
 }
 
 // markRevoked revokes c unless it is revoked already (the first
@@ -84,6 +104,14 @@ func markRevoked(a *applyCtx, c *Cert, reason int, by string) {
 func revokeRecord(a *applyCtx, c *Cert, reason int, by string) {
 	setRevoked(a, c, reason, by)
 	markCRLStale(a, c)
+}
+
+// hasCRL says whether id names an issuer's complete CRL or one of its
+// shards.
+func hasCRL(a *Authority, id string) bool {
+	issuer, k := SplitCRLID(id)
+	iss := a.Issuer(issuer)
+	return iss != nil && k < iss.CRLShards
 }
 
 // CRLPut is CmdCRLPut's payload: a CRL, and the applied index of the state
@@ -111,7 +139,7 @@ func putCRL(a *applyCtx, root bool) error {
 	a.notef("authority=%s issuer=%s number=%d", in.Authority, in.Issuer, in.Number)
 	var auth Authority
 	if getJSON(a.tx, bAuthorities, []byte(in.Authority), &auth) != nil ||
-		(!root && auth.Issuer(in.Issuer) == nil) || (root && !strings.HasPrefix(in.Issuer, RootCRLPrefix)) {
+		(!root && !hasCRL(&auth, in.Issuer)) || (root && !strings.HasPrefix(in.Issuer, RootCRLPrefix)) {
 		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+in.Authority+"/"+in.Issuer)
 	}
 	key := issuerKey(in.Authority, in.Issuer)

@@ -53,6 +53,7 @@ func applyAuthorityUpdate(a *applyCtx) error {
 		}
 		iss.Chain = ic.Chain
 	}
+	pinCRLShards(&cur)
 	putJSON(a.tx, bAuthorities, []byte(cur.Name), &cur)
 	return nil
 }

@@ -2,6 +2,9 @@ package fsm
 
 import (
 	"encoding/json"
+	"math/big"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -26,16 +29,64 @@ type Authority struct {
 	CRL CRLSettings `json:"crl,omitzero"`
 }
 
-// CRLSettings say how long a CRL is valid (nextUpdate - thisUpdate) and
-// how often it is signed anew when nothing changed.
+// CRLSettings say how long a CRL is valid (nextUpdate - thisUpdate), how
+// often it is signed anew when nothing changed, and into how many shards
+// an issuer's CRL is partitioned (0 or 1: one CRL). Shards reach an
+// issuer once, for its life (Issuer.CRLShards).
 type CRLSettings struct {
 	Validity time.Duration `json:"validity,omitempty"`
 	Refresh  time.Duration `json:"refresh,omitempty"`
+	Shards   int           `json:"shards,omitempty"`
 }
 
 // RootCRLPrefix starts the issuer ID under which a root's CRL is kept: the
 // prefix and the root's ID. Issuer IDs are hex, so the two never meet.
 const RootCRLPrefix = "root-"
+
+// CRLShardID names shard k of an issuer's partitioned CRL among an
+// authority's CRLs (stored CRLs, stale marks, the revoked index): the
+// issuer's ID, "/" and k. Issuer IDs are hex, so the two never meet.
+func CRLShardID(issuer string, k int) string { return issuer + "/" + strconv.Itoa(k) }
+
+// SplitCRLID splits a CRL's ID into its issuer's ID and shard; shard -1
+// is the complete CRL (or a root's).
+func SplitCRLID(id string) (issuer string, shard int) {
+	iss, k, ok := strings.Cut(id, "/")
+	if !ok {
+		return id, -1
+	}
+	n, err := strconv.Atoi(k)
+	if err != nil || n < 0 || strconv.Itoa(n) != k {
+		return id, -1
+	}
+	return iss, n
+}
+
+// CRLShard is the shard that lists the certificate with this serial (hex)
+// in a CRL of n shards: the serial modulo n. Serials are random, so the
+// shards fill evenly.
+func CRLShard(serial string, n int) int {
+	s, ok := new(big.Int).SetString(serial, 16)
+	if !ok || n < 2 {
+		return 0
+	}
+	return int(s.Mod(s, big.NewInt(int64(n))).Int64())
+}
+
+// pinCRLShards partitions the CRL of each active issuer that has no
+// shards yet, once the authority asks for shards and has a base URL for
+// their URLs. Retired issuers keep one CRL: they issue nothing that would
+// name a shard.
+func pinCRLShards(a *Authority) {
+	if a.CRL.Shards < 2 || a.BaseURL == "" {
+		return
+	}
+	for i := range a.Issuers {
+		if iss := &a.Issuers[i]; iss.Active && iss.CRLShards == 0 {
+			iss.CRLShards, iss.CRLBaseURL = a.CRL.Shards, a.BaseURL
+		}
+	}
+}
 
 // Roots are the authority's trust anchors: Root, then any added ones.
 func (a *Authority) Roots() [][]byte { return append([][]byte{a.Root}, a.AddedRoots...) }
@@ -53,6 +104,13 @@ type Issuer struct {
 	// CRL lists it); it issues nothing more.
 	RevokedAt        time.Time `json:"revoked_at,omitzero"`
 	RevocationReason int       `json:"revocation_reason,omitempty"`
+	// CRLShards (over 1) partitions the issuer's CRL: a certificate is
+	// listed in shard CRLShard(serial, CRLShards) as well as in the
+	// complete CRL, and names that shard's URL under CRLBaseURL. Both are
+	// set once (pinCRLShards) and never change: certificates name the
+	// URL, and each shard's issuing distribution point must match it.
+	CRLShards  int    `json:"crl_shards,omitempty"`
+	CRLBaseURL string `json:"crl_base_url,omitempty"`
 }
 
 // Revoked reports whether the issuer's certificate is revoked.

@@ -263,6 +263,14 @@ func (f *FSM) CRL(authority, issuer string) (*CRL, error) {
 	return get[CRL](f, bCRLs, issuerKey(authority, issuer))
 }
 
+// HasCRL says whether a CRL of an issuer (or shard, or root) is stored,
+// without reading it: the leader asks of every CRL once per CRL interval.
+func (f *FSM) HasCRL(authority, issuer string) bool {
+	found := false
+	_ = f.view(func(tx *bolt.Tx) error { found = tx.Bucket(bCRLs).Get(issuerKey(authority, issuer)) != nil; return nil })
+	return found
+}
+
 // CRLSummary is a stored CRL without its DER.
 type CRLSummary struct {
 	Authority, Issuer      string

@@ -289,6 +289,7 @@ type authorityBlock struct {
 	CRL              *struct {
 		Validity string `hcl:"validity,optional"`
 		Refresh  string `hcl:"refresh,optional"`
+		Shards   int    `hcl:"shards,optional"`
 	} `hcl:"crl,block"`
 }
 
@@ -419,6 +420,9 @@ func Parse(filename string, src []byte) (*Config, error) {
 			}
 			if err != nil {
 				return nil, err
+			}
+			if ac.CRL.Shards = a.CRL.Shards; ac.CRL.Shards < 0 || ac.CRL.Shards > authority.MaxCRLShards {
+				return nil, fmt.Errorf("config: %s shards: between 0 and %d", what, authority.MaxCRLShards)
 			}
 		}
 		c.Authorities = append(c.Authorities, ac)

@@ -403,8 +403,11 @@ func (n *Node) updateAuthority(ctx context.Context, ac *AuthorityConfig) error {
 	if ac.RootKey != "" {
 		req.RootKey = &ac.RootKey
 	}
-	if ac.CRL != (fsm.CRLSettings{}) {
+	if ac.CRL.Validity != 0 || ac.CRL.Refresh != 0 {
 		req.CRL = &ac.CRL
+	}
+	if ac.CRL.Shards != 0 {
+		req.CRLShards = &ac.CRL.Shards
 	}
 	// An intermediate signed again for the same key (other links or
 	// dates) in chain_file replaces the one the authority was made with.

@@ -268,12 +268,14 @@ func authorityRevokeIssuer(args []string) int {
 
 func authorityUpdate(args []string) int {
 	var name, rootKey, baseURL, validity, refresh string
+	shards := -1
 	return apiCommand("operator authority update", 0, func(fs *flag.FlagSet) {
 		fs.StringVar(&name, "name", "", "authority name (required)")
 		fs.StringVar(&rootKey, "root-key", "", "key URI of the root (KMS or HSM); \"none\" clears it")
 		fs.StringVar(&baseURL, "base-url", "", "URL (a load balancer) that certificates name for CRLs, OCSP and issuer certificates")
 		fs.StringVar(&validity, "crl-validity", "", "how long each CRL is valid (default 24h)")
 		fs.StringVar(&refresh, "crl-refresh", "", "how often a CRL is signed anew without a revocation (default 1h)")
+		fs.IntVar(&shards, "crl-shards", -1, "partition each issuer's CRL into this many shards (0 or 1: one CRL); reaches the active issuers that have one CRL, and later ones, for their life")
 	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if name == "" {
 			return nil, errors.New("-name is required")
@@ -290,6 +292,12 @@ func authorityUpdate(args []string) int {
 		}
 		if validity != "" || refresh != "" {
 			req.CRL = &client.CRLConfig{Validity: validity, Refresh: refresh}
+		}
+		if shards >= 0 {
+			if req.CRL == nil {
+				req.CRL = &client.CRLConfig{}
+			}
+			req.CRL.Shards = &shards
 		}
 		return authorityResult(c.UpdateAuthority(cx, name, req))
 	})(args)

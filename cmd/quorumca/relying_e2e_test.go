@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -426,4 +427,152 @@ func TestDevLinksFollowTheListenAddress(t *testing.T) {
 		})
 		p.stop(t)
 	}
+}
+
+// With the authority's CRL partitioned (operator authority update
+// -crl-shards 4), relying parties that hold only the shards (and the
+// root's CRL) still check every certificate against the right one: each
+// shard's issuing distribution point names the URL its certificates name.
+// openssl verify, nginx ssl_crl and HAProxy crl-file accept a valid client
+// and refuse a revoked one; without the revoked certificate's shard,
+// openssl fails it ("different CRL scope") rather than taking another
+// shard for a complete CRL. Python's cryptography reads the extension.
+func TestRelyingPartiesCheckCertificatesAgainstTheirCRLShard(t *testing.T) {
+	requireTools(t, "nginx", "haproxy", "openssl", "curl", "python3")
+	const shards = 4
+	rp := startRelyingPartyCA(t)
+	if out, err := exec.Command(binary, "operator", "authority", "update", "-name", "default", "-crl-shards", fmt.Sprint(shards),
+		"-addr", rp.api, "-ca-file", rp.root, "-admin-token", rp.admin).CombinedOutput(); err != nil {
+		t.Fatalf("authority update -crl-shards: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(rp.dir, "crls.pem")
+	waitFor(t, 30*time.Second, "a bundle with the root's CRL, the complete one and 4 shards", func() bool {
+		return len(rp.fetchCRLs(bundle)) == 2+shards
+	})
+	// Two valid clients in other shards than the revoked one.
+	type client struct {
+		chain, key string
+		serial     *big.Int
+		shard      int
+	}
+	var bad *client
+	var good []*client
+	for i := 0; bad == nil || len(good) < 2; i++ {
+		if i == 40 {
+			t.Fatal("40 certificates fell into fewer than 3 shards")
+		}
+		chain, key, serial := rp.enroll(fmt.Sprintf("c%d.example", i))
+		c := &client{chain, key, serial, int(new(big.Int).Mod(serial, big.NewInt(shards)).Int64())}
+		cdp := mustCert(t, chain).CRLDistributionPoints
+		if len(cdp) != 1 || !strings.HasSuffix(cdp[0], fmt.Sprintf("/crl/%d", c.shard)) {
+			t.Fatalf("certificate in shard %d names %v", c.shard, cdp)
+		}
+		switch {
+		case bad == nil:
+			bad = c
+		case c.shard != bad.shard && (len(good) == 0 || good[0].shard != c.shard):
+			good = append(good, c)
+		}
+	}
+	if st := postJSON(t, rp.c, rp.api+"/v1/revoke", rp.admin, map[string]string{"serial": fmt.Sprintf("%x", bad.serial)}, nil); st != 200 {
+		t.Fatalf("revoke: %d", st)
+	}
+	var crls []*x509.RevocationList
+	waitFor(t, 30*time.Second, "the next CRL fetch to list the revoked certificate", func() bool {
+		crls = rp.fetchCRLs(bundle)
+		return lists(crls, bad.serial)
+	})
+
+	// Bundles of the root's CRL and the shards, without the complete CRL.
+	write := func(name string, skipShard int) string {
+		var b []byte
+		for _, l := range crls {
+			url := idpOf(t, l)
+			if url == "" && l.Issuer.String() != mustCert(t, rp.root).Subject.String() {
+				continue // the complete CRL
+			}
+			if url != "" && strings.HasSuffix(url, fmt.Sprintf("/crl/%d", skipShard)) {
+				continue
+			}
+			b = append(b, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: l.Raw})...)
+		}
+		f := filepath.Join(rp.dir, name)
+		os.WriteFile(f, b, 0o600)
+		return f
+	}
+	shardsOnly := write("shards.pem", -1)
+	verify := func(crlFile, chain string) string {
+		out, _ := exec.Command("openssl", "verify", "-crl_check_all", "-CAfile", rp.root, "-untrusted", rp.inter, "-CRLfile", crlFile, chain).CombinedOutput()
+		return string(out)
+	}
+	for _, g := range good {
+		if out := verify(shardsOnly, g.chain); !strings.Contains(out, ": OK") {
+			t.Errorf("openssl verify, shards only, valid certificate of shard %d:\n%s", g.shard, out)
+		}
+	}
+	if out := verify(shardsOnly, bad.chain); !strings.Contains(out, "certificate revoked") {
+		t.Errorf("openssl verify, shards only, revoked certificate:\n%s", out)
+	}
+	if out := verify(write("others.pem", bad.shard), bad.chain); strings.Contains(out, ": OK") || !strings.Contains(out, "different CRL scope") {
+		t.Errorf("openssl verify without the revoked certificate's shard:\n%s", out)
+	}
+
+	python := `
+import sys
+from cryptography import x509
+data = open(sys.argv[1], "rb").read()
+n = 0
+for p in data.split(b"-----BEGIN X509 CRL-----")[1:]:
+    crl = x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + p)
+    try:
+        ext = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+    except x509.ExtensionNotFound:
+        continue
+    assert ext.critical and ext.value.only_contains_user_certs, ext
+    assert ext.value.full_name[0].value.endswith("/crl/%d" % n), (n, ext.value.full_name)
+    n += 1
+assert n == int(sys.argv[2]), n
+`
+	if out, err := exec.Command("python3", "-c", python, shardsOnly, fmt.Sprint(shards)).CombinedOutput(); err != nil {
+		t.Fatalf("python cryptography: %v\n%s", err, out)
+	}
+
+	serverCert, serverKey := filepath.Join(rp.dir, "node1", "tls.pem"), filepath.Join(rp.dir, "node1", "tls.key")
+	stapleChain, stapleKey, _ := rp.enroll("127.0.0.1")
+	ports := freeBase(t, 4)
+	startNginx(t, rp, serverCert, serverKey, shardsOnly, ports, ports+1, ports+3, stapleChain, stapleKey)
+	startHAProxy(t, rp, serverCert, serverKey, shardsOnly, ports+2)
+	urls := map[string]string{"nginx ssl_crl": fmt.Sprintf("https://127.0.0.1:%d/", ports), "haproxy crl-file": fmt.Sprintf("https://127.0.0.1:%d/", ports+2)}
+	for what, url := range urls {
+		for _, g := range good {
+			waitFor(t, 30*time.Second, what+" to accept a valid client", func() bool { return get(t, url, rp.root, g.chain, g.key) == "ok" })
+		}
+		if got := get(t, url, rp.root, bad.chain, bad.key); got == "ok" {
+			t.Errorf("%s accepted a revoked client with the shards only", what)
+		}
+	}
+}
+
+// idpOf is the URL a CRL's issuing distribution point names, or "".
+func idpOf(t *testing.T, l *x509.RevocationList) string {
+	for _, e := range l.Extensions {
+		if !e.Id.Equal(asn1.ObjectIdentifier{2, 5, 29, 28}) {
+			continue
+		}
+		var idp struct {
+			DP asn1.RawValue `asn1:"optional,tag:0"`
+		}
+		var name, uri asn1.RawValue
+		if _, err := asn1.Unmarshal(e.Value, &idp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := asn1.Unmarshal(idp.DP.Bytes, &name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := asn1.Unmarshal(name.Bytes, &uri); err != nil {
+			t.Fatal(err)
+		}
+		return string(uri.Bytes)
+	}
+	return ""
 }

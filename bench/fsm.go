@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,6 +34,9 @@ type FSMConfig struct {
 	Records int    // issued-certificate records to load (default 1,000,000)
 	Batch   int    // log entries per FSM batch (one bolt transaction, one fsync; default 256)
 	Revoked int    // of those, revoked before the CRL is built (default 100,000)
+	// CRLShards, over 1, partitions the issuer's CRL: every shard is built
+	// as well as the complete CRL (when it is within one CRL's limit).
+	CRLShards int
 	// NoCluster skips starting nodes on the loaded state: three nodes
 	// need six times the database's size on disk (a database and a
 	// snapshot each). Snapshot and restore are then measured by streaming
@@ -70,16 +74,24 @@ type FSMResult struct {
 	RestoreSeconds  float64 `json:"restore_seconds"` // snapshot → a new node's FSM
 
 	Nodes           int       `json:"nodes"`
-	StartSeconds    float64   `json:"cluster_start_seconds"`   // 3 nodes open their stores and elect a leader
-	FailoverSeconds float64   `json:"leader_failover_seconds"` // leader gone → a new leader commits
-	OpenSeconds     float64   `json:"fsm_open_seconds"`        // reopen the loaded database
-	RevokedEntries  int       `json:"crl_entries"`             //
-	RevokeSeconds   float64   `json:"revoke_seconds"`          // applying the revocations
-	CRLSeconds      float64   `json:"crl_build_seconds"`       // read revoked, sign, commit the CRL
-	CRLKiB          float64   `json:"crl_kib"`                 //
-	Machine         Machine   `json:"machine"`                 //
-	Started         time.Time `json:"started"`                 //
-	Note            string    `json:"note,omitempty"`          //
+	StartSeconds    float64   `json:"cluster_start_seconds"`           // 3 nodes open their stores and elect a leader
+	FailoverSeconds float64   `json:"leader_failover_seconds"`         // leader gone → a new leader commits
+	OpenSeconds     float64   `json:"fsm_open_seconds"`                // reopen the loaded database
+	RevokedEntries  int       `json:"crl_entries"`                     //
+	RevokeSeconds   float64   `json:"revoke_seconds"`                  // applying the revocations
+	CRLSeconds      float64   `json:"crl_build_seconds"`               // read revoked, sign, commit the CRL
+	CRLKiB          float64   `json:"crl_kib"`                         //
+	CRLRefused      string    `json:"crl_refused,omitempty"`           // the complete CRL is over one CRL's limit
+	CRLShards       int       `json:"crl_shards,omitempty"`            //
+	ShardsSeconds   float64   `json:"crl_shards_seconds,omitempty"`    // every shard, one after another
+	ShardMaxSeconds float64   `json:"crl_shard_max_seconds,omitempty"` // the slowest shard: a revocation's CRL cost
+	ShardMaxEntries int       `json:"crl_shard_max_entries,omitempty"` //
+	ShardMaxKiB     float64   `json:"crl_shard_max_kib,omitempty"`     //
+	ShardsKiB       float64   `json:"crl_shards_kib,omitempty"`        // all shards
+	ShardsEntries   int       `json:"crl_shards_entries,omitempty"`    // all shards: each revoked record once
+	Machine         Machine   `json:"machine"`                         //
+	Started         time.Time `json:"started"`                         //
+	Note            string    `json:"note,omitempty"`                  //
 }
 
 // WriteJSON writes r to path.
@@ -97,7 +109,15 @@ func (r *FSMResult) Summary(w io.Writer) {
 	if r.Nodes > 0 {
 		fmt.Fprintf(w, "  %d nodes start and elect %.2f s; leader failover %.2f s\n", r.Nodes, r.StartSeconds, r.FailoverSeconds)
 	}
-	fmt.Fprintf(w, "  revoke %d: %.1f s; CRL with %d entries built in %.2f s (%.0f KiB)\n", r.RevokedEntries, r.RevokeSeconds, r.RevokedEntries, r.CRLSeconds, r.CRLKiB)
+	if r.CRLRefused != "" {
+		fmt.Fprintf(w, "  revoke %d: %.1f s; complete CRL refused: %s\n", r.RevokedEntries, r.RevokeSeconds, r.CRLRefused)
+	} else {
+		fmt.Fprintf(w, "  revoke %d: %.1f s; CRL with %d entries built in %.2f s (%.0f KiB)\n", r.RevokedEntries, r.RevokeSeconds, r.RevokedEntries, r.CRLSeconds, r.CRLKiB)
+	}
+	if r.CRLShards > 1 {
+		fmt.Fprintf(w, "  %d CRL shards built in %.2f s (%.0f KiB in all); the largest: %d entries, %.0f KiB, %.3f s\n",
+			r.CRLShards, r.ShardsSeconds, r.ShardsKiB, r.ShardMaxEntries, r.ShardMaxKiB, r.ShardMaxSeconds)
+	}
 }
 
 // FSM loads synthetic issued-certificate records into a node's state
@@ -159,6 +179,13 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	if err := ld.apply(fsm.CmdAuthorityPut, auth); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
+	if cfg.CRLShards > 1 {
+		base := "http://ca.bench.example"
+		if err := ld.apply(fsm.CmdAuthorityUpdate, fsm.AuthorityUpdate{Name: auth.Name, BaseURL: &base,
+			CRL: &fsm.CRLSettings{Shards: cfg.CRLShards}}); err != nil {
+			return nil, fmt.Errorf("authority: %w", err)
+		}
+	}
 
 	// Load, noting memory ten times on the way.
 	start := time.Now()
@@ -212,17 +239,9 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	}
 	res.RevokeSeconds, res.RevokedEntries = time.Since(t).Seconds(), len(serials)
 	ca := authority.New(authority.Config{State: f, Proposer: ld, Signers: &signer.Cache{AllowInsecure: true}})
-	t = time.Now()
-	if err := ca.RefreshCRL(ctx, authority.DefaultAuthority, auth.Issuers[0].ID, true); err != nil {
-		return nil, fmt.Errorf("crl: %w", err)
-	}
-	res.CRLSeconds = time.Since(t).Seconds()
-	crl, err := f.CRL(authority.DefaultAuthority, auth.Issuers[0].ID)
-	if err != nil {
+	if err := benchCRLs(ctx, ca, f, auth.Issuers[0].ID, cfg, res); err != nil {
 		return nil, err
 	}
-	res.CRLKiB = float64(len(crl.DER)) / 1024
-	fmt.Fprintf(cfg.Progress, "fsm: CRL with %d entries in %.2f s\n", len(serials), res.CRLSeconds)
 
 	// Reopen: what a restarting node pays before raft starts.
 	if err := f.Close(); err != nil {
@@ -360,6 +379,58 @@ func fsmAuthority(ctx context.Context, pki *node.DevPKI) (*fsm.Authority, []byte
 	a := &fsm.Authority{Name: authority.DefaultAuthority, Root: roots[0].Raw,
 		Issuers: []fsm.Issuer{{ID: "1", Chain: [][]byte{chain[0].Raw}, KeyURI: pki.KeyURI, Active: true}}}
 	return a, leaf.Raw, nil
+}
+
+// benchCRLs builds the issuer's complete CRL (unless it is over one CRL's
+// limit) and, if it is partitioned, each shard.
+func benchCRLs(ctx context.Context, ca *authority.CA, f *fsm.FSM, issuer string, cfg FSMConfig, res *FSMResult) error {
+	t := time.Now()
+	err := ca.RefreshCRL(ctx, authority.DefaultAuthority, issuer, true)
+	switch {
+	case errors.Is(err, authority.ErrCRLTooLarge):
+		res.CRLRefused = err.Error()
+	case err != nil:
+		return fmt.Errorf("crl: %w", err)
+	default:
+		res.CRLSeconds = time.Since(t).Seconds()
+		crl, err := f.CRL(authority.DefaultAuthority, issuer)
+		if err != nil {
+			return err
+		}
+		res.CRLKiB = float64(len(crl.DER)) / 1024
+		fmt.Fprintf(cfg.Progress, "fsm: CRL with %d entries in %.2f s\n", res.RevokedEntries, res.CRLSeconds)
+	}
+	if cfg.CRLShards < 2 {
+		return nil
+	}
+	res.CRLShards = cfg.CRLShards
+	all := time.Now()
+	for k := range cfg.CRLShards {
+		id := fsm.CRLShardID(issuer, k)
+		t := time.Now()
+		if err := ca.RefreshCRL(ctx, authority.DefaultAuthority, id, true); err != nil {
+			return fmt.Errorf("crl shard %d: %w", k, err)
+		}
+		took := time.Since(t).Seconds()
+		crl, err := f.CRL(authority.DefaultAuthority, id)
+		if err != nil {
+			return err
+		}
+		rl, err := x509.ParseRevocationList(crl.DER)
+		if err != nil {
+			return err
+		}
+		kib := float64(len(crl.DER)) / 1024
+		res.ShardsKiB += kib
+		res.ShardsEntries += len(rl.RevokedCertificateEntries)
+		if n := len(rl.RevokedCertificateEntries); n > res.ShardMaxEntries {
+			res.ShardMaxEntries, res.ShardMaxKiB = n, kib
+		}
+		res.ShardMaxSeconds = max(res.ShardMaxSeconds, took)
+	}
+	res.ShardsSeconds = time.Since(all).Seconds()
+	fmt.Fprintf(cfg.Progress, "fsm: %d CRL shards in %.2f s\n", cfg.CRLShards, res.ShardsSeconds)
+	return nil
 }
 
 // loader applies commands straight to an FSM with increasing indexes, and

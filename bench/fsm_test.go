@@ -52,3 +52,21 @@ func TestFSMScaleRun(t *testing.T) {
 		f.Close()
 	}
 }
+
+// With the CRL partitioned, the shards together list every revoked record
+// once, each within its share.
+func TestFSMScaleRunBuildsCRLShards(t *testing.T) {
+	const records, revoked, shards = 2000, 400, 8
+	res, err := FSM(context.Background(), FSMConfig{Dir: t.TempDir(), Records: records, Revoked: revoked, Batch: 100, CRLShards: shards, NoCluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CRLShards != shards || res.CRLRefused != "" || res.ShardsEntries != revoked || res.ShardsKiB <= res.CRLKiB*0.9 {
+		t.Fatalf("result: %+v", res)
+	}
+	// Serials are random: a shard holding over twice its share would say
+	// they are not spread by their value.
+	if res.ShardMaxEntries < revoked/shards || res.ShardMaxEntries > 2*revoked/shards {
+		t.Errorf("largest shard %d entries of %d revoked in %d shards", res.ShardMaxEntries, revoked, shards)
+	}
+}

@@ -84,6 +84,7 @@ func benchFSM(ctx context.Context, args []string) int {
 	fs.IntVar(&cfg.Records, "records", 1_000_000, "issued-certificate records to load")
 	fs.IntVar(&cfg.Batch, "batch", 256, "log entries per FSM batch (one bolt transaction and fsync)")
 	fs.IntVar(&cfg.Revoked, "revoked", 100_000, "records revoked before the CRL is built")
+	fs.IntVar(&cfg.CRLShards, "crl-shards", 0, "partition the CRL into this many shards, and build each")
 	fs.BoolVar(&cfg.NoCluster, "no-cluster", false, "do not start 3 nodes on the state (they need 6x its size on disk): stream snapshot and restore instead")
 	fs.StringVar(&cfg.Dir, "dir", "", "work directory, emptied first and removed after (default: a temporary one)")
 	keep := fs.Bool("keep", false, "keep the work directory")

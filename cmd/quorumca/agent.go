@@ -144,14 +144,21 @@ func parseSignal(s string) (syscall.Signal, error) {
 func agentStatus(fs *flag.FlagSet) func([]string) int {
 	var files agentFiles
 	files.register(fs)
-	asJSON := fs.Bool("json", false, "print the state as JSON")
+	format := fs.String("format", "table", "output: table or json")
+	asJSON := fs.Bool("json", false, "") // -format json's old name: works, hidden from help
 	return func([]string) int {
+		if *asJSON {
+			*format = "json"
+		}
+		if *format != "table" && *format != "json" {
+			return fail("agent status: -format must be table or json")
+		}
 		files.resolve()
 		st, err := agent.ReadState(files.state)
 		if err != nil {
 			return fail("agent status: %v", err)
 		}
-		if *asJSON {
+		if *format == "json" {
 			b, _ := json.MarshalIndent(st, "", "  ")
 			fmt.Println(string(b))
 		} else {

@@ -5,7 +5,6 @@ package main
 import (
 	"flag"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/quorumca/quorumca/bench"
@@ -94,11 +93,12 @@ func benchStorm(fs *flag.FlagSet) func([]string) int { return benchRun(fs, true)
 func benchRun(fs *flag.FlagSet, storm bool) func([]string) int {
 	name := fs.Name()
 	var cfg bench.Config
-	var tokenFile, out, plot, ceilingFile string
+	var af apiFlags
+	var out, plot, ceilingFile string
 	var window time.Duration
 	fs.StringVar(&cfg.Addr, "addr", os.Getenv("QUORUMCA_ADDR"), "CA address, https://host:port: a node or a load balancer (QUORUMCA_ADDR)")
 	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("QUORUMCA_CA_FILE"), "roots that verify the CA (QUORUMCA_CA_FILE)")
-	fs.StringVar(&tokenFile, "admin-token", os.Getenv("QUORUMCA_ADMIN_TOKEN_FILE"), "file holding an admin token, to mint the fleet's tokens (QUORUMCA_ADMIN_TOKEN_FILE)")
+	af.registerToken(fs) // an admin's, to mint the fleet's tokens
 	fs.StringVar(&cfg.Provisioner, "provisioner", "", "enrollment-token provisioner (default: the default one)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the measured phase (it ends early when every device has had its turn)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "closed loop: workers; open loop: most requests in flight")
@@ -120,14 +120,14 @@ func benchRun(fs *flag.FlagSet, storm bool) func([]string) int {
 		fs.Lookup("devices").Value.Set("100000")
 	}
 	return func([]string) int {
-		if cfg.Addr == "" || cfg.CAFile == "" || tokenFile == "" {
-			return fail("%s: -addr, -ca-file and -admin-token are required", name)
-		}
-		tok, err := os.ReadFile(tokenFile)
+		tok, err := af.adminToken()
 		if err != nil {
 			return fail("%s: %v", name, err)
 		}
-		cfg.AdminToken = strings.TrimSpace(string(tok))
+		if cfg.Addr == "" || cfg.CAFile == "" || tok == "" {
+			return fail("%s: -addr, -ca-file and -admin-token or -admin-token-file are required", name)
+		}
+		cfg.AdminToken = tok
 		if !*quiet {
 			cfg.Progress = os.Stderr
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/posener/complete"
 	"github.com/quorumca/quorumca/bench"
 )
 
@@ -15,7 +16,8 @@ func init() {
 		&command{name: "bench ceiling", synopsis: "The in-process rate of what issuing cannot avoid (the reference)", setup: benchCeiling},
 		&command{name: "bench run", synopsis: "Enroll (and with -renew, renew) a simulated fleet against a CA", setup: benchFleet},
 		&command{name: "bench storm", synopsis: "Every device renews within a window, as after an outage", setup: benchStorm},
-		&command{name: "bench compare", args: "A.json B.json", synopsis: "Compare two JSON results", setup: benchCompare},
+		&command{name: "bench compare", args: "A.json B.json", synopsis: "Compare two JSON results", setup: benchCompare,
+			predict: complete.PredictFiles("*.json")},
 		&command{name: "bench fsm", synopsis: "Load N records into a state machine: memory, snapshot, restore, election, CRL", setup: benchFSM})
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/cli"
+	"github.com/posener/complete"
 )
 
 // command is one node of the command tree, "token" or "token create".
@@ -22,7 +23,8 @@ type command struct {
 	// setup adds the command's flags to fs and returns what runs once they
 	// are parsed, given the positional arguments. Nil: the command only
 	// groups subcommands.
-	setup func(fs *flag.FlagSet) func(args []string) int
+	setup   func(fs *flag.FlagSet) func(args []string) int
+	predict complete.Predictor // completes the positional arguments
 }
 
 var registry = map[string]*command{}

@@ -1,8 +1,17 @@
 // Command quorumca is the CA node, its dev mode, its operator tools and
 // the device agent: one binary, one command tree on hashicorp/cli (as
-// Consul and Nomad). Each file registers its commands (commands.go);
-// every command's help lists the flags of its own flag set. Built with
-// -tags agent it holds only the agent, for devices.
+// Consul and Nomad use it).
+//
+// Each file registers its commands in init (commands.go): a name of one
+// or more words ("operator authority create"), a synopsis, and a setup
+// that adds the command's flags to a flag set and returns what runs once
+// they are parsed. A command without setup only groups its subcommands.
+// Help lists the flags of that same flag set, and shell completion
+// (complete.go, quorumca -autocomplete-install) offers them, so neither
+// drifts from what the command parses. Flags and positional arguments
+// mix in any order. A command line that cannot run gets one line and exit
+// status 1. Built with -tags agent the tree holds only the agent, for
+// devices.
 package main
 
 import (
@@ -31,20 +40,24 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 // run is the whole command line.
 func run(args []string) int {
-	if len(args) == 0 {
+	completing := os.Getenv("COMP_LINE") != "" // the shell asks for completions: hashicorp/cli answers
+	if len(args) == 0 && !completing {
 		args = []string{"-h"}
 	}
 	c := &cli.CLI{
-		Name:        "quorumca",
-		Args:        args,
-		Version:     "quorumca " + version,
-		Commands:    commands(),
-		HelpFunc:    helpFunc,
-		HelpWriter:  os.Stdout,
-		ErrorWriter: os.Stderr,
+		Name:         "quorumca",
+		Args:         args,
+		Version:      "quorumca " + version,
+		Commands:     commands(),
+		HelpFunc:     helpFunc,
+		HelpWriter:   os.Stdout,
+		ErrorWriter:  os.Stderr,
+		Autocomplete: true,
 	}
-	if code, done := check(c, args); done {
-		return code
+	if !completing {
+		if code, done := check(c, args); done {
+			return code
+		}
 	}
 	code, err := c.Run()
 	if err != nil {
@@ -66,7 +79,8 @@ func commands() map[string]cli.CommandFactory {
 }
 
 // globalFlags go before the command.
-var globalFlags = map[string]bool{"h": true, "help": true, "v": true, "version": true}
+var globalFlags = map[string]bool{"h": true, "help": true, "v": true, "version": true,
+	"autocomplete-install": true, "autocomplete-uninstall": true}
 
 // check answers in one line what hashicorp/cli would answer with the whole
 // help: a flag before the command that is not a global one, or a command
@@ -89,7 +103,8 @@ func check(c *cli.CLI, args []string) (int, bool) {
 func helpFunc(cmds map[string]cli.CommandFactory) string {
 	return cli.BasicHelpFunc("quorumca")(cmds) + `
 Run 'quorumca help <command>' or 'quorumca <command> -h' for a command's
-flags and subcommands.`
+flags and subcommands. 'quorumca -autocomplete-install' adds completion of
+commands and flags to bash and zsh.`
 }
 
 // helpCommand is "quorumca help <command ...>", the same as the command's -h.

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/posener/complete"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/node"
@@ -41,8 +42,10 @@ func init() {
 		&command{name: "operator raft remove-peer", args: "ID", synopsis: "Remove a server from the Raft configuration", setup: raftRemovePeer},
 		&command{name: "operator raft transfer-leadership", synopsis: "Hand leadership to another voter", setup: raftTransfer},
 		&command{name: "operator snapshot", synopsis: "Save and restore the whole state"},
-		&command{name: "operator snapshot save", args: "FILE", synopsis: "A consistent, checksummed snapshot of the whole state", setup: snapshotSave},
-		&command{name: "operator snapshot restore", args: "FILE", synopsis: "Replace the cluster's state with a snapshot (disaster recovery)", setup: snapshotRestore},
+		&command{name: "operator snapshot save", args: "FILE", synopsis: "A consistent, checksummed snapshot of the whole state", setup: snapshotSave,
+			predict: complete.PredictFiles("*")},
+		&command{name: "operator snapshot restore", args: "FILE", synopsis: "Replace the cluster's state with a snapshot (disaster recovery)", setup: snapshotRestore,
+			predict: complete.PredictFiles("*")},
 		&command{name: "operator recover-admin", synopsis: "On a stopped node: a one-time admin token, committed when the node starts (break glass)", setup: recoverAdmin})
 }
 

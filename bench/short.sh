@@ -112,7 +112,7 @@ run() {
   local name=$1
   shift
   say "$name"
-  "$bin" bench run -addr "$addrs" -ca-file "$dev/root.pem" -admin-token "$dev/admin.token" -quiet \
+  "$bin" bench run -addr "$addrs" -ca-file "$dev/root.pem" -admin-token-file "$dev/admin.token" -quiet \
     -ceiling "$out/ceiling.json" -json "$out/$name.json" -plot "$out/$name.svg" "$@" >"$out/$name.txt" &
   local pid=$!
   if [ "${budget:-0}" = 1 ]; then
@@ -137,7 +137,7 @@ run renew-1node-keepalive -duration "$dur" -concurrency 32 -devices 5000 -renew 
 # Status answers: each read confirmed with the leader first (a read index).
 run ocsp-1node -duration "$dur" -concurrency 64 -devices 5000 -ocsp
 say "storm"
-"$bin" bench storm -addr "$addrs" -ca-file "$dev/root.pem" -admin-token "$dev/admin.token" -quiet \
+"$bin" bench storm -addr "$addrs" -ca-file "$dev/root.pem" -admin-token-file "$dev/admin.token" -quiet \
   -devices "${BENCH_STORM_DEVICES:-5000}" -window "${BENCH_STORM_WINDOW:-10s}" -json "$out/storm.json" -plot "$out/storm.svg" | tee -a "$summary" || true
 stop_dev
 

@@ -25,70 +25,40 @@ import (
 	"github.com/quorumca/quorumca/internal/atomicfile"
 )
 
-// The admin commands: quorumca provisioner|token|cert|admin|audit <action>.
-
-type action struct {
-	name, synopsis string
-	run            func([]string) int
-}
-
-func group(name string, actions []action) func([]string) int {
-	return func(args []string) int {
-		for _, a := range actions {
-			if len(args) > 0 && args[0] == a.name {
-				return a.run(args[1:])
-			}
-		}
-		fmt.Fprintf(os.Stderr, "Usage: quorumca %s <action> [flags]\n\n", name)
-		for _, a := range actions {
-			fmt.Fprintf(os.Stderr, "  %-8s %s\n", a.name, a.synopsis)
-		}
-		return 2
-	}
-}
+// The admin commands: quorumca provisioner|token|cert|admin|audit|crl <action>.
 
 func init() {
-	register(command{"operator", "Operate a cluster: authorities (create, import, rotate)", runOperator},
-		command{"provisioner", "Manage provisioners (who may get which certificate)", runProvisioner},
-		command{"token", "Mint, list and revoke enrollment tokens", runToken},
-		command{"cert", "Search and revoke issued certificates", runCert},
-		command{"admin", "Manage admin credentials", runAdmin},
-		command{"audit", "Read, follow and verify the audit log", runAudit},
-		command{"crl", "Fetch an authority's CRLs for relying parties (nginx, HAProxy)", runCRL})
-}
+	register(&command{name: "provisioner", synopsis: "Manage provisioners (who may get which certificate)"},
+		&command{name: "provisioner list", synopsis: "List provisioners", setup: provisionerList},
+		&command{name: "provisioner get", args: "NAME", synopsis: "Show one provisioner", setup: provisionerGet},
+		&command{name: "provisioner create", synopsis: "Create a provisioner from a JSON document (-f FILE, - for stdin)", setup: provisionerWrite},
+		&command{name: "provisioner update", args: "NAME", synopsis: "Replace a provisioner from a JSON document carrying the version read", setup: provisionerWrite},
+		&command{name: "provisioner delete", args: "NAME", synopsis: "Delete a provisioner (-force revokes its outstanding tokens)", setup: provisionerDelete},
 
-var (
-	runProvisioner = group("provisioner", []action{
-		{"list", "list provisioners", provisionerList},
-		{"get", "show one provisioner (NAME)", provisionerGet},
-		{"create", "create from a JSON document (-f FILE, - for stdin)", provisionerCreate},
-		{"update", "replace NAME from a JSON document carrying the version read", provisionerUpdate},
-		{"delete", "delete NAME (-force revokes its outstanding tokens)", provisionerDelete},
-	})
-	runToken = group("token", []action{
-		{"create", "mint enrollment tokens (-sans, -count N for a fleet file)", tokenCreate},
-		{"list", "list outstanding tokens", tokenList},
-		{"revoke", "revoke an unused token (ID)", tokenRevoke},
-	})
-	runCert = group("cert", []action{
-		{"list", "search certificates", certList},
-		{"get", "show one certificate (SERIAL)", certGet},
-		{"revoke", "revoke a certificate (SERIAL)", certRevoke},
-	})
-	runAdmin = group("admin", []action{
-		{"list", "list admin credentials", adminList},
-		{"create", "create an admin: a token, or with -csr a client certificate", adminCreate},
-		{"revoke", "revoke an admin credential (ID)", adminRevoke},
-		{"whoami", "show the credential in use", adminWhoami},
-	})
-	runCRL = group("crl", []action{
-		{"fetch", "write an authority's current CRLs, root and issuers, as one PEM file (-out FILE) for nginx ssl_crl or HAProxy crl-file", crlFetch},
-	})
-	runAudit = group("audit", []action{
-		{"list", "list (or -follow) audit entries", auditList},
-		{"verify", "verify the audit hash chain, online or in a data dir (-data-dir)", auditVerify},
-	})
-)
+		&command{name: "token", synopsis: "Mint, list and revoke enrollment tokens"},
+		&command{name: "token create", synopsis: "Mint enrollment tokens (-sans, -count N for a fleet file)", setup: tokenCreate},
+		&command{name: "token list", synopsis: "List outstanding tokens", setup: tokenList},
+		&command{name: "token revoke", args: "ID", synopsis: "Revoke an unused token", setup: tokenRevoke},
+
+		&command{name: "cert", synopsis: "Search and revoke issued certificates"},
+		&command{name: "cert list", synopsis: "Search certificates", setup: certList},
+		&command{name: "cert get", args: "SERIAL", synopsis: "Show one certificate", setup: certGet},
+		&command{name: "cert revoke", args: "SERIAL", synopsis: "Revoke a certificate", setup: certRevoke},
+
+		&command{name: "admin", synopsis: "Manage admin credentials"},
+		&command{name: "admin list", synopsis: "List admin credentials", setup: adminList},
+		&command{name: "admin create", synopsis: "Create an admin: a token, or with -csr a client certificate", setup: adminCreate},
+		&command{name: "admin revoke", args: "ID", synopsis: "Revoke an admin credential", setup: adminRevoke},
+		&command{name: "admin whoami", synopsis: "Show the credential in use", setup: adminWhoami},
+
+		&command{name: "audit", synopsis: "Read, follow and verify the audit log"},
+		&command{name: "audit list", synopsis: "List (or -follow) audit entries", setup: auditList},
+		&command{name: "audit verify", synopsis: "Verify the audit hash chain, online or in a data dir (-data-dir)", setup: auditVerify},
+
+		&command{name: "crl", synopsis: "Fetch an authority's CRLs for relying parties (nginx, HAProxy)"},
+		&command{name: "crl fetch", synopsis: "Write an authority's current CRLs as one PEM file", setup: crlFetch,
+			about: "The root's and each issuer's CRL, in one file (-out) for nginx ssl_crl or HAProxy\ncrl-file. The file is replaced atomically, never by an older CRL; the output says\nwhether it changed, for a reload hook."})
+}
 
 func out(af *apiFlags, v any, table func(*tabwriter.Writer)) int {
 	if af.format == "json" {
@@ -127,25 +97,21 @@ type result struct {
 	table func(*tabwriter.Writer)
 }
 
-// apiCommand builds an action: flags adds its flags, npos is its number of
-// positional arguments, run makes the API call.
-func apiCommand(name string, npos int, flags func(*flag.FlagSet),
-	run func(cx context.Context, c *client.Client, pos []string) (*result, error)) func([]string) int {
-	return func(args []string) int {
-		fs := flag.NewFlagSet(name, flag.ContinueOnError)
-		if flags != nil {
-			flags(fs)
-		}
-		var af apiFlags
-		c, pos, code, ok := parseWith(fs, &af, args, npos)
-		if !ok {
-			return code
+// apiCommand adds the connection flags to fs and returns what makes the
+// API call with the positional arguments and prints its result.
+func apiCommand(fs *flag.FlagSet, run func(cx context.Context, c *client.Client, pos []string) (*result, error)) func([]string) int {
+	var af apiFlags
+	af.register(fs)
+	return func(pos []string) int {
+		c, err := af.client()
+		if err != nil {
+			return fail("%v", err)
 		}
 		cx, cancel := ctx()
 		defer cancel()
 		r, err := run(cx, c, pos)
 		if err != nil {
-			return fail("%s: %v", name, err)
+			return fail("%s: %v", fs.Name(), err)
 		}
 		if r == nil {
 			return 0
@@ -167,22 +133,25 @@ func provisionerTable(ps ...client.Provisioner) func(*tabwriter.Writer) {
 	}
 }
 
-var provisionerList = apiCommand("provisioner list", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
-	ps, err := c.Provisioners(cx)
-	return &result{ps, provisionerTable(ps...)}, err
-})
+func provisionerList(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		ps, err := c.Provisioners(cx)
+		return &result{ps, provisionerTable(ps...)}, err
+	})
+}
 
-var provisionerGet = apiCommand("provisioner get", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
-	p, err := c.Provisioner(cx, pos[0])
-	return &result{v: p}, err
-})
+func provisionerGet(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+		p, err := c.Provisioner(cx, pos[0])
+		return &result{v: p}, err
+	})
+}
 
-// provisionerWrite creates (npos 0) or updates (npos 1: NAME) from -f.
-func provisionerWrite(name string, npos int) func([]string) int {
+// provisionerWrite creates, or with NAME updates, from -f.
+func provisionerWrite(fs *flag.FlagSet) func([]string) int {
 	var file string
-	return apiCommand(name, npos, func(fs *flag.FlagSet) {
-		fs.StringVar(&file, "f", "", "provisioner JSON document (- for standard input); an update carries the version it replaces")
-	}, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+	fs.StringVar(&file, "f", "", "provisioner JSON document (- for standard input); an update carries the version it replaces")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
 		var p client.Provisioner
 		if file == "" {
 			return nil, errors.New("-f is required")
@@ -192,7 +161,7 @@ func provisionerWrite(name string, npos int) func([]string) int {
 		}
 		var got *client.Provisioner
 		var err error
-		if npos == 0 {
+		if len(pos) == 0 {
 			got, err = c.CreateProvisioner(cx, p)
 		} else {
 			p.Name = pos[0]
@@ -205,18 +174,12 @@ func provisionerWrite(name string, npos int) func([]string) int {
 	})
 }
 
-var (
-	provisionerCreate = provisionerWrite("provisioner create", 0)
-	provisionerUpdate = provisionerWrite("provisioner update", 1)
-)
-
-func provisionerDelete(args []string) int {
+func provisionerDelete(fs *flag.FlagSet) func([]string) int {
 	var force bool
-	return apiCommand("provisioner delete", 1, func(fs *flag.FlagSet) {
-		fs.BoolVar(&force, "force", false, "delete even with outstanding tokens (they are revoked)")
-	}, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+	fs.BoolVar(&force, "force", false, "delete even with outstanding tokens (they are revoked)")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
 		return nil, c.DeleteProvisioner(cx, pos[0], force)
-	})(args)
+	})
 }
 
 // listFlag collects repeated flags.
@@ -238,21 +201,20 @@ func tokenTable(withSecret bool, ts ...client.Token) func(*tabwriter.Writer) {
 	}
 }
 
-func tokenCreate(args []string) int {
+func tokenCreate(fs *flag.FlagSet) func([]string) int {
 	var req client.TokenRequest
 	var sans, outFile, bundleDir, bundleAddr, bundleRoots string
 	var props listFlag
-	return apiCommand("token create", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&sans, "sans", "", "comma-separated names the token allows; {n} is the token's number in a batch")
-		fs.StringVar(&req.TTL, "ttl", "", "token lifetime (default 24h)")
-		fs.StringVar(&req.Provisioner, "provisioner", "", "enrollment-token provisioner (default: the default one)")
-		fs.IntVar(&req.Count, "count", 1, "tokens to mint (a fleet roll-out)")
-		fs.Var(&props, "property", "key=value copied into the certificate record (repeatable)")
-		fs.StringVar(&outFile, "out", "", "write the secrets here, one per line (default: standard output)")
-		fs.StringVar(&bundleDir, "bundle-dir", "", "write one enrollment bundle per token here, for 'quorumca agent -bundle'")
-		fs.StringVar(&bundleAddr, "bundle-addr", "", "CA addresses devices use, comma-separated (default QUORUMCA_ADDR)")
-		fs.StringVar(&bundleRoots, "bundle-roots", "", "PEM roots that verify the CA's API certificate (default QUORUMCA_CA_FILE)")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&sans, "sans", "", "comma-separated names the token allows; {n} is the token's number in a batch")
+	fs.StringVar(&req.TTL, "ttl", "", "token lifetime (default 24h)")
+	fs.StringVar(&req.Provisioner, "provisioner", "", "enrollment-token provisioner (default: the default one)")
+	fs.IntVar(&req.Count, "count", 1, "tokens to mint (a fleet roll-out)")
+	fs.Var(&props, "property", "`key=value` copied into the certificate record (repeatable)")
+	fs.StringVar(&outFile, "out", "", "write the secrets here, one per line (default: standard output)")
+	fs.StringVar(&bundleDir, "bundle-dir", "", "write one enrollment bundle per token here, for 'quorumca agent -bundle'")
+	fs.StringVar(&bundleAddr, "bundle-addr", "", "CA addresses devices use, comma-separated (default QUORUMCA_ADDR)")
+	fs.StringVar(&bundleRoots, "bundle-roots", "", "PEM roots that verify the CA's API certificate (default QUORUMCA_CA_FILE)")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if sans == "" {
 			return nil, errors.New("-sans is required")
 		}
@@ -290,7 +252,7 @@ func tokenCreate(args []string) int {
 		}
 		fmt.Fprintf(os.Stderr, "%d token(s) written to %s (shown only this once)\n", len(toks), outFile)
 		return nil, nil
-	})(args)
+	})
 }
 
 // bundleTemplate is an enrollment bundle without token and names.
@@ -351,11 +313,10 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-func tokenList(args []string) int {
+func tokenList(fs *flag.FlagSet) func([]string) int {
 	var prov string
-	return apiCommand("token list", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&prov, "provisioner", "", "only this provisioner's tokens")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&prov, "provisioner", "", "only this provisioner's tokens")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		var all []client.Token
 		for cursor := ""; ; {
 			toks, next, err := c.Tokens(cx, prov, cursor)
@@ -367,12 +328,14 @@ func tokenList(args []string) int {
 				return &result{all, tokenTable(false, all...)}, nil
 			}
 		}
-	})(args)
+	})
 }
 
-var tokenRevoke = apiCommand("token revoke", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
-	return nil, c.RevokeToken(cx, pos[0])
-})
+func tokenRevoke(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+		return nil, c.RevokeToken(cx, pos[0])
+	})
+}
 
 func certTable(cs ...client.Cert) func(*tabwriter.Writer) {
 	return func(tw *tabwriter.Writer) {
@@ -383,18 +346,17 @@ func certTable(cs ...client.Cert) func(*tabwriter.Writer) {
 	}
 }
 
-func certList(args []string) int {
+func certList(fs *flag.FlagSet) func([]string) int {
 	var q client.CertQuery
 	var max int
-	return apiCommand("cert list", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&q.SAN, "san", "", "certificates carrying this name")
-		fs.StringVar(&q.Provisioner, "provisioner", "", "issued through this provisioner")
-		fs.StringVar(&q.Property, "property", "", "with this token property (key=value)")
-		fs.StringVar(&q.Status, "status", "", "valid, revoked or expired")
-		fs.StringVar(&q.ExpiresAfter, "expires-after", "", "expiring at or after (RFC 3339)")
-		fs.StringVar(&q.ExpiresBefore, "expires-before", "", "expiring before (RFC 3339)")
-		fs.IntVar(&max, "max", 1000, "at most this many")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&q.SAN, "san", "", "certificates carrying this name")
+	fs.StringVar(&q.Provisioner, "provisioner", "", "issued through this provisioner")
+	fs.StringVar(&q.Property, "property", "", "with this token property (key=value)")
+	fs.StringVar(&q.Status, "status", "", "valid, revoked or expired")
+	fs.StringVar(&q.ExpiresAfter, "expires-after", "", "expiring at or after (RFC 3339)")
+	fs.StringVar(&q.ExpiresBefore, "expires-before", "", "expiring before (RFC 3339)")
+	fs.IntVar(&max, "max", 1000, "at most this many")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		var all []client.Cert
 		for {
 			cs, next, err := c.SearchCerts(cx, q)
@@ -406,28 +368,29 @@ func certList(args []string) int {
 				return &result{all, certTable(all...)}, nil
 			}
 		}
-	})(args)
+	})
 }
 
-var certGet = apiCommand("cert get", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
-	cs, _, err := c.SearchCerts(cx, client.CertQuery{Serial: pos[0]})
-	if err != nil {
-		return nil, err
-	}
-	return &result{v: cs[0]}, nil
-})
+func certGet(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+		cs, _, err := c.SearchCerts(cx, client.CertQuery{Serial: pos[0]})
+		if err != nil {
+			return nil, err
+		}
+		return &result{v: cs[0]}, nil
+	})
+}
 
-func certRevoke(args []string) int {
+func certRevoke(fs *flag.FlagSet) func([]string) int {
 	var reason string
-	return apiCommand("cert revoke", 1, func(fs *flag.FlagSet) {
-		fs.StringVar(&reason, "reason", "", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ...")
-	}, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+	fs.StringVar(&reason, "reason", "", "RFC 5280 reason: keyCompromise, superseded, cessationOfOperation, ...")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
 		got, err := c.RevokeCert(cx, pos[0], reason)
 		if err != nil {
 			return nil, err
 		}
 		return &result{got, certTable(*got)}, nil
-	})(args)
+	})
 }
 
 func adminTable(as ...client.Admin) func(*tabwriter.Writer) {
@@ -446,20 +409,21 @@ func adminTable(as ...client.Admin) func(*tabwriter.Writer) {
 	}
 }
 
-var adminList = apiCommand("admin list", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
-	as, err := c.Admins(cx)
-	return &result{as, adminTable(as...)}, err
-})
+func adminList(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		as, err := c.Admins(cx)
+		return &result{as, adminTable(as...)}, err
+	})
+}
 
-func adminCreate(args []string) int {
+func adminCreate(fs *flag.FlagSet) func([]string) int {
 	var name, role, ttl, csrFile, certOut string
-	return apiCommand("admin create", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&name, "name", "", "admin name (required)")
-		fs.StringVar(&role, "role", "", "admin, operator or auditor (required)")
-		fs.StringVar(&ttl, "ttl", "", "lifetime of the credential")
-		fs.StringVar(&csrFile, "csr", "", "a CSR (PEM file): issue a client certificate of the admin authority instead of a token")
-		fs.StringVar(&certOut, "out", "", "with -csr: write the certificate chain here")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&name, "name", "", "admin name (required)")
+	fs.StringVar(&role, "role", "", "admin, operator or auditor (required)")
+	fs.StringVar(&ttl, "ttl", "", "lifetime of the credential")
+	fs.StringVar(&csrFile, "csr", "", "a CSR (PEM file): issue a client certificate of the admin authority instead of a token")
+	fs.StringVar(&certOut, "out", "", "with -csr: write the certificate chain here")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		var csr []byte
 		if csrFile != "" {
 			var err error
@@ -482,107 +446,111 @@ func adminCreate(args []string) int {
 				fmt.Fprintf(tw, "\ntoken (shown only this once): %s\n", got.Token)
 			}
 		}}, nil
-	})(args)
+	})
 }
 
-var adminRevoke = apiCommand("admin revoke", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
-	return nil, c.RevokeAdmin(cx, pos[0])
-})
+func adminRevoke(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+		return nil, c.RevokeAdmin(cx, pos[0])
+	})
+}
 
-var adminWhoami = apiCommand("admin whoami", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
-	a, err := c.WhoAmI(cx)
-	if err != nil {
-		return nil, err
-	}
-	return &result{a, adminTable(*a)}, nil
-})
+func adminWhoami(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		a, err := c.WhoAmI(cx)
+		if err != nil {
+			return nil, err
+		}
+		return &result{a, adminTable(*a)}, nil
+	})
+}
 
 func auditLine(w io.Writer, e client.AuditEntry) {
 	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, time.Unix(0, e.Time).UTC().Format(time.RFC3339), e.Command,
 		e.Outcome, e.Actor, e.Remote, e.Note)
 }
 
-func auditList(args []string) int {
-	fs := flag.NewFlagSet("audit list", flag.ContinueOnError)
+func auditList(fs *flag.FlagSet) func([]string) int {
 	var q client.AuditQuery
 	fs.Uint64Var(&q.After, "after", 0, "entries after this sequence number (with -follow: 0 streams new entries only)")
 	fs.StringVar(&q.Command, "command", "", "only this command (issue, revoke, provisioner_put, ...)")
 	fs.StringVar(&q.Actor, "actor", "", "only this actor")
 	follow := fs.Bool("follow", false, "keep streaming new entries")
 	var af apiFlags
-	c, _, code, ok := parseWith(fs, &af, args, 0)
-	if !ok {
-		return code
-	}
-	if *follow {
-		w := bufio.NewWriter(os.Stdout)
-		err := c.FollowAudit(contextBackground(), q, func(e client.AuditEntry) error {
-			if af.format == "json" {
-				b, _ := json.Marshal(e)
-				fmt.Fprintln(w, string(b))
-			} else {
-				auditLine(w, e)
-			}
-			return w.Flush()
-		})
+	af.register(fs)
+	return func([]string) int {
+		c, err := af.client()
 		if err != nil {
+			return fail("%v", err)
+		}
+		if *follow {
+			w := bufio.NewWriter(os.Stdout)
+			err := c.FollowAudit(contextBackground(), q, func(e client.AuditEntry) error {
+				if af.format == "json" {
+					b, _ := json.Marshal(e)
+					fmt.Fprintln(w, string(b))
+				} else {
+					auditLine(w, e)
+				}
+				return w.Flush()
+			})
+			if err != nil {
+				return fail("audit list: %v", err)
+			}
+			return 0
+		}
+		cx, cancel := ctx()
+		defer cancel()
+		var all []client.AuditEntry
+		q.Limit = 1000 // pages as large as the server gives, followed by their cursors
+		if err := c.AuditAll(cx, q, func(e client.AuditEntry) error { all = append(all, e); return nil }); err != nil {
 			return fail("audit list: %v", err)
 		}
-		return 0
+		return out(&af, all, func(tw *tabwriter.Writer) {
+			fmt.Fprintln(tw, "SEQ\tTIME\tCOMMAND\tOUTCOME\tACTOR\tREMOTE\tNOTE")
+			for _, e := range all {
+				auditLine(tw, e)
+			}
+		})
 	}
-	cx, cancel := ctx()
-	defer cancel()
-	var all []client.AuditEntry
-	q.Limit = 1000 // pages as large as the server gives, followed by their cursors
-	if err := c.AuditAll(cx, q, func(e client.AuditEntry) error { all = append(all, e); return nil }); err != nil {
-		return fail("audit list: %v", err)
-	}
-	return out(&af, all, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "SEQ\tTIME\tCOMMAND\tOUTCOME\tACTOR\tREMOTE\tNOTE")
-		for _, e := range all {
-			auditLine(tw, e)
-		}
-	})
 }
 
 // auditVerify checks the hash chain: of a state database in a data dir
 // (a stopped node's, or a copy), or online, entry by entry from the API.
-func auditVerify(args []string) int {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+func auditVerify(fs *flag.FlagSet) func([]string) int {
 	dataDir := fs.String("data-dir", "", "verify the state database of this node data dir instead of asking the API")
 	var af apiFlags
 	af.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *dataDir != "" {
-		n, err := fsm.VerifyAuditFile(stateFile(*dataDir))
+	return func([]string) int {
+		if *dataDir != "" {
+			n, err := fsm.VerifyAuditFile(stateFile(*dataDir))
+			if err != nil {
+				return fail("audit verify: %v", err)
+			}
+			fmt.Printf("audit chain verified: %d entries\n", n)
+			return 0
+		}
+		c, err := af.client()
+		if err != nil {
+			return fail("%v", err)
+		}
+		cx, cancel := ctx()
+		defer cancel()
+		var prev string
+		var n uint64
+		err = c.AuditAll(cx, client.AuditQuery{Limit: 1000}, func(e client.AuditEntry) error {
+			if err := fsm.VerifyEntry(fsm.AuditEntry(e), n+1, prev); err != nil {
+				return err
+			}
+			prev, n = e.Hash, n+1
+			return nil
+		})
 		if err != nil {
 			return fail("audit verify: %v", err)
 		}
 		fmt.Printf("audit chain verified: %d entries\n", n)
 		return 0
 	}
-	c, err := af.client()
-	if err != nil {
-		return fail("%v", err)
-	}
-	cx, cancel := ctx()
-	defer cancel()
-	var prev string
-	var n uint64
-	err = c.AuditAll(cx, client.AuditQuery{Limit: 1000}, func(e client.AuditEntry) error {
-		if err := fsm.VerifyEntry(fsm.AuditEntry(e), n+1, prev); err != nil {
-			return err
-		}
-		prev, n = e.Hash, n+1
-		return nil
-	})
-	if err != nil {
-		return fail("audit verify: %v", err)
-	}
-	fmt.Printf("audit chain verified: %d entries\n", n)
-	return 0
 }
 
 // stateFile is the state database of a data dir, or the path itself if it
@@ -597,12 +565,11 @@ func stateFile(dataDir string) string {
 // crlFetch writes the CRL bundle atomically, so a server reloading at any
 // moment reads a whole file; it says whether the file changed, for a
 // reload hook.
-func crlFetch(args []string) int {
+func crlFetch(fs *flag.FlagSet) func([]string) int {
 	var name, outFile string
-	return apiCommand("crl fetch", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&name, "authority", "default", "authority name")
-		fs.StringVar(&outFile, "out", "", "PEM file to write (required)")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&name, "authority", "default", "authority name")
+	fs.StringVar(&outFile, "out", "", "PEM file to write (required)")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if outFile == "" {
 			return nil, errors.New("-out is required")
 		}
@@ -653,7 +620,7 @@ func crlFetch(args []string) int {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Issuer, c.Number, c.NextUpdate.Format(time.RFC3339))
 			}
 		}}, nil
-	})(args)
+	})
 }
 
 // parseCRLs reads every X509 CRL block of a PEM file.

@@ -55,18 +55,13 @@ func (f *agentFiles) resolve() {
 }
 
 func init() {
-	register(command{"agent", "Device agent: enroll once, then keep the certificate renewed", runAgent})
+	register(&command{name: "agent", synopsis: "Device agent: enroll once, then keep the certificate renewed", setup: runAgent,
+		about: "Exit status with -once: 1 if this attempt failed (a later one may succeed), 3 if\nthe CA refused for good (the device needs a new enrollment)."},
+		&command{name: "agent status", synopsis: "Show the agent's certificate and its renewal state", setup: agentStatus,
+			about: "Exit status 0: a valid certificate is in place and the agent is not stopped."})
 }
 
-func runAgent(args []string) int {
-	if len(args) > 0 && args[0] == "status" {
-		return agentStatus(args[1:])
-	}
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: quorumca agent [flags]      enroll once, then keep the certificate renewed\n       quorumca agent status [flags]")
-		fs.PrintDefaults()
-	}
+func runAgent(fs *flag.FlagSet) func([]string) int {
 	var files agentFiles
 	files.register(fs)
 	var cfg agent.Config
@@ -83,50 +78,49 @@ func runAgent(args []string) int {
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "timeout of one request")
 	var lf logFlags
 	lf.register(fs, "info")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	files.resolve()
-	log, err := lf.logger()
-	if err != nil {
-		return fail("agent: %v", err)
-	}
-	if cfg.Signal, err = parseSignal(sig); err != nil {
-		return fail("agent: %v", err)
-	}
-	cfg.BundleFile, cfg.CertFile, cfg.KeyFile, cfg.ChainFile, cfg.RootsFile, cfg.StateFile =
-		files.bundle, files.cert, files.key, files.chain, files.roots, files.state
-	cfg.Logger = log
-	for _, p := range []string{cfg.CertFile, cfg.KeyFile, cfg.StateFile} {
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	return func([]string) int {
+		files.resolve()
+		log, err := lf.logger()
+		if err != nil {
 			return fail("agent: %v", err)
 		}
+		if cfg.Signal, err = parseSignal(sig); err != nil {
+			return fail("agent: %v", err)
+		}
+		cfg.BundleFile, cfg.CertFile, cfg.KeyFile, cfg.ChainFile, cfg.RootsFile, cfg.StateFile =
+			files.bundle, files.cert, files.key, files.chain, files.roots, files.state
+		cfg.Logger = log
+		for _, p := range []string{cfg.CertFile, cfg.KeyFile, cfg.StateFile} {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return fail("agent: %v", err)
+			}
+		}
+		release, err := agent.Lock(cfg.StateFile + ".lock")
+		if err != nil {
+			return fail("agent: %v", err)
+		}
+		defer release()
+		a, err := agent.New(cfg)
+		if err != nil {
+			return fail("agent: %v", err)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if *once {
+			_, err = a.Check(ctx)
+		} else {
+			err = a.Run(ctx)
+		}
+		switch {
+		case errors.Is(err, agent.ErrStopped):
+			fmt.Fprintf(os.Stderr, "quorumca: agent: %v\n", err)
+			return agentStopped
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "quorumca: agent: %v\n", err)
+			return agentFailed
+		}
+		return 0
 	}
-	release, err := agent.Lock(cfg.StateFile + ".lock")
-	if err != nil {
-		return fail("agent: %v", err)
-	}
-	defer release()
-	a, err := agent.New(cfg)
-	if err != nil {
-		return fail("agent: %v", err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *once {
-		_, err = a.Check(ctx)
-	} else {
-		err = a.Run(ctx)
-	}
-	switch {
-	case errors.Is(err, agent.ErrStopped):
-		fmt.Fprintf(os.Stderr, "quorumca: agent: %v\n", err)
-		return agentStopped
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "quorumca: agent: %v\n", err)
-		return agentFailed
-	}
-	return 0
 }
 
 func parseSignal(s string) (syscall.Signal, error) {
@@ -147,50 +141,55 @@ func parseSignal(s string) (syscall.Signal, error) {
 
 // agentStatus prints the agent's state. Exit status 0: a valid certificate
 // is in place and the agent is not stopped.
-func agentStatus(args []string) int {
-	fs := flag.NewFlagSet("agent status", flag.ContinueOnError)
+func agentStatus(fs *flag.FlagSet) func([]string) int {
 	var files agentFiles
 	files.register(fs)
-	asJSON := fs.Bool("json", false, "print the state as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	files.resolve()
-	st, err := agent.ReadState(files.state)
-	if err != nil {
-		return fail("agent status: %v", err)
-	}
-	if *asJSON {
-		b, _ := json.MarshalIndent(st, "", "  ")
-		fmt.Println(string(b))
-	} else {
-		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		at := func(t time.Time) string {
-			if t.IsZero() {
-				return "-"
+	format := fs.String("format", "table", "output: table or json")
+	asJSON := fs.Bool("json", false, "") // -format json's old name: works, hidden from help
+	return func([]string) int {
+		if *asJSON {
+			*format = "json"
+		}
+		if *format != "table" && *format != "json" {
+			return fail("agent status: -format must be table or json")
+		}
+		files.resolve()
+		st, err := agent.ReadState(files.state)
+		if err != nil {
+			return fail("agent status: %v", err)
+		}
+		if *format == "json" {
+			b, _ := json.MarshalIndent(st, "", "  ")
+			fmt.Println(string(b))
+		} else {
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			at := func(t time.Time) string {
+				if t.IsZero() {
+					return "-"
+				}
+				return fmt.Sprintf("%s (%s)", t.Format(time.RFC3339), relative(time.Until(t)))
 			}
-			return fmt.Sprintf("%s (%s)", t.Format(time.RFC3339), relative(time.Until(t)))
+			fmt.Fprintf(tw, "status:\t%s\n", st.Status)
+			if st.Reason != "" {
+				fmt.Fprintf(tw, "stopped because:\t%s\n", st.Reason)
+			}
+			fmt.Fprintf(tw, "identity:\t%s\n", strings.Join(st.Names, ", "))
+			fmt.Fprintf(tw, "serial:\t%s\n", st.Serial)
+			fmt.Fprintf(tw, "expires:\t%s\n", at(st.NotAfter))
+			fmt.Fprintf(tw, "renew at:\t%s\n", at(st.RenewAt))
+			fmt.Fprintf(tw, "last attempt:\t%s %s\n", at(st.LastAttempt), st.LastResult)
+			if st.LastError != "" {
+				fmt.Fprintf(tw, "last error:\t%s (%d in a row)\n", st.LastError, st.Failures)
+			}
+			fmt.Fprintf(tw, "next attempt:\t%s\n", at(st.NextAttempt))
+			fmt.Fprintf(tw, "renewals:\t%d\n", st.Renewals)
+			tw.Flush()
 		}
-		fmt.Fprintf(tw, "status:\t%s\n", st.Status)
-		if st.Reason != "" {
-			fmt.Fprintf(tw, "stopped because:\t%s\n", st.Reason)
+		if st.Status == agent.StatusStopped || st.NotAfter.IsZero() || time.Now().After(st.NotAfter) {
+			return 1
 		}
-		fmt.Fprintf(tw, "identity:\t%s\n", strings.Join(st.Names, ", "))
-		fmt.Fprintf(tw, "serial:\t%s\n", st.Serial)
-		fmt.Fprintf(tw, "expires:\t%s\n", at(st.NotAfter))
-		fmt.Fprintf(tw, "renew at:\t%s\n", at(st.RenewAt))
-		fmt.Fprintf(tw, "last attempt:\t%s %s\n", at(st.LastAttempt), st.LastResult)
-		if st.LastError != "" {
-			fmt.Fprintf(tw, "last error:\t%s (%d in a row)\n", st.LastError, st.Failures)
-		}
-		fmt.Fprintf(tw, "next attempt:\t%s\n", at(st.NextAttempt))
-		fmt.Fprintf(tw, "renewals:\t%d\n", st.Renewals)
-		tw.Flush()
+		return 0
 	}
-	if st.Status == agent.StatusStopped || st.NotAfter.IsZero() || time.Now().After(st.NotAfter) {
-		return 1
-	}
-	return 0
 }
 
 func relative(d time.Duration) string {

@@ -3,83 +3,54 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/posener/complete"
 	"github.com/quorumca/quorumca/bench"
 )
 
 func init() {
-	register(command{"bench", "Load-test a CA: ceiling, run, storm, compare", runBench})
+	register(&command{name: "bench", synopsis: "Load-test a CA: ceiling, run, storm, compare, fsm"},
+		&command{name: "bench ceiling", synopsis: "The in-process rate of what issuing cannot avoid (the reference)", setup: benchCeiling},
+		&command{name: "bench run", synopsis: "Enroll (and with -renew, renew) a simulated fleet against a CA", setup: benchFleet},
+		&command{name: "bench storm", synopsis: "Every device renews within a window, as after an outage", setup: benchStorm},
+		&command{name: "bench compare", args: "A.json B.json", synopsis: "Compare two JSON results", setup: benchCompare,
+			predict: complete.PredictFiles("*.json")},
+		&command{name: "bench fsm", synopsis: "Load N records into a state machine: memory, snapshot, restore, election, CRL", setup: benchFSM})
 }
 
-func runBench(args []string) int {
-	usage := func() int {
-		fmt.Fprintln(os.Stderr, `Usage: quorumca bench <ceiling|run|storm|compare|fsm> [flags]
-
-  ceiling   the in-process rate of what issuing cannot avoid (the reference)
-  run       enroll (and with -renew, renew) a simulated fleet against a CA
-  storm     every device renews within a window, as after an outage
-  compare   compare two JSON results: quorumca bench compare A.json B.json
-  fsm       load N records into a state machine: memory, snapshot, restore, election, CRL`)
-		return 2
-	}
-	if len(args) == 0 {
-		return usage()
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	switch args[0] {
-	case "ceiling":
-		return benchCeiling(ctx, args[1:])
-	case "run":
-		return benchRun(ctx, args[1:], false)
-	case "storm":
-		return benchRun(ctx, args[1:], true)
-	case "fsm":
-		return benchFSM(ctx, args[1:])
-	case "compare":
-		if len(args) != 3 {
-			return fail("bench compare: want two JSON files")
-		}
-		a, err := bench.ReadResult(args[1])
+func benchCompare(*flag.FlagSet) func([]string) int {
+	return func(files []string) int {
+		a, err := bench.ReadResult(files[0])
 		if err != nil {
 			return fail("bench compare: %v", err)
 		}
-		b, err := bench.ReadResult(args[2])
+		b, err := bench.ReadResult(files[1])
 		if err != nil {
 			return fail("bench compare: %v", err)
 		}
 		bench.Compare(os.Stdout, a, b)
 		return 0
 	}
-	return usage()
 }
 
-func benchCeiling(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("bench ceiling", flag.ContinueOnError)
+func benchCeiling(fs *flag.FlagSet) func([]string) int {
 	d := fs.Duration("duration", 5*time.Second, "how long to measure")
 	keyType := fs.String("key-type", "ec256", "ec256 or rsa2048")
 	out := fs.String("json", "", "write the result here")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	return func([]string) int {
+		r, err := bench.Ceiling(contextBackground(), *d, *keyType)
+		if err != nil {
+			return fail("bench ceiling: %v", err)
+		}
+		r.Summary(os.Stdout)
+		return writeResult(r, *out, "")
 	}
-	r, err := bench.Ceiling(ctx, *d, *keyType)
-	if err != nil {
-		return fail("bench ceiling: %v", err)
-	}
-	r.Summary(os.Stdout)
-	return writeResult(r, *out, "")
 }
 
-func benchFSM(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("bench fsm", flag.ContinueOnError)
+func benchFSM(fs *flag.FlagSet) func([]string) int {
 	var cfg bench.FSMConfig
 	fs.IntVar(&cfg.Records, "records", 1_000_000, "issued-certificate records to load")
 	fs.IntVar(&cfg.Batch, "batch", 256, "log entries per FSM batch (one bolt transaction and fsync)")
@@ -91,47 +62,46 @@ func benchFSM(ctx context.Context, args []string) int {
 	fs.StringVar(&cfg.HeapProfile, "heap-profile", "", "write a heap profile here when the load ends")
 	out := fs.String("json", "", "write the result here")
 	quiet := fs.Bool("quiet", false, "no progress lines")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if cfg.Dir == "" {
-		d, err := os.MkdirTemp("", "quorumca-bench-fsm-")
+	return func([]string) int {
+		if cfg.Dir == "" {
+			d, err := os.MkdirTemp("", "quorumca-bench-fsm-")
+			if err != nil {
+				return fail("bench fsm: %v", err)
+			}
+			cfg.Dir = d
+		}
+		if !*keep {
+			defer os.RemoveAll(cfg.Dir)
+		}
+		if !*quiet {
+			cfg.Progress = os.Stderr
+		}
+		r, err := bench.FSM(contextBackground(), cfg)
 		if err != nil {
 			return fail("bench fsm: %v", err)
 		}
-		cfg.Dir = d
-	}
-	if !*keep {
-		defer os.RemoveAll(cfg.Dir)
-	}
-	if !*quiet {
-		cfg.Progress = os.Stderr
-	}
-	r, err := bench.FSM(ctx, cfg)
-	if err != nil {
-		return fail("bench fsm: %v", err)
-	}
-	r.Summary(os.Stdout)
-	if *out != "" {
-		if err := r.WriteJSON(*out); err != nil {
-			return fail("bench fsm: %v", err)
+		r.Summary(os.Stdout)
+		if *out != "" {
+			if err := r.WriteJSON(*out); err != nil {
+				return fail("bench fsm: %v", err)
+			}
 		}
+		return 0
 	}
-	return 0
 }
 
-func benchRun(ctx context.Context, args []string, storm bool) int {
-	name := "bench run"
-	if storm {
-		name = "bench storm"
-	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func benchFleet(fs *flag.FlagSet) func([]string) int { return benchRun(fs, false) }
+func benchStorm(fs *flag.FlagSet) func([]string) int { return benchRun(fs, true) }
+
+func benchRun(fs *flag.FlagSet, storm bool) func([]string) int {
+	name := fs.Name()
 	var cfg bench.Config
-	var tokenFile, out, plot, ceilingFile string
+	var af apiFlags
+	var out, plot, ceilingFile string
 	var window time.Duration
 	fs.StringVar(&cfg.Addr, "addr", os.Getenv("QUORUMCA_ADDR"), "CA address, https://host:port: a node or a load balancer (QUORUMCA_ADDR)")
 	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("QUORUMCA_CA_FILE"), "roots that verify the CA (QUORUMCA_CA_FILE)")
-	fs.StringVar(&tokenFile, "admin-token", os.Getenv("QUORUMCA_ADMIN_TOKEN_FILE"), "file holding an admin token, to mint the fleet's tokens (QUORUMCA_ADMIN_TOKEN_FILE)")
+	af.registerToken(fs) // an admin's, to mint the fleet's tokens
 	fs.StringVar(&cfg.Provisioner, "provisioner", "", "enrollment-token provisioner (default: the default one)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the measured phase (it ends early when every device has had its turn)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "closed loop: workers; open loop: most requests in flight")
@@ -152,49 +122,49 @@ func benchRun(ctx context.Context, args []string, storm bool) int {
 		fs.Lookup("devices").DefValue = "100000"
 		fs.Lookup("devices").Value.Set("100000")
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if cfg.Addr == "" || cfg.CAFile == "" || tokenFile == "" {
-		return fail("%s: -addr, -ca-file and -admin-token are required", name)
-	}
-	tok, err := os.ReadFile(tokenFile)
-	if err != nil {
-		return fail("%s: %v", name, err)
-	}
-	cfg.AdminToken = strings.TrimSpace(string(tok))
-	if !*quiet {
-		cfg.Progress = os.Stderr
-	}
-	if ceilingFile != "" {
-		c, err := bench.ReadResult(ceilingFile)
+	return func([]string) int {
+		tok, err := af.adminToken()
 		if err != nil {
 			return fail("%s: %v", name, err)
 		}
-		cfg.Ceiling = c.CertsPerSecond
-	}
-	var r *bench.Result
-	if storm {
-		r, err = bench.Storm(ctx, bench.StormConfig{Config: cfg, Window: window})
-	} else {
-		r, err = bench.Run(ctx, cfg)
-	}
-	if r != nil {
-		for _, p := range r.Phases {
-			p.Summary(os.Stdout)
+		if cfg.Addr == "" || cfg.CAFile == "" || tok == "" {
+			return fail("%s: -addr, -ca-file and -admin-token or -admin-token-file are required", name)
 		}
-		r.Summary(os.Stdout)
+		cfg.AdminToken = tok
+		if !*quiet {
+			cfg.Progress = os.Stderr
+		}
+		if ceilingFile != "" {
+			c, err := bench.ReadResult(ceilingFile)
+			if err != nil {
+				return fail("%s: %v", name, err)
+			}
+			cfg.Ceiling = c.CertsPerSecond
+		}
+		ctx := contextBackground()
+		var r *bench.Result
+		if storm {
+			r, err = bench.Storm(ctx, bench.StormConfig{Config: cfg, Window: window})
+		} else {
+			r, err = bench.Run(ctx, cfg)
+		}
+		if r != nil {
+			for _, p := range r.Phases {
+				p.Summary(os.Stdout)
+			}
+			r.Summary(os.Stdout)
+		}
+		if err != nil {
+			return fail("%s: %v", name, err)
+		}
+		if code := writeResult(r, out, plot); code != 0 {
+			return code
+		}
+		if r.KeptUp != nil && !*r.KeptUp {
+			return 1
+		}
+		return 0
 	}
-	if err != nil {
-		return fail("%s: %v", name, err)
-	}
-	if code := writeResult(r, out, plot); code != 0 {
-		return code
-	}
-	if r.KeptUp != nil && !*r.KeptUp {
-		return 1
-	}
-	return 0
 }
 
 func writeResult(r *bench.Result, out, plot string) int {

@@ -23,7 +23,7 @@ func TestBenchCommands(t *testing.T) {
 	addr := fmt.Sprintf("https://127.0.0.1:%d", base)
 	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
 	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
-	common := []string{"-addr", addr, "-ca-file", filepath.Join(dir, "root.pem"), "-admin-token", filepath.Join(dir, "admin.token"), "-quiet"}
+	common := []string{"-addr", addr, "-ca-file", filepath.Join(dir, "root.pem"), "-admin-token-file", filepath.Join(dir, "admin.token"), "-quiet"}
 
 	bench := func(args ...string) (string, int) {
 		t.Helper()

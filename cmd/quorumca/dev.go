@@ -30,11 +30,10 @@ const (
 )
 
 func init() {
-	register(command{"dev", "Run a throwaway CA (one or more nodes) with a software key", runDev})
+	register(&command{name: "dev", synopsis: "Run a throwaway CA (one or more nodes) with a software key", setup: dev})
 }
 
-func runDev(args []string) int {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+func dev(fs *flag.FlagSet) func([]string) int {
 	dataDir := fs.String("data-dir", "", "keep state, PKI and tokens here (default: a temporary directory removed on exit)")
 	listen := fs.String("listen", "127.0.0.1:8443", "API address of the first node; further nodes count the port up")
 	nodes := fs.Int("nodes", 1, "number of nodes to run in this process")
@@ -42,143 +41,142 @@ func runDev(args []string) int {
 	adminListen := fs.String("admin-listen", "", "serve pprof and metrics of the first node here (e.g. 127.0.0.1:6060), for profiling")
 	var lf logFlags
 	lf.register(fs, "error")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	serverGC()
-	log, err := lf.logger()
-	if err != nil {
-		return fail("dev: %v", err)
-	}
-	if *nodes < 1 || *nodes > 9 {
-		return fail("dev: -nodes must be 1 to 9")
-	}
-	if *only < 0 || *only > *nodes {
-		return fail("dev: -node must be 1 to -nodes")
-	}
-	host, portStr, err := net.SplitHostPort(*listen)
-	if err != nil {
-		return fail("dev: -listen: %v", err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 0 || port+*nodes+httpPortOffset > 65535 {
-		return fail("dev: -listen: port must leave room for %d API and Raft ports", *nodes)
-	}
-	if *only > 0 && (*dataDir == "" || port == 0) {
-		return fail("dev: -node needs -data-dir and a -listen port: the nodes' processes share them")
-	}
-
-	dir, temporary := *dataDir, false
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "quorumca-dev-"); err != nil {
-			return fail("dev: %v", err)
-		}
-		temporary = true
-		defer os.RemoveAll(dir)
-	}
-	if dir, err = filepath.Abs(dir); err != nil {
-		return fail("dev: %v", err)
-	}
-	pki, err := node.LoadOrCreateDevPKI(dir)
-	if err != nil {
-		return fail("dev: pki: %v", err)
-	}
-	secret, err := devSecret(filepath.Join(dir, "join.secret"))
-	if err != nil {
-		return fail("dev: %v", err)
-	}
-	clusterKey, err := pki.ClusterCAKey()
-	if err != nil {
-		return fail("dev: %v", err)
-	}
-
-	var running []*node.Node
-	defer func() {
-		for i := len(running) - 1; i >= 0; i-- {
-			running[i].Close()
-		}
-	}()
-	for i := range *nodes {
-		if *only > 0 && i != *only-1 {
-			continue
-		}
-		name := fmt.Sprintf("node%d", i+1)
-		ndir := filepath.Join(dir, name)
-		certFile, keyFile, err := pki.NodeTLS(ndir, []string{host, "localhost", "127.0.0.1"})
+	return func([]string) int {
+		serverGC()
+		log, err := lf.logger()
 		if err != nil {
 			return fail("dev: %v", err)
 		}
-		apiAddr, raftAddr, httpAddr := net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0"), ""
-		if port != 0 {
-			apiAddr = net.JoinHostPort(host, strconv.Itoa(port+i))
-			raftAddr = net.JoinHostPort(host, strconv.Itoa(port+i+raftPortOffset))
-			httpAddr = net.JoinHostPort(host, strconv.Itoa(port+i+httpPortOffset))
-		} else if httpAddr, err = freeAddr(host); err != nil {
+		if *nodes < 1 || *nodes > 9 {
+			return fail("dev: -nodes must be 1 to 9")
+		}
+		if *only < 0 || *only > *nodes {
+			return fail("dev: -node must be 1 to -nodes")
+		}
+		host, portStr, err := net.SplitHostPort(*listen)
+		if err != nil {
+			return fail("dev: -listen: %v", err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil || port < 0 || port+*nodes+httpPortOffset > 65535 {
+			return fail("dev: -listen: port must leave room for %d API and Raft ports", *nodes)
+		}
+		if *only > 0 && (*dataDir == "" || port == 0) {
+			return fail("dev: -node needs -data-dir and a -listen port: the nodes' processes share them")
+		}
+
+		dir, temporary := *dataDir, false
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "quorumca-dev-"); err != nil {
+				return fail("dev: %v", err)
+			}
+			temporary = true
+			defer os.RemoveAll(dir)
+		}
+		if dir, err = filepath.Abs(dir); err != nil {
 			return fail("dev: %v", err)
 		}
-		cfg := node.Config{
-			NodeName: name, DataDir: ndir,
-			APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile, HTTPListen: httpAddr,
-			RaftListen: raftAddr, JoinSecret: secret, ClusterCAKey: clusterKey,
-			Logger: log, AllowInsecureSoftSigner: true,
+		pki, err := node.LoadOrCreateDevPKI(dir)
+		if err != nil {
+			return fail("dev: pki: %v", err)
 		}
-		if port != 0 {
-			// Token audiences follow this start's -listen (nothing of it is
-			// kept in the data dir): each name the dev TLS certificate
-			// covers, at this node's port.
-			for _, h := range []string{host, "localhost", "127.0.0.1"} {
-				if u := "https://" + net.JoinHostPort(h, strconv.Itoa(port+i)); !slices.Contains(cfg.APIPublicURLs, u) {
-					cfg.APIPublicURLs = append(cfg.APIPublicURLs, u)
-				}
+		secret, err := devSecret(filepath.Join(dir, "join.secret"))
+		if err != nil {
+			return fail("dev: %v", err)
+		}
+		clusterKey, err := pki.ClusterCAKey()
+		if err != nil {
+			return fail("dev: %v", err)
+		}
+
+		var running []*node.Node
+		defer func() {
+			for i := len(running) - 1; i >= 0; i-- {
+				running[i].Close()
 			}
-		} // else the default: https:// + the address the node listens at
-		if i == 0 {
-			cfg.AdminListen = *adminListen
-			adminCA, err := pki.AdminAuthority()
+		}()
+		for i := range *nodes {
+			if *only > 0 && i != *only-1 {
+				continue
+			}
+			name := fmt.Sprintf("node%d", i+1)
+			ndir := filepath.Join(dir, name)
+			certFile, keyFile, err := pki.NodeTLS(ndir, []string{host, "localhost", "127.0.0.1"})
 			if err != nil {
 				return fail("dev: %v", err)
 			}
-			// Its intermediate names this start's root CRL and
-			// certificate URLs (signed again if -listen changed).
-			if err := pki.LinkIntermediate("http://" + httpAddr); err != nil {
+			apiAddr, raftAddr, httpAddr := net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0"), ""
+			if port != 0 {
+				apiAddr = net.JoinHostPort(host, strconv.Itoa(port+i))
+				raftAddr = net.JoinHostPort(host, strconv.Itoa(port+i+raftPortOffset))
+				httpAddr = net.JoinHostPort(host, strconv.Itoa(port+i+httpPortOffset))
+			} else if httpAddr, err = freeAddr(host); err != nil {
 				return fail("dev: %v", err)
 			}
-			// The dev authority's OCSP answers are signed by a delegated
-			// responder, as production ones should be.
-			ca := pki.Authority("http://" + httpAddr)
-			if ca.OCSPResponderKey, err = pki.OCSPResponderKey(); err != nil {
-				return fail("dev: %v", err)
+			cfg := node.Config{
+				NodeName: name, DataDir: ndir,
+				APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile, HTTPListen: httpAddr,
+				RaftListen: raftAddr, JoinSecret: secret, ClusterCAKey: clusterKey,
+				Logger: log, AllowInsecureSoftSigner: true,
 			}
-			cfg.Bootstrap = true
-			cfg.Authorities = []*node.AuthorityConfig{ca, adminCA}
-			cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
-		} else if port != 0 {
-			cfg.Join = []string{"https://" + net.JoinHostPort(host, strconv.Itoa(port))}
-		} else {
-			cfg.Join = []string{"https://" + running[0].APIAddr()}
+			if port != 0 {
+				// Token audiences follow this start's -listen (nothing of it is
+				// kept in the data dir): each name the dev TLS certificate
+				// covers, at this node's port.
+				for _, h := range []string{host, "localhost", "127.0.0.1"} {
+					if u := "https://" + net.JoinHostPort(h, strconv.Itoa(port+i)); !slices.Contains(cfg.APIPublicURLs, u) {
+						cfg.APIPublicURLs = append(cfg.APIPublicURLs, u)
+					}
+				}
+			} // else the default: https:// + the address the node listens at
+			if i == 0 {
+				cfg.AdminListen = *adminListen
+				adminCA, err := pki.AdminAuthority()
+				if err != nil {
+					return fail("dev: %v", err)
+				}
+				// Its intermediate names this start's root CRL and
+				// certificate URLs (signed again if -listen changed).
+				if err := pki.LinkIntermediate("http://" + httpAddr); err != nil {
+					return fail("dev: %v", err)
+				}
+				// The dev authority's OCSP answers are signed by a delegated
+				// responder, as production ones should be.
+				ca := pki.Authority("http://" + httpAddr)
+				if ca.OCSPResponderKey, err = pki.OCSPResponderKey(); err != nil {
+					return fail("dev: %v", err)
+				}
+				cfg.Bootstrap = true
+				cfg.Authorities = []*node.AuthorityConfig{ca, adminCA}
+				cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
+			} else if port != 0 {
+				cfg.Join = []string{"https://" + net.JoinHostPort(host, strconv.Itoa(port))}
+			} else {
+				cfg.Join = []string{"https://" + running[0].APIAddr()}
+			}
+			n, err := node.Start(cfg)
+			if err != nil {
+				return fail("dev: %s: %v", name, err)
+			}
+			running = append(running, n)
 		}
-		n, err := node.Start(cfg)
+		if err := waitReady(running, filepath.Join(dir, "admin.token"), time.Minute); err != nil {
+			return fail("dev: %v", err)
+		}
+		adminToken, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 		if err != nil {
-			return fail("dev: %s: %v", name, err)
+			return fail("dev: %v", err)
 		}
-		running = append(running, n)
-	}
-	if err := waitReady(running, filepath.Join(dir, "admin.token"), time.Minute); err != nil {
-		return fail("dev: %v", err)
-	}
-	adminToken, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-	if err != nil {
-		return fail("dev: %v", err)
-	}
-	example := exampleScript(dir, "https://"+running[0].APIAddr(), "http://"+running[0].HTTPAddr())
-	if err := os.WriteFile(filepath.Join(dir, "example.sh"), []byte(example), 0o755); err != nil {
-		return fail("dev: %v", err)
-	}
-	printBanner(os.Stdout, dir, temporary, running, pki, strings.TrimSpace(string(adminToken)), example)
+		example := exampleScript(dir, "https://"+running[0].APIAddr(), "http://"+running[0].HTTPAddr())
+		if err := os.WriteFile(filepath.Join(dir, "example.sh"), []byte(example), 0o755); err != nil {
+			return fail("dev: %v", err)
+		}
+		printBanner(os.Stdout, dir, temporary, running, pki, strings.TrimSpace(string(adminToken)), example)
 
-	waitForSignal()
-	fmt.Fprintln(os.Stderr, "quorumca dev: stopping")
-	return 0
+		waitForSignal()
+		fmt.Fprintln(os.Stderr, "quorumca dev: stopping")
+		return 0
+	}
 }
 
 // freeAddr returns a host:port that was free a moment ago.

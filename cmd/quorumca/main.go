@@ -1,77 +1,120 @@
 // Command quorumca is the CA node, its dev mode, its operator tools and
-// the device agent: one binary with subcommands, HashiCorp style. Built
-// with -tags agent it holds only the agent, for devices.
+// the device agent: one binary, one command tree on hashicorp/cli (as
+// Consul and Nomad use it).
+//
+// Each file registers its commands in init (commands.go): a name of one
+// or more words ("operator authority create"), a synopsis, and a setup
+// that adds the command's flags to a flag set and returns what runs once
+// they are parsed. A command without setup only groups its subcommands.
+// Help lists the flags of that same flag set, and shell completion
+// (complete.go, quorumca -autocomplete-install) offers them, so neither
+// drifts from what the command parses. Flags and positional arguments
+// mix in any order. A command line that cannot run gets one line and exit
+// status 1. Built with -tags agent the tree holds only the agent, for
+// devices.
 package main
 
 import (
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/hashicorp/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-type command struct {
-	name, synopsis string
-	run            func(args []string) int
-}
-
-// order is how usage lists the commands; each file registers its own, and
-// a device build (-tags agent) has only the agent's.
-var order = []string{"server", "dev", "operator", "provisioner", "token", "cert", "admin", "audit", "crl", "agent", "bench", "keygen", "version"}
-
-var registry = map[string]command{}
-
-func register(cs ...command) {
-	for _, c := range cs {
-		registry[c.name] = c
-	}
-}
-
 func init() {
-	register(command{"version", "Print the version", func([]string) int { fmt.Println("quorumca", version); return 0 }})
-}
-
-func commands() []command {
-	var out []command
-	for _, name := range order {
-		if c, ok := registry[name]; ok {
-			out = append(out, c)
-		}
-	}
-	return out
+	register(&command{name: "version", synopsis: "Print the version",
+		setup: func(*flag.FlagSet) func([]string) int {
+			return func([]string) int { fmt.Println("quorumca", version); return 0 }
+		}})
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
 
+// run is the whole command line.
 func run(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
-		usage(os.Stdout)
-		return 0
+	completing := os.Getenv("COMP_LINE") != "" // the shell asks for completions: hashicorp/cli answers
+	if len(args) == 0 && !completing {
+		args = []string{"-h"}
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(args[1:])
+	c := &cli.CLI{
+		Name:         "quorumca",
+		Args:         args,
+		Version:      "quorumca " + version,
+		Commands:     commands(),
+		HelpFunc:     helpFunc,
+		HelpWriter:   os.Stdout,
+		ErrorWriter:  os.Stderr,
+		Autocomplete: true,
+	}
+	if !completing {
+		if code, done := check(c, args); done {
+			return code
 		}
 	}
-	fmt.Fprintf(os.Stderr, "quorumca: unknown command %q\n\n", args[0])
-	usage(os.Stderr)
-	return 1
+	code, err := c.Run()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if code == 127 { // hashicorp/cli's "no such command", past check
+		code = 1
+	}
+	return code
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: quorumca <command> [flags]\n\nCommands:")
-	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.synopsis)
+// commands is the command tree, for hashicorp/cli.
+func commands() map[string]cli.CommandFactory {
+	m := map[string]cli.CommandFactory{"help": func() (cli.Command, error) { return helpCommand{}, nil }}
+	for name, c := range registry {
+		m[name] = func() (cli.Command, error) { return c, nil }
 	}
-	fmt.Fprintln(w, "\nRun 'quorumca <command> -h' for a command's flags.")
+	return m
 }
+
+// globalFlags go before the command.
+var globalFlags = map[string]bool{"h": true, "help": true, "v": true, "version": true,
+	"autocomplete-install": true, "autocomplete-uninstall": true}
+
+// check answers in one line what hashicorp/cli would answer with the whole
+// help: a flag before the command that is not a global one, or a command
+// that does not exist.
+func check(c *cli.CLI, args []string) (int, bool) {
+	for _, a := range args {
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			break
+		}
+		if !globalFlags[strings.TrimLeft(a, "-")] {
+			return usageError("", "flag provided but not defined: "+a), true
+		}
+	}
+	if sub := c.Subcommand(); sub != "" && c.Commands[sub] == nil {
+		return usageError("", fmt.Sprintf("unknown command %q", sub)), true
+	}
+	return 0, false
+}
+
+func helpFunc(cmds map[string]cli.CommandFactory) string {
+	return cli.BasicHelpFunc("quorumca")(cmds) + `
+Run 'quorumca help <command>' or 'quorumca <command> -h' for a command's
+flags and subcommands. 'quorumca -autocomplete-install' adds completion of
+commands and flags to bash and zsh.`
+}
+
+// helpCommand is "quorumca help <command ...>", the same as the command's -h.
+type helpCommand struct{}
+
+func (helpCommand) Synopsis() string { return "Show a command's help" }
+func (helpCommand) Help() string {
+	return "Usage: quorumca help [command ...]\n\n  Show a command's help: quorumca help operator authority create\n  is quorumca operator authority create -h."
+}
+func (helpCommand) Run(args []string) int { return run(append(args, "-h")) }
 
 // logFlags adds -log-level and -log-format to fs.
 type logFlags struct{ level, format string }

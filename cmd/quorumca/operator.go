@@ -16,49 +16,37 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/posener/complete"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/node"
 	"github.com/quorumca/quorumca/signer"
 )
 
-// runOperator dispatches "quorumca operator <group> <action>".
-func runOperator(args []string) int {
-	groups := map[string]map[string]func([]string) int{
-		"authority": {
-			"create": authorityCreate, "csr": authorityCSR, "import": authorityImport,
-			"rotate": authorityRotate, "list": authorityList, "ocsp-responder": authorityOCSPResponder,
-			"revoke-issuer": authorityRevokeIssuer, "update": authorityUpdate, "crl-sign": authorityCRLSign,
-		},
-		"raft": {
-			"list-peers": raftListPeers, "remove-peer": raftRemovePeer, "transfer-leadership": raftTransfer,
-		},
-		"snapshot": {"save": snapshotSave, "restore": snapshotRestore},
-	}
-	if len(args) > 0 && args[0] == "recover-admin" {
-		return recoverAdmin(args[1:])
-	}
-	if len(args) < 2 || groups[args[0]] == nil || groups[args[0]][args[1]] == nil {
-		fmt.Fprintln(os.Stderr, `Usage: quorumca operator <group> <action> [flags]
-
-  authority create     an authority whose root and issuing keys are in a KMS or HSM
-  authority csr        a certificate request for an issuing key, for an offline root to sign
-  authority import     install an intermediate signed by an offline root (new authority or new issuer)
-  authority rotate     a new intermediate signed by the authority's root key
-  authority list       the authorities and their issuers
-  authority ocsp-responder  show, set up (-key) or remove (-remove) an authority's delegated OCSP responder
-  authority revoke-issuer   revoke an intermediate: it issues nothing more, the root's CRL lists it
-  authority update     set an authority's root key (its root then signs CRLs), base URL or CRL validity and refresh
-  authority crl-sign   an offline root's CRL: -request-out (from the cluster), -request -root-key (offline), -import (to the cluster)
-  raft list-peers      the Raft configuration
-  raft remove-peer ID  remove a server from the Raft configuration
-  raft transfer-leadership [-to ID]
-  snapshot save FILE   a consistent, checksummed snapshot of the whole state
-  snapshot restore FILE  replace the cluster's state with a snapshot (disaster recovery)
-  recover-admin        on a stopped node: a one-time admin token, committed when the node starts (break glass)`)
-		return 2
-	}
-	return groups[args[0]][args[1]](args[2:])
+func init() {
+	register(&command{name: "operator", synopsis: "Operate a cluster: authorities, Raft, snapshots, admin recovery"},
+		&command{name: "operator authority", synopsis: "Create, import, rotate and revoke authorities and their issuers"},
+		&command{name: "operator authority create", synopsis: "An authority whose root and issuing keys are in a KMS or HSM", setup: authorityCreate},
+		&command{name: "operator authority csr", synopsis: "A certificate request for an issuing key, for an offline root to sign", setup: authorityCSR},
+		&command{name: "operator authority import", synopsis: "Install an intermediate signed by an offline root (new authority or new issuer)", setup: authorityImport},
+		&command{name: "operator authority rotate", synopsis: "A new intermediate signed by the authority's root key", setup: authorityRotate},
+		&command{name: "operator authority list", synopsis: "The authorities and their issuers", setup: authorityList},
+		&command{name: "operator authority ocsp-responder", synopsis: "Show, set up (-key) or remove (-remove) an authority's delegated OCSP responder", setup: authorityOCSPResponder},
+		&command{name: "operator authority revoke-issuer", synopsis: "Revoke an intermediate: it issues nothing more, the root's CRL lists it", setup: authorityRevokeIssuer},
+		&command{name: "operator authority update", synopsis: "Set an authority's root key, base URL or CRL validity and refresh", setup: authorityUpdate,
+			about: "With a root key set, the root signs the authority's root CRL itself."},
+		&command{name: "operator authority crl-sign", synopsis: "An offline root's CRL, in three steps", setup: authorityCRLSign,
+			about: "1. -name -request-out FILE: the cluster writes what the root's next CRL lists.\n2. -request FILE -root-key URI -out CRL: where the root's key is, offline, sign it.\n3. -name -import CRL: the cluster checks the CRL and serves it."},
+		&command{name: "operator raft", synopsis: "The Raft configuration: list peers, remove one, transfer leadership"},
+		&command{name: "operator raft list-peers", synopsis: "The Raft configuration", setup: raftListPeers},
+		&command{name: "operator raft remove-peer", args: "ID", synopsis: "Remove a server from the Raft configuration", setup: raftRemovePeer},
+		&command{name: "operator raft transfer-leadership", synopsis: "Hand leadership to another voter", setup: raftTransfer},
+		&command{name: "operator snapshot", synopsis: "Save and restore the whole state"},
+		&command{name: "operator snapshot save", args: "FILE", synopsis: "A consistent, checksummed snapshot of the whole state", setup: snapshotSave,
+			predict: complete.PredictFiles("*")},
+		&command{name: "operator snapshot restore", args: "FILE", synopsis: "Replace the cluster's state with a snapshot (disaster recovery)", setup: snapshotRestore,
+			predict: complete.PredictFiles("*")},
+		&command{name: "operator recover-admin", synopsis: "On a stopped node: a one-time admin token, committed when the node starts (break glass)", setup: recoverAdmin})
 }
 
 // apiFlags are the connection flags every client command takes, with
@@ -70,21 +58,44 @@ type apiFlags struct {
 func (f *apiFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "", "API address, https://host:port, or several comma-separated to fail over (QUORUMCA_ADDR; default https://127.0.0.1:8443)")
 	fs.StringVar(&f.caFile, "ca-file", "", "trust anchors of the API certificate (QUORUMCA_CA_FILE)")
-	fs.StringVar(&f.token, "admin-token", "", "admin bearer token (QUORUMCA_ADMIN_TOKEN)")
-	fs.StringVar(&f.tokenFile, "admin-token-file", "", "file holding the admin token (QUORUMCA_ADMIN_TOKEN_FILE)")
+	f.registerToken(fs)
 	fs.StringVar(&f.format, "format", "table", "output: table or json")
 }
 
-func (f *apiFlags) client() (*client.Client, error) {
-	cfg := client.Config{Addr: f.addr, CAFile: f.caFile, AdminToken: f.token}
-	if f.tokenFile != "" && cfg.AdminToken == "" {
-		b, err := os.ReadFile(f.tokenFile)
-		if err != nil {
-			return nil, err
+// registerToken adds the admin token's flags: -admin-token is always the
+// token, -admin-token-file a file holding it.
+func (f *apiFlags) registerToken(fs *flag.FlagSet) {
+	fs.StringVar(&f.token, "admin-token", "", "admin bearer token (QUORUMCA_ADMIN_TOKEN)")
+	fs.StringVar(&f.tokenFile, "admin-token-file", "", "file holding the admin token (QUORUMCA_ADMIN_TOKEN_FILE)")
+}
+
+// adminToken is the token of the flags, else of the environment.
+func (f *apiFlags) adminToken() (string, error) {
+	if f.token != "" {
+		// bench run's -admin-token once took a file: say so rather than
+		// send a file name as a token.
+		if _, err := os.Stat(f.token); err == nil {
+			return "", fmt.Errorf("-admin-token takes the token itself; -admin-token-file %s reads it from the file", f.token)
 		}
-		cfg.AdminToken = string(trimNL(b))
+		return f.token, nil
 	}
-	cfg, err := cfg.FromEnv()
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		return strings.TrimSpace(string(b)), err
+	}
+	cfg, err := client.Config{}.FromEnv()
+	return cfg.AdminToken, err
+}
+
+func (f *apiFlags) client() (*client.Client, error) {
+	if f.format != "table" && f.format != "json" {
+		return nil, errors.New("-format must be table or json")
+	}
+	token, err := f.adminToken()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := client.Config{Addr: f.addr, CAFile: f.caFile, AdminToken: token}.FromEnv()
 	if err != nil {
 		return nil, err
 	}
@@ -92,38 +103,6 @@ func (f *apiFlags) client() (*client.Client, error) {
 		cfg.Addr, cfg.Addrs = addrs[0], addrs[1:]
 	}
 	return client.New(cfg)
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// parseWith also takes exactly npos positional arguments, before or
-// after the flags.
-func parseWith(fs *flag.FlagSet, af *apiFlags, args []string, npos int) (*client.Client, []string, int, bool) {
-	af.register(fs)
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, nil, 2, false
-		}
-		if args = fs.Args(); len(args) == 0 {
-			break
-		}
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	if len(pos) != npos {
-		fmt.Fprintf(os.Stderr, "quorumca %s: want %d argument(s), got %d\n", fs.Name(), npos, len(pos))
-		return nil, nil, 2, false
-	}
-	c, err := af.client()
-	if err != nil {
-		return nil, nil, fail("%v", err), false
-	}
-	return c, pos, 0, true
 }
 
 func ctx() (context.Context, context.CancelFunc) {
@@ -155,37 +134,35 @@ func authorityResult(a *client.Authority, err error) (*result, error) {
 	return &result{a, authorityTable(*a)}, nil
 }
 
-func authorityCreate(args []string) int {
+func authorityCreate(fs *flag.FlagSet) func([]string) int {
 	var req client.CreateAuthority
-	return apiCommand("operator authority create", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&req.Name, "name", "", "authority name (required)")
-		fs.StringVar(&req.RootKey, "root-key", "", "key URI of the root (awskms:..., pkcs11:...)")
-		fs.StringVar(&req.Key, "key", "", "key URI of the issuing intermediate")
-		fs.BoolVar(&req.CreateKeys, "create-keys", false, "create the keys in their backend first (the URIs name where)")
-		fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-keys: EC_P256, EC_P384, RSA_2048, RSA_3072, RSA_4096")
-		fs.StringVar(&req.RootCommonName, "root-cn", "", "root common name")
-		fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
-		fs.StringVar(&req.RootTTL, "root-ttl", "", "root lifetime (default 87600h)")
-		fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime (default 43800h)")
-		fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP in issued certificates")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&req.Name, "name", "", "authority name (required)")
+	fs.StringVar(&req.RootKey, "root-key", "", "key URI of the root (awskms:..., pkcs11:...)")
+	fs.StringVar(&req.Key, "key", "", "key URI of the issuing intermediate")
+	fs.BoolVar(&req.CreateKeys, "create-keys", false, "create the keys in their backend first (the URIs name where)")
+	fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-keys: EC_P256, EC_P384, RSA_2048, RSA_3072, RSA_4096")
+	fs.StringVar(&req.RootCommonName, "root-cn", "", "root common name")
+	fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
+	fs.StringVar(&req.RootTTL, "root-ttl", "", "root lifetime (default 87600h)")
+	fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime (default 43800h)")
+	fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP in issued certificates")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if req.Name == "" || req.RootKey == "" || req.Key == "" {
 			return nil, errors.New("-name, -root-key and -key are required")
 		}
 		return authorityResult(c.CreateAuthority(cx, req))
-	})(args)
+	})
 }
 
-func authorityCSR(args []string) int {
+func authorityCSR(fs *flag.FlagSet) func([]string) int {
 	var key client.KeyOptions
 	var cn, outFile string
-	return apiCommand("operator authority csr", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&key.Key, "key", "", "key URI of the new intermediate (required)")
-		fs.BoolVar(&key.CreateKeys, "create-key", false, "create the key in its backend first")
-		fs.StringVar(&key.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
-		fs.StringVar(&cn, "cn", "", "intermediate common name")
-		fs.StringVar(&outFile, "out", "", "write the CSR here (default: standard output)")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&key.Key, "key", "", "key URI of the new intermediate (required)")
+	fs.BoolVar(&key.CreateKeys, "create-key", false, "create the key in its backend first")
+	fs.StringVar(&key.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
+	fs.StringVar(&cn, "cn", "", "intermediate common name")
+	fs.StringVar(&outFile, "out", "", "write the CSR here (default: standard output)")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if key.Key == "" {
 			return nil, errors.New("-key is required")
 		}
@@ -200,21 +177,20 @@ func authorityCSR(args []string) int {
 		}
 		fmt.Fprintf(os.Stderr, "key: %s\nSign the request with the offline root, then run 'quorumca operator authority import'.\n", csr.Key)
 		return nil, nil
-	})(args)
+	})
 }
 
-func authorityImport(args []string) int {
+func authorityImport(fs *flag.FlagSet) func([]string) int {
 	var req client.ImportAuthority
 	var rootFile, certFile string
-	return apiCommand("operator authority import", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&req.Name, "name", "", "authority name (required)")
-		fs.StringVar(&rootFile, "root", "", "root certificate (PEM file, required)")
-		fs.StringVar(&certFile, "cert", "", "the signed intermediate, and any certificates between it and the root (PEM file, required)")
-		fs.StringVar(&req.Key, "key", "", "key URI of the intermediate (required)")
-		fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP (new authorities)")
-		fs.BoolVar(&req.KeepOthers, "keep-others", false, "add beside the current issuers instead of replacing them")
-		fs.BoolVar(&req.NewRoot, "new-root", false, "root rotation: -root is a new root, added to the authority's trust anchors")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&req.Name, "name", "", "authority name (required)")
+	fs.StringVar(&rootFile, "root", "", "root certificate (PEM file, required)")
+	fs.StringVar(&certFile, "cert", "", "the signed intermediate, and any certificates between it and the root (PEM file, required)")
+	fs.StringVar(&req.Key, "key", "", "key URI of the intermediate (required)")
+	fs.StringVar(&req.BaseURL, "base-url", "", "plain-HTTP URL for CRL and OCSP (new authorities)")
+	fs.BoolVar(&req.KeepOthers, "keep-others", false, "add beside the current issuers instead of replacing them")
+	fs.BoolVar(&req.NewRoot, "new-root", false, "root rotation: -root is a new root, added to the authority's trust anchors")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if req.Name == "" || rootFile == "" || certFile == "" || req.Key == "" {
 			return nil, errors.New("-name, -root, -cert and -key are required")
 		}
@@ -228,55 +204,51 @@ func authorityImport(args []string) int {
 		}
 		req.Root, req.Chain = string(root), string(chain)
 		return authorityResult(c.ImportAuthority(cx, req))
-	})(args)
+	})
 }
 
-func authorityRotate(args []string) int {
+func authorityRotate(fs *flag.FlagSet) func([]string) int {
 	var req client.RotateAuthority
 	var name string
-	return apiCommand("operator authority rotate", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&name, "name", "", "authority name (required)")
-		fs.StringVar(&req.Key, "key", "", "key URI of the new intermediate (required)")
-		fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
-		fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
-		fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
-		fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime")
-		fs.BoolVar(&req.KeepOthers, "keep-others", false, "share issuance with the current issuers instead of replacing them")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&name, "name", "", "authority name (required)")
+	fs.StringVar(&req.Key, "key", "", "key URI of the new intermediate (required)")
+	fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
+	fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
+	fs.StringVar(&req.CommonName, "cn", "", "intermediate common name")
+	fs.StringVar(&req.TTL, "ttl", "", "intermediate lifetime")
+	fs.BoolVar(&req.KeepOthers, "keep-others", false, "share issuance with the current issuers instead of replacing them")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if name == "" || req.Key == "" {
 			return nil, errors.New("-name and -key are required")
 		}
 		return authorityResult(c.RotateAuthority(cx, name, req))
-	})(args)
+	})
 }
 
-func authorityRevokeIssuer(args []string) int {
+func authorityRevokeIssuer(fs *flag.FlagSet) func([]string) int {
 	var name, issuer, reason string
 	var force bool
-	return apiCommand("operator authority revoke-issuer", 0, func(fs *flag.FlagSet) {
-		fs.BoolVar(&force, "force", false, "revoke the authority's last active issuer too (it then issues nothing)")
-		fs.StringVar(&name, "name", "", "authority name (required)")
-		fs.StringVar(&issuer, "issuer", "", "issuer ID, as authority list shows it (required)")
-		fs.StringVar(&reason, "reason", "", "RFC 5280 reason name, e.g. keyCompromise, superseded (default unspecified)")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.BoolVar(&force, "force", false, "revoke the authority's last active issuer too (it then issues nothing)")
+	fs.StringVar(&name, "name", "", "authority name (required)")
+	fs.StringVar(&issuer, "issuer", "", "issuer ID, as authority list shows it (required)")
+	fs.StringVar(&reason, "reason", "", "RFC 5280 reason name, e.g. keyCompromise, superseded (default unspecified)")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if name == "" || issuer == "" {
 			return nil, errors.New("-name and -issuer are required")
 		}
 		return authorityResult(c.RevokeIssuer(cx, name, issuer, reason, force))
-	})(args)
+	})
 }
 
-func authorityUpdate(args []string) int {
+func authorityUpdate(fs *flag.FlagSet) func([]string) int {
 	var name, rootKey, baseURL, validity, refresh string
-	shards := -1
-	return apiCommand("operator authority update", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&name, "name", "", "authority name (required)")
-		fs.StringVar(&rootKey, "root-key", "", "key URI of the root (KMS or HSM); \"none\" clears it")
-		fs.StringVar(&baseURL, "base-url", "", "URL (a load balancer) that certificates name for CRLs, OCSP and issuer certificates")
-		fs.StringVar(&validity, "crl-validity", "", "how long each CRL is valid (default 24h)")
-		fs.StringVar(&refresh, "crl-refresh", "", "how often a CRL is signed anew without a revocation (default 1h)")
-		fs.IntVar(&shards, "crl-shards", -1, "partition each issuer's CRL into this many shards (0 or 1: one CRL); reaches the active issuers that have one CRL, and later ones, for their life")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&name, "name", "", "authority name (required)")
+	fs.StringVar(&rootKey, "root-key", "", "key URI of the root (KMS or HSM); \"none\" clears it")
+	fs.StringVar(&baseURL, "base-url", "", "URL (a load balancer) that certificates name for CRLs, OCSP and issuer certificates")
+	fs.StringVar(&validity, "crl-validity", "", "how long each CRL is valid (default 24h)")
+	fs.StringVar(&refresh, "crl-refresh", "", "how often a CRL is signed anew without a revocation (default 1h)")
+	shards := fs.Int("crl-shards", -1, "partition each issuer's CRL into this many shards (0 or 1: one CRL); reaches the active issuers that have one CRL, and later ones, for their life")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		if name == "" {
 			return nil, errors.New("-name is required")
 		}
@@ -293,22 +265,21 @@ func authorityUpdate(args []string) int {
 		if validity != "" || refresh != "" {
 			req.CRL = &client.CRLConfig{Validity: validity, Refresh: refresh}
 		}
-		if shards >= 0 {
+		if *shards >= 0 {
 			if req.CRL == nil {
 				req.CRL = &client.CRLConfig{}
 			}
-			req.CRL.Shards = &shards
+			req.CRL.Shards = shards
 		}
 		return authorityResult(c.UpdateAuthority(cx, name, req))
-	})(args)
+	})
 }
 
 // authorityCRLSign is the offline root's CRL ceremony in three steps:
 // the cluster says what to sign, the root's holder signs it where the key
 // is (no cluster needed), the cluster takes it after checking it.
-func authorityCRLSign(args []string) int {
+func authorityCRLSign(fs *flag.FlagSet) func([]string) int {
 	var name, root, requestOut, request, rootKey, outFile, importFile, validity string
-	fs := flag.NewFlagSet("operator authority crl-sign", flag.ContinueOnError)
 	fs.StringVar(&name, "name", "", "authority name (with -request-out and -import)")
 	fs.StringVar(&root, "root", "", "root ID (default: the authority's first root)")
 	fs.StringVar(&requestOut, "request-out", "", "step 1: write the request for the root's next CRL here")
@@ -318,68 +289,71 @@ func authorityCRLSign(args []string) int {
 	fs.StringVar(&outFile, "out", "", "...and write the CRL (PEM) here")
 	fs.StringVar(&importFile, "import", "", "step 3: give the cluster the signed CRL (PEM)")
 	var af apiFlags
-	c, _, code, ok := parseWith(fs, &af, args, 0)
-	if !ok {
-		return code
+	af.register(fs)
+	return func([]string) int {
+		c, err := af.client()
+		if err != nil {
+			return fail("%v", err)
+		}
+		cx, cancel := ctx()
+		defer cancel()
+		switch {
+		case request != "":
+			if rootKey == "" || outFile == "" {
+				return fail("operator authority crl-sign: -request needs -root-key and -out")
+			}
+			d, err := time.ParseDuration(validity)
+			if err != nil || d <= 0 {
+				return fail("operator authority crl-sign: -validity: a duration such as 720h")
+			}
+			b, err := os.ReadFile(request)
+			if err != nil {
+				return fail("%v", err)
+			}
+			var req authority.RootCRLRequest
+			if err := json.Unmarshal(b, &req); err != nil {
+				return fail("operator authority crl-sign: %s: %v", request, err)
+			}
+			key, err := signer.Open(cx, rootKey)
+			if err != nil {
+				return fail("operator authority crl-sign: root key: %v", err)
+			}
+			der, err := authority.SignRootCRL(&req, signer.CryptoSigner(cx, key), d, time.Now())
+			if err != nil {
+				return fail("operator authority crl-sign: %v", err)
+			}
+			if err := os.WriteFile(outFile, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+				return fail("%v", err)
+			}
+			fmt.Fprintf(os.Stderr, "CRL number %d of %s's root, %d revoked intermediates, written to %s.\nImport it: quorumca operator authority crl-sign -name %s -import %s\n",
+				req.Number, req.Authority, len(req.Revoked), outFile, req.Authority, outFile)
+			return 0
+		case name == "":
+			return fail("operator authority crl-sign: -name is required with -request-out or -import")
+		case requestOut != "":
+			req, err := c.RootCRLRequest(cx, name, root)
+			if err != nil {
+				return fail("operator authority crl-sign: %v", err)
+			}
+			if err := os.WriteFile(requestOut, req, 0o644); err != nil {
+				return fail("%v", err)
+			}
+			fmt.Fprintf(os.Stderr, "Request written to %s. Where the root's key is, run:\n  quorumca operator authority crl-sign -request %s -root-key <URI> -out root-crl.pem\n", requestOut, requestOut)
+			return 0
+		case importFile != "":
+			b, err := os.ReadFile(importFile)
+			if err != nil {
+				return fail("%v", err)
+			}
+			id, err := c.ImportRootCRL(cx, name, b)
+			if err != nil {
+				return fail("operator authority crl-sign: %v", err)
+			}
+			fmt.Printf("root %s's CRL imported; served at /v1/authorities/%s/roots/%s/crl\n", id, name, id)
+			return 0
+		}
+		return fail("operator authority crl-sign: give -request-out, -request or -import")
 	}
-	cx, cancel := ctx()
-	defer cancel()
-	switch {
-	case request != "":
-		if rootKey == "" || outFile == "" {
-			return fail("operator authority crl-sign: -request needs -root-key and -out")
-		}
-		d, err := time.ParseDuration(validity)
-		if err != nil || d <= 0 {
-			return fail("operator authority crl-sign: -validity: a duration such as 720h")
-		}
-		b, err := os.ReadFile(request)
-		if err != nil {
-			return fail("%v", err)
-		}
-		var req authority.RootCRLRequest
-		if err := json.Unmarshal(b, &req); err != nil {
-			return fail("operator authority crl-sign: %s: %v", request, err)
-		}
-		key, err := signer.Open(cx, rootKey)
-		if err != nil {
-			return fail("operator authority crl-sign: root key: %v", err)
-		}
-		der, err := authority.SignRootCRL(&req, signer.CryptoSigner(cx, key), d, time.Now())
-		if err != nil {
-			return fail("operator authority crl-sign: %v", err)
-		}
-		if err := os.WriteFile(outFile, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
-			return fail("%v", err)
-		}
-		fmt.Fprintf(os.Stderr, "CRL number %d of %s's root, %d revoked intermediates, written to %s.\nImport it: quorumca operator authority crl-sign -name %s -import %s\n",
-			req.Number, req.Authority, len(req.Revoked), outFile, req.Authority, outFile)
-		return 0
-	case name == "":
-		return fail("operator authority crl-sign: -name is required with -request-out or -import")
-	case requestOut != "":
-		req, err := c.RootCRLRequest(cx, name, root)
-		if err != nil {
-			return fail("operator authority crl-sign: %v", err)
-		}
-		if err := os.WriteFile(requestOut, req, 0o644); err != nil {
-			return fail("%v", err)
-		}
-		fmt.Fprintf(os.Stderr, "Request written to %s. Where the root's key is, run:\n  quorumca operator authority crl-sign -request %s -root-key <URI> -out root-crl.pem\n", requestOut, requestOut)
-		return 0
-	case importFile != "":
-		b, err := os.ReadFile(importFile)
-		if err != nil {
-			return fail("%v", err)
-		}
-		id, err := c.ImportRootCRL(cx, name, b)
-		if err != nil {
-			return fail("operator authority crl-sign: %v", err)
-		}
-		fmt.Printf("root %s's CRL imported; served at /v1/authorities/%s/roots/%s/crl\n", id, name, id)
-		return 0
-	}
-	return fail("operator authority crl-sign: give -request-out, -request or -import")
 }
 
 func ocspResponderTable(r *client.OCSPResponder) func(*tabwriter.Writer) {
@@ -391,18 +365,17 @@ func ocspResponderTable(r *client.OCSPResponder) func(*tabwriter.Writer) {
 	}
 }
 
-func authorityOCSPResponder(args []string) int {
+func authorityOCSPResponder(fs *flag.FlagSet) func([]string) int {
 	var req client.SetOCSPResponder
 	var name string
 	var remove bool
-	return apiCommand("operator authority ocsp-responder", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&name, "name", "", "authority name (required)")
-		fs.StringVar(&req.Key, "key", "", "key URI of the responder: set it up (or replace the key); its certificates are renewed by the cluster")
-		fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
-		fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
-		fs.StringVar(&req.TTL, "ttl", "", "lifetime of each responder certificate (default 168h; 4h to 2160h)")
-		fs.BoolVar(&remove, "remove", false, "remove the responder: the issuing keys sign OCSP answers again")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+	fs.StringVar(&name, "name", "", "authority name (required)")
+	fs.StringVar(&req.Key, "key", "", "key URI of the responder: set it up (or replace the key); its certificates are renewed by the cluster")
+	fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
+	fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
+	fs.StringVar(&req.TTL, "ttl", "", "lifetime of each responder certificate (default 168h; 4h to 2160h)")
+	fs.BoolVar(&remove, "remove", false, "remove the responder: the issuing keys sign OCSP answers again")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		switch {
 		case name == "":
 			return nil, errors.New("-name is required")
@@ -419,13 +392,15 @@ func authorityOCSPResponder(args []string) int {
 			return nil, err
 		}
 		return &result{r, ocspResponderTable(r)}, nil
-	})(args)
+	})
 }
 
-var authorityList = apiCommand("operator authority list", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
-	as, err := c.Authorities(cx)
-	return &result{as, authorityTable(as...)}, err
-})
+func authorityList(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		as, err := c.Authorities(cx)
+		return &result{as, authorityTable(as...)}, err
+	})
+}
 
 func peerTable(ps ...client.Peer) func(*tabwriter.Writer) {
 	return func(tw *tabwriter.Writer) {
@@ -436,90 +411,94 @@ func peerTable(ps ...client.Peer) func(*tabwriter.Writer) {
 	}
 }
 
-var raftListPeers = apiCommand("operator raft list-peers", 0, nil, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
-	ps, err := c.Peers(cx)
-	return &result{ps, peerTable(ps...)}, err
-})
-
-var raftRemovePeer = apiCommand("operator raft remove-peer", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
-	return nil, c.RemovePeer(cx, pos[0])
-})
-
-func raftTransfer(args []string) int {
-	var to string
-	return apiCommand("operator raft transfer-leadership", 0, func(fs *flag.FlagSet) {
-		fs.StringVar(&to, "to", "", "the voter to hand leadership to (default: the most up to date)")
-	}, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
-		return nil, c.TransferLeadership(cx, to)
-	})(args)
+func raftListPeers(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		ps, err := c.Peers(cx)
+		return &result{ps, peerTable(ps...)}, err
+	})
 }
 
-var snapshotSave = apiCommand("operator snapshot save", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
-	tmp := pos[0] + ".partial"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp)
-	if err := c.SaveSnapshot(contextBackground(), f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, pos[0]); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "snapshot written to %s\n", pos[0])
-	return nil, nil
-})
+func raftRemovePeer(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+		return nil, c.RemovePeer(cx, pos[0])
+	})
+}
 
-var snapshotRestore = apiCommand("operator snapshot restore", 1, nil, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if err := c.RestoreSnapshot(contextBackground(), f); err != nil {
-		return nil, err
-	}
-	fmt.Fprintln(os.Stderr, "snapshot restored")
-	return nil, nil
-})
+func raftTransfer(fs *flag.FlagSet) func([]string) int {
+	var to string
+	fs.StringVar(&to, "to", "", "the voter to hand leadership to (default: the most up to date)")
+	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
+		return nil, c.TransferLeadership(cx, to)
+	})
+}
+
+func snapshotSave(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+		tmp := pos[0] + ".partial"
+		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		defer os.Remove(tmp)
+		if err := c.SaveSnapshot(contextBackground(), f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, pos[0]); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "snapshot written to %s\n", pos[0])
+		return nil, nil
+	})
+}
+
+func snapshotRestore(fs *flag.FlagSet) func([]string) int {
+	return apiCommand(fs, func(cx context.Context, c *client.Client, pos []string) (*result, error) {
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := c.RestoreSnapshot(contextBackground(), f); err != nil {
+			return nil, err
+		}
+		fmt.Fprintln(os.Stderr, "snapshot restored")
+		return nil, nil
+	})
+}
 
 // recoverAdmin is the break-glass path when no admin credential works: on
 // the console of a stopped node, it writes a recovery request into the
 // node's data dir and prints the token once. The node commits it at its
 // next start; the token may create one admin within the hour.
-func recoverAdmin(args []string) int {
-	fs := flag.NewFlagSet("operator recover-admin", flag.ContinueOnError)
+func recoverAdmin(fs *flag.FlagSet) func([]string) int {
 	configPath := fs.String("config", "", "the stopped node's HCL config file (its data_dir is used)")
 	dataDir := fs.String("data-dir", "", "the stopped node's data dir, instead of -config")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if (*configPath == "") == (*dataDir == "") || fs.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "Usage: quorumca operator recover-admin -config FILE | -data-dir DIR   (the node must be stopped)")
-		return 2
-	}
-	if *configPath != "" {
-		cfg, err := node.Load(*configPath)
+	return func([]string) int {
+		if (*configPath == "") == (*dataDir == "") {
+			return usageError(fs.Name(), "give -config FILE or -data-dir DIR (the node must be stopped)")
+		}
+		if *configPath != "" {
+			cfg, err := node.Load(*configPath)
+			if err != nil {
+				return fail("recover-admin: %v", err)
+			}
+			*dataDir = cfg.DataDir
+		}
+		token, expires, err := node.RequestAdminRecovery(*dataDir, time.Now())
 		if err != nil {
 			return fail("recover-admin: %v", err)
 		}
-		*dataDir = cfg.DataDir
+		fmt.Println(token)
+		fmt.Fprintf(os.Stderr, `
+	This is a recovery admin token; it is shown only this once. Now start the node:
+	it commits the token when the cluster has a leader (audit actor "node:<name> recover-admin").
+	Then create an admin with it before %s (the token creates one, then is used up):
+	  QUORUMCA_ADMIN_TOKEN=<token> quorumca admin create -name NAME -role admin
+	`, expires.Local().Format(time.DateTime))
+		return 0
 	}
-	token, expires, err := node.RequestAdminRecovery(*dataDir, time.Now())
-	if err != nil {
-		return fail("recover-admin: %v", err)
-	}
-	fmt.Println(token)
-	fmt.Fprintf(os.Stderr, `
-This is a recovery admin token; it is shown only this once. Now start the node:
-it commits the token when the cluster has a leader (audit actor "node:<name> recover-admin").
-Then create an admin with it before %s (the token creates one, then is used up):
-  QUORUMCA_ADMIN_TOKEN=<token> quorumca admin create -name NAME -role admin
-`, expires.Local().Format(time.DateTime))
-	return 0
 }

@@ -14,15 +14,20 @@ import (
 )
 
 func init() {
-	register(command{"server", "Run a CA node from an HCL config file", runServer},
-		command{"keygen", "Print a new gossip encryption key (base64, 32 bytes)", func([]string) int {
-			k := make([]byte, 32)
-			if _, err := rand.Read(k); err != nil {
-				return fail("keygen: %v", err)
-			}
-			fmt.Println(base64.StdEncoding.EncodeToString(k))
-			return 0
-		}})
+	register(&command{name: "server", synopsis: "Run a CA node from an HCL config file", setup: server,
+		about: "deploy/node.hcl is a commented example of the config file."},
+		&command{name: "keygen", synopsis: "Print a new gossip encryption key (base64, 32 bytes)", setup: keygen})
+}
+
+func keygen(*flag.FlagSet) func([]string) int {
+	return func([]string) int {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return fail("keygen: %v", err)
+		}
+		fmt.Println(base64.StdEncoding.EncodeToString(k))
+		return 0
+	}
 }
 
 // serverGC trades memory for CPU in a node unless GOGC says otherwise. A
@@ -35,35 +40,33 @@ func serverGC() {
 	}
 }
 
-func runServer(args []string) int {
-	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+func server(fs *flag.FlagSet) func([]string) int {
 	configPath := fs.String("config", "", "path to the node's HCL config file (required)")
 	var lf logFlags
 	lf.register(fs, "info")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	return func([]string) int {
+		serverGC()
+		if *configPath == "" {
+			return fail("server: -config is required (see deploy/node.hcl for a commented example)")
+		}
+		log, err := lf.logger()
+		if err != nil {
+			return fail("server: %v", err)
+		}
+		cfg, err := node.Load(*configPath)
+		if err != nil {
+			return fail("server: %v", err)
+		}
+		cfg.Logger = log
+		n, err := node.Start(*cfg)
+		if err != nil {
+			return fail("server: %v", err)
+		}
+		sig := waitForSignal()
+		log.Info("shutting down", "signal", sig.String())
+		if err := n.Close(); err != nil {
+			return fail("server: shutdown: %v", err)
+		}
+		return 0
 	}
-	serverGC()
-	if *configPath == "" {
-		return fail("server: -config is required (see deploy/node.hcl for a commented example)")
-	}
-	log, err := lf.logger()
-	if err != nil {
-		return fail("server: %v", err)
-	}
-	cfg, err := node.Load(*configPath)
-	if err != nil {
-		return fail("server: %v", err)
-	}
-	cfg.Logger = log
-	n, err := node.Start(*cfg)
-	if err != nil {
-		return fail("server: %v", err)
-	}
-	sig := waitForSignal()
-	log.Info("shutting down", "signal", sig.String())
-	if err := n.Close(); err != nil {
-		return fail("server: shutdown: %v", err)
-	}
-	return 0
 }

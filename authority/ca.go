@@ -86,8 +86,9 @@ type CA struct {
 
 	crlMu         sync.Mutex // one CRL signed at a time per node
 	maxCRLEntries int
-	turn          atomic.Uint64 // round-robin over active issuers
-	certs         certCache     // parsed issuer certificates
+	crlTooLarge   map[string]tooLarge // under crlMu
+	turn          atomic.Uint64       // round-robin over active issuers
+	certs         certCache           // parsed issuer certificates
 
 	ocsp       ocspCache    // signed OCSP answers
 	ocspStore  *OCSPStore   // the same, on disk; nil: memory only

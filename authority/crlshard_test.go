@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -15,7 +17,12 @@ import (
 // part of it, are still signed.
 func TestCRLOverOneCRLsSizeIsRefusedAndShardsStillSigned(t *testing.T) {
 	ctx := context.Background()
-	c := newTestCAWith(t, func(cfg *Config) { cfg.MaxCRLEntries = 2 })
+	reads := &revokedReads{}
+	c := newTestCAWith(t, func(cfg *Config) {
+		cfg.MaxCRLEntries = 2
+		reads.State = cfg.State
+		cfg.State = reads
+	})
 	for _, bad := range []int{-1, MaxCRLShards + 1} {
 		if _, err := c.UpdateAuthority(ctx, UpdateRequest{Name: DefaultAuthority, CRLShards: &bad}); !errors.Is(err, ErrInvalidRequest) {
 			t.Errorf("shards %d: %v", bad, err)
@@ -37,6 +44,16 @@ func TestCRLOverOneCRLsSizeIsRefusedAndShardsStillSigned(t *testing.T) {
 		t.Fatalf("refresh: %v", err)
 	}
 	iss := a.Issuers[0]
+	// The complete list, found too large, is not read again before the
+	// CRL's refresh period: the leader asks every CRL interval.
+	before := reads.of(iss.ID)
+	if err := c.RefreshStaleCRLs(ctx); !errors.Is(err, ErrCRLTooLarge) || reads.of(iss.ID) != before {
+		t.Fatalf("second refresh: %v; the complete list read %d more times", err, reads.of(iss.ID)-before)
+	}
+	c.clock.Advance(DefaultCRLRefresh + time.Second)
+	if err := c.RefreshStaleCRLs(ctx); !errors.Is(err, ErrCRLTooLarge) || reads.of(iss.ID) != before+1 {
+		t.Fatalf("refresh a period later: %v; the complete list read %d more times, want 1", err, reads.of(iss.ID)-before)
+	}
 	n := 0
 	for k := range shards {
 		crl, err := c.f.CRL(DefaultAuthority, fsm.CRLShardID(iss.ID, k))
@@ -55,4 +72,27 @@ func TestCRLOverOneCRLsSizeIsRefusedAndShardsStillSigned(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no shard was signed")
 	}
+}
+
+// revokedReads counts the revoked lists read, by CRL.
+type revokedReads struct {
+	State
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *revokedReads) Revoked(authority, id string, t time.Time) ([]fsm.RevokedEntry, error) {
+	r.mu.Lock()
+	if r.n == nil {
+		r.n = map[string]int{}
+	}
+	r.n[id]++
+	r.mu.Unlock()
+	return r.State.Revoked(authority, id, t)
+}
+
+func (r *revokedReads) of(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[id]
 }

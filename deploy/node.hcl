@@ -179,6 +179,16 @@ authority "default" {
   # quota. Set up with the authority; later with
   # 'quorumca operator authority ocsp-responder'.
   ocsp_responder_key = "awskms:alias/quorumca-ocsp?region=eu-west-1"
+
+  # CRLs: how long each is valid, how often it is signed anew without a
+  # revocation, and, for fleets with over ~100,000 revoked certificates
+  # unexpired, into how many shards each issuer's CRL is partitioned
+  # (fixed per issuer when it takes them; see the README).
+  # crl {
+  #   validity = "24h"
+  #   refresh  = "1h"
+  #   shards   = 16
+  # }
 }
 
 # Provisioners decide who may get which certificate. Created at bootstrap;

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/internal/logbridge"
 )
 
@@ -239,7 +240,7 @@ func (c *Cluster) GossipMembers() int {
 func (c *Cluster) gossipJoinLoop() {
 	defer c.wg.Done()
 	g := c.gossip
-	b := newBackoff(200*time.Millisecond, 10*time.Second)
+	b := backoff.New(200*time.Millisecond, 10*time.Second)
 	for {
 		if len(g.cfg.RetryJoin) > 0 && g.ml.NumMembers() < 2 {
 			addrs, err := resolveJoin(c.ctx, g.cfg.RetryJoin)
@@ -248,14 +249,14 @@ func (c *Cluster) gossipJoinLoop() {
 				n, err = g.ml.Join(addrs)
 				if n > 0 {
 					c.log.Info("joined gossip", "contacted", n)
-					b = newBackoff(200*time.Millisecond, 10*time.Second)
+					b.Reset()
 				}
 			}
 			if err != nil {
 				c.log.Debug("gossip join: retrying", "err", err)
 			}
 		}
-		if !b.wait(c.ctx) {
+		if !b.Wait(c.ctx) {
 			return
 		}
 	}

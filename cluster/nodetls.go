@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/signer"
 )
 
@@ -568,7 +569,7 @@ func (c *Cluster) NodeCert() *x509.Certificate {
 // nodeCertLoop keeps this node's certificate valid.
 func (c *Cluster) nodeCertLoop() {
 	defer c.wg.Done()
-	b := newBackoff(200*time.Millisecond, 10*time.Second)
+	b := backoff.New(200*time.Millisecond, 10*time.Second)
 	for {
 		wait := min(time.Minute, c.tls.ttl/6)
 		if c.tls.needsRenewal() {
@@ -578,15 +579,15 @@ func (c *Cluster) nodeCertLoop() {
 				} else {
 					c.log.Warn("no node certificate yet: will retry", "err", err)
 				}
-				if !b.wait(c.ctx) {
+				if !b.Wait(c.ctx) {
 					return
 				}
 				continue
 			}
-			b = newBackoff(200*time.Millisecond, 10*time.Second)
+			b.Reset()
 			c.log.Info("node certificate in place")
 		}
-		if !sleep(c.ctx, wait) {
+		if !backoff.Sleep(c.ctx, wait) {
 			return
 		}
 	}

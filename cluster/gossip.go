@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,8 +68,8 @@ func resolveJoin(ctx context.Context, entries []string) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		args := map[string]string{}
-		for _, kv := range splitFields(e) {
-			if k, v, ok := cutEq(kv); ok {
+		for _, kv := range strings.Fields(e) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
 				args[k] = v
 			}
 		}
@@ -460,32 +461,4 @@ func splitHostPort(s string) (string, int, error) {
 	}
 	port, err := strconv.Atoi(p)
 	return h, port, err
-}
-
-func splitFields(s string) []string {
-	var out []string
-	cur := ""
-	for _, r := range s {
-		if r == ' ' || r == '\t' {
-			if cur != "" {
-				out = append(out, cur)
-			}
-			cur = ""
-			continue
-		}
-		cur += string(r)
-	}
-	if cur != "" {
-		out = append(out, cur)
-	}
-	return out
-}
-
-func cutEq(s string) (string, string, bool) {
-	for i := range s {
-		if s[i] == '=' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return "", "", false
 }

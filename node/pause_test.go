@@ -56,6 +56,7 @@ func (p *pauseProxy) addr() string { return p.ln.Addr().String() }
 func (p *pauseProxy) conn(c net.Conn) {
 	defer c.Close()
 	p.gate.RLock()
+	//lint:ignore SA2001 waits out a pause: pause holds the write lock
 	p.gate.RUnlock()
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
@@ -74,6 +75,7 @@ func (p *pauseProxy) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.gate.RLock()
+			//lint:ignore SA2001 waits out a pause: pause holds the write lock
 			p.gate.RUnlock()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				src.Close()

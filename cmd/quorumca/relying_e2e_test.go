@@ -195,7 +195,7 @@ print(sorted(c.issuer.rfc4514_string() for c in crls))
 	}
 	testwait.For(t, 30*time.Second, "the next CRL fetch to list the revoked certificate", func() bool { return lists(rp.fetchCRLs(bundle), badSerial) })
 	ngx.reload(t)
-	hap = hap.restart(t)
+	hap.restart(t)
 	for what, url := range urls {
 		testwait.For(t, 30*time.Second, what+" back, with the new CRLs", func() bool {
 			return get(t, url, rp.root, goodChain, goodKey) == "ok" && get(t, url, rp.root, badChain, badKey) != "ok"

@@ -25,6 +25,7 @@ import (
 
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/internal/atomicfile"
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 // Config of an agent. Paths are required unless marked optional.
@@ -78,7 +79,7 @@ type Agent struct {
 	roots     *x509.CertPool // trusted for the CA's API
 	rootCerts []*x509.Certificate
 	first     int // address index to try first: the last that answered
-	delay     time.Duration
+	retry     *backoff.Backoff
 }
 
 // New reads the bundle, state and any identity already on disk.
@@ -106,7 +107,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent")}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("component", "agent"), retry: backoff.New(cfg.BackoffMin, cfg.BackoffMax)}
 	var err error
 	if a.bundle, err = ReadBundle(cfg.BundleFile); err != nil {
 		return nil, err
@@ -227,7 +228,8 @@ func (a *Agent) Check(ctx context.Context) (time.Time, error) {
 	var next time.Time
 	switch {
 	case err == nil:
-		a.st.Failures, a.delay = 0, 0
+		a.st.Failures = 0
+		a.retry.Reset()
 		a.st.LastError = ""
 		a.st.Status = StatusOK
 		next = a.nextWake()
@@ -302,12 +304,7 @@ func (a *Agent) nextWake() time.Time {
 // backoff is the delay before the next attempt: capped exponential with
 // jitter, and never shorter than the server's Retry-After.
 func (a *Agent) backoff(err error) time.Duration {
-	if a.delay == 0 {
-		a.delay = a.cfg.BackoffMin
-	} else {
-		a.delay = min(2*a.delay, a.cfg.BackoffMax)
-	}
-	d := a.delay/2 + mrand.N(a.delay/2+1)
+	d := a.retry.Next()
 	var ae *client.Error
 	if errors.As(err, &ae) && ae.RetryAfter > d {
 		d = min(ae.RetryAfter, a.cfg.BackoffMax)

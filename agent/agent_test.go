@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/client"
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 func selfSigned(t testing.TB, key crypto.Signer, cn string, notBefore, notAfter time.Time) []byte {
@@ -131,14 +132,14 @@ func TestScheduleWithinJitterWindow(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	a := &Agent{cfg: Config{BackoffMin: time.Second, BackoffMax: 8 * time.Second}}
+	a := &Agent{cfg: Config{BackoffMin: time.Second, BackoffMax: 8 * time.Second}, retry: backoff.New(time.Second, 8*time.Second)}
 	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
 		d := a.backoff(errors.New("down"))
 		if d < want/2 || d > want {
 			t.Fatalf("attempt %d: %s; want %s-%s", i, d, want/2, want)
 		}
 	}
-	a.delay = 0
+	a.retry.Reset()
 	if d := a.backoff(&client.Error{Status: http.StatusTooManyRequests, RetryAfter: 5 * time.Second}); d != 5*time.Second {
 		t.Fatalf("Retry-After 5s gave %s", d)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -57,24 +58,12 @@ func queryTime(r *http.Request, name string) (time.Time, error) {
 	return t, nil
 }
 
-type adminInfo struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Role       string    `json:"role"`
-	Kind       string    `json:"kind"` // token or certificate
-	CertSerial string    `json:"cert_serial,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at,omitzero"`
-	RevokedAt  time.Time `json:"revoked_at,omitzero"`
-	Recovery   bool      `json:"recovery,omitempty"` // a break-glass credential
-}
-
-func adminJSON(a *fsm.Admin) adminInfo {
+func adminJSON(a *fsm.Admin) apitypes.Admin {
 	kind := "token"
 	if a.CertSerial != "" {
 		kind = "certificate"
 	}
-	return adminInfo{ID: a.ID, Name: a.Name, Role: a.Role, Kind: kind, CertSerial: a.CertSerial,
+	return apitypes.Admin{ID: a.ID, Name: a.Name, Role: a.Role, Kind: kind, CertSerial: a.CertSerial,
 		CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, RevokedAt: a.RevokedAt, Recovery: a.Recovery}
 }
 
@@ -86,18 +75,11 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, adminJSON(a))
 }
 
-type adminRequest struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
-	TTL  string `json:"ttl,omitempty"`
-	CSR  string `json:"csr,omitempty"`
-}
-
 // createAdmin makes an admin credential: a token (shown once), or with a
 // CSR a client certificate of the admin authority. A recovery credential
 // may do this once.
 func (s *Server) createAdmin(w http.ResponseWriter, r *http.Request) {
-	var req adminRequest
+	var req apitypes.AdminRequest
 	by, ctx, ok := s.admin(w, r, authority.PermCreateAdmin)
 	if !ok {
 		return
@@ -135,7 +117,7 @@ func (s *Server) listAdmins(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := []adminInfo{}
+	out := []apitypes.Admin{}
 	for _, a := range as {
 		out = append(out, adminJSON(a))
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -14,66 +15,21 @@ import (
 // Admin endpoints that create, import and rotate authorities. Keys are named
 // by URI (awskms:, pkcs11:) and may be created in their backend first.
 
-type keyFields struct {
-	Key          string `json:"key"`
-	CreateKeys   bool   `json:"create_keys,omitempty"`
-	KeyAlgorithm string `json:"key_algorithm,omitempty"`
-}
-
-func (k keyFields) spec(uri string) authority.KeySpec {
+// keySpec is the key at uri, created first if k asks for it.
+func keySpec(k apitypes.KeyOptions, uri string) authority.KeySpec {
 	return authority.KeySpec{URI: uri, Create: k.CreateKeys, Algorithm: k.KeyAlgorithm}
 }
 
-type createAuthorityRequest struct {
-	Name           string `json:"name"`
-	RootKey        string `json:"root_key"`
-	RootCommonName string `json:"root_common_name,omitempty"`
-	CommonName     string `json:"common_name,omitempty"`
-	RootTTL        string `json:"root_ttl,omitempty"`
-	TTL            string `json:"ttl,omitempty"`
-	BaseURL        string `json:"base_url,omitempty"`
-	keyFields
-}
-
-type crlSettings struct {
-	Validity string `json:"validity"`
-	Refresh  string `json:"refresh"`
-	Shards   int    `json:"shards,omitempty"` // for issuers made from now on
-}
-
-type issuerResponse struct {
-	ID          string     `json:"id"`
-	KeyURI      string     `json:"key_uri"`
-	Active      bool       `json:"active"`
-	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
-	Certificate string     `json:"certificate"`
-	NotAfter    time.Time  `json:"not_after"`
-	// CRLShards: its CRL's partitions, at .../issuers/{id}/crl/{0..n-1}.
-	CRLShards int `json:"crl_shards,omitempty"`
-}
-
-type authorityResponse struct {
-	Name       string           `json:"name"`
-	Root       string           `json:"root"`
-	AddedRoots []string         `json:"added_roots,omitempty"` // root rotations
-	RootKeyURI string           `json:"root_key_uri,omitempty"`
-	BaseURL    string           `json:"base_url,omitempty"`
-	RootID     string           `json:"root_id"` // its CRL: /v1/authorities/{name}/roots/{root_id}/crl
-	CRL        crlSettings      `json:"crl"`
-	Issuers    []issuerResponse `json:"issuers"`
-	CreatedAt  time.Time        `json:"created_at"`
-}
-
-func authorityJSON(a *fsm.Authority) authorityResponse {
-	out := authorityResponse{Name: a.Name, Root: string(authority.EncodePEM(a.Root)), RootKeyURI: a.RootKeyURI,
-		BaseURL: a.BaseURL, CreatedAt: a.CreatedAt, Issuers: []issuerResponse{}, AddedRoots: pemList(a.AddedRoots)}
+func authorityJSON(a *fsm.Authority) apitypes.Authority {
+	out := apitypes.Authority{Name: a.Name, Root: string(authority.EncodePEM(a.Root)), RootKeyURI: a.RootKeyURI,
+		BaseURL: a.BaseURL, CreatedAt: a.CreatedAt, Issuers: []apitypes.Issuer{}, AddedRoots: pemList(a.AddedRoots)}
 	if root, err := x509.ParseCertificate(a.Root); err == nil {
 		out.RootID = authority.IssuerID(root)
 	}
 	v, rf := authority.CRLTimes(a)
-	out.CRL = crlSettings{Validity: v.String(), Refresh: rf.String(), Shards: a.CRL.Shards}
+	out.CRL = apitypes.CRLSettings{Validity: v.String(), Refresh: rf.String(), Shards: a.CRL.Shards}
 	for _, iss := range a.Issuers {
-		r := issuerResponse{ID: iss.ID, KeyURI: iss.KeyURI, Active: iss.Active, Certificate: string(authority.EncodePEM(iss.Chain[0])), CRLShards: iss.CRLShards}
+		r := apitypes.Issuer{ID: iss.ID, KeyURI: iss.KeyURI, Active: iss.Active, Certificate: string(authority.EncodePEM(iss.Chain[0])), CRLShards: iss.CRLShards}
 		if iss.Revoked() {
 			r.RevokedAt = &iss.RevokedAt
 		}
@@ -86,7 +42,7 @@ func authorityJSON(a *fsm.Authority) authorityResponse {
 }
 
 func (s *Server) createAuthority(w http.ResponseWriter, r *http.Request) {
-	var req createAuthorityRequest
+	var req apitypes.CreateAuthority
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
 	if !ok {
 		return
@@ -97,7 +53,7 @@ func (s *Server) createAuthority(w http.ResponseWriter, r *http.Request) {
 		if ttl, err = parseTTL(req.TTL); err == nil {
 			var a *fsm.Authority
 			a, err = s.CA.CreateAuthority(ctx, authority.CreateAuthorityRequest{
-				Name: req.Name, RootKey: req.spec(req.RootKey), Key: req.spec(req.Key),
+				Name: req.Name, RootKey: keySpec(req.KeyOptions, req.RootKey), Key: keySpec(req.KeyOptions, req.Key),
 				RootCommonName: req.RootCommonName, CommonName: req.CommonName, RootTTL: rootTTL, TTL: ttl, BaseURL: req.BaseURL,
 			})
 			if err == nil {
@@ -119,37 +75,22 @@ func (s *Server) authorityCreated(ctx context.Context, w http.ResponseWriter, r 
 	writeJSON(w, http.StatusCreated, authorityJSON(a))
 }
 
-type csrRequest struct {
-	CommonName string `json:"common_name,omitempty"`
-	keyFields
-}
-
 func (s *Server) authorityCSR(w http.ResponseWriter, r *http.Request) {
-	var req csrRequest
+	var req apitypes.CSRRequest
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
 	if !ok {
 		return
 	}
-	csr, uri, err := s.CA.IntermediateCSR(ctx, req.spec(req.Key), req.CommonName)
+	csr, uri, err := s.CA.IntermediateCSR(ctx, keySpec(req.KeyOptions, req.Key), req.CommonName)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"csr": string(csr), "key": uri})
-}
-
-type importRequest struct {
-	Name       string `json:"name"`
-	Root       string `json:"root"`
-	Chain      string `json:"chain"`
-	Key        string `json:"key"`
-	BaseURL    string `json:"base_url,omitempty"`
-	KeepOthers bool   `json:"keep_others,omitempty"`
-	NewRoot    bool   `json:"new_root,omitempty"`
+	writeJSON(w, http.StatusOK, apitypes.CSR{CSR: string(csr), Key: uri})
 }
 
 func (s *Server) importAuthority(w http.ResponseWriter, r *http.Request) {
-	var req importRequest
+	var req apitypes.ImportAuthority
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
 	if !ok {
 		return
@@ -163,15 +104,8 @@ func (s *Server) importAuthority(w http.ResponseWriter, r *http.Request) {
 	s.authorityCreated(ctx, w, r, a)
 }
 
-type rotateRequest struct {
-	CommonName string `json:"common_name,omitempty"`
-	TTL        string `json:"ttl,omitempty"`
-	KeepOthers bool   `json:"keep_others,omitempty"`
-	keyFields
-}
-
 func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
-	var req rotateRequest
+	var req apitypes.RotateAuthority
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
 	if !ok {
 		return
@@ -181,7 +115,7 @@ func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	a, err := s.CA.RotateIssuer(ctx, authority.RotateRequest{Name: r.PathValue("name"), Key: req.spec(req.Key),
+	a, err := s.CA.RotateIssuer(ctx, authority.RotateRequest{Name: r.PathValue("name"), Key: keySpec(req.KeyOptions, req.Key),
 		CommonName: req.CommonName, TTL: ttl, KeepOthers: req.KeepOthers})
 	if err != nil {
 		s.fail(w, r, err)
@@ -190,20 +124,10 @@ func (s *Server) rotateAuthority(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, authorityJSON(a))
 }
 
-type updateAuthorityRequest struct {
-	RootKey *string `json:"root_key,omitempty"`
-	BaseURL *string `json:"base_url,omitempty"`
-	CRL     *struct {
-		Validity string `json:"validity,omitempty"`
-		Refresh  string `json:"refresh,omitempty"`
-		Shards   *int   `json:"shards,omitempty"` // absent: as it is
-	} `json:"crl,omitempty"`
-}
-
 // updateAuthority sets an authority's root key (its root then signs CRLs
 // for its intermediates), base URL or CRL validity and refresh period.
 func (s *Server) updateAuthority(w http.ResponseWriter, r *http.Request) {
-	var req updateAuthorityRequest
+	var req apitypes.UpdateAuthority
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
 	if !ok {
 		return
@@ -295,7 +219,7 @@ func (s *Server) listAuthorities(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := []authorityResponse{}
+	out := []apitypes.Authority{}
 	for _, a := range as {
 		out = append(out, authorityJSON(a))
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -35,7 +36,7 @@ func (s *Server) searchCerts(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"certs": []certResponse{s.certJSON(c)}, "next_cursor": ""})
+		writeJSON(w, http.StatusOK, map[string]any{"certs": []apitypes.Cert{s.certJSON(c)}, "next_cursor": ""})
 		return
 	}
 	certs, next, err := s.CA.SearchCerts(ctx, fq)
@@ -43,7 +44,7 @@ func (s *Server) searchCerts(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := []certResponse{}
+	out := []apitypes.Cert{}
 	for _, c := range certs {
 		out = append(out, s.certJSON(c))
 	}
@@ -71,7 +72,7 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {
-		certResponse
+		apitypes.Cert
 		confirmation
 	}{s.certJSON(c.Cert), confirmationOf(c)})
 }

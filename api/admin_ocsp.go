@@ -2,8 +2,8 @@ package api
 
 import (
 	"net/http"
-	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -11,38 +11,18 @@ import (
 // Admin endpoints of an authority's delegated OCSP responder: a key of its
 // own, certified by each issuer, that signs the authority's OCSP answers.
 
-type ocspResponderRequest struct {
-	TTL string `json:"ttl,omitempty"`
-	keyFields
-}
-
-type ocspResponderCert struct {
-	Issuer      string    `json:"issuer"`
-	Certificate string    `json:"certificate"`
-	NotAfter    time.Time `json:"not_after"`
-}
-
-type ocspResponderResponse struct {
-	Authority    string              `json:"authority"`
-	KeyURI       string              `json:"key_uri"`
-	TTL          string              `json:"ttl"`
-	Certificates []ocspResponderCert `json:"certificates"`
-	Version      uint64              `json:"version"`
-	UpdatedAt    time.Time           `json:"updated_at"`
-}
-
-func ocspResponderJSON(r *fsm.OCSPResponder) ocspResponderResponse {
-	out := ocspResponderResponse{Authority: r.Authority, KeyURI: r.KeyURI, TTL: r.TTL.String(),
-		Certificates: []ocspResponderCert{}, Version: r.Version, UpdatedAt: r.UpdatedAt}
+func ocspResponderJSON(r *fsm.OCSPResponder) apitypes.OCSPResponder {
+	out := apitypes.OCSPResponder{Authority: r.Authority, KeyURI: r.KeyURI, TTL: r.TTL.String(),
+		Certificates: []apitypes.OCSPResponderCertificate{}, Version: r.Version, UpdatedAt: r.UpdatedAt}
 	for _, c := range r.Certs {
-		out.Certificates = append(out.Certificates, ocspResponderCert{Issuer: c.Issuer,
+		out.Certificates = append(out.Certificates, apitypes.OCSPResponderCertificate{Issuer: c.Issuer,
 			Certificate: string(authority.EncodePEM(c.DER)), NotAfter: c.NotAfter})
 	}
 	return out
 }
 
 func (s *Server) setOCSPResponder(w http.ResponseWriter, r *http.Request) {
-	var req ocspResponderRequest
+	var req apitypes.SetOCSPResponder
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &req)
 	if !ok {
 		return
@@ -52,7 +32,7 @@ func (s *Server) setOCSPResponder(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	resp, err := s.CA.SetOCSPResponder(ctx, authority.OCSPResponderRequest{Name: r.PathValue("name"), Key: req.spec(req.Key), TTL: ttl})
+	resp, err := s.CA.SetOCSPResponder(ctx, authority.OCSPResponderRequest{Name: r.PathValue("name"), Key: keySpec(req.KeyOptions, req.Key), TTL: ttl})
 	if err != nil {
 		s.fail(w, r, err)
 		return

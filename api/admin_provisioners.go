@@ -1,45 +1,14 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
-
-// provisionerDoc is a provisioner as the admin API reads and writes it:
-// durations as strings ("24h"), the policy under "policy".
-type provisionerDoc struct {
-	Name      string          `json:"name"`
-	Kind      string          `json:"kind"`
-	Authority string          `json:"authority"`
-	Policy    policyDoc       `json:"policy"`
-	JWK       json.RawMessage `json:"jwk,omitempty"`
-	Version   uint64          `json:"version"`
-	CreatedAt time.Time       `json:"created_at,omitzero"`
-	UpdatedAt time.Time       `json:"updated_at,omitzero"`
-}
-
-type policyDoc struct {
-	DNS        []string `json:"dns,omitempty"`
-	IP         []string `json:"ip,omitempty"`
-	URI        []string `json:"uri,omitempty"`
-	Email      []string `json:"email,omitempty"`
-	CommonName []string `json:"common_name,omitempty"`
-	DefaultTTL string   `json:"default_ttl,omitempty"`
-	MaxTTL     string   `json:"max_ttl,omitempty"`
-	KeyTypes   []string `json:"key_types,omitempty"`
-	RSAMinBits int      `json:"rsa_min_bits,omitempty"`
-	EKU        string   `json:"eku,omitempty"`
-	RenewGrace string   `json:"renew_grace,omitempty"`
-	// AllowWildcard: wildcard names ("*.example") where dns covers them.
-	AllowWildcard bool `json:"allow_wildcard,omitempty"`
-	// RevokeOnRenew: a renewal revokes the certificate it replaces.
-	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
-}
 
 func durationString(d time.Duration) string {
 	if d == 0 {
@@ -48,10 +17,10 @@ func durationString(d time.Duration) string {
 	return d.String()
 }
 
-func provisionerJSON(p *fsm.Provisioner) provisionerDoc {
+func provisionerJSON(p *fsm.Provisioner) apitypes.Provisioner {
 	pol := p.Policy
-	return provisionerDoc{Name: p.Name, Kind: p.Kind, Authority: p.Authority, JWK: p.JWK, Version: p.Version,
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Policy: policyDoc{
+	return apitypes.Provisioner{Name: p.Name, Kind: p.Kind, Authority: p.Authority, JWK: p.JWK, Version: p.Version,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, Policy: apitypes.Policy{
 			DNS: pol.DNS, IP: pol.IP, URI: pol.URI, Email: pol.Email, CommonName: pol.CommonName,
 			DefaultTTL: durationString(pol.DefaultTTL), MaxTTL: durationString(pol.MaxTTL), KeyTypes: pol.KeyTypes,
 			RSAMinBits: pol.RSAMinBits, EKU: pol.EKU, RenewGrace: durationString(pol.RenewGrace),
@@ -60,8 +29,8 @@ func provisionerJSON(p *fsm.Provisioner) provisionerDoc {
 		}}
 }
 
-// provisioner converts a document, naming the field of a bad duration.
-func (d *provisionerDoc) provisioner() (fsm.Provisioner, error) {
+// provisionerOf converts a document, naming the field of a bad duration.
+func provisionerOf(d *apitypes.Provisioner) (fsm.Provisioner, error) {
 	p := fsm.Provisioner{Name: d.Name, Kind: d.Kind, Authority: d.Authority, JWK: d.JWK, Policy: fsm.Policy{
 		DNS: d.Policy.DNS, IP: d.Policy.IP, URI: d.Policy.URI, Email: d.Policy.Email, CommonName: d.Policy.CommonName,
 		KeyTypes: d.Policy.KeyTypes, RSAMinBits: d.Policy.RSAMinBits, EKU: d.Policy.EKU, AllowWildcard: d.Policy.AllowWildcard,
@@ -89,12 +58,12 @@ func (d *provisionerDoc) provisioner() (fsm.Provisioner, error) {
 }
 
 func (s *Server) createProvisioner(w http.ResponseWriter, r *http.Request) {
-	var doc provisionerDoc
+	var doc apitypes.Provisioner
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &doc)
 	if !ok {
 		return
 	}
-	p, err := doc.provisioner()
+	p, err := provisionerOf(&doc)
 	if err == nil {
 		err = s.CA.PutProvisioner(ctx, p, 0)
 	}
@@ -104,7 +73,7 @@ func (s *Server) createProvisioner(w http.ResponseWriter, r *http.Request) {
 // updateProvisioner replaces a provisioner. The body's "version" must be
 // the version the caller read, so two admins cannot overwrite each other.
 func (s *Server) updateProvisioner(w http.ResponseWriter, r *http.Request) {
-	var doc provisionerDoc
+	var doc apitypes.Provisioner
 	ctx, ok := s.adminDecode(w, r, authority.PermConfigure, &doc)
 	if !ok {
 		return
@@ -120,7 +89,7 @@ func (s *Server) updateProvisioner(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, badRequest("version: the version you read is required"))
 		return
 	}
-	p, err := doc.provisioner()
+	p, err := provisionerOf(&doc)
 	if err == nil {
 		err = s.CA.PutProvisioner(ctx, p, doc.Version)
 	}
@@ -171,7 +140,7 @@ func (s *Server) listProvisioners(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	out := []provisionerDoc{}
+	out := []apitypes.Provisioner{}
 	for _, p := range ps {
 		out = append(out, provisionerJSON(p))
 	}

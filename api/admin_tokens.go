@@ -6,17 +6,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
-
-type tokenRequest struct {
-	Count       int               `json:"count,omitempty"`
-	Provisioner string            `json:"provisioner,omitempty"`
-	SANs        []string          `json:"sans"`
-	TTL         string            `json:"ttl"`
-	Properties  map[string]string `json:"properties"`
-}
 
 type tokenResponse struct {
 	Token       string    `json:"token"`
@@ -33,7 +26,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req tokenRequest
+	var req apitypes.TokenRequest
 	if err := decode(w, r, maxAdminBody, &req); err != nil {
 		s.fail(w, r, err)
 		return

@@ -5,29 +5,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
-
-type certResponse struct {
-	Serial      string            `json:"serial"`
-	Subject     string            `json:"subject"`
-	SANs        []string          `json:"sans"`
-	NotBefore   time.Time         `json:"not_before"`
-	NotAfter    time.Time         `json:"not_after"`
-	Authority   string            `json:"authority"`
-	TokenID     string            `json:"token_id,omitempty"`
-	Provisioner string            `json:"provisioner,omitempty"`
-	Properties  map[string]string `json:"properties,omitempty"`
-	Requester   string            `json:"requester"`
-	RenewedFrom string            `json:"renewed_from,omitempty"`
-	IssuedAt    time.Time         `json:"issued_at"`
-	Status      string            `json:"status"` // valid, revoked or expired
-	RevokedAt   *time.Time        `json:"revoked_at,omitempty"`
-	Reason      string            `json:"revocation_reason,omitempty"`
-	Certificate string            `json:"certificate"`
-	Chain       []string          `json:"chain"`
-}
 
 func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 	c, err := s.CA.Cert(r.Context(), r.PathValue("serial"))
@@ -38,8 +19,8 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.certJSON(c))
 }
 
-func (s *Server) certJSON(c *fsm.Cert) certResponse {
-	out := certResponse{
+func (s *Server) certJSON(c *fsm.Cert) apitypes.Cert {
+	out := apitypes.Cert{
 		Serial: c.Serial, Subject: c.Subject, SANs: c.SANs, NotBefore: c.NotBefore, NotAfter: c.NotAfter,
 		Authority: c.Authority, TokenID: c.TokenID, Provisioner: c.Provisioner, Properties: c.Properties,
 		Requester: c.Requester, RenewedFrom: c.RenewedFrom, IssuedAt: c.IssuedAt, Status: "valid",

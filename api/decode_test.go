@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/quorumca/quorumca/api/apitypes"
 )
 
 // FuzzDecodeRequest: any body decodes or is refused with a 4xx request error.
@@ -15,7 +17,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{} {}`))
 	f.Add([]byte(`{"unknown": true}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, v := range []any{&signRequest{}, &tokenRequest{}} {
+		for _, v := range []any{&apitypes.SignRequest{}, &apitypes.TokenRequest{}} {
 			r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
 			err := decode(httptest.NewRecorder(), r, 1024, v)
 			if err == nil {

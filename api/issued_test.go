@@ -6,12 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 )
 
 // The hand-assembled answer to sign and renew is byte for byte what the
-// JSON encoder writes for signResponse, with and without a chain, and when
+// JSON encoder writes for apitypes.Signed, with and without a chain, and when
 // the chain's part comes from the cache.
 func TestIssuedAnswerIsTheEncodersJSON(t *testing.T) {
 	at := time.Date(2026, 11, 26, 12, 0, 0, 123000000, time.UTC)
@@ -26,7 +27,7 @@ func TestIssuedAnswerIsTheEncodersJSON(t *testing.T) {
 		"another chain": {Cert: cert, Chain: [][]byte{[]byte("intermediate2")}},
 	} {
 		want := httptest.NewRecorder()
-		writeJSON(want, 201, signResponse{
+		writeJSON(want, 201, apitypes.Signed{
 			Serial: iss.Cert.Serial, Certificate: string(authority.EncodePEM(iss.Cert.DER)), Chain: pemList(iss.Chain),
 			NotBefore: iss.Cert.NotBefore, NotAfter: iss.Cert.NotAfter, RenewedFrom: iss.Cert.RenewedFrom,
 		})

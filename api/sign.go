@@ -10,28 +10,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 )
-
-type signRequest struct {
-	CSR   string `json:"csr"`
-	Token string `json:"token"`
-	TTL   string `json:"ttl,omitempty"`
-}
-
-type signResponse struct {
-	Serial      string    `json:"serial"`
-	Certificate string    `json:"certificate"`
-	Chain       []string  `json:"chain"`
-	NotBefore   time.Time `json:"not_before"`
-	NotAfter    time.Time `json:"not_after"`
-	RenewedFrom string    `json:"renewed_from,omitempty"`
-}
 
 // sign issues a certificate for a CSR against a single-use token (an
 // enrollment token or a JWT from a jwk provisioner).
 func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
-	var req signRequest
+	var req apitypes.SignRequest
 	if err := decode(w, r, maxSignBody, &req); err != nil {
 		s.fail(w, r, err)
 		return
@@ -61,7 +47,7 @@ func writeIssued(w http.ResponseWriter, iss *authority.Issued) {
 	_, _ = w.Write(appendIssued(nil, iss))
 }
 
-// appendIssued writes a signResponse exactly as writeJSON would, with the
+// appendIssued writes an apitypes.Signed exactly as writeJSON would, with the
 // chain's part taken from chainCache: encoding the same chain for every
 // certificate, then indenting it, was most of writing an answer (5% of a
 // node's CPU when issuing).

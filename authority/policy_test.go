@@ -129,9 +129,7 @@ func TestProvisionerPolicy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var names []string
-			for _, d := range tt.csr.DNSNames {
-				names = append(names, d)
-			}
+			names = append(names, tt.csr.DNSNames...)
 			for _, ip := range tt.csr.IPAddresses {
 				names = append(names, ip.String())
 			}

@@ -10,38 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quorumca/quorumca/api/apitypes"
 )
-
-// Provisioner is a provisioner document of the admin API.
-type Provisioner struct {
-	Name      string          `json:"name"`
-	Kind      string          `json:"kind"`
-	Authority string          `json:"authority"`
-	Policy    Policy          `json:"policy"`
-	JWK       json.RawMessage `json:"jwk,omitempty"`
-	Version   uint64          `json:"version"`
-	CreatedAt time.Time       `json:"created_at,omitzero"`
-	UpdatedAt time.Time       `json:"updated_at,omitzero"`
-}
-
-// Policy is what a provisioner allows; durations are strings ("24h").
-type Policy struct {
-	DNS        []string `json:"dns,omitempty"`
-	IP         []string `json:"ip,omitempty"`
-	URI        []string `json:"uri,omitempty"`
-	Email      []string `json:"email,omitempty"`
-	CommonName []string `json:"common_name,omitempty"`
-	DefaultTTL string   `json:"default_ttl,omitempty"`
-	MaxTTL     string   `json:"max_ttl,omitempty"`
-	KeyTypes   []string `json:"key_types,omitempty"`
-	RSAMinBits int      `json:"rsa_min_bits,omitempty"`
-	EKU        string   `json:"eku,omitempty"`
-	RenewGrace string   `json:"renew_grace,omitempty"`
-	// AllowWildcard permits wildcard names ("*.example") that DNS covers.
-	AllowWildcard bool `json:"allow_wildcard,omitempty"`
-	// RevokeOnRenew: a renewal revokes the certificate it replaces.
-	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
-}
 
 func (c *Client) Provisioners(ctx context.Context) ([]Provisioner, error) {
 	var out struct{ Provisioners []Provisioner }
@@ -70,15 +41,6 @@ func (c *Client) UpdateProvisioner(ctx context.Context, p Provisioner) (*Provisi
 
 func (c *Client) DeleteProvisioner(ctx context.Context, name string, force bool) error {
 	return c.Do(ctx, "DELETE", "/v1/admin/provisioners/"+url.PathEscape(name)+"?force="+strconv.FormatBool(force), nil, nil)
-}
-
-// TokenRequest mints enrollment tokens.
-type TokenRequest struct {
-	SANs        []string          `json:"sans"`
-	TTL         string            `json:"ttl,omitempty"`
-	Provisioner string            `json:"provisioner,omitempty"`
-	Properties  map[string]string `json:"properties,omitempty"`
-	Count       int               `json:"count,omitempty"`
 }
 
 // Token is a minted token; Token (the secret) is only in mint replies.
@@ -119,22 +81,6 @@ func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.Do(ctx, "DELETE", "/v1/admin/tokens/"+url.PathEscape(id), nil, nil)
 }
 
-// Cert is a certificate record.
-type Cert struct {
-	Serial      string            `json:"serial"`
-	Subject     string            `json:"subject"`
-	SANs        []string          `json:"sans"`
-	NotBefore   time.Time         `json:"not_before"`
-	NotAfter    time.Time         `json:"not_after"`
-	Authority   string            `json:"authority"`
-	Provisioner string            `json:"provisioner,omitempty"`
-	Properties  map[string]string `json:"properties,omitempty"`
-	Requester   string            `json:"requester"`
-	RenewedFrom string            `json:"renewed_from,omitempty"`
-	Status      string            `json:"status"`
-	Certificate string            `json:"certificate"`
-}
-
 // CertQuery filters a certificate search.
 type CertQuery struct {
 	Serial, SAN, Provisioner, Property, Status string
@@ -169,18 +115,6 @@ func (c *Client) RevokeCert(ctx context.Context, serial, reason string) (*Cert, 
 
 }
 
-// Admin is an admin credential (never its secret).
-type Admin struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Role       string    `json:"role"`
-	Kind       string    `json:"kind"`
-	CertSerial string    `json:"cert_serial,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	ExpiresAt  time.Time `json:"expires_at,omitzero"`
-	RevokedAt  time.Time `json:"revoked_at,omitzero"`
-}
-
 // NewAdmin is a created admin credential: a token, or a certificate.
 type NewAdmin struct {
 	Admin       Admin    `json:"admin"`
@@ -198,7 +132,7 @@ func (c *Client) Admins(ctx context.Context) ([]Admin, error) {
 // CreateAdmin makes a token admin, or with a CSR (PEM) a certificate admin.
 func (c *Client) CreateAdmin(ctx context.Context, name, role, ttl, csr string) (*NewAdmin, error) {
 	var out NewAdmin
-	return &out, c.Do(ctx, "POST", "/v1/admin/admins", map[string]string{"name": name, "role": role, "ttl": ttl, "csr": csr}, &out)
+	return &out, c.Do(ctx, "POST", "/v1/admin/admins", apitypes.AdminRequest{Name: name, Role: role, TTL: ttl, CSR: csr}, &out)
 
 }
 

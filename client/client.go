@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 // Config says where the CA is and how to talk to it.
@@ -144,7 +145,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	deadline := time.Now().Add(c.retryFor)
-	wait := 50 * time.Millisecond
+	retry := backoff.New(50*time.Millisecond, time.Second)
 	for {
 		addr := c.addrs[int(c.next.Load())%len(c.addrs)]
 		err := c.once(ctx, method, addr+path, body, in != nil, out)
@@ -152,19 +153,14 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			return err
 		}
 		c.next.Add(1) // this node is away: try the next
-		d := wait/2 + rand.N(wait/2+1)
+		d := retry.Next()
 		if e := (*Error)(nil); errors.As(err, &e) && e.RetryAfter > d {
 			// The node's hint, bounded: a wrong one never parks the caller.
 			d = min(e.RetryAfter, maxRetryAfter, time.Until(deadline))
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, d) {
 			return ctx.Err()
 		}
-		wait = min(2*wait, time.Second)
 	}
 }
 

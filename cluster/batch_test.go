@@ -13,6 +13,7 @@ import (
 
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // openLeader starts a one-node cluster on real TCP and bolt files and waits
@@ -32,7 +33,7 @@ func openLeader(t *testing.T) (*Cluster, *fsm.FSM) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Shutdown(); f.Close() })
-	waitUntil(t, "the node leads", c.IsLeader)
+	testwait.For(t, 20*time.Second, "the node to lead", c.IsLeader)
 	return c, f
 }
 

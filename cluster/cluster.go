@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/signer"
 )
 
@@ -409,20 +409,20 @@ func (t *leaderTerm) end() {
 func (c *Cluster) announceLoop() {
 	defer c.wg.Done()
 	me := fsm.Node{ID: c.cfg.NodeID, APIAddr: c.cfg.APIAdvertise, RaftAddr: string(c.transport.LocalAddr()), LogFormat: fsm.LogFormat}
-	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
+	retry := backoff.New(50*time.Millisecond, 2*time.Second)
 	for {
 		wait := 5 * time.Second
 		if cur, err := c.fsm.Node(me.ID); err != nil || !sameAnnouncement(cur, &me) || !cur.Rejoined() {
 			if err := c.propose(c.ctx, fsm.CmdNodeUpsert, me); err != nil {
 				c.log.Debug("announce: retrying", "err", err)
-				if !backoff.wait(c.ctx) {
+				if !retry.Wait(c.ctx) {
 					return
 				}
 				continue
 			}
 			c.log.Info("announced node", "api", me.APIAddr, "raft", me.RaftAddr)
 		}
-		if !sleep(c.ctx, wait) {
+		if !backoff.Sleep(c.ctx, wait) {
 			return
 		}
 	}
@@ -565,30 +565,4 @@ func (c *Cluster) closeStores() error {
 		errs = append(errs, c.logs.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// backoff is capped exponential backoff with full jitter.
-type backoff struct{ cur, base, max time.Duration }
-
-func newBackoff(base, max time.Duration) *backoff { return &backoff{base: base, max: max} }
-
-func (b *backoff) wait(ctx context.Context) bool {
-	if b.cur == 0 {
-		b.cur = b.base
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return sleep(ctx, b.cur/2+rand.N(b.cur/2+1))
-}
-
-// sleep waits d; false if ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

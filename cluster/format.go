@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 // The log format gate. A binary reads log formats up to fsm.LogFormat and
@@ -50,7 +51,7 @@ func (c *Cluster) formatLoop(ctx context.Context) {
 		if c.setFormat(f, config) {
 			c.formatKnown.Store(true)
 		}
-		if !sleep(ctx, formatPoll) {
+		if !backoff.Sleep(ctx, formatPoll) {
 			return
 		}
 	}

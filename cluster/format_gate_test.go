@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // The log format gate attacked from outside (format.go, batch.go commit,
@@ -73,9 +74,9 @@ func entryFormats(t *testing.T, c *Cluster, first, last uint64) map[uint64]int {
 func TestForgedJoinBodies(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	follower, _, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
-	waitUntil(t, "two servers at format 2", func() bool {
+	testwait.For(t, 20*time.Second, "two servers at format 2", func() bool {
 		servers, _ := leader.Servers()
 		return len(servers) == 2 && leader.logFormat() == fsm.LogFormat
 	})
@@ -144,9 +145,9 @@ func wrapFormat(api *apiServer, body *atomic.Pointer[string], asked *atomic.Int6
 func TestANonsenseFormatAnswerStopsNoWrite(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	_, _, fAPI := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
-	waitUntil(t, "two servers at the newest format", func() bool {
+	testwait.For(t, 20*time.Second, "two servers at the newest format", func() bool {
 		servers, _ := leader.Servers()
 		return len(servers) == 2 && leader.logFormat() == fsm.LogFormat
 	})
@@ -156,7 +157,7 @@ func TestANonsenseFormatAnswerStopsNoWrite(t *testing.T) {
 	for _, body := range []string{`{"format":-1}`, `{"format":-4294967294}`, `{"format":"2"}`} {
 		answer.Store(&body)
 		n := asked.Load()
-		waitUntil(t, "the leader to ask twice more", func() bool { return asked.Load() >= n+2 })
+		testwait.For(t, 20*time.Second, "the leader to ask twice more", func() bool { return asked.Load() >= n+2 })
 		f := leader.logFormat()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		err := leader.Apply(ctx, bigTokenCreate(t, fmt.Sprintf("t-%d", n), 10))
@@ -178,11 +179,11 @@ func TestANonsenseFormatAnswerStopsNoWrite(t *testing.T) {
 func TestANodeMayAnnounceOnlyItself(t *testing.T) {
 	u := newUpgradeCluster(t)
 	a, _, aAPI := u.member("a", true, nil, nil)
-	waitUntil(t, "a leads", a.IsLeader)
+	testwait.For(t, 20*time.Second, "a to lead", a.IsLeader)
 	join := []string{"https://" + aAPI.addr}
 	b, _, _ := u.member("b", false, join, nil)
 	u.member("c", false, join, nil)
-	waitUntil(t, "three servers that announced themselves", func() bool {
+	testwait.For(t, 20*time.Second, "three servers that announced themselves", func() bool {
 		servers, _ := a.Servers()
 		for _, id := range []string{"a", "b", "c"} {
 			if n, err := a.fsm.Node(id); err != nil || n.LogFormat != fsm.LogFormat {
@@ -219,12 +220,12 @@ func TestANodeMayAnnounceOnlyItself(t *testing.T) {
 func TestFormatDropUnderConcurrentWrites(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	join := []string{"https://" + leaderAPI.addr}
 	f1, _, _ := u.member("f1", false, join, nil)
 	var isOld atomic.Bool
 	f2, _, _ := u.member("f2", false, join, &isOld)
-	waitUntil(t, "three servers at format 2", func() bool {
+	testwait.For(t, 20*time.Second, "three servers at format 2", func() bool {
 		servers, _ := leader.Servers()
 		for _, id := range []string{"f1", "f2"} {
 			if _, err := f1.fsm.Node(id); err != nil {
@@ -258,7 +259,7 @@ func TestFormatDropUnderConcurrentWrites(t *testing.T) {
 		awaitWrites(t, 100, "writes under way", &n)
 		start := leader.raft.LastIndex()
 		isOld.Store(true) // f2 back to a format-0 binary
-		waitUntil(t, "the leader writes format 0", func() bool { return leader.logFormat() == 0 })
+		testwait.For(t, 20*time.Second, "the leader to write format 0", func() bool { return leader.logFormat() == 0 })
 		awaitWrites(t, 100, "writes after the drop", &n)
 		cancel()
 		wg.Wait()
@@ -282,7 +283,7 @@ func TestFormatDropUnderConcurrentWrites(t *testing.T) {
 		}
 		t.Logf("cycle %d: entries %d..%d, first format-0 entry %d, %d writes so far", cycle, start+1, end, firstJSON, n.Load())
 		isOld.Store(false)
-		waitUntil(t, "the leader writes format 2 again", func() bool { return leader.logFormat() == fsm.LogFormat })
+		testwait.For(t, 20*time.Second, "the leader to write format 2 again", func() bool { return leader.logFormat() == fsm.LogFormat })
 	}
 }
 
@@ -294,12 +295,12 @@ func TestFormatDropUnderConcurrentWrites(t *testing.T) {
 func TestALeaderElectedDuringADropStartsAtTheAnsweredFormat(t *testing.T) {
 	u := newUpgradeCluster(t)
 	a, _, aAPI := u.member("a", true, nil, nil)
-	waitUntil(t, "a leads", a.IsLeader)
+	testwait.For(t, 20*time.Second, "a to lead", a.IsLeader)
 	join := []string{"https://" + aAPI.addr}
 	b, bFSM, _ := u.member("b", false, join, nil)
 	var isOld atomic.Bool
 	u.member("c", false, join, &isOld)
-	waitUntil(t, "three servers b knows", func() bool {
+	testwait.For(t, 20*time.Second, "three servers b knows", func() bool {
 		servers, _ := a.Servers()
 		for _, id := range []string{"a", "b", "c"} {
 			if _, err := bFSM.Node(id); err != nil {
@@ -309,7 +310,7 @@ func TestALeaderElectedDuringADropStartsAtTheAnsweredFormat(t *testing.T) {
 		return len(servers) == 3 && a.logFormat() == fsm.LogFormat
 	})
 	isOld.Store(true)
-	waitUntil(t, "a writes format 0, and b's table says what c answered", func() bool {
+	testwait.For(t, 20*time.Second, "a to write format 0, and b's table to say what c answered", func() bool {
 		n, err := bFSM.Node("c")
 		return a.logFormat() == 0 && err == nil && n.LogFormat == 0
 	})
@@ -334,7 +335,7 @@ func TestALeaderElectedDuringADropStartsAtTheAnsweredFormat(t *testing.T) {
 	if err := a.raft.LeadershipTransferToServer("b", b.transport.LocalAddr()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "b leads", b.IsLeader)
+	testwait.For(t, 20*time.Second, "b to lead", b.IsLeader)
 	awaitWrites(t, 50, "writes through the new leader", &n)
 	cancel()
 	wg.Wait()
@@ -357,5 +358,5 @@ func TestALeaderElectedDuringADropStartsAtTheAnsweredFormat(t *testing.T) {
 func awaitWrites(t *testing.T, k int64, what string, n *atomic.Int64) {
 	t.Helper()
 	from := n.Load()
-	waitUntil(t, what, func() bool { return n.Load() >= from+k })
+	testwait.For(t, 20*time.Second, what, func() bool { return n.Load() >= from+k })
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 // Writes from any node: a follower forwards to the leader over the internal
@@ -239,7 +240,7 @@ func callLeader(ctx context.Context, c *Cluster, path string, body any, out any,
 // failures until the hold timeout.
 func retryLeader(ctx context.Context, c *Cluster, remote, local func(context.Context) error) error {
 	deadline := time.Now().Add(c.cfg.HoldTimeout)
-	b := newBackoff(10*time.Millisecond, 500*time.Millisecond)
+	b := backoff.New(10*time.Millisecond, 500*time.Millisecond)
 	for {
 		var err error
 		if c.raft.State() == raft.Leader {
@@ -256,7 +257,7 @@ func retryLeader(ctx context.Context, c *Cluster, remote, local func(context.Con
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w after %s: %v", ErrNoLeader, c.cfg.HoldTimeout, err)
 		}
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return ctx.Err()
 		}
 	}

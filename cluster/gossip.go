@@ -9,12 +9,14 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/internal/logbridge"
 )
 
@@ -66,8 +68,8 @@ func resolveJoin(ctx context.Context, entries []string) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		args := map[string]string{}
-		for _, kv := range splitFields(e) {
-			if k, v, ok := cutEq(kv); ok {
+		for _, kv := range strings.Fields(e) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
 				args[k] = v
 			}
 		}
@@ -239,7 +241,7 @@ func (c *Cluster) GossipMembers() int {
 func (c *Cluster) gossipJoinLoop() {
 	defer c.wg.Done()
 	g := c.gossip
-	b := newBackoff(200*time.Millisecond, 10*time.Second)
+	b := backoff.New(200*time.Millisecond, 10*time.Second)
 	for {
 		if len(g.cfg.RetryJoin) > 0 && g.ml.NumMembers() < 2 {
 			addrs, err := resolveJoin(c.ctx, g.cfg.RetryJoin)
@@ -248,14 +250,14 @@ func (c *Cluster) gossipJoinLoop() {
 				n, err = g.ml.Join(addrs)
 				if n > 0 {
 					c.log.Info("joined gossip", "contacted", n)
-					b = newBackoff(200*time.Millisecond, 10*time.Second)
+					b.Reset()
 				}
 			}
 			if err != nil {
 				c.log.Debug("gossip join: retrying", "err", err)
 			}
 		}
-		if !b.wait(c.ctx) {
+		if !b.Wait(c.ctx) {
 			return
 		}
 	}
@@ -459,32 +461,4 @@ func splitHostPort(s string) (string, int, error) {
 	}
 	port, err := strconv.Atoi(p)
 	return h, port, err
-}
-
-func splitFields(s string) []string {
-	var out []string
-	cur := ""
-	for _, r := range s {
-		if r == ' ' || r == '\t' {
-			if cur != "" {
-				out = append(out, cur)
-			}
-			cur = ""
-			continue
-		}
-		cur += string(r)
-	}
-	if cur != "" {
-		out = append(out, cur)
-	}
-	return out
-}
-
-func cutEq(s string) (string, string, bool) {
-	for i := range s {
-		if s[i] == '=' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return "", "", false
 }

@@ -8,9 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // lockedBuffer is a log destination many goroutines write to.
@@ -94,9 +97,9 @@ func TestClusterLogIsJSON(t *testing.T) {
 	jsonLog := func(cfg *Config) { cfg.Logger = logger.With("node", cfg.NodeID) }
 	u := newUpgradeCluster(t)
 	leader, _, api := u.memberWith("n1", true, nil, nil, jsonLog)
-	waitUntil(t, "n1 leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "n1 to lead", leader.IsLeader)
 	u.memberWith("n2", false, []string{"https://" + api.addr}, nil, jsonLog)
-	waitUntil(t, "two voters", func() bool {
+	testwait.For(t, 20*time.Second, "two voters", func() bool {
 		servers, _ := leader.Servers()
 		return len(servers) == 2
 	})

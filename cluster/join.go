@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 type joinRequest struct {
@@ -27,7 +28,7 @@ type joinRequest struct {
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
 	body, _ := json.Marshal(joinRequest{ID: c.cfg.NodeID, RaftAddr: string(c.transport.LocalAddr()), LogFormat: fsm.LogFormat})
-	b := newBackoff(100*time.Millisecond, 5*time.Second)
+	b := backoff.New(100*time.Millisecond, 5*time.Second)
 	// Joining takes a node certificate.
 	select {
 	case <-c.tls.ready:
@@ -53,7 +54,7 @@ func (c *Cluster) joinLoop() {
 				c.log.Warn("join failed, will retry", "via", base, "err", err)
 			}
 		}
-		if !b.wait(c.ctx) {
+		if !b.Wait(c.ctx) {
 			return
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 // Operator actions on the Raft group, run on the leader.
@@ -218,7 +219,7 @@ func (c *Cluster) RestoreSnapshot(ctx context.Context, r io.Reader) error {
 		if !retryable(err) || time.Now().After(deadline) {
 			return err
 		}
-		if !newBackoff(50*time.Millisecond, time.Second).wait(ctx) {
+		if !backoff.New(50*time.Millisecond, time.Second).Wait(ctx) {
 			return ctx.Err()
 		}
 	}

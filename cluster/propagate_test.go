@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // A paused member (killed with no reset, stopped, cut off) answers nothing,
@@ -19,7 +20,7 @@ import (
 func TestPropagateDoesNotWaitForAPausedMember(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, api := u.member("n1", true, nil, nil)
-	waitUntil(t, "n1 leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "n1 to lead", leader.IsLeader)
 	join := []string{"https://" + api.addr}
 	follower, _, _ := u.member("n2", false, join, nil)
 	// n3's Raft and API ports are reached through proxies that can go
@@ -30,7 +31,7 @@ func TestPropagateDoesNotWaitForAPausedMember(t *testing.T) {
 		cfg.RaftAdvertise, cfg.APIAdvertise = raftProxy.addr, apiProxy.addr
 		proxies = append(proxies, raftProxy, apiProxy)
 	})
-	waitUntil(t, "three voters, every address announced", func() bool {
+	testwait.For(t, 20*time.Second, "three voters, every address announced", func() bool {
 		servers, _ := leader.Servers()
 		for _, id := range []string{"n1", "n2", "n3"} {
 			if _, err := follower.fsm.Node(id); err != nil {
@@ -73,11 +74,11 @@ func TestPropagateDoesNotWaitForAPausedMember(t *testing.T) {
 func TestPropagateBoundsTheConnectionToAWedgedMember(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, api := u.member("n1", true, nil, nil)
-	waitUntil(t, "n1 leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "n1 to lead", leader.IsLeader)
 	join := []string{"https://" + api.addr}
 	u.member("n2", false, join, nil)
 	u.memberWith("n3", false, join, nil, func(cfg *Config) { cfg.APIAdvertise = stalledListener(t) })
-	waitUntil(t, "three voters, every address announced", func() bool {
+	testwait.For(t, 20*time.Second, "three voters, every address announced", func() bool {
 		servers, _ := leader.Servers()
 		for _, id := range []string{"n2", "n3"} {
 			if _, err := leader.fsm.Node(id); err != nil || !leader.inContact(id) {

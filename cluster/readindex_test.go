@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // threeMembers starts a leader and two followers that know its address;
@@ -20,12 +21,12 @@ func threeMembers(t *testing.T) (leader, f1, f2 *Cluster, index *atomic.Int64) {
 	t.Helper()
 	u := newUpgradeCluster(t)
 	leader, _, api := u.member("n1", true, nil, nil)
-	waitUntil(t, "n1 leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "n1 to lead", leader.IsLeader)
 	index = countPath(api, pathIndex)
 	join := []string{"https://" + api.addr}
 	f1, _, _ = u.member("n2", false, join, nil)
 	f2, _, _ = u.member("n3", false, join, nil)
-	waitUntil(t, "three voters whose followers know the leader's address", func() bool {
+	testwait.For(t, 20*time.Second, "three voters whose followers know the leader's address", func() bool {
 		servers, _ := leader.Servers()
 		for _, f := range []*Cluster{f1, f2} {
 			_, id := f.raft.LeaderWithID()
@@ -155,7 +156,7 @@ func TestReadRoundInFlightIsNotJoined(t *testing.T) {
 	<-started // round 1 is in flight
 	go ask()
 	go ask()
-	waitUntil(t, "two callers wait for the next round", func() bool {
+	testwait.For(t, 20*time.Second, "two callers to wait for the next round", func() bool {
 		rr.mu.Lock()
 		defer rr.mu.Unlock()
 		return rr.next != nil && rr.next.callers == 2

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // An operator removes a node that joined with the join secret. What it
@@ -24,11 +25,11 @@ import (
 func TestRemovedNodeIsShutOut(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, leaderFSM, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	join := []string{"https://" + leaderAPI.addr}
 	keyless := func(c *Config) { c.CAKey = nil }
 	ghost, _, _ := u.memberWith("ghost", false, join, nil, keyless)
-	waitUntil(t, "the keyless node to join", func() bool {
+	testwait.For(t, 20*time.Second, "the keyless node to join", func() bool {
 		return leader.isServer("ghost") && ghost.NodeCert() != nil && leader.logFormat() == fsm.LogFormat
 	})
 	had, _ := ghost.tls.current() // what whoever controls the node keeps
@@ -82,7 +83,7 @@ func TestRemovedNodeIsShutOut(t *testing.T) {
 	}
 
 	again, _, _ := u.memberWith("ghost", false, join, nil, keyless)
-	waitUntil(t, "the node started again under that id to join", func() bool {
+	testwait.For(t, 20*time.Second, "the node started again under that id to join", func() bool {
 		return leader.isServer("ghost") && again.NodeCert() != nil
 	})
 }
@@ -91,9 +92,9 @@ func TestRemovedNodeIsShutOut(t *testing.T) {
 func TestNodeJoinsOnlyAsItself(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	other, _, _ := u.member("other", false, []string{"https://" + leaderAPI.addr}, nil)
-	waitUntil(t, "the other node to join", func() bool { return leader.isServer("other") })
+	testwait.For(t, 20*time.Second, "the other node to join", func() bool { return leader.isServer("other") })
 	// A node that is no member, with a valid node certificate.
 	key, _ := newNodeKey()
 	der, err := leader.tls.issue(context.Background(), "outsider", key.Public())
@@ -119,7 +120,7 @@ func TestNodeJoinsOnlyAsItself(t *testing.T) {
 func TestGarbageFromANodeDoesNotStopTheCluster(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, leaderFSM, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	key, _ := newNodeKey()
 	der, err := leader.tls.issue(context.Background(), "outsider", key.Public())
 	if err != nil {

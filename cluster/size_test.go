@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // bigTokenCreate is a token command whose encoded envelope has about size
@@ -45,7 +46,7 @@ func TestOversizedCommandIsRefusedBeforeProposing(t *testing.T) {
 	}
 	// Committed is not yet applied everywhere: leadership may have moved
 	// while the entry was replicated, so wait for this member to apply it.
-	waitUntil(t, "the committed 512 KiB command is applied", func() bool {
+	testwait.For(t, 20*time.Second, "the committed 512 KiB command to be applied", func() bool {
 		_, err := leader.fsm.TokenByID("big")
 		return err == nil
 	})

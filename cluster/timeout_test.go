@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // A leader that takes a follower's RPCs and never answers (a paused
@@ -18,9 +19,9 @@ func TestUnansweredLeaderIsATimeout(t *testing.T) {
 	u := newUpgradeCluster(t)
 	hold := func(cfg *Config) { cfg.HoldTimeout = 300 * time.Millisecond }
 	leader, _, api := u.memberWith("n1", true, nil, nil, hold)
-	waitUntil(t, "n1 leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "n1 to lead", leader.IsLeader)
 	follower, _, _ := u.memberWith("n2", false, []string{"https://" + api.addr}, nil, hold)
-	waitUntil(t, "n2 knows the leader's address", func() bool {
+	testwait.For(t, 20*time.Second, "n2 to know the leader's address", func() bool {
 		_, id := follower.raft.LeaderWithID()
 		_, err := follower.fsm.Node(string(id))
 		return id == "n1" && err == nil

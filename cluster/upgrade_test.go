@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/soft"
 )
@@ -204,9 +205,9 @@ func TestForwardingToALeaderWithoutBatches(t *testing.T) {
 	var isOld atomic.Bool
 	isOld.Store(true)
 	old, oldFSM, oldAPI := u.member("old", true, nil, &isOld)
-	waitUntil(t, "the old member leads", old.IsLeader)
+	testwait.For(t, 20*time.Second, "the old member to lead", old.IsLeader)
 	follower, _, _ := u.member("new", false, []string{"https://" + oldAPI.addr}, nil)
-	waitUntil(t, "the follower knows the leader's address", func() bool {
+	testwait.For(t, 20*time.Second, "the follower to know the leader's address", func() bool {
 		_, id := follower.raft.LeaderWithID()
 		_, err := follower.fsm.Node(string(id))
 		return id == "old" && err == nil
@@ -238,9 +239,9 @@ func TestForwardingToALeaderWithoutBatches(t *testing.T) {
 func TestUpgradedFollowerRefusesALeaderWithoutNodeTLS(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	follower, followerFSM, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
-	waitUntil(t, "the follower joined", func() bool {
+	testwait.For(t, 20*time.Second, "the follower to join", func() bool {
 		_, err := followerFSM.Node("leader")
 		return err == nil
 	})
@@ -283,35 +284,23 @@ func testCAKey(t *testing.T, dir string) signer.Key {
 	return key
 }
 
-// waitUntil polls cond, a condition with no event to wait on.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // While a server reads only log format 0, the leader writes JSON envelopes,
 // one command per entry; once every server reads format 1, batch entries
 // and binary envelopes; and back when an old server appears again.
 func TestLeaderWritesTheFormatEveryServerReads(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
-	waitUntil(t, "a lone leader writes format 1", func() bool { return leader.logFormat() == fsm.LogFormat })
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "a lone leader to write format 1", func() bool { return leader.logFormat() == fsm.LogFormat })
 	var isOld atomic.Bool
 	isOld.Store(true)
 	follower, _, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, &isOld)
-	waitUntil(t, "the follower is a voter with a known address", func() bool {
+	testwait.For(t, 20*time.Second, "the follower to be a voter with a known address", func() bool {
 		servers, _ := leader.Servers()
 		_, err := leader.fsm.Node("follower")
 		return len(servers) == 2 && err == nil && follower.fsm.AppliedIndex() > 0
 	})
-	waitUntil(t, "the leader writes format 0", func() bool { return leader.logFormat() == 0 })
+	testwait.For(t, 20*time.Second, "the leader to write format 0", func() bool { return leader.logFormat() == 0 })
 
 	n := 0
 	writeMany := func() (first, last uint64) {
@@ -352,12 +341,12 @@ func TestLeaderWritesTheFormatEveryServerReads(t *testing.T) {
 		t.Fatalf("with a format-0 server the leader wrote entries starting %v, want 40+ JSON envelopes only", got)
 	}
 	isOld.Store(false) // the follower is upgraded
-	waitUntil(t, "the leader writes format 1", func() bool { return leader.logFormat() == fsm.LogFormat })
+	testwait.For(t, 20*time.Second, "the leader to write format 1", func() bool { return leader.logFormat() == fsm.LogFormat })
 	if got := formats(writeMany()); got['{'] > 0 || got[0x00]+got[0x01] == 0 || got[0x00] == 0 {
 		t.Fatalf("with every server on format 1 the leader wrote entries starting %v, want batches and binary envelopes only", got)
 	}
 	isOld.Store(true) // an old binary again (it would panic on format 1)
-	waitUntil(t, "the leader writes format 0 again", func() bool { return leader.logFormat() == 0 })
+	testwait.For(t, 20*time.Second, "the leader to write format 0 again", func() bool { return leader.logFormat() == 0 })
 	if got := formats(writeMany()); len(got) != 1 || got['{'] < 40 {
 		t.Fatalf("after an old server came back the leader wrote entries starting %v", got)
 	}
@@ -369,11 +358,11 @@ func TestLeaderWritesTheFormatEveryServerReads(t *testing.T) {
 func TestNewCommandWaitsForEveryServer(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	var isOld atomic.Bool
 	isOld.Store(true)
 	u.member("old", false, []string{"https://" + leaderAPI.addr}, &isOld)
-	waitUntil(t, "the leader knows an old server is there", func() bool {
+	testwait.For(t, 20*time.Second, "the leader to know an old server is there", func() bool {
 		servers, _ := leader.Servers()
 		return len(servers) == 2 && leader.formatKnown.Load() && leader.logFormat() == 0
 	})
@@ -395,7 +384,7 @@ func TestNewCommandWaitsForEveryServer(t *testing.T) {
 		}
 	}
 	isOld.Store(false)
-	waitUntil(t, "the leader writes the newest format", func() bool { return leader.logFormat() == fsm.LogFormat })
+	testwait.For(t, 20*time.Second, "the leader to write the newest format", func() bool { return leader.logFormat() == fsm.LogFormat })
 	// Applied now: the FSM's own verdict (no such authority), not the gate's.
 	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrAuthorityUnknown) {
 		t.Fatalf("the command once every server reads format 2: %v, want %s", err, fsm.ErrAuthorityUnknown.Code)
@@ -408,15 +397,15 @@ func TestNewCommandWaitsForEveryServer(t *testing.T) {
 func TestAnUnreachableServerKeepsItsAnnouncedFormat(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	_, _, followerAPI := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
-	waitUntil(t, "the follower announced its format and the leader writes it", func() bool {
+	testwait.For(t, 20*time.Second, "the follower to announce its format and the leader to write it", func() bool {
 		n, err := leader.fsm.Node("follower")
 		servers, _ := leader.Servers()
 		return err == nil && n.LogFormat == fsm.LogFormat && len(servers) == 2 && leader.logFormat() == fsm.LogFormat
 	})
 	followerAPI.silent.Store(true)
-	waitUntil(t, "the leader to ask the silent follower twice", func() bool { return followerAPI.silenced.Load() >= 2 })
+	testwait.For(t, 20*time.Second, "the leader to ask the silent follower twice", func() bool { return followerAPI.silenced.Load() >= 2 })
 	if f := leader.logFormat(); f != fsm.LogFormat {
 		t.Fatalf("with a silent follower that announced format %d the leader writes format %d", fsm.LogFormat, f)
 	}
@@ -435,9 +424,9 @@ func TestAnUnreachableServerKeepsItsAnnouncedFormat(t *testing.T) {
 func TestJoinOfABinaryThatCannotReadTheLogIsRefused(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, lf, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	follower, _, _ := u.member("follower", false, []string{"https://" + leaderAPI.addr}, nil)
-	waitUntil(t, "the leader writes binary entries", func() bool {
+	testwait.For(t, 20*time.Second, "the leader to write binary entries", func() bool {
 		servers, _ := leader.Servers()
 		return len(servers) == 2 && leader.logFormat() == fsm.LogFormat
 	})
@@ -473,11 +462,11 @@ func TestJoinOfABinaryThatCannotReadTheLogIsRefused(t *testing.T) {
 func TestANewLeaderWritesTheAnnouncedFormatFromItsFirstWrite(t *testing.T) {
 	u := newUpgradeCluster(t)
 	a, _, aAPI := u.member("a", true, nil, nil)
-	waitUntil(t, "a leads", a.IsLeader)
+	testwait.For(t, 20*time.Second, "a to lead", a.IsLeader)
 	join := []string{"https://" + aAPI.addr}
 	b, bFSM, _ := u.member("b", false, join, nil)
 	_, _, cAPI := u.member("c", false, join, nil)
-	waitUntil(t, "three servers whose announcements b applied", func() bool {
+	testwait.For(t, 20*time.Second, "three servers whose announcements b applied", func() bool {
 		servers, _ := a.Servers()
 		for _, id := range []string{"a", "b", "c"} {
 			if n, err := bFSM.Node(id); err != nil || n.LogFormat != fsm.LogFormat {
@@ -490,7 +479,7 @@ func TestANewLeaderWritesTheAnnouncedFormatFromItsFirstWrite(t *testing.T) {
 	if err := a.raft.LeadershipTransferToServer("b", b.transport.LocalAddr()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "b leads", b.IsLeader)
+	testwait.For(t, 20*time.Second, "b to lead", b.IsLeader)
 
 	first := b.raft.LastIndex() + 1
 	var wg sync.WaitGroup
@@ -529,11 +518,11 @@ func TestANewLeaderWritesTheAnnouncedFormatFromItsFirstWrite(t *testing.T) {
 func TestAnEntryEncodedForADroppedFormatIsNotWritten(t *testing.T) {
 	u := newUpgradeCluster(t)
 	leader, _, leaderAPI := u.member("leader", true, nil, nil)
-	waitUntil(t, "the member leads", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
 	var isOld atomic.Bool
 	isOld.Store(true)
 	u.member("old", false, []string{"https://" + leaderAPI.addr}, &isOld)
-	waitUntil(t, "the leader writes format 0", func() bool {
+	testwait.For(t, 20*time.Second, "the leader to write format 0", func() bool {
 		servers, _ := leader.Servers()
 		return len(servers) == 2 && leader.formatKnown.Load() && leader.logFormat() == 0
 	})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // CheckOffline checks that path is a quorumca state database that no
@@ -14,7 +15,7 @@ import (
 // dir (admin recovery) call it first.
 func CheckOffline(path string) error {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("%s is in use: stop the node first", path)
 	}
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // adminCluster is a test cluster with an admin authority, for certificate
@@ -37,7 +38,7 @@ func adminCluster(t *testing.T, n int) *testCluster {
 // join it answers upgrade_in_progress to commands of a newer format.
 func (c *testCluster) waitLogFormat() {
 	c.t.Helper()
-	waitFor(c.t, 20*time.Second, "the leader to write log format "+fmt.Sprint(fsm.LogFormat), func() bool {
+	testwait.For(c.t, 20*time.Second, "the leader to write log format "+fmt.Sprint(fsm.LogFormat), func() bool {
 		st := c.Leader().node.Cluster().Status()
 		return st.LogFormat != nil && *st.LogFormat == fsm.LogFormat
 	})
@@ -308,11 +309,11 @@ func TestAdminRecoveryAfterLockout(t *testing.T) {
 	}
 	assertNotStored(t, n2.cfg.DataDir, token)
 	c.Restart(n2)
-	waitFor(t, 20*time.Second, "the recovery token to work", func() bool {
+	testwait.For(t, 20*time.Second, "the recovery token to work", func() bool {
 		return c.do(n3, "GET", "/v1/admin/whoami", nil, token).status == http.StatusOK
 	})
 	// Removed once committed everywhere (the node waits for that first).
-	waitFor(t, 20*time.Second, "the recovery request to be removed", func() bool {
+	testwait.For(t, 20*time.Second, "the recovery request to be removed", func() bool {
 		_, err := os.Stat(filepath.Join(n2.cfg.DataDir, recoveryFile))
 		return errors.Is(err, fs.ErrNotExist)
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // adminToken creates an admin credential with a role and returns its token.
@@ -358,7 +359,7 @@ func TestAuditFile(t *testing.T) {
 	c.enrollHolder(n, "filed.example")
 	c.do(n, "POST", "/v1/admin/tokens", map[string]any{"sans": []string{"x.example"}}, "qcat_wrong")
 	path := n.cfg.AuditFile
-	waitFor(t, 10*time.Second, "the audit file to hold the issuance and the refusal", func() bool {
+	testwait.For(t, 10*time.Second, "the audit file to hold the issuance and the refusal", func() bool {
 		b, _ := os.ReadFile(path)
 		return strings.Contains(string(b), `"command":"issue"`) && strings.Contains(string(b), `"refused":true`)
 	})
@@ -381,7 +382,7 @@ func TestAuditFile(t *testing.T) {
 	c.Stop(n)
 	c.Restart(n)
 	c.enrollHolder(n, "after.example")
-	waitFor(t, 10*time.Second, "new entries after restart", func() bool {
+	testwait.For(t, 10*time.Second, "new entries after restart", func() bool {
 		b, _ := os.ReadFile(path)
 		return strings.Count(string(b), `"hash"`) > lines
 	})

@@ -26,6 +26,7 @@ import (
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/signer/soft"
 )
 
@@ -62,7 +63,7 @@ func (p *tcpProxy) Start() {
 	}
 	var ln net.Listener
 	var err error
-	waitFor(p.t, 10*time.Second, "the proxy's address to be free", func() bool {
+	testwait.For(p.t, 10*time.Second, "the proxy's address to be free", func() bool {
 		ln, err = net.Listen("tcp", addr)
 		return err == nil
 	})
@@ -293,7 +294,7 @@ func TestAgentEnrollsAndKeepsRenewing(t *testing.T) {
 		runs, cfgs = append(runs, s), append(cfgs, cfg)
 		runAgent(t, ctx, cfg)
 	}
-	waitFor(t, 60*time.Second, "each agent to enroll and renew three times", func() bool {
+	testwait.For(t, 60*time.Second, "each agent to enroll and renew three times", func() bool {
 		for _, s := range runs {
 			s.mu.Lock()
 			n := len(s.serials)
@@ -344,11 +345,11 @@ func TestAgentRenewsInTheGraceWindowAfterAnOutage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runAgent(t, ctx, cfg)
-	waitFor(t, 20*time.Second, "enrollment", func() bool { return writes.Load() == 1 })
+	testwait.For(t, 20*time.Second, "enrollment", func() bool { return writes.Load() == 1 })
 	proxy.Stop()
 	first := readAgentState(t, cfg)
 	var failures int
-	waitFor(t, 30*time.Second, "the certificate to expire while the agent fails", func() bool {
+	testwait.For(t, 30*time.Second, "the certificate to expire while the agent fails", func() bool {
 		failures = readAgentState(t, cfg).Failures
 		return time.Now().After(first.NotAfter.Add(time.Second)) && failures >= 2
 	})
@@ -359,7 +360,7 @@ func TestAgentRenewsInTheGraceWindowAfterAnOutage(t *testing.T) {
 		t.Fatalf("the expired certificate was removed before a new one came: %v", err)
 	}
 	proxy.Start()
-	waitFor(t, 30*time.Second, "a renewal once the proxy is back", func() bool { return writes.Load() >= 2 })
+	testwait.For(t, 30*time.Second, "a renewal once the proxy is back", func() bool { return writes.Load() >= 2 })
 	st := readAgentState(t, cfg)
 	if st.Serial == first.Serial || !st.Obtained.After(first.NotAfter) {
 		t.Fatalf("renewal %s obtained %s; the first certificate expired %s", st.Serial, st.Obtained, first.NotAfter)
@@ -421,7 +422,7 @@ func TestAgentFollowsARootRotation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runAgent(t, ctx, cfg)
-	waitFor(t, 20*time.Second, "enrollment", func() bool { mu.Lock(); defer mu.Unlock(); return len(issuers) == 1 })
+	testwait.For(t, 20*time.Second, "enrollment", func() bool { mu.Lock(); defer mu.Unlock(); return len(issuers) == 1 })
 
 	// A new root and intermediate, made offline, imported as a rotation.
 	next := newOfflineRoot(t, c.dir, "rotated root")
@@ -431,10 +432,10 @@ func TestAgentFollowsARootRotation(t *testing.T) {
 	if r.status != http.StatusCreated && r.status != http.StatusOK {
 		t.Fatalf("import: %d %s", r.status, r.body)
 	}
-	waitFor(t, 20*time.Second, "the new root in the agent's trust bundle", func() bool {
+	testwait.For(t, 20*time.Second, "the new root in the agent's trust bundle", func() bool {
 		return fileHasCert(cfg.RootsFile, next.root)
 	})
-	waitFor(t, 20*time.Second, "a renewal under the new intermediate", func() bool {
+	testwait.For(t, 20*time.Second, "a renewal under the new intermediate", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return issuers[len(issuers)-1] == next.inter.Subject.CommonName
@@ -455,7 +456,7 @@ func TestAgentFollowsARootRotation(t *testing.T) {
 	mu.Lock()
 	before := len(issuers)
 	mu.Unlock()
-	waitFor(t, 30*time.Second, "a renewal from nodes with new API certificates", func() bool {
+	testwait.For(t, 30*time.Second, "a renewal from nodes with new API certificates", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(issuers) >= before+2

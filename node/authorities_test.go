@@ -14,6 +14,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/signer/awskms/kmstest"
 )
 
@@ -57,7 +58,7 @@ func TestRotationAndSpread(t *testing.T) {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
 	}
 	// Within the CRL interval.
-	waitFor(t, c.crlInterval+3*time.Second, "the retired issuer's CRL to list its revoked certificate", func() bool {
+	testwait.For(t, c.crlInterval+3*time.Second, "the retired issuer's CRL to list its revoked certificate", func() bool {
 		resp, err := http.Get(old.cert.CRLDistributionPoints[0])
 		if err != nil {
 			t.Fatal(err)

@@ -554,6 +554,7 @@ func (c *Config) Validate() error {
 	case c.ClusterCAKey == "":
 		return errors.New("config: cluster.ca_key is required: the key that certifies nodes for their mutual TLS")
 	case strings.HasPrefix(c.ClusterCAKey, "softkey:") && !c.AllowInsecureSoftSigner:
+		//lint:ignore ST1005 the message ends with a URI scheme, not punctuation
 		return errors.New("config: cluster.ca_key is a softkey: (a file): set allow_insecure_soft_signer = true, or use awskms: or pkcs11:")
 	case (c.JoinSecret == "") == (c.JoinSecretFile == ""):
 		return errors.New("config: set one of cluster.join_secret and cluster.join_secret_file")

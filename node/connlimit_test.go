@@ -14,6 +14,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // Each client address (the device's, behind a balancer that sends PROXY
@@ -115,14 +116,14 @@ func TestConnectionCapsPerClient(t *testing.T) {
 		}
 		delete(live, gone[0])
 	}
-	waitFor(t, 4*idleGrace, "the longest idle connection to be closed", func() bool { return culled() == 1 })
+	testwait.For(t, 4*idleGrace, "the longest idle connection to be closed", func() bool { return culled() == 1 })
 	oneClosed("after the idle cull")
 	// The closed connection no longer counts: the device may open another.
 	// One more takes the place of the longest idle.
 	if _, err := dial("203.0.113.7"); err != nil {
 		t.Fatalf("a new connection in the freed place: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the two connections to be idle", func() bool {
+	testwait.For(t, 10*time.Second, "the two connections to be idle", func() bool {
 		return n.node.apiConns.idleOf("203.0.113.7") == 2
 	})
 	if _, err := dial("203.0.113.7"); err != nil {

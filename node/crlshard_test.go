@@ -12,6 +12,7 @@ import (
 
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // An authority configured with crl { shards = 4 }: its issuer's CRL is
@@ -60,7 +61,7 @@ func TestPartitionedCRLs(t *testing.T) {
 		}
 		return readCRL(t, resp, issuer), http.StatusOK
 	}
-	waitFor(t, c.crlInterval+5*time.Second, "every shard's first CRL on every node", func() bool {
+	testwait.For(t, c.crlInterval+5*time.Second, "every shard's first CRL on every node", func() bool {
 		for _, n := range c.nodes {
 			for k := -1; k < shards; k++ {
 				if _, status := fetch(n, k); status != http.StatusOK {
@@ -109,7 +110,7 @@ func TestPartitionedCRLs(t *testing.T) {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
 	}
 	for _, n := range c.nodes {
-		waitFor(t, c.crlInterval+3*time.Second, fmt.Sprintf("shard %d and the complete CRL on %s to list the revoked certificate", kr, n.cfg.NodeName), func() bool {
+		testwait.For(t, c.crlInterval+3*time.Second, fmt.Sprintf("shard %d and the complete CRL on %s to list the revoked certificate", kr, n.cfg.NodeName), func() bool {
 			shard, _ := fetch(n, kr)
 			complete, _ := fetch(n, -1)
 			return listed(shard, revoked.cert.SerialNumber) != nil && listed(complete, revoked.cert.SerialNumber) != nil

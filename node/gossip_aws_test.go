@@ -8,6 +8,7 @@ import (
 
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/cluster/ec2test"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // Three nodes with the same config find each other through EC2 tags
@@ -33,7 +34,7 @@ func TestGossipAutoJoinAWS(t *testing.T) {
 		c.nodes = append(c.nodes, &testNode{cfg: c.gossipConfig(i, net.JoinHostPort(h, fmt.Sprint(port)), join, key)})
 	}
 	c.startAll()
-	waitFor(t, 30*time.Second, "one cluster of 3 voters", func() bool {
+	testwait.For(t, 30*time.Second, "one cluster of 3 voters", func() bool {
 		for _, tn := range c.nodes {
 			if v, _, _ := suffrages(tn); v != 3 {
 				return false

@@ -13,6 +13,7 @@ import (
 
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 func gossipKey(t *testing.T) string {
@@ -98,7 +99,7 @@ func suffrages(tn *testNode) (voters, nonvoters int, ids map[string]bool) {
 func TestGossipFormsOneClusterAndHeals(t *testing.T) {
 	key := gossipKey(t)
 	c, addrs := gossipCluster(t, 5, key)
-	waitFor(t, 30*time.Second, "one cluster of 3 voters and 2 non-voters, one leader", func() bool {
+	testwait.For(t, 30*time.Second, "one cluster of 3 voters and 2 non-voters, one leader", func() bool {
 		leaders := map[string]bool{}
 		for _, tn := range c.nodes {
 			v, nv, _ := suffrages(tn)
@@ -133,7 +134,7 @@ func TestGossipFormsOneClusterAndHeals(t *testing.T) {
 	c.start(wrong)
 	c.start(right)
 	leader := c.Leader()
-	waitFor(t, 20*time.Second, "the node with the right key to join", func() bool {
+	testwait.For(t, 20*time.Second, "the node with the right key to join", func() bool {
 		_, _, ids := suffrages(leader)
 		return ids["n7"]
 	})
@@ -157,7 +158,7 @@ func TestGossipFormsOneClusterAndHeals(t *testing.T) {
 	}
 	victim.node.crash()
 	victim.node = nil
-	waitFor(t, 30*time.Second, "the dead voter removed and a non-voter promoted", func() bool {
+	testwait.For(t, 30*time.Second, "the dead voter removed and a non-voter promoted", func() bool {
 		l := c.Leader()
 		v, _, ids := suffrages(l)
 		return v == 3 && !ids[victim.cfg.NodeName]
@@ -168,7 +169,7 @@ func TestGossipFormsOneClusterAndHeals(t *testing.T) {
 func readAdminToken(t *testing.T, dir string) string {
 	t.Helper()
 	var tok string
-	waitFor(t, 10*time.Second, "the admin token file", func() bool {
+	testwait.For(t, 10*time.Second, "the admin token file", func() bool {
 		b, err := readFileTrim(filepath.Join(dir, "admin.token"))
 		tok = b
 		return err == nil

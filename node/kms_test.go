@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/awskms/kmstest"
 )
@@ -73,7 +74,7 @@ func TestKMSBackedCluster(t *testing.T) {
 		t.Errorf("sign with KMS down took %s", d)
 	}
 	for _, tn := range c.nodes {
-		waitFor(t, 20*time.Second, tn.cfg.NodeName+" to report not ready", func() bool {
+		testwait.For(t, 20*time.Second, tn.cfg.NodeName+" to report not ready", func() bool {
 			return c.do(tn, "GET", "/v1/ready", nil, "").status == http.StatusServiceUnavailable
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // holder is a certificate with its key, as a device holds it.
@@ -120,7 +121,7 @@ func readCRL(t *testing.T, resp *http.Response, issuer *x509.Certificate) *x509.
 func (c *testCluster) crlListing(tn *testNode, issuer *x509.Certificate, serial *big.Int) *x509.RevocationList {
 	c.t.Helper()
 	var crl *x509.RevocationList
-	waitFor(c.t, c.crlInterval+3*time.Second, "the CRL on "+tn.cfg.NodeName+" to list "+serial.Text(16), func() bool {
+	testwait.For(c.t, c.crlInterval+3*time.Second, "the CRL on "+tn.cfg.NodeName+" to list "+serial.Text(16), func() bool {
 		crl = c.crl(tn, issuer)
 		return listed(crl, serial) != nil
 	})

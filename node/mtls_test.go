@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // Raft and the internal RPC take only peers with a node certificate of the
@@ -71,7 +72,7 @@ func TestPeersWithoutNodeCertificateAreRefused(t *testing.T) {
 func TestJoinWithSecretWhenTheKeyIsOutOfReach(t *testing.T) {
 	c := newTestCluster(t, 2)
 	n3 := c.addNodeWith(func(cfg *Config) { cfg.ClusterCAKey = "softkey:/nonexistent/cluster-ca.key" })
-	waitFor(t, 20*time.Second, "the node without the key to join", func() bool {
+	testwait.For(t, 20*time.Second, "the node without the key to join", func() bool {
 		servers, _ := c.Leader().node.Cluster().Servers()
 		return len(servers) == 3 && n3.node.Cluster().NodeCert() != nil
 	})
@@ -85,7 +86,7 @@ func TestJoinWithSecretWhenTheKeyIsOutOfReach(t *testing.T) {
 	// Joined or not, judge after the good node has had time to join: add
 	// another good one and wait for it.
 	good := c.addNodeWith(func(cfg *Config) { cfg.ClusterCAKey = "softkey:/nonexistent/cluster-ca.key" })
-	waitFor(t, 20*time.Second, "another keyless node to join", func() bool {
+	testwait.For(t, 20*time.Second, "another keyless node to join", func() bool {
 		servers, _ := c.Leader().node.Cluster().Servers()
 		return len(servers) == 4 && good.node.Cluster().NodeCert() != nil
 	})
@@ -113,7 +114,7 @@ func TestNodeCertificatesRenew(t *testing.T) {
 			firstExpiry = cert.NotAfter
 		}
 	}
-	waitFor(t, 20*time.Second, "every node to renew its certificate", func() bool {
+	testwait.For(t, 20*time.Second, "every node to renew its certificate", func() bool {
 		for _, tn := range c.nodes {
 			if tn.node.Cluster().NodeCert().SerialNumber.String() == first[tn.cfg.NodeName] {
 				return false
@@ -122,7 +123,7 @@ func TestNodeCertificatesRenew(t *testing.T) {
 		return true
 	})
 	// Past the first certificates' expiry, Raft and forwarding still work.
-	waitFor(t, 10*time.Second, "the first certificates to expire", func() bool { return time.Now().After(firstExpiry) })
+	testwait.For(t, 10*time.Second, "the first certificates to expire", func() bool { return time.Now().After(firstExpiry) })
 	c.enrollHolder(c.Followers()[0], "after-renewal.example")
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/atomicfile"
+	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/internal/keyrate"
 	"github.com/quorumca/quorumca/internal/logbridge"
 	"github.com/quorumca/quorumca/signer"
@@ -291,21 +292,9 @@ func (n *Node) bootstrapTasks(ctx context.Context) {
 			return
 		}
 		n.log.Warn("bootstrap: will retry", "err", err)
-		if !sleep(ctx, time.Second) {
+		if !backoff.Sleep(ctx, time.Second) {
 			return
 		}
-	}
-}
-
-// sleep waits d, or until ctx ends (false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 func metricValue(t *testing.T, families map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
@@ -68,7 +69,7 @@ func TestMetricsMatchTheWork(t *testing.T) {
 	}
 	c.do(n, "POST", "/v1/revoke", map[string]string{"serial": holders[1].s.Serial}, c.admin)
 	c.crlListing(n, holders[1].chain[0], holders[1].cert.SerialNumber) // the leader's CRL signature
-	waitFor(t, 10*time.Second, "the leader writes log format 1", func() bool {
+	testwait.For(t, 10*time.Second, "the leader writes log format 1", func() bool {
 		f := n.node.Cluster().Status().LogFormat
 		return f != nil && *f == fsm.LogFormat
 	})
@@ -194,7 +195,7 @@ func TestAdminListenerAndProfiling(t *testing.T) {
 	if r := c.do(n, "GET", "/debug/pprof/goroutine", nil, ""); r.status != http.StatusNotFound {
 		t.Errorf("pprof on the API: %d", r.status)
 	}
-	waitFor(t, 20*time.Second, "a profile upload", func() bool { return uploads.Load() > 0 })
+	testwait.For(t, 20*time.Second, "a profile upload", func() bool { return uploads.Load() > 0 })
 }
 
 func fsmAuditAll(command string) fsm.AuditFilter {

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // postOCSP sends a DER OCSP request to tn's plain-HTTP responder.
@@ -252,7 +253,7 @@ func TestDelegatedOCSPResponderAcrossTheCluster(t *testing.T) {
 	if r := c.do(target, "POST", "/v1/admin/raft/transfer-leadership", map[string]string{"to": target.cfg.NodeName}, c.admin); r.status != http.StatusNoContent {
 		t.Fatalf("transfer: %d %s", r.status, r.body)
 	}
-	waitFor(t, 20*time.Second, "the responder certificate renewed on every node", func() bool {
+	testwait.For(t, 20*time.Second, "the responder certificate renewed on every node", func() bool {
 		for _, tn := range c.nodes {
 			r, err := tn.node.FSM().OCSPResponder("default")
 			if err != nil || r.Version < 2 {

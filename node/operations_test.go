@@ -13,6 +13,7 @@ import (
 
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // stateOf reads what a snapshot must carry over, from one node.
@@ -67,7 +68,7 @@ func TestSnapshotSaveAndRestoreOnNewCluster(t *testing.T) {
 		t.Fatalf("restore through a follower: %d %s", r.status, r.body)
 	}
 	c2.admin = c1.admin // the restored state has cluster 1's admins
-	waitFor(t, 20*time.Second, "every node of cluster 2 to hold cluster 1's state", func() bool {
+	testwait.For(t, 20*time.Second, "every node of cluster 2 to hold cluster 1's state", func() bool {
 		for _, tn := range c2.nodes {
 			if stateOf(t, tn.node.FSM()) != want {
 				return false
@@ -110,7 +111,7 @@ func TestRaftOperations(t *testing.T) {
 	if r := c.do(n, "POST", "/v1/admin/raft/transfer-leadership", map[string]string{"to": target.cfg.NodeName}, c.admin); r.status != http.StatusNoContent {
 		t.Fatalf("transfer: %d %s", r.status, r.body)
 	}
-	waitFor(t, 10*time.Second, "the chosen node to lead", func() bool { return target.node.Cluster().IsLeader() })
+	testwait.For(t, 10*time.Second, "the chosen node to lead", func() bool { return target.node.Cluster().IsLeader() })
 	if r := c.do(n, "POST", "/v1/admin/raft/transfer-leadership", map[string]string{"to": "nope"}, c.admin); r.status != http.StatusBadRequest {
 		t.Errorf("transfer to an unknown node: %d %s", r.status, r.body)
 	}
@@ -171,13 +172,13 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	}
 	for _, tn := range c.nodes {
 		before := done.Load()
-		waitFor(t, 30*time.Second, "progress before the restart", func() bool { return done.Load() > before+5 })
+		testwait.For(t, 30*time.Second, "progress before the restart", func() bool { return done.Load() > before+5 })
 		c.Stop(tn)
 		c.Restart(tn)
 		c.WaitMembers()
 	}
 	before := done.Load()
-	waitFor(t, 30*time.Second, "progress after the last restart", func() bool { return done.Load() > before+5 })
+	testwait.For(t, 30*time.Second, "progress after the last restart", func() bool { return done.Load() > before+5 })
 	stop()
 	wg.Wait()
 	c.WaitConverged() // the load stopped: every node holds the same state

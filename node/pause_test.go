@@ -11,6 +11,7 @@ import (
 
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // pauseProxy stands in front of a node's API as the address other nodes
@@ -55,6 +56,7 @@ func (p *pauseProxy) addr() string { return p.ln.Addr().String() }
 func (p *pauseProxy) conn(c net.Conn) {
 	defer c.Close()
 	p.gate.RLock()
+	//lint:ignore SA2001 waits out a pause: pause holds the write lock
 	p.gate.RUnlock()
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
@@ -73,6 +75,7 @@ func (p *pauseProxy) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.gate.RLock()
+			//lint:ignore SA2001 waits out a pause: pause holds the write lock
 			p.gate.RUnlock()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				src.Close()
@@ -109,7 +112,7 @@ func TestRequestWhileLeaderPausedIsUnavailable(t *testing.T) {
 		}
 	})
 	leader, follower := c.nodes[0], c.nodes[1]
-	waitFor(t, 10*time.Second, "n1 leads", leader.node.Cluster().IsLeader)
+	testwait.For(t, 10*time.Second, "n1 leads", leader.node.Cluster().IsLeader)
 	token := c.mintToken(leader, "1h", "paused.example")
 	c.WaitConverged()
 	k := newKey(t)
@@ -127,7 +130,7 @@ func TestRequestWhileLeaderPausedIsUnavailable(t *testing.T) {
 	// The paused write may have been committed after all: a retry of the
 	// same enrollment gets the certificate, and a second retry the same one.
 	var first, again signed
-	waitFor(t, 10*time.Second, "the retried enrollment", func() bool {
+	testwait.For(t, 10*time.Second, "the retried enrollment", func() bool {
 		r = c.do(follower, "POST", "/v1/sign", body, "")
 		return r.status == http.StatusCreated
 	})

@@ -20,8 +20,7 @@ import (
 // once, cluster-wide.
 func TestJWKProvisionerTokens(t *testing.T) {
 	key := newKey(t)
-	var c *testCluster
-	c = newTestClusterWith(t, 3, cluster.FastTiming(), func(c *testCluster) {
+	c := newTestClusterWith(t, 3, cluster.FastTiming(), func(c *testCluster) {
 		jwk, err := json.Marshal(jose.JSONWebKey{Key: key.Public(), KeyID: "automation-1", Use: "sig"})
 		if err != nil {
 			t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/atomicfile"
+	"github.com/quorumca/quorumca/internal/backoff"
 )
 
 // Break-glass admin recovery. When every admin credential is revoked or
@@ -117,7 +118,7 @@ func (n *Node) applyRecovery(path string, req recoveryRequest) {
 			return
 		}
 		n.log.Warn("admin recovery: will retry", "err", err)
-		if !sleep(ctx, time.Second) {
+		if !backoff.Sleep(ctx, time.Second) {
 			return
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // newRoleAdmin creates an admin credential of a role and returns its token.
@@ -227,7 +228,7 @@ func TestRevokingAnAuthoritysLastIssuer(t *testing.T) {
 		}
 		root := mustRoot(t, c, name)
 		var l *x509.RevocationList
-		waitFor(t, 10*time.Second, "root CRL listing "+name, func() bool {
+		testwait.For(t, 10*time.Second, "root CRL listing "+name, func() bool {
 			resp, err := http.Get("http://" + n.cfg.HTTPListen + "/v1/authorities/" + name + "/roots/" + authority.IssuerID(root) + "/crl")
 			if err != nil || resp.StatusCode != 200 {
 				if resp != nil {
@@ -290,7 +291,7 @@ func TestRootCRLCatchesUpWhenTheRootKeyIsBack(t *testing.T) {
 		return 200, readCRL(t, resp, root), et
 	}
 	var first *x509.RevocationList
-	waitFor(t, 10*time.Second, "first root CRL", func() bool { s, l, _ := get(); first = l; return s == 200 })
+	testwait.For(t, 10*time.Second, "first root CRL", func() bool { s, l, _ := get(); first = l; return s == 200 })
 	old := issuerIDs(t, c, n, "k")[0]
 
 	if r := c.do(n, "PATCH", "/v1/admin/authorities/k", map[string]string{"root_key": ""}, c.admin); r.status != 200 {
@@ -303,7 +304,7 @@ func TestRootCRLCatchesUpWhenTheRootKeyIsBack(t *testing.T) {
 		t.Fatalf("restore root key: %d %s", r.status, r.body)
 	}
 	// Within the CRL interval, not the hourly refresh.
-	waitFor(t, c.crlInterval+5*time.Second, "the root CRL to list the intermediate revoked without the key", func() bool {
+	testwait.For(t, c.crlInterval+5*time.Second, "the root CRL to list the intermediate revoked without the key", func() bool {
 		s, l, _ := get()
 		return s == 200 && len(l.RevokedCertificateEntries) == 1 && l.Number.Cmp(first.Number) > 0
 	})
@@ -352,8 +353,8 @@ func TestCRLValidatorsAndNonceBudgetAfterRevokeIssuer(t *testing.T) {
 	if r := c.do(n, "POST", "/v1/admin/authorities/default/issuers/"+old+"/revoke", map[string]string{"reason": "keyCompromise"}, c.admin); r.status != 200 {
 		t.Fatalf("revoke issuer: %d %s", r.status, r.body)
 	}
-	waitFor(t, 10*time.Second, "a new root CRL", func() bool { st, _, _ := fetch(rootPath, etag); return st == 200 })
-	waitFor(t, 10*time.Second, "a new bundle", func() bool { st, _, _ := fetch("/v1/authorities/default/crls.pem", betag); return st == 200 })
+	testwait.For(t, 10*time.Second, "a new root CRL", func() bool { st, _, _ := fetch(rootPath, etag); return st == 200 })
+	testwait.For(t, 10*time.Second, "a new bundle", func() bool { st, _, _ := fetch("/v1/authorities/default/crls.pem", betag); return st == 200 })
 
 	// OCSP for the leaf of the revoked intermediate, and for the intermediate.
 	ask := func(cert, issuer *x509.Certificate) (int, []byte) {

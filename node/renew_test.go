@@ -18,6 +18,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // mtlsClient presents h's certificate to every node it talks to.
@@ -164,7 +165,7 @@ func TestHolderRevocationsBatchCRLSignatures(t *testing.T) {
 	// Within the interval (and the time to sign and replicate one CRL),
 	// every node's CRL lists all of them.
 	var last *big.Int
-	waitFor(t, interval+5*time.Second, "every CRL to list every revocation", func() bool {
+	testwait.For(t, interval+5*time.Second, "every CRL to list every revocation", func() bool {
 		for _, tn := range c.running() {
 			crl := c.crl(tn, issuer)
 			for _, h := range holders {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/signer/awskms/kmstest"
 )
 
@@ -41,7 +42,7 @@ func TestRootCRLListsARevokedIntermediate(t *testing.T) {
 		}
 		return readCRL(t, resp, root)
 	}
-	waitFor(t, c.crlInterval+5*time.Second, "the root's first CRL", func() bool {
+	testwait.For(t, c.crlInterval+5*time.Second, "the root's first CRL", func() bool {
 		resp, err := http.Get(inter.CRLDistributionPoints[0])
 		if err == nil {
 			resp.Body.Close()
@@ -102,7 +103,7 @@ func TestRootCRLListsARevokedIntermediate(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"revoked_at"`) {
 		t.Fatalf("revoke issuer: %d %s", r.status, r.body)
 	}
-	waitFor(t, c.crlInterval+5*time.Second, "the root's CRL to list the intermediate", func() bool {
+	testwait.For(t, c.crlInterval+5*time.Second, "the root's CRL to list the intermediate", func() bool {
 		e := listed(rootCRL(), inter.SerialNumber)
 		return e != nil && e.ReasonCode == 1
 	})
@@ -158,7 +159,7 @@ func TestAuthoritySettingsAreCheckedAndDateCRLs(t *testing.T) {
 	if r := c.do(n, "POST", "/v1/revoke", map[string]string{"serial": h.s.Serial}, c.admin); r.status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
 	}
-	waitFor(t, c.crlInterval+5*time.Second, "a CRL dated by the new settings", func() bool {
+	testwait.For(t, c.crlInterval+5*time.Second, "a CRL dated by the new settings", func() bool {
 		resp, err := http.Get(h.cert.CRLDistributionPoints[0])
 		if err != nil {
 			t.Fatal(err)

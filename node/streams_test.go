@@ -25,6 +25,7 @@ import (
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // metric reads one value from a node's /v1/metrics.
@@ -172,7 +173,7 @@ func TestAuditFollowsAreCapped(t *testing.T) {
 	}
 	refused(auditor, "a fourth follow on the node")
 	cancel()
-	waitFor(t, 10*time.Second, "the closed follow to be released", func() bool {
+	testwait.For(t, 10*time.Second, "the closed follow to be released", func() bool {
 		return c.metric(n, "quorumca_api_streams", map[string]string{"kind": "audit_follow"}) == 2
 	})
 	if resp, _, _ := c.follow(n, "", c.admin); resp.StatusCode != http.StatusOK {
@@ -222,7 +223,7 @@ func TestStalledStreamsAreCutOff(t *testing.T) {
 			t.Fatalf("follow: %v %+v", err, resp)
 		}
 		defer resp.Body.Close()
-		waitFor(t, 10*writeTimeout, "the stalled follow to be cut off", func() bool { return streams("audit_follow") == 0 })
+		testwait.For(t, 10*writeTimeout, "the stalled follow to be cut off", func() bool { return streams("audit_follow") == 0 })
 		b, err := io.ReadAll(resp.Body)
 		if err == nil || len(b) > 1<<10 {
 			t.Errorf("the stalled follow: %d bytes, then %v; want at most 1 KiB, then a reset stream", len(b), err)
@@ -241,8 +242,8 @@ func TestStalledStreamsAreCutOff(t *testing.T) {
 		}
 		defer tc.Close()
 		fmt.Fprintf(tc, "GET /v1/admin/snapshot HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", n.node.APIAddr(), c.admin)
-		waitFor(t, 10*time.Second, "the snapshot download to start", func() bool { return streams("snapshot") == 1 })
-		waitFor(t, 10*writeTimeout, "the stalled download to be cut off", func() bool { return streams("snapshot") == 0 })
+		testwait.For(t, 10*time.Second, "the snapshot download to start", func() bool { return streams("snapshot") == 1 })
+		testwait.For(t, 10*writeTimeout, "the stalled download to be cut off", func() bool { return streams("snapshot") == 0 })
 		// The connection is closed: what the kernel had buffered, then the end.
 		tc.SetReadDeadline(time.Now().Add(30 * time.Second)) // a guard: a connection left open would hang here
 		got, err := io.Copy(io.Discard, tc)
@@ -327,7 +328,7 @@ func TestStalledStreamsAreCutOff(t *testing.T) {
 		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 			t.Errorf("the connection after the reply: %v, want it closed", err)
 		}
-		waitFor(t, 10*time.Second, "the upload to end", func() bool { return streams("snapshot_restore") == 0 })
+		testwait.For(t, 10*time.Second, "the upload to end", func() bool { return streams("snapshot_restore") == 0 })
 	})
 }
 
@@ -359,7 +360,7 @@ func TestClientPagesAndFollowsTheAuditLog(t *testing.T) {
 	head, _ := n.node.FSM().AuditHead()
 	followed := make(chan client.AuditEntry, 100)
 	go cl.FollowAudit(ctx, client.AuditQuery{}, func(e client.AuditEntry) error { followed <- e; return nil })
-	waitFor(t, 10*time.Second, "the follow to start", func() bool {
+	testwait.For(t, 10*time.Second, "the follow to start", func() bool {
 		return c.metric(n, "quorumca_api_streams", map[string]string{"kind": "audit_follow"}) == 1
 	})
 	err = cl.FollowAudit(ctx, client.AuditQuery{}, func(client.AuditEntry) error { return nil })
@@ -413,7 +414,7 @@ func TestSnapshotTransfersAreCapped(t *testing.T) {
 		t.Fatalf("a second snapshot download while one is held: %d %s", second.StatusCode, body)
 	}
 	held.Body.Close()
-	waitFor(t, 40*time.Second, "the first download's slot to come back", func() bool {
+	testwait.For(t, 40*time.Second, "the first download's slot to come back", func() bool {
 		return c.metric(n, "quorumca_api_streams", map[string]string{"kind": "snapshot"}) == 0
 	})
 	third := download()

@@ -26,6 +26,7 @@ import (
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/signer"
 )
 
@@ -130,7 +131,7 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 	}
 	c.WaitConverged()
 	// The bootstrap node writes the token file after the admin is committed.
-	waitFor(t, 10*time.Second, "the admin token file", func() bool {
+	testwait.For(t, 10*time.Second, "the admin token file", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "admin.token"))
 		return err == nil
 	})
@@ -142,7 +143,7 @@ func newTestClusterWith(t *testing.T, n int, timing cluster.Timing, setup func(*
 	if !c.noDefaultAuthority {
 		// The leader signs the root's first CRL on its own after start:
 		// once it is there, nothing writes unless a test asks.
-		waitFor(t, 10*time.Second, "the root's first CRL", func() bool {
+		testwait.For(t, 10*time.Second, "the root's first CRL", func() bool {
 			return c.do(c.nodes[0], "GET", "/v1/authorities/default/crls.pem", nil, "").status == http.StatusOK
 		})
 	}
@@ -280,7 +281,7 @@ func (c *testCluster) running() []*testNode {
 func (c *testCluster) Leader() *testNode {
 	c.t.Helper()
 	var leader *testNode
-	waitFor(c.t, 10*time.Second, "a leader", func() bool {
+	testwait.For(c.t, 10*time.Second, "a leader", func() bool {
 		for _, tn := range c.running() {
 			if tn.node.Cluster().IsLeader() {
 				leader = tn
@@ -321,7 +322,7 @@ func (c *testCluster) WaitMembers() {
 
 func (c *testCluster) waitConverged(sameState bool) {
 	c.t.Helper()
-	waitFor(c.t, 20*time.Second, "cluster to converge", func() bool {
+	testwait.For(c.t, 20*time.Second, "cluster to converge", func() bool {
 		run := c.running()
 		if len(run) == 0 {
 			return false
@@ -367,18 +368,6 @@ func (c *testCluster) waitConverged(sameState bool) {
 		}
 		return true
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // reply is an HTTP response with its JSON body.

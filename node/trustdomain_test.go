@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // impostor is what anyone who can enroll for a member's API address and
@@ -156,7 +157,7 @@ func TestJoiningNodeRefusesAnImpostorMember(t *testing.T) {
 	})
 	// Judge once the joiner has asked for a certificate and either took one
 	// or has asked again (it refused what it got).
-	waitFor(t, 20*time.Second, "the joining node to ask the impostor for a node certificate", func() bool {
+	testwait.For(t, 20*time.Second, "the joining node to ask the impostor for a node certificate", func() bool {
 		n := 0
 		for _, r := range im.requests() {
 			if r.path == "/v1/internal/node-cert" {
@@ -219,7 +220,7 @@ func TestForwardingRefusesAnImpostorLeader(t *testing.T) {
 	leader.cfg.APIAdvertise = im.addr
 	c.Restart(leader)
 	follower := c.AddNode(false)
-	waitFor(t, 20*time.Second, "the follower to learn the leader's advertised address", func() bool {
+	testwait.For(t, 20*time.Second, "the follower to learn the leader's advertised address", func() bool {
 		n, err := follower.node.FSM().Node(leader.cfg.NodeName)
 		return err == nil && n.APIAddr == im.addr && c.Leader() == leader
 	})
@@ -319,7 +320,7 @@ func TestFailedJoinAttemptsAreLimitedAndAudited(t *testing.T) {
 	if refused == 0 || refused > 6 || limited == 0 {
 		t.Errorf("12 wrong proofs: %d refused, %d limited; want a handful refused, then 429", refused, limited)
 	}
-	waitFor(t, 10*time.Second, "the refusals in the audit file", func() bool {
+	testwait.For(t, 10*time.Second, "the refusals in the audit file", func() bool {
 		b, _ := os.ReadFile(leader.cfg.AuditFile)
 		return bytes.Count(b, []byte("join_refused")) >= refused
 	})
@@ -344,7 +345,7 @@ func TestPinnedClusterCA(t *testing.T) {
 		cfg.CAFingerprint = "sha256:" + pin
 	}
 	fooled := c.addNodeWith(func(cfg *Config) { keyless(cfg); cfg.Join = []string{"https://" + im.addr} })
-	waitFor(t, 20*time.Second, "the pinned node to try the impostor twice", func() bool { return len(im.requests()) >= 2 })
+	testwait.For(t, 20*time.Second, "the pinned node to try the impostor twice", func() bool { return len(im.requests()) >= 2 })
 	for _, r := range im.requests() {
 		if r.path != "/v1/internal/node-cert/challenge" {
 			t.Errorf("a pinned node sent %s to an impostor", r.path)
@@ -355,7 +356,7 @@ func TestPinnedClusterCA(t *testing.T) {
 	}
 
 	good := c.addNodeWith(keyless)
-	waitFor(t, 20*time.Second, "the pinned node to join the real member", func() bool {
+	testwait.For(t, 20*time.Second, "the pinned node to join the real member", func() bool {
 		servers, _ := leader.node.Cluster().Servers()
 		return good.node.Cluster().NodeCert() != nil && len(servers) == 2
 	})
@@ -366,7 +367,7 @@ func TestPinnedClusterCA(t *testing.T) {
 	lost := c.addNodeWith(func(cfg *Config) { keyless(cfg); cfg.CAFingerprint = wrong })
 	// Judged once another node that joins after it is in.
 	late := c.addNodeWith(keyless)
-	waitFor(t, 20*time.Second, "a later node to join", func() bool { return late.node.Cluster().NodeCert() != nil })
+	testwait.For(t, 20*time.Second, "a later node to join", func() bool { return late.node.Cluster().NodeCert() != nil })
 	if lost.node.Cluster().NodeCert() != nil {
 		t.Error("a node pinned to another cluster CA took a node certificate")
 	}

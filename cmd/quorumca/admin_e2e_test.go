@@ -15,6 +15,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // The admin CLI against a dev cluster, and audit verification of a copy of
@@ -23,7 +25,7 @@ func TestAdminCLIAndAuditVerify(t *testing.T) {
 	dir := t.TempDir()
 	base := freeBase(t, 1)
 	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 	env := []string{
 		fmt.Sprintf("QUORUMCA_ADDR=https://127.0.0.1:%d", base),
 		"QUORUMCA_CA_FILE=" + filepath.Join(dir, "root.pem"),

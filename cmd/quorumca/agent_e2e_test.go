@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/agent"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // buildAgent builds the device agent (-tags agent, static) for arch.
@@ -80,7 +81,7 @@ func TestAgentProcess(t *testing.T) {
 	dir := t.TempDir()
 	base := freeBase(t, 1)
 	ca := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(ca.out.String(), "Press Ctrl-C") })
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(ca.out.String(), "Press Ctrl-C") })
 	env := []string{"QUORUMCA_ADDR=" + fmt.Sprintf("https://127.0.0.1:%d", base), "QUORUMCA_CA_FILE=" + filepath.Join(dir, "root.pem"),
 		"QUORUMCA_ADMIN_TOKEN_FILE=" + filepath.Join(dir, "admin.token")}
 	bundles := t.TempDir()
@@ -121,7 +122,7 @@ func TestAgentProcess(t *testing.T) {
 	}
 	onceInode := inode()
 	daemon := startWith(t, bin, nil, args...)
-	waitFor(t, 20*time.Second, "the daemon's first check", func() bool {
+	testwait.For(t, 20*time.Second, "the daemon's first check", func() bool {
 		ino := inode()
 		return ino != 0 && ino != onceInode
 	})

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // The bench commands against a dev CA: results carry the fields scripts
@@ -22,7 +24,7 @@ func TestBenchCommands(t *testing.T) {
 	base := freeBase(t, 1)
 	addr := fmt.Sprintf("https://127.0.0.1:%d", base)
 	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 	common := []string{"-addr", addr, "-ca-file", filepath.Join(dir, "root.pem"), "-admin-token-file", filepath.Join(dir, "admin.token"), "-quiet"}
 
 	bench := func(args ...string) (string, int) {

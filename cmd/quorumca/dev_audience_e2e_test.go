@@ -19,6 +19,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // The audiences quorumca dev accepts in self-minted tokens follow this
@@ -30,7 +31,7 @@ func TestDevTokenAudienceFollowsListen(t *testing.T) {
 	jwk, _ := json.Marshal(jose.JSONWebKey{Key: key.Public()})
 	devAt := func(base int) *proc {
 		p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-		waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+		testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 		return p
 	}
 	sign := func(base int, aud, jti string) int {

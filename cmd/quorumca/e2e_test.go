@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/node"
 )
 
@@ -149,17 +150,6 @@ func (p *proc) stop(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func httpsClient(t *testing.T, rootFile string) *http.Client {
 	t.Helper()
 	b, err := os.ReadFile(rootFile)
@@ -231,7 +221,7 @@ func TestDevExampleGetsCertificate(t *testing.T) {
 	dir := t.TempDir()
 	base := freeBase(t, 1)
 	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 
 	// The banner's fingerprint is the root's, as openssl computes it.
 	fp, err := exec.Command("openssl", "x509", "-in", filepath.Join(dir, "root.pem"), "-noout", "-fingerprint", "-sha256").Output()
@@ -274,7 +264,7 @@ func TestDevThreeNodes(t *testing.T) {
 	dir := t.TempDir()
 	base := freeBase(t, 3)
 	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base), "-nodes", "3")
-	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 	c := httpsClient(t, filepath.Join(dir, "root.pem"))
 	var leaders []string
 	for i := range 3 {
@@ -397,7 +387,7 @@ authority "default" {
 		path := writeServerConfig(t, dir, i, sc.base, pki, secretFile, "", authority)
 		sc.procs = append(sc.procs, start(t, "server", "-config", path, "-log-level", "warn"))
 	}
-	waitFor(t, 60*time.Second, "three nodes with a leader", func() bool {
+	testwait.For(t, 60*time.Second, "three nodes with a leader", func() bool {
 		_, err := os.Stat(filepath.Join(dir, "admin.token"))
 		var ok bool
 		sc.leader, ok = sc.leaderOf(0, 1, 2)
@@ -405,7 +395,7 @@ authority "default" {
 	})
 	adminB, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
 	sc.admin = strings.TrimSpace(string(adminB))
-	waitFor(t, 30*time.Second, "a write through a follower", func() bool {
+	testwait.For(t, 30*time.Second, "a write through a follower", func() bool {
 		var tok struct{ Token string }
 		return postJSON(t, sc.c, "https://"+sc.addr((sc.leader+1)%3)+"/v1/admin/tokens", sc.admin, map[string]any{"sans": []string{"probe.example"}}, &tok) == 201
 	})
@@ -422,7 +412,7 @@ func TestServerProcessesSurviveLeaderKill(t *testing.T) {
 
 	sc.procs[leader].cmd.Process.Signal(syscall.SIGKILL)
 	sc.procs[leader].cmd.Wait()
-	waitFor(t, 30*time.Second, "a new leader", func() bool { _, ok := sc.leaderOf(f1, f2); return ok })
+	testwait.For(t, 30*time.Second, "a new leader", func() bool { _, ok := sc.leaderOf(f1, f2); return ok })
 	after := issue(t, c, admin, sc.addr(f1), sc.addr(f2), "after.example")
 
 	for _, i := range []int{f1, f2} {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/internal/testwait"
 	"github.com/quorumca/quorumca/signer"
 	_ "github.com/quorumca/quorumca/signer/pkcs11"
 	"github.com/quorumca/quorumca/signer/pkcs11/hsmtest"
@@ -59,7 +60,7 @@ func TestServerProcessesWithPKCS11(t *testing.T) {
 		startWith(t, bin, env[i], "server", "-config", path, "-log-level", "warn")
 	}
 	c := httpsClient(t, pki.root)
-	waitFor(t, 60*time.Second, "three nodes with a leader", func() bool {
+	testwait.For(t, 60*time.Second, "three nodes with a leader", func() bool {
 		for i := range 3 {
 			if h, ok := getHealth(c, addr(i)); !ok || h.Leader == "" {
 				return false

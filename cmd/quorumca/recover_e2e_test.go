@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // 'quorumca operator recover-admin' on a stopped dev node: the token it
@@ -19,7 +21,7 @@ func TestRecoverAdminCLI(t *testing.T) {
 	base := freeBase(t, 1)
 	listen := fmt.Sprintf("127.0.0.1:%d", base)
 	p := start(t, "dev", "-data-dir", dir, "-listen", listen)
-	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 	cli := func(token string, args ...string) (string, string, error) {
 		cmd := exec.Command(binary, args...)
 		cmd.Env = append(os.Environ(), "QUORUMCA_ADDR=https://"+listen, "QUORUMCA_CA_FILE="+filepath.Join(dir, "root.pem"),
@@ -40,7 +42,7 @@ func TestRecoverAdminCLI(t *testing.T) {
 		t.Fatalf("recover-admin: %v\nstdout %q\nstderr %s", err, out, errOut)
 	}
 	p = start(t, "dev", "-data-dir", dir, "-listen", listen)
-	waitFor(t, 60*time.Second, "the recovery token to work", func() bool {
+	testwait.For(t, 60*time.Second, "the recovery token to work", func() bool {
 		out, _, err := cli(token, "admin", "whoami")
 		return err == nil && strings.Contains(out, "recovery")
 	})

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // relyingParty is a dev CA and the files relying parties read.
@@ -37,7 +39,7 @@ func startRelyingPartyCA(t *testing.T) *relyingParty {
 	dir := t.TempDir()
 	base := freeBase(t, 1)
 	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 	admin, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +138,7 @@ func TestNginxAndHAProxyCheckWholeChainsWithOurCRLs(t *testing.T) {
 	rp := startRelyingPartyCA(t)
 	bundle := filepath.Join(rp.dir, "crls.pem")
 	var crls []*x509.RevocationList
-	waitFor(t, 30*time.Second, "a CRL bundle with the root's and the issuer's CRLs", func() bool {
+	testwait.For(t, 30*time.Second, "a CRL bundle with the root's and the issuer's CRLs", func() bool {
 		crls = rp.fetchCRLs(bundle)
 		return len(crls) == 2
 	})
@@ -177,13 +179,13 @@ print(sorted(c.issuer.rfc4514_string() for c in crls))
 	// Stapling: nginx fetches our OCSP answer for its certificate (from the
 	// certificate's AIA) and staples it; curl checks it.
 	staple := fmt.Sprintf("https://127.0.0.1:%d/", ports+3)
-	waitFor(t, 30*time.Second, "nginx to staple our OCSP answer", func() bool {
+	testwait.For(t, 30*time.Second, "nginx to staple our OCSP answer", func() bool {
 		out, err := exec.Command("curl", "-sS", "--max-time", "10", "--cert-status", "--cacert", rp.root, staple).CombinedOutput()
 		return err == nil && strings.TrimSpace(string(out)) == "ok"
 	})
 	urls := map[string]string{"nginx ssl_crl": fmt.Sprintf("https://127.0.0.1:%d/", ports), "haproxy crl-file": fmt.Sprintf("https://127.0.0.1:%d/", ports+2)}
 	for what, url := range urls {
-		waitFor(t, 30*time.Second, what+" to accept a valid client", func() bool { return get(t, url, rp.root, goodChain, goodKey) == "ok" })
+		testwait.For(t, 30*time.Second, what+" to accept a valid client", func() bool { return get(t, url, rp.root, goodChain, goodKey) == "ok" })
 		if got := get(t, url, rp.root, badChain, badKey); got != "ok" {
 			t.Errorf("%s refused a client not revoked yet: %q", what, got)
 		}
@@ -192,11 +194,11 @@ print(sorted(c.issuer.rfc4514_string() for c in crls))
 	if st := postJSON(t, rp.c, rp.api+"/v1/revoke", rp.admin, map[string]string{"serial": fmt.Sprintf("%x", badSerial)}, nil); st != 200 {
 		t.Fatalf("revoke: %d", st)
 	}
-	waitFor(t, 30*time.Second, "the next CRL fetch to list the revoked certificate", func() bool { return lists(rp.fetchCRLs(bundle), badSerial) })
+	testwait.For(t, 30*time.Second, "the next CRL fetch to list the revoked certificate", func() bool { return lists(rp.fetchCRLs(bundle), badSerial) })
 	ngx.reload(t)
-	hap = hap.restart(t)
+	hap.restart(t)
 	for what, url := range urls {
-		waitFor(t, 30*time.Second, what+" back, with the new CRLs", func() bool {
+		testwait.For(t, 30*time.Second, what+" back, with the new CRLs", func() bool {
 			return get(t, url, rp.root, goodChain, goodKey) == "ok" && get(t, url, rp.root, badChain, badKey) != "ok"
 		})
 	}
@@ -232,7 +234,7 @@ print(sorted(c.issuer.rfc4514_string() for c in crls))
 		t.Fatalf("revoke-issuer: %v\n%s", err, out)
 	}
 	interSerial := mustCert(t, rp.inter).SerialNumber
-	waitFor(t, 30*time.Second, "the root's CRL to list the intermediate", func() bool { return lists(rp.fetchCRLs(bundle), interSerial) })
+	testwait.For(t, 30*time.Second, "the root's CRL to list the intermediate", func() bool { return lists(rp.fetchCRLs(bundle), interSerial) })
 	if out := verify(goodChain); !strings.Contains(out, "certificate revoked") {
 		t.Errorf("openssl verify -crl_check_all under a revoked intermediate:\n%s", out)
 	}
@@ -396,7 +398,7 @@ func TestDevLinksFollowTheListenAddress(t *testing.T) {
 	for round := range 2 {
 		base := freeBase(t, 1)
 		p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-		waitFor(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+		testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 		rp := &relyingParty{t: t, dir: dir, api: fmt.Sprintf("https://127.0.0.1:%d", base), root: filepath.Join(dir, "root.pem"),
 			c: httpsClient(t, filepath.Join(dir, "root.pem"))}
 		admin, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
@@ -415,7 +417,7 @@ func TestDevLinksFollowTheListenAddress(t *testing.T) {
 		if !strings.HasPrefix(issuerCDP, plain) || !strings.HasPrefix(leafCDP, plain) {
 			t.Fatalf("round %d on %s: intermediate CDP %s, leaf CDP %s", round, plain, issuerCDP, leafCDP)
 		}
-		waitFor(t, 30*time.Second, "the root's CRL at the intermediate's CDP", func() bool {
+		testwait.For(t, 30*time.Second, "the root's CRL at the intermediate's CDP", func() bool {
 			resp, err := http.Get(issuerCDP)
 			if err != nil {
 				return false
@@ -446,7 +448,7 @@ func TestRelyingPartiesCheckCertificatesAgainstTheirCRLShard(t *testing.T) {
 		t.Fatalf("authority update -crl-shards: %v\n%s", err, out)
 	}
 	bundle := filepath.Join(rp.dir, "crls.pem")
-	waitFor(t, 30*time.Second, "a bundle with the root's CRL, the complete one and 4 shards", func() bool {
+	testwait.For(t, 30*time.Second, "a bundle with the root's CRL, the complete one and 4 shards", func() bool {
 		return len(rp.fetchCRLs(bundle)) == 2+shards
 	})
 	// Two valid clients in other shards than the revoked one.
@@ -478,7 +480,7 @@ func TestRelyingPartiesCheckCertificatesAgainstTheirCRLShard(t *testing.T) {
 		t.Fatalf("revoke: %d", st)
 	}
 	var crls []*x509.RevocationList
-	waitFor(t, 30*time.Second, "the next CRL fetch to list the revoked certificate", func() bool {
+	testwait.For(t, 30*time.Second, "the next CRL fetch to list the revoked certificate", func() bool {
 		crls = rp.fetchCRLs(bundle)
 		return lists(crls, bad.serial)
 	})
@@ -545,7 +547,7 @@ assert n == int(sys.argv[2]), n
 	urls := map[string]string{"nginx ssl_crl": fmt.Sprintf("https://127.0.0.1:%d/", ports), "haproxy crl-file": fmt.Sprintf("https://127.0.0.1:%d/", ports+2)}
 	for what, url := range urls {
 		for _, g := range good {
-			waitFor(t, 30*time.Second, what+" to accept a valid client", func() bool { return get(t, url, rp.root, g.chain, g.key) == "ok" })
+			testwait.For(t, 30*time.Second, what+" to accept a valid client", func() bool { return get(t, url, rp.root, g.chain, g.key) == "ok" })
 		}
 		if got := get(t, url, rp.root, bad.chain, bad.key); got == "ok" {
 			t.Errorf("%s accepted a revoked client with the shards only", what)

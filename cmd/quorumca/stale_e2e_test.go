@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"golang.org/x/crypto/ocsp"
 )
 
@@ -60,7 +61,7 @@ func TestResumedFollowerNeverAnswersAStaleStatus(t *testing.T) {
 			sc.procs[f].cmd.Process.Signal(syscall.SIGCONT)
 			t.Fatalf("revoke through the leader: %d", st)
 		}
-		waitFor(t, 30*time.Second, "the leader's CRL to list the revocation", func() bool {
+		testwait.For(t, 30*time.Second, "the leader's CRL to list the revocation", func() bool {
 			a := askCRL(sc.c, sc.addr(leader), serial)
 			return a.ok && a.revoked
 		})
@@ -91,7 +92,7 @@ func TestResumedOldLeaderNeverAnswersAStaleStatus(t *testing.T) {
 	}
 	sc.procs[old].cmd.Process.Signal(syscall.SIGSTOP)
 	var next int
-	waitFor(t, 30*time.Second, "a new leader", func() bool {
+	testwait.For(t, 30*time.Second, "a new leader", func() bool {
 		var ok bool
 		next, ok = sc.leaderOf((old+1)%3, (old+2)%3)
 		return ok
@@ -131,7 +132,7 @@ func TestWithdrawnAdminIsRefusedByAResumedFollower(t *testing.T) {
 		map[string]any{"name": "leaving", "role": "admin"}, &created); st != 201 {
 		t.Fatalf("create admin: %d", st)
 	}
-	waitFor(t, 10*time.Second, "the follower to know the admin", func() bool {
+	testwait.For(t, 10*time.Second, "the follower to know the admin", func() bool {
 		return adminCall(sc.c, "GET", "https://"+sc.addr(f)+"/v1/admin/whoami", created.Token, nil).ok
 	})
 	sc.procs[f].cmd.Process.Signal(syscall.SIGSTOP)
@@ -326,7 +327,7 @@ func TestLeaderKeepsItsLogFormatWhileAFollowerIsDead(t *testing.T) {
 	var procs []*proc
 	for i := range 3 { // node 1 first: it makes the PKI the others load
 		p := start(t, "dev", "-data-dir", dir, "-listen", listen, "-nodes", "3", "-node", fmt.Sprint(i+1))
-		waitFor(t, 60*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+		testwait.For(t, 60*time.Second, fmt.Sprintf("node %d ready", i+1), func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
 		procs = append(procs, p)
 	}
 	c := httpsClient(t, filepath.Join(dir, "root.pem"))
@@ -336,7 +337,7 @@ func TestLeaderKeepsItsLogFormatWhileAFollowerIsDead(t *testing.T) {
 		LogFormat *int   `json:"log_format"`
 	}
 	leader := -1
-	waitFor(t, 30*time.Second, "a leader that writes the newest log format", func() bool {
+	testwait.For(t, 30*time.Second, "a leader that writes the newest log format", func() bool {
 		for i := range 3 {
 			resp, err := c.Get("https://" + addr(i) + "/v1/health")
 			if err != nil {

@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/signer"
 )
 
@@ -193,7 +193,7 @@ func (k *key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 	}
 	throttled := false
 	defer func() { release(throttled) }()
-	backoff := 50 * time.Millisecond
+	retry := backoff.New(50*time.Millisecond, time.Second)
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, k.timeout)
 		out, err := k.client.Sign(cctx, &kms.SignInput{
@@ -223,13 +223,7 @@ func (k *key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 		if kind == unreachable && k.circuit() != nil {
 			return nil, fmt.Errorf("%w: awskms %s: %v", signer.ErrUnavailable, k.ref.keyID, err)
 		}
-		d := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, time.Second)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Wait(ctx) {
 			return nil, ctx.Err()
 		}
 	}

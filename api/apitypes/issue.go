@@ -1,0 +1,47 @@
+package apitypes
+
+import "time"
+
+// SignRequest trades a single-use token and a CSR for a certificate.
+type SignRequest struct {
+	CSR   string `json:"csr"`
+	Token string `json:"token"`
+	TTL   string `json:"ttl,omitempty"`
+}
+
+// RenewRequest asks for a successor to the certificate that authenticates
+// the request.
+type RenewRequest struct {
+	CSR string `json:"csr,omitempty"` // optional: a new key, same names
+}
+
+// Signed is an issued certificate: the reply to a sign or a renewal.
+type Signed struct {
+	Serial      string    `json:"serial"`
+	Certificate string    `json:"certificate"` // PEM
+	Chain       []string  `json:"chain"`       // PEM, issuing certificate first
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	RenewedFrom string    `json:"renewed_from,omitempty"`
+}
+
+// Cert is a certificate record.
+type Cert struct {
+	Serial      string            `json:"serial"`
+	Subject     string            `json:"subject"`
+	SANs        []string          `json:"sans"`
+	NotBefore   time.Time         `json:"not_before"`
+	NotAfter    time.Time         `json:"not_after"`
+	Authority   string            `json:"authority"`
+	TokenID     string            `json:"token_id,omitempty"`
+	Provisioner string            `json:"provisioner,omitempty"`
+	Properties  map[string]string `json:"properties,omitempty"`
+	Requester   string            `json:"requester"`
+	RenewedFrom string            `json:"renewed_from,omitempty"`
+	IssuedAt    time.Time         `json:"issued_at"`
+	Status      string            `json:"status"` // valid, revoked or expired
+	RevokedAt   *time.Time        `json:"revoked_at,omitempty"`
+	Reason      string            `json:"revocation_reason,omitempty"`
+	Certificate string            `json:"certificate"`
+	Chain       []string          `json:"chain"`
+}

@@ -56,6 +56,7 @@ type Server struct {
 	duration *prometheus.HistogramVec
 	ops      *opMetrics
 	streams  *streams
+	chains   chainCache // the JSON of chains answered
 }
 
 // Request body limits. A CSR with many names and an RSA-8192 key fits in

@@ -19,6 +19,7 @@ func TestIssuedAnswerIsTheEncodersJSON(t *testing.T) {
 	cert := fsm.Cert{Serial: "0a1b", DER: []byte("leaf <der> & \x00"), NotBefore: at, NotAfter: at.Add(time.Hour)}
 	renewed := cert
 	renewed.RenewedFrom = "09ff"
+	s := &Server{}
 	for name, iss := range map[string]*authority.Issued{
 		"chain of two":  {Cert: cert, Chain: [][]byte{[]byte("intermediate"), []byte("cross")}},
 		"chain of one":  {Cert: renewed, Chain: [][]byte{[]byte("intermediate")}},
@@ -33,7 +34,7 @@ func TestIssuedAnswerIsTheEncodersJSON(t *testing.T) {
 		})
 		for range 2 { // the second answer takes the chain from the cache
 			got := httptest.NewRecorder()
-			writeIssued(got, iss)
+			s.writeIssued(got, iss)
 			if got.Code != 201 || got.Header().Get("Content-Type") != "application/json" {
 				t.Fatalf("%s: status %d, type %q", name, got.Code, got.Header().Get("Content-Type"))
 			}

@@ -25,5 +25,5 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeIssued(w, iss)
+	s.writeIssued(w, iss)
 }

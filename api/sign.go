@@ -38,20 +38,20 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeIssued(w, iss)
+	s.writeIssued(w, iss)
 }
 
-func writeIssued(w http.ResponseWriter, iss *authority.Issued) {
+func (s *Server) writeIssued(w http.ResponseWriter, iss *authority.Issued) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
-	_, _ = w.Write(appendIssued(nil, iss))
+	_, _ = w.Write(s.chains.appendIssued(nil, iss))
 }
 
 // appendIssued writes an apitypes.Signed exactly as writeJSON would, with the
-// chain's part taken from chainCache: encoding the same chain for every
+// chain's part taken from the cache: encoding the same chain for every
 // certificate, then indenting it, was most of writing an answer (5% of a
 // node's CPU when issuing).
-func appendIssued(out []byte, iss *authority.Issued) []byte {
+func (c *chainCache) appendIssued(out []byte, iss *authority.Issued) []byte {
 	str := func(s string) []byte { b, _ := json.Marshal(s); return b }
 	tim := func(t time.Time) []byte { b, _ := t.MarshalJSON(); return b }
 	out = append(out, "{\n  \"serial\": "...)
@@ -59,7 +59,7 @@ func appendIssued(out []byte, iss *authority.Issued) []byte {
 	out = append(out, ",\n  \"certificate\": "...)
 	out = append(out, str(string(authority.EncodePEM(iss.Cert.DER)))...)
 	out = append(out, ",\n  \"chain\": "...)
-	out = append(out, chainJSON(iss.Chain)...)
+	out = append(out, c.chainJSON(iss.Chain)...)
 	out = append(out, ",\n  \"not_before\": "...)
 	out = append(out, tim(iss.Cert.NotBefore)...)
 	out = append(out, ",\n  \"not_after\": "...)
@@ -71,19 +71,19 @@ func appendIssued(out []byte, iss *authority.Issued) []byte {
 	return append(out, "\n}\n"...)
 }
 
-// chainCache holds the last chains answered, by their DER: an issuer's
-// chain is the same for everything it signs.
-var chainCache struct {
-	sync.Mutex
+// chainCache holds the last chains a Server answered, by their DER: an
+// issuer's chain is the same for everything it signs.
+type chainCache struct {
+	mu      sync.Mutex
 	entries map[string][]byte // DER of the chain, joined -> its JSON
 }
 
 // chainJSON is the chain as indented JSON: a list of PEM strings.
-func chainJSON(ders [][]byte) []byte {
+func (c *chainCache) chainJSON(ders [][]byte) []byte {
 	key := string(bytes.Join(ders, nil))
-	chainCache.Lock()
-	defer chainCache.Unlock()
-	if b, ok := chainCache.entries[key]; ok {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.entries[key]; ok {
 		return b
 	}
 	var b []byte
@@ -100,13 +100,13 @@ func chainJSON(ders [][]byte) []byte {
 		}
 		b = append(b, "\n  ]"...)
 	}
-	if len(chainCache.entries) >= 64 { // issuers come and go rarely
-		chainCache.entries = nil
+	if len(c.entries) >= 64 { // issuers come and go rarely
+		c.entries = nil
 	}
-	if chainCache.entries == nil {
-		chainCache.entries = map[string][]byte{}
+	if c.entries == nil {
+		c.entries = map[string][]byte{}
 	}
-	chainCache.entries[key] = b
+	c.entries[key] = b
 	return b
 }
 

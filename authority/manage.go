@@ -261,7 +261,7 @@ const (
 	minCRLRefresh  = time.Minute
 	// MaxCRLShards: each shard is signed once per refresh period, idle
 	// or not.
-	MaxCRLShards = 1024
+	MaxCRLShards = fsm.MaxCRLShards
 )
 
 // UpdateAuthority changes an authority's root key, base URL or CRL

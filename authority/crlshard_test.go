@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -54,5 +55,38 @@ func TestCRLOverOneCRLsSizeIsRefusedAndShardsStillSigned(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no shard was signed")
+	}
+}
+
+// Shards need the base URL their URLs are made from, whichever of the two
+// is set last: clearing the base URL of an authority with shards is
+// refused unless the same request drops the shards. Otherwise the next
+// issuer would get one CRL, which a fleet that asked for shards outgrows.
+func TestCRLShardsKeepTheirBaseURL(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCA(t)
+	dir := t.TempDir()
+	a, err := c.CreateAuthority(ctx, CreateAuthorityRequest{Name: "fleet", BaseURL: "http://lb.example",
+		RootKey: KeySpec{URI: "softkey:" + filepath.Join(dir, "root.key"), Create: true},
+		Key:     KeySpec{URI: "softkey:" + filepath.Join(dir, "one.key"), Create: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	four, zero, none := 4, 0, ""
+	if _, err := c.UpdateAuthority(ctx, UpdateRequest{Name: a.Name, CRLShards: &four}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateAuthority(ctx, UpdateRequest{Name: a.Name, BaseURL: &none}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("base URL cleared under 4 shards: %v, want refused", err)
+	}
+	a, err = c.RotateIssuer(ctx, RotateRequest{Name: a.Name, Key: KeySpec{URI: "softkey:" + filepath.Join(dir, "two.key"), Create: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := a.ActiveIssuers()[0].CRLShards; n != 4 {
+		t.Fatalf("the next issuer has %d CRL shards, want the authority's 4", n)
+	}
+	if a, err = c.UpdateAuthority(ctx, UpdateRequest{Name: a.Name, BaseURL: &none, CRLShards: &zero}); err != nil || a.BaseURL != "" || a.CRL.Shards != 0 {
+		t.Fatalf("base URL and shards dropped together: %v %+v", err, a)
 	}
 }

@@ -53,6 +53,7 @@ type State interface {
 	HasCRL(authority, issuer string) bool
 	OCSPResponder(authority string) (*fsm.OCSPResponder, error)
 	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
+	RevokedMore(authority, issuer string, t time.Time, n int) bool
 	StaleCRLs() ([]fsm.IssuerRef, error)
 	AdminByCert(serial string) (*fsm.Admin, error)
 	Admins() ([]*fsm.Admin, error)

@@ -95,13 +95,13 @@ func (ca *CA) refreshCRL(ctx context.Context, name, id string, force bool) error
 	if !due {
 		return nil
 	}
+	if ca.state.RevokedMore(name, id, now, ca.maxCRLEntries) {
+		return fmt.Errorf("%w: CRL %s/%s would list more than the %d certificates one CRL holds: partition the authority's CRLs (crl { shards }) and rotate the issuer",
+			ErrCRLTooLarge, name, id, ca.maxCRLEntries)
+	}
 	revoked, err := ca.state.Revoked(name, id, now)
 	if err != nil {
 		return err
-	}
-	if len(revoked) > ca.maxCRLEntries {
-		return fmt.Errorf("%w: CRL %s/%s would list %d certificates, over the %d one CRL holds: partition the authority's CRLs (crl { shards }) and rotate the issuer",
-			ErrCRLTooLarge, name, id, len(revoked), ca.maxCRLEntries)
 	}
 	entries := make([]x509.RevocationListEntry, 0, len(revoked))
 	for _, r := range revoked {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,7 +35,7 @@ func TestCRLOverOneCRLsSizeIsRefusedAndShardsStillSigned(t *testing.T) {
 		}
 	}
 	err = c.RefreshStaleCRLs(ctx)
-	if !errors.Is(err, ErrCRLTooLarge) || !strings.Contains(err.Error(), "would list 5 certificates") || !strings.Contains(err.Error(), "shards") {
+	if !errors.Is(err, ErrCRLTooLarge) || !strings.Contains(err.Error(), "would list more than the 2 certificates") || !strings.Contains(err.Error(), "shards") {
 		t.Fatalf("refresh: %v", err)
 	}
 	iss := a.Issuers[0]
@@ -88,5 +89,35 @@ func TestCRLShardsKeepTheirBaseURL(t *testing.T) {
 	}
 	if a, err = c.UpdateAuthority(ctx, UpdateRequest{Name: a.Name, BaseURL: &none, CRLShards: &zero}); err != nil || a.BaseURL != "" || a.CRL.Shards != 0 {
 		t.Fatalf("base URL and shards dropped together: %v %+v", err, a)
+	}
+}
+
+// A CRL that outgrew its limit stays stale, so the leader tries it again
+// every CRL interval, for good. Each try reads no more of it than the
+// limit: what it costs does not grow with the issuer's revocations (with
+// a million, decoding every entry every 5 seconds was the leader's).
+func TestAnOutgrownCRLCostsTheLimitNotItsSize(t *testing.T) {
+	ctx := context.Background()
+	c := newTestCAWith(t, func(cfg *Config) { cfg.MaxCRLEntries = 10 })
+	revoke := func(n int) {
+		for i := range n {
+			leaf, _ := c.issued(t, fmt.Sprintf("r%d.example", i))
+			if _, err := c.Revoke(ctx, RevokeRequest{Serial: SerialHex(leaf.SerialNumber), Admin: c.admin}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	try := func() float64 {
+		return testing.AllocsPerRun(5, func() {
+			if err := c.RefreshStaleCRLs(ctx); !errors.Is(err, ErrCRLTooLarge) {
+				t.Fatalf("refresh: %v", err)
+			}
+		})
+	}
+	revoke(20)
+	small := try()
+	revoke(300)
+	if large := try(); large > 2*small {
+		t.Fatalf("an outgrown CRL's refresh: %.0f allocations with 20 revoked, %.0f with 320", small, large)
 	}
 }

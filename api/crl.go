@@ -1,11 +1,11 @@
 package api
 
 import (
+	"crypto/sha256"
 	"encoding/pem"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
@@ -64,17 +64,20 @@ func (s *Server) crlBundle(w http.ResponseWriter, r *http.Request) {
 // revocation (RFC 5019-style validators for cheap refetches).
 func (s *Server) serveCRLs(w http.ResponseWriter, r *http.Request, contentType string, cs ...*fsm.CRL) {
 	next, last := cs[0].NextUpdate, cs[0].ThisUpdate
-	tags := make([]string, len(cs))
-	for i, c := range cs {
+	// The ETag is a digest of every CRL's ID and number: a bundle holds up
+	// to MaxCRLShards CRLs per issuer, and a list of them all would make
+	// headers larger than proxies in front of the nodes take.
+	tags := sha256.New()
+	for _, c := range cs {
 		if c.NextUpdate.Before(next) {
 			next = c.NextUpdate
 		}
 		if c.ThisUpdate.After(last) {
 			last = c.ThisUpdate
 		}
-		tags[i] = fmt.Sprintf("%s-%d", c.Issuer, c.Number)
+		fmt.Fprintf(tags, "%s\x00%d\x00", c.Issuer, c.Number)
 	}
-	etag := `"` + strings.Join(tags, ".") + `"`
+	etag := fmt.Sprintf(`"%x"`, tags.Sum(nil)[:16])
 	maxAge := min(time.Until(next), max(s.CRLMaxAge, time.Second))
 	h := w.Header()
 	h.Set("Content-Type", contentType)

@@ -53,6 +53,7 @@ type State interface {
 	HasCRL(authority, issuer string) bool
 	OCSPResponder(authority string) (*fsm.OCSPResponder, error)
 	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
+	RevokedMore(authority, issuer string, t time.Time, n int) bool
 	StaleCRLs() ([]fsm.IssuerRef, error)
 	AdminByCert(serial string) (*fsm.Admin, error)
 	Admins() ([]*fsm.Admin, error)
@@ -86,9 +87,8 @@ type CA struct {
 
 	crlMu         sync.Mutex // one CRL signed at a time per node
 	maxCRLEntries int
-	crlTooLarge   map[string]tooLarge // under crlMu
-	turn          atomic.Uint64       // round-robin over active issuers
-	certs         certCache           // parsed issuer certificates
+	turn          atomic.Uint64 // round-robin over active issuers
+	certs         certCache     // parsed issuer certificates
 
 	ocsp       ocspCache    // signed OCSP answers
 	ocspStore  *OCSPStore   // the same, on disk; nil: memory only

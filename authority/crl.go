@@ -95,31 +95,17 @@ func (ca *CA) refreshCRL(ctx context.Context, name, id string, force bool) error
 	if !due {
 		return nil
 	}
-	// Reading a list found too large costs seconds: not again before the
-	// CRL's refresh period.
-	key := name + "\x00" + id
-	if tl, ok := ca.crlTooLarge[key]; ok && now.Before(tl.until) {
-		return tl.err
+	if ca.state.RevokedMore(name, id, now, ca.maxCRLEntries) {
+		what := "partition the authority's CRLs (crl { shards }) and rotate the issuer"
+		if iss.CRLShards > 1 {
+			what = fmt.Sprintf("its %d shards list what it issued since its CRL was partitioned; partition new issuers into more shards", iss.CRLShards)
+		}
+		return fmt.Errorf("%w: CRL %s/%s would list more than the %d certificates one CRL holds: %s", ErrCRLTooLarge, name, id, ca.maxCRLEntries, what)
 	}
 	revoked, err := ca.state.Revoked(name, id, now)
 	if err != nil {
 		return err
 	}
-	if len(revoked) > ca.maxCRLEntries {
-		what := "partition the authority's CRLs (crl { shards }) and rotate the issuer"
-		if iss.CRLShards > 1 {
-			what = fmt.Sprintf("its %d shards list what it issued since its CRL was partitioned; partition new issuers into more shards", iss.CRLShards)
-		}
-		err := fmt.Errorf("%w: CRL %s/%s would list %d certificates, over the %d one CRL holds: %s",
-			ErrCRLTooLarge, name, id, len(revoked), ca.maxCRLEntries, what)
-		_, refresh := CRLTimes(a)
-		if ca.crlTooLarge == nil {
-			ca.crlTooLarge = map[string]tooLarge{}
-		}
-		ca.crlTooLarge[key] = tooLarge{until: now.Add(refresh), err: err}
-		return err
-	}
-	delete(ca.crlTooLarge, key)
 	entries := make([]x509.RevocationListEntry, 0, len(revoked))
 	for _, r := range revoked {
 		serial, ok := new(big.Int).SetString(r.Serial, 16)
@@ -133,13 +119,6 @@ func (ca *CA) refreshCRL(ctx context.Context, name, id string, force bool) error
 		ext = append(ext, issuingDistributionPoint(CRLShardURL(iss.CRLBaseURL, name, iss.ID, shard)))
 	}
 	return ca.signCRL(ctx, fsm.CmdCRLPut, a, id, number, asOf, issuer, iss.KeyURI, entries, ext, now)
-}
-
-// tooLarge is a CRL found over the most one CRL lists, and until when
-// that answer stands.
-type tooLarge struct {
-	until time.Time
-	err   error
 }
 
 // crlIDs are the IDs of an issuer's CRLs: its complete one, then each

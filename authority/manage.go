@@ -261,7 +261,7 @@ const (
 	minCRLRefresh  = time.Minute
 	// MaxCRLShards: each shard is signed once per refresh period, idle
 	// or not.
-	MaxCRLShards = 1024
+	MaxCRLShards = fsm.MaxCRLShards
 )
 
 // UpdateAuthority changes an authority's root key, base URL or CRL
@@ -302,13 +302,11 @@ func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Auth
 		if crl.Shards < 0 || crl.Shards > MaxCRLShards {
 			return nil, fmt.Errorf("%w: crl shards %d: between 0 and %d", ErrInvalidRequest, crl.Shards, MaxCRLShards)
 		}
-		base := cur.BaseURL
-		if in.BaseURL != nil {
-			base = *in.BaseURL
-		}
-		if crl.Shards > 1 && base == "" {
-			return nil, fmt.Errorf("%w: crl shards need the authority's base_url: certificates name their shard's CRL under it", ErrInvalidRequest)
-		}
+	}
+	// Whichever is set last: an issuer added without a base URL would
+	// get one CRL, whatever the shards say.
+	if base := cmp.Or(in.BaseURL, &cur.BaseURL); crl.Shards > 1 && *base == "" {
+		return nil, fmt.Errorf("%w: crl shards need the authority's base_url: certificates name their shard's CRL under it (set crl shards to 0 to clear it)", ErrInvalidRequest)
 	}
 	if crl != cur.CRL {
 		v, r := crl.Validity, crl.Refresh

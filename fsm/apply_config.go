@@ -52,10 +52,15 @@ func applyAuthorityPut(a *applyCtx) error {
 	if len(in.Issuers) == 0 {
 		return reject(ErrConflict, "authority "+in.Name+" has no issuer")
 	}
+	if err := checkCRLLayout(&in, in.Issuers...); err != nil {
+		return err
+	}
 	in.CreatedAt = a.now
 	for i := range in.Issuers {
 		in.Issuers[i].CreatedAt = a.now
+		in.Issuers[i].CRLShards, in.Issuers[i].CRLBaseURL = 0, "" // the authority's settings decide
 	}
+	pinCRLShards(&in)
 	putJSON(a.tx, bAuthorities, []byte(in.Name), &in)
 	return nil
 }
@@ -82,6 +87,9 @@ func applyIssuerAdd(a *applyCtx) error {
 	var cur Authority
 	if err := getJSON(a.tx, bAuthorities, []byte(in.Authority), &cur); err != nil {
 		return reject(ErrAuthorityUnknown, "unknown authority "+in.Authority)
+	}
+	if err := checkCRLLayout(&cur, in.Issuer); err != nil {
+		return err
 	}
 	if old := cur.Issuer(in.Issuer.ID); old != nil {
 		if old.KeyURI == in.Issuer.KeyURI && slices.EqualFunc(old.Chain, in.Issuer.Chain, bytes.Equal) {

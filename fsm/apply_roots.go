@@ -45,6 +45,9 @@ func applyAuthorityUpdate(a *applyCtx) error {
 	}
 	if in.CRL != nil {
 		cur.CRL = *in.CRL
+		if err := checkCRLLayout(&cur); err != nil {
+			return err
+		}
 	}
 	if ic := in.IssuerChain; ic != nil {
 		iss := cur.Issuer(ic.ID)

@@ -120,3 +120,51 @@ func TestCRLShardsArePinnedAndListTheirCertificates(t *testing.T) {
 		t.Errorf("CRL 2/7: %v", err)
 	}
 }
+
+// A node may write any command, but none that leaves an issuer a shard
+// layout no node can walk (every node lists an issuer's CRLs shard by
+// shard: the leader each CRL interval, anyone asking for the bundle), nor
+// an issuer ID that names another CRL ("id/k" is a shard's, "root-..." a
+// root's): shard counts beyond MaxCRLShards are refused, an issuer's
+// shards come from the authority's settings only, never from an
+// authority_put's or issuer_add's payload.
+func TestCRLShardLayoutsFromANodeAreBounded(t *testing.T) {
+	f, b := lifecycle(t)
+	refused := func(what string, typ CmdType, p any) {
+		t.Helper()
+		if err := apply(t, f, b.entry(typ, t0, p)); err == nil {
+			t.Errorf("%s: applied", what)
+		}
+	}
+	lb := "http://lb.example"
+	for _, n := range []int{-1, MaxCRLShards + 1, 1 << 40} {
+		refused(fmt.Sprintf("authority_update with %d shards", n), CmdAuthorityUpdate, AuthorityUpdate{Name: "default", BaseURL: &lb, CRL: &CRLSettings{Shards: n}})
+	}
+	a, _ := f.Authority("default")
+	if a.CRL.Shards != 0 || a.Issuers[0].CRLShards != 0 {
+		t.Fatalf("after refused updates: authority %d shards, issuer %d", a.CRL.Shards, a.Issuers[0].CRLShards)
+	}
+	for _, id := range []string{"2/1", "root-2", ""} {
+		refused("issuer_add of issuer "+id, CmdIssuerAdd, IssuerAdd{Authority: "default", Issuer: Issuer{ID: id, Chain: [][]byte{[]byte("int-" + id)}, KeyURI: "k"}})
+		other := authority()
+		other.Name, other.Issuers[0].ID = "other-"+id, id
+		refused("authority_put with issuer "+id, CmdAuthorityPut, other)
+	}
+	huge := authority()
+	huge.Name, huge.BaseURL = "huge", lb
+	huge.Issuers[0].CRLShards, huge.Issuers[0].CRLBaseURL = 1<<40, "http://elsewhere.example"
+	if err := apply(t, f, b.entry(CmdAuthorityPut, t0, huge)); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := f.Authority("huge"); a.Issuers[0].CRLShards != 0 || a.Issuers[0].CRLBaseURL != "" {
+		t.Fatalf("authority_put set its issuer's shards: %d under %q", a.Issuers[0].CRLShards, a.Issuers[0].CRLBaseURL)
+	}
+	sharded := authority()
+	sharded.Name, sharded.BaseURL, sharded.CRL.Shards = "sharded", lb, 8
+	if err := apply(t, f, b.entry(CmdAuthorityPut, t0, sharded)); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := f.Authority("sharded"); a.Issuers[0].CRLShards != 8 || a.Issuers[0].CRLBaseURL != lb {
+		t.Fatalf("authority_put with crl.shards 8: issuer %d shards under %q, want the settings'", a.Issuers[0].CRLShards, a.Issuers[0].CRLBaseURL)
+	}
+}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
@@ -43,6 +44,12 @@ type CRLSettings struct {
 // prefix and the root's ID. Issuer IDs are hex, so the two never meet.
 const RootCRLPrefix = "root-"
 
+// MaxCRLShards is the most shards an issuer's CRL is partitioned into:
+// each shard is signed once per refresh period, idle or not, and every
+// node lists an issuer's CRLs one by one (the leader each CRL interval,
+// the bundle at each request).
+const MaxCRLShards = 1024
+
 // CRLShardID names shard k of an issuer's partitioned CRL among an
 // authority's CRLs (stored CRLs, stale marks, the revoked index): the
 // issuer's ID, "/" and k. Issuer IDs are hex, so the two never meet.
@@ -78,7 +85,7 @@ func CRLShard(serial string, n int) int {
 // their URLs. Retired issuers keep one CRL: they issue nothing that would
 // name a shard.
 func pinCRLShards(a *Authority) {
-	if a.CRL.Shards < 2 || a.BaseURL == "" {
+	if a.CRL.Shards < 2 || a.CRL.Shards > MaxCRLShards || a.BaseURL == "" {
 		return
 	}
 	for i := range a.Issuers {
@@ -86,6 +93,21 @@ func pinCRLShards(a *Authority) {
 			iss.CRLShards, iss.CRLBaseURL = a.CRL.Shards, a.BaseURL
 		}
 	}
+}
+
+// checkCRLLayout refuses what a node may have written but no node should
+// apply: a shard count out of bounds, or an issuer ID that names another
+// CRL (a shard's "id/k", a root's RootCRLPrefix). Issuer IDs are hex.
+func checkCRLLayout(a *Authority, issuers ...Issuer) *Error {
+	if a.CRL.Shards < 0 || a.CRL.Shards > MaxCRLShards {
+		return reject(ErrMalformed, fmt.Sprintf("authority %s: crl shards %d, not between 0 and %d", a.Name, a.CRL.Shards, MaxCRLShards))
+	}
+	for _, iss := range issuers {
+		if iss.ID == "" || strings.Contains(iss.ID, "/") || strings.HasPrefix(iss.ID, RootCRLPrefix) {
+			return reject(ErrMalformed, fmt.Sprintf("authority %s: issuer ID %q names no issuer", a.Name, iss.ID))
+		}
+	}
+	return nil
 }
 
 // Roots are the authority's trust anchors: Root, then any added ones.

@@ -331,6 +331,23 @@ func (f *FSM) Revoked(authority, issuer string, t time.Time) ([]RevokedEntry, er
 	return out, err
 }
 
+// RevokedMore says whether more than n certificates of one CRL (an
+// issuer's, a shard's) expire at or after t, reading at most n+1 keys and
+// decoding none: a CRL that outgrew its limit is asked about every CRL
+// interval, and reading it whole each time cost what it had grown to.
+func (f *FSM) RevokedMore(authority, issuer string, t time.Time, n int) bool {
+	prefix := issuerKey(authority, issuer)
+	seen := 0
+	_ = f.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bRevoked).Cursor()
+		for k, _ := c.Seek(append(bytes.Clone(prefix), timeKey(t, nil)...)); k != nil && bytes.HasPrefix(k, prefix) && seen <= n; k, _ = c.Next() {
+			seen++
+		}
+		return nil
+	})
+	return seen > n
+}
+
 // OneTimeUsed reports whether a one-time token ID has been seen.
 func (f *FSM) OneTimeUsed(key []byte) bool {
 	seen := false

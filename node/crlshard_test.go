@@ -4,12 +4,14 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/testwait"
@@ -171,4 +173,65 @@ func hasIDP(crl *x509.RevocationList) bool {
 		}
 	}
 	return false
+}
+
+// The bundle of an authority with the most shards carries response headers
+// a proxy in front of the nodes passes on (nginx's proxy_buffer_size is 4
+// or 8 KiB by default, HAProxy's buffer 16 KiB): its ETag is a digest, not
+// the list of every CRL's number. It still changes with any CRL and
+// revalidates with 304.
+func TestCRLBundleHeadersStaySmallWithManyShards(t *testing.T) {
+	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
+		c.configure = func(cfg *Config) {
+			for _, a := range cfg.Authorities {
+				a.CRL.Shards = authority.MaxCRLShards
+			}
+		}
+	})
+	n := c.nodes[0]
+	// Over plain HTTP, as relying parties fetch it behind a balancer.
+	fetch := func(inm string) (int, http.Header, []byte) {
+		req, _ := http.NewRequest("GET", "http://"+n.node.HTTPAddr()+"/v1/authorities/default/crls.pem", nil)
+		if inm != "" {
+			req.Header.Set("If-None-Match", inm)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, b
+	}
+	var header http.Header
+	var body []byte
+	testwait.For(t, 60*time.Second, "a bundle with every shard", func() bool {
+		var status int
+		status, header, body = fetch("")
+		return status == http.StatusOK
+	})
+	if got := strings.Count(string(body), "BEGIN X509 CRL"); got != 2+authority.MaxCRLShards {
+		t.Fatalf("bundle of %d CRLs, want %d", got, 2+authority.MaxCRLShards)
+	}
+	size := 0
+	for k, vs := range header {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	etag := header.Get("ETag")
+	if size > 4096 {
+		t.Fatalf("bundle response headers of %d bytes (ETag %d bytes), more than a proxy's 4 KiB buffer holds", size, len(etag))
+	}
+	if status, _, _ := fetch(etag); status != http.StatusNotModified {
+		t.Fatalf("revalidation with the bundle's ETag: %d", status)
+	}
+	h := c.enrollHolder(n, "etag.example")
+	if r := c.do(n, "POST", "/v1/revoke", map[string]string{"serial": h.s.Serial}, c.admin); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	testwait.For(t, c.crlInterval+5*time.Second, "a new bundle for the old ETag", func() bool {
+		status, _, _ := fetch(etag)
+		return status == http.StatusOK
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -596,7 +597,7 @@ func crlFetch(fs *flag.FlagSet) func([]string) int {
 		var crls []crlInfo
 		for _, l := range fresh {
 			for _, k := range kept {
-				if bytes.Equal(k.RawIssuer, l.RawIssuer) && l.Number.Cmp(k.Number) < 0 {
+				if crlScope(k) == crlScope(l) && l.Number.Cmp(k.Number) < 0 {
 					return nil, fmt.Errorf("the CA sent CRL number %v of %s, older than number %v in %s: not written", l.Number, l.Issuer, k.Number, outFile)
 				}
 			}
@@ -622,6 +623,23 @@ func crlFetch(fs *flag.FlagSet) func([]string) int {
 		}}, nil
 	})
 }
+
+// crlScope is what a CRL's number counts within: its issuer's name and
+// key (a rotated intermediate may keep its predecessor's name) and its
+// issuing distribution point (each shard of a partitioned CRL is numbered
+// apart from the others and from the complete CRL).
+func crlScope(l *x509.RevocationList) string {
+	scope := string(l.RawIssuer) + "\x00" + string(l.AuthorityKeyId)
+	for _, e := range l.Extensions {
+		if e.Id.Equal(oidIssuingDistributionPoint) {
+			scope += "\x00" + string(e.Value)
+		}
+	}
+	return scope
+}
+
+// oidIssuingDistributionPoint is RFC 5280's id-ce-issuingDistributionPoint.
+var oidIssuingDistributionPoint = asn1.ObjectIdentifier{2, 5, 29, 28}
 
 // parseCRLs reads every X509 CRL block of a PEM file.
 func parseCRLs(b []byte) ([]*x509.RevocationList, error) {

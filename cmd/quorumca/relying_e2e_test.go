@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -577,4 +579,64 @@ func idpOf(t *testing.T, l *x509.RevocationList) string {
 		return string(uri.Bytes)
 	}
 	return ""
+}
+
+// quorumca crl fetch refuses a CRL numbered below the one the file holds
+// for the same scope (a replay), and only for it: the complete CRL, each
+// shard (its issuing distribution point) and each issuer (its key
+// identifier: a rotated intermediate keeps its predecessor's name) are
+// numbered apart. An authority whose CRL was signed a few times, then
+// partitioned and rotated twice, still gets its file updated; an older
+// bundle replayed afterwards is still refused.
+func TestCRLFetchComparesNumbersWithinOneScope(t *testing.T) {
+	rp := startRelyingPartyCA(t)
+	bundle := filepath.Join(rp.dir, "crls.pem")
+	revoke := func(name string) *big.Int {
+		t.Helper()
+		_, _, serial := rp.enroll(name)
+		if st := postJSON(t, rp.c, rp.api+"/v1/revoke", rp.admin, map[string]string{"serial": fmt.Sprintf("%x", serial)}, nil); st != 200 {
+			t.Fatalf("revoke: %d", st)
+		}
+		return serial
+	}
+	for i := range 3 { // the complete CRL's number climbs past a new shard's first
+		serial := revoke(fmt.Sprintf("before%d.example", i))
+		testwait.For(t, 30*time.Second, "the fetched file to list a revocation", func() bool { return lists(rp.fetchCRLs(bundle), serial) })
+	}
+	operator := func(args ...string) {
+		t.Helper()
+		args = append(append([]string{"operator", "authority"}, args...), "-addr", rp.api, "-ca-file", rp.root, "-admin-token", rp.admin)
+		if out, err := exec.Command(binary, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	const shards = 4
+	operator("update", "-name", "default", "-crl-shards", fmt.Sprint(shards))
+	testwait.For(t, 30*time.Second, "the fetched file to hold the root's CRL, the complete one and 4 shards", func() bool {
+		return len(rp.fetchCRLs(bundle)) == 2+shards
+	})
+	// Two rotations: the second intermediate and the third have one name.
+	operator("rotate", "-name", "default", "-key", "softkey:"+filepath.Join(rp.dir, "int2.key"), "-create-key")
+	serial := revoke("second.example")
+	testwait.For(t, 30*time.Second, "the fetched file to list a revocation by the second issuer", func() bool { return lists(rp.fetchCRLs(bundle), serial) })
+	operator("rotate", "-name", "default", "-key", "softkey:"+filepath.Join(rp.dir, "int3.key"), "-create-key")
+	testwait.For(t, 30*time.Second, "the fetched file to hold the three issuers' CRLs", func() bool { return len(rp.fetchCRLs(bundle)) == 1+3*(1+shards) })
+	old, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial = revoke("third.example")
+	testwait.For(t, 30*time.Second, "the fetched file to list a revocation by the third issuer", func() bool { return lists(rp.fetchCRLs(bundle), serial) })
+
+	// Something between the relying party and the CA replays the older
+	// bundle: not written.
+	replay := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(old) }))
+	defer replay.Close()
+	caFile := filepath.Join(rp.dir, "replay-ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: replay.Certificate().Raw}), 0o600)
+	before, _ := os.ReadFile(bundle)
+	out, err := exec.Command(binary, "crl", "fetch", "-addr", replay.URL, "-ca-file", caFile, "-out", bundle).CombinedOutput()
+	if after, _ := os.ReadFile(bundle); err == nil || !strings.Contains(string(out), "older than number") || !bytes.Equal(after, before) {
+		t.Fatalf("a replayed older bundle: %v\n%s", err, out)
+	}
 }

@@ -61,7 +61,7 @@ func applyIssue(a *applyCtx) error {
 	if in.TokenHash == nil && in.OneTime == nil && in.Renews == "" {
 		panic("fsm: issue entry without an authorization")
 	}
-	if auth, err := authorityRecord(a.tx, c.Authority); err != nil || auth.Issuer(c.Issuer) == nil {
+	if auth, err := a.authority(c.Authority); err != nil || auth.Issuer(c.Issuer) == nil {
 		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+c.Authority+"/"+c.Issuer)
 	}
 
@@ -156,7 +156,7 @@ func checkRenewable(a *applyCtx, old *Cert, c *Cert) error {
 		return reject(ErrCertRevoked, "certificate "+serial+" has been revoked")
 	}
 	grace := time.Duration(0)
-	if p, err := decodedProvisioners.get(a.tx, bProvisioners, old.Provisioner); err == nil {
+	if p, err := a.f.provisioners.get(a.tx, bProvisioners, old.Provisioner); err == nil {
 		grace = p.Policy.RenewGrace
 	}
 	if a.now.After(old.NotAfter.Add(grace)) {

@@ -69,7 +69,7 @@ func applyOCSPResponderPut(a *applyCtx) error {
 	a.decode(&in)
 	r := in.Responder
 	a.notef("authority=%s key=%s certs=%d expected_version=%d", r.Authority, r.KeyURI, len(r.Certs), in.ExpectedVersion)
-	au, err := authorityRecord(a.tx, r.Authority)
+	au, err := a.authority(r.Authority)
 	if err != nil {
 		return reject(ErrAuthorityUnknown, "unknown authority "+r.Authority)
 	}

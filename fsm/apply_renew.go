@@ -57,7 +57,7 @@ func applyRenew(a *applyCtx) error {
 		}
 		return reject(ErrSerialExists, "serial "+c.Serial+" already issued")
 	}
-	if auth, err := authorityRecord(a.tx, c.Authority); err != nil || auth.Issuer(c.Issuer) == nil {
+	if auth, err := a.authority(c.Authority); err != nil || auth.Issuer(c.Issuer) == nil {
 		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+c.Authority+"/"+c.Issuer)
 	}
 	// A renewal token is single-use before anything else: a replayed token

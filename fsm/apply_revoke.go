@@ -82,7 +82,7 @@ func setRevoked(a *applyCtx, c *Cert, reason int, by string) {
 // shardOf is the ID of the CRL shard that lists c, or "" if its issuer's
 // CRL is one.
 func shardOf(a *applyCtx, c *Cert) string {
-	auth, err := authorityRecord(a.tx, c.Authority)
+	auth, err := a.authority(c.Authority)
 	if err != nil {
 		return ""
 	}

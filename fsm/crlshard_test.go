@@ -168,3 +168,24 @@ func TestCRLShardLayoutsFromANodeAreBounded(t *testing.T) {
 		t.Fatalf("authority_put with crl.shards 8: issuer %d shards under %q, want the settings'", a.Issuers[0].CRLShards, a.Issuers[0].CRLBaseURL)
 	}
 }
+
+// A reader's authority is its own: changing its issuers, their chains or
+// its roots leaves what the next reader (and Apply) sees as it was.
+func TestAnAuthorityReadIsTheReadersCopy(t *testing.T) {
+	f, _ := lifecycle(t)
+	a, err := f.Authority("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Issuers[0].Chain[0] = []byte("changed")
+	a.Issuers[0].Chain = append(a.Issuers[0].Chain, []byte("more"))
+	a.Issuers[0].KeyURI = "changed"
+	a.AddedRoots = append(a.AddedRoots, []byte("root"))
+	b, err := f.Authority("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss := b.Issuers[0]; string(iss.Chain[0]) != "int-der" || len(iss.Chain) != 1 || iss.KeyURI != "softkey:/k.pem" || len(b.AddedRoots) != 0 {
+		t.Fatalf("a reader's changes reached the state: %+v", b)
+	}
+}

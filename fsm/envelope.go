@@ -302,6 +302,7 @@ func CommandName(t CmdType) string {
 // applyCtx is what a handler may look at: the transaction, the log index and
 // the leader's timestamp. Nothing else (no clock, no randomness, no I/O).
 type applyCtx struct {
+	f     *FSM
 	tx    *bolt.Tx
 	bt    *batchTx
 	index uint64
@@ -314,6 +315,7 @@ type applyCtx struct {
 // chain's head, read once and written once per transaction instead of per
 // command.
 type batchTx struct {
+	f      *FSM
 	tx     *bolt.Tx
 	head   *AuditEntry // nil until the first audited command
 	format int64       // the newest log format among the entries applied

@@ -73,6 +73,10 @@ type FSM struct {
 	// auditReads counts the audit records (entries and index keys) that
 	// queries read: what a query costs, for tests and a metric.
 	auditReads atomic.Uint64
+
+	// Records every request reads, decoded once per distinct bytes.
+	authorities  decodedCache[Authority]
+	provisioners decodedCache[Provisioner]
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -226,7 +230,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	bt := &batchTx{}
+	bt := &batchTx{f: f}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		for _, b := range appendBuckets {
 			tx.Bucket(b).FillPercent = appendFill
@@ -294,7 +298,7 @@ func (bt *batchTx) applyEnvelope(index uint64, data []byte) any {
 		format = max(format, 1) // a binary envelope
 	}
 	bt.format = max(bt.format, int64(format))
-	a := &applyCtx{tx: bt.tx, bt: bt, index: index, now: time.Unix(0, env.Time).UTC(), env: env}
+	a := &applyCtx{f: bt.f, tx: bt.tx, bt: bt, index: index, now: time.Unix(0, env.Time).UTC(), env: env}
 	err = h.run(a)
 	appendAudit(a, h.name, err)
 	if err != nil {

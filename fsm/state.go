@@ -70,28 +70,38 @@ func get[T any](f *FSM, bucket, key []byte) (*T, error) {
 	return &v, nil
 }
 
-// Authority returns the named authority.
+// Authority returns the named authority: the caller's copy, which it may
+// change (certificates' DER excepted, which nobody writes into).
 func (f *FSM) Authority(name string) (*Authority, error) {
 	var a *Authority
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
-		a, err = authorityRecord(tx, name)
+		a, err = f.authorities.get(tx, bAuthorities, name)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c := *a // the caller's copy: the cached one stays as decoded
-	c.Issuers, c.AddedRoots = slices.Clone(a.Issuers), slices.Clone(a.AddedRoots)
-	return &c, nil
+	return a.clone(), nil
 }
 
-// authorityRecord reads an authority, decoding its record only when its
-// bytes are new. Every issuance reads its authority (twice: to sign, and
-// in Apply), and decoding the certificates in it each time was a tenth of
-// a node's CPU. The result is shared: read it, never change it.
-func authorityRecord(tx *bolt.Tx, name string) (*Authority, error) {
-	return decodedAuthorities.get(tx, bAuthorities, name)
+// clone copies a decoded authority down to its lists, so the cached one
+// stays as decoded whatever the caller does with the copy.
+func (a *Authority) clone() *Authority {
+	c := *a
+	c.Issuers, c.AddedRoots = slices.Clone(a.Issuers), slices.Clone(a.AddedRoots)
+	for i := range c.Issuers {
+		c.Issuers[i].Chain = slices.Clone(a.Issuers[i].Chain)
+	}
+	return &c
+}
+
+// authority reads an authority in Apply, decoding its record only when
+// its bytes are new. Every issuance reads its authority (twice: to sign,
+// and in Apply), and decoding the certificates in it each time was a tenth
+// of a node's CPU. The result is shared: read it, never change it.
+func (a *applyCtx) authority(name string) (*Authority, error) {
+	return a.f.authorities.get(a.tx, bAuthorities, name)
 }
 
 // decodedCache decodes the records of one bucket once per distinct bytes.
@@ -101,11 +111,6 @@ type decodedCache[T any] struct {
 	mu sync.Mutex
 	m  map[string]*T
 }
-
-var (
-	decodedAuthorities  decodedCache[Authority]
-	decodedProvisioners decodedCache[Provisioner]
-)
 
 func (c *decodedCache[T]) get(tx *bolt.Tx, bucket []byte, name string) (*T, error) {
 	raw := tx.Bucket(bucket).Get([]byte(name))
@@ -240,7 +245,7 @@ func (f *FSM) Provisioner(name string) (*Provisioner, error) {
 	var p *Provisioner
 	err := f.view(func(tx *bolt.Tx) error {
 		var err error
-		p, err = decodedProvisioners.get(tx, bProvisioners, name)
+		p, err = f.provisioners.get(tx, bProvisioners, name)
 		return err
 	})
 	if err != nil {

@@ -1,5 +1,15 @@
-// Package client is the Go client of the quorumca API, used by the CLI and,
-// later, the device agent and the load-test harness.
+// Package client is the Go client of the quorumca API: the CLI, the device
+// agent and the load-test harness use it, and so can any Go program.
+//
+// One Client talks to one cluster through any of its nodes (Config.Addrs
+// to fail over), retrying refused connections and 503s for RetryFor. What
+// it asks falls in three groups: enrollment and renewal (Sign, Renew,
+// with a token or the current certificate); what anyone may read (Roots,
+// Cert, CRL, CRLBundle, OCSP, Health, Ready); and the admin API
+// (Config.AdminToken or an admin certificate: provisioners, tokens,
+// certificates, authorities, admins, the audit log, the cluster's peers
+// and snapshots). Errors from the API are *Error, with the API's code,
+// the HTTP status and any Retry-After. See Example for a device's life.
 package client
 
 import (

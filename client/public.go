@@ -1,0 +1,126 @@
+package client
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"golang.org/x/crypto/ocsp"
+)
+
+// What anyone may ask, without an admin token: trust anchors, certificate
+// records, CRLs, OCSP and the node's health.
+
+// Roots are the trust anchors of every authority, or of one (name).
+func (c *Client) Roots(ctx context.Context, name string) ([]*x509.Certificate, error) {
+	path := "/v1/roots"
+	if name != "" {
+		path = "/v1/authorities/" + url.PathEscape(name) + "/roots"
+	}
+	var out struct{ Roots []string }
+	if err := c.Do(ctx, "GET", path, nil, &out); err != nil {
+		return nil, err
+	}
+	var roots []*x509.Certificate
+	for _, p := range out.Roots {
+		blk, _ := pem.Decode([]byte(p))
+		if blk == nil {
+			return nil, fmt.Errorf("client: a root is not PEM")
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("client: root: %w", err)
+		}
+		roots = append(roots, cert)
+	}
+	return roots, nil
+}
+
+// Cert is the record of an issued certificate: names, provisioner,
+// status (valid, revoked, expired), what it renewed.
+func (c *Client) Cert(ctx context.Context, serial string) (*Cert, error) {
+	var out Cert
+	return &out, c.Do(ctx, "GET", "/v1/certs/"+url.PathEscape(serial), nil, &out)
+}
+
+// CRL is an issuer's current CRL, checked against issuer's signature:
+// the complete one (shard -1) or a shard of a partitioned CRL. Authority
+// "" and issuerID "" are the default authority's newest issuer.
+func (c *Client) CRL(ctx context.Context, authority, issuerID string, shard int, issuer *x509.Certificate) (*x509.RevocationList, error) {
+	path := "/v1/crl"
+	switch {
+	case issuerID != "":
+		path = "/v1/authorities/" + url.PathEscape(orDefault(authority)) + "/issuers/" + url.PathEscape(issuerID) + "/crl"
+		if shard >= 0 {
+			path += "/" + strconv.Itoa(shard)
+		}
+	case authority != "":
+		path = "/v1/authorities/" + url.PathEscape(authority) + "/crl"
+	}
+	var der []byte
+	if err := c.Do(ctx, "GET", path, nil, &der); err != nil {
+		return nil, err
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("client: CRL: %w", err)
+	}
+	if err := crl.CheckSignatureFrom(issuer); err != nil {
+		return nil, fmt.Errorf("client: CRL: %w", err)
+	}
+	return crl, nil
+}
+
+// OCSP asks the CA for cert's status (RFC 5019 GET, no nonce, so a cached
+// answer may come back) and checks the answer against issuer.
+func (c *Client) OCSP(ctx context.Context, cert, issuer *x509.Certificate) (*ocsp.Response, error) {
+	req, err := ocsp.CreateRequest(cert, issuer, &ocsp.RequestOptions{Hash: crypto.SHA256})
+	if err != nil {
+		return nil, err
+	}
+	var der []byte
+	if err := c.Do(ctx, "GET", "/v1/ocsp/"+url.PathEscape(base64.StdEncoding.EncodeToString(req)), nil, &der); err != nil {
+		return nil, err
+	}
+	return ocsp.ParseResponseForCert(der, cert, issuer)
+}
+
+// Health is a node's view of the cluster, as GET /v1/health answers it.
+type Health struct {
+	Node         string  `json:"node"`
+	RaftState    string  `json:"raft_state"`
+	Leader       string  `json:"leader"`
+	LeaderAPI    string  `json:"leader_api,omitempty"`
+	Term         uint64  `json:"term"`
+	AppliedIndex uint64  `json:"applied_index"`
+	CommitIndex  uint64  `json:"commit_index"`
+	LastContact  float64 `json:"last_contact_seconds"`
+	Voters       int     `json:"voters"`
+	NonVoters    int     `json:"nonvoters"`
+}
+
+// Health reports the node's Raft state; it answers while the node runs.
+func (c *Client) Health(ctx context.Context) (*Health, error) {
+	var out Health
+	return &out, c.Do(ctx, "GET", "/v1/health", nil, &out)
+}
+
+// Ready is nil when the node should take traffic (it knows and hears
+// from a leader, has applied what was acknowledged, and can sign), and the
+// node's reason otherwise (an *Error: no_leader, catching_up, ...).
+// Asked once, without retries: a 503 is the answer.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.once(ctx, "GET", c.base+"/v1/ready", nil, false, nil)
+}
+
+func orDefault(name string) string {
+	if name == "" {
+		return "default"
+	}
+	return name
+}

@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -191,17 +190,7 @@ func TestCRLBundleHeadersStaySmallWithManyShards(t *testing.T) {
 	n := c.nodes[0]
 	// Over plain HTTP, as relying parties fetch it behind a balancer.
 	fetch := func(inm string) (int, http.Header, []byte) {
-		req, _ := http.NewRequest("GET", "http://"+n.node.HTTPAddr()+"/v1/authorities/default/crls.pem", nil)
-		if inm != "" {
-			req.Header.Set("If-None-Match", inm)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header, b
+		return getIfNoneMatch(t, "http://"+n.node.HTTPAddr()+"/v1/authorities/default/crls.pem", inm)
 	}
 	var header http.Header
 	var body []byte

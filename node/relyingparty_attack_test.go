@@ -319,17 +319,8 @@ func TestCRLValidatorsAndNonceBudgetAfterRevokeIssuer(t *testing.T) {
 	h := c.enrollHolder(n, "leaf.example") // the default authority
 	base := "http://" + n.cfg.HTTPListen
 	fetch := func(path, inm string) (int, string, []byte) {
-		req, _ := http.NewRequest("GET", base+path, nil)
-		if inm != "" {
-			req.Header.Set("If-None-Match", inm)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, resp.Header.Get("ETag"), b
+		status, h, b := getIfNoneMatch(t, base+path, inm)
+		return status, h.Get("ETag"), b
 	}
 	var a struct {
 		RootID string `json:"root_id"`
@@ -405,4 +396,20 @@ func TestCRLValidatorsAndNonceBudgetAfterRevokeIssuer(t *testing.T) {
 	if max := int(40 + 20*el.Seconds() + 1); echoed > max {
 		t.Errorf("%d fresh signatures in %s, budget allows %d", echoed, el, max)
 	}
+}
+
+// getIfNoneMatch GETs url, with If-None-Match when inm is set.
+func getIfNoneMatch(t *testing.T, url, inm string) (int, http.Header, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if inm != "" {
+		req.Header.Set("If-None-Match", inm)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
 }

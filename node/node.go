@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,12 @@ type Node struct {
 	refusals       *refusalSampler
 	profiler       interface{ Stop() error }
 
+	// The API's certificate, served to new handshakes; Reload replaces it
+	// from the files (under reloadMu, which also guards their paths).
+	apiCert           atomic.Pointer[tls.Certificate]
+	reloadMu          sync.Mutex
+	certFile, keyFile string
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -90,8 +97,8 @@ func (n *Node) start() error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	serverCert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-	if err != nil {
+	n.certFile, n.keyFile = cfg.TLSCertFile, cfg.TLSKeyFile
+	if err := n.loadAPICert(); err != nil {
 		return fmt.Errorf("node: api tls: %w", err)
 	}
 	if cfg.CAFile != "" {
@@ -182,8 +189,8 @@ func (n *Node) start() error {
 		// Other nodes ask for their own server name and get this node's
 		// node certificate (cluster.ServerTLS); clients get the API's.
 		TLSConfig: n.cluster.ServerTLS(&tls.Config{
-			Certificates: []tls.Certificate{serverCert},
-			MinVersion:   tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.apiCert.Load(), nil },
+			MinVersion:     tls.VersionTLS12,
 			// Clients may present a certificate (renewal, revocation by its
 			// holder). The authorities can change at run time, so the
 			// authority package checks it, not the handshake.

@@ -42,6 +42,7 @@ func dev(fs *flag.FlagSet) func([]string) int {
 	var lf logFlags
 	lf.register(fs, "error")
 	return func([]string) int {
+		sigs := signals()
 		serverGC()
 		log, err := lf.logger()
 		if err != nil {
@@ -173,7 +174,12 @@ func dev(fs *flag.FlagSet) func([]string) int {
 		}
 		printBanner(os.Stdout, dir, temporary, running, pki, strings.TrimSpace(string(adminToken)), example)
 
-		waitForSignal()
+		// A SIGHUP reloads each node's API certificate from its file.
+		waitForStop(sigs, func() {
+			for _, n := range running {
+				n.Reload(nil)
+			}
+		})
 		fmt.Fprintln(os.Stderr, "quorumca dev: stopping")
 		return 0
 	}

@@ -1,9 +1,11 @@
 # quorumca: a clustered certificate authority.
 #   make dev    run a single-node CA on https://127.0.0.1:8443, ready to issue
+#               (make dev PORT=9443 DEV_ARGS="-nodes 3": another port, more nodes)
 #   make test   run every test (needs curl, openssl, gcc, softhsm2, systemd-analyze,
-#               haproxy, nginx, python3 with cryptography, docker with
-#               docker-compose, iptables, terraform with its AWS provider
-#               mirror; as root: the chaos suite partitions nodes)
+#               haproxy, nginx, python3 with cryptography, docker with a running
+#               engine and docker-compose, iptables, nsenter, terraform with its
+#               AWS provider mirror; as root: the chaos suite partitions nodes).
+#               make tools checks them all.
 
 GO      ?= go
 BIN     := bin/quorumca
@@ -33,15 +35,26 @@ agent-cross:
 			-o bin/quorumca-agent-linux-$$a ./cmd/quorumca || exit 1; \
 	done
 
+# The API on 127.0.0.1:PORT; Raft on PORT+1000 and plain HTTP on PORT+2000
+# unless DEV_ARGS moves them (-raft-addr, -http-addr).
+PORT     ?= 8443
+DEV_ARGS ?=
 dev: build
-	./$(BIN) dev
+	./$(BIN) dev -listen 127.0.0.1:$(PORT) $(DEV_ARGS)
 
-# Tools the tests use. Missing ones stop the run with a message; no test is
-# silently skipped.
+# What make test needs, every piece checked before anything runs: missing
+# ones stop the run with one message naming them all; no test is silently
+# skipped. .ci/run installs the Debian packages on a fresh machine.
+TOOLS := curl openssl softhsm2-util gcc systemd-analyze haproxy nginx python3 docker docker-compose iptables nsenter terraform
 tools:
-	@missing=""; for t in curl openssl softhsm2-util gcc systemd-analyze haproxy nginx python3; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	python3 -c 'import cryptography' 2>/dev/null || missing="$$missing python3-cryptography"; \
-	if [ -n "$$missing" ]; then echo "make test: missing:$$missing (Debian: apt-get install curl openssl softhsm2 gcc systemd haproxy nginx-light python3-cryptography)"; exit 1; fi
+	problems=""; \
+	if [ -n "$$missing" ]; then problems="$$problems\n  missing:$$missing (Debian: apt-get install curl openssl softhsm2 gcc systemd haproxy nginx-light python3 python3-cryptography docker.io docker-compose iptables util-linux; terraform: terraform/README.md)"; fi; \
+	if command -v docker >/dev/null && ! docker info >/dev/null 2>&1; then problems="$$problems\n  no Docker engine answers (docker info): compose-smoke and chaos-short need one"; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then problems="$$problems\n  not root: the chaos suite partitions nodes with iptables in their network namespaces"; fi; \
+	if command -v terraform >/dev/null && ! out=$$(./terraform/check.sh -tools 2>&1); then problems="$$problems\n  $$out"; fi; \
+	if [ -n "$$problems" ]; then printf '%b\n' "make test cannot run:$$problems"; exit 1; fi
 
 # Tests run with the PKCS#11 backend compiled in (cgo), so SoftHSM2 tests run.
 # The agent fleet test is built only without -race (a thousand agents under

@@ -230,11 +230,12 @@ func (a *Agent) Check(ctx context.Context) (time.Time, error) {
 	case err == nil:
 		a.st.Failures = 0
 		a.retry.Reset()
-		a.st.LastError = ""
+		a.st.LastError, a.st.LastErrorAt = "", time.Time{}
 		a.st.Status = StatusOK
 		next = a.nextWake()
 	case errors.Is(err, ErrStopped):
-		a.st.Status, a.st.Reason, a.st.LastError = StatusStopped, err.Error(), err.Error()
+		a.st.Failures++
+		a.st.Status, a.st.Reason, a.st.LastError, a.st.LastErrorAt = StatusStopped, err.Error(), err.Error(), now
 		a.st.NextAttempt = time.Time{}
 		a.saveState()
 		a.log.Error("stopped: the CA refused for good; this device needs a new enrollment", "err", err)
@@ -243,7 +244,7 @@ func (a *Agent) Check(ctx context.Context) (time.Time, error) {
 		return now, ctx.Err()
 	default:
 		a.st.Failures++
-		a.st.LastError = err.Error()
+		a.st.LastError, a.st.LastErrorAt = err.Error(), now
 		if a.id != nil {
 			a.st.Status = StatusRetrying
 		}
@@ -268,11 +269,12 @@ func (a *Agent) step(ctx context.Context) error {
 			return err
 		}
 	}
+	fresh := false // a certificate obtained in this step, revoked by no one yet
 	if a.id == nil {
 		if err := a.enroll(ctx); err != nil {
 			return err
 		}
-		a.cfg.RenewNow = false // just issued
+		a.cfg.RenewNow, fresh = false, true
 	} else if a.bundle.Token != "" {
 		// Enrolled earlier, but stopped before forgetting the token.
 		if err := a.forgetToken(); err != nil {
@@ -283,7 +285,19 @@ func (a *Agent) step(ctx context.Context) error {
 		if err := a.renew(ctx); err != nil {
 			return err
 		}
-		a.cfg.RenewNow = false
+		a.cfg.RenewNow, fresh = false, true
+	}
+	// The certificate's user is told of it until that succeeds: one that
+	// failed to reload still serves the previous certificate.
+	if a.st.HookPending {
+		if err := a.afterWrite(ctx); err != nil {
+			return err
+		}
+	}
+	if !fresh {
+		if err := a.checkRevocation(ctx); err != nil {
+			return err
+		}
 	}
 	if time.Since(a.st.RootsCheck) >= a.cfg.CheckInterval {
 		if err := a.refreshRoots(ctx); err != nil {

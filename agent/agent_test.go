@@ -256,7 +256,10 @@ func TestAfterWriteHooks(t *testing.T) {
 	a := &Agent{cfg: Config{CertFile: "/c.pem", KeyFile: "/k.pem", Exec: `echo "$QUORUMCA_SERIAL $QUORUMCA_CERT_FILE" > ` + marker,
 		PIDFile: pidFile, Signal: syscall.SIGUSR1}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	a.st.Serial = "abc123"
-	a.afterWrite(context.Background())
+	a.st.HookPending = true
+	if err := a.afterWrite(context.Background()); err != nil || a.st.HookPending {
+		t.Fatalf("hooks: %v, pending %v", err, a.st.HookPending)
+	}
 	if got, _ := os.ReadFile(marker); strings.TrimSpace(string(got)) != "abc123 /c.pem" {
 		t.Fatalf("command wrote %q", got)
 	}
@@ -264,5 +267,16 @@ func TestAfterWriteHooks(t *testing.T) {
 	case <-sigs:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no signal")
+	}
+}
+
+// A failing command is an error that carries its output, and stays
+// pending so the next check runs it again.
+func TestFailingExecHookIsAnError(t *testing.T) {
+	a := &Agent{cfg: Config{Exec: "echo cannot reload >&2; exit 3"}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a.st.HookPending = true
+	err := a.afterWrite(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "cannot reload") || !strings.Contains(err.Error(), "exit status 3") || !a.st.HookPending {
+		t.Fatalf("hook: %v, pending %v", err, a.st.HookPending)
 	}
 }

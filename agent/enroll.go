@@ -93,6 +93,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
+		a.st.LastResult = "enrollment failed"
 		return fmt.Errorf("enroll: %w", err)
 	}
 	a.st.LastResult = "enrolled"
@@ -101,11 +102,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 	}
 	a.log.Info("enrolled", "serial", a.st.Serial, "names", strings.Join(a.st.Names, ","),
 		"not_after", a.st.NotAfter.Format(time.RFC3339), "renew_at", a.st.RenewAt.Format(time.RFC3339))
-	if err := a.forgetToken(); err != nil {
-		return err
-	}
-	a.afterWrite(ctx)
-	return nil
+	return a.forgetToken()
 }
 
 // forgetToken removes the used token from the bundle file.
@@ -142,6 +139,7 @@ func (a *Agent) renew(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
+		a.st.LastResult = "renewal failed"
 		return fmt.Errorf("renew %s: %w", a.st.Serial, err)
 	}
 	old := a.st.Serial
@@ -153,7 +151,6 @@ func (a *Agent) renew(ctx context.Context) error {
 	a.log.Info("renewed", "serial", a.st.Serial, "previous", old, "names", strings.Join(a.st.Names, ","),
 		"not_after", a.st.NotAfter.Format(time.RFC3339), "renew_at", a.st.RenewAt.Format(time.RFC3339),
 		"key_rotated", a.cfg.RotateKey)
-	a.afterWrite(ctx)
 	return nil
 }
 
@@ -194,7 +191,8 @@ func (a *Agent) install(s *client.Signed, key crypto.Signer, newKey bool) error 
 	}
 	a.id = id
 	a.adopt(leaf, time.Now())
-	a.st.Status, a.st.Failures, a.st.LastError = StatusOK, 0, ""
+	a.st.Status, a.st.Failures, a.st.LastError, a.st.LastErrorAt = StatusOK, 0, "", time.Time{}
+	a.st.Revocation, a.st.RevocationChecked, a.st.HookPending = "", time.Time{}, true
 	a.saveState()
 	return nil
 }
@@ -204,26 +202,41 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 	return ok && k.Equal(b)
 }
 
-// afterWrite tells whoever uses the certificate that it changed.
-func (a *Agent) afterWrite(ctx context.Context) {
+// afterWrite tells whoever uses the certificate that it changed. A
+// failure is logged with the command's output and returned; the step then
+// fails (-once exits non-zero) and the next check tries again.
+func (a *Agent) afterWrite(ctx context.Context) error {
+	var errs []error
 	if a.cfg.Exec != "" {
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		cmd := exec.CommandContext(cctx, "/bin/sh", "-c", a.cfg.Exec)
 		cmd.Env = append(os.Environ(), "QUORUMCA_CERT_FILE="+a.cfg.CertFile, "QUORUMCA_KEY_FILE="+a.cfg.KeyFile,
 			"QUORUMCA_CHAIN_FILE="+a.cfg.ChainFile, "QUORUMCA_ROOTS_FILE="+a.cfg.RootsFile, "QUORUMCA_SERIAL="+a.st.Serial)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			a.log.Error("post-renewal command failed", "exec", a.cfg.Exec, "err", err, "output", strings.TrimSpace(string(out)))
-		}
+		out, err := cmd.CombinedOutput()
 		cancel()
+		if err != nil {
+			output := strings.TrimSpace(string(out))
+			a.log.Error("post-renewal command failed", "exec", a.cfg.Exec, "err", err, "output", output)
+			if len(output) > 200 {
+				output = output[:200] + "..."
+			}
+			errs = append(errs, fmt.Errorf("-exec %q: %v: %q", a.cfg.Exec, err, output))
+		}
 	}
 	if a.cfg.PIDFile != "" {
 		if err := signalPIDFile(a.cfg.PIDFile, a.cfg.Signal); err != nil {
 			a.log.Error("cannot signal the certificate's user", "pid_file", a.cfg.PIDFile, "err", err)
+			errs = append(errs, fmt.Errorf("-pid-file: %w", err))
 		}
 	}
 	if a.cfg.AfterWrite != nil {
 		a.cfg.AfterWrite()
 	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("telling the certificate's user: %w", err)
+	}
+	a.st.HookPending = false
+	return nil
 }
 
 func signalPIDFile(path string, sig os.Signal) error {

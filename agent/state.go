@@ -25,16 +25,26 @@ type State struct {
 	Names       []string  `json:"names,omitempty"`
 	NotBefore   time.Time `json:"not_before,omitzero"`
 	NotAfter    time.Time `json:"not_after,omitzero"`
-	Obtained    time.Time `json:"obtained,omitzero"` // when this agent received the certificate
-	RenewAt     time.Time `json:"renew_at,omitzero"` // two thirds of its life, jittered
-	LastAttempt time.Time `json:"last_attempt,omitzero"`
-	LastResult  string    `json:"last_result,omitempty"`
+	Obtained    time.Time `json:"obtained,omitzero"`     // when this agent received the certificate
+	RenewAt     time.Time `json:"renew_at,omitzero"`     // two thirds of its life, jittered
+	LastAttempt time.Time `json:"last_attempt,omitzero"` // the last enrollment or renewal request
+	LastResult  string    `json:"last_result,omitempty"` // its outcome
+	// LastError is the error of the last check, when it failed, at
+	// LastErrorAt; a check that succeeds clears both.
 	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	Failures    int       `json:"consecutive_failures,omitempty"`
 	Renewals    int       `json:"renewals"`
 	RootsCheck  time.Time `json:"roots_checked,omitzero"`
-	Reason      string    `json:"stopped_reason,omitempty"`
+	// Revocation is what OCSP last said of the certificate in place
+	// (RevocationGood, ...), asked at RevocationChecked.
+	Revocation        string    `json:"revocation,omitempty"`
+	RevocationChecked time.Time `json:"revocation_checked,omitzero"`
+	// HookPending: -exec or -pid-file has not yet succeeded for the
+	// certificate in place; every check runs it again until it does.
+	HookPending bool   `json:"hook_pending,omitempty"`
+	Reason      string `json:"stopped_reason,omitempty"`
 }
 
 // ReadState reads a state file.

@@ -5,6 +5,12 @@
 # node bootstraps the cluster and creates the authority; the others join
 # through any existing member.
 
+# debug, info (the default), warn or error; -log-level on the command line
+# wins. Like every setting marked "reloaded", applied again on SIGHUP
+# (systemctl reload quorumca); others changed in this file are logged as
+# needing a restart.
+# log_level = "info"
+
 # Unique, stable name of this node. It is the node's Raft ID: keep it across
 # restarts and replacements of the same host.
 node_name = "ca-1"
@@ -34,7 +40,7 @@ api {
   public_urls = ["https://ca.internal.example", "https://ca-1.internal.example:8443"]
 
   # Server certificate (PEM; may include its chain) and key of this API,
-  # for clients.
+  # for clients. Reloaded: new connections get the files' new contents.
   tls_cert_file = "/etc/quorumca/tls/node.pem"
   tls_key_file  = "/etc/quorumca/tls/node-key.pem"
 
@@ -192,7 +198,8 @@ authority "default" {
 }
 
 # Provisioners decide who may get which certificate. Created at bootstrap;
-# change them later through the admin API. With none, a "default"
+# change them later through the admin API. Reloaded on a bootstrapping
+# node: the key in each existing jwk provisioner's jwk_file, nothing else. With none, a "default"
 # enrollment-token provisioner that allows any name is created.
 provisioner "devices" {
   kind      = "enrollment-token" # an admin mints single-use tokens
@@ -258,7 +265,9 @@ signer {
 # }
 
 # This node's view of the audit log as JSON lines, for a log shipper: every
-# replicated entry it applies, and the requests it refused.
+# replicated entry it applies, and the requests it refused. Reloaded:
+# reopened, so a rotation moves it away and signals the node
+# (deploy/quorumca.logrotate).
 audit {
   file = "/var/log/quorumca/audit.jsonl"
 }

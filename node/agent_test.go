@@ -399,6 +399,35 @@ func TestAgentStopsWhenRevoked(t *testing.T) {
 	}
 }
 
+// The running agent asks OCSP at each check (every CheckInterval): a
+// revoked certificate stops it long before its renewal is due.
+func TestAgentNoticesRevocationThroughOCSP(t *testing.T) {
+	c, proxy := agentCluster(t, 30*time.Minute)
+	cfg, _ := c.newAgentConfig(proxy.URL(), "ocsp-revoked.example")
+	cfg.CheckInterval = 200 * time.Millisecond
+	done := runAgent(t, context.Background(), cfg)
+	testwait.For(t, 20*time.Second, "OCSP to call the enrolled certificate good", func() bool {
+		return readAgentState(t, cfg).Revocation == agent.RevocationGood
+	})
+	st := readAgentState(t, cfg)
+	r := c.do(c.nodes[2], "POST", "/v1/revoke", map[string]string{"serial": st.Serial, "reason": "keyCompromise"}, c.admin)
+	if r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, agent.ErrStopped) || !strings.Contains(err.Error(), "OCSP") || !strings.Contains(err.Error(), "keyCompromise") {
+			t.Fatalf("agent ended with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent did not notice the revocation")
+	}
+	st = readAgentState(t, cfg)
+	if st.Status != agent.StatusStopped || st.Revocation != agent.RevocationRevoked || st.Renewals != 0 || st.Failures != 1 || st.LastErrorAt.IsZero() {
+		t.Fatalf("state after revocation: %+v", st)
+	}
+}
+
 // Root rotation: an issuer under a new root joins the authority; agents
 // take the new root into their trust bundle at their next check, renew
 // into the new chain, and keep verifying the CA once the nodes serve API

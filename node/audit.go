@@ -116,6 +116,23 @@ func (s *auditSink) follow(ctx context.Context, f *fsm.FSM) {
 	}
 }
 
+// reopen continues in the file at path, created if need be: after a log
+// rotation moved the old one away, new lines go to a new file. On failure
+// the old file stays in use.
+func (s *auditSink) reopen(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.w.Flush()
+	old := s.f
+	s.path, s.f = path, f
+	s.w.Reset(f)
+	return old.Close()
+}
+
 func (s *auditSink) close() error {
 	s.flush()
 	return s.f.Close()

@@ -120,6 +120,11 @@ type Config struct {
 	HoldTimeout time.Duration
 	Now         func() time.Time
 	Logger      *slog.Logger
+
+	// LogLevel is the file's log_level ("" if unset); the command that
+	// owns the logger applies it, at start and at each reload.
+	LogLevel string
+	file     *fileConfig // as read, to tell what a reload cannot apply
 }
 
 // AuthorityConfig names an issuing CA: its certificates and signing key.
@@ -170,6 +175,7 @@ type ProvisionerConfig struct {
 }
 
 type fileConfig struct {
+	LogLevel                string              `hcl:"log_level,optional"`
 	NodeName                string              `hcl:"node_name"`
 	DataDir                 string              `hcl:"data_dir"`
 	API                     *apiBlock           `hcl:"api,block"`
@@ -342,6 +348,13 @@ func Parse(filename string, src []byte) (*Config, error) {
 		Bootstrap: f.Cluster.Bootstrap, Join: f.Cluster.Join,
 		JoinSecret: f.Cluster.JoinSecret, JoinSecretFile: f.Cluster.JoinSecretFile, ClusterCAKey: f.Cluster.CAKey,
 		CAFile: f.Cluster.CAFile, CAFingerprint: f.Cluster.CAFingerprint, BootstrapAdminTokenFile: f.BootstrapAdminTokenFile,
+		LogLevel: f.LogLevel, file: &f,
+	}
+	if f.LogLevel != "" {
+		var lv slog.Level
+		if err := lv.UnmarshalText([]byte(f.LogLevel)); err != nil {
+			return nil, fmt.Errorf("config: log_level %q: debug, info, warn or error", f.LogLevel)
+		}
 	}
 	if f.HTTP != nil {
 		c.HTTPListen = f.HTTP.Listen

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -157,5 +158,28 @@ provisioner "p" {
 				t.Fatalf("got %v, want an error mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// The node config in README's "Setting up servers by hand" parses, and
+// says what that section says it does.
+func TestReadmeConfigByHandIsValid(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(b), "### Setting up servers by hand")
+	_, block, ok := strings.Cut(section, "```hcl\n")
+	block, _, _ = strings.Cut(block, "```")
+	if !ok {
+		t.Fatal("no hcl block in the section")
+	}
+	c, err := Parse("README.hcl", []byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Bootstrap || !c.AllowInsecureSoftSigner || !strings.HasPrefix(c.ClusterCAKey, "softkey:/") || len(c.Authorities) != 1 ||
+		!strings.HasPrefix(c.Authorities[0].Key, "softkey:/") || c.RaftAdvertise == "" {
+		t.Errorf("parsed %+v", c)
 	}
 }

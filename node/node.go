@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,12 @@ type Node struct {
 	refusals       *refusalSampler
 	profiler       interface{ Stop() error }
 
+	// The API's certificate, served to new handshakes; Reload replaces it
+	// from the files (under reloadMu, which also guards their paths).
+	apiCert           atomic.Pointer[tls.Certificate]
+	reloadMu          sync.Mutex
+	certFile, keyFile string
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -90,8 +97,8 @@ func (n *Node) start() error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	serverCert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-	if err != nil {
+	n.certFile, n.keyFile = cfg.TLSCertFile, cfg.TLSKeyFile
+	if err := n.loadAPICert(); err != nil {
 		return fmt.Errorf("node: api tls: %w", err)
 	}
 	if cfg.CAFile != "" {
@@ -182,8 +189,8 @@ func (n *Node) start() error {
 		// Other nodes ask for their own server name and get this node's
 		// node certificate (cluster.ServerTLS); clients get the API's.
 		TLSConfig: n.cluster.ServerTLS(&tls.Config{
-			Certificates: []tls.Certificate{serverCert},
-			MinVersion:   tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.apiCert.Load(), nil },
+			MinVersion:     tls.VersionTLS12,
 			// Clients may present a certificate (renewal, revocation by its
 			// holder). The authorities can change at run time, so the
 			// authority package checks it, not the handshake.
@@ -524,71 +531,6 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
 // Cluster exposes membership, for tests and operator tools.
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
-
-// crash stops the node the way a killed process stops: no leadership
-// handover, no gossip leave. For tests of failure handling.
-func (n *Node) crash() {
-	n.cancel()
-	n.cluster.Crash()
-	for _, l := range []net.Listener{n.listener, n.publicListener, n.adminListener} {
-		if l != nil {
-			l.Close()
-		}
-	}
-	for _, s := range []*http.Server{n.public, n.http, n.adminHTTP} {
-		if s != nil {
-			s.Close()
-		}
-	}
-	n.wg.Wait()
-	n.ocsp.Close()
-	n.fsm.Close()
-	n.signers.Close()
-}
-
-// Close shuts the node down gracefully: a leader hands leadership over
-// first, then the node stops accepting requests, finishes those in flight
-// (which may still forward to the new leader), and leaves Raft.
-func (n *Node) Close() error {
-	if n.cluster != nil && n.cluster.IsLeader() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := n.cluster.TransferLeadership(ctx, ""); err != nil {
-			n.log.Warn("leadership transfer before shutdown failed", "err", err)
-		}
-		cancel()
-	}
-	n.cancel()
-	var errs []error
-	for _, s := range []*http.Server{n.public, n.http, n.adminHTTP} {
-		if s != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			errs = append(errs, s.Shutdown(ctx))
-			cancel()
-		}
-	}
-	for _, l := range []net.Listener{n.listener, n.publicListener, n.adminListener} {
-		if l != nil {
-			l.Close() // a listener whose server never started
-		}
-	}
-	if n.cluster != nil {
-		errs = append(errs, n.cluster.Shutdown())
-	}
-	n.wg.Wait()
-	n.reportSuppressed()
-	if n.audit != nil {
-		errs = append(errs, n.audit.close())
-	}
-	if n.profiler != nil {
-		errs = append(errs, n.profiler.Stop())
-	}
-	errs = append(errs, n.ocsp.Close())
-	if n.fsm != nil {
-		errs = append(errs, n.fsm.Close())
-	}
-	errs = append(errs, n.signers.Close())
-	return errors.Join(errs...)
-}
 
 // limiter is the OCSP endpoints' budget per source address.
 func (o OCSPConfig) limiter() *keyrate.Limiter {

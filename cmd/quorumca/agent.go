@@ -56,9 +56,9 @@ func (f *agentFiles) resolve() {
 
 func init() {
 	register(&command{name: "agent", synopsis: "Device agent: enroll once, then keep the certificate renewed", setup: runAgent,
-		about: "Exit status with -once: 1 if this attempt failed (a later one may succeed), 3 if\nthe CA refused for good (the device needs a new enrollment)."},
+		about: "Exit status with -once: 1 if this attempt failed (a later one may succeed; a failed\n-exec or -pid-file counts, and is tried again at the next run), 3 if the\ncertificate is revoked (OCSP) or the CA refused for good (the device needs a\nnew enrollment)."},
 		&command{name: "agent status", synopsis: "Show the agent's certificate and its renewal state", setup: agentStatus,
-			about: "Exit status 0: a valid certificate is in place and the agent is not stopped."})
+			about: "Exit status 0: a valid certificate is in place, not revoked as far as OCSP last said,\nand the agent is not stopped."})
 }
 
 func runAgent(fs *flag.FlagSet) func([]string) int {
@@ -72,7 +72,7 @@ func runAgent(fs *flag.FlagSet) func([]string) int {
 	fs.StringVar(&cfg.Exec, "exec", "", "command run with /bin/sh -c after each new certificate (e.g. 'systemctl reload nginx')")
 	fs.StringVar(&cfg.PIDFile, "pid-file", "", "signal the process in this PID file after each new certificate")
 	fs.StringVar(&sig, "signal", "HUP", "signal for -pid-file")
-	fs.DurationVar(&cfg.CheckInterval, "check-interval", time.Hour, "how often to refresh the trust bundle")
+	fs.DurationVar(&cfg.CheckInterval, "check-interval", time.Hour, "how often to refresh the trust bundle and ask OCSP whether the certificate is revoked")
 	fs.DurationVar(&cfg.BackoffMin, "backoff-min", time.Second, "first retry delay after a failure")
 	fs.DurationVar(&cfg.BackoffMax, "backoff-max", 5*time.Minute, "longest retry delay")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "timeout of one request")
@@ -178,14 +178,20 @@ func agentStatus(fs *flag.FlagSet) func([]string) int {
 			fmt.Fprintf(tw, "expires:\t%s\n", at(st.NotAfter))
 			fmt.Fprintf(tw, "renew at:\t%s\n", at(st.RenewAt))
 			fmt.Fprintf(tw, "last attempt:\t%s %s\n", at(st.LastAttempt), st.LastResult)
+			if st.Revocation != "" {
+				fmt.Fprintf(tw, "revocation:\t%s by OCSP at %s\n", st.Revocation, at(st.RevocationChecked))
+			}
 			if st.LastError != "" {
-				fmt.Fprintf(tw, "last error:\t%s (%d in a row)\n", st.LastError, st.Failures)
+				fmt.Fprintf(tw, "last error:\t%s %s (%d in a row)\n", at(st.LastErrorAt), st.LastError, st.Failures)
+			}
+			if st.HookPending {
+				fmt.Fprintf(tw, "pending:\t-exec / -pid-file not yet done for this certificate\n")
 			}
 			fmt.Fprintf(tw, "next attempt:\t%s\n", at(st.NextAttempt))
 			fmt.Fprintf(tw, "renewals:\t%d\n", st.Renewals)
 			tw.Flush()
 		}
-		if st.Status == agent.StatusStopped || st.NotAfter.IsZero() || time.Now().After(st.NotAfter) {
+		if st.Status == agent.StatusStopped || st.Revocation == agent.RevocationRevoked || st.NotAfter.IsZero() || time.Now().After(st.NotAfter) {
 			return 1
 		}
 		return 0

@@ -139,7 +139,31 @@ func TestAgentProcess(t *testing.T) {
 	}
 	daemon.stop(t)
 
-	// Revoked: the next renewal stops the agent with status 3.
+	// A failing -exec: logged with its output, -once exits 1, status
+	// tells, and the next run tries the command again.
+	code, out = runBin(t, bin, nil, append(args, "-once", "-renew", "-exec", "echo cannot reload >&2; exit 1")...)
+	if code != agentFailed || !strings.Contains(out, "cannot reload") {
+		t.Fatalf("agent -once with a failing -exec: exit %d\n%s", code, out)
+	}
+	code, out = runBin(t, bin, nil, "agent", "status", "-dir", adir)
+	if !strings.Contains(out, "renewed") || !strings.Contains(out, "cannot reload") || !strings.Contains(out, "(1 in a row)") ||
+		!strings.Contains(out, "pending") {
+		t.Fatalf("status after a failing -exec: %d\n%s", code, out)
+	}
+	marker := filepath.Join(t.TempDir(), "reloaded")
+	if code, out := runBin(t, bin, nil, append(args, "-once", "-exec", "touch "+marker)...); code != 0 {
+		t.Fatalf("agent -once with a working -exec: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the pending -exec did not run again: %v", err)
+	}
+	if code, out := runBin(t, bin, nil, "agent", "status", "-dir", adir); code != 0 || strings.Contains(out, "last error") ||
+		strings.Contains(out, "pending") || !strings.Contains(out, "good by OCSP") {
+		t.Fatalf("status after the -exec ran: %d\n%s", code, out)
+	}
+
+	// Revoked: the next -once run asks OCSP and stops with status 3,
+	// though no renewal is due.
 	var st agent.State
 	data, _ := os.ReadFile(filepath.Join(adir, "state.json"))
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -148,11 +172,12 @@ func TestAgentProcess(t *testing.T) {
 	if code, out := runBin(t, binary, env, "cert", "revoke", st.Serial); code != 0 {
 		t.Fatalf("cert revoke: %d %s", code, out)
 	}
-	code, out = runBin(t, bin, nil, append(args, "-once", "-renew")...)
-	if code != agentStopped || !strings.Contains(out, "revoked") {
-		t.Fatalf("agent -once -renew after revocation: exit %d\n%s", code, out)
+	code, out = runBin(t, bin, nil, append(args, "-once")...)
+	if code != agentStopped || !strings.Contains(out, "revoked") || !strings.Contains(out, "OCSP") {
+		t.Fatalf("agent -once after revocation: exit %d\n%s", code, out)
 	}
-	if code, out := runBin(t, bin, nil, "agent", "status", "-dir", adir); code == 0 || !strings.Contains(out, "stopped") {
+	if code, out := runBin(t, bin, nil, "agent", "status", "-dir", adir); code == 0 || !strings.Contains(out, "stopped") ||
+		!strings.Contains(out, "revoked by OCSP") || !strings.Contains(out, "(1 in a row)") {
 		t.Fatalf("status after revocation: %d\n%s", code, out)
 	}
 	ca.stop(t)

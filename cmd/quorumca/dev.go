@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -21,9 +22,10 @@ import (
 	"github.com/quorumca/quorumca/node"
 )
 
-// Dev mode: a CA that works in one command, for trying quorumca out. Raft
-// ports are the API ports plus raftPortOffset; the plain-HTTP ports serving
-// CRLs and OCSP are the API ports plus httpPortOffset.
+// Dev mode: a CA that works in one command, for trying quorumca out. Unless
+// -raft-addr and -http-addr say otherwise, Raft ports are the API ports
+// plus raftPortOffset, and the plain-HTTP ports serving CRLs and OCSP the
+// API ports plus httpPortOffset.
 const (
 	raftPortOffset = 1000
 	httpPortOffset = 2000
@@ -39,9 +41,12 @@ func dev(fs *flag.FlagSet) func([]string) int {
 	nodes := fs.Int("nodes", 1, "number of nodes to run in this process")
 	only := fs.Int("node", 0, "run only node `N` of the -nodes, so nodes can be stopped one by one: one process per node, node 1 first, all with the same -data-dir and -listen")
 	adminListen := fs.String("admin-listen", "", "serve pprof and metrics of the first node here (e.g. 127.0.0.1:6060), for profiling")
+	raftAddr := fs.String("raft-addr", "", "Raft address of the first node; further nodes count the port up (default: the -listen port + 1000)")
+	httpAddr := fs.String("http-addr", "", "plain-HTTP address (CRLs, OCSP) of the first node; further nodes count the port up (default: the -listen port + 2000)")
 	var lf logFlags
 	lf.register(fs, "error")
 	return func([]string) int {
+		sigs := signals()
 		serverGC()
 		log, err := lf.logger()
 		if err != nil {
@@ -53,13 +58,18 @@ func dev(fs *flag.FlagSet) func([]string) int {
 		if *only < 0 || *only > *nodes {
 			return fail("dev: -node must be 1 to -nodes")
 		}
-		host, portStr, err := net.SplitHostPort(*listen)
+		apiPorts, err := parsePorts("listen", *listen, *nodes)
 		if err != nil {
-			return fail("dev: -listen: %v", err)
+			return fail("dev: %v", err)
 		}
-		port, err := strconv.Atoi(portStr)
-		if err != nil || port < 0 || port+*nodes+httpPortOffset > 65535 {
-			return fail("dev: -listen: port must leave room for %d API and Raft ports", *nodes)
+		host, port := apiPorts.host, apiPorts.port
+		raftPorts, err := parsePorts("raft-addr", cmp.Or(*raftAddr, apiPorts.offset(raftPortOffset)), *nodes)
+		if err != nil {
+			return fail("dev: %v", err)
+		}
+		httpPorts, err := parsePorts("http-addr", cmp.Or(*httpAddr, apiPorts.offset(httpPortOffset)), *nodes)
+		if err != nil {
+			return fail("dev: %v", err)
 		}
 		if *only > 0 && (*dataDir == "" || port == 0) {
 			return fail("dev: -node needs -data-dir and a -listen port: the nodes' processes share them")
@@ -91,9 +101,13 @@ func dev(fs *flag.FlagSet) func([]string) int {
 
 		var running []*node.Node
 		defer func() {
-			for i := len(running) - 1; i >= 0; i-- {
-				running[i].Close()
+			if *only > 0 { // the others run on in their own processes: hand over
+				for _, n := range running {
+					n.Close()
+				}
+				return
 			}
+			node.StopAll(running)
 		}()
 		for i := range *nodes {
 			if *only > 0 && i != *only-1 {
@@ -105,13 +119,11 @@ func dev(fs *flag.FlagSet) func([]string) int {
 			if err != nil {
 				return fail("dev: %v", err)
 			}
-			apiAddr, raftAddr, httpAddr := net.JoinHostPort(host, "0"), net.JoinHostPort(host, "0"), ""
-			if port != 0 {
-				apiAddr = net.JoinHostPort(host, strconv.Itoa(port+i))
-				raftAddr = net.JoinHostPort(host, strconv.Itoa(port+i+raftPortOffset))
-				httpAddr = net.JoinHostPort(host, strconv.Itoa(port+i+httpPortOffset))
-			} else if httpAddr, err = freeAddr(host); err != nil {
-				return fail("dev: %v", err)
+			apiAddr, raftAddr, httpAddr := apiPorts.addr(i), raftPorts.addr(i), httpPorts.addr(i)
+			if httpPorts.port == 0 { // the authority's base URL needs it now
+				if httpAddr, err = freeAddr(httpPorts.host); err != nil {
+					return fail("dev: %v", err)
+				}
 			}
 			cfg := node.Config{
 				NodeName: name, DataDir: ndir,
@@ -173,10 +185,50 @@ func dev(fs *flag.FlagSet) func([]string) int {
 		}
 		printBanner(os.Stdout, dir, temporary, running, pki, strings.TrimSpace(string(adminToken)), example)
 
-		waitForSignal()
+		// A SIGHUP reloads each node's API certificate from its file.
+		waitForStop(sigs, func() {
+			for _, n := range running {
+				n.Reload(nil)
+			}
+		})
 		fmt.Fprintln(os.Stderr, "quorumca dev: stopping")
 		return 0
 	}
+}
+
+// ports is where each node of a dev cluster listens for one purpose: node
+// i at port+i on host, or at any free port when port is 0.
+type ports struct {
+	host string
+	port int
+}
+
+func parsePorts(flagName, addr string, nodes int) (ports, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ports{}, fmt.Errorf("-%s: %v", flagName, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port+nodes-1 > 65535 {
+		return ports{}, fmt.Errorf("-%s: %s: the port must leave room for %d node(s)", flagName, addr, nodes)
+	}
+	return ports{host, port}, nil
+}
+
+func (p ports) addr(i int) string {
+	if p.port == 0 {
+		return net.JoinHostPort(p.host, "0")
+	}
+	return net.JoinHostPort(p.host, strconv.Itoa(p.port+i))
+}
+
+// offset is the default address of another purpose: the same host, the
+// port moved by d (any port stays any).
+func (p ports) offset(d int) string {
+	if p.port == 0 {
+		return p.addr(0)
+	}
+	return net.JoinHostPort(p.host, strconv.Itoa(p.port+d))
 }
 
 // freeAddr returns a host:port that was free a moment ago.

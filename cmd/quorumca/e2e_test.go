@@ -260,11 +260,38 @@ func TestDevExampleGetsCertificate(t *testing.T) {
 	p.stop(t)
 }
 
+// Three dev nodes in one process, Raft and plain HTTP where -raft-addr and
+// -http-addr say: they serve, reload on SIGHUP, take operator commands,
+// and stop on Ctrl-C without an error line.
 func TestDevThreeNodes(t *testing.T) {
 	dir := t.TempDir()
 	base := freeBase(t, 3)
-	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base), "-nodes", "3")
+	// Raft at other..other+2, HTTP at other+1000..: free, and clear of
+	// the default ports.
+	other := freeBase(t, 3)
+	for other+raftPortOffset+2 >= base && other <= base+httpPortOffset+2 {
+		other = freeBase(t, 3)
+	}
+	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base), "-nodes", "3", "-log-level", "info",
+		"-raft-addr", fmt.Sprintf("127.0.0.1:%d", other), "-http-addr", fmt.Sprintf("127.0.0.1:%d", other+raftPortOffset))
 	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	for i := range 3 {
+		if want := fmt.Sprintf("CRL and OCSP on http://127.0.0.1:%d", other+raftPortOffset+i); !strings.Contains(p.out.String(), want) {
+			t.Errorf("the banner lacks %q", want)
+		}
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/crl", other+raftPortOffset+i))
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("CRL on node %d's -http-addr port: %v %v", i+1, resp, err)
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+	}
+	// SIGHUP reloads (each node's API certificate) and stops nothing.
+	for i := 1; i <= 3; i++ {
+		p.cmd.Process.Signal(syscall.SIGHUP)
+		testwait.For(t, 20*time.Second, "a reload of each node", func() bool { return strings.Count(p.out.String(), "msg=reloading") >= 3*i })
+	}
 	c := httpsClient(t, filepath.Join(dir, "root.pem"))
 	var leaders []string
 	for i := range 3 {
@@ -302,6 +329,13 @@ func TestDevThreeNodes(t *testing.T) {
 		t.Errorf("create output:\n%s", out)
 	}
 	operator("rotate", "-name", "ops", "-key", "softkey:"+filepath.Join(dir, "ops-int2.key"), "-create-key")
+	peers, err := exec.Command(binary, "operator", "raft", "list-peers", "-addr", fmt.Sprintf("https://127.0.0.1:%d", base),
+		"-ca-file", filepath.Join(dir, "root.pem"), "-admin-token-file", filepath.Join(dir, "admin.token")).CombinedOutput()
+	for i := range 3 {
+		if want := fmt.Sprintf("127.0.0.1:%d", other+i); err != nil || !strings.Contains(string(peers), want) {
+			t.Errorf("Raft peers lack %s (-raft-addr): %v\n%s", want, err, peers)
+		}
+	}
 	var list []struct {
 		Name    string
 		Issuers []struct{ Active bool }
@@ -337,7 +371,18 @@ func TestDevThreeNodes(t *testing.T) {
 	if out, err := exec.Command(binary, args...).CombinedOutput(); err == nil || !strings.Contains(string(out), "no delegated OCSP responder") {
 		t.Errorf("responder after removal: %v\n%s", err, out)
 	}
-	p.stop(t)
+
+	// Ctrl-C: every node stops, quietly, and the process exits 0.
+	p.cmd.Process.Signal(os.Interrupt)
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGINT: %v", err)
+	}
+	_, stopping, _ := strings.Cut(p.out.String(), "quorumca dev: stopping")
+	for _, l := range strings.Split(stopping, "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			t.Errorf("logged while stopping: %s", l)
+		}
+	}
 }
 
 // serverCluster is three `quorumca server` processes formed from HCL files.

@@ -117,7 +117,10 @@ func (helpCommand) Help() string {
 func (helpCommand) Run(args []string) int { return run(append(args, "-h")) }
 
 // logFlags adds -log-level and -log-format to fs.
-type logFlags struct{ level, format string }
+type logFlags struct {
+	level, format string
+	lv            slog.LevelVar // the logger's level, changed at reloads
+}
 
 func (l *logFlags) register(fs *flag.FlagSet, level string) {
 	fs.StringVar(&l.level, "log-level", level, "log level: debug, info, warn, error")
@@ -125,11 +128,10 @@ func (l *logFlags) register(fs *flag.FlagSet, level string) {
 }
 
 func (l *logFlags) logger() (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(l.level)); err != nil {
+	if err := l.lv.UnmarshalText([]byte(l.level)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: &l.lv}
 	var h slog.Handler
 	switch strings.ToLower(l.format) {
 	case "text":
@@ -145,12 +147,25 @@ func (l *logFlags) logger() (*slog.Logger, error) {
 	return slog.Default(), nil
 }
 
-// waitForSignal blocks until SIGINT or SIGTERM.
-func waitForSignal() os.Signal {
+// signals delivers SIGINT, SIGTERM and SIGHUP from the moment it is
+// called: a SIGHUP (a log rotation, a certificate renewal) must never
+// stop a node, not even one still starting.
+func signals() <-chan os.Signal {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(ch)
-	return <-ch
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	return ch
+}
+
+// waitForStop blocks until SIGINT or SIGTERM, calling reload at each
+// SIGHUP.
+func waitForStop(ch <-chan os.Signal, reload func()) os.Signal {
+	for sig := range ch {
+		if sig != syscall.SIGHUP {
+			return sig
+		}
+		reload()
+	}
+	return nil
 }
 
 func fail(format string, args ...any) int {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"flag"
@@ -45,6 +46,7 @@ func server(fs *flag.FlagSet) func([]string) int {
 	var lf logFlags
 	lf.register(fs, "info")
 	return func([]string) int {
+		sigs := signals()
 		serverGC()
 		if *configPath == "" {
 			return fail("server: -config is required (see deploy/node.hcl for a commented example)")
@@ -57,12 +59,30 @@ func server(fs *flag.FlagSet) func([]string) int {
 		if err != nil {
 			return fail("server: %v", err)
 		}
+		// -log-level, when given, wins over the file's log_level.
+		flagLevel := false
+		fs.Visit(func(f *flag.Flag) { flagLevel = flagLevel || f.Name == "log-level" })
+		setLevel := func(c *node.Config) {
+			if !flagLevel {
+				lf.lv.UnmarshalText([]byte(cmp.Or(c.LogLevel, lf.level))) // checked by Load
+			}
+		}
+		setLevel(cfg)
 		cfg.Logger = log
 		n, err := node.Start(*cfg)
 		if err != nil {
 			return fail("server: %v", err)
 		}
-		sig := waitForSignal()
+		sig := waitForStop(sigs, func() {
+			next, err := node.Load(*configPath)
+			if err != nil {
+				log.Error("config file not reloaded; the running settings stay", "file", *configPath, "err", err)
+				next = nil
+			} else {
+				setLevel(next)
+			}
+			n.Reload(next) // nil: the certificate and audit files in use
+		})
 		log.Info("shutting down", "signal", sig.String())
 		if err := n.Close(); err != nil {
 			return fail("server: shutdown: %v", err)

@@ -187,16 +187,7 @@ provisioner "auto" {
 
 func serialOf(t *testing.T, certFile string) string {
 	t.Helper()
-	b, err := os.ReadFile(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.SerialNumber.String()
+	return mustCert(t, certFile).SerialNumber.String()
 }
 
 // servedSerial is the serial of the certificate a new TLS connection to

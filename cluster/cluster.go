@@ -138,6 +138,10 @@ type Cluster struct {
 	leaderMu    sync.Mutex
 	leaderFuncs []func(ctx context.Context)
 	notifyCh    chan bool
+
+	// stopped: Shutdown or Crash ran; the other is then a no-op
+	// (memberlist panics on a leave after its shutdown).
+	stopped atomic.Bool
 }
 
 // Open starts Raft on fsm: it restores or resets local state as needed,
@@ -532,6 +536,9 @@ func (c *Cluster) Servers() ([]raft.Server, error) {
 // Shutdown stops Raft and background work. It does not hand leadership over;
 // the node transfers leadership before calling it on a graceful stop.
 func (c *Cluster) Shutdown() error {
+	if c.stopped.Swap(true) {
+		return nil
+	}
 	c.leaveGossip()
 	c.cancel()
 	err := c.raft.Shutdown().Error()
@@ -543,6 +550,9 @@ func (c *Cluster) Shutdown() error {
 // Crash stops Raft and gossip without a word to the others, as a killed
 // process would.
 func (c *Cluster) Crash() {
+	if c.stopped.Swap(true) {
+		return
+	}
 	if c.gossip != nil {
 		c.gossip.ml.Shutdown()
 	}

@@ -121,6 +121,7 @@ type Cluster struct {
 	readMetrics   *readMetrics
 
 	gossip *gossip
+	pilot  *pilot // with gossip: membership by autopilot, on the leader
 	tls    *nodeTLS
 	joins  *joinGuard // challenges and failed proofs of the join secret
 
@@ -473,6 +474,9 @@ type Status struct {
 	// ClusterCA is the fingerprint of the cluster CA (hex SHA-256 of its
 	// public key), what cluster.ca_fingerprint pins; empty until known.
 	ClusterCA string `json:"cluster_ca_fingerprint,omitempty"`
+	// Autopilot is, on the leader of a gossip cluster, how autopilot judges
+	// each server (autopilot.go).
+	Autopilot *AutopilotStatus `json:"autopilot,omitempty"`
 }
 
 // CAFingerprint is the hex SHA-256 of the cluster CA's public key, or ""
@@ -505,6 +509,7 @@ func (c *Cluster) Status() Status {
 	} else {
 		f := c.logFormat()
 		s.LogFormat = &f
+		s.Autopilot = c.autopilotStatus()
 	}
 	if servers, err := c.Servers(); err == nil {
 		for _, srv := range servers {

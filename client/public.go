@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"time"
 
 	"golang.org/x/crypto/ocsp"
 )
@@ -102,6 +103,28 @@ type Health struct {
 	LastContact  float64 `json:"last_contact_seconds"`
 	Voters       int     `json:"voters"`
 	NonVoters    int     `json:"nonvoters"`
+	// Autopilot is set by the leader of a gossip cluster: how it judges
+	// each server (non-voters are promoted once stable).
+	Autopilot *Autopilot `json:"autopilot,omitempty"`
+}
+
+// Autopilot is the leader's view of the servers' health.
+type Autopilot struct {
+	Healthy          bool              `json:"healthy"`
+	FailureTolerance int               `json:"failure_tolerance"`
+	Servers          []AutopilotServer `json:"servers"`
+}
+
+// AutopilotServer is one server as the leader's autopilot judges it.
+type AutopilotServer struct {
+	ID          string    `json:"id"`
+	Status      string    `json:"status"`     // alive, failed, left, unknown (gossip's word)
+	RaftState   string    `json:"raft_state"` // leader, voter, non-voter
+	Healthy     bool      `json:"healthy"`
+	Stable      bool      `json:"stable"` // healthy for the stabilization time
+	StableSince time.Time `json:"stable_since"`
+	LastContact float64   `json:"last_contact_seconds"`
+	LastIndex   uint64    `json:"last_index"`
 }
 
 // Health reports the node's Raft state; it answers while the node runs.

@@ -121,6 +121,7 @@ type Cluster struct {
 	readMetrics   *readMetrics
 
 	gossip *gossip
+	pilot  *pilot // with gossip: membership by autopilot, on the leader
 	tls    *nodeTLS
 	joins  *joinGuard // challenges and failed proofs of the join secret
 
@@ -138,6 +139,10 @@ type Cluster struct {
 	leaderMu    sync.Mutex
 	leaderFuncs []func(ctx context.Context)
 	notifyCh    chan bool
+
+	// stopped: Shutdown or Crash ran; the other is then a no-op
+	// (memberlist panics on a leave after its shutdown).
+	stopped atomic.Bool
 }
 
 // Open starts Raft on fsm: it restores or resets local state as needed,
@@ -469,6 +474,9 @@ type Status struct {
 	// ClusterCA is the fingerprint of the cluster CA (hex SHA-256 of its
 	// public key), what cluster.ca_fingerprint pins; empty until known.
 	ClusterCA string `json:"cluster_ca_fingerprint,omitempty"`
+	// Autopilot is, on the leader of a gossip cluster, how autopilot judges
+	// each server (autopilot.go).
+	Autopilot *AutopilotStatus `json:"autopilot,omitempty"`
 }
 
 // CAFingerprint is the hex SHA-256 of the cluster CA's public key, or ""
@@ -501,6 +509,7 @@ func (c *Cluster) Status() Status {
 	} else {
 		f := c.logFormat()
 		s.LogFormat = &f
+		s.Autopilot = c.autopilotStatus()
 	}
 	if servers, err := c.Servers(); err == nil {
 		for _, srv := range servers {
@@ -532,6 +541,9 @@ func (c *Cluster) Servers() ([]raft.Server, error) {
 // Shutdown stops Raft and background work. It does not hand leadership over;
 // the node transfers leadership before calling it on a graceful stop.
 func (c *Cluster) Shutdown() error {
+	if c.stopped.Swap(true) {
+		return nil
+	}
 	c.leaveGossip()
 	c.cancel()
 	err := c.raft.Shutdown().Error()
@@ -543,6 +555,9 @@ func (c *Cluster) Shutdown() error {
 // Crash stops Raft and gossip without a word to the others, as a killed
 // process would.
 func (c *Cluster) Crash() {
+	if c.stopped.Swap(true) {
+		return
+	}
 	if c.gossip != nil {
 		c.gossip.ml.Shutdown()
 	}

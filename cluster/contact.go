@@ -16,10 +16,10 @@ import (
 // heartbeat timeout), marks its follower as heard from.
 
 // contactTransport is Raft's transport, noting when each peer last
-// answered an AppendEntries.
+// answered an AppendEntries, and what it answered.
 type contactTransport struct {
 	noPipeline
-	last sync.Map // raft.ServerID -> *atomic.Int64, unix nanoseconds
+	last sync.Map // raft.ServerID -> *peerContact
 
 	gate   sync.RWMutex // held by each heartbeat Raft handles (SetHeartbeatHandler)
 	closed bool
@@ -47,14 +47,31 @@ func (t *contactTransport) stopHeartbeats() {
 	t.gate.Unlock()
 }
 
+// peerContact is a peer's last answer to an AppendEntries: when, and the
+// term and last log index it reported. Autopilot judges a server's health
+// by these (autopilot.go), so the leader needs no RPC of its own for them.
+type peerContact struct {
+	at          atomic.Int64 // unix nanoseconds
+	term, index atomic.Uint64
+}
+
 func (t *contactTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := t.noPipeline.AppendEntries(id, target, args, resp)
 	if err == nil {
 		v, ok := t.last.Load(id)
 		if !ok {
-			v, _ = t.last.LoadOrStore(id, new(atomic.Int64))
+			v, _ = t.last.LoadOrStore(id, new(peerContact))
 		}
-		v.(*atomic.Int64).Store(time.Now().UnixNano())
+		p := v.(*peerContact)
+		// LastLog is the follower's last index before it took the
+		// entries; once it took them, it holds up to the last one.
+		index := resp.LastLog
+		if n := len(args.Entries); resp.Success && n > 0 {
+			index = max(index, args.Entries[n-1].Index)
+		}
+		p.term.Store(resp.Term)
+		p.index.Store(index)
+		p.at.Store(time.Now().UnixNano())
 	}
 	return err
 }
@@ -62,10 +79,19 @@ func (t *contactTransport) AppendEntries(id raft.ServerID, target raft.ServerAdd
 // lastContact is when id last answered this node's AppendEntries; zero if
 // it never did.
 func (t *contactTransport) lastContact(id raft.ServerID) time.Time {
-	if v, ok := t.last.Load(id); ok {
-		return time.Unix(0, v.(*atomic.Int64).Load())
+	at, _, _ := t.peer(id)
+	return at
+}
+
+// peer is id's last answer: when (zero if it never answered), its term
+// and its last log index.
+func (t *contactTransport) peer(id raft.ServerID) (at time.Time, term, index uint64) {
+	v, ok := t.last.Load(id)
+	if !ok {
+		return time.Time{}, 0, 0
 	}
-	return time.Time{}
+	p := v.(*peerContact)
+	return time.Unix(0, p.at.Load()), p.term.Load(), p.index.Load()
 }
 
 // heartbeatTimeout is Raft's: a follower that hears nothing from its

@@ -16,14 +16,15 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/internal/logbridge"
 )
 
 // Gossip: nodes find each other with memberlist (encrypted with a shared
 // key), a cluster forms once bootstrap_expect servers are present, and the
-// leader keeps Raft membership in line with who is alive, the way Consul
-// and Nomad servers do.
+// leader keeps Raft membership in line with who is alive with autopilot
+// (autopilot.go), the way Consul and Nomad servers do.
 
 // GossipConfig turns gossip membership on.
 type GossipConfig struct {
@@ -41,6 +42,9 @@ type GossipConfig struct {
 	Voters int
 	// DeadServerCleanup: a server dead for this long is removed from Raft.
 	DeadServerCleanup time.Duration
+	// Stabilization: a new server joins as a non-voter and is promoted
+	// once it has been healthy this long (default 10s).
+	Stabilization time.Duration
 	// Fast shortens gossip timings for tests on one machine.
 	Fast bool
 }
@@ -99,6 +103,10 @@ type meta struct {
 	Raft      string `json:"raft"`
 	API       string `json:"api"`
 	Clustered bool   `json:"clustered"` // it has Raft state: join it, do not bootstrap
+	// LogFormat is the newest log format the node's binary reads; a
+	// release before it says nothing (0). The leader does not add a node
+	// that cannot read the log (addServer).
+	LogFormat int `json:"log_format"`
 }
 
 // member is a server as gossip sees it.
@@ -187,8 +195,11 @@ func (c *Cluster) startGossip(existing bool) error {
 	if gc.DeadServerCleanup == 0 {
 		gc.DeadServerCleanup = 2 * time.Minute
 	}
+	if gc.Stabilization == 0 {
+		gc.Stabilization = defaultStabilization
+	}
 	g := &gossip{c: c, cfg: gc, members: map[string]*member{}, changed: make(chan struct{}, 1),
-		self: meta{ID: c.cfg.NodeID, Raft: string(c.transport.LocalAddr()), API: c.cfg.APIAdvertise, Clustered: existing}}
+		self: meta{ID: c.cfg.NodeID, Raft: string(c.transport.LocalAddr()), API: c.cfg.APIAdvertise, Clustered: existing, LogFormat: fsm.LogFormat}}
 	mc := memberlist.DefaultLANConfig()
 	if gc.Fast {
 		mc = memberlist.DefaultLocalConfig()
@@ -213,6 +224,8 @@ func (c *Cluster) startGossip(existing bool) error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	c.gossip = g
+	c.pilot = newPilot(c, g)
+	c.OnLeader(c.pilot.run)
 	c.wg.Add(2)
 	go c.gossipJoinLoop()
 	go c.membershipLoop()
@@ -267,8 +280,8 @@ func (c *Cluster) gossipJoinLoop() {
 // bootstraps with it: nodes starting together then agree on one set.
 const settle = time.Second
 
-// membershipLoop bootstraps the cluster once enough servers are present,
-// and then, while this node leads, reconciles Raft with gossip.
+// membershipLoop bootstraps the cluster once enough servers are present;
+// from then on the leader's autopilot keeps membership (pilot.run).
 func (c *Cluster) membershipLoop() {
 	defer c.wg.Done()
 	g := c.gossip
@@ -285,10 +298,7 @@ func (c *Cluster) membershipLoop() {
 		}
 		if c.hasConfiguration() {
 			g.setClustered()
-			if c.raft.State() == raft.Leader {
-				c.reconcile()
-			}
-			continue
+			return
 		}
 		if g.cfg.BootstrapExpect == 0 {
 			continue
@@ -343,100 +353,6 @@ func (c *Cluster) bootstrapExpected(chosen []member) {
 		return
 	}
 	c.log.Info("bootstrapped the cluster with the expected servers", "servers", len(chosen))
-}
-
-// reconcile runs on the leader: servers alive in gossip but not in Raft are
-// added (as voters up to the voter count, then as non-voters), a server that
-// came back with a new address is updated, non-voters are promoted when
-// voters are missing, and servers dead longer than dead_server_cleanup (or
-// that left) are removed, never below a safe quorum.
-func (c *Cluster) reconcile() {
-	g := c.gossip
-	servers, err := c.Servers()
-	if err != nil {
-		return
-	}
-	inRaft := map[string]raft.Server{}
-	voters := 0
-	for _, s := range servers {
-		inRaft[string(s.ID)] = s
-		if s.Suffrage == raft.Voter {
-			voters++
-		}
-	}
-	members := g.snapshot()
-	byID := map[string]member{}
-	for _, m := range members {
-		byID[m.ID] = m
-	}
-	timeout := c.cfg.HoldTimeout
-	for _, m := range members {
-		s, ok := inRaft[m.ID]
-		switch {
-		case !m.alive:
-		case !ok && !c.rejoined(m.ID):
-			// Removed by an operator and not back with a fresh node
-			// certificate: no node would hear it.
-			c.log.Debug("not adding a removed server until it announces itself again", "id", m.ID)
-		case !ok && voters < g.cfg.Voters:
-			c.log.Info("adding voter from gossip", "id", m.ID, "raft", m.Raft)
-			if c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, timeout).Error() == nil {
-				voters++
-			}
-		case !ok:
-			c.log.Info("adding non-voter from gossip", "id", m.ID, "raft", m.Raft)
-			c.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.Raft), 0, timeout)
-		case string(s.Address) != m.Raft:
-			c.log.Info("server came back at a new address", "id", m.ID, "old", s.Address, "new", m.Raft)
-			if s.Suffrage == raft.Voter {
-				c.raft.AddVoter(s.ID, raft.ServerAddress(m.Raft), 0, timeout)
-			} else {
-				c.raft.AddNonvoter(s.ID, raft.ServerAddress(m.Raft), 0, timeout)
-			}
-		}
-	}
-	// Remove the dead, keeping a majority of the remaining voters alive.
-	for _, s := range servers {
-		m, known := byID[string(s.ID)]
-		if !known || m.alive || string(s.ID) == c.cfg.NodeID {
-			continue
-		}
-		if !m.left && time.Since(m.since) < g.cfg.DeadServerCleanup {
-			continue
-		}
-		remaining, aliveVoters := 0, 0
-		for _, o := range servers {
-			if o.Suffrage == raft.Voter && o.ID != s.ID {
-				remaining++
-				if om, ok := byID[string(o.ID)]; !ok || om.alive || string(o.ID) == c.cfg.NodeID {
-					aliveVoters++
-				}
-			}
-		}
-		if s.Suffrage == raft.Voter && aliveVoters < remaining/2+1 {
-			c.log.Warn("not removing dead server: too few voters alive", "id", s.ID)
-			continue
-		}
-		c.log.Info("removing dead server", "id", s.ID, "left", m.left)
-		if c.raft.RemoveServer(s.ID, 0, timeout).Error() == nil && s.Suffrage == raft.Voter {
-			voters--
-		}
-	}
-	// Promote non-voters to restore the voter count.
-	if servers, err = c.Servers(); err != nil {
-		return
-	}
-	for _, s := range servers {
-		if voters >= g.cfg.Voters {
-			break
-		}
-		if m, ok := byID[string(s.ID)]; s.Suffrage == raft.Nonvoter && ok && m.alive {
-			c.log.Info("promoting non-voter", "id", s.ID)
-			if c.raft.AddVoter(s.ID, s.Address, 0, timeout).Error() == nil {
-				voters++
-			}
-		}
-	}
 }
 
 // rejoined reports whether a node is not removed, or came back since.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -60,7 +59,8 @@ func (c *Cluster) joinLoop() {
 	}
 }
 
-// join adds a voter, through the leader.
+// join adds a server, through the leader: a voter, or with gossip a
+// non-voter that autopilot promotes once it is stable.
 func (c *Cluster) join(ctx context.Context, req joinRequest) error {
 	body, _ := json.Marshal(req)
 	var out struct{}
@@ -73,20 +73,16 @@ func (c *Cluster) join(ctx context.Context, req joinRequest) error {
 			return translate(err)
 		}
 		for _, s := range servers {
-			if string(s.ID) == req.ID && string(s.Address) == req.RaftAddr && s.Suffrage == raft.Voter {
+			// Present at that address: nothing to do (a non-voter under
+			// autopilot is promoted in its time).
+			if string(s.ID) == req.ID && string(s.Address) == req.RaftAddr && (s.Suffrage == raft.Voter || c.pilot != nil) {
 				return nil
 			}
 		}
-		// A binary that cannot read what the log holds, or what the leader
-		// writes now, would panic on an entry: it is not added (nor does
-		// it start: fsm.Open). formatMu keeps the format from rising
-		// until the joiner is in the configuration the leader asks.
-		c.formatMu.Lock()
-		defer c.formatMu.Unlock()
-		if have := max(c.fsm.HighestLogFormat(), c.logFormat()); req.LogFormat < have {
-			return errBadRPC{fmt.Errorf("node %s reads log formats up to %d, and the cluster writes format %d: upgrade its binary before it joins", req.ID, req.LogFormat, have)}
+		err = c.addServer(req.ID, req.RaftAddr, req.LogFormat)
+		if errors.Is(err, ErrLogFormat) {
+			return errBadRPC{err}
 		}
-		c.log.Info("adding voter", "id", req.ID, "raft", req.RaftAddr)
-		return translate(c.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, c.cfg.HoldTimeout).Error())
+		return err
 	})
 }

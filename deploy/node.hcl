@@ -128,6 +128,9 @@ cluster {
   bootstrap_expect    = 3
   voters              = 3     # 3 or 5; further servers are non-voters
   dead_server_cleanup = "10m" # remove a server dead this long (never below quorum)
+  # A server that joins later is a non-voter until it has been healthy
+  # this long; then it is promoted if voters are missing.
+  server_stabilization_time = "10s"
 
   # Without gossip: exactly one node sets bootstrap = true, once, and every
   # other node lists existing members to join through.

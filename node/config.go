@@ -60,10 +60,13 @@ type Config struct {
 	BootstrapExpect   int
 	Voters            int // 3 or 5
 	DeadServerCleanup time.Duration
-	GossipFast        bool          // tests: shorter gossip timings
-	NodeCertTTL       time.Duration // tests: short-lived node certificates
-	JoinSecret        string
-	JoinSecretFile    string // read at start when JoinSecret is empty
+	// ServerStabilization: a new server is promoted to voter once it has
+	// been healthy this long (default 10s).
+	ServerStabilization time.Duration
+	GossipFast          bool          // tests: shorter gossip timings
+	NodeCertTTL         time.Duration // tests: short-lived node certificates
+	JoinSecret          string
+	JoinSecretFile      string // read at start when JoinSecret is empty
 	// CAFile is no longer used (nodes verify each other against the
 	// cluster CA alone); accepted, with a warning, so older configs start.
 	CAFile string
@@ -275,6 +278,7 @@ type clusterBlock struct {
 	BootstrapExpect   int      `hcl:"bootstrap_expect,optional"`
 	Voters            int      `hcl:"voters,optional"`
 	DeadServerCleanup string   `hcl:"dead_server_cleanup,optional"`
+	Stabilization     string   `hcl:"server_stabilization_time,optional"`
 	Join              []string `hcl:"join,optional"`
 	JoinSecret        string   `hcl:"join_secret,optional"`
 	JoinSecretFile    string   `hcl:"join_secret_file,optional"`
@@ -363,6 +367,9 @@ func Parse(filename string, src []byte) (*Config, error) {
 	c.BootstrapExpect, c.Voters = f.Cluster.BootstrapExpect, f.Cluster.Voters
 	var derr error
 	if c.DeadServerCleanup, derr = duration("cluster: dead_server_cleanup", f.Cluster.DeadServerCleanup); derr != nil {
+		return nil, derr
+	}
+	if c.ServerStabilization, derr = duration("cluster: server_stabilization_time", f.Cluster.Stabilization); derr != nil {
 		return nil, derr
 	}
 	if g := f.Gossip; g != nil {

@@ -13,7 +13,7 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 	}
 	if c.NodeName != "ca-1" || c.BootstrapExpect != 3 || len(c.RetryJoin) != 3 || c.GossipKeyFile == "" || len(c.Authorities) != 1 ||
 		c.APIAdvertise != "ca-1.internal.example:8443" || c.JoinSecretFile == "" || c.HTTPListen == "" ||
-		c.Authorities[0].BaseURL == "" {
+		c.Authorities[0].BaseURL == "" || c.ServerStabilization.Seconds() != 10 || c.DeadServerCleanup.Minutes() != 10 {
 		t.Errorf("parsed %+v", c)
 	}
 	if c.Signer.Rate != 100 || c.Signer.Timeout.Seconds() != 5 || c.AllowInsecureSoftSigner ||

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/internal/freeport"
 	"github.com/quorumca/quorumca/internal/testwait"
@@ -60,7 +61,7 @@ func (c *testCluster) gossipConfig(i int, listen string, join []string, key stri
 		APIListen: "127.0.0.1:0", TLSCertFile: certFile, TLSKeyFile: keyFile,
 		RaftListen: "127.0.0.1:0", JoinSecret: c.secret, ClusterCAKey: c.clusterCAKey(),
 		GossipListen: listen, GossipKey: key, RetryJoin: join, BootstrapExpect: 3, Voters: 3,
-		DeadServerCleanup: 2 * time.Second, GossipFast: true,
+		DeadServerCleanup: 2 * time.Second, ServerStabilization: time.Second, GossipFast: true,
 		Authorities:             []*AuthorityConfig{c.pki.Authority("http://" + http)},
 		BootstrapAdminTokenFile: filepath.Join(c.dir, "admin.token"), AllowInsecureSoftSigner: true,
 		Timing: c.timing, HoldTimeout: 5 * time.Second, Now: c.clock.Now, Logger: testLogger().With("test_node", name),
@@ -112,6 +113,21 @@ func TestGossipFormsOneClusterAndHeals(t *testing.T) {
 	})
 	c.WaitConverged()
 	c.admin = readAdminToken(t, c.dir)
+
+	// The leader's /v1/health shows how autopilot judges every server.
+	testwait.For(t, 20*time.Second, "the leader's health to show five healthy servers", func() bool {
+		var h client.Health
+		c.do(c.Leader(), "GET", "/v1/health", nil, "").decode(t, &h)
+		if h.Autopilot == nil || len(h.Autopilot.Servers) != 5 {
+			return false
+		}
+		for _, s := range h.Autopilot.Servers {
+			if !s.Healthy || s.Status != "alive" {
+				return false
+			}
+		}
+		return h.Autopilot.Healthy
+	})
 
 	// A non-voter serves and forwards like any node.
 	var nonvoter *testNode

@@ -120,7 +120,7 @@ func (n *Node) start() error {
 		}
 		gossip = &cluster.GossipConfig{Bind: cfg.GossipListen, Advertise: cfg.GossipAdvertise, Key: key,
 			RetryJoin: cfg.RetryJoin, BootstrapExpect: cfg.BootstrapExpect, Voters: cfg.Voters,
-			DeadServerCleanup: cfg.DeadServerCleanup, Fast: cfg.GossipFast}
+			DeadServerCleanup: cfg.DeadServerCleanup, Stabilization: cfg.ServerStabilization, Fast: cfg.GossipFast}
 	}
 	if n.fsm, err = fsm.Open(filepath.Join(cfg.DataDir, "state.db")); err != nil {
 		return err

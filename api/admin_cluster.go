@@ -11,6 +11,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Operator endpoints on the Raft group: peers, removal, leadership transfer,
@@ -43,7 +44,7 @@ func (s *Server) removePeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Operator.RemovePeer(ctx, r.PathValue("id")); err != nil {
-		s.fail(w, r, clusterError(err))
+		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -58,7 +59,7 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Operator.TransferLeadership(ctx, req.To); err != nil {
-		s.fail(w, r, clusterError(err))
+		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -112,21 +113,11 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	err = s.Operator.RestoreSnapshot(ctx, &streamReader{r: r.Body, rc: sw.rc, timeout: sw.timeout})
 	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = &requestError{status: http.StatusRequestTimeout, code: "timeout",
-			msg: fmt.Sprintf("the snapshot upload stalled: no data for %s", sw.timeout)}
+		err = refusal(errs.Stalled, "timeout", fmt.Sprintf("the snapshot upload stalled: no data for %s", sw.timeout))
 	}
 	if err != nil {
-		s.fail(w, r, clusterError(err))
+		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// clusterError makes an operator request the cluster could not carry out a
-// 400 naming why.
-func clusterError(err error) error {
-	if errors.Is(err, cluster.ErrInvalid) {
-		return badRequest(err.Error())
-	}
-	return err
 }

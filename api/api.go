@@ -17,6 +17,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
@@ -253,7 +254,7 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "unexpected data after the JSON body"}
+		return badRequest("unexpected data after the JSON body")
 	}
 	return nil
 }
@@ -264,22 +265,19 @@ func bodyError(err error) error {
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &maxErr):
-		return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
-			msg: fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit)}
+		return refusal(errs.TooLarge, "too_large", fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit))
 	case errors.As(err, &typeErr):
-		return &requestError{status: http.StatusBadRequest, code: "bad_request",
-			msg: fmt.Sprintf("field %q: expected %s", typeErr.Field, typeErr.Type)}
+		return badRequest(fmt.Sprintf("field %q: expected %s", typeErr.Field, typeErr.Type))
 	case errors.As(err, &syntaxErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "request body is not valid JSON"}
+		return badRequest("request body is not valid JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return &requestError{status: http.StatusBadRequest, code: "bad_request",
-			msg: "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}
+		return badRequest("unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
-	return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "invalid request body"}
+	return badRequest("invalid request body")
 }
 
 func badRequest(msg string) error {
-	return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: msg}
+	return refusal(errs.Invalid, "bad_request", msg)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Long responses (audit follows, snapshot downloads) outlive the server's
@@ -127,7 +129,7 @@ func (s *streams) track(kind string) (done func()) {
 }
 
 func tooManyStreams(msg string) error {
-	return &requestError{status: http.StatusTooManyRequests, code: "too_many_streams", msg: msg}
+	return refusal(errs.RateLimited, "too_many_streams", msg)
 }
 
 // streamWriter writes a long response, each write under its own deadline.

@@ -1,30 +1,18 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
-	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Operator endpoints on the Raft group: peers, removal, leadership transfer,
 // snapshot save and restore.
-
-// Operator is what these endpoints need of the cluster.
-type Operator interface {
-	Peers() ([]cluster.Peer, error)
-	RemovePeer(ctx context.Context, id string) error
-	TransferLeadership(ctx context.Context, id string) error
-	WriteSnapshot(ctx context.Context, w io.Writer) error
-	RestoreSnapshot(ctx context.Context, r io.Reader) error
-}
 
 func (s *Server) listPeers(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := s.admin(w, r, authority.PermRead); !ok {

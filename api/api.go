@@ -16,19 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumca/quorumca/authority"
-	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
-// Cluster is what the API needs to know about the node's membership.
-type Cluster interface {
-	Status() cluster.Status
-}
-
 // Server holds the API's dependencies.
 type Server struct {
-	CA       *authority.CA
+	CA       CA
 	Cluster  Cluster
 	Internal http.Handler // node-to-node RPC, mounted at /v1/internal/
 	Operator Operator

@@ -72,12 +72,15 @@ func (s *Server) Routes() http.Handler {
 		Help:    "Time to serve API requests, by route and status code.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"route", "code"})
+	// A nil *Registry passed as a Registerer would not be a nil interface.
+	var reg prometheus.Registerer
 	if s.Registry != nil {
-		s.Registry.MustRegister(s.duration)
+		reg = s.Registry
+		reg.MustRegister(s.duration)
 	}
-	s.ops = newOpMetrics(s.Registry)
+	s.ops = newOpMetrics(reg)
 	s.signAud, s.renewAud = audiences(s.PublicURLs, "/v1/sign"), audiences(s.PublicURLs, "/v1/renew")
-	s.streams = newStreams(s.Streams, s.Registry)
+	s.streams = newStreams(s.Streams, reg)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/sign", s.sign)

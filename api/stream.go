@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/quorumca/quorumca/internal/errs"
 )
 
@@ -175,7 +175,7 @@ func (sw *streamWriter) finish() {
 // idle lifts the deadline (and the server's WriteTimeout) while the
 // response waits for something to write.
 func (sw *streamWriter) idle() error {
-	if err := sw.rc.SetWriteDeadline(time.Time{}); err != nil && err != http.ErrNotSupported {
+	if err := sw.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	return nil

@@ -1,29 +1,18 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
-	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Operator endpoints on the Raft group: peers, removal, leadership transfer,
 // snapshot save and restore.
-
-// Operator is what these endpoints need of the cluster.
-type Operator interface {
-	Peers() ([]cluster.Peer, error)
-	RemovePeer(ctx context.Context, id string) error
-	TransferLeadership(ctx context.Context, id string) error
-	WriteSnapshot(ctx context.Context, w io.Writer) error
-	RestoreSnapshot(ctx context.Context, r io.Reader) error
-}
 
 func (s *Server) listPeers(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := s.admin(w, r, authority.PermRead); !ok {
@@ -43,7 +32,7 @@ func (s *Server) removePeer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Operator.RemovePeer(ctx, r.PathValue("id")); err != nil {
-		s.fail(w, r, clusterError(err))
+		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -58,7 +47,7 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.Operator.TransferLeadership(ctx, req.To); err != nil {
-		s.fail(w, r, clusterError(err))
+		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -112,21 +101,11 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	err = s.Operator.RestoreSnapshot(ctx, &streamReader{r: r.Body, rc: sw.rc, timeout: sw.timeout})
 	_ = sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = &requestError{status: http.StatusRequestTimeout, code: "timeout",
-			msg: fmt.Sprintf("the snapshot upload stalled: no data for %s", sw.timeout)}
+		err = refusal(errs.Stalled, "timeout", fmt.Sprintf("the snapshot upload stalled: no data for %s", sw.timeout))
 	}
 	if err != nil {
-		s.fail(w, r, clusterError(err))
+		s.fail(w, r, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// clusterError makes an operator request the cluster could not carry out a
-// 400 naming why.
-func clusterError(err error) error {
-	if errors.Is(err, cluster.ErrInvalid) {
-		return badRequest(err.Error())
-	}
-	return err
 }

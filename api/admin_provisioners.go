@@ -8,6 +8,7 @@ import (
 	"github.com/quorumca/quorumca/api/apitypes"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 func durationString(d time.Duration) string {
@@ -123,9 +124,9 @@ func (s *Server) getProvisioner(w http.ResponseWriter, r *http.Request) {
 
 // notFoundIf turns a refusal about a missing resource named in the path
 // into a 404.
-func notFoundIf(err error, sentinel *fsm.Error) error {
+func notFoundIf(err error, sentinel *errs.Error) error {
 	if errors.Is(err, sentinel) {
-		return &requestError{status: http.StatusNotFound, code: sentinel.Code, msg: err.Error()}
+		return refusal(errs.NotFound, sentinel.Code, err.Error())
 	}
 	return err
 }

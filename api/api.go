@@ -16,18 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quorumca/quorumca/authority"
-	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
-// Cluster is what the API needs to know about the node's membership.
-type Cluster interface {
-	Status() cluster.Status
-}
-
 // Server holds the API's dependencies.
 type Server struct {
-	CA       *authority.CA
+	CA       CA
 	Cluster  Cluster
 	Internal http.Handler // node-to-node RPC, mounted at /v1/internal/
 	Operator Operator
@@ -77,12 +72,15 @@ func (s *Server) Routes() http.Handler {
 		Help:    "Time to serve API requests, by route and status code.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"route", "code"})
+	// A nil *Registry passed as a Registerer would not be a nil interface.
+	var reg prometheus.Registerer
 	if s.Registry != nil {
-		s.Registry.MustRegister(s.duration)
+		reg = s.Registry
+		reg.MustRegister(s.duration)
 	}
-	s.ops = newOpMetrics(s.Registry)
+	s.ops = newOpMetrics(reg)
 	s.signAud, s.renewAud = audiences(s.PublicURLs, "/v1/sign"), audiences(s.PublicURLs, "/v1/renew")
-	s.streams = newStreams(s.Streams, s.Registry)
+	s.streams = newStreams(s.Streams, reg)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/sign", s.sign)
@@ -253,7 +251,7 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "unexpected data after the JSON body"}
+		return badRequest("unexpected data after the JSON body")
 	}
 	return nil
 }
@@ -264,22 +262,19 @@ func bodyError(err error) error {
 	var syntaxErr *json.SyntaxError
 	switch {
 	case errors.As(err, &maxErr):
-		return &requestError{status: http.StatusRequestEntityTooLarge, code: "too_large",
-			msg: fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit)}
+		return refusal(errs.TooLarge, "too_large", fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit))
 	case errors.As(err, &typeErr):
-		return &requestError{status: http.StatusBadRequest, code: "bad_request",
-			msg: fmt.Sprintf("field %q: expected %s", typeErr.Field, typeErr.Type)}
+		return badRequest(fmt.Sprintf("field %q: expected %s", typeErr.Field, typeErr.Type))
 	case errors.As(err, &syntaxErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "request body is not valid JSON"}
+		return badRequest("request body is not valid JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return &requestError{status: http.StatusBadRequest, code: "bad_request",
-			msg: "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}
+		return badRequest("unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field "))
 	}
-	return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: "invalid request body"}
+	return badRequest("invalid request body")
 }
 
 func badRequest(msg string) error {
-	return &requestError{status: http.StatusBadRequest, code: "bad_request", msg: msg}
+	return refusal(errs.Invalid, "bad_request", msg)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -2,11 +2,11 @@ package api
 
 import (
 	"bytes"
-	"errors"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/quorumca/quorumca/api/apitypes"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // FuzzDecodeRequest: any body decodes or is refused with a 4xx request error.
@@ -23,8 +23,8 @@ func FuzzDecodeRequest(f *testing.F) {
 			if err == nil {
 				continue
 			}
-			var re *requestError
-			if !errors.As(err, &re) || re.status < 400 || re.status > 499 || re.code == "" {
+			e := errs.Of(err)
+			if e == nil || statusOf[e.Kind] < 400 || statusOf[e.Kind] > 499 || e.Code == "" {
 				t.Fatalf("body %q: error %v is not a 4xx request error", body, err)
 			}
 		}

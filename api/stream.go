@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Long responses (audit follows, snapshot downloads) outlive the server's
@@ -127,7 +129,7 @@ func (s *streams) track(kind string) (done func()) {
 }
 
 func tooManyStreams(msg string) error {
-	return &requestError{status: http.StatusTooManyRequests, code: "too_many_streams", msg: msg}
+	return refusal(errs.RateLimited, "too_many_streams", msg)
 }
 
 // streamWriter writes a long response, each write under its own deadline.
@@ -173,7 +175,7 @@ func (sw *streamWriter) finish() {
 // idle lifts the deadline (and the server's WriteTimeout) while the
 // response waits for something to write.
 func (sw *streamWriter) idle() error {
-	if err := sw.rc.SetWriteDeadline(time.Time{}); err != nil && err != http.ErrNotSupported {
+	if err := sw.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	return nil

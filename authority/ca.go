@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/internal/keyrate"
 	"github.com/quorumca/quorumca/signer"
 
@@ -27,15 +28,15 @@ import (
 // bind tokens to authorities.
 const DefaultAuthority = "default"
 
-// Errors the API maps to statuses. Messages add detail with %w.
+// Refusals of requests. Messages add detail with %w.
 var (
-	ErrInvalidRequest  = errors.New("invalid request")
-	ErrBadCSR          = errors.New("invalid certificate request")
-	ErrUnauthenticated = errors.New("authentication required")
-	ErrForbidden       = errors.New("permission denied")
-	ErrNotFound        = errors.New("not found")
-	ErrUnavailable     = errors.New("unavailable")
-	ErrTooLarge        = errors.New("request too large")
+	ErrInvalidRequest  = errs.New(errs.Invalid, "bad_request", "invalid request")
+	ErrBadCSR          = errs.New(errs.Invalid, "bad_csr", "invalid certificate request")
+	ErrUnauthenticated = errs.New(errs.Unauthenticated, "unauthorized", "authentication required")
+	ErrForbidden       = errs.New(errs.Forbidden, "forbidden", "permission denied")
+	ErrNotFound        = errs.New(errs.NotFound, "not_found", "not found")
+	ErrUnavailable     = errs.New(errs.Unavailable, "unavailable", "unavailable")
+	ErrTooLarge        = errs.New(errs.TooLarge, "too_large", "request too large")
 )
 
 // State is this node's applied view of the replicated state.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // FuzzParseCSR: any input is either refused as a bad CSR or yields names in
@@ -159,10 +160,11 @@ func FuzzNormalizeSerial(f *testing.F) {
 	})
 }
 
-// isRejection reports whether err is a coded refusal (a 4xx for the API).
+// isRejection reports whether err is a coded refusal of the request (a 4xx
+// for the API).
 func isRejection(err error) bool {
-	var fe *fsm.Error
-	return errors.As(err, &fe) || errors.Is(err, ErrInvalidRequest)
+	e := errs.Of(err)
+	return e != nil && e.Kind != errs.Internal && e.Kind != errs.Unavailable && e.Kind != errs.RateLimited
 }
 
 // FuzzOneTimeTokens: any string presented as a jwk enrollment token or a

@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Self-minted one-time tokens: JWTs a jwk provisioner's key holder signs to
@@ -63,7 +64,7 @@ type verifiedToken struct {
 	oneTime *fsm.OneTime
 }
 
-func invalidToken(format string, args ...any) *fsm.Error {
+func invalidToken(format string, args ...any) *errs.Error {
 	return refuse(fsm.ErrTokenInvalid, format, args...)
 }
 

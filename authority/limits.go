@@ -1,12 +1,11 @@
 package authority
 
 import (
-	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
@@ -45,22 +44,8 @@ func (l LineageLimits) withDefaults() LineageLimits {
 }
 
 // ErrRateLimited: a limit per key was reached; the API answers 429 with
-// Retry-After.
-var ErrRateLimited = errors.New("rate limited")
-
-// RateLimitError is a refusal under a limit, with when to ask again.
-type RateLimitError struct {
-	Msg        string
-	RetryAfter time.Duration
-}
-
-func (e *RateLimitError) Error() string { return e.Msg }
-func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
-
-// RetryAfterSeconds is RetryAfter rounded up to whole seconds, at least 1.
-func (e *RateLimitError) RetryAfterSeconds() int {
-	return max(1, int(math.Ceil(e.RetryAfter.Seconds())))
-}
+// Retry-After. A refusal under a limit says when to ask again (RetryAfter).
+var ErrRateLimited = errs.New(errs.RateLimited, "rate_limited", "rate limited")
 
 // limitLineage counts one event of what for rec's lineage.
 func limitLineage(l *keyrate.Limiter, rec *fsm.Cert, what string) error {
@@ -69,6 +54,7 @@ func limitLineage(l *keyrate.Limiter, rec *fsm.Cert, what string) error {
 		return nil
 	}
 	d := l.Delay(key)
-	return &RateLimitError{RetryAfter: d,
-		Msg: fmt.Sprintf("too many %s for the lineage of certificate %s (first issued as %s); retry in %s", what, rec.Serial, key, d.Round(time.Second))}
+	e := ErrRateLimited.With(fmt.Sprintf("too many %s for the lineage of certificate %s (first issued as %s); retry in %s", what, rec.Serial, key, d.Round(time.Second)))
+	e.RetryAfter = d
+	return e
 }

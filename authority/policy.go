@@ -14,20 +14,21 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Policy refusals. Each names the rule that refused.
 var (
-	ErrCNNotAllowed       = &fsm.Error{Code: "cn_not_allowed", Message: "common name not allowed"}
-	ErrKeyTooWeak         = &fsm.Error{Code: "key_too_weak", Message: "key too weak"}
-	ErrKeyTypeNotAllowed  = &fsm.Error{Code: "key_type_not_allowed", Message: "key type not allowed"}
-	ErrTTLNotAllowed      = &fsm.Error{Code: "ttl_not_allowed", Message: "lifetime not allowed"}
-	ErrProvisionerKind    = &fsm.Error{Code: "provisioner_kind", Message: "wrong kind of provisioner"}
+	ErrCNNotAllowed       = errs.New(errs.Forbidden, "cn_not_allowed", "common name not allowed")
+	ErrKeyTooWeak         = errs.New(errs.Invalid, "key_too_weak", "key too weak")
+	ErrKeyTypeNotAllowed  = errs.New(errs.Invalid, "key_type_not_allowed", "key type not allowed")
+	ErrTTLNotAllowed      = errs.New(errs.Invalid, "ttl_not_allowed", "lifetime not allowed")
+	ErrProvisionerKind    = errs.New(errs.Invalid, "provisioner_kind", "wrong kind of provisioner")
 	ErrProvisionerUnknown = fsm.ErrProvisioner
 )
 
-func refuse(sentinel *fsm.Error, format string, args ...any) *fsm.Error {
-	return &fsm.Error{Code: sentinel.Code, Message: fmt.Sprintf(format, args...)}
+func refuse(sentinel *errs.Error, format string, args ...any) *errs.Error {
+	return sentinel.With(fmt.Sprintf(format, args...))
 }
 
 // Key types a policy may name.

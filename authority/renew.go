@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // RenewRequest renews the certificate that authenticates it.
@@ -26,8 +27,8 @@ type RenewRequest struct {
 }
 
 // ErrRenewalUnauthenticated: no certificate was presented.
-var ErrRenewalUnauthenticated = &fsm.Error{Code: "renewal_unauthenticated",
-	Message: "renewal needs the current certificate in the TLS handshake, or a renewal token"}
+var ErrRenewalUnauthenticated = errs.New(errs.Unauthenticated, "renewal_unauthenticated",
+	"renewal needs the current certificate in the TLS handshake, or a renewal token")
 
 // Renew issues a new certificate with exactly the identity of the current
 // one: same subject, names, provisioner and authority. It is refused when

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/internal/keyrate"
 )
 
@@ -161,8 +162,7 @@ func TestLineageLimits(t *testing.T) {
 		leaf = parsed(t, iss) // down the lineage: one bucket for all
 	}
 	_, err := c.Renew(ctx, RenewRequest{PeerCert: leaf})
-	var rl *RateLimitError
-	if !errors.As(err, &rl) || !errors.Is(err, ErrRateLimited) || rl.RetryAfter <= 0 || rl.RetryAfterSeconds() < 1 {
+	if rl := errs.Of(err); !errors.Is(err, ErrRateLimited) || rl.Kind != errs.RateLimited || rl.RetryAfter <= 0 {
 		t.Fatalf("4th renewal in a lineage: %v", err)
 	}
 	// Another lineage has its own bucket.

@@ -3,7 +3,6 @@ package authority
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -133,11 +132,10 @@ func (ca *CA) withdrawTokens(ctx context.Context, toks []MintedToken) (int, erro
 		wg.Go(func() {
 			for id := range ids {
 				err := ca.propose(ctx, fsm.CmdTokenRevoke, fsm.TokenRevoke{ID: id})
-				var fe *fsm.Error
 				switch {
 				case err == nil:
 					withdrawn.Add(1)
-				case errors.As(err, &fe): // never committed: nothing to withdraw
+				case fsm.IsRefusal(err): // never committed: nothing to withdraw
 				default:
 					mu.Lock()
 					failed = firstErr(failed, err)

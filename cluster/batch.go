@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Group commit on the leader. Raft hands the FSM whatever was committed
@@ -193,9 +194,9 @@ const (
 )
 
 type batchResult struct {
-	Index uint64     `json:"index,omitempty"`
-	Error *fsm.Error `json:"error,omitempty"`
-	Retry bool       `json:"retry,omitempty"` // the leader could not take it: try again
+	Index uint64    `json:"index,omitempty"`
+	Error *rpcError `json:"error,omitempty"`
+	Retry bool      `json:"retry,omitempty"` // the leader could not take it: try again
 }
 
 type batchReply struct {
@@ -238,7 +239,7 @@ func (c *Cluster) forwardBatch(batch []*proposal) {
 		case r.Error != nil && r.Error.Code == codeInternal:
 			p.done <- proposalResult{err: fmt.Errorf("cluster: leader: %s", r.Error.Message)}
 		case r.Error != nil:
-			p.done <- proposalResult{index: r.Index, resp: r.Error}
+			p.done <- proposalResult{index: r.Index, resp: fsm.Refusal(r.Error.Code, r.Error.Message)}
 		default:
 			p.done <- proposalResult{index: r.Index}
 		}
@@ -260,10 +261,9 @@ func (c *Cluster) forwardEach(ctx context.Context, batch []*proposal) {
 			if err == nil {
 				err = c.forward(ctx, pathApply, data, &out)
 			}
-			var fe *fsm.Error
 			switch {
-			case errors.As(err, &fe):
-				p.done <- proposalResult{resp: fe}
+			case fsm.IsRefusal(err):
+				p.done <- proposalResult{resp: err}
 			case err != nil:
 				p.done <- proposalResult{err: err}
 			default:
@@ -305,14 +305,13 @@ func (c *Cluster) serveApplyBatch(ctx context.Context, body []byte) (any, error)
 }
 
 func resultOf(idx uint64, err error) batchResult {
-	var fe *fsm.Error
 	switch {
 	case err == nil:
 		return batchResult{Index: idx}
-	case errors.As(err, &fe):
-		return batchResult{Index: idx, Error: fe}
+	case fsm.IsRefusal(err):
+		return batchResult{Index: idx, Error: &rpcError{Code: errs.Of(err).Code, Message: err.Error()}}
 	case retryable(err), errors.Is(err, ErrShutdown), errors.Is(err, ErrNoLeader), errors.Is(err, ErrTimeout):
-		return batchResult{Retry: true, Error: &fsm.Error{Code: "not_leader", Message: err.Error()}}
+		return batchResult{Retry: true, Error: &rpcError{Code: "not_leader", Message: err.Error()}}
 	}
-	return batchResult{Error: &fsm.Error{Code: codeInternal, Message: err.Error()}}
+	return batchResult{Error: &rpcError{Code: codeInternal, Message: err.Error()}}
 }

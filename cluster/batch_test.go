@@ -83,8 +83,7 @@ func TestBatchEntryAnswersEachCommand(t *testing.T) {
 	if got[0].resp != nil || got[2].resp != nil {
 		t.Fatalf("fresh tokens refused: %v, %v", got[0].resp, got[2].resp)
 	}
-	var fe *fsm.Error
-	if err, _ := got[1].resp.(error); !errors.As(err, &fe) || fe.Code != fsm.ErrConflict.Code {
+	if err, _ := got[1].resp.(error); !errors.Is(err, fsm.ErrConflict) {
 		t.Fatalf("duplicate token id: got %v, want %s", got[1].resp, fsm.ErrConflict.Code)
 	}
 	for id, secret := range map[string]string{"a": "secret-a", "b": "secret-b"} {
@@ -129,14 +128,13 @@ func TestConcurrentAppliesKeepTheirVerdicts(t *testing.T) {
 	close(out)
 	winners := map[int]string{}
 	for o := range out {
-		var fe *fsm.Error
 		switch {
 		case o.err == nil:
 			if w, dup := winners[o.id]; dup {
 				t.Fatalf("token t%d created twice (%s and %s)", o.id, w, o.secret)
 			}
 			winners[o.id] = o.secret
-		case errors.As(o.err, &fe) && fe.Code == fsm.ErrConflict.Code:
+		case errors.Is(o.err, fsm.ErrConflict):
 		default:
 			t.Fatalf("token t%d: %v", o.id, o.err)
 		}

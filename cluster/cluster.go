@@ -24,20 +24,21 @@ import (
 
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/backoff"
+	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/signer"
 )
 
 var (
 	// ErrNoLeader: no leader could be reached within the hold timeout.
-	ErrNoLeader = errors.New("cluster: no leader")
+	ErrNoLeader = errs.New(errs.Unavailable, "no_leader", "cluster: no leader")
 	// ErrNotLeader is only seen between nodes; clients never get it.
 	ErrNotLeader = errors.New("cluster: not the leader")
 	// ErrTimeout: the cluster did not answer in time (an election, a
 	// paused or overloaded member). A write's outcome is then unknown: the
 	// caller may try again, and writes are idempotent.
-	ErrTimeout = errors.New("cluster: timed out")
+	ErrTimeout = errs.New(errs.Unavailable, "unavailable", "cluster: timed out")
 	// ErrShutdown: this node is stopping.
-	ErrShutdown = errors.New("cluster: node is shutting down")
+	ErrShutdown = errs.New(errs.Unavailable, "shutting_down", "cluster: node is shutting down")
 	// ErrForbidden: a member refused this node's join secret or node
 	// certificate.
 	ErrForbidden = errors.New("cluster: refused: wrong join secret or no valid node certificate")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/backoff"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Writes from any node: a follower forwards to the leader over the internal
@@ -44,7 +45,7 @@ const (
 const MaxCommandBytes = maxRPCBody - 64<<10
 
 // ErrTooLarge: a command is larger than MaxCommandBytes.
-var ErrTooLarge = errors.New("cluster: command too large")
+var ErrTooLarge = errs.New(errs.TooLarge, "too_large", "cluster: command too large")
 
 // errUnknownPath: the other node runs a binary without this RPC.
 var errUnknownPath = errors.New("cluster: the member does not serve this path")
@@ -85,7 +86,7 @@ func timedOut(err error) error {
 }
 
 // Apply commits env through the leader and returns the FSM's verdict: nil,
-// or a business *fsm.Error.
+// or a refusal (fsm.IsRefusal).
 // A follower's writes go through its forwarding batcher.
 func (c *Cluster) Apply(ctx context.Context, env *fsm.Envelope) error {
 	if n := encodedSize(env); n > MaxCommandBytes {
@@ -147,7 +148,7 @@ func (c *Cluster) applyLocal(ctx context.Context, env *fsm.Envelope) (uint64, er
 		if !c.formatKnown.Load() {
 			return 0, errRetry{fmt.Errorf("%w: log format not known yet in this term", ErrNotLeader)}
 		}
-		return 0, fmt.Errorf("%w (needs log format %d, the cluster reads %d)", fsm.ErrUpgrading, need, format)
+		return 0, fsm.ErrUpgrading // bare: clients see its message, here or through the RPC
 	}
 	e.Time = c.cfg.Now().UnixNano()
 	data, err := e.EncodeFor(format)
@@ -326,7 +327,7 @@ func (c *Cluster) rpcResult(resp *http.Response, out any) error {
 		return json.Unmarshal(data, out)
 	}
 	var e struct {
-		Error fsm.Error `json:"error"`
+		Error rpcError `json:"error"`
 	}
 	if json.Unmarshal(data, &e) != nil || e.Error.Code == "" {
 		if resp.StatusCode == http.StatusNotFound {
@@ -342,7 +343,7 @@ func (c *Cluster) rpcResult(resp *http.Response, out any) error {
 	case http.StatusForbidden:
 		return fmt.Errorf("%w: %s", ErrForbidden, e.Error.Message)
 	case http.StatusConflict:
-		return &e.Error
+		return fsm.Refusal(e.Error.Code, e.Error.Message)
 	case http.StatusBadRequest:
 		return fmt.Errorf("%w: %s", ErrInvalid, e.Error.Message)
 	}
@@ -499,14 +500,13 @@ func checkForwarded(ctx context.Context, env *fsm.Envelope) error {
 
 // reply writes an internal RPC's result or error.
 func (c *Cluster) reply(w http.ResponseWriter, r *http.Request, out any, err error) {
-	var fe *fsm.Error
 	var bad errBadRPC
 	switch {
 	case err == nil:
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
-	case errors.As(err, &fe):
-		writeRPCError(w, http.StatusConflict, fe.Code, fe.Message)
+	case fsm.IsRefusal(err):
+		writeRPCError(w, http.StatusConflict, errs.Of(err).Code, err.Error())
 	case errors.As(err, &bad), errors.Is(err, ErrInvalid):
 		writeRPCError(w, http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, ErrForbidden):
@@ -526,8 +526,15 @@ func (c *Cluster) authorized(r *http.Request) bool {
 	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && c.tls.verify(r.TLS.PeerCertificates[0]) == nil
 }
 
+// rpcError is an error on the wire between nodes: {"code", "message"},
+// the form every release reads.
+type rpcError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 func writeRPCError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]fsm.Error{"error": {Code: code, Message: msg}})
+	json.NewEncoder(w).Encode(map[string]rpcError{"error": {Code: code, Message: msg}})
 }

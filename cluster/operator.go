@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/backoff"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Operator actions on the Raft group, run on the leader.
@@ -27,7 +28,7 @@ const (
 )
 
 // ErrInvalid: an operator request that cannot be carried out as asked.
-var ErrInvalid = errors.New("cluster: invalid request")
+var ErrInvalid = errs.New(errs.Invalid, "bad_request", "cluster: invalid request")
 
 // Peer is one member of the Raft configuration.
 type Peer struct {

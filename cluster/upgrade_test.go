@@ -222,8 +222,7 @@ func TestForwardingToALeaderWithoutBatches(t *testing.T) {
 		t.Fatalf("write through the follower: %v", err)
 	}
 	dup, _ := fsm.DecodeEnvelope(tokenCreate(t, "t1", "secret-2"))
-	var fe *fsm.Error
-	if err := follower.Apply(ctx, dup); !errors.As(err, &fe) || fe.Code != fsm.ErrConflict.Code {
+	if err := follower.Apply(ctx, dup); !fsm.IsRefusal(err) || !errors.Is(err, fsm.ErrConflict) {
 		t.Fatalf("conflicting write through the follower: %v, want %s", err, fsm.ErrConflict.Code)
 	}
 	if _, err := oldFSM.TokenByID("t1"); err != nil {

@@ -10,6 +10,8 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // The audit log: one entry per applied command, in log order, in the same
@@ -53,8 +55,7 @@ func appendAudit(a *applyCtx, command string, err error) {
 	if o := a.env.Origin; o != nil {
 		e.Actor, e.Remote = o.Actor, o.Remote
 	}
-	var fe *Error
-	if errors.As(err, &fe) {
+	if fe := errs.Of(err); fe != nil {
 		e.Outcome = fe.Code
 	}
 	bt := a.bt

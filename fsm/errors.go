@@ -1,57 +1,74 @@
 package fsm
 
-import "errors"
+import (
+	"errors"
 
-// Error is a business rejection returned by Apply as a value. It crosses the
-// forwarding RPC as {code, message}, so it is compared by Code, not identity.
-type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	"github.com/quorumca/quorumca/internal/errs"
+)
+
+// refusals are the state machine's verdicts by code.
+var refusals = map[string]*errs.Error{}
+
+// refusal declares a verdict a command may get.
+func refusal(kind errs.Kind, code, msg string) *errs.Error {
+	e := errs.New(kind, code, msg)
+	refusals[code] = e
+	return e
 }
 
-func (e *Error) Error() string { return e.Message }
+func reject(sentinel *errs.Error, msg string) *errs.Error { return sentinel.With(msg) }
 
-// Is matches any *Error with the same code, so errors.Is works on errors that
-// were decoded from another node's reply.
-func (e *Error) Is(target error) bool {
-	var t *Error
-	return errors.As(target, &t) && t.Code == e.Code
-}
-
-func reject(sentinel *Error, msg string) *Error {
-	return &Error{Code: sentinel.Code, Message: msg}
-}
-
-// Business rejections. Codes are stable: clients and the API depend on them.
+// Business rejections, returned by Apply as values. Codes are stable:
+// clients and the API depend on them, and they cross the forwarding RPC as
+// {code, message}.
 var (
-	ErrTokenInvalid     = &Error{Code: "token_invalid", Message: "token is not valid"}
-	ErrTokenUsed        = &Error{Code: "token_used", Message: "token has already been used"}
-	ErrTokenExpired     = &Error{Code: "token_expired", Message: "token has expired"}
-	ErrNameNotAllowed   = &Error{Code: "san_not_allowed", Message: "name not allowed"}
-	ErrTokenRevoked     = &Error{Code: "token_revoked", Message: "token has been revoked"}
-	ErrTokenUnknown     = &Error{Code: "token_unknown", Message: "no such token"}
-	ErrCertUnknown      = &Error{Code: "certificate_unknown", Message: "no such certificate"}
-	ErrCertRevoked      = &Error{Code: "certificate_revoked", Message: "certificate has been revoked"}
-	ErrCertExpired      = &Error{Code: "certificate_expired", Message: "certificate has expired"}
-	ErrCertRenewed      = &Error{Code: "certificate_renewed", Message: "certificate has already been renewed"}
-	ErrVersionMismatch  = &Error{Code: "version_mismatch", Message: "record changed since it was read"}
-	ErrProvisioner      = &Error{Code: "provisioner_unknown", Message: "unknown provisioner"}
-	ErrNotFoundAdmin    = &Error{Code: "admin_unknown", Message: "no such admin"}
-	ErrSerialExists     = &Error{Code: "serial_exists", Message: "serial number already issued"}
-	ErrAuthorityUnknown = &Error{Code: "authority_unknown", Message: "unknown authority"}
-	ErrConflict         = &Error{Code: "conflict", Message: "conflicts with existing state"}
+	ErrTokenInvalid     = refusal(errs.Unauthenticated, "token_invalid", "token is not valid")
+	ErrTokenUsed        = refusal(errs.Conflict, "token_used", "token has already been used")
+	ErrTokenExpired     = refusal(errs.Unauthenticated, "token_expired", "token has expired")
+	ErrNameNotAllowed   = refusal(errs.Forbidden, "san_not_allowed", "name not allowed")
+	ErrTokenRevoked     = refusal(errs.Unauthenticated, "token_revoked", "token has been revoked")
+	ErrTokenUnknown     = refusal(errs.NotFound, "token_unknown", "no such token")
+	ErrCertUnknown      = refusal(errs.NotFound, "certificate_unknown", "no such certificate")
+	ErrCertRevoked      = refusal(errs.Forbidden, "certificate_revoked", "certificate has been revoked")
+	ErrCertExpired      = refusal(errs.Forbidden, "certificate_expired", "certificate has expired")
+	ErrCertRenewed      = refusal(errs.Conflict, "certificate_renewed", "certificate has already been renewed")
+	ErrVersionMismatch  = refusal(errs.Conflict, "version_mismatch", "record changed since it was read")
+	ErrProvisioner      = refusal(errs.Invalid, "provisioner_unknown", "unknown provisioner")
+	ErrNotFoundAdmin    = refusal(errs.NotFound, "admin_unknown", "no such admin")
+	ErrSerialExists     = refusal(errs.Conflict, "serial_exists", "serial number already issued")
+	ErrAuthorityUnknown = refusal(errs.Unavailable, "authority_unknown", "unknown authority")
+	ErrConflict         = refusal(errs.Conflict, "conflict", "conflicts with existing state")
 	// ErrLastAdmin: the change would leave no usable admin (Admin.Usable).
-	ErrLastAdmin = &Error{Code: "last_admin", Message: "the cluster would be left without a usable admin"}
+	ErrLastAdmin = refusal(errs.Conflict, "last_admin", "the cluster would be left without a usable admin")
 	// ErrAdminInactive: an admin credential that is revoked, expired,
 	// superseded by its renewal, or (recovery) used up.
-	ErrAdminInactive = &Error{Code: "admin_inactive", Message: "admin credential revoked, expired or used"}
+	ErrAdminInactive = refusal(errs.Forbidden, "admin_inactive", "admin credential revoked, expired or used")
 	// ErrMalformed: the payload does not decode (a node's bug, or a node
 	// that writes garbage); refused alike everywhere.
-	ErrMalformed = &Error{Code: "malformed_command", Message: "command payload does not decode"}
+	ErrMalformed = refusal(errs.Invalid, "malformed_command", "command payload does not decode")
 	// ErrUpgrading: the command needs a log format some server of the
 	// cluster does not read yet (Envelope.Format); nothing was proposed.
-	ErrUpgrading = &Error{Code: "upgrade_in_progress", Message: "a server of the cluster runs an older release that cannot apply this command yet"}
+	ErrUpgrading = refusal(errs.Unavailable, "upgrade_in_progress", "a server of the cluster runs an older release that cannot apply this command yet")
 )
+
+// IsRefusal reports whether err carries one of the state machine's
+// verdicts: the command was refused and left no trace. Errors of the
+// cluster (no leader, a timeout) are not: such a command may have been
+// applied.
+func IsRefusal(err error) bool {
+	e := errs.Of(err)
+	return e != nil && refusals[e.Code] != nil
+}
+
+// Refusal is a verdict decoded from another node's reply. A code this
+// binary does not know (a newer node's) is a conflict with the state.
+func Refusal(code, message string) *errs.Error {
+	kind := errs.Conflict
+	if e := refusals[code]; e != nil {
+		kind = e.Kind
+	}
+	return &errs.Error{Kind: kind, Code: code, Message: message}
+}
 
 // ErrNotFound is returned by reads for a missing record.
 var ErrNotFound = errors.New("not found")

@@ -216,7 +216,8 @@ const appendFill = 0.95
 func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies committed entries in one bolt transaction, so a burst of
-// issuances costs one fsync. Each entry's result is nil or a business *Error.
+// issuances costs one fsync. Each entry's result is nil or a business
+// refusal (*errs.Error).
 // Entries at or below the stored applied index are skipped: with
 // NoSnapshotRestoreOnStart raft replays entries the database already holds.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
@@ -264,7 +265,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	return results
 }
 
-// applyOne applies one log entry: its result is nil or an *Error, or for a
+// applyOne applies one log entry: its result is nil or a refusal, or for a
 // batch entry a []any with one such result per envelope, in order.
 func (bt *batchTx) applyOne(l *raft.Log) any {
 	if !isBatch(l.Data) {

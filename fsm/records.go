@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Authority is a CA that issues certificates: a root and one or more
@@ -98,7 +100,7 @@ func pinCRLShards(a *Authority) {
 // checkCRLLayout refuses what a node may have written but no node should
 // apply: a shard count out of bounds, or an issuer ID that names another
 // CRL (a shard's "id/k", a root's RootCRLPrefix). Issuer IDs are hex.
-func checkCRLLayout(a *Authority, issuers ...Issuer) *Error {
+func checkCRLLayout(a *Authority, issuers ...Issuer) *errs.Error {
 	if a.CRL.Shards < 0 || a.CRL.Shards > MaxCRLShards {
 		return reject(ErrMalformed, fmt.Sprintf("authority %s: crl shards %d, not between 0 and %d", a.Name, a.CRL.Shards, MaxCRLShards))
 	}

@@ -102,14 +102,13 @@ func (n *Node) applyRecovery(path string, req recoveryRequest) {
 			return
 		}
 		err := n.ca.RecoverAdmin(ctx, req.ID, req.Hash, req.ExpiresAt)
-		var fe *fsm.Error
 		switch {
 		case err == nil:
 			os.Remove(path)
 			n.log.Warn("admin recovery credential committed: it may create one admin", "component", "audit",
 				"id", req.ID, "expires_at", req.ExpiresAt)
 			return
-		case errors.As(err, &fe) && !errors.Is(err, fsm.ErrUpgrading):
+		case fsm.IsRefusal(err) && !errors.Is(err, fsm.ErrUpgrading):
 			n.log.Error("admin recovery refused; request removed", "component", "audit", "id", req.ID, "err", err)
 			os.Remove(path)
 			return

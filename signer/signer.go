@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Key is a signing key in some backend. Sign takes a context because a
@@ -67,13 +69,13 @@ var (
 	ErrBadURI        = errors.New("signer: malformed key URI")
 	// ErrOverloaded: the signing budget (rate or concurrency) is spent;
 	// try again shortly.
-	ErrOverloaded = errors.New("signer: signing budget exhausted")
+	ErrOverloaded = errs.New(errs.RateLimited, "overloaded", "signer: signing budget exhausted")
 	// ErrUnavailable: the key's backend cannot be reached or refuses.
-	ErrUnavailable = errors.New("signer: backend unavailable")
+	ErrUnavailable = errs.New(errs.Unavailable, "signer_unavailable", "signer: backend unavailable")
 )
 
 // ErrInsecure: a software key, refused unless insecure signers are allowed.
-var ErrInsecure = errors.New("signer: software keys are for development only")
+var ErrInsecure = errs.New(errs.Unavailable, "signer_refused", "signer: software keys are for development only")
 
 type backend struct {
 	open     Opener

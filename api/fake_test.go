@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"io"
 	"log/slog"
 	"math/big"
@@ -591,12 +591,12 @@ type testServer struct {
 	ca      *fakeCA
 	cluster *fakeCluster
 	handler http.Handler
-	logs    *syncBuffer
+	logs    *testwait.Buffer
 }
 
 func newTestServer(t testing.TB) *testServer {
 	t.Helper()
-	ts := &testServer{ca: newFakeCA(), logs: &syncBuffer{},
+	ts := &testServer{ca: newFakeCA(), logs: new(testwait.Buffer),
 		cluster: &fakeCluster{status: cluster.Status{NodeID: "n1", LeaderID: "n1", State: "Leader"}, snapshot: "snapshot bytes"}}
 	ts.Server = &Server{CA: ts.ca, Cluster: ts.cluster, Operator: ts.cluster,
 		Logger:     slog.New(slog.NewTextHandler(ts.logs, nil)),
@@ -608,22 +608,4 @@ func newTestServer(t testing.TB) *testServer {
 		}
 	})
 	return ts
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -285,7 +286,7 @@ func TestPanicsAreAnswered(t *testing.T) {
 		t.Fatalf("not logged: %s", ts.logs)
 	}
 	// The cleanup's check for panics is for handlers under test, not this.
-	ts.logs = &syncBuffer{}
+	ts.logs = new(testwait.Buffer)
 }
 
 type panickingCA struct{ *fakeCA }

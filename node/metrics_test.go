@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/json"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"io"
 	"log/slog"
 	"math"
@@ -176,7 +177,7 @@ func TestMetricsOCSPResponsesByStatus(t *testing.T) {
 // token reaches neither the log nor the audit file.
 func TestMetricsTokenRequired(t *testing.T) {
 	const token, wrong = "metrics-token-0123456789abcdef", "metrics-token-0123456789abcdeX"
-	var logs syncBuffer
+	var logs testwait.Buffer
 	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) {
 		file := filepath.Join(c.dir, "metrics.token")
 		if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"log/slog"
 	"net/http"
 	"os"
@@ -115,30 +116,12 @@ func (c *testCluster) nodeMetric(tn *testNode, name string, labels map[string]st
 	return metricValue(c.t, families, name, labels)
 }
 
-// syncBuffer is a log destination shared by the node's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A refused request's path and message reach the log and the audit file
 // bounded in length and without control characters, however the client
 // spelt them.
 func TestRefusedPathsAreTruncatedAndEscaped(t *testing.T) {
 	c := newTestClusterWith(t, 1, cluster.FastTiming(), func(c *testCluster) { c.auditFiles = true })
-	var logs syncBuffer
+	var logs testwait.Buffer
 	n := c.addNodeWith(func(cfg *Config) { cfg.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
 	c.WaitConverged()
 	odd := "/v1/certs/" + strings.Repeat("f", 5000) + "%0Aforged%20line%1B%5B31m%E2%80%AEevil"

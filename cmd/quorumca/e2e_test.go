@@ -94,24 +94,7 @@ func freeBase(t *testing.T, n int) int {
 // proc is a quorumca process whose output is collected.
 type proc struct {
 	cmd *exec.Cmd
-	out *syncBuffer
-}
-
-type syncBuffer struct {
-	mu chan struct{}
-	b  bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { s := &syncBuffer{mu: make(chan struct{}, 1)}; return s }
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string {
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
-	return s.b.String()
+	out *testwait.Buffer
 }
 
 func start(t *testing.T, args ...string) *proc {
@@ -122,7 +105,7 @@ func start(t *testing.T, args ...string) *proc {
 // startWith runs bin with extra environment variables.
 func startWith(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), out: newSyncBuffer()}
+	p := &proc{cmd: exec.Command(bin, args...), out: new(testwait.Buffer)}
 	if env != nil {
 		p.cmd.Env = append(os.Environ(), env...)
 	}

@@ -310,7 +310,7 @@ http {
 }
 `, user, prefix, cert, key, rp.root, crlPort, crls, ocspPort, rp.http, staplePort, stapleChain, stapleKey, rp.root)), 0o600)
 	cmd := exec.Command("nginx", "-p", prefix, "-c", conf, "-e", "stderr")
-	out := newSyncBuffer()
+	out := new(testwait.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -336,7 +336,7 @@ func (n *nginx) reload(t *testing.T) {
 type haproxy struct {
 	conf string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testwait.Buffer
 }
 
 func startHAProxy(t *testing.T, rp *relyingParty, cert, key, crls string, port int) *haproxy {
@@ -366,7 +366,7 @@ frontend mtls
 
 func (h *haproxy) start(t *testing.T) {
 	t.Helper()
-	h.cmd, h.out = exec.Command("haproxy", "-db", "-f", h.conf), newSyncBuffer()
+	h.cmd, h.out = exec.Command("haproxy", "-db", "-f", h.conf), new(testwait.Buffer)
 	h.cmd.Stdout, h.cmd.Stderr = h.out, h.out
 	if err := h.cmd.Start(); err != nil {
 		t.Fatal(err)

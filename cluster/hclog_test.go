@@ -1,12 +1,10 @@
 package cluster
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,6 @@ import (
 
 	"github.com/quorumca/quorumca/internal/testwait"
 )
-
-// lockedBuffer is a log destination many goroutines write to.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // jsonLines parses every line of a JSON log, failing on any that is not a
 // JSON object.
@@ -53,7 +33,7 @@ func jsonLines(t *testing.T, log string) []map[string]any {
 // formatted, an odd argument and a key that is no string are kept, structs
 // are printed as fmt prints them.
 func TestRaftLogArgumentsBecomeAttributes(t *testing.T) {
-	var buf lockedBuffer
+	var buf testwait.Buffer
 	h := newHCLog(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug - 4})), "raft")
 	servers := []raft.Server{{Suffrage: raft.Voter, ID: "n1", Address: "127.0.0.1:1"}}
 	h.Info("updating configuration", "servers", hclog.Fmt("%+v", servers))
@@ -92,7 +72,7 @@ func TestRaftLogArgumentsBecomeAttributes(t *testing.T) {
 // is one JSON object per line, and its configuration lines name servers
 // readably.
 func TestClusterLogIsJSON(t *testing.T) {
-	var buf lockedBuffer
+	var buf testwait.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	jsonLog := func(cfg *Config) { cfg.Logger = logger.With("node", cfg.NodeID) }
 	u := newUpgradeCluster(t)

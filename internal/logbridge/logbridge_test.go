@@ -1,39 +1,21 @@
 package logbridge
 
 import (
-	"bytes"
 	"encoding/json"
+	"github.com/quorumca/quorumca/internal/testwait"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // net/http's complaint about a failed TLS handshake comes out as one JSON
 // object whose message is the complaint; a "[LEVEL] " tag sets the level.
 func TestStandardLogLinesAreJSON(t *testing.T) {
-	var buf lockedBuffer
+	var buf testwait.Buffer
 	l := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
 	srv.Config.ErrorLog = Logger(l.With("component", "http"), slog.LevelDebug)

@@ -41,8 +41,17 @@ func TestOversizedCommandIsRefusedBeforeProposing(t *testing.T) {
 	}
 	// (Entries of several MiB can cost the leader its lease with test
 	// timings on a loaded machine; token batches use entries of 512 KiB.)
-	if err := follower.Apply(ctx, bigTokenCreate(t, "big", 512<<10)); err != nil {
-		t.Fatalf("a 512 KiB command through a follower: %v", err)
+	// On a loaded machine the leader may lose its lease while replicating
+	// it: the outcome is then unknown, and the command is sent again until
+	// it commits or was committed already.
+	for attempt := 0; ; attempt++ {
+		err := follower.Apply(ctx, bigTokenCreate(t, "big", 512<<10))
+		if err == nil || (attempt > 0 && errors.Is(err, fsm.ErrConflict)) {
+			break
+		}
+		if !errors.Is(err, ErrNoLeader) || attempt == 4 {
+			t.Fatalf("a 512 KiB command through a follower (attempt %d): %v", attempt+1, err)
+		}
 	}
 	// Committed is not yet applied everywhere: leadership may have moved
 	// while the entry was replicated, so wait for this member to apply it.

@@ -189,7 +189,8 @@ func (p *pilot) AutopilotConfig() *autopilot.Config {
 // configuration that gossip does not know (one not heard of since this node
 // started, or that joined without gossip): those count as unknown, so they
 // are neither promoted nor removed, as before autopilot. A member dead for
-// less than dead_server_cleanup is unknown too; beyond, it has failed.
+// less than dead_server_cleanup is unknown too; beyond, it has failed. So
+// is one gossip says dead or left while the leader still hears from it.
 func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 	c := p.c
 	out := map[raft.ServerID]*autopilot.Server{}
@@ -197,6 +198,11 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 		st := autopilot.NodeAlive
 		switch {
 		case m.ID == c.cfg.NodeID:
+		case !m.alive && c.inContact(m.ID):
+			// Raft, over mutual TLS, still hears from it: whatever gossip
+			// says (any holder of the gossip key can say a member left or
+			// died), it is not gone; neither promoted nor removed.
+			st = autopilot.NodeUnknown
 		case m.left:
 			st = autopilot.NodeLeft
 		case !m.alive && time.Since(m.since) >= p.cfg.DeadServerCleanup:

@@ -92,3 +92,29 @@ func TestAGossipMemberCannotTakeALiveVotersPlace(t *testing.T) {
 		t.Errorf("the live voter %s was removed: %+v", id, servers)
 	}
 }
+
+// A voter that gossip says left while Raft still hears from it is not
+// removed: any holder of the gossip key can send the message memberlist
+// takes as a member's leave (a death notice from the member itself).
+func TestAForgedLeaveDoesNotRemoveAVoter(t *testing.T) {
+	g := newGossipTest(t)
+	members, leader := threeByGossip(t, g, nil)
+	var victim *Cluster
+	for _, m := range members {
+		if m != leader {
+			victim = m
+			break
+		}
+	}
+	id := victim.cfg.NodeID
+	b, _ := json.Marshal(meta{ID: id, Raft: string(victim.transport.LocalAddr()), Clustered: true, LogFormat: fsm.LogFormat})
+	// What memberlist hands the leader for the forged notice.
+	leader.gossip.update(&memberlist.Node{Name: id, Meta: b, State: memberlist.StateLeft}, false)
+	deadline := time.Now().Add(3 * time.Second) // twelve of the leader's removal rounds
+	for time.Now().Before(deadline) {
+		if s, ok := suffrage(leader, id); !ok || s != raft.Voter {
+			t.Fatalf("a live voter was removed on a forged leave (in configuration: %v, %v)", ok, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -116,5 +118,33 @@ func TestAForgedLeaveDoesNotRemoveAVoter(t *testing.T) {
 			t.Fatalf("a live voter was removed on a forged leave (in configuration: %v, %v)", ok, s)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The join RPC of a gossip cluster goes through the same gate: a node
+// that joins at a live voter's Raft address is refused, and the voter
+// stays.
+func TestAJoinAtALiveVotersAddressIsRefused(t *testing.T) {
+	g := newGossipTest(t)
+	members, leader := threeByGossip(t, g, nil)
+	var victim *Cluster
+	for _, m := range members {
+		if m != leader {
+			victim = m
+			break
+		}
+	}
+	id, addr := victim.cfg.NodeID, string(victim.transport.LocalAddr())
+	body := fmt.Sprintf(`{"id":"thief","raft_addr":%q,"log_format":%d}`, addr, fsm.LogFormat)
+	var out struct{}
+	err := victim.post(context.Background(), "https://"+leader.cfg.APIAdvertise+pathJoin, []byte(body), &out)
+	if err == nil {
+		t.Error("a join at a live voter's address was accepted")
+	}
+	if s, ok := suffrage(leader, id); !ok || s != raft.Voter {
+		t.Errorf("the voter at that address is now %v (in configuration: %v)", s, ok)
+	}
+	if leader.isServer("thief") {
+		t.Error("the node that joined at a live voter's address was added")
 	}
 }

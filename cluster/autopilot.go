@@ -28,6 +28,12 @@ import (
 // holds or writes; it is not added (it would panic on its first entry).
 var ErrLogFormat = errors.New("cluster: the node cannot read the log")
 
+// ErrAddressInUse: another server of the configuration, one gossip does not
+// report dead or gone, is at the Raft address a server asks to be added at.
+// Autopilot removes any other server at the address of one it adds, so
+// adding it would let a member remove a live voter by naming its address.
+var ErrAddressInUse = errors.New("cluster: the raft address is another server's")
+
 const (
 	// defaultStabilization is how long a new server must stay healthy
 	// before it is promoted to voter (Consul's default).
@@ -137,11 +143,34 @@ func (c *Cluster) addServer(id, addr string, format int) error {
 		return fmt.Errorf("%w: node %s reads log formats up to %d, and the cluster writes format %d: upgrade its binary before it joins", ErrLogFormat, id, format, have)
 	}
 	if c.pilot != nil {
+		if other := c.pilot.holder(id, addr); other != "" {
+			return fmt.Errorf("%w: node %s asks to be added at %s, where %s is and is not known to be gone", ErrAddressInUse, id, addr, other)
+		}
 		c.log.Info("adding server", "id", id, "raft", addr)
 		return translate(c.pilot.ap.AddServer(&autopilot.Server{ID: raft.ServerID(id), Name: id, Address: raft.ServerAddress(addr)}))
 	}
 	c.log.Info("adding voter", "id", id, "raft", addr)
 	return translate(c.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, c.cfg.HoldTimeout).Error())
+}
+
+// holder is the server other than id at addr that gossip does not report
+// dead or gone ("" if none): one only gossip says has stopped may be
+// replaced at its address (a node reinstalled under a new id).
+func (p *pilot) holder(id, addr string) string {
+	servers, err := p.c.Servers()
+	if err != nil {
+		return ""
+	}
+	gone := map[string]bool{}
+	for _, m := range p.g.snapshot() {
+		gone[m.ID] = !m.alive
+	}
+	for _, s := range servers {
+		if string(s.Address) == addr && string(s.ID) != id && !gone[string(s.ID)] {
+			return string(s.ID)
+		}
+	}
+	return ""
 }
 
 // AutopilotConfig: cleanup on; a server is healthy while the leader heard
@@ -160,7 +189,8 @@ func (p *pilot) AutopilotConfig() *autopilot.Config {
 // configuration that gossip does not know (one not heard of since this node
 // started, or that joined without gossip): those count as unknown, so they
 // are neither promoted nor removed, as before autopilot. A member dead for
-// less than dead_server_cleanup is unknown too; beyond, it has failed.
+// less than dead_server_cleanup is unknown too; beyond, it has failed. So
+// is one gossip says dead or left while the leader still hears from it.
 func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 	c := p.c
 	out := map[raft.ServerID]*autopilot.Server{}
@@ -168,6 +198,11 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 		st := autopilot.NodeAlive
 		switch {
 		case m.ID == c.cfg.NodeID:
+		case !m.alive && c.inContact(m.ID):
+			// Raft, over mutual TLS, still hears from it: whatever gossip
+			// says (any holder of the gossip key can say a member left or
+			// died), it is not gone; neither promoted nor removed.
+			st = autopilot.NodeUnknown
 		case m.left:
 			st = autopilot.NodeLeft
 		case !m.alive && time.Since(m.since) >= p.cfg.DeadServerCleanup:

@@ -147,6 +147,13 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 	if json.Unmarshal(n.Meta, &m) != nil || m.ID == "" {
 		return // not one of ours
 	}
+	if m.ID != n.Name {
+		// Memberlist keeps names unique among live members; an id that is
+		// not the member's name could be a live server's, and the leader
+		// would move that server to the address announced with it.
+		g.c.log.Warn("ignoring a gossip member that announces another id", "member", n.Name, "id", m.ID)
+		return
+	}
 	g.mu.Lock()
 	cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft}
 	if !alive {

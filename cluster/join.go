@@ -80,7 +80,7 @@ func (c *Cluster) join(ctx context.Context, req joinRequest) error {
 			}
 		}
 		err = c.addServer(req.ID, req.RaftAddr, req.LogFormat)
-		if errors.Is(err, ErrLogFormat) {
+		if errors.Is(err, ErrLogFormat) || errors.Is(err, ErrAddressInUse) {
 			return errBadRPC{err}
 		}
 		return err

@@ -56,13 +56,7 @@ func gossipImpostor(t *testing.T, key []byte, name string, m meta, c *Cluster) {
 func TestAGossipMemberCannotTakeALiveVotersPlace(t *testing.T) {
 	g := newGossipTest(t)
 	members, leader := threeByGossip(t, g, nil)
-	var victim *Cluster
-	for _, m := range members {
-		if m != leader {
-			victim = m
-			break
-		}
-	}
+	victim := aFollower(members, leader)
 	id, addr := victim.cfg.NodeID, string(victim.transport.LocalAddr())
 	gossipImpostor(t, g.key, "mallory", meta{ID: "mallory", Raft: addr, Clustered: true, LogFormat: fsm.LogFormat}, leader)
 	gossipImpostor(t, g.key, "mallet", meta{ID: id, Raft: freeport.For(t), Clustered: true, LogFormat: fsm.LogFormat}, leader)
@@ -101,13 +95,7 @@ func TestAGossipMemberCannotTakeALiveVotersPlace(t *testing.T) {
 func TestAForgedLeaveDoesNotRemoveAVoter(t *testing.T) {
 	g := newGossipTest(t)
 	members, leader := threeByGossip(t, g, nil)
-	var victim *Cluster
-	for _, m := range members {
-		if m != leader {
-			victim = m
-			break
-		}
-	}
+	victim := aFollower(members, leader)
 	id := victim.cfg.NodeID
 	b, _ := json.Marshal(meta{ID: id, Raft: string(victim.transport.LocalAddr()), Clustered: true, LogFormat: fsm.LogFormat})
 	// What memberlist hands the leader for the forged notice.
@@ -127,13 +115,7 @@ func TestAForgedLeaveDoesNotRemoveAVoter(t *testing.T) {
 func TestAJoinAtALiveVotersAddressIsRefused(t *testing.T) {
 	g := newGossipTest(t)
 	members, leader := threeByGossip(t, g, nil)
-	var victim *Cluster
-	for _, m := range members {
-		if m != leader {
-			victim = m
-			break
-		}
-	}
+	victim := aFollower(members, leader)
 	id, addr := victim.cfg.NodeID, string(victim.transport.LocalAddr())
 	body := fmt.Sprintf(`{"id":"thief","raft_addr":%q,"log_format":%d}`, addr, fsm.LogFormat)
 	var out struct{}
@@ -147,4 +129,14 @@ func TestAJoinAtALiveVotersAddressIsRefused(t *testing.T) {
 	if leader.isServer("thief") {
 		t.Error("the node that joined at a live voter's address was added")
 	}
+}
+
+// aFollower is a member that does not lead.
+func aFollower(members []*Cluster, leader *Cluster) *Cluster {
+	for _, m := range members {
+		if m != leader {
+			return m
+		}
+	}
+	return nil
 }

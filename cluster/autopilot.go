@@ -112,6 +112,10 @@ func (p *pilot) addMembers(refused map[string]string) {
 		case !m.alive, ok && string(addr) == m.Raft:
 			delete(refused, m.ID)
 			continue
+		case !m.proven:
+			// Anyone with the gossip key can announce a server; one that
+			// has not shown a node certificate for its id is not added.
+			continue
 		case !ok && !c.rejoined(m.ID):
 			// Removed by an operator and not back with a fresh node
 			// certificate: no node would hear it.
@@ -198,6 +202,10 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 		st := autopilot.NodeAlive
 		switch {
 		case m.ID == c.cfg.NodeID:
+		case m.alive && !m.proven:
+			// Alive in gossip under this id, but not proven to be it
+			// (yet): neither promoted nor removed.
+			st = autopilot.NodeUnknown
 		case !m.alive && c.inContact(m.ID):
 			// Raft, over mutual TLS, still hears from it: whatever gossip
 			// says (any holder of the gossip key can say a member left or

@@ -115,6 +115,10 @@ type member struct {
 	alive bool
 	left  bool      // left gracefully
 	since time.Time // when it stopped being alive
+	// proven: its API showed a node certificate for its id (prove.go);
+	// tried is when it was last asked, warned whether a failure was said.
+	proven, warned bool
+	tried          time.Time
 }
 
 type gossip struct {
@@ -124,7 +128,8 @@ type gossip struct {
 	mu      sync.Mutex
 	members map[string]*member
 	self    meta
-	changed chan struct{} // a member came, went or changed
+	changed chan struct{} // a member came, went, changed or proved its id
+	prove   chan struct{} // a member to prove
 }
 
 func (g *gossip) NodeMeta(limit int) []byte {
@@ -155,18 +160,25 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 		return
 	}
 	g.mu.Lock()
-	cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft}
+	cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft, proven: m.ID == g.c.cfg.NodeID}
+	old, ok := g.members[m.ID]
 	if !alive {
 		cur.since = time.Now()
-		if old, ok := g.members[m.ID]; ok && !old.alive {
+		if ok && !old.alive {
 			cur.since = old.since
 		}
 	}
+	if ok && old.meta == m {
+		// The same announcement: what was proven of it still holds.
+		cur.proven, cur.warned, cur.tried = cur.proven || old.proven, old.warned, old.tried
+	}
 	g.members[m.ID] = cur
 	g.mu.Unlock()
-	select {
-	case g.changed <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{g.changed, g.prove} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -205,7 +217,7 @@ func (c *Cluster) startGossip(existing bool) error {
 	if gc.Stabilization == 0 {
 		gc.Stabilization = defaultStabilization
 	}
-	g := &gossip{c: c, cfg: gc, members: map[string]*member{}, changed: make(chan struct{}, 1),
+	g := &gossip{c: c, cfg: gc, members: map[string]*member{}, changed: make(chan struct{}, 1), prove: make(chan struct{}, 1),
 		self: meta{ID: c.cfg.NodeID, Raft: string(c.transport.LocalAddr()), API: c.cfg.APIAdvertise, Clustered: existing, LogFormat: fsm.LogFormat}}
 	mc := memberlist.DefaultLANConfig()
 	if gc.Fast {
@@ -233,9 +245,10 @@ func (c *Cluster) startGossip(existing bool) error {
 	c.gossip = g
 	c.pilot = newPilot(c, g)
 	c.OnLeader(c.pilot.run)
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.gossipJoinLoop()
 	go c.membershipLoop()
+	go c.proveLoop()
 	return nil
 }
 
@@ -313,7 +326,7 @@ func (c *Cluster) membershipLoop() {
 		var alive []member
 		someoneClustered := false
 		for _, m := range g.snapshot() {
-			if m.alive {
+			if m.alive && m.proven {
 				alive = append(alive, m)
 				someoneClustered = someoneClustered || m.Clustered
 			}

@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -128,6 +132,99 @@ func TestAJoinAtALiveVotersAddressIsRefused(t *testing.T) {
 	}
 	if leader.isServer("thief") {
 		t.Error("the node that joined at a live voter's address was added")
+	}
+}
+
+// foreignNodeAPI serves the format question with a node certificate for
+// id from another cluster's CA.
+func foreignNodeAPI(t *testing.T, id string) string {
+	t.Helper()
+	n, _ := testNodeTLS(t, id)
+	k, err := newNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := n.issue(context.Background(), id, k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, `{"format":%d}`, fsm.LogFormat)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: k}}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// A holder of the gossip key who announces a server of its own is not
+// added to the configuration, neither as a voter nor as a non-voter,
+// unless its API shows a node certificate of this cluster for the id it
+// announces: not with another cluster's certificate for that id, not by
+// naming a live node's API (whose certificate is for another id), not
+// with no API at all. A real server that joins after them is added.
+func TestAGossipMemberWithoutANodeCertificateIsNotAdded(t *testing.T) {
+	g := newGossipTest(t)
+	members, leader := threeByGossip(t, g, nil)
+	follower := aFollower(members, leader)
+	impostors := map[string]string{
+		"mallory": foreignNodeAPI(t, "mallory"),
+		"mallet":  follower.cfg.APIAdvertise,
+		"malaise": freeport.For(t),
+	}
+	for id, api := range impostors {
+		gossipImpostor(t, g.key, id, meta{ID: id, Raft: freeport.For(t), API: api, Clustered: true, LogFormat: fsm.LogFormat}, leader)
+	}
+	testwait.For(t, 20*time.Second, "the leader to see the impostors in gossip", func() bool {
+		return leader.gossip.ml.NumMembers() == 6
+	})
+	g.start("zz-later", func(gc *GossipConfig) { gc.BootstrapExpect = 0 })
+	testwait.For(t, 20*time.Second, "a later member to be added", func() bool { return leader.isServer("zz-later") })
+	// The leader has looked at the impostors at least as often as at the
+	// later member, which proved itself on the first try.
+	for id := range impostors {
+		if _, ok := suffrage(leader, id); ok {
+			t.Errorf("%s, with the gossip key only, was added to the configuration", id)
+		}
+	}
+	for _, m := range leader.gossip.snapshot() {
+		if impostors[m.ID] != "" && m.proven {
+			t.Errorf("%s counts as proven", m.ID)
+		}
+	}
+}
+
+// Members that hold only the gossip key do not count towards
+// bootstrap_expect, whatever they announce: two that sort first would
+// otherwise be two of the three voters the servers bootstrap with (no
+// quorum, ever), and one that says it is clustered would keep the servers
+// from bootstrapping at all.
+func TestGossipImpostorsDoNotCountTowardsBootstrapExpect(t *testing.T) {
+	g := newGossipTest(t)
+	first := g.start("n1", nil)
+	for _, id := range []string{"a1", "a2"} {
+		gossipImpostor(t, g.key, id, meta{ID: id, Raft: freeport.For(t), API: freeport.For(t), LogFormat: fsm.LogFormat}, first)
+	}
+	gossipImpostor(t, g.key, "a0", meta{ID: "a0", Raft: freeport.For(t), API: foreignNodeAPI(t, "a0"), Clustered: true, LogFormat: fsm.LogFormat}, first)
+	members := []*Cluster{first, g.start("n2", nil), g.start("n3", nil)}
+	var leader *Cluster
+	testwait.For(t, 30*time.Second, "three voters and a leader", func() bool {
+		for _, m := range members {
+			if m.IsLeader() {
+				leader = m
+			}
+		}
+		return leader != nil && leader.Status().Voters == 3
+	})
+	servers, err := leader.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.ID[0] == 'a' {
+			t.Errorf("the impostor %s is in the configuration", s.ID)
+		}
 	}
 }
 

@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// The gossip key only encrypts gossip: anyone who holds it can join the
+// pool and announce any id, Raft address and API address. So a gossip
+// member counts as a server (towards bootstrap_expect, or for the leader
+// to add it) only once it has proven the id it announces: its API address
+// answered an internal RPC over mutual TLS with a node certificate of the
+// cluster CA for that id. A member whose announcement changes proves
+// itself again.
+
+const (
+	proveTimeout  = time.Second // one proof's RPC
+	proveRetry    = time.Second // between proofs of a member that failed one
+	proveParallel = 8           // proofs in flight at once
+	proveTick     = 250 * time.Millisecond
+)
+
+// proveLoop proves the members gossip finds.
+func (c *Cluster) proveLoop() {
+	defer c.wg.Done()
+	g := c.gossip
+	tick := time.NewTicker(proveTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-g.prove:
+		case <-tick.C:
+		}
+		g.proveMembers(c.ctx)
+	}
+}
+
+// proveMembers asks every live member not yet proven (and not asked within
+// proveRetry) to show its node certificate.
+func (g *gossip) proveMembers(ctx context.Context) {
+	if _, err := g.c.tls.current(); err != nil {
+		return // no certificate of our own to ask with yet
+	}
+	now := time.Now()
+	var todo []member
+	g.mu.Lock()
+	for _, m := range g.members {
+		if m.alive && !m.proven && now.Sub(m.tried) >= proveRetry {
+			m.tried = now
+			todo = append(todo, *m)
+		}
+	}
+	g.mu.Unlock()
+	sem := make(chan struct{}, proveParallel)
+	var wg sync.WaitGroup
+	for _, m := range todo {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			g.proved(m, g.c.proveMember(ctx, m.meta))
+		}()
+	}
+	wg.Wait()
+}
+
+// proveMember asks m's API address, over mutual TLS, which log format it
+// reads: the answer counts only from a node certificate for m's id
+// (postAs). A release before the question answers 404 after the handshake,
+// which proves the certificate as well.
+func (c *Cluster) proveMember(ctx context.Context, m meta) error {
+	if _, _, err := net.SplitHostPort(m.API); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(m.Raft); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, proveTimeout)
+	defer cancel()
+	var out formatReply
+	err := c.postAs(ctx, m.ID, "https://"+m.API+pathFormat, []byte("{}"), &out)
+	if errors.Is(err, errUnknownPath) {
+		return nil
+	}
+	return err
+}
+
+// proved records the outcome of a proof of m, if m still announces what it
+// announced when asked.
+func (g *gossip) proved(m member, err error) {
+	g.mu.Lock()
+	cur, ok := g.members[m.ID]
+	if !ok || cur.meta != m.meta {
+		g.mu.Unlock()
+		return
+	}
+	if err != nil {
+		first := !cur.warned
+		cur.warned = true
+		g.mu.Unlock()
+		if first {
+			g.c.log.Warn("gossip member has not shown a node certificate for its id; not counted as a server", "id", m.ID, "api", m.API, "err", err)
+		}
+		return
+	}
+	cur.proven = true
+	g.mu.Unlock()
+	g.c.log.Debug("gossip member proved its id", "id", m.ID, "api", m.API)
+	select {
+	case g.changed <- struct{}{}:
+	default:
+	}
+}

@@ -288,16 +288,19 @@ func (a *Agent) step(ctx context.Context) error {
 		a.cfg.RenewNow, fresh = false, true
 	}
 	// The certificate's user is told of it until that succeeds: one that
-	// failed to reload still serves the previous certificate.
+	// failed to reload still serves the previous certificate. A hook that
+	// keeps failing must not keep the revocation check from running.
+	var hookErr error
 	if a.st.HookPending {
-		if err := a.afterWrite(ctx); err != nil {
-			return err
-		}
+		hookErr = a.afterWrite(ctx)
 	}
 	if !fresh {
 		if err := a.checkRevocation(ctx); err != nil {
 			return err
 		}
+	}
+	if hookErr != nil {
+		return hookErr
 	}
 	if time.Since(a.st.RootsCheck) >= a.cfg.CheckInterval {
 		if err := a.refreshRoots(ctx); err != nil {

@@ -112,7 +112,28 @@ func postOCSP(ctx context.Context, hc *http.Client, url string, req []byte, leaf
 	if c := r.Certificate; c != nil && !slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageOCSPSigning) {
 		return nil, errors.New("OCSP answer signed by a certificate not certified for OCSP signing")
 	}
-	return r, nil
+	return r, checkOCSPTimes(r, time.Now())
+}
+
+// ocspSkew is the clock difference allowed between the agent and the CA.
+const ocspSkew = 5 * time.Minute
+
+// checkOCSPTimes refuses an answer signed by a delegated responder outside
+// its certificate's validity (its key may outlive the certificate), and
+// one that is not current: produced in the future, or past its next
+// update (a replayed old answer says nothing of now).
+func checkOCSPTimes(r *ocsp.Response, now time.Time) error {
+	if c := r.Certificate; c != nil && (now.Add(ocspSkew).Before(c.NotBefore) || now.Add(-ocspSkew).After(c.NotAfter)) {
+		return fmt.Errorf("OCSP answer signed by a responder certificate valid only from %s to %s",
+			c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if now.Add(ocspSkew).Before(r.ThisUpdate) {
+		return fmt.Errorf("OCSP answer from the future (this update %s)", r.ThisUpdate.UTC().Format(time.RFC3339))
+	}
+	if !r.NextUpdate.IsZero() && now.Add(-ocspSkew).After(r.NextUpdate) {
+		return fmt.Errorf("OCSP answer out of date (next update %s)", r.NextUpdate.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // reasonName is RFC 5280's name of a CRL reason code.

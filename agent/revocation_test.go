@@ -29,10 +29,10 @@ func TestRevocationCheckBelievesOnlySignedAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signedBy := func(eku ...x509.ExtKeyUsage) (*x509.Certificate, crypto.Signer) {
+	signedFor := func(from, to time.Time, eku ...x509.ExtKeyUsage) (*x509.Certificate, crypto.Signer) {
 		k := newKey(t)
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "x"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: eku}
+			NotBefore: from, NotAfter: to, ExtKeyUsage: eku}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, k.Public(), issuerKey)
 		if err != nil {
 			t.Fatal(err)
@@ -40,17 +40,25 @@ func TestRevocationCheckBelievesOnlySignedAnswers(t *testing.T) {
 		c, _ := x509.ParseCertificate(der)
 		return c, k
 	}
+	signedBy := func(eku ...x509.ExtKeyUsage) (*x509.Certificate, crypto.Signer) {
+		return signedFor(time.Now().Add(-time.Hour), time.Now().Add(time.Hour), eku...)
+	}
 	leaf, _ := signedBy(x509.ExtKeyUsageClientAuth)
 	otherDevice, otherKey := signedBy(x509.ExtKeyUsageClientAuth)
 	responder, responderKey := signedBy(x509.ExtKeyUsageOCSPSigning)
-	answer := func(status int, signer *x509.Certificate, key crypto.Signer) []byte {
+	expired, expiredKey := signedFor(time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour), x509.ExtKeyUsageOCSPSigning)
+	notYet, notYetKey := signedFor(time.Now().Add(24*time.Hour), time.Now().Add(48*time.Hour), x509.ExtKeyUsageOCSPSigning)
+	answerAt := func(status int, signer *x509.Certificate, key crypto.Signer, this, next time.Time) []byte {
 		b, err := ocsp.CreateResponse(issuer, signer, ocsp.Response{Status: status, SerialNumber: leaf.SerialNumber,
-			ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour), RevokedAt: time.Now(), RevocationReason: ocsp.KeyCompromise,
+			ThisUpdate: this, NextUpdate: next, RevokedAt: this, RevocationReason: ocsp.KeyCompromise,
 			Certificate: signerIfDelegated(signer, issuer)}, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
+	}
+	answer := func(status int, signer *x509.Certificate, key crypto.Signer) []byte {
+		return answerAt(status, signer, key, time.Now(), time.Now().Add(time.Hour))
 	}
 	tests := []struct {
 		name        string
@@ -65,6 +73,15 @@ func TestRevocationCheckBelievesOnlySignedAnswers(t *testing.T) {
 		{"good, signed by the issuer", answer(ocsp.Good, issuer, issuerKey), false, RevocationGood},
 		{"revoked, signed by the issuer", answer(ocsp.Revoked, issuer, issuerKey), true, RevocationRevoked},
 		{"revoked, signed by a delegated responder", answer(ocsp.Revoked, responder, responderKey), true, RevocationRevoked},
+		// A responder's key outlives its certificate on some disk: once
+		// the certificate has expired (or before it starts), what the key
+		// signs is not the issuer's word.
+		{"revoked, signed by an expired delegated responder", answer(ocsp.Revoked, expired, expiredKey), false, RevocationUnknown},
+		{"revoked, signed by a delegated responder not valid yet", answer(ocsp.Revoked, notYet, notYetKey), false, RevocationUnknown},
+		// An old good answer replayed after its next update says nothing
+		// of now.
+		{"good, past its next update", answerAt(ocsp.Good, issuer, issuerKey, time.Now().Add(-3*time.Hour), time.Now().Add(-2*time.Hour)), false, RevocationUnknown},
+		{"revoked, not produced yet", answerAt(ocsp.Revoked, issuer, issuerKey, time.Now().Add(2*time.Hour), time.Now().Add(3*time.Hour)), false, RevocationUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +111,27 @@ func TestRevocationCheckBelievesOnlySignedAnswers(t *testing.T) {
 			}
 		})
 	}
+	// A reload hook that keeps failing does not keep the agent from
+	// learning that its certificate was revoked.
+	t.Run("revoked, while the -exec hook keeps failing", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/ocsp-response")
+			w.Write(answer(ocsp.Revoked, issuer, issuerKey))
+		}))
+		defer srv.Close()
+		l := *leaf
+		l.OCSPServer = []string{srv.URL + "/v1/ocsp"}
+		a := &Agent{cfg: Config{Timeout: 5 * time.Second, Exec: "exit 3", CheckInterval: time.Hour},
+			log: slog.New(slog.NewTextHandler(io.Discard, nil)), roots: x509.NewCertPool(),
+			bundle: &Bundle{}, id: &identity{cert: &l, chain: []*x509.Certificate{issuer}}}
+		a.st.RenewAt, a.st.RootsCheck, a.st.HookPending = time.Now().Add(time.Hour), time.Now(), true
+		if err := a.step(context.Background()); !errors.Is(err, ErrStopped) {
+			t.Fatalf("step: %v; want the revocation to stop the agent", err)
+		}
+		if !a.st.HookPending {
+			t.Error("the failed hook is no longer pending")
+		}
+	})
 }
 
 // signerIfDelegated is the certificate an answer carries: none when the

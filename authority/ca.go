@@ -47,6 +47,7 @@ type State interface {
 	Cert(serial string) (*fsm.Cert, error)
 	AdminByHash(hash []byte) (*fsm.Admin, error)
 	HasTokensExpiredBefore(t time.Time) bool
+	ExpiredCerts(t time.Time, limit int) ([]fsm.Cert, error)
 	OneTimeUsed(key []byte) bool
 	Provisioner(name string) (*fsm.Provisioner, error)
 	Provisioners() ([]*fsm.Provisioner, error)

@@ -39,6 +39,7 @@ const (
 	CmdAuthorityUpdate  CmdType = 26
 	CmdIssuerRevoke     CmdType = 27
 	CmdRootCRLPut       CmdType = 28
+	CmdCertPrune        CmdType = 29
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -144,10 +145,11 @@ func (e *Envelope) Encode() ([]byte, error) {
 // JSON envelope with a JSON payload. 1 adds batch entries, binary envelopes
 // and binary payloads (issue version 3). 2 adds the commands and versions
 // registered with needsFormat(..., 2), 3 those with needsFormat(..., 3)
-// (root CRLs, revoked issuers, authority settings). A leader writes the
+// (root CRLs, revoked issuers, authority settings), 4 those with
+// needsFormat(..., 4) (cert_prune). A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
-const LogFormat = 3
+const LogFormat = 4
 
 // Format is the lowest log format that carries e: a command or version
 // that older binaries do not know (they would panic on it) is proposed only

@@ -116,9 +116,19 @@ type Config struct {
 	// LineageLimits bound renewals and holder revocations per
 	// certificate lineage, on each node (zero fields: the defaults).
 	LineageLimits authority.LineageLimits
+	// Retention: the leader removes the records of certificates expired
+	// longer than this (0: authority.DefaultRetention), archiving them
+	// first to Archive (a URI: file:///dir or s3://bucket/prefix; "" for
+	// none). KeepExpired keeps them forever.
+	Retention   time.Duration
+	KeepExpired bool
+	Archive     string
 
 	// Not in the file: tuning for tests and dev mode.
 	Streams     api.StreamLimits // audit follows; each write of a stream (default 30s)
+	// RetentionInterval: how often the leader looks for records past
+	// their retention (default a minute).
+	RetentionInterval time.Duration
 	Timing      cluster.Timing
 	HoldTimeout time.Duration
 	Now         func() time.Time
@@ -198,10 +208,16 @@ type fileConfig struct {
 	OCSP                    *ocspBlock          `hcl:"ocsp,block"`
 	CRL                     *crlBlock           `hcl:"crl,block"`
 	LineageLimits           *lineageLimitsBlock `hcl:"lineage_limits,block"`
+	Storage                 *storageBlock       `hcl:"storage,block"`
 }
 
 type crlBlock struct {
 	Interval string `hcl:"interval,optional"`
+}
+
+type storageBlock struct {
+	ExpiredRetention string `hcl:"expired_retention,optional"`
+	Archive          string `hcl:"archive,optional"`
 }
 
 type lineageLimitsBlock struct {
@@ -420,6 +436,28 @@ func Parse(filename string, src []byte) (*Config, error) {
 		}
 		if c.CRLInterval < 0 || c.CRLInterval > time.Hour {
 			return nil, errors.New("config: crl: interval must be between 0 (the default) and 1h")
+		}
+	}
+	if b := f.Storage; b != nil {
+		switch b.ExpiredRetention {
+		case "":
+		case "forever":
+			c.KeepExpired = true
+		default:
+			var err error
+			if c.Retention, err = duration("storage: expired_retention", b.ExpiredRetention); err != nil {
+				return nil, err
+			}
+			if c.Retention < time.Hour {
+				return nil, errors.New(`config: storage: expired_retention must be at least 1h, or "forever"`)
+			}
+		}
+		c.Archive = b.Archive
+		if c.Archive != "" && !strings.HasPrefix(c.Archive, "file:///") && !strings.HasPrefix(c.Archive, "s3://") {
+			return nil, fmt.Errorf("config: storage: archive %q is not file:///dir or s3://bucket/prefix", c.Archive)
+		}
+		if c.Archive != "" && c.KeepExpired {
+			return nil, errors.New(`config: storage: an archive takes what retention removes; with expired_retention = "forever" nothing is`)
 		}
 	}
 	if b := f.LineageLimits; b != nil {

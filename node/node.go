@@ -25,6 +25,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/archive"
 	"github.com/quorumca/quorumca/internal/atomicfile"
 	"github.com/quorumca/quorumca/internal/backoff"
 	"github.com/quorumca/quorumca/internal/keyrate"
@@ -52,6 +53,7 @@ type Node struct {
 	adminListener  net.Listener // plain HTTP: pprof, metrics
 	adminHTTP      *http.Server
 	audit          *auditSink
+	archive        archive.Store // where retention archives records; nil: none
 	apiConns       *connLimiter
 	refusals       *refusalSampler
 	profiler       interface{ Stop() error }
@@ -160,6 +162,11 @@ func (n *Node) start() error {
 	}
 	n.ca = authority.New(authority.Config{State: n.fsm, Proposer: n.cluster, Signers: n.signers, Now: cfg.Now, Logger: n.log,
 		OCSPCacheBytes: cfg.OCSP.CacheBytes, OCSPStore: n.ocsp, Limits: cfg.LineageLimits})
+	if cfg.Archive != "" {
+		if n.archive, err = archive.Open(n.ctx, cfg.Archive); err != nil {
+			return fmt.Errorf("node: storage: %w", err)
+		}
+	}
 
 	n.registerMetrics(reg)
 	metricsToken, err := cfg.metricsToken()
@@ -490,6 +497,11 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		}
 		n.warnWithoutUsableAdmin(ctx)
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if !n.cfg.KeepExpired {
+		wg.Go(func() { n.retentionLoop(ctx) })
+	}
 	refreshStale()
 	periodic()
 	for {
@@ -500,6 +512,39 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			refreshStale()
 		case <-t.C:
 			periodic()
+		}
+	}
+}
+
+// retentionLoop, while this node leads, archives and removes the records
+// of certificates past their retention: every RetentionInterval, batch
+// after batch until none is left, so a backlog (retention turned on for a
+// large state) drains without waiting a minute per batch, while issuance
+// goes on between the batches.
+func (n *Node) retentionLoop(ctx context.Context) {
+	retention := cmp.Or(n.cfg.Retention, authority.DefaultRetention)
+	t := time.NewTicker(cmp.Or(n.cfg.RetentionInterval, time.Minute))
+	defer t.Stop()
+	for {
+		for {
+			removed, err := n.ca.PruneExpired(ctx, retention, n.archive)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, fsm.ErrUpgrading) {
+					n.log.Warn("retention: expired records not removed; retried next round", "err", err)
+				}
+				break
+			}
+			if removed > 0 {
+				n.log.Info("retention: removed records of expired certificates", "count", removed)
+			}
+			if removed < fsm.MaxPruneBatch || ctx.Err() != nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

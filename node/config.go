@@ -125,14 +125,14 @@ type Config struct {
 	Archive     string
 
 	// Not in the file: tuning for tests and dev mode.
-	Streams     api.StreamLimits // audit follows; each write of a stream (default 30s)
+	Streams api.StreamLimits // audit follows; each write of a stream (default 30s)
 	// RetentionInterval: how often the leader looks for records past
 	// their retention (default a minute).
 	RetentionInterval time.Duration
-	Timing      cluster.Timing
-	HoldTimeout time.Duration
-	Now         func() time.Time
-	Logger      *slog.Logger
+	Timing            cluster.Timing
+	HoldTimeout       time.Duration
+	Now               func() time.Time
+	Logger            *slog.Logger
 
 	// LogLevel is the file's log_level ("" if unset); the command that
 	// owns the logger applies it, at start and at each reload.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDeployExampleConfigIsValid(t *testing.T) {
@@ -38,6 +39,29 @@ api {
 }
 raft { listen = "127.0.0.1:8300" }
 `
+
+// joining is a valid cluster block.
+const joining = `cluster {
+  join = ["https://a:1"]
+  join_secret = "0123456789abcdef"
+  ca_file = "r"
+  ca_key = "awskms:alias/c"
+}
+`
+
+// The storage block: a retention, "forever", an archive.
+func TestStorageConfig(t *testing.T) {
+	c, err := Parse("test.hcl", []byte(baseConfig+joining+`storage {
+  expired_retention = "720h"
+  archive = "s3://bucket/quorumca?region=eu-west-1"
+}`))
+	if err != nil || c.Retention != 720*time.Hour || c.KeepExpired || c.Archive != "s3://bucket/quorumca?region=eu-west-1" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if c, err = Parse("test.hcl", []byte(baseConfig+joining+"storage {\n  expired_retention = \"forever\"\n}")); err != nil || !c.KeepExpired {
+		t.Fatalf("forever: %v %v", c.KeepExpired, err)
+	}
+}
 
 func TestConfigErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
@@ -150,6 +174,16 @@ provisioner "p" {
   kind = "enrollment-token"
   max_ttl = "forever"
 }`, "max_ttl"},
+		{"retention too short", baseConfig + joining + `storage {
+  expired_retention = "30m"
+}`, "at least 1h"},
+		{"archive with nothing to archive", baseConfig + joining + `storage {
+  expired_retention = "forever"
+  archive = "file:///var/lib/quorumca/archive"
+}`, "nothing is"},
+		{"archive of unknown scheme", baseConfig + joining + `storage {
+  archive = "ftp://archive.example/x"
+}`, "not file:///dir or s3://"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -70,3 +70,27 @@ func TestFSMScaleRunBuildsCRLShards(t *testing.T) {
 		t.Errorf("largest shard %d entries of %d revoked in %d shards", res.ShardMaxEntries, revoked, shards)
 	}
 }
+
+// A fleet renewing for a simulated week with retention: once the first
+// records pass their retention, as many are removed each day as are
+// issued, so the number of records stays flat.
+func TestChurnKeepsTheRecordsBounded(t *testing.T) {
+	res, err := Churn(context.Background(), ChurnConfig{Dir: t.TempDir(), Devices: 1500, Days: 7, Batch: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Points) != 7 {
+		t.Fatalf("points: %+v", res.Points)
+	}
+	// Lifetime 24h, renewed every 16h, kept 48h after expiry: from day 4
+	// on, a record leaves for each one that comes.
+	steady := res.Points[3].Records
+	for _, p := range res.Points[3:] {
+		if p.Records != steady || p.Removed == 0 {
+			t.Errorf("day %.0f: %d records (%d removed), want %d", p.Hours/24, p.Records, p.Removed, steady)
+		}
+	}
+	if last := res.Points[6]; last.Issued-last.Removed != last.Records {
+		t.Errorf("issued %d - removed %d != %d records", last.Issued, last.Removed, last.Records)
+	}
+}

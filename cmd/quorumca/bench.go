@@ -62,6 +62,12 @@ func benchFSM(fs *flag.FlagSet) func([]string) int {
 	fs.StringVar(&cfg.HeapProfile, "heap-profile", "", "write a heap profile here when the load ends")
 	out := fs.String("json", "", "write the result here")
 	quiet := fs.Bool("quiet", false, "no progress lines")
+	churn := fs.Bool("churn", false, "instead: a fleet renewing for -days on an accelerated clock, with retention; the file and memory each day")
+	var cc bench.ChurnConfig
+	fs.IntVar(&cc.Devices, "devices", 1_000_000, "with -churn: the fleet")
+	fs.DurationVar(&cc.Lifetime, "lifetime", 24*time.Hour, "with -churn: each certificate's life (renewed at two thirds of it)")
+	fs.DurationVar(&cc.Retention, "retention", 48*time.Hour, "with -churn: how long records are kept after expiry")
+	fs.IntVar(&cc.Days, "days", 7, "with -churn: simulated days")
 	return func([]string) int {
 		if cfg.Dir == "" {
 			d, err := os.MkdirTemp("", "quorumca-bench-fsm-")
@@ -75,6 +81,20 @@ func benchFSM(fs *flag.FlagSet) func([]string) int {
 		}
 		if !*quiet {
 			cfg.Progress = os.Stderr
+		}
+		if *churn {
+			cc.Dir, cc.Batch, cc.Progress = cfg.Dir, cfg.Batch, cfg.Progress
+			r, err := bench.Churn(contextBackground(), cc)
+			if err != nil {
+				return fail("bench fsm -churn: %v", err)
+			}
+			r.Summary(os.Stdout)
+			if *out != "" {
+				if err := r.WriteJSON(*out); err != nil {
+					return fail("bench fsm -churn: %v", err)
+				}
+			}
+			return 0
 		}
 		r, err := bench.FSM(contextBackground(), cfg)
 		if err != nil {

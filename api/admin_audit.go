@@ -21,6 +21,9 @@ type auditPage struct {
 	// not: polling from there reads each entry once.
 	More      bool   `json:"more"`
 	NextAfter uint64 `json:"next_after"`
+	// Checkpoint: entries up to it were cut by retention; the first kept
+	// entry follows its hash. Sent with a page that starts at or before it.
+	Checkpoint *fsm.AuditCheckpoint `json:"checkpoint,omitempty"`
 }
 
 // followEvery spaces a follower's reads: under a burst of changes it reads
@@ -64,7 +67,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		if p.Entries == nil {
 			p.Entries = []fsm.AuditEntry{}
 		}
-		writeJSON(w, http.StatusOK, auditPage{Entries: p.Entries, More: p.More, NextAfter: p.Next})
+		writeJSON(w, http.StatusOK, auditPage{Entries: p.Entries, More: p.More, NextAfter: p.Next, Checkpoint: p.Checkpoint})
 		return
 	}
 	release, err := s.streams.follow(admin.ID)

@@ -48,6 +48,7 @@ type State interface {
 	AdminByHash(hash []byte) (*fsm.Admin, error)
 	HasTokensExpiredBefore(t time.Time) bool
 	ExpiredCerts(t time.Time, limit int) ([]fsm.Cert, error)
+	AuditBefore(t time.Time, limit int) ([]fsm.AuditEntry, error)
 	OneTimeUsed(key []byte) bool
 	Provisioner(name string) (*fsm.Provisioner, error)
 	Provisioners() ([]*fsm.Provisioner, error)

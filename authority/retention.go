@@ -2,8 +2,12 @@ package authority
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/quorumca/quorumca/fsm"
@@ -83,4 +87,54 @@ func archiveCerts(ctx context.Context, store archive.Store, recs []fsm.Cert) err
 		start = end
 	}
 	return nil
+}
+
+// DefaultAuditRetention is how long audit entries stay in the state.
+const DefaultAuditRetention = 90 * 24 * time.Hour
+
+// CheckpointSigner signs audit checkpoints: the cluster CA key.
+type CheckpointSigner interface {
+	Public() crypto.PublicKey
+	Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
+
+// CutAudit archives (when a store is set) and then cuts from the state one
+// segment of audit entries older than retention, leaving a checkpoint
+// signed by key. It returns how many entries it cut; fsm.MaxAuditCut
+// means there may be more.
+func (ca *CA) CutAudit(ctx context.Context, retention time.Duration, store archive.Store, key CheckpointSigner) (int, error) {
+	entries, err := ca.state.AuditBefore(ca.now().Add(-retention), fsm.MaxAuditCut)
+	if err != nil || len(entries) == 0 {
+		return 0, err
+	}
+	last := entries[len(entries)-1]
+	if store != nil {
+		lines := make([][]byte, len(entries))
+		for i := range entries {
+			if lines[i], err = json.Marshal(&entries[i]); err != nil {
+				return 0, err
+			}
+		}
+		if err := store.Put(ctx, AuditSegmentName(entries[0].Seq, last.Seq), archive.Gzip(lines)); err != nil {
+			return 0, fmt.Errorf("audit retention: archive to %s: %w; nothing cut", store, err)
+		}
+	}
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return 0, err
+	}
+	cp := fsm.AuditCheckpoint{Seq: last.Seq, Hash: last.Hash, Time: last.Time, Key: spki}
+	if cp.Signature, err = key.Sign(rand.Reader, fsm.CheckpointDigest(cp), crypto.SHA256); err != nil {
+		return 0, fmt.Errorf("audit retention: sign the checkpoint: %w", err)
+	}
+	if err := ca.propose(ctx, fsm.CmdAuditCut, fsm.AuditCut{Checkpoint: cp}); err != nil {
+		return 0, err
+	}
+	return len(entries), nil
+}
+
+// AuditSegmentName is where a segment of the audit log is archived: its
+// first and last sequence numbers, zero-padded so names sort in order.
+func AuditSegmentName(first, last uint64) string {
+	return fmt.Sprintf("audit/%020d-%020d.jsonl.gz", first, last)
 }

@@ -3,6 +3,9 @@ package bench
 import (
 	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -25,10 +28,13 @@ type ChurnConfig struct {
 	Devices   int           // the fleet (default 1,000,000)
 	Lifetime  time.Duration // each certificate's life (default 24h)
 	Retention time.Duration // records kept this long after expiry (default 48h)
-	Days      int           // simulated days (default 7)
-	Step      time.Duration // simulated time per round (default 1h)
-	Batch     int           // issuances per FSM batch (default 256)
-	Progress  io.Writer
+	// AuditRetention: audit entries kept this long (default Retention);
+	// older ones are cut behind a signed checkpoint.
+	AuditRetention time.Duration
+	Days           int           // simulated days (default 7)
+	Step           time.Duration // simulated time per round (default 1h)
+	Batch          int           // issuances per FSM batch (default 256)
+	Progress       io.Writer
 }
 
 // ChurnPoint is the state after a simulated time.
@@ -48,12 +54,14 @@ type ChurnPoint struct {
 
 // ChurnResult is what the churn run reports.
 type ChurnResult struct {
-	Kind      string       `json:"kind"` // "churn"
-	Devices   int          `json:"devices"`
-	Lifetime  string       `json:"lifetime"`
-	Retention string       `json:"retention"`
-	Days      int          `json:"days"`
-	Points    []ChurnPoint `json:"points"`
+	Kind      string `json:"kind"` // "churn"
+	Devices   int    `json:"devices"`
+	Lifetime  string `json:"lifetime"`
+	Retention string `json:"retention"`
+	// AuditRetention: how long audit entries were kept.
+	AuditRetention string       `json:"audit_retention"`
+	Days           int          `json:"days"`
+	Points         []ChurnPoint `json:"points"`
 	// Steady: the file's size over the last quarter of the run, against
 	// its size when the first records reached their retention (lifetime
 	// + retention + a renewal period). Near 1: the file stopped growing.
@@ -67,8 +75,8 @@ func (r *ChurnResult) WriteJSON(path string) error { return writeJSON(path, r) }
 
 // Summary prints r for a terminal.
 func (r *ChurnResult) Summary(w io.Writer) {
-	fmt.Fprintf(w, "churn: %d devices, %s certificates renewed at 2/3 of their life, retention %s, %d simulated days\n",
-		r.Devices, r.Lifetime, r.Retention, r.Days)
+	fmt.Fprintf(w, "churn: %d devices, %s certificates renewed at 2/3 of their life, retention %s (audit %s), %d simulated days\n",
+		r.Devices, r.Lifetime, r.Retention, r.AuditRetention, r.Days)
 	fmt.Fprintf(w, "  %6s %11s %11s %10s %9s %9s %7s %8s %9s\n", "hours", "issued", "removed", "records", "bolt MiB", "free MiB", "free %", "rss MiB", "B/record")
 	for _, p := range r.Points {
 		fmt.Fprintf(w, "  %6.0f %11d %11d %10d %9.0f %9.1f %7.1f %8.0f %9.0f\n", p.Hours, p.Issued, p.Removed, p.Records, p.BoltMiB, p.FreeMiB, p.FreePct, p.RSSMiB, p.BytesRec)
@@ -81,8 +89,9 @@ func (r *ChurnResult) Summary(w io.Writer) {
 // renews at two thirds of its certificate's life (a new record, a one-time
 // ID as from a JWK provisioner), and each round the leader's retention
 // removes the records expired longer than the retention, as the leader
-// does (authority.PruneExpired, every batch through the log), and drops
-// expired one-time IDs. It reports the file, its free pages and the
+// does (authority.PruneExpired, every batch through the log), drops
+// expired one-time IDs and cuts audit entries older than the audit
+// retention (authority.CutAudit). It reports the file, its free pages and the
 // process's memory after each simulated day.
 func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 	cfg.Devices = cmp.Or(cfg.Devices, 1_000_000)
@@ -90,6 +99,7 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 	cfg.Batch = cmp.Or(cfg.Batch, 256)
 	cfg.Lifetime = cmp.Or(cfg.Lifetime, 24*time.Hour)
 	cfg.Retention = cmp.Or(cfg.Retention, 48*time.Hour)
+	cfg.AuditRetention = cmp.Or(cfg.AuditRetention, cfg.Retention)
 	cfg.Step = cmp.Or(cfg.Step, time.Hour)
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
@@ -101,7 +111,7 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 		return nil, err
 	}
 	res := &ChurnResult{Kind: "churn", Devices: cfg.Devices, Lifetime: cfg.Lifetime.String(), Retention: cfg.Retention.String(),
-		Days: cfg.Days, Machine: thisMachine(), Started: time.Now()}
+		AuditRetention: cfg.AuditRetention.String(), Days: cfg.Days, Machine: thisMachine(), Started: time.Now()}
 	pki, err := node.LoadOrCreateDevPKI(filepath.Join(cfg.Dir, "pki"))
 	if err != nil {
 		return nil, err
@@ -122,6 +132,10 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 	}
 	ca := authority.New(authority.Config{State: f, Proposer: ld, Signers: &signer.Cache{AllowInsecure: true},
 		Now: func() time.Time { return ld.now }})
+	checkpointKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // the cluster CA key's part
+	if err != nil {
+		return nil, err
+	}
 
 	// The fleet enrolls over the first renewal period, spread evenly, so
 	// its renewals are spread too; renewAt holds each device's next one.
@@ -176,6 +190,15 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 		}
 		if err := ca.PruneTokens(ctx); err != nil {
 			return nil, err
+		}
+		for {
+			n, err := ca.CutAudit(ctx, cfg.AuditRetention, nil, checkpointKey)
+			if err != nil {
+				return nil, fmt.Errorf("audit retention: %w", err)
+			}
+			if n < fsm.MaxAuditCut {
+				break
+			}
 		}
 		if h := ld.now.Sub(begin); h%(24*time.Hour) == 0 || !ld.now.Before(end) {
 			p := churnPoint(f, dbPath, h, issued, removed)

@@ -191,6 +191,20 @@ type AuditPage struct {
 	Entries   []AuditEntry `json:"entries"`
 	More      bool         `json:"more"`
 	NextAfter uint64       `json:"next_after"`
+	// Checkpoint: entries up to it were cut from the state by retention
+	// (archived, if the cluster has an archive); the kept chain follows
+	// its hash. Present on a page that starts at or before it.
+	Checkpoint *AuditCheckpoint `json:"checkpoint,omitempty"`
+}
+
+// AuditCheckpoint is where the kept audit chain starts, signed by the
+// cluster CA key (Key: its PKIX DER).
+type AuditCheckpoint struct {
+	Seq       uint64 `json:"seq"`
+	Hash      string `json:"hash"`
+	Time      int64  `json:"time"`
+	Key       []byte `json:"key"`
+	Signature []byte `json:"signature"`
 }
 
 // AuditPage returns one page of audit entries.

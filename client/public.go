@@ -103,6 +103,9 @@ type Health struct {
 	LastContact  float64 `json:"last_contact_seconds"`
 	Voters       int     `json:"voters"`
 	NonVoters    int     `json:"nonvoters"`
+	// ClusterCA is the hex SHA-256 of the cluster CA's public key (what
+	// cluster.ca_fingerprint pins, and what signs audit checkpoints).
+	ClusterCA string `json:"cluster_ca_fingerprint,omitempty"`
 	// Autopilot is set by the leader of a gossip cluster: how it judges
 	// each server (non-voters are promoted once stable).
 	Autopilot *Autopilot `json:"autopilot,omitempty"`

@@ -109,6 +109,9 @@ type AuditPage struct {
 	// never reads an entry twice, matching or not.
 	More bool
 	Next uint64
+	// Checkpoint: where the kept chain starts, when the page starts at or
+	// before it (entries up to it were cut by retention).
+	Checkpoint *AuditCheckpoint
 }
 
 // Audit reads one page of entries matching the filter. A filtered query
@@ -122,6 +125,13 @@ func (f *FSM) Audit(q AuditFilter) (AuditPage, error) {
 	limit = min(limit, MaxAuditLimit)
 	var p AuditPage
 	err := f.view(func(tx *bolt.Tx) error {
+		cp, err := auditCheckpoint(tx)
+		if err != nil {
+			return err
+		}
+		if cp != nil && q.After <= cp.Seq {
+			p.Checkpoint = cp
+		}
 		log := tx.Bucket(bAudit)
 		p.Next = q.After
 		if k, _ := log.Cursor().Last(); k != nil {
@@ -221,33 +231,48 @@ var ErrAuditBroken = errors.New("audit chain broken")
 // VerifyAudit walks the whole chain and reports the first entry that does
 // not verify, or an index that does not list exactly the entries. It
 // returns the number of entries checked.
+//
+// A chain cut by retention starts after its checkpoint, whose signature is
+// checked with the key it names (VerifyCheckpoint; the caller compares
+// that key with the cluster's). It returns the number of entries checked.
 func VerifyAudit(tx *bolt.Tx) (uint64, error) {
 	var prev string
-	var n uint64
+	var n, checked uint64
+	cp, err := auditCheckpoint(tx)
+	if err != nil {
+		return 0, err
+	}
+	if cp != nil {
+		if _, err := VerifyCheckpoint(*cp); err != nil {
+			return 0, err
+		}
+		prev, n = cp.Hash, cp.Seq
+	}
 	index := newAuditIndexChecker(tx)
 	c := tx.Bucket(bAudit).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		n++
+		checked++
 		var e AuditEntry
 		if err := json.Unmarshal(v, &e); err != nil {
-			return n, fmt.Errorf("%w at entry %d: undecodable: %v", ErrAuditBroken, n, err)
+			return checked, fmt.Errorf("%w at entry %d: undecodable: %v", ErrAuditBroken, n, err)
 		}
 		if binary.BigEndian.Uint64(k) != n {
-			return n, fmt.Errorf("%w at entry %d: stored under %d (an entry is missing or moved)", ErrAuditBroken, n, binary.BigEndian.Uint64(k))
+			return checked, fmt.Errorf("%w at entry %d: stored under %d (an entry is missing or moved)", ErrAuditBroken, n, binary.BigEndian.Uint64(k))
 		}
 		if err := VerifyEntry(e, n, prev); err != nil {
-			return n, err
+			return checked, err
 		}
 		if err := index.entry(e, n); err != nil {
-			return n, err
+			return checked, err
 		}
 		prev = e.Hash
 	}
 	var head AuditEntry
 	if getJSON(tx, bMeta, kAuditHead, &head) == nil && (head.Seq != n || head.Hash != prev) {
-		return n, fmt.Errorf("%w: the log ends at entry %d but the head says %d (entries were removed at the end)", ErrAuditBroken, n, head.Seq)
+		return checked, fmt.Errorf("%w: the log ends at entry %d but the head says %d (entries were removed at the end)", ErrAuditBroken, n, head.Seq)
 	}
-	return n, index.end(n)
+	return checked, index.end(n)
 }
 
 // VerifyEntry checks one entry: that it is entry seq, follows the entry
@@ -277,21 +302,42 @@ func (f *FSM) VerifyAudit() (uint64, error) {
 }
 
 // VerifyAuditFile checks the audit chain of a state database file (a copy
-// of a node's data, or a stopped node's), opened read-only.
-func VerifyAuditFile(path string) (uint64, error) {
+// of a node's data, or a stopped node's), opened read-only, and returns
+// its checkpoint (nil if nothing was cut).
+func VerifyAuditFile(path string) (uint64, *AuditCheckpoint, error) {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 1e9})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer db.Close()
 	var n uint64
+	var cp *AuditCheckpoint
 	err = db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bAudit) == nil {
 			return errors.New("not a quorumca state database")
 		}
 		var err error
+		if cp, err = auditCheckpoint(tx); err != nil {
+			return err
+		}
 		n, err = VerifyAudit(tx)
 		return err
 	})
-	return n, err
+	return n, cp, err
+}
+
+// AuditChain verifies a chain entry by entry, from its start or from a
+// checkpoint: the archived segments, then the state's kept entries.
+type AuditChain struct {
+	Seq  uint64 // the last entry verified (or the checkpoint's)
+	Prev string // its hash
+}
+
+// Next verifies e as the entry after the last one.
+func (c *AuditChain) Next(e AuditEntry) error {
+	if err := VerifyEntry(e, c.Seq+1, c.Prev); err != nil {
+		return err
+	}
+	c.Seq, c.Prev = e.Seq, e.Hash
+	return nil
 }

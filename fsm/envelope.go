@@ -40,6 +40,7 @@ const (
 	CmdIssuerRevoke     CmdType = 27
 	CmdRootCRLPut       CmdType = 28
 	CmdCertPrune        CmdType = 29
+	CmdAuditCut         CmdType = 30
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -146,7 +147,7 @@ func (e *Envelope) Encode() ([]byte, error) {
 // and binary payloads (issue version 3). 2 adds the commands and versions
 // registered with needsFormat(..., 2), 3 those with needsFormat(..., 3)
 // (root CRLs, revoked issuers, authority settings), 4 those with
-// needsFormat(..., 4) (cert_prune). A leader writes the
+// needsFormat(..., 4) (cert_prune, audit_cut). A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
 const LogFormat = 4

@@ -123,6 +123,12 @@ type Config struct {
 	Retention   time.Duration
 	KeepExpired bool
 	Archive     string
+	// AuditRetention: the leader cuts audit entries older than this from
+	// the state (0: authority.DefaultAuditRetention), archiving them first
+	// to Archive, and keeps a checkpoint signed by the cluster CA key.
+	// KeepAudit keeps them forever.
+	AuditRetention time.Duration
+	KeepAudit      bool
 
 	// Not in the file: tuning for tests and dev mode.
 	Streams api.StreamLimits // audit follows; each write of a stream (default 30s)
@@ -217,6 +223,7 @@ type crlBlock struct {
 
 type storageBlock struct {
 	ExpiredRetention string `hcl:"expired_retention,optional"`
+	AuditRetention   string `hcl:"audit_retention,optional"`
 	Archive          string `hcl:"archive,optional"`
 }
 
@@ -452,12 +459,25 @@ func Parse(filename string, src []byte) (*Config, error) {
 				return nil, errors.New(`config: storage: expired_retention must be at least 1h, or "forever"`)
 			}
 		}
+		switch b.AuditRetention {
+		case "":
+		case "forever":
+			c.KeepAudit = true
+		default:
+			var err error
+			if c.AuditRetention, err = duration("storage: audit_retention", b.AuditRetention); err != nil {
+				return nil, err
+			}
+			if c.AuditRetention < time.Hour {
+				return nil, errors.New(`config: storage: audit_retention must be at least 1h, or "forever"`)
+			}
+		}
 		c.Archive = b.Archive
 		if c.Archive != "" && !strings.HasPrefix(c.Archive, "file:///") && !strings.HasPrefix(c.Archive, "s3://") {
 			return nil, fmt.Errorf("config: storage: archive %q is not file:///dir or s3://bucket/prefix", c.Archive)
 		}
-		if c.Archive != "" && c.KeepExpired {
-			return nil, errors.New(`config: storage: an archive takes what retention removes; with expired_retention = "forever" nothing is`)
+		if c.Archive != "" && c.KeepExpired && c.KeepAudit {
+			return nil, errors.New(`config: storage: an archive takes what retention removes; with expired_retention and audit_retention "forever" nothing is`)
 		}
 	}
 	if b := f.LineageLimits; b != nil {

@@ -499,7 +499,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	if !n.cfg.KeepExpired {
+	if !n.cfg.KeepExpired || !n.cfg.KeepAudit {
 		wg.Go(func() { n.retentionLoop(ctx) })
 	}
 	refreshStale()
@@ -517,34 +517,57 @@ func (n *Node) leaderLoop(ctx context.Context) {
 }
 
 // retentionLoop, while this node leads, archives and removes the records
-// of certificates past their retention: every RetentionInterval, batch
-// after batch until none is left, so a backlog (retention turned on for a
-// large state) drains without waiting a minute per batch, while issuance
-// goes on between the batches.
+// of certificates past their retention, and cuts audit entries past
+// theirs: every RetentionInterval, batch after batch until none is left,
+// so a backlog (retention turned on for a large state) drains without
+// waiting a minute per batch, while issuance goes on between the batches.
 func (n *Node) retentionLoop(ctx context.Context) {
-	retention := cmp.Or(n.cfg.Retention, authority.DefaultRetention)
 	t := time.NewTicker(cmp.Or(n.cfg.RetentionInterval, time.Minute))
 	defer t.Stop()
+	warned := false
 	for {
-		for {
-			removed, err := n.ca.PruneExpired(ctx, retention, n.archive)
-			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, fsm.ErrUpgrading) {
-					n.log.Warn("retention: expired records not removed; retried next round", "err", err)
-				}
-				break
-			}
-			if removed > 0 {
-				n.log.Info("retention: removed records of expired certificates", "count", removed)
-			}
-			if removed < fsm.MaxPruneBatch || ctx.Err() != nil {
-				break
+		if !n.cfg.KeepExpired {
+			retention := cmp.Or(n.cfg.Retention, authority.DefaultRetention)
+			n.drain(ctx, "records of expired certificates", fsm.MaxPruneBatch, func() (int, error) {
+				return n.ca.PruneExpired(ctx, retention, n.archive)
+			})
+		}
+		if !n.cfg.KeepAudit {
+			retention := cmp.Or(n.cfg.AuditRetention, authority.DefaultAuditRetention)
+			key, err := n.signers.Get(ctx, n.cfg.ClusterCAKey)
+			switch {
+			case err != nil && !warned && ctx.Err() == nil:
+				warned = true
+				n.log.Warn("audit retention: this node cannot use the cluster CA key to sign the checkpoint; audit entries are kept while it leads", "err", err)
+			case err == nil:
+				n.drain(ctx, "audit entries", fsm.MaxAuditCut, func() (int, error) {
+					return n.ca.CutAudit(ctx, retention, n.archive, signer.CryptoSigner(ctx, key))
+				})
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// drain runs a retention batch until one is short of full.
+func (n *Node) drain(ctx context.Context, what string, full int, batch func() (int, error)) {
+	for {
+		removed, err := batch()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, fsm.ErrUpgrading) {
+				n.log.Warn("retention: "+what+" not removed; retried next round", "err", err)
+			}
+			return
+		}
+		if removed > 0 {
+			n.log.Info("retention: removed "+what, "count", removed)
+		}
+		if removed < full || ctx.Err() != nil {
+			return
 		}
 	}
 }

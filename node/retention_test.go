@@ -111,3 +111,78 @@ func TestRetentionArchivesThenRemovesExpiredRecords(t *testing.T) {
 		t.Error("a current certificate was archived")
 	}
 }
+
+// Audit entries older than the audit retention are archived, then cut
+// from every node's state behind a checkpoint signed by the cluster CA
+// key: the kept chain verifies from the checkpoint on every node, the
+// archive verifies from the first entry to the checkpoint, and an archive
+// with an entry changed does not.
+func TestAuditRetentionKeepsTheWholeHistoryProvable(t *testing.T) {
+	dir := t.TempDir()
+	c := newTestClusterWith(t, 3, cluster.FastTiming(), func(c *testCluster) {
+		c.configure = func(cfg *Config) {
+			cfg.AuditRetention, cfg.RetentionInterval, cfg.Archive = time.Hour, 100*time.Millisecond, "file://"+dir
+		}
+	})
+	for i := range 3 {
+		c.mintToken(c.nodes[i], "1h", "a.example")
+	}
+	before, _ := c.nodes[0].node.FSM().AuditHead()
+	c.clock.Advance(2 * time.Hour)
+	c.mintToken(c.nodes[1], "1h", "b.example") // a newer entry: the head stays
+
+	var cp *fsm.AuditCheckpoint
+	testwait.For(t, 20*time.Second, "every node to cut its audit log", func() bool {
+		for _, tn := range c.nodes {
+			got, err := tn.node.FSM().AuditCheckpoint()
+			if err != nil || got == nil || got.Seq < before {
+				return false
+			}
+			cp = got
+		}
+		return true
+	})
+	c.WaitConverged()
+	want := c.nodes[0].node.Cluster().CAFingerprint()
+	if fp, err := fsm.VerifyCheckpoint(*cp); err != nil || fp != want {
+		t.Fatalf("checkpoint signed by %q (%v), want the cluster CA %s", fp, err, want)
+	}
+	for _, tn := range c.nodes {
+		if n, err := tn.node.FSM().VerifyAudit(); err != nil || n == 0 {
+			t.Errorf("%s: the kept chain: %d entries, %v", tn.cfg.NodeName, n, err)
+		}
+	}
+	// Through the API, the first page carries the checkpoint.
+	var page struct {
+		Entries    []fsm.AuditEntry     `json:"entries"`
+		Checkpoint *fsm.AuditCheckpoint `json:"checkpoint"`
+	}
+	c.do(c.nodes[2], "GET", "/v1/admin/audit?limit=1", nil, c.admin).decode(t, &page)
+	if page.Checkpoint == nil || len(page.Entries) != 1 || page.Entries[0].Prev != page.Checkpoint.Hash {
+		t.Fatalf("first page: %+v", page)
+	}
+
+	ctx := context.Background()
+	store, err := archive.Open(ctx, "file://"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The archive may run past the state's checkpoint while a later cut
+	// is on its way; it proves the history up to the checkpoint.
+	if n, err := fsm.VerifyAuditArchive(ctx, store, cp); err != nil || n != cp.Seq {
+		t.Fatalf("archive: verified to %d (%v), want %d", n, err, cp.Seq)
+	}
+	names, _ := store.List(ctx, "audit/")
+	data, _ := store.Get(ctx, names[0])
+	lines, _ := archive.Gunzip(data)
+	var e fsm.AuditEntry
+	json.Unmarshal(lines[1], &e)
+	e.Actor = "someone else"
+	lines[1], _ = json.Marshal(e)
+	if err := store.Put(ctx, names[0], archive.Gzip(lines)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fsm.VerifyAuditArchive(ctx, store, cp); !errors.Is(err, fsm.ErrAuditBroken) {
+		t.Fatalf("an archived entry changed: %v", err)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/quorumca/quorumca/agent"
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/archive"
 	"github.com/quorumca/quorumca/internal/atomicfile"
 )
 
@@ -518,39 +519,103 @@ func auditList(fs *flag.FlagSet) func([]string) int {
 
 // auditVerify checks the hash chain: of a state database in a data dir
 // (a stopped node's, or a copy), or online, entry by entry from the API.
+// A chain cut by retention starts at a checkpoint signed by the cluster
+// CA key: its fingerprint must be the cluster's (-cluster-ca-fingerprint,
+// or online the node's). With -archive, the archived segments are
+// verified from the first entry to the checkpoint: the whole history.
 func auditVerify(fs *flag.FlagSet) func([]string) int {
 	dataDir := fs.String("data-dir", "", "verify the state database of this node data dir instead of asking the API")
+	archiveURI := fs.String("archive", "", "also verify the archived entries, from the first to the checkpoint: file:///dir or s3://bucket/prefix")
+	pin := fs.String("cluster-ca-fingerprint", "", "the cluster CA fingerprint (hex SHA-256 of its public key) that must sign the checkpoint; online, the node's by default")
 	var af apiFlags
 	af.register(fs)
 	return func([]string) int {
-		if *dataDir != "" {
-			n, err := fsm.VerifyAuditFile(stateFile(*dataDir))
-			if err != nil {
-				return fail("audit verify: %v", err)
-			}
-			fmt.Printf("audit chain verified: %d entries\n", n)
-			return 0
-		}
-		c, err := af.client()
-		if err != nil {
-			return fail("%v", err)
-		}
 		cx, cancel := ctx()
 		defer cancel()
-		var prev string
-		var n uint64
-		err = c.AuditAll(cx, client.AuditQuery{Limit: 1000}, func(e client.AuditEntry) error {
-			if err := fsm.VerifyEntry(fsm.AuditEntry(e), n+1, prev); err != nil {
-				return err
-			}
-			prev, n = e.Hash, n+1
-			return nil
-		})
+		var (
+			cp     *fsm.AuditCheckpoint
+			kept   uint64
+			err    error
+			expect = strings.ToLower(*pin)
+		)
+		if *dataDir != "" {
+			kept, cp, err = fsm.VerifyAuditFile(stateFile(*dataDir))
+		} else {
+			kept, cp, expect, err = auditVerifyOnline(cx, &af, expect)
+		}
 		if err != nil {
 			return fail("audit verify: %v", err)
 		}
-		fmt.Printf("audit chain verified: %d entries\n", n)
+		from := uint64(1)
+		if cp != nil {
+			fp, err := fsm.VerifyCheckpoint(*cp)
+			if err != nil {
+				return fail("audit verify: %v", err)
+			}
+			if expect != "" && fp != expect {
+				return fail("audit verify: the checkpoint at entry %d is signed by key %s, not the cluster CA's %s", cp.Seq, fp, expect)
+			}
+			fmt.Printf("checkpoint at entry %d, signed by key %s%s\n", cp.Seq, fp, map[bool]string{true: " (the cluster CA's)", false: ""}[fp == expect])
+			from = cp.Seq + 1
+		}
+		if *archiveURI != "" {
+			store, err := archive.Open(cx, *archiveURI)
+			if err != nil {
+				return fail("audit verify: %v", err)
+			}
+			n, err := fsm.VerifyAuditArchive(cx, store, cp)
+			if err != nil {
+				return fail("audit verify: archive: %v", err)
+			}
+			fmt.Printf("archive verified: entries 1-%d\n", n)
+			from = 1
+		}
+		fmt.Printf("audit chain verified: %d entries in the state (from entry %d)\n", kept, from)
 		return 0
+	}
+}
+
+// auditVerifyOnline verifies the kept chain page by page from the API,
+// and returns the checkpoint it starts at and the fingerprint the
+// checkpoint must have (pin, or the node's cluster CA).
+func auditVerifyOnline(cx context.Context, af *apiFlags, pin string) (uint64, *fsm.AuditCheckpoint, string, error) {
+	c, err := af.client()
+	if err != nil {
+		return 0, nil, "", err
+	}
+	if pin == "" {
+		h, err := c.Health(cx)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		pin = h.ClusterCA
+	}
+	var (
+		chain fsm.AuditChain
+		cp    *fsm.AuditCheckpoint
+		n     uint64
+	)
+	q := client.AuditQuery{Limit: 1000}
+	for {
+		p, err := c.AuditPage(cx, q)
+		if err != nil {
+			return n, cp, pin, err
+		}
+		if p.Checkpoint != nil && cp == nil && n == 0 {
+			c := fsm.AuditCheckpoint(*p.Checkpoint)
+			cp = &c
+			chain = fsm.AuditChain{Seq: c.Seq, Prev: c.Hash}
+		}
+		for _, e := range p.Entries {
+			if err := chain.Next(fsm.AuditEntry(e)); err != nil {
+				return n, cp, pin, err
+			}
+			n++
+		}
+		if !p.More {
+			return n, cp, pin, nil
+		}
+		q.After = p.NextAfter
 	}
 }
 

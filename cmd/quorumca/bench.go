@@ -67,6 +67,7 @@ func benchFSM(fs *flag.FlagSet) func([]string) int {
 	fs.IntVar(&cc.Devices, "devices", 1_000_000, "with -churn: the fleet")
 	fs.DurationVar(&cc.Lifetime, "lifetime", 24*time.Hour, "with -churn: each certificate's life (renewed at two thirds of it)")
 	fs.DurationVar(&cc.Retention, "retention", 48*time.Hour, "with -churn: how long records are kept after expiry")
+	fs.DurationVar(&cc.AuditRetention, "audit-retention", 0, "with -churn: how long audit entries are kept (default: -retention)")
 	fs.IntVar(&cc.Days, "days", 7, "with -churn: simulated days")
 	return func([]string) int {
 		if cfg.Dir == "" {

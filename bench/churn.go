@@ -130,6 +130,9 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 	if err := ld.apply(fsm.CmdAuthorityPut, auth); err != nil {
 		return nil, err
 	}
+	if err := ld.apply(fsm.CmdLogFormat, fsm.LogFormatMark{Format: fsm.LogFormat}); err != nil {
+		return nil, err
+	}
 	ca := authority.New(authority.Config{State: f, Proposer: ld, Signers: &signer.Cache{AllowInsecure: true},
 		Now: func() time.Time { return ld.now }})
 	checkpointKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // the cluster CA key's part

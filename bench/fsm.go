@@ -61,13 +61,18 @@ type MemPoint struct {
 
 // FSMResult is what the scale run reports.
 type FSMResult struct {
-	Kind          string     `json:"kind"` // "fsm"
-	Records       int        `json:"records"`
-	Batch         int        `json:"batch"`
-	LoadSeconds   float64    `json:"load_seconds"`
-	RecordsPerSec float64    `json:"records_per_second"`
-	BoltMiB       float64    `json:"bolt_mib"`
-	Memory        []MemPoint `json:"memory"` // during the load, then after it ("records" repeated)
+	Kind          string  `json:"kind"` // "fsm"
+	Records       int     `json:"records"`
+	Batch         int     `json:"batch"`
+	LoadSeconds   float64 `json:"load_seconds"`
+	RecordsPerSec float64 `json:"records_per_second"`
+	BoltMiB       float64 `json:"bolt_mib"`
+	// RecordBytes is what one record and its index entries take in the
+	// file (fsm.RecordBuckets' pages over the records); Buckets the pages
+	// of every bucket, in bytes, when the load ended.
+	RecordBytes float64          `json:"record_bytes"`
+	Buckets     map[string]int64 `json:"bucket_bytes"`
+	Memory      []MemPoint       `json:"memory"` // during the load, then after it ("records" repeated)
 
 	SnapshotSeconds float64 `json:"snapshot_seconds"` // FSM → raft snapshot store
 	SnapshotMiB     float64 `json:"snapshot_mib"`
@@ -101,6 +106,12 @@ func (r *FSMResult) WriteJSON(path string) error { return writeJSON(path, r) }
 func (r *FSMResult) Summary(w io.Writer) {
 	fmt.Fprintf(w, "fsm: %d records in %.1f s (%.0f records/s, batches of %d), bolt file %.0f MiB\n",
 		r.Records, r.LoadSeconds, r.RecordsPerSec, r.Batch, r.BoltMiB)
+	fmt.Fprintf(w, "  a record with its index entries: %.0f bytes (", r.RecordBytes)
+	for i, b := range fsm.RecordBuckets {
+		fmt.Fprintf(w, "%s%s %.0f", map[bool]string{true: ", ", false: ""}[i > 0], b, float64(r.Buckets[b])/float64(r.Records))
+	}
+	fmt.Fprintf(w, "); audit %.0f, one-time IDs %.0f\n", float64(r.Buckets["audit"]+r.Buckets["audit_index"])/float64(r.Records),
+		float64(r.Buckets["nonces"]+r.Buckets["nonces_by_expiry"])/float64(r.Records))
 	fmt.Fprintf(w, "  %12s %10s %10s %10s %10s %10s\n", "records", "rss MiB", "anon MiB", "file MiB", "heap MiB", "bolt MiB")
 	for _, m := range r.Memory {
 		fmt.Fprintf(w, "  %12d %10.0f %10.0f %10.0f %10.1f %10.0f\n", m.Records, m.RSSMiB, m.AnonMiB, m.FileMiB, m.HeapMiB, m.BoltMiB)
@@ -179,6 +190,10 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	if err := ld.apply(fsm.CmdAuthorityPut, auth); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
+	// What a leader writes first once every server reads this release.
+	if err := ld.apply(fsm.CmdLogFormat, fsm.LogFormatMark{Format: fsm.LogFormat}); err != nil {
+		return nil, err
+	}
 	if cfg.CRLShards > 1 {
 		base := "http://ca.bench.example"
 		if err := ld.apply(fsm.CmdAuthorityUpdate, fsm.AuthorityUpdate{Name: auth.Name, BaseURL: &base,
@@ -220,6 +235,10 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	res.LoadSeconds = time.Since(start).Seconds()
 	res.RecordsPerSec = float64(cfg.Records) / res.LoadSeconds
 	res.BoltMiB = fileMiB(dbPath)
+	res.Buckets = f.BucketBytes()
+	for _, b := range fsm.RecordBuckets {
+		res.RecordBytes += float64(res.Buckets[b]) / float64(cfg.Records)
+	}
 	if cfg.HeapProfile != "" {
 		if err := writeHeapProfile(cfg.HeapProfile); err != nil {
 			return nil, err
@@ -377,7 +396,7 @@ func fsmAuthority(ctx context.Context, pki *node.DevPKI) (*fsm.Authority, []byte
 		return nil, nil, err
 	}
 	a := &fsm.Authority{Name: authority.DefaultAuthority, Root: roots[0].Raw,
-		Issuers: []fsm.Issuer{{ID: "1", Chain: [][]byte{chain[0].Raw}, KeyURI: pki.KeyURI, Active: true}}}
+		Issuers: []fsm.Issuer{{ID: authority.IssuerID(chain[0]), Chain: [][]byte{chain[0].Raw}, KeyURI: pki.KeyURI, Active: true}}}
 	return a, leaf.Raw, nil
 }
 

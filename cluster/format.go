@@ -51,9 +51,23 @@ func (c *Cluster) formatLoop(ctx context.Context) {
 		if c.setFormat(f, config) {
 			c.formatKnown.Store(true)
 		}
+		c.markFormat(ctx)
 		if !backoff.Sleep(ctx, formatPoll) {
 			return
 		}
+	}
+}
+
+// markFormat writes the format this leader writes into the state (a
+// log_format entry) once it is the newest and the state holds none of it:
+// what the state machine stores differently from a format on (records,
+// from 4) then changes at one entry on every node.
+func (c *Cluster) markFormat(ctx context.Context) {
+	if c.logFormat() != fsm.LogFormat || c.fsm.HighestLogFormat() >= fsm.LogFormat {
+		return
+	}
+	if err := c.propose(ctx, fsm.CmdLogFormat, fsm.LogFormatMark{Format: fsm.LogFormat}); err != nil && ctx.Err() == nil {
+		c.log.Debug("log format: could not mark the format in the state; retried", "err", err)
 	}
 }
 

@@ -40,7 +40,7 @@ func applyAdminWithdraw(a *applyCtx) error {
 	var cert *Cert
 	if in.Serial != "" {
 		cert = new(Cert)
-		if err := getJSON(a.tx, bCerts, []byte(in.Serial), cert); err != nil {
+		if err := a.f.getCert(a.tx, in.Serial, cert); err != nil {
 			return reject(ErrCertUnknown, "no certificate with serial "+in.Serial)
 		}
 		key = []byte("cert:" + in.Serial)
@@ -54,7 +54,7 @@ func applyAdminWithdraw(a *applyCtx) error {
 		}
 		if target.CertSerial != "" {
 			cert = new(Cert)
-			if getJSON(a.tx, bCerts, []byte(target.CertSerial), cert) != nil {
+			if a.f.getCert(a.tx, target.CertSerial, cert) != nil {
 				cert = nil
 			}
 		}
@@ -112,7 +112,7 @@ func otherUsableAdmin(a *applyCtx, id string) bool {
 		}
 		if ad.CertSerial != "" {
 			var c Cert
-			if getJSON(a.tx, bCerts, []byte(ad.CertSerial), &c) != nil || c.Revoked() {
+			if a.f.getCert(a.tx, ad.CertSerial, &c) != nil || c.Revoked() {
 				return nil
 			}
 		}
@@ -142,7 +142,7 @@ func applyAdminRenew(a *applyCtx) error {
 	newKey, oldKey := []byte("cert:"+c.Serial), []byte("cert:"+c.RenewedFrom)
 	if a.tx.Bucket(bAdmins).Get(newKey) != nil {
 		var have Cert
-		if getJSON(a.tx, bCerts, []byte(c.Serial), &have) == nil && bytes.Equal(have.DER, c.DER) {
+		if a.f.getCert(a.tx, c.Serial, &have) == nil && bytes.Equal(have.DER, c.DER) {
 			return nil // a retried proposal
 		}
 		return reject(ErrSerialExists, "serial "+c.Serial+" already issued")
@@ -152,7 +152,7 @@ func applyAdminRenew(a *applyCtx) error {
 		return reject(ErrAdminInactive, "certificate "+c.RenewedFrom+" is not an admin's current certificate (renewed or withdrawn)")
 	}
 	var old Cert
-	if getJSON(a.tx, bCerts, []byte(c.RenewedFrom), &old) != nil {
+	if a.f.getCert(a.tx, c.RenewedFrom, &old) != nil {
 		return reject(ErrCertUnknown, "no certificate with serial "+c.RenewedFrom)
 	}
 	switch {

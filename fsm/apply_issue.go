@@ -53,7 +53,7 @@ func applyIssue(a *applyCtx) error {
 
 	if cur := a.tx.Bucket(bCerts).Get([]byte(c.Serial)); cur != nil {
 		var old Cert
-		if getJSON(a.tx, bCerts, []byte(c.Serial), &old) == nil && bytes.Equal(old.DER, c.DER) {
+		if a.f.getCert(a.tx, c.Serial, &old) == nil && bytes.Equal(old.DER, c.DER) {
 			return nil // this very entry, proposed again after a lost leader
 		}
 		return reject(ErrSerialExists, "serial "+c.Serial+" already issued")
@@ -121,7 +121,7 @@ func applyIssue(a *applyCtx) error {
 // putCert stores a certificate record and its search indexes.
 func putCert(a *applyCtx, c *Cert) {
 	serial := []byte(c.Serial)
-	putJSON(a.tx, bCerts, serial, c)
+	putRecord(a, c)
 	put(a.tx, bCertsByExpiry, timeKey(c.NotAfter, serial), nil)
 	for _, n := range c.SANs {
 		put(a.tx, bCertsBySAN, indexKey(n, c.Serial), nil)
@@ -143,7 +143,7 @@ func indexKey(value, id string) []byte { return []byte(value + "\x00" + id) }
 // any revocation committed before them.
 func checkRenewal(a *applyCtx, serial string, c *Cert) error {
 	var old Cert
-	if err := getJSON(a.tx, bCerts, []byte(serial), &old); err != nil {
+	if err := a.f.getCert(a.tx, serial, &old); err != nil {
 		return reject(ErrCertUnknown, "no certificate with serial "+serial)
 	}
 	return checkRenewable(a, &old, c)

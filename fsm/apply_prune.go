@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -42,7 +41,7 @@ func applyCertPrune(a *applyCtx) error {
 	removed := 0
 	for _, serial := range in.Serials {
 		var c Cert
-		if err := getJSON(a.tx, bCerts, []byte(serial), &c); err != nil || !c.NotAfter.Before(in.Before) {
+		if err := a.f.getCert(a.tx, serial, &c); err != nil || !c.NotAfter.Before(in.Before) {
 			continue // gone already (a retried entry), or not expired long enough
 		}
 		dropCert(a, &c)
@@ -90,7 +89,7 @@ func (f *FSM) ExpiredCerts(t time.Time, limit int) ([]Cert, error) {
 				continue
 			}
 			var rec Cert
-			if err := json.Unmarshal(v, &rec); err != nil {
+			if err := f.decodeRecord(tx, k[8:], v, &rec); err != nil {
 				return fmt.Errorf("fsm: corrupt record in %s: %w", bCerts, err)
 			}
 			out = append(out, rec)

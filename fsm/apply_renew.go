@@ -51,7 +51,7 @@ func applyRenew(a *applyCtx) error {
 		panic("fsm: renew entry without the serial it renews")
 	}
 	var cur Cert
-	if getJSON(a.tx, bCerts, []byte(c.Serial), &cur) == nil {
+	if a.f.getCert(a.tx, c.Serial, &cur) == nil {
 		if bytes.Equal(cur.DER, c.DER) {
 			return nil // this very entry, proposed again after a lost leader
 		}
@@ -71,7 +71,7 @@ func applyRenew(a *applyCtx) error {
 		}
 	}
 	var old Cert
-	if err := getJSON(a.tx, bCerts, []byte(in.Renews), &old); err != nil {
+	if err := a.f.getCert(a.tx, in.Renews, &old); err != nil {
 		return reject(ErrCertUnknown, "no certificate with serial "+in.Renews)
 	}
 	if old.RenewedBy != "" {
@@ -88,7 +88,7 @@ func applyRenew(a *applyCtx) error {
 	if in.RevokeRenewed {
 		revokeRecord(a, &old, ReasonSuperseded, "renewal:"+c.Serial)
 	} else {
-		putJSON(a.tx, bCerts, []byte(old.Serial), &old)
+		putRecord(a, &old)
 	}
 	if in.OneTime != nil {
 		putJSON(a.tx, bNonces, in.OneTime.Key, nonce{Expires: in.OneTime.Expires, UsedBy: c.Serial})

@@ -54,7 +54,7 @@ func revokeFrom(a *applyCtx, stale bool) error {
 	a.decode(&in)
 	a.notef("serial=%s reason=%d", in.Serial, in.Reason)
 	var c Cert
-	if err := getJSON(a.tx, bCerts, []byte(in.Serial), &c); err != nil {
+	if err := a.f.getCert(a.tx, in.Serial, &c); err != nil {
 		return reject(ErrCertUnknown, "no certificate with serial "+in.Serial)
 	}
 	if c.Revoked() {
@@ -71,7 +71,7 @@ func revokeFrom(a *applyCtx, stale bool) error {
 // issuer's CRL is partitioned, for its shard's.
 func setRevoked(a *applyCtx, c *Cert, reason int, by string) {
 	c.RevokedAt, c.RevocationReason, c.RevokedBy = a.now, reason, by
-	putJSON(a.tx, bCerts, []byte(c.Serial), c)
+	putRecord(a, c)
 	e := revokedEntry{Serial: c.Serial, RevokedAt: a.now.Unix(), Reason: reason}
 	putJSON(a.tx, bRevoked, revokedKey(c.Authority, c.Issuer, c), e)
 	if id := shardOf(a, c); id != "" {

@@ -41,6 +41,7 @@ const (
 	CmdRootCRLPut       CmdType = 28
 	CmdCertPrune        CmdType = 29
 	CmdAuditCut         CmdType = 30
+	CmdLogFormat        CmdType = 31
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -147,7 +148,8 @@ func (e *Envelope) Encode() ([]byte, error) {
 // and binary payloads (issue version 3). 2 adds the commands and versions
 // registered with needsFormat(..., 2), 3 those with needsFormat(..., 3)
 // (root CRLs, revoked issuers, authority settings), 4 those with
-// needsFormat(..., 4) (cert_prune, audit_cut). A leader writes the
+// needsFormat(..., 4) (cert_prune, audit_cut, log_format; certificate records in a binary
+// layout once a format-4 entry is applied). A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
 const LogFormat = 4

@@ -45,7 +45,7 @@ var (
 	// history, not state): AuditHead and VerifyAudit cover them.
 	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
 		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv,
-		bOCSPResponders, bCRLStale, bAudit, bAuditIndex}
+		bOCSPResponders, bCRLStale, bAudit, bAuditIndex, bRecordDicts}
 
 	kApplied = []byte("applied_index")
 	// kLogFormat: the newest log format of any entry applied to this state
@@ -77,6 +77,7 @@ type FSM struct {
 	// Records every request reads, decoded once per distinct bytes.
 	authorities  decodedCache[Authority]
 	provisioners decodedCache[Provisioner]
+	dicts        dictCodecs // record DER compression, by dictionary
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)

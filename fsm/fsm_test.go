@@ -85,6 +85,9 @@ func workload(t *testing.T) []*raft.Log {
 	}
 	add(CmdTokenCreate, t0, TokenCreate{Tokens: toks})
 	for i := range 20 {
+		if i == 10 { // records from here on in the binary layout
+			add(CmdLogFormat, t0.Add(time.Minute), LogFormatMark{Format: LogFormat})
+		}
 		add(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf(fmt.Sprintf("s%d", i)), Cert: cert(fmt.Sprintf("%x", 1000+i), fmt.Sprintf("d%d.example", i))})
 	}
 	add(CmdIssue, t0.Add(time.Minute), Issue{TokenHash: hashOf("s0"), Cert: cert("ffff", "d0.example")}) // replay

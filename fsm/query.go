@@ -90,7 +90,7 @@ func (f *FSM) SearchCerts(q CertQuery) ([]*Cert, []byte, error) {
 				break
 			}
 			var rec Cert
-			if err := getJSON(tx, bCerts, k[serialAt:], &rec); err != nil {
+			if err := f.getCert(tx, string(k[serialAt:]), &rec); err != nil {
 				return err
 			}
 			if q.matches(&rec) {

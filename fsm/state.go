@@ -156,7 +156,13 @@ func list[T any](f *FSM, bucket []byte) ([]*T, error) {
 func (f *FSM) Authorities() ([]*Authority, error) { return list[Authority](f, bAuthorities) }
 
 // Cert returns the record of an issued certificate by serial (lowercase hex).
-func (f *FSM) Cert(serial string) (*Cert, error) { return get[Cert](f, bCerts, []byte(serial)) }
+func (f *FSM) Cert(serial string) (*Cert, error) {
+	var c Cert
+	if err := f.view(func(tx *bolt.Tx) error { return f.getCert(tx, serial, &c) }); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
 
 // CertCount is the number of issued-certificate records.
 func (f *FSM) CertCount() int {

@@ -13,7 +13,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 300000x
 
-.PHONY: build build-pkcs11 agent agent-cross dev test lint lint-tools bench fuzz tools clean
+.PHONY: build build-pkcs11 agent agent-cross dev test lint lint-tools bench bench-peers fuzz tools clean
 
 # The default build is static (CGO_ENABLED=0) and has no PKCS#11 backend.
 build:
@@ -88,11 +88,17 @@ lint: lint-tools
 	printf 'default:\npkcs11: CGO_ENABLED=1 -tags=pkcs11\nagent: -tags=agent\n' | $(STATICCHECK) -matrix ./...
 
 # A short version of every benchmark (Go benchmarks, the ceiling, enrollment
-# and renewal on 1 and 3 nodes, a storm, the FSM at 100k records) written to
-# BENCH_OUT; compare figures from one run, not across machines.
+# and renewal on 1 and 3 nodes, a storm, the FSM at 100k records, then
+# quorumca beside step-ca and CFSSL) written to BENCH_OUT; compare figures
+# from one run, not across machines. The peers section installs step-ca and
+# CFSSL through the Go module proxy the first time; BENCH_PEERS=0 skips it,
+# make bench-peers runs it alone.
 BENCH_OUT ?= bench/results/latest
 bench: build
 	CGO_ENABLED=1 BENCH_TAGS=pkcs11 ./bench/short.sh $(BIN) $(BENCH_OUT)
+
+bench-peers: build
+	./bench/peers.sh $(BIN) $(BENCH_OUT)
 
 # Each fuzz target for FUZZTIME executions; make test runs 20,000 each (a
 # few seconds). Counts, not durations: Go 1.26 can fail a fuzz run with a

@@ -46,6 +46,9 @@ type Config struct {
 	Timeout     time.Duration // per request (default 30s)
 	Progress    io.Writer     // a line a second; nil: quiet
 	Ceiling     float64       // the ceiling measured in the same session, to report against
+	CAPid       int           // > 0: report this process's CPU per certificate over the measured phase (Linux)
+
+	peer *peer // another CA's enrollment API (bench peers); nil: quorumca's
 }
 
 func (c *Config) defaults() {
@@ -153,7 +156,7 @@ func (f *fleet) warm(ctx context.Context, c *http.Client) error {
 	for _, addr := range f.addrs {
 		for range f.cfg.Concurrency {
 			wg.Go(func() {
-				req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+"/v1/ready", nil)
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+f.readyPath(), nil)
 				if err == nil {
 					var resp *http.Response
 					if resp, err = c.Do(req); err == nil {
@@ -179,9 +182,18 @@ func (f *fleet) warm(ctx context.Context, c *http.Client) error {
 	}
 }
 
+func (f *fleet) readyPath() string {
+	if f.cfg.peer != nil {
+		return f.cfg.peer.readyPath
+	}
+	return "/v1/ready"
+}
+
 // mint makes the fleet's devices and their tokens, in batches of the most
 // one request may mint. Each batch's names carry a run ID and the batch
-// number, so runs and batches never share a name.
+// number, so runs and batches never share a name. A peer CA's devices get
+// names only here; their tokens, if the peer takes any, are made with the
+// enrollment bodies.
 func (f *fleet) mint(ctx context.Context) error {
 	keys := make([]crypto.Signer, f.cfg.KeyPool)
 	for i := range keys {
@@ -191,13 +203,19 @@ func (f *fleet) mint(ctx context.Context) error {
 		}
 		keys[i] = k
 	}
+	run := fmt.Sprintf("r%x", time.Now().UnixNano()&0xffffffffff)
+	f.devices = make([]*device, f.cfg.Devices)
+	if f.cfg.peer != nil {
+		for i := range f.devices {
+			f.devices[i] = &device{n: i, addr: f.addrs[i%len(f.addrs)], name: fmt.Sprintf("d%d.%s.bench.example", i, run), key: keys[i%len(keys)]}
+		}
+		return f.prepare(ctx)
+	}
 	admin, err := client.New(client.Config{Addr: f.addrs[0], RootCAs: f.roots, AdminToken: f.cfg.AdminToken, Timeout: 5 * time.Minute})
 	if err != nil {
 		return err
 	}
 	defer admin.CloseIdleConnections()
-	run := fmt.Sprintf("r%x", time.Now().UnixNano()&0xffffffffff)
-	f.devices = make([]*device, f.cfg.Devices)
 	batches := (f.cfg.Devices + authority.MaxTokenBatch - 1) / authority.MaxTokenBatch
 	var mu sync.Mutex
 	var firstErr error
@@ -253,6 +271,13 @@ func (f *fleet) prepare(ctx context.Context) error {
 					return
 				}
 				csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+				if f.cfg.peer != nil {
+					if d.enroll, err = f.cfg.peer.body(d.addr, d.name, csr); err != nil {
+						errs <- fmt.Errorf("%s enrollment request: %w", f.cfg.peer.name, err)
+						return
+					}
+					continue
+				}
 				d.enroll, _ = json.Marshal(map[string]string{"csr": string(csr), "token": d.token})
 			}
 		}()
@@ -271,16 +296,26 @@ func cmpErr(a, b error) error {
 	return b
 }
 
+// signReply is an enrollment's answer: quorumca's, step-ca's (crt) or
+// CFSSL's (result.certificate).
 type signReply struct {
 	Certificate string   `json:"certificate"`
 	Chain       []string `json:"chain"`
+	Crt         string   `json:"crt"`
+	Result      *struct {
+		Certificate string `json:"certificate"`
+	} `json:"result"`
 }
 
 // enroll trades d's token for its certificate. It returns "" or the
 // failure's code.
 func (f *fleet) enroll(ctx context.Context, d *device) string {
+	path := "/v1/sign"
+	if f.cfg.peer != nil {
+		path = f.cfg.peer.signPath
+	}
 	var out signReply
-	if code := f.post(ctx, f.enrollC, d.addr+"/v1/sign", "", d.enroll, &out); code != "" {
+	if code := f.post(ctx, f.enrollC, d.addr+path, "", d.enroll, &out); code != "" {
 		return code
 	}
 	d.enroll = nil
@@ -316,7 +351,13 @@ func (f *fleet) renew(ctx context.Context, d *device) string {
 }
 
 func (d *device) adopt(s *signReply) string {
-	block, _ := pem.Decode([]byte(s.Certificate))
+	cert := s.Certificate
+	if s.Crt != "" {
+		cert = s.Crt
+	} else if s.Result != nil {
+		cert = s.Result.Certificate
+	}
+	block, _ := pem.Decode([]byte(cert))
 	if block == nil {
 		return "bad_reply"
 	}
@@ -352,9 +393,15 @@ func (f *fleet) post(ctx context.Context, c *http.Client, url, bearer string, bo
 		return TransportCode(err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct{ Error struct{ Code string } }
+		var e struct {
+			Error  struct{ Code string }
+			Errors []struct{ Code int } // CFSSL's
+		}
 		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
 			return e.Error.Code
+		}
+		if len(e.Errors) > 0 && e.Errors[0].Code != 0 {
+			return fmt.Sprintf("cfssl_%d", e.Errors[0].Code)
 		}
 		return fmt.Sprintf("http_%d", resp.StatusCode)
 	}

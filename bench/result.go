@@ -55,6 +55,13 @@ type Result struct {
 	Machine       Machine   `json:"machine"`
 	Started       time.Time `json:"started"`
 	CeilingPerSec float64   `json:"ceiling_per_second,omitempty"` // the ceiling measured in the same session, if given
+
+	// bench peers: the CA, its version and settings. CPU per certificate
+	// over the measured phase, in milliseconds: the CA process's (with
+	// Config.CAPid) and the harness's own.
+	CA           string  `json:"ca,omitempty"`
+	CACPUms      float64 `json:"ca_cpu_ms_per_cert,omitempty"`
+	HarnessCPUms float64 `json:"harness_cpu_ms_per_cert,omitempty"`
 }
 
 // Second is one second of a run.
@@ -121,6 +128,9 @@ func ReadResult(path string) (*Result, error) {
 // Summary is a few lines for people.
 func (r *Result) Summary(w io.Writer) {
 	fmt.Fprintf(w, "%s", r.Kind)
+	if r.CA != "" {
+		fmt.Fprintf(w, " %s:", r.CA)
+	}
 	if r.Operation != "" {
 		fmt.Fprintf(w, " %s", r.Operation)
 	}
@@ -155,6 +165,9 @@ func (r *Result) Summary(w io.Writer) {
 			fmt.Fprintf(w, " %s=%d", c, r.ErrorsByCode[c])
 		}
 		fmt.Fprintln(w)
+	}
+	if r.CACPUms > 0 {
+		fmt.Fprintf(w, "  CPU per certificate: CA process %.3f ms, harness %.3f ms\n", r.CACPUms, r.HarnessCPUms)
 	}
 	if r.HandshakesPS > 0 {
 		fmt.Fprintf(w, "  raw TLS handshakes (same client, same run): %.0f/s\n", r.HandshakesPS)

@@ -34,14 +34,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		for len(f.devices) < 1_000_000 {
 			f.devices = append(f.devices, fleet...)
 		}
-		res = f.drive(ctx, "ocsp", f.askOCSP, cfg.Rate, cfg.Duration, nil)
+		res = f.measure(ctx, "ocsp", f.askOCSP)
 		f.devices, res.Devices = fleet, len(fleet)
 		res.Phases = []*Result{enrolled, first}
 	} else if !cfg.Renew {
 		if err := f.warm(ctx, f.enrollC); err != nil {
 			return nil, err
 		}
-		res = f.drive(ctx, "enroll", f.enroll, cfg.Rate, cfg.Duration, nil)
+		res = f.measure(ctx, "enroll", f.enroll)
 	} else {
 		// Every device enrolls first, as fast as it goes; then renewals
 		// are measured.
@@ -54,7 +54,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				return nil, err
 			}
 		}
-		res = f.drive(ctx, "renew", f.renew, cfg.Rate, cfg.Duration, nil)
+		res = f.measure(ctx, "renew", f.renew)
 		res.Phases = []*Result{enrolled}
 		if !cfg.KeepAlive {
 			res.HandshakesPS = f.handshakeRate(ctx, 3*time.Second, cfg.Concurrency, f.devices[0].cert)
@@ -63,6 +63,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Kind = "run"
 	res.CeilingPerSec = cfg.Ceiling
 	return res, nil
+}
+
+// measure is the measured phase of a run: op over the devices at
+// cfg.Rate (or closed loop) for cfg.Duration, with the CPU that the CA
+// process (cfg.CAPid) and the harness spent on it.
+func (f *fleet) measure(ctx context.Context, name string, op func(context.Context, *device) string) *Result {
+	before := markCPU(f.cfg.CAPid)
+	res := f.drive(ctx, name, op, f.cfg.Rate, f.cfg.Duration, nil)
+	before.report(f.cfg.CAPid, res)
+	return res
 }
 
 // drive runs op over the devices. rate > 0: open loop, arrivals on a clock

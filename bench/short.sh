@@ -180,4 +180,11 @@ stop_dev
 
 say "fsm scale (short)"
 "$bin" bench fsm -records "${BENCH_FSM_RECORDS:-100000}" -revoked 10000 -quiet -json "$out/fsm.json" | tee -a "$summary"
+
+# quorumca beside step-ca and CFSSL, the same fleet against each
+# (bench/peers.sh installs them the first time); BENCH_PEERS=0 skips it.
+if [ "${BENCH_PEERS:-1}" = 1 ]; then
+  say "peers"
+  "$(dirname "$0")/peers.sh" "$bin" "$out" | tee -a "$summary"
+fi
 echo "results in $out"

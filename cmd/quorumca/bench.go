@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/posener/complete"
@@ -12,13 +13,17 @@ import (
 )
 
 func init() {
-	register(&command{name: "bench", synopsis: "Load-test a CA: ceiling, run, storm, compare, fsm"},
+	register(&command{name: "bench", synopsis: "Load-test a CA: ceiling, run, storm, compare, fsm, peers"},
 		&command{name: "bench ceiling", synopsis: "The in-process rate of what issuing cannot avoid (the reference)", setup: benchCeiling},
 		&command{name: "bench run", synopsis: "Enroll (and with -renew, renew) a simulated fleet against a CA", setup: benchFleet},
 		&command{name: "bench storm", synopsis: "Every device renews within a window, as after an outage", setup: benchStorm},
 		&command{name: "bench compare", args: "A.json B.json", synopsis: "Compare two JSON results", setup: benchCompare,
 			predict: complete.PredictFiles("*.json")},
-		&command{name: "bench fsm", synopsis: "Load N records into a state machine: memory, snapshot, restore, election, CRL", setup: benchFSM})
+		&command{name: "bench fsm", synopsis: "Load N records into a state machine: memory, snapshot, restore, election, CRL", setup: benchFSM},
+		&command{name: "bench peers", synopsis: "quorumca, step-ca and CFSSL side by side under the same fleet", setup: benchPeers,
+			about: "Starts each CA on 127.0.0.1 in turn (quorumca as 'dev', one node), configured in -dir,\n" +
+				"and enrolls the same fleet against it: rate, latency and the CPU of the CA's process per\n" +
+				"certificate. bench/peers.sh installs step-ca and CFSSL at pinned versions and runs this."})
 }
 
 func benchCompare(*flag.FlagSet) func([]string) int {
@@ -111,6 +116,71 @@ func benchFSM(fs *flag.FlagSet) func([]string) int {
 	}
 }
 
+func benchPeers(fs *flag.FlagSet) func([]string) int {
+	var cfg bench.PeersConfig
+	fs.StringVar(&cfg.StepCA, "step-ca", "", "the step-ca binary (default: skip step-ca)")
+	fs.StringVar(&cfg.CFSSL, "cfssl", "", "the cfssl binary (default: skip CFSSL)")
+	fs.StringVar(&cfg.Dir, "dir", "", "work directory: each CA's PKI, configuration, data and log (default: a temporary one, removed after)")
+	fs.IntVar(&cfg.Port, "port", 19743, "quorumca's API port (dev also takes +1000 and +2000); step-ca takes port+1, CFSSL port+2")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of each CA's measured phase")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "closed loop: workers, one kept-alive connection each")
+	fs.IntVar(&cfg.Devices, "devices", 100000, "each CA's fleet: each device enrolls once (the phase ends early when they run out)")
+	out := fs.String("json", "", "write the results here (and each CA's beside it, as NAME-CA.json)")
+	ceilingFile := fs.String("ceiling", "", "a 'bench ceiling' JSON from this session: report the runs against it")
+	withSelf := fs.Bool("quorumca", true, "run quorumca too (the ratios are to it)")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	return func([]string) int {
+		if *withSelf {
+			self, err := os.Executable()
+			if err != nil {
+				return fail("bench peers: %v", err)
+			}
+			cfg.Quorumca = self
+			if version != "dev" {
+				cfg.Version = version
+			}
+		}
+		if cfg.Dir == "" {
+			d, err := os.MkdirTemp("", "quorumca-bench-peers-")
+			if err != nil {
+				return fail("bench peers: %v", err)
+			}
+			defer os.RemoveAll(d)
+			cfg.Dir = d
+		}
+		if !*quiet {
+			cfg.Progress = os.Stderr
+		}
+		if *ceilingFile != "" {
+			c, err := bench.ReadResult(*ceilingFile)
+			if err != nil {
+				return fail("bench peers: %v", err)
+			}
+			cfg.Ceiling = c.CertsPerSecond
+		}
+		r := bench.Peers(contextBackground(), cfg)
+		for _, x := range r.Results {
+			x.Summary(os.Stdout)
+		}
+		r.Table(os.Stdout)
+		if *out != "" {
+			if err := r.WriteJSON(*out); err != nil {
+				return fail("bench peers: %v", err)
+			}
+			base := strings.TrimSuffix(*out, ".json")
+			for _, x := range r.Results {
+				if err := x.WriteJSON(base + "-" + strings.Fields(x.CA)[0] + ".json"); err != nil {
+					return fail("bench peers: %v", err)
+				}
+			}
+		}
+		if len(r.Errors) > 0 {
+			return 1
+		}
+		return 0
+	}
+}
+
 func benchFleet(fs *flag.FlagSet) func([]string) int { return benchRun(fs, false) }
 func benchStorm(fs *flag.FlagSet) func([]string) int { return benchRun(fs, true) }
 
@@ -136,6 +206,7 @@ func benchRun(fs *flag.FlagSet, storm bool) func([]string) int {
 	fs.StringVar(&out, "json", "", "write the result here")
 	fs.StringVar(&plot, "plot", "", "write an SVG of rate and latency over time here")
 	fs.StringVar(&ceilingFile, "ceiling", "", "a 'bench ceiling' JSON from this session: report the run against it")
+	fs.IntVar(&cfg.CAPid, "ca-pid", 0, "the CA's process on this machine: report its CPU per certificate over the measured phase")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	if storm {
 		fs.DurationVar(&window, "window", time.Minute, "every device renews at a random moment of this window")

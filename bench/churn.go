@@ -116,7 +116,7 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth, leafDER, err := fsmAuthority(ctx, pki)
+	auth, leaves, err := fsmAuthority(ctx, pki)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 		next := ld.now.Add(cfg.Step)
 		for d := range renewAt {
 			if renewAt[d].Before(next) {
-				batch = append(batch, churnRecord(ld.now, seq, d, cfg.Lifetime, leafDER, auth))
+				batch = append(batch, churnRecord(ld.now, seq, d, cfg.Lifetime, leaves[d%len(leaves)], auth))
 				seq++
 				renewAt[d] = renewAt[d].Add(renewal)
 				if len(batch) == cfg.Batch {

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -137,9 +139,9 @@ func (r *FSMResult) Summary(w io.Writer) {
 // transaction, as raft hands committed entries over), then measures what
 // a large state costs: memory, snapshot, restore, starting a 3-node
 // cluster on that state and electing a new leader after the old one is
-// gone, and building a CRL. Records share one real certificate's DER (an
-// ECDSA P-256 leaf, ~500 bytes): the size is real, the signatures are not
-// what is measured.
+// gone, and building a CRL. Records take their DER from a pool of real
+// leaves (ECDSA P-256, with OCSP, issuer and CRL URLs, ~700 bytes): the
+// size is real, the signatures are not what is measured.
 func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	if cfg.Records <= 0 {
 		cfg.Records = 1_000_000
@@ -162,13 +164,13 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 		return nil, err
 	}
 	res := &FSMResult{Kind: "fsm", Records: cfg.Records, Batch: cfg.Batch, Machine: thisMachine(), Started: time.Now(),
-		Note: "records share one real certificate's DER; authorization is a one-time token (nonce) per record, as from a JWK provisioner"}
+		Note: "records take their DER from 256 real leaves; authorization is a one-time token (nonce) per record, as from a JWK provisioner"}
 
 	pki, err := node.LoadOrCreateDevPKI(filepath.Join(cfg.Dir, "pki"))
 	if err != nil {
 		return nil, err
 	}
-	auth, leafDER, err := fsmAuthority(ctx, pki)
+	auth, leaves, err := fsmAuthority(ctx, pki)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +216,7 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 		}
 		batch = batch[:0]
 		for ; len(batch) < cfg.Batch && i < cfg.Records; i++ {
-			c := ld.record(i, leafDER, auth)
+			c := ld.record(i, leaves[i%len(leaves)], auth)
 			if i%revokeEvery == 0 && len(serials) < cfg.Revoked {
 				serials = append(serials, c.Cert.Serial)
 			}
@@ -365,7 +367,7 @@ func clusterOnState(ctx context.Context, cfg FSMConfig, f *fsm.FSM, applied uint
 }
 
 // fsmAuthority makes the dev authority's record and one real leaf.
-func fsmAuthority(ctx context.Context, pki *node.DevPKI) (*fsm.Authority, []byte, error) {
+func fsmAuthority(ctx context.Context, pki *node.DevPKI) (*fsm.Authority, [][]byte, error) {
 	rootPEM, err := os.ReadFile(pki.RootFile)
 	if err != nil {
 		return nil, nil, err
@@ -387,17 +389,47 @@ func fsmAuthority(ctx context.Context, pki *node.DevPKI) (*fsm.Authority, []byte
 	if err != nil {
 		return nil, nil, err
 	}
-	devKey, err := NewKey("ec256")
-	if err != nil {
-		return nil, nil, err
-	}
-	leaf, err := authority.CreateServerCert(chain[0], signer.CryptoSigner(ctx, key), devKey.Public(), []string{"d0.fleet.bench.example"}, 30*24*time.Hour, time.Now())
-	if err != nil {
-		return nil, nil, err
-	}
 	a := &fsm.Authority{Name: authority.DefaultAuthority, Root: roots[0].Raw,
 		Issuers: []fsm.Issuer{{ID: authority.IssuerID(chain[0]), Chain: [][]byte{chain[0].Raw}, KeyURI: pki.KeyURI, Active: true}}}
-	return a, leaf.Raw, nil
+	pool, err := leafPool(chain[0], signer.CryptoSigner(ctx, key), a.Issuers[0].ID, leafPoolSize)
+	return a, pool, err
+}
+
+// leafPoolSize distinct leaves stand for the fleet's certificates: a
+// record holds its DER compressed against its issuer's first leaf, so
+// what a record costs depends on how its DER differs from that one, not
+// on the others; a few hundred distinct leaves give every record a real
+// one's difference.
+const leafPoolSize = 256
+
+// leafPool makes n leaves as the authority issues them with a base URL:
+// a name, client and server use, OCSP, issuer and CRL URLs, each its own
+// key, serial and validity.
+func leafPool(issuer *x509.Certificate, key crypto.Signer, issuerID string, n int) ([][]byte, error) {
+	const base = "http://ca.bench.example:8080"
+	out := make([][]byte, 0, n)
+	for i := range n {
+		k, err := NewKey("ec256")
+		if err != nil {
+			return nil, err
+		}
+		serial, err := authority.NewSerial()
+		if err != nil {
+			return nil, err
+		}
+		name := "d" + strconv.Itoa(i) + ".fleet.bench.example"
+		now := time.Now().Add(time.Duration(i) * time.Second).Truncate(time.Second)
+		der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: serial,
+			Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			OCSPServer: []string{authority.OCSPURL(base)}, IssuingCertificateURL: []string{authority.IssuerURL(base, authority.DefaultAuthority, issuerID)},
+			CRLDistributionPoints: []string{authority.CRLURL(base, authority.DefaultAuthority, issuerID)}}, issuer, k.Public(), key)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, der)
+	}
+	return out, nil
 }
 
 // benchCRLs builds the issuer's complete CRL (unless it is over one CRL's

@@ -179,8 +179,12 @@ provisioner "p" {
 }`, "at least 1h"},
 		{"archive with nothing to archive", baseConfig + joining + `storage {
   expired_retention = "forever"
+  audit_retention = "forever"
   archive = "file:///var/lib/quorumca/archive"
 }`, "nothing is"},
+		{"audit retention too short", baseConfig + joining + `storage {
+  audit_retention = "10m"
+}`, "at least 1h"},
 		{"archive of unknown scheme", baseConfig + joining + `storage {
   archive = "ftp://archive.example/x"
 }`, "not file:///dir or s3://"},

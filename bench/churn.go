@@ -275,11 +275,3 @@ func churnRecord(now time.Time, seq, d int, life time.Duration, der []byte, a *f
 			Requester: "jwk:fleet:bench", DER: der},
 	}
 }
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/fsm"
-	"github.com/quorumca/quorumca/node"
 	"github.com/quorumca/quorumca/signer"
 )
 
@@ -112,27 +111,16 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 	}
 	res := &ChurnResult{Kind: "churn", Devices: cfg.Devices, Lifetime: cfg.Lifetime.String(), Retention: cfg.Retention.String(),
 		AuditRetention: cfg.AuditRetention.String(), Days: cfg.Days, Machine: thisMachine(), Started: time.Now()}
-	pki, err := node.LoadOrCreateDevPKI(filepath.Join(cfg.Dir, "pki"))
-	if err != nil {
-		return nil, err
-	}
-	auth, leaves, err := fsmAuthority(ctx, pki)
-	if err != nil {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
 	dbPath := filepath.Join(cfg.Dir, "fsm.db")
-	f, err := fsm.Open(dbPath)
+	ld, auth, leaves, err := newLoader(ctx, cfg.Dir, dbPath, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err != nil {
 		return nil, err
 	}
+	f := ld.f
 	defer f.Close()
-	ld := &loader{f: f, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	if err := ld.apply(fsm.CmdAuthorityPut, auth); err != nil {
-		return nil, err
-	}
-	if err := ld.apply(fsm.CmdLogFormat, fsm.LogFormatMark{Format: fsm.LogFormat}); err != nil {
-		return nil, err
-	}
 	ca := authority.New(authority.Config{State: f, Proposer: ld, Signers: &signer.Cache{AllowInsecure: true},
 		Now: func() time.Time { return ld.now }})
 	checkpointKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // the cluster CA key's part

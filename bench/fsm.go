@@ -166,36 +166,21 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	res := &FSMResult{Kind: "fsm", Records: cfg.Records, Batch: cfg.Batch, Machine: thisMachine(), Started: time.Now(),
 		Note: "records take their DER from 256 real leaves; authorization is a one-time token (nonce) per record, as from a JWK provisioner"}
 
-	pki, err := node.LoadOrCreateDevPKI(filepath.Join(cfg.Dir, "pki"))
-	if err != nil {
-		return nil, err
-	}
-	auth, leaves, err := fsmAuthority(ctx, pki)
-	if err != nil {
-		return nil, err
-	}
 	n1 := filepath.Join(cfg.Dir, "n1")
 	if err := os.MkdirAll(n1, 0o700); err != nil {
 		return nil, err
 	}
 	dbPath := filepath.Join(n1, "fsm.db")
-	f, err := fsm.Open(dbPath)
+	ld, auth, leaves, err := newLoader(ctx, cfg.Dir, dbPath, time.Now())
 	if err != nil {
 		return nil, err
 	}
+	f := ld.f
 	defer func() {
 		if f != nil {
 			f.Close()
 		}
 	}()
-	ld := &loader{f: f, now: time.Now()}
-	if err := ld.apply(fsm.CmdAuthorityPut, auth); err != nil {
-		return nil, fmt.Errorf("authority: %w", err)
-	}
-	// What a leader writes first once every server reads this release.
-	if err := ld.apply(fsm.CmdLogFormat, fsm.LogFormatMark{Format: fsm.LogFormat}); err != nil {
-		return nil, err
-	}
 	if cfg.CRLShards > 1 {
 		base := "http://ca.bench.example"
 		if err := ld.apply(fsm.CmdAuthorityUpdate, fsm.AuthorityUpdate{Name: auth.Name, BaseURL: &base,
@@ -482,6 +467,34 @@ func benchCRLs(ctx context.Context, ca *authority.CA, f *fsm.FSM, issuer string,
 	res.ShardsSeconds = time.Since(all).Seconds()
 	fmt.Fprintf(cfg.Progress, "fsm: %d CRL shards in %.2f s\n", cfg.CRLShards, res.ShardsSeconds)
 	return nil
+}
+
+// newLoader opens a state at dbPath with the dev authority (PKI under
+// dir) and the log format marked, as a new cluster's leader writes first,
+// and returns a loader on it, the authority and a pool of its leaves.
+func newLoader(ctx context.Context, dir, dbPath string, now time.Time) (*loader, *fsm.Authority, [][]byte, error) {
+	pki, err := node.LoadOrCreateDevPKI(filepath.Join(dir, "pki"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	auth, leaves, err := fsmAuthority(ctx, pki)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	f, err := fsm.Open(dbPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ld := &loader{f: f, now: now}
+	err = ld.apply(fsm.CmdAuthorityPut, auth)
+	if err == nil {
+		err = ld.apply(fsm.CmdLogFormat, fsm.LogFormatMark{Format: fsm.LogFormat})
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, fmt.Errorf("authority: %w", err)
+	}
+	return ld, auth, leaves, nil
 }
 
 // loader applies commands straight to an FSM with increasing indexes, and

@@ -38,7 +38,11 @@ func TestFSMScaleRun(t *testing.T) {
 		if got := f.CertCount(); got != records {
 			t.Errorf("%s holds %d records, want %d", n, got, records)
 		}
-		crl, err := f.CRL(authority.DefaultAuthority, "1")
+		a, err := f.Authority(authority.DefaultAuthority)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crl, err := f.CRL(authority.DefaultAuthority, a.Issuers[0].ID)
 		if err != nil {
 			t.Fatalf("%s: %v", n, err)
 		}

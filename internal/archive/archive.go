@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/quorumca/quorumca/internal/atomicfile"
 )
 
 // Store is where archived objects go.
@@ -114,8 +116,8 @@ func openFile(_ context.Context, u *url.URL) (Store, error) {
 
 func (s *fileStore) String() string { return "file://" + s.dir }
 
-// Put writes to a temporary file, syncs it and renames it into place: an
-// object is there whole or not at all.
+// Put replaces the object's file atomically and durably: an object is
+// there whole or not at all.
 func (s *fileStore) Put(_ context.Context, name string, data []byte) error {
 	if err := CheckName(name); err != nil {
 		return err
@@ -124,30 +126,7 @@ func (s *fileStore) Put(_ context.Context, name string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o600)
 }
 
 func (s *fileStore) Get(_ context.Context, name string) ([]byte, error) {
@@ -167,7 +146,8 @@ func (s *fileStore) List(_ context.Context, prefix string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".") { // atomicfile's temporary files
+
 			return nil
 		}
 		rel, err := filepath.Rel(s.dir, path)

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -72,7 +74,9 @@ func (g *gossip) proveMembers(ctx context.Context) {
 // proveMember asks m's API address, over mutual TLS, which log format it
 // reads: the answer counts only from a node certificate for m's id
 // (postAs). A release before the question answers 404 after the handshake,
-// which proves the certificate as well.
+// which proves the certificate as well. Its Raft address must show the
+// same certificate: the API alone proves nothing of the Raft address
+// announced with it, and the leader would move the server there.
 func (c *Cluster) proveMember(ctx context.Context, m meta) error {
 	if _, _, err := net.SplitHostPort(m.API); err != nil {
 		return err
@@ -85,9 +89,27 @@ func (c *Cluster) proveMember(ctx context.Context, m meta) error {
 	var out formatReply
 	err := c.postAs(ctx, m.ID, "https://"+m.API+pathFormat, []byte("{}"), &out)
 	if errors.Is(err, errUnknownPath) {
-		return nil
+		err = nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return c.proveRaft(ctx, m)
+}
+
+// proveRaft completes a handshake with m's Raft address: it must show a
+// node certificate of this cluster for m's id.
+func (c *Cluster) proveRaft(ctx context.Context, m meta) error {
+	d := tls.Dialer{Config: c.tls.clientConfig()}
+	conn, err := d.DialContext(ctx, "tcp", m.Raft)
+	if err != nil {
+		return fmt.Errorf("raft address %s: %w", m.Raft, err)
+	}
+	defer conn.Close()
+	if cs := conn.(*tls.Conn).ConnectionState(); len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != m.ID {
+		return fmt.Errorf("raft address %s answered with another node's certificate, not %s's", m.Raft, m.ID)
+	}
+	return nil
 }
 
 // proved records the outcome of a proof of m, if m still announces what it

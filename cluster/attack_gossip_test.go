@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/freeport"
+	"github.com/quorumca/quorumca/internal/testwait"
+)
+
+// blackHole accepts connections and never answers on them.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// impostorAt is gossipImpostor bound to bind: a member that takes a name
+// memberlist let go, from the address the name last had or another.
+func impostorAt(t *testing.T, key []byte, bind, name string, m meta, join string) *memberlist.Memberlist {
+	t.Helper()
+	b, _ := json.Marshal(m)
+	mc := memberlist.DefaultLocalConfig()
+	mc.Name = name
+	host, port, err := splitHostPort(bind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc.BindAddr, mc.BindPort, mc.AdvertiseAddr, mc.AdvertisePort = host, port, host, port
+	mc.SecretKey, mc.Delegate, mc.LogOutput = key, impostor{meta: b}, io.Discard
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ml.Shutdown() })
+	if _, err := ml.Join([]string{join}); err != nil {
+		t.Fatal(err)
+	}
+	return ml
+}
+
+// gossipView is how c's gossip sees id: what it announces and whether
+// it is alive.
+func gossipView(c *Cluster, id string) (member, bool) {
+	for _, m := range c.gossip.snapshot() {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return member{}, false
+}
+
+// A member whose gossip name was let go (a forged leave: memberlist lets
+// a left member come back from another address) is taken by a holder of
+// the gossip key, who announces the member's own API, which shows the
+// member's node certificate, and a Raft address of its own. The leader
+// must not move the voter there.
+func TestATakenGossipNameCannotMoveAVoterByNamingItsAPI(t *testing.T) {
+	g := newGossipTest(t)
+	members, leader := threeByGossip(t, g, nil)
+	victim := aFollower(members, leader)
+	id, addr := victim.cfg.NodeID, string(victim.transport.LocalAddr())
+	// What a forged leave does, without forging one: the victim's
+	// memberlist leaves; its Raft and its API run on.
+	if err := victim.gossip.ml.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*time.Second, "the leader to see the victim leave gossip", func() bool {
+		m, ok := gossipView(leader, id)
+		return ok && !m.alive
+	})
+	rogue, at := blackHole(t), freeport.For(t)
+	impostorAt(t, g.key, at, id, meta{ID: id, Raft: rogue, API: victim.cfg.APIAdvertise, Clustered: true, LogFormat: fsm.LogFormat}, leader.GossipAddr())
+	testwait.For(t, 10*time.Second, "the leader's memberlist to take the impostor for the victim", func() bool {
+		for _, n := range leader.gossip.ml.Members() {
+			if n.Name == id && n.Address() == at {
+				return true
+			}
+		}
+		return false
+	})
+	deadline := time.Now().Add(4 * time.Second) // four proof rounds, sixteen of the leader's passes
+	for time.Now().Before(deadline) {
+		servers, err := leader.Servers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range servers {
+			if string(s.ID) == id && string(s.Address) != addr {
+				t.Fatalf("the voter %s was moved to %s, the impostor's address", id, s.Address)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

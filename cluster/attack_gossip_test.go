@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +122,55 @@ func TestATakenGossipNameCannotMoveAVoterByNamingItsAPI(t *testing.T) {
 			if string(s.ID) == id && string(s.Address) != addr {
 				t.Fatalf("the voter %s was moved to %s, the impostor's address", id, s.Address)
 			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A forged announcement of a member's own addresses with a log format
+// newer than its binary reads (its API says which it reads) does not let
+// the member past the log format gate.
+func TestAForgedLogFormatDoesNotPassTheGate(t *testing.T) {
+	g := newGossipTest(t)
+	alone := func(gc *GossipConfig) { gc.BootstrapExpect, gc.RetryJoin = 0, nil }
+	leader, _, _ := g.memberWith("leader", true, nil, nil, func(cfg *Config) {
+		cfg.Gossip = &GossipConfig{Bind: freeport.For(t), Key: g.key, Fast: true, Voters: 3,
+			DeadServerCleanup: time.Second, Stabilization: 2 * time.Second}
+	})
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.Apply(ctx, bigTokenCreate(t, "binary", 10)); err != nil {
+		t.Fatal(err)
+	}
+	// An elder: a binary from before the format question (it reads
+	// format 0), announcing so.
+	var isOld atomic.Bool
+	isOld.Store(true)
+	gc := GossipConfig{Bind: freeport.For(t), Key: g.key, Fast: true, Voters: 3, DeadServerCleanup: time.Second, Stabilization: 2 * time.Second}
+	alone(&gc)
+	elder, _, _ := g.memberWith("elder", false, nil, &isOld, func(cfg *Config) { cfg.Gossip = &gc })
+	announceFormat(elder, 0)
+	if _, err := elder.gossip.ml.Join([]string{leader.GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, "the leader to see the elder proven", func() bool {
+		m, ok := gossipView(leader, "elder")
+		return ok && m.alive && m.proven
+	})
+	// What memberlist hands the leader for a forged alive message: the
+	// elder's addresses, a newer incarnation, and the newest log format.
+	elder.gossip.mu.Lock()
+	forged := elder.gossip.self
+	elder.gossip.mu.Unlock()
+	forged.LogFormat = fsm.LogFormat
+	b, _ := json.Marshal(forged)
+	leader.gossip.update(&memberlist.Node{Name: "elder", Meta: b, State: memberlist.StateAlive}, true)
+
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if leader.isServer("elder") {
+			t.Fatal("a node that reads log format 0 was added on a forged announcement of the newest format")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -74,9 +74,11 @@ func (g *gossip) proveMembers(ctx context.Context) {
 // proveMember asks m's API address, over mutual TLS, which log format it
 // reads: the answer counts only from a node certificate for m's id
 // (postAs). A release before the question answers 404 after the handshake,
-// which proves the certificate as well. Its Raft address must show the
-// same certificate: the API alone proves nothing of the Raft address
-// announced with it, and the leader would move the server there.
+// which proves the certificate as well, and reads format 0. The member
+// must read the log format it announces (the leader adds it by that, at
+// the format gate), and its Raft address must show the same certificate:
+// the API alone proves nothing of the Raft address announced with it, and
+// the leader would move the server there.
 func (c *Cluster) proveMember(ctx context.Context, m meta) error {
 	if _, _, err := net.SplitHostPort(m.API); err != nil {
 		return err
@@ -89,10 +91,13 @@ func (c *Cluster) proveMember(ctx context.Context, m meta) error {
 	var out formatReply
 	err := c.postAs(ctx, m.ID, "https://"+m.API+pathFormat, []byte("{}"), &out)
 	if errors.Is(err, errUnknownPath) {
-		err = nil
+		out.Format, err = 0, nil
 	}
 	if err != nil {
 		return err
+	}
+	if m.LogFormat > out.Format {
+		return fmt.Errorf("%s announces log format %d, and its API says it reads %d", m.ID, m.LogFormat, out.Format)
 	}
 	return c.proveRaft(ctx, m)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
 
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
@@ -174,4 +175,88 @@ func TestAForgedLogFormatDoesNotPassTheGate(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// A server that dies is removed after dead_server_cleanup even if a
+// holder of the gossip key takes its name meanwhile (memberlist forgets a
+// dead member's name after a while, or takes it back at the same address
+// with a newer incarnation), announcing addresses it cannot prove.
+func TestATakenNameDoesNotKeepADeadServer(t *testing.T) {
+	g := newGossipTest(t)
+	cleanup := func(gc *GossipConfig) { gc.DeadServerCleanup = 3 * time.Second }
+	members, leader := threeByGossip(t, g, cleanup)
+	g.start("n4", cleanup)
+	testwait.For(t, 30*time.Second, "n4 to come in as a non-voter", func() bool {
+		s, ok := suffrage(leader, "n4")
+		return ok && s == raft.Nonvoter
+	})
+	victim := aFollower(members, leader)
+	dead, gossipAt := victim.cfg.NodeID, victim.GossipAddr()
+	testwait.For(t, 20*time.Second, "the victim to announce itself", func() bool {
+		_, err := leader.fsm.Node(dead)
+		return err == nil
+	})
+	victim.Crash()
+	testwait.For(t, 10*time.Second, "the leader to see the victim dead", func() bool {
+		m, ok := gossipView(leader, dead)
+		return ok && !m.alive
+	})
+	// The impostor binds the dead member's gossip address, so memberlist
+	// takes it for the member back with a newer incarnation.
+	impostorAt(t, g.key, gossipAt, dead, meta{ID: dead, Raft: blackHole(t), API: blackHole(t), Clustered: true, LogFormat: fsm.LogFormat}, leader.GossipAddr())
+	testwait.For(t, 20*time.Second, "the dead voter removed and n4 promoted", func() bool {
+		_, in := suffrage(leader, dead)
+		s, _ := suffrage(leader, "n4")
+		return !in && s == raft.Voter
+	})
+}
+
+// Forged announcements of live members, each refuted by the member (its
+// own announcement comes back), do not keep a cluster from forming with
+// bootstrap_expect: an announcement that is not proven does not undo
+// what the member proved.
+func TestFlappingForgedAnnouncementsDoNotStopBootstrap(t *testing.T) {
+	g := newGossipTest(t)
+	members := []*Cluster{g.start("n1", nil), g.start("n2", nil), g.start("n3", nil)}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bogus := freeport.For(t)
+		for {
+			for _, at := range members {
+				for _, of := range members {
+					if at == of {
+						continue
+					}
+					of.gossip.mu.Lock()
+					real := of.gossip.self
+					of.gossip.mu.Unlock()
+					forged := real
+					forged.Raft, forged.API = bogus, bogus
+					fb, _ := json.Marshal(forged)
+					rb, _ := json.Marshal(real)
+					// What memberlist hands for a forged alive message and
+					// then the member's refutation.
+					at.gossip.update(&memberlist.Node{Name: real.ID, Meta: fb, State: memberlist.StateAlive}, true)
+					at.gossip.update(&memberlist.Node{Name: real.ID, Meta: rb, State: memberlist.StateAlive}, true)
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	testwait.For(t, 20*time.Second, "three voters and a leader", func() bool {
+		for _, m := range members {
+			if m.IsLeader() && m.Status().Voters == 3 {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -119,6 +119,24 @@ type member struct {
 	// tried is when it was last asked, warned whether a failure was said.
 	proven, warned bool
 	tried          time.Time
+	// next: a later announcement of a proven member, not proven yet. The
+	// member stays what it proved (alive or dead, at its addresses) until
+	// next is proven: a holder of the gossip key can announce for any
+	// name (a forged alive message, or a name memberlist let go), and such
+	// an announcement must neither keep a dead server from being removed
+	// nor, refuted at once, unsettle what the member proved.
+	next *meta
+}
+
+// toProve is the announcement of m to prove, if any.
+func (m *member) toProve() (meta, bool) {
+	switch {
+	case m.next != nil:
+		return *m.next, true
+	case m.alive && !m.proven:
+		return m.meta, true
+	}
+	return meta{}, false
 }
 
 type gossip struct {
@@ -159,20 +177,46 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 		g.c.log.Warn("ignoring a gossip member that announces another id", "member", n.Name, "id", m.ID)
 		return
 	}
+	self := m.ID == g.c.cfg.NodeID
+	// A member never proven that is gone is forgotten, unless Raft has a
+	// server of its id (dead_server_cleanup): members under ever new names
+	// would otherwise pile up here.
+	forget := !alive && !self && !g.c.isServer(m.ID)
 	g.mu.Lock()
-	cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft, proven: m.ID == g.c.cfg.NodeID}
 	old, ok := g.members[m.ID]
-	if !alive {
-		cur.since = time.Now()
-		if ok && !old.alive {
-			cur.since = old.since
+	switch {
+	case ok && old.proven && old.meta != m && !self:
+		if alive {
+			old.next = &m
+			break
 		}
+		// Gone under another announcement: gossip says so of the name,
+		// as of any member (any key holder can; Raft contact guards
+		// against it, KnownServers).
+		old.next = nil
+		if old.alive {
+			old.since = time.Now()
+		}
+		old.alive, old.left = false, n.State == memberlist.StateLeft
+	case forget && (!ok || !old.proven):
+		delete(g.members, m.ID)
+	default:
+		cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft, proven: self}
+		if !alive {
+			cur.since = time.Now()
+			if ok && !old.alive {
+				cur.since = old.since
+			}
+		}
+		if ok {
+			cur.warned, cur.tried = old.warned, old.tried
+			if old.meta == m {
+				// The same announcement: what was proven of it still holds.
+				cur.proven = cur.proven || old.proven
+			}
+		}
+		g.members[m.ID] = cur
 	}
-	if ok && old.meta == m {
-		// The same announcement: what was proven of it still holds.
-		cur.proven, cur.warned, cur.tried = cur.proven || old.proven, old.warned, old.tried
-	}
-	g.members[m.ID] = cur
 	g.mu.Unlock()
 	for _, ch := range []chan struct{}{g.changed, g.prove} {
 		select {

@@ -49,23 +49,23 @@ func (g *gossip) proveMembers(ctx context.Context) {
 		return // no certificate of our own to ask with yet
 	}
 	now := time.Now()
-	var todo []member
+	var todo []meta
 	g.mu.Lock()
 	for _, m := range g.members {
-		if m.alive && !m.proven && now.Sub(m.tried) >= proveRetry {
+		if a, ok := m.toProve(); ok && now.Sub(m.tried) >= proveRetry {
 			m.tried = now
-			todo = append(todo, *m)
+			todo = append(todo, a)
 		}
 	}
 	g.mu.Unlock()
 	sem := make(chan struct{}, proveParallel)
 	var wg sync.WaitGroup
-	for _, m := range todo {
+	for _, a := range todo {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			g.proved(m, g.c.proveMember(ctx, m.meta))
+			g.proved(a, g.c.proveMember(ctx, a))
 		}()
 	}
 	wg.Wait()
@@ -117,12 +117,16 @@ func (c *Cluster) proveRaft(ctx context.Context, m meta) error {
 	return nil
 }
 
-// proved records the outcome of a proof of m, if m still announces what it
-// announced when asked.
-func (g *gossip) proved(m member, err error) {
+// proved records the outcome of a proof of announcement a, if the member
+// still has it to prove.
+func (g *gossip) proved(a meta, err error) {
 	g.mu.Lock()
-	cur, ok := g.members[m.ID]
-	if !ok || cur.meta != m.meta {
+	cur, ok := g.members[a.ID]
+	if !ok {
+		g.mu.Unlock()
+		return
+	}
+	if want, asked := cur.toProve(); !asked || want != a {
 		g.mu.Unlock()
 		return
 	}
@@ -131,13 +135,17 @@ func (g *gossip) proved(m member, err error) {
 		cur.warned = true
 		g.mu.Unlock()
 		if first {
-			g.c.log.Warn("gossip member has not shown a node certificate for its id; not counted as a server", "id", m.ID, "api", m.API, "err", err)
+			g.c.log.Warn("gossip member has not shown a node certificate for its id; not counted as a server", "id", a.ID, "api", a.API, "raft", a.Raft, "err", err)
 		}
 		return
 	}
-	cur.proven = true
+	if cur.next != nil {
+		// A later announcement proven: the member is alive at it.
+		cur.meta, cur.next, cur.alive, cur.left, cur.since = a, nil, true, false, time.Time{}
+	}
+	cur.proven, cur.warned = true, false
 	g.mu.Unlock()
-	g.c.log.Debug("gossip member proved its id", "id", m.ID, "api", m.API)
+	g.c.log.Debug("gossip member proved its id", "id", a.ID, "api", a.API)
 	select {
 	case g.changed <- struct{}{}:
 	default:

@@ -260,3 +260,42 @@ func TestFlappingForgedAnnouncementsDoNotStopBootstrap(t *testing.T) {
 		return false
 	})
 }
+
+// Many members that hold the gossip key, each with an API address that
+// takes connections and never answers, do not hold up the proof of a
+// real server that joins after them.
+func TestBlackHoleImpostorsDoNotDelayARealServer(t *testing.T) {
+	g := newGossipTest(t)
+	_, leader := threeByGossip(t, g, nil)
+	hole := blackHole(t)
+	const n = 64
+	impostors := map[string]bool{}
+	for i := range n {
+		id := "imp-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		impostors[id] = true
+		gossipImpostor(t, g.key, id, meta{ID: id, Raft: hole, API: hole, Clustered: true, LogFormat: fsm.LogFormat}, leader)
+	}
+	testwait.For(t, 20*time.Second, "the leader to have asked each impostor once", func() bool {
+		asked := 0
+		for _, m := range leader.gossip.snapshot() {
+			if impostors[m.ID] && m.warned {
+				asked++
+			}
+		}
+		return asked == n
+	})
+	// The later server joins gossip once its API serves.
+	later := g.start("zz-later", func(gc *GossipConfig) { gc.BootstrapExpect, gc.RetryJoin = 0, nil })
+	if _, err := later.gossip.ml.Join([]string{leader.GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, "the leader to see the later server", func() bool {
+		m, ok := gossipView(leader, "zz-later")
+		return ok && m.alive
+	})
+	seen := time.Now()
+	testwait.For(t, 30*time.Second, "the later server to be added", func() bool { return leader.isServer("zz-later") })
+	if d := time.Since(seen); d > 2*time.Second {
+		t.Errorf("the later server was added %v after the leader saw it; the impostors held up its proof", d)
+	}
+}

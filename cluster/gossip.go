@@ -116,9 +116,11 @@ type member struct {
 	left  bool      // left gracefully
 	since time.Time // when it stopped being alive
 	// proven: its API showed a node certificate for its id (prove.go);
-	// tried is when it was last asked, warned whether a failure was said.
-	proven, warned bool
-	tried          time.Time
+	// tried is when it was last asked, busy while it is, fails how many
+	// proofs it failed since its last, warned whether a failure was said.
+	proven, warned, busy bool
+	tried                time.Time
+	fails                int
 	// next: a later announcement of a proven member, not proven yet. The
 	// member stays what it proved (alive or dead, at its addresses) until
 	// next is proven: a holder of the gossip key can announce for any
@@ -147,7 +149,8 @@ type gossip struct {
 	members map[string]*member
 	self    meta
 	changed chan struct{} // a member came, went, changed or proved its id
-	prove   chan struct{} // a member to prove
+	prove   chan struct{} // a member to prove, or a proof slot free
+	proving int           // proofs in flight
 }
 
 func (g *gossip) NodeMeta(limit int) []byte {
@@ -209,7 +212,7 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 			}
 		}
 		if ok {
-			cur.warned, cur.tried = old.warned, old.tried
+			cur.warned, cur.tried, cur.busy, cur.fails = old.warned, old.tried, old.busy, old.fails
 			if old.meta == m {
 				// The same announcement: what was proven of it still holds.
 				cur.proven = cur.proven || old.proven

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
+	"sort"
 	"time"
 )
 
@@ -42,33 +42,49 @@ func (c *Cluster) proveLoop() {
 	}
 }
 
-// proveMembers asks every live member not yet proven (and not asked within
-// proveRetry) to show its node certificate.
+// proveMembers starts proofs of the members that have an announcement to
+// prove (and were not asked within proveRetry), while fewer than
+// proveParallel are in flight: those that failed fewest first, then the
+// least recently asked. It waits for none of them, so members that hold
+// a proof until it times out, however many, do not hold up a member just
+// found, nor does one whose announcements keep changing (its failures
+// and last try stay with its name).
 func (g *gossip) proveMembers(ctx context.Context) {
 	if _, err := g.c.tls.current(); err != nil {
 		return // no certificate of our own to ask with yet
 	}
 	now := time.Now()
-	var todo []meta
 	g.mu.Lock()
+	var due []*member
 	for _, m := range g.members {
-		if a, ok := m.toProve(); ok && now.Sub(m.tried) >= proveRetry {
-			m.tried = now
-			todo = append(todo, a)
+		if _, ok := m.toProve(); ok && !m.busy && now.Sub(m.tried) >= proveRetry {
+			due = append(due, m)
 		}
 	}
+	sort.Slice(due, func(i, j int) bool {
+		if due[i].fails != due[j].fails {
+			return due[i].fails < due[j].fails
+		}
+		return due[i].tried.Before(due[j].tried)
+	})
+	var todo []meta
+	for _, m := range due {
+		if g.proving >= proveParallel {
+			break
+		}
+		a, _ := m.toProve()
+		m.tried, m.busy = now, true
+		g.proving++
+		todo = append(todo, a)
+	}
 	g.mu.Unlock()
-	sem := make(chan struct{}, proveParallel)
-	var wg sync.WaitGroup
 	for _, a := range todo {
-		sem <- struct{}{}
-		wg.Add(1)
+		g.c.wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer g.c.wg.Done()
 			g.proved(a, g.c.proveMember(ctx, a))
 		}()
 	}
-	wg.Wait()
 }
 
 // proveMember asks m's API address, over mutual TLS, which log format it
@@ -120,12 +136,20 @@ func (c *Cluster) proveRaft(ctx context.Context, m meta) error {
 // proved records the outcome of a proof of announcement a, if the member
 // still has it to prove.
 func (g *gossip) proved(a meta, err error) {
+	defer func() { // a proof slot is free
+		select {
+		case g.prove <- struct{}{}:
+		default:
+		}
+	}()
 	g.mu.Lock()
+	g.proving--
 	cur, ok := g.members[a.ID]
 	if !ok {
 		g.mu.Unlock()
 		return
 	}
+	cur.busy = false
 	if want, asked := cur.toProve(); !asked || want != a {
 		g.mu.Unlock()
 		return
@@ -133,6 +157,7 @@ func (g *gossip) proved(a meta, err error) {
 	if err != nil {
 		first := !cur.warned
 		cur.warned = true
+		cur.fails++
 		g.mu.Unlock()
 		if first {
 			g.c.log.Warn("gossip member has not shown a node certificate for its id; not counted as a server", "id", a.ID, "api", a.API, "raft", a.Raft, "err", err)
@@ -143,7 +168,7 @@ func (g *gossip) proved(a meta, err error) {
 		// A later announcement proven: the member is alive at it.
 		cur.meta, cur.next, cur.alive, cur.left, cur.since = a, nil, true, false, time.Time{}
 	}
-	cur.proven, cur.warned = true, false
+	cur.proven, cur.warned, cur.fails = true, false, 0
 	g.mu.Unlock()
 	g.c.log.Debug("gossip member proved its id", "id", a.ID, "api", a.API)
 	select {

@@ -180,35 +180,51 @@ func TestAForgedLogFormatDoesNotPassTheGate(t *testing.T) {
 // A server that dies is removed after dead_server_cleanup even if a
 // holder of the gossip key takes its name meanwhile (memberlist forgets a
 // dead member's name after a while, or takes it back at the same address
-// with a newer incarnation), announcing addresses it cannot prove.
+// with a newer incarnation): whether it announces addresses of its own,
+// or the dead server's very announcement, proven while it lived.
 func TestATakenNameDoesNotKeepADeadServer(t *testing.T) {
-	g := newGossipTest(t)
-	cleanup := func(gc *GossipConfig) { gc.DeadServerCleanup = 3 * time.Second }
-	members, leader := threeByGossip(t, g, cleanup)
-	g.start("n4", cleanup)
-	testwait.For(t, 30*time.Second, "n4 to come in as a non-voter", func() bool {
-		s, ok := suffrage(leader, "n4")
-		return ok && s == raft.Nonvoter
-	})
-	victim := aFollower(members, leader)
-	dead, gossipAt := victim.cfg.NodeID, victim.GossipAddr()
-	testwait.For(t, 20*time.Second, "the victim to announce itself", func() bool {
-		_, err := leader.fsm.Node(dead)
-		return err == nil
-	})
-	victim.Crash()
-	testwait.For(t, 10*time.Second, "the leader to see the victim dead", func() bool {
-		m, ok := gossipView(leader, dead)
-		return ok && !m.alive
-	})
-	// The impostor binds the dead member's gossip address, so memberlist
-	// takes it for the member back with a newer incarnation.
-	impostorAt(t, g.key, gossipAt, dead, meta{ID: dead, Raft: blackHole(t), API: blackHole(t), Clustered: true, LogFormat: fsm.LogFormat}, leader.GossipAddr())
-	testwait.For(t, 20*time.Second, "the dead voter removed and n4 promoted", func() bool {
-		_, in := suffrage(leader, dead)
-		s, _ := suffrage(leader, "n4")
-		return !in && s == raft.Voter
-	})
+	for _, own := range []bool{true, false} {
+		name := "its announcement"
+		if own {
+			name = "addresses of its own"
+		}
+		t.Run(name, func(t *testing.T) {
+			g := newGossipTest(t)
+			cleanup := func(gc *GossipConfig) { gc.DeadServerCleanup = 3 * time.Second }
+			members, leader := threeByGossip(t, g, cleanup)
+			g.start("n4", cleanup)
+			testwait.For(t, 30*time.Second, "n4 to come in as a non-voter", func() bool {
+				s, ok := suffrage(leader, "n4")
+				return ok && s == raft.Nonvoter
+			})
+			victim := aFollower(members, leader)
+			dead, gossipAt := victim.cfg.NodeID, victim.GossipAddr()
+			testwait.For(t, 20*time.Second, "the victim to announce itself", func() bool {
+				_, err := leader.fsm.Node(dead)
+				return err == nil
+			})
+			victim.gossip.mu.Lock()
+			m := victim.gossip.self
+			victim.gossip.mu.Unlock()
+			victim.Crash()
+			testwait.For(t, 10*time.Second, "the leader to see the victim dead", func() bool {
+				m, ok := gossipView(leader, dead)
+				return ok && !m.alive
+			})
+			if own {
+				m.Raft, m.API = blackHole(t), blackHole(t)
+			}
+			// The impostor binds the dead member's gossip address, so
+			// memberlist takes it for the member back with a newer
+			// incarnation.
+			impostorAt(t, g.key, gossipAt, dead, m, leader.GossipAddr())
+			testwait.For(t, 20*time.Second, "the dead voter removed and n4 promoted", func() bool {
+				_, in := suffrage(leader, dead)
+				s, _ := suffrage(leader, "n4")
+				return !in && s == raft.Voter
+			})
+		})
+	}
 }
 
 // Forged announcements of live members, each refuted by the member (its

@@ -121,12 +121,13 @@ type member struct {
 	proven, warned, busy bool
 	tried                time.Time
 	fails                int
-	// next: a later announcement of a proven member, not proven yet. The
-	// member stays what it proved (alive or dead, at its addresses) until
-	// next is proven: a holder of the gossip key can announce for any
-	// name (a forged alive message, or a name memberlist let go), and such
-	// an announcement must neither keep a dead server from being removed
-	// nor, refuted at once, unsettle what the member proved.
+	// next: a later announcement of a proven member, or its announcement
+	// back from the dead, not proven yet. The member stays what it proved
+	// (alive, or dead since it died) until next is proven: a holder of the
+	// gossip key can announce for any name (a forged alive message, or a
+	// name memberlist let go), and such an announcement must neither keep
+	// a dead server from being removed nor, refuted at once, unsettle
+	// what the member proved.
 	next *meta
 }
 
@@ -188,7 +189,10 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 	g.mu.Lock()
 	old, ok := g.members[m.ID]
 	switch {
-	case ok && old.proven && old.meta != m && !self:
+	case ok && old.proven && !self && (old.meta != m || alive && !old.alive):
+		// Another announcement, or one that comes back from the dead: a
+		// proof is of a live member, and anyone may take a dead member's
+		// name with the announcement it proved.
 		if alive {
 			old.next = &m
 			break

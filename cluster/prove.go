@@ -14,9 +14,11 @@ import (
 // pool and announce any id, Raft address and API address. So a gossip
 // member counts as a server (towards bootstrap_expect, or for the leader
 // to add it) only once it has proven the id it announces: its API address
-// answered an internal RPC over mutual TLS with a node certificate of the
-// cluster CA for that id. A member whose announcement changes proves
-// itself again.
+// answered an internal RPC over mutual TLS, and its Raft address a TLS
+// handshake, with a node certificate of the cluster CA for that id, and it
+// reads the log format it announces. A member whose announcement changes,
+// or that comes back from the dead, proves itself again; until then it is
+// what it proved (gossip.go, member.next).
 
 const (
 	proveTimeout  = time.Second // one proof's RPC

@@ -315,3 +315,42 @@ func TestBlackHoleImpostorsDoNotDelayARealServer(t *testing.T) {
 		t.Errorf("the later server was added %v after the leader saw it; the impostors held up its proof", d)
 	}
 }
+
+// A holder of the gossip key who took a live server's gossip name (after
+// a forged leave) with the server's own announcement, which the server
+// then proved, does not keep the server from being removed once it dies.
+func TestAHeldNameDoesNotKeepAServerThatDies(t *testing.T) {
+	g := newGossipTest(t)
+	cleanup := func(gc *GossipConfig) { gc.DeadServerCleanup = 3 * time.Second }
+	members, leader := threeByGossip(t, g, cleanup)
+	g.start("n4", cleanup)
+	testwait.For(t, 30*time.Second, "n4 to come in as a non-voter", func() bool {
+		s, ok := suffrage(leader, "n4")
+		return ok && s == raft.Nonvoter
+	})
+	victim := aFollower(members, leader)
+	id := victim.cfg.NodeID
+	victim.gossip.mu.Lock()
+	m := victim.gossip.self
+	victim.gossip.mu.Unlock()
+	// What a forged leave does, without forging one: the victim's
+	// memberlist leaves; its Raft and its API run on.
+	if err := victim.gossip.ml.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 10*time.Second, "the leader to see the victim leave gossip", func() bool {
+		m, ok := gossipView(leader, id)
+		return ok && !m.alive
+	})
+	impostorAt(t, g.key, freeport.For(t), id, m, leader.GossipAddr())
+	testwait.For(t, 10*time.Second, "the victim to count as alive again", func() bool {
+		m, ok := gossipView(leader, id)
+		return ok && m.alive && m.proven
+	})
+	victim.Crash()
+	testwait.For(t, 25*time.Second, "the dead voter removed and n4 promoted", func() bool {
+		_, in := suffrage(leader, id)
+		s, _ := suffrage(leader, "n4")
+		return !in && s == raft.Voter
+	})
+}

@@ -119,7 +119,7 @@ type member struct {
 	// tried is when it was last asked, busy while it is, fails how many
 	// proofs it failed since its last, warned whether a failure was said.
 	proven, warned, busy bool
-	tried                time.Time
+	tried, provenAt      time.Time
 	fails                int
 	// next: a later announcement of a proven member, or its announcement
 	// back from the dead, not proven yet. The member stays what it proved
@@ -219,7 +219,7 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 			cur.warned, cur.tried, cur.busy, cur.fails = old.warned, old.tried, old.busy, old.fails
 			if old.meta == m {
 				// The same announcement: what was proven of it still holds.
-				cur.proven = cur.proven || old.proven
+				cur.proven, cur.provenAt = cur.proven || old.proven, old.provenAt
 			}
 		}
 		g.members[m.ID] = cur

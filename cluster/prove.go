@@ -25,7 +25,26 @@ const (
 	proveRetry    = time.Second // between proofs of a member that failed one
 	proveParallel = 8           // proofs in flight at once
 	proveTick     = 250 * time.Millisecond
+	// proveAgain: a live member proves its announcement again this often.
+	// Whoever holds its gossip name (a key holder may take a live member's
+	// name after a forged leave, with the member's own announcement, which
+	// the member then proves) would otherwise keep it alive in gossip, and
+	// in the configuration, after it died.
+	proveAgain     = 30 * time.Second
+	proveAgainFast = 2 * time.Second // GossipConfig.Fast
 )
+
+func (g *gossip) proveAgain() time.Duration {
+	if g.cfg.Fast {
+		return proveAgainFast
+	}
+	return proveAgain
+}
+
+// again reports whether m, alive and proven, is due to prove itself again.
+func (g *gossip) again(m *member, now time.Time) bool {
+	return m.alive && m.proven && m.next == nil && m.ID != g.c.cfg.NodeID && now.Sub(m.provenAt) >= g.proveAgain()
+}
 
 // proveLoop proves the members gossip finds.
 func (c *Cluster) proveLoop() {
@@ -59,7 +78,7 @@ func (g *gossip) proveMembers(ctx context.Context) {
 	g.mu.Lock()
 	var due []*member
 	for _, m := range g.members {
-		if _, ok := m.toProve(); ok && !m.busy && now.Sub(m.tried) >= proveRetry {
+		if _, ok := m.toProve(); (ok || g.again(m, now)) && !m.busy && now.Sub(m.tried) >= proveRetry {
 			due = append(due, m)
 		}
 	}
@@ -74,7 +93,10 @@ func (g *gossip) proveMembers(ctx context.Context) {
 		if g.proving >= proveParallel {
 			break
 		}
-		a, _ := m.toProve()
+		a, ok := m.toProve()
+		if !ok {
+			a = m.meta // again
+		}
 		m.tried, m.busy = now, true
 		g.proving++
 		todo = append(todo, a)
@@ -152,11 +174,18 @@ func (g *gossip) proved(a meta, err error) {
 		return
 	}
 	cur.busy = false
-	if want, asked := cur.toProve(); !asked || want != a {
+	want, asked := cur.toProve()
+	again := !asked && cur.alive && cur.proven && cur.next == nil && cur.meta == a
+	if !again && (!asked || want != a) {
 		g.mu.Unlock()
 		return
 	}
 	if err != nil {
+		if again {
+			// It no longer proves what it proved: dead from now on, until
+			// it proves it again.
+			cur.next, cur.alive, cur.left, cur.since = &a, false, false, time.Now()
+		}
 		first := !cur.warned
 		cur.warned = true
 		cur.fails++
@@ -170,7 +199,7 @@ func (g *gossip) proved(a meta, err error) {
 		// A later announcement proven: the member is alive at it.
 		cur.meta, cur.next, cur.alive, cur.left, cur.since = a, nil, true, false, time.Time{}
 	}
-	cur.proven, cur.warned, cur.fails = true, false, 0
+	cur.proven, cur.warned, cur.fails, cur.provenAt = true, false, 0, time.Now()
 	g.mu.Unlock()
 	g.c.log.Debug("gossip member proved its id", "id", a.ID, "api", a.API)
 	select {

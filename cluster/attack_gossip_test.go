@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
 
 	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/internal/freeport"
@@ -353,4 +354,58 @@ func TestAHeldNameDoesNotKeepAServerThatDies(t *testing.T) {
 		s, _ := suffrage(leader, "n4")
 		return !in && s == raft.Voter
 	})
+}
+
+// A live voter whose gossip name a holder of the gossip key took after a
+// forged leave, announcing what it cannot prove, stays left in gossip for
+// as long as the impostor holds the name; Raft contact keeps it, and does
+// so from the first moment of a new leader's term too, before the new
+// leader has heard from anyone.
+func TestAHeldNameDoesNotRemoveALiveVoterOnALeaderChange(t *testing.T) {
+	g := newGossipTest(t)
+	members, leader := threeByGossip(t, g, nil)
+	victim := aFollower(members, leader)
+	id := victim.cfg.NodeID
+	var next *Cluster
+	for _, m := range members {
+		if m != leader && m != victim {
+			next = m
+		}
+	}
+	// What a forged leave does, without forging one: the victim's
+	// memberlist leaves; its Raft and its API run on.
+	if err := victim.gossip.ml.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	impostorAt(t, g.key, freeport.For(t), id, meta{ID: id, Raft: blackHole(t), API: blackHole(t), Clustered: true, LogFormat: fsm.LogFormat}, leader.GossipAddr())
+	testwait.For(t, 10*time.Second, "the next leader's memberlist to take the impostor for the victim", func() bool {
+		for _, n := range next.gossip.ml.Members() {
+			if n.Name == id && n.Address() != victim.GossipAddr() {
+				return true
+			}
+		}
+		return false
+	})
+	// Dead in gossip for longer than dead_server_cleanup (a second): only
+	// Raft contact keeps it.
+	time.Sleep(1500 * time.Millisecond)
+	if err := leader.raft.LeadershipTransferToServer(raft.ServerID(next.cfg.NodeID), raft.ServerAddress(next.transport.LocalAddr())).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for !next.IsLeader() {
+		time.Sleep(time.Millisecond)
+	}
+	// Whether the new leader heard from the victim yet is a race; say it
+	// did not, at the new leader's first look.
+	next.contact.last.Delete(raft.ServerID(id))
+	if st := next.pilot.KnownServers()[raft.ServerID(id)].NodeStatus; st != autopilot.NodeUnknown {
+		t.Errorf("a new leader that has not heard from a live voter yet counts it %s", st)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if s, ok := suffrage(next, id); !ok || s != raft.Voter {
+			t.Fatalf("a live voter was removed when leadership moved (in configuration: %v, %v)", ok, s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -2,9 +2,14 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -408,4 +413,53 @@ func TestAHeldNameDoesNotRemoveALiveVoterOnALeaderChange(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A node's prover shows its node certificate, and sends its question,
+// only to a server that showed a node certificate of this cluster first:
+// a key holder who announces any address as its API learns nothing from
+// the node's connections to it.
+func TestTheProverShowsNoCertificateToAStranger(t *testing.T) {
+	g := newGossipTest(t)
+	_, leader := threeByGossip(t, g, nil)
+	var hellos, certs, requests atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { requests.Add(1) }))
+	srv.TLS = &tls.Config{
+		ClientAuth: tls.RequestClientCert,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			hellos.Add(1)
+			return nil, nil
+		},
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) > 0 {
+				certs.Add(1)
+			}
+			return nil
+		},
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	gossipImpostor(t, g.key, "stranger", meta{ID: "stranger", Raft: srv.Listener.Addr().String(), API: srv.Listener.Addr().String(), LogFormat: fsm.LogFormat}, leader)
+	testwait.For(t, 10*time.Second, "every node to ask the stranger twice", func() bool { return hellos.Load() >= 6 })
+	if n, r := certs.Load(), requests.Load(); n > 0 || r > 0 {
+		t.Errorf("a server with no node certificate of this cluster got %d node certificates and %d requests", n, r)
+	}
+}
+
+// A member never proven is forgotten once it goes: members under ever new
+// names do not pile up in a node's view.
+func TestAGoneImpostorIsForgotten(t *testing.T) {
+	g := newGossipTest(t)
+	_, leader := threeByGossip(t, g, nil)
+	ml := impostorAt(t, g.key, freeport.For(t), "transient", meta{ID: "transient", Raft: blackHole(t), API: blackHole(t), LogFormat: fsm.LogFormat}, leader.GossipAddr())
+	testwait.For(t, 10*time.Second, "the leader to see the impostor", func() bool {
+		_, ok := gossipView(leader, "transient")
+		return ok
+	})
+	ml.Shutdown()
+	testwait.For(t, 20*time.Second, "the leader to forget the impostor", func() bool {
+		_, ok := gossipView(leader, "transient")
+		return !ok
+	})
 }

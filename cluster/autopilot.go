@@ -54,6 +54,12 @@ type pilot struct {
 	removing sync.Map     // raft.ServerID -> struct{}: a removal in flight
 	held     sync.Map     // raft.ServerID -> struct{}: a dead voter kept for quorum's sake, said once
 	healthy  atomic.Int32 // the cluster's health last notified: 0 none yet, 1 healthy, 2 not
+
+	// termMu guards term, the term of this leader's last KnownServers,
+	// and looked, when it first looked in that term.
+	termMu sync.Mutex
+	term   uint64
+	looked time.Time
 }
 
 func newPilot(c *Cluster, g *gossip) *pilot {
@@ -194,7 +200,8 @@ func (p *pilot) AutopilotConfig() *autopilot.Config {
 // started, or that joined without gossip): those count as unknown, so they
 // are neither promoted nor removed, as before autopilot. A member dead for
 // less than dead_server_cleanup is unknown too; beyond, it has failed. So
-// is one gossip says dead or left while the leader still hears from it.
+// is one gossip says dead or left while the leader heard from it within
+// dead_server_cleanup (heard).
 func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 	c := p.c
 	out := map[raft.ServerID]*autopilot.Server{}
@@ -206,10 +213,11 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 			// Alive in gossip under this id, but not proven to be it
 			// (yet): neither promoted nor removed.
 			st = autopilot.NodeUnknown
-		case !m.alive && c.inContact(m.ID):
-			// Raft, over mutual TLS, still hears from it: whatever gossip
-			// says (any holder of the gossip key can say a member left or
-			// died), it is not gone; neither promoted nor removed.
+		case !m.alive && p.heard(m.ID):
+			// Raft, over mutual TLS, heard from it within
+			// dead_server_cleanup: whatever gossip says (any holder of the
+			// gossip key can say a member left or died), it is not gone;
+			// neither promoted nor removed.
 			st = autopilot.NodeUnknown
 		case m.left:
 			st = autopilot.NodeLeft
@@ -233,6 +241,31 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 		s.NodeStatus, s.IsLeader = autopilot.NodeAlive, c.IsLeader()
 	}
 	return out
+}
+
+// heard reports whether this leader heard from member id over Raft
+// (mutual TLS) within dead_server_cleanup, counting its first look at the
+// servers in its term as heard: a new leader has heard from no one yet,
+// and cannot tell who is silent until it has led that long. A key holder
+// can keep saying a live member is gone (it can take the member's gossip
+// name after a forged leave and hold it); then Raft's silence alone, as
+// long as gossip's, makes the member failed: a new leader's first look,
+// or a hiccup of Raft, does not.
+func (p *pilot) heard(id string) bool {
+	if id == p.c.cfg.NodeID {
+		return true
+	}
+	term := p.c.raft.CurrentTerm()
+	p.termMu.Lock()
+	if term != p.term {
+		p.term, p.looked = term, time.Now()
+	}
+	at := p.looked
+	p.termMu.Unlock()
+	if last := p.c.contact.lastContact(raft.ServerID(id)); last.After(at) {
+		at = last
+	}
+	return time.Since(at) < p.cfg.DeadServerCleanup
 }
 
 // FetchServerStats reads what each server last answered this leader's

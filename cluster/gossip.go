@@ -116,9 +116,30 @@ type member struct {
 	left  bool      // left gracefully
 	since time.Time // when it stopped being alive
 	// proven: its API showed a node certificate for its id (prove.go);
-	// tried is when it was last asked, warned whether a failure was said.
-	proven, warned bool
-	tried          time.Time
+	// tried is when it was last asked, busy while it is, fails how many
+	// proofs it failed since its last, warned whether a failure was said.
+	proven, warned, busy bool
+	tried, provenAt      time.Time
+	fails                int
+	// next: a later announcement of a proven member, or its announcement
+	// back from the dead, not proven yet. The member stays what it proved
+	// (alive, or dead since it died) until next is proven: a holder of the
+	// gossip key can announce for any name (a forged alive message, or a
+	// name memberlist let go), and such an announcement must neither keep
+	// a dead server from being removed nor, refuted at once, unsettle
+	// what the member proved.
+	next *meta
+}
+
+// toProve is the announcement of m to prove, if any.
+func (m *member) toProve() (meta, bool) {
+	switch {
+	case m.next != nil:
+		return *m.next, true
+	case m.alive && !m.proven:
+		return m.meta, true
+	}
+	return meta{}, false
 }
 
 type gossip struct {
@@ -129,7 +150,8 @@ type gossip struct {
 	members map[string]*member
 	self    meta
 	changed chan struct{} // a member came, went, changed or proved its id
-	prove   chan struct{} // a member to prove
+	prove   chan struct{} // a member to prove, or a proof slot free
+	proving int           // proofs in flight
 }
 
 func (g *gossip) NodeMeta(limit int) []byte {
@@ -159,20 +181,49 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 		g.c.log.Warn("ignoring a gossip member that announces another id", "member", n.Name, "id", m.ID)
 		return
 	}
+	self := m.ID == g.c.cfg.NodeID
+	// A member never proven that is gone is forgotten, unless Raft has a
+	// server of its id (dead_server_cleanup): members under ever new names
+	// would otherwise pile up here.
+	forget := !alive && !self && !g.c.isServer(m.ID)
 	g.mu.Lock()
-	cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft, proven: m.ID == g.c.cfg.NodeID}
 	old, ok := g.members[m.ID]
-	if !alive {
-		cur.since = time.Now()
-		if ok && !old.alive {
-			cur.since = old.since
+	switch {
+	case ok && old.proven && !self && (old.meta != m || alive && !old.alive):
+		// Another announcement, or one that comes back from the dead: a
+		// proof is of a live member, and anyone may take a dead member's
+		// name with the announcement it proved.
+		if alive {
+			old.next = &m
+			break
 		}
+		// Gone under another announcement: gossip says so of the name,
+		// as of any member (any key holder can; Raft contact guards
+		// against it, KnownServers).
+		old.next = nil
+		if old.alive {
+			old.since = time.Now()
+		}
+		old.alive, old.left = false, n.State == memberlist.StateLeft
+	case forget && (!ok || !old.proven):
+		delete(g.members, m.ID)
+	default:
+		cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft, proven: self}
+		if !alive {
+			cur.since = time.Now()
+			if ok && !old.alive {
+				cur.since = old.since
+			}
+		}
+		if ok {
+			cur.warned, cur.tried, cur.busy, cur.fails = old.warned, old.tried, old.busy, old.fails
+			if old.meta == m {
+				// The same announcement: what was proven of it still holds.
+				cur.proven, cur.provenAt = cur.proven || old.proven, old.provenAt
+			}
+		}
+		g.members[m.ID] = cur
 	}
-	if ok && old.meta == m {
-		// The same announcement: what was proven of it still holds.
-		cur.proven, cur.warned, cur.tried = cur.proven || old.proven, old.warned, old.tried
-	}
-	g.members[m.ID] = cur
 	g.mu.Unlock()
 	for _, ch := range []chan struct{}{g.changed, g.prove} {
 		select {

@@ -152,6 +152,10 @@ type gossip struct {
 	changed chan struct{} // a member came, went, changed or proved its id
 	prove   chan struct{} // a member to prove, or a proof slot free
 	proving int           // proofs in flight
+	addr    string        // where this node gossips, as it started
+	// trace, for tests, sees under mu each announcement taken in
+	// ("seen") and each proof started ("start").
+	trace func(event, id string)
 }
 
 func (g *gossip) NodeMeta(limit int) []byte {
@@ -224,6 +228,9 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 		}
 		g.members[m.ID] = cur
 	}
+	if g.trace != nil && alive {
+		g.trace("seen", m.ID)
+	}
 	g.mu.Unlock()
 	for _, ch := range []chan struct{}{g.changed, g.prove} {
 		select {
@@ -293,6 +300,10 @@ func (c *Cluster) startGossip(existing bool) error {
 	if g.ml, err = memberlist.Create(mc); err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
+	// Read once, now: memberlist rewrites its local node's fields as it
+	// refutes and updates, without a lock a reader could take.
+	n := g.ml.LocalNode()
+	g.addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	c.gossip = g
 	c.pilot = newPilot(c, g)
 	c.OnLeader(c.pilot.run)
@@ -308,8 +319,7 @@ func (c *Cluster) GossipAddr() string {
 	if c.gossip == nil {
 		return ""
 	}
-	n := c.gossip.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	return c.gossip.addr
 }
 
 // GossipMembers is the number of live gossip members (this node included).

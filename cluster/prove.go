@@ -100,6 +100,9 @@ func (g *gossip) proveMembers(ctx context.Context) {
 		m.tried, m.busy = now, true
 		g.proving++
 		todo = append(todo, a)
+		if g.trace != nil {
+			g.trace("start", a.ID)
+		}
 	}
 	g.mu.Unlock()
 	for _, a := range todo {

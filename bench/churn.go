@@ -65,6 +65,10 @@ type ChurnResult struct {
 	// its size when the first records reached their retention (lifetime
 	// + retention + a renewal period). Near 1: the file stopped growing.
 	GrowthAfterSteady float64   `json:"growth_after_steady"`
+	// RecordBytes: what a record and its index entries take in the file
+	// at the end (fsm.RecordBuckets), Buckets every bucket's pages.
+	RecordBytes float64          `json:"record_bytes"`
+	Buckets     map[string]int64 `json:"bucket_bytes"`
 	Machine           Machine   `json:"machine"`
 	Started           time.Time `json:"started"`
 }
@@ -81,6 +85,12 @@ func (r *ChurnResult) Summary(w io.Writer) {
 		fmt.Fprintf(w, "  %6.0f %11d %11d %10d %9.0f %9.1f %7.1f %8.0f %9.0f\n", p.Hours, p.Issued, p.Removed, p.Records, p.BoltMiB, p.FreeMiB, p.FreePct, p.RSSMiB, p.BytesRec)
 	}
 	fmt.Fprintf(w, "  the file over the last quarter of the run, against its size once retention was reached: x%.3f\n", r.GrowthAfterSteady)
+	fmt.Fprintf(w, "  at the end, a record with its index entries: %.0f bytes (", r.RecordBytes)
+	n := float64(r.Points[len(r.Points)-1].Records)
+	for i, b := range fsm.RecordBuckets {
+		fmt.Fprintf(w, "%s%s %.0f", map[bool]string{true: ", ", false: ""}[i > 0], b, float64(r.Buckets[b])/n)
+	}
+	fmt.Fprintf(w, ")\n")
 }
 
 // Churn runs a fleet through its renewals for a number of simulated days
@@ -200,6 +210,12 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 		}
 	}
 	res.GrowthAfterSteady = steadyGrowth(res.Points, cfg.Lifetime+cfg.Retention+renewal)
+	res.Buckets = f.BucketBytes()
+	if n := res.Points[len(res.Points)-1].Records; n > 0 {
+		for _, b := range fsm.RecordBuckets {
+			res.RecordBytes += float64(res.Buckets[b]) / float64(n)
+		}
+	}
 	return res, nil
 }
 

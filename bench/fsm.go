@@ -516,7 +516,7 @@ func (l *loader) record(i int, der []byte, a *fsm.Authority) *fsm.Issue {
 		OneTime: &fsm.OneTime{Key: key[:], Expires: l.now.Add(time.Hour)},
 		Cert: fsm.Cert{Serial: fmt.Sprintf("%x", serial), Authority: a.Name, Issuer: a.Issuers[0].ID,
 			Subject: "CN=" + name, SANs: []string{name}, NotBefore: nb,
-			NotAfter: nb.Add(30*24*time.Hour + time.Duration(i%86400)*time.Second), Provisioner: "fleet",
+			NotAfter: nb.Add(30*24*time.Hour + time.Duration(i)*time.Millisecond), Provisioner: "fleet", // issued in order, one a millisecond
 			Requester: "jwk:fleet:bench", DER: der},
 	}
 }

@@ -64,13 +64,13 @@ type ChurnResult struct {
 	// Steady: the file's size over the last quarter of the run, against
 	// its size when the first records reached their retention (lifetime
 	// + retention + a renewal period). Near 1: the file stopped growing.
-	GrowthAfterSteady float64   `json:"growth_after_steady"`
+	GrowthAfterSteady float64 `json:"growth_after_steady"`
 	// RecordBytes: what a record and its index entries take in the file
 	// at the end (fsm.RecordBuckets), Buckets every bucket's pages.
 	RecordBytes float64          `json:"record_bytes"`
 	Buckets     map[string]int64 `json:"bucket_bytes"`
-	Machine           Machine   `json:"machine"`
-	Started           time.Time `json:"started"`
+	Machine     Machine          `json:"machine"`
+	Started     time.Time        `json:"started"`
 }
 
 // WriteJSON writes r to path.

@@ -271,7 +271,13 @@ func TestFlappingForgedAnnouncementsDoNotStopBootstrap(t *testing.T) {
 		}
 	}()
 	defer func() { close(stop); wg.Wait() }()
-	testwait.For(t, 20*time.Second, "three voters and a leader", func() bool {
+	awaitThreeVoters(t, members, 20*time.Second)
+}
+
+// awaitThreeVoters waits until one of members leads three voters.
+func awaitThreeVoters(t *testing.T, members []*Cluster, d time.Duration) {
+	t.Helper()
+	testwait.For(t, d, "three voters and a leader", func() bool {
 		for _, m := range members {
 			if m.IsLeader() && m.Status().Voters == 3 {
 				return true
@@ -327,14 +333,7 @@ func TestForgedClusteredDoesNotStopBootstrap(t *testing.T) {
 		}
 	})
 	defer func() { close(stop); wg.Wait() }()
-	testwait.For(t, 30*time.Second, "three voters and a leader", func() bool {
-		for _, m := range members {
-			if m.IsLeader() && m.Status().Voters == 3 {
-				return true
-			}
-		}
-		return false
-	})
+	awaitThreeVoters(t, members, 30*time.Second)
 }
 
 // Many members that hold the gossip key, each with an API address that

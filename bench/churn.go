@@ -8,10 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -113,17 +111,8 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
-	if cfg.Dir == "" {
-		return nil, errors.New("churn bench: a work directory is required")
-	}
-	if err := os.RemoveAll(cfg.Dir); err != nil {
-		return nil, err
-	}
 	res := &ChurnResult{Kind: "churn", Devices: cfg.Devices, Lifetime: cfg.Lifetime.String(), Retention: cfg.Retention.String(),
 		AuditRetention: cfg.AuditRetention.String(), Days: cfg.Days, Machine: thisMachine(), Started: time.Now()}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, err
-	}
 	dbPath := filepath.Join(cfg.Dir, "fsm.db")
 	ld, auth, leaves, err := newLoader(ctx, cfg.Dir, dbPath, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err != nil {

@@ -157,20 +157,10 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
-	if cfg.Dir == "" {
-		return nil, errors.New("fsm bench: a work directory is required")
-	}
-	if err := os.RemoveAll(cfg.Dir); err != nil {
-		return nil, err
-	}
 	res := &FSMResult{Kind: "fsm", Records: cfg.Records, Batch: cfg.Batch, Machine: thisMachine(), Started: time.Now(),
 		Note: "records take their DER from 256 real leaves; authorization is a one-time token (nonce) per record, as from a JWK provisioner"}
 
-	n1 := filepath.Join(cfg.Dir, "n1")
-	if err := os.MkdirAll(n1, 0o700); err != nil {
-		return nil, err
-	}
-	dbPath := filepath.Join(n1, "fsm.db")
+	dbPath := filepath.Join(cfg.Dir, "n1", "fsm.db")
 	ld, auth, leaves, err := newLoader(ctx, cfg.Dir, dbPath, time.Now())
 	if err != nil {
 		return nil, err
@@ -469,10 +459,20 @@ func benchCRLs(ctx context.Context, ca *authority.CA, f *fsm.FSM, issuer string,
 	return nil
 }
 
-// newLoader opens a state at dbPath with the dev authority (PKI under
-// dir) and the log format marked, as a new cluster's leader writes first,
-// and returns a loader on it, the authority and a pool of its leaves.
+// newLoader empties the work directory dir, opens a state at dbPath (under
+// dir) with the dev authority (PKI under dir) and the log format marked,
+// as a new cluster's leader writes first, and returns a loader on it, the
+// authority and a pool of its leaves.
 func newLoader(ctx context.Context, dir, dbPath string, now time.Time) (*loader, *fsm.Authority, [][]byte, error) {
+	if dir == "" {
+		return nil, nil, nil, errors.New("bench: a work directory is required")
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+		return nil, nil, nil, err
+	}
 	pki, err := node.LoadOrCreateDevPKI(filepath.Join(dir, "pki"))
 	if err != nil {
 		return nil, nil, nil, err

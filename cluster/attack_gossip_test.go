@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -138,16 +137,7 @@ func TestATakenGossipNameCannotMoveAVoterByNamingItsAPI(t *testing.T) {
 func TestAForgedLogFormatDoesNotPassTheGate(t *testing.T) {
 	g := newGossipTest(t)
 	alone := func(gc *GossipConfig) { gc.BootstrapExpect, gc.RetryJoin = 0, nil }
-	leader, _, _ := g.memberWith("leader", true, nil, nil, func(cfg *Config) {
-		cfg.Gossip = &GossipConfig{Bind: freeport.For(t), Key: g.key, Fast: true, Voters: 3,
-			DeadServerCleanup: time.Second, Stabilization: 2 * time.Second}
-	})
-	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := leader.Apply(ctx, bigTokenCreate(t, "binary", 10)); err != nil {
-		t.Fatal(err)
-	}
+	leader := loneGossipLeader(t, g)
 	// An elder: a binary from before the format question (it reads
 	// format 0), announcing so.
 	var isOld atomic.Bool

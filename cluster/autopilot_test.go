@@ -58,6 +58,23 @@ func suffrage(c *Cluster, id string) (raft.ServerSuffrage, bool) {
 	return 0, false
 }
 
+// loneGossipLeader bootstraps a one-server gossip cluster and writes an
+// entry of the binary log format through it.
+func loneGossipLeader(t *testing.T, g *gossipTest) *Cluster {
+	t.Helper()
+	leader, _, _ := g.memberWith("leader", true, nil, nil, func(cfg *Config) {
+		cfg.Gossip = &GossipConfig{Bind: freeport.For(t), Key: g.key, Fast: true, Voters: 3,
+			DeadServerCleanup: time.Second, Stabilization: 2 * time.Second}
+	})
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.Apply(ctx, bigTokenCreate(t, "binary", 10)); err != nil {
+		t.Fatal(err)
+	}
+	return leader
+}
+
 // threeByGossip forms a cluster of three members by bootstrap_expect and
 // returns its members and the one that leads.
 func threeByGossip(t *testing.T, g *gossipTest, mutate func(*GossipConfig)) ([]*Cluster, *Cluster) {
@@ -191,16 +208,7 @@ func TestADeadServerIsRemovedAndReplaced(t *testing.T) {
 func TestGossipJoinOfABinaryThatCannotReadTheLogIsRefused(t *testing.T) {
 	g := newGossipTest(t)
 	alone := func(gc *GossipConfig) { gc.BootstrapExpect, gc.RetryJoin = 0, nil }
-	leader, _, _ := g.memberWith("leader", true, nil, nil, func(cfg *Config) {
-		cfg.Gossip = &GossipConfig{Bind: freeport.For(t), Key: g.key, Fast: true, Voters: 3,
-			DeadServerCleanup: time.Second, Stabilization: 2 * time.Second}
-	})
-	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := leader.Apply(ctx, bigTokenCreate(t, "binary", 10)); err != nil {
-		t.Fatal(err)
-	}
+	leader := loneGossipLeader(t, g)
 	if h := leader.fsm.HighestLogFormat(); h < 1 {
 		t.Fatalf("the log holds format %d, want binary entries", h)
 	}

@@ -3,7 +3,6 @@ package fsm
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -97,18 +96,4 @@ func (f *FSM) ExpiredCerts(t time.Time, limit int) ([]Cert, error) {
 		return nil
 	})
 	return out, err
-}
-
-// FreeBytes is the space in the database file that bolt holds free for
-// reuse, and the file's size: a state whose file stops growing while
-// records come and go reuses its free pages.
-func (f *FSM) FreeBytes() (free, file int64) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	st := f.db.Stats()
-	free = int64(st.FreeAlloc)
-	if fi, err := os.Stat(f.db.Path()); err == nil {
-		file = fi.Size()
-	}
-	return free, file
 }

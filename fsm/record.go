@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -145,4 +146,18 @@ func (f *FSM) BucketBytes() map[string]int64 {
 		})
 	})
 	return out
+}
+
+// FreeBytes is the space in the database file that bolt holds free for
+// reuse, and the file's size: a state whose file stops growing while
+// records come and go reuses its free pages.
+func (f *FSM) FreeBytes() (free, file int64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	st := f.db.Stats()
+	free = int64(st.FreeAlloc)
+	if fi, err := os.Stat(f.db.Path()); err == nil {
+		file = fi.Size()
+	}
+	return free, file
 }

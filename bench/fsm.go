@@ -83,6 +83,7 @@ type FSMResult struct {
 	Nodes           int       `json:"nodes"`
 	StartSeconds    float64   `json:"cluster_start_seconds"`           // 3 nodes open their stores and elect a leader
 	FailoverSeconds float64   `json:"leader_failover_seconds"`         // leader gone → a new leader commits
+	JoinSeconds     float64   `json:"new_member_seconds"`              // the old leader replaced by an empty node: added → its state caught up
 	OpenSeconds     float64   `json:"fsm_open_seconds"`                // reopen the loaded database
 	RevokedEntries  int       `json:"crl_entries"`                     //
 	RevokeSeconds   float64   `json:"revoke_seconds"`                  // applying the revocations
@@ -120,7 +121,8 @@ func (r *FSMResult) Summary(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  snapshot %.1f s (%.0f MiB), restore %.1f s, reopen %.2f s\n", r.SnapshotSeconds, r.SnapshotMiB, r.RestoreSeconds, r.OpenSeconds)
 	if r.Nodes > 0 {
-		fmt.Fprintf(w, "  %d nodes start and elect %.2f s; leader failover %.2f s\n", r.Nodes, r.StartSeconds, r.FailoverSeconds)
+		fmt.Fprintf(w, "  %d nodes start and elect %.2f s; leader failover %.2f s; an empty member replacing the old leader caught up in %.1f s\n",
+			r.Nodes, r.StartSeconds, r.FailoverSeconds, r.JoinSeconds)
 	}
 	if r.CRLRefused != "" {
 		fmt.Fprintf(w, "  revoke %d: %.1f s; complete CRL refused: %s\n", r.RevokedEntries, r.RevokeSeconds, r.CRLRefused)
@@ -158,7 +160,7 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 		cfg.Progress = io.Discard
 	}
 	res := &FSMResult{Kind: "fsm", Records: cfg.Records, Batch: cfg.Batch, Machine: thisMachine(), Started: time.Now(),
-		Note: "records take their DER from 256 real leaves; authorization is a one-time token (nonce) per record, as from a JWK provisioner"}
+		Note: "records take their DER from 256 real leaves, issued at 1.5 million a day of the state's clock; authorization is a one-time token (nonce) per record, as from a JWK provisioner, pruned once expired (an hour)"}
 
 	dbPath := filepath.Join(cfg.Dir, "n1", "fsm.db")
 	ld, auth, leaves, err := newLoader(ctx, cfg.Dir, dbPath, time.Now())
@@ -179,7 +181,14 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 		}
 	}
 
-	// Load, noting memory ten times on the way.
+	// Load, noting memory ten times on the way. The state's clock moves
+	// as a fleet's would that makes 1.5 million certificates a day (a
+	// million devices on 24-hour certificates, renewing at two thirds of
+	// their life), so one-time IDs expire and are pruned as in production:
+	// the state holds an hour of them, not every one ever used.
+	ca := authority.New(authority.Config{State: f, Proposer: ld, Signers: &signer.Cache{AllowInsecure: true},
+		Now: func() time.Time { return ld.now }})
+	begin := ld.now
 	start := time.Now()
 	every, next := max(cfg.Records/10, 1), max(cfg.Records/10, 1)
 	serials := make([]string, 0, cfg.Revoked)
@@ -190,6 +199,10 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 			return nil, err
 		}
 		batch = batch[:0]
+		ld.now = begin.Add(time.Duration(i) * fleetInterval)
+		if err := ca.PruneTokens(ctx); err != nil {
+			return nil, fmt.Errorf("tokens: %w", err)
+		}
 		for ; len(batch) < cfg.Batch && i < cfg.Records; i++ {
 			c := ld.record(i, leaves[i%len(leaves)], auth)
 			if i%revokeEvery == 0 && len(serials) < cfg.Revoked {
@@ -234,7 +247,6 @@ func FSM(ctx context.Context, cfg FSMConfig) (*FSMResult, error) {
 		}
 	}
 	res.RevokeSeconds, res.RevokedEntries = time.Since(t).Seconds(), len(serials)
-	ca := authority.New(authority.Config{State: f, Proposer: ld, Signers: &signer.Cache{AllowInsecure: true}})
 	if err := benchCRLs(ctx, ca, f, auth.Issuers[0].ID, cfg, res); err != nil {
 		return nil, err
 	}
@@ -312,7 +324,7 @@ func clusterOnState(ctx context.Context, cfg FSMConfig, f *fsm.FSM, applied uint
 		f.Close()
 		return err
 	}
-	defer nodes.close()
+	defer func() { nodes.close() }() // with the member added later
 	nodes[0].fsm = f
 	t := time.Now()
 	snapMeta, err := nodes.snapshot(applied)
@@ -332,12 +344,22 @@ func clusterOnState(ctx context.Context, cfg FSMConfig, f *fsm.FSM, applied uint
 	}
 	res.StartSeconds = time.Since(t).Seconds()
 	t = time.Now()
-	if _, err := nodes.failover(ctx, leader); err != nil {
+	next, err := nodes.failover(ctx, leader)
+	if err != nil {
 		return err
 	}
 	res.FailoverSeconds = time.Since(t).Seconds()
 	res.Nodes = len(nodes)
 	fmt.Fprintf(cfg.Progress, "fsm: 3 nodes start and elect %.2f s, failover %.2f s\n", res.StartSeconds, res.FailoverSeconds)
+
+	// The old leader is replaced: removed, its disk wiped, and a new empty
+	// member added, which raft brings up to date with its snapshot.
+	t = time.Now()
+	if err := nodes.replace(ctx, next, leader); err != nil {
+		return fmt.Errorf("new member: %w", err)
+	}
+	res.JoinSeconds = time.Since(t).Seconds()
+	fmt.Fprintf(cfg.Progress, "fsm: a new member caught up in %.1f s\n", res.JoinSeconds)
 	return nil
 }
 
@@ -497,6 +519,10 @@ func newLoader(ctx context.Context, dir, dbPath string, now time.Time) (*loader,
 	return ld, auth, leaves, nil
 }
 
+// fleetInterval is the time between two issuances of a fleet that makes
+// 1.5 million certificates a day.
+const fleetInterval = 24 * time.Hour / 1_500_000
+
 // loader applies commands straight to an FSM with increasing indexes, and
 // is the authority's Proposer for the CRL.
 type loader struct {
@@ -629,24 +655,68 @@ type scaleNodes []*scaleNode
 func newScaleNodes(dir string, n int) (scaleNodes, error) {
 	var ns scaleNodes
 	for i := range n {
-		d := filepath.Join(dir, "n"+strconv.Itoa(i+1))
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, err
-		}
-		tr, err := raft.NewTCPTransportWithLogger("127.0.0.1:0", nil, 4, 10*time.Second, hclog.NewNullLogger())
+		sn, err := newScaleNode(dir, i+1)
 		if err != nil {
 			ns.close()
 			return nil, err
 		}
-		snaps, err := raft.NewFileSnapshotStoreWithLogger(d, 2, hclog.NewNullLogger())
-		if err != nil {
-			tr.Close()
-			ns.close()
-			return nil, err
-		}
-		ns = append(ns, &scaleNode{id: raft.ServerID("n" + strconv.Itoa(i+1)), dir: d, trans: tr, snaps: snaps})
+		ns = append(ns, sn)
 	}
 	return ns, nil
+}
+
+// newScaleNode makes node number i's directory, transport and snapshot
+// store under dir.
+func newScaleNode(dir string, i int) (*scaleNode, error) {
+	d := filepath.Join(dir, "n"+strconv.Itoa(i))
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return nil, err
+	}
+	tr, err := raft.NewTCPTransportWithLogger("127.0.0.1:0", nil, 4, 10*time.Second, hclog.NewNullLogger())
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(d, 2, hclog.NewNullLogger())
+	if err != nil {
+		tr.Close()
+		return nil, err
+	}
+	return &scaleNode{id: raft.ServerID("n" + strconv.Itoa(i)), dir: d, trans: tr, snaps: snaps}, nil
+}
+
+// startRaft opens n's log store and starts its raft.
+func (n *scaleNode) startRaft() error {
+	var err error
+	n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.dir, "raft.db")})
+	if err != nil {
+		return err
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = n.id
+	rc.NoSnapshotRestoreOnStart = true // the FSM holds its state: nothing to load
+	rc.Logger = hclog.NewNullLogger()
+	n.r, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, n.snaps, n.trans)
+	return err
+}
+
+// stop shuts n down and closes its stores.
+func (n *scaleNode) stop() {
+	if n.r != nil {
+		n.r.Shutdown().Error()
+		n.r = nil
+	}
+	if n.trans != nil {
+		n.trans.Close()
+		n.trans = nil
+	}
+	if n.logs != nil {
+		n.logs.Close()
+		n.logs = nil
+	}
+	if n.fsm != nil {
+		n.fsm.Close()
+		n.fsm = nil
+	}
 }
 
 func (ns scaleNodes) configuration() raft.Configuration {
@@ -721,16 +791,7 @@ func (ns scaleNodes) restoreFollowers(meta *raft.SnapshotMeta) error {
 // committed an entry of its term.
 func (ns scaleNodes) start(ctx context.Context) (*scaleNode, error) {
 	for _, n := range ns {
-		var err error
-		n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.dir, "raft.db")})
-		if err != nil {
-			return nil, err
-		}
-		rc := raft.DefaultConfig()
-		rc.LocalID = n.id
-		rc.NoSnapshotRestoreOnStart = true // the FSM holds its state: nothing to load
-		rc.Logger = hclog.NewNullLogger()
-		if n.r, err = raft.NewRaft(rc, n.fsm, n.logs, n.logs, n.snaps, n.trans); err != nil {
+		if err := n.startRaft(); err != nil {
 			return nil, err
 		}
 	}
@@ -744,6 +805,46 @@ func (ns scaleNodes) failover(ctx context.Context, old *scaleNode) (*scaleNode, 
 	}
 	old.trans.Close()
 	return ns.awaitLeader(ctx, old)
+}
+
+// replace removes old (shut down) from the configuration through leader,
+// deletes its directory, and adds an empty node in its place as a voter.
+// It returns once the new node's state holds everything the leader had
+// committed when it was added, as a new server's must before it is ready.
+func (ns *scaleNodes) replace(ctx context.Context, leader, old *scaleNode) error {
+	if err := leader.r.RemoveServer(old.id, 0, 0).Error(); err != nil {
+		return err
+	}
+	old.stop()
+	if err := os.RemoveAll(old.dir); err != nil {
+		return err
+	}
+	n, err := newScaleNode(filepath.Dir(old.dir), len(*ns)+1)
+	if err != nil {
+		return err
+	}
+	*ns = append(*ns, n)
+	if n.fsm, err = fsm.Open(filepath.Join(n.dir, "fsm.db")); err != nil {
+		return err
+	}
+	if err := n.startRaft(); err != nil {
+		return err
+	}
+	f := leader.r.AddVoter(n.id, n.trans.LocalAddr(), 0, 0)
+	if err := f.Error(); err != nil {
+		return err
+	}
+	target := f.Index()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	for n.r.AppliedIndex() < target { // raft's: the snapshot's index, then every entry after it
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the new member applied %d of %d in 30 minutes", n.r.AppliedIndex(), target)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func (ns scaleNodes) awaitLeader(ctx context.Context, skip *scaleNode) (*scaleNode, error) {
@@ -768,20 +869,6 @@ func (ns scaleNodes) awaitLeader(ctx context.Context, skip *scaleNode) (*scaleNo
 
 func (ns scaleNodes) close() {
 	for _, n := range ns {
-		if n.r != nil {
-			n.r.Shutdown().Error()
-			n.r = nil
-		}
-		if n.trans != nil {
-			n.trans.Close()
-		}
-		if n.logs != nil {
-			n.logs.Close()
-			n.logs = nil
-		}
-		if n.fsm != nil {
-			n.fsm.Close()
-			n.fsm = nil
-		}
+		n.stop()
 	}
 }

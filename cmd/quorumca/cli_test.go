@@ -74,7 +74,7 @@ func TestCommandTreeIsComplete(t *testing.T) {
 		})
 	}
 	for _, want := range []string{"server", "dev", "keygen", "version", "agent", "agent status", "crl fetch",
-		"operator authority create", "operator raft list-peers", "operator snapshot save", "operator recover-admin",
+		"operator authority create", "operator raft list-peers", "operator snapshot save", "operator recover-admin", "operator compact",
 		"admin create", "token create", "cert revoke", "audit verify", "provisioner update", "bench run", "bench compare"} {
 		if cmds[want] == nil {
 			t.Errorf("no command %q", want)

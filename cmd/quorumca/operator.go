@@ -19,6 +19,7 @@ import (
 	"github.com/posener/complete"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/client"
+	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/node"
 	"github.com/quorumca/quorumca/signer"
 )
@@ -46,7 +47,8 @@ func init() {
 			predict: complete.PredictFiles("*")},
 		&command{name: "operator snapshot restore", args: "FILE", synopsis: "Replace the cluster's state with a snapshot (disaster recovery)", setup: snapshotRestore,
 			predict: complete.PredictFiles("*")},
-		&command{name: "operator recover-admin", synopsis: "On a stopped node: a one-time admin token, committed when the node starts (break glass)", setup: recoverAdmin})
+		&command{name: "operator recover-admin", synopsis: "On a stopped node: a one-time admin token, committed when the node starts (break glass)", setup: recoverAdmin},
+		&command{name: "operator compact", synopsis: "On a stopped node: give the state database's free pages back to the disk", setup: compact})
 }
 
 // apiFlags are the connection flags every client command takes, with
@@ -475,20 +477,13 @@ func snapshotRestore(fs *flag.FlagSet) func([]string) int {
 // node's data dir and prints the token once. The node commits it at its
 // next start; the token may create one admin within the hour.
 func recoverAdmin(fs *flag.FlagSet) func([]string) int {
-	configPath := fs.String("config", "", "the stopped node's HCL config file (its data_dir is used)")
-	dataDir := fs.String("data-dir", "", "the stopped node's data dir, instead of -config")
+	stopped := stoppedNodeFlags(fs)
 	return func([]string) int {
-		if (*configPath == "") == (*dataDir == "") {
-			return usageError(fs.Name(), "give -config FILE or -data-dir DIR (the node must be stopped)")
+		dataDir, code := stopped("recover-admin")
+		if code >= 0 {
+			return code
 		}
-		if *configPath != "" {
-			cfg, err := node.Load(*configPath)
-			if err != nil {
-				return fail("recover-admin: %v", err)
-			}
-			*dataDir = cfg.DataDir
-		}
-		token, expires, err := node.RequestAdminRecovery(*dataDir, time.Now())
+		token, expires, err := node.RequestAdminRecovery(dataDir, time.Now())
 		if err != nil {
 			return fail("recover-admin: %v", err)
 		}
@@ -499,6 +494,51 @@ func recoverAdmin(fs *flag.FlagSet) func([]string) int {
 	Then create an admin with it before %s (the token creates one, then is used up):
 	  QUORUMCA_ADMIN_TOKEN=<token> quorumca admin create -name NAME -role admin
 	`, expires.Local().Format(time.DateTime))
+		return 0
+	}
+}
+
+// stoppedNodeFlags adds -config and -data-dir, for tools that act on a
+// stopped node's files, and returns what reads them: the data dir, or an
+// exit code (-1 when there is none) after saying what is wrong.
+func stoppedNodeFlags(fs *flag.FlagSet) func(cmd string) (string, int) {
+	configPath := fs.String("config", "", "the stopped node's HCL config file (its data_dir is used)")
+	dataDir := fs.String("data-dir", "", "the stopped node's data dir, instead of -config")
+	return func(cmd string) (string, int) {
+		if (*configPath == "") == (*dataDir == "") {
+			return "", usageError(fs.Name(), "give -config FILE or -data-dir DIR (the node must be stopped)")
+		}
+		if *configPath == "" {
+			return *dataDir, -1
+		}
+		cfg, err := node.Load(*configPath)
+		if err != nil {
+			return "", fail("%s: %v", cmd, err)
+		}
+		return cfg.DataDir, -1
+	}
+}
+
+// compact gives a stopped node's state database back its free pages (see
+// fsm.Compact): bbolt never shrinks its file, so after retention first
+// removes a large backlog the space stays taken until this runs.
+func compact(fs *flag.FlagSet) func([]string) int {
+	stopped := stoppedNodeFlags(fs)
+	return func([]string) int {
+		dataDir, code := stopped("compact")
+		if code >= 0 {
+			return code
+		}
+		path := stateFile(dataDir)
+		if _, err := os.Stat(path); err != nil {
+			return fail("compact: %s is not a node's data dir: %v", dataDir, err)
+		}
+		start := time.Now()
+		before, after, err := fsm.Compact(path)
+		if err != nil {
+			return fail("compact: %v", err)
+		}
+		fmt.Printf("%s: %.1f MiB -> %.1f MiB in %s\n", path, float64(before)/(1<<20), float64(after)/(1<<20), time.Since(start).Round(time.Millisecond))
 		return 0
 	}
 }

@@ -50,9 +50,17 @@ func write(path string, data []byte, mode os.FileMode, durable bool) error {
 	if !durable {
 		return nil
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	SyncDir(dir)
 	return nil
+}
+
+// SyncDir syncs a directory, so a rename or a new file in it survives a
+// power cut.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -49,7 +49,7 @@ func Compact(path string) (before, after int64, err error) {
 
 	tmp := path + ".compact"
 	os.Remove(tmp) // left by an interrupted run
-	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistArrayType})
 	if err != nil {
 		return 0, 0, err
 	}

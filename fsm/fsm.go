@@ -129,7 +129,12 @@ func openDB(path string) (*bolt.DB, error) {
 		// A long snapshot read transaction blocks a writer that needs to grow
 		// the mmap; a large initial mapping (address space only) avoids that.
 		InitialMmapSize: 1 << 30,
-		FreelistType:    bolt.FreelistMapType,
+		// The array freelist allocates first fit: single pages come from the
+		// front, so the free runs the freelist itself needs (contiguous, at
+		// every commit) stay whole. The map freelist hands out pages from
+		// any run and fragmented them: under retention's churn its free pages
+		// and the file grew without end (see fsm/DESIGN.md, Retention).
+		FreelistType: bolt.FreelistArrayType,
 		// The freelist is written at every commit (NoFreelistSync is not
 		// set): without it, opening rebuilds it by reading every page,
 		// which took 5.5 s at a million records, minutes at ten million,

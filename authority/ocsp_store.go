@@ -118,7 +118,9 @@ func openOCSPDB(path string) (db *bolt.DB, err error) {
 			db, err = nil, fmt.Errorf("damaged file: %v", r)
 		}
 	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType})
+	// First-fit allocation, as the state's: answers are rewritten at every
+	// refresh, and the map freelist let such churn grow the file (fsm/DESIGN.md).
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistArrayType})
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ tools:
 test: tools lint
 	CGO_ENABLED=1 $(GO) test -tags pkcs11 -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run '^TestAgentFleet' -v ./node
+	$(GO) test -count=1 -run '^TestChurnReusesFreePages$$' -v ./bench
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 	$(MAKE) --no-print-directory terraform-check
 	$(MAKE) --no-print-directory compose-smoke

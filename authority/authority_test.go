@@ -300,6 +300,30 @@ func TestSerialsAreLargeAndDistinct(t *testing.T) {
 	}
 }
 
+// More tokens expire than one prune entry removes (a burst of enrollments
+// minted together): one PruneTokens call removes them all.
+func TestABurstOfExpiredTokensIsPrunedAtOnce(t *testing.T) {
+	c := newTestCA(t)
+	ctx := context.Background()
+	const n = 12500 // one entry removes 10,000
+	for minted := 0; minted < n; minted += MaxTokenBatch {
+		if _, err := c.MintTokens(ctx, c.admin, TokenRequest{SANs: []string{"d{n}.example"}, Count: min(MaxTokenBatch, n-minted), TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.clock.Advance(2 * time.Minute)
+	idx := c.f.AppliedIndex()
+	if err := c.PruneTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.f.HasTokensExpiredBefore(c.clock.Now()) {
+		t.Error("expired tokens remain after one call")
+	}
+	if entries := c.f.AppliedIndex() - idx; entries != 2 {
+		t.Errorf("%d prune entries for %d tokens, want 2", entries, n)
+	}
+}
+
 func TestExpiredTokensArePruned(t *testing.T) {
 	c := newTestCA(t)
 	ctx := context.Background()

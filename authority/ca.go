@@ -355,11 +355,22 @@ func (ca *CA) keyHealth(ctx context.Context, uri string) error {
 // calls it periodically.
 func (ca *CA) PruneTokens(ctx context.Context) error {
 	now := ca.now()
-	if !ca.state.HasTokensExpiredBefore(now) {
-		return nil
+	// One entry removes at most 10,000 tokens and 10,000 one-time IDs; a
+	// burst of enrollments (1,500 a second fills that in seven) leaves
+	// more, so go on while any are left, within a bound.
+	for range maxTokenPruneRounds {
+		if !ca.state.HasTokensExpiredBefore(now) {
+			return nil
+		}
+		if err := ca.propose(ctx, fsm.CmdTokenPrune, fsm.TokenPrune{Before: now}); err != nil {
+			return err
+		}
 	}
-	return ca.propose(ctx, fsm.CmdTokenPrune, fsm.TokenPrune{Before: now})
+	return nil
 }
+
+// maxTokenPruneRounds bounds one PruneTokens call: a million of each.
+const maxTokenPruneRounds = 100
 
 // AuthorityRoots returns one authority's trust anchors.
 func (ca *CA) AuthorityRoots(ctx context.Context, name string) ([][]byte, error) {

@@ -47,6 +47,9 @@ type ChurnPoint struct {
 	HeapMiB  float64 `json:"go_heap_mib"`
 	Elapsed  float64 `json:"elapsed_seconds"`
 	BytesRec float64 `json:"file_bytes_per_record"`
+	// Buckets is the pages of every bucket, in bytes: what grows, if
+	// anything does.
+	Buckets map[string]int64 `json:"bucket_bytes"`
 }
 
 // ChurnResult is what the churn run reports.
@@ -241,7 +244,7 @@ func churnPoint(f *fsm.FSM, db string, h time.Duration, issued, removed int) Chu
 	free, file := f.FreeBytes()
 	records := f.CertCount()
 	p := ChurnPoint{Hours: h.Hours(), Issued: issued, Removed: removed, Records: records, BoltMiB: float64(file) / (1 << 20),
-		FreeMiB: float64(free) / (1 << 20), RSSMiB: m.RSSMiB, HeapMiB: m.HeapMiB}
+		FreeMiB: float64(free) / (1 << 20), RSSMiB: m.RSSMiB, HeapMiB: m.HeapMiB, Buckets: f.BucketBytes()}
 	if file > 0 {
 		p.FreePct = 100 * float64(free) / float64(file)
 	}

@@ -202,8 +202,9 @@ func Churn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 		}
 	}
 	res.GrowthAfterSteady = steadyGrowth(res.Points, cfg.Lifetime+cfg.Retention+renewal)
-	res.Buckets = f.BucketBytes()
-	if n := res.Points[len(res.Points)-1].Records; n > 0 {
+	last := res.Points[len(res.Points)-1]
+	res.Buckets = last.Buckets
+	if n := last.Records; n > 0 {
 		for _, b := range fsm.RecordBuckets {
 			res.RecordBytes += float64(res.Buckets[b]) / float64(n)
 		}

@@ -1,19 +1,16 @@
 package fsm
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/quorumca/quorumca/internal/atomicfile"
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
-// CompactTxBytes is how much compaction copies per transaction.
-const CompactTxBytes = 64 << 20
+// compactTxBytes is how much compaction copies per transaction.
+const compactTxBytes = 64 << 20
 
 // Compact rewrites a stopped node's state database at path without its
 // free pages, every page full, and swaps the copy in. bbolt never returns
@@ -23,24 +20,13 @@ const CompactTxBytes = 64 << 20
 // index and log format, is unchanged. It returns the file's size before
 // and after.
 func Compact(path string) (before, after int64, err error) {
-	src, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return 0, 0, fmt.Errorf("%s is in use: stop the node first", path)
-	}
+	src, err := openOffline(path)
 	if err != nil {
 		return 0, 0, err
 	}
 	// The shared lock is held until the copy has replaced the file, so a
 	// node cannot start on the old one meanwhile.
 	defer src.Close()
-	if err := src.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bAdmins) == nil {
-			return fmt.Errorf("%s is not a quorumca state database", path)
-		}
-		return nil
-	}); err != nil {
-		return 0, 0, err
-	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return 0, 0, err
@@ -53,7 +39,7 @@ func Compact(path string) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	err = bolt.Compact(dst, src, CompactTxBytes)
+	err = bolt.Compact(dst, src, compactTxBytes)
 	if err == nil {
 		err = dst.Sync() // once, at the end: a crash before the rename leaves the original
 	}

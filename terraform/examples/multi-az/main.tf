@@ -96,8 +96,10 @@ module "quorumca" {
   # Written into every certificate: a name of ours, not the balancer's.
   revocation_base_url = "http://${local.ca_name}:8080"
 
-  # Through the VPC endpoints.
+  # Through the VPC endpoints; the keys sign only through this VPC's.
   https_egress_cidr_blocks = [var.vpc_cidr]
+  kms_vpc_endpoint_id      = aws_vpc_endpoint.interface["kms"].id
+  kms_key_administrators   = var.kms_key_administrators
 
   tags = var.tags
 }

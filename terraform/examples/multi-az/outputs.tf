@@ -37,3 +37,8 @@ output "vpc_id" {
   description = "The VPC of the cluster."
   value       = aws_vpc.this.id
 }
+
+output "alert_topic_arn" {
+  description = "SNS topic of the security alerts on the signing keys: subscribe the security team to it."
+  value       = module.quorumca.alert_topic_arn
+}

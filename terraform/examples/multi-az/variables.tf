@@ -21,6 +21,11 @@ variable "ami_id" {
   type        = string
 }
 
+variable "kms_key_administrators" {
+  description = "IAM roles or users that administer the signing keys; include the identity that runs Terraform (KMS refuses a key policy that would lock its creator out)."
+  type        = list(string)
+}
+
 variable "vpc_cidr" {
   description = "Address range of the VPC; the three private subnets are /20s at its start."
   type        = string

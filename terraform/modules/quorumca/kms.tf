@@ -1,13 +1,13 @@
 # Two asymmetric keys that never leave KMS: the issuing key of the
 # authority's intermediate, and the key of the cluster CA that certifies the
 # servers for their mutual TLS (cluster.ca_key). Only the servers' role may
-# sign with them.
+# sign with them; the administrators named in kms_key_administrators manage
+# them.
 
 locals {
-  # The account keeps administration, as AWS requires (a key nobody can
-  # manage cannot be fixed or deleted), but no use: the list names actions
-  # one by one, so no wildcard grants kms:Sign, and kms:CreateGrant is left
-  # out so that administrators cannot hand out signing through a grant.
+  # What the administrators may do: everything that keeps a key manageable,
+  # named action by action, so no wildcard grants kms:Sign, and without
+  # kms:CreateGrant, so that nobody can hand out signing through a grant.
   kms_admin_actions = [
     "kms:CancelKeyDeletion",
     "kms:CreateAlias",
@@ -32,13 +32,17 @@ locals {
   # What a server does with a key: open it (DescribeKey, GetPublicKey) and sign.
   kms_node_actions = ["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"]
 
+  # The policy names its principals, and not the account root: with the
+  # root named, any IAM policy in the account could grant use of the keys.
+  # The Deny statements hold whatever an Allow elsewhere says (a later
+  # policy edit, a grant made before, an administrator's own IAM policy).
   kms_key_policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
+    Statement = concat([
       {
-        Sid       = "AccountAdministration"
+        Sid       = "Administration"
         Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Principal = { AWS = var.kms_key_administrators }
         Action    = local.kms_admin_actions
         Resource  = "*"
       },
@@ -49,7 +53,34 @@ locals {
         Action    = local.kms_node_actions
         Resource  = "*"
       },
-    ]
+      {
+        Sid       = "NobodyElseSigns"
+        Effect    = "Deny"
+        Principal = { AWS = "*" }
+        Action    = ["kms:Sign"]
+        Resource  = "*"
+        Condition = { ArnNotEquals = { "aws:PrincipalArn" = aws_iam_role.node.arn } }
+      },
+      {
+        # Not the servers either: nothing in quorumca needs a grant.
+        Sid       = "NoGrants"
+        Effect    = "Deny"
+        Principal = { AWS = "*" }
+        Action    = ["kms:CreateGrant"]
+        Resource  = "*"
+      },
+      ], var.kms_vpc_endpoint_id == null ? [] : [
+      {
+        # Stolen instance credentials are of no use for signing from
+        # outside the VPC.
+        Sid       = "SignOnlyThroughTheEndpoint"
+        Effect    = "Deny"
+        Principal = { AWS = "*" }
+        Action    = ["kms:Sign"]
+        Resource  = "*"
+        Condition = { StringNotEquals = { "aws:SourceVpce" = var.kms_vpc_endpoint_id } }
+      },
+    ])
   })
 
   kms_keys = {
@@ -65,6 +96,7 @@ resource "aws_kms_key" "this" {
   customer_master_key_spec = "ECC_NIST_P256"
   key_usage                = "SIGN_VERIFY"
   deletion_window_in_days  = var.kms_deletion_window_in_days
+  multi_region             = var.kms_multi_region
   policy                   = local.kms_key_policy
 
   tags = merge(local.tags, { Name = "${var.name}-${each.key}" })

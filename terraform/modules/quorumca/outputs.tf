@@ -72,3 +72,13 @@ output "ssm_parameters" {
   description = "SSM parameters the operator must create before the servers can start (issuing_chain: once the intermediate is signed)."
   value       = local.ssm_parameters
 }
+
+output "alert_topic_arn" {
+  description = "SNS topic of the security alerts (signing key policy rewritten, key disabled or scheduled for deletion): subscribe to it."
+  value       = local.alert_topic_arn
+}
+
+output "kms_key_policies" {
+  description = "The signing keys' policies by key (issuing, cluster-ca), to review or to check in tests."
+  value       = { for k, v in aws_kms_key.this : k => v.policy }
+}

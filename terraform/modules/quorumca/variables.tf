@@ -224,9 +224,9 @@ variable "root_volume_size" {
 }
 
 variable "ssm_session_manager_enabled" {
-  description = "Allow AWS Systems Manager Session Manager shells on the servers (how an operator reads the bootstrap admin token without SSH)."
+  description = "Allow AWS Systems Manager Session Manager shells on the servers. Off by default: a shell on a server can sign as its role. Turn it on for the bootstrap (reading the first admin token) or an investigation, then off again."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "iam_role_path" {
@@ -304,6 +304,50 @@ variable "kms_deletion_window_in_days" {
   validation {
     condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
     error_message = "kms_deletion_window_in_days must be between 7 and 30."
+  }
+}
+
+variable "kms_key_administrators" {
+  description = "IAM roles or users that administer the two signing keys (policy, rotation of aliases, disabling, deletion). Neither they nor anyone but the servers' role may sign or create grants. Keep at least one of them alive: a key whose administrators are all gone can be recovered only by AWS support."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.kms_key_administrators) > 0
+    error_message = "kms_key_administrators must name at least one IAM role or user: without one, nobody could fix or delete the keys."
+  }
+
+  validation {
+    condition = alltrue([for a in var.kms_key_administrators :
+    can(regex("^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", a))])
+    error_message = "Each of kms_key_administrators must be the ARN of an IAM role or user (arn:aws:iam::<account>:role/<name>), not an account root, a wildcard or an assumed-role session."
+  }
+}
+
+variable "kms_vpc_endpoint_id" {
+  description = "ID of the KMS interface VPC endpoint the servers reach KMS through. When set, the keys refuse kms:Sign that does not come through it, so the servers' credentials are of no use for signing outside the VPC."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_vpc_endpoint_id == null ? true : can(regex("^vpce-[0-9a-f]{8,17}$", var.kms_vpc_endpoint_id))
+    error_message = "kms_vpc_endpoint_id must be a VPC endpoint ID (vpce-...)."
+  }
+}
+
+variable "kms_multi_region" {
+  description = "Create the signing keys as multi-Region primaries (this cannot be changed once they exist). Off by default: the key material stays in one region, the one place to confine and audit it. See the README's key administration section."
+  type        = bool
+  default     = false
+}
+
+variable "alert_topic_arn" {
+  description = "SNS topic for security alerts (a key's policy rewritten, a key disabled or scheduled for deletion). Default: the module creates one, output as alert_topic_arn."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alert_topic_arn == null ? true : can(regex("^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$", var.alert_topic_arn))
+    error_message = "alert_topic_arn must be the ARN of an SNS topic."
   }
 }
 

@@ -34,7 +34,8 @@ override_resource {
 }
 
 variables {
-  ami_id = "ami-0123456789abcdef0"
+  ami_id                 = "ami-0123456789abcdef0"
+  kms_key_administrators = ["arn:aws:iam::123456789012:role/terraform"]
 }
 
 run "plan" {
@@ -52,6 +53,14 @@ run "plan" {
 }
 
 run "apply" {
+  assert {
+    condition = alltrue([for k in module.quorumca.kms_key_policies : anytrue([
+      for s in jsondecode(k).Statement :
+      s.Effect == "Deny" && try(s.Condition.StringNotEquals["aws:SourceVpce"], "") == aws_vpc_endpoint.interface["kms"].id
+    ])])
+    error_message = "The keys must sign only through the example's KMS endpoint."
+  }
+
   assert {
     condition     = toset(aws_subnet.private[*].availability_zone) == toset(["eu-west-1a", "eu-west-1b", "eu-west-1c"])
     error_message = "Three private subnets in three availability zones."

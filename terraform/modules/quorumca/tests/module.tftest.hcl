@@ -41,6 +41,7 @@ variables {
   allowed_cidr_blocks      = ["10.40.0.0/16"]
   https_egress_cidr_blocks = ["10.40.0.0/16"]
   revocation_base_url      = "http://ca.quorumca.internal:8080"
+  kms_key_administrators   = ["arn:aws:iam::123456789012:role/pki-admin"]
 }
 
 run "three_zones" {
@@ -157,23 +158,59 @@ run "kms_keys" {
     error_message = "The key policies must allow the servers' role exactly kms:Sign, kms:GetPublicKey and kms:DescribeKey."
   }
 
-  # Nobody else may sign, directly, through a wildcard, or by granting.
+  # No Allow lets anyone else sign, directly, through a wildcard, or by granting.
   assert {
     condition = alltrue(flatten([for k in aws_kms_key.this : [
       for s in jsondecode(k.policy).Statement : [
         for a in flatten([s.Action]) :
         s.Principal.AWS == output.iam_role_arn || (!strcontains(a, "*") && !contains(["kms:Sign", "kms:CreateGrant", "kms:GetPublicKey"], a))
-      ]
+      ] if s.Effect == "Allow"
     ]]))
     error_message = "Only the servers' role may sign; administration must be listed action by action."
+  }
+
+  # And whatever else allows it, a Deny refuses signing to every principal
+  # but the servers' role, and grants to everyone.
+  assert {
+    condition = alltrue([for k in aws_kms_key.this : anytrue([
+      for s in jsondecode(k.policy).Statement :
+      s.Effect == "Deny" && s.Principal.AWS == "*" && flatten([s.Action]) == ["kms:Sign"] &&
+      try(s.Condition.ArnNotEquals["aws:PrincipalArn"], "") == output.iam_role_arn
+    ])])
+    error_message = "The key policies must deny kms:Sign to every principal but the servers' role."
   }
 
   assert {
     condition = alltrue([for k in aws_kms_key.this : anytrue([
       for s in jsondecode(k.policy).Statement :
-      s.Principal.AWS == "arn:aws:iam::123456789012:root" && contains(s.Action, "kms:PutKeyPolicy") && contains(s.Action, "kms:ScheduleKeyDeletion")
+      s.Effect == "Deny" && s.Principal.AWS == "*" && flatten([s.Action]) == ["kms:CreateGrant"] && try(s.Condition, null) == null
     ])])
-    error_message = "The account root must keep administration of the keys."
+    error_message = "The key policies must deny kms:CreateGrant to everyone."
+  }
+
+  # The administrators named, never the account root (which would let any
+  # IAM policy in the account grant use of the keys).
+  assert {
+    condition = alltrue([for k in aws_kms_key.this : anytrue([
+      for s in jsondecode(k.policy).Statement :
+      s.Effect == "Allow" && s.Principal.AWS == ["arn:aws:iam::123456789012:role/pki-admin"] &&
+      contains(s.Action, "kms:PutKeyPolicy") && contains(s.Action, "kms:ScheduleKeyDeletion")
+    ])])
+    error_message = "The administrators named in kms_key_administrators must keep administration of the keys."
+  }
+
+  assert {
+    condition = !anytrue(flatten([for k in aws_kms_key.this : [
+      for s in jsondecode(k.policy).Statement : strcontains(jsonencode(s.Principal), ":root")
+    ]]))
+    error_message = "No key policy statement may name the account root."
+  }
+
+  # Without an endpoint, no endpoint condition; single-Region keys.
+  assert {
+    condition = alltrue([for k in aws_kms_key.this :
+    !strcontains(k.policy, "aws:SourceVpce") && !k.multi_region])
+    error_message = "Without kms_vpc_endpoint_id no policy names an endpoint; keys are single-Region unless asked."
   }
 
   assert {
@@ -184,6 +221,73 @@ run "kms_keys" {
   assert {
     condition     = strcontains(base64decode(aws_launch_template.node.user_data), "ca_key              = \"awskms:${output.cluster_ca_kms_key_arn}\"")
     error_message = "The cluster CA key must be the module's KMS key."
+  }
+}
+
+run "kms_through_the_endpoint" {
+  variables {
+    kms_vpc_endpoint_id = "vpce-0123456789abcdef0"
+    kms_multi_region    = true
+  }
+
+  assert {
+    condition = alltrue([for k in aws_kms_key.this : anytrue([
+      for s in jsondecode(k.policy).Statement :
+      s.Effect == "Deny" && s.Principal.AWS == "*" && flatten([s.Action]) == ["kms:Sign"] &&
+      try(s.Condition.StringNotEquals["aws:SourceVpce"], "") == "vpce-0123456789abcdef0"
+    ])])
+    error_message = "With kms_vpc_endpoint_id, the keys must refuse kms:Sign that does not come through the endpoint."
+  }
+
+  assert {
+    condition     = alltrue([for k in aws_kms_key.this : k.multi_region])
+    error_message = "kms_multi_region must make the keys multi-Region."
+  }
+}
+
+run "alerts" {
+  assert {
+    condition     = length(aws_sns_topic.alerts) == 1 && output.alert_topic_arn == aws_sns_topic.alerts[0].arn
+    error_message = "Without alert_topic_arn the module makes a topic and outputs it."
+  }
+
+  assert {
+    condition = (
+      jsondecode(aws_cloudwatch_event_rule.key_changes.event_pattern).source == ["aws.kms"] &&
+      toset(jsondecode(aws_cloudwatch_event_rule.key_changes.event_pattern).detail.eventName) == toset(["PutKeyPolicy", "DisableKey", "ScheduleKeyDeletion"])
+    )
+    error_message = "The rule must catch PutKeyPolicy, DisableKey and ScheduleKeyDeletion."
+  }
+
+  assert {
+    condition = alltrue(flatten([for k in aws_kms_key.this : [
+      contains(jsondecode(aws_cloudwatch_event_rule.key_changes.event_pattern).detail.requestParameters.keyId, k.arn),
+      contains(jsondecode(aws_cloudwatch_event_rule.key_changes.event_pattern).detail.requestParameters.keyId, k.key_id),
+    ]]))
+    error_message = "The rule must match both signing keys, by ARN and by key ID."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_event_target.key_changes.arn == output.alert_topic_arn
+    error_message = "The rule must publish to the alert topic."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_sns_topic_policy.alerts[0].policy).Statement :
+      s.Effect == "Allow" && s.Principal.Service == "events.amazonaws.com" && s.Action == "sns:Publish" &&
+    s.Condition.ArnEquals["aws:SourceArn"] == aws_cloudwatch_event_rule.key_changes.arn])
+    error_message = "Only this rule may publish to the topic through EventBridge."
+  }
+}
+
+run "alerts_to_an_existing_topic" {
+  variables {
+    alert_topic_arn = "arn:aws:sns:eu-west-1:123456789012:security-team"
+  }
+
+  assert {
+    condition     = length(aws_sns_topic.alerts) == 0 && aws_cloudwatch_event_target.key_changes.arn == "arn:aws:sns:eu-west-1:123456789012:security-team"
+    error_message = "With alert_topic_arn, alerts go to that topic and no other is made."
   }
 }
 
@@ -412,9 +516,8 @@ run "without_http_listener" {
 
 run "ipv6_clients_and_parameter_key" {
   variables {
-    allowed_cidr_blocks         = ["10.40.0.0/16", "2001:db8::/56"]
-    ssm_parameters_kms_key_arn  = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-    ssm_session_manager_enabled = false
+    allowed_cidr_blocks        = ["10.40.0.0/16", "2001:db8::/56"]
+    ssm_parameters_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
   }
 
   assert {
@@ -433,6 +536,18 @@ run "ipv6_clients_and_parameter_key" {
   assert {
     condition = alltrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
     !anytrue([for a in s.Action : startswith(a, "ssmmessages:")])])
-    error_message = "Without Session Manager the role has no ssmmessages permissions."
+    error_message = "Session Manager is off by default: the role has no ssmmessages permissions."
+  }
+}
+
+run "session_manager_on" {
+  variables {
+    ssm_session_manager_enabled = true
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+    contains(s.Action, "ssmmessages:OpenDataChannel") && !contains(s.Action, "ssm:GetParameters")])
+    error_message = "With Session Manager on, the role gets the agent's channels and no more."
   }
 }

@@ -20,10 +20,11 @@ override_data {
 }
 
 variables {
-  name                = "quorumca"
-  subnet_ids          = ["subnet-0a1a1a1a1a1a1a1a1", "subnet-0b2b2b2b2b2b2b2b2", "subnet-0c3c3c3c3c3c3c3c3"]
-  ami_id              = "ami-0123456789abcdef0"
-  allowed_cidr_blocks = ["10.40.0.0/16"]
+  name                   = "quorumca"
+  subnet_ids             = ["subnet-0a1a1a1a1a1a1a1a1", "subnet-0b2b2b2b2b2b2b2b2", "subnet-0c3c3c3c3c3c3c3c3"]
+  ami_id                 = "ami-0123456789abcdef0"
+  allowed_cidr_blocks    = ["10.40.0.0/16"]
+  kms_key_administrators = ["arn:aws:iam::123456789012:role/pki-admin"]
 }
 
 run "valid_inputs_plan" {
@@ -150,4 +151,52 @@ run "cluster_tag_overridden" {
     tags = { quorumca-cluster = "other" }
   }
   expect_failures = [var.tags]
+}
+
+run "no_key_administrators" {
+  command = plan
+  variables {
+    kms_key_administrators = []
+  }
+  expect_failures = [var.kms_key_administrators]
+}
+
+run "account_root_as_key_administrator" {
+  command = plan
+  variables {
+    kms_key_administrators = ["arn:aws:iam::123456789012:root"]
+  }
+  expect_failures = [var.kms_key_administrators]
+}
+
+run "wildcard_key_administrator" {
+  command = plan
+  variables {
+    kms_key_administrators = ["*"]
+  }
+  expect_failures = [var.kms_key_administrators]
+}
+
+run "session_as_key_administrator" {
+  command = plan
+  variables {
+    kms_key_administrators = ["arn:aws:sts::123456789012:assumed-role/pki-admin/alice"]
+  }
+  expect_failures = [var.kms_key_administrators]
+}
+
+run "invalid_kms_endpoint" {
+  command = plan
+  variables {
+    kms_vpc_endpoint_id = "vpc-0123456789abcdef0"
+  }
+  expect_failures = [var.kms_vpc_endpoint_id]
+}
+
+run "invalid_alert_topic" {
+  command = plan
+  variables {
+    alert_topic_arn = "arn:aws:sqs:eu-west-1:123456789012:queue"
+  }
+  expect_failures = [var.alert_topic_arn]
 }

@@ -102,3 +102,21 @@ mock_resource "aws_route53_zone" {
     arn     = "arn:aws:route53:::hostedzone/Z0123456789ABCDEFGHIJ"
   }
 }
+
+mock_resource "aws_sns_topic" {
+  defaults = {
+    arn = "arn:aws:sns:eu-west-1:123456789012:quorumca-alerts"
+  }
+}
+
+mock_resource "aws_cloudwatch_event_rule" {
+  defaults = {
+    arn = "arn:aws:events:eu-west-1:123456789012:rule/quorumca-signing-key-changes"
+  }
+}
+
+mock_resource "aws_vpc_endpoint" {
+  defaults = {
+    id = "vpce-0123456789abcdef0"
+  }
+}

@@ -75,6 +75,14 @@ variable "dead_server_cleanup" {
     condition     = can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.dead_server_cleanup)) && var.dead_server_cleanup != ""
     error_message = "dead_server_cleanup must be a duration such as \"30m\" or \"1h30m\"."
   }
+
+  validation {
+    condition = !can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.dead_server_cleanup)) ? true : (
+      sum([for i, n in regex("^(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$", var.dead_server_cleanup) :
+      tonumber(coalesce(n, "0")) * [3600, 60, 1][i]]) >= max(600, var.health_check_grace_period)
+    )
+    error_message = "dead_server_cleanup must be at least 10m and at least health_check_grace_period: a server being replaced must not be removed from Raft before its replacement has had the time to boot and take its place."
+  }
 }
 
 variable "kms_sign_budget" {
@@ -134,8 +142,8 @@ variable "revocation_base_url" {
   default     = null
 
   validation {
-    condition     = var.revocation_base_url == null ? true : can(regex("^https?://[^/?#]+$", var.revocation_base_url))
-    error_message = "revocation_base_url must be http://host[:port] (no path)."
+    condition     = var.revocation_base_url == null ? true : can(regex("^http://[^/?#]+$", var.revocation_base_url))
+    error_message = "revocation_base_url must be http://host[:port] (no path): relying parties fetch CRLs and OCSP over plain HTTP (RFC 5280, RFC 6960), and an https URL would need a working TLS chain to check revocation."
   }
 }
 
@@ -182,9 +190,9 @@ variable "lb_cross_zone_enabled" {
 }
 
 variable "lb_deletion_protection" {
-  description = "Refuse to delete the load balancer (turn off before destroying the cluster)."
+  description = "Refuse to delete the load balancer (turn off before destroying the cluster): its address is what every client and every issued certificate points at."
   type        = bool
-  default     = false
+  default     = true
 }
 
 # --- Instances -------------------------------------------------------------------
@@ -204,6 +212,11 @@ variable "health_check_grace_period" {
   description = "Seconds after launch before a failing health check counts (boot, volume attachment, joining the cluster)."
   type        = number
   default     = 600
+
+  validation {
+    condition     = var.health_check_grace_period >= 0
+    error_message = "health_check_grace_period must not be negative."
+  }
 }
 
 variable "instance_warmup" {
@@ -244,6 +257,11 @@ variable "iam_permissions_boundary_arn" {
   description = "Permissions boundary for the servers' IAM role, where an organisation requires one."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.iam_permissions_boundary_arn == null ? true : can(regex("^arn:aws(-[a-z]+)*:iam::([0-9]{12}|aws):policy/[A-Za-z0-9+=,.@_/-]+$", var.iam_permissions_boundary_arn))
+    error_message = "iam_permissions_boundary_arn must be the ARN of an IAM managed policy (arn:aws:iam::<account>:policy/<name>)."
+  }
 }
 
 # --- Data volumes ------------------------------------------------------------------
@@ -286,6 +304,11 @@ variable "ebs_kms_key_arn" {
   description = "KMS key that encrypts the data and root volumes. Default: the account's aws/ebs key."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.ebs_kms_key_arn == null ? true : can(regex("^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", var.ebs_kms_key_arn))
+    error_message = "ebs_kms_key_arn must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>), not an alias or a key ID."
+  }
 }
 
 variable "data_volume_final_snapshot" {
@@ -366,6 +389,11 @@ variable "ssm_parameters_kms_key_arn" {
   description = "Customer managed KMS key that encrypts the SecureString parameters, if not the account's aws/ssm key: the servers are allowed to decrypt with it through SSM."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.ssm_parameters_kms_key_arn == null ? true : can(regex("^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", var.ssm_parameters_kms_key_arn))
+    error_message = "ssm_parameters_kms_key_arn must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>), not an alias or a key ID."
+  }
 }
 
 # --- Tags -----------------------------------------------------------------------------------

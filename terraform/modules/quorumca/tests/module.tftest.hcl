@@ -86,6 +86,11 @@ run "three_zones" {
 
 run "load_balancer" {
   assert {
+    condition     = aws_lb.this.enable_deletion_protection
+    error_message = "The load balancer is protected from deletion by default: every client and certificate points at it."
+  }
+
+  assert {
     condition     = aws_lb.this.load_balancer_type == "network" && aws_lb.this.internal
     error_message = "An internal network load balancer."
   }

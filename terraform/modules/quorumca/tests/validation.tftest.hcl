@@ -200,3 +200,77 @@ run "invalid_alert_topic" {
   }
   expect_failures = [var.alert_topic_arn]
 }
+
+run "https_revocation_url" {
+  command = plan
+  variables {
+    revocation_base_url = "https://ca.quorumca.internal"
+  }
+  expect_failures = [var.revocation_base_url]
+}
+
+run "negative_grace_period" {
+  command = plan
+  variables {
+    health_check_grace_period = -1
+  }
+  expect_failures = [var.health_check_grace_period]
+}
+
+run "dead_server_cleanup_below_the_floor" {
+  command = plan
+  variables {
+    dead_server_cleanup = "5m"
+  }
+  expect_failures = [var.dead_server_cleanup]
+}
+
+run "dead_server_cleanup_shorter_than_a_replacement" {
+  command = plan
+  variables {
+    dead_server_cleanup       = "15m"
+    health_check_grace_period = 1200
+  }
+  expect_failures = [var.dead_server_cleanup]
+}
+
+run "dead_server_cleanup_at_the_floor" {
+  command = plan
+  variables {
+    dead_server_cleanup       = "1h"
+    health_check_grace_period = 3599
+  }
+}
+
+run "ebs_key_alias_not_arn" {
+  command = plan
+  variables {
+    ebs_kms_key_arn = "alias/aws/ebs"
+  }
+  expect_failures = [var.ebs_kms_key_arn]
+}
+
+run "parameter_key_id_not_arn" {
+  command = plan
+  variables {
+    ssm_parameters_kms_key_arn = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+  }
+  expect_failures = [var.ssm_parameters_kms_key_arn]
+}
+
+run "boundary_not_a_policy" {
+  command = plan
+  variables {
+    iam_permissions_boundary_arn = "arn:aws:iam::123456789012:role/boundary"
+  }
+  expect_failures = [var.iam_permissions_boundary_arn]
+}
+
+run "checked_arns_accepted" {
+  command = plan
+  variables {
+    ebs_kms_key_arn              = "arn:aws:kms:eu-west-1:123456789012:key/0b5f5a3c-8f0e-4a8e-9d3b-1c2d3e4f5a6b"
+    ssm_parameters_kms_key_arn   = "arn:aws:kms:eu-west-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"
+    iam_permissions_boundary_arn = "arn:aws:iam::123456789012:policy/org/boundary"
+  }
+}

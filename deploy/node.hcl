@@ -250,6 +250,11 @@ signer {
   burst       = 20
   timeout     = "5s"   # per call to KMS / the HSM
   max_wait    = "2s"   # how long a request may wait for budget
+  # Keys this node creates (authority create -create-keys, rotate
+  # -create-key) take this key's policy and these tags; without it a new
+  # KMS key gets the account's default policy.
+  # new_key_policy_from = "awskms:arn:aws:kms:eu-west-1:123456789012:key/..."
+  # new_key_tags        = { "quorumca-cluster" = "prod-ca" }
 }
 
 # The leader re-signs a CRL that lacks a revocation at most this often; a

@@ -266,6 +266,10 @@ type signerBlock struct {
 	Burst       int     `hcl:"burst,optional"`
 	Timeout     string  `hcl:"timeout,optional"`
 	MaxWait     string  `hcl:"max_wait,optional"`
+	// Keys this node creates (authority create -create-keys, rotate
+	// -create-key) take this key's policy and these tags (awskms).
+	NewKeyPolicyFrom string            `hcl:"new_key_policy_from,optional"`
+	NewKeyTags       map[string]string `hcl:"new_key_tags,optional"`
 }
 
 type apiBlock struct {
@@ -418,7 +422,11 @@ func Parse(filename string, src []byte) (*Config, error) {
 		}
 	}
 	if b := f.Signer; b != nil {
-		c.Signer = signer.Options{Concurrency: b.Concurrency, Rate: b.Rate, Burst: b.Burst}
+		c.Signer = signer.Options{Concurrency: b.Concurrency, Rate: b.Rate, Burst: b.Burst,
+			NewKeyPolicyFrom: b.NewKeyPolicyFrom, NewKeyTags: b.NewKeyTags}
+		if b.NewKeyPolicyFrom != "" && !strings.HasPrefix(b.NewKeyPolicyFrom, "awskms:") {
+			return nil, errors.New("config: signer: new_key_policy_from must be an awskms: key URI")
+		}
 		var err error
 		if c.Signer.Timeout, err = duration("signer: timeout", b.Timeout); err != nil {
 			return nil, err

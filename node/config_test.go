@@ -63,8 +63,23 @@ func TestStorageConfig(t *testing.T) {
 	}
 }
 
+// Keys a node creates take another key's policy and the cluster's tags.
+func TestSignerNewKeyConfig(t *testing.T) {
+	c, err := Parse("test.hcl", []byte(baseConfig+joining+`signer {
+  new_key_policy_from = "awskms:arn:aws:kms:eu-west-1:123456789012:key/0b5f5a3c-8f0e-4a8e-9d3b-1c2d3e4f5a6b"
+  new_key_tags = { quorumca-cluster = "prod" }
+}`))
+	if err != nil || c.Signer.NewKeyPolicyFrom != "awskms:arn:aws:kms:eu-west-1:123456789012:key/0b5f5a3c-8f0e-4a8e-9d3b-1c2d3e4f5a6b" ||
+		c.Signer.NewKeyTags["quorumca-cluster"] != "prod" {
+		t.Fatalf("%+v %v", c.Signer, err)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct{ name, src, want string }{
+		{"new key policy from a file", baseConfig + joining + `signer {
+  new_key_policy_from = "softkey:/k"
+}`, "new_key_policy_from must be an awskms: key URI"},
 		{"no cluster block", baseConfig, "blocks are required"},
 		{"neither bootstrap nor join", baseConfig + `cluster {
   join_secret = "0123456789abcdef"

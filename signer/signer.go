@@ -49,6 +49,15 @@ type Options struct {
 	// MaxWait is how long a request may wait for budget before it is shed
 	// with ErrOverloaded.
 	MaxWait time.Duration
+	// NewKeyPolicyFrom names a key (in the backend's URI form, e.g.
+	// awskms:arn:...) whose access policy a key this node creates gets,
+	// so a key made from a running cluster is confined like the keys it
+	// joins: without it, a new KMS key has the account's default policy,
+	// which any IAM policy in the account may extend.
+	NewKeyPolicyFrom string
+	// NewKeyTags are set on a key this node creates (the cluster's tag:
+	// what its IAM policy allows it to create).
+	NewKeyTags map[string]string
 }
 
 // KeyCreator is implemented by backends that can create keys (KMS

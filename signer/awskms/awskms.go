@@ -14,7 +14,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -330,8 +332,26 @@ func create(ctx context.Context, uri, alg string, o signer.Options) (string, err
 	if err != nil {
 		return "", err
 	}
-	out, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: spec, KeyUsage: types.KeyUsageTypeSignVerify,
-		Description: aws.String("quorumca signing key")})
+	in := &kms.CreateKeyInput{KeySpec: spec, KeyUsage: types.KeyUsageTypeSignVerify,
+		Description: aws.String("quorumca signing key")}
+	for _, k := range slices.Sorted(maps.Keys(o.NewKeyTags)) {
+		in.Tags = append(in.Tags, types.Tag{TagKey: aws.String(k), TagValue: aws.String(o.NewKeyTags[k])})
+	}
+	if o.NewKeyPolicyFrom != "" {
+		from, err := parseURI(o.NewKeyPolicyFrom)
+		if err != nil {
+			return "", fmt.Errorf("awskms: new_key_policy_from: %w", err)
+		}
+		pol, err := c.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(from.keyID), PolicyName: aws.String("default")})
+		if err != nil {
+			return "", fmt.Errorf("awskms: policy of %s: %w", from.keyID, err)
+		}
+		// The policy names the keys' administrators, not this node: KMS
+		// would refuse it as a lockout of its creator without the bypass,
+		// and the administrators keep the key manageable.
+		in.Policy, in.BypassPolicyLockoutSafetyCheck = pol.Policy, true
+	}
+	out, err := c.CreateKey(ctx, in)
 	if err != nil {
 		return "", fmt.Errorf("awskms: create key: %w", err)
 	}

@@ -9,10 +9,15 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/awskms"
 	"github.com/quorumca/quorumca/signer/awskms/kmstest"
@@ -171,4 +176,66 @@ func TestBadURIs(t *testing.T) {
 		}
 	}
 	_ = awskms.Scheme
+}
+
+// A key made from a running cluster takes the policy of the key named by
+// new_key_policy_from and the cluster's tags: KMS's default policy would
+// let any IAM policy in the account grant signing with it.
+func TestCreatedKeyTakesThePolicyOfAnother(t *testing.T) {
+	srv := kmstest.Start(t)
+	ctx := context.Background()
+	cl := kms.New(kms.Options{Region: kmstest.Region, BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	confined := `{"Version":"2012-10-17","Statement":[{"Sid":"ServersSign","Effect":"Allow",` +
+		`"Principal":{"AWS":"arn:aws:iam::111122223333:role/quorumca-node"},"Action":["kms:Sign"],"Resource":"*"}]}`
+	made, err := cl.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecEccNistP256, KeyUsage: types.KeyUsageTypeSignVerify,
+		Policy: aws.String(confined)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcID := aws.ToString(made.KeyMetadata.Arn)
+	src := srv.KeyURI(srcID)
+
+	c := &signer.Cache{Options: signer.Options{NewKeyPolicyFrom: src,
+		NewKeyTags: map[string]string{"quorumca-cluster": "prod", "owner": "pki"}}}
+	uri, err := c.Create(ctx, srv.KeyURI(""), signer.AlgECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(strings.Split(uri, "?")[0], "awskms:")
+	if id == srcID {
+		t.Fatal("no new key")
+	}
+	pol, err := cl.GetKeyPolicy(ctx, &kms.GetKeyPolicyInput{KeyId: aws.String(id), PolicyName: aws.String("default")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(pol.Policy) != confined {
+		t.Fatalf("new key's policy:\n%s\nwant the source key's:\n%s", aws.ToString(pol.Policy), confined)
+	}
+	tags, err := cl.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, tg := range tags.Tags {
+		got[aws.ToString(tg.TagKey)] = aws.ToString(tg.TagValue)
+	}
+	if got["quorumca-cluster"] != "prod" || got["owner"] != "pki" || len(got) != 2 {
+		t.Fatalf("new key's tags: %v", got)
+	}
+	if _, err := c.Get(ctx, uri); err != nil {
+		t.Fatalf("the new key does not open: %v", err)
+	}
+
+	// A source that does not exist creates nothing.
+	c.Options.NewKeyPolicyFrom = srv.KeyURI("alias/nowhere")
+	before, _ := cl.ListKeys(ctx, &kms.ListKeysInput{})
+	if _, err := c.Create(ctx, srv.KeyURI(""), signer.AlgECP256); err == nil {
+		t.Fatal("created a key with the policy of a key that does not exist")
+	}
+	after, _ := cl.ListKeys(ctx, &kms.ListKeysInput{})
+	if len(after.Keys) != len(before.Keys) {
+		t.Fatalf("keys %d -> %d after a refused creation", len(before.Keys), len(after.Keys))
+	}
 }

@@ -29,8 +29,9 @@ locals {
     "kms:UpdateKeyDescription",
   ]
 
-  # What a server does with a key: open it (DescribeKey, GetPublicKey) and sign.
-  kms_node_actions = ["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"]
+  # What a server does with a key: open it (DescribeKey, GetPublicKey),
+  # sign, and read its policy to give it to a key it creates (rotation).
+  kms_node_actions = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetPublicKey", "kms:Sign"]
 
   # The policy names its principals, and not the account root: with the
   # root named, any IAM policy in the account could grant use of the keys.

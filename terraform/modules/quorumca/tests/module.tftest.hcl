@@ -152,15 +152,16 @@ run "kms_keys" {
     error_message = "An issuing key and a cluster CA key."
   }
 
-  # The servers' role: exactly Sign, GetPublicKey and DescribeKey.
+  # The servers' role: exactly Sign, GetPublicKey, DescribeKey and
+  # GetKeyPolicy (to confine a key it creates like this one).
   assert {
     condition = alltrue([for k in aws_kms_key.this : anytrue([
       for s in jsondecode(k.policy).Statement :
       s.Effect == "Allow" &&
       s.Principal.AWS == output.iam_role_arn &&
-      toset(flatten([s.Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"])
+      toset(flatten([s.Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey", "kms:GetKeyPolicy"])
     ])])
-    error_message = "The key policies must allow the servers' role exactly kms:Sign, kms:GetPublicKey and kms:DescribeKey."
+    error_message = "The key policies must allow the servers' role exactly kms:Sign, kms:GetPublicKey, kms:DescribeKey and kms:GetKeyPolicy."
   }
 
   # No Allow lets anyone else sign, directly, through a wildcard, or by granting.
@@ -309,10 +310,30 @@ run "iam" {
     error_message = "Servers may attach only this cluster's volumes to this cluster's instances."
   }
 
+  # Key use comes from the key policies: the role's own policy may only
+  # create signing keys tagged as this cluster's (rotation).
   assert {
     condition = alltrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
-    !anytrue([for a in s.Action : startswith(a, "kms:")])])
-    error_message = "Key use comes from the key policies, not from the role's policy."
+      !anytrue([for a in s.Action : startswith(a, "kms:")]) || try(
+        contains([["kms:CreateKey"], ["kms:TagResource"]], s.Action) &&
+        s.Condition.StringEquals["aws:RequestTag/quorumca-cluster"] == "quorumca" &&
+        s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"] == ["quorumca-cluster"]
+    , false)])
+    error_message = "The role's policy grants no key use: only creating keys tagged as this cluster's."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+    s.Action == ["kms:CreateKey"] && try(s.Condition.StringEquals["kms:KeyUsage"], "") == "SIGN_VERIFY"])
+    error_message = "The servers may create signing keys only."
+  }
+
+  assert {
+    condition = alltrue([for s in [
+      "new_key_policy_from = \"awskms:${output.kms_key_arn}\"",
+      "new_key_tags        = { \"quorumca-cluster\" = \"quorumca\" }",
+    ] : strcontains(base64decode(aws_launch_template.node.user_data), s)])
+    error_message = "Keys the servers create must take the issuing key's policy and the cluster's tag."
   }
 
   assert {

@@ -252,7 +252,8 @@ signer {
   max_wait    = "2s"   # how long a request may wait for budget
   # Keys this node creates (authority create -create-keys, rotate
   # -create-key) take this key's policy and these tags; without it a new
-  # KMS key gets the account's default policy.
+  # KMS key gets the account's default policy. (The Terraform module lets
+  # no server create keys: it makes each generation itself.)
   # new_key_policy_from = "awskms:arn:aws:kms:eu-west-1:123456789012:key/..."
   # new_key_tags        = { "quorumca-cluster" = "prod-ca" }
 }

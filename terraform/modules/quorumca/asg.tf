@@ -11,7 +11,7 @@ module "user_data" {
   voters              = local.voters
   dead_server_cleanup = var.dead_server_cleanup
   cluster_ca_key_arn  = aws_kms_key.this["cluster-ca"].arn
-  issuing_key_arn     = aws_kms_key.this["issuing"].arn
+  issuing_key_arn     = aws_kms_key.this[local.issuing_key_names[var.issuing_key_generation_in_use - 1]].arn
   base_url            = local.revocation_base_url
   signer_rate         = local.signer_rate
   signer_burst        = local.signer_burst

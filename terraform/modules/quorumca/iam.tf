@@ -56,32 +56,6 @@ locals {
         Condition = local.cluster_tag_condition
       },
       {
-        # Rotation from the running cluster (authority rotate -create-key):
-        # signing keys tagged as this cluster's, nothing else. The node
-        # gives each the issuing key's policy (signer.new_key_policy_from),
-        # so only this role signs with it. No alias: name the new key by
-        # the URI rotate prints.
-        Sid      = "CreateClusterSigningKeys"
-        Effect   = "Allow"
-        Action   = ["kms:CreateKey"]
-        Resource = "*"
-        Condition = {
-          StringEquals                = { "aws:RequestTag/${local.cluster_tag_key}" = var.name, "kms:KeyUsage" = "SIGN_VERIFY" }
-          "ForAllValues:StringEquals" = { "aws:TagKeys" = [local.cluster_tag_key] }
-        }
-      },
-      {
-        # CreateKey with tags is also authorized as TagResource.
-        Sid      = "TagNewClusterKeys"
-        Effect   = "Allow"
-        Action   = ["kms:TagResource"]
-        Resource = "*"
-        Condition = {
-          StringEquals                = { "aws:RequestTag/${local.cluster_tag_key}" = var.name }
-          "ForAllValues:StringEquals" = { "aws:TagKeys" = [local.cluster_tag_key] }
-        }
-      },
-      {
         Sid      = "ReadClusterParameters"
         Effect   = "Allow"
         Action   = ["ssm:GetParameter"]

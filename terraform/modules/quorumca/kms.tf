@@ -29,9 +29,8 @@ locals {
     "kms:UpdateKeyDescription",
   ]
 
-  # What a server does with a key: open it (DescribeKey, GetPublicKey),
-  # sign, and read its policy to give it to a key it creates (rotation).
-  kms_node_actions = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetPublicKey", "kms:Sign"]
+  # What a server does with a key: open it (DescribeKey, GetPublicKey) and sign.
+  kms_node_actions = ["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"]
 
   # The policy names its principals, and not the account root: with the
   # root named, any IAM policy in the account could grant use of the keys.
@@ -84,10 +83,17 @@ locals {
     ])
   })
 
-  kms_keys = {
+  # Each generation of the issuing key (rotation: raise
+  # issuing_key_generations, then csr and import with the new key) is made
+  # here, under the same policy and alerts: the servers never create keys,
+  # since a server that could would choose the new key's policy.
+  kms_keys = merge({
     issuing    = "issuing key of the ${var.name} quorumca authority (intermediate CA)"
     cluster-ca = "cluster CA key of the ${var.name} quorumca servers (node certificates for mutual TLS)"
-  }
+    }, { for g in range(2, var.issuing_key_generations + 1) :
+    "issuing-${g}" => "issuing key of the ${var.name} quorumca authority (intermediate CA), generation ${g}"
+  })
+  issuing_key_names = concat(["issuing"], [for g in range(2, var.issuing_key_generations + 1) : "issuing-${g}"])
 }
 
 resource "aws_kms_key" "this" {

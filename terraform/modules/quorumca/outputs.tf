@@ -33,6 +33,11 @@ output "kms_key_uri" {
   value       = "awskms:${aws_kms_key.this["issuing"].arn}"
 }
 
+output "issuing_key_uris" {
+  description = "Signer URIs of every issuing key generation, oldest first: the last is the one to rotate to."
+  value       = [for k in local.issuing_key_names : "awskms:${aws_kms_key.this[k].arn}"]
+}
+
 output "cluster_ca_kms_key_arn" {
   description = "ARN of the cluster CA key that certifies the servers for their mutual TLS (cluster.ca_key)."
   value       = aws_kms_key.this["cluster-ca"].arn

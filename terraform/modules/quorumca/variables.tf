@@ -346,6 +346,28 @@ variable "kms_key_administrators" {
   }
 }
 
+variable "issuing_key_generations" {
+  description = "Issuing keys to keep, one per intermediate generation: raise it to rotate the intermediate (a new key under the same policy and alerts), and keep the old ones while certificates they issued are valid (their CRLs are signed with them)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.issuing_key_generations >= 1 && var.issuing_key_generations <= 10 && floor(var.issuing_key_generations) == var.issuing_key_generations
+    error_message = "issuing_key_generations must be a whole number from 1 to 10."
+  }
+}
+
+variable "issuing_key_generation_in_use" {
+  description = "The generation whose chain is stored as issuing-chain: a cluster bootstrapped from scratch pairs that chain with this key. Set it once the new generation is imported and its chain stored."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.issuing_key_generation_in_use >= 1 && var.issuing_key_generation_in_use <= var.issuing_key_generations && floor(var.issuing_key_generation_in_use) == var.issuing_key_generation_in_use
+    error_message = "issuing_key_generation_in_use must be one of the issuing_key_generations."
+  }
+}
+
 variable "kms_vpc_endpoint_id" {
   description = "ID of the KMS interface VPC endpoint the servers reach KMS through. When set, the keys refuse kms:Sign that does not come through it, so the servers' credentials are of no use for signing outside the VPC."
   type        = string

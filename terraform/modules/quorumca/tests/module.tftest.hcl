@@ -152,16 +152,15 @@ run "kms_keys" {
     error_message = "An issuing key and a cluster CA key."
   }
 
-  # The servers' role: exactly Sign, GetPublicKey, DescribeKey and
-  # GetKeyPolicy (to confine a key it creates like this one).
+  # The servers' role: exactly Sign, GetPublicKey and DescribeKey.
   assert {
     condition = alltrue([for k in aws_kms_key.this : anytrue([
       for s in jsondecode(k.policy).Statement :
       s.Effect == "Allow" &&
       s.Principal.AWS == output.iam_role_arn &&
-      toset(flatten([s.Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey", "kms:GetKeyPolicy"])
+      toset(flatten([s.Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"])
     ])])
-    error_message = "The key policies must allow the servers' role exactly kms:Sign, kms:GetPublicKey, kms:DescribeKey and kms:GetKeyPolicy."
+    error_message = "The key policies must allow the servers' role exactly kms:Sign, kms:GetPublicKey and kms:DescribeKey."
   }
 
   # No Allow lets anyone else sign, directly, through a wildcard, or by granting.
@@ -286,6 +285,67 @@ run "alerts" {
   }
 }
 
+run "issuing_key_generations" {
+  variables {
+    issuing_key_generations = 3
+  }
+
+  override_resource {
+    target = aws_kms_key.this["issuing-2"]
+    values = { arn = "arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-4222-8222-222222222222", key_id = "22222222-2222-4222-8222-222222222222" }
+  }
+
+  override_resource {
+    target = aws_kms_key.this["issuing-3"]
+    values = { arn = "arn:aws:kms:eu-west-1:123456789012:key/33333333-3333-4333-8333-333333333333", key_id = "33333333-3333-4333-8333-333333333333" }
+  }
+
+  assert {
+    condition     = toset(keys(aws_kms_key.this)) == toset(["issuing", "issuing-2", "issuing-3", "cluster-ca"])
+    error_message = "Each generation of the issuing key is a key of the module."
+  }
+
+  assert {
+    condition     = length(distinct([for k in aws_kms_key.this : k.policy])) == 1
+    error_message = "Every generation is under the same confined policy."
+  }
+
+  assert {
+    condition     = output.issuing_key_uris == ["awskms:${aws_kms_key.this["issuing"].arn}", "awskms:arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-4222-8222-222222222222", "awskms:arn:aws:kms:eu-west-1:123456789012:key/33333333-3333-4333-8333-333333333333"]
+    error_message = "issuing_key_uris lists the generations, newest last."
+  }
+
+  assert {
+    condition = alltrue([for id in ["22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"] :
+    contains(jsondecode(aws_cloudwatch_event_rule.key_changes.event_pattern).detail.requestParameters.keyId, id)])
+    error_message = "Alerts cover every generation."
+  }
+
+  # The servers keep naming the first generation until an admin imports
+  # another: generations change no server's configuration.
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "key        = \"awskms:${aws_kms_key.this["issuing"].arn}\"")
+    error_message = "The authority in node.hcl stays on the first generation."
+  }
+}
+
+run "issuing_key_generation_in_use" {
+  variables {
+    issuing_key_generations       = 2
+    issuing_key_generation_in_use = 2
+  }
+
+  override_resource {
+    target = aws_kms_key.this["issuing-2"]
+    values = { arn = "arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-4222-8222-222222222222", key_id = "22222222-2222-4222-8222-222222222222" }
+  }
+
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "key        = \"awskms:arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-4222-8222-222222222222\"")
+    error_message = "A cluster bootstrapped from scratch must pair the stored chain with the generation in use."
+  }
+}
+
 run "alerts_to_an_existing_topic" {
   variables {
     alert_topic_arn = "arn:aws:sns:eu-west-1:123456789012:security-team"
@@ -310,30 +370,12 @@ run "iam" {
     error_message = "Servers may attach only this cluster's volumes to this cluster's instances."
   }
 
-  # Key use comes from the key policies: the role's own policy may only
-  # create signing keys tagged as this cluster's (rotation).
+  # Key use comes from the key policies, and the servers create no keys:
+  # a server that could would choose the new key's policy.
   assert {
     condition = alltrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
-      !anytrue([for a in s.Action : startswith(a, "kms:")]) || try(
-        contains([["kms:CreateKey"], ["kms:TagResource"]], s.Action) &&
-        s.Condition.StringEquals["aws:RequestTag/quorumca-cluster"] == "quorumca" &&
-        s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"] == ["quorumca-cluster"]
-    , false)])
-    error_message = "The role's policy grants no key use: only creating keys tagged as this cluster's."
-  }
-
-  assert {
-    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
-    s.Action == ["kms:CreateKey"] && try(s.Condition.StringEquals["kms:KeyUsage"], "") == "SIGN_VERIFY"])
-    error_message = "The servers may create signing keys only."
-  }
-
-  assert {
-    condition = alltrue([for s in [
-      "new_key_policy_from = \"awskms:${output.kms_key_arn}\"",
-      "new_key_tags        = { \"quorumca-cluster\" = \"quorumca\" }",
-    ] : strcontains(base64decode(aws_launch_template.node.user_data), s)])
-    error_message = "Keys the servers create must take the issuing key's policy and the cluster's tag."
+    !anytrue([for a in s.Action : startswith(a, "kms:")])])
+    error_message = "The role's own policy grants nothing on KMS."
   }
 
   assert {

@@ -274,3 +274,20 @@ run "checked_arns_accepted" {
     iam_permissions_boundary_arn = "arn:aws:iam::123456789012:policy/org/boundary"
   }
 }
+
+run "no_issuing_key" {
+  command = plan
+  variables {
+    issuing_key_generations = 0
+  }
+  expect_failures = [var.issuing_key_generations]
+}
+
+run "generation_in_use_not_made" {
+  command = plan
+  variables {
+    issuing_key_generations       = 2
+    issuing_key_generation_in_use = 3
+  }
+  expect_failures = [var.issuing_key_generation_in_use]
+}

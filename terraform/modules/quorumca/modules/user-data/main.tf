@@ -114,7 +114,6 @@ locals {
     voters              = var.voters
     dead_server_cleanup = var.dead_server_cleanup
     cluster_ca_key_arn  = var.cluster_ca_key_arn
-    issuing_key_arn     = var.issuing_key_arn
     signer_rate         = var.signer_rate
     signer_burst        = var.signer_burst
     extra_config        = trimspace(var.extra_config)

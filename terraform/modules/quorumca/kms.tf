@@ -1,6 +1,6 @@
-# Two asymmetric keys that never leave KMS: the issuing key of the
-# authority's intermediate, and the key of the cluster CA that certifies the
-# servers for their mutual TLS (cluster.ca_key). Only the servers' role may
+# Asymmetric keys that never leave KMS: the issuing key of the authority's
+# intermediate (one per generation), and the key of the cluster CA that
+# certifies the servers for their mutual TLS (cluster.ca_key). Only the servers' role may
 # sign with them; the administrators named in kms_key_administrators manage
 # them.
 
@@ -87,13 +87,12 @@ locals {
   # issuing_key_generations, then csr and import with the new key) is made
   # here, under the same policy and alerts: the servers never create keys,
   # since a server that could would choose the new key's policy.
-  kms_keys = merge({
-    issuing    = "issuing key of the ${var.name} quorumca authority (intermediate CA)"
-    cluster-ca = "cluster CA key of the ${var.name} quorumca servers (node certificates for mutual TLS)"
-    }, { for g in range(2, var.issuing_key_generations + 1) :
-    "issuing-${g}" => "issuing key of the ${var.name} quorumca authority (intermediate CA), generation ${g}"
-  })
   issuing_key_names = concat(["issuing"], [for g in range(2, var.issuing_key_generations + 1) : "issuing-${g}"])
+  kms_keys = merge({
+    cluster-ca = "cluster CA key of the ${var.name} quorumca servers (node certificates for mutual TLS)"
+    }, { for i, k in local.issuing_key_names :
+    k => "issuing key of the ${var.name} quorumca authority (intermediate CA)${i == 0 ? "" : ", generation ${i + 1}"}"
+  })
 }
 
 resource "aws_kms_key" "this" {

@@ -379,7 +379,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		{"behind", cluster.Status{NodeID: "n2", LeaderID: "n1", CommitIndex: 5000, AppliedIndex: 10}, nil, 503, "catching_up", ""},
 		{"not caught up", cluster.Status{NodeID: "n2", LeaderID: "n1"}, map[string]error{"CaughtUp": cluster.ErrTimeout}, 503, "catching_up", "1"},
 		{"signer down", cluster.Status{NodeID: "n2", LeaderID: "n1"}, map[string]error{"Health": fmt.Errorf("%w: kms", signer.ErrUnavailable)}, 503, "signer_unavailable", "1"},
-		{"no authority", cluster.Status{NodeID: "n2", LeaderID: "n1"}, map[string]error{"Health": fmt.Errorf("%w: no authority yet", authority.ErrUnavailable)}, 503, "unavailable", "1"},
+		{"no authority", cluster.Status{NodeID: "n2", LeaderID: "n1"}, map[string]error{"Health": authority.ErrNoAuthority}, 503, "no_authority", "1"},
 	} {
 		ts := newTestServer(t)
 		ts.cluster.status = tt.status

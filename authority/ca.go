@@ -37,6 +37,10 @@ var (
 	ErrNotFound        = errs.New(errs.NotFound, "not_found", "not found")
 	ErrUnavailable     = errs.New(errs.Unavailable, "unavailable", "unavailable")
 	ErrTooLarge        = errs.New(errs.TooLarge, "too_large", "request too large")
+	// ErrNoAuthority: the cluster has no authority yet (before the first
+	// one is created or imported). A node is then not ready, but nothing is
+	// wrong with it: a script that waits for a new server may accept it.
+	ErrNoAuthority = errs.New(errs.Unavailable, "no_authority", "no authority yet")
 )
 
 // State is this node's applied view of the replicated state.
@@ -322,7 +326,7 @@ func (ca *CA) Health(ctx context.Context) error {
 		return err
 	}
 	if len(as) == 0 {
-		return fmt.Errorf("%w: no authority yet", ErrUnavailable)
+		return ErrNoAuthority
 	}
 	for _, a := range as {
 		var last error

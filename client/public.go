@@ -121,7 +121,7 @@ type Autopilot struct {
 // AutopilotServer is one server as the leader's autopilot judges it.
 type AutopilotServer struct {
 	ID          string    `json:"id"`
-	Status      string    `json:"status"`     // alive, failed, left, unknown (gossip's word)
+	Status      string    `json:"status"`     // alive, failed (gone past dead_server_cleanup), unknown (gone for less)
 	RaftState   string    `json:"raft_state"` // leader, voter, non-voter
 	Healthy     bool      `json:"healthy"`
 	Stable      bool      `json:"stable"` // healthy for the stabilization time

@@ -219,8 +219,6 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 			// gossip key can say a member left or died), it is not gone;
 			// neither promoted nor removed.
 			st = autopilot.NodeUnknown
-		case m.left:
-			st = autopilot.NodeLeft
 		case !m.alive && time.Since(m.since) >= p.cfg.DeadServerCleanup:
 			st = autopilot.NodeFailed
 		case !m.alive:
@@ -302,8 +300,8 @@ func (p *pilot) NotifyState(s *autopilot.State) {
 	}
 }
 
-// RemoveFailedServer takes a server that failed (dead past
-// dead_server_cleanup, or left) out of the configuration. Its node
+// RemoveFailedServer takes a server that failed (dead or left, and silent
+// over Raft, past dead_server_cleanup) out of the configuration. Its node
 // certificates stay valid: it is presumed crashed, not hostile, and comes
 // back when it returns (an operator's remove-peer voids them).
 func (p *pilot) RemoveFailedServer(s *autopilot.Server) {
@@ -363,13 +361,13 @@ func (p *pilot) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autopilo
 }
 
 // FilterFailedServerRemovals keeps the removals the old rule allowed: only
-// servers gossip says failed (dead past dead_server_cleanup) or left, never
+// servers gossip says failed (dead or left past dead_server_cleanup), never
 // a server gossip does not know (autopilot's "stale" ones), and a voter
 // only while a majority of the other voters is alive. Autopilot then also
 // removes at most a minority of the potential voters per round.
 func (p *pilot) FilterFailedServerRemovals(_ *autopilot.Config, s *autopilot.State, failed *autopilot.FailedServers) *autopilot.FailedServers {
 	gone := func(srv *autopilot.Server) bool {
-		return srv.NodeStatus == autopilot.NodeFailed || srv.NodeStatus == autopilot.NodeLeft
+		return srv.NodeStatus == autopilot.NodeFailed
 	}
 	out := &autopilot.FailedServers{}
 	for _, srv := range failed.FailedNonVoters {
@@ -413,9 +411,9 @@ type AutopilotStatus struct {
 // AutopilotServer is one server as autopilot judges it.
 type AutopilotServer struct {
 	ID string `json:"id"`
-	// Status is what gossip says: alive, failed (dead past
-	// dead_server_cleanup), left, or unknown (dead for less, or not known
-	// to gossip).
+	// Status is what gossip says: alive, failed (dead or left, and silent
+	// over Raft, past dead_server_cleanup), or unknown (gone for less, or
+	// not known to gossip).
 	Status    string `json:"status"`
 	RaftState string `json:"raft_state"` // leader, voter, non-voter
 	Healthy   bool   `json:"healthy"`

@@ -112,8 +112,12 @@ type meta struct {
 // member is a server as gossip sees it.
 type member struct {
 	meta
+	// alive is false once gossip says it died or left: the two are one
+	// here (memberlist v0.7.0 hands NotifyLeave a Node whose State it never
+	// updates, and either way a server is kept until Raft has not heard
+	// from it for dead_server_cleanup, so that a replacement under its name
+	// takes its place).
 	alive bool
-	left  bool      // left gracefully
 	since time.Time // when it stopped being alive
 	// proven: its API showed a node certificate for its id (prove.go);
 	// tried is when it was last asked, busy while it is, fails how many
@@ -208,11 +212,11 @@ func (g *gossip) update(n *memberlist.Node, alive bool) {
 		if old.alive {
 			old.since = time.Now()
 		}
-		old.alive, old.left = false, n.State == memberlist.StateLeft
+		old.alive = false
 	case forget && (!ok || !old.proven):
 		delete(g.members, m.ID)
 	default:
-		cur := &member{meta: m, alive: alive, left: n.State == memberlist.StateLeft, proven: self}
+		cur := &member{meta: m, alive: alive, proven: self}
 		if !alive {
 			cur.since = time.Now()
 			if ok && !old.alive {

@@ -187,7 +187,7 @@ func (g *gossip) proved(a meta, err error) {
 		if again {
 			// It no longer proves what it proved: dead from now on, until
 			// it proves it again.
-			cur.next, cur.alive, cur.left, cur.since = &a, false, false, time.Now()
+			cur.next, cur.alive, cur.since = &a, false, time.Now()
 		}
 		first := !cur.warned
 		cur.warned = true
@@ -200,7 +200,7 @@ func (g *gossip) proved(a meta, err error) {
 	}
 	if cur.next != nil {
 		// A later announcement proven: the member is alive at it.
-		cur.meta, cur.next, cur.alive, cur.left, cur.since = a, nil, true, false, time.Time{}
+		cur.meta, cur.next, cur.alive, cur.since = a, nil, true, time.Time{}
 	}
 	cur.proven, cur.warned, cur.fails, cur.provenAt = true, false, 0, time.Now()
 	g.mu.Unlock()

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,4 +194,200 @@ func readAdminToken(t *testing.T, dir string) string {
 		return err == nil
 	})
 	return tok
+}
+
+// A server replaced the way an auto-scaling group replaces one (the old
+// process stops or dies; a new one starts with the same data volume, so the
+// same node_name and state, at a new address) keeps its place: it is never
+// removed from the configuration nor demoted, and comes back as a voter at
+// its new Raft address with no operator step. The waits a lifecycle hook
+// runs say when a server may be stopped and when its replacement is in
+// service: stopping another voter while one is away is not safe.
+func TestAReplacedServerKeepsItsPlaceAtANewAddress(t *testing.T) {
+	key := gossipKey(t)
+	c := emptyCluster(t, cluster.FastTiming())
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, freeport.For(t))
+	}
+	for i := range 3 {
+		cfg := c.gossipConfig(i, addrs[i], addrs, key)
+		// Longer than a replacement takes, as in production (30m there):
+		// a crashed member's gossip name is free for its successor only
+		// once memberlist has forgotten it.
+		cfg.DeadServerCleanup = 2 * time.Minute
+		c.nodes = append(c.nodes, &testNode{cfg: cfg})
+	}
+	c.startAll()
+	testwait.For(t, 30*time.Second, "three voters and one leader", func() bool {
+		for _, tn := range c.nodes {
+			if v, nv, _ := suffrages(tn); v != 3 || nv != 0 {
+				return false
+			}
+		}
+		return c.Leader() != nil
+	})
+	c.WaitConverged()
+	c.admin = readAdminToken(t, c.dir)
+
+	// Every node's view of the configuration, polled while servers are
+	// replaced: a replaced server must never leave it nor lose its vote.
+	var mu sync.Mutex
+	var lapses []string
+	watched := map[string]bool{}
+	observe := map[string]*Node{} // the running nodes, set by the test goroutine
+	for _, tn := range c.nodes {
+		observe[tn.cfg.NodeName] = tn.node
+	}
+	setObserved := func(tn *testNode) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tn.node == nil {
+			delete(observe, tn.cfg.NodeName)
+		} else {
+			observe[tn.cfg.NodeName] = tn.node
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			mu.Lock()
+			for name, n := range observe {
+				servers, err := n.Cluster().Servers()
+				if err != nil {
+					continue
+				}
+				in := map[string]raft.ServerSuffrage{}
+				for _, s := range servers {
+					in[string(s.ID)] = s.Suffrage
+				}
+				for id := range watched {
+					if s, ok := in[id]; !ok || s != raft.Voter {
+						lapses = append(lapses, fmt.Sprintf("%s saw %s as %v (in: %v)", name, id, s, ok))
+					}
+				}
+			}
+			mu.Unlock()
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+
+	for _, how := range []string{"stopped", "crashed"} {
+		leader := c.Leader()
+		var victim, other *testNode
+		for _, tn := range c.nodes {
+			switch {
+			case tn == leader:
+			case victim == nil:
+				victim = tn
+			default:
+				other = tn
+			}
+		}
+		id := victim.cfg.NodeName
+		api := func(tns ...*testNode) *client.Client {
+			var urls []string
+			for _, tn := range tns {
+				urls = append(urls, "https://"+tn.node.APIAddr())
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(c.pki.Root())
+			cl, err := client.New(client.Config{Addr: urls[0], Addrs: urls[1:], RootCAs: pool, RetryFor: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cl
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := api(victim).WaitQuorumWithout(ctx, id, 100*time.Millisecond, nil); err != nil {
+			t.Fatalf("%s: stopping %s with every server healthy: %v", how, id, err)
+		}
+		oldRaft := victim.cfg.RaftListen
+		mu.Lock()
+		watched[id] = true
+		mu.Unlock()
+		stopping := victim.node
+		victim.node = nil
+		setObserved(victim)
+		if how == "stopped" {
+			stopping.Close() // as on SIGTERM: leaves gossip
+		} else {
+			stopping.crash()
+		}
+
+		// While it is away, the others hold a quorum without it, and
+		// stopping one more voter is not safe.
+		rest := api(leader, other)
+		if err := rest.WaitQuorumWithout(ctx, id, 100*time.Millisecond, nil); err != nil {
+			t.Fatalf("%s: the cluster without %s: %v", how, id, err)
+		}
+		testwait.For(t, 30*time.Second, "the leader to see that stopping another voter would lose the quorum", func() bool {
+			h, err := rest.LeaderHealth(ctx)
+			return err == nil && h.QuorumWithout(other.cfg.NodeName) != nil
+		})
+
+		// Away for a while, as an instance replacement takes minutes: the
+		// leader sees it gone (left, or dead for less than
+		// dead_server_cleanup), and runs many autopilot rounds (every
+		// 250 ms) meanwhile, any of which could remove it.
+		testwait.For(t, 30*time.Second, "the leader to see "+id+" gone", func() bool {
+			h, err := rest.LeaderHealth(ctx)
+			if err != nil || h.Autopilot == nil {
+				return false
+			}
+			for _, s := range h.Autopilot.Servers {
+				if s.ID == id {
+					return s.Status != "alive" && !s.Healthy
+				}
+			}
+			t.Fatalf("%s: the leader removed %s as soon as it was gone", how, id)
+			return false
+		})
+		time.Sleep(3 * time.Second) // the replacement's boot, not a synchronisation
+
+		// The replacement: same data and name, new addresses.
+		victim.cfg.APIListen, victim.cfg.RaftListen, victim.cfg.GossipListen = "127.0.0.1:0", "127.0.0.1:0", freeport.For(t)
+		c.start(victim)
+		setObserved(victim)
+		if victim.cfg.RaftListen == oldRaft {
+			t.Fatalf("%s: the replacement got the old Raft address %s", how, oldRaft)
+		}
+		if err := api(victim).WaitReady(ctx, 2*time.Second, 100*time.Millisecond, nil, nil); err != nil {
+			t.Fatalf("%s: the replacement never stayed ready: %v", how, err)
+		}
+		testwait.For(t, 60*time.Second, id+" a voter at its new Raft address on every node", func() bool {
+			for _, tn := range c.running() {
+				servers, err := tn.node.Cluster().Servers()
+				if err != nil {
+					return false
+				}
+				ok := false
+				for _, s := range servers {
+					ok = ok || (string(s.ID) == id && string(s.Address) == victim.cfg.RaftListen && s.Suffrage == raft.Voter)
+				}
+				if !ok {
+					return false
+				}
+			}
+			return true
+		})
+		if err := rest.WaitQuorumWithout(ctx, other.cfg.NodeName, 100*time.Millisecond, nil); err != nil {
+			t.Fatalf("%s: with %s back, stopping %s: %v", how, id, other.cfg.NodeName, err)
+		}
+		cancel()
+		c.enrollHolder(victim, how+"-replacement.example")
+		mu.Lock()
+		if len(lapses) > 0 {
+			t.Fatalf("%s: a replaced server lost its place: %s", how, strings.Join(lapses[:min(len(lapses), 5)], "; "))
+		}
+		mu.Unlock()
+	}
 }

@@ -143,12 +143,15 @@ terraform output -raw user_data >"$work/user-data.sh"
 terraform output -raw node_hcl >"$work/node.hcl"
 terraform output -raw node_hcl_without_authority >"$work/node-without-authority.hcl"
 terraform output -raw systemd_unit >"$work/quorumca.service"
+terraform output -raw lifecycle_script >"$work/quorumca-lifecycle"
+terraform output -raw lifecycle_unit >"$work/quorumca-lifecycle.service"
 
 say "user data: bash -n"
 bash -n "$work/user-data.sh"
+bash -n "$work/quorumca-lifecycle"
 if command -v shellcheck >/dev/null 2>&1; then
   say "user data: shellcheck"
-  shellcheck --shell=bash "$work/user-data.sh"
+  shellcheck --shell=bash "$work/user-data.sh" "$work/quorumca-lifecycle"
 else
   say "user data: shellcheck not installed, syntax checked only"
 fi
@@ -158,7 +161,8 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   # is checked here.
   mkdir -p "$work/unit"
   sed 's|^ExecStart=/usr/local/bin/quorumca |ExecStart=/bin/true |' "$work/quorumca.service" >"$work/unit/quorumca.service"
-  systemd-analyze verify "$work/unit/quorumca.service"
+  sed 's|^ExecStart=.*|ExecStart=/bin/true|' "$work/quorumca-lifecycle.service" >"$work/unit/quorumca-lifecycle.service"
+  systemd-analyze verify "$work/unit/quorumca.service" "$work/unit/quorumca-lifecycle.service"
 else
   say "quorumca.service: systemd-analyze not installed, not verified"
 fi

@@ -160,6 +160,7 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		{[]string{"agent", "nosuch"}, `unknown command "nosuch"`},
 		{[]string{"help", "nosuch"}, `unknown command "nosuch"`},
 		{[]string{"cert", "get"}, "want 1 argument(s), got 0"},
+		{[]string{"operator", "wait-healthy"}, "-without is required"},
 		{[]string{"bench", "compare", "a.json"}, "want 2 argument(s), got 1"},
 		{[]string{"keygen", "extra"}, "want 0 argument(s), got 1"},
 		// -admin-token is the token; a file goes to -admin-token-file.

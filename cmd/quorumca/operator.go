@@ -42,6 +42,10 @@ func init() {
 		&command{name: "operator raft list-peers", synopsis: "The Raft configuration", setup: raftListPeers},
 		&command{name: "operator raft remove-peer", args: "ID", synopsis: "Remove a server from the Raft configuration", setup: raftRemovePeer},
 		&command{name: "operator raft transfer-leadership", synopsis: "Hand leadership to another voter", setup: raftTransfer},
+		&command{name: "operator wait-ready", synopsis: "Wait until a node has stayed ready (a new server, before it counts as in service)", setup: operatorWaitReady,
+			about: "Asks the first -addr only (the node itself). Exits 0 once /v1/ready has answered 200 at every check for -stable, 1 at -timeout."},
+		&command{name: "operator wait-healthy", synopsis: "Wait until the servers other than -without hold a healthy quorum (before and after stopping that one)", setup: operatorWaitHealthy,
+			about: "Asks the leader's autopilot view, through any -addr. Exits 0 once the voters other than -without that are healthy make a quorum of all voters, 1 at -timeout."},
 		&command{name: "operator snapshot", synopsis: "Save and restore the whole state"},
 		&command{name: "operator snapshot save", args: "FILE", synopsis: "A consistent, checksummed snapshot of the whole state", setup: snapshotSave,
 			predict: complete.PredictFiles("*")},
@@ -432,6 +436,63 @@ func raftTransfer(fs *flag.FlagSet) func([]string) int {
 	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		return nil, c.TransferLeadership(cx, to)
 	})
+}
+
+// operatorWaitReady serves a new server's launch: it is in service only once it
+// has been ready for a while, not just once its process answers.
+func operatorWaitReady(fs *flag.FlagSet) func([]string) int {
+	var af apiFlags
+	af.register(fs)
+	stable := fs.Duration("stable", time.Minute, "how long /v1/ready must answer 200 without a break")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	noAuthority := fs.Bool("no-authority-ok", false, "count a cluster with no authority yet (no_authority) as ready: the server joined and caught up, and has nothing to sign")
+	return func([]string) int {
+		c, err := af.client()
+		if err != nil {
+			return fail("%v", err)
+		}
+		cx, cancel := context.WithTimeout(contextBackground(), *timeout)
+		defer cancel()
+		accept := func(err error) bool {
+			var e *client.Error
+			return *noAuthority && errors.As(err, &e) && e.Code == "no_authority"
+		}
+		if err := c.WaitReady(cx, *stable, time.Second, accept, noteWait("not ready")); err != nil {
+			return fail("%s: %v", fs.Name(), err)
+		}
+		fmt.Fprintf(os.Stderr, "ready for %v\n", *stable)
+		return 0
+	}
+}
+
+// operatorWaitHealthy serves a server's termination: it stops only while the others
+// hold a healthy quorum, and its replacement starts only once they do again.
+func operatorWaitHealthy(fs *flag.FlagSet) func([]string) int {
+	var af apiFlags
+	af.register(fs)
+	without := fs.String("without", "", "the server to leave out (node_name; required)")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	return func([]string) int {
+		if *without == "" {
+			return fail("%s: -without is required", fs.Name())
+		}
+		c, err := af.client()
+		if err != nil {
+			return fail("%v", err)
+		}
+		cx, cancel := context.WithTimeout(contextBackground(), *timeout)
+		defer cancel()
+		if err := c.WaitQuorumWithout(cx, *without, 2*time.Second, noteWait("waiting")); err != nil {
+			return fail("%s: %v", fs.Name(), err)
+		}
+		fmt.Fprintf(os.Stderr, "the servers other than %s hold a healthy quorum\n", *without)
+		return 0
+	}
+}
+
+// noteWait prints why a wait goes on, once per new reason.
+func noteWait(prefix string) func(error) {
+	return func(err error) { fmt.Fprintf(os.Stderr, "%s: %v\n", prefix, err) }
 }
 
 func snapshotSave(fs *flag.FlagSet) func([]string) int {

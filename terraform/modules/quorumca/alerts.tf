@@ -18,14 +18,25 @@ resource "aws_sns_topic_policy" "alerts" {
   arn = aws_sns_topic.alerts[0].arn
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      Sid       = "EventBridgePublishes"
-      Effect    = "Allow"
-      Principal = { Service = "events.${data.aws_partition.current.dns_suffix}" }
-      Action    = "sns:Publish"
-      Resource  = aws_sns_topic.alerts[0].arn
-      Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.key_changes.arn } }
-    }]
+    Statement = [
+      {
+        Sid       = "EventBridgePublishes"
+        Effect    = "Allow"
+        Principal = { Service = "events.${data.aws_partition.current.dns_suffix}" }
+        Action    = "sns:Publish"
+        Resource  = aws_sns_topic.alerts[0].arn
+        Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.key_changes.arn } }
+      },
+      {
+        # alarms.tf: by name, since the alarms name the topic.
+        Sid       = "CloudWatchAlarmsPublish"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.${data.aws_partition.current.dns_suffix}" }
+        Action    = "sns:Publish"
+        Resource  = aws_sns_topic.alerts[0].arn
+        Condition = { ArnLike = { "aws:SourceArn" = "arn:${local.partition}:cloudwatch:${local.region}:${local.account_id}:alarm:${var.name}-*" } }
+      },
+    ]
   })
 }
 

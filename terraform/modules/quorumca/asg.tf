@@ -18,6 +18,19 @@ module "user_data" {
   extra_config        = var.extra_config
   parameter_prefix    = local.ssm_parameter_prefix
   parameters          = local.ssm_parameters
+  lifecycle_hooks = {
+    asg_name                    = var.name
+    launch_hook                 = local.launch_hook
+    termination_hook            = local.termination_hook
+    ready_stable_seconds        = var.ready_stable_seconds
+    launch_timeout_seconds      = var.launch_timeout
+    termination_timeout_seconds = var.termination_timeout
+  }
+}
+
+locals {
+  launch_hook      = "${var.name}-launch"
+  termination_hook = "${var.name}-termination"
 }
 
 resource "aws_launch_template" "node" {
@@ -26,7 +39,8 @@ resource "aws_launch_template" "node" {
 
   image_id      = var.ami_id
   instance_type = var.instance_type
-  user_data     = base64encode(module.user_data.user_data)
+  # Compressed (cloud-init reads gzip), to stay within EC2's 16 KiB.
+  user_data = base64gzip(module.user_data.user_data)
 
   # A server that cannot start shuts itself down (see the user data): the
   # instance is then terminated and the group launches a replacement.
@@ -67,9 +81,10 @@ resource "aws_launch_template" "node" {
 
   lifecycle {
     precondition {
-      # EC2 refuses user data over 16 KiB (before base64 encoding).
-      condition     = length(module.user_data.user_data) <= 16384
-      error_message = "The rendered user data exceeds 16 KiB: shorten extra_config."
+      # EC2 refuses user data over 16 KiB before base64 encoding (4 bytes
+      # for every 3).
+      condition     = length(base64gzip(module.user_data.user_data)) <= 16384 / 3 * 4
+      error_message = "The rendered user data exceeds 16 KiB compressed: shorten extra_config."
     }
   }
 }
@@ -82,6 +97,7 @@ resource "aws_autoscaling_group" "this" {
   vpc_zone_identifier = var.subnet_ids
   target_group_arns   = [for tg in aws_lb_target_group.this : tg.arn]
 
+  # EC2 only (see the variable): readiness gates the launch hook instead.
   health_check_type         = var.health_check_type
   health_check_grace_period = var.health_check_grace_period
   default_instance_warmup   = var.instance_warmup
@@ -98,6 +114,27 @@ resource "aws_autoscaling_group" "this" {
     capacity_distribution_strategy = "balanced-only"
   }
 
+  # A new server is in service only once it completes this hook, after its
+  # /v1/ready stayed 200 for ready_stable_seconds; past the timeout it is
+  # abandoned (terminated). In initial_lifecycle_hook so that the first
+  # servers are held too.
+  initial_lifecycle_hook {
+    name                 = local.launch_hook
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+    default_result       = "ABANDON"
+    heartbeat_timeout    = var.launch_timeout
+  }
+
+  # A server is terminated only once its watcher (quorumca-lifecycle) saw
+  # the others hold a healthy quorum without it, stopped it, and saw them
+  # healthy again; past the timeout, the group terminates it anyway.
+  initial_lifecycle_hook {
+    name                 = local.termination_hook
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_TERMINATING"
+    default_result       = "CONTINUE"
+    heartbeat_timeout    = var.termination_timeout
+  }
+
   # Replacements (health checks, rebalancing): terminate first, one at a time.
   instance_maintenance_policy {
     min_healthy_percentage = local.min_healthy_percentage
@@ -105,7 +142,10 @@ resource "aws_autoscaling_group" "this" {
   }
 
   # A new launch template (AMI, configuration) rolls the servers one at a
-  # time, waiting instance_warmup after each.
+  # time: each replacement is in service once its launch hook completes,
+  # then instance_warmup. A replacement abandoned (never ready), or more
+  # than one server not ready for three minutes (the alarm), stops the
+  # refresh and rolls the replaced servers back to the previous template.
   instance_refresh {
     strategy = "Rolling"
 
@@ -113,6 +153,11 @@ resource "aws_autoscaling_group" "this" {
       min_healthy_percentage = local.min_healthy_percentage
       max_healthy_percentage = 100
       skip_matching          = true
+      auto_rollback          = true
+
+      alarm_specification {
+        alarms = [aws_cloudwatch_metric_alarm.rollout.alarm_name]
+      }
     }
   }
 

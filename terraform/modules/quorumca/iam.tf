@@ -56,6 +56,15 @@ locals {
         Condition = local.cluster_tag_condition
       },
       {
+        # The servers complete their own lifecycle hooks (user data, and
+        # quorumca-lifecycle). The group's ARN, not a reference to it: the
+        # group waits for this policy.
+        Sid      = "CompleteLifecycleHooks"
+        Effect   = "Allow"
+        Action   = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
+        Resource = ["arn:${local.partition}:autoscaling:${local.region}:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/${var.name}"]
+      },
+      {
         Sid      = "ReadClusterParameters"
         Effect   = "Allow"
         Action   = ["ssm:GetParameter"]

@@ -198,13 +198,13 @@ variable "lb_deletion_protection" {
 # --- Instances -------------------------------------------------------------------
 
 variable "health_check_type" {
-  description = "What makes the auto-scaling group replace a server: \"EC2\" (the instance is impaired) or \"ELB\" (the load balancer's /v1/ready check fails). ELB also replaces servers that are only not ready, for example every server while a quorum is lost or before the cluster's secrets exist; it also makes rolling updates wait for readiness."
+  description = "What makes the auto-scaling group replace a server: \"EC2\" only (the instance is impaired). The load balancer's /v1/ready check (\"ELB\") is refused: it fails on every server while a quorum is lost, and replacing them all would make an outage no leader can repair. Readiness gates rollouts through the launch lifecycle hook instead."
   type        = string
   default     = "EC2"
 
   validation {
-    condition     = contains(["EC2", "ELB"], var.health_check_type)
-    error_message = "health_check_type must be \"EC2\" or \"ELB\"."
+    condition     = var.health_check_type == "EC2"
+    error_message = "health_check_type must be \"EC2\": load balancer (\"ELB\") health checks would replace every server while the cluster has no quorum."
   }
 }
 
@@ -220,13 +220,46 @@ variable "health_check_grace_period" {
 }
 
 variable "instance_warmup" {
-  description = "Seconds a rolling update waits after a new server is in service before it replaces the next one: enough to join the cluster and catch up."
+  description = "Seconds a rolling update waits after a new server is in service (its launch hook completed: it stayed ready for ready_stable_seconds) before it replaces the next one."
   type        = number
-  default     = 300
+  default     = 60
 
   validation {
     condition     = var.instance_warmup >= 0
     error_message = "instance_warmup must not be negative."
+  }
+}
+
+variable "ready_stable_seconds" {
+  description = "How long a new server's /v1/ready must answer 200 without a break before it completes its launch hook and counts as in service. At least the cluster's server stabilization time (10 s), after which a joining server is promoted to voter."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.ready_stable_seconds >= 10
+    error_message = "ready_stable_seconds must be at least 10 (the stabilization time before a promotion)."
+  }
+}
+
+variable "launch_timeout" {
+  description = "Seconds a new server has to claim its volume (up to 15 minutes while a predecessor lets go of it), start and stay ready before its launch hook abandons it (the instance is terminated and the group tries again). At most 7200."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.launch_timeout >= 1200 && var.launch_timeout <= 7200
+    error_message = "launch_timeout must be between 1200 (the volume wait, boot and readiness) and 7200 seconds."
+  }
+}
+
+variable "termination_timeout" {
+  description = "Seconds a terminating server may wait until the others hold a healthy quorum without it, stop, and see them healthy again, before the group terminates it anyway. At most 7200."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.termination_timeout >= 300 && var.termination_timeout <= 7200
+    error_message = "termination_timeout must be between 300 and 7200 seconds."
   }
 }
 

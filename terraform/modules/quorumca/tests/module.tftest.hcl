@@ -130,7 +130,7 @@ run "load_balancer" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "proxy_protocol_from = [\"10.40.0.0/20\",\"10.40.16.0/20\",\"10.40.32.0/20\"]")
+    condition     = strcontains(module.user_data.user_data, "proxy_protocol_from = [\"10.40.0.0/20\",\"10.40.16.0/20\",\"10.40.32.0/20\"]")
     error_message = "The servers must trust PROXY headers from the balancer's subnets only."
   }
 
@@ -219,12 +219,12 @@ run "kms_keys" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "key        = \"awskms:${output.kms_key_arn}\"")
+    condition     = strcontains(module.user_data.user_data, "key        = \"awskms:${output.kms_key_arn}\"")
     error_message = "The authority must name the issuing key by its ARN."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "ca_key              = \"awskms:${output.cluster_ca_kms_key_arn}\"")
+    condition     = strcontains(module.user_data.user_data, "ca_key              = \"awskms:${output.cluster_ca_kms_key_arn}\"")
     error_message = "The cluster CA key must be the module's KMS key."
   }
 }
@@ -280,7 +280,7 @@ run "alerts" {
   assert {
     condition = anytrue([for s in jsondecode(aws_sns_topic_policy.alerts[0].policy).Statement :
       s.Effect == "Allow" && s.Principal.Service == "events.amazonaws.com" && s.Action == "sns:Publish" &&
-    s.Condition.ArnEquals["aws:SourceArn"] == aws_cloudwatch_event_rule.key_changes.arn])
+    try(s.Condition.ArnEquals["aws:SourceArn"], "") == aws_cloudwatch_event_rule.key_changes.arn])
     error_message = "Only this rule may publish to the topic through EventBridge."
   }
 }
@@ -324,7 +324,7 @@ run "issuing_key_generations" {
   # The servers keep naming the first generation until an admin imports
   # another: generations change no server's configuration.
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "key        = \"awskms:${aws_kms_key.this["issuing"].arn}\"")
+    condition     = strcontains(module.user_data.user_data, "key        = \"awskms:${aws_kms_key.this["issuing"].arn}\"")
     error_message = "The authority in node.hcl stays on the first generation."
   }
 }
@@ -341,7 +341,7 @@ run "issuing_key_generation_in_use" {
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "key        = \"awskms:arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-4222-8222-222222222222\"")
+    condition     = strcontains(module.user_data.user_data, "key        = \"awskms:arn:aws:kms:eu-west-1:123456789012:key/22222222-2222-4222-8222-222222222222\"")
     error_message = "A cluster bootstrapped from scratch must pair the stored chain with the generation in use."
   }
 }
@@ -354,6 +354,80 @@ run "alerts_to_an_existing_topic" {
   assert {
     condition     = length(aws_sns_topic.alerts) == 0 && aws_cloudwatch_event_target.key_changes.arn == "arn:aws:sns:eu-west-1:123456789012:security-team"
     error_message = "With alert_topic_arn, alerts go to that topic and no other is made."
+  }
+}
+
+# Rollouts keep the quorum: the servers' readiness gates the group through
+# lifecycle hooks, a refresh rolls back on an alarm, and the load balancer's
+# checks never replace servers.
+run "rollouts" {
+  assert {
+    condition     = aws_autoscaling_group.this.health_check_type == "EC2"
+    error_message = "The group must not replace servers on the balancer's readiness checks."
+  }
+
+  assert {
+    condition = anytrue([for h in aws_autoscaling_group.this.initial_lifecycle_hook :
+      h.name == "quorumca-launch" && h.lifecycle_transition == "autoscaling:EC2_INSTANCE_LAUNCHING" &&
+    h.default_result == "ABANDON" && h.heartbeat_timeout == 1800])
+    error_message = "A launch hook that abandons a server that never completes it, from the first servers on."
+  }
+
+  assert {
+    condition = anytrue([for h in aws_autoscaling_group.this.initial_lifecycle_hook :
+    h.name == "quorumca-termination" && h.lifecycle_transition == "autoscaling:EC2_INSTANCE_TERMINATING" && h.heartbeat_timeout == 900])
+    error_message = "A termination hook that holds a server until the others hold a quorum without it."
+  }
+
+  assert {
+    condition = (
+      aws_autoscaling_group.this.instance_refresh[0].preferences[0].auto_rollback &&
+      aws_autoscaling_group.this.instance_refresh[0].preferences[0].alarm_specification[0].alarms == tolist([aws_cloudwatch_metric_alarm.rollout.alarm_name])
+    )
+    error_message = "An instance refresh must roll back on the rollout alarm."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.rollout.metric_name == "HealthyHostCount" &&
+      aws_cloudwatch_metric_alarm.rollout.comparison_operator == "LessThanThreshold" &&
+      aws_cloudwatch_metric_alarm.rollout.threshold == 2 &&
+      aws_cloudwatch_metric_alarm.rollout.dimensions.TargetGroup == aws_lb_target_group.this["api"].arn_suffix
+    )
+    error_message = "The rollout alarm fires when more than one of three servers is not ready."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.below_quorum.threshold == 2 && aws_cloudwatch_metric_alarm.below_quorum.alarm_actions == toset([aws_sns_topic.alerts[0].arn])
+    error_message = "An alarm, to the alert topic, when fewer servers than a quorum are ready."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_sns_topic_policy.alerts[0].policy).Statement :
+    s.Principal.Service == "cloudwatch.amazonaws.com" && try(s.Condition.ArnLike["aws:SourceArn"], "") == "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:quorumca-*"])
+    error_message = "The alarms must be allowed to publish to the alert topic, and only this cluster's."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+      toset(s.Action) == toset(["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]) &&
+    s.Resource == ["arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/quorumca"]])
+    error_message = "The servers may complete the lifecycle hooks of their own group only."
+  }
+
+  assert {
+    condition = alltrue([for line in [
+      "quorumca operator wait-ready -addr \"https://$PRIVATE_DNS:8443\"",
+      "-stable 60s -no-authority-ok",
+      "--lifecycle-hook-name 'quorumca-launch'",
+      "complete ABANDON",
+      "complete CONTINUE",
+      "systemctl enable --now quorumca.service quorumca-lifecycle.service",
+      "autoscaling/target-lifecycle-state",
+      "quorumca operator wait-healthy",
+      "--lifecycle-hook-name 'quorumca-termination'",
+    ] : strcontains(module.user_data.user_data, line)])
+    error_message = "The servers complete the launch hook once ready, and the termination hook once the others hold a quorum."
   }
 }
 
@@ -469,43 +543,43 @@ run "storage" {
 
 run "user_data" {
   assert {
-    condition     = length(base64decode(aws_launch_template.node.user_data)) <= 16384
-    error_message = "User data must stay under EC2's 16 KiB limit."
+    condition     = aws_launch_template.node.user_data == base64gzip(module.user_data.user_data) && length(aws_launch_template.node.user_data) <= 16384 / 3 * 4
+    error_message = "The launch template carries the boot script compressed, under EC2's 16 KiB limit."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "retry_join = [\"provider=aws tag_key=quorumca-cluster tag_value=quorumca region=eu-west-1\"]")
+    condition     = strcontains(module.user_data.user_data, "retry_join = [\"provider=aws tag_key=quorumca-cluster tag_value=quorumca region=eu-west-1\"]")
     error_message = "Gossip must auto-join by the cluster tag."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "bootstrap_expect    = 3")
+    condition     = strcontains(module.user_data.user_data, "bootstrap_expect    = 3")
     error_message = "bootstrap_expect must be the instance count."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "base_url   = \"http://ca.quorumca.internal:8080\"")
+    condition     = strcontains(module.user_data.user_data, "base_url   = \"http://ca.quorumca.internal:8080\"")
     error_message = "The authority must point certificates at revocation_base_url."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "ExecStart=/usr/local/bin/quorumca server -config /etc/quorumca/node.hcl")
+    condition     = strcontains(module.user_data.user_data, "ExecStart=/usr/local/bin/quorumca server -config /etc/quorumca/node.hcl")
     error_message = "The systemd unit must start the server with /etc/quorumca/node.hcl."
   }
 
   assert {
     condition = alltrue([for line in ["User=quorumca", "StateDirectory=quorumca", "AssertPathIsMountPoint=/var/lib/quorumca", "NoNewPrivileges=yes", "ProtectSystem=strict"] :
-    strcontains(base64decode(aws_launch_template.node.user_data), line)])
+    strcontains(module.user_data.user_data, line)])
     error_message = "The systemd unit must be the hardened one, on the data volume."
   }
 
   assert {
-    condition     = strcontains(base64decode(aws_launch_template.node.user_data), "aws ec2 attach-volume")
+    condition     = strcontains(module.user_data.user_data, "aws ec2 attach-volume")
     error_message = "The user data must attach the data volume."
   }
 
   assert {
-    condition     = !strcontains(base64decode(aws_launch_template.node.user_data), "%%{")
+    condition     = !strcontains(module.user_data.user_data, "%%{")
     error_message = "Template directives must not leak into the user data."
   }
 }
@@ -553,9 +627,9 @@ run "five_servers" {
 
   assert {
     condition = (
-      strcontains(base64decode(aws_launch_template.node.user_data), "bootstrap_expect    = 5") &&
-      strcontains(base64decode(aws_launch_template.node.user_data), "voters              = 5") &&
-      strcontains(base64decode(aws_launch_template.node.user_data), "rate        = 48")
+      strcontains(module.user_data.user_data, "bootstrap_expect    = 5") &&
+      strcontains(module.user_data.user_data, "voters              = 5") &&
+      strcontains(module.user_data.user_data, "rate        = 48")
     )
     error_message = "Five servers: bootstrap_expect 5, five voters, a fifth of the signing budget each."
   }
@@ -577,7 +651,7 @@ run "without_http_listener" {
   }
 
   assert {
-    condition     = !strcontains(base64decode(aws_launch_template.node.user_data), "0.0.0.0:8080")
+    condition     = !strcontains(module.user_data.user_data, "0.0.0.0:8080")
     error_message = "Without the HTTP listener the servers do not serve plain HTTP."
   }
 }

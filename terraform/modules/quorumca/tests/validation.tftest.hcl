@@ -291,3 +291,35 @@ run "generation_in_use_not_made" {
   }
   expect_failures = [var.issuing_key_generation_in_use]
 }
+
+run "elb_health_checks" {
+  command = plan
+  variables {
+    health_check_type = "ELB"
+  }
+  expect_failures = [var.health_check_type]
+}
+
+run "launch_timeout_shorter_than_the_volume_wait" {
+  command = plan
+  variables {
+    launch_timeout = 900
+  }
+  expect_failures = [var.launch_timeout]
+}
+
+run "termination_timeout_over_the_hook_limit" {
+  command = plan
+  variables {
+    termination_timeout = 7201
+  }
+  expect_failures = [var.termination_timeout]
+}
+
+run "ready_for_less_than_the_stabilization_time" {
+  command = plan
+  variables {
+    ready_stable_seconds = 5
+  }
+  expect_failures = [var.ready_stable_seconds]
+}

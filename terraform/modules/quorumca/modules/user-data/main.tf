@@ -82,6 +82,18 @@ variable "extra_config" {
   type        = string
 }
 
+variable "lifecycle_hooks" {
+  description = "The auto-scaling group and its lifecycle hooks, which the servers complete: the launch hook once the new server has stayed ready, the termination hook once the others hold a healthy quorum without it."
+  type = object({
+    asg_name                    = string
+    launch_hook                 = string
+    termination_hook            = string
+    ready_stable_seconds        = number
+    launch_timeout_seconds      = number
+    termination_timeout_seconds = number
+  })
+}
+
 variable "parameter_prefix" {
   description = "SSM path of the cluster's parameters."
   type        = string
@@ -126,6 +138,18 @@ locals {
 
   systemd_unit = trimspace(file("${path.module}/templates/quorumca.service"))
 
+  lifecycle_script = trimspace(templatefile("${path.module}/templates/quorumca-lifecycle.sh.tftpl", {
+    cluster_name                = var.cluster_name
+    cluster_tag_key             = var.cluster_tag_key
+    region                      = var.region
+    api_port                    = var.ports.api
+    asg_name                    = var.lifecycle_hooks.asg_name
+    termination_hook            = var.lifecycle_hooks.termination_hook
+    termination_timeout_seconds = var.lifecycle_hooks.termination_timeout_seconds
+  }))
+
+  lifecycle_unit = trimspace(file("${path.module}/templates/quorumca-lifecycle.service"))
+
   user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
     cluster_name     = var.cluster_name
     cluster_tag_key  = var.cluster_tag_key
@@ -136,6 +160,14 @@ locals {
     node_config      = local.node_config
     authority_config = local.authority_config
     systemd_unit     = local.systemd_unit
+    lifecycle_script = local.lifecycle_script
+    lifecycle_unit   = local.lifecycle_unit
+    asg_name         = var.lifecycle_hooks.asg_name
+    launch_hook      = var.lifecycle_hooks.launch_hook
+    ready_stable     = var.lifecycle_hooks.ready_stable_seconds
+    # What is left of the launch hook's timeout for the wait, after the
+    # volume and the parameters: the hook abandons the instance at its end.
+    ready_timeout = var.lifecycle_hooks.launch_timeout_seconds
   })
 }
 
@@ -152,6 +184,16 @@ output "node_config" {
 output "authority_config" {
   description = "The authority block the script appends once the issuing chain exists."
   value       = local.authority_config
+}
+
+output "lifecycle_script" {
+  description = "The termination watcher the script installs at /usr/local/sbin/quorumca-lifecycle."
+  value       = local.lifecycle_script
+}
+
+output "lifecycle_unit" {
+  description = "The quorumca-lifecycle.service unit that runs it."
+  value       = local.lifecycle_unit
 }
 
 output "systemd_unit" {

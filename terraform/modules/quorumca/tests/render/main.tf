@@ -33,6 +33,15 @@ module "user_data" {
     issuing_chain = "/quorumca/quorumca/issuing-chain"
   }
 
+  lifecycle_hooks = {
+    asg_name                    = "quorumca"
+    launch_hook                 = "quorumca-launch"
+    termination_hook            = "quorumca-termination"
+    ready_stable_seconds        = 60
+    launch_timeout_seconds      = 1800
+    termination_timeout_seconds = 900
+  }
+
   # What an operator might append: a provisioner of their own.
   extra_config = <<-EOT
     provisioner "services" {
@@ -67,4 +76,12 @@ output "node_hcl_without_authority" {
 
 output "systemd_unit" {
   value = module.user_data.systemd_unit
+}
+
+output "lifecycle_script" {
+  value = module.user_data.lifecycle_script
+}
+
+output "lifecycle_unit" {
+  value = module.user_data.lifecycle_unit
 }

@@ -18,6 +18,12 @@ module "user_data" {
   extra_config        = var.extra_config
   parameter_prefix    = local.ssm_parameter_prefix
   parameters          = local.ssm_parameters
+  cloudwatch = var.cloudwatch_enabled ? {
+    audit_log_group   = aws_cloudwatch_log_group.this["audit"].name
+    server_log_group  = aws_cloudwatch_log_group.this["server"].name
+    metrics_log_group = aws_cloudwatch_log_group.this["metrics"].name
+    namespace         = local.metrics_namespace
+  } : null
   lifecycle_hooks = {
     asg_name                    = var.name
     launch_hook                 = local.launch_hook

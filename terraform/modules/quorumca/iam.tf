@@ -71,6 +71,16 @@ locals {
         Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_prefix}/*"]
       },
     ],
+    var.cloudwatch_enabled ? [
+      {
+        # The CloudWatch agent writes to this cluster's log groups, which
+        # Terraform made; it creates none.
+        Sid      = "ShipLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+        Resource = [for g in aws_cloudwatch_log_group.this : "${g.arn}:*"]
+      },
+    ] : [],
     var.ssm_parameters_kms_key_arn == null ? [] : [
       {
         Sid      = "DecryptClusterParameters"

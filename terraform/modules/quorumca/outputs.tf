@@ -87,3 +87,13 @@ output "kms_key_policies" {
   description = "The signing keys' policies by key (issuing, cluster-ca), to review or to check in tests."
   value       = { for k, v in aws_kms_key.this : k => v.policy }
 }
+
+output "log_groups" {
+  description = "CloudWatch log groups by content (audit, server, metrics); empty without cloudwatch_enabled."
+  value       = { for k, g in aws_cloudwatch_log_group.this : k => g.name }
+}
+
+output "metrics_namespace" {
+  description = "CloudWatch namespace of quorumca's own metrics (cloudwatch_enabled)."
+  value       = var.cloudwatch_enabled ? local.metrics_namespace : null
+}

@@ -35,7 +35,7 @@ variable "subnet_ids" {
 }
 
 variable "ami_id" {
-  description = "AMI of the servers: a systemd Linux with quorumca at /usr/local/bin/quorumca and the AWS CLI v2 (for example Amazon Linux 2023 with the binary baked in by Packer). Changing it rolls the cluster one server at a time."
+  description = "AMI of the servers: a systemd Linux with quorumca at /usr/local/bin/quorumca, the AWS CLI v2 and, with cloudwatch_enabled, the CloudWatch agent (for example Amazon Linux 2023 with the binary and amazon-cloudwatch-agent baked in by Packer). Changing it rolls the cluster one server at a time."
   type        = string
 
   validation {
@@ -416,6 +416,67 @@ variable "kms_multi_region" {
   description = "Create the signing keys as multi-Region primaries (this cannot be changed once they exist). Off by default: the key material stays in one region, the one place to confine and audit it. See the README's key administration section."
   type        = bool
   default     = false
+}
+
+variable "cloudwatch_enabled" {
+  description = "Ship every server's audit log and quorumca journal to CloudWatch Logs and its metrics (/v1/metrics, as embedded metric format) to CloudWatch, with alarms and a dashboard on them. The AMI must then provide the CloudWatch agent (/opt/aws/amazon-cloudwatch-agent; the amazon-cloudwatch-agent package on Amazon Linux 2023)."
+  type        = bool
+  default     = true
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch keeps the servers' journal and the metrics' log events."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs offers (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653)."
+  }
+}
+
+variable "audit_log_retention_days" {
+  description = "Days CloudWatch keeps the audit log: what was issued, revoked and refused, by whom. Longer than the cluster's own audit_retention, since that is where the entries cut from the state remain."
+  type        = number
+  default     = 731
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.audit_log_retention_days)
+    error_message = "audit_log_retention_days must be a retention CloudWatch Logs offers (1 to 3653 days, in its steps)."
+  }
+}
+
+variable "logs_kms_key_arn" {
+  description = "KMS key that encrypts the log groups. Default: a key the module makes for them, administered by kms_key_administrators, that only CloudWatch Logs may use, and only for this cluster's log groups."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.logs_kms_key_arn == null ? true : can(regex("^arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.logs_kms_key_arn))
+    error_message = "logs_kms_key_arn must be the ARN of a KMS key (arn:aws:kms:<region>:<account>:key/<id>), not an alias or a key ID."
+  }
+}
+
+variable "crl_alarm_seconds" {
+  description = "Alarm when a stored CRL's nextUpdate is this close: the cluster refreshes CRLs when half of their validity is left, so less means refreshes are failing."
+  type        = number
+  default     = 21600
+
+  validation {
+    condition     = var.crl_alarm_seconds > 0
+    error_message = "crl_alarm_seconds must be positive."
+  }
+}
+
+variable "issuer_expiry_alarm_days" {
+  description = "Alarm when an issuer or root certificate of an authority expires within this many days: rotate the intermediate before."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.issuer_expiry_alarm_days > 0
+    error_message = "issuer_expiry_alarm_days must be positive."
+  }
 }
 
 variable "alert_topic_arn" {

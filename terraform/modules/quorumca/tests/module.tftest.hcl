@@ -431,6 +431,97 @@ run "rollouts" {
   }
 }
 
+# Logs, metrics and alarms: the audit log and the journal in encrypted log
+# groups the servers may only write to, quorumca's metrics through the
+# CloudWatch agent, alarms on what an operator must act on, a dashboard.
+run "observability" {
+  assert {
+    condition = (
+      aws_cloudwatch_log_group.this["audit"].name == "/quorumca/quorumca/audit" &&
+      aws_cloudwatch_log_group.this["audit"].retention_in_days == 731 &&
+      aws_cloudwatch_log_group.this["server"].retention_in_days == 30 &&
+      alltrue([for g in aws_cloudwatch_log_group.this : g.kms_key_id == aws_kms_key.logs[0].arn])
+    )
+    error_message = "Log groups for the audit log (two years), the journal and the metrics, encrypted with the module's logs key."
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_kms_key.logs[0].policy).Statement :
+      st.Principal == { AWS = ["arn:aws:iam::123456789012:role/pki-admin"] } ||
+      (st.Principal == { Service = "logs.eu-west-1.amazonaws.com" } &&
+    try(st.Condition.ArnLike["kms:EncryptionContext:aws:logs:arn"], "") == "arn:aws:logs:eu-west-1:123456789012:log-group:/quorumca/quorumca/*")])
+    error_message = "The logs key: the administrators manage it, CloudWatch Logs uses it for this cluster's groups only."
+  }
+
+  assert {
+    condition = anytrue([for st in jsondecode(aws_iam_role_policy.node.policy).Statement :
+      st.Sid == "ShipLogs" && !contains(st.Action, "logs:CreateLogGroup") && length(st.Resource) == 3 &&
+    alltrue([for r in flatten([st.Resource]) : startswith(r, "arn:aws:logs:eu-west-1:123456789012:log-group:") && endswith(r, ":*")])])
+    error_message = "The servers may write streams of the cluster's log groups, and create no group."
+  }
+
+  assert {
+    condition = alltrue([
+      jsondecode(module.user_data.cloudwatch_agent_config).logs.logs_collected.files.collect_list[0].file_path == "/var/lib/quorumca/audit.jsonl",
+      jsondecode(module.user_data.cloudwatch_agent_config).logs.logs_collected.files.collect_list[0].log_group_name == "/quorumca/quorumca/audit",
+      jsondecode(module.user_data.cloudwatch_agent_config).logs.metrics_collected.prometheus.emf_processor.metric_namespace == "quorumca/quorumca",
+      yamldecode(module.user_data.prometheus_config).scrape_configs[0].metrics_path == "/v1/metrics",
+      yamldecode(module.user_data.prometheus_config).scrape_configs[0].static_configs[0].targets == ["127.0.0.1:9090"],
+      strcontains(module.user_data.user_data, "amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s"),
+      strcontains(module.user_data.node_config, "file = \"/var/lib/quorumca/audit.jsonl\""),
+    ])
+    error_message = "The agent ships the audit file (on the data volume) and scrapes the admin listener's metrics."
+  }
+
+  assert {
+    condition = alltrue([for name, a in aws_cloudwatch_metric_alarm.metrics :
+      a.namespace == "quorumca/quorumca" && a.dimensions.cluster == "quorumca" && a.alarm_actions == toset([aws_sns_topic.alerts[0].arn])
+    ]) && toset(keys(aws_cloudwatch_metric_alarm.metrics)) == toset(["crl-next-update", "issuer-expiry", "signing-overloaded"])
+    error_message = "Alarms on CRL freshness, issuer expiry and signing capacity, to the alert topic."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.metrics["issuer-expiry"].threshold == 2592000 && aws_cloudwatch_metric_alarm.metrics["crl-next-update"].threshold == 21600
+    error_message = "Issuer expiry alarms 30 days ahead, CRLs 6 hours before their nextUpdate."
+  }
+
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.leader_changes) == 1 && length(jsondecode(aws_cloudwatch_dashboard.this[0].dashboard_body).widgets) >= 6
+    error_message = "An alarm on leader changes, and a dashboard."
+  }
+}
+
+run "without_cloudwatch" {
+  variables {
+    cloudwatch_enabled = false
+  }
+
+  assert {
+    condition     = length(aws_cloudwatch_log_group.this) == 0 && length(aws_kms_key.logs) == 0 && length(aws_cloudwatch_metric_alarm.metrics) == 0 && length(aws_cloudwatch_dashboard.this) == 0
+    error_message = "Nothing shipped, no log groups, key, metric alarms or dashboard."
+  }
+
+  assert {
+    condition = (
+      !strcontains(module.user_data.user_data, "amazon-cloudwatch-agent") &&
+      !anytrue([for st in jsondecode(aws_iam_role_policy.node.policy).Statement : st.Sid == "ShipLogs"]) &&
+      length(aws_cloudwatch_metric_alarm.below_quorum.alarm_actions) == 1
+    )
+    error_message = "No agent and no log permissions; the load balancer's alarms stay."
+  }
+}
+
+run "logs_under_a_key_of_yours" {
+  variables {
+    logs_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/44444444-4444-4444-8444-444444444444"
+  }
+
+  assert {
+    condition     = length(aws_kms_key.logs) == 0 && alltrue([for g in aws_cloudwatch_log_group.this : g.kms_key_id == "arn:aws:kms:eu-west-1:123456789012:key/44444444-4444-4444-8444-444444444444"])
+    error_message = "A key of the operator's encrypts the log groups, and the module makes none."
+  }
+}
+
 run "iam" {
   assert {
     condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :

@@ -323,3 +323,27 @@ run "ready_for_less_than_the_stabilization_time" {
   }
   expect_failures = [var.ready_stable_seconds]
 }
+
+run "log_retention_not_offered" {
+  command = plan
+  variables {
+    log_retention_days = 45
+  }
+  expect_failures = [var.log_retention_days]
+}
+
+run "audit_retention_not_offered" {
+  command = plan
+  variables {
+    audit_log_retention_days = 0
+  }
+  expect_failures = [var.audit_log_retention_days]
+}
+
+run "logs_key_alias_not_arn" {
+  command = plan
+  variables {
+    logs_kms_key_arn = "alias/logs"
+  }
+  expect_failures = [var.logs_kms_key_arn]
+}

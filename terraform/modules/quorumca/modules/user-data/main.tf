@@ -94,6 +94,17 @@ variable "lifecycle_hooks" {
   })
 }
 
+variable "cloudwatch" {
+  description = "Shipping to CloudWatch: the log groups of the audit log, the servers' journal and the metrics (embedded metric format), and the metrics namespace. Null: nothing is shipped."
+  type = object({
+    audit_log_group   = string
+    server_log_group  = string
+    metrics_log_group = string
+    namespace         = string
+  })
+  default = null
+}
+
 variable "parameter_prefix" {
   description = "SSM path of the cluster's parameters."
   type        = string
@@ -150,21 +161,82 @@ locals {
 
   lifecycle_unit = trimspace(file("${path.module}/templates/quorumca-lifecycle.service"))
 
+  # The CloudWatch agent: the audit file and the journal copy as logs, and
+  # quorumca's own metrics (the admin listener's /v1/metrics) as embedded
+  # metric format, one dimension set: the cluster.
+  cloudwatch_agent_config = var.cloudwatch == null ? "" : jsonencode({
+    agent = { run_as_user = "root" }
+    logs = {
+      logs_collected = {
+        files = {
+          collect_list = [
+            {
+              file_path       = "/var/lib/quorumca/audit.jsonl"
+              log_group_name  = var.cloudwatch.audit_log_group
+              log_stream_name = "{instance_id}"
+            },
+            {
+              file_path       = "/var/log/quorumca/server.log"
+              log_group_name  = var.cloudwatch.server_log_group
+              log_stream_name = "{instance_id}"
+            },
+          ]
+        }
+      }
+      metrics_collected = {
+        prometheus = {
+          cluster_name           = var.cluster_name
+          log_group_name         = var.cloudwatch.metrics_log_group
+          prometheus_config_path = "/opt/aws/amazon-cloudwatch-agent/etc/quorumca-prometheus.yaml"
+          emf_processor = {
+            metric_declaration_dedup = true
+            metric_namespace         = var.cloudwatch.namespace
+            metric_declaration = [
+              {
+                source_labels    = ["job"]
+                label_matcher    = "^quorumca$"
+                dimensions       = [["cluster"]]
+                metric_selectors = ["^quorumca_(ca_cert_expiry_seconds|crl_next_update_seconds|raft_term|raft_voters|raft_last_contact_seconds|gossip_members|fsm_size_bytes|audit_entries)$"]
+              },
+              {
+                source_labels    = ["job"]
+                label_matcher    = "^quorumca$"
+                dimensions       = [["cluster", "outcome"]]
+                metric_selectors = ["^quorumca_operations_total$"]
+              },
+            ]
+          }
+        }
+      }
+    }
+  })
+
+  prometheus_config = var.cloudwatch == null ? "" : yamlencode({
+    global = { scrape_interval = "1m", scrape_timeout = "10s" }
+    scrape_configs = [{
+      job_name       = "quorumca"
+      metrics_path   = "/v1/metrics"
+      static_configs = [{ targets = ["127.0.0.1:9090"], labels = { cluster = var.cluster_name } }]
+    }]
+  })
+
   user_data = templatefile("${path.module}/templates/user-data.sh.tftpl", {
-    cluster_name     = var.cluster_name
-    cluster_tag_key  = var.cluster_tag_key
-    region           = var.region
-    api_port         = var.ports.api
-    parameter_prefix = var.parameter_prefix
-    parameters       = var.parameters
-    node_config      = local.node_config
-    authority_config = local.authority_config
-    systemd_unit     = local.systemd_unit
-    lifecycle_script = local.lifecycle_script
-    lifecycle_unit   = local.lifecycle_unit
-    asg_name         = var.lifecycle_hooks.asg_name
-    launch_hook      = var.lifecycle_hooks.launch_hook
-    ready_stable     = var.lifecycle_hooks.ready_stable_seconds
+    cluster_name            = var.cluster_name
+    cluster_tag_key         = var.cluster_tag_key
+    region                  = var.region
+    api_port                = var.ports.api
+    parameter_prefix        = var.parameter_prefix
+    parameters              = var.parameters
+    node_config             = local.node_config
+    authority_config        = local.authority_config
+    systemd_unit            = local.systemd_unit
+    cloudwatch_agent_config = local.cloudwatch_agent_config
+    prometheus_config       = local.prometheus_config
+    lifecycle_script        = local.lifecycle_script
+    lifecycle_unit          = local.lifecycle_unit
+    asg_name                = var.lifecycle_hooks.asg_name
+    launch_hook             = var.lifecycle_hooks.launch_hook
+    ready_stable            = var.lifecycle_hooks.ready_stable_seconds
     # What is left of the launch hook's timeout for the wait, after the
     # volume and the parameters: the hook abandons the instance at its end.
     ready_timeout = var.lifecycle_hooks.launch_timeout_seconds
@@ -194,6 +266,16 @@ output "lifecycle_script" {
 output "lifecycle_unit" {
   description = "The quorumca-lifecycle.service unit that runs it."
   value       = local.lifecycle_unit
+}
+
+output "cloudwatch_agent_config" {
+  description = "The CloudWatch agent's configuration (JSON), or \"\" when nothing is shipped."
+  value       = local.cloudwatch_agent_config
+}
+
+output "prometheus_config" {
+  description = "The agent's scrape configuration of quorumca's metrics (YAML), or \"\"."
+  value       = local.prometheus_config
 }
 
 output "systemd_unit" {

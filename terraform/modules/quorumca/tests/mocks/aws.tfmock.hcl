@@ -120,3 +120,9 @@ mock_resource "aws_vpc_endpoint" {
     id = "vpce-0123456789abcdef0"
   }
 }
+
+mock_resource "aws_cloudwatch_log_group" {
+  defaults = {
+    arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/quorumca/quorumca/mock"
+  }
+}

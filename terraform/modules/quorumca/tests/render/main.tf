@@ -33,6 +33,13 @@ module "user_data" {
     issuing_chain = "/quorumca/quorumca/issuing-chain"
   }
 
+  cloudwatch = {
+    audit_log_group   = "/quorumca/quorumca/audit"
+    server_log_group  = "/quorumca/quorumca/server"
+    metrics_log_group = "/quorumca/quorumca/metrics"
+    namespace         = "quorumca/quorumca"
+  }
+
   lifecycle_hooks = {
     asg_name                    = "quorumca"
     launch_hook                 = "quorumca-launch"

@@ -59,7 +59,7 @@ func TestNodeConfig(t *testing.T) {
 	check("cluster.join_secret_file", c.JoinSecretFile, "/etc/quorumca/join.secret")
 	check("cluster.ca_key", c.ClusterCAKey, "awskms:arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555")
 	check("bootstrap", c.Bootstrap, false)
-	check("audit.file", c.AuditFile, "/var/log/quorumca/audit.jsonl")
+	check("audit.file", c.AuditFile, "/var/lib/quorumca/audit.jsonl")
 
 	if len(c.RetryJoin) != 1 || c.RetryJoin[0] != "provider=aws tag_key=quorumca-cluster tag_value=quorumca region=eu-west-1" {
 		t.Errorf("gossip.retry_join = %q, want the aws provider entry for the cluster tag", c.RetryJoin)

@@ -110,6 +110,10 @@ func (c *Client) WaitQuorumWithout(ctx context.Context, id string, interval time
 			note(err)
 		}
 		last = err
+		// Ask the next address next time: the one asked may hang (an
+		// impaired instance) or know no leader, which Do does not retry
+		// elsewhere.
+		c.next.Add(1)
 		if !backoff.Sleep(ctx, interval) {
 			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
 		}

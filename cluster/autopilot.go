@@ -163,9 +163,12 @@ func (c *Cluster) addServer(id, addr string, format int) error {
 	return translate(c.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, c.cfg.HoldTimeout).Error())
 }
 
-// holder is the server other than id at addr that gossip does not report
-// dead or gone ("" if none): one only gossip says has stopped may be
-// replaced at its address (a node reinstalled under a new id).
+// holder is the server other than id at addr that has not failed ("" if
+// none): gossip reports it alive, or the leader heard from it over Raft
+// within dead_server_cleanup. A server that is only away (being replaced:
+// another replacement may come up at its old address) keeps its place;
+// one gone past dead_server_cleanup may be replaced at its address (a node
+// reinstalled under a new id).
 func (p *pilot) holder(id, addr string) string {
 	servers, err := p.c.Servers()
 	if err != nil {
@@ -173,7 +176,7 @@ func (p *pilot) holder(id, addr string) string {
 	}
 	gone := map[string]bool{}
 	for _, m := range p.g.snapshot() {
-		gone[m.ID] = !m.alive
+		gone[m.ID] = !m.alive && !p.heard(m.ID)
 	}
 	for _, s := range servers {
 		if string(s.Address) == addr && string(s.ID) != id && !gone[string(s.ID)] {
@@ -197,8 +200,9 @@ func (p *pilot) AutopilotConfig() *autopilot.Config {
 
 // KnownServers is every gossip member, and every server of the
 // configuration that gossip does not know (one not heard of since this node
-// started, or that joined without gossip): those count as unknown, so they
-// are neither promoted nor removed, as before autopilot. A member dead for
+// started, or that joined without gossip): those count as unknown, neither
+// promoted nor removed, until Raft has not heard from them for
+// dead_server_cleanup; then they have failed. A member dead for
 // less than dead_server_cleanup is unknown too; beyond, it has failed. So
 // is one gossip says dead or left while the leader heard from it within
 // dead_server_cleanup (heard).
@@ -230,8 +234,17 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 	servers, _ := c.Servers()
 	for _, s := range servers {
 		if _, ok := out[s.ID]; !ok {
+			// Not in gossip: not heard of since this node started, or it
+			// joined without gossip. Unknown while Raft hears from it (or
+			// this leader has not led for dead_server_cleanup yet); failed
+			// once Raft has been silent that long, or a server that left
+			// while no current process watched would stay a voter forever.
+			st := autopilot.NodeUnknown
+			if !p.heard(string(s.ID)) {
+				st = autopilot.NodeFailed
+			}
 			out[s.ID] = &autopilot.Server{ID: s.ID, Name: string(s.ID), Address: s.Address,
-				NodeStatus: autopilot.NodeUnknown, NodeType: autopilot.NodeVoter}
+				NodeStatus: st, NodeType: autopilot.NodeVoter}
 		}
 	}
 	self := raft.ServerID(c.cfg.NodeID)
@@ -361,9 +374,10 @@ func (p *pilot) CalculatePromotionsAndDemotions(c *autopilot.Config, s *autopilo
 }
 
 // FilterFailedServerRemovals keeps the removals the old rule allowed: only
-// servers gossip says failed (dead or left past dead_server_cleanup), never
-// a server gossip does not know (autopilot's "stale" ones), and a voter
-// only while a majority of the other voters is alive. Autopilot then also
+// servers that failed (gone, and silent over Raft, past
+// dead_server_cleanup, whether gossip knows them or not), never one only
+// autopilot calls "stale", and a voter only while a majority of the other
+// voters is alive. Autopilot then also
 // removes at most a minority of the potential voters per round.
 func (p *pilot) FilterFailedServerRemovals(_ *autopilot.Config, s *autopilot.State, failed *autopilot.FailedServers) *autopilot.FailedServers {
 	gone := func(srv *autopilot.Server) bool {

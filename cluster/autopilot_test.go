@@ -284,8 +284,9 @@ func TestPromoterFillsTheVoterCount(t *testing.T) {
 	}
 }
 
-// Only servers gossip says failed or left are removed, never one it does
-// not know, and a voter only while a majority of the other voters lives.
+// Only servers that failed (gone, and silent over Raft, past
+// dead_server_cleanup) are removed, never one only autopilot calls stale,
+// and a voter only while a majority of the other voters lives.
 func TestOnlyFailedServersAreRemovedAndNeverBelowQuorum(t *testing.T) {
 	server := func(id string, st autopilot.NodeStatus) *autopilot.Server {
 		return &autopilot.Server{ID: raft.ServerID(id), NodeStatus: st}
@@ -302,15 +303,15 @@ func TestOnlyFailedServersAreRemovedAndNeverBelowQuorum(t *testing.T) {
 
 	failed := &autopilot.FailedServers{
 		StaleVoters: []raft.ServerID{"stale"}, StaleNonVoters: []raft.ServerID{"stale-nv"},
-		FailedNonVoters: []*autopilot.Server{server("nv-failed", autopilot.NodeFailed), server("nv-recent", autopilot.NodeUnknown), server("nv-left", autopilot.NodeLeft)},
+		FailedNonVoters: []*autopilot.Server{server("nv-failed", autopilot.NodeFailed), server("nv-recent", autopilot.NodeUnknown)},
 		FailedVoters:    []*autopilot.Server{server("c", autopilot.NodeFailed)},
 	}
 	got := p.FilterFailedServerRemovals(nil, state(map[string]autopilot.NodeStatus{"a": autopilot.NodeAlive, "b": autopilot.NodeAlive, "c": autopilot.NodeFailed}), failed)
 	if len(got.StaleVoters)+len(got.StaleNonVoters) != 0 {
 		t.Errorf("servers gossip does not know would be removed: %+v", got)
 	}
-	if len(got.FailedNonVoters) != 2 || got.FailedNonVoters[0].ID != "nv-failed" || got.FailedNonVoters[1].ID != "nv-left" {
-		t.Errorf("non-voters removed: %+v, want nv-failed and nv-left", got.FailedNonVoters)
+	if len(got.FailedNonVoters) != 1 || got.FailedNonVoters[0].ID != "nv-failed" {
+		t.Errorf("non-voters removed: %+v, want nv-failed", got.FailedNonVoters)
 	}
 	if len(got.FailedVoters) != 1 {
 		t.Errorf("a dead voter of three with the two others alive is kept: %+v", got.FailedVoters)

@@ -57,7 +57,11 @@ type peerContact struct {
 
 func (t *contactTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := t.noPipeline.AppendEntries(id, target, args, resp)
-	if err == nil {
+	// Only an answer from id counts as id's: another server may be at its
+	// old address (a replacement given a private address that server left
+	// moments ago), and would otherwise keep it "heard" and unremovable.
+	// A release before Raft's header carried the ID answers without one.
+	if from := resp.RPCHeader.ID; err == nil && (len(from) == 0 || raft.ServerID(from) == id) {
 		v, ok := t.last.Load(id)
 		if !ok {
 			v, _ = t.last.LoadOrStore(id, new(peerContact))

@@ -129,6 +129,11 @@ type Config struct {
 	// KeepAudit keeps them forever.
 	AuditRetention time.Duration
 	KeepAudit      bool
+	// SnapshotDestination (file:///dir or s3://bucket/prefix, as Archive;
+	// "" for none): while this node leads, it writes a snapshot of the
+	// whole state there every SnapshotInterval.
+	SnapshotDestination string
+	SnapshotInterval    time.Duration
 
 	// Not in the file: tuning for tests and dev mode.
 	Streams api.StreamLimits // audit follows; each write of a stream (default 30s)
@@ -215,6 +220,12 @@ type fileConfig struct {
 	CRL                     *crlBlock           `hcl:"crl,block"`
 	LineageLimits           *lineageLimitsBlock `hcl:"lineage_limits,block"`
 	Storage                 *storageBlock       `hcl:"storage,block"`
+	Snapshot                *snapshotBlock      `hcl:"snapshot,block"`
+}
+
+type snapshotBlock struct {
+	Interval    string `hcl:"interval"`
+	Destination string `hcl:"destination"`
 }
 
 type crlBlock struct {
@@ -404,6 +415,18 @@ func Parse(filename string, src []byte) (*Config, error) {
 	}
 	if f.Audit != nil {
 		c.AuditFile = f.Audit.File
+	}
+	if b := f.Snapshot; b != nil {
+		if c.SnapshotInterval, derr = duration("snapshot: interval", b.Interval); derr != nil {
+			return nil, derr
+		}
+		if c.SnapshotInterval < time.Minute {
+			return nil, errors.New("config: snapshot: interval must be at least 1m")
+		}
+		c.SnapshotDestination = b.Destination
+		if !strings.HasPrefix(b.Destination, "file:///") && !strings.HasPrefix(b.Destination, "s3://") {
+			return nil, fmt.Errorf("config: snapshot: destination %q is not file:///dir or s3://bucket/prefix", b.Destination)
+		}
 	}
 	c.ProxyProtocolFrom = f.API.ProxyProtocolFrom
 	c.MaxConnsPerClient, c.MaxIdleConnsPerClient = f.API.MaxConnsPerClient, f.API.MaxIdlePerClient

@@ -391,3 +391,131 @@ func TestAReplacedServerKeepsItsPlaceAtANewAddress(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// gossipClusterOf starts n gossip servers keeping voters voters, gone
+// servers removed after cleanup.
+func gossipClusterOf(t *testing.T, n, voters int, cleanup time.Duration) *testCluster {
+	t.Helper()
+	key := gossipKey(t)
+	c := emptyCluster(t, cluster.FastTiming())
+	var addrs []string
+	for range n {
+		addrs = append(addrs, freeport.For(t))
+	}
+	for i := range n {
+		cfg := c.gossipConfig(i, addrs[i], addrs, key)
+		cfg.Voters, cfg.DeadServerCleanup = voters, cleanup
+		c.nodes = append(c.nodes, &testNode{cfg: cfg})
+	}
+	c.startAll()
+	testwait.For(t, 60*time.Second, fmt.Sprintf("%d voters of %d servers and a leader", voters, n), func() bool {
+		for _, tn := range c.nodes {
+			if v, nv, _ := suffrages(tn); v != voters || nv != n-voters {
+				return false
+			}
+		}
+		return c.Leader() != nil
+	})
+	c.WaitConverged()
+	c.admin = readAdminToken(t, c.dir)
+	return c
+}
+
+// A server that goes while no running process watches it in gossip (scaled
+// in, then every other server restarted by the roll that follows) is still
+// removed once Raft has not heard from it for dead_server_cleanup: it does
+// not stay a voter forever, holding the quorum at ransom.
+func TestAServerGoneBeforeEveryRestartIsStillRemoved(t *testing.T) {
+	cleanup := 5 * time.Second
+	c := gossipClusterOf(t, 5, 5, cleanup)
+	gone := c.Followers()[0]
+	id := gone.cfg.NodeName
+	c.Stop(gone)
+	for _, tn := range c.nodes {
+		if tn == gone {
+			continue
+		}
+		c.Stop(tn)
+		c.start(tn)
+		testwait.For(t, 30*time.Second, tn.cfg.NodeName+" back, with a leader", func() bool {
+			st := tn.node.Cluster().Status()
+			return st.LeaderID != "" && st.LastContact < 1
+		})
+	}
+	testwait.For(t, 60*time.Second, id+" removed", func() bool {
+		l := c.Leader()
+		if l == nil {
+			return false
+		}
+		_, _, ids := suffrages(l)
+		return ids != nil && !ids[id]
+	})
+	c.enrollHolder(c.Leader(), "after-removal.example")
+}
+
+// A replacement that comes up at the Raft address another server left
+// moments ago (a subnet reuses private addresses) waits: the other server
+// is away, not failed, and keeps its place until Raft has not heard from
+// it for dead_server_cleanup; only then is it removed, and the replacement
+// moved to the address.
+func TestAReplacementAtAnAwayServersAddressDoesNotRemoveIt(t *testing.T) {
+	cleanup := 15 * time.Second
+	c := gossipClusterOf(t, 5, 5, cleanup)
+	f := c.Followers()
+	x, y := f[0], f[1]
+	xRaft := x.cfg.RaftListen
+	c.Stop(x)
+	stopped := time.Now()
+	c.Stop(y)
+	// y's replacement gets x's old address.
+	y.cfg.APIListen, y.cfg.RaftListen, y.cfg.GossipListen = "127.0.0.1:0", xRaft, freeport.For(t)
+	c.start(y)
+	testwait.For(t, 90*time.Second, y.cfg.NodeName+" moved to "+x.cfg.NodeName+"'s old address", func() bool {
+		l := c.Leader()
+		if l == nil {
+			return false
+		}
+		xIn, _ := inConfig(l, x.cfg.NodeName)
+		if !xIn && time.Since(stopped) < cleanup {
+			t.Fatalf("%s, away for %v, was removed when %s came up at its address (dead_server_cleanup %v)",
+				x.cfg.NodeName, time.Since(stopped).Round(time.Millisecond), y.cfg.NodeName, cleanup)
+		}
+		servers, _ := l.node.Cluster().Servers()
+		for _, s := range servers {
+			if string(s.ID) == y.cfg.NodeName && string(s.Address) == xRaft {
+				return !xIn
+			}
+		}
+		return false
+	})
+}
+
+// apiClient is a client of the given nodes, in order, trusting the dev root.
+func (c *testCluster) apiClient(tns ...*testNode) *client.Client {
+	c.t.Helper()
+	var urls []string
+	for _, tn := range tns {
+		urls = append(urls, "https://"+tn.node.APIAddr())
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.pki.Root())
+	cl, err := client.New(client.Config{Addr: urls[0], Addrs: urls[1:], RootCAs: pool, RetryFor: 5 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cl
+}
+
+// inConfig says whether id is in tn's Raft configuration, and as what.
+func inConfig(tn *testNode, id string) (bool, raft.ServerSuffrage) {
+	servers, err := tn.node.Cluster().Servers()
+	if err != nil {
+		return false, 0
+	}
+	for _, s := range servers {
+		if string(s.ID) == id {
+			return true, s.Suffrage
+		}
+	}
+	return false, 0
+}

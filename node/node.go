@@ -54,6 +54,8 @@ type Node struct {
 	adminHTTP      *http.Server
 	audit          *auditSink
 	archive        archive.Store // where retention archives records; nil: none
+	snapshots      archive.Store // where the leader writes scheduled snapshots; nil: none
+	snapMetrics    *snapshotMetrics
 	apiConns       *connLimiter
 	refusals       *refusalSampler
 	profiler       interface{ Stop() error }
@@ -168,6 +170,9 @@ func (n *Node) start() error {
 		}
 	}
 
+	if err := n.openSnapshots(n.ctx, reg); err != nil {
+		return err
+	}
 	n.registerMetrics(reg)
 	metricsToken, err := cfg.metricsToken()
 	if err != nil {
@@ -501,6 +506,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 	defer wg.Wait()
 	if !n.cfg.KeepExpired || !n.cfg.KeepAudit {
 		wg.Go(func() { n.retentionLoop(ctx) })
+	}
+	if n.snapshots != nil {
+		wg.Go(func() { n.snapshotLoop(ctx) })
 	}
 	refreshStale()
 	periodic()

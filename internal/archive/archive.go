@@ -25,6 +25,9 @@ import (
 type Store interface {
 	// Put writes an object whole, replacing one of that name.
 	Put(ctx context.Context, name string, data []byte) error
+	// PutFile is Put with the content read from f, from its start: for
+	// objects too large to hold in memory (snapshots of the state).
+	PutFile(ctx context.Context, name string, f *os.File) error
 	// Get reads an object (ErrNotFound if there is none).
 	Get(ctx context.Context, name string) ([]byte, error)
 	// List names the objects under prefix, in order.
@@ -127,6 +130,20 @@ func (s *fileStore) Put(_ context.Context, name string, data []byte) error {
 		return err
 	}
 	return atomicfile.Write(path, data, 0o600)
+}
+
+func (s *fileStore) PutFile(_ context.Context, name string, f *os.File) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	path := filepath.Join(s.dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.WriteFrom(path, f, 0o600)
 }
 
 func (s *fileStore) Get(_ context.Context, name string) ([]byte, error) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 
@@ -108,10 +109,15 @@ func (s *s3Store) Put(ctx context.Context, name string, data []byte) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
+	return s.put(ctx, name, bytes.NewReader(data), int64(len(data)))
+}
+
+func (s *s3Store) put(ctx context.Context, name string, body io.ReadSeeker, size int64) error {
 	in := &s3.PutObjectInput{
-		Bucket: aws.String(s.bucket),
-		Key:    aws.String(s.prefix + name),
-		Body:   bytes.NewReader(data),
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(s.prefix + name),
+		Body:          body,
+		ContentLength: aws.Int64(size),
 		// Named, not left to the SDK's default, so a checksum goes even
 		// with AWS_REQUEST_CHECKSUM_CALCULATION=when_required: a bucket
 		// with Object Lock refuses a PutObject without one.
@@ -126,6 +132,28 @@ func (s *s3Store) Put(ctx context.Context, name string, data []byte) error {
 	}
 	return nil
 }
+
+// PutFile is one PutObject streamed from the file (S3 takes up to 5 GiB
+// that way): the SDK seeks it to checksum and to retry.
+func (s *s3Store) PutFile(ctx context.Context, name string, f *os.File) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() > maxPutObject {
+		return fmt.Errorf("archive %s: put %s: %d bytes, over the %d of one PutObject", s, name, st.Size(), int64(maxPutObject))
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return s.put(ctx, name, f, st.Size())
+}
+
+// maxPutObject is the largest object one PutObject takes.
+const maxPutObject = 5 << 30
 
 func (s *s3Store) Get(ctx context.Context, name string) ([]byte, error) {
 	if err := CheckName(name); err != nil {

@@ -3,6 +3,8 @@
 package atomicfile
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -20,7 +22,17 @@ func WriteNoSync(path string, data []byte, mode os.FileMode) error {
 	return write(path, data, mode, false)
 }
 
+// WriteFrom is Write with the content read from r, for files too large to
+// hold in memory.
+func WriteFrom(path string, r io.Reader, mode os.FileMode) error {
+	return writeFrom(path, r, mode, true)
+}
+
 func write(path string, data []byte, mode os.FileMode, durable bool) error {
+	return writeFrom(path, bytes.NewReader(data), mode, durable)
+}
+
+func writeFrom(path string, r io.Reader, mode os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -31,7 +43,7 @@ func write(path string, data []byte, mode os.FileMode, durable bool) error {
 		tmp.Close()
 		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
+	if _, err := io.Copy(tmp, r); err != nil {
 		tmp.Close()
 		return err
 	}

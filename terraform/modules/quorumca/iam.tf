@@ -65,6 +65,32 @@ locals {
         Resource = ["arn:${local.partition}:autoscaling:${local.region}:${local.account_id}:autoScalingGroup:*:autoScalingGroupName/${var.name}"]
       },
       {
+        # A server marks the data volume it uses (a replacement prefers a
+        # used volume to a blank spare): that one tag only.
+        Sid       = "MarkVolumeUsed"
+        Effect    = "Allow"
+        Action    = ["ec2:CreateTags"]
+        Resource  = [local.volume_arn_pattern]
+        Condition = merge(local.cluster_tag_condition, { "ForAllValues:StringEquals" = { "aws:TagKeys" = ["quorumca-used"] } })
+      },
+      {
+        # The termination watcher: which instances of the group are held
+        # by the termination hook (a read, not limited to resources).
+        Sid      = "SeeTerminations"
+        Effect   = "Allow"
+        Action   = ["autoscaling:DescribeAutoScalingGroups"]
+        Resource = "*"
+      },
+      {
+        # ... and its turn to drain: a tag on its own cluster's instances,
+        # that one tag only.
+        Sid       = "MarkDraining"
+        Effect    = "Allow"
+        Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
+        Resource  = [local.instance_arn_pattern]
+        Condition = merge(local.cluster_tag_condition, { "ForAllValues:StringEquals" = { "aws:TagKeys" = ["quorumca-draining"] } })
+      },
+      {
         Sid      = "ReadClusterParameters"
         Effect   = "Allow"
         Action   = ["ssm:GetParameter"]

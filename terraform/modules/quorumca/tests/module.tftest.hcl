@@ -410,6 +410,22 @@ run "rollouts" {
 
   assert {
     condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+      toset(s.Action) == toset(["ec2:CreateTags", "ec2:DeleteTags"]) &&
+      try(s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"], []) == ["quorumca-draining"] &&
+    try(s.Condition.StringEquals["aws:ResourceTag/quorumca-cluster"], "") == "quorumca"])
+    error_message = "The servers may set the draining tag, and no other, on their own cluster's instances only."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
+      s.Action == ["ec2:CreateTags"] && s.Resource == ["arn:aws:ec2:eu-west-1:123456789012:volume/*"] &&
+      try(s.Condition["ForAllValues:StringEquals"]["aws:TagKeys"], []) == ["quorumca-used"] &&
+    try(s.Condition.StringEquals["aws:ResourceTag/quorumca-cluster"], "") == "quorumca"])
+    error_message = "The servers may mark their own cluster's volumes as used, with that tag only."
+  }
+
+  assert {
+    condition = anytrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
       toset(s.Action) == toset(["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]) &&
     s.Resource == ["arn:aws:autoscaling:eu-west-1:123456789012:autoScalingGroup:*:autoScalingGroupName/quorumca"]])
     error_message = "The servers may complete the lifecycle hooks of their own group only."
@@ -425,7 +441,12 @@ run "rollouts" {
       "systemctl enable --now quorumca.service quorumca-lifecycle.service",
       "autoscaling/target-lifecycle-state",
       "quorumca operator wait-healthy",
-      "--lifecycle-hook-name 'quorumca-termination'",
+      "HOOK='quorumca-termination'",
+      "record-lifecycle-action-heartbeat",
+      "Terminating:Wait",
+      "--tags \"Key=$DRAINING,Value=true\"",
+      "predecessor_leaving",
+      "Key=quorumca-used,Value=true",
     ] : strcontains(module.user_data.user_data, line)])
     error_message = "The servers complete the launch hook once ready, and the termination hook once the others hold a quorum."
   }

@@ -281,6 +281,16 @@ audit {
   file = "/var/log/quorumca/audit.jsonl"
 }
 
+# Scheduled backups: while this node leads, it writes a snapshot of the
+# whole state (as "quorumca operator snapshot save" does, for "snapshot
+# restore") to the destination every interval (at least 1m). S3 takes the
+# archive's parameters (region, endpoint, sse, kms_key_id); keep the bucket
+# versioned, with Object Lock and a lifecycle rule that expires old ones.
+# snapshot {
+#   interval    = "1h"
+#   destination = "s3://quorumca-backups/prod?region=eu-west-1&sse=aws:kms"
+# }
+
 # Keys in files ("softkey:") are refused unless this is set. Development only.
 # allow_insecure_soft_signer = true
 

@@ -63,6 +63,28 @@ func TestStorageConfig(t *testing.T) {
 	}
 }
 
+// The snapshot block: an interval of at least a minute, a destination the
+// archive stores open.
+func TestSnapshotConfig(t *testing.T) {
+	c, err := Parse("test.hcl", []byte(baseConfig+joining+`snapshot {
+  interval    = "1h"
+  destination = "s3://backups/prod?region=eu-west-1&sse=aws:kms"
+}`))
+	if err != nil || c.SnapshotInterval != time.Hour || c.SnapshotDestination != "s3://backups/prod?region=eu-west-1&sse=aws:kms" {
+		t.Fatalf("%v %q %v", c.SnapshotInterval, c.SnapshotDestination, err)
+	}
+	for src, want := range map[string]string{
+		"snapshot {\n  interval = \"30s\"\n  destination = \"file:///b\"\n}":   "at least 1m",
+		"snapshot {\n  interval = \"1h\"\n  destination = \"ftp://b\"\n}":      "not file:///dir or s3://bucket/prefix",
+		"snapshot {\n  interval = \"often\"\n  destination = \"file:///b\"\n}": "not a duration",
+		"snapshot {\n  destination = \"file:///b\"\n}":                         "interval",
+	} {
+		if _, err := Parse("test.hcl", []byte(baseConfig+joining+src)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %q", src, err, want)
+		}
+	}
+}
+
 // Keys a node creates take another key's policy and the cluster's tags.
 func TestSignerNewKeyConfig(t *testing.T) {
 	c, err := Parse("test.hcl", []byte(baseConfig+joining+`signer {

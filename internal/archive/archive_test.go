@@ -1,8 +1,10 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"testing"
 )
@@ -40,6 +42,27 @@ func storeContract(t *testing.T, s Store) {
 		if err := s.Put(ctx, bad, nil); err == nil {
 			t.Errorf("name %q accepted", bad)
 		}
+	}
+
+	// From a file, whole, whatever the file's offset (a snapshot just
+	// written leaves it at its end).
+	f, err := os.CreateTemp(t.TempDir(), "object")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	if _, err := f.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutFile(ctx, "snapshots/quorumca-1.snap", f); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "snapshots/quorumca-1.snap"); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("put from a file: %d bytes back, %v", len(got), err)
+	}
+	if err := s.PutFile(ctx, "../x", f); err == nil {
+		t.Error("name ../x accepted from a file")
 	}
 }
 

@@ -131,8 +131,8 @@ func TestS3Store(t *testing.T) {
 	}
 	storeContract(t, s)
 	puts := f.takePuts()
-	if len(puts) != 4 {
-		t.Fatalf("%d PutObject calls, want 4", len(puts))
+	if len(puts) != 5 {
+		t.Fatalf("%d PutObject calls, want 5", len(puts))
 	}
 	for _, h := range puts {
 		if h.Get("X-Amz-Checksum-Crc32") == "" || h.Get("Bad-Checksum") != "" {

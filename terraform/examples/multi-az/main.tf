@@ -69,9 +69,10 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints" {
 
 # kms: signing; ec2: auto-join and data volumes; ssm: the cluster's
 # parameters; ssmmessages: Session Manager shells; autoscaling: completing
-# the lifecycle hooks; logs: the CloudWatch agent (logs and metrics).
+# the lifecycle hooks; logs: the CloudWatch agent (logs and metrics); s3:
+# the scheduled snapshots.
 resource "aws_vpc_endpoint" "interface" {
-  for_each = toset(["autoscaling", "ec2", "kms", "logs", "ssm", "ssmmessages"])
+  for_each = toset(["autoscaling", "ec2", "kms", "logs", "s3", "ssm", "ssmmessages"])
 
   vpc_id              = aws_vpc.this.id
   service_name        = "com.amazonaws.${var.region}.${each.key}"

@@ -55,7 +55,7 @@ resource "aws_cloudwatch_metric_alarm" "below_quorum" {
 # a statistic covers every server, authority and issuer at once.
 
 locals {
-  metric_alarms = var.cloudwatch_enabled ? {
+  metric_alarms = merge(var.cloudwatch_enabled ? {
     crl-next-update = {
       description = "A stored CRL of ${var.name} reaches its nextUpdate within ${var.crl_alarm_seconds} s: CRL refreshes are failing (signer, quorum)."
       metric      = "quorumca_crl_next_update_seconds"
@@ -92,7 +92,21 @@ locals {
       threshold   = 0
       missing     = "notBreaching"
     }
-  } : {}
+    } : {},
+    var.cloudwatch_enabled && var.backup_enabled ? {
+      # No scheduled snapshot written for three intervals (at most a day).
+      snapshots-missing = {
+        description = "quorumca ${var.name} wrote no scheduled snapshot to the backup bucket for ${min(3 * local.snapshot_interval_seconds, 86400)} s."
+        metric      = "quorumca_snapshots_total"
+        statistic   = "Sum"
+        dimensions  = { cluster = var.name, outcome = "ok" }
+        period      = min(3 * local.snapshot_interval_seconds, 86400)
+        periods     = 1
+        comparison  = "LessThanThreshold"
+        threshold   = 1
+        missing     = "breaching"
+      }
+  } : {})
 }
 
 resource "aws_cloudwatch_metric_alarm" "metrics" {

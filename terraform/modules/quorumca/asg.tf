@@ -18,6 +18,7 @@ module "user_data" {
   extra_config        = var.extra_config
   parameter_prefix    = local.ssm_parameter_prefix
   parameters          = local.ssm_parameters
+  snapshot            = local.snapshot
   cloudwatch = var.cloudwatch_enabled ? {
     audit_log_group   = aws_cloudwatch_log_group.this["audit"].name
     server_log_group  = aws_cloudwatch_log_group.this["server"].name

@@ -97,6 +97,24 @@ locals {
         Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_prefix}/*"]
       },
     ],
+    var.backup_enabled ? [
+      {
+        # Scheduled snapshots: written under the cluster's prefix, never
+        # read back or deleted by the servers (Object Lock keeps them).
+        Sid      = "WriteSnapshots"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject"]
+        Resource = ["${aws_s3_bucket.backup[0].arn}/${local.backup_prefix}/*"]
+      },
+      {
+        # Listing (a new leader carries on from the newest snapshot's time)
+        # and HeadBucket (checked at start).
+        Sid      = "ListSnapshots"
+        Effect   = "Allow"
+        Action   = ["s3:ListBucket"]
+        Resource = [aws_s3_bucket.backup[0].arn]
+      },
+    ] : [],
     var.cloudwatch_enabled ? [
       {
         # The CloudWatch agent writes to this cluster's log groups, which

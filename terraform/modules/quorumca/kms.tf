@@ -36,7 +36,14 @@ locals {
   # root named, any IAM policy in the account could grant use of the keys.
   # The Deny statements hold whatever an Allow elsewhere says (a later
   # policy edit, a grant made before, an administrator's own IAM policy).
-  kms_key_policy = jsonencode({
+  # The issuing keys may also sign for the servers of a cluster restored
+  # from this one's backups (restore_signer_role_arns); the cluster CA key
+  # only for this cluster's servers: node identity is never shared.
+  kms_signers = {
+    issuing    = concat([aws_iam_role.node.arn], var.restore_signer_role_arns)
+    cluster-ca = [aws_iam_role.node.arn]
+  }
+  kms_key_policies = { for kind, signers in local.kms_signers : kind => jsonencode({
     Version = "2012-10-17"
     Statement = concat([
       {
@@ -49,7 +56,7 @@ locals {
       {
         Sid       = "ServersSign"
         Effect    = "Allow"
-        Principal = { AWS = aws_iam_role.node.arn }
+        Principal = { AWS = signers }
         Action    = local.kms_node_actions
         Resource  = "*"
       },
@@ -59,7 +66,7 @@ locals {
         Principal = { AWS = "*" }
         Action    = ["kms:Sign"]
         Resource  = "*"
-        Condition = { ArnNotEquals = { "aws:PrincipalArn" = aws_iam_role.node.arn } }
+        Condition = { ArnNotEquals = { "aws:PrincipalArn" = signers } }
       },
       {
         # Not the servers either: nothing in quorumca needs a grant.
@@ -81,7 +88,7 @@ locals {
         Condition = { StringNotEquals = { "aws:SourceVpce" = var.kms_vpc_endpoint_id } }
       },
     ])
-  })
+  }) }
 
   # Each generation of the issuing key (rotation: raise
   # issuing_key_generations, then csr and import with the new key) is made
@@ -103,7 +110,7 @@ resource "aws_kms_key" "this" {
   key_usage                = "SIGN_VERIFY"
   deletion_window_in_days  = var.kms_deletion_window_in_days
   multi_region             = var.kms_multi_region
-  policy                   = local.kms_key_policy
+  policy                   = each.key == "cluster-ca" ? local.kms_key_policies["cluster-ca"] : local.kms_key_policies["issuing"]
 
   tags = merge(local.tags, { Name = "${var.name}-${each.key}" })
 }

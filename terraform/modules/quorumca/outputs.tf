@@ -97,3 +97,13 @@ output "metrics_namespace" {
   description = "CloudWatch namespace of quorumca's own metrics (cloudwatch_enabled)."
   value       = var.cloudwatch_enabled ? local.metrics_namespace : null
 }
+
+output "backup_bucket" {
+  description = "S3 bucket of the scheduled snapshots (under <name>/); null without backup_enabled."
+  value       = var.backup_enabled ? aws_s3_bucket.backup[0].id : null
+}
+
+output "backup_vault_name" {
+  description = "AWS Backup vault of the data volumes' daily recovery points; null without backup_enabled."
+  value       = var.backup_enabled ? aws_backup_vault.this[0].name : null
+}

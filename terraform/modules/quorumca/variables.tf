@@ -418,6 +418,78 @@ variable "kms_multi_region" {
   default     = false
 }
 
+variable "restore_signer_role_arns" {
+  description = "IAM roles, besides this cluster's servers' role, that may sign with its issuing keys (never its cluster CA key): the servers' role (iam_role_arn) of a cluster restored from this one's snapshots in the same account and region, whose restored authority names these keys. Changing it rewrites the key policies, which raises the security alert."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.restore_signer_role_arns : can(regex("^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/.+$", a))])
+    error_message = "restore_signer_role_arns must be IAM role ARNs."
+  }
+}
+
+variable "backup_enabled" {
+  description = "Back the cluster up: the leader writes a snapshot of the whole state every snapshot_interval to an S3 bucket the module makes (versioned, Object Lock, SSE-KMS), and AWS Backup snapshots the data volumes daily."
+  type        = bool
+  default     = true
+}
+
+variable "snapshot_interval" {
+  description = "How often the leader writes a snapshot of the whole state to the backup bucket (at least 1m)."
+  type        = string
+  default     = "1h"
+
+  validation {
+    condition     = can(regex("^[0-9]+(m|h)$", var.snapshot_interval)) && !contains(["0m", "0h"], var.snapshot_interval)
+    error_message = "snapshot_interval must be whole minutes or hours, such as \"30m\" or \"1h\"."
+  }
+}
+
+variable "backup_retention_days" {
+  description = "Days snapshots (in the bucket) and volume recovery points (in AWS Backup) are kept."
+  type        = number
+  default     = 35
+
+  validation {
+    condition     = var.backup_retention_days >= 1
+    error_message = "backup_retention_days must be at least 1."
+  }
+}
+
+variable "backup_object_lock_days" {
+  description = "Days each snapshot object is locked against deletion and overwrite (Object Lock default retention). Below backup_retention_days."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.backup_object_lock_days >= 1 && var.backup_object_lock_days < var.backup_retention_days
+    error_message = "backup_object_lock_days must be at least 1 and below backup_retention_days (a locked object cannot expire)."
+  }
+}
+
+variable "backup_object_lock_mode" {
+  description = "Object Lock mode of the snapshots: GOVERNANCE (users with s3:BypassGovernanceRetention may still delete) or COMPLIANCE (nobody, not even the account root, until the lock ends)."
+  type        = string
+  default     = "GOVERNANCE"
+
+  validation {
+    condition     = contains(["GOVERNANCE", "COMPLIANCE"], var.backup_object_lock_mode)
+    error_message = "backup_object_lock_mode must be GOVERNANCE or COMPLIANCE."
+  }
+}
+
+variable "backup_copy_vault_arn" {
+  description = "An AWS Backup vault in another region (made outside this module) that each daily recovery point of the data volumes is copied to. Null: no copy."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.backup_copy_vault_arn == null ? true : can(regex("^arn:aws(-[a-z]+)*:backup:[a-z0-9-]+:[0-9]{12}:backup-vault:[A-Za-z0-9_.-]+$", var.backup_copy_vault_arn))
+    error_message = "backup_copy_vault_arn must be the ARN of an AWS Backup vault."
+  }
+}
+
 variable "cloudwatch_enabled" {
   description = "Ship every server's audit log and quorumca journal to CloudWatch Logs and its metrics (/v1/metrics, as embedded metric format) to CloudWatch, with alarms and a dashboard on them. The AMI must then provide the CloudWatch agent (/opt/aws/amazon-cloudwatch-agent; the amazon-cloudwatch-agent package on Amazon Linux 2023)."
   type        = bool

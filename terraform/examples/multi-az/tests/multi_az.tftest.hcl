@@ -77,7 +77,7 @@ run "apply" {
   }
 
   assert {
-    condition     = toset([for e in aws_vpc_endpoint.interface : e.service_name]) == toset(["com.amazonaws.eu-west-1.autoscaling", "com.amazonaws.eu-west-1.ec2", "com.amazonaws.eu-west-1.kms", "com.amazonaws.eu-west-1.logs", "com.amazonaws.eu-west-1.ssm", "com.amazonaws.eu-west-1.ssmmessages"])
+    condition     = toset([for e in aws_vpc_endpoint.interface : e.service_name]) == toset(["com.amazonaws.eu-west-1.autoscaling", "com.amazonaws.eu-west-1.ec2", "com.amazonaws.eu-west-1.kms", "com.amazonaws.eu-west-1.logs", "com.amazonaws.eu-west-1.s3", "com.amazonaws.eu-west-1.ssm", "com.amazonaws.eu-west-1.ssmmessages"])
     error_message = "Without internet access the servers need endpoints for EC2, KMS, SSM and Session Manager."
   }
 

@@ -157,7 +157,7 @@ run "kms_keys" {
     condition = alltrue([for k in aws_kms_key.this : anytrue([
       for s in jsondecode(k.policy).Statement :
       s.Effect == "Allow" &&
-      s.Principal.AWS == output.iam_role_arn &&
+      flatten([s.Principal.AWS]) == [output.iam_role_arn] &&
       toset(flatten([s.Action])) == toset(["kms:Sign", "kms:GetPublicKey", "kms:DescribeKey"])
     ])])
     error_message = "The key policies must allow the servers' role exactly kms:Sign, kms:GetPublicKey and kms:DescribeKey."
@@ -168,7 +168,7 @@ run "kms_keys" {
     condition = alltrue(flatten([for k in aws_kms_key.this : [
       for s in jsondecode(k.policy).Statement : [
         for a in flatten([s.Action]) :
-        s.Principal.AWS == output.iam_role_arn || (!strcontains(a, "*") && !contains(["kms:Sign", "kms:CreateGrant", "kms:GetPublicKey"], a))
+        flatten([s.Principal.AWS]) == [output.iam_role_arn] || (!strcontains(a, "*") && !contains(["kms:Sign", "kms:CreateGrant", "kms:GetPublicKey"], a))
       ] if s.Effect == "Allow"
     ]]))
     error_message = "Only the servers' role may sign; administration must be listed action by action."
@@ -180,7 +180,7 @@ run "kms_keys" {
     condition = alltrue([for k in aws_kms_key.this : anytrue([
       for s in jsondecode(k.policy).Statement :
       s.Effect == "Deny" && s.Principal.AWS == "*" && flatten([s.Action]) == ["kms:Sign"] &&
-      try(s.Condition.ArnNotEquals["aws:PrincipalArn"], "") == output.iam_role_arn
+      flatten([try(s.Condition.ArnNotEquals["aws:PrincipalArn"], [])]) == [output.iam_role_arn]
     ])])
     error_message = "The key policies must deny kms:Sign to every principal but the servers' role."
   }
@@ -497,8 +497,8 @@ run "observability" {
   assert {
     condition = alltrue([for name, a in aws_cloudwatch_metric_alarm.metrics :
       a.namespace == "quorumca/quorumca" && a.dimensions.cluster == "quorumca" && a.alarm_actions == toset([aws_sns_topic.alerts[0].arn])
-    ]) && toset(keys(aws_cloudwatch_metric_alarm.metrics)) == toset(["crl-next-update", "issuer-expiry", "signing-overloaded"])
-    error_message = "Alarms on CRL freshness, issuer expiry and signing capacity, to the alert topic."
+    ]) && toset(keys(aws_cloudwatch_metric_alarm.metrics)) == toset(["crl-next-update", "issuer-expiry", "signing-overloaded", "snapshots-missing"])
+    error_message = "Alarms on CRL freshness, issuer expiry, signing capacity and backups, to the alert topic."
   }
 
   assert {
@@ -540,6 +540,106 @@ run "logs_under_a_key_of_yours" {
   assert {
     condition     = length(aws_kms_key.logs) == 0 && alltrue([for g in aws_cloudwatch_log_group.this : g.kms_key_id == "arn:aws:kms:eu-west-1:123456789012:key/44444444-4444-4444-8444-444444444444"])
     error_message = "A key of the operator's encrypts the log groups, and the module makes none."
+  }
+}
+
+# Backups: the leader's snapshots to a locked, versioned, encrypted bucket
+# the servers can only add to; daily volume recovery points.
+run "backups" {
+  variables {
+    backup_copy_vault_arn = "arn:aws:backup:eu-central-1:123456789012:backup-vault:quorumca-copy"
+  }
+
+  assert {
+    condition = (
+      aws_s3_bucket.backup[0].object_lock_enabled &&
+      aws_s3_bucket_versioning.backup[0].versioning_configuration[0].status == "Enabled" &&
+      aws_s3_bucket_object_lock_configuration.backup[0].rule[0].default_retention[0].mode == "GOVERNANCE" &&
+      aws_s3_bucket_object_lock_configuration.backup[0].rule[0].default_retention[0].days == 7 &&
+      one(aws_s3_bucket_server_side_encryption_configuration.backup[0].rule).apply_server_side_encryption_by_default[0].kms_master_key_id == aws_kms_key.backup[0].arn &&
+      aws_s3_bucket_public_access_block.backup[0].restrict_public_buckets &&
+      aws_s3_bucket_lifecycle_configuration.backup[0].rule[0].expiration[0].days == 35
+    )
+    error_message = "The backup bucket: versioned, Object Lock for 7 days, SSE-KMS under the backup key, private, snapshots expire after 35 days."
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_s3_bucket_policy.backup[0].policy).Statement : st.Effect == "Deny"]) && anytrue([for st in jsondecode(aws_s3_bucket_policy.backup[0].policy).Statement :
+    try(st.Condition.Bool["aws:SecureTransport"], "") == "false"])
+    error_message = "The bucket refuses plain HTTP and objects under another key."
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_iam_role_policy.node.policy).Statement :
+      !anytrue([for a in flatten([st.Action]) : contains(["s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention", "s3:PutBucketPolicy"], a)])
+      ]) && anytrue([for st in jsondecode(aws_iam_role_policy.node.policy).Statement :
+    st.Action == ["s3:PutObject"] && st.Resource == ["${aws_s3_bucket.backup[0].arn}/quorumca/*"]])
+    error_message = "The servers may add snapshots under the cluster's prefix, and neither read nor delete any."
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_kms_key.backup[0].policy).Statement :
+      st.Sid == "Administration" || try(st.Condition.StringEquals["kms:ViaService"], "") == "s3.eu-west-1.amazonaws.com"
+    ])
+    error_message = "The backup key is used through S3 only."
+  }
+
+  assert {
+    condition = (
+      strcontains(module.user_data.node_config, "interval    = \"1h\"") &&
+      strcontains(module.user_data.node_config, "destination = \"s3://${aws_s3_bucket.backup[0].id}/quorumca?region=eu-west-1&sse=aws:kms&kms_key_id=${aws_kms_key.backup[0].arn}\"")
+    )
+    error_message = "node.hcl names the bucket, the cluster's prefix and the backup key."
+  }
+
+  assert {
+    condition = (
+      one(aws_backup_plan.this[0].rule).lifecycle[0].delete_after == 35 &&
+      one(one(aws_backup_plan.this[0].rule).copy_action).destination_vault_arn == "arn:aws:backup:eu-central-1:123456789012:backup-vault:quorumca-copy" &&
+      length(aws_backup_selection.this[0].resources) == 3
+    )
+    error_message = "AWS Backup takes every data volume daily, kept 35 days, copied to the other region's vault."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.metrics["snapshots-missing"].period == 10800 && aws_cloudwatch_metric_alarm.metrics["snapshots-missing"].dimensions.outcome == "ok"
+    error_message = "An alarm when no snapshot was written for three intervals."
+  }
+}
+
+# A cluster restored from this one's snapshots (same account and region)
+# signs with the issuing keys its restored authority names, never with the
+# cluster CA key.
+run "restore_signer" {
+  variables {
+    restore_signer_role_arns = ["arn:aws:iam::123456789012:role/quorumca-restored-node"]
+  }
+
+  assert {
+    condition = anytrue([for st in jsondecode(aws_kms_key.this["issuing"].policy).Statement :
+      st.Sid == "ServersSign" && contains(flatten([try(st.Principal.AWS, [])]), "arn:aws:iam::123456789012:role/quorumca-restored-node")]) && anytrue([for st in jsondecode(aws_kms_key.this["issuing"].policy).Statement :
+    st.Sid == "NobodyElseSigns" && contains(flatten([try(st.Condition.ArnNotEquals["aws:PrincipalArn"], [])]), "arn:aws:iam::123456789012:role/quorumca-restored-node")])
+    error_message = "The restored cluster's role may sign with the issuing key."
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_kms_key.this["cluster-ca"].policy).Statement :
+    !strcontains(jsonencode(st), "quorumca-restored-node")])
+    error_message = "Node identity is never shared: the cluster CA key signs for this cluster's servers only."
+  }
+}
+
+run "without_backups" {
+  variables {
+    backup_enabled = false
+  }
+
+  assert {
+    condition = (
+      length(aws_s3_bucket.backup) == 0 && length(aws_backup_plan.this) == 0 && length(aws_kms_key.backup) == 0 &&
+      !strcontains(module.user_data.node_config, "snapshot {") && !contains(keys(aws_cloudwatch_metric_alarm.metrics), "snapshots-missing")
+    )
+    error_message = "No bucket, plan, key, snapshot block or alarm."
   }
 }
 

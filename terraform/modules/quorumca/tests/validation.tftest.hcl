@@ -347,3 +347,36 @@ run "logs_key_alias_not_arn" {
   }
   expect_failures = [var.logs_kms_key_arn]
 }
+
+run "object_lock_outliving_the_retention" {
+  command = plan
+  variables {
+    backup_retention_days   = 7
+    backup_object_lock_days = 7
+  }
+  expect_failures = [var.backup_object_lock_days]
+}
+
+run "snapshot_interval_in_seconds" {
+  command = plan
+  variables {
+    snapshot_interval = "90s"
+  }
+  expect_failures = [var.snapshot_interval]
+}
+
+run "copy_vault_not_an_arn" {
+  command = plan
+  variables {
+    backup_copy_vault_arn = "quorumca-copy"
+  }
+  expect_failures = [var.backup_copy_vault_arn]
+}
+
+run "restore_signer_not_a_role" {
+  command = plan
+  variables {
+    restore_signer_role_arns = ["arn:aws:iam::123456789012:user/someone"]
+  }
+  expect_failures = [var.restore_signer_role_arns]
+}

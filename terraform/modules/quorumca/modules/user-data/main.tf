@@ -94,6 +94,15 @@ variable "lifecycle_hooks" {
   })
 }
 
+variable "snapshot" {
+  description = "The snapshot block of node.hcl: how often the leader writes a snapshot, and where. Null: none."
+  type = object({
+    interval    = string
+    destination = string
+  })
+  default = null
+}
+
 variable "cloudwatch" {
   description = "Shipping to CloudWatch: the log groups of the audit log, the servers' journal and the metrics (embedded metric format), and the metrics namespace. Null: nothing is shipped."
   type = object({
@@ -140,6 +149,7 @@ locals {
     signer_rate         = var.signer_rate
     signer_burst        = var.signer_burst
     extra_config        = trimspace(var.extra_config)
+    snapshot            = var.snapshot
   }))
 
   authority_config = trimspace(templatefile("${path.module}/templates/authority.hcl.tftpl", {
@@ -202,7 +212,7 @@ locals {
                 source_labels    = ["job"]
                 label_matcher    = "^quorumca$"
                 dimensions       = [["cluster", "outcome"]]
-                metric_selectors = ["^quorumca_operations_total$"]
+                metric_selectors = ["^quorumca_(operations_total|snapshots_total)$"]
               },
             ]
           }

@@ -33,6 +33,11 @@ module "user_data" {
     issuing_chain = "/quorumca/quorumca/issuing-chain"
   }
 
+  snapshot = {
+    interval    = "1h"
+    destination = "s3://quorumca-backup-20261206/quorumca?region=eu-west-1&sse=aws:kms&kms_key_id=arn:aws:kms:eu-west-1:123456789012:key/77777777-7777-4777-8777-777777777777"
+  }
+
   cloudwatch = {
     audit_log_group   = "/quorumca/quorumca/audit"
     server_log_group  = "/quorumca/quorumca/server"

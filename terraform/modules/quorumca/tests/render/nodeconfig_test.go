@@ -12,6 +12,7 @@ import (
 	"flag"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/quorumca/quorumca/node"
 )
@@ -60,6 +61,10 @@ func TestNodeConfig(t *testing.T) {
 	check("cluster.ca_key", c.ClusterCAKey, "awskms:arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555")
 	check("bootstrap", c.Bootstrap, false)
 	check("audit.file", c.AuditFile, "/var/lib/quorumca/audit.jsonl")
+	check("snapshot.destination", c.SnapshotDestination, "s3://quorumca-backup-20261206/quorumca?region=eu-west-1&sse=aws:kms&kms_key_id=arn:aws:kms:eu-west-1:123456789012:key/77777777-7777-4777-8777-777777777777")
+	if c.SnapshotInterval != time.Hour {
+		t.Errorf("snapshot.interval = %v, want 1h", c.SnapshotInterval)
+	}
 
 	if len(c.RetryJoin) != 1 || c.RetryJoin[0] != "provider=aws tag_key=quorumca-cluster tag_value=quorumca region=eu-west-1" {
 		t.Errorf("gossip.retry_join = %q, want the aws provider entry for the cluster tag", c.RetryJoin)

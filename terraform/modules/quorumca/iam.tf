@@ -97,6 +97,21 @@ locals {
         Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_prefix}/*"]
       },
     ],
+    var.ebs_kms_key_arn == null ? [] : [
+      {
+        # A data volume under a customer managed key: attaching it makes
+        # EC2 create a grant on the key for the instance, on the caller's
+        # behalf. Through EC2 only, for AWS resources only.
+        Sid      = "AttachEncryptedVolumes"
+        Effect   = "Allow"
+        Action   = ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"]
+        Resource = [var.ebs_kms_key_arn]
+        Condition = {
+          StringEquals = { "kms:ViaService" = "ec2.${local.region}.${data.aws_partition.current.dns_suffix}" }
+          Bool         = { "kms:GrantIsForAWSResource" = "true" }
+        }
+      },
+    ],
     var.backup_enabled ? [
       {
         # Scheduled snapshots: written under the cluster's prefix, never

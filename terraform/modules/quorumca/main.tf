@@ -74,6 +74,9 @@ locals {
 
   cluster_tag_key = "quorumca-cluster"
 
+  # The group launches with EC2 Auto Scaling's default service-linked role.
+  autoscaling_service_role = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.${data.aws_partition.current.dns_suffix}/AWSServiceRoleForAutoScaling"
+
   revocation_base_url = coalesce(var.revocation_base_url, "http://${aws_lb.this.dns_name}:${local.ports.http}")
 
   tags = merge(var.tags, { (local.cluster_tag_key) = var.name })

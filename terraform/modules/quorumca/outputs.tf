@@ -107,3 +107,35 @@ output "backup_vault_name" {
   description = "AWS Backup vault of the data volumes' daily recovery points; null without backup_enabled."
   value       = var.backup_enabled ? aws_backup_vault.this[0].name : null
 }
+
+output "ebs_key_policy_statements" {
+  description = "With ebs_kms_key_arn: the statements to add to that key's policy (JSON list), so that the auto-scaling group's service-linked role can launch servers with encrypted root volumes and the servers can attach their encrypted data volumes. Null without ebs_kms_key_arn."
+  value = var.ebs_kms_key_arn == null ? null : jsonencode([
+    {
+      Sid       = "AutoScalingUsesTheKey"
+      Effect    = "Allow"
+      Principal = { AWS = local.autoscaling_service_role }
+      Action    = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+      Resource  = "*"
+    },
+    {
+      Sid       = "AutoScalingGrantsForVolumes"
+      Effect    = "Allow"
+      Principal = { AWS = local.autoscaling_service_role }
+      Action    = ["kms:CreateGrant"]
+      Resource  = "*"
+      Condition = { Bool = { "kms:GrantIsForAWSResource" = "true" } }
+    },
+    {
+      Sid       = "QuorumcaServersAttachVolumes"
+      Effect    = "Allow"
+      Principal = { AWS = aws_iam_role.node.arn }
+      Action    = ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey"]
+      Resource  = "*"
+      Condition = {
+        StringEquals = { "kms:ViaService" = "ec2.${local.region}.${data.aws_partition.current.dns_suffix}" }
+        Bool         = { "kms:GrantIsForAWSResource" = "true" }
+      }
+    },
+  ])
+}

@@ -629,6 +629,32 @@ run "restore_signer" {
   }
 }
 
+# Volumes under a customer managed key: the servers may attach them (EC2's
+# grant, through EC2 only), and the module says what the key's policy needs.
+run "customer_managed_ebs_key" {
+  variables {
+    ebs_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/55555555-5555-4555-8555-555555555555"
+  }
+
+  assert {
+    condition = alltrue([for st in jsondecode(aws_iam_role_policy.node.policy).Statement :
+      st.Resource == ["arn:aws:kms:eu-west-1:123456789012:key/55555555-5555-4555-8555-555555555555"] &&
+      st.Condition.StringEquals["kms:ViaService"] == "ec2.eu-west-1.amazonaws.com" && st.Condition.Bool["kms:GrantIsForAWSResource"] == "true"
+    if anytrue([for a in flatten([st.Action]) : startswith(a, "kms:")])])
+    error_message = "The role's KMS rights are on the EBS key only, through EC2, for AWS resources."
+  }
+
+  assert {
+    condition = (
+      length(jsondecode(output.ebs_key_policy_statements)) == 3 &&
+      jsondecode(output.ebs_key_policy_statements)[0].Principal.AWS == "arn:aws:iam::123456789012:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling" &&
+      jsondecode(output.ebs_key_policy_statements)[2].Principal.AWS == output.iam_role_arn &&
+      alltrue([for d in aws_ebs_volume.data : d.kms_key_id == "arn:aws:kms:eu-west-1:123456789012:key/55555555-5555-4555-8555-555555555555"])
+    )
+    error_message = "The key policy statements for the group's service-linked role and the servers, and the volumes under the key."
+  }
+}
+
 run "without_backups" {
   variables {
     backup_enabled = false
@@ -660,7 +686,7 @@ run "iam" {
   # a server that could would choose the new key's policy.
   assert {
     condition = alltrue([for s in jsondecode(aws_iam_role_policy.node.policy).Statement :
-    !anytrue([for a in s.Action : startswith(a, "kms:")])])
+    !anytrue([for a in flatten([s.Action]) : startswith(a, "kms:")])])
     error_message = "The role's own policy grants nothing on KMS."
   }
 

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,6 +33,9 @@ type GossipConfig struct {
 	Bind      string // host:port for gossip (TCP and UDP)
 	Advertise string // host:port others reach; defaults to the bound address
 	Key       []byte // 16, 24 or 32 bytes: AES key that encrypts and authenticates gossip
+	// OtherKeys are accepted as well while a key is rotated (a keyring:
+	// Key encrypts, every key decrypts); SetGossipKeys changes them live.
+	OtherKeys [][]byte
 	// RetryJoin lists where to find the cluster: host:port entries, or
 	// "provider=NAME key=value ..." entries resolved by a JoinProvider.
 	RetryJoin []string
@@ -157,6 +162,7 @@ type gossip struct {
 	prove   chan struct{} // a member to prove, or a proof slot free
 	proving int           // proofs in flight
 	addr    string        // where this node gossips, as it started
+	keyring *memberlist.Keyring
 	// trace, for tests, sees under mu each announcement taken in
 	// ("seen") and each proof started ("start").
 	trace func(event, id string)
@@ -298,7 +304,10 @@ func (c *Cluster) startGossip(existing bool) error {
 			return fmt.Errorf("gossip advertise: %w", err)
 		}
 	}
-	mc.SecretKey = gc.Key
+	if g.keyring, err = memberlist.NewKeyring(gc.OtherKeys, gc.Key); err != nil {
+		return fmt.Errorf("gossip keyring: %w", err)
+	}
+	mc.Keyring = g.keyring
 	mc.Delegate, mc.Events = g, g
 	mc.Logger = logbridge.Logger(c.log.With("subsystem", "memberlist"), slog.LevelDebug)
 	if g.ml, err = memberlist.Create(mc); err != nil {
@@ -315,6 +324,35 @@ func (c *Cluster) startGossip(existing bool) error {
 	go c.gossipJoinLoop()
 	go c.membershipLoop()
 	go c.proveLoop()
+	return nil
+}
+
+// SetGossipKeys makes keys this node's gossip keyring, live: primary
+// encrypts what it sends, and every key decrypts what it receives. A key is
+// rotated without a stop, as Consul's keyring does, in three rounds over
+// every node: add the new key (each node accepts both), make it primary
+// (each sends with it and still reads the old), remove the old one.
+func (c *Cluster) SetGossipKeys(primary []byte, others [][]byte) error {
+	if c.gossip == nil {
+		return errors.New("gossip is off")
+	}
+	kr := c.gossip.keyring
+	for _, k := range append([][]byte{primary}, others...) {
+		if err := kr.AddKey(k); err != nil {
+			return err
+		}
+	}
+	if err := kr.UseKey(primary); err != nil {
+		return err
+	}
+	keep := append([][]byte{primary}, others...)
+	for _, k := range kr.GetKeys() {
+		if !slices.ContainsFunc(keep, func(x []byte) bool { return bytes.Equal(x, k) }) {
+			if err := kr.RemoveKey(k); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 

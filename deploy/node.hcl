@@ -107,7 +107,9 @@ raft {
 
 # Gossip: nodes find each other, and the leader keeps Raft membership in
 # line with who is alive. Always encrypted: every node has the same key
-# (quorumca keygen makes one).
+# (quorumca keygen makes one). key_file may hold several, one per line: the
+# first encrypts, all decrypt; SIGHUP reads it again (rotation: add the new
+# key second on every node, then first, then remove the old one).
 gossip {
   listen     = "0.0.0.0:8301"
   advertise  = "10.0.1.10:8301"

@@ -586,21 +586,35 @@ func duration(what, s string) (time.Duration, error) {
 
 const minSecretLen = 16
 
-// gossipKey decodes the gossip key, reading it from its file if need be.
-func (c *Config) gossipKey() ([]byte, error) {
-	s := c.GossipKey
-	if s == "" {
+// gossipKeys decodes the gossip keyring: the key, or the keys of key_file,
+// one per line, the first of which encrypts (the primary) while every one
+// decrypts, so that a key can be rotated without a stop (SIGHUP reads the
+// file again). Blank lines and lines starting with # are skipped.
+func (c *Config) gossipKeys() (primary []byte, others [][]byte, err error) {
+	lines := []string{c.GossipKey}
+	if c.GossipKey == "" {
 		b, err := os.ReadFile(c.GossipKeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("config: gossip key_file: %w", err)
+			return nil, nil, fmt.Errorf("config: gossip key_file: %w", err)
 		}
-		s = strings.TrimSpace(string(b))
+		lines = strings.Split(string(b), "\n")
 	}
-	k, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
-		return nil, errors.New("config: the gossip key must be base64 of 16, 24 or 32 bytes (quorumca keygen makes one)")
+	var keys [][]byte
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(l)
+		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+			return nil, nil, errors.New("config: a gossip key must be base64 of 16, 24 or 32 bytes (quorumca keygen makes one)")
+		}
+		keys = append(keys, k)
 	}
-	return k, nil
+	if len(keys) == 0 {
+		return nil, nil, errors.New("config: gossip key_file holds no key")
+	}
+	return keys[0], keys[1:], nil
 }
 
 // caFingerprint decodes cluster.ca_fingerprint (nil if unset).

@@ -6,12 +6,16 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
 	"github.com/quorumca/quorumca/client"
@@ -518,4 +522,99 @@ func inConfig(tn *testNode, id string) (bool, raft.ServerSuffrage) {
 		}
 	}
 	return false, 0
+}
+
+// The gossip key rotates without a stop, as Consul's keyring does: every
+// node's key_file gets the new key as a second line (each accepts both),
+// then first (each sends with it), then alone; each step is a SIGHUP
+// (Reload), and the cluster serves throughout. A gossip peer that holds
+// only one key joins exactly when every node answers with that key.
+func TestGossipKeyRotatesWithoutAStop(t *testing.T) {
+	oldKey, newKey := gossipKey(t), gossipKey(t)
+	c := emptyCluster(t, cluster.FastTiming())
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, freeport.For(t))
+	}
+	keyFile := func(tn *testNode) string { return filepath.Join(c.dir, tn.cfg.NodeName+".gossip.key") }
+	for i := range 3 {
+		tn := &testNode{cfg: c.gossipConfig(i, addrs[i], addrs, "")}
+		tn.cfg.GossipKeyFile = keyFile(tn)
+		if err := os.WriteFile(tn.cfg.GossipKeyFile, []byte(oldKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, tn)
+	}
+	c.startAll()
+	testwait.For(t, 30*time.Second, "three voters and a leader", func() bool {
+		for _, tn := range c.nodes {
+			if v, _, _ := suffrages(tn); v != 3 {
+				return false
+			}
+		}
+		return c.Leader() != nil
+	})
+	c.admin = readAdminToken(t, c.dir)
+
+	// joins says whether a peer holding only key can join each node: the
+	// push-pull of a join needs both ends to read each other.
+	joins := func(key string) []bool {
+		k, err := base64.StdEncoding.DecodeString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []bool
+		for _, tn := range c.nodes {
+			mc := memberlist.DefaultLocalConfig()
+			mc.Name, mc.BindAddr, mc.BindPort = "probe-"+tn.cfg.NodeName, "127.0.0.1", 0
+			mc.SecretKey, mc.LogOutput, mc.TCPTimeout = k, io.Discard, time.Second
+			ml, err := memberlist.Create(mc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = ml.Join([]string{tn.node.Cluster().GossipAddr()})
+			out = append(out, err == nil)
+			ml.Shutdown()
+		}
+		return out
+	}
+	all := func(v bool) []bool { return []bool{v, v, v} }
+	step := func(name, content string, oldJoins, newJoins bool) {
+		t.Helper()
+		for _, tn := range c.nodes {
+			if err := os.WriteFile(keyFile(tn), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			tn.node.Reload(nil)
+		}
+		if got := joins(oldKey); !slices.Equal(got, all(oldJoins)) {
+			t.Errorf("%s: a peer with the old key joins %v, want %v", name, got, oldJoins)
+		}
+		if got := joins(newKey); !slices.Equal(got, all(newJoins)) {
+			t.Errorf("%s: a peer with the new key joins %v, want %v", name, got, newJoins)
+		}
+		for _, tn := range c.nodes {
+			c.enrollHolder(tn, tn.cfg.NodeName+"-"+strings.ReplaceAll(name, " ", "-")+".example")
+		}
+	}
+	step("before", oldKey+"\n", true, false)
+	step("new key added", oldKey+"\n"+newKey+"\n", true, false)
+	step("new key primary", "# rotated\n"+newKey+"\n"+oldKey+"\n", false, true)
+	step("old key removed", newKey+"\n", false, true)
+	for _, tn := range c.nodes {
+		if n := tn.node.Cluster().GossipMembers(); n < 3 {
+			t.Errorf("%s sees %d live gossip members after the rotation", tn.cfg.NodeName, n)
+		}
+	}
+
+	// A key file that holds no key leaves the keyring as it was.
+	for _, tn := range c.nodes {
+		if err := os.WriteFile(keyFile(tn), []byte("# nothing\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tn.node.Reload(nil)
+	}
+	if got := joins(newKey); !slices.Equal(got, all(true)) {
+		t.Errorf("after an empty key file, a peer with the current key joins %v", got)
+	}
 }

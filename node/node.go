@@ -118,11 +118,11 @@ func (n *Node) start() error {
 	}
 	var gossip *cluster.GossipConfig
 	if cfg.GossipListen != "" {
-		key, err := cfg.gossipKey()
+		key, others, err := cfg.gossipKeys()
 		if err != nil {
 			return err
 		}
-		gossip = &cluster.GossipConfig{Bind: cfg.GossipListen, Advertise: cfg.GossipAdvertise, Key: key,
+		gossip = &cluster.GossipConfig{Bind: cfg.GossipListen, Advertise: cfg.GossipAdvertise, Key: key, OtherKeys: others,
 			RetryJoin: cfg.RetryJoin, BootstrapExpect: cfg.BootstrapExpect, Voters: cfg.Voters,
 			DeadServerCleanup: cfg.DeadServerCleanup, Stabilization: cfg.ServerStabilization, Fast: cfg.GossipFast}
 	}

@@ -3,8 +3,10 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +46,7 @@ func (n *Node) Reload(next *Config) {
 			n.log.Error("audit file not reopened; writing to the previous one", "file", path, "err", err)
 		}
 	}
+	n.reloadGossipKeys(next)
 	if next == nil {
 		return
 	}
@@ -87,7 +90,7 @@ func (n *Node) loadAPICert() error {
 
 // reloadSettings are applied by Reload; needsRestart does not list them.
 var reloadSettings = map[string]bool{"log_level": true, "api.tls_cert_file": true, "api.tls_key_file": true,
-	"audit.file": true, "provisioner": true}
+	"audit.file": true, "provisioner": true, "gossip.key": true, "gossip.key_file": true}
 
 // needsRestart names, as the file spells them, the settings that differ
 // between a and b (fileConfig values) and that Reload does not apply.
@@ -106,6 +109,28 @@ func needsRestart(prefix string, a, b reflect.Value) []string {
 		}
 	}
 	return out
+}
+
+// reloadGossipKeys makes the gossip keyring what the key or key_file of
+// next (nil: the current configuration, its file read again) says.
+func (n *Node) reloadGossipKeys(next *Config) {
+	if n.cfg.GossipListen == "" {
+		return
+	}
+	cfg := &n.cfg
+	if next != nil {
+		cfg = next
+	}
+	primary, others, err := cfg.gossipKeys()
+	if err == nil {
+		err = n.cluster.SetGossipKeys(primary, others)
+	}
+	if err != nil {
+		n.log.Error("gossip keys not reloaded; keeping the previous keyring", "err", err)
+		return
+	}
+	sum := sha256.Sum256(primary)
+	n.log.Info("gossip keyring reloaded", "keys", 1+len(others), "primary_sha256", hex.EncodeToString(sum[:4]))
 }
 
 // reloadProvisioners gives existing jwk provisioners the key their

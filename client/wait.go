@@ -94,14 +94,33 @@ func (h *Health) QuorumWithout(id string) error {
 	return nil
 }
 
+// Healthy reports whether the leader's view h judges server id healthy.
+func (h *Health) Healthy(id string) bool {
+	if h.Autopilot == nil {
+		return false
+	}
+	for _, s := range h.Autopilot.Servers {
+		if s.ID == id {
+			return s.Healthy
+		}
+	}
+	return false
+}
+
 // WaitQuorumWithout returns once QuorumWithout(id) holds in the leader's
 // view, checking every interval; note hears each new reason it does not.
 func (c *Client) WaitQuorumWithout(ctx context.Context, id string, interval time.Duration, note func(error)) error {
+	return c.WaitLeaderHealth(ctx, interval, func(h *Health) error { return h.QuorumWithout(id) }, note)
+}
+
+// WaitLeaderHealth returns once check passes on the leader's health,
+// checking every interval; note hears each new reason it does not.
+func (c *Client) WaitLeaderHealth(ctx context.Context, interval time.Duration, check func(*Health) error, note func(error)) error {
 	var last error
 	for {
 		h, err := c.LeaderHealth(ctx)
 		if err == nil {
-			err = h.QuorumWithout(id)
+			err = check(h)
 		}
 		if err == nil {
 			return nil

@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,13 +58,46 @@ type peerContact struct {
 	term, index atomic.Uint64
 }
 
+// errWrongPeer: a server other than the one addressed answered.
+var errWrongPeer = errors.New("raft: answered by another server")
+
+// answeredBy fails an RPC that a server other than id answered. Another
+// server may sit at id's address (a replacement given the private address
+// that id left moments ago, while id is only away and keeps its place):
+// its answers are not id's. Counted as id's, its vote would count twice
+// (its own and id's: two of three from one process) and its replies would
+// keep id "heard" and unremovable. Raft's header names the responder; an
+// answer without one (no release of quorumca sends none) is taken.
+func answeredBy(id raft.ServerID, h raft.RPCHeader, err error) error {
+	if err == nil && len(h.ID) > 0 && raft.ServerID(h.ID) != id {
+		return fmt.Errorf("%w: %s answered for %s", errWrongPeer, h.ID, id)
+	}
+	return err
+}
+
+func (t *contactTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	err := t.noPipeline.RequestVote(id, target, args, resp)
+	return answeredBy(id, resp.RPCHeader, err)
+}
+
+func (t *contactTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	err := t.noPipeline.RequestPreVote(id, target, args, resp)
+	return answeredBy(id, resp.RPCHeader, err)
+}
+
+func (t *contactTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	err := t.noPipeline.InstallSnapshot(id, target, args, resp, data)
+	return answeredBy(id, resp.RPCHeader, err)
+}
+
+func (t *contactTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	err := t.noPipeline.TimeoutNow(id, target, args, resp)
+	return answeredBy(id, resp.RPCHeader, err)
+}
+
 func (t *contactTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	err := t.noPipeline.AppendEntries(id, target, args, resp)
-	// Only an answer from id counts as id's: another server may be at its
-	// old address (a replacement given a private address that server left
-	// moments ago), and would otherwise keep it "heard" and unremovable.
-	// A release before Raft's header carried the ID answers without one.
-	if from := resp.RPCHeader.ID; err == nil && (len(from) == 0 || raft.ServerID(from) == id) {
+	if err = answeredBy(id, resp.RPCHeader, err); err == nil {
 		v, ok := t.last.Load(id)
 		if !ok {
 			v, _ = t.last.LoadOrStore(id, new(peerContact))

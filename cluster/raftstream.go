@@ -81,7 +81,17 @@ func (s *tlsStream) handshake(conn net.Conn) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
-	pc := &peerConn{Conn: tc, leaf: tc.ConnectionState().PeerCertificates[0], tls: s.tls}
+	leaf := tc.ConnectionState().PeerCertificates[0]
+	if leaf.Subject.CommonName == s.tls.id {
+		// This node dialled itself: Raft addressed another server at the
+		// address this node now holds (that server is away; a replacement
+		// was given its private address). Its own AppendEntries would
+		// make it step down as leader, its own RequestVote would count as
+		// the other server's vote.
+		conn.Close()
+		return
+	}
+	pc := &peerConn{Conn: tc, leaf: leaf, tls: s.tls}
 	pc.checked.Store(time.Now().UnixNano())
 	select {
 	case s.conns <- pc:

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -297,19 +298,7 @@ func TestAReplacedServerKeepsItsPlaceAtANewAddress(t *testing.T) {
 			}
 		}
 		id := victim.cfg.NodeName
-		api := func(tns ...*testNode) *client.Client {
-			var urls []string
-			for _, tn := range tns {
-				urls = append(urls, "https://"+tn.node.APIAddr())
-			}
-			pool := x509.NewCertPool()
-			pool.AddCert(c.pki.Root())
-			cl, err := client.New(client.Config{Addr: urls[0], Addrs: urls[1:], RootCAs: pool, RetryFor: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return cl
-		}
+		api := c.apiClient
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := api(victim).WaitQuorumWithout(ctx, id, 100*time.Millisecond, nil); err != nil {
 			t.Fatalf("%s: stopping %s with every server healthy: %v", how, id, err)
@@ -617,4 +606,38 @@ func TestGossipKeyRotatesWithoutAStop(t *testing.T) {
 	if got := joins(newKey); !slices.Equal(got, all(true)) {
 		t.Errorf("after an empty key file, a peer with the current key joins %v", got)
 	}
+}
+
+// A replacement at the address of a server that is only away answers what
+// Raft sends that server; those answers are not that server's. Alone of
+// three voters (the other two stopped), it must never win an election by
+// voting for itself through the other's slot; once a second voter is back,
+// the cluster elects a leader.
+func TestAReplacementAtAnAwayServersAddressDoesNotVoteTwice(t *testing.T) {
+	c := gossipClusterOf(t, 3, 3, 10*time.Minute)
+	f := c.Followers()
+	x, y := f[0], f[1]
+	l := c.Leader()
+	xRaft := x.cfg.RaftListen
+	c.Stop(x)
+	c.Stop(y)
+	y.cfg.APIListen, y.cfg.RaftListen, y.cfg.GossipListen = "127.0.0.1:0", xRaft, freeport.For(t)
+	c.start(y)
+	testwait.For(t, 60*time.Second, "a leader with y back", func() bool { return c.Leader() != nil })
+	c.Stop(l)
+	// A leader from before keeps its lease a moment; then an observation
+	// window of many election timeouts (fast timing: tens of milliseconds),
+	// not a synchronisation: y must not win one.
+	testwait.For(t, 10*time.Second, y.cfg.NodeName+" not leading alone", func() bool { return !y.node.Cluster().IsLeader() })
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+		if y.node.Cluster().IsLeader() {
+			t.Fatalf("%s, alone of three voters, became leader: its answers as %s counted as %s's vote", y.cfg.NodeName, x.cfg.NodeName, x.cfg.NodeName)
+		}
+	}
+	c.start(l)
+	// y wins: its own answers count once, and L's make two of three.
+	testwait.For(t, 60*time.Second, "a write to commit with two of three voters up", func() bool {
+		r, err := c.try(y, "POST", "/v1/admin/tokens", map[string]any{"sans": []string{"two-of-three.example"}, "ttl": "1h"}, c.admin)
+		return err == nil && r.status == http.StatusCreated
+	})
 }

@@ -472,6 +472,7 @@ func operatorWaitHealthy(fs *flag.FlagSet) func([]string) int {
 	af.register(fs)
 	without := fs.String("without", "", "the server to leave out (node_name; required)")
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	down := fs.Bool("down", false, "also wait until the leader judges -without not healthy: it is down already, and stopping it changes nothing")
 	return func([]string) int {
 		if *without == "" {
 			return fail("%s: -without is required", fs.Name())
@@ -482,7 +483,16 @@ func operatorWaitHealthy(fs *flag.FlagSet) func([]string) int {
 		}
 		cx, cancel := context.WithTimeout(contextBackground(), *timeout)
 		defer cancel()
-		if err := c.WaitQuorumWithout(cx, *without, 2*time.Second, noteWait("waiting")); err != nil {
+		check := func(h *client.Health) error {
+			if err := h.QuorumWithout(*without); err != nil {
+				return err
+			}
+			if *down && h.Healthy(*without) {
+				return fmt.Errorf("%s is healthy", *without)
+			}
+			return nil
+		}
+		if err := c.WaitLeaderHealth(cx, 2*time.Second, check, noteWait("waiting")); err != nil {
 			return fail("%s: %v", fs.Name(), err)
 		}
 		fmt.Fprintf(os.Stderr, "the servers other than %s hold a healthy quorum\n", *without)

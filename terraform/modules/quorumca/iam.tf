@@ -78,7 +78,7 @@ locals {
         # by the termination hook (a read, not limited to resources).
         Sid      = "SeeTerminations"
         Effect   = "Allow"
-        Action   = ["autoscaling:DescribeAutoScalingGroups"]
+        Action   = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances"]
         Resource = "*"
       },
       {

@@ -43,16 +43,19 @@ locals {
     issuing    = concat([aws_iam_role.node.arn], var.restore_signer_role_arns)
     cluster-ca = [aws_iam_role.node.arn]
   }
+  # Every key of the module: the administrators manage it.
+  kms_administration = {
+    Sid       = "Administration"
+    Effect    = "Allow"
+    Principal = { AWS = var.kms_key_administrators }
+    Action    = local.kms_admin_actions
+    Resource  = "*"
+  }
+
   kms_key_policies = { for kind, signers in local.kms_signers : kind => jsonencode({
     Version = "2012-10-17"
     Statement = concat([
-      {
-        Sid       = "Administration"
-        Effect    = "Allow"
-        Principal = { AWS = var.kms_key_administrators }
-        Action    = local.kms_admin_actions
-        Resource  = "*"
-      },
+      local.kms_administration,
       {
         Sid       = "ServersSign"
         Effect    = "Allow"

@@ -28,13 +28,7 @@ resource "aws_kms_key" "logs" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
-      {
-        Sid       = "Administration"
-        Effect    = "Allow"
-        Principal = { AWS = var.kms_key_administrators }
-        Action    = local.kms_admin_actions
-        Resource  = "*"
-      },
+      local.kms_administration,
       {
         Sid       = "CloudWatchLogsEncrypts"
         Effect    = "Allow"

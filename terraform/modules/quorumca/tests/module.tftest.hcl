@@ -448,6 +448,8 @@ run "rollouts" {
       "Terminating:Wait",
       "--tags \"Key=$DRAINING,Value=true\"",
       "predecessor_leaving",
+      "describe-auto-scaling-instances",
+      "wait_healthy 10s -down",
       "Key=quorumca-used,Value=true",
     ] : strcontains(module.user_data.user_data, line)])
     error_message = "The servers complete the launch hook once ready, and the termination hook once the others hold a quorum."

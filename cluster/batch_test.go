@@ -59,6 +59,9 @@ func tokenCreate(t *testing.T, id, secret string) []byte {
 // a command refused in the middle does not take its neighbours with it.
 func TestBatchEntryAnswersEachCommand(t *testing.T) {
 	c, f := openLeader(t)
+	// A new leader writes one entry per command (format 0) until it knows
+	// what its servers read; batches need format 1.
+	testwait.For(t, 20*time.Second, "the leader to write batch entries", func() bool { return c.logFormat() >= 1 })
 	batch := []*proposal{
 		{data: tokenCreate(t, "a", "secret-a")},
 		{data: tokenCreate(t, "a", "secret-other")}, // same id: refused

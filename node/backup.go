@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -94,11 +93,10 @@ func (n *Node) snapshotLoop(ctx context.Context) {
 // newestSnapshot is the time of the newest snapshot at the destination
 // (zero if there is none).
 func (n *Node) newestSnapshot(ctx context.Context) (time.Time, error) {
-	names, err := n.snapshots.List(ctx, snapshotPrefix)
+	names, err := n.snapshots.List(ctx, snapshotPrefix) // in order
 	if err != nil {
 		return time.Time{}, err
 	}
-	sort.Strings(names)
 	for i := len(names) - 1; i >= 0; i-- {
 		if t, ok := snapshotTime(names[i]); ok {
 			return t, nil

@@ -45,6 +45,10 @@ type Server struct {
 	CRLMaxAge time.Duration
 	// MetricsToken, if set, is the bearer token /v1/metrics requires.
 	MetricsToken string
+	// APICertProblem, if set, says why the API certificate this node
+	// serves would fail its clients ("" when it would not): /v1/ready
+	// answers no_api_certificate while it says so.
+	APICertProblem func() string
 
 	signAud, renewAud []string
 

@@ -51,5 +51,11 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if s.APICertProblem != nil {
+		if why := s.APICertProblem(); why != "" {
+			writeError(w, http.StatusServiceUnavailable, "no_api_certificate", why)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "node": st.NodeID})
 }

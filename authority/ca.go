@@ -56,6 +56,7 @@ type State interface {
 	OneTimeUsed(key []byte) bool
 	Provisioner(name string) (*fsm.Provisioner, error)
 	Provisioners() ([]*fsm.Provisioner, error)
+	ServerProvisioners() ([]*fsm.Provisioner, error)
 	CRL(authority, issuer string) (*fsm.CRL, error)
 	HasCRL(authority, issuer string) bool
 	OCSPResponder(authority string) (*fsm.OCSPResponder, error)

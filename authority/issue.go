@@ -51,6 +51,9 @@ func (ca *CA) issue(ctx context.Context, req issuance) (*Issued, error) {
 	if err := checkNames(pol, req.names); err != nil {
 		return nil, err
 	}
+	if err := ca.checkReserved(req.prov, req.names); err != nil {
+		return nil, err
+	}
 	ttl, err := lifetime(pol, req.ttl)
 	if err != nil {
 		return nil, err

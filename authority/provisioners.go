@@ -17,6 +17,9 @@ func (ca *CA) PutProvisioner(ctx context.Context, p fsm.Provisioner, expectedVer
 	if err := ca.checkProvisioner(&p); err != nil {
 		return err
 	}
+	if err := ca.checkKindChange(ctx, &p); err != nil {
+		return err
+	}
 	return ca.proposeAndPropagate(ctx, fsm.CmdProvisionerPut, fsm.ProvisionerPut{Provisioner: p, ExpectedVersion: expectedVersion})
 }
 
@@ -65,8 +68,13 @@ func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 		if _, err := parsePublicJWK(p.JWK); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 		}
+	case fsm.KindServer:
+		if len(p.JWK) != 0 {
+			return fmt.Errorf("%w: jwk: a server provisioner has no jwk", ErrInvalidRequest)
+		}
+		return CheckServerPolicy(&p.Policy)
 	default:
-		return fmt.Errorf("%w: kind: must be %s or %s", ErrInvalidRequest, fsm.KindEnrollmentToken, fsm.KindJWK)
+		return fmt.Errorf("%w: kind: must be %s, %s or %s", ErrInvalidRequest, fsm.KindEnrollmentToken, fsm.KindJWK, fsm.KindServer)
 	}
 	return nil
 }

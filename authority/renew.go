@@ -99,6 +99,9 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseServerRenewal(prov, rec); err != nil {
+		return nil, err
+	}
 	if ca.now().After(rec.NotAfter.Add(prov.Policy.RenewGrace)) {
 		return nil, refuse(fsm.ErrCertExpired, "certificate %s expired beyond the renewal grace window (%s)", rec.Serial, prov.Policy.RenewGrace)
 	}

@@ -43,6 +43,10 @@ api {
   # for clients. Reloaded: new connections get the files' new contents.
   tls_cert_file = "/etc/quorumca/tls/node.pem"
   tls_key_file  = "/etc/quorumca/tls/node-key.pem"
+  # Or let the cluster issue this node its own API certificate from a
+  # provisioner of kind server (below), renewed on its own; the files above
+  # then serve only until the first one is issued, and may be left out.
+  tls_provisioner = "servers"
 
   # Balancers that send the PROXY protocol (AWS NLB, HAProxy send-proxy-v2):
   # their headers are trusted, so audit entries show devices' addresses.
@@ -232,6 +236,16 @@ provisioner "devices" {
   eku         = "client"             # server, client or both
   renew_grace = "72h"                # renew up to 3 days after expiry (devices that slept)
   # revoke_on_renew = true           # a renewal revokes the certificate it replaces
+}
+
+# The servers' own API certificates (api.tls_provisioner). Its names are
+# reserved: no other provisioner issues them, nor a wildcard over them.
+provisioner "servers" {
+  kind        = "server"
+  dns         = ["ca.internal.example", "*.internal.example"] # names or *.domain
+  eku         = "server"
+  default_ttl = "24h"
+  max_ttl     = "24h"
 }
 
 provisioner "automation" {

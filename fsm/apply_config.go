@@ -267,9 +267,12 @@ func applyAdminRevoke(a *applyCtx) error {
 
 func init() {
 	// Version 2 may carry policy.allow_wildcard, which binaries before it
-	// would drop; a put without it is still written as version 1.
-	register(CmdProvisionerPut, "provisioner_put", 2, applyProvisionerPut)
+	// would drop; a put without it is still written as version 1. Version 3
+	// is a server provisioner: binaries before it would let /v1/renew
+	// extend an API certificate and issue its names to anyone.
+	register(CmdProvisionerPut, "provisioner_put", 3, applyProvisionerPut)
 	needsFormat(CmdProvisionerPut, 2, 2)
+	needsFormat(CmdProvisionerPut, 3, 5)
 }
 
 // ProvisionerPut creates (ExpectedVersion 0) or replaces a provisioner. The
@@ -280,6 +283,9 @@ type ProvisionerPut struct {
 }
 
 func (p ProvisionerPut) payloadVersion() uint16 {
+	if p.Provisioner.Kind == KindServer {
+		return 3
+	}
 	if p.Provisioner.Policy.AllowWildcard {
 		return 2
 	}

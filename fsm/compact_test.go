@@ -57,7 +57,7 @@ func TestCompactGivesBackTheSpaceOfRemovedRecords(t *testing.T) {
 	if got := f.CertCount(); got != 100 {
 		t.Fatalf("%d records left, want 100", got)
 	}
-	digest, applied := f.Digest(), f.AppliedIndex()
+	digest, applied, format := f.Digest(), f.AppliedIndex(), f.HighestLogFormat()
 	held, _ := os.Stat(path)
 
 	if _, _, err := Compact(path); err == nil || !strings.Contains(err.Error(), "stop the node first") {
@@ -86,9 +86,9 @@ func TestCompactGivesBackTheSpaceOfRemovedRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	if g.Digest() != digest || g.AppliedIndex() != applied || int(g.logFormat.Load()) != LogFormat {
-		t.Fatalf("state after compaction: applied %d (want %d), format %d, digest changed %v",
-			g.AppliedIndex(), applied, g.logFormat.Load(), g.Digest() != digest)
+	if g.Digest() != digest || g.AppliedIndex() != applied || g.HighestLogFormat() != format {
+		t.Fatalf("state after compaction: applied %d (want %d), format %d (want %d), digest changed %v",
+			g.AppliedIndex(), applied, g.HighestLogFormat(), format, g.Digest() != digest)
 	}
 	// It takes new entries as before.
 	f = g

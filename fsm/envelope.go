@@ -149,10 +149,10 @@ func (e *Envelope) Encode() ([]byte, error) {
 // registered with needsFormat(..., 2), 3 those with needsFormat(..., 3)
 // (root CRLs, revoked issuers, authority settings), 4 those with
 // needsFormat(..., 4) (cert_prune, audit_cut, log_format; certificate records in a binary
-// layout once a format-4 entry is applied). A leader writes the
+// layout once a format-4 entry is applied), 5 server provisioners. A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
-const LogFormat = 4
+const LogFormat = 5
 
 // Format is the lowest log format that carries e: a command or version
 // that older binaries do not know (they would panic on it) is proposed only

@@ -291,6 +291,10 @@ func (n *Node) Rejoined() bool { return n.RemovedAt.IsZero() || n.AnnouncedAt.Af
 const (
 	KindEnrollmentToken = "enrollment-token"
 	KindJWK             = "jwk"
+	// KindServer issues the servers' own API certificates, to nodes only
+	// (never through a token or a renewal by the holder); its names are
+	// reserved: no other provisioner issues them.
+	KindServer = "server"
 )
 
 // Provisioner decides who may get which certificate from one authority.

@@ -104,6 +104,10 @@ func (a *applyCtx) authority(name string) (*Authority, error) {
 	return a.f.authorities.get(a.tx, bAuthorities, name)
 }
 
+// maxDecoded bounds a decodedCache: more provisioners than that would be
+// decoded again on every request.
+const maxDecoded = 1024
+
 // decodedCache decodes the records of one bucket once per distinct bytes.
 // Keyed by the record's bytes, it cannot be stale; it is for the few
 // records every request reads (authorities, provisioners).
@@ -128,7 +132,7 @@ func (c *decodedCache[T]) get(tx *bolt.Tx, bucket []byte, name string) (*T, erro
 		return nil, fmt.Errorf("fsm: corrupt record in %s: %w", bucket, err)
 	}
 	c.mu.Lock()
-	if c.m == nil || len(c.m) >= 64 {
+	if c.m == nil || len(c.m) >= maxDecoded {
 		c.m = map[string]*T{}
 	}
 	c.m[string(raw)] = v
@@ -268,6 +272,23 @@ func (f *FSM) Provisioner(name string) (*Provisioner, error) {
 
 // Provisioners lists all provisioners in name order.
 func (f *FSM) Provisioners() ([]*Provisioner, error) { return list[Provisioner](f, bProvisioners) }
+
+// ServerProvisioners lists the provisioners of kind server, whose names
+// every other issuance must avoid. Every request asks: records are decoded
+// once per distinct bytes (decodedCache).
+func (f *FSM) ServerProvisioners() ([]*Provisioner, error) {
+	var out []*Provisioner
+	err := f.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bProvisioners).ForEach(func(k, v []byte) error {
+			p, err := f.provisioners.get(tx, bProvisioners, string(k))
+			if err == nil && p.Kind == KindServer {
+				out = append(out, p)
+			}
+			return err
+		})
+	})
+	return out, err
+}
 
 // CRL returns the current CRL of an issuer of an authority.
 func (f *FSM) CRL(authority, issuer string) (*CRL, error) {

@@ -32,6 +32,10 @@ type Config struct {
 	APIAdvertise string // host:port others use; defaults to the listener's address
 	TLSCertFile  string // the API's server certificate (PEM, may include the chain)
 	TLSKeyFile   string
+	// TLSProvisioner names a server provisioner: the API's certificate is
+	// then issued by the cluster to this node, and renewed (apicert.go);
+	// the files, if set, serve only until the first one is issued.
+	TLSProvisioner string
 	// HTTPListen serves CRLs and OCSP over plain HTTP; "" for none.
 	HTTPListen string
 	// OCSP bounds the responder (both listeners): requests per source
@@ -287,8 +291,9 @@ type apiBlock struct {
 	Listen            string   `hcl:"listen"`
 	Advertise         string   `hcl:"advertise,optional"`
 	PublicURLs        []string `hcl:"public_urls,optional"`
-	TLSCertFile       string   `hcl:"tls_cert_file"`
-	TLSKeyFile        string   `hcl:"tls_key_file"`
+	TLSCertFile       string   `hcl:"tls_cert_file,optional"`
+	TLSKeyFile        string   `hcl:"tls_key_file,optional"`
+	TLSProvisioner    string   `hcl:"tls_provisioner,optional"`
 	ProxyProtocolFrom []string `hcl:"proxy_protocol_from,optional"`
 	MaxConnsPerClient int      `hcl:"max_connections_per_client,optional"`
 	MaxIdlePerClient  int      `hcl:"max_idle_connections_per_client,optional"`
@@ -385,7 +390,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 	c := &Config{
 		NodeName: f.NodeName, DataDir: f.DataDir,
 		APIListen: f.API.Listen, APIAdvertise: f.API.Advertise, APIPublicURLs: f.API.PublicURLs,
-		TLSCertFile: f.API.TLSCertFile, TLSKeyFile: f.API.TLSKeyFile,
+		TLSCertFile: f.API.TLSCertFile, TLSKeyFile: f.API.TLSKeyFile, TLSProvisioner: f.API.TLSProvisioner,
 		RaftListen: f.Raft.Listen, RaftAdvertise: f.Raft.Advertise,
 		Bootstrap: f.Cluster.Bootstrap, Join: f.Cluster.Join,
 		JoinSecret: f.Cluster.JoinSecret, JoinSecretFile: f.Cluster.JoinSecretFile, ClusterCAKey: f.Cluster.CAKey,
@@ -672,8 +677,10 @@ func (c *Config) Validate() error {
 		return errors.New("config: data_dir is required")
 	case c.APIListen == "" || c.RaftListen == "":
 		return errors.New("config: api.listen and raft.listen are required")
-	case c.TLSCertFile == "" || c.TLSKeyFile == "":
-		return errors.New("config: api.tls_cert_file and api.tls_key_file are required")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("config: set both api.tls_cert_file and api.tls_key_file, or neither")
+	case c.TLSCertFile == "" && c.TLSProvisioner == "":
+		return errors.New("config: api needs tls_cert_file and tls_key_file, or tls_provisioner (a certificate issued by the cluster)")
 	case c.ClusterCAKey == "":
 		return errors.New("config: cluster.ca_key is required: the key that certifies nodes for their mutual TLS")
 	case strings.HasPrefix(c.ClusterCAKey, "softkey:") && !c.AllowInsecureSoftSigner:

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumca/quorumca/fsm"
 )
 
 func TestDeployExampleConfigIsValid(t *testing.T) {
@@ -24,7 +26,8 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 	if len(c.APIPublicURLs) != 2 || c.APIPublicURLs[0] != "https://ca.internal.example" {
 		t.Errorf("public URLs %v", c.APIPublicURLs)
 	}
-	if len(c.Provisioners) != 2 || c.Provisioners[0].Policy.RenewGrace.Hours() != 72 || c.Provisioners[1].JWKFile == "" {
+	if len(c.Provisioners) != 3 || c.Provisioners[0].Policy.RenewGrace.Hours() != 72 || c.Provisioners[2].JWKFile == "" ||
+		c.Provisioners[1].Kind != fsm.KindServer || c.Provisioners[1].Policy.EKU != "server" || c.TLSProvisioner != "servers" {
 		t.Errorf("provisioners %+v", c.Provisioners)
 	}
 }
@@ -103,6 +106,8 @@ func TestConfigErrors(t *testing.T) {
   new_key_policy_from = "softkey:/k"
 }`, "new_key_policy_from must be an awskms: key URI"},
 		{"no cluster block", baseConfig, "blocks are required"},
+		{"API certificate without its key", strings.Replace(baseConfig, `tls_key_file = "k"`, "", 1) + joining, "set both api.tls_cert_file and api.tls_key_file"},
+		{"no API certificate at all", strings.Replace(strings.Replace(baseConfig, `tls_key_file = "k"`, "", 1), `tls_cert_file = "c"`, "", 1) + joining, "or tls_provisioner"},
 		{"neither bootstrap nor join", baseConfig + `cluster {
   join_secret = "0123456789abcdef"
   ca_file = "r"
@@ -256,5 +261,14 @@ func TestReadmeConfigByHandIsValid(t *testing.T) {
 	if !c.Bootstrap || !c.AllowInsecureSoftSigner || !strings.HasPrefix(c.ClusterCAKey, "softkey:/") || len(c.Authorities) != 1 ||
 		!strings.HasPrefix(c.Authorities[0].Key, "softkey:/") || c.RaftAdvertise == "" {
 		t.Errorf("parsed %+v", c)
+	}
+}
+
+// api.tls_provisioner alone is enough: the cluster issues the certificate.
+func TestAPICertificateFromTheCluster(t *testing.T) {
+	src := strings.Replace(strings.Replace(baseConfig, `tls_key_file = "k"`, `tls_provisioner = "servers"`, 1), `tls_cert_file = "c"`, "", 1)
+	c, err := Parse("test.hcl", []byte(src+joining))
+	if err != nil || c.TLSProvisioner != "servers" || c.TLSCertFile != "" {
+		t.Fatalf("%+v %v", c, err)
 	}
 }

@@ -63,6 +63,9 @@ type Node struct {
 	// The API's certificate, served to new handshakes; Reload replaces it
 	// from the files (under reloadMu, which also guards their paths).
 	apiCert           atomic.Pointer[tls.Certificate]
+	issuedAPICert     atomic.Pointer[tls.Certificate] // api.tls_provisioner's, preferred (apicert.go)
+	placeholder       atomic.Bool                     // apiCert is the self-signed placeholder
+	apiCertRenewAt    atomic.Int64                    // Unix ns: when issuedAPICert is due
 	reloadMu          sync.Mutex
 	certFile, keyFile string
 
@@ -102,8 +105,10 @@ func (n *Node) start() error {
 		return err
 	}
 	n.certFile, n.keyFile = cfg.TLSCertFile, cfg.TLSKeyFile
-	if err := n.loadAPICert(); err != nil {
-		return fmt.Errorf("node: api tls: %w", err)
+	if n.certFile != "" {
+		if err := n.loadAPICert(); err != nil {
+			return fmt.Errorf("node: api tls: %w", err)
+		}
 	}
 	if cfg.CAFile != "" {
 		n.log.Warn("cluster.ca_file is no longer used: nodes verify each other against the cluster CA (cluster.ca_key) alone; remove it")
@@ -185,7 +190,12 @@ func (n *Node) start() error {
 	streams := cfg.Streams.WithDefaults()
 	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
 		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams, CRLMaxAge: cmp.Or(cfg.CRLInterval, DefaultCRLInterval),
-		MetricsToken: metricsToken}
+		MetricsToken: metricsToken, APICertProblem: n.apiCertProblem}
+	if cfg.TLSProvisioner != "" {
+		if err := n.startAPICert(apiHosts(advertise, publicURLs), reg); err != nil {
+			return err
+		}
+	}
 	n.apiConns = newConnLimiter("api", cfg.MaxConnsPerClient, cfg.MaxIdleConnsPerClient, reg)
 	if cfg.AuditFile != "" {
 		if n.audit, err = openAuditSink(cfg.AuditFile); err != nil {
@@ -201,7 +211,7 @@ func (n *Node) start() error {
 		// Other nodes ask for their own server name and get this node's
 		// node certificate (cluster.ServerTLS); clients get the API's.
 		TLSConfig: n.cluster.ServerTLS(&tls.Config{
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.apiCert.Load(), nil },
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.servedAPICert(), nil },
 			MinVersion:     tls.VersionTLS12,
 			// Clients may present a certificate (renewal, revocation by its
 			// holder). The authorities can change at run time, so the

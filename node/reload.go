@@ -34,7 +34,9 @@ func (n *Node) Reload(next *Config) {
 	if next != nil {
 		n.certFile, n.keyFile = next.TLSCertFile, next.TLSKeyFile
 	}
-	if err := n.loadAPICert(); err != nil {
+	if n.certFile == "" {
+		// api.tls_provisioner alone: nothing to read
+	} else if err := n.loadAPICert(); err != nil {
 		n.log.Error("API certificate not reloaded; serving the previous one", "cert", n.certFile, "key", n.keyFile, "err", err)
 	}
 	if n.audit != nil {

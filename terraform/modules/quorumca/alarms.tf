@@ -78,6 +78,20 @@ locals {
       threshold   = var.issuer_expiry_alarm_days * 86400
       missing     = "missing"
     }
+    # A server renews its API certificate two thirds through its life: with
+    # a sixth left, renewals have failed for half the window (or a server
+    # has none: the metric is 0).
+    api-certificate-expiring = {
+      description = "A server of ${var.name} has had no new API certificate for half its renewal window (or none at all): see its journal for \"API certificate not issued\"."
+      metric      = "quorumca_api_certificate_expiry_seconds"
+      statistic   = "Minimum"
+      dimensions  = { cluster = var.name }
+      period      = 300
+      periods     = 1
+      comparison  = "LessThanThreshold"
+      threshold   = tonumber(trimsuffix(var.api_certificate_ttl, "h")) * 3600 / 6
+      missing     = "missing"
+    }
     # Refused for the signing budget: KMS throttled this cluster's Sign
     # calls past their retries, or a server's share of kms_sign_budget ran
     # out (answered 429 overloaded).

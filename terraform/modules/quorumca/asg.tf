@@ -13,6 +13,8 @@ module "user_data" {
   cluster_ca_key_arn  = aws_kms_key.this["cluster-ca"].arn
   issuing_key_arn     = aws_kms_key.this[local.issuing_key_names[var.issuing_key_generation_in_use - 1]].arn
   base_url            = local.revocation_base_url
+  api_server_names    = local.api_server_names
+  api_certificate_ttl = var.api_certificate_ttl
   signer_rate         = local.signer_rate
   signer_burst        = local.signer_burst
   extra_config        = var.extra_config

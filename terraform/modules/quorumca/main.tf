@@ -77,6 +77,12 @@ locals {
   # The group launches with EC2 Auto Scaling's default service-linked role.
   autoscaling_service_role = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/autoscaling.${data.aws_partition.current.dns_suffix}/AWSServiceRoleForAutoScaling"
 
+  # Each server's API certificate (the "servers" provisioner): the names
+  # clients use, the balancer's, and one label under the zone's private
+  # DNS domain, which is where each server's advertised name lives.
+  private_dns_domain = local.region == "us-east-1" ? "ec2.internal" : "${local.region}.compute.internal"
+  api_server_names   = distinct(concat(var.api_server_names, [lower(aws_lb.this.dns_name)], ["*.${local.private_dns_domain}"]))
+
   revocation_base_url = coalesce(var.revocation_base_url, "http://${aws_lb.this.dns_name}:${local.ports.http}")
 
   tags = merge(var.tags, { (local.cluster_tag_key) = var.name })

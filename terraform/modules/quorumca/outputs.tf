@@ -139,3 +139,13 @@ output "ebs_key_policy_statements" {
     },
   ])
 }
+
+output "server_provisioner" {
+  description = "The servers provisioner as a JSON document, for `quorumca provisioner create -f -` when the authority was imported after the cluster formed (the servers' config creates it when the issuing chain exists at boot)."
+  value = jsonencode({
+    name      = "servers"
+    kind      = "server"
+    authority = "default"
+    policy    = { dns = local.api_server_names, eku = "server", default_ttl = var.api_certificate_ttl, max_ttl = var.api_certificate_ttl }
+  })
+}

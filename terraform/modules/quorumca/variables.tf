@@ -147,6 +147,28 @@ variable "revocation_base_url" {
   }
 }
 
+variable "api_server_names" {
+  description = "DNS names clients reach the API by (your alias of the load balancer, such as ca.example.internal). Each server's own API certificate, issued by the cluster, carries them, the load balancer's name and the server's private DNS name; no other provisioner may issue them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for n in var.api_server_names : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", n))])
+    error_message = "Every entry of api_server_names must be a lowercase DNS name of two labels or more, with no wildcard."
+  }
+}
+
+variable "api_certificate_ttl" {
+  description = "Lifetime of each server's own API certificate; it is renewed two thirds through it."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^[0-9]+h$", var.api_certificate_ttl)) && try(tonumber(trimsuffix(var.api_certificate_ttl, "h")) >= 1 && tonumber(trimsuffix(var.api_certificate_ttl, "h")) <= 2160, false)
+    error_message = "api_certificate_ttl must be whole hours between 1h and 2160h (90 days)."
+  }
+}
+
 variable "https_egress_cidr_blocks" {
   description = "Where servers may open HTTPS (443) connections: AWS APIs (KMS, EC2, SSM), directly, through a NAT gateway or through VPC endpoints."
   type        = list(string)

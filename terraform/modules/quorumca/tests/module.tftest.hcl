@@ -501,12 +501,12 @@ run "observability" {
   assert {
     condition = alltrue([for name, a in aws_cloudwatch_metric_alarm.metrics :
       a.namespace == "quorumca/quorumca" && a.dimensions.cluster == "quorumca" && a.alarm_actions == toset([aws_sns_topic.alerts[0].arn])
-    ]) && toset(keys(aws_cloudwatch_metric_alarm.metrics)) == toset(["crl-next-update", "issuer-expiry", "signing-overloaded", "snapshots-missing"])
+    ]) && toset(keys(aws_cloudwatch_metric_alarm.metrics)) == toset(["api-certificate-expiring", "crl-next-update", "issuer-expiry", "signing-overloaded", "snapshots-missing"])
     error_message = "Alarms on CRL freshness, issuer expiry, signing capacity and backups, to the alert topic."
   }
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.metrics["issuer-expiry"].threshold == 2592000 && aws_cloudwatch_metric_alarm.metrics["crl-next-update"].threshold == 21600
+    condition     = aws_cloudwatch_metric_alarm.metrics["issuer-expiry"].threshold == 2592000 && aws_cloudwatch_metric_alarm.metrics["crl-next-update"].threshold == 21600 && aws_cloudwatch_metric_alarm.metrics["api-certificate-expiring"].threshold == 14400
     error_message = "Issuer expiry alarms 30 days ahead, CRLs 6 hours before their nextUpdate."
   }
 
@@ -823,6 +823,35 @@ run "user_data" {
   assert {
     condition     = !strcontains(module.user_data.user_data, "%%{")
     error_message = "Template directives must not leak into the user data."
+  }
+
+  assert {
+    condition = alltrue([for line in [
+      "tls_provisioner = \"servers\"",
+      "kind        = \"server\"",
+      "dns         = [\"${lower(aws_lb.this.dns_name)}\",\"*.eu-west-1.compute.internal\"]",
+      "default_ttl = \"24h\"",
+      "sed -i -e '/#@API_TLS_FILES@/d'",
+    ] : strcontains(module.user_data.user_data, line)])
+    error_message = "Each server gets its own API certificate from the servers provisioner, for the balancer's name and its private DNS name; the shared files are optional."
+  }
+}
+
+run "api_server_names" {
+  command = plan
+  variables {
+    api_server_names    = ["ca.quorumca.internal"]
+    api_certificate_ttl = "72h"
+  }
+
+  assert {
+    condition     = local.api_server_names[0] == "ca.quorumca.internal" && local.api_server_names[2] == "*.eu-west-1.compute.internal"
+    error_message = "The names clients use come first, then the balancer's and the servers' private DNS domain."
+  }
+
+  assert {
+    condition     = strcontains(module.user_data.authority_config, "default_ttl = \"72h\"")
+    error_message = "api_certificate_ttl sets the servers' certificate lifetime."
   }
 }
 

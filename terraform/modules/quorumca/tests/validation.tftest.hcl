@@ -380,3 +380,15 @@ run "restore_signer_not_a_role" {
   }
   expect_failures = [var.restore_signer_role_arns]
 }
+
+run "api_server_name_wildcard" {
+  command = plan
+  variables { api_server_names = ["*.example.internal"] }
+  expect_failures = [var.api_server_names]
+}
+
+run "api_certificate_ttl_in_minutes" {
+  command = plan
+  variables { api_certificate_ttl = "90m" }
+  expect_failures = [var.api_certificate_ttl]
+}

@@ -114,6 +114,16 @@ variable "cloudwatch" {
   default = null
 }
 
+variable "api_server_names" {
+  description = "DNS names and *.domain patterns of the servers' own API certificates (the servers provisioner)."
+  type        = list(string)
+}
+
+variable "api_certificate_ttl" {
+  description = "Lifetime of a server's API certificate."
+  type        = string
+}
+
 variable "parameter_prefix" {
   description = "SSM path of the cluster's parameters."
   type        = string
@@ -153,8 +163,10 @@ locals {
   }))
 
   authority_config = trimspace(templatefile("${path.module}/templates/authority.hcl.tftpl", {
-    issuing_key_arn = var.issuing_key_arn
-    base_url        = var.base_url
+    issuing_key_arn     = var.issuing_key_arn
+    base_url            = var.base_url
+    api_server_names    = var.api_server_names
+    api_certificate_ttl = var.api_certificate_ttl
   }))
 
   systemd_unit = trimspace(file("${path.module}/templates/quorumca.service"))
@@ -206,7 +218,7 @@ locals {
                 source_labels    = ["job"]
                 label_matcher    = "^quorumca$"
                 dimensions       = [["cluster"]]
-                metric_selectors = ["^quorumca_(ca_cert_expiry_seconds|crl_next_update_seconds|raft_term|raft_voters|raft_last_contact_seconds|gossip_members|fsm_size_bytes|audit_entries)$"]
+                metric_selectors = ["^quorumca_(ca_cert_expiry_seconds|api_certificate_expiry_seconds|crl_next_update_seconds|raft_term|raft_voters|raft_last_contact_seconds|gossip_members|fsm_size_bytes|audit_entries)$"]
               },
               {
                 source_labels    = ["job"]

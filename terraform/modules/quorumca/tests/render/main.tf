@@ -21,6 +21,8 @@ module "user_data" {
   cluster_ca_key_arn  = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
   issuing_key_arn     = "arn:aws:kms:eu-west-1:123456789012:key/66666666-7777-8888-9999-000000000000"
   base_url            = "http://ca.quorumca.internal:8080"
+  api_server_names    = ["ca.quorumca.internal", "quorumca-0123456789abcdef.elb.eu-west-1.amazonaws.com", "*.eu-west-1.compute.internal"]
+  api_certificate_ttl = "24h"
   signer_rate         = 80
   signer_burst        = 16
   parameter_prefix    = "/quorumca/quorumca"
@@ -78,12 +80,14 @@ locals {
   "@PRIVATE_DNS@", "ip-10-40-16-10.eu-west-1.compute.internal")
 }
 
+# With the authority, as a server writes it when the optional api-tls-*
+# parameters exist; without, when they do not.
 output "node_hcl" {
-  value = "${local.node_hcl}\n\n${module.user_data.authority_config}\n"
+  value = "${replace(local.node_hcl, "  #@API_TLS_FILES@ ", "  ")}\n\n${module.user_data.authority_config}\n"
 }
 
 output "node_hcl_without_authority" {
-  value = "${local.node_hcl}\n"
+  value = "${join("\n", [for l in split("\n", local.node_hcl) : l if !strcontains(l, "#@API_TLS_FILES@")])}\n"
 }
 
 output "systemd_unit" {

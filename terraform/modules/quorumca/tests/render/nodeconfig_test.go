@@ -11,9 +11,12 @@ package render
 import (
 	"flag"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/node"
 )
 
@@ -79,8 +82,29 @@ func TestNodeConfig(t *testing.T) {
 	check("authority name", a.Name, "default")
 	check("authority key", a.Key, "awskms:arn:aws:kms:eu-west-1:123456789012:key/66666666-7777-8888-9999-000000000000")
 	check("authority base_url", a.BaseURL, "http://ca.quorumca.internal:8080")
-	if len(c.Provisioners) != 1 || c.Provisioners[0].Name != "services" {
-		t.Errorf("extra_config's provisioner was not read: %+v", c.Provisioners)
+	check("api.tls_provisioner", c.TLSProvisioner, "servers")
+	check("api.tls_cert_file (the api-tls-cert parameter exists)", c.TLSCertFile, "/etc/quorumca/tls/api.pem")
+	check("api.tls_key_file", c.TLSKeyFile, "/etc/quorumca/tls/api-key.pem")
+	if len(c.Provisioners) != 2 || c.Provisioners[0].Name != "services" || c.Provisioners[1].Name != "servers" {
+		t.Fatalf("%d provisioners, want extra_config's services and servers", len(c.Provisioners))
+	}
+	s := c.Provisioners[1]
+	check("servers kind", s.Kind, fsm.KindServer)
+	check("servers authority", s.Authority, "default")
+	check("servers default_ttl", s.Policy.DefaultTTL, 24*time.Hour)
+	if want := []string{"ca.quorumca.internal", "quorumca-0123456789abcdef.elb.eu-west-1.amazonaws.com", "*.eu-west-1.compute.internal"}; !slices.Equal(s.Policy.DNS, want) {
+		t.Errorf("servers dns = %q, want %q", s.Policy.DNS, want)
+	}
+	// What the cluster will check when the bootstrapping server creates it.
+	if err := authority.CheckPolicy(&s.Policy); err != nil {
+		t.Errorf("servers policy refused: %v", err)
+	}
+	if err := authority.CheckServerPolicy(&s.Policy); err != nil {
+		t.Errorf("servers policy refused: %v", err)
+	}
+	// Each server's advertised name is one it may have.
+	if got := authority.ServerNames(&s.Policy, []string{"ip-10-40-16-10.eu-west-1.compute.internal"}); !slices.Contains(got, "ip-10-40-16-10.eu-west-1.compute.internal") {
+		t.Errorf("a server's names %q leave out its advertised name", got)
 	}
 }
 
@@ -93,5 +117,10 @@ func TestNodeConfigWithoutAuthority(t *testing.T) {
 	}
 	if c.BootstrapExpect != 3 || c.ClusterCAKey == "" {
 		t.Errorf("bootstrap_expect %d, cluster.ca_key %q: want 3 and the cluster CA key", c.BootstrapExpect, c.ClusterCAKey)
+	}
+	// Without the optional api-tls-* parameters: the cluster's certificate
+	// only (a placeholder until the authority exists).
+	if c.TLSProvisioner != "servers" || c.TLSCertFile != "" || c.TLSKeyFile != "" {
+		t.Errorf("api tls_provisioner %q, files %q %q: want servers and no files", c.TLSProvisioner, c.TLSCertFile, c.TLSKeyFile)
 	}
 }

@@ -314,6 +314,7 @@ func applyProvisionerPut(a *applyCtx) error {
 		p.CreatedAt = cur.CreatedAt
 	}
 	putJSON(a.tx, bProvisioners, []byte(p.Name), &p)
+	a.bt.provisioners = true
 	return nil
 }
 
@@ -361,5 +362,6 @@ func applyProvisionerDelete(a *applyCtx) error {
 		putJSON(a.tx, bTokens, live[i].Hash, &live[i])
 	}
 	del(a.tx, bProvisioners, []byte(in.Name))
+	a.bt.provisioners = true
 	return nil
 }

@@ -118,3 +118,33 @@ func BenchmarkIssuePayload(b *testing.B) {
 		b.ReportMetric(float64(n), "bytes/entry")
 	})
 }
+
+// BenchmarkServerProvisioners is what every issuance pays to learn the
+// reserved names: ten provisioners, one of kind server.
+func BenchmarkServerProvisioners(b *testing.B) {
+	f, err := Open(b.TempDir() + "/fsm.db")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	lb := &logBuilder{t: &testing.T{}}
+	logs := []*raft.Log{lb.entry(CmdAuthorityPut, t0, authority())}
+	for i := range 10 {
+		p := Provisioner{Name: fmt.Sprint("p", i), Kind: KindEnrollmentToken, Authority: "default", Policy: Policy{DNS: []string{"*"}}}
+		if i == 0 {
+			p.Kind, p.Policy = KindServer, Policy{DNS: []string{"ca.example"}, EKU: "server"}
+		}
+		logs = append(logs, lb.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p}))
+	}
+	for i, r := range f.ApplyBatch(logs) {
+		if r != nil {
+			b.Fatalf("entry %d: %v", i, r)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ps, err := f.ServerProvisioners(); err != nil || len(ps) != 1 {
+			b.Fatal(len(ps), err)
+		}
+	}
+}

@@ -324,6 +324,8 @@ type batchTx struct {
 	tx     *bolt.Tx
 	head   *AuditEntry // nil until the first audited command
 	format int64       // the newest log format among the entries applied
+	// provisioners: a provisioner was written (FSM.provisionersGen).
+	provisioners bool
 }
 
 // notef sets the audit note.

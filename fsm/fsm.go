@@ -77,7 +77,11 @@ type FSM struct {
 	// Records every request reads, decoded once per distinct bytes.
 	authorities  decodedCache[Authority]
 	provisioners decodedCache[Provisioner]
-	dicts        dictCodecs // record DER compression, by dictionary
+	// provisionersGen counts committed provisioner writes (and restores);
+	// serverProvisioners is ServerProvisioners' answer as of one count.
+	provisionersGen    atomic.Uint64
+	serverProvisioners atomic.Pointer[serverProvisioners]
+	dicts              dictCodecs // record DER compression, by dictionary
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -269,6 +273,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if bt.format > f.logFormat.Load() {
 		f.logFormat.Store(bt.format)
 	}
+	if bt.provisioners {
+		f.provisionersGen.Add(1) // after the commit: a reader never caches older state under the new count
+	}
 	f.setApplied(last)
 	return results
 }
@@ -394,6 +401,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.db = db
 	f.logFormat.Store(int64(lf))
+	f.provisionersGen.Add(1)
 	f.setApplied(idx)
 	return nil
 }

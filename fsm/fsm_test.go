@@ -706,3 +706,52 @@ func TestTheNewestLogFormatAppliedIsKept(t *testing.T) {
 		t.Fatalf("opening a state of a newer log format: %v", err)
 	}
 }
+
+// ServerProvisioners keeps its answer only until a provisioner is written
+// or the state is restored.
+func TestServerProvisionersFollowWrites(t *testing.T) {
+	f := openTest(t)
+	lb := &logBuilder{t: t}
+	apply := func(typ CmdType, payload any) {
+		t.Helper()
+		if r := f.ApplyBatch([]*raft.Log{lb.entry(typ, t0, payload)}); r[0] != nil {
+			t.Fatal(r[0])
+		}
+	}
+	count := func() int {
+		t.Helper()
+		ps, err := f.ServerProvisioners()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ps)
+	}
+	apply(CmdAuthorityPut, authority())
+	if n := count(); n != 0 {
+		t.Fatalf("%d server provisioners, want 0", n)
+	}
+	apply(CmdProvisionerPut, ProvisionerPut{Provisioner: Provisioner{Name: "servers", Kind: KindServer, Authority: "default",
+		Policy: Policy{DNS: []string{"ca.example"}, EKU: "server"}}})
+	if n := count(); n != 1 {
+		t.Fatalf("after a put: %d server provisioners, want 1", n)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	apply(CmdProvisionerDel, ProvisionerDelete{Name: "servers"})
+	if n := count(); n != 0 {
+		t.Fatalf("after a delete: %d server provisioners, want 0", n)
+	}
+	if err := f.Restore(io.NopCloser(&sink)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("after a restore: %d server provisioners, want 1", n)
+	}
+}

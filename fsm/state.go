@@ -274,9 +274,13 @@ func (f *FSM) Provisioner(name string) (*Provisioner, error) {
 func (f *FSM) Provisioners() ([]*Provisioner, error) { return list[Provisioner](f, bProvisioners) }
 
 // ServerProvisioners lists the provisioners of kind server, whose names
-// every other issuance must avoid. Every request asks: records are decoded
-// once per distinct bytes (decodedCache).
+// every other issuance must avoid. Every request asks: the answer is kept
+// until a provisioner is written.
 func (f *FSM) ServerProvisioners() ([]*Provisioner, error) {
+	gen := f.provisionersGen.Load()
+	if c := f.serverProvisioners.Load(); c != nil && c.gen == gen {
+		return c.list, nil
+	}
 	var out []*Provisioner
 	err := f.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bProvisioners).ForEach(func(k, v []byte) error {
@@ -287,7 +291,15 @@ func (f *FSM) ServerProvisioners() ([]*Provisioner, error) {
 			return err
 		})
 	})
+	if err == nil {
+		f.serverProvisioners.Store(&serverProvisioners{gen: gen, list: out})
+	}
 	return out, err
+}
+
+type serverProvisioners struct {
+	gen  uint64
+	list []*Provisioner
 }
 
 // CRL returns the current CRL of an issuer of an authority.

@@ -234,5 +234,5 @@ resource "aws_backup_selection" "this" {
   name         = "${var.name}-data"
   plan_id      = aws_backup_plan.this[0].id
   iam_role_arn = aws_iam_role.backup[0].arn
-  resources    = aws_ebs_volume.data[*].arn
+  resources    = [for v in aws_ebs_volume.data : v.arn]
 }

@@ -55,6 +55,9 @@ locals {
   # servers a balanced group puts there (for 5 servers: 2, 2 and 1, in zones
   # the group picks), so the count is rounded up to a multiple of 3.
   volume_count = 3 * ceil(var.instance_count / 3)
+  # Slots 0 .. data_volume_slots - 1 but the retired ones (storage.tf).
+  volume_slots = coalesce(var.data_volume_slots, local.volume_count)
+  volume_keys  = toset([for i in range(local.volume_slots) : tostring(i) if !contains(var.retired_volume_slots, i)])
 
   # Rolling updates and replacements: terminate first (the new server needs
   # the old one's volume), one server at a time. The minimum healthy

@@ -321,6 +321,28 @@ variable "iam_permissions_boundary_arn" {
 
 # --- Data volumes ------------------------------------------------------------------
 
+variable "data_volume_slots" {
+  description = "Data volumes to keep, slots 0 to N-1 (slot i in zone i mod 3). Default: 3 * ceil(instance_count / 3). When lowering instance_count, keep it at its old value: which volumes a scale-in frees is known only afterwards (retired_volume_slots)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.data_volume_slots == null ? true : (floor(var.data_volume_slots) == var.data_volume_slots && var.data_volume_slots >= 3 && var.data_volume_slots <= 9)
+    error_message = "data_volume_slots must be a whole number from 3 to 9."
+  }
+}
+
+variable "retired_volume_slots" {
+  description = "Slots whose data volumes are deleted (after a final snapshot, if data_volume_final_snapshot): the ones a scale-in freed, as the README's Operations section finds them."
+  type        = list(number)
+  default     = []
+
+  validation {
+    condition     = alltrue([for s in var.retired_volume_slots : floor(s) == s && s >= 0 && s <= 8]) && length(distinct(var.retired_volume_slots)) == length(var.retired_volume_slots)
+    error_message = "retired_volume_slots must hold distinct slot numbers from 0 to 8."
+  }
+}
+
 variable "data_volume_size" {
   description = "Size of each server's data volume (Raft log, snapshots and state), GiB."
   type        = number

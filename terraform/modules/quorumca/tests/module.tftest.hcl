@@ -964,3 +964,43 @@ run "session_manager_on" {
     error_message = "With Session Manager on, the role gets the agent's channels and no more."
   }
 }
+
+# Scaling in: the group picks the servers it terminates, so volumes are
+# deleted only when their slot is retired by name.
+run "scale_in_keeps_volumes" {
+  command = plan
+  variables {
+    instance_count    = 3
+    data_volume_slots = 6
+  }
+  override_data {
+    target = data.aws_ebs_volumes.existing
+    values = { ids = ["vol-0", "vol-1", "vol-2", "vol-3", "vol-4", "vol-5"] }
+  }
+
+  assert {
+    condition     = length(aws_ebs_volume.data) == 6
+    error_message = "Lowering instance_count with data_volume_slots kept deletes no volume."
+  }
+}
+
+run "scale_in_retires_the_freed_slots" {
+  command = plan
+  variables {
+    instance_count       = 3
+    data_volume_slots    = 6
+    retired_volume_slots = [0, 4]
+  }
+  override_data {
+    target = data.aws_ebs_volumes.existing
+    values = { ids = ["vol-0", "vol-1", "vol-2", "vol-3", "vol-4", "vol-5"] }
+  }
+
+  assert {
+    condition = (
+      toset(keys(aws_ebs_volume.data)) == toset(["1", "2", "3", "5"]) &&
+      aws_ebs_volume.data["3"].availability_zone == "eu-west-1a" && aws_ebs_volume.data["3"].tags["quorumca-node"] == "quorumca-3"
+    )
+    error_message = "Exactly the retired slots' volumes go; the others keep their zone and node name."
+  }
+}

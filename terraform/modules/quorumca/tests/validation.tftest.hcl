@@ -392,3 +392,34 @@ run "api_certificate_ttl_in_minutes" {
   variables { api_certificate_ttl = "90m" }
   expect_failures = [var.api_certificate_ttl]
 }
+
+run "scale_in_that_would_delete_volumes" {
+  command = plan
+  variables { instance_count = 3 }
+  override_data {
+    target = data.aws_ebs_volumes.existing
+    values = { ids = ["vol-0", "vol-1", "vol-2", "vol-3", "vol-4", "vol-5"] }
+  }
+  expect_failures = [aws_ebs_volume.data]
+}
+
+run "retiring_a_whole_zone" {
+  command = plan
+  variables {
+    data_volume_slots    = 6
+    retired_volume_slots = [0, 3]
+  }
+  expect_failures = [aws_ebs_volume.data]
+}
+
+run "retired_slot_out_of_range" {
+  command = plan
+  variables { retired_volume_slots = [9] }
+  expect_failures = [var.retired_volume_slots]
+}
+
+run "too_few_volume_slots" {
+  command = plan
+  variables { data_volume_slots = 2 }
+  expect_failures = [var.data_volume_slots]
+}

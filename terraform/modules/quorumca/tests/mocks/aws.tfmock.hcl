@@ -126,3 +126,10 @@ mock_resource "aws_cloudwatch_log_group" {
     arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/quorumca/quorumca/mock"
   }
 }
+
+# A new cluster: no data volumes yet (runs that scale in override it).
+mock_data "aws_ebs_volumes" {
+  defaults = {
+    ids = []
+  }
+}

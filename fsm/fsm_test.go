@@ -755,3 +755,21 @@ func TestServerProvisionersFollowWrites(t *testing.T) {
 		t.Fatalf("after a restore: %d server provisioners, want 1", n)
 	}
 }
+
+// The leader marks the format it writes (log_format) until the state holds
+// it: the mark must raise the state to the format it names, whatever
+// format the mark's own entry needs, or the leader would mark again every
+// poll, forever.
+func TestALogFormatMarkRaisesTheStateToItsFormat(t *testing.T) {
+	f := openTest(t)
+	b := &logBuilder{t: t}
+	f.ApplyBatch([]*raft.Log{b.entry(CmdLogFormat, t0, LogFormatMark{Format: LogFormat})})
+	if got := f.HighestLogFormat(); got != LogFormat {
+		t.Fatalf("after marking format %d the state holds %d", LogFormat, got)
+	}
+	// A mark beyond this binary's formats is held at what it reads.
+	f.ApplyBatch([]*raft.Log{b.entry(CmdLogFormat, t0, LogFormatMark{Format: LogFormat + 3})})
+	if got := f.HighestLogFormat(); got != LogFormat {
+		t.Fatalf("a mark of format %d left %d", LogFormat+3, got)
+	}
+}

@@ -126,6 +126,9 @@ func applyLogFormat(a *applyCtx) error {
 	var in LogFormatMark
 	a.decode(&in)
 	a.notef("format=%d", in.Format)
+	// The state holds the format marked, not only the newest format the
+	// mark's own entry needs: the leader stops marking once it sees it.
+	a.bt.format = max(a.bt.format, int64(min(in.Format, LogFormat)))
 	return nil
 }
 

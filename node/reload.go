@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -75,16 +73,12 @@ func (n *Node) Reload(next *Config) {
 
 // loadAPICert reads the API's certificate and key; new handshakes get them.
 func (n *Node) loadAPICert() error {
-	c, err := tls.LoadX509KeyPair(n.certFile, n.keyFile)
+	c, err := loadAPIPair(n.certFile, n.keyFile)
 	if err != nil {
 		return err
 	}
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil {
-		return err
-	}
-	c.Leaf = leaf
-	if old := n.apiCert.Swap(&c); old != nil && !old.Leaf.Equal(leaf) {
+	leaf := c.Leaf
+	if old := n.apiCert.Swap(c); old != nil && !old.Leaf.Equal(leaf) {
 		n.log.Info("API certificate reloaded", "serial", fmt.Sprintf("%x", leaf.SerialNumber), "not_after", leaf.NotAfter.Format(time.RFC3339))
 	}
 	return nil

@@ -117,6 +117,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitBatch$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzIssuePayload$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBundle$$' -fuzztime $(FUZZTIME) ./agent
+	$(GO) test -run '^$$' -fuzz '^FuzzParseJWS$$' -fuzztime $(FUZZTIME) ./acme
+	$(GO) test -run '^$$' -fuzz '^FuzzRedeemNonce$$' -fuzztime $(FUZZTIME) ./acme
+	$(GO) test -run '^$$' -fuzz '^FuzzCertID$$' -fuzztime $(FUZZTIME) ./acme
 
 clean:
 	rm -rf bin

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/quorumca/quorumca/acme"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/internal/errs"
 	"github.com/quorumca/quorumca/internal/keyrate"
@@ -49,6 +50,8 @@ type Server struct {
 	// serves would fail its clients ("" when it would not): /v1/ready
 	// answers no_api_certificate while it says so.
 	APICertProblem func() string
+	// ACME, if set, serves ACME directories under /acme/ (acme.go).
+	ACME *acme.Service
 
 	signAud, renewAud []string
 
@@ -94,6 +97,8 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/admin/tokens", s.createToken)
 	mux.HandleFunc("GET /v1/admin/tokens", s.listTokens)
 	mux.HandleFunc("DELETE /v1/admin/tokens/{id}", s.revokeToken)
+	mux.HandleFunc("POST /v1/admin/acme/eab", s.createEAB)
+	mux.HandleFunc("DELETE /v1/admin/acme/eab/{id}", s.revokeEAB)
 	mux.HandleFunc("GET /v1/admin/provisioners", s.listProvisioners)
 	mux.HandleFunc("POST /v1/admin/provisioners", s.createProvisioner)
 	mux.HandleFunc("GET /v1/admin/provisioners/{name}", s.getProvisioner)
@@ -127,6 +132,7 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("GET /v1/roots", s.roots)
 	mux.HandleFunc("GET /v1/authorities/{name}/roots", s.authorityRoots)
 	s.revocationRoutes(mux)
+	s.acmeRoutes(mux)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/ready", s.ready)
 	if s.Internal != nil {

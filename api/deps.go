@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"io"
+	"time"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
@@ -56,6 +57,9 @@ type Tokens interface {
 	MintTokens(ctx context.Context, admin *fsm.Admin, req authority.TokenRequest) ([]authority.MintedToken, error)
 	OutstandingTokens(ctx context.Context, provisioner string, cursor []byte, limit int) ([]*fsm.Token, []byte, error)
 	RevokeToken(ctx context.Context, id string) error
+	// External account binding keys of ACME provisioners.
+	NewEABKey(ctx context.Context, by *fsm.Admin, provisioner, reference string, ttl time.Duration) (*fsm.ACMEEAB, error)
+	RevokeEABKey(ctx context.Context, by *fsm.Admin, id string) error
 }
 
 // Provisioners manages provisioners.

@@ -343,6 +343,17 @@ func (f *fakeCA) OutstandingTokens(context.Context, string, []byte, int) ([]*fsm
 
 func (f *fakeCA) RevokeToken(context.Context, string) error { return f.call("RevokeToken") }
 
+func (f *fakeCA) NewEABKey(_ context.Context, _ *fsm.Admin, prov, ref string, _ time.Duration) (*fsm.ACMEEAB, error) {
+	if err := f.call("NewEABKey"); err != nil {
+		return nil, err
+	}
+	return &fsm.ACMEEAB{ID: "eab_1", Provisioner: prov, Reference: ref, Key: make([]byte, 32)}, nil
+}
+
+func (f *fakeCA) RevokeEABKey(context.Context, *fsm.Admin, string) error {
+	return f.call("RevokeEABKey")
+}
+
 // Provisioners
 
 func (f *fakeCA) Provisioner(_ context.Context, name string) (*fsm.Provisioner, error) {

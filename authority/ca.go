@@ -69,6 +69,7 @@ type State interface {
 	OutstandingTokens(provisioner string, now time.Time, cursor []byte, limit int) ([]*fsm.Token, []byte, error)
 	Audit(q fsm.AuditFilter) (fsm.AuditPage, error)
 	AuditHead() (uint64, string)
+	ACMEOrder(id string) (*fsm.ACMEOrder, []fsm.ACMEAuthz, error)
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, idx uint64) error
 }

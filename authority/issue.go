@@ -36,6 +36,9 @@ type issuance struct {
 	// revokeRenewed: a renewal revokes the certificate it renews
 	// (the provisioner's revoke_on_renew).
 	revokeRenewed bool
+	// finalize: an ACME order's certificate, committed with the order
+	// (auth unused).
+	finalize *fsm.ACMEFinalize
 }
 
 // issue applies the provisioner's policy, signs, and commits the record
@@ -86,6 +89,10 @@ func (ca *CA) issue(ctx context.Context, req issuance) (*Issued, error) {
 // while a server of an older release is in the cluster, as CmdIssue, which
 // every release applies alike (renewals are then not limited to one).
 func (ca *CA) commit(ctx context.Context, req *issuance) error {
+	if f := req.finalize; f != nil {
+		f.Cert = req.auth.Cert
+		return ca.propose(ctx, fsm.CmdACMEFinalize, *f)
+	}
 	if req.auth.Renews == "" {
 		return ca.propose(ctx, fsm.CmdIssue, req.auth)
 	}

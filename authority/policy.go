@@ -25,6 +25,10 @@ var (
 	ErrTTLNotAllowed      = errs.New(errs.Invalid, "ttl_not_allowed", "lifetime not allowed")
 	ErrProvisionerKind    = errs.New(errs.Invalid, "provisioner_kind", "wrong kind of provisioner")
 	ErrProvisionerUnknown = fsm.ErrProvisioner
+	// ACME: an identifier type other than dns and ip, and a CSR whose
+	// names are not exactly its order's.
+	ErrACMEIdentifierType = errs.New(errs.Invalid, "unsupported_identifier", "identifier type not supported")
+	ErrACMECSRNames       = errs.New(errs.Invalid, "bad_csr", "the CSR's names are not the order's")
 )
 
 func refuse(sentinel *errs.Error, format string, args ...any) *errs.Error {

@@ -59,7 +59,11 @@ func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 	if err := CheckPolicy(&p.Policy); err != nil {
 		return fmt.Errorf("%w: policy.%v", ErrInvalidRequest, err)
 	}
+	if err := checkACMEOptions(p); err != nil {
+		return err
+	}
 	switch p.Kind {
+	case fsm.KindACME:
 	case fsm.KindEnrollmentToken:
 		if len(p.JWK) != 0 {
 			return fmt.Errorf("%w: jwk: an enrollment-token provisioner has no jwk", ErrInvalidRequest)
@@ -74,7 +78,7 @@ func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 		}
 		return CheckServerPolicy(&p.Policy)
 	default:
-		return fmt.Errorf("%w: kind: must be %s, %s or %s", ErrInvalidRequest, fsm.KindEnrollmentToken, fsm.KindJWK, fsm.KindServer)
+		return fmt.Errorf("%w: kind: must be %s, %s, %s or %s", ErrInvalidRequest, fsm.KindEnrollmentToken, fsm.KindJWK, fsm.KindACME, fsm.KindServer)
 	}
 	return nil
 }

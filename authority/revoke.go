@@ -3,11 +3,13 @@ package authority
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
 
 	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
 )
 
 // Revocation reasons by their RFC 5280 names. certificateHold and
@@ -27,12 +29,20 @@ func ReasonName(code int) string {
 	return fmt.Sprintf("reason(%d)", code)
 }
 
-// RevokeRequest revokes a certificate. Either Admin or Holder authorizes it.
+// RevokeRequest revokes a certificate. One of Admin, Holder, ACMEAccount
+// or CertKey authorizes it.
 type RevokeRequest struct {
 	Serial string
 	Reason string // RFC 5280 name; "" is unspecified
 	Admin  *fsm.Admin
 	Holder *x509.Certificate // the TLS client certificate
+	// ACMEAccount: the ACME account (ACMERequester) asking; it may revoke
+	// the certificates it ordered.
+	ACMEAccount string
+	// CertKey: the request is signed with this key (ACME revokeCert
+	// signed with the certificate's own key); it must be the
+	// certificate's.
+	CertKey crypto.PublicKey
 }
 
 // Revoked is a revocation's outcome: the certificate's record, and the
@@ -101,6 +111,18 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*Revoked, error) {
 		ctx = asActor(ctx, by)
 	case req.Holder != nil:
 		return nil, fmt.Errorf("%w: a client certificate may only revoke itself", ErrForbidden)
+	case req.ACMEAccount != "" || req.CertKey != nil:
+		if !holdsCert(rec, req.ACMEAccount, req.CertKey) {
+			return nil, fmt.Errorf("%w: the account did not order this certificate, nor is the request signed with its key", ErrForbidden)
+		}
+		if rec.Revoked() {
+			return nil, refuse(ErrAlreadyRevoked, "certificate %s is already revoked", serial)
+		}
+		by = "cert:" + rec.Serial
+		if req.ACMEAccount != "" {
+			by = req.ACMEAccount
+		}
+		ctx = asActor(ctx, by)
 	default:
 		return nil, fmt.Errorf("%w: revocation needs an admin token or the certificate itself (mTLS)", ErrUnauthenticated)
 	}
@@ -128,6 +150,20 @@ func (ca *CA) Revoke(ctx context.Context, req RevokeRequest) (*Revoked, error) {
 		return nil, err
 	}
 	return &Revoked{Cert: rec, ConfirmedBy: confirmed, Unconfirmed: unconfirmed}, nil
+}
+
+// ErrAlreadyRevoked: ACME answers a second revocation so (RFC 8555
+// section 7.6).
+var ErrAlreadyRevoked = errs.New(errs.Conflict, "already_revoked", "certificate already revoked")
+
+// holdsCert: the ACME account ordered rec, or key is rec's key.
+func holdsCert(rec *fsm.Cert, account string, key crypto.PublicKey) bool {
+	if account != "" {
+		return rec.Requester == account
+	}
+	leaf, err := x509.ParseCertificate(rec.DER)
+	k, ok := key.(interface{ Equal(crypto.PublicKey) bool })
+	return err == nil && ok && k.Equal(leaf.PublicKey)
 }
 
 // revokeSigningCRL is revocation while a server of an older release is in

@@ -107,6 +107,8 @@ type Cluster struct {
 	snapshots *raft.FileSnapshotStore
 	client    *http.Client
 	log       *slog.Logger
+	// extensions: internal RPCs of other packages, by name (ServeRPC).
+	extensions sync.Map
 
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -408,11 +408,51 @@ func (c *Cluster) Handler() http.Handler {
 	mux.HandleFunc("POST "+pathNodeCert, c.serveNodeCert)
 	mux.HandleFunc("POST "+pathNodeCertChallenge, c.serveChallenge)
 	mux.HandleFunc("POST "+pathJoin, c.serveJoin)
+	mux.HandleFunc("POST "+pathExtension+"{name}", func(w http.ResponseWriter, r *http.Request) {
+		fn, ok := c.extensions.Load(r.PathValue("name"))
+		if !ok {
+			writeRPCError(w, http.StatusNotFound, "not_found", "no internal RPC "+r.URL.Path)
+			return
+		}
+		c.serve(fn.(RPCFunc))(w, r)
+	})
 	// Anything else, as JSON like every other answer.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, http.StatusNotFound, "not_found", "no internal RPC "+r.Method+" "+r.URL.Path)
 	})
 	return mux
+}
+
+// pathExtension prefixes the RPCs other packages serve (ServeRPC).
+const pathExtension = "/v1/internal/x/"
+
+// RPCFunc serves one internal RPC: the caller is a node of this cluster
+// (CallerOf names it). Its result is sent as JSON; a refusal (fsm or
+// errs) travels as {code, message}.
+type RPCFunc func(ctx context.Context, body []byte) (any, error)
+
+// ServeRPC registers an internal RPC of another package (the ACME nonce
+// check), reached by Call.
+func (c *Cluster) ServeRPC(name string, fn RPCFunc) { c.extensions.Store(name, fn) }
+
+// CallerOf names the node that made the internal RPC served with ctx.
+func CallerOf(ctx context.Context) string {
+	id, _ := ctx.Value(callerKey{}).(string)
+	return id
+}
+
+// Call makes the internal RPC name on the member id, once: body is sent as
+// JSON, the reply decoded into out.
+func (c *Cluster) Call(ctx context.Context, id, name string, body, out any) error {
+	n, err := c.fsm.Node(id)
+	if err != nil {
+		return fmt.Errorf("%w: no member %s", ErrNoLeader, id)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return timedOut(c.postAs(ctx, id, "https://"+n.APIAddr+pathExtension+name, b, out))
 }
 
 // serveJoin adds a node to the cluster: asked by the node itself (its

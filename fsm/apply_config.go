@@ -269,10 +269,12 @@ func init() {
 	// Version 2 may carry policy.allow_wildcard, which binaries before it
 	// would drop; a put without it is still written as version 1. Version 3
 	// is a server provisioner: binaries before it would let /v1/renew
-	// extend an API certificate and issue its names to anyone.
-	register(CmdProvisionerPut, "provisioner_put", 3, applyProvisionerPut)
+	// extend an API certificate and issue its names to anyone. Version 4 is
+	// an ACME provisioner, whose commands need log format 6.
+	register(CmdProvisionerPut, "provisioner_put", 4, applyProvisionerPut)
 	needsFormat(CmdProvisionerPut, 2, 2)
 	needsFormat(CmdProvisionerPut, 3, 5)
+	needsFormat(CmdProvisionerPut, 4, 6)
 }
 
 // ProvisionerPut creates (ExpectedVersion 0) or replaces a provisioner. The
@@ -283,6 +285,9 @@ type ProvisionerPut struct {
 }
 
 func (p ProvisionerPut) payloadVersion() uint16 {
+	if p.Provisioner.Kind == KindACME || p.Provisioner.ACME != nil {
+		return 4
+	}
 	if p.Provisioner.Kind == KindServer {
 		return 3
 	}

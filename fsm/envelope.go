@@ -42,6 +42,13 @@ const (
 	CmdCertPrune        CmdType = 29
 	CmdAuditCut         CmdType = 30
 	CmdLogFormat        CmdType = 31
+	// ACME (apply_acme.go), log format 6.
+	CmdACMEAccountNew    CmdType = 32
+	CmdACMEAccountUpdate CmdType = 33
+	CmdACMEOrderNew      CmdType = 34
+	CmdACMEChallenge     CmdType = 35
+	CmdACMEFinalize      CmdType = 36
+	CmdACMEEABPut        CmdType = 37
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -149,10 +156,12 @@ func (e *Envelope) Encode() ([]byte, error) {
 // registered with needsFormat(..., 2), 3 those with needsFormat(..., 3)
 // (root CRLs, revoked issuers, authority settings), 4 those with
 // needsFormat(..., 4) (cert_prune, audit_cut, log_format; certificate records in a binary
-// layout once a format-4 entry is applied), 5 server provisioners. A leader writes the
+// layout once a format-4 entry is applied), 5 server provisioners, 6 ACME
+// (accounts, orders, challenges, finalization, EAB keys; acme
+// provisioners). A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
-const LogFormat = 5
+const LogFormat = 6
 
 // Format is the lowest log format that carries e: a command or version
 // that older binaries do not know (they would panic on it) is proposed only

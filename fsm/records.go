@@ -303,8 +303,9 @@ type Provisioner struct {
 	Kind      string          `json:"kind"`
 	Authority string          `json:"authority"`
 	Policy    Policy          `json:"policy"`
-	JWK       json.RawMessage `json:"jwk,omitempty"` // public key, kind jwk
-	Version   uint64          `json:"version"`       // bumped by every change
+	JWK       json.RawMessage `json:"jwk,omitempty"`  // public key, kind jwk
+	ACME      *ACMEOptions    `json:"acme,omitempty"` // kind acme
+	Version   uint64          `json:"version"`        // bumped by every change
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclsimple"
 
+	"github.com/quorumca/quorumca/acme"
 	"github.com/quorumca/quorumca/api"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
@@ -41,6 +42,8 @@ type Config struct {
 	// OCSP bounds the responder (both listeners): requests per source
 	// address, and the memory of signed answers.
 	OCSP OCSPConfig
+	// ACME: how this node validates ACME challenges (the acme block).
+	ACME acme.ValidatorConfig
 
 	// APIPublicURLs are the base URLs clients reach the API at
 	// (https://host[:port]); a self-minted token's aud must name one.
@@ -221,6 +224,7 @@ type fileConfig struct {
 	Metrics                 *metricsBlock       `hcl:"metrics,block"`
 	Profiling               *profilingBlock     `hcl:"profiling,block"`
 	OCSP                    *ocspBlock          `hcl:"ocsp,block"`
+	ACME                    *acmeBlock          `hcl:"acme,block"`
 	CRL                     *crlBlock           `hcl:"crl,block"`
 	LineageLimits           *lineageLimitsBlock `hcl:"lineage_limits,block"`
 	Storage                 *storageBlock       `hcl:"storage,block"`
@@ -253,6 +257,13 @@ type ocspBlock struct {
 	Rate    float64 `hcl:"rate,optional"`
 	Burst   int     `hcl:"burst,optional"`
 	CacheMB int     `hcl:"cache_mb,optional"`
+}
+
+// acmeBlock: where this node looks when it validates ACME challenges.
+type acmeBlock struct {
+	Resolvers     []string `hcl:"resolvers,optional"`
+	HTTP01Port    int      `hcl:"http01_port,optional"`
+	TLSALPN01Port int      `hcl:"tlsalpn01_port,optional"`
 }
 
 type adminBlock struct {
@@ -366,6 +377,10 @@ type provisionerBlock struct {
 	AllowWildcard bool `hcl:"allow_wildcard,optional"`
 	// RevokeOnRenew: a renewal revokes the certificate it replaces.
 	RevokeOnRenew bool `hcl:"revoke_on_renew,optional"`
+	// Kind acme: new accounts need an external account binding; the
+	// challenge types offered (default all three).
+	RequireEAB bool     `hcl:"require_eab,optional"`
+	Challenges []string `hcl:"challenges,optional"`
 }
 
 // Load reads and checks an HCL config file.
@@ -472,6 +487,17 @@ func Parse(filename string, src []byte) (*Config, error) {
 		}
 		c.OCSP = OCSPConfig{Rate: o.Rate, Burst: o.Burst, CacheBytes: o.CacheMB << 20}
 	}
+	if b := f.ACME; b != nil {
+		for _, r := range b.Resolvers {
+			if _, _, err := net.SplitHostPort(r); err != nil {
+				return nil, fmt.Errorf("config: acme: resolvers: %q must be host:port", r)
+			}
+		}
+		if b.HTTP01Port < 0 || b.HTTP01Port > 65535 || b.TLSALPN01Port < 0 || b.TLSALPN01Port > 65535 {
+			return nil, errors.New("config: acme: http01_port and tlsalpn01_port must be ports (1-65535)")
+		}
+		c.ACME = acme.ValidatorConfig{Resolvers: b.Resolvers, HTTP01Port: b.HTTP01Port, TLSALPNPort: b.TLSALPN01Port}
+	}
 	if b := f.CRL; b != nil {
 		var err error
 		if c.CRLInterval, err = duration("crl: interval", b.Interval); err != nil {
@@ -558,6 +584,12 @@ func provisionerFrom(p provisionerBlock) (*ProvisionerConfig, error) {
 			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU, AllowWildcard: p.AllowWildcard,
 			RevokeOnRenew: p.RevokeOnRenew},
 	}}
+	if p.RequireEAB || len(p.Challenges) > 0 {
+		if p.Kind != fsm.KindACME {
+			return nil, fmt.Errorf("config: provisioner %s: require_eab and challenges are for kind acme only", p.Name)
+		}
+		pc.ACME = &fsm.ACMEOptions{RequireEAB: p.RequireEAB, Challenges: p.Challenges}
+	}
 	what := "provisioner " + p.Name + ": "
 	var err error
 	if pc.Policy.DefaultTTL, err = duration(what+"default_ttl", p.DefaultTTL); err != nil {

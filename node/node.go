@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/quorumca/quorumca/acme"
 	"github.com/quorumca/quorumca/api"
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/cluster"
@@ -43,6 +44,7 @@ type Node struct {
 	fsm      *fsm.FSM
 	ocsp     *authority.OCSPStore // signed OCSP answers: this node's own, not replicated
 	cluster  *cluster.Cluster
+	acme     *acme.Service
 	ca       *authority.CA
 	signers  *signer.Cache
 	listener net.Listener
@@ -188,7 +190,11 @@ func (n *Node) start() error {
 		publicURLs = []string{"https://" + advertise}
 	}
 	streams := cfg.Streams.WithDefaults()
-	srv := &api.Server{CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
+	nonces := acme.NewNonces(cfg.NodeName, n.cluster)
+	n.cluster.ServeRPC(acme.NonceRPC, nonces.ServeRedeem)
+	n.acme = acme.New(acme.Config{CA: n.ca, State: n.fsm, Barrier: n.cluster, Nonces: nonces,
+		Validator: acme.NewValidator(cfg.ACME), Logger: n.log, Now: cfg.Now})
+	srv := &api.Server{ACME: n.acme, CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
 		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams, CRLMaxAge: cmp.Or(cfg.CRLInterval, DefaultCRLInterval),
 		MetricsToken: metricsToken, APICertProblem: n.apiCertProblem}
 	if cfg.TLSProvisioner != "" {

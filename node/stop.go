@@ -84,6 +84,9 @@ func b2i(b bool) int {
 // in flight finish.
 func (n *Node) stopServing() error {
 	n.cancel()
+	if n.acme != nil {
+		n.acme.Close()
+	}
 	var errs []error
 	for _, s := range []*http.Server{n.public, n.http, n.adminHTTP} {
 		if s != nil {

@@ -14,6 +14,7 @@ import (
 const (
 	ProbAccountDoesNotExist     = "accountDoesNotExist"
 	ProbAlreadyRevoked          = "alreadyRevoked"
+	ProbAlreadyReplaced         = "alreadyReplaced" // RFC 9773
 	ProbBadCSR                  = "badCSR"
 	ProbBadNonce                = "badNonce"
 	ProbBadPublicKey            = "badPublicKey"
@@ -85,6 +86,8 @@ func ProblemOf(err error) *Problem {
 	case errors.Is(err, authority.ErrAlreadyRevoked):
 		typ = ProbAlreadyRevoked
 		return &Problem{Type: typ, Detail: e.Message, Kind: errs.Invalid, Code: e.Code}
+	case errors.Is(err, fsm.ErrACMEReplaced):
+		return &Problem{Type: ProbAlreadyReplaced, Detail: e.Message, Kind: errs.Conflict, Code: e.Code}
 	case errors.Is(err, fsm.ErrACMEOrderState):
 		return &Problem{Type: ProbOrderNotReady, Detail: e.Message, Kind: errs.Forbidden, Code: e.Code}
 	case errors.Is(err, fsm.ErrACMEAccount):

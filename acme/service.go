@@ -36,6 +36,7 @@ type CA interface {
 	CheckACMEIdentifiers(prov *fsm.Provisioner, ids []fsm.ACMEIdentifier) error
 	ProposeACME(ctx context.Context, actor string, t fsm.CmdType, payload any) error
 	FinalizeACME(ctx context.Context, prov *fsm.Provisioner, o *fsm.ACMEOrder, csr []byte) (*authority.Issued, error)
+	RenewalInfo(ctx context.Context, serial string) (*authority.RenewalWindow, *fsm.Cert, error)
 	Revoke(ctx context.Context, req authority.RevokeRequest) (*authority.Revoked, error)
 	Chain(rec *fsm.Cert) [][]byte
 }
@@ -148,7 +149,10 @@ func (s *Service) Directory(c *Call) *Response {
 		"newOrder":   c.Base + "/new-order",
 		"revokeCert": c.Base + "/revoke-cert",
 		"keyChange":  c.Base + "/key-change",
-		"meta":       meta,
+		// RFC 9773: when to renew, so a fleet spreads its renewals and
+		// replaces early after a revocation or an issuer rotation.
+		"renewalInfo": c.Base + "/renewal-info",
+		"meta":        meta,
 	}}
 }
 

@@ -28,6 +28,7 @@ func (s *Server) acmeRoutes(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("GET /acme/{prov}/directory", s.acmeDirectory)
 	mux.HandleFunc("GET /acme/{prov}/new-nonce", s.acmeNewNonce) // and HEAD
+	mux.HandleFunc("GET /acme/{prov}/renewal-info/{id}", s.acmeGet(s.ACME.RenewalInfo))
 	for path, fn := range map[string]func(context.Context, *acme.Call) (*acme.Response, error){
 		"new-account":         s.ACME.NewAccount,
 		"account/{id}":        s.ACME.Account,
@@ -69,6 +70,23 @@ func (s *Server) acmeOrigin(r *http.Request) string {
 		}
 	}
 	return strings.TrimSuffix(s.PublicURLs[0], "/")
+}
+
+// acmeGet serves a GET without a JWS (renewalInfo).
+func (s *Server) acmeGet(fn func(context.Context, *acme.Call) (*acme.Response, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.acmeCall(r)
+		if err != nil {
+			s.acmeFail(w, r, nil, err)
+			return
+		}
+		resp, err := fn(r.Context(), c)
+		if err != nil {
+			s.acmeFail(w, r, c, err)
+			return
+		}
+		s.acmeReply(w, r, c, resp)
+	}
 }
 
 func (s *Server) acmeDirectory(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/x509"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/quorumca/quorumca/api/apitypes"
@@ -17,6 +18,26 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.certJSON(c))
+}
+
+// renewalInfo answers when to renew a certificate, in RFC 9773's form,
+// with Retry-After saying when to ask again: the agent and JSON clients
+// follow the schedule ACME clients get at renewalInfo.
+func (s *Server) renewalInfo(w http.ResponseWriter, r *http.Request) {
+	win, _, err := s.CA.RenewalInfo(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(win.RetryAfter.Seconds())))
+	writeJSON(w, http.StatusOK, RenewalInfoJSON(win))
+}
+
+// RenewalInfoJSON is a renewal window as RFC 9773 shows it.
+func RenewalInfoJSON(win *authority.RenewalWindow) apitypes.RenewalInfo {
+	out := apitypes.RenewalInfo{Reason: win.Reason}
+	out.SuggestedWindow.Start, out.SuggestedWindow.End = win.Start.UTC(), win.End.UTC()
+	return out
 }
 
 func (s *Server) certJSON(c *fsm.Cert) apitypes.Cert {

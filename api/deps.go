@@ -25,6 +25,8 @@ type Certificates interface {
 	SearchCerts(ctx context.Context, q fsm.CertQuery) ([]*fsm.Cert, []byte, error)
 	// Chain is the chain of c's issuer, for answers that show c.
 	Chain(c *fsm.Cert) [][]byte
+	// RenewalInfo is when the certificate's holder should renew (RFC 9773).
+	RenewalInfo(ctx context.Context, serial string) (*authority.RenewalWindow, *fsm.Cert, error)
 }
 
 // Publisher serves what relying parties fetch without credentials: roots,

@@ -350,6 +350,14 @@ func (f *fakeCA) NewEABKey(_ context.Context, _ *fsm.Admin, prov, ref string, _ 
 	return &fsm.ACMEEAB{ID: "eab_1", Provisioner: prov, Reference: ref, Key: make([]byte, 32)}, nil
 }
 
+func (f *fakeCA) RenewalInfo(_ context.Context, serial string) (*authority.RenewalWindow, *fsm.Cert, error) {
+	if err := f.call("RenewalInfo"); err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	return &authority.RenewalWindow{Start: now, End: now.Add(time.Hour), RetryAfter: time.Hour}, &fsm.Cert{Serial: serial}, nil
+}
+
 func (f *fakeCA) RevokeEABKey(context.Context, *fsm.Admin, string) error {
 	return f.call("RevokeEABKey")
 }

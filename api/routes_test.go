@@ -163,6 +163,7 @@ var routes = []route{
 		[]string{"authority", "certificates"}, "SetOCSPResponder"},
 	{"DELETE", "/v1/admin/authorities/default/ocsp-responder", "", authority.PermConfigure, true, 204, "", nil, "DeleteOCSPResponder"},
 	{"GET", "/v1/certs/0a", "", 0, false, 200, ctJSON, []string{"serial", "status", "certificate", "chain", "sans"}, "Cert"},
+	{"GET", "/v1/certs/0a/renewal-info", "", 0, false, 200, ctJSON, []string{"suggestedWindow"}, "RenewalInfo"},
 	{"GET", "/v1/roots", "", 0, false, 200, ctJSON, []string{"roots"}, "Roots"},
 	{"GET", "/v1/authorities/default/roots", "", 0, false, 200, ctJSON, []string{"roots"}, "AuthorityRoots"},
 	{"GET", "/v1/crl", "", 0, false, 200, ctCRL, nil, "CRL"},

@@ -65,6 +65,31 @@ func TestACMEOrderYieldsOneCertificate(t *testing.T) {
 	if _, err := f.Cert("acme2"); !errors.Is(err, ErrNotFound) {
 		t.Fatal("a refused finalization left a certificate")
 	}
+	// A certificate is replaced (RFC 9773) once: the second order that
+	// names it is refused when it is made, and a finalization that races
+	// the first is refused too.
+	newOrder := func(id string) ACMEOrderNew {
+		return ACMEOrderNew{Order: ACMEOrder{ID: id, Provisioner: "acme", Account: "acc1", Replaces: "acme1", Expires: t0.Add(time.Hour)}}
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if err := apply(t, f, b.entry(CmdACMEOrderNew, t0.Add(2*time.Minute), newOrder(id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc := cert("acme3", "a.example")
+	if err := apply(t, f, b.entry(CmdACMEFinalize, t0.Add(2*time.Minute), ACMEFinalize{Order: "r1", Account: "acc1", Cert: rc})); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := f.Cert("acme3"); c == nil || c.RenewedFrom != "acme1" {
+		t.Fatalf("the replacement's record: %+v", c)
+	}
+	rc.Serial, rc.DER = "acme4", []byte("der-acme4")
+	if err := apply(t, f, b.entry(CmdACMEFinalize, t0.Add(2*time.Minute), ACMEFinalize{Order: "r2", Account: "acc1", Cert: rc})); !errors.Is(err, ErrACMEReplaced) {
+		t.Fatalf("a second replacement finalized: %v", err)
+	}
+	if err := apply(t, f, b.entry(CmdACMEOrderNew, t0.Add(2*time.Minute), newOrder("r3"))); !errors.Is(err, ErrACMEReplaced) {
+		t.Fatalf("an order replacing a replaced certificate: %v", err)
+	}
 }
 
 // A validation whose node died (no result by its deadline) may be started

@@ -29,6 +29,9 @@ var (
 	// bACMEByExpiry: expiry, then 'o' or 'a' and the id: orders and
 	// authorizations to prune once they are of no use.
 	bACMEByExpiry = []byte("acme_by_expiry")
+	// bACMEReplaced: serial -> the order whose certificate replaced it
+	// (RFC 9773 "replaces"): a certificate is replaced once.
+	bACMEReplaced = []byte("acme_replaced")
 )
 
 // ACME statuses (RFC 8555 section 7.1.6).
@@ -144,6 +147,7 @@ var (
 	ErrACMEFinalized     = refusal(errs.Conflict, "acme_order_finalized", "the order has already been finalized")
 	ErrACMEChallenge     = refusal(errs.Conflict, "acme_challenge_state", "the challenge cannot change so")
 	ErrACMEEAB           = refusal(errs.Unauthenticated, "acme_eab_invalid", "external account binding key unknown, used, revoked or expired")
+	ErrACMEReplaced      = refusal(errs.Conflict, "acme_already_replaced", "the certificate has already been replaced")
 )
 
 func init() {
@@ -287,6 +291,9 @@ func applyACMEOrderNew(a *applyCtx) error {
 	if err := checkProvisionerKind(a, o.Provisioner, KindACME); err != nil {
 		return err
 	}
+	if o.Replaces != "" && a.tx.Bucket(bACMEReplaced).Get([]byte(o.Replaces)) != nil {
+		return reject(ErrACMEReplaced, "certificate "+o.Replaces+" has already been replaced")
+	}
 	for i := range in.Authzs {
 		z := &in.Authzs[i]
 		if a.tx.Bucket(bACMEAuthzs).Get([]byte(z.ID)) != nil {
@@ -422,6 +429,13 @@ func applyACMEFinalize(a *applyCtx) error {
 	}
 	if auth, err := a.authority(c.Authority); err != nil || auth.Issuer(c.Issuer) == nil {
 		return reject(ErrAuthorityUnknown, "unknown authority or issuer "+c.Authority+"/"+c.Issuer)
+	}
+	if o.Replaces != "" {
+		if by := a.tx.Bucket(bACMEReplaced).Get([]byte(o.Replaces)); by != nil {
+			return reject(ErrACMEReplaced, "certificate "+o.Replaces+" has already been replaced")
+		}
+		put(a.tx, bACMEReplaced, []byte(o.Replaces), []byte(o.ID))
+		c.RenewedFrom = o.Replaces
 	}
 	c.IssuedAt = a.now
 	putCert(a, c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -573,4 +574,86 @@ func (e *acmeEnv) expectRevoked(t *testing.T, leaf *x509.Certificate) {
 			t.Fatalf("%s: certificate not revoked: %d %s", tn.cfg.NodeName, r.status, r.body)
 		}
 	}
+}
+
+// ARI (RFC 9773): lego reads the window from renewalInfo; the JSON API
+// gives the same; a revocation moves it to now; "replaces" links the
+// lineage once.
+func TestACMERenewalInformation(t *testing.T) {
+	e := newACMEEnv(t, 3)
+	ctx := context.Background()
+	cl, u := e.client(t, "acme", nil)
+	register(t, cl, u)
+	e.useHTTP01(t, cl)
+	res, err := cl.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"ari.acme.test"}, Bundle: true, KeyType: certcrypto.EC256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := e.obtained(t, res, "ari.acme.test")
+	ri, err := cl.Certificate.GetRenewalInfo(ctx, leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	start, end := ri.SuggestedWindow.Start, ri.SuggestedWindow.End
+	if start.Before(leaf.NotBefore.Add(life/2)) || end.After(leaf.NotBefore.Add(life*9/10)) || !end.After(start) {
+		t.Fatalf("window %s-%s for a certificate of %s-%s", start, end, leaf.NotBefore, leaf.NotAfter)
+	}
+	serial := authority.SerialHex(leaf.SerialNumber)
+	r := e.c.do(e.c.nodes[1], "GET", "/v1/certs/"+serial+"/renewal-info", nil, "")
+	var js struct {
+		SuggestedWindow struct{ Start, End time.Time }
+	}
+	r.decode(t, &js)
+	if r.status != http.StatusOK || !js.SuggestedWindow.Start.Equal(start) || !js.SuggestedWindow.End.Equal(end) || r.header.Get("Retry-After") == "" {
+		t.Fatalf("JSON API renewal info %d %s %v, want the ACME window %s-%s", r.status, r.body, r.header, start, end)
+	}
+
+	// Renewal that names the certificate it replaces, once.
+	renewed, err := cl.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"ari.acme.test"}, Bundle: true,
+		KeyType: certcrypto.EC256, ReplacesCertID: ariCertID(t, leaf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := e.obtained(t, renewed, "ari.acme.test")
+	r = e.c.do(e.c.nodes[2], "GET", "/v1/certs/"+authority.SerialHex(next.SerialNumber), nil, "")
+	if !strings.Contains(string(r.body), `"renewed_from": "`+serial+`"`) {
+		t.Fatalf("the replacement's record does not name %s: %s", serial, r.body)
+	}
+	// A second replacement of the same certificate is refused with
+	// alreadyReplaced, after which lego orders without "replaces" (RFC
+	// 9773 section 7.4 lets it): that certificate claims no lineage.
+	again, err := cl.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"ari.acme.test"}, Bundle: true,
+		KeyType: certcrypto.EC256, ReplacesCertID: ariCertID(t, leaf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.c.do(e.c.nodes[0], "GET", "/v1/certs/"+authority.SerialHex(e.obtained(t, again, "ari.acme.test").SerialNumber), nil, "")
+	if strings.Contains(string(r.body), `"renewed_from"`) {
+		t.Fatalf("a second replacement of %s was accepted: %s", serial, r.body)
+	}
+
+	// Revoked: renew now.
+	if r := e.c.do(e.c.nodes[0], "POST", "/v1/admin/certs/"+authority.SerialHex(next.SerialNumber)+"/revoke", map[string]string{"reason": "keyCompromise"}, e.c.admin); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	ri, err = cl.Certificate.GetRenewalInfo(ctx, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ri.SuggestedWindow.End.Before(time.Now()) {
+		t.Fatalf("a revoked certificate's window %s-%s is not in the past", ri.SuggestedWindow.Start, ri.SuggestedWindow.End)
+	}
+	// A certificate id whose key identifier is not the issuer's is unknown.
+	bad := strings.Replace(ariCertID(t, leaf), ariCertID(t, leaf)[:4], "AAAA", 1)
+	r = e.c.do(e.c.nodes[0], "GET", "/acme/acme/renewal-info/"+bad, nil, "")
+	if r.status != http.StatusNotFound || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("renewal info for a foreign key identifier: %d %s", r.status, r.body)
+	}
+}
+
+// ariCertID is RFC 9773's certificate id.
+func ariCertID(t *testing.T, c *x509.Certificate) string {
+	t.Helper()
+	return base64.RawURLEncoding.EncodeToString(c.AuthorityKeyId) + "." + base64.RawURLEncoding.EncodeToString(c.SerialNumber.Bytes())
 }

@@ -45,3 +45,14 @@ type Cert struct {
 	Certificate string            `json:"certificate"`
 	Chain       []string          `json:"chain"`
 }
+
+// RenewalInfo is when to renew a certificate (RFC 9773 section 4.2): at a
+// time picked at random in the window. Reason says why the window was
+// moved to now (a revocation, an issuer rotation), if it was.
+type RenewalInfo struct {
+	SuggestedWindow struct {
+		Start time.Time `json:"start"`
+		End   time.Time `json:"end"`
+	} `json:"suggestedWindow"`
+	Reason string `json:"reason,omitempty"`
+}

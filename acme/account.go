@@ -116,8 +116,8 @@ func (s *Service) verifyEAB(c *Call, raw json.RawMessage, accountKey *jose.JSONW
 		return "", unauthorized("externalAccountBinding: the MAC does not verify")
 	}
 	var bound jose.JSONWebKey
-	if err := bound.UnmarshalJSON(payload); err != nil {
-		return "", malformed("externalAccountBinding payload is not a JWK")
+	if err := bound.UnmarshalJSON(payload); err != nil || !bound.IsPublic() {
+		return "", malformed("externalAccountBinding payload is not a public JWK")
 	}
 	t1, err1 := thumbprint(&bound)
 	t2, err2 := thumbprint(accountKey)
@@ -242,8 +242,11 @@ func (s *Service) KeyChange(ctx context.Context, c *Call) (*Response, error) {
 		return nil, malformed("the inner JWS carries the new key as jwk, and no kid or nonce")
 	}
 	newKey := h.JSONWebKey
-	if !newKey.Valid() || !newKey.IsPublic() || !algMatchesKey(h.Algorithm, newKey) {
-		return nil, problem(errs.Invalid, ProbBadPublicKey, "the new key is not a public key for its algorithm")
+	if err := checkAccountKey(newKey); err != nil {
+		return nil, err
+	}
+	if !algMatchesKey(h.Algorithm, newKey) {
+		return nil, problem(errs.Invalid, ProbBadSignatureAlgorithm, "algorithm %s does not suit the new key", h.Algorithm)
 	}
 	inner, err := jws.Verify(newKey)
 	if err != nil {

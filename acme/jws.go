@@ -66,6 +66,13 @@ func parseJWS(body []byte) (*jose.JSONWebSignature, *jose.Header, string, error)
 		return nil, nil, "", malformed("the JWS has an unprotected header; everything goes in the protected one")
 	}
 	h := sig.Protected
+	if _, ok := h.ExtraHeaders["crit"]; ok {
+		// Extensions such as RFC 7797's unencoded payloads: ACME has none.
+		return nil, nil, "", malformed("the JWS names critical extensions; ACME uses none")
+	}
+	if _, ok := h.ExtraHeaders["b64"]; ok {
+		return nil, nil, "", malformed("the JWS payload must be base64url encoded")
+	}
 	url, _ := h.ExtraHeaders["url"].(string)
 	if url == "" {
 		return nil, nil, "", malformed("the JWS protected header has no url")
@@ -102,8 +109,8 @@ func (s *Service) verify(ctx context.Context, c *Call, mode keyMode) (*signed, e
 		if mode == byKID {
 			return nil, malformed("this request is signed by an account: use kid, not jwk")
 		}
-		if !h.JSONWebKey.Valid() || !h.JSONWebKey.IsPublic() {
-			return nil, problem(errs.Invalid, ProbBadPublicKey, "the jwk is not a public key")
+		if err := checkAccountKey(h.JSONWebKey); err != nil {
+			return nil, err
 		}
 		out.jwk, key = h.JSONWebKey, h.JSONWebKey
 	default:
@@ -169,6 +176,21 @@ func thumbprint(k *jose.JSONWebKey) (string, error) {
 		return "", problem(errs.Invalid, ProbBadPublicKey, "the key has no thumbprint: %v", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(t), nil
+}
+
+// minRSABits: account keys as strong as the certificates' (a CSR's RSA
+// key must have 2048 bits too).
+const minRSABits = 2048
+
+// checkAccountKey refuses a key that is not public, or too weak.
+func checkAccountKey(k *jose.JSONWebKey) error {
+	if !k.Valid() || !k.IsPublic() {
+		return problem(errs.Invalid, ProbBadPublicKey, "the jwk is not a public key")
+	}
+	if r, ok := k.Key.(*rsa.PublicKey); ok && (r.N.BitLen() < minRSABits || r.N.BitLen() > 8192) {
+		return problem(errs.Invalid, ProbBadPublicKey, "an RSA account key has 2048 to 8192 bits, not %d", r.N.BitLen())
+	}
+	return nil
 }
 
 // algMatchesKey refuses an algorithm made for another type of key than

@@ -2,6 +2,7 @@ package acme
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -225,6 +226,10 @@ func (s *Service) Finalize(ctx context.Context, c *Call) (*Response, error) {
 	if err != nil || len(csr) == 0 {
 		return nil, problem(errs.Invalid, ProbBadCSR, "csr must be a DER CSR in base64url")
 	}
+	if usesAccountKey(csr, sg.account) {
+		// As Boulder: the account key signs requests, never a certificate.
+		return nil, problem(errs.Invalid, ProbBadCSR, "the CSR's key is the account's key")
+	}
 	o, zs, err := s.order(c, sg.account)
 	if err != nil {
 		return nil, err
@@ -250,6 +255,20 @@ func (s *Service) Finalize(ctx context.Context, c *Call) (*Response, error) {
 	return &Response{Location: c.Base + "/order/" + o.ID, Body: s.orderView(c, o, zs)}, nil
 }
 
+// usesAccountKey: the CSR's key is the account's.
+func usesAccountKey(csrDER []byte, acc *fsm.ACMEAccount) bool {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return false // refused later, as a bad CSR
+	}
+	key, err := accountKey(acc)
+	if err != nil {
+		return false
+	}
+	k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(key.Key)
+}
+
 // sameKey: the certificate serial was issued for the CSR's key.
 func (s *Service) sameKey(serial string, csrDER []byte) bool {
 	rec, err := s.state.Cert(serial)
@@ -261,7 +280,7 @@ func (s *Service) sameKey(serial string, csrDER []byte) bool {
 	if err1 != nil || err2 != nil {
 		return false
 	}
-	k, ok := csr.PublicKey.(interface{ Equal(any) bool })
+	k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(leaf.PublicKey)
 }
 

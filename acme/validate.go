@@ -72,6 +72,17 @@ func NewValidator(cfg ValidatorConfig) *Validator {
 	return v
 }
 
+// awsMetadataV6 is EC2's instance metadata service over IPv6.
+var awsMetadataV6 = net.ParseIP("fd00:ec2::254")
+
+// metadataAddress: an address a validation never connects to. Cloud
+// metadata services live at link-local addresses (169.254.169.254 on
+// AWS, Azure, GCP) and at EC2's IPv6 one; a client must not be able to
+// point the validator at them.
+func metadataAddress(ip net.IP) bool {
+	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() || ip.Equal(awsMetadataV6)
+}
+
 // KeyAuthorization is token "." the account key's thumbprint.
 func KeyAuthorization(token, thumbprint string) string { return token + "." + thumbprint }
 
@@ -112,10 +123,8 @@ func (v *Validator) dial(ctx context.Context, host string, port int) (net.Conn, 
 	}
 	var d net.Dialer
 	for _, a := range as {
-		if ip := net.ParseIP(a); ip != nil && (ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified()) {
-			// The cloud's metadata service lives there: a validation
-			// never asks it anything.
-			err = fmt.Errorf("address %s is link-local", a)
+		if ip := net.ParseIP(a); ip != nil && metadataAddress(ip) {
+			err = fmt.Errorf("address %s is link-local or a metadata service; the validator never connects to it", a)
 			continue
 		}
 		var c net.Conn
@@ -145,7 +154,7 @@ func (v *Validator) http01(ctx context.Context, id fsm.ACMEIdentifier, token, ke
 		},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
-				return errors.New("more than 10 redirects")
+				return errRedirect
 			}
 			// As Boulder: a redirect stays on the challenge ports, so a
 			// client cannot point the validator at other services.
@@ -156,14 +165,14 @@ func (v *Validator) http01(ctx context.Context, id fsm.ACMEIdentifier, token, ke
 					port = "80"
 				}
 				if port != strconv.Itoa(v.cfg.HTTP01Port) {
-					return fmt.Errorf("redirect to port %s; only %d", port, v.cfg.HTTP01Port)
+					return errRedirect
 				}
 			case "https":
 				if port != "" && port != "443" {
-					return fmt.Errorf("redirect to port %s; only 443", port)
+					return errRedirect
 				}
 			default:
-				return fmt.Errorf("redirect to %s", req.URL.Scheme)
+				return errRedirect
 			}
 			return nil
 		},
@@ -178,29 +187,32 @@ func (v *Validator) http01(ctx context.Context, id fsm.ACMEIdentifier, token, ke
 		return malformed("http-01 URL: %v", err)
 	}
 	req.Header.Set("User-Agent", "quorumca-acme-validator")
+	// Nothing a server answered is quoted back, nor its status: the
+	// validator must not become a way to read, or map, what private
+	// addresses serve. Go's errors quote Location headers and banners.
 	resp, err := client.Do(req)
-	if err != nil {
-		var p *Problem
-		if errors.As(err, &p) {
-			return p
-		}
-		return problem(errs.Forbidden, ProbConnection, "http-01: fetching %s: %v", url, err)
+	var p *Problem
+	switch {
+	case err == nil:
+	case errors.As(err, &p):
+		return p // the dial's, which names only the address
+	case errors.Is(err, errRedirect):
+		return problem(errs.Forbidden, ProbConnection, "http-01: %s redirected beyond the challenge ports (http %d, https 443) or more than 10 times", url, v.cfg.HTTP01Port)
+	case errors.Is(err, context.DeadlineExceeded), ctx.Err() != nil:
+		return problem(errs.Forbidden, ProbConnection, "http-01: %s did not answer in time", url)
+	default:
+		return problem(errs.Forbidden, ProbConnection, "http-01: %s did not answer with HTTP", url)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return unauthorized("http-01: %s answered %d", url, resp.StatusCode)
-	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return problem(errs.Forbidden, ProbConnection, "http-01: reading %s: %v", url, err)
-	}
-	// The answer is not quoted back: the validator must not become a way
-	// to read what a private address serves.
-	if strings.TrimRight(string(body), " \t\r\n") != keyAuth {
-		return problem(errs.Forbidden, ProbIncorrectResponse, "http-01: %s answered something other than the key authorization", url)
+	if err != nil || resp.StatusCode != http.StatusOK || strings.TrimRight(string(body), " \t\r\n") != keyAuth {
+		return unauthorized("http-01: %s did not answer with the key authorization", url)
 	}
 	return nil
 }
+
+// errRedirect: a redirect the validator does not follow.
+var errRedirect = errors.New("redirect refused")
 
 // DNS01Value is the TXT record that answers a dns-01 challenge.
 func DNS01Value(keyAuth string) string {

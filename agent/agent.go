@@ -281,6 +281,7 @@ func (a *Agent) step(ctx context.Context) error {
 			return err
 		}
 	}
+	a.followRenewalInfo(ctx)
 	if !time.Now().Before(a.st.RenewAt) || a.cfg.RenewNow {
 		if err := a.renew(ctx); err != nil {
 			return err
@@ -342,6 +343,38 @@ func (a *Agent) adopt(c *x509.Certificate, obtained time.Time) {
 	a.st.Serial, a.st.Subject, a.st.Names = serialHex(c), c.Subject.CommonName, certNames(c)
 	a.st.NotBefore, a.st.NotAfter, a.st.Obtained = c.NotBefore, c.NotAfter, obtained
 	a.st.RenewAt = start.Add(time.Duration(float64(life) * frac))
+	a.st.RenewWindowStart, a.st.RenewWindowEnd = time.Time{}, time.Time{}
+}
+
+// renewalInfoTimeout bounds the question below: a CA that does not answer
+// leaves the schedule as it is.
+const renewalInfoTimeout = 10 * time.Second
+
+// followRenewalInfo asks the CA when to renew (RFC 9773, the window ACME
+// clients get too) and moves the renewal to a random time in it when the
+// window changed: the CA spreads a fleet's renewals, and moves them to now
+// after an issuer rotation. Without an answer (a CA of an older release,
+// or none reachable) the agent keeps its own schedule.
+func (a *Agent) followRenewalInfo(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, renewalInfoTimeout)
+	defer cancel()
+	var ri *client.RenewalInfo
+	err := a.each(ctx, &a.id.tls, func(c *client.Client) error {
+		var err error
+		ri, err = c.RenewalInfo(ctx, a.st.Serial)
+		return err
+	})
+	if err != nil || ri == nil || !ri.End.After(ri.Start) {
+		a.log.Debug("no renewal window from the CA; keeping the agent's own schedule", "err", err)
+		return
+	}
+	if ri.Start.Equal(a.st.RenewWindowStart) && ri.End.Equal(a.st.RenewWindowEnd) {
+		return
+	}
+	a.st.RenewWindowStart, a.st.RenewWindowEnd = ri.Start, ri.End
+	a.st.RenewAt = ri.Start.Add(time.Duration(mrand.Int64N(int64(ri.End.Sub(ri.Start)))))
+	a.log.Info("renewal scheduled in the CA's window", "serial", a.st.Serial, "window_start", ri.Start.Format(time.RFC3339),
+		"window_end", ri.End.Format(time.RFC3339), "renew_at", a.st.RenewAt.Format(time.RFC3339), "reason", ri.Reason)
 }
 
 func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }

@@ -26,7 +26,11 @@ type State struct {
 	NotBefore   time.Time `json:"not_before,omitzero"`
 	NotAfter    time.Time `json:"not_after,omitzero"`
 	Obtained    time.Time `json:"obtained,omitzero"`     // when this agent received the certificate
-	RenewAt     time.Time `json:"renew_at,omitzero"`     // two thirds of its life, jittered
+	RenewAt     time.Time `json:"renew_at,omitzero"`     // in the CA's window, else two thirds of its life, jittered
+	// RenewWindow is the renewal window the CA last suggested for the
+	// certificate in place (RFC 9773); RenewAt lies in it.
+	RenewWindowStart time.Time `json:"renew_window_start,omitzero"`
+	RenewWindowEnd   time.Time `json:"renew_window_end,omitzero"`
 	LastAttempt time.Time `json:"last_attempt,omitzero"` // the last enrollment or renewal request
 	LastResult  string    `json:"last_result,omitempty"` // its outcome
 	// LastError is the error of the last check, when it failed, at

@@ -29,6 +29,9 @@ func (s *Server) acmeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /acme/{prov}/directory", s.acmeDirectory)
 	mux.HandleFunc("GET /acme/{prov}/new-nonce", s.acmeNewNonce) // and HEAD
 	mux.HandleFunc("GET /acme/{prov}/renewal-info/{id}", s.acmeGet(s.ACME.RenewalInfo))
+	// Anything else under /acme/ as a problem document: a GET of a
+	// resource read by POST-as-GET, an unknown path.
+	mux.HandleFunc("/acme/", s.acmeUnrouted)
 	for path, fn := range map[string]func(context.Context, *acme.Call) (*acme.Response, error){
 		"new-account":         s.ACME.NewAccount,
 		"account/{id}":        s.ACME.Account,
@@ -70,6 +73,17 @@ func (s *Server) acmeOrigin(r *http.Request) string {
 		}
 	}
 	return strings.TrimSuffix(s.PublicURLs[0], "/")
+}
+
+func (s *Server) acmeUnrouted(w http.ResponseWriter, r *http.Request) {
+	p := &acme.Problem{Type: acme.ProbMalformed, Kind: errs.NotFound, Code: "not_found", Detail: "no such ACME resource: " + r.URL.Path}
+	if r.Method != http.MethodPost && strings.Count(strings.Trim(r.URL.Path, "/"), "/") >= 2 {
+		w.Header().Set("Allow", "POST")
+		p.Code, p.Detail = "method_not_allowed", "ACME resources are read with POST-as-GET (RFC 8555 section 6.3)"
+		s.acmeFailStatus(w, r, nil, p, http.StatusMethodNotAllowed)
+		return
+	}
+	s.acmeFail(w, r, nil, p)
 }
 
 // acmeGet serves a GET without a JWS (renewalInfo).
@@ -193,9 +207,15 @@ type acmeProblem struct {
 }
 
 func (s *Server) acmeFail(w http.ResponseWriter, r *http.Request, c *acme.Call, err error) {
+	s.acmeFailStatus(w, r, c, err, 0)
+}
+
+// acmeFailStatus is acmeFail with the status given (0: the error's).
+func (s *Server) acmeFailStatus(w http.ResponseWriter, r *http.Request, c *acme.Call, err error, status int) {
 	var p *acme.Problem
-	var status int
-	if errors.As(err, &p) {
+	if status != 0 {
+		p = acme.ProblemOf(err)
+	} else if errors.As(err, &p) {
 		status = statusOf[p.Kind]
 		if status == 0 {
 			status = http.StatusInternalServerError

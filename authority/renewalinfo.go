@@ -24,14 +24,15 @@ type RenewalWindow struct {
 	RetryAfter time.Duration
 }
 
-// Where a certificate's usual window lies in its life, and how wide it
-// is: windows of certificates issued together are spread by their serials
-// between 55% and 80% of the lifetime, so a fleet that enrolled at once
-// does not renew at once.
+// Where a certificate's usual window lies in its life, counted from when
+// it was signed (its NotBefore is backdated by backdate), and how wide it is: windows of
+// certificates issued together are spread by their serials between 7/12
+// and 9/12 of the lifetime (where the agent renewed before it asked), so
+// a fleet that enrolled at once does not renew at once.
 const (
-	windowFrom   = 0.55
-	windowSpread = 0.20
-	windowWidth  = 0.05
+	windowFrom   = 7.0 / 12
+	windowWidth  = 1.0 / 100
+	windowSpread = 2.0/12 - windowWidth
 	// ariRetry is how often a client asks again; an event (a revocation,
 	// an issuer rotation) reaches the fleet within it.
 	ariRetry = 6 * time.Hour
@@ -76,7 +77,11 @@ func (ca *CA) issuerState(rec *fsm.Cert) string {
 }
 
 func renewalWindow(rec *fsm.Cert, issuer string, now time.Time) *RenewalWindow {
-	life := rec.NotAfter.Sub(rec.NotBefore)
+	from := rec.NotBefore.Add(backdate)
+	if !from.Before(rec.NotAfter) {
+		from = rec.NotBefore
+	}
+	life := rec.NotAfter.Sub(from)
 	switch {
 	case rec.Revoked():
 		// Replace it at once: it is already refused everywhere.
@@ -88,8 +93,8 @@ func renewalWindow(rec *fsm.Cert, issuer string, now time.Time) *RenewalWindow {
 	h := fnv.New64a()
 	h.Write([]byte(rec.Serial))
 	frac := windowFrom + windowSpread*float64(h.Sum64()%10000)/10000
-	start := rec.NotBefore.Add(time.Duration(float64(life) * frac)).Truncate(time.Second)
-	end := start.Add(max(time.Duration(float64(life)*windowWidth), time.Minute)).Truncate(time.Second)
+	start := from.Add(time.Duration(float64(life) * frac))
+	end := start.Add(max(time.Duration(float64(life)*windowWidth), time.Millisecond))
 	retry := min(ariRetry, max(life/20, time.Minute))
 	return &RenewalWindow{Start: start, End: end, RetryAfter: retry}
 }

@@ -49,6 +49,29 @@ func (c *Client) Cert(ctx context.Context, serial string) (*Cert, error) {
 	return &out, c.Do(ctx, "GET", "/v1/certs/"+url.PathEscape(serial), nil, &out)
 }
 
+// RenewalInfo is when to renew a certificate (RFC 9773): at a time picked
+// at random between Start and End. Reason says why the CA moved the
+// window to now (a revocation, an issuer rotation), if it did.
+type RenewalInfo struct {
+	Start, End time.Time
+	Reason     string
+}
+
+// RenewalInfo asks when to renew the certificate serial.
+func (c *Client) RenewalInfo(ctx context.Context, serial string) (*RenewalInfo, error) {
+	var out struct {
+		SuggestedWindow struct {
+			Start time.Time `json:"start"`
+			End   time.Time `json:"end"`
+		} `json:"suggestedWindow"`
+		Reason string `json:"reason"`
+	}
+	if err := c.Do(ctx, "GET", "/v1/certs/"+url.PathEscape(serial)+"/renewal-info", nil, &out); err != nil {
+		return nil, err
+	}
+	return &RenewalInfo{Start: out.SuggestedWindow.Start, End: out.SuggestedWindow.End, Reason: out.Reason}, nil
+}
+
 // CRL is an issuer's current CRL, checked against issuer's signature:
 // the complete one (shard -1) or a shard of a partitioned CRL. Authority
 // "" and issuerID "" are the default authority's newest issuer.

@@ -81,9 +81,12 @@ func TestAgentFleetSpreadsRenewals(t *testing.T) {
 				first = st
 				return
 			}
-			life := first.NotAfter.Sub(first.Obtained)
+			// The CA schedules renewals (renewal-info) from when it
+			// signed: NotBefore is backdated a minute.
+			signed := first.NotBefore.Add(time.Minute)
+			life := first.NotAfter.Sub(signed)
 			results <- outcome{obtained: first.Obtained, renewAt: first.RenewAt, renewed: st.Obtained,
-				frac: float64(first.RenewAt.Sub(first.Obtained)) / float64(life)}
+				frac: float64(first.RenewAt.Sub(signed)) / float64(life)}
 			acancel()
 		}
 		a, err := agent.New(cfg)

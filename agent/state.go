@@ -19,20 +19,20 @@ const (
 // State is what `quorumca agent status` shows; the agent rewrites it after
 // every attempt.
 type State struct {
-	Status      string    `json:"status"`
-	Serial      string    `json:"serial,omitempty"`
-	Subject     string    `json:"subject,omitempty"`
-	Names       []string  `json:"names,omitempty"`
-	NotBefore   time.Time `json:"not_before,omitzero"`
-	NotAfter    time.Time `json:"not_after,omitzero"`
-	Obtained    time.Time `json:"obtained,omitzero"`     // when this agent received the certificate
-	RenewAt     time.Time `json:"renew_at,omitzero"`     // in the CA's window, else two thirds of its life, jittered
+	Status    string    `json:"status"`
+	Serial    string    `json:"serial,omitempty"`
+	Subject   string    `json:"subject,omitempty"`
+	Names     []string  `json:"names,omitempty"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	Obtained  time.Time `json:"obtained,omitzero"` // when this agent received the certificate
+	RenewAt   time.Time `json:"renew_at,omitzero"` // in the CA's window, else two thirds of its life, jittered
 	// RenewWindow is the renewal window the CA last suggested for the
 	// certificate in place (RFC 9773); RenewAt lies in it.
 	RenewWindowStart time.Time `json:"renew_window_start,omitzero"`
 	RenewWindowEnd   time.Time `json:"renew_window_end,omitzero"`
-	LastAttempt time.Time `json:"last_attempt,omitzero"` // the last enrollment or renewal request
-	LastResult  string    `json:"last_result,omitempty"` // its outcome
+	LastAttempt      time.Time `json:"last_attempt,omitzero"` // the last enrollment or renewal request
+	LastResult       string    `json:"last_result,omitempty"` // its outcome
 	// LastError is the error of the last check, when it failed, at
 	// LastErrorAt; a check that succeeds clears both.
 	LastError   string    `json:"last_error,omitempty"`

@@ -179,12 +179,15 @@ type acmeEnv struct {
 	c                 *testCluster
 	dns               *testDNS
 	lb                string // host:port of the balancer
+	// l7 is an address for an HTTP balancer a test may start (HAProxy):
+	// the nodes take it as one of their public URLs.
+	l7                string
 	httpPort, tlsPort string
 }
 
 func newACMEEnv(t *testing.T, nodes int) *acmeEnv {
 	t.Helper()
-	e := &acmeEnv{dns: startTestDNS(t), lb: freeport.For(t)}
+	e := &acmeEnv{dns: startTestDNS(t), lb: freeport.For(t), l7: freeport.For(t)}
 	_, e.httpPort, _ = net.SplitHostPort(freeport.For(t))
 	_, e.tlsPort, _ = net.SplitHostPort(freeport.For(t))
 	var httpPort, tlsPort int
@@ -199,7 +202,7 @@ func newACMEEnv(t *testing.T, nodes int) *acmeEnv {
 				ACME: &fsm.ACMEOptions{RequireEAB: true}}},
 		}
 		c.configure = func(cfg *Config) {
-			cfg.APIPublicURLs = []string{"https://" + e.lb}
+			cfg.APIPublicURLs = []string{"https://" + e.lb, "https://" + e.l7}
 			cfg.ACME = acme.ValidatorConfig{Resolvers: []string{e.dns.addr}, HTTP01Port: httpPort, TLSALPNPort: tlsPort}
 		}
 	})

@@ -338,7 +338,7 @@ func (s *Service) Authz(ctx context.Context, c *Call) (*Response, error) {
 	for i := range z.Challenges {
 		ch := &z.Challenges[i]
 		if ch.Status == fsm.ACMEProcessing && !s.now().Before(ch.Deadline) {
-			if nz, _, err := s.startValidation(ctx, c, sg.account, z, ch.Type); err == nil {
+			if nz, err := s.startValidation(ctx, c, sg.account, z, ch.Type); err == nil {
 				z = nz
 			}
 			break
@@ -373,24 +373,9 @@ func (s *Service) Challenge(ctx context.Context, c *Call) (*Response, error) {
 	ch := &z.Challenges[i]
 	startable := ch.Status == fsm.ACMEPending || (ch.Status == fsm.ACMEProcessing && !s.now().Before(ch.Deadline))
 	if !postAsGet(sg) && startable && fsm.ACMEAuthzStatus(z, s.now()) == fsm.ACMEPending {
-		var done <-chan struct{}
-		if z, done, err = s.startValidation(ctx, c, sg.account, z, c.Type); err != nil {
+		if z, err = s.startValidation(ctx, c, sg.account, z, c.Type); err != nil {
 			return nil, err
 		}
-		// Most validations take a few milliseconds: the answer waits a
-		// moment for the outcome, which saves the client a poll.
-		t := time.NewTimer(quickValidation)
-		select {
-		case <-done:
-			if s.sync(ctx) == nil {
-				if nz, err := s.authz(z.ID, sg.account); err == nil {
-					z = nz
-				}
-			}
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		t.Stop()
 		ch = &z.Challenges[i]
 	}
 	resp := &Response{Body: s.challengeView(c, z, ch), Links: []Link{{URL: c.Base + "/authz/" + z.ID, Rel: "up"}}}
@@ -400,7 +385,8 @@ func (s *Service) Challenge(ctx context.Context, c *Call) (*Response, error) {
 	return resp, nil
 }
 
-// quickValidation is how long a challenge's answer waits for its outcome.
+// quickValidation is how long a challenge's answer waits for its outcome
+// (startValidation).
 const quickValidation = 2 * time.Second
 
 // authzResponse shows an authorization; while a validation runs, the
@@ -415,61 +401,71 @@ func (s *Service) authzResponse(c *Call, z *fsm.ACMEAuthz) *Response {
 	return resp
 }
 
-// startValidation commits that this node validates the challenge, until a
-// deadline, then validates in the background and commits the outcome. A
-// node that dies meanwhile leaves the challenge processing until the
-// deadline; past it, any node starts it again.
-func (s *Service) startValidation(ctx context.Context, c *Call, acc *fsm.ACMEAccount, z *fsm.ACMEAuthz, typ string) (*fsm.ACMEAuthz, <-chan struct{}, error) {
+// startValidation validates the challenge from this node. Most
+// validations take milliseconds: their outcome is committed alone, in one
+// entry. One that takes longer than quickValidation is committed as
+// processing, with a deadline, and its outcome later; a node that dies
+// meanwhile leaves it processing until the deadline, and past it any node
+// starts it again. A node that dies before committing anything leaves it
+// pending.
+func (s *Service) startValidation(ctx context.Context, c *Call, acc *fsm.ACMEAccount, z *fsm.ACMEAuthz, typ string) (*fsm.ACMEAuthz, error) {
+	i := slices.IndexFunc(z.Challenges, func(ch fsm.ACMEChallenge) bool { return ch.Type == typ })
+	ch := z.Challenges[i]
 	attempt := randomID(9)
-	up := fsm.ACMEChallengeUpdate{Authz: z.ID, Account: acc.ID, Type: typ, Status: fsm.ACMEProcessing,
-		Attempt: attempt, Deadline: s.now().Add(validationDeadline)}
 	actor := s.actor(c, acc)
-	if err := s.ca.ProposeACME(ctx, actor, fsm.CmdACMEChallenge, up); err != nil {
-		if errors.Is(err, fsm.ErrACMEChallenge) {
-			if err := s.sync(ctx); err != nil { // started or ended elsewhere a moment ago
-				return nil, nil, err
-			}
-			nz, err := s.authz(z.ID, acc)
-			return nz, nil, err
-		}
-		return nil, nil, err
+	outcome := make(chan fsm.ACMEChallengeUpdate, 1)
+	go func() { outcome <- s.validate(z.Identifier, z.ID, acc, ch, attempt) }()
+	t := time.NewTimer(quickValidation)
+	defer t.Stop()
+	var err error
+	select {
+	case up := <-outcome:
+		err = s.ca.ProposeACME(ctx, actor, fsm.CmdACMEChallenge, up)
+	case <-t.C:
+		up := fsm.ACMEChallengeUpdate{Authz: z.ID, Account: acc.ID, Type: typ, Status: fsm.ACMEProcessing,
+			Attempt: attempt, Deadline: s.now().Add(validationDeadline)}
+		err = s.ca.ProposeACME(ctx, actor, fsm.CmdACMEChallenge, up)
+		go s.commitOutcome(actor, outcome)
+	case <-ctx.Done():
+		go s.commitOutcome(actor, outcome)
+		return nil, ctx.Err()
 	}
-	nz := *z
-	nz.Challenges = slices.Clone(z.Challenges)
-	var ch *fsm.ACMEChallenge
-	for i := range nz.Challenges {
-		if nz.Challenges[i].Type == typ {
-			ch = &nz.Challenges[i]
-			ch.Status, ch.Attempt, ch.Deadline, ch.Error = fsm.ACMEProcessing, attempt, up.Deadline, nil
-		}
+	if err != nil && !errors.Is(err, fsm.ErrACMEChallenge) { // ErrACMEChallenge: started or ended elsewhere a moment ago
+		return nil, err
 	}
-	keyAuth := KeyAuthorization(ch.Token, acc.Thumbprint)
-	id := nz.Identifier
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.validate(actor, id, nz.ID, acc.ID, typ, ch.Token, keyAuth, attempt)
-	}()
-	return &nz, done, nil
+	if err := s.sync(ctx); err != nil {
+		return nil, err
+	}
+	return s.authz(z.ID, acc)
 }
 
-func (s *Service) validate(actor string, id fsm.ACMEIdentifier, authz, account, typ, token, keyAuth, attempt string) {
+// commitOutcome commits a validation's outcome that arrived after its
+// request was answered.
+func (s *Service) commitOutcome(actor string, outcome <-chan fsm.ACMEChallengeUpdate) {
+	up := <-outcome
 	ctx, cancel := context.WithTimeout(s.ctx, validationDeadline)
 	defer cancel()
-	err := s.validator.Validate(ctx, id, typ, token, keyAuth)
-	up := fsm.ACMEChallengeUpdate{Authz: authz, Account: account, Type: typ, Status: fsm.ACMEValid, Attempt: attempt}
-	if err != nil {
-		p := ProblemOf(err)
-		up.Status, up.Error = fsm.ACMEInvalid, &fsm.ACMEProblem{Type: ProblemPrefix + p.Type, Detail: p.Detail}
-		s.log.Info("challenge failed", "authz", authz, "type", typ, "identifier", id.Value, "problem", p.Type, "detail", p.Detail)
-	} else {
-		up.Validated = s.now().UTC().Truncate(time.Second)
-	}
 	if err := s.ca.ProposeACME(ctx, actor, fsm.CmdACMEChallenge, up); err != nil && !errors.Is(err, fsm.ErrACMEChallenge) {
 		// The challenge stays processing until its deadline; then any
 		// node may start it again.
-		s.log.Warn("challenge result not committed", "authz", authz, "type", typ, "err", err)
+		s.log.Warn("challenge result not committed", "authz", up.Authz, "type", up.Type, "err", err)
 	}
+}
+
+// validate checks one challenge and returns its outcome, to commit.
+func (s *Service) validate(id fsm.ACMEIdentifier, authz string, acc *fsm.ACMEAccount, ch fsm.ACMEChallenge, attempt string) fsm.ACMEChallengeUpdate {
+	ctx, cancel := context.WithTimeout(s.ctx, validationDeadline)
+	defer cancel()
+	err := s.validator.Validate(ctx, id, ch.Type, ch.Token, KeyAuthorization(ch.Token, acc.Thumbprint))
+	up := fsm.ACMEChallengeUpdate{Authz: authz, Account: acc.ID, Type: ch.Type, Status: fsm.ACMEValid, Attempt: attempt}
+	if err != nil {
+		p := ProblemOf(err)
+		up.Status, up.Error = fsm.ACMEInvalid, &fsm.ACMEProblem{Type: ProblemPrefix + p.Type, Detail: p.Detail}
+		s.log.Info("challenge failed", "authz", authz, "type", ch.Type, "identifier", id.Value, "problem", p.Type, "detail", p.Detail)
+	} else {
+		up.Validated = s.now().UTC().Truncate(time.Second)
+	}
+	return up
 }
 
 // RevokeCert revokes a certificate (RFC 8555 section 7.6): signed by the

@@ -27,7 +27,14 @@ func provisionerJSON(p *fsm.Provisioner) apitypes.Provisioner {
 			RSAMinBits: pol.RSAMinBits, EKU: pol.EKU, RenewGrace: durationString(pol.RenewGrace),
 			AllowWildcard: pol.AllowWildcard,
 			RevokeOnRenew: pol.RevokeOnRenew,
-		}}
+		}, ACME: acmeOptionsJSON(p.ACME)}
+}
+
+func acmeOptionsJSON(o *fsm.ACMEOptions) *apitypes.ACMEOptions {
+	if o == nil {
+		return nil
+	}
+	return &apitypes.ACMEOptions{RequireEAB: o.RequireEAB, Challenges: o.Challenges}
 }
 
 // provisionerOf converts a document, naming the field of a bad duration.
@@ -37,6 +44,9 @@ func provisionerOf(d *apitypes.Provisioner) (fsm.Provisioner, error) {
 		KeyTypes: d.Policy.KeyTypes, RSAMinBits: d.Policy.RSAMinBits, EKU: d.Policy.EKU, AllowWildcard: d.Policy.AllowWildcard,
 		RevokeOnRenew: d.Policy.RevokeOnRenew,
 	}}
+	if d.ACME != nil {
+		p.ACME = &fsm.ACMEOptions{RequireEAB: d.ACME.RequireEAB, Challenges: d.ACME.Challenges}
+	}
 	for _, f := range []struct {
 		name string
 		in   string

@@ -26,11 +26,12 @@ stop_dev() {
 trap stop_dev EXIT
 
 admin=127.0.0.1:$((port + 100)) # the first node's pprof and metrics
+http01=$((port + 300))          # where bench acme answers http-01 challenges
 
 # start_dev NODES DIR: a dev CA, ready when every node answers /v1/ready.
 start_dev() {
   rm -rf "$2"
-  "$bin" dev -nodes "$1" -data-dir "$2" -listen "127.0.0.1:$port" -admin-listen "$admin" >"$2.log" 2>&1 &
+  "$bin" dev -nodes "$1" -data-dir "$2" -listen "127.0.0.1:$port" -admin-listen "$admin" -acme-http01-port "$http01" >"$2.log" 2>&1 &
   dev_pid=$!
   for _ in $(seq 1 600); do
     if [ -s "$2/admin.token" ] && [ -s "$2/root.pem" ]; then
@@ -136,6 +137,23 @@ run renew-1node-newconn -duration "$dur" -concurrency 32 -devices 5000 -renew
 run renew-1node-keepalive -duration "$dur" -concurrency 32 -devices 5000 -renew -keepalive
 # Status answers: each read confirmed with the leader first (a read index).
 run ocsp-1node -duration "$dur" -concurrency 64 -devices 5000 -ocsp
+# ACME: whole orders (five signed requests, three commits each), beside
+# the JSON API's enrollment above.
+acme() {
+  local name=$1
+  shift
+  say "$name"
+  "$bin" bench acme -addr "$addrs" -ca-file "$dev/root.pem" -admin-token-file "$dev/admin.token" -quiet \
+    -http01 "127.0.0.1:$http01" -ceiling "$out/ceiling.json" -json "$out/$name.json" "$@" | tee -a "$summary"
+}
+acme_ratio() {
+  awk -v a="$(rate_of "$out/$1.json")" -v b="$(rate_of "$out/$2.json")" -v n="$1" -v m="$2" \
+    'BEGIN { if (b > 0) printf "%s: %.0f orders/s, %.2f of %s (%.0f certs/s)\n", n, a, a / b, m, b }' | tee -a "$summary"
+}
+acme acme-1node -duration "$dur" -concurrency 64
+acme acme-1node-c256 -duration "$dur" -concurrency 256
+acme_ratio acme-1node enroll-1node
+acme_ratio acme-1node-c256 enroll-1node-c256
 say "storm"
 "$bin" bench storm -addr "$addrs" -ca-file "$dev/root.pem" -admin-token-file "$dev/admin.token" -quiet \
   -devices "${BENCH_STORM_DEVICES:-5000}" -window "${BENCH_STORM_WINDOW:-10s}" -json "$out/storm.json" -plot "$out/storm.svg" | tee -a "$summary" || true
@@ -147,6 +165,8 @@ addrs=https://127.0.0.1:$port,https://127.0.0.1:$((port + 1)),https://127.0.0.1:
 run enroll-3nodes -duration "$dur" -concurrency 64 -devices 100000
 budget=1 run enroll-3nodes-c256 -duration "$dur" -concurrency 256 -devices 100000
 run ocsp-3nodes -duration "$dur" -concurrency 64 -devices 5000 -ocsp
+acme acme-3nodes -duration "$dur" -concurrency 64
+acme_ratio acme-3nodes enroll-3nodes
 stop_dev
 
 # A follower killed under load: three dev nodes in processes of their own,

@@ -325,11 +325,13 @@ func activeAccount(a *applyCtx, id, provisioner string) error {
 }
 
 // ACMEChallengeUpdate moves one challenge, or deactivates its authorization:
-//   - Status processing starts a validation (Attempt, Deadline): allowed
-//     while the authorization is pending and unexpired, and the challenge
-//     pending or its last attempt past its deadline;
-//   - valid or invalid ends the validation Attempt started, and with it
-//     the authorization;
+//   - Status processing marks a validation that takes a while (Attempt,
+//     Deadline): allowed while the authorization is pending and unexpired,
+//     and the challenge pending or its last attempt past its deadline;
+//   - valid or invalid is a validation's outcome, and the authorization's:
+//     of a pending challenge (a quick validation commits its outcome
+//     alone), of the attempt that is processing, or of any attempt once
+//     the processing one is past its deadline;
 //   - deactivated (Type empty) deactivates a pending or valid authorization.
 type ACMEChallengeUpdate struct {
 	Authz     string       `json:"authz"`
@@ -379,9 +381,11 @@ func applyACMEChallenge(a *applyCtx) error {
 		}
 		c.Status, c.Attempt, c.Deadline, c.Error = ACMEProcessing, in.Attempt, in.Deadline, nil
 	case ACMEValid, ACMEInvalid:
-		if c.Status != ACMEProcessing || c.Attempt != in.Attempt {
-			return reject(ErrACMEChallenge, "challenge "+in.Type+" is not being validated by attempt "+in.Attempt)
+		live := c.Status == ACMEProcessing && a.now.Before(c.Deadline)
+		if (c.Status != ACMEPending && c.Status != ACMEProcessing) || (live && c.Attempt != in.Attempt) {
+			return reject(ErrACMEChallenge, "challenge "+in.Type+" is "+c.Status+", not being validated by attempt "+in.Attempt)
 		}
+		c.Attempt = in.Attempt
 		c.Status, c.Error = in.Status, in.Error
 		if in.Status == ACMEValid {
 			c.Validated = in.Validated

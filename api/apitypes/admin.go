@@ -13,9 +13,17 @@ type Provisioner struct {
 	Authority string          `json:"authority"`
 	Policy    Policy          `json:"policy"`
 	JWK       json.RawMessage `json:"jwk,omitempty"`
+	ACME      *ACMEOptions    `json:"acme,omitempty"` // kind acme
 	Version   uint64          `json:"version"`
 	CreatedAt time.Time       `json:"created_at,omitzero"`
 	UpdatedAt time.Time       `json:"updated_at,omitzero"`
+}
+
+// ACMEOptions are an acme provisioner's settings: new accounts need an
+// external account binding; the challenge types offered (default all).
+type ACMEOptions struct {
+	RequireEAB bool     `json:"require_eab,omitempty"`
+	Challenges []string `json:"challenges,omitempty"`
 }
 
 // Policy is what a provisioner allows; durations are strings ("24h").

@@ -17,6 +17,10 @@ func init() {
 		&command{name: "bench ceiling", synopsis: "The in-process rate of what issuing cannot avoid (the reference)", setup: benchCeiling},
 		&command{name: "bench run", synopsis: "Enroll (and with -renew, renew) a simulated fleet against a CA", setup: benchFleet},
 		&command{name: "bench storm", synopsis: "Every device renews within a window, as after an outage", setup: benchStorm},
+		&command{name: "bench acme", synopsis: "ACME orders per second: accounts first, then whole orders with http-01", setup: benchACME,
+			about: "Each worker has an ACME account and orders a certificate for the -http01 address over and\n" +
+				"over: new order, authorization, challenge (answered by this harness at -http01, which must be\n" +
+				"the CA's acme http01_port, e.g. quorumca dev -acme-http01-port), finalize, download."},
 		&command{name: "bench compare", args: "A.json B.json", synopsis: "Compare two JSON results", setup: benchCompare,
 			predict: complete.PredictFiles("*.json")},
 		&command{name: "bench fsm", synopsis: "Load N records into a state machine: memory, snapshot, restore, election, CRL", setup: benchFSM},
@@ -256,6 +260,51 @@ func benchRun(fs *flag.FlagSet, storm bool) func([]string) int {
 			return 1
 		}
 		return 0
+	}
+}
+
+func benchACME(fs *flag.FlagSet) func([]string) int {
+	var cfg bench.ACMEConfig
+	var af apiFlags
+	var out, plot, ceilingFile string
+	fs.StringVar(&cfg.Addr, "addr", os.Getenv("QUORUMCA_ADDR"), "CA address, https://host:port: a node or a load balancer; several, comma-separated, share the accounts (QUORUMCA_ADDR)")
+	fs.StringVar(&cfg.CAFile, "ca-file", os.Getenv("QUORUMCA_CA_FILE"), "roots that verify the CA (QUORUMCA_CA_FILE)")
+	af.registerToken(fs) // an admin's, to make the provisioner if missing
+	fs.StringVar(&cfg.Provisioner, "provisioner", "bench-acme", "acme provisioner (made if missing, for 127.0.0.0/8)")
+	fs.StringVar(&cfg.HTTP01, "http01", "127.0.0.1:5002", "where this harness answers http-01: the CA's acme http01_port on loopback")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the measured phase")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 32, "workers, each with its own account")
+	fs.StringVar(&cfg.KeyType, "key-type", "ec256", "certificate keys: ec256 or rsa2048")
+	fs.StringVar(&out, "json", "", "write the result here")
+	fs.StringVar(&plot, "plot", "", "write an SVG of rate and latency over time here")
+	fs.StringVar(&ceilingFile, "ceiling", "", "a 'bench ceiling' JSON from this session: report the run against it")
+	fs.IntVar(&cfg.CAPid, "ca-pid", 0, "the CA's process on this machine: report its CPU per certificate over the measured phase")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	return func([]string) int {
+		tok, err := af.adminToken()
+		if err != nil {
+			return fail("bench acme: %v", err)
+		}
+		if cfg.Addr == "" || cfg.CAFile == "" || tok == "" {
+			return fail("bench acme: -addr, -ca-file and -admin-token or -admin-token-file are required")
+		}
+		cfg.AdminToken = tok
+		if !*quiet {
+			cfg.Progress = os.Stderr
+		}
+		if ceilingFile != "" {
+			c, err := bench.ReadResult(ceilingFile)
+			if err != nil {
+				return fail("bench acme: %v", err)
+			}
+			cfg.Ceiling = c.CertsPerSecond
+		}
+		r, err := bench.ACME(contextBackground(), cfg)
+		if err != nil {
+			return fail("bench acme: %v", err)
+		}
+		r.Summary(os.Stdout)
+		return writeResult(r, out, plot)
 	}
 }
 

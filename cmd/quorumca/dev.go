@@ -18,7 +18,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quorumca/quorumca/acme"
 	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
 	"github.com/quorumca/quorumca/node"
 )
 
@@ -43,6 +45,10 @@ func dev(fs *flag.FlagSet) func([]string) int {
 	adminListen := fs.String("admin-listen", "", "serve pprof and metrics of the first node here (e.g. 127.0.0.1:6060), for profiling")
 	raftAddr := fs.String("raft-addr", "", "Raft address of the first node; further nodes count the port up (default: the -listen port + 1000)")
 	httpAddr := fs.String("http-addr", "", "plain-HTTP address (CRLs, OCSP) of the first node; further nodes count the port up (default: the -listen port + 2000)")
+	var acmeCfg acme.ValidatorConfig
+	fs.IntVar(&acmeCfg.HTTP01Port, "acme-http01-port", 0, "the port ACME http-01 challenges are validated on (default 80)")
+	fs.IntVar(&acmeCfg.TLSALPNPort, "acme-tlsalpn01-port", 0, "the port ACME tls-alpn-01 challenges are validated on (default 443)")
+	resolver := fs.String("acme-resolver", "", "a DNS server (host:port) for ACME validations (default: the system's)")
 	var lf logFlags
 	lf.register(fs, "error")
 	return func([]string) int {
@@ -129,7 +135,10 @@ func dev(fs *flag.FlagSet) func([]string) int {
 				NodeName: name, DataDir: ndir,
 				APIListen: apiAddr, TLSCertFile: certFile, TLSKeyFile: keyFile, HTTPListen: httpAddr,
 				RaftListen: raftAddr, JoinSecret: secret, ClusterCAKey: clusterKey,
-				Logger: log, AllowInsecureSoftSigner: true,
+				Logger: log, AllowInsecureSoftSigner: true, ACME: acmeCfg,
+			}
+			if *resolver != "" {
+				cfg.ACME.Resolvers = []string{*resolver}
 			}
 			if port != 0 {
 				// Token audiences follow this start's -listen (nothing of it is
@@ -160,6 +169,7 @@ func dev(fs *flag.FlagSet) func([]string) int {
 				}
 				cfg.Bootstrap = true
 				cfg.Authorities = []*node.AuthorityConfig{ca, adminCA}
+				cfg.Provisioners = devProvisioners()
 				cfg.BootstrapAdminTokenFile = filepath.Join(dir, "admin.token")
 			} else if port != 0 {
 				cfg.Join = []string{"https://" + net.JoinHostPort(host, strconv.Itoa(port))}
@@ -193,6 +203,18 @@ func dev(fs *flag.FlagSet) func([]string) int {
 		})
 		fmt.Fprintln(os.Stderr, "quorumca dev: stopping")
 		return 0
+	}
+}
+
+// devProvisioners: the default enrollment-token provisioner, and an ACME
+// directory at /acme/acme/directory for any DNS name and loopback
+// addresses, so certbot or lego can try the CA at once.
+func devProvisioners() []*node.ProvisionerConfig {
+	return []*node.ProvisionerConfig{
+		{Provisioner: fsm.Provisioner{Name: "default", Kind: fsm.KindEnrollmentToken, Authority: authority.DefaultAuthority, Policy: authority.DefaultPolicy()}},
+		{Provisioner: fsm.Provisioner{Name: "acme", Kind: fsm.KindACME, Authority: authority.DefaultAuthority, Policy: fsm.Policy{
+			DNS: []string{"*"}, IP: []string{"127.0.0.0/8", "::1/128"}, AllowWildcard: true, EKU: "server",
+			DefaultTTL: 24 * time.Hour, MaxTTL: 90 * 24 * time.Hour}}},
 	}
 }
 

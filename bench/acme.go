@@ -160,4 +160,3 @@ func ensureACMEProvisioner(ctx context.Context, cfg ACMEConfig, roots *x509.Cert
 	}
 	return nil
 }
-

@@ -413,14 +413,17 @@ func (s *Service) startValidation(ctx context.Context, c *Call, acc *fsm.ACMEAcc
 	ch := z.Challenges[i]
 	attempt := randomID(9)
 	actor := s.actor(c, acc)
-	outcome := make(chan fsm.ACMEChallengeUpdate, 1)
+	outcome := make(chan validation, 1)
 	go func() { outcome <- s.validate(z.Identifier, z.ID, acc, ch, attempt) }()
 	t := time.NewTimer(quickValidation)
 	defer t.Stop()
 	var err error
 	select {
-	case up := <-outcome:
-		err = s.ca.ProposeACME(ctx, actor, fsm.CmdACMEChallenge, up)
+	case v := <-outcome:
+		if v.err != nil {
+			return nil, v.err // nothing committed: the challenge may be tried again
+		}
+		err = s.ca.ProposeACME(ctx, actor, fsm.CmdACMEChallenge, v.up)
 	case <-t.C:
 		up := fsm.ACMEChallengeUpdate{Authz: z.ID, Account: acc.ID, Type: typ, Status: fsm.ACMEProcessing,
 			Attempt: attempt, Deadline: s.now().Add(validationDeadline)}
@@ -441,8 +444,13 @@ func (s *Service) startValidation(ctx context.Context, c *Call, acc *fsm.ACMEAcc
 
 // commitOutcome commits a validation's outcome that arrived after its
 // request was answered.
-func (s *Service) commitOutcome(actor string, outcome <-chan fsm.ACMEChallengeUpdate) {
-	up := <-outcome
+func (s *Service) commitOutcome(actor string, outcome <-chan validation) {
+	v := <-outcome
+	if v.err != nil {
+		s.log.Warn("challenge not validated; it stays processing until its deadline", "authz", v.up.Authz, "type", v.up.Type, "err", v.err)
+		return
+	}
+	up := v.up
 	ctx, cancel := context.WithTimeout(s.ctx, validationDeadline)
 	defer cancel()
 	if err := s.ca.ProposeACME(ctx, actor, fsm.CmdACMEChallenge, up); err != nil && !errors.Is(err, fsm.ErrACMEChallenge) {
@@ -452,20 +460,38 @@ func (s *Service) commitOutcome(actor string, outcome <-chan fsm.ACMEChallengeUp
 	}
 }
 
-// validate checks one challenge and returns its outcome, to commit.
-func (s *Service) validate(id fsm.ACMEIdentifier, authz string, acc *fsm.ACMEAccount, ch fsm.ACMEChallenge, attempt string) fsm.ACMEChallengeUpdate {
+// validation is a challenge's outcome, to commit; err: none could be had
+// (too few perspectives answered), and nothing is committed.
+type validation struct {
+	up  fsm.ACMEChallengeUpdate
+	err error
+}
+
+// validate checks one challenge, from this node and as many other zones
+// as acme.perspectives asks, and returns its outcome.
+func (s *Service) validate(id fsm.ACMEIdentifier, authz string, acc *fsm.ACMEAccount, ch fsm.ACMEChallenge, attempt string) validation {
 	ctx, cancel := context.WithTimeout(s.ctx, validationDeadline)
 	defer cancel()
-	err := s.validator.Validate(ctx, id, ch.Type, ch.Token, KeyAuthorization(ch.Token, acc.Thumbprint))
+	keyAuth := KeyAuthorization(ch.Token, acc.Thumbprint)
 	up := fsm.ACMEChallengeUpdate{Authz: authz, Account: acc.ID, Type: ch.Type, Status: fsm.ACMEValid, Attempt: attempt}
-	if err != nil {
+	var prob *fsm.ACMEProblem
+	if err := s.validator.Validate(ctx, id, ch.Type, ch.Token, keyAuth); err != nil {
 		p := ProblemOf(err)
-		up.Status, up.Error = fsm.ACMEInvalid, &fsm.ACMEProblem{Type: ProblemPrefix + p.Type, Detail: p.Detail}
-		s.log.Info("challenge failed", "authz", authz, "type", ch.Type, "identifier", id.Value, "problem", p.Type, "detail", p.Detail)
+		prob = &fsm.ACMEProblem{Type: ProblemPrefix + p.Type, Detail: p.Detail}
+	} else if s.validator.cfg.Perspectives > 1 {
+		var err error
+		prob, err = s.otherPerspectives(ctx, s.validator.cfg.Perspectives, validateRequest{Identifier: id, Type: ch.Type, Token: ch.Token, KeyAuth: keyAuth})
+		if err != nil {
+			return validation{up: up, err: err}
+		}
+	}
+	if prob != nil {
+		up.Status, up.Error = fsm.ACMEInvalid, prob
+		s.log.Info("challenge failed", "authz", authz, "type", ch.Type, "identifier", id.Value, "problem", prob.Type, "detail", prob.Detail)
 	} else {
 		up.Validated = s.now().UTC().Truncate(time.Second)
 	}
-	return up
+	return validation{up: up}
 }
 
 // RevokeCert revokes a certificate (RFC 8555 section 7.6): signed by the

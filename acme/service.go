@@ -64,8 +64,12 @@ type Config struct {
 	Barrier   Barrier
 	Nonces    *Nonces
 	Validator *Validator
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Peers validate from their perspective (acme { perspectives }); Node
+	// names this node (its zone when none is configured).
+	Peers  Peers
+	Node   string
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Service answers ACME requests.
@@ -75,6 +79,8 @@ type Service struct {
 	barrier   Barrier
 	nonces    *Nonces
 	validator *Validator
+	peers     Peers
+	zone      string
 	log       *slog.Logger
 	now       func() time.Time
 	// ctx bounds validations, which outlive the request that started them.
@@ -91,8 +97,12 @@ func New(cfg Config) *Service {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	zone := cfg.Validator.cfg.Zone
+	if zone == "" {
+		zone = cfg.Node
+	}
 	return &Service{ca: cfg.CA, state: cfg.State, barrier: cfg.Barrier, nonces: cfg.Nonces, validator: cfg.Validator,
-		log: cfg.Logger.With("component", "acme"), now: cfg.Now, ctx: ctx, cancel: cancel}
+		peers: cfg.Peers, zone: zone, log: cfg.Logger.With("component", "acme"), now: cfg.Now, ctx: ctx, cancel: cancel}
 }
 
 // Close stops validations in progress; their challenges become retryable

@@ -35,6 +35,12 @@ type ValidatorConfig struct {
 	HTTP01Port  int // 0: 80
 	TLSALPNPort int // 0: 443
 	Timeout     time.Duration
+	// Perspectives: a challenge passes only when this many zones see the
+	// answer (this node's and others', asked over the internal RPC);
+	// 0 or 1: this node alone. Zone is this node's ("": its name, so
+	// every node is a zone of its own).
+	Perspectives int
+	Zone         string
 }
 
 // Validator checks one challenge.

@@ -18,6 +18,10 @@ type Verdict struct {
 	DoubleTokens     int // tokens that produced two certificates, and replays with a new key that were accepted
 	Unrevoked        int // acknowledged revocations some node's CRL or OCSP does not report
 	DuplicateSerials int // serials with two different certificates
+	// ACME: an account with more certificates in the issued log than
+	// orders it made (an order filled twice), and a signed request sent
+	// again whose nonce was accepted a second time.
+	DoubleOrders, NonceReuse int
 	// Answers, during the run.
 	StaleStatus  int // a node coming back from a fault said good for a revocation acknowledged before
 	ServerErrors int // 5xx answers other than 503 (which says: not now, retry)
@@ -33,6 +37,8 @@ type Verdict struct {
 	Acked, Revoked int
 	// Replays: all, refused with a 4xx, answered neither way.
 	Replays, ReplaysRefused, ReplaysUndecided int
+	// ACME: orders made and filled; signed requests replayed, and refused.
+	ACMEOrders, ACMECerts, ACMEReplays, ACMEReplaysRefused int
 	// Definite refusals the workload did not provoke, by op/code.
 	UnexpectedCodes map[string]int
 
@@ -42,7 +48,8 @@ type Verdict struct {
 
 // Pass reports whether no property was violated.
 func (v *Verdict) Pass() bool {
-	return v.LostCerts+v.Divergent+v.DoubleTokens+v.Unrevoked+v.DuplicateSerials+v.SlowRecovery+v.StaleStatus+v.ServerErrors == 0
+	return v.LostCerts+v.Divergent+v.DoubleTokens+v.Unrevoked+v.DuplicateSerials+v.SlowRecovery+v.StaleStatus+v.ServerErrors+
+		v.DoubleOrders+v.NonceReuse == 0
 }
 
 // Line is the checker's summary line: each property with its count.
@@ -51,9 +58,10 @@ func (v *Verdict) Line() string {
 	if !v.Pass() {
 		verdict = "FAIL"
 	}
-	return fmt.Sprintf("chaos: %s lost_certs=%d divergent=%d double_tokens=%d unrevoked=%d duplicate_serials=%d slow_recovery=%d stale_status=%d server_errors=%d (ops=%d, failed=%.1f%%, unknown=%d, certs=%d, revocations=%d, replays=%d, faults=%d, nodes=%d, %.0fs)",
+	return fmt.Sprintf("chaos: %s lost_certs=%d divergent=%d double_tokens=%d unrevoked=%d duplicate_serials=%d slow_recovery=%d stale_status=%d server_errors=%d double_orders=%d nonce_reuse=%d (ops=%d, failed=%.1f%%, unknown=%d, certs=%d, revocations=%d, replays=%d, acme_orders=%d, acme_certs=%d, acme_replays=%d, faults=%d, nodes=%d, %.0fs)",
 		verdict, v.LostCerts, v.Divergent, v.DoubleTokens, v.Unrevoked, v.DuplicateSerials, v.SlowRecovery, v.StaleStatus, v.ServerErrors,
-		v.Ops, pct(v.Failed, v.Ops), v.Unknown, v.Acked, v.Revoked, v.Replays, len(v.Faults), v.Nodes, v.Seconds)
+		v.DoubleOrders, v.NonceReuse, v.Ops, pct(v.Failed, v.Ops), v.Unknown, v.Acked, v.Revoked, v.Replays, v.ACMEOrders, v.ACMECerts,
+		v.ACMEReplays, len(v.Faults), v.Nodes, v.Seconds)
 }
 
 func pct(a, b int) float64 {
@@ -94,7 +102,8 @@ var expectedCodes = map[string]bool{
 // check runs every check of the history against the nodes' states.
 func check(ops []Op, states []*nodeState, faults []Fault, bounds Bounds) *Verdict {
 	k := &checker{v: &Verdict{Nodes: len(states), UnexpectedCodes: map[string]int{}},
-		acked: map[string][]byte{}, tokenCerts: map[string][]string{}, der: map[string]map[[32]byte]bool{}, revoked: map[string]bool{}}
+		acked: map[string][]byte{}, tokenCerts: map[string][]string{}, der: map[string]map[[32]byte]bool{}, revoked: map[string]bool{},
+		orders: map[string]int{}}
 	k.history(ops)
 	k.logs(states)
 	k.revocations(states)
@@ -124,6 +133,7 @@ type checker struct {
 	tokenCerts map[string][]string          // token ID -> serials acknowledged for it
 	der        map[string]map[[32]byte]bool // serial -> every distinct DER seen anywhere
 	revoked    map[string]bool              // serials whose revocation was acknowledged
+	orders     map[string]int               // ACME account -> orders it made
 }
 
 func (k *checker) see(serial string, b []byte) {
@@ -152,6 +162,21 @@ func (k *checker) history(ops []Op) {
 			continue
 		}
 		v.Seconds = max(v.Seconds, op.End)
+		if op.Kind == OpACMEReplay {
+			v.ACMEReplays++
+			switch op.Outcome {
+			case OK:
+				v.NonceReuse++
+				k.d.add("nonce_reuse", "a signed ACME request sent again was accepted (op %d at %.1fs, %s)", op.Seq, op.Start, op.Error)
+			case Fail:
+				v.ACMEReplaysRefused++
+			}
+			continue
+		}
+		if op.Kind == OpACMEOrder {
+			v.ACMEOrders++
+			k.orders[op.Account]++
+		}
 		if op.Kind == OpReplay || op.Kind == OpReplaySame {
 			v.Replays++
 			switch {
@@ -176,7 +201,7 @@ func (k *checker) history(ops []Op) {
 			continue
 		}
 		switch op.Kind {
-		case OpEnroll, OpRenew, OpReplay, OpReplaySame:
+		case OpEnroll, OpRenew, OpReplay, OpReplaySame, OpACMEOrder:
 			blk, _ := pem.Decode([]byte(op.Cert))
 			if blk == nil || op.Serial == "" {
 				v.LostCerts++
@@ -273,6 +298,26 @@ func (k *checker) logs(states []*nodeState) {
 		if serials := logTokens[id]; len(serials) > 1 && len(k.tokenCerts[id]) <= 1 {
 			v.DoubleTokens++
 			k.d.add("double_tokens", "token %s was used for %d certificates in the issued log: %s", id, len(serials), strings.Join(sortedKeys(serials), ", "))
+		}
+	}
+	// One certificate per order: an account never has more certificates
+	// than orders it made (whatever their outcome).
+	acmeCerts := map[string]map[string]bool{}
+	for _, st := range states {
+		for serial, c := range st.Certs {
+			if strings.HasPrefix(c.Requester, "acme:") {
+				if acmeCerts[c.Requester] == nil {
+					acmeCerts[c.Requester] = map[string]bool{}
+				}
+				acmeCerts[c.Requester][serial] = true
+			}
+		}
+	}
+	for _, acc := range sortedKeys(acmeCerts) {
+		v.ACMECerts += len(acmeCerts[acc])
+		if n := len(acmeCerts[acc]); n > k.orders[acc] {
+			v.DoubleOrders++
+			k.d.add("double_orders", "ACME account %s has %d certificates in the issued log for %d orders", acc, n, k.orders[acc])
 		}
 	}
 	for _, serial := range sortedKeys(k.der) {

@@ -53,6 +53,7 @@ func cleanScenario(t *testing.T) *scenario {
 		{Kind: OpEnroll, Device: "d3", TokenID: "t3", Start: 5, End: 15, Outcome: Unknown, Code: "timeout"},
 		{Kind: OpRenew, Device: "d1", Renews: "c", Start: 6, End: 6.5, Outcome: Fail, Code: "eof"},
 		{Kind: OpRenew, Device: "d2", Renews: "b", Start: 7, End: 7.1, Outcome: OK, Status: 201, Serial: "d", Cert: pemOf(testCert(t, 0xd))},
+		{Kind: OpACMEReplay, Start: 8, End: 8.1, Outcome: Fail, Status: 400, Code: "http_400"},
 	}
 	s.certs["d"] = nil
 	for _, op := range s.ops {
@@ -79,7 +80,8 @@ func TestCheckerPassesCleanRun(t *testing.T) {
 	if !v.Pass() {
 		t.Fatalf("%s\n%s", v.Line(), strings.Join(v.Details, "\n"))
 	}
-	if v.Acked != 4 || v.Revoked != 1 || v.Replays != 2 || v.ReplaysRefused != 1 || v.Ops != 7 || v.Failed != 2 || v.Unknown != 1 {
+	if v.Acked != 4 || v.Revoked != 1 || v.Replays != 2 || v.ReplaysRefused != 1 || v.Ops != 7 || v.Failed != 2 || v.Unknown != 1 ||
+		v.ACMEOrders != 0 || v.ACMEReplays != 1 || v.ACMEReplaysRefused != 1 {
 		t.Errorf("counts: %+v", v)
 	}
 	if !strings.HasPrefix(v.Line(), "chaos: PASS lost_certs=0 divergent=0 double_tokens=0 unrevoked=0 duplicate_serials=0 slow_recovery=0") {
@@ -154,6 +156,16 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{"a request was answered 500", func(s *scenario) {
 			s.ops = append(s.ops, Op{Kind: OpEnroll, Outcome: Unknown, Status: 500, Code: "internal"})
 		}, func(v *Verdict) int { return v.ServerErrors }},
+		{"an ACME account has more certificates than orders", func(s *scenario) {
+			s.ops = append(s.ops, Op{Kind: OpACMEOrder, Account: "acme:acme/x", Outcome: Unknown, Code: "timeout"})
+			for _, st := range s.states {
+				st.Certs["e"] = logCert{DER: s.certs["a"][:0:0], Requester: "acme:acme/x"}
+				st.Certs["f"] = logCert{DER: s.certs["a"][:0:0], Requester: "acme:acme/x"}
+			}
+		}, func(v *Verdict) int { return v.DoubleOrders }},
+		{"a replayed ACME request was accepted", func(s *scenario) {
+			s.ops = append(s.ops, Op{Kind: OpACMEReplay, Outcome: OK, Status: 200})
+		}, func(v *Verdict) int { return v.NonceReuse }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := cleanScenario(t)

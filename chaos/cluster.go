@@ -157,7 +157,7 @@ func (c *cluster) writeConfigs(n int) error {
 		files := map[string]string{
 			"gossip.key":  base64.StdEncoding.EncodeToString(gossipKey) + "\n",
 			"join.secret": hex.EncodeToString(secret) + "\n",
-			"node.hcl":    nodeConfig(nd, n, strings.Join(joins, ", ")),
+			"node.hcl":    nodeConfig(nd, n, strings.Join(joins, ", "), c.gateway),
 		}
 		for name, s := range files {
 			if err := os.WriteFile(filepath.Join(nd.cfgDir, name), []byte(s), 0o600); err != nil {
@@ -172,7 +172,7 @@ func (c *cluster) writeConfigs(n int) error {
 // nodeConfig is a node's config file: gossip with bootstrap_expect of all
 // nodes, production Raft and gossip timings, a software CA key (files
 // mounted into every container).
-func nodeConfig(nd *cnode, n int, retryJoin string) string {
+func nodeConfig(nd *cnode, n int, retryJoin, gateway string) string {
 	return fmt.Sprintf(`# Written by the chaos suite.
 node_name = %[1]q
 data_dir  = "/var/lib/quorumca"
@@ -182,6 +182,8 @@ api {
   advertise     = "%[2]s:%[3]d"
   tls_cert_file = "/etc/quorumca/tls.pem"
   tls_key_file  = "/etc/quorumca/tls.key"
+  # ACME clients reach the service name through HAProxy.
+  public_urls   = ["https://%[2]s:%[3]d", "https://ca.chaos.test"]
 }
 
 http {
@@ -223,6 +225,20 @@ provisioner "devices" {
   renew_grace = "1h"
 }
 
+# ACME clients run on the host: the nodes validate their http-01
+# challenges at the host's address on this network.
+provisioner "acme" {
+  kind        = "acme"
+  ip          = ["%[11]s/32"]
+  default_ttl = "24h"
+  max_ttl     = "72h"
+  eku         = "server"
+}
+
+acme {
+  http01_port = %[12]d
+}
+
 # A revocation is on the CRL within this interval (crlInterval).
 crl {
   interval = "%[10]s"
@@ -239,8 +255,12 @@ lineage_limits {
 
 allow_insecure_soft_signer = true
 bootstrap_admin_token_file = "/var/lib/quorumca/admin.token"
-`, nd.name, nd.ip, apiPort, httpPort, raftPort, gossipPort, retryJoin, n, votersFor(n), crlInterval)
+`, nd.name, nd.ip, apiPort, httpPort, raftPort, gossipPort, retryJoin, n, votersFor(n), crlInterval, gateway, acmeHTTP01Port)
 }
+
+// acmeHTTP01Port is where the workload answers http-01 challenges, on the
+// host's address on the cluster's network (which this suite created).
+const acmeHTTP01Port = 5402
 
 // crlInterval is the nodes' CRL interval: the checker gives revocations
 // that long (and the time to sign and replicate one CRL) to reach every

@@ -20,12 +20,18 @@ const (
 	// revocation acknowledged before: Code is "record:<status>" or
 	// "ocsp:<status>"; revoked or no answer, never good.
 	OpStatusProbe = "status-probe"
+	// An ACME client's whole order (new order, challenge, finalize,
+	// download); Account names its account.
+	OpACMEOrder = "acme-order"
+	// A signed ACME request sent again as it was: its nonce was accepted
+	// once, so it must be refused (badNonce).
+	OpACMEReplay = "acme-replay"
 )
 
 // isLoad reports whether op is part of the workload's load: not a fault
 // event, a replay or a probe.
 func isLoad(op Op) bool {
-	return op.Kind != OpNemesis && op.Kind != OpReplay && op.Kind != OpReplaySame && op.Kind != OpStatusProbe
+	return op.Kind != OpNemesis && op.Kind != OpReplay && op.Kind != OpReplaySame && op.Kind != OpStatusProbe && op.Kind != OpACMEReplay
 }
 
 // Outcomes. A request that failed after it may have reached a node
@@ -50,9 +56,10 @@ type Op struct {
 	Code    string  `json:"code,omitempty"`  // the API's error code, or a transport reason
 	Error   string  `json:"error,omitempty"` // message, for failures
 	TokenID string  `json:"token_id,omitempty"`
-	Serial  string  `json:"serial,omitempty"` // issued (enroll, renew, replays) or revoked
-	Renews  string  `json:"renews,omitempty"` // renew: the serial presented
-	Cert    string  `json:"cert,omitempty"`   // PEM of an acknowledged certificate
+	Account string  `json:"account,omitempty"` // ACME: the account's requester name
+	Serial  string  `json:"serial,omitempty"`  // issued (enroll, renew, replays) or revoked
+	Renews  string  `json:"renews,omitempty"`  // renew: the serial presented
+	Cert    string  `json:"cert,omitempty"`    // PEM of an acknowledged certificate
 
 	// Nemesis events.
 	Fault  string `json:"fault,omitempty"`

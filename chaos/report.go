@@ -61,6 +61,8 @@ func writeSummary(w io.Writer, v *Verdict, ops []Op, cfg Config) {
 		}
 	}
 	fmt.Fprintf(w, "  replays refused (4xx) %d of %d; undecided (5xx, timeout) %d\n", v.ReplaysRefused, v.Replays, v.ReplaysUndecided)
+	fmt.Fprintf(w, "  ACME: %d orders, %d certificates in the issued log; signed requests replayed %d, refused %d\n",
+		v.ACMEOrders, v.ACMECerts, v.ACMEReplays, v.ACMEReplaysRefused)
 	fmt.Fprintf(w, "  failed share (replays excluded): %.2f%% of %d; unknown outcomes %d\n", pct(v.Failed, v.Ops), v.Ops, v.Unknown)
 	if len(v.UnexpectedCodes) > 0 {
 		fmt.Fprint(w, "  unexpected refusals:")

@@ -31,6 +31,7 @@ type Config struct {
 	Seed     uint64        // the long schedule's; 0: from the clock
 
 	Devices        int           // simulated devices (default 100)
+	ACMEClients    int           // ACME accounts ordering certificates (default 4)
 	Think          time.Duration // a device's pause between requests (default 1s, ±50%)
 	RevokeEvery    time.Duration // the admin revokes a certificate this often (default 1s)
 	ReplayEvery    time.Duration // a used token is replayed this often (default 500ms)
@@ -57,7 +58,7 @@ func ConfigFromEnv() (Config, error) {
 	for _, v := range []struct {
 		name string
 		dst  *int
-	}{{"CHAOS_NODES", &c.Nodes}, {"CHAOS_DEVICES", &c.Devices}} {
+	}{{"CHAOS_NODES", &c.Nodes}, {"CHAOS_DEVICES", &c.Devices}, {"CHAOS_ACME_CLIENTS", &c.ACMEClients}} {
 		if s := os.Getenv(v.name); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n <= 0 {
@@ -88,6 +89,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Devices <= 0 {
 		c.Devices = 100
+	}
+	if c.ACMEClients <= 0 {
+		c.ACMEClients = 4
 	}
 	set(&c.Duration, 10*time.Minute)
 	set(&c.Think, time.Second)
@@ -212,11 +216,21 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 	if err := w.mint(ctx, cfg.Devices+spare, run); err != nil {
 		return nil, err
 	}
-	logf("minted %d tokens; load starts: %d devices", cfg.Devices+spare, cfg.Devices)
+	aw, err := newACMEWorkload(ctx, w, h.addr, c.gateway, c.roots, cfg.ACMEClients)
+	if err != nil {
+		return nil, err
+	}
+	logf("minted %d tokens, made %d ACME accounts; load starts: %d devices", cfg.Devices+spare, cfg.ACMEClients, cfg.Devices)
 
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() { w.run(stop); close(done) }()
+	go func() {
+		var wg sync.WaitGroup
+		wg.Go(func() { w.run(stop) })
+		wg.Go(func() { aw.run(stop) })
+		wg.Wait()
+		close(done)
+	}()
 	issuer, err := issuerCert(filepath.Join(work, "pki", "intermediate.pem"))
 	if err != nil {
 		return nil, err

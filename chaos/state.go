@@ -39,6 +39,7 @@ type nodeState struct {
 type logCert struct {
 	DER         []byte
 	TokenID     string
+	Requester   string // ACME: acme:<provisioner>/<account>
 	Status      string
 	RenewedFrom string
 }
@@ -88,6 +89,7 @@ func (r *reader) readState(ctx context.Context, nd *cnode, ask map[string][]byte
 			Certs []struct {
 				Serial      string `json:"serial"`
 				TokenID     string `json:"token_id"`
+				Requester   string `json:"requester"`
 				Status      string `json:"status"`
 				RenewedFrom string `json:"renewed_from"`
 				Certificate string `json:"certificate"`
@@ -112,7 +114,7 @@ func (r *reader) readState(ctx context.Context, nd *cnode, ask map[string][]byte
 			if _, dup := st.Certs[serial]; dup {
 				st.Dups = append(st.Dups, serial)
 			}
-			st.Certs[serial] = logCert{DER: blk.Bytes, TokenID: c.TokenID, Status: c.Status, RenewedFrom: c.RenewedFrom}
+			st.Certs[serial] = logCert{DER: blk.Bytes, TokenID: c.TokenID, Requester: c.Requester, Status: c.Status, RenewedFrom: c.RenewedFrom}
 		}
 		if page.Next == "" || len(page.Certs) == 0 {
 			break

@@ -34,6 +34,10 @@ type ACME struct {
 
 	mu     sync.Mutex
 	nonces []string
+
+	// Sent, if set, hears of every signed request and its answer's status
+	// (the fault suite replays some).
+	Sent func(url string, body []byte, status int)
 }
 
 // ACMEError is an ACME problem document.
@@ -185,6 +189,9 @@ func (a *ACME) post(ctx context.Context, url string, payload any) (*http.Respons
 		if err != nil {
 			return nil, err
 		}
+		if a.Sent != nil {
+			a.Sent(url, flat, resp.StatusCode)
+		}
 		a.keep(resp)
 		if resp.StatusCode < 300 {
 			return resp, nil
@@ -233,6 +240,9 @@ func (a *ACME) Register(ctx context.Context) error {
 	}
 	return nil
 }
+
+// AccountURL is the account's URL (its kid), once registered.
+func (a *ACME) AccountURL() string { return a.kid }
 
 // KeyAuthorization is what answers a challenge token for this account.
 func (a *ACME) KeyAuthorization(token string) (string, error) {
@@ -344,7 +354,7 @@ func (a *ACME) Obtain(ctx context.Context, ids [][2]string, csr []byte, h *HTTP0
 			return nil, err
 		}
 	}
-	if o, err = a.Finalize(ctx, o, csr); err != nil {
+	if o, err = a.finalize(ctx, o, csr); err != nil {
 		return nil, err
 	}
 	for o.Status == "processing" || (o.Status == "valid" && o.Certificate == "") {
@@ -359,6 +369,34 @@ func (a *ACME) Obtain(ctx context.Context, ids [][2]string, csr []byte, h *HTTP0
 		return nil, fmt.Errorf("acme: order %s is %s after finalize", o.URL, o.Status)
 	}
 	return a.Certificate(ctx, o.Certificate)
+}
+
+// retriable: a failure after which the request may or may not have taken
+// effect (a lost answer, a 5xx): the state is read again and the step
+// repeated if it is still due. Finalizing twice yields one certificate.
+func retriable(err error) bool {
+	var p *ACMEError
+	return err != nil && (!errors.As(err, &p) || p.Status >= 500)
+}
+
+// finalize finalizes o, and after a lost answer reads the order again:
+// valid (the first one took), or ready (finalized again with the same CSR).
+func (a *ACME) finalize(ctx context.Context, o *ACMEOrder, csr []byte) (*ACMEOrder, error) {
+	out, err := a.Finalize(ctx, o, csr)
+	for try := 0; retriable(err) && try < 3; try++ {
+		if sleepCtx(ctx, time.Second) != nil {
+			break
+		}
+		var cur *ACMEOrder
+		if cur, err = a.Order(ctx, o.URL); err != nil {
+			continue
+		}
+		if cur.Status != "ready" {
+			return cur, nil
+		}
+		out, err = a.Finalize(ctx, o, csr)
+	}
+	return out, err
 }
 
 func (a *ACME) solveHTTP01(ctx context.Context, zurl string, h *HTTP01) error {
@@ -377,6 +415,18 @@ func (a *ACME) solveHTTP01(ctx context.Context, zurl string, h *HTTP01) error {
 		h.Set(c.Token, ka)
 		defer h.Delete(c.Token)
 		st, err := a.Respond(ctx, c.URL)
+		for try := 0; retriable(err) && try < 3; try++ {
+			// The node validating may have died: a challenge left
+			// pending is answered again.
+			if sleepCtx(ctx, time.Second) != nil {
+				break
+			}
+			if z, err = a.Authz(ctx, zurl); err == nil && z.Status == "pending" {
+				st, err = a.Respond(ctx, c.URL)
+			} else if err == nil {
+				st = z.Status
+			}
+		}
 		for err == nil && st != "valid" && st != "invalid" {
 			if err = sleepCtx(ctx, 200*time.Millisecond); err == nil {
 				z, err = a.Authz(ctx, zurl)

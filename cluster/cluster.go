@@ -541,6 +541,21 @@ func (c *Cluster) Servers() ([]raft.Server, error) {
 	return f.Configuration().Servers, nil
 }
 
+// OtherServers names the servers of the configuration but this node.
+func (c *Cluster) OtherServers() []string {
+	servers, err := c.Servers()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range servers {
+		if string(s.ID) != c.cfg.NodeID {
+			out = append(out, string(s.ID))
+		}
+	}
+	return out
+}
+
 // Shutdown stops Raft and background work. It does not hand leadership over;
 // the node transfers leadership before calling it on a graceful stop.
 func (c *Cluster) Shutdown() error {

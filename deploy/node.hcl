@@ -248,6 +248,19 @@ provisioner "servers" {
   max_ttl     = "24h"
 }
 
+# ACME (RFC 8555) at https://<public URL>/acme/services/directory, for
+# certbot, lego, Caddy, cert-manager. Names as any provisioner's policy;
+# wildcards are validated with dns-01 only.
+provisioner "services" {
+  kind        = "acme"
+  dns         = [".svc.internal.example"]
+  default_ttl = "720h"
+  max_ttl     = "2160h"
+  eku         = "server"
+  require_eab = true                                # new accounts need a key from POST /v1/admin/acme/eab
+  challenges  = ["http-01", "dns-01", "tls-alpn-01"] # the default
+}
+
 provisioner "automation" {
   kind        = "jwk" # holders of the private key mint their own one-time JWTs
   jwk_file    = "/etc/quorumca/automation.jwk.json"
@@ -255,6 +268,16 @@ provisioner "automation" {
   default_ttl = "24h"
   eku         = "both"
 }
+
+# Where this node validates ACME challenges: DNS servers for A/AAAA and
+# TXT lookups (default: the system's), and the http-01 and tls-alpn-01
+# ports (default 80 and 443). A validation never connects to link-local
+# or cloud metadata addresses, and follows redirects only to these ports.
+# acme {
+#   resolvers      = ["10.0.0.2:53"]
+#   http01_port    = 80
+#   tlsalpn01_port = 443
+# }
 
 # This node's share of each key's signing budget. AWS's quota for
 # asymmetric signing is per account and region, shared by every node: set

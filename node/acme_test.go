@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,9 +45,13 @@ const acmeZone = "acme.test."
 // updates of TXT records, as a DNS provider's API would.
 type testDNS struct {
 	addr string
-	mu   sync.Mutex
-	txt  map[string][]string // fqdn -> values
-	srv  *dns.Server
+	// forward, while spoofed is set and true, is the address every name
+	// resolves to instead of 127.0.0.1.
+	forward string
+	spoofed *atomic.Bool
+	mu      sync.Mutex
+	txt     map[string][]string // fqdn -> values
+	srv     *dns.Server
 }
 
 func startTestDNS(t *testing.T) *testDNS {
@@ -85,7 +90,13 @@ func (d *testDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 		}
 		switch q.Qtype {
 		case dns.TypeA:
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: net.IPv4(127, 0, 0, 1)})
+			ip := net.IPv4(127, 0, 0, 1)
+			d.mu.Lock()
+			if d.spoofed != nil && d.spoofed.Load() {
+				ip = net.ParseIP(d.forward)
+			}
+			d.mu.Unlock()
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: ip})
 		case dns.TypeTXT:
 			d.mu.Lock()
 			for _, v := range d.txt[name] {
@@ -176,16 +187,17 @@ func (u *legoUser) GetPrivateKey() crypto.Signer               { return u.key }
 // acmeEnv is a cluster serving ACME behind a round-robin balancer, with a
 // DNS server and challenge ports for the clients.
 type acmeEnv struct {
-	c                 *testCluster
-	dns               *testDNS
-	lb                string // host:port of the balancer
+	c   *testCluster
+	dns *testDNS
+	lb  string // host:port of the balancer
 	// l7 is an address for an HTTP balancer a test may start (HAProxy):
 	// the nodes take it as one of their public URLs.
 	l7                string
 	httpPort, tlsPort string
 }
 
-func newACMEEnv(t *testing.T, nodes int) *acmeEnv {
+// newACMEEnv starts it; each of more adjusts every node's config.
+func newACMEEnv(t *testing.T, nodes int, more ...func(*Config)) *acmeEnv {
 	t.Helper()
 	e := &acmeEnv{dns: startTestDNS(t), lb: freeport.For(t), l7: freeport.For(t)}
 	_, e.httpPort, _ = net.SplitHostPort(freeport.For(t))
@@ -204,6 +216,9 @@ func newACMEEnv(t *testing.T, nodes int) *acmeEnv {
 		c.configure = func(cfg *Config) {
 			cfg.APIPublicURLs = []string{"https://" + e.lb, "https://" + e.l7}
 			cfg.ACME = acme.ValidatorConfig{Resolvers: []string{e.dns.addr}, HTTP01Port: httpPort, TLSALPNPort: tlsPort}
+			for _, f := range more {
+				f(cfg)
+			}
 		}
 	})
 	// The balancer: each connection to the next node, no stickiness.
@@ -613,4 +628,39 @@ func TestACMERenewalInformation(t *testing.T) {
 func ariCertID(t *testing.T, c *x509.Certificate) string {
 	t.Helper()
 	return base64.RawURLEncoding.EncodeToString(c.AuthorityKeyId) + "." + base64.RawURLEncoding.EncodeToString(c.SerialNumber.Bytes())
+}
+
+// Multi-perspective validation: with perspectives = 2, a node whose
+// resolver is spoofed (its zone sees another address for the name) makes
+// the challenge fail wherever it is validated; with every zone seeing
+// the same answer it passes; with fewer zones than asked, nothing is
+// committed and the client may try again.
+func TestACMEValidationFromSeveralZones(t *testing.T) {
+	spoof := startTestDNS(t)
+	var spoofed atomic.Bool
+	spoof.mu.Lock()
+	spoof.forward, spoof.spoofed = "127.0.0.2", &spoofed // every name resolves elsewhere, once spoofed
+	spoof.mu.Unlock()
+	zones := map[string]string{"n1": "zone-a", "n2": "zone-b", "n3": "zone-c"}
+	e := newACMEEnv(t, 3, func(cfg *Config) {
+		cfg.ACME.Perspectives, cfg.ACME.Zone = 2, zones[cfg.NodeName]
+		if cfg.NodeName == "n3" {
+			// Its resolver answers as the real one, until the test spoofs it.
+			cfg.ACME.Resolvers = []string{spoof.addr}
+		}
+	})
+	ctx := context.Background()
+	cl, u := e.client(t, "acme", nil)
+	register(t, cl, u)
+	e.useHTTP01(t, cl)
+	if _, err := cl.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{"mp1.acme.test"}, Bundle: true, KeyType: certcrypto.EC256}); err != nil {
+		t.Fatalf("every zone sees the answer: %v", err)
+	}
+	spoofed.Store(true)
+	for _, name := range []string{"mp2.acme.test", "mp3.acme.test", "mp4.acme.test"} {
+		_, err := cl.Certificate.Obtain(ctx, certificate.ObtainRequest{Domains: []string{name}, Bundle: true, KeyType: certcrypto.EC256})
+		if err == nil || !strings.Contains(err.Error(), acme.ProbConnection) {
+			t.Fatalf("%s: zone-c sees another address; want the challenge to fail, got %v", name, err)
+		}
+	}
 }

@@ -264,6 +264,10 @@ type acmeBlock struct {
 	Resolvers     []string `hcl:"resolvers,optional"`
 	HTTP01Port    int      `hcl:"http01_port,optional"`
 	TLSALPN01Port int      `hcl:"tlsalpn01_port,optional"`
+	// Perspectives: zones that must see a challenge's answer; Zone: this
+	// node's (default: its name).
+	Perspectives int    `hcl:"perspectives,optional"`
+	Zone         string `hcl:"zone,optional"`
 }
 
 type adminBlock struct {
@@ -496,7 +500,11 @@ func Parse(filename string, src []byte) (*Config, error) {
 		if b.HTTP01Port < 0 || b.HTTP01Port > 65535 || b.TLSALPN01Port < 0 || b.TLSALPN01Port > 65535 {
 			return nil, errors.New("config: acme: http01_port and tlsalpn01_port must be ports (1-65535)")
 		}
-		c.ACME = acme.ValidatorConfig{Resolvers: b.Resolvers, HTTP01Port: b.HTTP01Port, TLSALPNPort: b.TLSALPN01Port}
+		if b.Perspectives < 0 || b.Perspectives > 5 {
+			return nil, errors.New("config: acme: perspectives must be 1 to 5 (zones that must see a challenge's answer)")
+		}
+		c.ACME = acme.ValidatorConfig{Resolvers: b.Resolvers, HTTP01Port: b.HTTP01Port, TLSALPNPort: b.TLSALPN01Port,
+			Perspectives: b.Perspectives, Zone: b.Zone}
 	}
 	if b := f.CRL; b != nil {
 		var err error

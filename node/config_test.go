@@ -26,9 +26,37 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 	if len(c.APIPublicURLs) != 2 || c.APIPublicURLs[0] != "https://ca.internal.example" {
 		t.Errorf("public URLs %v", c.APIPublicURLs)
 	}
-	if len(c.Provisioners) != 3 || c.Provisioners[0].Policy.RenewGrace.Hours() != 72 || c.Provisioners[2].JWKFile == "" ||
+	if len(c.Provisioners) != 4 || c.Provisioners[0].Policy.RenewGrace.Hours() != 72 || c.Provisioners[3].JWKFile == "" ||
 		c.Provisioners[1].Kind != fsm.KindServer || c.Provisioners[1].Policy.EKU != "server" || c.TLSProvisioner != "servers" {
 		t.Errorf("provisioners %+v", c.Provisioners)
+	}
+	if p := c.Provisioners[2]; p.Kind != fsm.KindACME || p.ACME == nil || !p.ACME.RequireEAB || len(p.ACME.Challenges) != 3 {
+		t.Errorf("acme provisioner %+v", p)
+	}
+}
+
+// The acme block: where challenges are validated; and what it refuses.
+func TestACMEConfig(t *testing.T) {
+	c, err := Parse("test.hcl", []byte(baseConfig+joining+`acme {
+  resolvers      = ["127.0.0.1:5353"]
+  http01_port    = 5002
+  tlsalpn01_port = 5001
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ACME.HTTP01Port != 5002 || c.ACME.TLSALPNPort != 5001 || len(c.ACME.Resolvers) != 1 {
+		t.Errorf("acme %+v", c.ACME)
+	}
+	for _, bad := range []string{`acme { resolvers = ["10.0.0.2"] }`, `acme { http01_port = 70000 }`,
+		`provisioner "p" {
+  kind = "jwk"
+  jwk_file = "k"
+  require_eab = true
+}`} {
+		if _, err := Parse("test.hcl", []byte(baseConfig+joining+bad)); err == nil {
+			t.Errorf("accepted: %s", bad)
+		}
 	}
 }
 

@@ -45,6 +45,9 @@ type Node struct {
 	ocsp     *authority.OCSPStore // signed OCSP answers: this node's own, not replicated
 	cluster  *cluster.Cluster
 	acme     *acme.Service
+	// makingProvisioners: this process's bootstrap began creating the
+	// configured provisioners (bootstrapProvisioners).
+	makingProvisioners atomic.Bool
 	ca       *authority.CA
 	signers  *signer.Cache
 	listener net.Listener
@@ -193,7 +196,8 @@ func (n *Node) start() error {
 	nonces := acme.NewNonces(cfg.NodeName, n.cluster)
 	n.cluster.ServeRPC(acme.NonceRPC, nonces.ServeRedeem)
 	n.acme = acme.New(acme.Config{CA: n.ca, State: n.fsm, Barrier: n.cluster, Nonces: nonces,
-		Validator: acme.NewValidator(cfg.ACME), Logger: n.log, Now: cfg.Now})
+		Validator: acme.NewValidator(cfg.ACME), Peers: n.cluster, Node: cfg.NodeName, Logger: n.log, Now: cfg.Now})
+	n.cluster.ServeRPC(acme.ValidateRPC, n.acme.ServeValidate)
 	srv := &api.Server{ACME: n.acme, CA: n.ca, Cluster: n.cluster, Internal: n.cluster.Handler(), Operator: n.cluster, Registry: reg, Logger: n.log,
 		Refused: n.refused, PublicURLs: publicURLs, OCSPLimit: cfg.OCSP.limiter(), Streams: streams, CRLMaxAge: cmp.Or(cfg.CRLInterval, DefaultCRLInterval),
 		MetricsToken: metricsToken, APICertProblem: n.apiCertProblem}
@@ -387,9 +391,20 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 
 // bootstrapProvisioners creates the configured provisioners, or a default
 // one, when the cluster has none yet. Later changes go through the admin API.
+//
+// A creation may be refused for a while (a new cluster's leader does not
+// yet know that every server reads a command's log format): the retry in
+// this process goes on with those not made yet, so a bootstrap never ends
+// with some of the configured provisioners only.
 func (n *Node) bootstrapProvisioners(ctx context.Context) error {
-	if ps, err := n.fsm.Provisioners(); err != nil || len(ps) > 0 {
+	ps, err := n.fsm.Provisioners()
+	if err != nil || (len(ps) > 0 && !n.makingProvisioners.Load()) {
 		return err
+	}
+	n.makingProvisioners.Store(true)
+	made := map[string]bool{}
+	for _, p := range ps {
+		made[p.Name] = true
 	}
 	if len(n.cfg.Provisioners) == 0 {
 		if len(n.cfg.Authorities) == 0 {
@@ -400,6 +415,9 @@ func (n *Node) bootstrapProvisioners(ctx context.Context) error {
 	}
 	for _, pc := range n.cfg.Provisioners {
 		p := pc.Provisioner
+		if made[p.Name] {
+			continue
+		}
 		if pc.JWKFile != "" {
 			b, err := os.ReadFile(pc.JWKFile)
 			if err != nil {

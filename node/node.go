@@ -39,19 +39,19 @@ import (
 
 // Node is a running CA node.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	fsm      *fsm.FSM
-	ocsp     *authority.OCSPStore // signed OCSP answers: this node's own, not replicated
-	cluster  *cluster.Cluster
-	acme     *acme.Service
+	cfg     Config
+	log     *slog.Logger
+	fsm     *fsm.FSM
+	ocsp    *authority.OCSPStore // signed OCSP answers: this node's own, not replicated
+	cluster *cluster.Cluster
+	acme    *acme.Service
 	// makingProvisioners: this process's bootstrap began creating the
 	// configured provisioners (bootstrapProvisioners).
 	makingProvisioners atomic.Bool
-	ca       *authority.CA
-	signers  *signer.Cache
-	listener net.Listener
-	http     *http.Server
+	ca                 *authority.CA
+	signers            *signer.Cache
+	listener           net.Listener
+	http               *http.Server
 
 	publicListener net.Listener // plain HTTP: CRLs and OCSP
 	public         *http.Server

@@ -29,7 +29,6 @@ type ACME struct {
 		NewNonce, NewAccount, NewOrder, RevokeCert string
 	}
 	key    *ecdsa.PrivateKey
-	signer jose.Signer // with the jwk, until the account exists
 	kid    string
 
 	mu     sync.Mutex

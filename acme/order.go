@@ -309,11 +309,7 @@ func (s *Service) Certificate(ctx context.Context, c *Call) (*Response, error) {
 // section 7.5.2). Showing one whose validation outlived its deadline (the
 // validating node died) starts that validation again here.
 func (s *Service) Authz(ctx context.Context, c *Call) (*Response, error) {
-	sg, err := s.verify(ctx, c, byKID)
-	if err != nil {
-		return nil, err
-	}
-	z, err := s.authz(c.ID, sg.account)
+	sg, z, err := s.signedAuthz(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -347,6 +343,17 @@ func (s *Service) Authz(ctx context.Context, c *Call) (*Response, error) {
 	return s.authzResponse(c, z), nil
 }
 
+// signedAuthz verifies an account's request about the authorization c.ID,
+// which must be the account's.
+func (s *Service) signedAuthz(ctx context.Context, c *Call) (*signed, *fsm.ACMEAuthz, error) {
+	sg, err := s.verify(ctx, c, byKID)
+	if err != nil {
+		return nil, nil, err
+	}
+	z, err := s.authz(c.ID, sg.account)
+	return sg, z, err
+}
+
 func (s *Service) authz(id string, acc *fsm.ACMEAccount) (*fsm.ACMEAuthz, error) {
 	z, err := s.state.ACMEAuthz(id)
 	if errors.Is(err, fsm.ErrNotFound) || (err == nil && z.Account != acc.ID) {
@@ -358,11 +365,7 @@ func (s *Service) authz(id string, acc *fsm.ACMEAccount) (*fsm.ACMEAuthz, error)
 // Challenge starts the validation of a challenge (RFC 8555 section
 // 7.5.1), or shows it as it is when it was started already.
 func (s *Service) Challenge(ctx context.Context, c *Call) (*Response, error) {
-	sg, err := s.verify(ctx, c, byKID)
-	if err != nil {
-		return nil, err
-	}
-	z, err := s.authz(c.ID, sg.account)
+	sg, z, err := s.signedAuthz(ctx, c)
 	if err != nil {
 		return nil, err
 	}

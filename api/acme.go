@@ -229,13 +229,7 @@ func (s *Server) acmeFailStatus(w http.ResponseWriter, r *http.Request, c *acme.
 			p.Type = acme.ProbServerInternal
 		}
 	}
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		retry := 1
-		if e := errs.Of(err); e != nil && e.RetryAfter > 0 {
-			retry = max(1, int(math.Ceil(e.RetryAfter.Seconds())))
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(retry))
-	}
+	setRetryAfter(w, status, err)
 	if s.Refused != nil {
 		s.Refused(r, status, p.Code, p.Detail)
 	}

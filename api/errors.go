@@ -43,18 +43,25 @@ func refusal(kind errs.Kind, code, msg string) error {
 // the refusal.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := s.classify(r, err)
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		retry := 1
-		if e := errs.Of(err); e != nil && e.RetryAfter > 0 {
-			retry = max(1, int(math.Ceil(e.RetryAfter.Seconds())))
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(retry))
-	}
+	setRetryAfter(w, status, err)
 	if s.Refused != nil {
 		s.Refused(r, status, code, msg)
 	}
 	setOutcome(r, code)
 	writeError(w, status, code, msg)
+}
+
+// setRetryAfter tells a client refused for now (503, 429) when to ask
+// again: the error's hint, else a second.
+func setRetryAfter(w http.ResponseWriter, status int, err error) {
+	if status != http.StatusServiceUnavailable && status != http.StatusTooManyRequests {
+		return
+	}
+	retry := 1
+	if e := errs.Of(err); e != nil && e.RetryAfter > 0 {
+		retry = max(1, int(math.Ceil(e.RetryAfter.Seconds())))
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(retry))
 }
 
 // classify maps an error to status, code and message. A refusal's message

@@ -28,8 +28,8 @@ type ACME struct {
 	dir  struct {
 		NewNonce, NewAccount, NewOrder, RevokeCert string
 	}
-	key    *ecdsa.PrivateKey
-	kid    string
+	key *ecdsa.PrivateKey
+	kid string
 
 	mu     sync.Mutex
 	nonces []string

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/quorumca/quorumca/api/apitypes"
 )
 
 // What anyone may ask, without an admin token: trust anchors, certificate
@@ -59,13 +61,7 @@ type RenewalInfo struct {
 
 // RenewalInfo asks when to renew the certificate serial.
 func (c *Client) RenewalInfo(ctx context.Context, serial string) (*RenewalInfo, error) {
-	var out struct {
-		SuggestedWindow struct {
-			Start time.Time `json:"start"`
-			End   time.Time `json:"end"`
-		} `json:"suggestedWindow"`
-		Reason string `json:"reason"`
-	}
+	var out apitypes.RenewalInfo
 	if err := c.Do(ctx, "GET", "/v1/certs/"+url.PathEscape(serial)+"/renewal-info", nil, &out); err != nil {
 		return nil, err
 	}

@@ -51,6 +51,7 @@ type State interface {
 	Cert(serial string) (*fsm.Cert, error)
 	AdminByHash(hash []byte) (*fsm.Admin, error)
 	HasTokensExpiredBefore(t time.Time) bool
+	HasACMEExpiredBefore(t time.Time) bool
 	ExpiredCerts(t time.Time, limit int) ([]fsm.Cert, error)
 	AuditBefore(t time.Time, limit int) ([]fsm.AuditEntry, error)
 	OneTimeUsed(key []byte) bool
@@ -369,6 +370,29 @@ func (ca *CA) PruneTokens(ctx context.Context) error {
 			return nil
 		}
 		if err := ca.propose(ctx, fsm.CmdTokenPrune, fsm.TokenPrune{Before: now}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// acmeKeep is how long an expired ACME order or authorization is kept:
+// a client still polling it a moment after sees it expired, not unknown.
+const acmeKeep = 24 * time.Hour
+
+// PruneACME drops ACME orders and authorizations expired for acmeKeep,
+// if there are any (their certificates stay). The leader calls it
+// periodically; a cluster of an older release is left alone.
+func (ca *CA) PruneACME(ctx context.Context) error {
+	before := ca.now().Add(-acmeKeep)
+	for range maxTokenPruneRounds {
+		if !ca.state.HasACMEExpiredBefore(before) {
+			return nil
+		}
+		if err := ca.proposeUpgraded(ctx, fsm.CmdACMEPrune, fsm.ACMEPrune{Before: before}); err != nil {
+			if errors.Is(err, fsm.ErrUpgrading) {
+				return nil
+			}
 			return err
 		}
 	}

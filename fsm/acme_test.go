@@ -133,3 +133,35 @@ func TestACMEValidationPastItsDeadlineRestarts(t *testing.T) {
 		t.Fatalf("authz %+v", z)
 	}
 }
+
+// Orders and authorizations go once expired; certificates stay.
+func TestACMEPruneDropsExpiredOrders(t *testing.T) {
+	f := openTest(t)
+	b := &logBuilder{t: t}
+	var logs []*raft.Log
+	add := func(typ CmdType, at time.Time, p any) { logs = append(logs, b.entry(typ, at, p)) }
+	add(CmdAuthorityPut, t0, authority())
+	acmeLog(b, add)
+	f.ApplyBatch(logs)
+	if f.HasACMEExpiredBefore(t0) || !f.HasACMEExpiredBefore(t0.Add(2*time.Hour)) {
+		t.Fatal("HasACMEExpiredBefore")
+	}
+	if err := apply(t, f, b.entry(CmdACMEPrune, t0.Add(2*time.Hour), ACMEPrune{Before: t0.Add(2 * time.Hour)})); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.ACMEOrder("o1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("order after prune: %v", err)
+	}
+	if _, err := f.ACMEAuthz("z1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("authorization after prune: %v", err)
+	}
+	if ids, _ := f.ACMEOrders("acc1", "", 10); len(ids) != 0 {
+		t.Fatalf("the account still lists %v", ids)
+	}
+	if _, err := f.Cert("acme1"); err != nil {
+		t.Fatalf("the certificate went with its order: %v", err)
+	}
+	if f.HasACMEExpiredBefore(t0.Add(2 * time.Hour)) {
+		t.Fatal("something is left to prune")
+	}
+}

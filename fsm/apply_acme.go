@@ -162,6 +162,7 @@ func init() {
 		{CmdACMEChallenge, "acme_challenge", applyACMEChallenge},
 		{CmdACMEFinalize, "acme_finalize", applyACMEFinalize},
 		{CmdACMEEABPut, "acme_eab_put", applyACMEEABPut},
+		{CmdACMEPrune, "acme_prune", applyACMEPrune},
 	} {
 		register(c.t, c.name, 1, c.fn)
 		needsFormat(c.t, 1, 6)
@@ -484,6 +485,51 @@ func applyACMEEABPut(a *applyCtx) error {
 	k.CreatedAt = a.now
 	putJSON(a.tx, bACMEEAB, []byte(k.ID), k)
 	return nil
+}
+
+// ACMEPrune drops orders and authorizations that expired before Before
+// (at most Limit of each kind's index entries): they are of no use then;
+// the certificates they yielded stay.
+type ACMEPrune struct {
+	Before time.Time `json:"before"`
+	Limit  int       `json:"limit"`
+}
+
+func applyACMEPrune(a *applyCtx) error {
+	var in ACMEPrune
+	a.decode(&in)
+	a.notef("acme prune before=%s", in.Before.Format(time.RFC3339))
+	limit := in.Limit
+	if limit <= 0 {
+		limit = 10000
+	}
+	for _, k := range expired(a, bACMEByExpiry, in.Before, limit) {
+		kind, id := k[8], k[9:]
+		switch kind {
+		case 'o':
+			var o ACMEOrder
+			if getJSON(a.tx, bACMEOrders, id, &o) == nil {
+				del(a.tx, bACMEOrdersByAcc, indexKey(o.Account, o.ID))
+			}
+			del(a.tx, bACMEOrders, id)
+		case 'a':
+			del(a.tx, bACMEAuthzs, id)
+		}
+		del(a.tx, bACMEByExpiry, k)
+	}
+	return nil
+}
+
+// HasACMEExpiredBefore reports whether an order or authorization expired
+// before t, so the leader proposes a prune only when there is one.
+func (f *FSM) HasACMEExpiredBefore(t time.Time) bool {
+	found := false
+	_ = f.view(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bACMEByExpiry).Cursor().First()
+		found = k != nil && bytes.Compare(k[:8], timeKey(t, nil)) < 0
+		return nil
+	})
+	return found
 }
 
 // acmeOrderStatus is an order's status at now, from its authorizations.

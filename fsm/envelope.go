@@ -49,6 +49,7 @@ const (
 	CmdACMEChallenge     CmdType = 35
 	CmdACMEFinalize      CmdType = 36
 	CmdACMEEABPut        CmdType = 37
+	CmdACMEPrune         CmdType = 38
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and

@@ -107,6 +107,7 @@ func workload(t *testing.T) []*raft.Log {
 	add(CmdOCSPResponderPut, t0.Add(time.Hour), OCSPResponderPut{Responder: resp}) // stale version: refused
 	add(CmdOCSPResponderPut, t0.Add(time.Hour), OCSPResponderPut{Responder: resp, ExpectedVersion: 1})
 	acmeLog(b, add)
+	add(CmdACMEPrune, t0.Add(3*time.Hour), ACMEPrune{Before: t0.Add(3 * time.Hour)})
 	return logs
 }
 

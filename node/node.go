@@ -531,6 +531,9 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.ca.PruneTokens(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("token prune failed", "err", err)
 		}
+		if err := n.ca.PruneACME(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("ACME prune failed", "err", err)
+		}
 		if err := n.ca.RefreshOCSPResponders(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("OCSP responder renewal failed", "err", err)
 		}

@@ -368,6 +368,11 @@ func (a *Agent) followRenewalInfo(ctx context.Context) {
 		a.log.Debug("no renewal window from the CA; keeping the agent's own schedule", "err", err)
 		return
 	}
+	if ri.Reason == "revoked" {
+		// A revoked certificate renews nothing: the revocation check
+		// stops the agent, on an answer signed for its issuer.
+		return
+	}
 	if ri.Start.Equal(a.st.RenewWindowStart) && ri.End.Equal(a.st.RenewWindowEnd) {
 		return
 	}

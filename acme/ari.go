@@ -29,8 +29,10 @@ func (s *Service) RenewalInfo(ctx context.Context, c *Call) (*Response, error) {
 		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(rec.DER)
-	if err != nil || !bytes.Equal(leaf.AuthorityKeyId, aki) {
-		return nil, notFound("certificate", c.ID) // the serial of another issuer
+	if err != nil || !bytes.Equal(leaf.AuthorityKeyId, aki) || rec.Provisioner != c.Provisioner.Name {
+		// The serial of another issuer, or a certificate this directory
+		// did not issue.
+		return nil, notFound("certificate", c.ID)
 	}
 	var body struct {
 		SuggestedWindow struct {

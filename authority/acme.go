@@ -51,9 +51,12 @@ func checkACMEOptions(p *fsm.Provisioner) error {
 	if p.ACME == nil {
 		return nil
 	}
-	for _, c := range p.ACME.Challenges {
+	for i, c := range p.ACME.Challenges {
 		if !slices.Contains(ACMEChallenges, c) {
 			return fmt.Errorf("%w: acme.challenges: %q is not one of %s", ErrInvalidRequest, truncate(c), strings.Join(ACMEChallenges, ", "))
+		}
+		if slices.Contains(p.ACME.Challenges[:i], c) {
+			return fmt.Errorf("%w: acme.challenges: %s is named twice", ErrInvalidRequest, c)
 		}
 	}
 	return nil
@@ -183,6 +186,10 @@ func (ca *CA) finalizedOrder(ctx context.Context, order string, pub crypto.Publi
 	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}, nil
 }
 
+// maxEABTTL bounds an EAB key's life: it is a secret held in the state,
+// handed to a client to bind one account soon.
+const maxEABTTL = 90 * 24 * time.Hour
+
 // NewEABKey mints an external account binding key for an acme
 // provisioner: its id and the HMAC key, shown once to the admin.
 func (ca *CA) NewEABKey(ctx context.Context, by *fsm.Admin, provisioner, reference string, ttl time.Duration) (*fsm.ACMEEAB, error) {
@@ -194,6 +201,9 @@ func (ca *CA) NewEABKey(ctx context.Context, by *fsm.Admin, provisioner, referen
 	}
 	if ttl <= 0 {
 		ttl = 7 * 24 * time.Hour
+	}
+	if ttl > maxEABTTL {
+		return nil, fmt.Errorf("%w: ttl: an external account binding key lives at most %s", ErrInvalidRequest, maxEABTTL)
 	}
 	if len(reference) > 128 {
 		return nil, fmt.Errorf("%w: reference: at most 128 characters", ErrInvalidRequest)

@@ -409,15 +409,27 @@ func (c *Cluster) Handler() http.Handler {
 	mux.HandleFunc("POST "+pathNodeCertChallenge, c.serveChallenge)
 	mux.HandleFunc("POST "+pathJoin, c.serveJoin)
 	mux.HandleFunc("POST "+pathExtension+"{name}", func(w http.ResponseWriter, r *http.Request) {
+		// The caller first: whoever is not a node learns nothing, not even
+		// which names exist.
+		if !c.authorized(r) {
+			c.refuse(w, r, http.StatusForbidden, "forbidden", "a node certificate of this cluster is required")
+			return
+		}
 		fn, ok := c.extensions.Load(r.PathValue("name"))
 		if !ok {
-			writeRPCError(w, http.StatusNotFound, "not_found", "no internal RPC "+r.URL.Path)
+			writeRPCError(w, http.StatusNotFound, "not_found", "no such internal RPC")
 			return
 		}
 		c.serve(fn.(RPCFunc))(w, r)
 	})
-	// Anything else, as JSON like every other answer.
+	// Anything else, as JSON like every other answer; to a caller that is
+	// not a node, as every other internal path: which ones exist is none
+	// of its business.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !c.authorized(r) {
+			c.refuse(w, r, http.StatusForbidden, "forbidden", "a node certificate of this cluster is required")
+			return
+		}
 		writeRPCError(w, http.StatusNotFound, "not_found", "no internal RPC "+r.Method+" "+r.URL.Path)
 	})
 	return mux

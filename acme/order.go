@@ -2,7 +2,6 @@ package acme
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -20,7 +19,6 @@ type orderView struct {
 	Status         string               `json:"status"`
 	Expires        string               `json:"expires"`
 	Identifiers    []fsm.ACMEIdentifier `json:"identifiers"`
-	NotBefore      string               `json:"notBefore,omitempty"`
 	NotAfter       string               `json:"notAfter,omitempty"`
 	Authorizations []string             `json:"authorizations"`
 	Finalize       string               `json:"finalize"`
@@ -50,9 +48,6 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 func (s *Service) orderView(c *Call, o *fsm.ACMEOrder, zs []fsm.ACMEAuthz) orderView {
 	v := orderView{Status: fsm.ACMEOrderStatus(o, zs, s.now()), Expires: stamp(o.Expires), Identifiers: o.Identifiers,
 		Finalize: c.Base + "/order/" + o.ID + "/finalize", Replaces: o.Replaces}
-	if !o.NotBefore.IsZero() {
-		v.NotBefore = stamp(o.NotBefore)
-	}
 	if !o.NotAfter.IsZero() {
 		v.NotAfter = stamp(o.NotAfter)
 	}
@@ -226,62 +221,28 @@ func (s *Service) Finalize(ctx context.Context, c *Call) (*Response, error) {
 	if err != nil || len(csr) == 0 {
 		return nil, problem(errs.Invalid, ProbBadCSR, "csr must be a DER CSR in base64url")
 	}
-	if usesAccountKey(csr, sg.account) {
-		// As Boulder: the account key signs requests, never a certificate.
-		return nil, problem(errs.Invalid, ProbBadCSR, "the CSR's key is the account's key")
+	key, err := accountKey(sg.account)
+	if err != nil {
+		return nil, err
 	}
 	o, zs, err := s.order(c, sg.account)
 	if err != nil {
 		return nil, err
 	}
-	switch st := fsm.ACMEOrderStatus(o, zs, s.now()); st {
-	case fsm.ACMEReady:
-		if _, err := s.ca.FinalizeACME(ctx, c.Provisioner, o, csr); err != nil {
-			return nil, err
-		}
-		if err := s.sync(ctx); err != nil {
-			return nil, err
-		}
-		if o, zs, err = s.order(c, sg.account); err != nil {
-			return nil, err
-		}
-	case fsm.ACMEValid:
-		if !s.sameKey(o.Cert, csr) {
-			return nil, problem(errs.Forbidden, ProbOrderNotReady, "the order is finalized already")
-		}
-	default:
+	// A valid order answers a retry with its certificate (FinalizeACME).
+	if st := fsm.ACMEOrderStatus(o, zs, s.now()); st != fsm.ACMEReady && st != fsm.ACMEValid {
 		return nil, problem(errs.Forbidden, ProbOrderNotReady, "the order is %s, not ready", st)
 	}
+	if _, err := s.ca.FinalizeACME(ctx, c.Provisioner, o, csr, key.Key); err != nil {
+		return nil, err
+	}
+	if err := s.sync(ctx); err != nil {
+		return nil, err
+	}
+	if o, zs, err = s.order(c, sg.account); err != nil {
+		return nil, err
+	}
 	return &Response{Location: c.Base + "/order/" + o.ID, Body: s.orderView(c, o, zs)}, nil
-}
-
-// usesAccountKey: the CSR's key is the account's.
-func usesAccountKey(csrDER []byte, acc *fsm.ACMEAccount) bool {
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		return false // refused later, as a bad CSR
-	}
-	key, err := accountKey(acc)
-	if err != nil {
-		return false
-	}
-	k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(key.Key)
-}
-
-// sameKey: the certificate serial was issued for the CSR's key.
-func (s *Service) sameKey(serial string, csrDER []byte) bool {
-	rec, err := s.state.Cert(serial)
-	if err != nil {
-		return false
-	}
-	csr, err1 := x509.ParseCertificateRequest(csrDER)
-	leaf, err2 := x509.ParseCertificate(rec.DER)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(leaf.PublicKey)
 }
 
 // Certificate downloads an issued certificate with its chain, PEM (RFC

@@ -88,6 +88,8 @@ func ProblemOf(err error) *Problem {
 		return &Problem{Type: typ, Detail: e.Message, Kind: errs.Invalid, Code: e.Code}
 	case errors.Is(err, fsm.ErrACMEReplaced):
 		return &Problem{Type: ProbAlreadyReplaced, Detail: e.Message, Kind: errs.Conflict, Code: e.Code}
+	case errors.Is(err, fsm.ErrACMEFinalized):
+		return &Problem{Type: ProbOrderNotReady, Detail: "the order is finalized already", Kind: errs.Forbidden, Code: e.Code}
 	case errors.Is(err, fsm.ErrACMEOrderState):
 		return &Problem{Type: ProbOrderNotReady, Detail: e.Message, Kind: errs.Forbidden, Code: e.Code}
 	case errors.Is(err, fsm.ErrACMEAccount):

@@ -7,6 +7,7 @@ package acme
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -35,7 +36,7 @@ type CA interface {
 	ACMEProvisioner(ctx context.Context, name string) (*fsm.Provisioner, error)
 	CheckACMEIdentifiers(prov *fsm.Provisioner, ids []fsm.ACMEIdentifier) error
 	ProposeACME(ctx context.Context, actor string, t fsm.CmdType, payload any) error
-	FinalizeACME(ctx context.Context, prov *fsm.Provisioner, o *fsm.ACMEOrder, csr []byte) (*authority.Issued, error)
+	FinalizeACME(ctx context.Context, prov *fsm.Provisioner, o *fsm.ACMEOrder, csr []byte, accountKey crypto.PublicKey) (*authority.Issued, error)
 	RenewalInfo(ctx context.Context, serial string) (*authority.RenewalWindow, *fsm.Cert, error)
 	Revoke(ctx context.Context, req authority.RevokeRequest) (*authority.Revoked, error)
 	Chain(rec *fsm.Cert) [][]byte

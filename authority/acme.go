@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -126,12 +125,24 @@ func (ca *CA) ProposeACME(ctx context.Context, actor string, t fsm.CmdType, payl
 	return ca.propose(asActor(ctx, actor), t, payload)
 }
 
-// FinalizeACME issues the one certificate of a ready order for a CSR that
-// asks for exactly the order's identifiers. If the order was finalized
-// meanwhile (another node, a retry), the certificate it got is returned
-// instead when it is for the CSR's key; the order never yields two.
-func (ca *CA) FinalizeACME(ctx context.Context, prov *fsm.Provisioner, o *fsm.ACMEOrder, csrDER []byte) (*Issued, error) {
-	csr, names, err := parseCSRNames(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
+// FinalizeACME issues the one certificate of a ready order for a CSR (DER)
+// that asks for exactly the order's identifiers, with a key other than
+// the account's. An order finalized already (before, through another
+// node, by a retry) answers with the certificate it got when that is for
+// the CSR's key, else fsm.ErrACMEFinalized: the order never yields two.
+func (ca *CA) FinalizeACME(ctx context.Context, prov *fsm.Provisioner, o *fsm.ACMEOrder, csrDER []byte, accountKey crypto.PublicKey) (*Issued, error) {
+	csr, err := parseCSRDER(csrDER)
+	if err != nil {
+		return nil, err
+	}
+	if SamePublicKey(csr.PublicKey, accountKey) {
+		// As Boulder: the account key signs requests, never a certificate.
+		return nil, fmt.Errorf("%w: the CSR's key is the account's key", ErrBadCSR)
+	}
+	if o.Cert != "" {
+		return ca.finalizedOrder(ctx, o.ID, csr.PublicKey, refuse(fsm.ErrACMEFinalized, "order %s is finalized already", o.ID))
+	}
+	names, err := csrNames(csr)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +191,7 @@ func (ca *CA) finalizedOrder(ctx context.Context, order string, pub crypto.Publi
 		return nil, lost
 	}
 	leaf, err := x509.ParseCertificate(rec.DER)
-	if k, ok := pub.(interface{ Equal(crypto.PublicKey) bool }); err != nil || !ok || !k.Equal(leaf.PublicKey) {
+	if err != nil || !SamePublicKey(pub, leaf.PublicKey) {
 		return nil, lost
 	}
 	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}, nil

@@ -36,7 +36,12 @@ func ParseCSR(b []byte) (*x509.CertificateRequest, error) {
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, fmt.Errorf("%w: unexpected data after the request", ErrBadCSR)
 	}
-	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	return parseCSRDER(blk.Bytes)
+}
+
+// parseCSRDER is ParseCSR for a DER request (ACME sends them so).
+func parseCSRDER(der []byte) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
 	}

@@ -281,7 +281,7 @@ func (ca *CA) UpdateAuthority(ctx context.Context, req UpdateRequest) (*fsm.Auth
 				ca.log.Warn("root key does not open", "authority", cur.Name, "uri", truncate(*req.RootKey), "err", err)
 				return nil, fmt.Errorf("%w: root key %s does not open (the node's log says why)", ErrInvalidRequest, truncate(*req.RootKey))
 			}
-			if !samePublicKey(key.Public(), mustParse(cur.Root).PublicKey) {
+			if !SamePublicKey(key.Public(), mustParse(cur.Root).PublicKey) {
 				return nil, fmt.Errorf("%w: root key %s is not the key of authority %s's root", ErrInvalidRequest, truncate(*req.RootKey), cur.Name)
 			}
 		}
@@ -355,7 +355,7 @@ func (ca *CA) checkChainUpdate(a *fsm.Authority, chain [][]byte) (*fsm.IssuerCha
 	if slices.EqualFunc(iss.Chain, chain, bytes.Equal) {
 		return nil, nil
 	}
-	if !certs[0].IsCA || !samePublicKey(certs[0].PublicKey, mustParse(iss.Chain[0]).PublicKey) {
+	if !certs[0].IsCA || !SamePublicKey(certs[0].PublicKey, mustParse(iss.Chain[0]).PublicKey) {
 		return nil, fmt.Errorf("%w: the chain's first certificate is not a CA certificate for issuer %s's key", ErrInvalidRequest, iss.ID)
 	}
 	for i := 0; i+1 < len(certs); i++ {
@@ -369,7 +369,8 @@ func (ca *CA) checkChainUpdate(a *fsm.Authority, chain [][]byte) (*fsm.IssuerCha
 	return &fsm.IssuerChain{ID: iss.ID, Chain: chain}, nil
 }
 
-func samePublicKey(a, b crypto.PublicKey) bool {
+// SamePublicKey reports whether a and b are the same public key.
+func SamePublicKey(a, b crypto.PublicKey) bool {
 	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(b)
 }

@@ -162,8 +162,7 @@ func holdsCert(rec *fsm.Cert, account string, key crypto.PublicKey) bool {
 		return rec.Requester == account
 	}
 	leaf, err := x509.ParseCertificate(rec.DER)
-	k, ok := key.(interface{ Equal(crypto.PublicKey) bool })
-	return err == nil && ok && k.Equal(leaf.PublicKey)
+	return err == nil && SamePublicKey(key, leaf.PublicKey)
 }
 
 // revokeSigningCRL is revocation while a server of an older release is in

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -41,17 +40,9 @@ func ACME(ctx context.Context, cfg ACMEConfig) (*Result, error) {
 	if err != nil || net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
 		return nil, fmt.Errorf("bench acme: -http01 %q must be a loopback address and port", cfg.HTTP01)
 	}
-	pemBytes, err := os.ReadFile(cfg.CAFile)
+	roots, addrs, err := cfg.target()
 	if err != nil {
 		return nil, err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pemBytes) {
-		return nil, fmt.Errorf("%s holds no certificate", cfg.CAFile)
-	}
-	var addrs []string
-	for _, a := range strings.Split(cfg.Addr, ",") {
-		addrs = append(addrs, strings.TrimSuffix(a, "/"))
 	}
 	if err := ensureACMEProvisioner(ctx, cfg, roots, addrs[0]); err != nil {
 		return nil, err

@@ -51,6 +51,23 @@ type Config struct {
 	peer *peer // another CA's enrollment API (bench peers); nil: quorumca's
 }
 
+// target reads the roots that verify the CA and its addresses.
+func (c *Config) target() (*x509.CertPool, []string, error) {
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("%s holds no certificate", c.CAFile)
+	}
+	var addrs []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		addrs = append(addrs, strings.TrimSuffix(a, "/"))
+	}
+	return roots, addrs, nil
+}
+
 func (c *Config) defaults() {
 	if c.Devices <= 0 {
 		c.Devices = 10000
@@ -101,18 +118,11 @@ type ctxKey struct{}
 
 func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
 	cfg.defaults()
-	pem, err := os.ReadFile(cfg.CAFile)
+	roots, addrs, err := cfg.target()
 	if err != nil {
 		return nil, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no certificate", cfg.CAFile)
-	}
-	f := &fleet{cfg: cfg, roots: roots}
-	for _, a := range strings.Split(cfg.Addr, ",") {
-		f.addrs = append(f.addrs, strings.TrimSuffix(a, "/"))
-	}
+	f := &fleet{cfg: cfg, roots: roots, addrs: addrs}
 	base := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	hosts := len(f.addrs)
 	f.enrollC = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{

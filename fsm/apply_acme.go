@@ -92,7 +92,6 @@ type ACMEOrder struct {
 	Authzs      []string         `json:"authzs"`
 	Status      string           `json:"status"`
 	Expires     time.Time        `json:"expires"`
-	NotBefore   time.Time        `json:"not_before,omitzero"`
 	NotAfter    time.Time        `json:"not_after,omitzero"`
 	Cert        string           `json:"cert,omitempty"`     // serial, once valid
 	Replaces    string           `json:"replaces,omitempty"` // serial the order renews (RFC 9773)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,17 +340,7 @@ func ipStrings(ips []net.IP) []string {
 	return out
 }
 
-func sorted(s []string) []string {
-	out := append([]string{}, s...)
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j] < out[i] {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
-	return out
-}
+func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
 
 func TestACMEWithLegoThroughARoundRobinBalancer(t *testing.T) {
 	e := newACMEEnv(t, 3)

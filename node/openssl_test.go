@@ -24,9 +24,7 @@ import (
 
 func requireOpenSSL(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Fatal("openssl is required by this test and is not installed (Debian: apt-get install openssl)")
-	}
+	requireTool(t, "openssl", "openssl")
 }
 
 func openssl(t *testing.T, dir string, args ...string) (string, error) {

@@ -18,9 +18,13 @@ module "user_data" {
   signer_rate         = local.signer_rate
   signer_burst        = local.signer_burst
   extra_config        = var.extra_config
-  parameter_prefix    = local.ssm_parameter_prefix
-  parameters          = local.ssm_parameters
-  snapshot            = local.snapshot
+  acme = {
+    perspectives = var.acme_perspectives
+    resolvers    = var.acme_resolvers
+  }
+  parameter_prefix = local.ssm_parameter_prefix
+  parameters       = local.ssm_parameters
+  snapshot         = local.snapshot
   cloudwatch = var.cloudwatch_enabled ? {
     audit_log_group   = aws_cloudwatch_log_group.this["audit"].name
     server_log_group  = aws_cloudwatch_log_group.this["server"].name

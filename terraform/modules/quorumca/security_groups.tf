@@ -113,6 +113,21 @@ resource "aws_vpc_security_group_egress_rule" "node_https" {
   tags = local.tags
 }
 
+# ACME validation: http-01 and tls-alpn-01 connect to the names ordered.
+resource "aws_vpc_security_group_egress_rule" "node_acme" {
+  for_each = { for pair in setproduct(var.acme_validation_cidr_blocks, [80, 443]) : "${pair[1]}>${pair[0]}" => pair }
+
+  security_group_id = aws_security_group.node.id
+  cidr_ipv4         = strcontains(each.value[0], ":") ? null : each.value[0]
+  cidr_ipv6         = strcontains(each.value[0], ":") ? each.value[0] : null
+  ip_protocol       = "tcp"
+  from_port         = each.value[1]
+  to_port           = each.value[1]
+  description       = each.value[1] == 80 ? "ACME http-01 validation" : "ACME tls-alpn-01 validation"
+
+  tags = local.tags
+}
+
 resource "aws_vpc_security_group_ingress_rule" "lb" {
   for_each = local.lb_ingress
 

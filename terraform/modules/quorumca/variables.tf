@@ -180,6 +180,39 @@ variable "https_egress_cidr_blocks" {
   }
 }
 
+variable "acme_validation_cidr_blocks" {
+  description = "Where servers may connect to validate ACME challenges: http-01 (port 80) and tls-alpn-01 (443) on the names being ordered. Empty: no such connections, so only dns-01 validates (DNS goes through the VPC resolver, which security groups do not filter)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.acme_validation_cidr_blocks : can(cidrhost(c, 0))])
+    error_message = "Every entry of acme_validation_cidr_blocks must be a CIDR block."
+  }
+}
+
+variable "acme_perspectives" {
+  description = "ACME: how many availability zones must see a challenge's answer before it passes. Every server validates and names its zone, so 2 guards against one zone's DNS or routing being spoofed and still passes with a zone down."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.acme_perspectives >= 1 && var.acme_perspectives <= 3 && floor(var.acme_perspectives) == var.acme_perspectives
+    error_message = "acme_perspectives must be 1, 2 or 3 (the module spreads servers over three zones)."
+  }
+}
+
+variable "acme_resolvers" {
+  description = "ACME: DNS resolvers (host:port) the servers ask when they validate. Empty: the system's, the VPC resolver."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.acme_resolvers : can(regex("^[^\\s]+:[0-9]+$", r))])
+    error_message = "Every entry of acme_resolvers must be host:port."
+  }
+}
+
 variable "additional_security_group_ids" {
   description = "Further security groups for the servers (for example to reach a log shipper or a profiling server)."
   type        = list(string)

@@ -755,6 +755,55 @@ run "security_groups" {
   }
 }
 
+# ACME: each server names its availability zone (filled in at boot), the
+# perspectives and resolvers reach node.hcl, and validation egress exists
+# only where the operator allowed it.
+run "acme_zones" {
+  assert {
+    condition     = strcontains(module.user_data.node_config, "zone         = \"@AZ@\"") && strcontains(module.user_data.node_config, "perspectives = 2")
+    error_message = "node.hcl must name the server's zone and ask two zones by default."
+  }
+
+  assert {
+    condition     = strcontains(module.user_data.user_data, "-e \"s/@AZ@/$AZ/g\"") && strcontains(module.user_data.user_data, "AZ=$(imds placement/availability-zone)")
+    error_message = "The boot script must fill in the zone from the instance metadata."
+  }
+
+  assert {
+    condition     = !strcontains(module.user_data.node_config, "resolvers") && length(aws_vpc_security_group_egress_rule.node_acme) == 0
+    error_message = "By default: the system's resolver, and no egress for http-01 or tls-alpn-01."
+  }
+}
+
+run "acme_validation_egress" {
+  variables {
+    acme_validation_cidr_blocks = ["0.0.0.0/0", "::/0"]
+    acme_perspectives           = 3
+    acme_resolvers              = ["10.40.0.2:53"]
+  }
+
+  assert {
+    condition = toset([for r in aws_vpc_security_group_egress_rule.node_acme : "${r.from_port}>${coalesce(r.cidr_ipv4, r.cidr_ipv6)}"]) == toset(
+    ["80>0.0.0.0/0", "443>0.0.0.0/0", "80>::/0", "443>::/0"])
+    error_message = "Validation egress: ports 80 and 443 to the allowed ranges, IPv4 and IPv6."
+  }
+
+  assert {
+    condition     = strcontains(module.user_data.node_config, "perspectives = 3") && strcontains(module.user_data.node_config, "resolvers    = [\"10.40.0.2:53\"]")
+    error_message = "node.hcl must carry the perspectives and resolvers asked for."
+  }
+}
+
+run "acme_perspectives_bounded" {
+  command = plan
+
+  variables {
+    acme_perspectives = 4
+  }
+
+  expect_failures = [var.acme_perspectives]
+}
+
 run "storage" {
   assert {
     condition     = alltrue([for v in aws_ebs_volume.data : v.encrypted && v.final_snapshot])

@@ -77,6 +77,15 @@ variable "signer_burst" {
   type        = number
 }
 
+variable "acme" {
+  description = "The acme block of node.hcl: zones that must see a challenge's answer, and the resolvers validation asks (empty: the system's). Each server's zone is its availability zone, filled in at boot."
+  type = object({
+    perspectives = number
+    resolvers    = list(string)
+  })
+  default = { perspectives = 1, resolvers = [] }
+}
+
 variable "extra_config" {
   description = "HCL appended to node.hcl."
   type        = string
@@ -159,6 +168,7 @@ locals {
     signer_rate         = var.signer_rate
     signer_burst        = var.signer_burst
     extra_config        = trimspace(var.extra_config)
+    acme                = var.acme
     snapshot            = var.snapshot
   }))
 
@@ -271,7 +281,7 @@ output "user_data" {
 }
 
 output "node_config" {
-  description = "node.hcl as the script writes it, before the per-server placeholders (@NODE_NAME@, @PRIVATE_IP@, @PRIVATE_DNS@) are filled in."
+  description = "node.hcl as the script writes it, before the per-server placeholders (@NODE_NAME@, @PRIVATE_IP@, @PRIVATE_DNS@, @AZ@) are filled in."
   value       = local.node_config
 }
 

@@ -25,6 +25,7 @@ module "user_data" {
   api_certificate_ttl = "24h"
   signer_rate         = 80
   signer_burst        = 16
+  acme                = { perspectives = 2, resolvers = ["10.40.0.2:53"] }
   parameter_prefix    = "/quorumca/quorumca"
   parameters = {
     gossip_key    = "/quorumca/quorumca/gossip-key"
@@ -74,10 +75,11 @@ output "user_data" {
 
 # node.hcl as a server writes it at boot, with and without an issuing chain.
 locals {
-  node_hcl = replace(replace(replace(module.user_data.node_config,
+  node_hcl = replace(replace(replace(replace(module.user_data.node_config,
     "@NODE_NAME@", "quorumca-1"),
     "@PRIVATE_IP@", "10.40.16.10"),
-  "@PRIVATE_DNS@", "ip-10-40-16-10.eu-west-1.compute.internal")
+    "@PRIVATE_DNS@", "ip-10-40-16-10.eu-west-1.compute.internal"),
+  "@AZ@", "eu-west-1b")
 }
 
 # With the authority, as a server writes it when the optional api-tls-*

@@ -64,6 +64,11 @@ func TestNodeConfig(t *testing.T) {
 	check("cluster.ca_key", c.ClusterCAKey, "awskms:arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555")
 	check("bootstrap", c.Bootstrap, false)
 	check("audit.file", c.AuditFile, "/var/lib/quorumca/audit.jsonl")
+	check("acme.zone", c.ACME.Zone, "eu-west-1b")
+	check("acme.perspectives", c.ACME.Perspectives, 2)
+	if len(c.ACME.Resolvers) != 1 || c.ACME.Resolvers[0] != "10.40.0.2:53" {
+		t.Errorf("acme.resolvers = %q, want the VPC resolver", c.ACME.Resolvers)
+	}
 	check("snapshot.destination", c.SnapshotDestination, "s3://quorumca-backup-20261206/quorumca?region=eu-west-1&sse=aws:kms&kms_key_id=arn:aws:kms:eu-west-1:123456789012:key/77777777-7777-4777-8777-777777777777")
 	if c.SnapshotInterval != time.Hour {
 		t.Errorf("snapshot.interval = %v, want 1h", c.SnapshotInterval)

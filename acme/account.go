@@ -231,24 +231,24 @@ func (s *Service) KeyChange(ctx context.Context, c *Call) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	jws, h, url, err := parseJWS(sg.payload)
+	h, err := parseJWS(sg.payload)
 	if err != nil {
 		return nil, err
 	}
-	if url != c.URL {
+	if h.URL != c.URL {
 		return nil, unauthorized("the inner JWS url must be the keyChange URL")
 	}
-	if h.JSONWebKey == nil || h.KeyID != "" || h.Nonce != "" {
+	if h.JWK == nil || h.KID != "" || h.Nonce != "" {
 		return nil, malformed("the inner JWS carries the new key as jwk, and no kid or nonce")
 	}
-	newKey := h.JSONWebKey
+	newKey := h.JWK
 	if err := checkAccountKey(newKey); err != nil {
 		return nil, err
 	}
-	if !algMatchesKey(h.Algorithm, newKey) {
-		return nil, problem(errs.Invalid, ProbBadSignatureAlgorithm, "algorithm %s does not suit the new key", h.Algorithm)
+	if !algMatchesKey(h.Alg, newKey) {
+		return nil, problem(errs.Invalid, ProbBadSignatureAlgorithm, "algorithm %s does not suit the new key", h.Alg)
 	}
-	inner, err := jws.Verify(newKey)
+	inner, err := h.verifySig(newKey.Key)
 	if err != nil {
 		return nil, malformed("the inner JWS signature does not verify")
 	}

@@ -221,7 +221,7 @@ func (s *Service) Finalize(ctx context.Context, c *Call) (*Response, error) {
 	if err != nil || len(csr) == 0 {
 		return nil, problem(errs.Invalid, ProbBadCSR, "csr must be a DER CSR in base64url")
 	}
-	key, err := accountKey(sg.account)
+	key, err := s.keys.of(sg.account.JWK)
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,7 @@ type Service struct {
 	nonces    *Nonces
 	validator *Validator
 	peers     Peers
+	keys      keyCache
 	zone      string
 	log       *slog.Logger
 	now       func() time.Time

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -28,8 +29,10 @@ type ACME struct {
 	dir  struct {
 		NewNonce, NewAccount, NewOrder, RevokeCert string
 	}
-	key *ecdsa.PrivateKey
-	kid string
+	key   *ecdsa.PrivateKey
+	jwk   []byte // the public key as a JWK
+	thumb string // its RFC 7638 thumbprint, base64url
+	kid   string
 
 	mu     sync.Mutex
 	nonces []string
@@ -88,6 +91,15 @@ func NewACME(ctx context.Context, hc *http.Client, dirURL string) (*ACME, error)
 	if a.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 		return nil, err
 	}
+	pub := &jose.JSONWebKey{Key: a.key.Public()}
+	if a.jwk, err = pub.MarshalJSON(); err != nil {
+		return nil, err
+	}
+	t, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	a.thumb = base64.RawURLEncoding.EncodeToString(t)
 	return a, nil
 }
 
@@ -157,28 +169,10 @@ func (a *ACME) post(ctx context.Context, url string, payload any) (*http.Respons
 		if err != nil {
 			return nil, err
 		}
-		opts := (&jose.SignerOptions{}).WithHeader("url", url).WithHeader(jose.HeaderKey("nonce"), nonce)
-		if a.kid == "" {
-			opts.EmbedJWK = true
-		} else {
-			opts = opts.WithHeader("kid", a.kid)
-		}
-		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: a.key}, opts)
+		flat, err := a.sign(url, nonce, body)
 		if err != nil {
 			return nil, err
 		}
-		jws, err := sig.Sign(body)
-		if err != nil {
-			return nil, err
-		}
-		// The flattened serialization, with "payload": "" for a
-		// POST-as-GET (go-jose's own leaves an empty payload out).
-		compact, err := jws.CompactSerialize()
-		if err != nil {
-			return nil, err
-		}
-		parts := strings.SplitN(compact, ".", 3)
-		flat, _ := json.Marshal(map[string]string{"protected": parts[0], "payload": parts[1], "signature": parts[2]})
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(flat))
 		if err != nil {
 			return nil, err
@@ -202,6 +196,41 @@ func (a *ACME) post(ctx context.Context, url string, payload any) (*http.Respons
 		}
 		return nil, perr
 	}
+}
+
+// jwsHeader is the protected header of a request: the account's URL, or
+// the key itself before there is an account.
+type jwsHeader struct {
+	Alg   string          `json:"alg"`
+	JWK   json.RawMessage `json:"jwk,omitempty"`
+	KID   string          `json:"kid,omitempty"`
+	Nonce string          `json:"nonce"`
+	URL   string          `json:"url"`
+}
+
+// sign makes the flattened JWS of a request (RFC 8555 section 6.2), with
+// "payload": "" for a POST-as-GET. ES256 by hand: the bench signs five
+// times per order, and go-jose's general signer cost twice the signature.
+func (a *ACME) sign(url, nonce string, payload []byte) ([]byte, error) {
+	h := jwsHeader{Alg: "ES256", KID: a.kid, Nonce: nonce, URL: url}
+	if a.kid == "" {
+		h.JWK = a.jwk
+	}
+	hb, err := json.Marshal(h)
+	if err != nil {
+		return nil, err
+	}
+	input := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	digest := sha256.Sum256([]byte(input))
+	r, s, err := ecdsa.Sign(rand.Reader, a.key, digest[:])
+	if err != nil {
+		return nil, err
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	protected, payload64, _ := strings.Cut(input, ".")
+	return json.Marshal(map[string]string{"protected": protected, "payload": payload64, "signature": base64.RawURLEncoding.EncodeToString(sig)})
 }
 
 func problemOf(resp *http.Response) *ACMEError {
@@ -245,11 +274,7 @@ func (a *ACME) AccountURL() string { return a.kid }
 
 // KeyAuthorization is what answers a challenge token for this account.
 func (a *ACME) KeyAuthorization(token string) (string, error) {
-	t, err := (&jose.JSONWebKey{Key: a.key.Public()}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		return "", err
-	}
-	return token + "." + base64.RawURLEncoding.EncodeToString(t), nil
+	return token + "." + a.thumb, nil
 }
 
 // NewOrder orders a certificate for identifiers ("dns" or "ip", value).

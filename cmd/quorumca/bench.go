@@ -5,6 +5,7 @@ package main
 import (
 	"flag"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -279,11 +280,19 @@ func benchACME(fs *flag.FlagSet) func([]string) int {
 	fs.StringVar(&plot, "plot", "", "write an SVG of rate and latency over time here")
 	fs.StringVar(&ceilingFile, "ceiling", "", "a 'bench ceiling' JSON from this session: report the run against it")
 	fs.IntVar(&cfg.CAPid, "ca-pid", 0, "the CA's process on this machine: report its CPU per certificate over the measured phase")
+	cpuProfile := fs.String("cpu-profile", "", "write the harness's own CPU profile here")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	return func([]string) int {
 		tok, err := af.adminToken()
 		if err != nil {
 			return fail("bench acme: %v", err)
+		}
+		if *cpuProfile != "" {
+			stop, err := startCPUProfile(*cpuProfile)
+			if err != nil {
+				return fail("bench acme: %v", err)
+			}
+			defer stop()
 		}
 		if cfg.Addr == "" || cfg.CAFile == "" || tok == "" {
 			return fail("bench acme: -addr, -ca-file and -admin-token or -admin-token-file are required")
@@ -320,4 +329,18 @@ func writeResult(r *bench.Result, out, plot string) int {
 		}
 	}
 	return 0
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called: what the harness itself costs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -130,6 +130,7 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("DELETE /v1/admin/authorities/{name}/ocsp-responder", s.deleteOCSPResponder)
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
 	mux.HandleFunc("GET /v1/certs/{serial}/renewal-info", s.renewalInfo)
+	s.estRoutes(mux)
 	mux.HandleFunc("GET /v1/roots", s.roots)
 	mux.HandleFunc("GET /v1/authorities/{name}/roots", s.authorityRoots)
 	s.revocationRoutes(mux)

@@ -35,6 +35,8 @@ type Publisher interface {
 	Roots(ctx context.Context) ([][]byte, error)
 	AuthorityRoots(ctx context.Context, name string) ([][]byte, error)
 	IssuerCert(ctx context.Context, name, issuer string) ([]byte, error)
+	// CACerts is an authority's current chain and roots, for EST.
+	CACerts(ctx context.Context, name string) ([][]byte, error)
 	RootCert(name, root string) ([]byte, error)
 	// CRL is an issuer's complete CRL (shard -1) or one of its shards.
 	CRL(ctx context.Context, name, issuer string, shard int) (*fsm.CRL, error)

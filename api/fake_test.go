@@ -223,6 +223,13 @@ func (f *fakeCA) IssuerCert(context.Context, string, string) ([]byte, error) {
 	return rootDER(), nil
 }
 
+func (f *fakeCA) CACerts(context.Context, string) ([][]byte, error) {
+	if err := f.call("CACerts"); err != nil {
+		return nil, err
+	}
+	return [][]byte{rootDER()}, nil
+}
+
 func (f *fakeCA) RootCert(string, string) ([]byte, error) {
 	if err := f.call("RootCert"); err != nil {
 		return nil, err

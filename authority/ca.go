@@ -4,6 +4,7 @@
 package authority
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -409,6 +411,22 @@ func (ca *CA) AuthorityRoots(ctx context.Context, name string) ([][]byte, error)
 		return nil, fmt.Errorf("%w: no authority named %q", ErrNotFound, truncate(name))
 	}
 	return a.Roots(), nil
+}
+
+// CACerts are what an EST client installs (RFC 7030 section 4.1): the
+// chain of the authority's newest active issuer, then its roots.
+func (ca *CA) CACerts(ctx context.Context, name string) ([][]byte, error) {
+	a, iss, err := ca.issuer(name, "")
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(iss.Chain)
+	for _, r := range a.Roots() {
+		if !slices.ContainsFunc(out, func(c []byte) bool { return bytes.Equal(c, r) }) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // IssuerCert returns the DER of an issuer's certificate; issuer "" is the

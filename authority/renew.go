@@ -24,6 +24,12 @@ type RenewRequest struct {
 	// CSR, if set, rotates the key: its names must be the certificate's.
 	CSR       []byte
 	Audiences []string // for Bearer: the configured public URLs + /v1/renew
+	// Provisioner, if set, must be the certificate's (EST's per-provisioner
+	// path).
+	Provisioner string
+	// IssuedOnly refuses admin certificates: EST renews devices' and
+	// services' identities, never an admin's.
+	IssuedOnly bool
 }
 
 // ErrRenewalUnauthenticated: no certificate was presented.
@@ -59,6 +65,9 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rec.Authority == AdminAuthority && rec.Provisioner == "" && req.IssuedOnly {
+		return nil, fmt.Errorf("%w: admin certificates renew at /v1/renew only", ErrForbidden)
+	}
 	if rec.Authority == AdminAuthority && rec.Provisioner == "" {
 		// An admin certificate: no provisioner, and the admin record must
 		// follow it. Renewal tokens carry a one-time ID that admin_renew
@@ -73,6 +82,9 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 			return nil, err
 		}
 		return ca.renewAdmin(ctx, rec, leaf, req.CSR)
+	}
+	if req.Provisioner != "" && req.Provisioner != rec.Provisioner {
+		return nil, fmt.Errorf("%w: certificate %s is of provisioner %s, not %s", ErrForbidden, rec.Serial, rec.Provisioner, truncate(req.Provisioner))
 	}
 	names, err := certNamesOf(leaf)
 	if err != nil {

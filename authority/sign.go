@@ -3,8 +3,10 @@ package authority
 import (
 	"context"
 	"crypto"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -19,11 +21,15 @@ type SignRequest struct {
 	// Audiences are the URLs of this endpoint a JWT's aud may name: the
 	// configured public URLs + /v1/sign, never taken from the request.
 	Audiences []string
+	// EST (HTTP Basic): the token's ID, which must be the token's, and,
+	// for a provisioner's own EST path, the provisioner it must be for.
+	// Either set: an enrollment token only.
+	TokenID, Provisioner string
 }
 
 // Sign issues a certificate against a single-use token.
 func (ca *CA) Sign(ctx context.Context, req SignRequest) (*Issued, error) {
-	if strings.HasPrefix(req.Token, enrollPrefix) || strings.Count(req.Token, ".") != 2 {
+	if req.TokenID != "" || req.Provisioner != "" || strings.HasPrefix(req.Token, enrollPrefix) || strings.Count(req.Token, ".") != 2 {
 		return ca.signWithEnrollmentToken(ctx, req)
 	}
 	return ca.signWithJWT(ctx, req)
@@ -35,6 +41,9 @@ func (ca *CA) signWithEnrollmentToken(ctx context.Context, req SignRequest) (*Is
 		return ca.replayEnrollment(ctx, req, err)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := tokenFor(tok, req); err != nil {
 		return nil, err
 	}
 	prov, err := ca.provisioner(ctx, tok.Provisioner, fsm.KindEnrollmentToken)
@@ -79,7 +88,7 @@ func (ca *CA) replayEnrollment(ctx context.Context, req SignRequest, usedErr err
 		}
 		tok, err = ca.state.TokenByHash(hash)
 	}
-	if err != nil || tok.UsedBy == "" {
+	if err != nil || tok.UsedBy == "" || tokenFor(tok, req) != nil {
 		return nil, usedErr
 	}
 	rec, err := ca.state.Cert(tok.UsedBy)
@@ -98,6 +107,18 @@ func (ca *CA) replayEnrollment(ctx context.Context, req SignRequest, usedErr err
 		return nil, usedErr
 	}
 	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}, nil
+}
+
+// tokenFor checks what an EST client said of its token: its ID (the
+// Basic user name) and the provisioner whose path it was sent to.
+func tokenFor(tok *fsm.Token, req SignRequest) error {
+	if req.TokenID != "" && subtle.ConstantTimeCompare([]byte(req.TokenID), []byte(tok.ID)) != 1 {
+		return fmt.Errorf("%w: the user name is not the token's ID", fsm.ErrTokenInvalid)
+	}
+	if req.Provisioner != "" && req.Provisioner != tok.Provisioner {
+		return fmt.Errorf("%w: the token is for provisioner %s, not %s", ErrForbidden, tok.Provisioner, truncate(req.Provisioner))
+	}
+	return nil
 }
 
 func (ca *CA) signWithJWT(ctx context.Context, req SignRequest) (*Issued, error) {

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -22,6 +23,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/smallstep/pkcs7"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/client"
@@ -47,6 +50,7 @@ type Config struct {
 	Progress    io.Writer     // a line a second; nil: quiet
 	Ceiling     float64       // the ceiling measured in the same session, to report against
 	CAPid       int           // > 0: report this process's CPU per certificate over the measured phase (Linux)
+	Protocol    string        // enrollment: "json" (POST /v1/sign, the default) or "est" (simpleenroll)
 
 	peer *peer // another CA's enrollment API (bench peers); nil: quorumca's
 }
@@ -96,6 +100,7 @@ type device struct {
 	n      int    // its place in the fleet
 	addr   string // the address this device talks to
 	token  string
+	tokID  string // EST: the Basic user name
 	name   string
 	key    crypto.Signer
 	enroll []byte           // the JSON body of its enrollment; dropped once sent
@@ -251,7 +256,7 @@ func (f *fleet) mint(ctx context.Context) error {
 				return
 			}
 			for i, t := range toks {
-				f.devices[lo+i] = &device{n: lo + i, addr: f.addrs[(lo+i)%len(f.addrs)], token: t.Token, name: t.SANs[0], key: keys[(lo+i)%len(keys)]}
+				f.devices[lo+i] = &device{n: lo + i, addr: f.addrs[(lo+i)%len(f.addrs)], token: t.Token, tokID: t.ID, name: t.SANs[0], key: keys[(lo+i)%len(keys)]}
 			}
 		}()
 	}
@@ -288,6 +293,10 @@ func (f *fleet) prepare(ctx context.Context) error {
 					}
 					continue
 				}
+				if f.cfg.Protocol == "est" {
+					d.enroll = []byte(base64.StdEncoding.EncodeToString(der))
+					continue
+				}
 				d.enroll, _ = json.Marshal(map[string]string{"csr": string(csr), "token": d.token})
 			}
 		}()
@@ -320,6 +329,9 @@ type signReply struct {
 // enroll trades d's token for its certificate. It returns "" or the
 // failure's code.
 func (f *fleet) enroll(ctx context.Context, d *device) string {
+	if f.cfg.Protocol == "est" {
+		return f.enrollEST(ctx, d)
+	}
 	path := "/v1/sign"
 	if f.cfg.peer != nil {
 		path = f.cfg.peer.signPath
@@ -403,21 +415,62 @@ func (f *fleet) post(ctx context.Context, c *http.Client, url, bearer string, bo
 		return TransportCode(err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error  struct{ Code string }
-			Errors []struct{ Code int } // CFSSL's
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			return e.Error.Code
-		}
-		if len(e.Errors) > 0 && e.Errors[0].Code != 0 {
-			return fmt.Sprintf("cfssl_%d", e.Errors[0].Code)
-		}
-		return fmt.Sprintf("http_%d", resp.StatusCode)
+		return refusalCode(resp.StatusCode, data)
 	}
 	if json.Unmarshal(data, out) != nil {
 		return "bad_reply"
 	}
+	return ""
+}
+
+// refusalCode is the code of a refusal: the JSON error's, CFSSL's, or the
+// status.
+func refusalCode(status int, data []byte) string {
+	var e struct {
+		Error  struct{ Code string }
+		Errors []struct{ Code int } // CFSSL's
+	}
+	if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+		return e.Error.Code
+	}
+	if len(e.Errors) > 0 && e.Errors[0].Code != 0 {
+		return fmt.Sprintf("cfssl_%d", e.Errors[0].Code)
+	}
+	return fmt.Sprintf("http_%d", status)
+}
+
+// enrollEST trades d's token for its certificate over EST (RFC 7030
+// simpleenroll): the token's ID and secret as Basic credentials, the
+// reply a base64 certs-only PKCS#7.
+func (f *fleet) enrollEST(ctx context.Context, d *device) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.addr+"/.well-known/est/simpleenroll", bytes.NewReader(d.enroll))
+	if err != nil {
+		return "request"
+	}
+	req.Header.Set("Content-Type", "application/pkcs10")
+	req.SetBasicAuth(d.tokID, d.token)
+	resp, err := f.enrollC.Do(req)
+	if err != nil {
+		return TransportCode(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return TransportCode(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return refusalCode(resp.StatusCode, data)
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(data)), ""))
+	if err != nil {
+		return "bad_reply"
+	}
+	p7, err := pkcs7.Parse(der)
+	if err != nil || len(p7.Certificates) != 1 {
+		return "bad_reply"
+	}
+	d.enroll = nil
+	d.cert = &tls.Certificate{Certificate: [][]byte{p7.Certificates[0].Raw}, PrivateKey: d.key}
 	return ""
 }
 

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -16,6 +17,15 @@ import (
 // has had its turn.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
+	switch cfg.Protocol {
+	case "", "json":
+	case "est":
+		if cfg.peer != nil {
+			return nil, errors.New("bench: -protocol est is quorumca's")
+		}
+	default:
+		return nil, fmt.Errorf("bench: -protocol %q: want json or est", cfg.Protocol)
+	}
 	f, err := newFleet(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -41,7 +51,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err := f.warm(ctx, f.enrollC); err != nil {
 			return nil, err
 		}
-		res = f.measure(ctx, "enroll", f.enroll)
+		name := "enroll"
+		if cfg.Protocol == "est" {
+			name = "enroll-est"
+		}
+		res = f.measure(ctx, name, f.enroll)
 	} else {
 		// Every device enrolls first, as fast as it goes; then renewals
 		// are measured.

@@ -135,6 +135,10 @@ half=$(awk -v a="$(rate_of "$out/enroll-1node.json")" -v b="$(rate_of "$out/enro
 run enroll-1node-half-open -duration "$dur" -rate "$half" -concurrency 256 -devices 100000
 run renew-1node-newconn -duration "$dur" -concurrency 32 -devices 5000 -renew
 run renew-1node-keepalive -duration "$dur" -concurrency 32 -devices 5000 -renew -keepalive
+# EST: the same enrollment, a base64 PKCS#10 in and a certs-only PKCS#7
+# out, Basic credentials for the token.
+run enroll-est-1node -duration "$dur" -concurrency 64 -devices 100000 -protocol est
+ratio enroll-est-1node enroll-1node
 # Status answers: each read confirmed with the leader first (a read index).
 run ocsp-1node -duration "$dur" -concurrency 64 -devices 5000 -ocsp
 # ACME: whole orders (five signed requests, three commits each), beside
@@ -146,14 +150,15 @@ acme() {
   "$bin" bench acme -addr "$addrs" -ca-file "$dev/root.pem" -admin-token-file "$dev/admin.token" -quiet \
     -http01 "127.0.0.1:$http01" -ceiling "$out/ceiling.json" -json "$out/$name.json" "$@" | tee -a "$summary"
 }
-acme_ratio() {
-  awk -v a="$(rate_of "$out/$1.json")" -v b="$(rate_of "$out/$2.json")" -v n="$1" -v m="$2" \
-    'BEGIN { if (b > 0) printf "%s: %.0f orders/s, %.2f of %s (%.0f certs/s)\n", n, a, a / b, m, b }' | tee -a "$summary"
+# ratio NAME OTHER [UNIT]: NAME's rate against OTHER's, in one run.
+ratio() {
+  awk -v a="$(rate_of "$out/$1.json")" -v b="$(rate_of "$out/$2.json")" -v n="$1" -v m="$2" -v u="${3:-certs}" \
+    'BEGIN { if (b > 0) printf "%s: %.0f %s/s, %.2f of %s (%.0f certs/s)\n", n, a, u, a / b, m, b }' | tee -a "$summary"
 }
 acme acme-1node -duration "$dur" -concurrency 64
 acme acme-1node-c256 -duration "$dur" -concurrency 256
-acme_ratio acme-1node enroll-1node
-acme_ratio acme-1node-c256 enroll-1node-c256
+ratio acme-1node enroll-1node orders
+ratio acme-1node-c256 enroll-1node-c256 orders
 say "storm"
 "$bin" bench storm -addr "$addrs" -ca-file "$dev/root.pem" -admin-token-file "$dev/admin.token" -quiet \
   -devices "${BENCH_STORM_DEVICES:-5000}" -window "${BENCH_STORM_WINDOW:-10s}" -json "$out/storm.json" -plot "$out/storm.svg" | tee -a "$summary" || true
@@ -166,7 +171,7 @@ run enroll-3nodes -duration "$dur" -concurrency 64 -devices 100000
 budget=1 run enroll-3nodes-c256 -duration "$dur" -concurrency 256 -devices 100000
 run ocsp-3nodes -duration "$dur" -concurrency 64 -devices 5000 -ocsp
 acme acme-3nodes -duration "$dur" -concurrency 64
-acme_ratio acme-3nodes enroll-3nodes
+ratio acme-3nodes enroll-3nodes orders
 stop_dev
 
 # A follower killed under load: three dev nodes in processes of their own,

@@ -57,6 +57,7 @@ type Op struct {
 	Error   string  `json:"error,omitempty"` // message, for failures
 	TokenID string  `json:"token_id,omitempty"`
 	Account string  `json:"account,omitempty"` // ACME: the account's requester name
+	Via     string  `json:"via,omitempty"`     // enroll, renew: "est" when not the JSON API
 	Serial  string  `json:"serial,omitempty"`  // issued (enroll, renew, replays) or revoked
 	Renews  string  `json:"renews,omitempty"`  // renew: the serial presented
 	Cert    string  `json:"cert,omitempty"`    // PEM of an acknowledged certificate

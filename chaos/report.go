@@ -40,10 +40,14 @@ func writeSummary(w io.Writer, v *Verdict, ops []Op, cfg Config) {
 		if op.Kind == OpNemesis {
 			continue
 		}
-		c := byKind[op.Kind]
+		kind := op.Kind
+		if op.Via != "" {
+			kind += " (" + op.Via + ")"
+		}
+		c := byKind[kind]
 		if c == nil {
 			c = &counts{}
-			byKind[op.Kind] = c
+			byKind[kind] = c
 		}
 		switch op.Outcome {
 		case OK:
@@ -55,7 +59,7 @@ func writeSummary(w io.Writer, v *Verdict, ops []Op, cfg Config) {
 		}
 	}
 	fmt.Fprintf(w, "\nrequests:\n  %-12s %8s %8s %8s\n", "op", "ok", "fail", "unknown")
-	for _, k := range []string{OpEnroll, OpRenew, OpRevoke, OpReplay, OpReplaySame, OpStatusProbe} {
+	for _, k := range []string{OpEnroll, OpEnroll + " (est)", OpRenew, OpRenew + " (est)", OpRevoke, OpReplay, OpReplaySame, OpStatusProbe} {
 		if c := byKind[k]; c != nil {
 			fmt.Fprintf(w, "  %-12s %8d %8d %8d\n", k, c.ok, c.fail, c.unknown)
 		}

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -19,8 +20,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/smallstep/pkcs7"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/bench"
@@ -60,6 +64,7 @@ type token struct {
 
 type device struct {
 	name string
+	est  bool // enrolls and renews over EST rather than the JSON API
 	tok  *token
 	key  *ecdsa.PrivateKey
 
@@ -140,7 +145,9 @@ func (w *workload) run(stop <-chan struct{}) {
 		if tok == nil {
 			break
 		}
-		d := &device{name: fmt.Sprintf("d%d", i+1), tok: tok, key: newKey()}
+		// Every third device speaks EST: a token yields one certificate
+		// whichever protocol spends it.
+		d := &device{name: fmt.Sprintf("d%d", i+1), est: i%3 == 2, tok: tok, key: newKey()}
 		w.mu.Lock()
 		w.devices = append(w.devices, d)
 		w.mu.Unlock()
@@ -209,9 +216,12 @@ type reply struct {
 }
 
 // outcome classifies a reply: 2xx ok; 4xx and 429, and errors before the
-// request was written, fail; everything else is unknown.
+// request was written, fail; everything else is unknown, EST's 202 ("not
+// now", a 503 of the JSON API) included.
 func (r reply) outcome() string {
 	switch {
+	case r.err == nil && r.status == http.StatusAccepted:
+		return Unknown
 	case r.err == nil && r.status/100 == 2:
 		return OK
 	case r.err == nil && (r.status/100 == 4):
@@ -247,16 +257,61 @@ func (w *workload) post(c *http.Client, path, bearer string, body any, cert *tls
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
+	w.send(c, req, &r)
+	return r
+}
+
+// estPost sends an EST request: the CSR as base64 DER, Basic credentials
+// if user is set. An issued certificate comes back as a certs-only PKCS#7;
+// it is rewritten as the JSON API's reply, which the rest reads.
+func (w *workload) estPost(path string, csr string, user, pass string, cert *tls.Certificate) reply {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RequestTimeout)
+	defer cancel()
+	var r reply
+	ctx = httptrace.WithClientTrace(context.WithValue(ctx, certKey{}, cert), &httptrace.ClientTrace{
+		WroteHeaders: func() { r.sent = true },
+	})
+	blk, _ := pem.Decode([]byte(csr))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+path, strings.NewReader(base64.StdEncoding.EncodeToString(blk.Bytes)))
+	if err != nil {
+		r.err = err
+		return r
+	}
+	req.Header.Set("Content-Type", "application/pkcs10")
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	w.send(w.devC, req, &r)
+	if r.err == nil && r.status == http.StatusOK {
+		p7der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(r.body)), ""))
+		var p7 *pkcs7.PKCS7
+		if err == nil {
+			p7, err = pkcs7.Parse(p7der)
+		}
+		if err != nil || len(p7.Certificates) != 1 {
+			r.err, r.code, r.msg = fmt.Errorf("EST reply: %v", err), "bad_reply", "not a certs-only PKCS#7 with one certificate"
+			return r
+		}
+		c := p7.Certificates[0]
+		r.body, _ = json.Marshal(signed{Serial: authority.SerialHex(c.SerialNumber),
+			Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))})
+	}
+	return r
+}
+
+// send completes a request of post or estPost into r, whose sent flag
+// the request's trace sets.
+func (w *workload) send(c *http.Client, req *http.Request, r *reply) {
 	resp, err := c.Do(req)
 	if err != nil {
 		r.err, r.code, r.msg = err, bench.TransportCode(err), err.Error()
-		return r
+		return
 	}
 	defer resp.Body.Close()
 	r.status = resp.StatusCode
 	if r.body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20)); err != nil {
 		r.err, r.code, r.msg = err, bench.TransportCode(err), err.Error()
-		return r
+		return
 	}
 	if r.status/100 != 2 {
 		var e struct {
@@ -268,7 +323,6 @@ func (w *workload) post(c *http.Client, path, bearer string, body any, cert *tls
 			r.code = fmt.Sprintf("http_%d", r.status)
 		}
 	}
-	return r
 }
 
 // record completes op from r and adds it to the history.
@@ -322,8 +376,13 @@ func acknowledged(r *reply, op *Op) []byte {
 
 func (w *workload) enroll(d *device) {
 	start := time.Now()
-	r := w.post(w.devC, "/v1/sign", "", map[string]string{"csr": csrPEM(d.key, d.tok.sans), "token": d.tok.secret}, nil)
+	var r reply
 	op := Op{Kind: OpEnroll, Device: d.name, TokenID: d.tok.id}
+	if d.est {
+		r, op.Via = w.estPost("/.well-known/est/devices/simpleenroll", csrPEM(d.key, d.tok.sans), d.tok.id, d.tok.secret, nil), "est"
+	} else {
+		r = w.post(w.devC, "/v1/sign", "", map[string]string{"csr": csrPEM(d.key, d.tok.sans), "token": d.tok.secret}, nil)
+	}
 	der := acknowledged(&r, &op)
 	w.record(op, start, r)
 	switch r.outcome() {
@@ -353,8 +412,15 @@ func (w *workload) renew(d *device) {
 	cert, serial := d.cert, d.serial
 	d.mu.Unlock()
 	start := time.Now()
-	r := w.post(w.devC, "/v1/renew", "", nil, cert)
+	var r reply
 	op := Op{Kind: OpRenew, Device: d.name, Renews: serial}
+	if d.est {
+		// simplereenroll wants a CSR: the same names and key.
+		leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+		r, op.Via = w.estPost("/.well-known/est/devices/simplereenroll", csrPEM(d.key, leaf.DNSNames), "", "", cert), "est"
+	} else {
+		r = w.post(w.devC, "/v1/renew", "", nil, cert)
+	}
 	der := acknowledged(&r, &op)
 	w.record(op, start, r)
 	switch {

@@ -1,0 +1,266 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/smallstep/pkcs7"
+
+	"github.com/quorumca/quorumca/authority"
+	"github.com/quorumca/quorumca/fsm"
+	"github.com/quorumca/quorumca/internal/errs"
+)
+
+// EST (RFC 7030, with RFC 8951's clarifications) enrolls devices, routers
+// and MDM clients that speak it rather than the JSON API, at
+// /.well-known/est/ and, for one provisioner, /.well-known/est/{label}/.
+// Bodies are base64 DER both ways; an enrollment is answered with a
+// certs-only PKCS#7. A first enrollment is authenticated by an enrollment
+// token as the HTTP Basic password (the user name is the token's ID); a
+// reenrollment by the current certificate in the TLS handshake, as
+// /v1/renew. Issuance is the JSON API's: the same single-use tokens, the
+// same policy, the same log.
+
+// maxESTBody bounds a request: a base64 CSR with many names fits.
+const maxESTBody = 64 << 10
+
+// estRealm names the credentials a 401 asks for.
+const estRealm = `Basic realm="quorumca EST", charset="UTF-8"`
+
+func (s *Server) estRoutes(mux *http.ServeMux) {
+	for _, base := range []string{"/.well-known/est/", "/.well-known/est/{label}/"} {
+		mux.HandleFunc("GET "+base+"cacerts", s.estCACerts)
+		mux.HandleFunc("GET "+base+"csrattrs", s.estCSRAttrs)
+		mux.HandleFunc("POST "+base+"simpleenroll", s.estEnroll)
+		mux.HandleFunc("POST "+base+"simplereenroll", s.estReenroll)
+	}
+}
+
+// estProvisioner is the provisioner a labelled path names (nil without a
+// label): one that enrolls with tokens.
+func (s *Server) estProvisioner(ctx context.Context, r *http.Request) (*fsm.Provisioner, error) {
+	label := r.PathValue("label")
+	if label == "" {
+		return nil, nil
+	}
+	p, err := s.CA.Provisioner(ctx, label)
+	if err != nil {
+		return nil, notFoundIf(err, fsm.ErrProvisioner)
+	}
+	if p.Kind != fsm.KindEnrollmentToken {
+		return nil, refusal(errs.NotFound, "not_found", fmt.Sprintf("provisioner %s does not enroll over EST (kind %s)", p.Name, p.Kind))
+	}
+	return p, nil
+}
+
+func (s *Server) estCACerts(w http.ResponseWriter, r *http.Request) {
+	name := authority.DefaultAuthority
+	p, err := s.estProvisioner(r.Context(), r)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	if p != nil {
+		name = p.Authority
+	}
+	certs, err := s.CA.CACerts(r.Context(), name)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	p7, err := pkcs7.DegenerateCertificate(bytes.Join(certs, nil))
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	writeBase64(w, http.StatusOK, "application/pkcs7-mime", p7)
+}
+
+// OIDs csrattrs names: the key types a provisioner allows.
+var (
+	oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+	oidRSA         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
+	oidEd25519     = asn1.ObjectIdentifier{1, 3, 101, 112}
+	oidCurves      = map[string]asn1.ObjectIdentifier{
+		"P-256": {1, 2, 840, 10045, 3, 1, 7},
+		"P-384": {1, 3, 132, 0, 34},
+		"P-521": {1, 3, 132, 0, 35},
+	}
+)
+
+// estCSRAttrs tells a client what its CSR should hold (RFC 7030 section
+// 4.5): the key types the provisioner allows, as an id-ecPublicKey
+// attribute naming the curves and the OIDs of the others. Without a
+// label the provisioner is not known until a token names it: 204.
+func (s *Server) estCSRAttrs(w http.ResponseWriter, r *http.Request) {
+	p, err := s.estProvisioner(r.Context(), r)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	if p == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	types := p.Policy.KeyTypes
+	if len(types) == 0 {
+		types = []string{"P-256", "P-384", "Ed25519", "RSA"} // the policy's default: all but P-521
+	}
+	type attribute struct {
+		Type   asn1.ObjectIdentifier
+		Values []asn1.ObjectIdentifier `asn1:"set"`
+	}
+	var curves []asn1.ObjectIdentifier
+	var attrs []any
+	for _, t := range types {
+		switch t {
+		case "RSA":
+			attrs = append(attrs, oidRSA)
+		case "Ed25519":
+			attrs = append(attrs, oidEd25519)
+		default:
+			if oid, ok := oidCurves[t]; ok {
+				curves = append(curves, oid)
+			}
+		}
+	}
+	if len(curves) > 0 {
+		attrs = append([]any{attribute{oidECPublicKey, curves}}, attrs...)
+	}
+	der, err := asn1.Marshal(attrs)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	writeBase64(w, http.StatusOK, "application/csrattrs", der)
+}
+
+// estEnroll issues a first certificate against a token (RFC 7030 section
+// 4.2.1).
+func (s *Server) estEnroll(w http.ResponseWriter, r *http.Request) {
+	id, secret, ok := r.BasicAuth()
+	if !ok || id == "" || secret == "" {
+		s.estFail(w, r, authority.ErrRenewalUnauthenticated.With("EST enrollment needs an enrollment token as the HTTP Basic password, its ID as the user name"))
+		return
+	}
+	p, err := s.estProvisioner(r.Context(), r)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	csr, err := readESTCSR(w, r)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	req := authority.SignRequest{CSR: csr, Token: secret, TokenID: id}
+	if p != nil {
+		req.Provisioner = p.Name
+	}
+	iss, err := s.CA.Sign(r.Context(), req)
+	s.estIssued(w, r, iss, err)
+}
+
+// estReenroll renews the certificate of the TLS handshake (RFC 7030
+// section 4.2.2): the CSR keeps its names, and may bring a new key.
+func (s *Server) estReenroll(w http.ResponseWriter, r *http.Request) {
+	p, err := s.estProvisioner(r.Context(), r)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	csr, err := readESTCSR(w, r)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	req := authority.RenewRequest{PeerCert: peerCert(r), CSR: csr, IssuedOnly: true}
+	if p != nil {
+		req.Provisioner = p.Name
+	}
+	iss, err := s.CA.Renew(r.Context(), req)
+	s.estIssued(w, r, iss, err)
+}
+
+func (s *Server) estIssued(w http.ResponseWriter, r *http.Request, iss *authority.Issued, err error) {
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	p7, err := pkcs7.DegenerateCertificate(iss.Cert.DER)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/pkcs7-mime; smime-type=certs-only")
+	writeBase64(w, http.StatusOK, "", p7)
+}
+
+// readESTCSR reads an application/pkcs10 body: base64 DER, lines broken
+// or not (RFC 8951 section 3.2: Content-Transfer-Encoding is not to be
+// relied on), returned as PEM for the authority's parser.
+func readESTCSR(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/pkcs10") {
+		return nil, refusal(errs.Invalid, "unsupported_media_type", fmt.Sprintf("an EST request is application/pkcs10 (base64 DER), not %.40q", mt))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxESTBody))
+	if err != nil {
+		return nil, refusal(errs.TooLarge, "too_large", fmt.Sprintf("request body exceeds %d bytes", maxESTBody))
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.Map(func(c rune) rune {
+		if c == '\r' || c == '\n' || c == ' ' || c == '\t' {
+			return -1
+		}
+		return c
+	}, string(body)))
+	if err != nil || len(der) == 0 {
+		return nil, badRequest("the body is not a base64 DER PKCS#10 request")
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// writeBase64 writes der as base64 in 64-character lines, which
+// "openssl base64 -d" reads as RFC 7030's examples do.
+func writeBase64(w http.ResponseWriter, status int, contentType string, der []byte) {
+	if contentType != "" {
+		w.Header().Set("Content-Type", contentType)
+	}
+	w.Header().Set("Content-Transfer-Encoding", "base64")
+	enc := base64.StdEncoding.EncodeToString(der)
+	var b strings.Builder
+	for len(enc) > 64 {
+		b.WriteString(enc[:64])
+		b.WriteString("\n")
+		enc = enc[64:]
+	}
+	b.WriteString(enc)
+	b.WriteString("\n")
+	w.WriteHeader(status)
+	io.WriteString(w, b.String())
+}
+
+// estFail is fail with EST's two twists: a 401 names the Basic realm, and
+// "not now" (no leader, an upgrade) is 202 with Retry-After (RFC 7030
+// section 4.2.3), which EST clients retry.
+func (s *Server) estFail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := s.classify(r, err)
+	switch status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", estRealm)
+	case http.StatusServiceUnavailable:
+		setRetryAfter(w, status, err)
+		status = http.StatusAccepted
+	}
+	if s.Refused != nil {
+		s.Refused(r, status, code, msg)
+	}
+	setOutcome(r, code)
+	writeError(w, status, code, msg)
+}

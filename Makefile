@@ -119,6 +119,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseBundle$$' -fuzztime $(FUZZTIME) ./agent
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJWS$$' -fuzztime $(FUZZTIME) ./acme
 	$(GO) test -run '^$$' -fuzz '^FuzzRedeemNonce$$' -fuzztime $(FUZZTIME) ./acme
+	$(GO) test -run '^$$' -fuzz '^FuzzStrictObject$$' -fuzztime $(FUZZTIME) ./acme
 	$(GO) test -run '^$$' -fuzz '^FuzzCertID$$' -fuzztime $(FUZZTIME) ./acme
 
 clean:

@@ -1,7 +1,9 @@
 package acme
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"testing"
 )
 
@@ -74,6 +76,42 @@ func FuzzCertID(f *testing.F) {
 		serial, err := SerialOfCertID(s)
 		if err == nil && serial == "" {
 			t.Fatal("an empty serial accepted")
+		}
+	})
+}
+
+// strictObject counts members as a JSON tokenizer does: an object it
+// accepts has exactly the members encoding/json's tokens show, each once.
+func FuzzStrictObject(f *testing.F) {
+	f.Add([]byte(`{"a":1,"b":{"c":[1,"}",{"d":2}]},"e":"x\\\"y"}`))
+	f.Add([]byte(`{"a":1,"a":2}`))
+	f.Add([]byte(`{"\u0061":1}`))
+	f.Add([]byte(` { } `))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := strictObject(b, "")
+		if err != nil {
+			return
+		}
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.Token() // {
+		seen := map[string]bool{}
+		for d.More() {
+			tok, err := d.Token()
+			if err != nil {
+				t.Fatalf("accepted %q, which does not tokenize: %v", b, err)
+			}
+			name := tok.(string)
+			if seen[name] {
+				t.Fatalf("accepted %q with %q twice", b, name)
+			}
+			seen[name] = true
+			var v json.RawMessage
+			if err := d.Decode(&v); err != nil {
+				t.Fatalf("accepted %q: %v", b, err)
+			}
+		}
+		if len(seen) != len(m) {
+			t.Fatalf("accepted %q: %d members, tokens show %d", b, len(m), len(seen))
 		}
 	})
 }

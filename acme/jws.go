@@ -1,7 +1,6 @@
 package acme
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -12,7 +11,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"sync"
 
@@ -63,68 +64,146 @@ type jwsMsg struct {
 	sig, payload         []byte
 }
 
-// jwsHeader is the protected header. crit (RFC 7515 extensions, such as
-// RFC 7797's unencoded payloads) and b64 are decoded only to be refused.
-type jwsHeader struct {
-	Alg   string          `json:"alg"`
-	Nonce string          `json:"nonce"`
-	URL   string          `json:"url"`
-	KID   string          `json:"kid"`
-	JWK   json.RawMessage `json:"jwk"`
-	Crit  json.RawMessage `json:"crit"`
-	B64   json.RawMessage `json:"b64"`
-}
-
-// parseJWS reads a request's JWS and checks its shape.
+// parseJWS reads a request's JWS and checks its shape. Both JSON objects
+// are read strictly (exact member names, each once, nothing after the
+// object): a parser that folds case or keeps the last of two members, as
+// encoding/json does, would act on other members than a proxy or a log
+// that reads the first.
 func parseJWS(body []byte) (*jwsMsg, error) {
 	if len(body) > maxJWS {
 		return nil, problem(errs.TooLarge, ProbMalformed, "the request is larger than %d bytes", maxJWS)
 	}
-	var flat struct {
-		Protected string          `json:"protected"`
-		Payload   string          `json:"payload"`
-		Signature string          `json:"signature"`
-		Header    json.RawMessage `json:"header"`
+	// Any other member ("signatures": the general serialization) is refused.
+	flat, err := strictObject(body, "protected", "payload", "signature", "header")
+	if err != nil {
+		return nil, malformed("the request is not a JWS in the flattened JSON serialization: %v", err)
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields() // "signatures" (the general serialization) among others
-	if err := d.Decode(&flat); err != nil || d.More() {
-		return nil, malformed("the request is not a JWS in the flattened JSON serialization")
-	}
-	if len(flat.Header) > 0 {
+	if _, ok := flat["header"]; ok {
 		return nil, malformed("the JWS has an unprotected header; everything goes in the protected one")
 	}
-	rawHeader, err1 := base64.RawURLEncoding.DecodeString(flat.Protected)
-	payload, err2 := base64.RawURLEncoding.DecodeString(flat.Payload)
-	sig, err3 := base64.RawURLEncoding.DecodeString(flat.Signature)
+	protected, ok1 := jsonString(flat["protected"])
+	payload64, ok2 := jsonString(flat["payload"])
+	sig64, ok3 := jsonString(flat["signature"])
+	if !ok1 || !ok2 || !ok3 {
+		return nil, malformed("the JWS needs protected, payload and signature, each a string (a POST-as-GET's payload is \"\")")
+	}
+	rawHeader, err1 := base64.RawURLEncoding.DecodeString(protected)
+	payload, err2 := base64.RawURLEncoding.DecodeString(payload64)
+	sig, err3 := base64.RawURLEncoding.DecodeString(sig64)
 	if err1 != nil || err2 != nil || err3 != nil || len(rawHeader) == 0 || len(sig) == 0 {
 		return nil, malformed("the JWS parts are not base64url")
 	}
-	var h jwsHeader
-	if err := json.Unmarshal(rawHeader, &h); err != nil {
-		return nil, malformed("the JWS protected header is not a JSON object")
+	// Header parameters ACME does not use are ignored, as RFC 7515 says;
+	// crit (extensions such as RFC 7797's unencoded payloads) and b64 are
+	// refused.
+	h, err := strictObject(rawHeader, "")
+	if err != nil {
+		return nil, malformed("the JWS protected header is not a JSON object: %v", err)
 	}
-	if h.Crit != nil {
+	for name := range h {
+		for _, known := range []string{"alg", "nonce", "url", "kid", "jwk", "crit", "b64"} {
+			// Ignoring "KID" as RFC 7515 would, while a case-blind reader
+			// takes it for kid, is the ambiguity strict reading removes.
+			if name != known && strings.EqualFold(name, known) {
+				return nil, malformed("the JWS header parameter %.40q is %s in another case", name, known)
+			}
+		}
+	}
+	if _, ok := h["crit"]; ok {
 		return nil, malformed("the JWS names critical extensions; ACME uses none")
 	}
-	if h.B64 != nil {
+	if _, ok := h["b64"]; ok {
 		return nil, malformed("the JWS payload must be base64url encoded")
 	}
-	if !signatureAlgs[h.Alg] {
+	m := &jwsMsg{sig: sig, payload: payload, input: []byte(protected + "." + payload64)}
+	for name, dst := range map[string]*string{"alg": &m.Alg, "nonce": &m.Nonce, "url": &m.URL, "kid": &m.KID} {
+		if raw, ok := h[name]; ok {
+			if *dst, ok = jsonString(raw); !ok {
+				return nil, malformed("the JWS header parameter %s is not a string", name)
+			}
+		}
+	}
+	if !signatureAlgs[m.Alg] {
 		return nil, problem(errs.Invalid, ProbBadSignatureAlgorithm, "the JWS algorithm is not one of ES256, ES384, ES512, EdDSA, RS256")
 	}
-	if h.URL == "" {
+	if m.URL == "" {
 		return nil, malformed("the JWS protected header has no url")
 	}
-	m := &jwsMsg{Alg: h.Alg, Nonce: h.Nonce, URL: h.URL, KID: h.KID, sig: sig, payload: payload,
-		input: []byte(flat.Protected + "." + flat.Payload)}
-	if h.JWK != nil {
+	if raw, ok := h["jwk"]; ok {
 		m.JWK = new(jose.JSONWebKey)
-		if err := m.JWK.UnmarshalJSON(h.JWK); err != nil {
+		if err := m.JWK.UnmarshalJSON(raw); err != nil {
 			return nil, problem(errs.Invalid, ProbBadPublicKey, "the jwk is not a JSON Web Key")
 		}
 	}
 	return m, nil
+}
+
+// strictObject reads data as one JSON object: member names exactly as
+// written (no escapes), each at most once, and nothing after the object.
+// With names given, any other member is refused; with "" alone, any is
+// kept. encoding/json reads the values; memberNames counts the members,
+// which its map would merge.
+func strictObject(data []byte, names ...string) (map[string]json.RawMessage, error) {
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(data, &out); err != nil || out == nil {
+		return nil, errors.New("not an object")
+	}
+	n, err := memberNames(data)
+	if err != nil {
+		return nil, err
+	}
+	if n != len(out) {
+		return nil, errors.New("a member named twice")
+	}
+	if names[0] != "" {
+		for name := range out {
+			if !slices.Contains(names, name) {
+				return nil, fmt.Errorf("unknown member %.40q", name)
+			}
+		}
+	}
+	return out, nil
+}
+
+// memberNames counts the members of a JSON object that encoding/json has
+// accepted (so every string closes), and refuses names written with
+// escapes, which would be other names to a reader that does not unescape.
+func memberNames(data []byte) (int, error) {
+	n, depth, name := 0, 0, false
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			esc := false
+			for i++; data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					esc, i = true, i+1
+				}
+			}
+			if name {
+				if esc {
+					return 0, errors.New("a member name with escapes")
+				}
+				n, name = n+1, false
+			}
+		case '{', '[':
+			depth++
+			name = depth == 1 // the object's own brace: a name follows
+		case '}', ']':
+			depth--
+		case ',':
+			name = depth == 1
+		}
+	}
+	return n, nil
+}
+
+// jsonString is raw as a JSON string; null, numbers and the rest are not.
+func jsonString(raw json.RawMessage) (string, bool) {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // verifySig checks the signature with key, whose type algMatchesKey has

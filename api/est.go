@@ -6,6 +6,7 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -51,11 +52,13 @@ func (s *Server) estProvisioner(ctx context.Context, r *http.Request) (*fsm.Prov
 		return nil, nil
 	}
 	p, err := s.CA.Provisioner(ctx, label)
-	if err != nil {
-		return nil, notFoundIf(err, fsm.ErrProvisioner)
+	if err != nil && !errors.Is(err, fsm.ErrProvisioner) {
+		return nil, err
 	}
-	if p.Kind != fsm.KindEnrollmentToken {
-		return nil, refusal(errs.NotFound, "not_found", fmt.Sprintf("provisioner %s does not enroll over EST (kind %s)", p.Name, p.Kind))
+	// Missing, or not enrolling over EST: one answer, so that anonymous
+	// callers cannot list provisioners and their kinds.
+	if err != nil || p.Kind != fsm.KindEnrollmentToken {
+		return nil, refusal(errs.NotFound, "not_found", fmt.Sprintf("no EST provisioner named %.64q", label))
 	}
 	return p, nil
 }

@@ -214,7 +214,7 @@ func TestESTWithCurlAndOpenSSL(t *testing.T) {
 	if status, _ := estCurl(t, dir, url(nodes[1], "csrattrs")); status != http.StatusNoContent {
 		t.Errorf("csrattrs without a provisioner: %d", status)
 	}
-	if status, _ := estCurl(t, dir, url(nodes[1], "nosuch/cacerts")); status != http.StatusNotFound || !strings.Contains(readFile(t, dir, "body.out"), `"provisioner_unknown"`) {
+	if status, _ := estCurl(t, dir, url(nodes[1], "nosuch/cacerts")); status != http.StatusNotFound || !strings.Contains(readFile(t, dir, "body.out"), `"not_found"`) {
 		t.Errorf("an unknown provisioner: %d %s", status, readFile(t, dir, "body.out"))
 	}
 

@@ -49,6 +49,11 @@ start_dev() {
 }
 
 rate_of() { sed -n 's/^  "certs_per_second": \([0-9.]*\),*$/\1/p' "$1" | head -1; }
+# ratio NAME OTHER [UNIT]: NAME's rate against OTHER's, in one run.
+ratio() {
+  awk -v a="$(rate_of "$out/$1.json")" -v b="$(rate_of "$out/$2.json")" -v n="$1" -v m="$2" -v u="${3:-certs}" \
+    'BEGIN { if (b > 0) printf "%s: %.0f %s/s, %.2f of %s (%.0f certs/s)\n", n, a, u, a / b, m, b }' | tee -a "$summary"
+}
 
 if [ "${BENCH_GO:-1}" = 1 ]; then
   say "Go benchmarks"
@@ -149,11 +154,6 @@ acme() {
   say "$name"
   "$bin" bench acme -addr "$addrs" -ca-file "$dev/root.pem" -admin-token-file "$dev/admin.token" -quiet \
     -http01 "127.0.0.1:$http01" -ceiling "$out/ceiling.json" -json "$out/$name.json" "$@" | tee -a "$summary"
-}
-# ratio NAME OTHER [UNIT]: NAME's rate against OTHER's, in one run.
-ratio() {
-  awk -v a="$(rate_of "$out/$1.json")" -v b="$(rate_of "$out/$2.json")" -v n="$1" -v m="$2" -v u="${3:-certs}" \
-    'BEGIN { if (b > 0) printf "%s: %.0f %s/s, %.2f of %s (%.0f certs/s)\n", n, a, u, a / b, m, b }' | tee -a "$summary"
 }
 acme acme-1node -duration "$dur" -concurrency 64
 acme acme-1node-c256 -duration "$dur" -concurrency 256

@@ -153,42 +153,38 @@ func (s *Server) estEnroll(w http.ResponseWriter, r *http.Request) {
 		s.estFail(w, r, authority.ErrRenewalUnauthenticated.With("EST enrollment needs an enrollment token as the HTTP Basic password, its ID as the user name"))
 		return
 	}
+	prov, csr, err := s.estEnrollment(w, r)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	iss, err := s.CA.Sign(r.Context(), authority.SignRequest{CSR: csr, Token: secret, TokenID: id, Provisioner: prov})
+	s.estIssued(w, r, iss, err)
+}
+
+// estEnrollment reads what both enrollments carry: the labelled
+// provisioner's name ("" without a label) and the CSR.
+func (s *Server) estEnrollment(w http.ResponseWriter, r *http.Request) (string, []byte, error) {
 	p, err := s.estProvisioner(r.Context(), r)
 	if err != nil {
-		s.estFail(w, r, err)
-		return
+		return "", nil, err
 	}
 	csr, err := readESTCSR(w, r)
-	if err != nil {
-		s.estFail(w, r, err)
-		return
+	if err != nil || p == nil {
+		return "", csr, err
 	}
-	req := authority.SignRequest{CSR: csr, Token: secret, TokenID: id}
-	if p != nil {
-		req.Provisioner = p.Name
-	}
-	iss, err := s.CA.Sign(r.Context(), req)
-	s.estIssued(w, r, iss, err)
+	return p.Name, csr, nil
 }
 
 // estReenroll renews the certificate of the TLS handshake (RFC 7030
 // section 4.2.2): the CSR keeps its names, and may bring a new key.
 func (s *Server) estReenroll(w http.ResponseWriter, r *http.Request) {
-	p, err := s.estProvisioner(r.Context(), r)
+	prov, csr, err := s.estEnrollment(w, r)
 	if err != nil {
 		s.estFail(w, r, err)
 		return
 	}
-	csr, err := readESTCSR(w, r)
-	if err != nil {
-		s.estFail(w, r, err)
-		return
-	}
-	req := authority.RenewRequest{PeerCert: peerCert(r), CSR: csr, IssuedOnly: true}
-	if p != nil {
-		req.Provisioner = p.Name
-	}
-	iss, err := s.CA.Renew(r.Context(), req)
+	iss, err := s.CA.Renew(r.Context(), authority.RenewRequest{PeerCert: peerCert(r), CSR: csr, IssuedOnly: true, Provisioner: prov})
 	s.estIssued(w, r, iss, err)
 }
 

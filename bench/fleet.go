@@ -405,22 +405,32 @@ func (f *fleet) post(ctx context.Context, c *http.Client, url, bearer string, bo
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return TransportCode(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return TransportCode(err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return refusalCode(resp.StatusCode, data)
+	data, code := exchange(c, req)
+	if code != "" {
+		return code
 	}
 	if json.Unmarshal(data, out) != nil {
 		return "bad_reply"
 	}
 	return ""
+}
+
+// exchange sends req and reads a 2xx answer's body, or returns the code
+// of the failure.
+func exchange(c *http.Client, req *http.Request) ([]byte, string) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, TransportCode(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, TransportCode(err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, refusalCode(resp.StatusCode, data)
+	}
+	return data, ""
 }
 
 // refusalCode is the code of a refusal: the JSON error's, CFSSL's, or the
@@ -449,17 +459,9 @@ func (f *fleet) enrollEST(ctx context.Context, d *device) string {
 	}
 	req.Header.Set("Content-Type", "application/pkcs10")
 	req.SetBasicAuth(d.tokID, d.token)
-	resp, err := f.enrollC.Do(req)
-	if err != nil {
-		return TransportCode(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return TransportCode(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return refusalCode(resp.StatusCode, data)
+	data, code := exchange(f.enrollC, req)
+	if code != "" {
+		return code
 	}
 	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(data)), ""))
 	if err != nil {

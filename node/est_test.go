@@ -100,15 +100,7 @@ func TestESTWithCurlAndOpenSSL(t *testing.T) {
 	}
 	certOf := func(out string) *x509.Certificate {
 		sh(t, dir, "openssl base64 -d -in body.out | openssl pkcs7 -inform DER -print_certs -out "+out)
-		b, _ := pem.Decode([]byte(readFile(t, dir, out)))
-		if b == nil {
-			t.Fatalf("%s holds no certificate", out)
-		}
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cert
+		return parsePEMCert(t, readFile(t, dir, out))
 	}
 
 	// Refused: no credentials, a wrong token ID, another media type.

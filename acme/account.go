@@ -248,10 +248,10 @@ func (s *Service) KeyChange(ctx context.Context, c *Call) (*Response, error) {
 	if !algMatchesKey(h.Alg, newKey) {
 		return nil, problem(errs.Invalid, ProbBadSignatureAlgorithm, "algorithm %s does not suit the new key", h.Alg)
 	}
-	inner, err := h.verifySig(newKey.Key)
-	if err != nil {
+	if !h.verifySig(newKey.Key) {
 		return nil, malformed("the inner JWS signature does not verify")
 	}
+	inner := h.payload
 	var req struct {
 		Account string          `json:"account"`
 		OldKey  json.RawMessage `json:"oldKey"`

@@ -64,6 +64,9 @@ type jwsMsg struct {
 	sig, payload         []byte
 }
 
+// headerParams are the protected header parameters ACME reads or refuses.
+var headerParams = []string{"alg", "nonce", "url", "kid", "jwk", "crit", "b64"}
+
 // parseJWS reads a request's JWS and checks its shape. Both JSON objects
 // are read strictly (exact member names, each once, nothing after the
 // object): a parser that folds case or keeps the last of two members, as
@@ -101,7 +104,7 @@ func parseJWS(body []byte) (*jwsMsg, error) {
 		return nil, malformed("the JWS protected header is not a JSON object: %v", err)
 	}
 	for name := range h {
-		for _, known := range []string{"alg", "nonce", "url", "kid", "jwk", "crit", "b64"} {
+		for _, known := range headerParams {
 			// Ignoring "KID" as RFC 7515 would, while a case-blind reader
 			// takes it for kid, is the ambiguity strict reading removes.
 			if name != known && strings.EqualFold(name, known) {
@@ -206,26 +209,23 @@ func jsonString(raw json.RawMessage) (string, bool) {
 	return s, true
 }
 
-// verifySig checks the signature with key, whose type algMatchesKey has
-// matched with the algorithm, and returns the payload.
-func (m *jwsMsg) verifySig(key crypto.PublicKey) ([]byte, error) {
-	ok := false
+// verifySig reports whether the signature verifies with key, whose type
+// algMatchesKey has matched with the algorithm.
+func (m *jwsMsg) verifySig(key crypto.PublicKey) bool {
 	switch k := key.(type) {
 	case *ecdsa.PublicKey:
 		size := (k.Curve.Params().BitSize + 7) / 8
-		if len(m.sig) == 2*size {
-			r, s := new(big.Int).SetBytes(m.sig[:size]), new(big.Int).SetBytes(m.sig[size:])
-			ok = ecdsa.Verify(k, hashFor(m.Alg, m.input), r, s)
+		if len(m.sig) != 2*size {
+			return false
 		}
+		r, s := new(big.Int).SetBytes(m.sig[:size]), new(big.Int).SetBytes(m.sig[size:])
+		return ecdsa.Verify(k, hashFor(m.Alg, m.input), r, s)
 	case *rsa.PublicKey:
-		ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, hashFor(m.Alg, m.input), m.sig) == nil
+		return rsa.VerifyPKCS1v15(k, crypto.SHA256, hashFor(m.Alg, m.input), m.sig) == nil
 	case ed25519.PublicKey:
-		ok = ed25519.Verify(k, m.input, m.sig)
+		return ed25519.Verify(k, m.input, m.sig)
 	}
-	if !ok {
-		return nil, errors.New("acme: the JWS signature does not verify")
-	}
-	return m.payload, nil
+	return false
 }
 
 // hashFor is the digest an ECDSA or RSA algorithm signs.
@@ -292,14 +292,13 @@ func (s *Service) verify(ctx context.Context, c *Call, mode keyMode) (*signed, e
 	if !algMatchesKey(h.Alg, key) {
 		return nil, problem(errs.Invalid, ProbBadSignatureAlgorithm, "algorithm %s does not suit the key", h.Alg)
 	}
-	payload, err := h.verifySig(key.Key)
-	if err != nil {
+	if !h.verifySig(key.Key) {
 		return nil, malformed("the JWS signature does not verify")
 	}
 	if err := s.nonces.Redeem(ctx, h.Nonce); err != nil {
 		return nil, err
 	}
-	out.payload = payload
+	out.payload = h.payload
 	return out, nil
 }
 

@@ -230,10 +230,7 @@ func (s *Server) acmeFailStatus(w http.ResponseWriter, r *http.Request, c *acme.
 		}
 	}
 	setRetryAfter(w, status, err)
-	if s.Refused != nil {
-		s.Refused(r, status, p.Code, p.Detail)
-	}
-	setOutcome(r, p.Code)
+	s.report(r, status, p.Code, p.Detail)
 	s.acmeHeaders(w, c)
 	body := acmeProblem{Type: acme.ProblemPrefix + p.Type, Detail: p.Detail, Status: status}
 	body.Error.Code, body.Error.Message = p.Code, p.Detail

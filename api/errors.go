@@ -41,14 +41,27 @@ func refusal(kind errs.Kind, code, msg string) error {
 
 // fail writes err as a JSON error with the status it maps to, and reports
 // the refusal.
-func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) { s.failAs(w, r, err, nil) }
+
+// failAs is fail for a protocol that answers some refusals its own way
+// (EST: 202 for "not now"): as, if set, may set headers and change the
+// status.
+func (s *Server) failAs(w http.ResponseWriter, r *http.Request, err error, as func(http.Header, int) int) {
 	status, code, msg := s.classify(r, err)
 	setRetryAfter(w, status, err)
+	if as != nil {
+		status = as(w.Header(), status)
+	}
+	s.report(r, status, code, msg)
+	writeError(w, status, code, msg)
+}
+
+// report hands a refusal to the Refused hook and the request's metrics.
+func (s *Server) report(r *http.Request, status int, code, msg string) {
 	if s.Refused != nil {
 		s.Refused(r, status, code, msg)
 	}
 	setOutcome(r, code)
-	writeError(w, status, code, msg)
 }
 
 // setRetryAfter tells a client refused for now (503, 429) when to ask

@@ -92,9 +92,9 @@ var (
 	oidRSA         = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
 	oidEd25519     = asn1.ObjectIdentifier{1, 3, 101, 112}
 	oidCurves      = map[string]asn1.ObjectIdentifier{
-		"P-256": {1, 2, 840, 10045, 3, 1, 7},
-		"P-384": {1, 3, 132, 0, 34},
-		"P-521": {1, 3, 132, 0, 35},
+		authority.KeyP256: {1, 2, 840, 10045, 3, 1, 7},
+		authority.KeyP384: {1, 3, 132, 0, 34},
+		authority.KeyP521: {1, 3, 132, 0, 35},
 	}
 )
 
@@ -112,21 +112,17 @@ func (s *Server) estCSRAttrs(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	types := p.Policy.KeyTypes
-	if len(types) == 0 {
-		types = []string{"P-256", "P-384", "Ed25519", "RSA"} // the policy's default: all but P-521
-	}
 	type attribute struct {
 		Type   asn1.ObjectIdentifier
 		Values []asn1.ObjectIdentifier `asn1:"set"`
 	}
 	var curves []asn1.ObjectIdentifier
 	var attrs []any
-	for _, t := range types {
+	for _, t := range authority.AllowedKeyTypes(&p.Policy) {
 		switch t {
-		case "RSA":
+		case authority.KeyRSA:
 			attrs = append(attrs, oidRSA)
-		case "Ed25519":
+		case authority.KeyEd25519:
 			attrs = append(attrs, oidEd25519)
 		default:
 			if oid, ok := oidCurves[t]; ok {
@@ -249,17 +245,13 @@ func writeBase64(w http.ResponseWriter, status int, contentType string, der []by
 // "not now" (no leader, an upgrade) is 202 with Retry-After (RFC 7030
 // section 4.2.3), which EST clients retry.
 func (s *Server) estFail(w http.ResponseWriter, r *http.Request, err error) {
-	status, code, msg := s.classify(r, err)
-	switch status {
-	case http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", estRealm)
-	case http.StatusServiceUnavailable:
-		setRetryAfter(w, status, err)
-		status = http.StatusAccepted
-	}
-	if s.Refused != nil {
-		s.Refused(r, status, code, msg)
-	}
-	setOutcome(r, code)
-	writeError(w, status, code, msg)
+	s.failAs(w, r, err, func(h http.Header, status int) int {
+		switch status {
+		case http.StatusUnauthorized:
+			h.Set("WWW-Authenticate", estRealm)
+		case http.StatusServiceUnavailable:
+			return http.StatusAccepted
+		}
+		return status
+	})
 }

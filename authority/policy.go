@@ -148,12 +148,18 @@ func lifetime(p *fsm.Policy, requested time.Duration) (time.Duration, error) {
 	return requested, nil
 }
 
+// AllowedKeyTypes are the key types a policy allows: its own, or the
+// default ones.
+func AllowedKeyTypes(p *fsm.Policy) []string {
+	if len(p.KeyTypes) == 0 {
+		return defaultKeyTypes
+	}
+	return p.KeyTypes
+}
+
 // checkKey applies the policy's key rules.
 func checkKeyPolicy(p *fsm.Policy, pub crypto.PublicKey) error {
-	allowed := p.KeyTypes
-	if len(allowed) == 0 {
-		allowed = defaultKeyTypes
-	}
+	allowed := AllowedKeyTypes(p)
 	var kind string
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:

@@ -65,10 +65,10 @@ func (ca *CA) Renew(ctx context.Context, req RenewRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.Authority == AdminAuthority && rec.Provisioner == "" && req.IssuedOnly {
-		return nil, fmt.Errorf("%w: admin certificates renew at /v1/renew only", ErrForbidden)
-	}
 	if rec.Authority == AdminAuthority && rec.Provisioner == "" {
+		if req.IssuedOnly {
+			return nil, fmt.Errorf("%w: admin certificates renew at /v1/renew only", ErrForbidden)
+		}
 		// An admin certificate: no provisioner, and the admin record must
 		// follow it. Renewal tokens carry a one-time ID that admin_renew
 		// does not record, so only the TLS handshake may ask.

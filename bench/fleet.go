@@ -24,8 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/smallstep/pkcs7"
-
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/client"
 )
@@ -103,7 +101,7 @@ type device struct {
 	tokID  string // EST: the Basic user name
 	name   string
 	key    crypto.Signer
-	enroll []byte           // the JSON body of its enrollment; dropped once sent
+	enroll []byte           // the body of its enrollment (JSON, or EST's base64 CSR); dropped once sent
 	cert   *tls.Certificate // after enrollment
 	ocsp   []byte           // with Config.OCSP: an OCSP request for cert, after enrollment
 }
@@ -463,16 +461,12 @@ func (f *fleet) enrollEST(ctx context.Context, d *device) string {
 	if code != "" {
 		return code
 	}
-	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(data)), ""))
+	cert, err := client.ESTCertificate(data)
 	if err != nil {
 		return "bad_reply"
 	}
-	p7, err := pkcs7.Parse(der)
-	if err != nil || len(p7.Certificates) != 1 {
-		return "bad_reply"
-	}
 	d.enroll = nil
-	d.cert = &tls.Certificate{Certificate: [][]byte{p7.Certificates[0].Raw}, PrivateKey: d.key}
+	d.cert = &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: d.key}
 	return ""
 }
 

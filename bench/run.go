@@ -20,8 +20,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	switch cfg.Protocol {
 	case "", "json":
 	case "est":
-		if cfg.peer != nil {
-			return nil, errors.New("bench: -protocol est is quorumca's")
+		if cfg.peer != nil || cfg.OCSP {
+			// An EST answer carries no chain to build OCSP requests from.
+			return nil, errors.New("bench: -protocol est is quorumca's enrollment and renewal, without -ocsp")
 		}
 	default:
 		return nil, fmt.Errorf("bench: -protocol %q: want json or est", cfg.Protocol)

@@ -24,8 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/smallstep/pkcs7"
-
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/bench"
 	"github.com/quorumca/quorumca/client"
@@ -232,86 +230,73 @@ func (r reply) outcome() string {
 	return Unknown
 }
 
-// post sends one request with no retries. cert, if set, is presented in
-// the TLS handshake.
+// post sends one JSON request with no retries. cert, if set, is
+// presented in the TLS handshake.
 func (w *workload) post(c *http.Client, path, bearer string, body any, cert *tls.Certificate) reply {
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RequestTimeout)
-	defer cancel()
-	var r reply
-	ctx = httptrace.WithClientTrace(context.WithValue(ctx, certKey{}, cert), &httptrace.ClientTrace{
-		WroteHeaders: func() { r.sent = true },
-	})
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+path, rd)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	w.send(c, req, &r)
-	return r
+	return w.send(c, path, rd, cert, func(req *http.Request) {
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+	})
 }
 
 // estPost sends an EST request: the CSR as base64 DER, Basic credentials
 // if user is set. An issued certificate comes back as a certs-only PKCS#7;
 // it is rewritten as the JSON API's reply, which the rest reads.
 func (w *workload) estPost(path string, csr string, user, pass string, cert *tls.Certificate) reply {
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RequestTimeout)
-	defer cancel()
-	var r reply
-	ctx = httptrace.WithClientTrace(context.WithValue(ctx, certKey{}, cert), &httptrace.ClientTrace{
-		WroteHeaders: func() { r.sent = true },
-	})
 	blk, _ := pem.Decode([]byte(csr))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+path, strings.NewReader(base64.StdEncoding.EncodeToString(blk.Bytes)))
-	if err != nil {
-		r.err = err
-		return r
-	}
-	req.Header.Set("Content-Type", "application/pkcs10")
-	if user != "" {
-		req.SetBasicAuth(user, pass)
-	}
-	w.send(w.devC, req, &r)
-	if r.err == nil && r.status == http.StatusOK {
-		p7der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(r.body)), ""))
-		var p7 *pkcs7.PKCS7
-		if err == nil {
-			p7, err = pkcs7.Parse(p7der)
+	r := w.send(w.devC, path, strings.NewReader(base64.StdEncoding.EncodeToString(blk.Bytes)), cert, func(req *http.Request) {
+		req.Header.Set("Content-Type", "application/pkcs10")
+		if user != "" {
+			req.SetBasicAuth(user, pass)
 		}
-		if err != nil || len(p7.Certificates) != 1 {
-			r.err, r.code, r.msg = fmt.Errorf("EST reply: %v", err), "bad_reply", "not a certs-only PKCS#7 with one certificate"
+	})
+	if r.err == nil && r.status == http.StatusOK {
+		c, err := client.ESTCertificate(r.body)
+		if err != nil {
+			r.err, r.code, r.msg = fmt.Errorf("EST reply: %w", err), "bad_reply", err.Error()
 			return r
 		}
-		c := p7.Certificates[0]
 		r.body, _ = json.Marshal(signed{Serial: authority.SerialHex(c.SerialNumber),
 			Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))})
 	}
 	return r
 }
 
-// send completes a request of post or estPost into r, whose sent flag
-// the request's trace sets.
-func (w *workload) send(c *http.Client, req *http.Request, r *reply) {
+// send POSTs body to path with no retries, headers set by prepare and
+// cert, if set, presented in the TLS handshake. The reply says whether
+// the request was written, so an error after that is an unknown outcome.
+func (w *workload) send(c *http.Client, path string, body io.Reader, cert *tls.Certificate, prepare func(*http.Request)) reply {
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RequestTimeout)
+	defer cancel()
+	var r reply
+	ctx = httptrace.WithClientTrace(context.WithValue(ctx, certKey{}, cert), &httptrace.ClientTrace{
+		WroteHeaders: func() { r.sent = true },
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+path, body)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	prepare(req)
 	resp, err := c.Do(req)
 	if err != nil {
 		r.err, r.code, r.msg = err, bench.TransportCode(err), err.Error()
-		return
+		return r
 	}
 	defer resp.Body.Close()
 	r.status = resp.StatusCode
 	if r.body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20)); err != nil {
 		r.err, r.code, r.msg = err, bench.TransportCode(err), err.Error()
-		return
+		return r
 	}
 	if r.status/100 != 2 {
 		var e struct {
@@ -323,6 +308,7 @@ func (w *workload) send(c *http.Client, req *http.Request, r *reply) {
 			r.code = fmt.Sprintf("http_%d", r.status)
 		}
 	}
+	return r
 }
 
 // record completes op from r and adds it to the history.

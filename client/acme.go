@@ -273,9 +273,7 @@ func (a *ACME) Register(ctx context.Context) error {
 func (a *ACME) AccountURL() string { return a.kid }
 
 // KeyAuthorization is what answers a challenge token for this account.
-func (a *ACME) KeyAuthorization(token string) (string, error) {
-	return token + "." + a.thumb, nil
-}
+func (a *ACME) KeyAuthorization(token string) string { return token + "." + a.thumb }
 
 // NewOrder orders a certificate for identifiers ("dns" or "ip", value).
 func (a *ACME) NewOrder(ctx context.Context, ids [][2]string) (*ACMEOrder, error) {
@@ -432,11 +430,7 @@ func (a *ACME) solveHTTP01(ctx context.Context, zurl string, h *HTTP01) error {
 		if c.Type != "http-01" {
 			continue
 		}
-		ka, err := a.KeyAuthorization(c.Token)
-		if err != nil {
-			return err
-		}
-		h.Set(c.Token, ka)
+		h.Set(c.Token, a.KeyAuthorization(c.Token))
 		defer h.Delete(c.Token)
 		st, err := a.Respond(ctx, c.URL)
 		for try := 0; retriable(err) && try < 3; try++ {

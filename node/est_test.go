@@ -185,10 +185,18 @@ func TestESTWithCurlAndOpenSSL(t *testing.T) {
 	if r.status != http.StatusCreated {
 		t.Fatalf("provisioner: %d %s", r.status, r.body)
 	}
-	status, _ = estCurl(t, dir, "--user", tok.ID+":"+tok.Token, "--data-binary", "@dev1.key.csr.b64",
-		"-H", "Content-Type: application/pkcs10", url(nodes[1], "routers/simpleenroll"))
-	if status != http.StatusConflict && status != http.StatusForbidden {
+	// An unspent token of the default provisioner: refused on routers'
+	// path, and still good on its own.
+	r = c.do(nodes[0], "POST", "/v1/admin/tokens", map[string]any{"sans": []string{"est3.example"}, "ttl": "1h"}, c.admin)
+	var tok3 struct{ ID, Token string }
+	r.decode(t, &tok3)
+	csr("dev3.key", "est3.example")
+	if status, _ := estCurl(t, dir, "--user", tok3.ID+":"+tok3.Token, "--data-binary", "@dev3.key.csr.b64",
+		"-H", "Content-Type: application/pkcs10", url(nodes[1], "routers/simpleenroll")); status != http.StatusForbidden {
 		t.Errorf("another provisioner's token on routers' path: %d %s", status, readFile(t, dir, "body.out"))
+	}
+	if status, _ := enroll(nodes[2], tok3.ID+":"+tok3.Token, "dev3.key.csr.b64"); status != http.StatusOK {
+		t.Errorf("the token refused on routers' path, on its own: %d %s", status, readFile(t, dir, "body.out"))
 	}
 	status, headers = estCurl(t, dir, url(nodes[1], "routers/csrattrs"))
 	if status != http.StatusOK || !strings.Contains(strings.ToLower(headers), "application/csrattrs") {

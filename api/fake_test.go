@@ -77,7 +77,7 @@ type fakeCA struct {
 	crls         []*fsm.CRL
 	audit        []fsm.AuditEntry
 	applied      uint64
-	changed      chan struct{} // WaitForChange returns when it is closed or receives
+	changed      chan struct{} // nil: WaitForChange waits for its context; else notify wakes it
 
 	// Arguments of the last calls.
 	sign     authority.SignRequest
@@ -534,17 +534,34 @@ func (f *fakeCA) AppliedIndex() uint64 {
 	return f.applied
 }
 
-func (f *fakeCA) WaitForChange(ctx context.Context, _ uint64) error {
-	if f.changed == nil {
+// WaitForChange returns once a write was applied after since, or on
+// notify. Every waiter wakes: a follow whose client went and one just
+// started never race for one wake-up.
+func (f *fakeCA) WaitForChange(ctx context.Context, since uint64) error {
+	f.mu.Lock()
+	ch, applied := f.changed, f.applied
+	f.mu.Unlock()
+	if ch == nil {
 		<-ctx.Done()
 		return ctx.Err()
 	}
+	if applied > since {
+		return nil
+	}
 	select {
-	case <-f.changed:
+	case <-ch:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// notify wakes every WaitForChange.
+func (f *fakeCA) notify() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	close(f.changed)
+	f.changed = make(chan struct{})
 }
 
 // appendAudit adds an entry, as a committed write would.

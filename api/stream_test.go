@@ -89,7 +89,7 @@ func TestAuditFollow(t *testing.T) {
 		t.Fatalf("second entry %+v", e)
 	}
 	ts.ca.appendAudit("revoke")
-	ts.ca.changed <- struct{}{}
+	ts.ca.notify()
 	if e := next(); e.Seq != 3 || e.Command != "revoke" {
 		t.Fatalf("new entry %+v", e)
 	}
@@ -102,7 +102,7 @@ func TestAuditFollow(t *testing.T) {
 	defer resp.Body.Close()
 	lines = bufio.NewScanner(resp.Body)
 	ts.ca.appendAudit("admin_create")
-	ts.ca.changed <- struct{}{}
+	ts.ca.notify()
 	if e := next(); e.Seq != 4 {
 		t.Fatalf("follow from now: %+v", e)
 	}
@@ -137,7 +137,7 @@ func TestAuditFollowLimits(t *testing.T) {
 
 	// A read that fails ends the follow, and frees its slot.
 	ts.ca.setFail(cluster.ErrShutdown)
-	close(ts.ca.changed)
+	ts.ca.notify()
 	for _, resp := range []*http.Response{first, second} {
 		if _, err := io.ReadAll(resp.Body); err != nil {
 			t.Fatal(err)

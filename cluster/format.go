@@ -22,6 +22,14 @@ import (
 
 const formatPoll = 2 * time.Second
 
+// unannouncedGrace is how long a server of the configuration may be in it
+// without having announced itself (a joiner does within a second) before
+// the leader stops waiting for it: until then a command newer than format
+// 0 waits for its answer (a retry, within the write's hold time) instead
+// of being told a server runs an older release; after, it counts as format
+// 0 (an old release that never announces, or a node down since it joined).
+const unannouncedGrace = 10 * time.Second
+
 type formatReply struct {
 	Format int `json:"format"`
 }
@@ -46,10 +54,17 @@ func (c *Cluster) formatLoop(ctx context.Context) {
 		c.formatKnown.Store(false)
 		c.setFormat(0, 0)
 	}()
+	var silentSince time.Time // since when a server has not announced itself
 	for {
-		f, config := c.clusterFormat(ctx)
+		f, config, complete := c.clusterFormat(ctx)
+		switch {
+		case complete:
+			silentSince = time.Time{}
+		case silentSince.IsZero():
+			silentSince = time.Now()
+		}
 		if c.setFormat(f, config) {
-			c.formatKnown.Store(true)
+			c.formatKnown.Store(complete || time.Since(silentSince) > unannouncedGrace)
 		}
 		c.markFormat(ctx)
 		if !backoff.Sleep(ctx, formatPoll) {
@@ -119,20 +134,22 @@ func (c *Cluster) announcedFormat() (int, bool) {
 func clampFormat(f int) int { return max(0, min(f, fsm.LogFormat)) }
 
 // clusterFormat asks every server of the configuration which format it
-// reads, and returns the lowest and the configuration's index.
-func (c *Cluster) clusterFormat(ctx context.Context) (int, uint64) {
+// reads, and returns the lowest and the configuration's index; complete is
+// false when a server has not announced itself (no address to ask): then
+// the lowest is 0.
+func (c *Cluster) clusterFormat(ctx context.Context) (lowest int, config uint64, complete bool) {
 	cf := c.raft.GetConfiguration()
 	if cf.Error() != nil {
-		return 0, 0
+		return 0, 0, false
 	}
-	lowest := fsm.LogFormat
+	lowest = fsm.LogFormat
 	for _, s := range cf.Configuration().Servers {
 		if string(s.ID) == c.cfg.NodeID {
 			continue
 		}
 		n, err := c.fsm.Node(string(s.ID))
 		if err != nil {
-			return 0, cf.Index()
+			return 0, cf.Index(), false
 		}
 		announced := clampFormat(n.LogFormat)
 		var out formatReply
@@ -156,7 +173,7 @@ func (c *Cluster) clusterFormat(ctx context.Context) (int, uint64) {
 		}
 		lowest = min(lowest, out.Format)
 	}
-	return lowest, cf.Index()
+	return lowest, cf.Index(), true
 }
 
 // healFormat records in the node table the format a server answered, where

@@ -390,6 +390,47 @@ func TestNewCommandWaitsForEveryServer(t *testing.T) {
 	}
 }
 
+// A server just added to the configuration has not announced itself yet:
+// a newer command then waits for it, and is not refused as though a
+// server ran an older release (a fresh cluster's first admin calls got
+// upgrade_in_progress); one that stays silent past unannouncedGrace counts
+// as format 0; once it announces, the command goes through.
+func TestAnUnannouncedServerDelaysNewerCommands(t *testing.T) {
+	u := newUpgradeCluster(t)
+	leader, _, _ := u.member("leader", true, nil, nil)
+	testwait.For(t, 20*time.Second, "the member to lead", leader.IsLeader)
+	testwait.For(t, 20*time.Second, "the leader to write the newest format", func() bool {
+		return leader.formatKnown.Load() && leader.logFormat() == fsm.LogFormat
+	})
+	// A nonvoter, so the leader keeps its quorum; nothing listens there.
+	if err := leader.raft.AddNonvoter("quiet", raft.ServerAddress(freeport.For(t)), 0, 5*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, "the leader to write format 0 for the unannounced server", func() bool { return leader.logFormat() == 0 })
+	var p fsm.ProvisionerPut
+	p.Provisioner.Name, p.Provisioner.Authority = "wild", "none"
+	p.Provisioner.Policy.AllowWildcard = true // provisioner_put version 2: format 2
+	env, _ := fsm.NewEnvelope(fsm.CmdProvisionerPut, "p1", p)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	err := leader.Apply(ctx, env)
+	cancel()
+	if err == nil || errors.Is(err, fsm.ErrUpgrading) {
+		t.Fatalf("a format-2 command while a server has not announced itself: %v, want it held (a timeout)", err)
+	}
+	testwait.For(t, 3*unannouncedGrace, "the leader to stop waiting for the silent server", leader.formatKnown.Load)
+	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrUpgrading) {
+		t.Fatalf("a format-2 command once the unannounced server counts as format 0: %v, want %s", err, fsm.ErrUpgrading.Code)
+	}
+	n := fsm.Node{ID: "quiet", APIAddr: freeport.For(t), RaftAddr: "unused", LogFormat: fsm.LogFormat}
+	if err := leader.propose(context.Background(), fsm.CmdNodeUpsert, n); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 20*time.Second, "the leader to write the announced format", func() bool { return leader.logFormat() == fsm.LogFormat })
+	if err := leader.Apply(context.Background(), env); !errors.Is(err, fsm.ErrAuthorityUnknown) {
+		t.Fatalf("the command once the server announced format %d: %v, want the FSM's own verdict", fsm.LogFormat, err)
+	}
+}
+
 // A server that does not answer counts as the format it announced, so a
 // node that is down does not turn newer commands off; one that answers
 // "no such question" (an older release) still counts as format 0.

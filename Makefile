@@ -45,12 +45,12 @@ dev: build
 # What make test needs, every piece checked before anything runs: missing
 # ones stop the run with one message naming them all; no test is silently
 # skipped. .ci/run installs the Debian packages on a fresh machine.
-TOOLS := curl openssl softhsm2-util gcc systemd-analyze haproxy nginx python3 docker docker-compose iptables nsenter terraform
+TOOLS := curl openssl softhsm2-util gcc systemd-analyze haproxy nginx python3 docker docker-compose iptables nsenter certbot scepclient terraform
 tools:
 	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	python3 -c 'import cryptography' 2>/dev/null || missing="$$missing python3-cryptography"; \
 	problems=""; \
-	if [ -n "$$missing" ]; then problems="$$problems\n  missing:$$missing (Debian: apt-get install curl openssl softhsm2 gcc systemd haproxy nginx-light python3 python3-cryptography docker.io docker-compose iptables util-linux; terraform: terraform/README.md)"; fi; \
+	if [ -n "$$missing" ]; then problems="$$problems\n  missing:$$missing (Debian: apt-get install curl openssl softhsm2 gcc systemd haproxy nginx-light python3 python3-cryptography docker.io docker-compose iptables util-linux certbot scep; terraform: terraform/README.md)"; fi; \
 	if command -v docker >/dev/null && ! docker info >/dev/null 2>&1; then problems="$$problems\n  no Docker engine answers (docker info): compose-smoke and chaos-short need one"; fi; \
 	if [ "$$(id -u)" -ne 0 ]; then problems="$$problems\n  not root: the chaos suite partitions nodes with iptables in their network namespaces"; fi; \
 	if command -v terraform >/dev/null && ! out=$$(./terraform/check.sh -tools 2>&1); then problems="$$problems\n  $$out"; fi; \
@@ -121,6 +121,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRedeemNonce$$' -fuzztime $(FUZZTIME) ./acme
 	$(GO) test -run '^$$' -fuzz '^FuzzStrictObject$$' -fuzztime $(FUZZTIME) ./acme
 	$(GO) test -run '^$$' -fuzz '^FuzzCertID$$' -fuzztime $(FUZZTIME) ./acme
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./scep
 
 clean:
 	rm -rf bin

@@ -125,12 +125,15 @@ func (s *Server) Routes() http.Handler {
 	mux.HandleFunc("POST /v1/admin/authorities/{name}/issuers/{issuer}/revoke", s.revokeIssuer)
 	mux.HandleFunc("GET /v1/admin/authorities/{name}/root-crl-request", s.rootCRLRequest)
 	mux.HandleFunc("POST /v1/admin/authorities/{name}/root-crl", s.importRootCRL)
-	mux.HandleFunc("GET /v1/admin/authorities/{name}/ocsp-responder", s.getOCSPResponder)
-	mux.HandleFunc("PUT /v1/admin/authorities/{name}/ocsp-responder", s.setOCSPResponder)
-	mux.HandleFunc("DELETE /v1/admin/authorities/{name}/ocsp-responder", s.deleteOCSPResponder)
+	for path, role := range delegateRoles {
+		mux.HandleFunc("GET /v1/admin/authorities/{name}/"+path, s.getDelegate(role))
+		mux.HandleFunc("PUT /v1/admin/authorities/{name}/"+path, s.setDelegate(role))
+		mux.HandleFunc("DELETE /v1/admin/authorities/{name}/"+path, s.deleteDelegate(role))
+	}
 	mux.HandleFunc("GET /v1/certs/{serial}", s.getCert)
 	mux.HandleFunc("GET /v1/certs/{serial}/renewal-info", s.renewalInfo)
 	s.estRoutes(mux)
+	s.scepRoutes(mux)
 	mux.HandleFunc("GET /v1/roots", s.roots)
 	mux.HandleFunc("GET /v1/authorities/{name}/roots", s.authorityRoots)
 	s.revocationRoutes(mux)

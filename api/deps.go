@@ -40,6 +40,10 @@ type Publisher interface {
 	RootCert(name, root string) ([]byte, error)
 	// CRL is an issuer's complete CRL (shard -1) or one of its shards.
 	CRL(ctx context.Context, name, issuer string, shard int) (*fsm.CRL, error)
+	// CRLOf is the current CRL that lists a certificate (SCEP's GetCRL).
+	CRLOf(ctx context.Context, c *fsm.Cert) (*fsm.CRL, error)
+	// SCEP is an authority's SCEP RA, its key bound to ctx.
+	SCEP(ctx context.Context, name string) (*authority.SCEPRA, error)
 	RootCRL(ctx context.Context, name, root string) (*fsm.CRL, error)
 	CRLBundle(ctx context.Context, name string) ([]*fsm.CRL, error)
 	// OCSP answers a DER request with a DER response and the status of
@@ -91,9 +95,9 @@ type Authorities interface {
 	RevokeIssuer(ctx context.Context, name, issuer, reasonName string, force bool) (*fsm.Authority, error)
 	OfflineRootCRLRequest(ctx context.Context, name, root string) (*authority.RootCRLRequest, error)
 	ImportRootCRL(ctx context.Context, name string, der []byte) (string, error)
-	OCSPResponder(name string) (*fsm.OCSPResponder, error)
-	SetOCSPResponder(ctx context.Context, req authority.OCSPResponderRequest) (*fsm.OCSPResponder, error)
-	DeleteOCSPResponder(ctx context.Context, name string) error
+	Delegate(role, name string) (*fsm.OCSPResponder, error)
+	SetDelegate(ctx context.Context, role string, req authority.DelegateRequest) (*fsm.OCSPResponder, error)
+	DeleteDelegate(ctx context.Context, role, name string) error
 }
 
 // AuditLog reads the audit log, and waits for the state to change for

@@ -230,6 +230,18 @@ func (f *fakeCA) CACerts(context.Context, string) ([][]byte, error) {
 	return [][]byte{rootDER()}, nil
 }
 
+func (f *fakeCA) CRLOf(context.Context, *fsm.Cert) (*fsm.CRL, error) {
+	return nil, f.call("CRLOf")
+}
+
+// SCEP: no RA in the fake; node tests run SCEP against real clusters.
+func (f *fakeCA) SCEP(context.Context, string) (*authority.SCEPRA, error) {
+	if err := f.call("SCEP"); err != nil {
+		return nil, err
+	}
+	return nil, authority.ErrNoSCEPRA
+}
+
 func (f *fakeCA) RootCert(string, string) ([]byte, error) {
 	if err := f.call("RootCert"); err != nil {
 		return nil, err
@@ -473,22 +485,22 @@ func (f *fakeCA) ImportRootCRL(context.Context, string, []byte) (string, error) 
 	return "root-1", nil
 }
 
-func (f *fakeCA) OCSPResponder(name string) (*fsm.OCSPResponder, error) {
-	if err := f.call("OCSPResponder"); err != nil {
+func (f *fakeCA) Delegate(role, name string) (*fsm.OCSPResponder, error) {
+	if err := f.call("Delegate:" + role); err != nil {
 		return nil, err
 	}
 	return fakeResponder(name), nil
 }
 
-func (f *fakeCA) SetOCSPResponder(_ context.Context, req authority.OCSPResponderRequest) (*fsm.OCSPResponder, error) {
-	if err := f.call("SetOCSPResponder"); err != nil {
+func (f *fakeCA) SetDelegate(_ context.Context, role string, req authority.DelegateRequest) (*fsm.OCSPResponder, error) {
+	if err := f.call("SetDelegate:" + role); err != nil {
 		return nil, err
 	}
 	return fakeResponder(req.Name), nil
 }
 
-func (f *fakeCA) DeleteOCSPResponder(context.Context, string) error {
-	return f.call("DeleteOCSPResponder")
+func (f *fakeCA) DeleteDelegate(_ context.Context, role, _ string) error {
+	return f.call("DeleteDelegate:" + role)
 }
 
 // AuditLog

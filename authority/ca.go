@@ -63,6 +63,7 @@ type State interface {
 	CRL(authority, issuer string) (*fsm.CRL, error)
 	HasCRL(authority, issuer string) bool
 	OCSPResponder(authority string) (*fsm.OCSPResponder, error)
+	Delegate(role, authority string) (*fsm.OCSPResponder, error)
 	Revoked(authority, issuer string, t time.Time) ([]fsm.RevokedEntry, error)
 	RevokedMore(authority, issuer string, t time.Time, n int) bool
 	StaleCRLs() ([]fsm.IssuerRef, error)

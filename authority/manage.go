@@ -227,8 +227,8 @@ func (ca *CA) addIssuerRoot(ctx context.Context, cur *fsm.Authority, root *x509.
 		ca.log.Warn("first CRL of new issuer not signed; the leader retries", "authority", cur.Name, "issuer", iss.ID, "err", err)
 	}
 	if a, err := ca.state.Authority(cur.Name); err == nil {
-		if err := ca.refreshOCSPResponder(ctx, a); err != nil {
-			ca.log.Warn("OCSP responder not certified by the new issuer yet; the leader retries", "authority", cur.Name, "issuer", iss.ID, "err", err)
+		if err := ca.refreshDelegates(ctx, a); err != nil {
+			ca.log.Warn("delegated keys (OCSP responder, SCEP RA) not certified by the new issuer yet; the leader retries", "authority", cur.Name, "issuer", iss.ID, "err", err)
 		}
 	}
 	return ca.state.Authority(cur.Name)

@@ -245,7 +245,7 @@ func TestOCSPNewResponderKeyUnderTheSameURIRetiresOldAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.signers.Close() // the node lets go of the old key, as at a restart
-	r2, err := c.SetOCSPResponder(ctx, OCSPResponderRequest{Name: DefaultAuthority, Key: KeySpec{URI: r.KeyURI}})
+	r2, err := c.SetOCSPResponder(ctx, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: r.KeyURI}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -249,7 +249,7 @@ func (s *signCount) of(scheme string) int {
 func (c *testCA) setResponder(t *testing.T) *fsm.OCSPResponder {
 	t.Helper()
 	uri := respKeyScheme + ":" + filepath.Join(t.TempDir(), "ocsp.key")
-	r, err := c.SetOCSPResponder(context.Background(), OCSPResponderRequest{Name: DefaultAuthority, Key: KeySpec{URI: uri, Create: true}})
+	r, err := c.SetOCSPResponder(context.Background(), DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: uri, Create: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,14 +304,14 @@ func TestOCSPDelegatedResponderSignsAnswers(t *testing.T) {
 
 	// Removed: the issuing key signs again, and its answer carries no
 	// certificate.
-	if err := c.DeleteOCSPResponder(context.Background(), DefaultAuthority); err != nil {
+	if err := c.DeleteDelegate(context.Background(), fsm.RoleOCSP, DefaultAuthority); err != nil {
 		t.Fatal(err)
 	}
 	resp := c.ask(t, leaf, issuer)
 	if resp.Certificate != nil || resp.CheckSignatureFrom(issuer) != nil {
 		t.Fatal("after removal, the answer is not signed by the issuer")
 	}
-	if err := c.DeleteOCSPResponder(context.Background(), DefaultAuthority); !errors.Is(err, ErrNotFound) {
+	if err := c.DeleteDelegate(context.Background(), fsm.RoleOCSP, DefaultAuthority); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("removing it twice: %v", err)
 	}
 }
@@ -321,7 +321,7 @@ func TestOCSPResponderRefusesBadSettings(t *testing.T) {
 	ctx := context.Background()
 	a, _ := c.f.Authority(DefaultAuthority)
 	key := KeySpec{URI: respKeyScheme + ":" + filepath.Join(t.TempDir(), "k.key"), Create: true}
-	for name, req := range map[string]OCSPResponderRequest{
+	for name, req := range map[string]DelegateRequest{
 		"the issuing key":   {Name: DefaultAuthority, Key: KeySpec{URI: a.Issuers[0].KeyURI}},
 		"no key":            {Name: DefaultAuthority},
 		"too short a life":  {Name: DefaultAuthority, Key: key, TTL: time.Hour},
@@ -349,7 +349,7 @@ func TestOCSPResponderRenewal(t *testing.T) {
 
 	c.clock.Advance(24 * time.Hour)
 	before := c.signs.total()
-	if err := c.RefreshOCSPResponders(ctx); err != nil {
+	if err := c.RefreshDelegates(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := c.f.OCSPResponder(DefaultAuthority); got.Version != 1 || c.signs.total() != before {
@@ -364,7 +364,7 @@ func TestOCSPResponderRenewal(t *testing.T) {
 	if resp := c.ask(t, leaf, issuer); resp.Certificate != nil || resp.CheckSignatureFrom(issuer) != nil {
 		t.Fatal("near its end, the responder certificate still signs")
 	}
-	if err := c.RefreshOCSPResponders(ctx); err != nil {
+	if err := c.RefreshDelegates(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := c.f.OCSPResponder(DefaultAuthority)
@@ -376,7 +376,7 @@ func TestOCSPResponderRenewal(t *testing.T) {
 		t.Fatal("not answered with the renewed certificate")
 	}
 	// Renewed once: the next round leaves it.
-	if err := c.RefreshOCSPResponders(ctx); err != nil {
+	if err := c.RefreshDelegates(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := c.f.OCSPResponder(DefaultAuthority); again.Version != 2 {
@@ -396,7 +396,7 @@ func TestOCSPResponderCoversNewIssuers(t *testing.T) {
 		t.Fatal(err)
 	}
 	uri := respKeyScheme + ":" + filepath.Join(dir, "ocsp.key")
-	if _, err := c.SetOCSPResponder(ctx, OCSPResponderRequest{Name: a.Name, Key: KeySpec{URI: uri, Create: true}}); err != nil {
+	if _, err := c.SetOCSPResponder(ctx, DelegateRequest{Name: a.Name, Key: KeySpec{URI: uri, Create: true}}); err != nil {
 		t.Fatal(err)
 	}
 	a, err = c.RotateIssuer(ctx, RotateRequest{Name: a.Name, Key: KeySpec{URI: "softkey:" + filepath.Join(dir, "two.key"), Create: true}, KeepOthers: true})

@@ -159,10 +159,10 @@ func (e *Envelope) Encode() ([]byte, error) {
 // needsFormat(..., 4) (cert_prune, audit_cut, log_format; certificate records in a binary
 // layout once a format-4 entry is applied), 5 server provisioners, 6 ACME
 // (accounts, orders, challenges, finalization, EAB keys; acme
-// provisioners). A leader writes the
+// provisioners), 7 SCEP RAs (delegated keys of a role). A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
-const LogFormat = 6
+const LogFormat = 7
 
 // Format is the lowest log format that carries e: a command or version
 // that older binaries do not know (they would panic on it) is proposed only

@@ -45,7 +45,7 @@ var (
 	// history, not state): AuditHead and VerifyAudit cover them.
 	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
 		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv,
-		bOCSPResponders, bCRLStale, bAudit, bAuditIndex, bRecordDicts,
+		bOCSPResponders, bSCEPRAs, bCRLStale, bAudit, bAuditIndex, bRecordDicts,
 		bACMEAccounts, bACMEAccountKeys, bACMEOrders, bACMEOrdersByAcc, bACMEAuthzs, bACMEEAB, bACMEByExpiry, bACMEReplaced}
 
 	kApplied = []byte("applied_index")

@@ -170,6 +170,9 @@ type AuthorityConfig struct {
 	// OCSPResponderKey, if set, is certified as the authority's delegated
 	// OCSP responder when the authority is created.
 	OCSPResponderKey string
+	// SCEPRAKey, if set, is certified as the authority's SCEP RA (an RSA
+	// key: soft or PKCS#11) when the authority is created.
+	SCEPRAKey string
 	// RootKey, if set, is the root's key (KMS or HSM): the root then signs
 	// a CRL for its intermediates. CRL dates its CRLs (zero: defaults).
 	// Both are set on the authority at every start of a bootstrap node.
@@ -353,8 +356,10 @@ type authorityBlock struct {
 	BaseURL   string `hcl:"base_url,optional"`
 	// OCSPResponderKey: a delegated OCSP responder's key, set up with the authority.
 	OCSPResponderKey string `hcl:"ocsp_responder_key,optional"`
-	RootKey          string `hcl:"root_key,optional"`
-	CRL              *struct {
+	// SCEPRAKey: a SCEP RA's key (RSA), set up with the authority.
+	SCEPRAKey string `hcl:"scep_ra_key,optional"`
+	RootKey   string `hcl:"root_key,optional"`
+	CRL       *struct {
 		Validity string `hcl:"validity,optional"`
 		Refresh  string `hcl:"refresh,optional"`
 		Shards   int    `hcl:"shards,optional"`
@@ -559,7 +564,7 @@ func Parse(filename string, src []byte) (*Config, error) {
 	}
 	for _, a := range f.Authorities {
 		ac := &AuthorityConfig{Name: a.Name, RootFile: a.RootFile, ChainFile: a.ChainFile, Key: a.Key,
-			BaseURL: a.BaseURL, OCSPResponderKey: a.OCSPResponderKey, RootKey: a.RootKey}
+			BaseURL: a.BaseURL, OCSPResponderKey: a.OCSPResponderKey, SCEPRAKey: a.SCEPRAKey, RootKey: a.RootKey}
 		if a.CRL != nil {
 			var err error
 			what := fmt.Sprintf("authority %q crl", a.Name)
@@ -778,7 +783,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("config: authority %q is defined twice", a.Name)
 		}
 		names[a.Name] = true
-		if (strings.HasPrefix(a.Key, "softkey:") || strings.HasPrefix(a.OCSPResponderKey, "softkey:")) && !c.AllowInsecureSoftSigner {
+		soft := false
+		for _, k := range []string{a.Key, a.OCSPResponderKey, a.SCEPRAKey} {
+			soft = soft || strings.HasPrefix(k, "softkey:")
+		}
+		if soft && !c.AllowInsecureSoftSigner {
 			return fmt.Errorf("config: authority %q: softkey: keys are files on the node, for development only; "+
 				"use awskms: or pkcs11:, or set allow_insecure_soft_signer = true", a.Name)
 		}

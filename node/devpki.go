@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,10 +12,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/internal/atomicfile"
+	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/soft"
 )
 
@@ -146,13 +149,21 @@ func (p *DevPKI) ClusterCAKey() (string, error) {
 // OCSPResponderKey is the URI of the dev authority's delegated OCSP
 // responder key, made on first use.
 func (p *DevPKI) OCSPResponderKey() (string, error) {
-	path := filepath.Join(filepath.Dir(p.RootFile), "ocsp-responder.key")
-	if _, err := os.Stat(path); err != nil {
-		if _, _, err := soft.Generate(path); err != nil {
-			return "", err
-		}
+	return p.devKey("ocsp-responder.key", signer.AlgECP256)
+}
+
+// SCEPRAKey is the URI of the dev authority's SCEP RA key (RSA), made on
+// first use.
+func (p *DevPKI) SCEPRAKey() (string, error) {
+	return p.devKey("scep-ra.key", signer.AlgRSA2048)
+}
+
+func (p *DevPKI) devKey(name, alg string) (string, error) {
+	uri := soft.Scheme + ":" + filepath.Join(filepath.Dir(p.RootFile), name)
+	if _, err := os.Stat(strings.TrimPrefix(uri, soft.Scheme+":")); err == nil {
+		return uri, nil
 	}
-	return soft.Scheme + ":" + path, nil
+	return (&signer.Cache{AllowInsecure: true}).Create(context.Background(), uri, alg)
 }
 
 // NodeTLS returns the API certificate and key files in dir for hosts,

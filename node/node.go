@@ -359,12 +359,18 @@ func (n *Node) bootstrapOnce(ctx context.Context) error {
 		if err := n.updateAuthority(ctx, ac); err != nil {
 			return err
 		}
-		if ac.OCSPResponderKey != "" {
-			if _, err := n.ca.SetOCSPResponder(ctx, authority.OCSPResponderRequest{Name: ac.Name, Key: authority.KeySpec{URI: ac.OCSPResponderKey}}); err != nil {
-				// The authority stands; an operator sets the responder up later.
-				n.log.Warn("delegated OCSP responder not set up; the issuing key signs OCSP answers", "authority", ac.Name, "err", err)
+		for _, d := range []struct{ role, key, what, without string }{
+			{fsm.RoleOCSP, ac.OCSPResponderKey, "delegated OCSP responder", "the issuing key signs OCSP answers"},
+			{fsm.RoleSCEP, ac.SCEPRAKey, "SCEP RA", "SCEP is not served for it"},
+		} {
+			if d.key == "" {
+				continue
+			}
+			if _, err := n.ca.SetDelegate(ctx, d.role, authority.DelegateRequest{Name: ac.Name, Key: authority.KeySpec{URI: d.key}}); err != nil {
+				// The authority stands; an operator sets the key up later.
+				n.log.Warn(d.what+" not set up; "+d.without, "authority", ac.Name, "err", err)
 			} else {
-				n.log.Info("delegated OCSP responder set up", "authority", ac.Name, "key", ac.OCSPResponderKey)
+				n.log.Info(d.what+" set up", "authority", ac.Name, "key", d.key)
 			}
 		}
 	}
@@ -534,7 +540,7 @@ func (n *Node) leaderLoop(ctx context.Context) {
 		if err := n.ca.PruneACME(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("ACME prune failed", "err", err)
 		}
-		if err := n.ca.RefreshOCSPResponders(ctx); err != nil && ctx.Err() == nil {
+		if err := n.ca.RefreshDelegates(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("OCSP responder renewal failed", "err", err)
 		}
 		n.warnWithoutUsableAdmin(ctx)

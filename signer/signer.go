@@ -6,6 +6,7 @@ package signer
 import (
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,14 @@ type Key interface {
 // HealthChecker is implemented by keys whose backend can be probed.
 type HealthChecker interface {
 	Health(ctx context.Context) error
+}
+
+// Decrypter is implemented by keys that can decrypt (RSA keys of the soft
+// and PKCS#11 backends): SCEP requests arrive encrypted to such a key. opts
+// is nil or *rsa.PKCS1v15DecryptOptions (PKCS#1 v1.5), or *rsa.OAEPOptions.
+// A backend's non-RSA key answers ErrCannotDecrypt.
+type Decrypter interface {
+	DecryptContext(ctx context.Context, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error)
 }
 
 // Opener opens the key named by uri. The scheme has already been matched.
@@ -81,6 +90,8 @@ var (
 	ErrOverloaded = errs.New(errs.RateLimited, "overloaded", "signer: signing budget exhausted")
 	// ErrUnavailable: the key's backend cannot be reached or refuses.
 	ErrUnavailable = errs.New(errs.Unavailable, "signer_unavailable", "signer: backend unavailable")
+	// ErrCannotDecrypt: the key is not one that decrypts (not RSA).
+	ErrCannotDecrypt = errors.New("signer: key cannot decrypt")
 )
 
 // ErrInsecure: a software key, refused unless insecure signers are allowed.
@@ -169,6 +180,30 @@ func (b boundSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([
 	return b.k.SignContext(b.ctx, digest, opts)
 }
 
+// CryptoDecrypter adapts k to crypto.Decrypter bound to ctx (pkcs7.Decrypt
+// takes one); ok is false when k cannot decrypt: its backend has no
+// DecryptContext (AWS KMS cannot do the PKCS#1 v1.5 SCEP clients use) or
+// its key is not RSA.
+func CryptoDecrypter(ctx context.Context, k Key) (crypto.Decrypter, bool) {
+	d, ok := k.(Decrypter)
+	if _, isRSA := k.Public().(*rsa.PublicKey); !ok || !isRSA {
+		return nil, false
+	}
+	return boundDecrypter{ctx: ctx, k: k, d: d}, true
+}
+
+type boundDecrypter struct {
+	ctx context.Context
+	k   Key
+	d   Decrypter
+}
+
+func (b boundDecrypter) Public() crypto.PublicKey { return b.k.Public() }
+
+func (b boundDecrypter) Decrypt(_ io.Reader, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	return b.d.DecryptContext(b.ctx, ciphertext, opts)
+}
+
 // Cache opens each key URI once and shares the Key, since opening may cost a
 // remote call (KMS GetPublicKey) or an HSM login.
 type Cache struct {
@@ -210,7 +245,12 @@ func (c *Cache) Get(ctx context.Context, uri string) (Key, error) {
 	}
 	if c.Observe != nil {
 		scheme, _ := Scheme(uri)
-		k = &observed{Key: k, scheme: scheme, observe: c.Observe}
+		o := &observed{Key: k, scheme: scheme, observe: c.Observe}
+		if _, ok := k.(Decrypter); ok {
+			k = observedDecrypter{o}
+		} else {
+			k = o
+		}
 	}
 	if c.keys == nil {
 		c.keys = map[string]Key{}
@@ -283,4 +323,13 @@ func (o *observed) Health(ctx context.Context) error {
 		return h.Health(ctx)
 	}
 	return nil
+}
+
+// observedDecrypter is observed for a key that decrypts: the wrapper must not
+// hide the ability, nor lend it to a key without it. Decryptions are not
+// signatures, so they are not reported.
+type observedDecrypter struct{ *observed }
+
+func (o observedDecrypter) DecryptContext(ctx context.Context, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	return o.Key.(Decrypter).DecryptContext(ctx, ciphertext, opts)
 }

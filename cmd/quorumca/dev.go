@@ -167,6 +167,10 @@ func dev(fs *flag.FlagSet) func([]string) int {
 				if ca.OCSPResponderKey, err = pki.OCSPResponderKey(); err != nil {
 					return fail("dev: %v", err)
 				}
+				// And SCEP requests are encrypted to an RA key of its own.
+				if ca.SCEPRAKey, err = pki.SCEPRAKey(); err != nil {
+					return fail("dev: %v", err)
+				}
 				cfg.Bootstrap = true
 				cfg.Authorities = []*node.AuthorityConfig{ca, adminCA}
 				cfg.Provisioners = devProvisioners()

@@ -33,6 +33,7 @@ func init() {
 		&command{name: "operator authority rotate", synopsis: "A new intermediate signed by the authority's root key", setup: authorityRotate},
 		&command{name: "operator authority list", synopsis: "The authorities and their issuers", setup: authorityList},
 		&command{name: "operator authority ocsp-responder", synopsis: "Show, set up (-key) or remove (-remove) an authority's delegated OCSP responder", setup: authorityOCSPResponder},
+		&command{name: "operator authority scep-ra", synopsis: "Show, set up (-key) or remove (-remove) an authority's SCEP RA (an RSA key SCEP requests are encrypted to)", setup: authoritySCEPRA},
 		&command{name: "operator authority revoke-issuer", synopsis: "Revoke an intermediate: it issues nothing more, the root's CRL lists it", setup: authorityRevokeIssuer},
 		&command{name: "operator authority update", synopsis: "Set an authority's root key, base URL or CRL validity and refresh", setup: authorityUpdate,
 			about: "With a root key set, the root signs the authority's root CRL itself."},
@@ -372,15 +373,25 @@ func ocspResponderTable(r *client.OCSPResponder) func(*tabwriter.Writer) {
 }
 
 func authorityOCSPResponder(fs *flag.FlagSet) func([]string) int {
+	return authorityDelegate(fs, client.DelegateOCSP, "EC_P256", "168h; 4h to 2160h", "the issuing keys sign OCSP answers again")
+}
+
+func authoritySCEPRA(fs *flag.FlagSet) func([]string) int {
+	return authorityDelegate(fs, client.DelegateSCEP, "RSA_2048", "8760h; 24h to 17520h", "SCEP is not served for the authority")
+}
+
+// authorityDelegate shows, sets up or removes an authority's delegated key
+// of a role (client.Delegate*).
+func authorityDelegate(fs *flag.FlagSet, role, alg, ttls, removed string) func([]string) int {
 	var req client.SetOCSPResponder
 	var name string
 	var remove bool
 	fs.StringVar(&name, "name", "", "authority name (required)")
-	fs.StringVar(&req.Key, "key", "", "key URI of the responder: set it up (or replace the key); its certificates are renewed by the cluster")
+	fs.StringVar(&req.Key, "key", "", "key URI: set it up (or replace the key); its certificates are renewed by the cluster")
 	fs.BoolVar(&req.CreateKeys, "create-key", false, "create the key in its backend first")
-	fs.StringVar(&req.KeyAlgorithm, "key-algorithm", "EC_P256", "for -create-key")
-	fs.StringVar(&req.TTL, "ttl", "", "lifetime of each responder certificate (default 168h; 4h to 2160h)")
-	fs.BoolVar(&remove, "remove", false, "remove the responder: the issuing keys sign OCSP answers again")
+	fs.StringVar(&req.KeyAlgorithm, "key-algorithm", alg, "for -create-key")
+	fs.StringVar(&req.TTL, "ttl", "", "lifetime of each of its certificates (default "+ttls+")")
+	fs.BoolVar(&remove, "remove", false, "remove it: "+removed)
 	return apiCommand(fs, func(cx context.Context, c *client.Client, _ []string) (*result, error) {
 		switch {
 		case name == "":
@@ -388,11 +399,11 @@ func authorityOCSPResponder(fs *flag.FlagSet) func([]string) int {
 		case remove && req.Key != "":
 			return nil, errors.New("-remove and -key exclude each other")
 		case remove:
-			return nil, c.DeleteOCSPResponder(cx, name)
+			return nil, c.DeleteDelegate(cx, role, name)
 		}
-		r, err := c.OCSPResponder(cx, name)
+		r, err := c.Delegate(cx, role, name)
 		if req.Key != "" {
-			r, err = c.SetOCSPResponder(cx, name, req)
+			r, err = c.SetDelegate(cx, role, name, req)
 		}
 		if err != nil {
 			return nil, err

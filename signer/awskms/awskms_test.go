@@ -239,3 +239,16 @@ func TestCreatedKeyTakesThePolicyOfAnother(t *testing.T) {
 		t.Fatalf("keys %d -> %d after a refused creation", len(before.Keys), len(after.Keys))
 	}
 }
+
+// KMS cannot decrypt RSAES-PKCS1-v1_5, which SCEP clients use: its keys do
+// not offer decryption, also behind the Cache's observer.
+func TestKeysDoNotDecrypt(t *testing.T) {
+	kms := kmstest.Start(t)
+	ctx := context.Background()
+	for _, c := range []*signer.Cache{{}, {Observe: func(string, time.Duration, error) {}}} {
+		k := newKey(t, kms, c, signer.AlgRSA2048)
+		if _, ok := signer.CryptoDecrypter(ctx, k); ok {
+			t.Fatalf("%T offers decryption", k)
+		}
+	}
+}

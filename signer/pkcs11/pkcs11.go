@@ -147,6 +147,27 @@ func (k *key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 	return sig, nil
 }
 
+// DecryptContext decrypts with an RSA key in the token (CKM_RSA_PKCS or
+// CKM_RSA_PKCS_OAEP), within the key's budget like a signature. A bad
+// ciphertext is the caller's fault, not the token's: it is not
+// ErrUnavailable.
+func (k *key) DecryptContext(ctx context.Context, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	d, ok := k.s.(crypto.Decrypter) // crypto11's RSA key pairs implement it
+	if !ok {
+		return nil, fmt.Errorf("%w: pkcs11 %s is not an RSA key", signer.ErrCannotDecrypt, k.ref.object)
+	}
+	release, err := k.lim.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release(false)
+	pt, err := d.Decrypt(rand.Reader, ciphertext, opts)
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11 %s: decrypt: %w", k.ref.object, err)
+	}
+	return pt, nil
+}
+
 // Health looks the key up again, at most every healthTTL.
 func (k *key) Health(context.Context) error {
 	k.mu.Lock()
@@ -183,6 +204,8 @@ func create(_ context.Context, uri, alg string, o signer.Options) (string, error
 	case signer.AlgECP384:
 		_, err = c.GenerateECDSAKeyPairWithLabel(r.id, label, elliptic.P384())
 	case signer.AlgRSA2048:
+		// crypto11 gives RSA private keys CKA_DECRYPT as well as CKA_SIGN
+		// (SCEP decrypts with them).
 		_, err = c.GenerateRSAKeyPairWithLabel(r.id, label, 2048)
 	case signer.AlgRSA3072:
 		_, err = c.GenerateRSAKeyPairWithLabel(r.id, label, 3072)

@@ -10,6 +10,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -56,7 +57,19 @@ func (k *key) SignContext(ctx context.Context, digest []byte, opts crypto.Signer
 	return k.s.Sign(rand.Reader, digest, opts)
 }
 
-// ParsePrivateKey reads a PKCS#8 or SEC 1 PEM private key.
+// DecryptContext decrypts with an RSA key (for SCEP envelopes).
+func (k *key) DecryptContext(ctx context.Context, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rk, ok := k.s.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: softkey %s is %T, not RSA", signer.ErrCannotDecrypt, k.uri, k.s)
+	}
+	return rk.Decrypt(rand.Reader, ciphertext, opts)
+}
+
+// ParsePrivateKey reads a PKCS#8, SEC 1 or PKCS#1 PEM private key.
 func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil {
@@ -64,6 +77,9 @@ func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 	}
 	if blk.Type == "EC PRIVATE KEY" {
 		return x509.ParseECPrivateKey(blk.Bytes)
+	}
+	if blk.Type == "RSA PRIVATE KEY" {
+		return x509.ParsePKCS1PrivateKey(blk.Bytes)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {
@@ -76,17 +92,32 @@ func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 	return s, nil
 }
 
-// create writes a new P-256 key to the file the URI names.
+// create writes a new key to the file the URI names.
 func create(_ context.Context, uri, alg string, _ signer.Options) (string, error) {
-	if alg != signer.AlgECP256 {
-		return "", fmt.Errorf("softkey: only %s keys", signer.AlgECP256)
-	}
 	path := strings.TrimPrefix(uri, Scheme+":")
 	if _, err := os.Stat(path); err == nil {
 		return "", fmt.Errorf("softkey: %s exists", path)
 	}
-	u, _, err := Generate(path)
-	return u, err
+	var k crypto.Signer
+	var err error
+	switch alg {
+	case signer.AlgECP256:
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case signer.AlgRSA2048:
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	case signer.AlgRSA3072:
+		k, err = rsa.GenerateKey(rand.Reader, 3072)
+	default:
+		return "", fmt.Errorf("softkey: unsupported algorithm %q (have %s, %s, %s)", alg,
+			signer.AlgECP256, signer.AlgRSA2048, signer.AlgRSA3072)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := write(path, k); err != nil {
+		return "", err
+	}
+	return Scheme + ":" + path, nil
 }
 
 // Generate creates an ECDSA P-256 key, writes it to path (mode 0600) and
@@ -96,13 +127,17 @@ func Generate(path string) (string, crypto.Signer, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		return "", nil, err
-	}
-	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := write(path, k); err != nil {
 		return "", nil, err
 	}
 	return Scheme + ":" + path, k, nil
+}
+
+// write stores k as a PKCS#8 PEM file readable by its owner only.
+func write(path string, k crypto.Signer) error {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 }

@@ -1,0 +1,206 @@
+package signer_test
+
+//lint:file-ignore SA1019 SCEP clients encrypt with RSAES-PKCS1-v1_5 (deprecated in Go 1.26): these tests must too
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/smallstep/pkcs7"
+
+	"github.com/quorumca/quorumca/signer"
+)
+
+// An RSA soft key made through the Cache decrypts PKCS#1 v1.5 and OAEP,
+// with and without the Cache's observer wrapped around it.
+func TestSoftRSAKeyDecrypts(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		observe func(string, time.Duration, error)
+	}{
+		{"plain", nil},
+		{"observed", func(string, time.Duration, error) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &signer.Cache{AllowInsecure: true, Observe: tc.observe}
+			defer c.Close()
+			path := filepath.Join(t.TempDir(), "rsa.pem")
+			uri, err := c.Create(ctx, "softkey:"+path, signer.AlgRSA2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("key file: %v, %v", fi.Mode(), err)
+			}
+			k, err := c.Get(ctx, uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := k.Public().(*rsa.PublicKey).N.BitLen(); n != 2048 {
+				t.Fatalf("%d-bit key", n)
+			}
+			d, ok := signer.CryptoDecrypter(ctx, k)
+			if !ok {
+				t.Fatal("an RSA soft key cannot decrypt")
+			}
+			checkDecrypts(t, d)
+			checkPKCS7(t, ctx, k, d)
+		})
+	}
+}
+
+// checkDecrypts encrypts to d's public key in every way SCEP may and
+// compares what d decrypts.
+func checkDecrypts(t *testing.T, d crypto.Decrypter) {
+	t.Helper()
+	pub := d.Public().(*rsa.PublicKey)
+	msg := []byte("a content-encryption key")
+	v15, err := rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oaep, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		ciphertext []byte
+		opts       crypto.DecrypterOpts
+	}{
+		{"PKCS1v15/nil opts", v15, nil},
+		{"PKCS1v15", v15, &rsa.PKCS1v15DecryptOptions{}},
+		{"OAEP-SHA256", oaep, &rsa.OAEPOptions{Hash: crypto.SHA256}},
+	} {
+		got, err := d.Decrypt(rand.Reader, c.ciphertext, c.opts)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		} else if !bytes.Equal(got, msg) {
+			t.Errorf("%s: decrypted %q", c.name, got)
+		}
+	}
+	bad := bytes.Clone(v15)
+	bad[len(bad)-1] ^= 1
+	if got, err := d.Decrypt(rand.Reader, bad, nil); err == nil {
+		t.Errorf("a tampered ciphertext decrypted to %q", got)
+	}
+}
+
+// checkPKCS7 opens a PKCS#7 envelope made for a certificate of k's key, as
+// a SCEP request is.
+func checkPKCS7(t *testing.T, ctx context.Context, k signer.Key, d crypto.Decrypter) {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "scep decrypter"},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), signer.CryptoSigner(ctx, k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("a PKCSReq's CSR would be here")
+	env, err := pkcs7.Encrypt(content, []*x509.Certificate{cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p7, err := pkcs7.Parse(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p7.Decrypt(cert, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, content) {
+		t.Fatalf("pkcs7 decrypted %q", got)
+	}
+}
+
+// An EC soft key does not offer decryption; asked anyway, it says why.
+func TestSoftECKeyCannotDecrypt(t *testing.T) {
+	ctx := context.Background()
+	c := &signer.Cache{AllowInsecure: true}
+	defer c.Close()
+	uri, err := c.Create(ctx, "softkey:"+filepath.Join(t.TempDir(), "ec.pem"), signer.AlgECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := c.Get(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := signer.CryptoDecrypter(ctx, k); ok {
+		t.Fatal("CryptoDecrypter accepted an EC key")
+	}
+	if _, err := k.(signer.Decrypter).DecryptContext(ctx, []byte("x"), nil); !errors.Is(err, signer.ErrCannotDecrypt) {
+		t.Fatalf("EC decrypt: %v", err)
+	}
+}
+
+func TestSoftCreateAlgorithms(t *testing.T) {
+	ctx := context.Background()
+	c := &signer.Cache{AllowInsecure: true}
+	defer c.Close()
+	dir := t.TempDir()
+	uri, err := c.Create(ctx, "softkey:"+filepath.Join(dir, "rsa3072.pem"), signer.AlgRSA3072)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := c.Get(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := k.Public().(*rsa.PublicKey).N.BitLen(); n != 3072 {
+		t.Fatalf("%d-bit key", n)
+	}
+	if _, err := c.Create(ctx, uri, signer.AlgRSA2048); err == nil {
+		t.Error("create overwrote an existing key file")
+	}
+	if _, err := c.Create(ctx, "softkey:"+filepath.Join(dir, "p384.pem"), signer.AlgECP384); err == nil {
+		t.Error("created an algorithm the soft backend does not offer")
+	}
+}
+
+// A PKCS#1 file (openssl's traditional RSA form) opens and decrypts.
+func TestSoftPKCS1KeyOpens(t *testing.T) {
+	ctx := context.Background()
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "pkcs1.pem")
+	b := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rk)})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := signer.Open(ctx, "softkey:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := signer.CryptoDecrypter(ctx, k)
+	if !ok {
+		t.Fatal("a PKCS#1 RSA key cannot decrypt")
+	}
+	checkDecrypts(t, d)
+}

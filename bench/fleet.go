@@ -26,6 +26,7 @@ import (
 
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/client"
+	"github.com/quorumca/quorumca/scep"
 )
 
 // Config of a run against a CA (a node or a load balancer).
@@ -48,7 +49,7 @@ type Config struct {
 	Progress    io.Writer     // a line a second; nil: quiet
 	Ceiling     float64       // the ceiling measured in the same session, to report against
 	CAPid       int           // > 0: report this process's CPU per certificate over the measured phase (Linux)
-	Protocol    string        // enrollment: "json" (POST /v1/sign, the default) or "est" (simpleenroll)
+	Protocol    string        // enrollment: "json" (POST /v1/sign, the default), "est" (simpleenroll) or "scep" (PKCSReq)
 
 	peer *peer // another CA's enrollment API (bench peers); nil: quorumca's
 }
@@ -101,7 +102,8 @@ type device struct {
 	tokID  string // EST: the Basic user name
 	name   string
 	key    crypto.Signer
-	enroll []byte           // the body of its enrollment (JSON, or EST's base64 CSR); dropped once sent
+	enroll []byte           // the body of its enrollment (JSON, EST's base64 CSR, a SCEP PKCSReq); dropped once sent
+	sent   *scep.Sent       // SCEP: its request, to read the reply with
 	cert   *tls.Certificate // after enrollment
 	ocsp   []byte           // with Config.OCSP: an OCSP request for cert, after enrollment
 }
@@ -112,9 +114,11 @@ type fleet struct {
 	addrs   []string // cfg.Addr's addresses, without a trailing slash
 	roots   *x509.CertPool
 	devices []*device
-	enrollC *http.Client   // kept-alive HTTP/1.1 connections, like many clients
-	renewC  *http.Client   // per-request mTLS connections (or kept-alive, bearer)
-	ocspC   []*http.Client // with Config.OCSP: kept-alive clients, each from its own address
+	enrollC *http.Client        // kept-alive HTTP/1.1 connections, like many clients
+	renewC  *http.Client        // per-request mTLS connections (or kept-alive, bearer)
+	ocspC   []*http.Client      // with Config.OCSP: kept-alive clients, each from its own address
+	scepRA  []*x509.Certificate // SCEP: GetCACert's answer, the RA's certificate first
+	scepURL string              // SCEP: the endpoint's path
 }
 
 type ctxKey struct{}
@@ -153,6 +157,11 @@ func newFleet(ctx context.Context, cfg Config) (*fleet, error) {
 	f.renewC = &http.Client{Timeout: cfg.Timeout, Transport: renewT}
 	if cfg.OCSP {
 		f.ocspC = ocspClients(cfg, base, f.addrs)
+	}
+	if cfg.Protocol == "scep" {
+		if err := f.scepCACert(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err := f.mint(ctx); err != nil {
 		return nil, err
@@ -295,6 +304,13 @@ func (f *fleet) prepare(ctx context.Context) error {
 					d.enroll = []byte(base64.StdEncoding.EncodeToString(der))
 					continue
 				}
+				if f.cfg.Protocol == "scep" {
+					if err := f.prepareSCEP(d); err != nil {
+						errs <- fmt.Errorf("scep request: %w", err)
+						return
+					}
+					continue
+				}
 				d.enroll, _ = json.Marshal(map[string]string{"csr": string(csr), "token": d.token})
 			}
 		}()
@@ -327,8 +343,11 @@ type signReply struct {
 // enroll trades d's token for its certificate. It returns "" or the
 // failure's code.
 func (f *fleet) enroll(ctx context.Context, d *device) string {
-	if f.cfg.Protocol == "est" {
+	switch f.cfg.Protocol {
+	case "est":
 		return f.enrollEST(ctx, d)
+	case "scep":
+		return f.enrollSCEP(ctx, d)
 	}
 	path := "/v1/sign"
 	if f.cfg.peer != nil {

@@ -19,13 +19,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
 	switch cfg.Protocol {
 	case "", "json":
-	case "est":
+	case "est", "scep":
 		if cfg.peer != nil || cfg.OCSP {
-			// An EST answer carries no chain to build OCSP requests from.
-			return nil, errors.New("bench: -protocol est is quorumca's enrollment and renewal, without -ocsp")
+			// Neither answer carries a chain to build OCSP requests from.
+			return nil, fmt.Errorf("bench: -protocol %s is quorumca's enrollment and renewal, without -ocsp", cfg.Protocol)
+		}
+		if cfg.Protocol == "scep" && cfg.KeyType != "rsa2048" {
+			// SCEP replies are encrypted to the requester's key: RSA only.
+			return nil, errors.New("bench: -protocol scep needs -key-type rsa2048")
 		}
 	default:
-		return nil, fmt.Errorf("bench: -protocol %q: want json or est", cfg.Protocol)
+		return nil, fmt.Errorf("bench: -protocol %q: want json, est or scep", cfg.Protocol)
 	}
 	f, err := newFleet(ctx, cfg)
 	if err != nil {
@@ -53,8 +57,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		name := "enroll"
-		if cfg.Protocol == "est" {
-			name = "enroll-est"
+		if cfg.Protocol == "est" || cfg.Protocol == "scep" {
+			name = "enroll-" + cfg.Protocol
 		}
 		res = f.measure(ctx, name, f.enroll)
 	} else {

@@ -144,6 +144,11 @@ run renew-1node-keepalive -duration "$dur" -concurrency 32 -devices 5000 -renew 
 # out, Basic credentials for the token.
 run enroll-est-1node -duration "$dur" -concurrency 64 -devices 100000 -protocol est
 ratio enroll-est-1node enroll-1node
+# SCEP: a PKCSReq encrypted to the RA and signed by the device (RSA keys,
+# which SCEP needs), the RA decrypting it and signing the reply. Its
+# requests are made before the run, two RSA signatures each: fewer devices.
+run enroll-scep-1node -duration "$dur" -concurrency 64 -devices 20000 -protocol scep -key-type rsa2048
+ratio enroll-scep-1node enroll-1node
 # Status answers: each read confirmed with the leader first (a read index).
 run ocsp-1node -duration "$dur" -concurrency 64 -devices 5000 -ocsp
 # ACME: whole orders (five signed requests, three commits each), beside

@@ -4,8 +4,11 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
+	"math/big"
+	"time"
 
 	"github.com/smallstep/pkcs7"
 )
@@ -63,40 +66,9 @@ func (s *Sent) ReadReply(der []byte, raCerts []*x509.Certificate) (out Reply, er
 			err = fmt.Errorf("%w: %v", ErrMalformed, r)
 		}
 	}()
-	p7, err := pkcs7.Parse(der)
-	if err != nil {
-		return Reply{}, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	p7.Certificates = append(p7.Certificates, raCerts...)
-	if err := p7.Verify(); err != nil {
-		return Reply{}, fmt.Errorf("%w: reply signature: %v", ErrMalformed, err)
-	}
-	var typ, tid, status string
-	var recipientNonce []byte
-	for _, a := range []struct {
-		oid asn1.ObjectIdentifier
-		out any
-	}{{oidMessageType, &typ}, {oidTransactionID, &tid}, {oidPKIStatus, &status}, {oidRecipientNonce, &recipientNonce}} {
-		if err := p7.UnmarshalSignedAttribute(a.oid, a.out); err != nil {
-			return Reply{}, fmt.Errorf("%w: reply attribute %v: %v", ErrMalformed, a.oid, err)
-		}
-	}
-	if typ != CertRep || tid != s.TransactionID || string(recipientNonce) != string(s.nonce) {
-		return Reply{}, fmt.Errorf("%w: not a CertRep to this request", ErrMalformed)
-	}
-	switch status {
-	case StatusFailure:
-		if err := p7.UnmarshalSignedAttribute(oidFailInfo, &out.FailInfo); err != nil {
-			return Reply{}, fmt.Errorf("%w: a failure without failInfo", ErrMalformed)
-		}
-		var text asn1.RawValue
-		if p7.UnmarshalSignedAttribute(oidFailInfoText, &text) == nil {
-			out.FailText = string(text.Bytes)
-		}
-		return out, nil
-	case StatusSuccess:
-	default:
-		return Reply{}, fmt.Errorf("%w: pkiStatus %q", ErrMalformed, status)
+	p7, out, err := s.check(der, raCerts)
+	if err != nil || out.FailInfo != "" {
+		return out, err
 	}
 	env, err := pkcs7.Parse(p7.Content)
 	if err != nil {
@@ -121,6 +93,58 @@ func (s *Sent) ReadReply(der []byte, raCerts []*x509.Certificate) (out Reply, er
 		out.CRLs = append(out.CRLs, b)
 	}
 	return out, nil
+}
+
+// Check is ReadReply without opening a success's envelope: whether the
+// RA answered this request, and how (a load generator's view, which
+// spends no private-key operation of its own per answer).
+func (s *Sent) Check(der []byte, raCerts []*x509.Certificate) (out Reply, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrMalformed, r)
+		}
+	}()
+	_, out, err = s.check(der, raCerts)
+	return out, err
+}
+
+func (s *Sent) check(der []byte, raCerts []*x509.Certificate) (*pkcs7.PKCS7, Reply, error) {
+	var out Reply
+	p7, err := pkcs7.Parse(der)
+	if err != nil {
+		return nil, out, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	p7.Certificates = append(p7.Certificates, raCerts...)
+	if err := p7.Verify(); err != nil {
+		return nil, out, fmt.Errorf("%w: reply signature: %v", ErrMalformed, err)
+	}
+	var typ, tid, status string
+	var recipientNonce []byte
+	for _, a := range []struct {
+		oid asn1.ObjectIdentifier
+		out any
+	}{{oidMessageType, &typ}, {oidTransactionID, &tid}, {oidPKIStatus, &status}, {oidRecipientNonce, &recipientNonce}} {
+		if err := p7.UnmarshalSignedAttribute(a.oid, a.out); err != nil {
+			return nil, out, fmt.Errorf("%w: reply attribute %v: %v", ErrMalformed, a.oid, err)
+		}
+	}
+	if typ != CertRep || tid != s.TransactionID || string(recipientNonce) != string(s.nonce) {
+		return nil, out, fmt.Errorf("%w: not a CertRep to this request", ErrMalformed)
+	}
+	switch status {
+	case StatusFailure:
+		if err := p7.UnmarshalSignedAttribute(oidFailInfo, &out.FailInfo); err != nil || out.FailInfo == "" {
+			return nil, out, fmt.Errorf("%w: a failure without failInfo", ErrMalformed)
+		}
+		var text asn1.RawValue
+		if p7.UnmarshalSignedAttribute(oidFailInfoText, &text) == nil {
+			out.FailText = string(text.Bytes)
+		}
+	case StatusSuccess:
+	default:
+		return nil, out, fmt.Errorf("%w: pkiStatus %q", ErrMalformed, status)
+	}
+	return p7, out, nil
 }
 
 // CSRWithChallenge makes a PKCS#10 request from tmpl carrying a
@@ -174,4 +198,34 @@ func CSRWithChallenge(tmpl *x509.CertificateRequest, key crypto.Signer, challeng
 	outer.TBS = asn1.RawValue{FullBytes: tbsDER}
 	outer.Signature = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
 	return asn1.Marshal(outer)
+}
+
+// ParseCACerts reads GetCACert's answer: a certs-only PKCS#7 (the RA's
+// certificate first), or one DER certificate.
+func ParseCACerts(der []byte) ([]*x509.Certificate, error) {
+	if c, err := x509.ParseCertificate(der); err == nil {
+		return []*x509.Certificate{c}, nil
+	}
+	p7, err := pkcs7.Parse(der)
+	if err != nil || len(p7.Certificates) == 0 {
+		return nil, fmt.Errorf("%w: GetCACert: no certificates", ErrMalformed)
+	}
+	return p7.Certificates, nil
+}
+
+// SelfSigned is the certificate a client without one signs its first
+// request with (RFC 8894 2.3): its key, its subject, a short life.
+func SelfSigned(key crypto.Signer, cn string) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 63))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
 }

@@ -205,7 +205,7 @@ func benchRun(fs *flag.FlagSet, storm bool) func([]string) int {
 	fs.IntVar(&cfg.Devices, "devices", 10000, "fleet size: each device enrolls once")
 	fs.BoolVar(&cfg.Renew, "renew", false, "enroll every device, then measure renewals")
 	fs.BoolVar(&cfg.OCSP, "ocsp", false, "enroll every device, then measure OCSP requests (POST /v1/ocsp, kept-alive connections; against a loopback address from 250 loopback source addresses, each under its own budget)")
-	fs.StringVar(&cfg.Protocol, "protocol", "json", "how devices enroll: json (POST /v1/sign) or est (/.well-known/est/simpleenroll)")
+	fs.StringVar(&cfg.Protocol, "protocol", "json", "how devices enroll: json (POST /v1/sign), est (/.well-known/est/simpleenroll) or scep (/scep/{provisioner}, with -key-type rsa2048)")
 	fs.BoolVar(&cfg.KeepAlive, "keepalive", false, "renew over kept-alive connections, with bearer tokens (default: a new mTLS connection per renewal)")
 	fs.StringVar(&cfg.KeyType, "key-type", "ec256", "device keys: ec256 or rsa2048")
 	fs.IntVar(&cfg.KeyPool, "key-pool", 256, "distinct device keys, made up front and shared round-robin")

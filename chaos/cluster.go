@@ -114,6 +114,10 @@ func (c *cluster) writeConfigs(n int) error {
 	if err != nil {
 		return err
 	}
+	scepKey, err := pki.SCEPRAKey()
+	if err != nil {
+		return err
+	}
 	if c.rootPEM, err = os.ReadFile(pki.RootFile); err != nil {
 		return err
 	}
@@ -124,6 +128,7 @@ func (c *cluster) writeConfigs(n int) error {
 		"intermediate.pem": pki.ChainFile,
 		"intermediate.key": strings.TrimPrefix(pki.KeyURI, "softkey:"),
 		"cluster-ca.key":   strings.TrimPrefix(clusterKey, "softkey:"),
+		"scep-ra.key":      strings.TrimPrefix(scepKey, "softkey:"),
 	}
 	gossipKey := make([]byte, 32)
 	secret := make([]byte, 24)
@@ -213,6 +218,8 @@ authority "default" {
   root_file  = "/etc/quorumca/root.pem"
   chain_file = "/etc/quorumca/intermediate.pem"
   key        = "softkey:/etc/quorumca/intermediate.key"
+  # SCEP devices encrypt their requests to this RA key.
+  scep_ra_key = "softkey:/etc/quorumca/scep-ra.key"
 }
 
 provisioner "devices" {

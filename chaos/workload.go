@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	crand "crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -27,6 +28,7 @@ import (
 	"github.com/quorumca/quorumca/authority"
 	"github.com/quorumca/quorumca/bench"
 	"github.com/quorumca/quorumca/client"
+	"github.com/quorumca/quorumca/scep"
 )
 
 // serviceName is the name clients use for the cluster (the balancer's);
@@ -46,6 +48,14 @@ type workload struct {
 	devC   *http.Client // a new TLS connection per request, as devices waking up
 	adminC *http.Client // kept-alive connections
 
+	// SCEP: GetCACert's answer (the RA's certificate first), and the RSA
+	// key and self-signed certificate SCEP devices sign their requests
+	// with: replies are encrypted to it, while their certificates are for
+	// their own P-256 keys.
+	scepRA   []*x509.Certificate
+	scepKey  *rsa.PrivateKey
+	scepSelf *x509.Certificate
+
 	mu       sync.Mutex
 	spare    []*token
 	enrolled []*token // tokens whose enrollment was acknowledged
@@ -62,7 +72,7 @@ type token struct {
 
 type device struct {
 	name string
-	est  bool // enrolls and renews over EST rather than the JSON API
+	via  string // how it enrolls: "" (the JSON API), "est" (and renews so) or "scep"
 	tok  *token
 	key  *ecdsa.PrivateKey
 
@@ -119,7 +129,7 @@ func (w *workload) mint(ctx context.Context, n int, run string) error {
 			w.spare = append(w.spare, &token{id: t.ID, secret: t.Token, sans: t.SANs})
 		}
 	}
-	return nil
+	return w.scepSetUp(ctx)
 }
 
 // takeToken hands out a spare token, or nil when none is left.
@@ -143,9 +153,9 @@ func (w *workload) run(stop <-chan struct{}) {
 		if tok == nil {
 			break
 		}
-		// Every third device speaks EST: a token yields one certificate
-		// whichever protocol spends it.
-		d := &device{name: fmt.Sprintf("d%d", i+1), est: i%3 == 2, tok: tok, key: newKey()}
+		// A third of the devices speak EST, a sixth SCEP: a token yields
+		// one certificate whichever protocol spends it.
+		d := &device{name: fmt.Sprintf("d%d", i+1), via: [6]string{"", "scep", "est", "", "", "est"}[i%6], tok: tok, key: newKey()}
 		w.mu.Lock()
 		w.devices = append(w.devices, d)
 		w.mu.Unlock()
@@ -364,9 +374,12 @@ func (w *workload) enroll(d *device) {
 	start := time.Now()
 	var r reply
 	op := Op{Kind: OpEnroll, Device: d.name, TokenID: d.tok.id}
-	if d.est {
+	switch d.via {
+	case "est":
 		r, op.Via = w.estPost("/.well-known/est/devices/simpleenroll", csrPEM(d.key, d.tok.sans), d.tok.id, d.tok.secret, nil), "est"
-	} else {
+	case "scep":
+		r, op.Via = w.scepEnroll(d), "scep"
+	default:
 		r = w.post(w.devC, "/v1/sign", "", map[string]string{"csr": csrPEM(d.key, d.tok.sans), "token": d.tok.secret}, nil)
 	}
 	der := acknowledged(&r, &op)
@@ -400,8 +413,10 @@ func (w *workload) renew(d *device) {
 	start := time.Now()
 	var r reply
 	op := Op{Kind: OpRenew, Device: d.name, Renews: serial}
-	if d.est {
-		// simplereenroll wants a CSR: the same names and key.
+	if d.via == "est" {
+		// simplereenroll wants a CSR: the same names and key. (SCEP
+		// devices renew over the JSON API: a RenewalReq is signed with the
+		// certificate's key, and SCEP replies need an RSA one.)
 		leaf, _ := x509.ParseCertificate(cert.Certificate[0])
 		r, op.Via = w.estPost("/.well-known/est/devices/simplereenroll", csrPEM(d.key, leaf.DNSNames), "", "", cert), "est"
 	} else {
@@ -488,4 +503,66 @@ func csrPEM(key crypto.Signer, sans []string) string {
 		panic(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+// scepSetUp fetches the RA's certificate (before the faults, like the
+// tokens) and makes the SCEP devices' signing key.
+func (w *workload) scepSetUp(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.base+"/scep/devices?operation=GetCACert", nil)
+	resp, err := w.adminC.Do(req)
+	if err != nil {
+		return fmt.Errorf("scep GetCACert: %w", err)
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("scep GetCACert: %s: %s", resp.Status, data)
+	}
+	if w.scepRA, err = scep.ParseCACerts(data); err != nil {
+		return err
+	}
+	if w.scepKey, err = rsa.GenerateKey(crand.Reader, 2048); err != nil {
+		return err
+	}
+	w.scepSelf, err = scep.SelfSigned(w.scepKey, "chaos scep device")
+	return err
+}
+
+// scepEnroll sends a PKCSReq with the device's token as the challenge
+// password. A CertRep that says failure is a refusal (a 4xx of the JSON
+// API, its code from failInfoText); a success is read as a sign reply.
+func (w *workload) scepEnroll(d *device) reply {
+	csr, err := scep.CSRWithChallenge(&x509.CertificateRequest{Subject: pkix.Name{CommonName: d.tok.sans[0]}, DNSNames: d.tok.sans}, d.key, d.tok.secret)
+	if err != nil {
+		return reply{err: err, code: "request", msg: err.Error()}
+	}
+	sent, err := scep.NewRequest(scep.PKCSReq, csr, w.scepRA[0], w.scepSelf, w.scepKey, "chaos-"+d.name+"-"+d.tok.id)
+	if err != nil {
+		return reply{err: err, code: "request", msg: err.Error()}
+	}
+	r := w.send(w.devC, "/scep/devices?operation=PKIOperation", bytes.NewReader(sent.Message), nil, func(req *http.Request) {
+		req.Header.Set("Content-Type", "application/x-pki-message")
+	})
+	if r.err != nil || r.status != http.StatusOK {
+		return r
+	}
+	out, err := sent.ReadReply(r.body, w.scepRA)
+	switch {
+	case err != nil:
+		r.err, r.code, r.msg = fmt.Errorf("SCEP reply: %w", err), "bad_reply", err.Error()
+	case out.FailInfo != "":
+		code, _, _ := strings.Cut(out.FailText, ":")
+		r.status, r.code, r.msg = http.StatusBadRequest, code, out.FailText
+	case len(out.Certs) == 0:
+		r.err, r.code, r.msg = errors.New("SCEP reply: a success without a certificate"), "bad_reply", "no certificate"
+	default:
+		c, err := x509.ParseCertificate(out.Certs[0])
+		if err != nil {
+			r.err, r.code, r.msg = err, "bad_reply", err.Error()
+			return r
+		}
+		r.body, _ = json.Marshal(signed{Serial: authority.SerialHex(c.SerialNumber),
+			Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))})
+	}
+	return r
 }

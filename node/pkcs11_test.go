@@ -3,6 +3,7 @@
 package node
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -24,6 +25,25 @@ func TestPKCS11BackedCluster(t *testing.T) {
 	h := c.enrollHolder(c.nodes[0], "revoke.example")
 	if r := c.do(c.nodes[2], "POST", "/v1/revoke", map[string]string{"serial": h.s.Serial}, c.admin); r.status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	assertNoPrivateKeys(t, c)
+}
+
+// A SCEP RA whose RSA key lives in a PKCS#11 token: every node decrypts
+// requests and signs replies with it, and no node holds it.
+func TestSCEPRAInPKCS11(t *testing.T) {
+	tok := hsmtest.New(t, "ra-token")
+	c := newTestClusterWith(t, 3, cluster.FastTiming(), nil)
+	c.waitLogFormat()
+	r := c.do(c.nodes[0], "PUT", "/v1/admin/authorities/default/scep-ra", map[string]any{"key": tok.KeyURI("scep-ra"), "create_keys": true}, c.admin)
+	if r.status != http.StatusOK {
+		t.Fatalf("scep-ra: %d %s", r.status, r.body)
+	}
+	for i, tn := range c.nodes {
+		name := fmt.Sprintf("scep-hsm%d.example", i)
+		if cert := scepEnroll(t, c.client, tn, c.mintToken(c.nodes[0], "1h", name), name); cert.DNSNames[0] != name {
+			t.Fatalf("issued %v", cert.DNSNames)
+		}
 	}
 	assertNoPrivateKeys(t, c)
 }

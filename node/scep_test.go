@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -228,4 +229,52 @@ func readRSAKey(t *testing.T, path string) *rsa.PrivateKey {
 		t.Fatal(err)
 	}
 	return k.(*rsa.PrivateKey)
+}
+
+// scepEnroll enrolls a new RSA key for name with our own SCEP client,
+// through tn, with token as the challenge password.
+func scepEnroll(t *testing.T, hc *http.Client, tn *testNode, token, name string) *x509.Certificate {
+	t.Helper()
+	resp, body := scepGet(t, hc, tn, "default", "GetCACert")
+	if resp.StatusCode != 200 {
+		t.Fatalf("GetCACert: %d %s", resp.StatusCode, body)
+	}
+	ra, err := scep.ParseCACerts(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := scep.SelfSigned(key, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := scep.CSRWithChallenge(&x509.CertificateRequest{Subject: pkix.Name{CommonName: name}, DNSNames: []string{name}}, key, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent, err := scep.NewRequest(scep.PKCSReq, csr, ra[0], self, key, "tx-"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = hc.Post("https://"+tn.node.APIAddr()+"/scep/default?operation=PKIOperation", "application/x-pki-message", bytes.NewReader(sent.Message))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("PKCSReq: %d %s", resp.StatusCode, b)
+	}
+	out, err := sent.ReadReply(b, ra)
+	if err != nil || out.FailInfo != "" || len(out.Certs) == 0 {
+		t.Fatalf("PKCSReq: %+v %v", out, err)
+	}
+	c, err := x509.ParseCertificate(out.Certs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -6,11 +6,14 @@ package scep
 
 import (
 	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"sync"
 
@@ -105,25 +108,76 @@ func Parse(der []byte) (req *Request, err error) {
 	return r, nil
 }
 
+// errOpen is every failure to open an envelope, alike: which step failed
+// (the RSA padding, the content's cipher) must not show, or the RA would
+// be a padding oracle (Bleichenbacher's attack) for whoever sends it
+// envelopes.
+var errOpen = fmt.Errorf("%w: the envelope does not open with the RA's key", ErrMalformed)
+
 // Open decrypts the request's envelope with the RA's key, encrypted to
 // one of the RA's certificates (every one certifies the same key).
 func (r *Request) Open(certs []*x509.Certificate, key crypto.Decrypter) (content []byte, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			content, err = nil, fmt.Errorf("%w: %v", ErrMalformed, p)
+			content, err = nil, errOpen
 		}
 	}()
 	env, err := pkcs7.Parse(r.envelope)
 	if err != nil {
 		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
+	d := implicitRejection{key, contentKeyLen(r.envelope)}
 	for _, c := range certs {
-		content, err = env.Decrypt(c, key)
-		if err == nil {
+		if content, err = env.Decrypt(c, d); err == nil {
 			return content, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+	return nil, errOpen
+}
+
+// implicitRejection answers an RSAES-PKCS1-v1_5 key transport whose
+// padding is wrong with a random key, as RFC 3218 section 2.3.2 says: the
+// content then fails to decrypt as it would under any wrong key, in the
+// same steps.
+type implicitRejection struct {
+	crypto.Decrypter
+	keyLen int
+}
+
+func (d implicitRejection) Decrypt(random io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	key, err := d.Decrypter.Decrypt(random, msg, opts)
+	if _, v15 := opts.(*rsa.PKCS1v15DecryptOptions); err != nil && v15 {
+		key = make([]byte, d.keyLen)
+		_, err = rand.Read(key)
+	}
+	return key, err
+}
+
+// contentKeyLen is the content-encryption key's length the envelope's
+// cipher takes (16 when the envelope does not say, in DER, which one).
+func contentKeyLen(envelope []byte) int {
+	var env struct {
+		ContentType asn1.ObjectIdentifier
+		Content     struct {
+			Version        int
+			RecipientInfos asn1.RawValue
+			Encrypted      struct {
+				ContentType asn1.ObjectIdentifier
+				Algorithm   pkix.AlgorithmIdentifier
+			}
+		} `asn1:"explicit,tag:0"`
+	}
+	if _, err := asn1.Unmarshal(envelope, &env); err == nil {
+		switch alg := env.Content.Encrypted.Algorithm.Algorithm; {
+		case alg.Equal(pkcs7.OIDEncryptionAlgorithmDESCBC):
+			return 8
+		case alg.Equal(pkcs7.OIDEncryptionAlgorithmDESEDE3CBC):
+			return 24
+		case alg.Equal(pkcs7.OIDEncryptionAlgorithmAES256CBC), alg.Equal(pkcs7.OIDEncryptionAlgorithmAES256GCM):
+			return 32
+		}
+	}
+	return 16
 }
 
 // ChallengePassword reads a CSR's challengePassword attribute (PKCS#9),

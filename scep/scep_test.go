@@ -12,8 +12,11 @@ import (
 	"errors"
 	"math/big"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/smallstep/pkcs7"
 )
 
 func selfSigned(t testing.TB, key crypto.Signer, cn string, ku x509.KeyUsage) *x509.Certificate {
@@ -197,4 +200,47 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("unwrapped error: %v", err)
 		}
 	})
+}
+
+// Every envelope that does not open fails alike: a wrong RSA padding, a
+// wrong content key, another recipient. The random key a bad padding gets
+// has the length of the envelope's cipher.
+func TestOpenFailsAlike(t *testing.T) {
+	raKey := rsaKey(t)
+	ra := selfSigned(t, raKey, "RA", x509.KeyUsageKeyEncipherment)
+	for alg, want := range map[int]int{pkcs7.EncryptionAlgorithmDESCBC: 8, pkcs7.EncryptionAlgorithmAES128CBC: 16, pkcs7.EncryptionAlgorithmAES256CBC: 32} {
+		encryptMu.Lock()
+		pkcs7.ContentEncryptionAlgorithm = alg
+		env, err := pkcs7.Encrypt([]byte("content"), []*x509.Certificate{ra})
+		encryptMu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := contentKeyLen(env); got != want {
+			t.Fatalf("cipher %d: key length %d, want %d", alg, got, want)
+		}
+		req := &Request{envelope: env}
+		if c, err := req.Open([]*x509.Certificate{ra}, raKey); err != nil || string(c) != "content" {
+			t.Fatalf("cipher %d: %q %v", alg, c, err)
+		}
+		var texts []string
+		for i := len(env) - 300; i < len(env); i += 7 { // the encrypted key and the content
+			bad := bytes.Clone(env)
+			bad[i] ^= 0x80
+			if _, err := (&Request{envelope: bad}).Open([]*x509.Certificate{ra}, raKey); err != nil {
+				texts = append(texts, err.Error())
+			}
+		}
+		other := selfSigned(t, rsaKey(t), "other", x509.KeyUsageKeyEncipherment)
+		_, err = req.Open([]*x509.Certificate{other}, raKey)
+		texts = append(texts, err.Error())
+		for _, s := range texts {
+			if s != errOpen.Error() && !strings.Contains(s, "envelope:") {
+				t.Fatalf("cipher %d: a failure that says more: %q", alg, s)
+			}
+			if s != errOpen.Error() && strings.Contains(s, "decrypt") {
+				t.Fatalf("cipher %d: %q", alg, s)
+			}
+		}
+	}
 }

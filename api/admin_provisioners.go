@@ -27,6 +27,7 @@ func provisionerJSON(p *fsm.Provisioner) apitypes.Provisioner {
 			RSAMinBits: pol.RSAMinBits, EKU: pol.EKU, RenewGrace: durationString(pol.RenewGrace),
 			AllowWildcard: pol.AllowWildcard,
 			RevokeOnRenew: pol.RevokeOnRenew,
+			ServerKeygen:  pol.ServerKeygen,
 		}, ACME: acmeOptionsJSON(p.ACME)}
 }
 
@@ -42,7 +43,7 @@ func provisionerOf(d *apitypes.Provisioner) (fsm.Provisioner, error) {
 	p := fsm.Provisioner{Name: d.Name, Kind: d.Kind, Authority: d.Authority, JWK: d.JWK, Policy: fsm.Policy{
 		DNS: d.Policy.DNS, IP: d.Policy.IP, URI: d.Policy.URI, Email: d.Policy.Email, CommonName: d.Policy.CommonName,
 		KeyTypes: d.Policy.KeyTypes, RSAMinBits: d.Policy.RSAMinBits, EKU: d.Policy.EKU, AllowWildcard: d.Policy.AllowWildcard,
-		RevokeOnRenew: d.Policy.RevokeOnRenew,
+		RevokeOnRenew: d.Policy.RevokeOnRenew, ServerKeygen: d.Policy.ServerKeygen,
 	}}
 	if d.ACME != nil {
 		p.ACME = &fsm.ACMEOptions{RequireEAB: d.ACME.RequireEAB, Challenges: d.ACME.Challenges}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"io"
 	"time"
@@ -19,6 +20,8 @@ import (
 // Certificates issues, renews and revokes certificates and finds them.
 type Certificates interface {
 	Sign(ctx context.Context, req authority.SignRequest) (*authority.Issued, error)
+	// SignServerKey is Sign where the CA makes the key (EST serverkeygen).
+	SignServerKey(ctx context.Context, req authority.SignRequest) (*authority.Issued, crypto.Signer, error)
 	Renew(ctx context.Context, req authority.RenewRequest) (*authority.Issued, error)
 	Revoke(ctx context.Context, req authority.RevokeRequest) (*authority.Revoked, error)
 	Cert(ctx context.Context, serial string) (*fsm.Cert, error)

@@ -3,13 +3,16 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/smallstep/pkcs7"
@@ -41,6 +44,7 @@ func (s *Server) estRoutes(mux *http.ServeMux) {
 		mux.HandleFunc("GET "+base+"csrattrs", s.estCSRAttrs)
 		mux.HandleFunc("POST "+base+"simpleenroll", s.estEnroll)
 		mux.HandleFunc("POST "+base+"simplereenroll", s.estReenroll)
+		mux.HandleFunc("POST "+base+"serverkeygen", s.estServerKeygen)
 	}
 }
 
@@ -144,18 +148,73 @@ func (s *Server) estCSRAttrs(w http.ResponseWriter, r *http.Request) {
 // estEnroll issues a first certificate against a token (RFC 7030 section
 // 4.2.1).
 func (s *Server) estEnroll(w http.ResponseWriter, r *http.Request) {
+	req, ok := s.estTokenRequest(w, r)
+	if !ok {
+		return
+	}
+	iss, err := s.CA.Sign(r.Context(), req)
+	s.estIssued(w, r, iss, err)
+}
+
+// estTokenRequest reads a first enrollment: Basic credentials (the
+// token's ID and the token), the labelled provisioner, the CSR.
+func (s *Server) estTokenRequest(w http.ResponseWriter, r *http.Request) (authority.SignRequest, bool) {
 	id, secret, ok := r.BasicAuth()
 	if !ok || id == "" || secret == "" {
 		s.estFail(w, r, authority.ErrRenewalUnauthenticated.With("EST enrollment needs an enrollment token as the HTTP Basic password, its ID as the user name"))
-		return
+		return authority.SignRequest{}, false
 	}
 	prov, csr, err := s.estEnrollment(w, r)
 	if err != nil {
 		s.estFail(w, r, err)
+		return authority.SignRequest{}, false
+	}
+	return authority.SignRequest{CSR: csr, Token: secret, TokenID: id, Provisioner: prov}, true
+}
+
+// estServerKeygen is simpleenroll where the CA makes the key (RFC 7030
+// section 4.4), for a provisioner whose policy allows server_keygen: the
+// reply is multipart/mixed, the key (unencrypted PKCS#8, protected by
+// TLS: the request asks for no key encryption) and the certificate. The
+// key exists nowhere else; it is sent no-store.
+func (s *Server) estServerKeygen(w http.ResponseWriter, r *http.Request) {
+	req, ok := s.estTokenRequest(w, r)
+	if !ok {
 		return
 	}
-	iss, err := s.CA.Sign(r.Context(), authority.SignRequest{CSR: csr, Token: secret, TokenID: id, Provisioner: prov})
-	s.estIssued(w, r, iss, err)
+	iss, key, err := s.CA.SignServerKey(r.Context(), req)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	p7, err := pkcs7.DegenerateCertificate(iss.Cert.DER)
+	if err != nil {
+		s.estFail(w, r, err)
+		return
+	}
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, part := range []struct {
+		ct  string
+		der []byte
+	}{{"application/pkcs8", keyDER}, {"application/pkcs7-mime; smime-type=certs-only", p7}} {
+		pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {part.ct}, "Content-Transfer-Encoding": {"base64"}})
+		if err != nil {
+			s.estFail(w, r, err)
+			return
+		}
+		io.WriteString(pw, base64Lines(part.der))
+	}
+	mw.Close()
+	w.Header().Set("Content-Type", "multipart/mixed; boundary="+mw.Boundary())
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body.Bytes())
 }
 
 // estEnrollment reads what both enrollments carry: the labelled
@@ -228,6 +287,12 @@ func writeBase64(w http.ResponseWriter, status int, contentType string, der []by
 		w.Header().Set("Content-Type", contentType)
 	}
 	w.Header().Set("Content-Transfer-Encoding", "base64")
+	w.WriteHeader(status)
+	io.WriteString(w, base64Lines(der))
+}
+
+// base64Lines is der in base64, in lines of 64 characters.
+func base64Lines(der []byte) string {
 	enc := base64.StdEncoding.EncodeToString(der)
 	var b strings.Builder
 	for len(enc) > 64 {
@@ -237,8 +302,7 @@ func writeBase64(w http.ResponseWriter, status int, contentType string, der []by
 	}
 	b.WriteString(enc)
 	b.WriteString("\n")
-	w.WriteHeader(status)
-	io.WriteString(w, b.String())
+	return b.String()
 }
 
 // estFail is fail with EST's two twists: a 401 names the Basic realm, and

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -159,6 +160,12 @@ func (f *fakeCA) Sign(_ context.Context, req authority.SignRequest) (*authority.
 		return nil, err
 	}
 	return &authority.Issued{Cert: *fakeCert("0a"), Chain: [][]byte{rootDER()}}, nil
+}
+
+// SignServerKey: no key from the fake; node tests make real ones.
+func (f *fakeCA) SignServerKey(_ context.Context, req authority.SignRequest) (*authority.Issued, crypto.Signer, error) {
+	f.sign = req
+	return nil, nil, f.call("SignServerKey")
 }
 
 func (f *fakeCA) Renew(_ context.Context, req authority.RenewRequest) (*authority.Issued, error) {

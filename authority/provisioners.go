@@ -59,6 +59,9 @@ func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 	if err := CheckPolicy(&p.Policy); err != nil {
 		return fmt.Errorf("%w: policy.%v", ErrInvalidRequest, err)
 	}
+	if p.Policy.ServerKeygen && p.Kind != fsm.KindEnrollmentToken {
+		return fmt.Errorf("%w: policy.server_keygen: only an enrollment-token provisioner's EST clients may have the CA make their keys", ErrInvalidRequest)
+	}
 	if err := checkACMEOptions(p); err != nil {
 		return err
 	}

@@ -3,10 +3,17 @@ package authority
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/subtle"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,4 +157,71 @@ func parseCSRNames(b []byte) (*x509.CertificateRequest, *certNames, error) {
 		return nil, nil, err
 	}
 	return csr, names, nil
+}
+
+// SignServerKey is Sign for EST's serverkeygen (RFC 7030 section 4.4): the
+// CA makes the key, of the first type the provisioner's policy allows, for
+// the names of the client's CSR (whose own key only signs it), and returns
+// it with the certificate. The key is never stored: an answer that is lost
+// costs the token. Only an enrollment token whose provisioner allows
+// server_keygen will do, checked before a key is made.
+func (ca *CA) SignServerKey(ctx context.Context, req SignRequest) (*Issued, crypto.Signer, error) {
+	tok, _, err := ca.enrollmentToken(ctx, req.Token)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tokenFor(tok, req); err != nil {
+		return nil, nil, err
+	}
+	prov, err := ca.provisioner(ctx, tok.Provisioner, fsm.KindEnrollmentToken)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !prov.Policy.ServerKeygen {
+		return nil, nil, fmt.Errorf("%w: provisioner %s does not have the CA make keys (policy server_keygen)", ErrForbidden, prov.Name)
+	}
+	client, err := ParseCSR(req.CSR)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := serverKey(&prov.Policy)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: client.Subject,
+		DNSNames: client.DNSNames, IPAddresses: client.IPAddresses, URIs: client.URIs, EmailAddresses: client.EmailAddresses}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadCSR, err)
+	}
+	req.CSR = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	iss, err := ca.signWithEnrollmentToken(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	return iss, key, nil
+}
+
+// serverKey makes a key of the first type a policy allows, in this order:
+// P-256, P-384, Ed25519, RSA (2048 bits or the policy's minimum), P-521.
+func serverKey(p *fsm.Policy) (crypto.Signer, error) {
+	allowed := AllowedKeyTypes(p)
+	for _, t := range []string{KeyP256, KeyP384, KeyEd25519, KeyRSA, KeyP521} {
+		if !slices.Contains(allowed, t) {
+			continue
+		}
+		switch t {
+		case KeyP256:
+			return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		case KeyP384:
+			return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		case KeyP521:
+			return ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+		case KeyEd25519:
+			_, k, err := ed25519.GenerateKey(rand.Reader)
+			return k, err
+		case KeyRSA:
+			return rsa.GenerateKey(rand.Reader, max(p.RSAMinBits, minRSABits))
+		}
+	}
+	return nil, fmt.Errorf("%w: the policy allows no key type the CA can make", ErrInvalidRequest)
 }

@@ -118,7 +118,6 @@ type fleet struct {
 	renewC  *http.Client        // per-request mTLS connections (or kept-alive, bearer)
 	ocspC   []*http.Client      // with Config.OCSP: kept-alive clients, each from its own address
 	scepRA  []*x509.Certificate // SCEP: GetCACert's answer, the RA's certificate first
-	scepURL string              // SCEP: the endpoint's path
 }
 
 type ctxKey struct{}

@@ -236,6 +236,7 @@ provisioner "devices" {
   eku         = "client"             # server, client or both
   renew_grace = "72h"                # renew up to 3 days after expiry (devices that slept)
   # revoke_on_renew = true           # a renewal revokes the certificate it replaces
+  # server_keygen = true             # EST clients may have the CA make their keys (serverkeygen)
 }
 
 # The servers' own API certificates (api.tls_provisioner). Its names are

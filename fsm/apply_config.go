@@ -270,11 +270,13 @@ func init() {
 	// would drop; a put without it is still written as version 1. Version 3
 	// is a server provisioner: binaries before it would let /v1/renew
 	// extend an API certificate and issue its names to anyone. Version 4 is
-	// an ACME provisioner, whose commands need log format 6.
-	register(CmdProvisionerPut, "provisioner_put", 4, applyProvisionerPut)
+	// an ACME provisioner, whose commands need log format 6. Version 5
+	// allows server_keygen, which binaries before it would drop.
+	register(CmdProvisionerPut, "provisioner_put", 5, applyProvisionerPut)
 	needsFormat(CmdProvisionerPut, 2, 2)
 	needsFormat(CmdProvisionerPut, 3, 5)
 	needsFormat(CmdProvisionerPut, 4, 6)
+	needsFormat(CmdProvisionerPut, 5, 7)
 }
 
 // ProvisionerPut creates (ExpectedVersion 0) or replaces a provisioner. The
@@ -285,6 +287,9 @@ type ProvisionerPut struct {
 }
 
 func (p ProvisionerPut) payloadVersion() uint16 {
+	if p.Provisioner.Policy.ServerKeygen {
+		return 5
+	}
 	if p.Provisioner.Kind == KindACME || p.Provisioner.ACME != nil {
 		return 4
 	}

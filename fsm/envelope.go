@@ -159,7 +159,8 @@ func (e *Envelope) Encode() ([]byte, error) {
 // needsFormat(..., 4) (cert_prune, audit_cut, log_format; certificate records in a binary
 // layout once a format-4 entry is applied), 5 server provisioners, 6 ACME
 // (accounts, orders, challenges, finalization, EAB keys; acme
-// provisioners), 7 SCEP RAs (delegated keys of a role). A leader writes the
+// provisioners), 7 SCEP RAs (delegated keys of a role) and EST server
+// key generation. A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
 const LogFormat = 7

@@ -525,3 +525,28 @@ func TestCRLSummariesListEveryStoredCRL(t *testing.T) {
 		t.Fatalf("summaries %+v %v, want %+v", got, err, want)
 	}
 }
+
+// The versions that need log format 7: a provisioner put with
+// server_keygen, and a delegated key of a role other than OCSP (binaries
+// before them would drop the field, or take a SCEP RA for the OCSP
+// responder); the OCSP responder's own commands stay version 1.
+func TestFormat7Versions(t *testing.T) {
+	p := Provisioner{Name: "k", Kind: KindEnrollmentToken, Authority: "default", Policy: Policy{ServerKeygen: true}}
+	for name, c := range map[string]struct {
+		t       CmdType
+		payload any
+		version uint16
+		format  int
+	}{
+		"server_keygen":  {CmdProvisionerPut, ProvisionerPut{Provisioner: p}, 5, 7},
+		"scep ra put":    {CmdOCSPResponderPut, OCSPResponderPut{Role: RoleSCEP}, 2, 7},
+		"scep ra delete": {CmdOCSPResponderDel, OCSPResponderDelete{Role: RoleSCEP}, 2, 7},
+		"ocsp put":       {CmdOCSPResponderPut, OCSPResponderPut{}, 1, 2},
+		"ocsp delete":    {CmdOCSPResponderDel, OCSPResponderDelete{}, 1, 2},
+	} {
+		env, err := NewEnvelope(c.t, "x", c.payload)
+		if err != nil || env.Version != c.version || env.Format() != c.format {
+			t.Errorf("%s: version %d, format %d (%v), want %d and %d", name, env.Version, env.Format(), err, c.version, c.format)
+		}
+	}
+}

@@ -334,6 +334,10 @@ type Policy struct {
 	// entry that stores its successor, so whoever still holds the old one
 	// loses it at the renewal. The proposer copies it into CmdRenew.
 	RevokeOnRenew bool `json:"revoke_on_renew,omitempty"`
+	// ServerKeygen lets EST clients of an enrollment-token provisioner ask
+	// the CA to make their key (serverkeygen): it is returned once, with
+	// the certificate, and never stored.
+	ServerKeygen bool `json:"server_keygen,omitempty"`
 }
 
 // CRL is the current signed revocation list of one issuer.

@@ -388,8 +388,10 @@ type provisionerBlock struct {
 	RevokeOnRenew bool `hcl:"revoke_on_renew,optional"`
 	// Kind acme: new accounts need an external account binding; the
 	// challenge types offered (default all three).
-	RequireEAB bool     `hcl:"require_eab,optional"`
-	Challenges []string `hcl:"challenges,optional"`
+	// ServerKeygen: EST clients may have the CA make their keys.
+	ServerKeygen bool     `hcl:"server_keygen,optional"`
+	RequireEAB   bool     `hcl:"require_eab,optional"`
+	Challenges   []string `hcl:"challenges,optional"`
 }
 
 // Load reads and checks an HCL config file.
@@ -595,7 +597,7 @@ func provisionerFrom(p provisionerBlock) (*ProvisionerConfig, error) {
 		Name: p.Name, Kind: p.Kind, Authority: p.Authority,
 		Policy: fsm.Policy{DNS: p.DNS, IP: p.IP, URI: p.URI, Email: p.Email, CommonName: p.CommonName,
 			KeyTypes: p.KeyTypes, RSAMinBits: p.RSAMinBits, EKU: p.EKU, AllowWildcard: p.AllowWildcard,
-			RevokeOnRenew: p.RevokeOnRenew},
+			RevokeOnRenew: p.RevokeOnRenew, ServerKeygen: p.ServerKeygen},
 	}}
 	if p.RequireEAB || len(p.Challenges) > 0 {
 		if p.Kind != fsm.KindACME {

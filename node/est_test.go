@@ -3,6 +3,9 @@ package node
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
@@ -249,4 +252,109 @@ func TestESTWithCurlAndOpenSSL(t *testing.T) {
 	if status != http.StatusOK || certOf("dev2.pem").Subject.CommonName != "est2.example" {
 		t.Fatalf("after the leader came back: %d %s", status, readFile(t, dir, "body.out"))
 	}
+}
+
+// EST serverkeygen (RFC 7030 section 4.4) with curl and openssl: only on a
+// provisioner whose policy lets the CA make keys; the reply holds the key
+// (PKCS#8) and its certificate, once: the token is then spent, and the
+// same request gets token_used, not another key.
+func TestESTServerKeygen(t *testing.T) {
+	requireOpenSSL(t)
+	requireTool(t, "curl", "curl")
+	c := newTestCluster(t, 3)
+	c.waitLogFormat()
+	nodes := c.running()
+	dir := t.TempDir()
+	rootPEM, _ := os.ReadFile(c.pki.RootFile)
+	if err := os.WriteFile(filepath.Join(dir, "root.pem"), rootPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := c.do(nodes[0], "POST", "/v1/admin/provisioners", map[string]any{"name": "cameras", "kind": "enrollment-token",
+		"authority": "default", "policy": map[string]any{"dns": []string{".cameras.example"}, "key_types": []string{"P-384", "RSA"}, "server_keygen": true}}, c.admin)
+	if r.status != http.StatusCreated {
+		t.Fatalf("provisioner: %d %s", r.status, r.body)
+	}
+	token := func(prov, name string) (string, string) {
+		r := c.do(nodes[0], "POST", "/v1/admin/tokens", map[string]any{"sans": []string{name}, "ttl": "1h", "provisioner": prov}, c.admin)
+		var tok struct{ ID, Token string }
+		r.decode(t, &tok)
+		return tok.ID, tok.Token
+	}
+	// The client's CSR names what it wants; its key only signs it.
+	sh(t, dir, "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout throwaway.key"+
+		" -subj /CN=cam1.cameras.example -addext subjectAltName=DNS:cam1.cameras.example -outform DER | openssl base64 > cam1.csr.b64")
+	keygen := func(tn *testNode, path, id, secret string) (int, string) {
+		return estCurl(t, dir, "--user", id+":"+secret, "--data-binary", "@cam1.csr.b64", "-H", "Content-Type: application/pkcs10",
+			"https://"+tn.node.APIAddr()+"/.well-known/est/"+path)
+	}
+
+	id, secret := token("cameras", "cam1.cameras.example")
+	status, headers := keygen(nodes[1], "cameras/serverkeygen", id, secret)
+	if status != http.StatusOK || !strings.Contains(strings.ToLower(headers), "content-type: multipart/mixed") || !strings.Contains(strings.ToLower(headers), "cache-control: no-store") {
+		t.Fatalf("serverkeygen: %d\n%s\n%s", status, headers, readFile(t, dir, "body.out"))
+	}
+	_, params, err := mime.ParseMediaType(headerValue(headers, "Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(strings.NewReader(readFile(t, dir, "body.out")), params["boundary"])
+	parts := map[string]string{}
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(p)
+		ct, _, _ := strings.Cut(p.Header.Get("Content-Type"), ";")
+		parts[ct] = string(b)
+	}
+	if len(parts) != 2 || parts["application/pkcs8"] == "" || parts["application/pkcs7-mime"] == "" {
+		t.Fatalf("parts: %v", parts)
+	}
+	os.WriteFile(filepath.Join(dir, "key.b64"), []byte(parts["application/pkcs8"]), 0o600)
+	os.WriteFile(filepath.Join(dir, "cert.b64"), []byte(parts["application/pkcs7-mime"]), 0o600)
+	sh(t, dir, "openssl base64 -d -in key.b64 | openssl pkey -inform DER -out cam1.key")
+	sh(t, dir, "openssl base64 -d -in cert.b64 | openssl pkcs7 -inform DER -print_certs -out cam1.pem")
+	// The key is a P-384 key (the first type the policy allows), and the
+	// certificate's.
+	if out := sh(t, dir, "openssl pkey -in cam1.key -text_pub -noout"); !strings.Contains(out, "384 bit") {
+		t.Fatalf("the key made is not P-384:\n%s", out)
+	}
+	if a, b := sh(t, dir, "openssl pkey -in cam1.key -pubout"), sh(t, dir, "openssl x509 -in cam1.pem -noout -pubkey"); a != b {
+		t.Fatalf("the certificate is not for the key sent:\n%s\n%s", a, b)
+	}
+	cert := parsePEMCert(t, readFile(t, dir, "cam1.pem"))
+	if len(cert.DNSNames) != 1 || cert.DNSNames[0] != "cam1.cameras.example" {
+		t.Fatalf("names %v", cert.DNSNames)
+	}
+	// Once: the same request again is token_used, on any node.
+	if status, _ := keygen(nodes[2], "cameras/serverkeygen", id, secret); status != http.StatusConflict || !strings.Contains(readFile(t, dir, "body.out"), `"token_used"`) {
+		t.Fatalf("serverkeygen again: %d %s", status, readFile(t, dir, "body.out"))
+	}
+	// A provisioner without server_keygen: refused, and its token stays
+	// unspent (simpleenroll with it then works).
+	id2, secret2 := token("", "cam1.cameras.example")
+	if status, _ := keygen(nodes[0], "serverkeygen", id2, secret2); status != http.StatusForbidden {
+		t.Fatalf("serverkeygen without server_keygen: %d %s", status, readFile(t, dir, "body.out"))
+	}
+	if status, _ := keygen(nodes[0], "simpleenroll", id2, secret2); status != http.StatusOK {
+		t.Fatalf("the refused token, on simpleenroll: %d %s", status, readFile(t, dir, "body.out"))
+	}
+	// Forged credentials: no key is made.
+	if status, _ := keygen(nodes[0], "cameras/serverkeygen", id, "qcet_forged"); status != http.StatusUnauthorized {
+		t.Fatalf("a forged token: %d %s", status, readFile(t, dir, "body.out"))
+	}
+}
+
+// headerValue reads a header from curl's -D dump.
+func headerValue(headers, name string) string {
+	for _, l := range strings.Split(headers, "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

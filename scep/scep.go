@@ -146,6 +146,7 @@ type implicitRejection struct {
 
 func (d implicitRejection) Decrypt(random io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
 	key, err := d.Decrypter.Decrypt(random, msg, opts)
+	//lint:ignore SA1019 SCEP clients transport keys with PKCS#1 v1.5 (RFC 8894); this is the mitigation.
 	if _, v15 := opts.(*rsa.PKCS1v15DecryptOptions); err != nil && v15 {
 		key = make([]byte, d.keyLen)
 		_, err = rand.Read(key)

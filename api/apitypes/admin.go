@@ -38,7 +38,9 @@ type Policy struct {
 	KeyTypes   []string `json:"key_types,omitempty"`
 	RSAMinBits int      `json:"rsa_min_bits,omitempty"`
 	EKU        string   `json:"eku,omitempty"`
-	RenewGrace string   `json:"renew_grace,omitempty"`
+	// ServerKeygen: EST clients may have the CA make their keys.
+	ServerKeygen bool   `json:"server_keygen,omitempty"`
+	RenewGrace   string `json:"renew_grace,omitempty"`
 	// AllowWildcard permits wildcard names ("*.example") that DNS covers.
 	AllowWildcard bool `json:"allow_wildcard,omitempty"`
 	// RevokeOnRenew: a renewal revokes the certificate it replaces.

@@ -1,0 +1,62 @@
+package authority
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// A SCEP RA is a delegated key of its own role: an RSA key that decrypts,
+// certified for key encipherment by each issuer, apart from the OCSP
+// responder; an EC key, or a CA key, is refused; removed, SCEP is off.
+func TestSCEPRA(t *testing.T) {
+	c := newTestCA(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := c.SetDelegate(ctx, fsm.RoleSCEP, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: "softkey:" + filepath.Join(dir, "ec.key"), Create: true, Algorithm: "EC_P256"}}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("an EC key as SCEP RA: %v", err)
+	}
+	a, _ := c.state.Authority(DefaultAuthority)
+	if _, err := c.SetDelegate(ctx, fsm.RoleSCEP, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: a.Issuers[0].KeyURI}}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("the issuing key as SCEP RA: %v", err)
+	}
+	if _, err := c.SCEP(ctx, DefaultAuthority); !errors.Is(err, ErrNoSCEPRA) {
+		t.Fatalf("SCEP before an RA: %v", err)
+	}
+	r, err := c.SetDelegate(ctx, fsm.RoleSCEP, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: "softkey:" + filepath.Join(dir, "ra.key"), Create: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OCSPResponder(DefaultAuthority); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a SCEP RA taken for the OCSP responder: %v", err)
+	}
+	ra, err := c.SCEP(ctx, DefaultAuthority)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Certs) != len(ra.Certs) || ra.Cert.KeyUsage&x509.KeyUsageKeyEncipherment == 0 || ra.Cert.NotAfter.Sub(ra.Cert.NotBefore) > DefaultSCEPRATTL+backdate {
+		t.Fatalf("RA certificate: %v, %s to %s", ra.Cert.KeyUsage, ra.Cert.NotBefore, ra.Cert.NotAfter)
+	}
+	pub := ra.Cert.PublicKey.(*rsa.PublicKey)
+	ct, _ := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, []byte("content key"), nil)
+	if pt, err := ra.Decrypt.Decrypt(rand.Reader, ct, &rsa.OAEPOptions{Hash: crypto.SHA256}); err != nil || string(pt) != "content key" {
+		t.Fatalf("the RA key decrypts: %q %v", pt, err)
+	}
+	if err := c.DeleteDelegate(ctx, fsm.RoleSCEP, DefaultAuthority); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SCEP(ctx, DefaultAuthority); !errors.Is(err, ErrNoSCEPRA) {
+		t.Fatalf("SCEP after the RA was removed: %v", err)
+	}
+	if _, err := c.SetDelegate(ctx, "nope", DelegateRequest{Name: DefaultAuthority}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("an unknown role: %v", err)
+	}
+}

@@ -10,18 +10,15 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/smallstep/pkcs7"
-
 	"github.com/quorumca/quorumca/signer"
+	"github.com/quorumca/quorumca/signer/signertest"
 )
 
 // An RSA soft key made through the Cache decrypts PKCS#1 v1.5 and OAEP,
@@ -58,7 +55,7 @@ func TestSoftRSAKeyDecrypts(t *testing.T) {
 				t.Fatal("an RSA soft key cannot decrypt")
 			}
 			checkDecrypts(t, d)
-			checkPKCS7(t, ctx, k, d)
+			signertest.CheckEnvelope(t, ctx, k, d)
 		})
 	}
 }
@@ -97,43 +94,6 @@ func checkDecrypts(t *testing.T, d crypto.Decrypter) {
 	bad[len(bad)-1] ^= 1
 	if got, err := d.Decrypt(rand.Reader, bad, nil); err == nil {
 		t.Errorf("a tampered ciphertext decrypted to %q", got)
-	}
-}
-
-// checkPKCS7 opens a PKCS#7 envelope made for a certificate of k's key, as
-// a SCEP request is.
-func checkPKCS7(t *testing.T, ctx context.Context, k signer.Key, d crypto.Decrypter) {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "scep decrypter"},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), signer.CryptoSigner(ctx, k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	content := []byte("a PKCSReq's CSR would be here")
-	env, err := pkcs7.Encrypt(content, []*x509.Certificate{cert})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p7, err := pkcs7.Parse(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := p7.Decrypt(cert, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, content) {
-		t.Fatalf("pkcs7 decrypted %q", got)
 	}
 }
 

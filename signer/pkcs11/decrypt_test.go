@@ -11,18 +11,14 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/smallstep/pkcs7"
-
 	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/pkcs11/hsmtest"
+	"github.com/quorumca/quorumca/signer/signertest"
 )
 
 // An RSA key generated in the token decrypts (so it has CKA_DECRYPT), also
@@ -82,39 +78,7 @@ func TestSoftHSMDecrypt(t *testing.T) {
 		t.Errorf("a tampered ciphertext decrypted to %q", got)
 	}
 
-	t.Run("PKCS7", func(t *testing.T) {
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "scep decrypter"},
-			NotBefore:    time.Now().Add(-time.Minute),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, signer.CryptoSigner(ctx, k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		content := []byte("a PKCSReq's CSR would be here")
-		env, err := pkcs7.Encrypt(content, []*x509.Certificate{cert})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p7, err := pkcs7.Parse(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := p7.Decrypt(cert, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, content) {
-			t.Fatalf("pkcs7 decrypted %q", got)
-		}
-	})
+	t.Run("PKCS7", func(t *testing.T) { signertest.CheckEnvelope(t, ctx, k, d) })
 }
 
 // Decryptions take the key's budget like signatures: they show in its

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -40,8 +41,12 @@ const maxSCEPBody = 64 << 10
 // No GetNextCACert: rollover shows in GetCACert as soon as it happens.
 const scepCaps = "AES\nPOSTPKIOperation\nRenewal\nSCEPStandard\nSHA-256\nSHA-512\n"
 
-// codeBadMessage: a message that does not parse, verify or decrypt.
-const codeBadMessage = "bad_message"
+// codeBadMessage: a message that does not parse, verify or decrypt;
+// codeBadAlg: one a reply could not be encrypted for.
+const (
+	codeBadMessage = "bad_message"
+	codeBadAlg     = "bad_alg"
+)
 
 func badMessage(err error) error { return refusal(errs.Invalid, codeBadMessage, err.Error()) }
 
@@ -52,6 +57,10 @@ func (s *Server) scepRoutes(mux *http.ServeMux) {
 
 func (s *Server) scep(w http.ResponseWriter, r *http.Request) {
 	p, err := s.scepProvisioner(r.Context(), r.PathValue("label"))
+	var ra *authority.SCEPRA
+	if err == nil {
+		ra, err = s.scepRA(r, p)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -61,9 +70,9 @@ func (s *Server) scep(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, scepCaps)
 	case "GetCACert":
-		s.scepCACert(w, r, p)
+		s.scepCACert(w, r, ra)
 	case "PKIOperation":
-		s.scepOperation(w, r, p)
+		s.scepOperation(w, r, p, ra)
 	default:
 		s.fail(w, r, refusal(errs.Invalid, "bad_request", fmt.Sprintf("operation %.40q: want GetCACaps, GetCACert or PKIOperation", op)))
 	}
@@ -92,12 +101,7 @@ func (s *Server) scepRA(r *http.Request, p *fsm.Provisioner) (*authority.SCEPRA,
 
 // scepCACert answers GetCACert (RFC 8894 4.2.1.2): the RA's certificate
 // first, then the issuer's chain and the roots, certs-only.
-func (s *Server) scepCACert(w http.ResponseWriter, r *http.Request, p *fsm.Provisioner) {
-	ra, err := s.scepRA(r, p)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *Server) scepCACert(w http.ResponseWriter, r *http.Request, ra *authority.SCEPRA) {
 	p7, err := scep.Degenerate(append([][]byte{ra.Cert.Raw}, ra.CACerts...), nil)
 	if err != nil {
 		s.fail(w, r, err)
@@ -131,12 +135,7 @@ func scepMessage(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-func (s *Server) scepOperation(w http.ResponseWriter, r *http.Request, p *fsm.Provisioner) {
-	ra, err := s.scepRA(r, p)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
+func (s *Server) scepOperation(w http.ResponseWriter, r *http.Request, p *fsm.Provisioner, ra *authority.SCEPRA) {
 	der, err := scepMessage(w, r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -160,6 +159,8 @@ func (s *Server) scepOperation(w http.ResponseWriter, r *http.Request, p *fsm.Pr
 		switch {
 		case code == codeBadMessage:
 			out.FailInfo = scep.FailBadMessageCheck
+		case code == codeBadAlg:
+			out.FailInfo = scep.FailBadAlg
 		case status == http.StatusNotFound:
 			out.FailInfo = scep.FailBadCertID
 		}
@@ -167,10 +168,6 @@ func (s *Server) scepOperation(w http.ResponseWriter, r *http.Request, p *fsm.Pr
 	nonce := make([]byte, 16)
 	rand.Read(nonce)
 	rep, err := req.Reply(out, ra.Cert, ra.Sign, nonce)
-	if errors.Is(err, scep.ErrMalformed) && out.FailInfo == "" {
-		// The signer's key cannot be encrypted to (not RSA): say so.
-		rep, err = req.Reply(scep.Reply{FailInfo: scep.FailBadAlg, FailText: err.Error()}, ra.Cert, ra.Sign, nonce)
-	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -178,6 +175,13 @@ func (s *Server) scepOperation(w http.ResponseWriter, r *http.Request, p *fsm.Pr
 	w.Header().Set("Content-Type", "application/x-pki-message")
 	w.Write(rep)
 }
+
+// errUnreadable answers every envelope that does not open, and every
+// content that does not parse as what the operation reads (a signed CSR,
+// an IssuerAndSerial): one answer, so that no one learns whether a forged
+// envelope's padding was right (a CBC or Bleichenbacher padding oracle
+// would give captured requests away).
+var errUnreadable = badMessage(errors.New("the envelope does not open with the RA's key, or does not hold what the operation reads"))
 
 // scepAnswer does what a request asks, returning what its CertRep carries.
 func (s *Server) scepAnswer(r *http.Request, p *fsm.Provisioner, ra *authority.SCEPRA, req *scep.Request) (scep.Reply, error) {
@@ -187,22 +191,28 @@ func (s *Server) scepAnswer(r *http.Request, p *fsm.Provisioner, ra *authority.S
 	default:
 		return scep.Reply{}, badRequest(fmt.Sprintf("messageType %.8q: want PKCSReq, RenewalReq, CertPoll, GetCert or GetCRL", req.Type))
 	}
+	if _, ok := req.Signer.PublicKey.(*rsa.PublicKey); !ok {
+		// A success is encrypted to the signer's key: RSA only. Said
+		// before anything is done, so nothing is spent for an answer the
+		// client could not read.
+		return scep.Reply{}, refusal(errs.Invalid, codeBadAlg, "the message is signed with a key that is not RSA; SCEP replies are encrypted to it")
+	}
 	content, err := req.Open(ra.Certs, ra.Decrypt)
 	if err != nil {
-		return scep.Reply{}, badMessage(err)
+		return scep.Reply{}, errUnreadable
 	}
 	switch req.Type {
 	case scep.PKCSReq, scep.RenewalReq:
 		csr, err := x509.ParseCertificateRequest(content)
-		if err != nil {
-			return scep.Reply{}, badRequest("the envelope does not hold a PKCS#10 request")
+		if err != nil || csr.CheckSignature() != nil {
+			return scep.Reply{}, errUnreadable
 		}
 		csrPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: content})
 		var iss *authority.Issued
 		if req.Type == scep.PKCSReq {
 			var token string
 			if token, err = scep.ChallengePassword(csr); err != nil {
-				return scep.Reply{}, badMessage(err)
+				return scep.Reply{}, errUnreadable
 			}
 			if token == "" {
 				return scep.Reply{}, refusal(errs.Unauthenticated, "unauthenticated", "a PKCSReq needs an enrollment token as its challenge password")
@@ -222,7 +232,7 @@ func (s *Server) scepAnswer(r *http.Request, p *fsm.Provisioner, ra *authority.S
 	}
 	var ias scep.IssuerAndSerial
 	if err := scep.Unmarshal(content, &ias); err != nil {
-		return scep.Reply{}, badMessage(err)
+		return scep.Reply{}, errUnreadable
 	}
 	if ias.Serial == nil || ias.Serial.Sign() <= 0 {
 		return scep.Reply{}, badRequest("the serial must be positive")
@@ -252,11 +262,11 @@ func (s *Server) scepAnswer(r *http.Request, p *fsm.Provisioner, ra *authority.S
 func (s *Server) scepPoll(ctx context.Context, p *fsm.Provisioner, req *scep.Request, content []byte) (scep.Reply, error) {
 	var ias scep.IssuerAndSubject
 	if err := scep.Unmarshal(content, &ias); err != nil {
-		return scep.Reply{}, badMessage(err)
+		return scep.Reply{}, errUnreadable
 	}
 	subject, err := ias.SubjectName()
 	if err != nil {
-		return scep.Reply{}, badMessage(err)
+		return scep.Reply{}, errUnreadable
 	}
 	pub, ok := req.Signer.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if subject.CommonName != "" && ok {

@@ -46,6 +46,9 @@ const (
 // not ask about the responder's own certificate.
 var oidOCSPNoCheck = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 5}
 
+// oidCMCRA is id-kp-cmcRA (RFC 6402 2.10): a registration authority.
+var oidCMCRA = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 28}
+
 // delegateRole is what a role's certificates say and how long they live.
 type delegateRole struct {
 	name           string // fsm.Role*
@@ -84,8 +87,11 @@ var (
 		renewBefore: func(ttl time.Duration) time.Duration { return ttl / 3 },
 		shape: func(a *fsm.Authority, tmpl *x509.Certificate) {
 			tmpl.Subject = pkix.Name{CommonName: a.Name + " SCEP RA", Organization: []string{"quorumca"}}
-			// Clients pick the recipient of their envelope by key usage.
+			// Clients pick the recipient of their envelope by key usage;
+			// id-kp-cmcRA says what it is, so that no verifier takes a
+			// certificate without an EKU for one good for anything.
 			tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+			tmpl.UnknownExtKeyUsage = []asn1.ObjectIdentifier{oidCMCRA}
 		},
 		defaultAlg: signer.AlgRSA2048,
 		checkKey: func(ctx context.Context, key signer.Key) error {
@@ -182,20 +188,42 @@ func (ca *CA) SetDelegate(ctx context.Context, roleName string, req DelegateRequ
 	return ca.state.Delegate(role.name, a.Name)
 }
 
-// ownKey refuses a delegated key that is one of the authority's CA keys:
-// it would gain nothing and put an issuing key in a second role.
+// ownKey refuses a delegated key that is a CA key of any authority, or
+// another delegated key (of another role, or another authority's): it
+// would put one key in two roles, and an RSA decryption key that answers
+// strangers (SCEP) must never also sign certificates or OCSP answers.
 func (ca *CA) ownKey(ctx context.Context, role *delegateRole, a *fsm.Authority, key signer.Key) error {
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok {
 		return fmt.Errorf("%w: key %s: unsupported public key", ErrInvalidRequest, key.URI())
 	}
-	certs := a.Roots()
-	for _, iss := range a.Issuers {
-		certs = append(certs, iss.Chain...)
+	as, err := ca.state.Authorities()
+	if err != nil {
+		return err
 	}
-	for _, der := range certs {
-		if c, err := ca.certs.parse(der); err == nil && pub.Equal(c.PublicKey) {
-			return fmt.Errorf("%w: key %s is a CA key of %s; a %s needs a key of its own", ErrInvalidRequest, key.URI(), a.Name, role.what)
+	for _, other := range as {
+		certs := other.Roots()
+		for _, iss := range other.Issuers {
+			certs = append(certs, iss.Chain...)
+		}
+		for _, der := range certs {
+			if c, err := ca.certs.parse(der); err == nil && pub.Equal(c.PublicKey) {
+				return fmt.Errorf("%w: key %s is a CA key of %s; a %s needs a key of its own", ErrInvalidRequest, key.URI(), other.Name, role.what)
+			}
+		}
+		for _, r := range []*delegateRole{roleOCSP, roleSCEP} {
+			if r == role && other.Name == a.Name {
+				continue // the key it replaces, or the same one again
+			}
+			d, err := ca.state.Delegate(r.name, other.Name)
+			if err != nil {
+				continue
+			}
+			for _, dc := range d.Certs {
+				if c, err := ca.certs.parse(dc.DER); err == nil && pub.Equal(c.PublicKey) {
+					return fmt.Errorf("%w: key %s is the %s of %s; a %s needs a key of its own", ErrInvalidRequest, key.URI(), r.what, other.Name, role.what)
+				}
+			}
 		}
 	}
 	return nil

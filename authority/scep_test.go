@@ -60,3 +60,26 @@ func TestSCEPRA(t *testing.T) {
 		t.Fatalf("an unknown role: %v", err)
 	}
 }
+
+// A key in one role is refused for another, and for another authority's
+// role: no RSA decryption key that answers strangers also signs OCSP
+// answers, and no delegated key is an authority's CA key.
+func TestADelegatedKeyHasOneRole(t *testing.T) {
+	c := newTestCA(t)
+	ctx := context.Background()
+	uri := "softkey:" + filepath.Join(t.TempDir(), "ra.key")
+	if _, err := c.SetDelegate(ctx, fsm.RoleSCEP, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: uri, Create: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetDelegate(ctx, fsm.RoleOCSP, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: uri}}); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("the SCEP RA's key as OCSP responder: %v", err)
+	}
+	// The same key again for the same role is a renewal, not a second role.
+	if _, err := c.SetDelegate(ctx, fsm.RoleSCEP, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: uri}}); err != nil {
+		t.Fatalf("the RA's key again: %v", err)
+	}
+	ra, _ := c.SCEP(ctx, DefaultAuthority)
+	if len(ra.Cert.UnknownExtKeyUsage) != 1 || !ra.Cert.UnknownExtKeyUsage[0].Equal(oidCMCRA) {
+		t.Fatalf("RA certificate EKU %v", ra.Cert.UnknownExtKeyUsage)
+	}
+}

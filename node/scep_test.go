@@ -2,6 +2,8 @@ package node
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -277,4 +279,117 @@ func scepEnroll(t *testing.T, hc *http.Client, tn *testNode, token, name string)
 		t.Fatal(err)
 	}
 	return c
+}
+
+// scepPost sends a pkiMessage to tn's default SCEP endpoint.
+func scepPost(t *testing.T, hc *http.Client, tn *testNode, msg []byte) (int, []byte) {
+	t.Helper()
+	resp, err := hc.Post("https://"+tn.node.APIAddr()+"/scep/default?operation=PKIOperation", "application/x-pki-message", bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// What an outside tester found, attacked again: envelopes that do not open
+// or hold garbage all fail alike (no padding oracle to read captured
+// requests with); a request signed with a key replies cannot be encrypted
+// to is refused before its token is spent; a provisioner whose authority
+// has no RA is the same 404 as none, for every operation.
+func TestSCEPAttack(t *testing.T) {
+	c := newTestCluster(t, 1)
+	c.waitLogFormat()
+	n := c.running()[0]
+	c.scepRA(n)
+	_, body := scepGet(t, c.client, n, "default", "GetCACert")
+	ra, err := scep.ParseCACerts(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	self, _ := scep.SelfSigned(key, "attacker")
+	failText := func(typ string, content []byte, mutate func([]byte)) (string, string) {
+		t.Helper()
+		sent, err := scep.NewRequest(typ, content, ra[0], self, key, "tx-attack")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := sent.Message
+		if mutate != nil {
+			// Re-sign around a changed envelope, as an attacker would.
+			p7, _ := pkcs7.Parse(msg)
+			env := bytes.Clone(p7.Content)
+			mutate(env)
+			sent = resignSCEP(t, typ, env, self, key)
+			msg = sent.Message
+		}
+		status, b := scepPost(t, c.client, n, msg)
+		if status != 200 {
+			t.Fatalf("%s: %d %s", typ, status, b)
+		}
+		out, err := sent.ReadReply(b, ra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.FailInfo, out.FailText
+	}
+	garbage := make([]byte, 100)
+	rand.Read(garbage)
+	info0, text0 := failText(scep.GetCert, garbage, nil) // opens, holds garbage
+	if info0 != scep.FailBadMessageCheck {
+		t.Fatalf("garbage content: %s %s", info0, text0)
+	}
+	for name, mutate := range map[string]func([]byte){
+		"the encrypted key":      func(env []byte) { env[len(env)/3] ^= 0x01 },
+		"the last content block": func(env []byte) { env[len(env)-1] ^= 0x01 },
+		"the next-to-last block": func(env []byte) { env[len(env)-20] ^= 0x01 },
+	} {
+		for _, typ := range []string{scep.GetCert, scep.PKCSReq} {
+			if info, text := failText(typ, garbage, mutate); info != info0 || text != text0 {
+				t.Errorf("%s changed, %s: %s %q, want %s %q", name, typ, info, text, info0, text0)
+			}
+		}
+	}
+
+	// An EC signer: refused (badAlg) before the token is touched.
+	token := c.mintToken(n, "1h", "ec-signer.example")
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecSelf, _ := scep.SelfSigned(ec, "ec")
+	csr, _ := scep.CSRWithChallenge(&x509.CertificateRequest{DNSNames: []string{"ec-signer.example"}}, ec, token)
+	sent, err := scep.NewRequest(scep.PKCSReq, csr, ra[0], ecSelf, ec, "tx-ec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, b := scepPost(t, c.client, n, sent.Message)
+	if out, err := sent.Check(b, ra); status != 200 || err != nil || out.FailInfo != scep.FailBadAlg {
+		t.Fatalf("an EC signer: %d %+v %v", status, out, err)
+	}
+	if cert := scepEnroll(t, c.client, n, token, "ec-signer.example"); cert.DNSNames[0] != "ec-signer.example" {
+		t.Fatalf("the token after the refusal: %v", cert.DNSNames)
+	}
+
+	// Without an RA, every operation is the same 404 as an unknown name.
+	if r := c.do(n, "DELETE", "/v1/admin/authorities/default/scep-ra", nil, c.admin); r.status != http.StatusNoContent {
+		t.Fatalf("delete the RA: %d %s", r.status, r.body)
+	}
+	for _, label := range []string{"default", "nope"} {
+		for _, op := range []string{"GetCACaps", "GetCACert", "PKIOperation", "Other"} {
+			resp, body := scepGet(t, c.client, n, label, op)
+			if resp.StatusCode != 404 || !bytes.Contains(body, []byte(`"not_found"`)) || !bytes.Contains(body, []byte(label)) {
+				t.Errorf("%s %s: %d %s", label, op, resp.StatusCode, body)
+			}
+		}
+	}
+}
+
+// resignSCEP wraps an envelope in a new pkiMessage signed by key.
+func resignSCEP(t *testing.T, typ string, env []byte, self *x509.Certificate, key *rsa.PrivateKey) *scep.Sent {
+	t.Helper()
+	sent, err := scep.NewSigned(typ, env, self, key, "tx-attack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sent
 }

@@ -33,6 +33,12 @@ func NewRequest(msgType string, content []byte, ra, signer *x509.Certificate, ke
 	if err != nil {
 		return nil, err
 	}
+	return NewSigned(msgType, env, signer, key, transactionID)
+}
+
+// NewSigned makes a pkiMessage around an envelope made elsewhere (tests
+// that forge one).
+func NewSigned(msgType string, env []byte, signer *x509.Certificate, key crypto.Signer, transactionID string) (*Sent, error) {
 	sd, err := pkcs7.NewSignedData(env)
 	if err != nil {
 		return nil, err

@@ -84,6 +84,9 @@ func Parse(der []byte) (req *Request, err error) {
 			req, err = nil, fmt.Errorf("%w: %v", ErrMalformed, r)
 		}
 	}()
+	if err := checkNesting(der); err != nil {
+		return nil, err
+	}
 	p7, err := pkcs7.Parse(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -122,9 +125,12 @@ func (r *Request) Open(certs []*x509.Certificate, key crypto.Decrypter) (content
 			content, err = nil, errOpen
 		}
 	}()
+	if checkNesting(r.envelope) != nil {
+		return nil, errOpen
+	}
 	env, err := pkcs7.Parse(r.envelope)
 	if err != nil {
-		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+		return nil, errOpen
 	}
 	d := implicitRejection{key, contentKeyLen(r.envelope)}
 	for _, c := range certs {
@@ -336,4 +342,85 @@ func Degenerate(certs, crls [][]byte) ([]byte, error) {
 		ContentType asn1.ObjectIdentifier
 		Content     asn1.RawValue
 	}{asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: inner}})
+}
+
+// maxNesting bounds how deep a message's ASN.1 may nest: a CMS message
+// nests about a dozen levels, and the library's BER-to-DER conversion
+// costs time quadratic in the depth.
+const maxNesting = 32
+
+// checkNesting walks b's BER encoding, in time linear in its length, and
+// refuses it if it nests deeper than maxNesting or does not parse as BER.
+func checkNesting(b []byte) error {
+	bad := fmt.Errorf("%w: not BER, or nested deeper than %d", ErrMalformed, maxNesting)
+	type frame struct {
+		end        int  // where a definite-length value ends
+		indefinite bool // ends at an end-of-contents instead
+	}
+	var stack []frame
+	for i := 0; ; {
+		for len(stack) > 0 && !stack[len(stack)-1].indefinite && i == stack[len(stack)-1].end {
+			stack = stack[:len(stack)-1]
+		}
+		if i == len(b) {
+			if len(stack) > 0 {
+				return bad
+			}
+			return nil
+		}
+		if len(stack) > 0 && stack[len(stack)-1].indefinite && i+1 < len(b) && b[i] == 0 && b[i+1] == 0 {
+			stack, i = stack[:len(stack)-1], i+2
+			continue
+		}
+		tag := b[i]
+		i++
+		if tag&0x1f == 0x1f { // high tag number: base-128 digits
+			for n := 0; ; n++ {
+				if i >= len(b) || n > 4 {
+					return bad
+				}
+				i++
+				if b[i-1]&0x80 == 0 {
+					break
+				}
+			}
+		}
+		if i >= len(b) {
+			return bad
+		}
+		l := int(b[i])
+		i++
+		constructed := tag&0x20 != 0
+		if l == 0x80 {
+			if !constructed {
+				return bad
+			}
+			if stack = append(stack, frame{indefinite: true}); len(stack) > maxNesting {
+				return bad
+			}
+			continue
+		}
+		if l&0x80 != 0 {
+			n := l & 0x7f
+			if n == 0 || n > 3 || i+n > len(b) {
+				return bad
+			}
+			l = 0
+			for _, c := range b[i : i+n] {
+				l = l<<8 | int(c)
+			}
+			i += n
+		}
+		end := i + l
+		if end > len(b) || (len(stack) > 0 && !stack[len(stack)-1].indefinite && end > stack[len(stack)-1].end) {
+			return bad
+		}
+		if !constructed {
+			i = end
+			continue
+		}
+		if stack = append(stack, frame{end: end}); len(stack) > maxNesting {
+			return bad
+		}
+	}
 }

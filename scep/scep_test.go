@@ -244,3 +244,39 @@ func TestOpenFailsAlike(t *testing.T) {
 		}
 	}
 }
+
+// Deep nesting is refused before the CMS parser sees it (its BER to DER
+// conversion takes time quadratic in the depth), in either length form;
+// what CMS messages nest passes.
+func TestNesting(t *testing.T) {
+	nest := func(depth int, indefinite bool) []byte {
+		b := []byte{0x05, 0x00} // NULL
+		for range depth {
+			if indefinite {
+				b = append(append([]byte{0x30, 0x80}, b...), 0, 0)
+			} else {
+				b = append([]byte{0x30, 0x82, byte(len(b) >> 8), byte(len(b))}, b...)
+			}
+		}
+		return b
+	}
+	for _, indefinite := range []bool{false, true} {
+		if err := checkNesting(nest(maxNesting, indefinite)); err != nil {
+			t.Errorf("depth %d (indefinite %v): %v", maxNesting, indefinite, err)
+		}
+		if err := checkNesting(nest(maxNesting+1, indefinite)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("depth %d (indefinite %v): %v", maxNesting+1, indefinite, err)
+		}
+		deep := nest(10000, indefinite)
+		start := time.Now()
+		if _, err := Parse(deep); !errors.Is(err, ErrMalformed) {
+			t.Errorf("depth 10000 (indefinite %v): %v", indefinite, err)
+		}
+		t.Logf("depth 10000 (indefinite %v) refused in %s", indefinite, time.Since(start))
+	}
+	for _, b := range [][]byte{{0x30}, {0x30, 0x05, 0x00}, {0x04, 0x80, 0x00, 0x00}, {0x1f}, {0x30, 0x84, 1, 0, 0, 0}} {
+		if err := checkNesting(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("% x: %v", b, err)
+		}
+	}
+}

@@ -31,6 +31,9 @@ func (ca *CA) checkAuthority(ctx context.Context, a *fsm.Authority) error {
 	if err != nil {
 		return fmt.Errorf("%w: root: %v", ErrInvalidRequest, err)
 	}
+	if err := ca.notDelegatedCert(root, a.RootKeyURI, "root"); err != nil {
+		return err
+	}
 	if a.RootKeyURI != "" {
 		if err := ca.checkKey(ctx, a.RootKeyURI, root); err != nil {
 			return err
@@ -77,6 +80,9 @@ func (ca *CA) checkIssuer(ctx context.Context, root *x509.Certificate, iss *fsm.
 	if err := ca.checkKey(ctx, iss.KeyURI, cert); err != nil {
 		return err
 	}
+	if err := ca.notDelegatedCert(cert, iss.KeyURI, "an issuing CA"); err != nil {
+		return err
+	}
 	iss.ID = IssuerID(cert)
 	iss.Active = true
 	return nil
@@ -93,4 +99,15 @@ func (ca *CA) checkKey(ctx context.Context, uri string, cert *x509.Certificate) 
 		return fmt.Errorf("%w: key %s is not the key of certificate %q", ErrInvalidRequest, uri, cert.Subject.CommonName)
 	}
 	return nil
+}
+
+// notDelegatedCert refuses a CA certificate whose key is a delegated key
+// (an OCSP responder's, a SCEP RA's): the RA's key answers strangers'
+// envelopes, and must never also sign certificates.
+func (ca *CA) notDelegatedCert(c *x509.Certificate, uri, what string) error {
+	pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok {
+		return nil // no key Go knows: no delegated key either
+	}
+	return ca.notDelegated(pub, uri, what, nil)
 }

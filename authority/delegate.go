@@ -211,9 +211,25 @@ func (ca *CA) ownKey(ctx context.Context, role *delegateRole, a *fsm.Authority, 
 				return fmt.Errorf("%w: key %s is a CA key of %s; a %s needs a key of its own", ErrInvalidRequest, key.URI(), other.Name, role.what)
 			}
 		}
+	}
+	return ca.notDelegated(pub, key.URI(), role.what, func(r *delegateRole, name string) bool {
+		return r == role && name == a.Name // the key it replaces, or the same one again
+	})
+}
+
+// notDelegated refuses a key (for what) that some authority's delegated
+// key of some role is, but those skip names. CA keys are checked against
+// delegated keys too (checkAuthority, checkIssuer): a key has one role,
+// whichever came first.
+func (ca *CA) notDelegated(pub interface{ Equal(crypto.PublicKey) bool }, uri, what string, skip func(*delegateRole, string) bool) error {
+	as, err := ca.state.Authorities()
+	if err != nil {
+		return err
+	}
+	for _, other := range as {
 		for _, r := range []*delegateRole{roleOCSP, roleSCEP} {
-			if r == role && other.Name == a.Name {
-				continue // the key it replaces, or the same one again
+			if skip != nil && skip(r, other.Name) {
+				continue
 			}
 			d, err := ca.state.Delegate(r.name, other.Name)
 			if err != nil {
@@ -221,7 +237,7 @@ func (ca *CA) ownKey(ctx context.Context, role *delegateRole, a *fsm.Authority, 
 			}
 			for _, dc := range d.Certs {
 				if c, err := ca.certs.parse(dc.DER); err == nil && pub.Equal(c.PublicKey) {
-					return fmt.Errorf("%w: key %s is the %s of %s; a %s needs a key of its own", ErrInvalidRequest, key.URI(), r.what, other.Name, role.what)
+					return fmt.Errorf("%w: key %s is the %s of %s; a %s needs a key of its own", ErrInvalidRequest, uri, r.what, other.Name, what)
 				}
 			}
 		}

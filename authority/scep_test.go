@@ -83,3 +83,27 @@ func TestADelegatedKeyHasOneRole(t *testing.T) {
 		t.Fatalf("RA certificate EKU %v", ra.Cert.UnknownExtKeyUsage)
 	}
 }
+
+// The other way round: a key that is a delegated key may not become an
+// authority's issuing key or root (an outside tester had rotated another
+// authority onto the SCEP RA's key).
+func TestADelegatedKeyIsNoCAKey(t *testing.T) {
+	c := newTestCA(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	ra := "softkey:" + filepath.Join(dir, "ra.key")
+	if _, err := c.SetDelegate(ctx, fsm.RoleSCEP, DelegateRequest{Name: DefaultAuthority, Key: KeySpec{URI: ra, Create: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, req := range map[string]CreateAuthorityRequest{
+		"issuing key": {Name: "second", RootKey: KeySpec{URI: "softkey:" + filepath.Join(dir, "root2.key"), Create: true}, Key: KeySpec{URI: ra}},
+		"root key":    {Name: "third", RootKey: KeySpec{URI: ra}, Key: KeySpec{URI: "softkey:" + filepath.Join(dir, "i3.key"), Create: true}},
+	} {
+		if _, err := c.CreateAuthority(ctx, req); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("the SCEP RA's key as %s: %v", name, err)
+		}
+	}
+	if as, _ := c.state.Authorities(); len(as) != 1 {
+		t.Fatalf("%d authorities after the refusals", len(as))
+	}
+}

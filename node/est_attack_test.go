@@ -495,7 +495,7 @@ func TestESTAttack(t *testing.T) {
 			{"GET", reenroll}, {"PUT", reenroll},
 			{"POST", "/.well-known/est/cacerts"}, {"PUT", "/.well-known/est/cacerts"}, {"DELETE", "/.well-known/est/cacerts"},
 			{"POST", "/.well-known/est/csrattrs"}, {"POST", "/.well-known/est/routers/cacerts"}, {"GET", "/.well-known/est/routers/simpleenroll"},
-			{"POST", "/.well-known/est/serverkeygen"}, {"GET", "/.well-known/est/serverkeygen"}, {"POST", "/.well-known/est/routers/serverkeygen"},
+			{"GET", "/.well-known/est/serverkeygen"}, {"PUT", "/.well-known/est/routers/serverkeygen"},
 			{"POST", "/.well-known/est/fullcmc"}, {"POST", "/.well-known/est/routers/fullcmc"},
 			{"POST", "/.well-known/est/"}, {"GET", "/.well-known/est"}, {"POST", enroll + "/"}, {"POST", enroll + "x"},
 			{"POST", "/.well-known/est/routers/phones/simpleenroll"}, {"POST", "/.well-known/est/SIMPLEENROLL"},
@@ -504,6 +504,13 @@ func TestESTAttack(t *testing.T) {
 			q.method, q.path = x.method, x.path
 			r := estAtkDo(t, c, nodes[len(x.path)%3], q)
 			estAtkRefused(t, x.method+" "+x.path, r, http.StatusNotFound, http.StatusMethodNotAllowed)
+		}
+		// serverkeygen exists, for provisioners that let the CA make keys:
+		// these do not.
+		for _, path := range []string{"/.well-known/est/serverkeygen", "/.well-known/est/routers/serverkeygen"} {
+			q := good(t1CSR)
+			q.path = path
+			estAtkRefused(t, "POST "+path, estAtkDo(t, c, nodes[0], q), http.StatusForbidden)
 		}
 		// HEAD: the same status, no body.
 		q := good(t1CSR)

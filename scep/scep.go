@@ -5,6 +5,7 @@
 package scep
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -141,50 +142,67 @@ func (r *Request) Open(certs []*x509.Certificate, key crypto.Decrypter) (content
 	return nil, errOpen
 }
 
-// implicitRejection answers an RSAES-PKCS1-v1_5 key transport whose
-// padding is wrong with a random key, as RFC 3218 section 2.3.2 says: the
-// content then fails to decrypt as it would under any wrong key, in the
-// same steps.
+// implicitRejection makes every RSAES-PKCS1-v1_5 key transport yield a
+// content key of the length the envelope's cipher takes, as RFC 3218
+// section 2.3.2 says: a wrong padding, or a right one around a key of
+// another length, gets a random key. Every envelope then goes on to
+// decrypt its content alike, and neither the answer nor its time tells
+// whether the padding was right (Bleichenbacher's oracle).
 type implicitRejection struct {
 	crypto.Decrypter
 	keyLen int
 }
 
 func (d implicitRejection) Decrypt(random io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
-	key, err := d.Decrypter.Decrypt(random, msg, opts)
 	//lint:ignore SA1019 SCEP clients transport keys with PKCS#1 v1.5 (RFC 8894); this is the mitigation.
-	if _, v15 := opts.(*rsa.PKCS1v15DecryptOptions); err != nil && v15 {
+	if _, v15 := opts.(*rsa.PKCS1v15DecryptOptions); !v15 {
+		return d.Decrypter.Decrypt(random, msg, opts)
+	}
+	// In memory, Go's RSA makes a wrong padding a random key in constant
+	// time; a PKCS#11 key does not take SessionKeyLen (an error before the
+	// HSM is asked) and answers a wrong padding with an error.
+	//lint:ignore SA1019 as above
+	key, err := d.Decrypter.Decrypt(random, msg, &rsa.PKCS1v15DecryptOptions{SessionKeyLen: d.keyLen})
+	if err != nil {
+		//lint:ignore SA1019 as above
+		key, err = d.Decrypter.Decrypt(random, msg, &rsa.PKCS1v15DecryptOptions{})
+	}
+	if err != nil || len(key) != d.keyLen {
 		key = make([]byte, d.keyLen)
-		_, err = rand.Read(key)
-	}
-	return key, err
-}
-
-// contentKeyLen is the content-encryption key's length the envelope's
-// cipher takes (16 when the envelope does not say, in DER, which one).
-func contentKeyLen(envelope []byte) int {
-	var env struct {
-		ContentType asn1.ObjectIdentifier
-		Content     struct {
-			Version        int
-			RecipientInfos asn1.RawValue
-			Encrypted      struct {
-				ContentType asn1.ObjectIdentifier
-				Algorithm   pkix.AlgorithmIdentifier
-			}
-		} `asn1:"explicit,tag:0"`
-	}
-	if _, err := asn1.Unmarshal(envelope, &env); err == nil {
-		switch alg := env.Content.Encrypted.Algorithm.Algorithm; {
-		case alg.Equal(pkcs7.OIDEncryptionAlgorithmDESCBC):
-			return 8
-		case alg.Equal(pkcs7.OIDEncryptionAlgorithmDESEDE3CBC):
-			return 24
-		case alg.Equal(pkcs7.OIDEncryptionAlgorithmAES256CBC), alg.Equal(pkcs7.OIDEncryptionAlgorithmAES256GCM):
-			return 32
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
 		}
 	}
-	return 16
+	return key, nil
+}
+
+// cipherOIDs are the DER encodings of the content ciphers' OIDs (always
+// DER, in BER too) and their key lengths.
+var cipherOIDs = []struct {
+	oid    asn1.ObjectIdentifier
+	keyLen int
+}{
+	{pkcs7.OIDEncryptionAlgorithmDESCBC, 8},
+	{pkcs7.OIDEncryptionAlgorithmDESEDE3CBC, 24},
+	{pkcs7.OIDEncryptionAlgorithmAES128CBC, 16},
+	{pkcs7.OIDEncryptionAlgorithmAES256CBC, 32},
+	{pkcs7.OIDEncryptionAlgorithmAES128GCM, 16},
+	{pkcs7.OIDEncryptionAlgorithmAES256GCM, 32},
+}
+
+// contentKeyLen is the key length of the first content cipher the
+// envelope names (16 when it names none). A client names one, in its
+// encryptedContentInfo; a forger who names others only picks the length
+// of the random key its own envelopes get.
+func contentKeyLen(envelope []byte) int {
+	first, n := len(envelope), 16
+	for _, c := range cipherOIDs {
+		der, _ := asn1.Marshal(c.oid)
+		if i := bytes.Index(envelope, der); i >= 0 && i < first {
+			first, n = i, c.keyLen
+		}
+	}
+	return n
 }
 
 // ChallengePassword reads a CSR's challengePassword attribute (PKCS#9),

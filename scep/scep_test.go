@@ -1,5 +1,7 @@
 package scep
 
+//lint:file-ignore SA1019 SCEP clients encrypt with RSAES-PKCS1-v1_5 (deprecated in Go 1.26): these tests must too
+
 import (
 	"bytes"
 	"crypto"
@@ -10,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"math/big"
 	"os/exec"
 	"strings"
@@ -277,6 +280,50 @@ func TestNesting(t *testing.T) {
 	for _, b := range [][]byte{{0x30}, {0x30, 0x05, 0x00}, {0x04, 0x80, 0x00, 0x00}, {0x1f}, {0x30, 0x84, 1, 0, 0, 0}} {
 		if err := checkNesting(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("% x: %v", b, err)
+		}
+	}
+}
+
+// hsmLike answers as crypto11 does: SessionKeyLen is refused, and a wrong
+// padding is an error.
+type hsmLike struct{ *rsa.PrivateKey }
+
+func (h hsmLike) Decrypt(r io.Reader, msg []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	if o, ok := opts.(*rsa.PKCS1v15DecryptOptions); ok && o.SessionKeyLen != 0 {
+		return nil, errors.New("unsupported RSA option value")
+	}
+	return h.PrivateKey.Decrypt(r, msg, opts)
+}
+
+// Whatever the RSA block holds (a right padding around a key of the
+// cipher's length, around one of another length, a wrong padding), the
+// content key that comes out has the cipher's length: only the first is
+// the key sent. In memory and from an HSM alike.
+func TestImplicitRejection(t *testing.T) {
+	k := rsaKey(t)
+	// A block with a right padding around any bytes, as a forger makes it.
+	block := func(key []byte) []byte {
+		ct, err := rsa.EncryptPKCS1v15(rand.Reader, &k.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ct
+	}
+	good, short := bytes.Repeat([]byte{7}, 24), []byte{1, 2, 3, 4, 5}
+	wrong := make([]byte, 256)
+	rand.Read(wrong)
+	for name, d := range map[string]crypto.Decrypter{"in memory": k, "hsm": hsmLike{k}} {
+		ir := implicitRejection{d, 24}
+		//lint:ignore SA1019 the options SCEP's key transport uses
+		v15 := &rsa.PKCS1v15DecryptOptions{}
+		if got, err := ir.Decrypt(rand.Reader, block(good), v15); err != nil || !bytes.Equal(got, good) {
+			t.Errorf("%s: the key sent: %x %v", name, got, err)
+		}
+		for what, ct := range map[string][]byte{"another length": block(short), "a wrong padding": wrong} {
+			got, err := ir.Decrypt(rand.Reader, ct, v15)
+			if err != nil || len(got) != 24 || bytes.Equal(got, good) {
+				t.Errorf("%s, %s: %x %v, want 24 random bytes", name, what, got, err)
+			}
 		}
 	}
 }

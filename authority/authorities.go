@@ -31,7 +31,7 @@ func (ca *CA) checkAuthority(ctx context.Context, a *fsm.Authority) error {
 	if err != nil {
 		return fmt.Errorf("%w: root: %v", ErrInvalidRequest, err)
 	}
-	if err := ca.notDelegatedCert(root, a.RootKeyURI, "root"); err != nil {
+	if err := ca.notDelegatedCert(root, a.RootKeyURI, "a root"); err != nil {
 		return err
 	}
 	if a.RootKeyURI != "" {

@@ -212,7 +212,7 @@ func (ca *CA) ownKey(ctx context.Context, role *delegateRole, a *fsm.Authority, 
 			}
 		}
 	}
-	return ca.notDelegated(pub, key.URI(), role.what, func(r *delegateRole, name string) bool {
+	return ca.notDelegated(pub, key.URI(), "a "+role.what, func(r *delegateRole, name string) bool {
 		return r == role && name == a.Name // the key it replaces, or the same one again
 	})
 }
@@ -237,7 +237,10 @@ func (ca *CA) notDelegated(pub interface{ Equal(crypto.PublicKey) bool }, uri, w
 			}
 			for _, dc := range d.Certs {
 				if c, err := ca.certs.parse(dc.DER); err == nil && pub.Equal(c.PublicKey) {
-					return fmt.Errorf("%w: key %s is the %s of %s; a %s needs a key of its own", ErrInvalidRequest, uri, r.what, other.Name, what)
+					if uri == "" {
+						uri = "(no URI: an imported certificate's)"
+					}
+					return fmt.Errorf("%w: key %s is the %s of %s; %s needs a key of its own", ErrInvalidRequest, uri, r.what, other.Name, what)
 				}
 			}
 		}

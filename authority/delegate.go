@@ -66,7 +66,7 @@ type delegateRole struct {
 
 var (
 	roleOCSP = &delegateRole{
-		name: fsm.RoleOCSP, what: "OCSP responder",
+		name: fsm.RoleOCSP, what: "delegated OCSP responder",
 		defaultTTL: DefaultOCSPResponderTTL, minTTL: minOCSPResponderTTL, maxTTL: maxOCSPResponderTTL,
 		// An answer is only signed with a certificate that outlives it.
 		minLife:     2 * ocspValidity,

@@ -177,6 +177,8 @@ func (s *Server) PublicRoutes() http.Handler {
 // middleware adds panic recovery, JSON errors for unrouted requests, and
 // per-route timing.
 func (s *Server) middleware(mux *http.ServeMux) http.Handler {
+	probe, _ := http.NewRequest(http.MethodGet, "/v1/ocsp/x", nil)
+	_, ocspGET := mux.Handler(probe)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
@@ -186,6 +188,13 @@ func (s *Server) middleware(mux *http.ServeMux) http.Handler {
 		// is what sets path values.
 		var h http.Handler = mux
 		_, route := mux.Handler(r)
+		if ocspGET != "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/v1/ocsp/") {
+			// An OCSP GET's path is base64, which clients may leave raw:
+			// a "//" in it is data, which the mux would clean away (a
+			// redirect to another request).
+			r.SetPathValue("req", strings.TrimPrefix(r.URL.EscapedPath(), "/v1/ocsp/"))
+			h, route = http.HandlerFunc(s.ocsp), ocspGET
+		}
 		if route == "" {
 			route = "unrouted"
 			h, _ = mux.Handler(r)

@@ -400,3 +400,19 @@ func TestHealthAndReadiness(t *testing.T) {
 		}
 	}
 }
+
+// A raw base64 OCSP GET whose path holds "//" (data, not structure)
+// reaches the responder unchanged, not a redirect to a cleaned path.
+func TestOCSPGetRawBase64WithSlashes(t *testing.T) {
+	ts := newTestServer(t)
+	for _, req := range [][]byte{{0x30, 0x03, 0xff, 0xff, 0xff, 0x01}, {0xff, 0xff, 0xff, 0x30, 0x01, 0x02}} {
+		raw := base64.StdEncoding.EncodeToString(req)
+		if !strings.Contains(raw, "//") {
+			t.Fatalf("%s has no //", raw)
+		}
+		w := ts.serve(request{method: "GET", path: "/v1/ocsp/" + raw})
+		if w.Code != http.StatusOK || !bytes.Equal(ts.ca.ocspReq, req) {
+			t.Errorf("%s: %d %s, the CA got %x", raw, w.Code, w.Header().Get("Location"), ts.ca.ocspReq)
+		}
+	}
+}

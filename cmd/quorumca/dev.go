@@ -5,6 +5,7 @@ package main
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -106,6 +107,7 @@ func dev(fs *flag.FlagSet) func([]string) int {
 		}
 
 		var running []*node.Node
+		var baseURL string // the first node's, which it bootstraps with ("" with -only for another)
 		defer func() {
 			if *only > 0 { // the others run on in their own processes: hand over
 				for _, n := range running {
@@ -164,6 +166,7 @@ func dev(fs *flag.FlagSet) func([]string) int {
 				// The dev authority's OCSP answers are signed by a delegated
 				// responder, as production ones should be.
 				ca := pki.Authority("http://" + httpAddr)
+				baseURL = ca.BaseURL
 				if ca.OCSPResponderKey, err = pki.OCSPResponderKey(); err != nil {
 					return fail("dev: %v", err)
 				}
@@ -186,7 +189,7 @@ func dev(fs *flag.FlagSet) func([]string) int {
 			}
 			running = append(running, n)
 		}
-		if err := waitReady(running, filepath.Join(dir, "admin.token"), time.Minute); err != nil {
+		if err := waitReady(running, filepath.Join(dir, "admin.token"), baseURL, time.Minute); err != nil {
 			return fail("dev: %v", err)
 		}
 		adminToken, err := os.ReadFile(filepath.Join(dir, "admin.token"))
@@ -280,9 +283,11 @@ func devSecret(path string) (string, error) {
 	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
 }
 
-// waitReady waits until every node knows the leader, sees the authority and
-// its own address, and the bootstrap admin token has been written.
-func waitReady(nodes []*node.Node, tokenFile string, timeout time.Duration) error {
+// waitReady waits until every node knows the leader, sees the authority
+// with this start's links (baseURL, and its intermediate signed for them:
+// a restart on another -listen updates them) and its own address, and the
+// bootstrap admin token has been written.
+func waitReady(nodes []*node.Node, tokenFile, baseURL string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ready := true
@@ -290,9 +295,9 @@ func waitReady(nodes []*node.Node, tokenFile string, timeout time.Duration) erro
 			ready = false
 		}
 		for _, n := range nodes {
-			_, aerr := n.FSM().Authority(authority.DefaultAuthority)
+			a, aerr := n.FSM().Authority(authority.DefaultAuthority)
 			me, merr := n.FSM().Node(n.Name())
-			if n.Cluster().Status().LeaderID == "" || aerr != nil || merr != nil || me.APIAddr != n.APIAddr() {
+			if n.Cluster().Status().LeaderID == "" || aerr != nil || merr != nil || me.APIAddr != n.APIAddr() || !linkedTo(a, baseURL) {
 				ready = false
 			}
 		}
@@ -304,6 +309,24 @@ func waitReady(nodes []*node.Node, tokenFile string, timeout time.Duration) erro
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// linkedTo says whether an authority names baseURL, and so does the
+// intermediate it issues with.
+func linkedTo(a *fsm.Authority, baseURL string) bool {
+	if baseURL == "" {
+		return true // another process bootstraps
+	}
+	if a.BaseURL != baseURL {
+		return false
+	}
+	for _, iss := range a.ActiveIssuers() {
+		c, err := x509.ParseCertificate(iss.Chain[0])
+		if err != nil || len(c.CRLDistributionPoints) == 0 || !strings.HasPrefix(c.CRLDistributionPoints[0], baseURL+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // exampleScript is a shell session that gets, renews and checks a

@@ -293,6 +293,14 @@ func (a *Agent) step(ctx context.Context) error {
 	// keeps failing must not keep the revocation check from running.
 	var hookErr error
 	if a.st.HookPending {
+		// A certificate under a root the trust bundle lacks yet (a root
+		// rotation, renewed before the next check of the roots): the
+		// bundle catches up before anyone is told of the certificate.
+		if !a.trusts() {
+			if err := a.refreshRoots(ctx); err != nil {
+				return err
+			}
+		}
 		hookErr = a.afterWrite(ctx)
 	}
 	if !fresh {
@@ -464,4 +472,17 @@ func (a *Agent) pendingKey() (crypto.Signer, error) {
 		return nil, err
 	}
 	return k, atomicfile.Write(a.pendingKeyFile(), data, 0o600)
+}
+
+// trusts says whether the trust bundle verifies the current certificate.
+func (a *Agent) trusts() bool {
+	if a.id == nil {
+		return true
+	}
+	inter := x509.NewCertPool()
+	for _, c := range a.id.chain {
+		inter.AddCert(c)
+	}
+	_, err := a.id.cert.Verify(x509.VerifyOptions{Roots: a.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	return err == nil
 }

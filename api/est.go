@@ -188,11 +188,10 @@ func (s *Server) estServerKeygen(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		s.estFail(w, r, err)
-		return
+	var p7 []byte
+	if err == nil {
+		p7, err = pkcs7.DegenerateCertificate(iss.Cert.DER)
 	}
-	p7, err := pkcs7.DegenerateCertificate(iss.Cert.DER)
 	if err != nil {
 		s.estFail(w, r, err)
 		return

@@ -3,12 +3,10 @@ package signer_test
 //lint:file-ignore SA1019 SCEP clients encrypt with RSAES-PKCS1-v1_5 (deprecated in Go 1.26): these tests must too
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -54,46 +52,9 @@ func TestSoftRSAKeyDecrypts(t *testing.T) {
 			if !ok {
 				t.Fatal("an RSA soft key cannot decrypt")
 			}
-			checkDecrypts(t, d)
+			signertest.CheckDecrypts(t, d, crypto.SHA256)
 			signertest.CheckEnvelope(t, ctx, k, d)
 		})
-	}
-}
-
-// checkDecrypts encrypts to d's public key in every way SCEP may and
-// compares what d decrypts.
-func checkDecrypts(t *testing.T, d crypto.Decrypter) {
-	t.Helper()
-	pub := d.Public().(*rsa.PublicKey)
-	msg := []byte("a content-encryption key")
-	v15, err := rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oaep, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub, msg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		name       string
-		ciphertext []byte
-		opts       crypto.DecrypterOpts
-	}{
-		{"PKCS1v15/nil opts", v15, nil},
-		{"PKCS1v15", v15, &rsa.PKCS1v15DecryptOptions{}},
-		{"OAEP-SHA256", oaep, &rsa.OAEPOptions{Hash: crypto.SHA256}},
-	} {
-		got, err := d.Decrypt(rand.Reader, c.ciphertext, c.opts)
-		if err != nil {
-			t.Errorf("%s: %v", c.name, err)
-		} else if !bytes.Equal(got, msg) {
-			t.Errorf("%s: decrypted %q", c.name, got)
-		}
-	}
-	bad := bytes.Clone(v15)
-	bad[len(bad)-1] ^= 1
-	if got, err := d.Decrypt(rand.Reader, bad, nil); err == nil {
-		t.Errorf("a tampered ciphertext decrypted to %q", got)
 	}
 }
 
@@ -162,5 +123,5 @@ func TestSoftPKCS1KeyOpens(t *testing.T) {
 	if !ok {
 		t.Fatal("a PKCS#1 RSA key cannot decrypt")
 	}
-	checkDecrypts(t, d)
+	signertest.CheckDecrypts(t, d, crypto.SHA256)
 }

@@ -5,12 +5,10 @@ package pkcs11_test
 //lint:file-ignore SA1019 SCEP clients encrypt with RSAES-PKCS1-v1_5 (deprecated in Go 1.26): these tests must too
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha1"
 	"errors"
 	"sync"
 	"testing"
@@ -40,43 +38,10 @@ func TestSoftHSMDecrypt(t *testing.T) {
 	if !ok {
 		t.Fatal("an RSA PKCS#11 key cannot decrypt")
 	}
-	pub := k.Public().(*rsa.PublicKey)
-	msg := []byte("a content-encryption key")
-	v15, err := rsa.EncryptPKCS1v15(rand.Reader, pub, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// OAEP with SHA-1: SoftHSM2 2.6 (Debian 12) refuses other OAEP hashes
 	// with CKR_ARGUMENTS_BAD (softhsm/SoftHSMv2#474); the soft backend's
 	// test covers OAEP-SHA256.
-	oaep1, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub, msg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		name       string
-		ciphertext []byte
-		opts       crypto.DecrypterOpts
-	}{
-		{"PKCS1v15/nil opts", v15, nil},
-		{"PKCS1v15", v15, &rsa.PKCS1v15DecryptOptions{}},
-		{"OAEP-SHA1", oaep1, &rsa.OAEPOptions{Hash: crypto.SHA1}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := d.Decrypt(rand.Reader, c.ciphertext, c.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, msg) {
-				t.Fatalf("decrypted %q", got)
-			}
-		})
-	}
-	bad := bytes.Clone(v15)
-	bad[len(bad)-1] ^= 1
-	if got, err := d.Decrypt(rand.Reader, bad, nil); err == nil {
-		t.Errorf("a tampered ciphertext decrypted to %q", got)
-	}
+	signertest.CheckDecrypts(t, d, crypto.SHA1)
 
 	t.Run("PKCS7", func(t *testing.T) { signertest.CheckEnvelope(t, ctx, k, d) })
 }

@@ -6,7 +6,9 @@
 // listener in another process may take it before our server binds it.
 // Ports below the ephemeral range are never handed out by the kernel, so
 // the only competition is other callers of this package, which pick at
-// random.
+// random. Within one process no address is handed out twice: a test names
+// several addresses before it binds any of them, and two picks of one port
+// would both look free.
 package freeport
 
 import (
@@ -16,12 +18,18 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
 // lowest is the bottom of the range we pick from; below it live the
 // well-known and commonly configured ports.
 const lowest = 20000
+
+var (
+	mu     sync.Mutex
+	handed = map[string]bool{} // every address Addr returned in this process
+)
 
 // For is Addr for tests: a failure fails the test.
 func For(tb testing.TB) string {
@@ -44,9 +52,12 @@ func Addr() (string, error) {
 	if top-lowest < 1000 {
 		return kernelPick()
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	for range 100 {
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lowest+rand.IntN(top-lowest)))
-		if free(addr) {
+		if !handed[addr] && free(addr) {
+			handed[addr] = true
 			return addr, nil
 		}
 	}

@@ -46,3 +46,22 @@ func TestBusyPortIsNotHandedOut(t *testing.T) {
 		t.Fatalf("%s is listening but was reported free", l.Addr())
 	}
 }
+
+// A test names its addresses before it binds any: picks that are not yet
+// bound must never repeat, or two servers get one port.
+func TestUnboundPicksNeverRepeat(t *testing.T) {
+	if lo, hi := Range(); hi-lo < 1000 {
+		t.Skip("ephemeral range starts too low: addresses come from the kernel")
+	}
+	seen := map[string]bool{}
+	for range 3000 {
+		addr, err := Addr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,7 +36,12 @@ type Config struct {
 	RootsFile  string // the trust bundle, refreshed from /v1/roots
 	StateFile  string
 	RotateKey  bool // a new key at every renewal
-	RenewNow   bool // renew at the first check, due or not
+	// BootstrapCert and BootstrapKey: the device's factory certificate
+	// (PEM, then its chain) and its key (a PEM file, or a pkcs11: URI of
+	// a key in a secure element), to enroll with the bundle's x5c
+	// provisioner when the bundle has no token. Optional.
+	BootstrapCert, BootstrapKey string
+	RenewNow                    bool // renew at the first check, due or not
 
 	Exec    string         // optional: run with /bin/sh -c after each new certificate
 	PIDFile string         // optional: signal this process after each new certificate
@@ -67,6 +71,10 @@ var terminalCodes = map[string]bool{
 	"certificate_renewed": true,
 	"token_invalid":       true, "token_used": true, "token_expired": true, "token_revoked": true,
 	"token_unknown": true, "san_not_allowed": true, "bad_csr": true,
+	// Enrolled already with another key (a clone, or a lost key: an admin
+	// allows re-provisioning), or revoked. A device not listed yet keeps
+	// trying: the allow-list may come after the device is powered up.
+	"device_enrolled": true, "device_revoked": true,
 }
 
 // Agent keeps one identity.
@@ -428,7 +436,16 @@ func newCSR(key crypto.Signer, names []string) ([]byte, error) {
 	if len(names) == 0 {
 		return nil, errors.New("agent: no names to ask for")
 	}
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: names[0]}}
+	return csrFor(key, names)
+}
+
+// csrFor is newCSR that may ask for no names (an x5c provisioner then
+// gives the device all of its own).
+func csrFor(key crypto.Signer, names []string) ([]byte, error) {
+	tmpl := &x509.CertificateRequest{}
+	if len(names) > 0 {
+		tmpl.Subject.CommonName = names[0]
+	}
 	for _, n := range names {
 		switch {
 		case net.ParseIP(n) != nil:

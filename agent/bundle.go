@@ -22,10 +22,13 @@ type Bundle struct {
 	// Roots (PEM) verify the CA's API certificate. Or RootFingerprint, the
 	// SHA-256 of one root's DER (hex, colons allowed): the agent fetches
 	// /v1/roots and keeps them once that root verifies the CA.
-	Roots           string   `json:"roots,omitempty"`
-	RootFingerprint string   `json:"root_fingerprint,omitempty"`
-	Token           string   `json:"token,omitempty"` // removed once used
-	Names           []string `json:"names"`           // the first is also the subject's common name
+	Roots           string `json:"roots,omitempty"`
+	RootFingerprint string `json:"root_fingerprint,omitempty"`
+	Token           string `json:"token,omitempty"` // removed once used
+	// Provisioner: the x5c provisioner a device without a token enrolls
+	// with, by its factory certificate (Config.BootstrapCert).
+	Provisioner string   `json:"provisioner,omitempty"`
+	Names       []string `json:"names"` // the first is also the subject's common name
 }
 
 // maxBundle bounds a bundle file; real ones are a few KB.

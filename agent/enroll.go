@@ -22,6 +22,7 @@ import (
 
 	"github.com/quorumca/quorumca/client"
 	"github.com/quorumca/quorumca/internal/atomicfile"
+	"github.com/quorumca/quorumca/signer"
 )
 
 func encodePEM(typ string, der []byte) []byte {
@@ -72,8 +73,12 @@ func (a *Agent) each(ctx context.Context, cert *tls.Certificate, fn func(*client
 	return err
 }
 
-// enroll trades the bundle's token for the first certificate.
+// enroll trades the bundle's token, or the factory certificate, for the
+// first certificate.
 func (a *Agent) enroll(ctx context.Context) error {
+	if a.bundle.Token == "" && a.cfg.BootstrapCert != "" {
+		return a.enrollFactory(ctx)
+	}
 	if a.bundle.Token == "" {
 		return fmt.Errorf("%w: no certificate and no enrollment token in %s", ErrStopped, a.cfg.BundleFile)
 	}
@@ -103,6 +108,71 @@ func (a *Agent) enroll(ctx context.Context) error {
 	a.log.Info("enrolled", "serial", a.st.Serial, "names", strings.Join(a.st.Names, ","),
 		"not_after", a.st.NotAfter.Format(time.RFC3339), "renew_at", a.st.RenewAt.Format(time.RFC3339))
 	return a.forgetToken()
+}
+
+// enrollFactory enrolls with the bundle's x5c provisioner, presenting the
+// factory certificate in the TLS handshake. Asked again after a lost
+// answer (same key), the CA answers with the same certificate.
+func (a *Agent) enrollFactory(ctx context.Context) error {
+	if a.bundle.Provisioner == "" {
+		return fmt.Errorf("%w: %s names no provisioner to enroll with by the factory certificate", ErrStopped, a.cfg.BundleFile)
+	}
+	boot, err := factoryIdentity(ctx, a.cfg.BootstrapCert, a.cfg.BootstrapKey)
+	if err != nil {
+		return fmt.Errorf("%w: factory identity: %v", ErrStopped, err)
+	}
+	key, err := a.pendingKey()
+	if err != nil {
+		return err
+	}
+	csr, err := csrFor(key, a.bundle.Names)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStopped, err)
+	}
+	a.st.LastAttempt = time.Now()
+	var signed *client.Signed
+	err = a.each(ctx, boot, func(c *client.Client) error {
+		var err error
+		signed, err = c.SignX5C(ctx, csr, a.bundle.Provisioner)
+		return err
+	})
+	if err != nil {
+		a.st.LastResult = "enrollment failed"
+		return fmt.Errorf("enroll by factory certificate: %w", err)
+	}
+	a.st.LastResult = "enrolled"
+	if err := a.install(signed, key, true); err != nil {
+		return err
+	}
+	a.log.Info("enrolled by factory certificate", "serial", a.st.Serial, "names", strings.Join(a.st.Names, ","),
+		"not_after", a.st.NotAfter.Format(time.RFC3339), "renew_at", a.st.RenewAt.Format(time.RFC3339))
+	return nil
+}
+
+// factoryIdentity loads the factory certificate and its key: a PEM file,
+// or a pkcs11: URI (a key that never leaves the secure element; the
+// PKCS#11 build).
+func factoryIdentity(ctx context.Context, certFile, keyFile string) (*tls.Certificate, error) {
+	if !strings.HasPrefix(keyFile, "pkcs11:") {
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		return &c, err
+	}
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := parseCerts(data)
+	if err != nil {
+		return nil, err
+	}
+	k, err := signer.Open(ctx, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if !publicKeyEqual(certs[0].PublicKey, k.Public()) {
+		return nil, errors.New("the key is not the factory certificate's")
+	}
+	return &tls.Certificate{Certificate: ders(certs), PrivateKey: signer.CryptoSigner(context.WithoutCancel(ctx), k), Leaf: certs[0]}, nil
 }
 
 // forgetToken removes the used token from the bundle file.

@@ -28,7 +28,14 @@ func provisionerJSON(p *fsm.Provisioner) apitypes.Provisioner {
 			AllowWildcard: pol.AllowWildcard,
 			RevokeOnRenew: pol.RevokeOnRenew,
 			ServerKeygen:  pol.ServerKeygen,
-		}, ACME: acmeOptionsJSON(p.ACME)}
+		}, ACME: acmeOptionsJSON(p.ACME), X5C: x5cOptionsJSON(p.X5C)}
+}
+
+func x5cOptionsJSON(o *fsm.X5COptions) *apitypes.X5COptions {
+	if o == nil {
+		return nil
+	}
+	return &apitypes.X5COptions{Roots: o.Roots, DeviceID: o.DeviceID, Names: o.Names, AllowList: o.AllowList, Reprovision: o.Reprovision}
 }
 
 func acmeOptionsJSON(o *fsm.ACMEOptions) *apitypes.ACMEOptions {
@@ -47,6 +54,9 @@ func provisionerOf(d *apitypes.Provisioner) (fsm.Provisioner, error) {
 	}}
 	if d.ACME != nil {
 		p.ACME = &fsm.ACMEOptions{RequireEAB: d.ACME.RequireEAB, Challenges: d.ACME.Challenges}
+	}
+	if o := d.X5C; o != nil {
+		p.X5C = &fsm.X5COptions{Roots: o.Roots, DeviceID: o.DeviceID, Names: o.Names, AllowList: o.AllowList, Reprovision: o.Reprovision}
 	}
 	for _, f := range []struct {
 		name string

@@ -22,6 +22,9 @@ type Certificates interface {
 	Sign(ctx context.Context, req authority.SignRequest) (*authority.Issued, error)
 	// SignServerKey is Sign where the CA makes the key (EST serverkeygen).
 	SignServerKey(ctx context.Context, req authority.SignRequest) (*authority.Issued, crypto.Signer, error)
+	// SignX5C issues a device's certificate against its factory
+	// certificate (an x5c provisioner).
+	SignX5C(ctx context.Context, req authority.X5CRequest) (*authority.Issued, error)
 	Renew(ctx context.Context, req authority.RenewRequest) (*authority.Issued, error)
 	Revoke(ctx context.Context, req authority.RevokeRequest) (*authority.Revoked, error)
 	Cert(ctx context.Context, serial string) (*fsm.Cert, error)
@@ -80,6 +83,11 @@ type Provisioners interface {
 	// PutProvisioner creates (version 0) or replaces the version read.
 	PutProvisioner(ctx context.Context, p fsm.Provisioner, expectedVersion uint64) error
 	DeleteProvisioner(ctx context.Context, name string, force bool) error
+	// The devices of an x5c provisioner: its allow-list and enrollments.
+	PutDevices(ctx context.Context, prov string, ids []string) (int, error)
+	RevokeDevice(ctx context.Context, prov, id string) (*fsm.Device, error)
+	Device(ctx context.Context, prov, id string) (*fsm.Device, error)
+	Devices(ctx context.Context, prov, prefix, after string, limit int) ([]*fsm.Device, error)
 }
 
 // Authorities manages authorities: their issuers, settings, offline

@@ -29,7 +29,8 @@ import (
 // certs-only PKCS#7. A first enrollment is authenticated by an enrollment
 // token as the HTTP Basic password (the user name is the token's ID); a
 // reenrollment by the current certificate in the TLS handshake, as
-// /v1/renew. Issuance is the JSON API's: the same single-use tokens, the
+// /v1/renew. At an x5c provisioner's path, a first enrollment is
+// authenticated by the device's factory certificate in the handshake. Issuance is the JSON API's: the same single-use tokens, the
 // same policy, the same log.
 
 // maxESTBody bounds a request: a base64 CSR with many names fits.
@@ -61,7 +62,7 @@ func (s *Server) estProvisioner(ctx context.Context, r *http.Request) (*fsm.Prov
 	}
 	// Missing, or not enrolling over EST: one answer, so that anonymous
 	// callers cannot list provisioners and their kinds.
-	if err != nil || p.Kind != fsm.KindEnrollmentToken {
+	if err != nil || (p.Kind != fsm.KindEnrollmentToken && p.Kind != fsm.KindX5C) {
 		return nil, refusal(errs.NotFound, "not_found", fmt.Sprintf("no EST provisioner named %.64q", label))
 	}
 	return p, nil
@@ -145,15 +146,40 @@ func (s *Server) estCSRAttrs(w http.ResponseWriter, r *http.Request) {
 	writeBase64(w, http.StatusOK, "application/csrattrs", der)
 }
 
-// estEnroll issues a first certificate against a token (RFC 7030 section
-// 4.2.1).
+// estEnroll issues a first certificate against a token, or, at an x5c
+// provisioner's path, against the factory certificate of the TLS handshake
+// (RFC 7030 section 4.2.1, 3.3.2).
 func (s *Server) estEnroll(w http.ResponseWriter, r *http.Request) {
+	if s.estFactoryEnroll(w, r) {
+		return
+	}
 	req, ok := s.estTokenRequest(w, r)
 	if !ok {
 		return
 	}
 	iss, err := s.CA.Sign(r.Context(), req)
 	s.estIssued(w, r, iss, err)
+}
+
+// estFactoryEnroll answers a simpleenroll without Basic credentials at an
+// x5c provisioner's path; false for any other.
+func (s *Server) estFactoryEnroll(w http.ResponseWriter, r *http.Request) bool {
+	if _, _, basic := r.BasicAuth(); basic || r.PathValue("label") == "" {
+		return false
+	}
+	p, err := s.estProvisioner(r.Context(), r)
+	if err == nil && p.Kind != fsm.KindX5C {
+		return false
+	}
+	var iss *authority.Issued
+	if err == nil {
+		var csr []byte
+		if csr, err = readESTCSR(w, r); err == nil {
+			iss, err = s.CA.SignX5C(r.Context(), authority.X5CRequest{Provisioner: p.Name, CSR: csr, Chain: peerChain(r)})
+		}
+	}
+	s.estIssued(w, r, iss, err)
+	return true
 }
 
 // estTokenRequest reads a first enrollment: Basic credentials (the

@@ -163,6 +163,10 @@ func (f *fakeCA) Sign(_ context.Context, req authority.SignRequest) (*authority.
 }
 
 // SignServerKey: no key from the fake; node tests make real ones.
+func (f *fakeCA) SignX5C(context.Context, authority.X5CRequest) (*authority.Issued, error) {
+	return nil, f.call("SignX5C")
+}
+
 func (f *fakeCA) SignServerKey(_ context.Context, req authority.SignRequest) (*authority.Issued, crypto.Signer, error) {
 	f.sign = req
 	return nil, nil, f.call("SignServerKey")
@@ -411,6 +415,22 @@ func (f *fakeCA) PutProvisioner(_ context.Context, p fsm.Provisioner, v uint64) 
 
 func (f *fakeCA) DeleteProvisioner(context.Context, string, bool) error {
 	return f.call("DeleteProvisioner")
+}
+
+func (f *fakeCA) PutDevices(context.Context, string, []string) (int, error) {
+	return 1, f.call("PutDevices")
+}
+
+func (f *fakeCA) RevokeDevice(context.Context, string, string) (*fsm.Device, error) {
+	return &fsm.Device{ID: "d1", RevokedAt: time.Unix(1, 0)}, f.call("RevokeDevice")
+}
+
+func (f *fakeCA) Device(context.Context, string, string) (*fsm.Device, error) {
+	return &fsm.Device{ID: "d1"}, f.call("Device")
+}
+
+func (f *fakeCA) Devices(context.Context, string, string, string, int) ([]*fsm.Device, error) {
+	return []*fsm.Device{{ID: "d1"}}, f.call("Devices")
 }
 
 // Authorities

@@ -61,6 +61,15 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 // peerCert is the TLS client certificate, if the client sent one. The
 // handshake proved possession of its key; whether the CA issued it is for
 // the authority to check.
+// peerChain is every certificate the client sent, leaf first; the
+// handshake proved the leaf's key and checked nothing else.
+func peerChain(r *http.Request) []*x509.Certificate {
+	if r.TLS == nil {
+		return nil
+	}
+	return r.TLS.PeerCertificates
+}
+
 func peerCert(r *http.Request) *x509.Certificate {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil

@@ -22,8 +22,8 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if req.CSR == "" || req.Token == "" {
-		s.fail(w, r, badRequest("fields \"csr\" and \"token\" are required"))
+	if req.CSR == "" || (req.Token == "") == (req.Provisioner == "") {
+		s.fail(w, r, badRequest("fields \"csr\" and either \"token\" or (with a factory certificate in the TLS handshake) \"provisioner\" are required"))
 		return
 	}
 	ttl, err := parseTTL(req.TTL)
@@ -31,9 +31,16 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	iss, err := s.CA.Sign(r.Context(), authority.SignRequest{
-		CSR: []byte(req.CSR), Token: req.Token, TTL: ttl, Audiences: s.signAud,
-	})
+	var iss *authority.Issued
+	if req.Provisioner != "" {
+		iss, err = s.CA.SignX5C(r.Context(), authority.X5CRequest{
+			Provisioner: req.Provisioner, CSR: []byte(req.CSR), Chain: peerChain(r), TTL: ttl,
+		})
+	} else {
+		iss, err = s.CA.Sign(r.Context(), authority.SignRequest{
+			CSR: []byte(req.CSR), Token: req.Token, TTL: ttl, Audiences: s.signAud,
+		})
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -51,6 +51,8 @@ type State interface {
 	Authorities() ([]*fsm.Authority, error)
 	TokenByHash(hash []byte) (*fsm.Token, error)
 	Cert(serial string) (*fsm.Cert, error)
+	Device(provisioner, id string) (*fsm.Device, error)
+	Devices(provisioner, prefix, after string, limit int) ([]*fsm.Device, error)
 	AdminByHash(hash []byte) (*fsm.Admin, error)
 	HasTokensExpiredBefore(t time.Time) bool
 	HasACMEExpiredBefore(t time.Time) bool

@@ -65,6 +65,9 @@ func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 	if err := checkACMEOptions(p); err != nil {
 		return err
 	}
+	if p.X5C != nil && p.Kind != fsm.KindX5C {
+		return fmt.Errorf("%w: x5c: only an x5c provisioner has x5c options", ErrInvalidRequest)
+	}
 	switch p.Kind {
 	case fsm.KindACME:
 	case fsm.KindEnrollmentToken:
@@ -75,13 +78,15 @@ func (ca *CA) checkProvisioner(p *fsm.Provisioner) error {
 		if _, err := parsePublicJWK(p.JWK); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 		}
+	case fsm.KindX5C:
+		return ca.checkX5C(p)
 	case fsm.KindServer:
 		if len(p.JWK) != 0 {
 			return fmt.Errorf("%w: jwk: a server provisioner has no jwk", ErrInvalidRequest)
 		}
 		return CheckServerPolicy(&p.Policy)
 	default:
-		return fmt.Errorf("%w: kind: must be %s, %s, %s or %s", ErrInvalidRequest, fsm.KindEnrollmentToken, fsm.KindJWK, fsm.KindACME, fsm.KindServer)
+		return fmt.Errorf("%w: kind: must be %s, %s, %s, %s or %s", ErrInvalidRequest, fsm.KindEnrollmentToken, fsm.KindJWK, fsm.KindACME, fsm.KindX5C, fsm.KindServer)
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ type (
 	Signed                   = apitypes.Signed
 	Cert                     = apitypes.Cert
 	Provisioner              = apitypes.Provisioner
+	X5COptions               = apitypes.X5COptions
+	Device                   = apitypes.Device
 	Policy                   = apitypes.Policy
 	TokenRequest             = apitypes.TokenRequest
 	Admin                    = apitypes.Admin

@@ -271,12 +271,14 @@ func init() {
 	// is a server provisioner: binaries before it would let /v1/renew
 	// extend an API certificate and issue its names to anyone. Version 4 is
 	// an ACME provisioner, whose commands need log format 6. Version 5
-	// allows server_keygen, which binaries before it would drop.
-	register(CmdProvisionerPut, "provisioner_put", 5, applyProvisionerPut)
+	// allows server_keygen, which binaries before it would drop. Version 6
+	// is an x5c provisioner, whose devices need log format 8.
+	register(CmdProvisionerPut, "provisioner_put", 6, applyProvisionerPut)
 	needsFormat(CmdProvisionerPut, 2, 2)
 	needsFormat(CmdProvisionerPut, 3, 5)
 	needsFormat(CmdProvisionerPut, 4, 6)
 	needsFormat(CmdProvisionerPut, 5, 7)
+	needsFormat(CmdProvisionerPut, 6, 8)
 }
 
 // ProvisionerPut creates (ExpectedVersion 0) or replaces a provisioner. The
@@ -287,6 +289,9 @@ type ProvisionerPut struct {
 }
 
 func (p ProvisionerPut) payloadVersion() uint16 {
+	if p.Provisioner.Kind == KindX5C || p.Provisioner.X5C != nil {
+		return 6
+	}
 	if p.Provisioner.Policy.ServerKeygen {
 		return 5
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 func init() {
-	register(CmdIssue, "issue", 3, applyIssue)
+	register(CmdIssue, "issue", 4, applyIssue)
 	registerBinary(CmdIssue, 2, func() payloadReader { return new(Issue) })
+	needsFormat(CmdIssue, 4, 8)
 }
 
 // Issue records a certificate together with what authorized it, in one
@@ -21,17 +22,28 @@ func init() {
 //   - OneTime: the ID of a self-minted token (a JWK provisioner's JWT, a
 //     renewal JWS), which must not have been seen before;
 //   - Renews: the serial of the certificate being renewed, which must not be
-//     revoked nor expired beyond its provisioner's grace window.
+//     revoked nor expired beyond its provisioner's grace window;
+//   - Device: the ID of a device of an x5c provisioner, whose factory
+//     certificate the proposer verified; its entry decides (checkDevice).
 //
 // Version 1 carried only TokenHash and Cert; version 2 added OneTime and
 // Renews; version 3 is the same fields in a binary frame (appendPayload):
 // every node decodes every issue, and its JSON was the largest part of
-// applying one.
+// applying one. Version 4 adds Device (log format 8); an issue without
+// one is still written as version 3.
 type Issue struct {
 	TokenHash []byte   `json:"token_hash,omitempty"`
 	OneTime   *OneTime `json:"one_time,omitempty"`
 	Renews    string   `json:"renews,omitempty"`
+	Device    string   `json:"device,omitempty"`
 	Cert      Cert     `json:"cert"`
+}
+
+func (in Issue) payloadVersion() uint16 {
+	if in.Device != "" {
+		return 4
+	}
+	return 3
 }
 
 // OneTime is a single-use ID, remembered until Expires so a replay fails.
@@ -58,7 +70,7 @@ func applyIssue(a *applyCtx) error {
 		}
 		return reject(ErrSerialExists, "serial "+c.Serial+" already issued")
 	}
-	if in.TokenHash == nil && in.OneTime == nil && in.Renews == "" {
+	if in.TokenHash == nil && in.OneTime == nil && in.Renews == "" && in.Device == "" {
 		panic("fsm: issue entry without an authorization")
 	}
 	if auth, err := a.authority(c.Authority); err != nil || auth.Issuer(c.Issuer) == nil {
@@ -99,6 +111,13 @@ func applyIssue(a *applyCtx) error {
 			return err
 		}
 	}
+	var dev *Device
+	if in.Device != "" {
+		var err error
+		if dev, err = checkDevice(a, in.Device, c); err != nil {
+			return err
+		}
+	}
 
 	c.IssuedAt = a.now
 	if in.TokenHash != nil {
@@ -113,6 +132,10 @@ func applyIssue(a *applyCtx) error {
 	}
 	if in.Renews != "" {
 		c.RenewedFrom = in.Renews
+	}
+	if dev != nil {
+		c.Properties = map[string]string{DeviceProperty: dev.ID}
+		putJSON(a.tx, bDevices, deviceKey(dev.Provisioner, dev.ID), dev)
 	}
 	putCert(a, c)
 	return nil
@@ -149,7 +172,8 @@ func checkRenewal(a *applyCtx, serial string, c *Cert) error {
 	return checkRenewable(a, &old, c)
 }
 
-// checkRenewable is checkRenewal of a record already read.
+// checkRenewable is checkRenewal of a record already read. A device's
+// certificate passes its device ID on to the successor.
 func checkRenewable(a *applyCtx, old *Cert, c *Cert) error {
 	serial := old.Serial
 	if old.Revoked() {
@@ -161,6 +185,13 @@ func checkRenewable(a *applyCtx, old *Cert, c *Cert) error {
 	}
 	if a.now.After(old.NotAfter.Add(grace)) {
 		return reject(ErrCertExpired, "certificate "+serial+" expired beyond its renewal grace window")
+	}
+	if err := checkDeviceRenewal(a, old); err != nil {
+		return err
+	}
+	if id := old.Properties[DeviceProperty]; id != "" {
+		// The successor is the same device's: its revocation reaches it.
+		c.Properties = map[string]string{DeviceProperty: id}
 	}
 	if old.Authority != c.Authority || old.Provisioner != c.Provisioner || old.Subject != c.Subject ||
 		!sameSet(old.SANs, c.SANs) {
@@ -185,6 +216,7 @@ func sameSet(a, b []string) bool {
 const (
 	issueTokenHash = 1 << iota
 	issueOneTime
+	issueDevice
 )
 
 func (in Issue) appendPayload(out []byte) []byte {
@@ -195,6 +227,9 @@ func (in Issue) appendPayload(out []byte) []byte {
 	if in.OneTime != nil {
 		flags |= issueOneTime
 	}
+	if in.Device != "" {
+		flags |= issueDevice
+	}
 	out = append(out, flags)
 	if in.TokenHash != nil {
 		out = appendBytes(out, in.TokenHash)
@@ -204,12 +239,15 @@ func (in Issue) appendPayload(out []byte) []byte {
 		out = appendTime(out, in.OneTime.Expires)
 	}
 	out = appendString(out, in.Renews)
+	if in.Device != "" {
+		out = appendString(out, in.Device)
+	}
 	return appendCert(out, &in.Cert)
 }
 
 func (in *Issue) readPayload(r *reader) {
 	flags := r.byte()
-	if flags&^(issueTokenHash|issueOneTime) != 0 {
+	if flags&^(issueTokenHash|issueOneTime|issueDevice) != 0 {
 		r.fail(errors.New("unknown issue flags"))
 		return
 	}
@@ -220,6 +258,9 @@ func (in *Issue) readPayload(r *reader) {
 		in.OneTime = &OneTime{Key: r.bytes(), Expires: r.time()}
 	}
 	in.Renews = r.string()
+	if flags&issueDevice != 0 {
+		in.Device = r.string()
+	}
 	readCert(r, &in.Cert)
 }
 

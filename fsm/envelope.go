@@ -50,6 +50,9 @@ const (
 	CmdACMEFinalize      CmdType = 36
 	CmdACMEEABPut        CmdType = 37
 	CmdACMEPrune         CmdType = 38
+
+	CmdDevicesPut   CmdType = 39
+	CmdDeviceRevoke CmdType = 40
 )
 
 // Envelope is one log entry. The proposing node fills Type, Version, ID and
@@ -160,10 +163,11 @@ func (e *Envelope) Encode() ([]byte, error) {
 // layout once a format-4 entry is applied), 5 server provisioners, 6 ACME
 // (accounts, orders, challenges, finalization, EAB keys; acme
 // provisioners), 7 SCEP RAs (delegated keys of a role) and EST server
-// key generation. A leader writes the
+// key generation, 8 x5c provisioners, their devices and issue entries
+// for a device. A leader writes the
 // lowest format any server of the cluster reads (cluster/), so nodes of two
 // releases can share a log during a rolling upgrade.
-const LogFormat = 7
+const LogFormat = 8
 
 // Format is the lowest log format that carries e: a command or version
 // that older binaries do not know (they would panic on it) is proposed only

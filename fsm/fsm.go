@@ -46,7 +46,7 @@ var (
 	allBuckets = [][]byte{bMeta, bAuthorities, bCerts, bCertsByExpiry, bTokens, bTokenIDs, bTokensByExp, bAdmins, bNodes,
 		bProvisioners, bNonces, bNoncesByExp, bRevoked, bCRLs, bCertsBySAN, bCertsByProv, bCertsByProp, bTokensByProv,
 		bOCSPResponders, bSCEPRAs, bCRLStale, bAudit, bAuditIndex, bRecordDicts,
-		bACMEAccounts, bACMEAccountKeys, bACMEOrders, bACMEOrdersByAcc, bACMEAuthzs, bACMEEAB, bACMEByExpiry, bACMEReplaced}
+		bACMEAccounts, bACMEAccountKeys, bACMEOrders, bACMEOrdersByAcc, bACMEAuthzs, bACMEEAB, bACMEByExpiry, bACMEReplaced, bDevices}
 
 	kApplied = []byte("applied_index")
 	// kLogFormat: the newest log format of any entry applied to this state

@@ -295,6 +295,9 @@ const (
 	// (never through a token or a renewal by the holder); its names are
 	// reserved: no other provisioner issues them.
 	KindServer = "server"
+	// KindX5C enrolls devices by the factory certificate (IEEE 802.1AR
+	// IDevID) they present in the TLS handshake, once per device.
+	KindX5C = "x5c"
 )
 
 // Provisioner decides who may get which certificate from one authority.
@@ -305,9 +308,29 @@ type Provisioner struct {
 	Policy    Policy          `json:"policy"`
 	JWK       json.RawMessage `json:"jwk,omitempty"`  // public key, kind jwk
 	ACME      *ACMEOptions    `json:"acme,omitempty"` // kind acme
+	X5C       *X5COptions     `json:"x5c,omitempty"`  // kind x5c
 	Version   uint64          `json:"version"`        // bumped by every change
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// X5COptions are an x5c provisioner's: whose factory certificates it
+// trusts and what a device gets. The FSM reads AllowList and Reprovision.
+type X5COptions struct {
+	// Roots: the manufacturers' CA certificates, PEM.
+	Roots string `json:"roots"`
+	// DeviceID names the factory certificate's subject attribute that
+	// identifies a device: "serial" (serialNumber, as IEEE 802.1AR has
+	// it; the default) or "cn".
+	DeviceID string `json:"device_id,omitempty"`
+	// Names are the certificate's names, templates over the factory
+	// certificate's subject: {serial}, {cn}, {id} (the device ID).
+	Names []string `json:"names"`
+	// AllowList: only devices an admin listed enroll.
+	AllowList bool `json:"allow_list,omitempty"`
+	// Reprovision: a device may enroll again (a factory reset); without
+	// it, once.
+	Reprovision bool `json:"reprovision,omitempty"`
 }
 
 // Policy is what a provisioner allows. The authority package interprets it;

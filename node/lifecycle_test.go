@@ -46,8 +46,15 @@ func (c *testCluster) holderOf(k crypto.Signer, s signed) *holder {
 // mtls sends a request to tn authenticated with h's certificate.
 func (c *testCluster) mtls(h *holder, tn *testNode, method, path string, body []byte, bearer string) reply {
 	c.t.Helper()
+	return c.mtlsAs(tls.Certificate{Certificate: [][]byte{h.cert.Raw}, PrivateKey: h.key, Leaf: h.cert}, tn, method, path, body, bearer)
+}
+
+// mtlsAs is mtls presenting any certificate (a chain, a device's factory
+// certificate).
+func (c *testCluster) mtlsAs(cert tls.Certificate, tn *testNode, method, path string, body []byte, bearer string) reply {
+	c.t.Helper()
 	tr := c.client.Transport.(*http.Transport).Clone()
-	tr.TLSClientConfig.Certificates = []tls.Certificate{{Certificate: [][]byte{h.cert.Raw}, PrivateKey: h.key, Leaf: h.cert}}
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
 	req, err := http.NewRequest(method, "https://"+tn.node.APIAddr()+path, bytes.NewReader(body))

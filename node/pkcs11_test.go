@@ -3,11 +3,18 @@
 package node
 
 import (
+	"context"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/quorumca/quorumca/agent"
 	"github.com/quorumca/quorumca/cluster"
+	"github.com/quorumca/quorumca/signer"
 	"github.com/quorumca/quorumca/signer/pkcs11/hsmtest"
 )
 
@@ -46,4 +53,47 @@ func TestSCEPRAInPKCS11(t *testing.T) {
 		}
 	}
 	assertNoPrivateKeys(t, c)
+}
+
+// A device whose factory key lives in a secure element (SoftHSM2 here)
+// enrolls through the agent with -bootstrap-key pkcs11:...: the key signs
+// the TLS handshake and never leaves the token.
+func TestAgentFactoryKeyInPKCS11(t *testing.T) {
+	tok := hsmtest.New(t, "secure-element")
+	c, proxy := agentCluster(t, time.Hour)
+	c.waitLogFormat()
+	acme := newManufacturer(t, "Acme Locks")
+	c.x5cProvisioner(c.nodes[0], "locks", acme, false)
+	ctx := context.Background()
+	keys := &signer.Cache{}
+	defer keys.Close()
+	uri, err := keys.Create(ctx, tok.KeyURI("idevid"), signer.AlgECP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keys.Get(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := acme.device(t, "L-42", signer.CryptoSigner(ctx, k))
+	var certs []byte
+	for _, der := range id.Certificate {
+		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	certFile := filepath.Join(t.TempDir(), "idevid.pem")
+	if err := os.WriteFile(certFile, certs, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.factoryAgentConfig(proxy.URL(), "locks", certFile, uri)
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Check(ctx); err != nil {
+		t.Fatalf("enroll with the secure element's key: %v", err)
+	}
+	leaf, err := checkAgentFiles(cfg)
+	if err != nil || len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "l-42.devices.example" {
+		t.Fatalf("enrolled %v (%v)", leaf, err)
+	}
 }

@@ -14,9 +14,41 @@ type Provisioner struct {
 	Policy    Policy          `json:"policy"`
 	JWK       json.RawMessage `json:"jwk,omitempty"`
 	ACME      *ACMEOptions    `json:"acme,omitempty"` // kind acme
+	X5C       *X5COptions     `json:"x5c,omitempty"`  // kind x5c
 	Version   uint64          `json:"version"`
 	CreatedAt time.Time       `json:"created_at,omitzero"`
 	UpdatedAt time.Time       `json:"updated_at,omitzero"`
+}
+
+// X5COptions are an x5c provisioner's: the manufacturers' CA certificates
+// (PEM), the subject attribute that is the device ID ("serial", the
+// default, or "cn"), the certificate's names as templates ({serial},
+// {cn}, {id}), whether only listed devices enroll, and whether a device
+// may enroll more than once.
+type X5COptions struct {
+	Roots       string   `json:"roots"`
+	DeviceID    string   `json:"device_id,omitempty"`
+	Names       []string `json:"names"`
+	AllowList   bool     `json:"allow_list,omitempty"`
+	Reprovision bool     `json:"reprovision,omitempty"`
+}
+
+// Device is a device of an x5c provisioner: listed on its allow-list or
+// seen enrolling, with the last certificate it enrolled for.
+type Device struct {
+	ID          string    `json:"id"`
+	Listed      bool      `json:"listed"`
+	ListedAt    time.Time `json:"listed_at,omitzero"`
+	Revoked     bool      `json:"revoked"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	Serial      string    `json:"serial,omitempty"`
+	EnrolledAt  time.Time `json:"enrolled_at,omitzero"`
+	Enrollments int       `json:"enrollments"`
+}
+
+// DevicesRequest lists devices on an allow-list.
+type DevicesRequest struct {
+	IDs []string `json:"ids"`
 }
 
 // ACMEOptions are an acme provisioner's settings: new accounts need an

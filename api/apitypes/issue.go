@@ -5,8 +5,12 @@ import "time"
 // SignRequest trades a single-use token and a CSR for a certificate.
 type SignRequest struct {
 	CSR   string `json:"csr"`
-	Token string `json:"token"`
-	TTL   string `json:"ttl,omitempty"`
+	Token string `json:"token,omitempty"`
+	// Provisioner, without a token: an x5c provisioner, the request
+	// authenticated by the device's factory certificate in the TLS
+	// handshake.
+	Provisioner string `json:"provisioner,omitempty"`
+	TTL         string `json:"ttl,omitempty"`
 }
 
 // RenewRequest asks for a successor to the certificate that authenticates

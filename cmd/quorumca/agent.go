@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quorumca/quorumca/agent"
+	_ "github.com/quorumca/quorumca/signer/pkcs11" // -bootstrap-key pkcs11:...
 )
 
 // Exit statuses of the agent.
@@ -68,6 +69,8 @@ func runAgent(fs *flag.FlagSet) func([]string) int {
 	var sig string
 	once := fs.Bool("once", false, "do what is due (enroll, renew, refresh roots) and exit: for cron and systemd timers")
 	fs.BoolVar(&cfg.RotateKey, "rotate-key", false, "use a new key for every renewal")
+	fs.StringVar(&cfg.BootstrapCert, "bootstrap-cert", "", "factory certificate (PEM, then its chain): without a token, enroll with the bundle's x5c provisioner")
+	fs.StringVar(&cfg.BootstrapKey, "bootstrap-key", "", "the factory certificate's key: a PEM file, or a pkcs11: URI of a key in a secure element (PKCS#11 build)")
 	fs.BoolVar(&cfg.RenewNow, "renew", false, "renew at once, due or not (with -once: check a certificate's standing)")
 	fs.StringVar(&cfg.Exec, "exec", "", "command run with /bin/sh -c after each new certificate (e.g. 'systemctl reload nginx')")
 	fs.StringVar(&cfg.PIDFile, "pid-file", "", "signal the process in this PID file after each new certificate")

@@ -1,0 +1,399 @@
+package authority
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/quorumca/quorumca/fsm"
+)
+
+// Zero-touch enrollment: an x5c provisioner trusts manufacturers' CAs, and
+// a device that proves, in the TLS handshake, the key of a factory
+// certificate (IEEE 802.1AR IDevID) under one of them gets its operational
+// certificate, named by templates over the factory certificate's subject.
+// The FSM lets each device enroll once (or again, with reprovision), and
+// only when listed where the provisioner has an allow-list.
+
+// Limits of an x5c provisioner's document.
+const (
+	maxX5CRoots     = 16
+	maxX5CRootsPEM  = 48 << 10 // within an admin request's 64 KiB
+	maxX5CNames     = 16
+	maxX5CChain     = 8
+	maxDevicesBatch = 10000
+	devicesPerEntry = 500
+	// maxDeviceList bounds one page of a device listing.
+	maxDeviceList = 1000
+)
+
+// ErrFactoryCert refuses a factory certificate the provisioner does not
+// trust, or one that names no usable device ID.
+var ErrFactoryCert = ErrForbidden.With("the factory certificate is not trusted by this provisioner")
+
+// X5CRequest asks for a device's certificate: the CSR, and the
+// certificates of the TLS handshake, leaf first, whose key the handshake
+// proved.
+type X5CRequest struct {
+	Provisioner string
+	CSR         []byte
+	Chain       []*x509.Certificate
+	TTL         time.Duration
+}
+
+// checkX5C validates an x5c provisioner's options.
+func (ca *CA) checkX5C(p *fsm.Provisioner) error {
+	o := p.X5C
+	if o == nil {
+		return fmt.Errorf("%w: x5c: an x5c provisioner needs x5c.roots and x5c.names", ErrInvalidRequest)
+	}
+	if len(p.JWK) != 0 || p.ACME != nil {
+		return fmt.Errorf("%w: an x5c provisioner has no jwk and no acme", ErrInvalidRequest)
+	}
+	roots, err := parseX5CRoots(o.Roots)
+	if err != nil {
+		return fmt.Errorf("%w: x5c.roots: %v", ErrInvalidRequest, err)
+	}
+	if err := ca.notOurAnchor(roots); err != nil {
+		return err
+	}
+	switch o.DeviceID {
+	case "", "serial", "cn":
+	default:
+		return fmt.Errorf("%w: x5c.device_id: %q: want serial or cn", ErrInvalidRequest, truncate(o.DeviceID))
+	}
+	if len(o.Names) == 0 || len(o.Names) > maxX5CNames {
+		return fmt.Errorf("%w: x5c.names: 1-%d name templates", ErrInvalidRequest, maxX5CNames)
+	}
+	sample := x509.Certificate{}
+	sample.Subject.SerialNumber, sample.Subject.CommonName = "SN0123", "device-0123"
+	for _, t := range o.Names {
+		if strings.Contains(t, "*") {
+			return fmt.Errorf("%w: x5c.names: %q: a device's names are its own, never a wildcard", ErrInvalidRequest, truncate(t))
+		}
+		n, err := expandName(t, &sample, "SN0123")
+		if err == nil {
+			_, err = collectNames("", []string{n}, nil, nil, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: x5c.names: %q: %v", ErrInvalidRequest, truncate(t), err)
+		}
+	}
+	return nil
+}
+
+func parseX5CRoots(s string) ([]*x509.Certificate, error) {
+	if len(s) > maxX5CRootsPEM {
+		return nil, fmt.Errorf("larger than %d bytes", maxX5CRootsPEM)
+	}
+	var out []*x509.Certificate
+	rest := []byte(s)
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("a %s block; want CERTIFICATE", b.Type)
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		if !c.IsCA || !c.BasicConstraintsValid {
+			return nil, fmt.Errorf("%s is not a CA certificate", c.Subject)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 || len(out) > maxX5CRoots || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, fmt.Errorf("want 1-%d PEM CA certificates and nothing else", maxX5CRoots)
+	}
+	return out, nil
+}
+
+// notOurAnchor refuses a manufacturer root that is one of this cluster's
+// authorities (a root or an issuer, by key): the certificates it issues
+// would become factory identities, and issued identities must not vouch
+// for new ones.
+func (ca *CA) notOurAnchor(roots []*x509.Certificate) error {
+	auths, err := ca.state.Authorities()
+	if err != nil {
+		return err
+	}
+	for _, a := range auths {
+		ders := a.Roots()
+		for _, iss := range a.Issuers {
+			ders = append(ders, iss.Chain...)
+		}
+		for _, der := range ders {
+			ours, err := ca.certs.parse(der)
+			if err != nil {
+				continue
+			}
+			for _, r := range roots {
+				if k, ok := r.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && k.Equal(ours.PublicKey) {
+					return fmt.Errorf("%w: x5c.roots: %s is a CA of authority %s; a manufacturer root must be the manufacturer's", ErrInvalidRequest, r.Subject, a.Name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// deviceID is the ID the factory certificate names.
+func deviceID(o *fsm.X5COptions, leaf *x509.Certificate) string {
+	if o.DeviceID == "cn" {
+		return leaf.Subject.CommonName
+	}
+	return leaf.Subject.SerialNumber
+}
+
+// expandName fills a name template: {serial}, {cn}, {id}. Every value
+// is held to device ID characters, so it cannot add a label or a path.
+func expandName(t string, leaf *x509.Certificate, id string) (string, error) {
+	var b strings.Builder
+	for len(t) > 0 {
+		i := strings.IndexByte(t, '{')
+		if i < 0 {
+			b.WriteString(t)
+			break
+		}
+		b.WriteString(t[:i])
+		j := strings.IndexByte(t[i:], '}')
+		if j < 0 {
+			return "", errors.New("an unclosed {")
+		}
+		var v string
+		switch key := t[i+1 : i+j]; key {
+		case "serial":
+			v = leaf.Subject.SerialNumber
+		case "cn":
+			v = leaf.Subject.CommonName
+		case "id":
+			v = id
+		default:
+			return "", fmt.Errorf("unknown placeholder {%.20s}: want {serial}, {cn} or {id}", key)
+		}
+		if !fsm.DeviceIDValid(v) {
+			return "", fmt.Errorf("{%s} of the factory certificate (%.80q) is empty or has characters other than letters, digits, '-', '_' and ':'", t[i+1:i+j], v)
+		}
+		b.WriteString(v)
+		t = t[i+j+1:]
+	}
+	if strings.ContainsAny(b.String(), "{}") {
+		return "", errors.New("a stray } or {")
+	}
+	return b.String(), nil
+}
+
+// verifyFactory verifies the handshake's chain against the provisioner's
+// roots and returns the device ID and the names the device may have.
+func (ca *CA) verifyFactory(p *fsm.Provisioner, chain []*x509.Certificate) (string, []string, error) {
+	if len(chain) == 0 {
+		return "", nil, ErrRenewalUnauthenticated.With("enrollment with provisioner " + p.Name + " needs the device's factory certificate in the TLS handshake")
+	}
+	if len(chain) > maxX5CChain {
+		return "", nil, refuse(ErrFactoryCert, "more than %d certificates in the handshake", maxX5CChain)
+	}
+	roots, err := parseX5CRoots(p.X5C.Roots)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: provisioner %s: x5c.roots: %v", ErrUnavailable, p.Name, err)
+	}
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	leaf := chain[0]
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: ca.now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return "", nil, refuse(ErrFactoryCert, "provisioner %s: %v", p.Name, err)
+	}
+	if leaf.IsCA {
+		return "", nil, refuse(ErrFactoryCert, "a CA certificate is no device's")
+	}
+	id := deviceID(p.X5C, leaf)
+	if !fsm.DeviceIDValid(id) {
+		return "", nil, refuse(ErrFactoryCert, "the factory certificate's device ID (%.80q) is empty or not 1-%d letters, digits, '-', '_' and ':'", id, fsm.MaxDeviceIDLen)
+	}
+	names := make([]string, 0, len(p.X5C.Names))
+	for _, t := range p.X5C.Names {
+		n, err := expandName(t, leaf, id)
+		if err != nil {
+			return "", nil, refuse(ErrFactoryCert, "name template %q: %v", t, err)
+		}
+		c, err := normalizeName(n)
+		if err != nil {
+			return "", nil, refuse(ErrFactoryCert, "name template %q: %v", t, err)
+		}
+		names = append(names, c)
+	}
+	return id, names, nil
+}
+
+// SignX5C issues a device's operational certificate against its factory
+// certificate. A CSR without names asks for all the provisioner's names;
+// one with names may ask for some of them. A device whose answer was lost
+// asks again with the same key and gets the same certificate.
+func (ca *CA) SignX5C(ctx context.Context, req X5CRequest) (*Issued, error) {
+	p, err := ca.provisioner(ctx, req.Provisioner, fsm.KindX5C)
+	if err != nil {
+		return nil, err
+	}
+	if p.X5C == nil {
+		return nil, refuse(ErrProvisionerKind, "provisioner %s has no x5c options", p.Name)
+	}
+	id, allowed, err := ca.verifyFactory(p, req.Chain)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := ParseCSR(req.CSR)
+	if err != nil {
+		return nil, err
+	}
+	var names *certNames
+	if csr.Subject.CommonName == "" && len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.URIs)+len(csr.EmailAddresses) == 0 {
+		cn := ""
+		if !strings.ContainsAny(allowed[0], ":@") {
+			cn = allowed[0]
+		}
+		names, err = collectNames(cn, allowed, nil, nil, nil)
+	} else {
+		names, err = csrNames(csr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := names.allowedBy(allowed); err != nil {
+		return nil, err
+	}
+	ctx = asActor(ctx, "provisioner:"+p.Name+" device:"+id)
+	iss, err := ca.issue(ctx, issuance{
+		prov: p, pub: csr.PublicKey, names: names, ttl: req.TTL,
+		requester: "x5c:" + p.Name + ":" + id, auth: fsm.Issue{Device: id},
+	})
+	if errors.Is(err, fsm.ErrDeviceEnrolled) {
+		return ca.replayDevice(ctx, p.Name, id, csr.PublicKey, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	iss.Cert.Properties = map[string]string{fsm.DeviceProperty: id}
+	return iss, nil
+}
+
+// replayDevice answers a device that enrolled already with the certificate
+// it enrolled for, when it asks for that certificate's key (the CSR's
+// signature proved it) and the certificate stands: a lost answer does not
+// lock a device out, and nobody else gains anything.
+func (ca *CA) replayDevice(ctx context.Context, prov, id string, pub crypto.PublicKey, usedErr error) (*Issued, error) {
+	d, err := ca.state.Device(prov, id)
+	if err != nil || d.Serial == "" {
+		if ca.raft.Barrier(ctx) != nil {
+			return nil, usedErr
+		}
+		if d, err = ca.state.Device(prov, id); err != nil || d.Serial == "" {
+			return nil, usedErr
+		}
+	}
+	rec, err := ca.state.Cert(d.Serial)
+	if err != nil || rec.Revoked() || d.Revoked() {
+		return nil, usedErr
+	}
+	leaf, err := x509.ParseCertificate(rec.DER)
+	if err != nil || !publicKeyEqual(leaf.PublicKey, pub) {
+		return nil, usedErr
+	}
+	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}, nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// PutDevices lists devices on an x5c provisioner's allow-list, in entries
+// of devicesPerEntry; a request is refused whole when an ID is not valid
+// or was revoked (checked here first, and again by each entry).
+func (ca *CA) PutDevices(ctx context.Context, prov string, ids []string) (int, error) {
+	if _, err := ca.provisioner(ctx, prov, fsm.KindX5C); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 || len(ids) > maxDevicesBatch {
+		return 0, fmt.Errorf("%w: ids: 1-%d device IDs per request", ErrInvalidRequest, maxDevicesBatch)
+	}
+	seen := make(map[string]bool, len(ids))
+	var uniq []string
+	for _, id := range ids {
+		if !fsm.DeviceIDValid(id) {
+			return 0, fmt.Errorf("%w: ids: %.80q is not 1-%d letters, digits, '-', '_' and ':'", ErrInvalidRequest, id, fsm.MaxDeviceIDLen)
+		}
+		if d, err := ca.state.Device(prov, id); err == nil && d.Revoked() {
+			return 0, fsm.ErrDeviceRevoked.With("device " + id + " was revoked; it cannot be listed again")
+		}
+		if !seen[id] {
+			seen[id] = true
+			uniq = append(uniq, id)
+		}
+	}
+	for i := 0; i < len(uniq); i += devicesPerEntry {
+		part := uniq[i:min(i+devicesPerEntry, len(uniq))]
+		if err := ca.propose(ctx, fsm.CmdDevicesPut, fsm.DevicesPut{Provisioner: prov, IDs: part}); err != nil {
+			if i > 0 {
+				return i, fmt.Errorf("%d of %d devices listed: %w", i, len(uniq), err)
+			}
+			return 0, err
+		}
+	}
+	return len(uniq), nil
+}
+
+// RevokeDevice revokes a device's entry (listed or not, seen or not).
+func (ca *CA) RevokeDevice(ctx context.Context, prov, id string) (*fsm.Device, error) {
+	if _, err := ca.provisioner(ctx, prov, fsm.KindX5C); err != nil {
+		return nil, err
+	}
+	if !fsm.DeviceIDValid(id) {
+		return nil, fmt.Errorf("%w: %.80q is not a device ID", ErrInvalidRequest, id)
+	}
+	if err := ca.proposeAndPropagate(ctx, fsm.CmdDeviceRevoke, fsm.DeviceRevoke{Provisioner: prov, ID: id}); err != nil {
+		return nil, err
+	}
+	return ca.state.Device(prov, id)
+}
+
+// Device returns one device of an x5c provisioner.
+func (ca *CA) Device(ctx context.Context, prov, id string) (*fsm.Device, error) {
+	if _, err := ca.provisioner(ctx, prov, fsm.KindX5C); err != nil {
+		return nil, err
+	}
+	d, err := lookup(ctx, ca, func() (*fsm.Device, error) { return ca.state.Device(prov, id) })
+	if errors.Is(err, fsm.ErrNotFound) {
+		return nil, fsm.ErrDeviceUnknown.With(fmt.Sprintf("provisioner %s has no device %.80q", prov, id))
+	}
+	return d, err
+}
+
+// Devices lists an x5c provisioner's devices (after catching up with the
+// leader): IDs starting with prefix, after the cursor, up to limit.
+func (ca *CA) Devices(ctx context.Context, prov, prefix, after string, limit int) ([]*fsm.Device, error) {
+	if _, err := ca.provisioner(ctx, prov, fsm.KindX5C); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || limit > maxDeviceList {
+		limit = maxDeviceList
+	}
+	if err := ca.raft.Barrier(ctx); err != nil {
+		return nil, err
+	}
+	return ca.state.Devices(prov, prefix, after, limit)
+}

@@ -1,0 +1,219 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/quorumca/quorumca/internal/errs"
+)
+
+// Devices of x5c provisioners: the allow-list an admin uploads, and what
+// each device enrolled for. A device is keyed by its provisioner and the ID
+// its factory certificate names; the record is what makes "once per device"
+// and "listed devices only" hold cluster-wide, decided here, in the entry
+// that stores the certificate.
+
+func init() {
+	register(CmdDevicesPut, "devices_put", 1, applyDevicesPut)
+	needsFormat(CmdDevicesPut, 1, 8)
+	register(CmdDeviceRevoke, "device_revoke", 1, applyDeviceRevoke)
+	needsFormat(CmdDeviceRevoke, 1, 8)
+}
+
+var bDevices = []byte("devices") // provisioner \x00 device ID -> Device
+
+// Refusals of device enrollment.
+var (
+	ErrDeviceEnrolled  = refusal(errs.Conflict, "device_enrolled", "the device has enrolled already")
+	ErrDeviceNotListed = refusal(errs.Forbidden, "device_not_listed", "the device is not on the provisioner's allow-list")
+	ErrDeviceRevoked   = refusal(errs.Forbidden, "device_revoked", "the device's entry has been revoked")
+	ErrDeviceUnknown   = refusal(errs.NotFound, "device_unknown", "no such device")
+)
+
+// MaxDeviceIDLen bounds a device ID; DeviceIDValid says which IDs there are.
+const MaxDeviceIDLen = 64
+
+// DeviceIDValid: 1-64 letters, digits, '-', '_' and ':', so that an ID put
+// into a name template cannot add a label, a path or a wildcard.
+func DeviceIDValid(id string) bool {
+	if id == "" || len(id) > MaxDeviceIDLen {
+		return false
+	}
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Device is one device of an x5c provisioner.
+type Device struct {
+	Provisioner string    `json:"provisioner"`
+	ID          string    `json:"id"`
+	Listed      bool      `json:"listed,omitempty"` // on the allow-list
+	ListedAt    time.Time `json:"listed_at,omitzero"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	// Serial is the last certificate the device enrolled for, EnrolledAt
+	// when, Enrollments how many it has had (more than one only where the
+	// provisioner allows re-provisioning).
+	Serial      string    `json:"serial,omitempty"`
+	EnrolledAt  time.Time `json:"enrolled_at,omitzero"`
+	Enrollments int       `json:"enrollments,omitempty"`
+}
+
+// Revoked reports whether the entry was revoked.
+func (d *Device) Revoked() bool { return !d.RevokedAt.IsZero() }
+
+func deviceKey(provisioner, id string) []byte { return indexKey(provisioner, id) }
+
+// DevicesPut lists devices on an x5c provisioner's allow-list, all or none:
+// a revoked entry cannot be listed again (its factory identity is not to
+// be trusted), and listing a listed device changes nothing.
+type DevicesPut struct {
+	Provisioner string   `json:"provisioner"`
+	IDs         []string `json:"ids"`
+}
+
+// DeviceRevoke revokes a device's entry: it enrolls no more, listed or not,
+// and its certificates of the provisioner renew no more. A device not seen
+// yet gets a revoked entry, so a leaked factory key is refused before use.
+type DeviceRevoke struct {
+	Provisioner string `json:"provisioner"`
+	ID          string `json:"id"`
+}
+
+func applyDevicesPut(a *applyCtx) error {
+	var in DevicesPut
+	a.decode(&in)
+	a.notef("provisioner=%s devices=%d", in.Provisioner, len(in.IDs))
+	if err := checkProvisionerKind(a, in.Provisioner, KindX5C); err != nil {
+		return err
+	}
+	recs := make([]Device, len(in.IDs))
+	for i, id := range in.IDs {
+		if !DeviceIDValid(id) {
+			return reject(ErrConflict, fmt.Sprintf("device ID %.80q is not valid", id))
+		}
+		d := &recs[i]
+		if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, id), d) != nil {
+			*d = Device{Provisioner: in.Provisioner, ID: id}
+		}
+		if d.Revoked() {
+			return reject(ErrDeviceRevoked, "device "+id+" was revoked; it cannot be listed again")
+		}
+	}
+	for i := range recs {
+		d := &recs[i]
+		if d.Listed {
+			continue
+		}
+		d.Listed, d.ListedAt = true, a.now
+		putJSON(a.tx, bDevices, deviceKey(d.Provisioner, d.ID), d)
+	}
+	return nil
+}
+
+func applyDeviceRevoke(a *applyCtx) error {
+	var in DeviceRevoke
+	a.decode(&in)
+	a.notef("provisioner=%s device=%s", in.Provisioner, in.ID)
+	if err := checkProvisionerKind(a, in.Provisioner, KindX5C); err != nil {
+		return err
+	}
+	if !DeviceIDValid(in.ID) {
+		return reject(ErrDeviceUnknown, fmt.Sprintf("device ID %.80q is not valid", in.ID))
+	}
+	var d Device
+	if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, in.ID), &d) != nil {
+		d = Device{Provisioner: in.Provisioner, ID: in.ID}
+	}
+	if d.Revoked() {
+		return nil
+	}
+	d.RevokedAt = a.now
+	putJSON(a.tx, bDevices, deviceKey(in.Provisioner, in.ID), &d)
+	return nil
+}
+
+// checkDevice decides whether device id of the certificate's provisioner
+// may enroll now, and returns its record as the enrollment leaves it.
+func checkDevice(a *applyCtx, id string, c *Cert) (*Device, error) {
+	p, err := a.f.provisioners.get(a.tx, bProvisioners, c.Provisioner)
+	if err != nil || p.Kind != KindX5C || p.X5C == nil {
+		return nil, reject(ErrProvisioner, "provisioner "+c.Provisioner+" does not enroll devices")
+	}
+	if !DeviceIDValid(id) {
+		return nil, reject(ErrDeviceNotListed, fmt.Sprintf("device ID %.80q is not valid", id))
+	}
+	var d Device
+	if getJSON(a.tx, bDevices, deviceKey(c.Provisioner, id), &d) != nil {
+		d = Device{Provisioner: c.Provisioner, ID: id}
+	}
+	switch {
+	case d.Revoked():
+		return nil, reject(ErrDeviceRevoked, "device "+id+" has been revoked")
+	case p.X5C.AllowList && !d.Listed:
+		return nil, reject(ErrDeviceNotListed, "device "+id+" is not on the allow-list of provisioner "+c.Provisioner)
+	case d.Serial != "" && !p.X5C.Reprovision:
+		return nil, reject(ErrDeviceEnrolled, "device "+id+" has enrolled already, for certificate "+d.Serial)
+	}
+	d.Serial, d.EnrolledAt = c.Serial, a.now
+	d.Enrollments++
+	return &d, nil
+}
+
+// checkDeviceRenewal refuses to renew a device's certificate once its entry
+// is revoked.
+func checkDeviceRenewal(a *applyCtx, old *Cert) error {
+	id := old.Properties[DeviceProperty]
+	if id == "" {
+		return nil
+	}
+	var d Device
+	if getJSON(a.tx, bDevices, deviceKey(old.Provisioner, id), &d) == nil && d.Revoked() {
+		return reject(ErrDeviceRevoked, "device "+id+" has been revoked")
+	}
+	return nil
+}
+
+// DeviceProperty is the certificate property that names the device an x5c
+// enrollment was for (searchable like any property).
+const DeviceProperty = "device_id"
+
+// Device returns one device of a provisioner.
+func (f *FSM) Device(provisioner, id string) (*Device, error) {
+	return get[Device](f, bDevices, deviceKey(provisioner, id))
+}
+
+// Devices lists a provisioner's devices in ID order: those whose ID starts
+// with prefix, after the ID after ("" from the start), up to limit.
+func (f *FSM) Devices(provisioner, prefix, after string, limit int) ([]*Device, error) {
+	var out []*Device
+	err := f.view(func(tx *bolt.Tx) error {
+		base := indexKey(provisioner, prefix)
+		c := tx.Bucket(bDevices).Cursor()
+		k, v := c.Seek(base)
+		if ak := deviceKey(provisioner, after); after != "" && bytes.Compare(ak, base) > 0 {
+			k, v = c.Seek(ak)
+			if k != nil && bytes.Equal(k, ak) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && bytes.HasPrefix(k, base) && len(out) < limit; k, v = c.Next() {
+			d := new(Device)
+			if err := json.Unmarshal(v, d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	return out, err
+}

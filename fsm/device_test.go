@@ -1,0 +1,136 @@
+package fsm
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func x5cProvisioner(name string, allowList, reprovision bool) Provisioner {
+	return Provisioner{Name: name, Kind: KindX5C, Authority: "default",
+		X5C: &X5COptions{Roots: "pem", Names: []string{"{serial}.devices.example"}, AllowList: allowList, Reprovision: reprovision}}
+}
+
+func deviceCert(serial, prov string) Cert {
+	c := cert(serial, serial+".devices.example")
+	c.Provisioner = prov
+	return c
+}
+
+// deviceLog adds device commands, refusals included, to a workload.
+func deviceLog(add func(CmdType, time.Time, any)) {
+	add(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: x5cProvisioner("factory", true, false)})
+	add(CmdDevicesPut, t0, DevicesPut{Provisioner: "factory", IDs: []string{"d1", "d2"}})
+	add(CmdIssue, t0, Issue{Device: "d1", Cert: deviceCert("dv1", "factory")})
+	add(CmdIssue, t0, Issue{Device: "d1", Cert: deviceCert("dv2", "factory")}) // once: refused
+	add(CmdIssue, t0, Issue{Device: "d9", Cert: deviceCert("dv3", "factory")}) // not listed: refused
+	add(CmdDeviceRevoke, t0, DeviceRevoke{Provisioner: "factory", ID: "d2"})
+	add(CmdDevicesPut, t0, DevicesPut{Provisioner: "factory", IDs: []string{"d3", "d2"}}) // d2 revoked: refused
+}
+
+// A device enrolls once, only when listed where the provisioner has an
+// allow-list, never once revoked; its certificate renews until then.
+func TestDeviceEnrollsOnce(t *testing.T) {
+	f, b := lifecycle(t)
+	run := func(typ CmdType, p any) error { t.Helper(); return apply(t, f, b.entry(typ, t0, p)) }
+	must := func(typ CmdType, p any) {
+		t.Helper()
+		if err := run(typ, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("listed", true, false)})
+	must(CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("open", false, false)})
+	must(CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("again", false, true)})
+
+	if err := run(CmdIssue, Issue{Device: "d1", Cert: deviceCert("a1", "listed")}); !errors.Is(err, ErrDeviceNotListed) {
+		t.Fatalf("unlisted device: %v", err)
+	}
+	if err := run(CmdDevicesPut, DevicesPut{Provisioner: "p", IDs: []string{"d1"}}); !errors.Is(err, ErrProvisioner) {
+		t.Fatalf("devices of a token provisioner: %v", err)
+	}
+	if err := run(CmdDevicesPut, DevicesPut{Provisioner: "listed", IDs: []string{"d1", "a.b"}}); err == nil {
+		t.Fatal("an ID with a dot was listed")
+	}
+	if d, err := f.Device("listed", "d1"); err == nil {
+		t.Fatalf("a refused put left %+v", d)
+	}
+	must(CmdDevicesPut, DevicesPut{Provisioner: "listed", IDs: []string{"d1", "d2"}})
+	must(CmdIssue, Issue{Device: "d1", Cert: deviceCert("a1", "listed")})
+	if err := run(CmdIssue, Issue{Device: "d1", Cert: deviceCert("a2", "listed")}); !errors.Is(err, ErrDeviceEnrolled) {
+		t.Fatalf("second enrollment: %v", err)
+	}
+	c, err := f.Cert("a1")
+	if err != nil || c.Properties[DeviceProperty] != "d1" {
+		t.Fatalf("record %+v %v", c, err)
+	}
+	d, _ := f.Device("listed", "d1")
+	if d.Serial != "a1" || d.Enrollments != 1 || !d.Listed {
+		t.Fatalf("device %+v", d)
+	}
+
+	// Without an allow-list any device enrolls, once; with reprovisioning,
+	// again.
+	must(CmdIssue, Issue{Device: "x", Cert: deviceCert("o1", "open")})
+	if err := run(CmdIssue, Issue{Device: "x", Cert: deviceCert("o2", "open")}); !errors.Is(err, ErrDeviceEnrolled) {
+		t.Fatalf("second enrollment without allow-list: %v", err)
+	}
+	must(CmdIssue, Issue{Device: "x", Cert: deviceCert("r1", "again")})
+	must(CmdIssue, Issue{Device: "x", Cert: deviceCert("r2", "again")})
+	if d, _ := f.Device("again", "x"); d.Serial != "r2" || d.Enrollments != 2 {
+		t.Fatalf("reprovisioned device %+v", d)
+	}
+
+	// A renewal keeps working until the entry is revoked.
+	renew := func(old, serial string) error {
+		c := deviceCert(serial, "listed")
+		c.SANs, c.Subject = []string{"a1.devices.example"}, "CN=a1.devices.example"
+		return run(CmdRenew, Renew{Renews: old, Cert: c})
+	}
+	if err := renew("a1", "a3"); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	must(CmdDeviceRevoke, DeviceRevoke{Provisioner: "listed", ID: "d1"})
+	if err := renew("a3", "a4"); !errors.Is(err, ErrDeviceRevoked) {
+		t.Fatalf("renewal after the device's revocation: %v", err)
+	}
+	if err := run(CmdDevicesPut, DevicesPut{Provisioner: "listed", IDs: []string{"d1"}}); !errors.Is(err, ErrDeviceRevoked) {
+		t.Fatalf("listing a revoked device again: %v", err)
+	}
+	// A device revoked before it was ever seen never enrolls.
+	must(CmdDeviceRevoke, DeviceRevoke{Provisioner: "open", ID: "leaked"})
+	if err := run(CmdIssue, Issue{Device: "leaked", Cert: deviceCert("l1", "open")}); !errors.Is(err, ErrDeviceRevoked) {
+		t.Fatalf("a revoked, never seen device: %v", err)
+	}
+
+	ds, err := f.Devices("listed", "", "", 10)
+	if err != nil || len(ds) != 2 || ds[0].ID != "d1" || ds[1].ID != "d2" {
+		t.Fatalf("devices %+v %v", ds, err)
+	}
+	if ds, _ := f.Devices("listed", "", "d1", 10); len(ds) != 1 || ds[0].ID != "d2" {
+		t.Fatalf("devices after d1: %+v", ds)
+	}
+	if ds, _ := f.Devices("listed", "d2", "", 10); len(ds) != 1 || ds[0].ID != "d2" {
+		t.Fatalf("devices by prefix: %+v", ds)
+	}
+}
+
+func TestFormat8Versions(t *testing.T) {
+	for name, c := range map[string]struct {
+		t       CmdType
+		payload any
+		version uint16
+		format  int
+	}{
+		"x5c provisioner": {CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("f", false, false)}, 6, 8},
+		"device issue":    {CmdIssue, Issue{Device: "d", Cert: deviceCert("s", "f")}, 4, 8},
+		"token issue":     {CmdIssue, Issue{TokenHash: []byte("h"), Cert: deviceCert("s", "f")}, 3, 0},
+		"devices put":     {CmdDevicesPut, DevicesPut{}, 1, 8},
+		"device revoke":   {CmdDeviceRevoke, DeviceRevoke{}, 1, 8},
+	} {
+		env, err := NewEnvelope(c.t, "x", c.payload)
+		if err != nil || env.Version != c.version || env.Format() != c.format {
+			t.Errorf("%s: version %d, format %d (%v), want %d and %d", name, env.Version, env.Format(), err, c.version, c.format)
+		}
+	}
+}

@@ -38,21 +38,22 @@ func (s *Server) putDevices(w http.ResponseWriter, r *http.Request) {
 }
 
 // listDevices pages through a provisioner's devices by ID:
-// ?prefix=, ?after= (the last ID of the previous page), ?limit= (1000).
+// ?prefix=, ?after= (the last ID of the previous page), ?limit= (1000 and
+// at most); "next" is set while a full page came back.
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 	_, ctx, ok := s.admin(w, r, authority.PermRead)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	limit := 0
+	limit := authority.MaxDeviceList
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			s.fail(w, r, badRequest("limit: a positive number"))
 			return
 		}
-		limit = n
+		limit = min(n, limit)
 	}
 	ds, err := s.CA.Devices(ctx, r.PathValue("name"), q.Get("prefix"), q.Get("after"), limit)
 	if err != nil {
@@ -66,7 +67,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
 	for _, d := range ds {
 		out.Devices = append(out.Devices, deviceJSON(d))
 	}
-	if limit > 0 && len(ds) == limit {
+	if len(ds) == limit {
 		out.Next = ds[len(ds)-1].ID
 	}
 	writeJSON(w, http.StatusOK, out)

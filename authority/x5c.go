@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,9 +31,13 @@ const (
 	maxX5CNames     = 16
 	maxX5CChain     = 8
 	maxDevicesBatch = 10000
-	devicesPerEntry = 500
-	// maxDeviceList bounds one page of a device listing.
-	maxDeviceList = 1000
+	// MaxDeviceList bounds one page of a device listing.
+	MaxDeviceList = 1000
+)
+
+var (
+	oidSerialNumber = asn1.ObjectIdentifier{2, 5, 4, 5}
+	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
 )
 
 // ErrFactoryCert refuses a factory certificate the provisioner does not
@@ -73,9 +80,18 @@ func (ca *CA) checkX5C(p *fsm.Provisioner) error {
 	}
 	sample := x509.Certificate{}
 	sample.Subject.SerialNumber, sample.Subject.CommonName = "SN0123", "device-0123"
+	idHolder := "{serial}"
+	if o.DeviceID == "cn" {
+		idHolder = "{cn}"
+	}
 	for _, t := range o.Names {
 		if strings.Contains(t, "*") {
 			return fmt.Errorf("%w: x5c.names: %q: a device's names are its own, never a wildcard", ErrInvalidRequest, truncate(t))
+		}
+		// Every name names the device: one certificate per device is then
+		// one per name.
+		if !strings.Contains(t, "{id}") && !strings.Contains(t, idHolder) {
+			return fmt.Errorf("%w: x5c.names: %q: each name must hold the device ID ({id} or %s)", ErrInvalidRequest, truncate(t), idHolder)
 		}
 		n, err := expandName(t, &sample, "SN0123")
 		if err == nil {
@@ -214,12 +230,31 @@ func (ca *CA) verifyFactory(p *fsm.Provisioner, chain []*x509.Certificate) (stri
 		inter.AddCert(c)
 	}
 	leaf := chain[0]
+	// Client authentication, or no EKU at all (802.1AR IDevIDs often
+	// have none).
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: ca.now(),
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return "", nil, refuse(ErrFactoryCert, "provisioner %s: %v", p.Name, err)
 	}
 	if leaf.IsCA {
 		return "", nil, refuse(ErrFactoryCert, "a CA certificate is no device's")
+	}
+	if rec, err := ca.state.Cert(SerialHex(leaf.SerialNumber)); err == nil && bytes.Equal(rec.DER, leaf.Raw) {
+		// Checked when the roots were written too; an authority made
+		// since could chain to them.
+		return "", nil, refuse(ErrFactoryCert, "a certificate this cluster issued is no factory certificate")
+	}
+	for _, oid := range []asn1.ObjectIdentifier{oidSerialNumber, oidCommonName} {
+		n := 0
+		for _, a := range leaf.Subject.Names {
+			if a.Type.Equal(oid) {
+				n++
+			}
+		}
+		if n > 1 {
+			// Parsers disagree on which one counts.
+			return "", nil, refuse(ErrFactoryCert, "the factory certificate's subject has %d attributes %v", n, oid)
+		}
 	}
 	id := deviceID(p.X5C, leaf)
 	if !fsm.DeviceIDValid(id) {
@@ -234,6 +269,11 @@ func (ca *CA) verifyFactory(p *fsm.Provisioner, chain []*x509.Certificate) (stri
 		c, err := normalizeName(n)
 		if err != nil {
 			return "", nil, refuse(ErrFactoryCert, "name template %q: %v", t, err)
+		}
+		if net.ParseIP(c) != nil {
+			// Device values may hold ':' and hex digits (MAC addresses):
+			// they name a device, never an address.
+			return "", nil, refuse(ErrFactoryCert, "name template %q makes an IP address, %s", t, c)
 		}
 		names = append(names, c)
 	}
@@ -273,8 +313,10 @@ func (ca *CA) SignX5C(ctx context.Context, req X5CRequest) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := names.allowedBy(allowed); err != nil {
-		return nil, err
+	for _, n := range append([]string{names.cn}, names.all...) {
+		if n != "" && !slices.Contains(allowed, n) {
+			return nil, refuse(fsm.ErrNameNotAllowed, "%.80s is not one of device %s's names %v", n, id, allowed)
+		}
 	}
 	ctx = asActor(ctx, "provisioner:"+p.Name+" device:"+id)
 	iss, err := ca.issue(ctx, issuance{
@@ -321,9 +363,9 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 	return ok && k.Equal(b)
 }
 
-// PutDevices lists devices on an x5c provisioner's allow-list, in entries
-// of devicesPerEntry; a request is refused whole when an ID is not valid
-// or was revoked (checked here first, and again by each entry).
+// PutDevices lists devices on an x5c provisioner's allow-list, all or
+// none: a request is refused whole when an ID is not valid or was revoked
+// (checked here first, and again by its entry).
 func (ca *CA) PutDevices(ctx context.Context, prov string, ids []string) (int, error) {
 	if _, err := ca.provisioner(ctx, prov, fsm.KindX5C); err != nil {
 		return 0, err
@@ -340,19 +382,15 @@ func (ca *CA) PutDevices(ctx context.Context, prov string, ids []string) (int, e
 		if d, err := ca.state.Device(prov, id); err == nil && d.Revoked() {
 			return 0, fsm.ErrDeviceRevoked.With("device " + id + " was revoked; it cannot be listed again")
 		}
-		if !seen[id] {
-			seen[id] = true
+		if k := strings.ToLower(id); !seen[k] {
+			seen[k] = true
 			uniq = append(uniq, id)
 		}
 	}
-	for i := 0; i < len(uniq); i += devicesPerEntry {
-		part := uniq[i:min(i+devicesPerEntry, len(uniq))]
-		if err := ca.propose(ctx, fsm.CmdDevicesPut, fsm.DevicesPut{Provisioner: prov, IDs: part}); err != nil {
-			if i > 0 {
-				return i, fmt.Errorf("%d of %d devices listed: %w", i, len(uniq), err)
-			}
-			return 0, err
-		}
+	// One entry, all or nothing: at most 10,000 IDs of 64 bytes, well
+	// within what an entry may hold.
+	if err := ca.propose(ctx, fsm.CmdDevicesPut, fsm.DevicesPut{Provisioner: prov, IDs: uniq}); err != nil {
+		return 0, err
 	}
 	return len(uniq), nil
 }
@@ -389,8 +427,8 @@ func (ca *CA) Devices(ctx context.Context, prov, prefix, after string, limit int
 	if _, err := ca.provisioner(ctx, prov, fsm.KindX5C); err != nil {
 		return nil, err
 	}
-	if limit <= 0 || limit > maxDeviceList {
-		limit = maxDeviceList
+	if limit <= 0 || limit > MaxDeviceList {
+		limit = MaxDeviceList
 	}
 	if err := ca.raft.Barrier(ctx); err != nil {
 		return nil, err

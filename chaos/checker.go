@@ -94,9 +94,12 @@ var expectedCodes = map[string]bool{
 	OpRenew + "/certificate_revoked": true,
 	OpReplay + "/token_used":         true,
 	OpReplaySame + "/token_used":     true,
-	OpRevoke + "/overloaded":         true,
-	OpEnroll + "/overloaded":         true,
-	OpRenew + "/overloaded":          true,
+	// A factory device's listed entry, spent, is refused as enrolled.
+	OpReplay + "/device_enrolled":     true,
+	OpReplaySame + "/device_enrolled": true,
+	OpRevoke + "/overloaded":          true,
+	OpEnroll + "/overloaded":          true,
+	OpRenew + "/overloaded":           true,
 }
 
 // check runs every check of the history against the nodes' states.

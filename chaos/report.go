@@ -59,7 +59,7 @@ func writeSummary(w io.Writer, v *Verdict, ops []Op, cfg Config) {
 		}
 	}
 	fmt.Fprintf(w, "\nrequests:\n  %-12s %8s %8s %8s\n", "op", "ok", "fail", "unknown")
-	for _, k := range []string{OpEnroll, OpEnroll + " (est)", OpEnroll + " (scep)", OpRenew, OpRenew + " (est)", OpRevoke, OpReplay, OpReplaySame, OpStatusProbe} {
+	for _, k := range []string{OpEnroll, OpEnroll + " (est)", OpEnroll + " (scep)", OpEnroll + " (x5c)", OpRenew, OpRenew + " (est)", OpRevoke, OpReplay, OpReplaySame, OpStatusProbe} {
 		if c := byKind[k]; c != nil {
 			fmt.Fprintf(w, "  %-12s %8d %8d %8d\n", k, c.ok, c.fail, c.unknown)
 		}

@@ -87,12 +87,13 @@ func (r *reader) readState(ctx context.Context, nd *cnode, ask map[string][]byte
 	for {
 		var page struct {
 			Certs []struct {
-				Serial      string `json:"serial"`
-				TokenID     string `json:"token_id"`
-				Requester   string `json:"requester"`
-				Status      string `json:"status"`
-				RenewedFrom string `json:"renewed_from"`
-				Certificate string `json:"certificate"`
+				Serial      string            `json:"serial"`
+				TokenID     string            `json:"token_id"`
+				Requester   string            `json:"requester"`
+				Status      string            `json:"status"`
+				RenewedFrom string            `json:"renewed_from"`
+				Certificate string            `json:"certificate"`
+				Properties  map[string]string `json:"properties"`
 			} `json:"certs"`
 			Next string `json:"next_cursor"`
 		}
@@ -114,7 +115,11 @@ func (r *reader) readState(ctx context.Context, nd *cnode, ask map[string][]byte
 			if _, dup := st.Certs[serial]; dup {
 				st.Dups = append(st.Dups, serial)
 			}
-			st.Certs[serial] = logCert{DER: blk.Bytes, TokenID: c.TokenID, Requester: c.Requester, Status: c.Status, RenewedFrom: c.RenewedFrom}
+			tokenID := c.TokenID
+			if id := c.Properties["device_id"]; tokenID == "" && c.RenewedFrom == "" && id != "" {
+				tokenID = "device:" + id // a factory device's enrollment: its entry is its token
+			}
+			st.Certs[serial] = logCert{DER: blk.Bytes, TokenID: tokenID, Requester: c.Requester, Status: c.Status, RenewedFrom: c.RenewedFrom}
 		}
 		if page.Next == "" || len(page.Certs) == 0 {
 			break

@@ -55,6 +55,7 @@ type workload struct {
 	scepRA   []*x509.Certificate
 	scepKey  *rsa.PrivateKey
 	scepSelf *x509.Certificate
+	factory  *manufacturer // x5c devices' maker (x5c.go)
 
 	mu       sync.Mutex
 	spare    []*token
@@ -65,6 +66,9 @@ type workload struct {
 type token struct {
 	id, secret string
 	sans       []string
+	// factory: an x5c device's factory certificate, its credential
+	// instead of a secret (id "device:<device ID>").
+	factory *tls.Certificate
 	// Set once an enrollment with it is acknowledged.
 	key *ecdsa.PrivateKey
 	der []byte
@@ -72,7 +76,7 @@ type token struct {
 
 type device struct {
 	name string
-	via  string // how it enrolls: "" (the JSON API), "est" (and renews so) or "scep"
+	via  string // how it enrolls: "" (the JSON API), "est" (and renews so), "scep" or "x5c" (a factory certificate)
 	tok  *token
 	key  *ecdsa.PrivateKey
 
@@ -129,7 +133,19 @@ func (w *workload) mint(ctx context.Context, n int, run string) error {
 			w.spare = append(w.spare, &token{id: t.ID, secret: t.Token, sans: t.SANs})
 		}
 	}
-	return w.scepSetUp(ctx)
+	if err := w.scepSetUp(ctx); err != nil {
+		return err
+	}
+	return w.x5cSetUp(ctx, n, run)
+}
+
+// nextCredential is a new token for d, or a new factory identity for a
+// factory device; nil when none is left.
+func (w *workload) nextCredential(via string) *token {
+	if via == "x5c" {
+		return w.takeDevice()
+	}
+	return w.takeToken()
 }
 
 // takeToken hands out a spare token, or nil when none is left.
@@ -149,13 +165,15 @@ func (w *workload) takeToken() *token {
 func (w *workload) run(stop <-chan struct{}) {
 	var wg sync.WaitGroup
 	for i := range w.cfg.Devices {
-		tok := w.takeToken()
+		// A third of the devices speak EST, a sixth SCEP, a sixth enroll
+		// by a factory certificate: a token or a listed device yields one
+		// certificate whichever protocol spends it.
+		via := [6]string{"", "scep", "est", "x5c", "", "est"}[i%6]
+		tok := w.nextCredential(via)
 		if tok == nil {
 			break
 		}
-		// A third of the devices speak EST, a sixth SCEP: a token yields
-		// one certificate whichever protocol spends it.
-		d := &device{name: fmt.Sprintf("d%d", i+1), via: [6]string{"", "scep", "est", "", "", "est"}[i%6], tok: tok, key: newKey()}
+		d := &device{name: fmt.Sprintf("d%d", i+1), via: via, tok: tok, key: newKey()}
 		w.mu.Lock()
 		w.devices = append(w.devices, d)
 		w.mu.Unlock()
@@ -379,6 +397,8 @@ func (w *workload) enroll(d *device) {
 		r, op.Via = w.estPost("/.well-known/est/devices/simpleenroll", csrPEM(d.key, d.tok.sans), d.tok.id, d.tok.secret, nil), "est"
 	case "scep":
 		r, op.Via = w.scepEnroll(d), "scep"
+	case "x5c":
+		r, op.Via = w.x5cSign(d.tok, d.key), "x5c"
 	default:
 		r = w.post(w.devC, "/v1/sign", "", map[string]string{"csr": csrPEM(d.key, d.tok.sans), "token": d.tok.secret}, nil)
 	}
@@ -399,7 +419,7 @@ func (w *workload) enroll(d *device) {
 	case Fail:
 		if r.err == nil {
 			// Refused: this token is spent for this device; take another.
-			d.tok, d.key = w.takeToken(), newKey()
+			d.tok, d.key = w.nextCredential(d.via), newKey()
 		}
 	}
 	// Unknown: the device asks again with the same token and key, and
@@ -436,7 +456,7 @@ func (w *workload) renew(d *device) {
 		d.mu.Lock()
 		d.cert, d.serial = nil, ""
 		d.mu.Unlock()
-		d.tok, d.key = w.takeToken(), newKey()
+		d.tok, d.key = w.nextCredential(d.via), newKey()
 	}
 }
 
@@ -482,7 +502,12 @@ func (w *workload) replayOne(sameKey bool) {
 		kind, key = OpReplaySame, t.key
 	}
 	start := time.Now()
-	r := w.post(w.devC, "/v1/sign", "", map[string]string{"csr": csrPEM(key, t.sans), "token": t.secret}, nil)
+	var r reply
+	if t.factory != nil {
+		r = w.x5cSign(t, key)
+	} else {
+		r = w.post(w.devC, "/v1/sign", "", map[string]string{"csr": csrPEM(key, t.sans), "token": t.secret}, nil)
+	}
 	op := Op{Kind: kind, TokenID: t.id}
 	acknowledged(&r, &op)
 	w.record(op, start, r)

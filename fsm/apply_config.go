@@ -372,6 +372,15 @@ func applyProvisionerDelete(a *applyCtx) error {
 	if len(live) > 0 && !in.Force {
 		return reject(ErrConflict, fmt.Sprintf("provisioner %s has %d outstanding tokens; revoke them or force", in.Name, len(live)))
 	}
+	// An x5c provisioner's devices go with it (forced): a provisioner made
+	// later under the name starts with no allow-list and no enrollments.
+	dc := a.tx.Bucket(bDevices).Cursor()
+	if k, _ := dc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && !in.Force {
+		return reject(ErrConflict, fmt.Sprintf("provisioner %s has devices; force deletes their entries", in.Name))
+	}
+	for k, _ := dc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = dc.Seek(prefix) {
+		del(a.tx, bDevices, k)
+	}
 	for i := range live {
 		live[i].RevokedAt = a.now
 		putJSON(a.tx, bTokens, live[i].Hash, &live[i])

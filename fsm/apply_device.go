@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -71,7 +72,9 @@ type Device struct {
 // Revoked reports whether the entry was revoked.
 func (d *Device) Revoked() bool { return !d.RevokedAt.IsZero() }
 
-func deviceKey(provisioner, id string) []byte { return indexKey(provisioner, id) }
+// deviceKey: IDs are case-insensitive (names made from them are DNS names,
+// which are), so "SN1" and "sn1" are one device.
+func deviceKey(provisioner, id string) []byte { return indexKey(provisioner, strings.ToLower(id)) }
 
 // DevicesPut lists devices on an x5c provisioner's allow-list, all or none:
 // a revoked entry cannot be listed again (its factory identity is not to
@@ -97,7 +100,12 @@ func applyDevicesPut(a *applyCtx) error {
 		return err
 	}
 	recs := make([]Device, len(in.IDs))
+	seen := make(map[string]bool, len(in.IDs))
 	for i, id := range in.IDs {
+		if seen[strings.ToLower(id)] {
+			return reject(ErrConflict, fmt.Sprintf("device ID %.80q is named twice", id))
+		}
+		seen[strings.ToLower(id)] = true
 		if !DeviceIDValid(id) {
 			return reject(ErrConflict, fmt.Sprintf("device ID %.80q is not valid", id))
 		}
@@ -197,7 +205,7 @@ func (f *FSM) Device(provisioner, id string) (*Device, error) {
 func (f *FSM) Devices(provisioner, prefix, after string, limit int) ([]*Device, error) {
 	var out []*Device
 	err := f.view(func(tx *bolt.Tx) error {
-		base := indexKey(provisioner, prefix)
+		base := deviceKey(provisioner, prefix)
 		c := tx.Bucket(bDevices).Cursor()
 		k, v := c.Seek(base)
 		if ak := deviceKey(provisioner, after); after != "" && bytes.Compare(ak, base) > 0 {

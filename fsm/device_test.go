@@ -103,6 +103,14 @@ func TestDeviceEnrollsOnce(t *testing.T) {
 		t.Fatalf("a revoked, never seen device: %v", err)
 	}
 
+	// IDs are case-insensitive: names made from them are DNS names.
+	if err := run(CmdIssue, Issue{Device: "X", Cert: deviceCert("o3", "open")}); !errors.Is(err, ErrDeviceEnrolled) {
+		t.Fatalf("X after x: %v", err)
+	}
+	if err := run(CmdDevicesPut, DevicesPut{Provisioner: "listed", IDs: []string{"q1", "Q1"}}); err == nil {
+		t.Fatal("one ID twice in a put")
+	}
+
 	ds, err := f.Devices("listed", "", "", 10)
 	if err != nil || len(ds) != 2 || ds[0].ID != "d1" || ds[1].ID != "d2" {
 		t.Fatalf("devices %+v %v", ds, err)
@@ -132,5 +140,44 @@ func TestFormat8Versions(t *testing.T) {
 		if err != nil || env.Version != c.version || env.Format() != c.format {
 			t.Errorf("%s: version %d, format %d (%v), want %d and %d", name, env.Version, env.Format(), err, c.version, c.format)
 		}
+	}
+}
+
+// A provisioner's devices go with it, only when forced: one made later
+// under the name starts with no allow-list and no enrollments.
+func TestDeletingAProvisionerDeletesItsDevices(t *testing.T) {
+	f, b := lifecycle(t)
+	run := func(typ CmdType, p any) error { t.Helper(); return apply(t, f, b.entry(typ, t0, p)) }
+	for _, c := range []struct {
+		typ CmdType
+		p   any
+	}{
+		{CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("f", true, false)}},
+		{CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("f2", true, false)}},
+		{CmdDevicesPut, DevicesPut{Provisioner: "f", IDs: []string{"d1", "d2"}}},
+		{CmdDevicesPut, DevicesPut{Provisioner: "f2", IDs: []string{"d1"}}},
+		{CmdIssue, Issue{Device: "d1", Cert: deviceCert("s1", "f")}},
+	} {
+		if err := run(c.typ, c.p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := run(CmdProvisionerDel, ProvisionerDelete{Name: "f"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("delete with devices, unforced: %v", err)
+	}
+	if err := run(CmdProvisionerDel, ProvisionerDelete{Name: "f", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("f", true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if ds, _ := f.Devices("f", "", "", 10); len(ds) != 0 {
+		t.Fatalf("the new provisioner inherited %+v", ds)
+	}
+	if err := run(CmdIssue, Issue{Device: "d2", Cert: deviceCert("s2", "f")}); !errors.Is(err, ErrDeviceNotListed) {
+		t.Fatalf("a device of the deleted provisioner: %v", err)
+	}
+	if ds, _ := f.Devices("f2", "", "", 10); len(ds) != 1 {
+		t.Fatalf("another provisioner's devices: %+v", ds)
 	}
 }

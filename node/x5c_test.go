@@ -70,9 +70,15 @@ func (m *manufacturer) rootPEM() string {
 // and the TLS identity that presents it with the line's certificate.
 func (m *manufacturer) device(t *testing.T, serial string, key crypto.Signer) tls.Certificate {
 	t.Helper()
-	leaf := makeCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "sensor " + serial, SerialNumber: serial},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
-		m.line, key.Public(), m.lineKey)
+	return m.deviceAs(t, &x509.Certificate{Subject: pkix.Name{CommonName: "sensor " + serial, SerialNumber: serial},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, key)
+}
+
+// deviceAs is device with the template's subject and extended key usage.
+func (m *manufacturer) deviceAs(t *testing.T, tmpl *x509.Certificate, key crypto.Signer) tls.Certificate {
+	t.Helper()
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	leaf := makeCert(t, tmpl, m.line, key.Public(), m.lineKey)
 	return tls.Certificate{Certificate: [][]byte{leaf.Raw, m.line.Raw}, PrivateKey: key, Leaf: leaf}
 }
 
@@ -148,7 +154,7 @@ func TestX5CZeroTouchEnrollment(t *testing.T) {
 	if r.status != http.StatusBadRequest {
 		t.Fatalf("our own root as a manufacturer's: %d %s", r.status, r.body)
 	}
-	for _, tmpl := range []string{"{serial", "{mac}.x.example", "*.{serial}.example"} {
+	for _, tmpl := range []string{"{serial", "{mac}.x.example", "*.{serial}.example", "fixed.devices.example", "{cn}.devices.example"} {
 		r := c.do(nodes[1], "POST", "/v1/admin/provisioners", map[string]any{"name": "bad", "kind": "x5c", "authority": "default",
 			"x5c": map[string]any{"roots": acme.rootPEM(), "names": []string{tmpl}}}, c.admin)
 		if r.status != http.StatusBadRequest {
@@ -216,6 +222,28 @@ func TestX5CZeroTouchEnrollment(t *testing.T) {
 	}
 	if r := c.signX5C(dev2, nodes[0], "default", csrWithoutNames(t, k2)); r.status != http.StatusBadRequest || errorCode(t, r) != "provisioner_kind" {
 		t.Errorf("a token provisioner: %d %s", r.status, r.body)
+	}
+
+	// IDs are case-insensitive, as the names made of them: "sn002" is
+	// SN002, enrolled already.
+	if r := c.signX5C(dev2, nodes[1], "factory", csrWithoutNames(t, k2)); r.status != http.StatusCreated {
+		t.Fatalf("enroll SN002: %d %s", r.status, r.body)
+	}
+	kl := newKey(t)
+	if r := c.signX5C(acme.device(t, "sn002", kl), nodes[2], "factory", csrWithoutNames(t, kl)); r.status != http.StatusConflict {
+		t.Errorf("sn002 after SN002: %d %s", r.status, r.body)
+	}
+	// A factory certificate for servers only, or with two serial numbers
+	// (parsers disagree on which counts), is no device's.
+	ks := newKey(t)
+	serverOnly := acme.deviceAs(t, &x509.Certificate{Subject: pkix.Name{SerialNumber: "SN004"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, ks)
+	if r := c.signX5C(serverOnly, nodes[0], "factory", csrWithoutNames(t, ks)); r.status != http.StatusForbidden {
+		t.Errorf("a server-only factory certificate: %d %s", r.status, r.body)
+	}
+	two := acme.deviceAs(t, &x509.Certificate{Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+		{Type: []int{2, 5, 4, 5}, Value: "SN009"}, {Type: []int{2, 5, 4, 5}, Value: "SN004"}}}}, ks)
+	if r := c.signX5C(two, nodes[0], "factory", csrWithoutNames(t, ks)); r.status != http.StatusForbidden {
+		t.Errorf("two serial numbers: %d %s", r.status, r.body)
 	}
 
 	// One listed device, three keys at once through three nodes: one
@@ -286,8 +314,41 @@ func TestX5CZeroTouchEnrollment(t *testing.T) {
 	if len(certs.Certs) != 2 {
 		t.Errorf("certificates of SN001 (enrolled, renewed): %+v", certs.Certs)
 	}
+	// Pages: a full one names the next.
+	var batch []string
+	for i := range 1200 {
+		batch = append(batch, fmt.Sprintf("B%04d", i))
+	}
+	if r := c.do(nodes[0], "POST", "/v1/admin/provisioners/factory/devices", map[string]any{"ids": batch}, c.admin); r.status != http.StatusOK {
+		t.Fatalf("1,200 devices: %d %s", r.status, r.body)
+	}
+	var page struct {
+		Devices []fsm.Device
+		Next    string
+	}
+	c.do(nodes[1], "GET", "/v1/admin/provisioners/factory/devices?prefix=B&limit=5000", nil, c.admin).decode(t, &page)
+	if len(page.Devices) != 1000 || page.Next != "B0999" {
+		t.Fatalf("first page: %d devices, next %q", len(page.Devices), page.Next)
+	}
+	page.Next = ""
+	c.do(nodes[1], "GET", "/v1/admin/provisioners/factory/devices?prefix=B&after=B0999", nil, c.admin).decode(t, &page)
+	if len(page.Devices) != 200 || page.Next != "" {
+		t.Fatalf("last page: %d devices, next %q", len(page.Devices), page.Next)
+	}
 	if r := c.do(nodes[1], "GET", "/v1/admin/provisioners/factory/devices/SN999", nil, c.admin); r.status != http.StatusNotFound {
 		t.Errorf("unknown device: %d %s", r.status, r.body)
+	}
+
+	// A device value makes a name, never an address, whatever the policy.
+	r = c.do(nodes[0], "POST", "/v1/admin/provisioners", map[string]any{"name": "bare", "kind": "x5c", "authority": "default",
+		"policy": map[string]any{"dns": []string{"*"}, "ip": []string{"10.0.0.0/8"}},
+		"x5c":    map[string]any{"roots": acme.rootPEM(), "names": []string{"{serial}"}}}, c.admin)
+	if r.status != http.StatusCreated {
+		t.Fatalf("provisioner bare: %d %s", r.status, r.body)
+	}
+	ki := newKey(t)
+	if r := c.signX5C(acme.device(t, "::ffff:a00:1", ki), nodes[0], "bare", csrWithoutNames(t, ki)); r.status != http.StatusForbidden {
+		t.Errorf("a serial that is an address: %d %s", r.status, r.body)
 	}
 }
 

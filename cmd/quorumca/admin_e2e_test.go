@@ -4,9 +4,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	binenc "encoding/binary"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +58,21 @@ func TestAdminCLIAndAuditVerify(t *testing.T) {
 	       "policy": {"dns": [".fleet.example"], "default_ttl": "12h"}}`, "provisioner", "create", "-f", "-")
 	if out := must("", "provisioner", "list"); !strings.Contains(out, "fleet") || !strings.Contains(out, "default") {
 		t.Errorf("provisioner list:\n%s", out)
+	}
+	// An x5c provisioner's allow-list.
+	doc, _ := json.Marshal(map[string]any{"name": "factory", "kind": "x5c", "authority": "default",
+		"policy": map[string]any{"dns": []string{".devices.example"}},
+		"x5c":    map[string]any{"roots": selfSignedCAPEM(t), "names": []string{"{serial}.devices.example"}, "allow_list": true}})
+	must(string(doc), "provisioner", "create", "-f", "-")
+	if out := must("# shipment 1\nSN-1\n\nSN-2\n", "device", "add", "-provisioner", "factory", "-f", "-"); !strings.Contains(out, "listed 2 devices") {
+		t.Errorf("device add:\n%s", out)
+	}
+	must("", "device", "revoke", "-provisioner", "factory", "SN-2")
+	if out := must("", "device", "list", "-provisioner", "factory", "-format", "json"); strings.Count(out, `"id"`) != 2 || !strings.Contains(out, `"revoked": true`) {
+		t.Errorf("device list:\n%s", out)
+	}
+	if out, err := cli("SN-2\n", "device", "add", "-provisioner", "factory", "-f", "-"); err == nil || !strings.Contains(out, "device_revoked") {
+		t.Errorf("a revoked device listed again: %v\n%s", err, out)
 	}
 	tokFile := filepath.Join(t.TempDir(), "tokens")
 	must("", "token", "create", "-sans", "dev-{n}.fleet.example", "-provisioner", "fleet", "-count", "3", "-property", "fleet=eu-1", "-out", tokFile)
@@ -96,6 +119,22 @@ func TestAdminCLIAndAuditVerify(t *testing.T) {
 	if err == nil || !strings.Contains(out, "broken at entry 3") {
 		t.Errorf("tampered copy: %v\n%s", err, out)
 	}
+}
+
+// selfSignedCAPEM is a manufacturer's root, PEM.
+func selfSignedCAPEM(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Acme root"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
 func copyFile(t *testing.T, from, to string) {

@@ -112,6 +112,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeSerial$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzOneTimeTokens$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzOCSPRequest$$' -fuzztime $(FUZZTIME) ./authority
+	$(GO) test -run '^$$' -fuzz '^FuzzFactoryNames$$' -fuzztime $(FUZZTIME) ./authority
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(FUZZTIME) ./api
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitBatch$$' -fuzztime $(FUZZTIME) ./fsm

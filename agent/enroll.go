@@ -82,31 +82,12 @@ func (a *Agent) enroll(ctx context.Context) error {
 	if a.bundle.Token == "" {
 		return fmt.Errorf("%w: no certificate and no enrollment token in %s", ErrStopped, a.cfg.BundleFile)
 	}
-	key, err := a.pendingKey()
-	if err != nil {
-		return err
-	}
-	csr, err := newCSR(key, a.bundle.Names)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrStopped, err)
-	}
-	a.st.LastAttempt = time.Now()
-	var signed *client.Signed
-	err = a.each(ctx, nil, func(c *client.Client) error {
-		var err error
-		signed, err = c.Sign(ctx, csr, a.bundle.Token)
-		return err
+	err := a.obtain(ctx, "enrolled", nil, newCSR, func(c *client.Client, csr []byte) (*client.Signed, error) {
+		return c.Sign(ctx, csr, a.bundle.Token)
 	})
 	if err != nil {
-		a.st.LastResult = "enrollment failed"
-		return fmt.Errorf("enroll: %w", err)
-	}
-	a.st.LastResult = "enrolled"
-	if err := a.install(signed, key, true); err != nil {
 		return err
 	}
-	a.log.Info("enrolled", "serial", a.st.Serial, "names", strings.Join(a.st.Names, ","),
-		"not_after", a.st.NotAfter.Format(time.RFC3339), "renew_at", a.st.RenewAt.Format(time.RFC3339))
 	return a.forgetToken()
 }
 
@@ -121,30 +102,40 @@ func (a *Agent) enrollFactory(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: factory identity: %v", ErrStopped, err)
 	}
+	return a.obtain(ctx, "enrolled by factory certificate", boot, csrFor, func(c *client.Client, csr []byte) (*client.Signed, error) {
+		return c.SignX5C(ctx, csr, a.bundle.Provisioner)
+	})
+}
+
+// obtain makes the pending key and its CSR for the bundle's names, asks
+// sign at each address in turn (presenting cert, if set), and installs
+// what comes back.
+func (a *Agent) obtain(ctx context.Context, what string, cert *tls.Certificate, makeCSR func(crypto.Signer, []string) ([]byte, error),
+	sign func(*client.Client, []byte) (*client.Signed, error)) error {
 	key, err := a.pendingKey()
 	if err != nil {
 		return err
 	}
-	csr, err := csrFor(key, a.bundle.Names)
+	csr, err := makeCSR(key, a.bundle.Names)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrStopped, err)
 	}
 	a.st.LastAttempt = time.Now()
 	var signed *client.Signed
-	err = a.each(ctx, boot, func(c *client.Client) error {
+	err = a.each(ctx, cert, func(c *client.Client) error {
 		var err error
-		signed, err = c.SignX5C(ctx, csr, a.bundle.Provisioner)
+		signed, err = sign(c, csr)
 		return err
 	})
 	if err != nil {
 		a.st.LastResult = "enrollment failed"
-		return fmt.Errorf("enroll by factory certificate: %w", err)
+		return fmt.Errorf("enroll: %w", err)
 	}
 	a.st.LastResult = "enrolled"
 	if err := a.install(signed, key, true); err != nil {
 		return err
 	}
-	a.log.Info("enrolled by factory certificate", "serial", a.st.Serial, "names", strings.Join(a.st.Names, ","),
+	a.log.Info(what, "serial", a.st.Serial, "names", strings.Join(a.st.Names, ","),
 		"not_after", a.st.NotAfter.Format(time.RFC3339), "renew_at", a.st.RenewAt.Format(time.RFC3339))
 	return nil
 }

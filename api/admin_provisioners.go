@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/quorumca/quorumca/api/apitypes"
@@ -174,7 +175,15 @@ func (s *Server) deleteProvisioner(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.CA.DeleteProvisioner(ctx, r.PathValue("name"), r.URL.Query().Get("force") == "true"); err != nil {
+	force := false
+	if v := r.URL.Query().Get("force"); v != "" {
+		var err error
+		if force, err = strconv.ParseBool(v); err != nil {
+			s.fail(w, r, badRequest("force: true or false"))
+			return
+		}
+	}
+	if err := s.CA.DeleteProvisioner(ctx, r.PathValue("name"), force); err != nil {
 		s.fail(w, r, notFoundIf(err, fsm.ErrProvisioner))
 		return
 	}

@@ -94,7 +94,10 @@ func TestMalformedFields(t *testing.T) {
 		method, path, body, token, msg string
 	}{
 		{"POST", "/v1/sign", `{"csr": "PEM"}`, "", `fields "csr" and either "token" or`},
+		{"POST", "/v1/sign", `{"csr": "PEM", "token": "t", "provisioner": "factory"}`, "", `fields "csr" and either "token" or`},
 		{"POST", "/v1/sign", `{"csr": "PEM", "token": "t", "ttl": "forever"}`, "", `field "ttl"`},
+		{"DELETE", "/v1/admin/provisioners/p?force=maybe", "", tokAdmin, "force: true or false"},
+		{"GET", "/v1/admin/provisioners/p/devices?limit=0", "", tokAdmin, "limit: a positive number"},
 		{"POST", "/v1/sign", `{"csr": "PEM", "token": "t", "ttl": "-1h"}`, "", `field "ttl"`},
 		{"POST", "/v1/admin/tokens", `{"sans": ["a"], "ttl": "1y"}`, tokAdmin, `field "ttl"`},
 		{"POST", "/v1/admin/admins", `{"name": "n", "role": "admin", "ttl": "0s"}`, tokAdmin, `field "ttl"`},

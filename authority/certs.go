@@ -60,6 +60,9 @@ func (ca *CA) SearchCerts(ctx context.Context, q fsm.CertQuery) ([]*fsm.Cert, []
 	if q.Property != "" && !strings.Contains(q.Property, "=") {
 		return nil, nil, fmt.Errorf("%w: property: want key=value", ErrInvalidRequest)
 	}
+	if id, ok := strings.CutPrefix(q.Property, fsm.DeviceProperty+"="); ok {
+		q.Property = fsm.DeviceProperty + "=" + strings.ToLower(id) // device IDs are case-insensitive, kept lowercase
+	}
 	if q.SAN != "" {
 		c, err := normalizeName(q.SAN)
 		if err != nil {

@@ -261,3 +261,26 @@ func FuzzOCSPRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFactoryNames: whatever a factory certificate's subject holds, a
+// filled name template has the template's separators and no others: a
+// device value never adds a label, a path, a user, a query or a wildcard.
+func FuzzFactoryNames(f *testing.F) {
+	for _, s := range [][3]string{{"{serial}.devices.example", "SN1", "x"}, {"urn:dev:{cn}", "s", "a:b"},
+		{"{id}.{cn}.example", "SN.1", "*"}, {"{serial}", "::ffff:a00:1", ""}} {
+		f.Add(s[0], s[1], s[2])
+	}
+	f.Fuzz(func(t *testing.T, tmpl, serial, cn string) {
+		leaf := &x509.Certificate{}
+		leaf.Subject.SerialNumber, leaf.Subject.CommonName = serial, cn
+		n, err := expandName(tmpl, leaf, serial)
+		if err != nil {
+			return
+		}
+		for _, sep := range []string{".", "/", "*", "@", "?", "#", "%", " "} {
+			if strings.Count(n, sep) != strings.Count(tmpl, sep) {
+				t.Fatalf("%q with serial %q, cn %q -> %q: %q added", tmpl, serial, cn, n, sep)
+			}
+		}
+	})
+}

@@ -80,19 +80,19 @@ func (ca *CA) checkX5C(p *fsm.Provisioner) error {
 	}
 	sample := x509.Certificate{}
 	sample.Subject.SerialNumber, sample.Subject.CommonName = "SN0123", "device-0123"
-	idHolder := "{serial}"
-	if o.DeviceID == "cn" {
-		idHolder = "{cn}"
+	attr := o.DeviceID
+	if attr == "" {
+		attr = "serial"
 	}
+	seen := map[string]bool{}
 	for _, t := range o.Names {
-		if strings.Contains(t, "*") {
-			return fmt.Errorf("%w: x5c.names: %q: a device's names are its own, never a wildcard", ErrInvalidRequest, truncate(t))
+		if err := x5cTemplate(t, attr); err != nil {
+			return fmt.Errorf("%w: x5c.names: %q: %v", ErrInvalidRequest, truncate(t), err)
 		}
-		// Every name names the device: one certificate per device is then
-		// one per name.
-		if !strings.Contains(t, "{id}") && !strings.Contains(t, idHolder) {
-			return fmt.Errorf("%w: x5c.names: %q: each name must hold the device ID ({id} or %s)", ErrInvalidRequest, truncate(t), idHolder)
+		if seen[strings.ToLower(t)] {
+			return fmt.Errorf("%w: x5c.names: %q twice", ErrInvalidRequest, truncate(t))
 		}
+		seen[strings.ToLower(t)] = true
 		n, err := expandName(t, &sample, "SN0123")
 		if err == nil {
 			_, err = collectNames("", []string{n}, nil, nil, nil)
@@ -159,6 +159,40 @@ func (ca *CA) notOurAnchor(roots []*x509.Certificate) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// x5cTemplate checks a name template: one placeholder, the device ID
+// ({id}, or its attribute's own), as a whole part of the name: the first
+// DNS label ("{id}.devices.example", or "{id}" alone), an email's local
+// part ("{id}@devices.example") or a URI's last path segment
+// ("spiffe://devices.example/{id}"). IDs hold no '.', '@' or '/', so the
+// names of two devices, or of two templates, never meet.
+func x5cTemplate(t, attr string) error {
+	if strings.Count(t, "{") != 1 || strings.Count(t, "}") != 1 {
+		return errors.New("want one placeholder, the device ID ({id})")
+	}
+	i, j := strings.IndexByte(t, '{'), strings.IndexByte(t, '}')
+	if j < i {
+		return errors.New("a stray }")
+	}
+	if p := t[i : j+1]; p != "{id}" && p != "{"+attr+"}" {
+		return fmt.Errorf("the placeholder must be the device ID: {id} or {%s}", attr)
+	}
+	if strings.Contains(t, "*") {
+		return errors.New("a device's names are its own, never a wildcard")
+	}
+	rest, after := t[j+1:], ""
+	if rest != "" {
+		after = rest[1:]
+	}
+	switch {
+	case i == 0 && (rest == "" || rest[0] == '.') && !strings.ContainsAny(after, "@/:"):
+	case i == 0 && rest != "" && rest[0] == '@' && !strings.ContainsAny(after, "@/:"):
+	case rest == "" && i > 0 && t[i-1] == '/' && strings.Contains(t[:i], "://"):
+	default:
+		return errors.New("the device ID must be the first DNS label, an email's local part, or a URI's last path segment")
 	}
 	return nil
 }

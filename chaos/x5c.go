@@ -58,7 +58,7 @@ func (w *workload) x5cSetUp(ctx context.Context, n int, run string) error {
 		return err
 	}
 	for i := range n {
-		m.ids = append(m.ids, fmt.Sprintf("%s-F%d", run, i+1))
+		m.ids = append(m.ids, fmt.Sprintf("%s-f%d", run, i+1)) // lowercase, as the CA keeps IDs
 	}
 	if err := w.adminPost(ctx, "/v1/admin/provisioners/"+x5cProvisioner+"/devices", map[string]any{"ids": m.ids}, http.StatusOK); err != nil {
 		return err

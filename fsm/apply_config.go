@@ -323,6 +323,11 @@ func applyProvisionerPut(a *applyCtx) error {
 	if (!exists && in.ExpectedVersion != 0) || (exists && cur.Version != in.ExpectedVersion) {
 		return reject(ErrVersionMismatch, fmt.Sprintf("provisioner %s is at version %d, not %d", p.Name, cur.Version, in.ExpectedVersion))
 	}
+	if exists && deviceAttribute(&cur) != deviceAttribute(&p) && hasDevices(a, p.Name) {
+		// The entries are keyed by that attribute: another would detach
+		// every enrollment and revocation from its device.
+		return reject(ErrConflict, fmt.Sprintf("provisioner %s has devices keyed by %q; its device_id stays", p.Name, deviceAttribute(&cur)))
+	}
 	p.Version = in.ExpectedVersion + 1
 	p.CreatedAt, p.UpdatedAt = a.now, a.now
 	if exists {
@@ -331,6 +336,18 @@ func applyProvisionerPut(a *applyCtx) error {
 	putJSON(a.tx, bProvisioners, []byte(p.Name), &p)
 	a.bt.provisioners = true
 	return nil
+}
+
+// deviceAttribute is what identifies an x5c provisioner's devices ("" for
+// other kinds).
+func deviceAttribute(p *Provisioner) string {
+	if p.Kind != KindX5C || p.X5C == nil {
+		return ""
+	}
+	if p.X5C.DeviceID == "" {
+		return "serial"
+	}
+	return p.X5C.DeviceID
 }
 
 func sameProvisioner(a, b *Provisioner) bool {
@@ -373,14 +390,12 @@ func applyProvisionerDelete(a *applyCtx) error {
 		return reject(ErrConflict, fmt.Sprintf("provisioner %s has %d outstanding tokens; revoke them or force", in.Name, len(live)))
 	}
 	// An x5c provisioner's devices go with it (forced): a provisioner made
-	// later under the name starts with no allow-list and no enrollments.
-	dc := a.tx.Bucket(bDevices).Cursor()
-	if k, _ := dc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && !in.Force {
+	// later under the name starts with no allow-list and no enrollments,
+	// and with every revocation.
+	if hasDevices(a, in.Name) && !in.Force {
 		return reject(ErrConflict, fmt.Sprintf("provisioner %s has devices; force deletes their entries", in.Name))
 	}
-	for k, _ := dc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = dc.Seek(prefix) {
-		del(a.tx, bDevices, k)
-	}
+	devicesDelete(a, in.Name)
 	for i := range live {
 		live[i].RevokedAt = a.now
 		putJSON(a.tx, bTokens, live[i].Hash, &live[i])

@@ -73,7 +73,7 @@ type Device struct {
 func (d *Device) Revoked() bool { return !d.RevokedAt.IsZero() }
 
 // deviceKey: IDs are case-insensitive (names made from them are DNS names,
-// which are), so "SN1" and "sn1" are one device.
+// which are), so "SN1" and "sn1" are one device, kept as "sn1".
 func deviceKey(provisioner, id string) []byte { return indexKey(provisioner, strings.ToLower(id)) }
 
 // DevicesPut lists devices on an x5c provisioner's allow-list, all or none:
@@ -111,7 +111,7 @@ func applyDevicesPut(a *applyCtx) error {
 		}
 		d := &recs[i]
 		if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, id), d) != nil {
-			*d = Device{Provisioner: in.Provisioner, ID: id}
+			*d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(id)}
 		}
 		if d.Revoked() {
 			return reject(ErrDeviceRevoked, "device "+id+" was revoked; it cannot be listed again")
@@ -140,7 +140,7 @@ func applyDeviceRevoke(a *applyCtx) error {
 	}
 	var d Device
 	if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, in.ID), &d) != nil {
-		d = Device{Provisioner: in.Provisioner, ID: in.ID}
+		d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(in.ID)}
 	}
 	if d.Revoked() {
 		return nil
@@ -162,7 +162,7 @@ func checkDevice(a *applyCtx, id string, c *Cert) (*Device, error) {
 	}
 	var d Device
 	if getJSON(a.tx, bDevices, deviceKey(c.Provisioner, id), &d) != nil {
-		d = Device{Provisioner: c.Provisioner, ID: id}
+		d = Device{Provisioner: c.Provisioner, ID: strings.ToLower(id)}
 	}
 	switch {
 	case d.Revoked():
@@ -184,6 +184,8 @@ func checkDeviceRenewal(a *applyCtx, old *Cert) error {
 	if id == "" {
 		return nil
 	}
+	// A revoked entry outlives its provisioner (devicesDelete): a
+	// provisioner made again under the name does not revive the device.
 	var d Device
 	if getJSON(a.tx, bDevices, deviceKey(old.Provisioner, id), &d) == nil && d.Revoked() {
 		return reject(ErrDeviceRevoked, "device "+id+" has been revoked")
@@ -194,6 +196,32 @@ func checkDeviceRenewal(a *applyCtx, old *Cert) error {
 // DeviceProperty is the certificate property that names the device an x5c
 // enrollment was for (searchable like any property).
 const DeviceProperty = "device_id"
+
+// devicesDelete drops a deleted provisioner's device entries but the
+// revoked ones: a revocation is for good, whatever becomes of the
+// provisioner's name.
+func devicesDelete(a *applyCtx, provisioner string) {
+	prefix := indexKey(provisioner, "")
+	var drop [][]byte
+	c := a.tx.Bucket(bDevices).Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var d Device
+		if json.Unmarshal(v, &d) == nil && d.Revoked() {
+			continue
+		}
+		drop = append(drop, bytes.Clone(k))
+	}
+	for _, k := range drop {
+		del(a.tx, bDevices, k)
+	}
+}
+
+// hasDevices reports whether a provisioner has device entries.
+func hasDevices(a *applyCtx, provisioner string) bool {
+	prefix := indexKey(provisioner, "")
+	k, _ := a.tx.Bucket(bDevices).Cursor().Seek(prefix)
+	return k != nil && bytes.HasPrefix(k, prefix)
+}
 
 // Device returns one device of a provisioner.
 func (f *FSM) Device(provisioner, id string) (*Device, error) {

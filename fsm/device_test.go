@@ -143,8 +143,9 @@ func TestFormat8Versions(t *testing.T) {
 	}
 }
 
-// A provisioner's devices go with it, only when forced: one made later
-// under the name starts with no allow-list and no enrollments.
+// A provisioner's devices go with it, only when forced, but for the
+// revoked ones: one made later under the name starts with no allow-list
+// and no enrollments, and with every revocation.
 func TestDeletingAProvisionerDeletesItsDevices(t *testing.T) {
 	f, b := lifecycle(t)
 	run := func(typ CmdType, p any) error { t.Helper(); return apply(t, f, b.entry(typ, t0, p)) }
@@ -157,10 +158,17 @@ func TestDeletingAProvisionerDeletesItsDevices(t *testing.T) {
 		{CmdDevicesPut, DevicesPut{Provisioner: "f", IDs: []string{"d1", "d2"}}},
 		{CmdDevicesPut, DevicesPut{Provisioner: "f2", IDs: []string{"d1"}}},
 		{CmdIssue, Issue{Device: "d1", Cert: deviceCert("s1", "f")}},
+		{CmdDeviceRevoke, DeviceRevoke{Provisioner: "f", ID: "D3"}},
 	} {
 		if err := run(c.typ, c.p); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Devices are keyed by the attribute device_id names: it stays.
+	p := x5cProvisioner("f", true, false)
+	p.X5C.DeviceID = "cn"
+	if err := run(CmdProvisionerPut, ProvisionerPut{Provisioner: p, ExpectedVersion: 1}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("device_id changed under devices: %v", err)
 	}
 	if err := run(CmdProvisionerDel, ProvisionerDelete{Name: "f"}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("delete with devices, unforced: %v", err)
@@ -171,8 +179,11 @@ func TestDeletingAProvisionerDeletesItsDevices(t *testing.T) {
 	if err := run(CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProvisioner("f", true, false)}); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _ := f.Devices("f", "", "", 10); len(ds) != 0 {
-		t.Fatalf("the new provisioner inherited %+v", ds)
+	if ds, _ := f.Devices("f", "", "", 10); len(ds) != 1 || ds[0].ID != "d3" || !ds[0].Revoked() {
+		t.Fatalf("the new provisioner inherited %+v, want the revocation of d3 alone", ds)
+	}
+	if err := run(CmdIssue, Issue{Device: "d3", Cert: deviceCert("s3", "f")}); !errors.Is(err, ErrDeviceRevoked) {
+		t.Fatalf("a revoked device of the deleted provisioner: %v", err)
 	}
 	if err := run(CmdIssue, Issue{Device: "d2", Cert: deviceCert("s2", "f")}); !errors.Is(err, ErrDeviceNotListed) {
 		t.Fatalf("a device of the deleted provisioner: %v", err)

@@ -284,6 +284,7 @@ func FuzzIssuePayload(f *testing.F) {
 	in.Cert.Properties = map[string]string{"k": "v"}
 	f.Add(in.appendPayload(nil))
 	f.Add(Issue{}.appendPayload(nil))
+	f.Add(Issue{Device: "SN-1", Cert: cert("02", "sn-1.devices.example")}.appendPayload(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var in, again Issue
 		if readFrame(b, &in) != nil {

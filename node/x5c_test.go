@@ -154,7 +154,8 @@ func TestX5CZeroTouchEnrollment(t *testing.T) {
 	if r.status != http.StatusBadRequest {
 		t.Fatalf("our own root as a manufacturer's: %d %s", r.status, r.body)
 	}
-	for _, tmpl := range []string{"{serial", "{mac}.x.example", "*.{serial}.example", "fixed.devices.example", "{cn}.devices.example"} {
+	for _, tmpl := range []string{"{serial", "{mac}.x.example", "*.{serial}.example", "fixed.devices.example", "{cn}.devices.example",
+		"mgmt-{serial}.devices.example", "{cn}-{serial}.devices.example", "a.{serial}.example", "{serial}.x@devices.example", "urn:x:{id}"} {
 		r := c.do(nodes[1], "POST", "/v1/admin/provisioners", map[string]any{"name": "bad", "kind": "x5c", "authority": "default",
 			"x5c": map[string]any{"roots": acme.rootPEM(), "names": []string{tmpl}}}, c.admin)
 		if r.status != http.StatusBadRequest {
@@ -298,7 +299,7 @@ func TestX5CZeroTouchEnrollment(t *testing.T) {
 	// certificates by device ID.
 	var list struct{ Devices []fsm.Device }
 	c.do(nodes[2], "GET", "/v1/admin/provisioners/factory/devices?prefix=SN00&limit=2", nil, c.admin).decode(t, &list)
-	if len(list.Devices) != 2 || list.Devices[0].ID != "SN001" || list.Devices[1].ID != "SN002" {
+	if len(list.Devices) != 2 || list.Devices[0].ID != "sn001" || list.Devices[1].ID != "sn002" { // kept lowercase
 		t.Fatalf("devices page: %+v", list.Devices)
 	}
 	var d1 struct {
@@ -327,7 +328,7 @@ func TestX5CZeroTouchEnrollment(t *testing.T) {
 		Next    string
 	}
 	c.do(nodes[1], "GET", "/v1/admin/provisioners/factory/devices?prefix=B&limit=5000", nil, c.admin).decode(t, &page)
-	if len(page.Devices) != 1000 || page.Next != "B0999" {
+	if len(page.Devices) != 1000 || page.Next != "b0999" {
 		t.Fatalf("first page: %d devices, next %q", len(page.Devices), page.Next)
 	}
 	page.Next = ""

@@ -229,3 +229,59 @@ func TestSystemdUnits(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// The agent binary enrolls a device by its factory certificate
+// (-bootstrap-cert, -bootstrap-key) with an x5c provisioner, from a bundle
+// without a token; its next run has nothing to do.
+func TestAgentProcessByFactoryCertificate(t *testing.T) {
+	requireTools(t, "openssl")
+	dir := t.TempDir()
+	base := freeBase(t, 1)
+	ca := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(ca.out.String(), "Press Ctrl-C") })
+	env := []string{"QUORUMCA_ADDR=" + fmt.Sprintf("https://127.0.0.1:%d", base), "QUORUMCA_CA_FILE=" + filepath.Join(dir, "root.pem"),
+		"QUORUMCA_ADMIN_TOKEN_FILE=" + filepath.Join(dir, "admin.token")}
+	mfr := t.TempDir()
+	script := `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout mfr.key -out mfr.pem -days 30 \
+  -subj "/CN=Acme Meters root" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout idevid.key -subj "/CN=meter/serialNumber=M-77" -out idevid.csr
+printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' > ext.cnf
+openssl x509 -req -in idevid.csr -CA mfr.pem -CAkey mfr.key -CAcreateserial -days 30 -extfile ext.cnf -out idevid.pem`
+	cmd := exec.Command("sh", "-ec", script)
+	cmd.Dir = mfr
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("manufacturer: %v\n%s", err, out)
+	}
+	roots, _ := os.ReadFile(filepath.Join(mfr, "mfr.pem"))
+	doc, _ := json.Marshal(map[string]any{"name": "meters", "kind": "x5c", "authority": "default",
+		"policy": map[string]any{"dns": []string{".devices.example"}},
+		"x5c":    map[string]any{"roots": string(roots), "names": []string{"{serial}.devices.example"}}})
+	docFile := filepath.Join(mfr, "meters.json")
+	if err := os.WriteFile(docFile, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runBin(t, binary, env, "provisioner", "create", "-f", docFile); code != 0 {
+		t.Fatalf("provisioner create: %d %s", code, out)
+	}
+	caRoot, _ := os.ReadFile(filepath.Join(dir, "root.pem"))
+	bundle := filepath.Join(t.TempDir(), "bundle.json")
+	b := agent.Bundle{Addrs: []string{fmt.Sprintf("https://127.0.0.1:%d", base)}, Roots: string(caRoot), Provisioner: "meters"}
+	if err := b.Write(bundle); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildAgent(t, runtime.GOARCH)
+	adir := filepath.Join(t.TempDir(), "agent")
+	args := []string{"agent", "-dir", adir, "-bundle", bundle, "-once",
+		"-bootstrap-cert", filepath.Join(mfr, "idevid.pem"), "-bootstrap-key", filepath.Join(mfr, "idevid.key")}
+	if code, out := runBin(t, bin, nil, args...); code != 0 {
+		t.Fatalf("agent -once: %d %s", code, out)
+	}
+	out, err := exec.Command("openssl", "x509", "-in", filepath.Join(adir, "cert.pem"), "-noout", "-ext", "subjectAltName").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "DNS:m-77.devices.example") {
+		t.Fatalf("enrolled certificate: %v %s", err, out)
+	}
+	if code, out := runBin(t, bin, nil, args...); code != 0 || strings.Contains(out, "enrolled") {
+		t.Fatalf("second run: %d %s", code, out)
+	}
+	ca.stop(t)
+}

@@ -78,8 +78,6 @@ func (ca *CA) checkX5C(p *fsm.Provisioner) error {
 	if len(o.Names) == 0 || len(o.Names) > maxX5CNames {
 		return fmt.Errorf("%w: x5c.names: 1-%d name templates", ErrInvalidRequest, maxX5CNames)
 	}
-	sample := x509.Certificate{}
-	sample.Subject.SerialNumber, sample.Subject.CommonName = "SN0123", "device-0123"
 	attr := o.DeviceID
 	if attr == "" {
 		attr = "serial"
@@ -93,7 +91,7 @@ func (ca *CA) checkX5C(p *fsm.Provisioner) error {
 			return fmt.Errorf("%w: x5c.names: %q twice", ErrInvalidRequest, truncate(t))
 		}
 		seen[strings.ToLower(t)] = true
-		n, err := expandName(t, &sample, "SN0123")
+		n, err := expandName(t, "sn0123")
 		if err == nil {
 			_, err = collectNames("", []string{n}, nil, nil, nil)
 		}
@@ -205,42 +203,28 @@ func deviceID(o *fsm.X5COptions, leaf *x509.Certificate) string {
 	return leaf.Subject.SerialNumber
 }
 
-// expandName fills a name template: {serial}, {cn}, {id}. Every value
-// is held to device ID characters, so it cannot add a label or a path.
-func expandName(t string, leaf *x509.Certificate, id string) (string, error) {
-	var b strings.Builder
-	for len(t) > 0 {
-		i := strings.IndexByte(t, '{')
-		if i < 0 {
-			b.WriteString(t)
-			break
-		}
-		b.WriteString(t[:i])
-		j := strings.IndexByte(t[i:], '}')
-		if j < 0 {
-			return "", errors.New("an unclosed {")
-		}
-		var v string
-		switch key := t[i+1 : i+j]; key {
-		case "serial":
-			v = leaf.Subject.SerialNumber
-		case "cn":
-			v = leaf.Subject.CommonName
-		case "id":
-			v = id
-		default:
-			return "", fmt.Errorf("unknown placeholder {%.20s}: want {serial}, {cn} or {id}", key)
-		}
-		if !fsm.DeviceIDValid(v) {
-			return "", fmt.Errorf("{%s} of the factory certificate (%.80q) is empty or has characters other than letters, digits, '-', '_' and ':'", t[i+1:i+j], v)
-		}
-		b.WriteString(v)
-		t = t[i+j+1:]
+// expandName puts the device ID into a template's placeholder ({id},
+// {serial} or {cn}: x5cTemplate lets only the device ID's in). The ID is
+// held to device-ID characters, so it cannot add a label, a path or a
+// wildcard.
+func expandName(t, id string) (string, error) {
+	if !fsm.DeviceIDValid(id) {
+		return "", fmt.Errorf("the device ID %.80q is empty or has characters other than letters, digits, '-', '_' and ':'", id)
 	}
-	if strings.ContainsAny(b.String(), "{}") {
-		return "", errors.New("a stray } or {")
+	i, j := strings.IndexByte(t, '{'), strings.IndexByte(t, '}')
+	if i < 0 || j < i {
+		return "", errors.New("no placeholder")
 	}
-	return b.String(), nil
+	switch t[i+1 : j] {
+	case "id", "serial", "cn":
+	default:
+		return "", fmt.Errorf("unknown placeholder {%.20s}: want {id}, {serial} or {cn}", t[i+1:j])
+	}
+	out := t[:i] + id + t[j+1:]
+	if strings.ContainsAny(out, "{}") {
+		return "", errors.New("more than one placeholder")
+	}
+	return out, nil
 }
 
 // verifyFactory verifies the handshake's chain against the provisioner's
@@ -290,13 +274,13 @@ func (ca *CA) verifyFactory(p *fsm.Provisioner, chain []*x509.Certificate) (stri
 			return "", nil, refuse(ErrFactoryCert, "the factory certificate's subject has %d attributes %v", n, oid)
 		}
 	}
-	id := deviceID(p.X5C, leaf)
+	id := strings.ToLower(deviceID(p.X5C, leaf)) // as the registry keeps it
 	if !fsm.DeviceIDValid(id) {
 		return "", nil, refuse(ErrFactoryCert, "the factory certificate's device ID (%.80q) is empty or not 1-%d letters, digits, '-', '_' and ':'", id, fsm.MaxDeviceIDLen)
 	}
 	names := make([]string, 0, len(p.X5C.Names))
 	for _, t := range p.X5C.Names {
-		n, err := expandName(t, leaf, id)
+		n, err := expandName(t, id)
 		if err != nil {
 			return "", nil, refuse(ErrFactoryCert, "name template %q: %v", t, err)
 		}

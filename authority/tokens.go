@@ -163,6 +163,9 @@ func checkProperties(p map[string]string) error {
 		if k == "" || len(k) > 64 || len(v) > maxPropertyLen {
 			return fmt.Errorf("property %q: keys are 1-64 characters, values at most %d", truncate(k), maxPropertyLen)
 		}
+		if k == fsm.DeviceProperty {
+			return fmt.Errorf("property %q: names the device of a factory enrollment, set by the CA only", k)
+		}
 	}
 	return nil
 }

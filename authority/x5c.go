@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,8 @@ type X5CRequest struct {
 	CSR         []byte
 	Chain       []*x509.Certificate
 	TTL         time.Duration
+
+	retried bool // once, after the provisioner changed under it
 }
 
 // checkX5C validates an x5c provisioner's options.
@@ -181,16 +184,42 @@ func x5cTemplate(t, attr string) error {
 	if strings.Contains(t, "*") {
 		return errors.New("a device's names are its own, never a wildcard")
 	}
-	rest, after := t[j+1:], ""
-	if rest != "" {
-		after = rest[1:]
-	}
+	rest := t[j+1:]
 	switch {
-	case i == 0 && (rest == "" || rest[0] == '.') && !strings.ContainsAny(after, "@/:"):
-	case i == 0 && rest != "" && rest[0] == '@' && !strings.ContainsAny(after, "@/:"):
-	case rest == "" && i > 0 && t[i-1] == '/' && strings.Contains(t[:i], "://"):
+	case i == 0 && strings.HasPrefix(rest, ".") && validDNSName(rest[1:]):
+		// A name under a domain whose last label starts with a letter, as
+		// top-level domains do: a numeric ID is then no address to any
+		// resolver (inet_aton reads "2130706433.1" and "1.0x7f").
+		labels := strings.Split(strings.ToLower(rest[1:]), ".")
+		if last := labels[len(labels)-1]; last == "" || last[0] < 'a' || last[0] > 'z' {
+			return errors.New("the domain's last label must start with a letter")
+		}
+	case i == 0 && strings.HasPrefix(rest, "@") && validDNSName(rest[1:]):
+	case rest == "" && i > 0 && t[i-1] == '/':
+		return uriTemplate(t[:i])
 	default:
-		return errors.New("the device ID must be the first DNS label, an email's local part, or a URI's last path segment")
+		return errors.New("the device ID must be the first label of a DNS name under a domain, an email's local part, or a URI's last path segment")
+	}
+	return nil
+}
+
+// uriTemplate checks what comes before the ID in a URI template: a scheme,
+// a host that is a DNS name, no user, port, query or fragment, and a path
+// of plain segments, so that the ID is the last segment and nothing a
+// URI's normalization could merge with another device's.
+func uriTemplate(prefix string) error {
+	u, err := url.Parse(prefix)
+	bad := err != nil || u.Scheme == "" || u.Opaque != "" || u.User != nil || u.Port() != "" || u.RawQuery != "" ||
+		u.Fragment != "" || strings.ContainsAny(prefix, "?#%@[]") || !validDNSName(u.Host)
+	if !bad {
+		for _, seg := range strings.Split(strings.Trim(u.Path, "/"), "/") {
+			if u.Path != "/" && (seg == "" || seg == "." || seg == "..") {
+				bad = true
+			}
+		}
+	}
+	if bad {
+		return errors.New("a URI template is scheme://host/path/{id}: a DNS host, no user, port, query or fragment, plain path segments")
 	}
 	return nil
 }
@@ -339,8 +368,17 @@ func (ca *CA) SignX5C(ctx context.Context, req X5CRequest) (*Issued, error) {
 	ctx = asActor(ctx, "provisioner:"+p.Name+" device:"+id)
 	iss, err := ca.issue(ctx, issuance{
 		prov: p, pub: csr.PublicKey, names: names, ttl: req.TTL,
-		requester: "x5c:" + p.Name + ":" + id, auth: fsm.Issue{Device: id},
+		requester: "x5c:" + p.Name + ":" + id, auth: fsm.Issue{Device: id, ProvisionerVersion: p.Version},
 	})
+	if errors.Is(err, fsm.ErrVersionMismatch) && !req.retried {
+		// The provisioner changed while this was signed: verify again
+		// against what is committed now.
+		req.retried = true
+		if err := ca.raft.Barrier(ctx); err != nil {
+			return nil, err
+		}
+		return ca.SignX5C(ctx, req)
+	}
 	if errors.Is(err, fsm.ErrDeviceEnrolled) {
 		return ca.replayDevice(ctx, p.Name, id, csr.PublicKey, err)
 	}

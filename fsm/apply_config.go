@@ -323,10 +323,13 @@ func applyProvisionerPut(a *applyCtx) error {
 	if (!exists && in.ExpectedVersion != 0) || (exists && cur.Version != in.ExpectedVersion) {
 		return reject(ErrVersionMismatch, fmt.Sprintf("provisioner %s is at version %d, not %d", p.Name, cur.Version, in.ExpectedVersion))
 	}
-	if exists && deviceAttribute(&cur) != deviceAttribute(&p) && hasDevices(a, p.Name) {
-		// The entries are keyed by that attribute: another would detach
-		// every enrollment and revocation from its device.
-		return reject(ErrConflict, fmt.Sprintf("provisioner %s has devices keyed by %q; its device_id stays", p.Name, deviceAttribute(&cur)))
+	if attr, ok := devicesAttribute(a, p.Name); ok {
+		// Device entries under the name (revoked ones outlive a forced
+		// delete) are keyed by that attribute: another would detach every
+		// enrollment and revocation from its device.
+		if next := deviceAttribute(&p); next != attr && (next != "" || (exists && cur.Kind == KindX5C)) {
+			return reject(ErrConflict, fmt.Sprintf("provisioner %s has devices keyed by %q; an x5c provisioner under the name keeps that device_id", p.Name, attr))
+		}
 	}
 	p.Version = in.ExpectedVersion + 1
 	p.CreatedAt, p.UpdatedAt = a.now, a.now
@@ -392,7 +395,7 @@ func applyProvisionerDelete(a *applyCtx) error {
 	// An x5c provisioner's devices go with it (forced): a provisioner made
 	// later under the name starts with no allow-list and no enrollments,
 	// and with every revocation.
-	if hasDevices(a, in.Name) && !in.Force {
+	if _, ok := devicesAttribute(a, in.Name); ok && !in.Force {
 		return reject(ErrConflict, fmt.Sprintf("provisioner %s has devices; force deletes their entries", in.Name))
 	}
 	devicesDelete(a, in.Name)

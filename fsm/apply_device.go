@@ -56,11 +56,15 @@ func DeviceIDValid(id string) bool {
 
 // Device is one device of an x5c provisioner.
 type Device struct {
-	Provisioner string    `json:"provisioner"`
-	ID          string    `json:"id"`
-	Listed      bool      `json:"listed,omitempty"` // on the allow-list
-	ListedAt    time.Time `json:"listed_at,omitzero"`
-	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	Provisioner string `json:"provisioner"`
+	ID          string `json:"id"`
+	// Attribute: what the ID is of the factory certificate ("serial",
+	// "cn"), the provisioner's device_id when the entry was made: a
+	// provisioner under the name never keys its devices otherwise.
+	Attribute string    `json:"attribute,omitempty"`
+	Listed    bool      `json:"listed,omitempty"` // on the allow-list
+	ListedAt  time.Time `json:"listed_at,omitzero"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// Serial is the last certificate the device enrolled for, EnrolledAt
 	// when, Enrollments how many it has had (more than one only where the
 	// provisioner allows re-provisioning).
@@ -92,11 +96,21 @@ type DeviceRevoke struct {
 	ID          string `json:"id"`
 }
 
+// x5cProvisioner reads the named x5c provisioner in an apply.
+func x5cProvisioner(a *applyCtx, name string) (*Provisioner, error) {
+	p, err := a.f.provisioners.get(a.tx, bProvisioners, name)
+	if err != nil || p.Kind != KindX5C || p.X5C == nil {
+		return nil, reject(ErrProvisioner, "no x5c provisioner named "+name)
+	}
+	return p, nil
+}
+
 func applyDevicesPut(a *applyCtx) error {
 	var in DevicesPut
 	a.decode(&in)
 	a.notef("provisioner=%s devices=%d", in.Provisioner, len(in.IDs))
-	if err := checkProvisionerKind(a, in.Provisioner, KindX5C); err != nil {
+	p, err := x5cProvisioner(a, in.Provisioner)
+	if err != nil {
 		return err
 	}
 	recs := make([]Device, len(in.IDs))
@@ -111,7 +125,7 @@ func applyDevicesPut(a *applyCtx) error {
 		}
 		d := &recs[i]
 		if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, id), d) != nil {
-			*d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(id)}
+			*d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(id), Attribute: deviceAttribute(p)}
 		}
 		if d.Revoked() {
 			return reject(ErrDeviceRevoked, "device "+id+" was revoked; it cannot be listed again")
@@ -132,7 +146,8 @@ func applyDeviceRevoke(a *applyCtx) error {
 	var in DeviceRevoke
 	a.decode(&in)
 	a.notef("provisioner=%s device=%s", in.Provisioner, in.ID)
-	if err := checkProvisionerKind(a, in.Provisioner, KindX5C); err != nil {
+	p, err := x5cProvisioner(a, in.Provisioner)
+	if err != nil {
 		return err
 	}
 	if !DeviceIDValid(in.ID) {
@@ -140,7 +155,7 @@ func applyDeviceRevoke(a *applyCtx) error {
 	}
 	var d Device
 	if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, in.ID), &d) != nil {
-		d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(in.ID)}
+		d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(in.ID), Attribute: deviceAttribute(p)}
 	}
 	if d.Revoked() {
 		return nil
@@ -152,17 +167,22 @@ func applyDeviceRevoke(a *applyCtx) error {
 
 // checkDevice decides whether device id of the certificate's provisioner
 // may enroll now, and returns its record as the enrollment leaves it.
-func checkDevice(a *applyCtx, id string, c *Cert) (*Device, error) {
-	p, err := a.f.provisioners.get(a.tx, bProvisioners, c.Provisioner)
-	if err != nil || p.Kind != KindX5C || p.X5C == nil {
-		return nil, reject(ErrProvisioner, "provisioner "+c.Provisioner+" does not enroll devices")
+func checkDevice(a *applyCtx, id string, version uint64, c *Cert) (*Device, error) {
+	p, err := x5cProvisioner(a, c.Provisioner)
+	if err != nil {
+		return nil, err
+	}
+	if p.Version != version {
+		// Signed under another version of the provisioner (its roots,
+		// names or device_id): the proposer signs again.
+		return nil, reject(ErrVersionMismatch, fmt.Sprintf("provisioner %s is at version %d, not %d", p.Name, p.Version, version))
 	}
 	if !DeviceIDValid(id) {
 		return nil, reject(ErrDeviceNotListed, fmt.Sprintf("device ID %.80q is not valid", id))
 	}
 	var d Device
 	if getJSON(a.tx, bDevices, deviceKey(c.Provisioner, id), &d) != nil {
-		d = Device{Provisioner: c.Provisioner, ID: strings.ToLower(id)}
+		d = Device{Provisioner: c.Provisioner, ID: strings.ToLower(id), Attribute: deviceAttribute(p)}
 	}
 	switch {
 	case d.Revoked():
@@ -216,11 +236,17 @@ func devicesDelete(a *applyCtx, provisioner string) {
 	}
 }
 
-// hasDevices reports whether a provisioner has device entries.
-func hasDevices(a *applyCtx, provisioner string) bool {
+// devicesAttribute is the attribute a name's device entries are keyed by,
+// and whether there are any.
+func devicesAttribute(a *applyCtx, provisioner string) (string, bool) {
 	prefix := indexKey(provisioner, "")
-	k, _ := a.tx.Bucket(bDevices).Cursor().Seek(prefix)
-	return k != nil && bytes.HasPrefix(k, prefix)
+	k, v := a.tx.Bucket(bDevices).Cursor().Seek(prefix)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return "", false
+	}
+	var d Device
+	_ = json.Unmarshal(v, &d)
+	return d.Attribute, true
 }
 
 // Device returns one device of a provisioner.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"slices"
 	"time"
 )
@@ -36,7 +37,10 @@ type Issue struct {
 	OneTime   *OneTime `json:"one_time,omitempty"`
 	Renews    string   `json:"renews,omitempty"`
 	Device    string   `json:"device,omitempty"`
-	Cert      Cert     `json:"cert"`
+	// ProvisionerVersion (with Device): the version of the x5c
+	// provisioner the device was verified against.
+	ProvisionerVersion uint64 `json:"provisioner_version,omitempty"`
+	Cert               Cert   `json:"cert"`
 }
 
 func (in Issue) payloadVersion() uint16 {
@@ -114,7 +118,7 @@ func applyIssue(a *applyCtx) error {
 	var dev *Device
 	if in.Device != "" {
 		var err error
-		if dev, err = checkDevice(a, in.Device, c); err != nil {
+		if dev, err = checkDevice(a, in.Device, in.ProvisionerVersion, c); err != nil {
 			return err
 		}
 	}
@@ -241,6 +245,7 @@ func (in Issue) appendPayload(out []byte) []byte {
 	out = appendString(out, in.Renews)
 	if in.Device != "" {
 		out = appendString(out, in.Device)
+		out = binary.AppendUvarint(out, in.ProvisionerVersion)
 	}
 	return appendCert(out, &in.Cert)
 }
@@ -259,7 +264,7 @@ func (in *Issue) readPayload(r *reader) {
 	}
 	in.Renews = r.string()
 	if flags&issueDevice != 0 {
-		in.Device = r.string()
+		in.Device, in.ProvisionerVersion = r.string(), r.uvarint(math.MaxUint64)
 	}
 	readCert(r, &in.Cert)
 }

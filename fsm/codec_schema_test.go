@@ -42,6 +42,8 @@ func fill(t *testing.T, v reflect.Value, path string, skip map[string]bool) {
 		v.SetBool(true)
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		v.SetInt(int64(len(path)))
+	case reflect.Uint64:
+		v.SetUint(uint64(len(path)))
 	case reflect.Slice:
 		switch v.Type().Elem().Kind() {
 		case reflect.Uint8:

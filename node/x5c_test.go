@@ -340,16 +340,18 @@ func TestX5CZeroTouchEnrollment(t *testing.T) {
 		t.Errorf("unknown device: %d %s", r.status, r.body)
 	}
 
-	// A device value makes a name, never an address, whatever the policy.
+	// Only a factory enrollment names a certificate's device.
+	if r := c.do(nodes[0], "POST", "/v1/admin/tokens", map[string]any{"sans": []string{"spoof.example"}, "properties": map[string]string{"device_id": "sn001"}}, c.admin); r.status != http.StatusBadRequest {
+		t.Errorf("a token naming a device: %d %s", r.status, r.body)
+	}
+
+	// A device value makes a name, never an address, whatever the policy:
+	// a name is the ID under a domain.
 	r = c.do(nodes[0], "POST", "/v1/admin/provisioners", map[string]any{"name": "bare", "kind": "x5c", "authority": "default",
 		"policy": map[string]any{"dns": []string{"*"}, "ip": []string{"10.0.0.0/8"}},
 		"x5c":    map[string]any{"roots": acme.rootPEM(), "names": []string{"{serial}"}}}, c.admin)
-	if r.status != http.StatusCreated {
-		t.Fatalf("provisioner bare: %d %s", r.status, r.body)
-	}
-	ki := newKey(t)
-	if r := c.signX5C(acme.device(t, "::ffff:a00:1", ki), nodes[0], "bare", csrWithoutNames(t, ki)); r.status != http.StatusForbidden {
-		t.Errorf("a serial that is an address: %d %s", r.status, r.body)
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("a bare {serial} name: %d %s", r.status, r.body)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/quorumca/quorumca/fsm"
 )
@@ -162,6 +163,9 @@ func checkProperties(p map[string]string) error {
 	for k, v := range p {
 		if k == "" || len(k) > 64 || len(v) > maxPropertyLen {
 			return fmt.Errorf("property %q: keys are 1-64 characters, values at most %d", truncate(k), maxPropertyLen)
+		}
+		if strings.ContainsFunc(k+v, unicode.IsControl) || strings.Contains(k, "=") {
+			return fmt.Errorf("property %q: no control characters, and no '=' in a key", truncate(k))
 		}
 		if k == fsm.DeviceProperty {
 			return fmt.Errorf("property %q: names the device of a factory enrollment, set by the CA only", k)

@@ -186,15 +186,8 @@ func x5cTemplate(t, attr string) error {
 	}
 	rest := t[j+1:]
 	switch {
-	case i == 0 && strings.HasPrefix(rest, ".") && validDNSName(rest[1:]):
-		// A name under a domain whose last label starts with a letter, as
-		// top-level domains do: a numeric ID is then no address to any
-		// resolver (inet_aton reads "2130706433.1" and "1.0x7f").
-		labels := strings.Split(strings.ToLower(rest[1:]), ".")
-		if last := labels[len(labels)-1]; last == "" || last[0] < 'a' || last[0] > 'z' {
-			return errors.New("the domain's last label must start with a letter")
-		}
-	case i == 0 && strings.HasPrefix(rest, "@") && validDNSName(rest[1:]):
+	case i == 0 && strings.HasPrefix(rest, ".") && deviceDomain(rest[1:]):
+	case i == 0 && strings.HasPrefix(rest, "@") && deviceDomain(rest[1:]):
 	case rest == "" && i > 0 && t[i-1] == '/':
 		return uriTemplate(t[:i])
 	default:
@@ -203,23 +196,43 @@ func x5cTemplate(t, attr string) error {
 	return nil
 }
 
+// deviceDomain: a DNS name whose last label starts with a letter, as
+// top-level domains do, so a numeric ID under it is no address to any
+// resolver (inet_aton reads "2130706433.1" and "1.0x7f").
+func deviceDomain(d string) bool {
+	if !validDNSName(d) {
+		return false
+	}
+	labels := strings.Split(strings.ToLower(d), ".")
+	last := labels[len(labels)-1]
+	return last != "" && last[0] >= 'a' && last[0] <= 'z'
+}
+
 // uriTemplate checks what comes before the ID in a URI template: a scheme,
-// a host that is a DNS name, no user, port, query or fragment, and a path
-// of plain segments, so that the ID is the last segment and nothing a
-// URI's normalization could merge with another device's.
+// a host that is a device domain, no user, port, query or fragment, and
+// a path of segments of unreserved characters (RFC 3986: letters,
+// digits, '-', '.', '_', '~'; never "." or ".."), so that the ID is the
+// last segment and nothing a URI's normalization could merge with another
+// device's.
 func uriTemplate(prefix string) error {
 	u, err := url.Parse(prefix)
 	bad := err != nil || u.Scheme == "" || u.Opaque != "" || u.User != nil || u.Port() != "" || u.RawQuery != "" ||
-		u.Fragment != "" || strings.ContainsAny(prefix, "?#%@[]") || !validDNSName(u.Host)
+		u.Fragment != "" || !strings.HasPrefix(prefix, u.Scheme+"://"+u.Host+"/") || !deviceDomain(u.Host)
 	if !bad {
-		for _, seg := range strings.Split(strings.Trim(u.Path, "/"), "/") {
-			if u.Path != "/" && (seg == "" || seg == "." || seg == "..") {
+		path := strings.TrimPrefix(prefix, u.Scheme+"://"+u.Host+"/")
+		for _, seg := range strings.Split(strings.TrimSuffix(path, "/"), "/") {
+			if path == "" {
+				break
+			}
+			if seg == "" || seg == "." || seg == ".." || strings.ContainsFunc(seg, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r))
+			}) {
 				bad = true
 			}
 		}
 	}
 	if bad {
-		return errors.New("a URI template is scheme://host/path/{id}: a DNS host, no user, port, query or fragment, plain path segments")
+		return errors.New("a URI template is scheme://host/path/{id}: a DNS host, no user, port, query or fragment, path segments of letters, digits, '-', '.', '_' and '~'")
 	}
 	return nil
 }
@@ -368,7 +381,7 @@ func (ca *CA) SignX5C(ctx context.Context, req X5CRequest) (*Issued, error) {
 	ctx = asActor(ctx, "provisioner:"+p.Name+" device:"+id)
 	iss, err := ca.issue(ctx, issuance{
 		prov: p, pub: csr.PublicKey, names: names, ttl: req.TTL,
-		requester: "x5c:" + p.Name + ":" + id, auth: fsm.Issue{Device: id, ProvisionerVersion: p.Version},
+		requester: "x5c:" + p.Name + ":" + id, auth: fsm.Issue{Device: id, ProvisionerVersion: p.Version, ProvisionerCreated: p.CreatedAt},
 	})
 	if errors.Is(err, fsm.ErrVersionMismatch) && !req.retried {
 		// The provisioner changed while this was signed: verify again

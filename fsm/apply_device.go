@@ -167,15 +167,17 @@ func applyDeviceRevoke(a *applyCtx) error {
 
 // checkDevice decides whether device id of the certificate's provisioner
 // may enroll now, and returns its record as the enrollment leaves it.
-func checkDevice(a *applyCtx, id string, version uint64, c *Cert) (*Device, error) {
+func checkDevice(a *applyCtx, id string, version uint64, created time.Time, c *Cert) (*Device, error) {
 	p, err := x5cProvisioner(a, c.Provisioner)
 	if err != nil {
 		return nil, err
 	}
-	if p.Version != version {
+	if p.Version != version || !p.CreatedAt.Equal(created) {
 		// Signed under another version of the provisioner (its roots,
-		// names or device_id): the proposer signs again.
-		return nil, reject(ErrVersionMismatch, fmt.Sprintf("provisioner %s is at version %d, not %d", p.Name, p.Version, version))
+		// names or device_id), or under one deleted since: the proposer
+		// signs again.
+		return nil, reject(ErrVersionMismatch, fmt.Sprintf("provisioner %s is at version %d of %s, not %d of %s",
+			p.Name, p.Version, p.CreatedAt.Format(time.RFC3339Nano), version, created.Format(time.RFC3339Nano)))
 	}
 	if !DeviceIDValid(id) {
 		return nil, reject(ErrDeviceNotListed, fmt.Sprintf("device ID %.80q is not valid", id))

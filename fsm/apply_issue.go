@@ -37,10 +37,13 @@ type Issue struct {
 	OneTime   *OneTime `json:"one_time,omitempty"`
 	Renews    string   `json:"renews,omitempty"`
 	Device    string   `json:"device,omitempty"`
-	// ProvisionerVersion (with Device): the version of the x5c
-	// provisioner the device was verified against.
-	ProvisionerVersion uint64 `json:"provisioner_version,omitempty"`
-	Cert               Cert   `json:"cert"`
+	// ProvisionerVersion and ProvisionerCreated (with Device): the
+	// version of the x5c provisioner the device was verified against, and
+	// when that provisioner was created (versions start again at 1 when a
+	// provisioner is made again under its name).
+	ProvisionerVersion uint64    `json:"provisioner_version,omitempty"`
+	ProvisionerCreated time.Time `json:"provisioner_created,omitzero"`
+	Cert               Cert      `json:"cert"`
 }
 
 func (in Issue) payloadVersion() uint16 {
@@ -118,7 +121,7 @@ func applyIssue(a *applyCtx) error {
 	var dev *Device
 	if in.Device != "" {
 		var err error
-		if dev, err = checkDevice(a, in.Device, in.ProvisionerVersion, c); err != nil {
+		if dev, err = checkDevice(a, in.Device, in.ProvisionerVersion, in.ProvisionerCreated, c); err != nil {
 			return err
 		}
 	}
@@ -246,6 +249,7 @@ func (in Issue) appendPayload(out []byte) []byte {
 	if in.Device != "" {
 		out = appendString(out, in.Device)
 		out = binary.AppendUvarint(out, in.ProvisionerVersion)
+		out = appendTime(out, in.ProvisionerCreated)
 	}
 	return appendCert(out, &in.Cert)
 }
@@ -264,7 +268,7 @@ func (in *Issue) readPayload(r *reader) {
 	}
 	in.Renews = r.string()
 	if flags&issueDevice != 0 {
-		in.Device, in.ProvisionerVersion = r.string(), r.uvarint(math.MaxUint64)
+		in.Device, in.ProvisionerVersion, in.ProvisionerCreated = r.string(), r.uvarint(math.MaxUint64), r.time()
 	}
 	readCert(r, &in.Cert)
 }

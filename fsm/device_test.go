@@ -21,9 +21,9 @@ func deviceCert(serial, prov string) Cert {
 func deviceLog(add func(CmdType, time.Time, any)) {
 	add(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: x5cProv("factory", true, false)})
 	add(CmdDevicesPut, t0, DevicesPut{Provisioner: "factory", IDs: []string{"d1", "d2"}})
-	add(CmdIssue, t0, Issue{Device: "d1", ProvisionerVersion: 1, Cert: deviceCert("dv1", "factory")})
-	add(CmdIssue, t0, Issue{Device: "d1", ProvisionerVersion: 1, Cert: deviceCert("dv2", "factory")}) // once: refused
-	add(CmdIssue, t0, Issue{Device: "d9", ProvisionerVersion: 1, Cert: deviceCert("dv3", "factory")}) // not listed: refused
+	add(CmdIssue, t0, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("dv1", "factory")})
+	add(CmdIssue, t0, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("dv2", "factory")}) // once: refused
+	add(CmdIssue, t0, Issue{Device: "d9", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("dv3", "factory")}) // not listed: refused
 	add(CmdDeviceRevoke, t0, DeviceRevoke{Provisioner: "factory", ID: "d2"})
 	add(CmdDevicesPut, t0, DevicesPut{Provisioner: "factory", IDs: []string{"d3", "d2"}}) // d2 revoked: refused
 }
@@ -43,7 +43,7 @@ func TestDeviceEnrollsOnce(t *testing.T) {
 	must(CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("open", false, false)})
 	must(CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("again", false, true)})
 
-	if err := run(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, Cert: deviceCert("a1", "listed")}); !errors.Is(err, ErrDeviceNotListed) {
+	if err := run(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("a1", "listed")}); !errors.Is(err, ErrDeviceNotListed) {
 		t.Fatalf("unlisted device: %v", err)
 	}
 	if err := run(CmdDevicesPut, DevicesPut{Provisioner: "p", IDs: []string{"d1"}}); !errors.Is(err, ErrProvisioner) {
@@ -56,11 +56,11 @@ func TestDeviceEnrollsOnce(t *testing.T) {
 		t.Fatalf("a refused put left %+v", d)
 	}
 	must(CmdDevicesPut, DevicesPut{Provisioner: "listed", IDs: []string{"d1", "d2"}})
-	if err := run(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 2, Cert: deviceCert("a0", "listed")}); !errors.Is(err, ErrVersionMismatch) {
+	if err := run(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 2, ProvisionerCreated: t0, Cert: deviceCert("a0", "listed")}); !errors.Is(err, ErrVersionMismatch) {
 		t.Fatalf("verified against another version of the provisioner: %v", err)
 	}
-	must(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, Cert: deviceCert("a1", "listed")})
-	if err := run(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, Cert: deviceCert("a2", "listed")}); !errors.Is(err, ErrDeviceEnrolled) {
+	must(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("a1", "listed")})
+	if err := run(CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("a2", "listed")}); !errors.Is(err, ErrDeviceEnrolled) {
 		t.Fatalf("second enrollment: %v", err)
 	}
 	c, err := f.Cert("a1")
@@ -74,12 +74,12 @@ func TestDeviceEnrollsOnce(t *testing.T) {
 
 	// Without an allow-list any device enrolls, once; with reprovisioning,
 	// again.
-	must(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, Cert: deviceCert("o1", "open")})
-	if err := run(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, Cert: deviceCert("o2", "open")}); !errors.Is(err, ErrDeviceEnrolled) {
+	must(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("o1", "open")})
+	if err := run(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("o2", "open")}); !errors.Is(err, ErrDeviceEnrolled) {
 		t.Fatalf("second enrollment without allow-list: %v", err)
 	}
-	must(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, Cert: deviceCert("r1", "again")})
-	must(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, Cert: deviceCert("r2", "again")})
+	must(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("r1", "again")})
+	must(CmdIssue, Issue{Device: "x", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("r2", "again")})
 	if d, _ := f.Device("again", "x"); d.Serial != "r2" || d.Enrollments != 2 {
 		t.Fatalf("reprovisioned device %+v", d)
 	}
@@ -102,12 +102,12 @@ func TestDeviceEnrollsOnce(t *testing.T) {
 	}
 	// A device revoked before it was ever seen never enrolls.
 	must(CmdDeviceRevoke, DeviceRevoke{Provisioner: "open", ID: "leaked"})
-	if err := run(CmdIssue, Issue{Device: "leaked", ProvisionerVersion: 1, Cert: deviceCert("l1", "open")}); !errors.Is(err, ErrDeviceRevoked) {
+	if err := run(CmdIssue, Issue{Device: "leaked", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("l1", "open")}); !errors.Is(err, ErrDeviceRevoked) {
 		t.Fatalf("a revoked, never seen device: %v", err)
 	}
 
 	// IDs are case-insensitive: names made from them are DNS names.
-	if err := run(CmdIssue, Issue{Device: "X", ProvisionerVersion: 1, Cert: deviceCert("o3", "open")}); !errors.Is(err, ErrDeviceEnrolled) {
+	if err := run(CmdIssue, Issue{Device: "X", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("o3", "open")}); !errors.Is(err, ErrDeviceEnrolled) {
 		t.Fatalf("X after x: %v", err)
 	}
 	if err := run(CmdDevicesPut, DevicesPut{Provisioner: "listed", IDs: []string{"q1", "Q1"}}); err == nil {
@@ -134,7 +134,7 @@ func TestFormat8Versions(t *testing.T) {
 		format  int
 	}{
 		"x5c provisioner": {CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}, 6, 8},
-		"device issue":    {CmdIssue, Issue{Device: "d", ProvisionerVersion: 1, Cert: deviceCert("s", "f")}, 4, 8},
+		"device issue":    {CmdIssue, Issue{Device: "d", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s", "f")}, 4, 8},
 		"token issue":     {CmdIssue, Issue{TokenHash: []byte("h"), Cert: deviceCert("s", "f")}, 3, 0},
 		"devices put":     {CmdDevicesPut, DevicesPut{}, 1, 8},
 		"device revoke":   {CmdDeviceRevoke, DeviceRevoke{}, 1, 8},
@@ -160,7 +160,7 @@ func TestDeletingAProvisionerDeletesItsDevices(t *testing.T) {
 		{CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f2", true, false)}},
 		{CmdDevicesPut, DevicesPut{Provisioner: "f", IDs: []string{"d1", "d2"}}},
 		{CmdDevicesPut, DevicesPut{Provisioner: "f2", IDs: []string{"d1"}}},
-		{CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, Cert: deviceCert("s1", "f")}},
+		{CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s1", "f")}},
 		{CmdDeviceRevoke, DeviceRevoke{Provisioner: "f", ID: "D3"}},
 	} {
 		if err := run(c.typ, c.p); err != nil {
@@ -192,13 +192,41 @@ func TestDeletingAProvisionerDeletesItsDevices(t *testing.T) {
 	if ds, _ := f.Devices("f", "", "", 10); len(ds) != 1 || ds[0].ID != "d3" || !ds[0].Revoked() {
 		t.Fatalf("the new provisioner inherited %+v, want the revocation of d3 alone", ds)
 	}
-	if err := run(CmdIssue, Issue{Device: "d3", ProvisionerVersion: 1, Cert: deviceCert("s3", "f")}); !errors.Is(err, ErrDeviceRevoked) {
+	if err := run(CmdIssue, Issue{Device: "d3", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s3", "f")}); !errors.Is(err, ErrDeviceRevoked) {
 		t.Fatalf("a revoked device of the deleted provisioner: %v", err)
 	}
-	if err := run(CmdIssue, Issue{Device: "d2", ProvisionerVersion: 1, Cert: deviceCert("s2", "f")}); !errors.Is(err, ErrDeviceNotListed) {
+	if err := run(CmdIssue, Issue{Device: "d2", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s2", "f")}); !errors.Is(err, ErrDeviceNotListed) {
 		t.Fatalf("a device of the deleted provisioner: %v", err)
 	}
 	if ds, _ := f.Devices("f2", "", "", 10); len(ds) != 1 {
 		t.Fatalf("another provisioner's devices: %+v", ds)
+	}
+}
+
+// An enrollment verified against a provisioner that was deleted and made
+// again since (its version starts again at 1) is refused: the proposer
+// verifies the device again, against the new one.
+func TestADeviceVerifiedAgainstADeletedProvisionerIsRefused(t *testing.T) {
+	f, b := lifecycle(t)
+	at := func(d time.Duration, typ CmdType, p any) error {
+		t.Helper()
+		return apply(t, f, b.entry(typ, t0.Add(d), p))
+	}
+	if err := at(0, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := at(time.Second, CmdProvisionerDel, ProvisionerDelete{Name: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := at(2*time.Second, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}); err != nil {
+		t.Fatal(err)
+	}
+	stale := Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s1", "f")}
+	if err := at(3*time.Second, CmdIssue, stale); !errors.Is(err, ErrVersionMismatch) {
+		t.Fatalf("verified against the deleted provisioner: %v", err)
+	}
+	stale.ProvisionerCreated = t0.Add(2 * time.Second)
+	if err := at(3*time.Second, CmdIssue, stale); err != nil {
+		t.Fatalf("verified against the current one: %v", err)
 	}
 }

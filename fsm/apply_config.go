@@ -323,6 +323,9 @@ func applyProvisionerPut(a *applyCtx) error {
 	if (!exists && in.ExpectedVersion != 0) || (exists && cur.Version != in.ExpectedVersion) {
 		return reject(ErrVersionMismatch, fmt.Sprintf("provisioner %s is at version %d, not %d", p.Name, cur.Version, in.ExpectedVersion))
 	}
+	if other := sharedTemplate(a, &p); other != "" {
+		return reject(ErrConflict, fmt.Sprintf("provisioner %s makes names of the same template as x5c provisioner %s: two devices would share a name", p.Name, other))
+	}
 	if attr, ok := devicesAttribute(a, p.Name); ok {
 		// Device entries under the name (revoked ones outlive a forced
 		// delete) are keyed by that attribute: another would detach every

@@ -212,7 +212,49 @@ func checkDeviceRenewal(a *applyCtx, old *Cert) error {
 	if getJSON(a.tx, bDevices, deviceKey(old.Provisioner, id), &d) == nil && d.Revoked() {
 		return reject(ErrDeviceRevoked, "device "+id+" has been revoked")
 	}
+	// A device's certificate renews under the provisioner that enrolled
+	// it, never under one made again under its name (other roots, another
+	// allow-list): the device enrolls there, or not at all.
+	if p, err := a.f.provisioners.get(a.tx, bProvisioners, old.Provisioner); err == nil && p.CreatedAt.After(old.IssuedAt) {
+		return reject(ErrCertUnknown, "certificate "+old.Serial+" was issued by an earlier provisioner named "+old.Provisioner)
+	}
 	return nil
+}
+
+// templateKey is an x5c name template as the names it makes: lowercase,
+// any spelling of the device ID's placeholder as {id}.
+func templateKey(t string) string {
+	t = strings.ToLower(t)
+	for _, p := range []string{"{serial}", "{cn}"} {
+		t = strings.ReplaceAll(t, p, "{id}")
+	}
+	return t
+}
+
+// sharedTemplate names another x5c provisioner that makes a name p's
+// templates make too ("" if none): device IDs are each provisioner's own,
+// so two devices would share the name.
+func sharedTemplate(a *applyCtx, p *Provisioner) string {
+	if p.Kind != KindX5C || p.X5C == nil {
+		return ""
+	}
+	mine := map[string]bool{}
+	for _, t := range p.X5C.Names {
+		mine[templateKey(t)] = true
+	}
+	c := a.tx.Bucket(bProvisioners).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var o Provisioner
+		if string(k) == p.Name || json.Unmarshal(v, &o) != nil || o.Kind != KindX5C || o.X5C == nil {
+			continue
+		}
+		for _, t := range o.X5C.Names {
+			if mine[templateKey(t)] {
+				return o.Name
+			}
+		}
+	}
+	return ""
 }
 
 // DeviceProperty is the certificate property that names the device an x5c

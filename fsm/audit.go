@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -136,6 +137,9 @@ func (f *FSM) Audit(q AuditFilter) (AuditPage, error) {
 		p.Next = q.After
 		if k, _ := log.Cursor().Last(); k != nil {
 			p.Next = max(q.After, binary.BigEndian.Uint64(k))
+		}
+		if q.After == math.MaxUint64 {
+			return nil // nothing follows the last sequence number (After+1 would wrap to the start)
 		}
 		// next yields, in order, the sequence numbers the index has for the
 		// query, and whether the key's hashes match it (a command-only or

@@ -8,7 +8,7 @@ import (
 
 func x5cProv(name string, allowList, reprovision bool) Provisioner {
 	return Provisioner{Name: name, Kind: KindX5C, Authority: "default",
-		X5C: &X5COptions{Roots: "pem", Names: []string{"{serial}.devices.example"}, AllowList: allowList, Reprovision: reprovision}}
+		X5C: &X5COptions{Roots: "pem", Names: []string{"{serial}." + name + ".devices.example"}, AllowList: allowList, Reprovision: reprovision}}
 }
 
 func deviceCert(serial, prov string) Cert {
@@ -228,5 +228,56 @@ func TestADeviceVerifiedAgainstADeletedProvisionerIsRefused(t *testing.T) {
 	stale.ProvisionerCreated = t0.Add(2 * time.Second)
 	if err := at(3*time.Second, CmdIssue, stale); err != nil {
 		t.Fatalf("verified against the current one: %v", err)
+	}
+}
+
+// Two x5c provisioners never make one name: each keeps its own device IDs,
+// so two devices would share it.
+func TestX5CProvisionersDoNotShareATemplate(t *testing.T) {
+	f, b := lifecycle(t)
+	run := func(p Provisioner) error {
+		t.Helper()
+		return apply(t, f, b.entry(CmdProvisionerPut, t0, ProvisionerPut{Provisioner: p}))
+	}
+	a := x5cProv("a", false, false)
+	a.X5C.Names = []string{"{serial}.devices.example"}
+	if err := run(a); err != nil {
+		t.Fatal(err)
+	}
+	other := x5cProv("b", false, false)
+	other.X5C.Names = []string{"spiffe://d.example/{id}", "{ID}.Devices.example"}
+	if err := run(other); !errors.Is(err, ErrConflict) {
+		t.Fatalf("the same template in another spelling: %v", err)
+	}
+	other.X5C.Names = []string{"{id}.b.devices.example"}
+	if err := run(other); err != nil {
+		t.Fatalf("a template of its own: %v", err)
+	}
+}
+
+// A device's certificate renews under the provisioner that enrolled it,
+// not under one made again under the name.
+func TestADeviceRenewsUnderItsOwnProvisionerOnly(t *testing.T) {
+	f, b := lifecycle(t)
+	at := func(d time.Duration, typ CmdType, p any) error {
+		t.Helper()
+		return apply(t, f, b.entry(typ, t0.Add(d), p))
+	}
+	if err := at(0, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := at(0, CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s1", "f")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := at(time.Second, CmdProvisionerDel, ProvisionerDelete{Name: "f", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := at(2*time.Second, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	next := deviceCert("s2", "f")
+	next.SANs, next.Subject = []string{"s1.devices.example"}, "CN=s1.devices.example"
+	if err := at(3*time.Second, CmdRenew, Renew{Renews: "s1", Cert: next}); !errors.Is(err, ErrCertUnknown) {
+		t.Fatalf("renewed under the provisioner made again: %v", err)
 	}
 }

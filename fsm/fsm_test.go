@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -775,5 +776,16 @@ func TestALogFormatMarkRaisesTheStateToItsFormat(t *testing.T) {
 	f.ApplyBatch([]*raft.Log{b.entry(CmdLogFormat, t0, LogFormatMark{Format: LogFormat + 3})})
 	if got := f.HighestLogFormat(); got != LogFormat {
 		t.Fatalf("a mark of format %d left %d", LogFormat+3, got)
+	}
+}
+
+// A cursor at the last possible sequence number has nothing after it (its
+// successor would wrap around to the first entry).
+func TestAuditAfterTheLastSequenceNumber(t *testing.T) {
+	f := openTest(t)
+	f.ApplyBatch(workload(t))
+	page, err := f.Audit(AuditFilter{After: math.MaxUint64})
+	if err != nil || len(page.Entries) != 0 {
+		t.Fatalf("%d entries after 2^64-1 (%v)", len(page.Entries), err)
 	}
 }

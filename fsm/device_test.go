@@ -203,31 +203,42 @@ func TestDeletingAProvisionerDeletesItsDevices(t *testing.T) {
 	}
 }
 
-// An enrollment verified against a provisioner that was deleted and made
-// again since (its version starts again at 1) is refused: the proposer
-// verifies the device again, against the new one.
-func TestADeviceVerifiedAgainstADeletedProvisionerIsRefused(t *testing.T) {
+// A provisioner deleted and made again under its name is another one
+// (its versions start again at 1): an enrollment verified against the
+// deleted one is refused (the proposer verifies the device again), and
+// the certificates the deleted one issued renew no more.
+func TestAProvisionerMadeAgainIsAnotherOne(t *testing.T) {
 	f, b := lifecycle(t)
 	at := func(d time.Duration, typ CmdType, p any) error {
 		t.Helper()
 		return apply(t, f, b.entry(typ, t0.Add(d), p))
 	}
-	if err := at(0, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}); err != nil {
-		t.Fatal(err)
+	for _, step := range []struct {
+		d   time.Duration
+		typ CmdType
+		p   any
+	}{
+		{0, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}},
+		{0, CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s1", "f")}},
+		{time.Second, CmdProvisionerDel, ProvisionerDelete{Name: "f", Force: true}},
+		{2 * time.Second, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}},
+	} {
+		if err := at(step.d, step.typ, step.p); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := at(time.Second, CmdProvisionerDel, ProvisionerDelete{Name: "f"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := at(2*time.Second, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}); err != nil {
-		t.Fatal(err)
-	}
-	stale := Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s1", "f")}
+	stale := Issue{Device: "d2", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s2", "f")}
 	if err := at(3*time.Second, CmdIssue, stale); !errors.Is(err, ErrVersionMismatch) {
 		t.Fatalf("verified against the deleted provisioner: %v", err)
 	}
 	stale.ProvisionerCreated = t0.Add(2 * time.Second)
 	if err := at(3*time.Second, CmdIssue, stale); err != nil {
 		t.Fatalf("verified against the current one: %v", err)
+	}
+	next := deviceCert("s3", "f")
+	next.SANs, next.Subject = []string{"s1.devices.example"}, "CN=s1.devices.example"
+	if err := at(3*time.Second, CmdRenew, Renew{Renews: "s1", Cert: next}); !errors.Is(err, ErrCertUnknown) {
+		t.Fatalf("renewed under the provisioner made again: %v", err)
 	}
 }
 
@@ -252,32 +263,5 @@ func TestX5CProvisionersDoNotShareATemplate(t *testing.T) {
 	other.X5C.Names = []string{"{id}.b.devices.example"}
 	if err := run(other); err != nil {
 		t.Fatalf("a template of its own: %v", err)
-	}
-}
-
-// A device's certificate renews under the provisioner that enrolled it,
-// not under one made again under the name.
-func TestADeviceRenewsUnderItsOwnProvisionerOnly(t *testing.T) {
-	f, b := lifecycle(t)
-	at := func(d time.Duration, typ CmdType, p any) error {
-		t.Helper()
-		return apply(t, f, b.entry(typ, t0.Add(d), p))
-	}
-	if err := at(0, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", false, false)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := at(0, CmdIssue, Issue{Device: "d1", ProvisionerVersion: 1, ProvisionerCreated: t0, Cert: deviceCert("s1", "f")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := at(time.Second, CmdProvisionerDel, ProvisionerDelete{Name: "f", Force: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := at(2*time.Second, CmdProvisionerPut, ProvisionerPut{Provisioner: x5cProv("f", true, false)}); err != nil {
-		t.Fatal(err)
-	}
-	next := deviceCert("s2", "f")
-	next.SANs, next.Subject = []string{"s1.devices.example"}, "CN=s1.devices.example"
-	if err := at(3*time.Second, CmdRenew, Renew{Renews: "s1", Cert: next}); !errors.Is(err, ErrCertUnknown) {
-		t.Fatalf("renewed under the provisioner made again: %v", err)
 	}
 }

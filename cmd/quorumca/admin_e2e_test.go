@@ -12,7 +12,6 @@ import (
 	binenc "encoding/binary"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"os"
@@ -23,22 +22,13 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/quorumca/quorumca/internal/testwait"
 )
 
 // The admin CLI against a dev cluster, and audit verification of a copy of
 // a node's data before and after an edit.
 func TestAdminCLIAndAuditVerify(t *testing.T) {
 	dir := t.TempDir()
-	base := freeBase(t, 1)
-	p := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
-	env := []string{
-		fmt.Sprintf("QUORUMCA_ADDR=https://127.0.0.1:%d", base),
-		"QUORUMCA_CA_FILE=" + filepath.Join(dir, "root.pem"),
-		"QUORUMCA_ADMIN_TOKEN_FILE=" + filepath.Join(dir, "admin.token"),
-	}
+	p, _, env := startDev(t, dir)
 	cli := func(stdin string, args ...string) (string, error) {
 		cmd := exec.Command(binary, args...)
 		cmd.Env = append(os.Environ(), env...)

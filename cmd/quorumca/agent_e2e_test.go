@@ -79,11 +79,7 @@ func procStat(t *testing.T, pid int) (rssKB int, ticks int) {
 func TestAgentProcess(t *testing.T) {
 	requireTools(t, "openssl")
 	dir := t.TempDir()
-	base := freeBase(t, 1)
-	ca := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(ca.out.String(), "Press Ctrl-C") })
-	env := []string{"QUORUMCA_ADDR=" + fmt.Sprintf("https://127.0.0.1:%d", base), "QUORUMCA_CA_FILE=" + filepath.Join(dir, "root.pem"),
-		"QUORUMCA_ADMIN_TOKEN_FILE=" + filepath.Join(dir, "admin.token")}
+	ca, _, env := startDev(t, dir)
 	bundles := t.TempDir()
 	if code, out := runBin(t, binary, env, "token", "create", "-sans", "device1.example", "-bundle-dir", bundles); code != 0 {
 		t.Fatalf("token create -bundle-dir: %d %s", code, out)
@@ -236,11 +232,7 @@ func TestSystemdUnits(t *testing.T) {
 func TestAgentProcessByFactoryCertificate(t *testing.T) {
 	requireTools(t, "openssl")
 	dir := t.TempDir()
-	base := freeBase(t, 1)
-	ca := start(t, "dev", "-data-dir", dir, "-listen", fmt.Sprintf("127.0.0.1:%d", base))
-	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(ca.out.String(), "Press Ctrl-C") })
-	env := []string{"QUORUMCA_ADDR=" + fmt.Sprintf("https://127.0.0.1:%d", base), "QUORUMCA_CA_FILE=" + filepath.Join(dir, "root.pem"),
-		"QUORUMCA_ADMIN_TOKEN_FILE=" + filepath.Join(dir, "admin.token")}
+	ca, addr, env := startDev(t, dir)
 	mfr := t.TempDir()
 	script := `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout mfr.key -out mfr.pem -days 30 \
   -subj "/CN=Acme Meters root" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
@@ -265,7 +257,7 @@ openssl x509 -req -in idevid.csr -CA mfr.pem -CAkey mfr.key -CAcreateserial -day
 	}
 	caRoot, _ := os.ReadFile(filepath.Join(dir, "root.pem"))
 	bundle := filepath.Join(t.TempDir(), "bundle.json")
-	b := agent.Bundle{Addrs: []string{fmt.Sprintf("https://127.0.0.1:%d", base)}, Roots: string(caRoot), Provisioner: "meters"}
+	b := agent.Bundle{Addrs: []string{addr}, Roots: string(caRoot), Provisioner: "meters"}
 	if err := b.Write(bundle); err != nil {
 		t.Fatal(err)
 	}

@@ -102,6 +102,17 @@ func start(t *testing.T, args ...string) *proc {
 	return startWith(t, binary, nil, args...)
 }
 
+// startDev runs a one-node dev CA with its data in dir and waits for its
+// banner; env points the client commands at it.
+func startDev(t *testing.T, dir string) (p *proc, addr string, env []string) {
+	t.Helper()
+	addr = fmt.Sprintf("https://127.0.0.1:%d", freeBase(t, 1))
+	p = start(t, "dev", "-data-dir", dir, "-listen", strings.TrimPrefix(addr, "https://"))
+	testwait.For(t, 60*time.Second, "the dev banner", func() bool { return strings.Contains(p.out.String(), "Press Ctrl-C") })
+	return p, addr, []string{"QUORUMCA_ADDR=" + addr, "QUORUMCA_CA_FILE=" + filepath.Join(dir, "root.pem"),
+		"QUORUMCA_ADMIN_TOKEN_FILE=" + filepath.Join(dir, "admin.token")}
+}
+
 // startWith runs bin with extra environment variables.
 func startWith(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()

@@ -21,7 +21,8 @@ import (
 // Zero-touch enrollment: an x5c provisioner trusts manufacturers' CAs, and
 // a device that proves, in the TLS handshake, the key of a factory
 // certificate (IEEE 802.1AR IDevID) under one of them gets its operational
-// certificate, named by templates over the factory certificate's subject.
+// certificate, named after the device ID the factory certificate's
+// subject carries.
 // The FSM lets each device enroll once (or again, with reprovision), and
 // only when listed where the provisioner has an allow-list.
 

@@ -98,22 +98,28 @@ func (ca *CA) replayEnrollment(ctx context.Context, req SignRequest, usedErr err
 	if err != nil || tok.UsedBy == "" || tokenFor(tok, req) != nil {
 		return nil, usedErr
 	}
-	rec, err := ca.state.Cert(tok.UsedBy)
-	if err != nil || rec.Revoked() {
-		return nil, usedErr
-	}
 	csr, err := ParseCSR(req.CSR)
 	if err != nil {
 		return nil, usedErr
 	}
+	if iss := ca.standingFor(tok.UsedBy, csr.PublicKey); iss != nil {
+		return iss, nil
+	}
+	return nil, usedErr
+}
+
+// standingFor answers a retried first enrollment: the certificate with
+// serial, if it is for pub and not revoked, with its chain; nil otherwise.
+func (ca *CA) standingFor(serial string, pub crypto.PublicKey) *Issued {
+	rec, err := ca.state.Cert(serial)
+	if err != nil || rec.Revoked() {
+		return nil
+	}
 	leaf, err := x509.ParseCertificate(rec.DER)
-	if err != nil {
-		return nil, usedErr
+	if err != nil || !SamePublicKey(leaf.PublicKey, pub) {
+		return nil
 	}
-	if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(csr.PublicKey) {
-		return nil, usedErr
-	}
-	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}, nil
+	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}
 }
 
 // tokenFor checks what an EST client said of its token: its ID (the

@@ -156,7 +156,7 @@ func (ca *CA) notOurAnchor(roots []*x509.Certificate) error {
 				continue
 			}
 			for _, r := range roots {
-				if k, ok := r.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && k.Equal(ours.PublicKey) {
+				if SamePublicKey(r.PublicKey, ours.PublicKey) {
 					return fmt.Errorf("%w: x5c.roots: %s is a CA of authority %s; a manufacturer root must be the manufacturer's", ErrInvalidRequest, r.Subject, a.Name)
 				}
 			}
@@ -396,11 +396,7 @@ func (ca *CA) SignX5C(ctx context.Context, req X5CRequest) (*Issued, error) {
 	if errors.Is(err, fsm.ErrDeviceEnrolled) {
 		return ca.replayDevice(ctx, p.Name, id, csr.PublicKey, err)
 	}
-	if err != nil {
-		return nil, err
-	}
-	iss.Cert.Properties = map[string]string{fsm.DeviceProperty: id}
-	return iss, nil
+	return iss, err
 }
 
 // replayDevice answers a device that enrolled already with the certificate
@@ -417,25 +413,18 @@ func (ca *CA) replayDevice(ctx context.Context, prov, id string, pub crypto.Publ
 			return nil, usedErr
 		}
 	}
-	rec, err := ca.state.Cert(d.Serial)
-	if err != nil || rec.Revoked() || d.Revoked() {
+	if d.Revoked() {
 		return nil, usedErr
 	}
-	leaf, err := x509.ParseCertificate(rec.DER)
-	if err != nil || !publicKeyEqual(leaf.PublicKey, pub) {
-		return nil, usedErr
+	if iss := ca.standingFor(d.Serial, pub); iss != nil {
+		return iss, nil
 	}
-	return &Issued{Cert: *rec, Chain: ca.Chain(rec)}, nil
-}
-
-func publicKeyEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
+	return nil, usedErr
 }
 
 // PutDevices lists devices on an x5c provisioner's allow-list, all or
-// none: a request is refused whole when an ID is not valid or was revoked
-// (checked here first, and again by its entry).
+// none: a request is refused whole when an ID is not valid (checked here)
+// or was revoked (by its entry, which lists nothing then).
 func (ca *CA) PutDevices(ctx context.Context, prov string, ids []string) (int, error) {
 	if _, err := ca.provisioner(ctx, prov, fsm.KindX5C); err != nil {
 		return 0, err
@@ -448,9 +437,6 @@ func (ca *CA) PutDevices(ctx context.Context, prov string, ids []string) (int, e
 	for _, id := range ids {
 		if !fsm.DeviceIDValid(id) {
 			return 0, fmt.Errorf("%w: ids: %.80q is not 1-%d letters, digits, '-', '_' and ':'", ErrInvalidRequest, id, fsm.MaxDeviceIDLen)
-		}
-		if d, err := ca.state.Device(prov, id); err == nil && d.Revoked() {
-			return 0, fsm.ErrDeviceRevoked.With("device " + id + " was revoked; it cannot be listed again")
 		}
 		if k := strings.ToLower(id); !seen[k] {
 			seen[k] = true

@@ -96,6 +96,15 @@ type DeviceRevoke struct {
 	ID          string `json:"id"`
 }
 
+// deviceEntry is id's entry under provisioner p, or a new one.
+func deviceEntry(a *applyCtx, p *Provisioner, id string) Device {
+	var d Device
+	if getJSON(a.tx, bDevices, deviceKey(p.Name, id), &d) != nil {
+		d = Device{Provisioner: p.Name, ID: strings.ToLower(id), Attribute: deviceAttribute(p)}
+	}
+	return d
+}
+
 // x5cProvisioner reads the named x5c provisioner in an apply.
 func x5cProvisioner(a *applyCtx, name string) (*Provisioner, error) {
 	p, err := a.f.provisioners.get(a.tx, bProvisioners, name)
@@ -123,11 +132,8 @@ func applyDevicesPut(a *applyCtx) error {
 		if !DeviceIDValid(id) {
 			return reject(ErrConflict, fmt.Sprintf("device ID %.80q is not valid", id))
 		}
-		d := &recs[i]
-		if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, id), d) != nil {
-			*d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(id), Attribute: deviceAttribute(p)}
-		}
-		if d.Revoked() {
+		recs[i] = deviceEntry(a, p, id)
+		if recs[i].Revoked() {
 			return reject(ErrDeviceRevoked, "device "+id+" was revoked; it cannot be listed again")
 		}
 	}
@@ -153,10 +159,7 @@ func applyDeviceRevoke(a *applyCtx) error {
 	if !DeviceIDValid(in.ID) {
 		return reject(ErrDeviceUnknown, fmt.Sprintf("device ID %.80q is not valid", in.ID))
 	}
-	var d Device
-	if getJSON(a.tx, bDevices, deviceKey(in.Provisioner, in.ID), &d) != nil {
-		d = Device{Provisioner: in.Provisioner, ID: strings.ToLower(in.ID), Attribute: deviceAttribute(p)}
-	}
+	d := deviceEntry(a, p, in.ID)
 	if d.Revoked() {
 		return nil
 	}
@@ -182,10 +185,7 @@ func checkDevice(a *applyCtx, id string, version uint64, created time.Time, c *C
 	if !DeviceIDValid(id) {
 		return nil, reject(ErrDeviceNotListed, fmt.Sprintf("device ID %.80q is not valid", id))
 	}
-	var d Device
-	if getJSON(a.tx, bDevices, deviceKey(c.Provisioner, id), &d) != nil {
-		d = Device{Provisioner: c.Provisioner, ID: strings.ToLower(id), Attribute: deviceAttribute(p)}
-	}
+	d := deviceEntry(a, p, id)
 	switch {
 	case d.Revoked():
 		return nil, reject(ErrDeviceRevoked, "device "+id+" has been revoked")
